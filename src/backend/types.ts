@@ -1,0 +1,54 @@
+/**
+ * The backend seam. The daemon knows only these interfaces; each backend
+ * (udp, vxlan, host-gw) lives in its own folder and is picked by name from
+ * the one map in `registry.ts`.
+ *
+ * Lifecycle, driven by the daemon:
+ *   1. `prepare()`  — host-local state needed before the lease is taken;
+ *                     returns the BackendData to publish (vxlan: VTEP MAC).
+ *   2. the daemon acquires the lease
+ *   3. `start(own)` — programs this host for its own lease, returns a Network
+ *   4. `network.apply(events)` — peer lease changes, serially, in order
+ *   5. `network.stop()` — undoes `start` (and `prepare`) in reverse
+ */
+import type { Logger } from '../log';
+import type { NetworkConfig } from '../config';
+import type { Lease, LeaseEvent } from '../subnet/lease';
+
+/** The underlay interface used for host-to-host traffic. */
+export interface ExternalInterface {
+  readonly name: string;
+  readonly index: number;
+  /** The interface's own IPv4 address (uint32). */
+  readonly address: number;
+  /** Address other hosts send to (differs from `address` behind NAT). */
+  readonly publicIP: number;
+  readonly mtu: number;
+}
+
+export interface BackendContext {
+  readonly config: NetworkConfig;
+  readonly extIface: ExternalInterface;
+  readonly log: Logger;
+  /** The -port flag if given on the command line/environment (wins over Backend.Port). */
+  readonly portFlag: number | undefined;
+}
+
+export interface Backend {
+  readonly type: string;
+  /** Bytes of encapsulation: the subnet file's MTU is the underlay MTU minus this. */
+  readonly overhead: number;
+  prepare(signal: AbortSignal): Promise<Record<string, unknown>>;
+  start(own: Lease, signal: AbortSignal): Promise<Network>;
+}
+
+export interface Network {
+  /** MTU containers should use (underlay MTU − overhead). */
+  readonly mtu: number;
+  /** Applies peer lease changes (never this host's own lease). Called serially. */
+  apply(events: readonly LeaseEvent[]): Promise<void>;
+  /** Undoes what start/prepare did; safe to call once after any failure. */
+  stop(): Promise<void>;
+}
+
+export type BackendFactory = (ctx: BackendContext) => Backend;

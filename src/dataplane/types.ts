@@ -1,0 +1,50 @@
+/**
+ * The typed face of the native data plane (native/, N-API addon). JavaScript
+ * only configures it: packets are moved by the addon's own threads.
+ */
+
+export interface DataPlaneOptions {
+  /** TUN device name, e.g. `rudder0` (created if absent, IFF_TUN|IFF_NO_PI). */
+  readonly tunName: string;
+  /** Local underlay address to bind the UDP socket to (uint32), 0 = any. */
+  readonly bindAddress: number;
+  /** UDP port (default 8285). */
+  readonly port: number;
+  /** This host's subnet: datagrams whose inner destination is outside it are dropped. */
+  readonly localSubnet: { readonly ip: number; readonly prefix: number };
+  /** Address used as the source of ICMP errors the data plane generates (the TUN address). */
+  readonly icmpSource: number;
+  /** MTU of the TUN device (used to size buffers and for ICMP frag-needed). */
+  readonly mtu: number;
+}
+
+export interface DataPlaneRoute {
+  readonly ip: number; // subnet network address
+  readonly prefix: number;
+  readonly publicIP: number;
+  readonly port: number;
+}
+
+export interface DataPlaneCounters {
+  txPackets: number; // TUN → UDP
+  txBytes: number;
+  rxPackets: number; // UDP → TUN
+  rxBytes: number;
+  dropNoRoute: number;
+  dropUnknownSender: number;
+  dropMalformed: number;
+  dropTtl: number;
+  dropNotLocal: number;
+  tunErrors: number;
+  socketErrors: number;
+  icmpSent: number;
+}
+
+export interface DataPlane {
+  /** Replaces the whole route table atomically; traffic keeps flowing. */
+  setRoutes(routes: readonly DataPlaneRoute[]): void;
+  /** Reads counters from shared memory (no syscall). */
+  counters(): DataPlaneCounters;
+  /** Stops the threads and closes the TUN and socket. Idempotent. */
+  stop(): void;
+}
