@@ -1,0 +1,167 @@
+/** IPv4 routes. */
+import { rt, type RtNetlinkSocket } from 'netlink';
+import { contains, formatCidr, formatIp, maskOf } from '../ip/ipv4';
+import { AF_INET, bufToIp, Conn, CREATE_REPLACE, dev, enumNum, ipToBuf } from './conn';
+import { linkByIndex } from './links';
+import { listAddresses } from './addrs';
+import {
+  RTPROT_RUDDER,
+  TABLE_MAIN,
+  type DefaultRouteIface,
+  type EnsureResult,
+  type RouteFilter,
+  type RouteInfo,
+  type RouteKey,
+  type RouteScope,
+  type RouteSpec,
+} from './types';
+
+const RTNH_F_ONLINK = 4; // rtm_flags bit; the package has no name for it
+const RTN_UNICAST = 1;
+const SCOPES: Record<RouteScope, number> = { universe: 0, link: 253, host: 254 };
+
+type RouteMsg = rt.RouteMessage;
+
+function toRouteInfo(m: RouteMsg): RouteInfo {
+  const flags = m.data.flags ? rt.formatRouteFlags(m.data.flags) : 0;
+  return {
+    dst: { ip: bufToIp(m.attrs.dst) ?? 0, prefix: m.data.dstLen ?? 0 },
+    // rtm_table is a u8; tables above 255 are only in RTA_TABLE.
+    table: m.attrs.table ?? m.data.table ?? 0,
+    oif: m.attrs.oif,
+    gateway: bufToIp(m.attrs.gateway),
+    onlink: (flags & RTNH_F_ONLINK) !== 0,
+    scope: enumNum(rt.RouteScope as unknown as Record<string, number>, m.data.scope),
+    protocol: enumNum(rt.RouteProtocol as unknown as Record<string, number>, m.data.protocol),
+    type: enumNum(rt.RouteType as unknown as Record<string, number>, m.data.type),
+    metric: m.attrs.priority ?? 0,
+    prefsrc: bufToIp(m.attrs.prefsrc),
+  };
+}
+
+export async function listRoutes(c: Conn, filter: RouteFilter = {}): Promise<RouteInfo[]> {
+  const msgs = await c.call('list', 'routes', (s) => s.getRoutes({ family: AF_INET }));
+  const table = filter.table ?? TABLE_MAIN;
+  return msgs
+    .filter((m) => m.data.family === AF_INET)
+    .map(toRouteInfo)
+    .filter(
+      (r) =>
+        (table === 'all' || r.table === table) &&
+        (filter.oif === undefined || r.oif === filter.oif) &&
+        (filter.protocol === undefined || r.protocol === filter.protocol),
+    );
+}
+
+function describe(k: RouteKey): string {
+  const parts = [formatCidr(k.dst)];
+  if (k.gateway !== undefined) parts.push(`via ${formatIp(k.gateway)}`);
+  if (k.oif !== undefined) parts.push(`dev ${dev(k.oif)}`);
+  if (k.metric) parts.push(`metric ${k.metric}`);
+  if (k.table !== undefined && k.table !== TABLE_MAIN) parts.push(`table ${k.table}`);
+  return `route ${parts.join(' ')}`;
+}
+
+function normalise(spec: RouteSpec): Required<Omit<RouteSpec, 'gateway'>> & { gateway: number | undefined } {
+  return {
+    dst: spec.dst,
+    oif: spec.oif,
+    gateway: spec.gateway,
+    onlink: spec.onlink ?? false,
+    scope: spec.scope ?? (spec.gateway === undefined ? 'link' : 'universe'),
+    protocol: spec.protocol ?? RTPROT_RUDDER,
+    metric: spec.metric ?? 0,
+    table: spec.table ?? TABLE_MAIN,
+  };
+}
+
+function sameDst(r: RouteInfo, dst: { ip: number; prefix: number }): boolean {
+  return r.dst.ip === dst.ip >>> 0 && r.dst.prefix === dst.prefix;
+}
+
+export async function ensureRoute(c: Conn, spec: RouteSpec): Promise<EnsureResult> {
+  const n = normalise(spec);
+  const all = await listRoutes(c, { table: n.table });
+  const toDst = all.filter((r) => sameDst(r, n.dst) && r.type === RTN_UNICAST);
+  const matches = (r: RouteInfo): boolean =>
+    r.metric === n.metric &&
+    r.oif === n.oif &&
+    r.gateway === (n.gateway === undefined ? undefined : n.gateway >>> 0) &&
+    r.onlink === n.onlink &&
+    r.scope === SCOPES[n.scope] &&
+    r.protocol === n.protocol;
+  let changed = false;
+  if (!toDst.some(matches)) {
+    await c.call('replace', describe(n), (s: RtNetlinkSocket) =>
+      s.newRoute(
+        {
+          family: AF_INET,
+          dstLen: n.dst.prefix,
+          table: n.table < 256 ? n.table : 0,
+          protocol: n.protocol,
+          scope: SCOPES[n.scope],
+          type: RTN_UNICAST,
+          flags: n.onlink ? { __unknown: RTNH_F_ONLINK } : {},
+        },
+        {
+          dst: ipToBuf(n.dst.ip),
+          oif: n.oif,
+          ...(n.gateway !== undefined ? { gateway: ipToBuf(n.gateway) } : {}),
+          ...(n.metric ? { priority: n.metric } : {}),
+          ...(n.table >= 256 ? { table: n.table } : {}),
+        },
+        { flags: CREATE_REPLACE },
+      ),
+    );
+    changed = true;
+  }
+  // REPLACE only overwrites the route with the same metric; a copy Rudder made
+  // at another metric (or one it made before the replace) is stale.
+  for (const r of toDst) {
+    if (r.protocol !== n.protocol || r.metric === n.metric) continue;
+    if (await deleteRoute(c, { dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) })) changed = true;
+  }
+  return { changed };
+}
+
+export async function deleteRoute(c: Conn, k: RouteKey): Promise<boolean> {
+  const table = k.table ?? TABLE_MAIN;
+  return c.callTolerant('delete', describe(k), ['ESRCH', 'ENOENT'], false, async (s) => {
+    await s.delRoute(
+      { family: AF_INET, dstLen: k.dst.prefix, table: table < 256 ? table : 0 },
+      {
+        dst: ipToBuf(k.dst.ip),
+        ...(k.oif !== undefined ? { oif: k.oif } : {}),
+        ...(k.gateway !== undefined ? { gateway: ipToBuf(k.gateway) } : {}),
+        ...(k.metric ? { priority: k.metric } : {}),
+        ...(table >= 256 ? { table } : {}),
+      },
+    );
+    return true;
+  });
+}
+
+/**
+ * The interface of the lowest-metric IPv4 default route in the main table,
+ * with the address it sources traffic from: the route's prefsrc if set, else
+ * the link's primary address on the gateway's subnet, else its first primary.
+ */
+export async function defaultRouteInterface(c: Conn): Promise<DefaultRouteIface | null> {
+  const defaults = (await listRoutes(c, { table: TABLE_MAIN }))
+    .filter((r) => r.dst.prefix === 0 && r.type === RTN_UNICAST && r.oif !== undefined)
+    .sort((a, b) => a.metric - b.metric);
+  for (const r of defaults) {
+    const link = await linkByIndex(c, r.oif as number);
+    if (link === null) continue;
+    const addrs = await listAddresses(c, link.index);
+    const primaries = addrs.filter((a) => !a.secondary);
+    const pick =
+      (r.prefsrc !== undefined ? addrs.find((a) => a.ip === r.prefsrc) : undefined) ??
+      (r.gateway !== undefined ? primaries.find((a) => contains({ ip: (a.ip & maskOf(a.prefix)) >>> 0, prefix: a.prefix }, r.gateway as number)) : undefined) ??
+      primaries[0] ??
+      addrs[0];
+    if (pick === undefined) continue; // no IPv4 address: cannot carry the underlay
+    return { link, address: pick.ip, prefix: pick.prefix, gateway: r.gateway, metric: r.metric };
+  }
+  return null;
+}
