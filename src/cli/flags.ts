@@ -438,17 +438,31 @@ function optStr(p: ParsedFlags, name: string): string | undefined {
   return v === undefined || v === '' ? undefined : v;
 }
 
-/** How the user spelled a flag's source, for messages about its value. */
-function sourceOf(p: ParsedFlags, name: string, argv: readonly string[]): string {
-  if (!p.given.has(name)) return `-${name}`;
+/**
+ * How the user spelled a given flag's source (`--port`, `RUDDER_PORT`) and
+ * the raw text there, for messages about its value; null if not given.
+ */
+function sourceOf(
+  p: ParsedFlags,
+  name: string,
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): { where: string; raw: string } | null {
+  if (!p.given.has(name)) return null;
   const consumed = argv.slice(0, argv.length - p.rest.length);
   const spec = DAEMON_FLAGS.find((s) => s.name === name);
   const names = [name, ...(spec?.aliases ?? [])];
   for (let i = consumed.length - 1; i >= 0; i--) {
-    const m = /^(--?)([^=]+)/.exec(consumed[i] as string);
-    if (m && names.includes(m[2] as string)) return `${m[1]}${m[2]}`;
+    const m = /^(--?)([^=]+)(=(.*))?$/s.exec(consumed[i] as string);
+    if (m && names.includes(m[2] as string)) {
+      return { where: `${m[1]}${m[2]}`, raw: m[3] !== undefined ? (m[4] as string) : (consumed[i + 1] ?? '') };
+    }
   }
-  return envName(name);
+  for (const n of names) {
+    const v = env[envName(n)];
+    if (v !== undefined && v !== '') return { where: envName(n), raw: v };
+  }
+  return null;
 }
 
 const ENDPOINT = /^(https?):\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})\/?$/;
@@ -500,9 +514,13 @@ export function daemonFlags(
   const p = parseFlags(DAEMON_FLAGS, argv, env);
   const help = p.values.get('help') === true;
   const version = p.values.get('version') === true;
-  const where = (name: string): string => sourceOf(p, name, argv);
-  const bad = (name: string, value: string, expected: string): RudderError =>
-    flagErr(`${where(name)}=${JSON.stringify(value)}: expected ${expected}`);
+  // `value` is what to show when the flag was not given (a default failed a cross-check).
+  const bad = (name: string, value: string, expected: string): RudderError => {
+    const src = sourceOf(p, name, argv, env);
+    const where = src?.where ?? `-${name}`;
+    return flagErr(`${where}=${JSON.stringify(value)}: expected ${expected}`);
+  };
+  const rawOf = (name: string, fallback: string): string => sourceOf(p, name, argv, env)?.raw ?? fallback;
 
   const endpoints = (p.values.get('etcd-endpoint') as string[] | undefined) ?? [];
   const ttlMs = p.values.get('subnet-lease-ttl') as number;
@@ -560,7 +578,7 @@ export function daemonFlags(
   }
   if (ttlMs % 1000 !== 0) {
     // etcd lease TTLs are whole seconds; rounding silently would lie.
-    throw bad('subnet-lease-ttl', str(p, 'subnet-lease-ttl') ?? formatDuration(ttlMs), 'a whole number of seconds such as "24h" or "90s"');
+    throw bad('subnet-lease-ttl', rawOf('subnet-lease-ttl', formatDuration(ttlMs)), 'a whole number of seconds such as "24h" or "90s"');
   }
   if (!Number.isFinite(marginMs) || marginMs <= 0) {
     throw bad('subnet-lease-renew-margin', marginRaw, 'a positive number of minutes such as "60", or a duration such as "30s"');
