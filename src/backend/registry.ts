@@ -1,0 +1,31 @@
+/**
+ * The one map from Backend.Type to implementation. Adding a backend means one
+ * line here; nothing else in the daemon knows backend names.
+ */
+import { RudderError } from '../errors';
+import { BACKEND_TYPES } from '../config';
+import type { Backend, BackendContext, BackendFactory } from './types';
+import { createUdpBackend } from './udp';
+
+const FACTORIES: ReadonlyMap<string, BackendFactory> = new Map<string, BackendFactory>([['udp', (ctx) => createUdpBackend(ctx)]]);
+
+/** Names with a factory in this build. */
+export function availableBackends(): string[] {
+  return [...FACTORIES.keys()];
+}
+
+export function lookupBackend(type: string): BackendFactory {
+  const f = FACTORIES.get(type);
+  if (f !== undefined) return f;
+  const known = (BACKEND_TYPES as readonly string[]).includes(type);
+  throw new RudderError(
+    'E_BACKEND',
+    known
+      ? `backend ${type} is not available in this build (available: ${availableBackends().join(', ')})`
+      : `unknown backend ${JSON.stringify(type)}: expected one of ${BACKEND_TYPES.join(', ')}`,
+  );
+}
+
+export function createBackend(ctx: BackendContext): Backend {
+  return lookupBackend(ctx.config.backend.Type)(ctx);
+}

@@ -1,0 +1,242 @@
+/**
+ * The udp backend: Rudder's original design, a TUN device and a native data
+ * plane that carries each IP packet in one UDP datagram to the PublicIP of
+ * the lease holding its destination.
+ *
+ * Design notes
+ * - Split of work: the native data plane owns the TUN device `rudder0` and the
+ *   UDP socket and moves every packet on its own threads; this file only
+ *   configures it (the peer table) and the kernel (rtnetlink, via the facade).
+ * - Kernel state, all "ensure": rudder0 gets the lease's network address as
+ *   a /32 (10.0.5.0/32; .1 stays free for the container bridge), MTU =
+ *   underlay MTU − 28 (IPv4 20 + UDP 8), up, and one route for the whole
+ *   Network to rudder0 (scope link, protocol RTPROT_RUDDER). Our own subnet
+ *   is more specific and lives on the local bridge, so it never loops back.
+ *   At start every other RTPROT_RUDDER route in the main table is removed:
+ *   it is left over from a crashed run or another backend and, being more
+ *   specific, would shadow the Network route.
+ * - Ports: every host listens on `-port`, else Backend.Port, else 8285 (the
+ *   "network port"). A host whose -port differs from the network port
+ *   publishes {"Port": p} in BackendData; otherwise BackendData stays {} as in
+ *   flannel. A peer is sent to its published Port, else the network port, so
+ *   flannel-written leases and hosts with a per-host -port both work.
+ * - Peers: only leases with BackendType "udp" are routed; another type is
+ *   logged once and gets no route (its host could not decapsulate our
+ *   datagrams). Each batch hands the complete table to the data plane, which
+ *   swaps it atomically; unchanged batches are not pushed.
+ * - Failure: start() registers an undo step after each step that succeeded;
+ *   an error or an abort runs them in reverse, so no half state survives.
+ *   stop() runs the same list: Network route, data plane (removes the TUN and
+ *   its routes), a left-over rudder0, the netlink socket.
+ */
+import { RudderError, describeError } from '../../errors';
+import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
+import type { Logger } from '../../log';
+import type { DataPlane, DataPlaneCounters, DataPlaneOptions } from '../../dataplane/types';
+import type { Lease, LeaseEvent } from '../../subnet/lease';
+import { openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../../netlink';
+import type { Backend, BackendContext, Network } from '../types';
+import { DEFAULT_UDP_PORT, PeerTable, describeRoute } from './table';
+
+export { DEFAULT_UDP_PORT, PeerTable, peerPort } from './table';
+
+export const UDP_OVERHEAD = 28;
+export const TUN_NAME = 'rudder0';
+export const STATS_INTERVAL_MS = 10_000;
+
+/** The part of the netlink facade this backend uses (small, so tests can fake it). */
+export type UdpNetlink = Pick<
+  Netlink,
+  'linkByName' | 'ensureAddresses' | 'ensureMtu' | 'ensureLinkUp' | 'ensureRoute' | 'deleteRoute' | 'listRoutes' | 'deleteLink' | 'close'
+>;
+
+export interface UdpDeps {
+  openDataPlane?: (opts: DataPlaneOptions) => DataPlane;
+  openNetlink?: () => UdpNetlink;
+  /** Runs `fn` every `ms`; returns a cancel function. Default: an unref'd setInterval. */
+  every?: (ms: number, fn: () => void) => () => void;
+}
+
+function nativeOpenDataPlane(opts: DataPlaneOptions): DataPlane {
+  // Loaded on first use so unit tests, and hosts on other backends, never need the addon.
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const mod = require('../../dataplane/native') as { openDataPlane(o: DataPlaneOptions): DataPlane };
+  return mod.openDataPlane(opts);
+}
+
+function defaultEvery(ms: number, fn: () => void): () => void {
+  const t = setInterval(fn, ms);
+  t.unref();
+  return () => clearInterval(t);
+}
+
+function abortError(signal: AbortSignal, step: string): RudderError {
+  return new RudderError('E_BACKEND', `udp: start aborted before ${step}`, { cause: signal.reason });
+}
+
+type Undo = { readonly what: string; readonly run: () => Promise<unknown> | unknown };
+
+/** Runs undo steps in reverse; returns the failures (already logged). */
+async function unwind(steps: Undo[], log: Logger): Promise<unknown[]> {
+  const errors: unknown[] = [];
+  while (steps.length > 0) {
+    const s = steps.pop() as Undo;
+    try {
+      await s.run();
+    } catch (e) {
+      log.warn('udp: undo step failed', { step: s.what, error: describeError(e) });
+      errors.push(e);
+    }
+  }
+  return errors;
+}
+
+export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backend {
+  const log = ctx.log.child({ backend: 'udp' });
+  const networkPort = ctx.config.backend.Port ?? DEFAULT_UDP_PORT;
+  const port = ctx.portFlag ?? networkPort;
+  const mtu = ctx.extIface.mtu - UDP_OVERHEAD;
+  const openDataPlane = deps.openDataPlane ?? nativeOpenDataPlane;
+  const openNetlink = deps.openNetlink ?? openRealNetlink;
+  const every = deps.every ?? defaultEvery;
+
+  return {
+    type: 'udp',
+    overhead: UDP_OVERHEAD,
+
+    async prepare(): Promise<Record<string, unknown>> {
+      return port === networkPort ? {} : { Port: port };
+    },
+
+    async start(own: Lease, signal: AbortSignal): Promise<Network> {
+      if (mtu < 68) {
+        throw new RudderError('E_BACKEND', `udp: underlay ${ctx.extIface.name} MTU ${ctx.extIface.mtu} leaves ${mtu} after ${UDP_OVERHEAD} bytes of encapsulation: expected at least 68`);
+      }
+      const steps: Undo[] = [];
+      const check = (next: string): void => {
+        if (signal.aborted) throw abortError(signal, next);
+      };
+      const network = ctx.config.network;
+      let dp: DataPlane | undefined;
+      try {
+        check('opening netlink');
+        const nl = openNetlink();
+        steps.push({ what: 'close netlink', run: () => nl.close() });
+        // Runs after the data plane stopped: only a TUN it failed to remove is left.
+        steps.push({
+          what: `remove left-over ${TUN_NAME}`,
+          run: async () => {
+            const l = await nl.linkByName(TUN_NAME);
+            if (l !== null) await nl.deleteLink(l.index);
+          },
+        });
+
+        check('opening the data plane');
+        const opened = openDataPlane({
+          tunName: TUN_NAME,
+          bindAddress: ctx.extIface.address,
+          port,
+          localSubnet: { ip: own.subnet.ip, prefix: own.subnet.prefix },
+          icmpSource: own.subnet.ip,
+          mtu,
+        });
+        dp = opened;
+        steps.push({ what: 'stop data plane', run: () => opened.stop() });
+
+        check(`configuring ${TUN_NAME}`);
+        const link = await nl.linkByName(TUN_NAME);
+        if (link === null) throw new RudderError('E_BACKEND', `udp: data plane started but device ${TUN_NAME} does not exist`);
+        await nl.ensureAddresses(link.index, [{ ip: own.subnet.ip, prefix: 32 }]);
+        check(`setting ${TUN_NAME} MTU`);
+        await nl.ensureMtu(link.index, mtu);
+        check(`setting ${TUN_NAME} up`);
+        await nl.ensureLinkUp(link.index);
+
+        check('removing stale routes');
+        for (const r of await nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN })) {
+          const ours = r.oif === link.index && r.dst.ip === network.ip && r.dst.prefix === network.prefix && r.gateway === undefined;
+          if (ours) continue;
+          await nl.deleteRoute({ dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) });
+          log.info('removed stale route', { dst: formatCidr(r.dst), oif: r.oif, gateway: r.gateway === undefined ? undefined : formatIp(r.gateway) });
+        }
+
+        check('routing the network');
+        const key: RouteKey = { dst: network, oif: link.index, table: TABLE_MAIN };
+        await nl.ensureRoute({ dst: network, oif: link.index, scope: 'link', protocol: RTPROT_RUDDER, table: TABLE_MAIN });
+        steps.push({ what: `delete route ${formatCidr(network)}`, run: () => nl.deleteRoute(key) });
+        check('returning the network');
+      } catch (e) {
+        await unwind(steps, log);
+        throw e;
+      }
+
+      log.info('udp backend started', {
+        dev: TUN_NAME,
+        address: `${formatIp(own.subnet.ip)}/32`,
+        mtu,
+        port,
+        route: `${formatCidr(network)} dev ${TUN_NAME}`,
+        bind: formatIp(ctx.extIface.address),
+      });
+      return startedNetwork({ own, dp: dp as DataPlane, steps, log, networkPort, every, mtu });
+    },
+  };
+}
+
+interface Started {
+  readonly own: Lease;
+  readonly dp: DataPlane;
+  readonly steps: Undo[];
+  readonly log: Logger;
+  readonly networkPort: number;
+  readonly every: (ms: number, fn: () => void) => () => void;
+  readonly mtu: number;
+}
+
+function startedNetwork({ own, dp, steps, log, networkPort, every, mtu }: Started): Network {
+  const table = new PeerTable(networkPort, own);
+  let stopping: Promise<void> | undefined;
+  let last: DataPlaneCounters | undefined;
+
+  const summary = (): void => {
+    try {
+      const c = dp.counters();
+      if (last !== undefined && JSON.stringify(c) === JSON.stringify(last)) return;
+      last = { ...c };
+      log.debug('data plane counters', { ...c });
+    } catch (e) {
+      log.warn('udp: reading data plane counters failed', { error: describeError(e) });
+    }
+  };
+  const cancelSummary = log.verbosity >= 1 ? every(STATS_INTERVAL_MS, summary) : () => undefined;
+
+  return {
+    mtu,
+    async apply(events: readonly LeaseEvent[]): Promise<void> {
+      if (stopping !== undefined) throw new RudderError('E_BACKEND', 'udp: apply after stop');
+      const ch = table.apply(events);
+      for (const l of ch.ignored) {
+        log.warn('ignoring lease of another backend', { subnet: formatCidr(l.subnet), backend: l.backendType, key: cidrToKey(l.subnet) });
+      }
+      if (ch.set.length === 0 && ch.removed.length === 0) return;
+      try {
+        dp.setRoutes(table.table());
+      } catch (e) {
+        throw new RudderError('E_BACKEND', `udp: updating the data plane route table failed`, { cause: e });
+      }
+      for (const r of ch.set) log.debug('route set', { route: describeRoute(r) });
+      for (const r of ch.removed) log.debug('route removed', { route: describeRoute(r) });
+    },
+    stop(): Promise<void> {
+      stopping ??= (async () => {
+        cancelSummary();
+        const errors = await unwind(steps, log);
+        if (errors.length > 0) {
+          throw new RudderError('E_BACKEND', `udp: stop left ${errors.length} step(s) undone: ${describeError(errors[0])}`, { cause: errors[0] });
+        }
+        log.info('udp backend stopped');
+      })();
+      return stopping;
+    },
+  };
+}
