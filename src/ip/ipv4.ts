@@ -51,7 +51,8 @@ export function parseCidr(s: string, strict = false): Cidr | null {
   if (slash < 0) return null;
   const ip = parseIp(s.slice(0, slash));
   const pstr = s.slice(slash + 1).trim();
-  if (ip === null || !/^\d{1,2}$/.test(pstr)) return null;
+  // Like octets, no leading zeros: "/08" is as suspicious as "010".
+  if (ip === null || !/^(0|[1-9]\d?)$/.test(pstr)) return null;
   const prefix = Number(pstr);
   if (prefix > 32) return null;
   const net = (ip & maskOf(prefix)) >>> 0;
@@ -103,7 +104,10 @@ export function cidrToKey(c: Cidr): string {
 export function keyToCidr(s: string): Cidr | null {
   const dash = s.lastIndexOf('-');
   if (dash < 0) return null;
-  return parseCidr(`${s.slice(0, dash)}/${s.slice(dash + 1)}`, true);
+  const c = parseCidr(`${s.slice(0, dash)}/${s.slice(dash + 1)}`, true);
+  // Only the canonical spelling: " 10.0.5.0-24" must not name the same
+  // subnet as "10.0.5.0-24", or two keys could hold one subnet.
+  return c !== null && cidrToKey(c) === s ? c : null;
 }
 
 /** Count of subnets of length `subnetLen` in [min, max] (both subnet addresses). */
