@@ -1,0 +1,627 @@
+/**
+ * The one-machine cluster of ARCHITECTURE.md ("Testing on one machine"), used
+ * by the e2e tests and `rudder sandbox`:
+ *
+ *        [etcd ns: eth0 198.18.0.250/15, etcd on :2379]
+ *                         |
+ *   ------------- switch ns: bridge br0 (the underlay L2 segment) -------------
+ *        |                          |                          |
+ *   [h1: eth0 198.18.0.1/15]   [h2: eth0 198.18.0.2/15]   ...  hN
+ *     default via .250           ip_forward=1
+ *     rudder daemon  -> subnet.env (RUDDER_SUBNET=10.0.5.1/24 ...)
+ *     rbr0 10.0.5.1/24 (the docker0-like bridge, MTU RUDDER_MTU)
+ *        |
+ *   [p1: eth0 10.0.5.2/24, default via 10.0.5.1]    (the "container")
+ *
+ * Namespaces are `<prefix><tag>-<role>` (rdk3x9-sw, rdk3x9-etcd, rdk3x9-h1,
+ * rdk3x9-p1). Interfaces live inside those namespaces, so their names need
+ * no tag. 198.18.0.0/15 is the RFC 2544 benchmarking range: it cannot clash
+ * with a real network the machine is on.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { formatIp, parseCidr } from '../ip/ipv4';
+import { EtcdCluster, EtcdServer, cleanEtcdEnv, startEtcd, startEtcdCluster } from './etcd';
+import { ManagedProcess, TopologyError, formatCommand, run, tailFile, type RunOptions, type RunResult } from './exec';
+import { Cleanup, Netns, RunTag, addVethPair, removeLeftovers } from './netns';
+import { giveUp, makeTempDir, waitUntil } from './util';
+
+export const UNDERLAY_NETWORK = '198.18.0.0/15';
+const UNDERLAY_PREFIX_LEN = 15;
+/** Address of the (first) etcd namespace; also every host's default gateway. */
+export const ETCD_IP = '198.18.0.250';
+export const MAX_HOSTS = 249; // .1 .. .249; .250 and up belong to etcd members
+export const DEFAULT_ETCD_PREFIX = '/coreos.com/network';
+
+export function hostUnderlayIp(index: number): string {
+  if (!Number.isInteger(index) || index < 1 || index > MAX_HOSTS) {
+    throw new TopologyError('E_INTERNAL', `host index ${index} outside 1..${MAX_HOSTS}`);
+  }
+  return `198.18.0.${index}`;
+}
+
+function etcdMemberIp(i: number): string {
+  return `198.18.0.${250 + i}`;
+}
+
+// ---------------------------------------------------------------------------
+// The subnet file (contract: ARCHITECTURE.md "Subnet file")
+
+export interface SubnetEnv {
+  /** RUDDER_NETWORK, e.g. 10.0.0.0/16 */
+  network: string;
+  /** RUDDER_SUBNET, e.g. 10.0.5.1/24: the bridge address with the lease's length */
+  subnet: string;
+  mtu: number;
+  ipMasq: boolean;
+  /** Every KEY=value line, as written. */
+  raw: Record<string, string>;
+}
+
+/** Parses a subnet file; throws E_SUBNET_FILE naming the key that is missing or malformed. */
+export function parseSubnetEnv(text: string, source = 'subnet file'): SubnetEnv {
+  const raw: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const t = line.trim();
+    if (t === '' || t.startsWith('#')) continue;
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(t);
+    if (!m || m[1] === undefined || m[2] === undefined) {
+      throw new TopologyError('E_SUBNET_FILE', `${source}: not a KEY=value line: ${JSON.stringify(line)}`);
+    }
+    raw[m[1]] = m[2].replace(/^"(.*)"$/, '$1');
+  }
+  const need = (k: string): string => {
+    const v = raw[k];
+    if (v === undefined) throw new TopologyError('E_SUBNET_FILE', `${source}: ${k} missing`);
+    return v;
+  };
+  const network = need('RUDDER_NETWORK');
+  const subnet = need('RUDDER_SUBNET');
+  const mtuS = need('RUDDER_MTU');
+  const masq = need('RUDDER_IPMASQ');
+  if (!parseCidr(network, true)) throw new TopologyError('E_SUBNET_FILE', `${source}: RUDDER_NETWORK=${network}: expected a CIDR like 10.0.0.0/16`);
+  if (!parseCidr(subnet)) throw new TopologyError('E_SUBNET_FILE', `${source}: RUDDER_SUBNET=${subnet}: expected an address/length like 10.0.5.1/24`);
+  if (!/^\d+$/.test(mtuS) || Number(mtuS) < 68) throw new TopologyError('E_SUBNET_FILE', `${source}: RUDDER_MTU=${mtuS}: expected an integer >= 68`);
+  if (masq !== 'true' && masq !== 'false') throw new TopologyError('E_SUBNET_FILE', `${source}: RUDDER_IPMASQ=${masq}: expected true or false`);
+  return { network, subnet, mtu: Number(mtuS), ipMasq: masq === 'true', raw };
+}
+
+// ---------------------------------------------------------------------------
+// ping
+
+export interface PingOptions {
+  count?: number;
+  /** Seconds between packets (below 0.2 needs root, which the harness has). */
+  intervalS?: number;
+  /** Seconds to wait for each reply before counting it lost. */
+  replyWaitS?: number;
+  /** ICMP payload size (-s). */
+  size?: number;
+  /** IP TTL of the requests (-t). */
+  ttl?: number;
+  /** Set DF and do not fragment locally (-M do), to probe the path MTU. */
+  dontFragment?: boolean;
+}
+
+export interface PingReply {
+  seq: number;
+  ttl: number;
+  timeMs: number;
+}
+
+export interface PingResult {
+  target: string;
+  transmitted: number;
+  received: number;
+  /** ICMP errors reported by ping ("+N errors"). */
+  errorCount: number;
+  replies: PingReply[];
+  /** Lines such as "From 10.0.5.0 icmp_seq=1 Destination Net Unreachable". */
+  errors: string[];
+  rtt: { min: number; avg: number; max: number; mdev: number } | null;
+  exitCode: number | null;
+  output: string;
+}
+
+export function parsePing(target: string, out: string, exitCode: number | null): PingResult {
+  const replies: PingReply[] = [];
+  const errors: string[] = [];
+  let transmitted = -1;
+  let received = 0;
+  let errorCount = 0;
+  let rtt: PingResult['rtt'] = null;
+  for (const line of out.split('\n')) {
+    const reply = /bytes from .*icmp_seq=(\d+) ttl=(\d+) time=([\d.]+) ms/.exec(line);
+    if (reply) {
+      replies.push({ seq: Number(reply[1]), ttl: Number(reply[2]), timeMs: Number(reply[3]) });
+      continue;
+    }
+    if (/^From \S+.*icmp_seq=/.test(line)) {
+      errors.push(line.trim());
+      continue;
+    }
+    const stats = /(\d+) packets transmitted, (\d+) received(?:, \+(\d+) errors)?/.exec(line);
+    if (stats) {
+      transmitted = Number(stats[1]);
+      received = Number(stats[2]);
+      errorCount = Number(stats[3] ?? 0);
+      continue;
+    }
+    const r = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\/([\d.]+) ms/.exec(line);
+    if (r) rtt = { min: Number(r[1]), avg: Number(r[2]), max: Number(r[3]), mdev: Number(r[4]) };
+  }
+  if (transmitted < 0) {
+    throw new TopologyError('E_INTERNAL', `ping ${target} did not run (exit status ${exitCode}): ${out.trim()}`, { exitCode });
+  }
+  return { target, transmitted, received, errorCount, replies, errors, rtt, exitCode, output: out };
+}
+
+/** Pings from inside `ns`. Loss is a result, not an exception; only a ping that cannot run throws. */
+export async function ping(ns: Netns, target: string, opts: PingOptions = {}): Promise<PingResult> {
+  const args = ['ping', '-n', '-c', String(opts.count ?? 3), '-i', String(opts.intervalS ?? 0.2), '-W', String(opts.replyWaitS ?? 2)];
+  if (opts.size !== undefined) args.push('-s', String(opts.size));
+  if (opts.ttl !== undefined) args.push('-t', String(opts.ttl));
+  if (opts.dontFragment) args.push('-M', 'do');
+  args.push(target);
+  const r = await ns.exec(args, { allowFailure: true });
+  return parsePing(target, r.stdout + r.stderr, r.code);
+}
+
+// ---------------------------------------------------------------------------
+// Pods and hosts
+
+/** A "container": a namespace behind the host's rbr0 bridge. */
+export class Pod {
+  constructor(
+    readonly ns: Netns,
+    /** Pod address, e.g. 10.0.5.2 */
+    readonly ip: string,
+    /** Bridge address = default gateway, e.g. 10.0.5.1 */
+    readonly gateway: string,
+    readonly prefixLen: number,
+    readonly mtu: number,
+  ) {}
+
+  exec(argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
+    return this.ns.exec(argv, opts);
+  }
+
+  ping(target: string, opts?: PingOptions): Promise<PingResult> {
+    return ping(this.ns, target, opts);
+  }
+}
+
+export interface WaitSubnetOptions {
+  /** Only accept a file modified after this time (ms since epoch), e.g. after a restart. */
+  newerThanMs?: number;
+  giveUpMs?: number;
+}
+
+export class Host {
+  /** `rudder` process while started (possibly already exited). */
+  rudder: ManagedProcess | null = null;
+  pod: Pod | null = null;
+  /** Extra daemon flags of this host, used by every start. */
+  readonly rudderArgs: string[];
+
+  constructor(
+    readonly cluster: Cluster,
+    readonly index: number,
+    readonly ns: Netns,
+    rudderArgs: string[],
+  ) {
+    this.rudderArgs = rudderArgs;
+    fs.mkdirSync(this.dir, { recursive: true });
+  }
+
+  /** `h1`, `h2`, ... */
+  get name(): string {
+    return `h${this.index}`;
+  }
+
+  get underlayIp(): string {
+    return hostUnderlayIp(this.index);
+  }
+
+  /** This host's files: subnet.env, rudder.log. */
+  get dir(): string {
+    return path.join(this.cluster.dir, this.name);
+  }
+
+  get subnetFile(): string {
+    return path.join(this.dir, 'subnet.env');
+  }
+
+  get logFile(): string {
+    return path.join(this.dir, 'rudder.log');
+  }
+
+  exec(argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
+    return this.ns.exec(argv, opts);
+  }
+
+  ping(target: string, opts?: PingOptions): Promise<PingResult> {
+    return ping(this.ns, target, opts);
+  }
+
+  /** The daemon's command line (without the `ip netns exec` prefix). */
+  rudderArgv(extraArgs: readonly string[] = []): string[] {
+    return [
+      this.cluster.rudderBin,
+      `-etcd-endpoint=${this.cluster.etcdEndpoints.join(',')}`,
+      `-subnet-file=${this.subnetFile}`,
+      ...this.cluster.rudderArgs,
+      ...this.rudderArgs,
+      ...extraArgs,
+    ];
+  }
+
+  /**
+   * Starts the daemon in this host's namespace, output appended to rudder.log.
+   * Does not wait for anything; see waitSubnetFile() / up().
+   */
+  async startRudder(extraArgs: readonly string[] = []): Promise<ManagedProcess> {
+    if (this.rudder?.running) throw new TopologyError('E_INTERNAL', `rudder on ${this.name} already runs (pid ${this.rudder.pid})`);
+    const argv = this.rudderArgv(extraArgs);
+    fs.appendFileSync(this.logFile, `--- harness: starting ${formatCommand(argv)} in ${this.ns.name} at ${new Date().toISOString()}\n`);
+    this.rudder = await this.ns.spawn(argv, { logFile: this.logFile, label: `rudder ${this.name}`, env: this.cluster.rudderEnv });
+    return this.rudder;
+  }
+
+  /** SIGTERM (graceful shutdown), SIGKILL after `graceMs`. */
+  async stopRudder(graceMs = 15_000): Promise<void> {
+    await this.rudder?.stop(graceMs);
+  }
+
+  /** SIGKILL: a crash. */
+  async killRudder(): Promise<void> {
+    await this.rudder?.kill();
+  }
+
+  async restartRudder(extraArgs: readonly string[] = []): Promise<ManagedProcess> {
+    await this.stopRudder();
+    return this.startRudder(extraArgs);
+  }
+
+  /** The subnet file if it is there and complete; null if not written yet. */
+  readSubnetFile(): SubnetEnv | null {
+    let text: string;
+    try {
+      text = fs.readFileSync(this.subnetFile, 'utf8');
+    } catch {
+      return null;
+    }
+    return parseSubnetEnv(text, this.subnetFile);
+  }
+
+  /** Waits for the daemon to write its subnet file; fails at once, with the log, if it exits first. */
+  async waitSubnetFile(opts: WaitSubnetOptions = {}): Promise<SubnetEnv> {
+    return waitUntil(
+      () => {
+        if (this.rudder && !this.rudder.running) giveUp(this.rudderExitedError('before writing its subnet file'));
+        if (opts.newerThanMs !== undefined) {
+          const st = fs.statSync(this.subnetFile, { throwIfNoEntry: false });
+          if (!st || st.mtimeMs <= opts.newerThanMs) return undefined;
+        }
+        return this.readSubnetFile() ?? undefined;
+      },
+      { giveUpMs: opts.giveUpMs ?? this.cluster.giveUpMs, intervalMs: 100, what: `${this.subnetFile} (rudder on ${this.name}; log ${this.logFile})` },
+    );
+  }
+
+  rudderLog(maxBytes = 8000): string {
+    return tailFile(this.logFile, maxBytes);
+  }
+
+  private rudderExitedError(when: string): TopologyError {
+    const ex = this.rudder?.exit;
+    const how = ex ? (ex.signal ? `signal ${ex.signal}` : `exit status ${ex.code}`) : 'unknown';
+    const argv = formatCommand(this.rudder?.argv ?? []);
+    return new TopologyError('E_INTERNAL', `rudder on ${this.name} exited (${how}) ${when}: ${argv}; log ${this.logFile}:\n${this.rudderLog(3000)}`, {
+      command: argv,
+      exitCode: ex?.code ?? null,
+      stderr: this.rudderLog(3000),
+    });
+  }
+
+  /**
+   * Builds what a user builds from the subnet file: bridge rbr0 carrying
+   * RUDDER_SUBNET with MTU RUDDER_MTU, and a pod namespace on it at
+   * network+2 routed via the bridge. Replaces an earlier pod of this host
+   * (e.g. after the daemon got a different subnet).
+   */
+  async setupPod(env: SubnetEnv): Promise<Pod> {
+    const cidr = parseCidr(env.subnet);
+    if (!cidr) throw new TopologyError('E_SUBNET_FILE', `RUDDER_SUBNET=${env.subnet} is not an address/length`);
+    const gateway = env.subnet.split('/')[0] ?? '';
+    const podIp = formatIp(cidr.ip + 2);
+    await this.removePod();
+
+    await this.ns.addBridge('rbr0', env.mtu);
+    await this.ns.addAddress('rbr0', env.subnet);
+    await this.ns.linkUp('rbr0');
+
+    const podNs = await Netns.create(this.cluster.tag.name(`p${this.index}`), this.cluster.cleanup);
+    await this.cluster.quietNamespace(podNs);
+    await addVethPair({ ns: this.ns, ifname: 'veth-pod' }, { ns: podNs, ifname: 'eth0' }, env.mtu);
+    await this.ns.setMaster('veth-pod', 'rbr0');
+    await podNs.addAddress('eth0', `${podIp}/${cidr.prefix}`);
+    await podNs.ip(['route', 'add', 'default', 'via', gateway, 'dev', 'eth0']);
+    this.pod = new Pod(podNs, podIp, gateway, cidr.prefix, env.mtu);
+    return this.pod;
+  }
+
+  async removePod(): Promise<void> {
+    if (this.pod) {
+      await this.pod.ns.delete();
+      this.pod = null;
+    }
+    // The veth went with the pod namespace; the bridge stays unless removed.
+    await this.ns.ip(['link', 'del', 'rbr0'], { allowFailure: true });
+  }
+
+  /** Start the daemon, wait for its subnet file, build the pod: a host as a user would set it up. */
+  async up(extraArgs: readonly string[] = []): Promise<{ env: SubnetEnv; pod: Pod }> {
+    await this.startRudder(extraArgs);
+    const env = await this.waitSubnetFile();
+    const pod = await this.setupPod(env);
+    return { env, pod };
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The cluster
+
+export interface ClusterOptions {
+  /** Hosts to create now (more later with addHost). Default 2. */
+  hosts?: number;
+  /** Namespace name prefix (the tag follows). Default `rd`. */
+  prefix?: string;
+  /** MTU of the underlay links. Default 1500. */
+  underlayMtu?: number;
+  /** etcd members: 0 (none), 1 (default, at 198.18.0.250) or 3 (at .250, .251, .252). */
+  etcdMembers?: 0 | 1 | 3;
+  /** Key prefix used by putConfig()/listSubnets(). Default /coreos.com/network. */
+  etcdPrefix?: string;
+  /** The daemon. Default: bin/rudder of this repository. */
+  rudderBin?: string;
+  /** Flags for every host's daemon. */
+  rudderArgs?: string[];
+  /** Environment of the daemons. Default: ours without RUDDER_* (so a developer's shell cannot change a test). */
+  rudderEnv?: NodeJS.ProcessEnv;
+  /** Keep the run directory (logs) after teardown. Default: env RUDDER_KEEP_TMP=1. */
+  keepDir?: boolean;
+  /** Give-up for waits (etcd health, subnet files). Generous; not a speed check. */
+  giveUpMs?: number;
+  /** Switch IPv6 off in every namespace so router solicitations etc. do not add noise. Default true. */
+  disableIpv6?: boolean;
+  /** First remove leftovers of killed runs with this prefix (the sandbox does). Default false. */
+  sweepLeftovers?: boolean;
+}
+
+export interface HostOptions {
+  /** Extra daemon flags for this host. */
+  rudderArgs?: string[];
+}
+
+function repoRoot(): string {
+  // Compiled to dist/src/topology/cluster.js, source in src/topology: walk up to package.json.
+  let dir = __dirname;
+  for (let i = 0; i < 6; i++) {
+    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'bin'))) return dir;
+    dir = path.dirname(dir);
+  }
+  return path.resolve(__dirname, '..', '..', '..');
+}
+
+function defaultRudderEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RUDDER_')) env[k] = v;
+  return env;
+}
+
+export class Cluster {
+  readonly tag: RunTag;
+  readonly cleanup: Cleanup;
+  /** Run directory: etcd data and log, one subdirectory per host. */
+  readonly dir: string;
+  readonly hosts: Host[] = [];
+  readonly etcdPrefix: string;
+  readonly rudderBin: string;
+  readonly rudderArgs: string[];
+  readonly rudderEnv: NodeJS.ProcessEnv;
+  readonly underlayMtu: number;
+  readonly giveUpMs: number;
+  switchNs!: Netns;
+  /** Namespaces of the etcd members (one by default). */
+  etcdNs: Netns[] = [];
+  /** etcd servers, in the order of etcdNs. */
+  etcdServers: EtcdServer[] = [];
+  private readonly disableIpv6: boolean;
+  private torn = false;
+
+  private constructor(opts: ClusterOptions) {
+    this.tag = RunTag.create(opts.prefix);
+    this.cleanup = new Cleanup(`cluster ${this.tag.name('*')}`);
+    const tag = this.tag;
+    this.cleanup.addHook(() => tag.release(), () => tag.release());
+    this.dir = makeTempDir(`rudder-${tag.prefix}${tag.tag}-`);
+    tag.recordDir(this.dir);
+    const keep = opts.keepDir ?? process.env.RUDDER_KEEP_TMP === '1';
+    if (!keep) this.cleanup.addDir(this.dir);
+    this.etcdPrefix = opts.etcdPrefix ?? DEFAULT_ETCD_PREFIX;
+    this.rudderBin = opts.rudderBin ?? path.join(repoRoot(), 'bin', 'rudder');
+    this.rudderArgs = opts.rudderArgs ?? [];
+    this.rudderEnv = opts.rudderEnv ?? defaultRudderEnv();
+    this.underlayMtu = opts.underlayMtu ?? 1500;
+    this.giveUpMs = opts.giveUpMs ?? 90_000;
+    this.disableIpv6 = opts.disableIpv6 ?? true;
+  }
+
+  /** Builds the switch, etcd and `hosts` hosts. Anything built is removed again if a step fails. */
+  static async create(opts: ClusterOptions = {}): Promise<Cluster> {
+    if (opts.sweepLeftovers) removeLeftovers(opts.prefix);
+    const c = new Cluster(opts);
+    try {
+      await c.buildSwitch();
+      await c.buildEtcd(opts.etcdMembers ?? 1);
+      for (let i = 0; i < (opts.hosts ?? 2); i++) await c.addHost();
+      return c;
+    } catch (e) {
+      await c.teardown().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** Client URLs of etcd as seen from the hosts. */
+  get etcdEndpoints(): string[] {
+    return this.etcdServers.map((s) => s.clientUrl);
+  }
+
+  /** The first etcd server (the only one unless etcdMembers is 3). */
+  get etcd(): EtcdServer {
+    const s = this.etcdServers[0];
+    if (!s) throw new TopologyError('E_INTERNAL', 'this cluster has no etcd');
+    return s;
+  }
+
+  host(which: number | string): Host {
+    const h = typeof which === 'number' ? this.hosts.find((x) => x.index === which) : this.hosts.find((x) => x.name === which);
+    if (!h) throw new TopologyError('E_INTERNAL', `no host ${which} (have ${this.hosts.map((x) => x.name).join(', ') || 'none'})`);
+    return h;
+  }
+
+  /** Per-namespace settings every namespace of the topology gets. */
+  async quietNamespace(ns: Netns): Promise<void> {
+    if (!this.disableIpv6) return;
+    // Set before interfaces exist so they inherit it; a kernel without IPv6 has nothing to switch off.
+    for (const k of ['net.ipv6.conf.all.disable_ipv6', 'net.ipv6.conf.default.disable_ipv6']) {
+      await ns.exec(['sysctl', '-q', '-w', `${k}=1`], { allowFailure: true });
+    }
+  }
+
+  private async buildSwitch(): Promise<void> {
+    this.switchNs = await Netns.create(this.tag.name('sw'), this.cleanup);
+    await this.quietNamespace(this.switchNs);
+    await this.switchNs.addBridge('br0', this.underlayMtu);
+    await this.switchNs.linkUp('br0');
+  }
+
+  /** A namespace plugged into the switch with `eth0` at `ip`/15; `port` is its switch-side interface. */
+  private async plugIn(role: string, port: string, ip: string): Promise<Netns> {
+    const ns = await Netns.create(this.tag.name(role), this.cleanup);
+    await this.quietNamespace(ns);
+    await addVethPair({ ns: this.switchNs, ifname: port }, { ns, ifname: 'eth0' }, this.underlayMtu);
+    await this.switchNs.setMaster(port, 'br0');
+    await ns.addAddress('eth0', `${ip}/${UNDERLAY_PREFIX_LEN}`);
+    return ns;
+  }
+
+  private async buildEtcd(members: number): Promise<void> {
+    if (members === 0) return;
+    const nss: Netns[] = [];
+    for (let i = 0; i < members; i++) {
+      const role = members === 1 ? 'etcd' : `etcd${i + 1}`;
+      nss.push(await this.plugIn(role, `sw-${role}`, etcdMemberIp(i)));
+    }
+    this.etcdNs = nss;
+    const etcdDir = path.join(this.dir, 'etcd');
+    if (members === 1) {
+      const ns = nss[0] as Netns;
+      const server = await startEtcd({
+        netns: ns,
+        host: etcdMemberIp(0),
+        dataDir: path.join(etcdDir, 'data'),
+        logFile: path.join(etcdDir, 'etcd.log'),
+        cleanup: this.cleanup,
+        giveUpMs: this.giveUpMs,
+      });
+      this.etcdServers = [server];
+    } else {
+      const cl: EtcdCluster = await startEtcdCluster({
+        members: nss.map((ns, i) => ({ netns: ns, host: etcdMemberIp(i) })),
+        cleanup: this.cleanup,
+        giveUpMs: this.giveUpMs,
+      });
+      this.etcdServers = cl.members;
+    }
+  }
+
+  /** Adds host h<N+1> (also after daemons run elsewhere: a late join). */
+  async addHost(opts: HostOptions = {}): Promise<Host> {
+    const index = this.hosts.reduce((m, h) => Math.max(m, h.index), 0) + 1;
+    const ns = await this.plugIn(`h${index}`, `sw-h${index}`, hostUnderlayIp(index));
+    await ns.sysctl('net.ipv4.ip_forward', 1);
+    // The daemon finds its underlay interface through the default route.
+    await ns.ip(['route', 'add', 'default', 'via', ETCD_IP, 'dev', 'eth0']);
+    const host = new Host(this, index, ns, opts.rudderArgs ?? []);
+    this.hosts.push(host);
+    return host;
+  }
+
+  /** etcdctl (API v3) run in the etcd namespace against all members. */
+  etcdctl(args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    const ns = this.etcdNs[0];
+    if (!ns) return Promise.reject(new TopologyError('E_ETCD', 'this cluster has no etcd'));
+    return run(['ip', 'netns', 'exec', ns.name, 'etcdctl', `--endpoints=${this.etcdEndpoints.join(',')}`, ...args], {
+      errorCode: 'E_ETCD',
+      ...opts,
+      env: cleanEtcdEnv({ ETCDCTL_API: '3', ...(opts.env ?? {}) }),
+    });
+  }
+
+  /** Publishes the network config (`<prefix>/config`) as the operator would. */
+  async putConfig(config: object | string, prefix = this.etcdPrefix): Promise<void> {
+    const value = typeof config === 'string' ? config : JSON.stringify(config);
+    await this.etcdctl(['put', `${prefix}/config`, value]);
+  }
+
+  /** Value of a key, or null if absent. */
+  async getKey(key: string): Promise<string | null> {
+    const kvs = await this.getPrefix(key, false);
+    return kvs[0]?.value ?? null;
+  }
+
+  /** Keys and values under a prefix (or one key, with `isPrefix` false). */
+  async getPrefix(key: string, isPrefix = true): Promise<Array<{ key: string; value: string; lease: string }>> {
+    const r = await this.etcdctl(['get', key, ...(isPrefix ? ['--prefix'] : []), '-w', 'json']);
+    const parsed = JSON.parse(r.stdout) as { kvs?: Array<{ key: string; value?: string; lease?: number | string }> };
+    return (parsed.kvs ?? []).map((kv) => ({
+      key: Buffer.from(kv.key, 'base64').toString('utf8'),
+      value: Buffer.from(kv.value ?? '', 'base64').toString('utf8'),
+      // etcdctl prints the lease ID as a JSON number; large IDs lose precision, so it is only good as "0 or not".
+      lease: String(kv.lease ?? 0),
+    }));
+  }
+
+  /** The subnet leases in etcd (`<prefix>/subnets/...`), values parsed. */
+  async listSubnets(prefix = this.etcdPrefix): Promise<Array<{ subnet: string; value: Record<string, unknown>; hasLease: boolean }>> {
+    const kvs = await this.getPrefix(`${prefix}/subnets/`);
+    return kvs.map((kv) => {
+      const k = kv.key.slice(`${prefix}/subnets/`.length);
+      const dash = k.lastIndexOf('-');
+      return {
+        subnet: dash < 0 ? k : `${k.slice(0, dash)}/${k.slice(dash + 1)}`,
+        value: JSON.parse(kv.value) as Record<string, unknown>,
+        hasLease: kv.lease !== '0',
+      };
+    });
+  }
+
+  /**
+   * Removes everything: daemons first (SIGTERM, so they can clean up after
+   * themselves while etcd is still there), then etcd and every other
+   * process, then the namespaces, then the run directory.
+   */
+  async teardown(): Promise<void> {
+    if (this.torn) return;
+    this.torn = true;
+    await Promise.all(this.hosts.map((h) => h.stopRudder().catch(() => undefined)));
+    await this.cleanup.run();
+  }
+}
+
+/** Shorthand: `const c = await createCluster({ hosts: 2 })`. */
+export function createCluster(opts: ClusterOptions = {}): Promise<Cluster> {
+  return Cluster.create(opts);
+}

@@ -1,0 +1,10 @@
+/**
+ * The one-machine topology: real etcd, network namespaces, and the cluster of
+ * ARCHITECTURE.md ("Testing on one machine"). Shared by the integration and
+ * e2e tests and by `rudder sandbox`.
+ */
+export * from './exec';
+export * from './util';
+export * from './netns';
+export * from './etcd';
+export * from './cluster';
