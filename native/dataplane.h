@@ -1,0 +1,69 @@
+/* The udp backend's packet mover: TUN <-> UDP on its own threads (no N-API here). */
+#ifndef RUDDER_DATAPLANE_H
+#define RUDDER_DATAPLANE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Order is the layout JS sees; append only, names in dp_counter_names. */
+enum dp_counter {
+	DP_TX_PACKETS,
+	DP_TX_BYTES,
+	DP_RX_PACKETS,
+	DP_RX_BYTES,
+	DP_DROP_NO_ROUTE,
+	DP_DROP_UNKNOWN_SENDER,
+	DP_DROP_MALFORMED,
+	DP_DROP_TTL,
+	DP_DROP_NOT_LOCAL,
+	DP_TUN_ERRORS,
+	DP_SOCKET_ERRORS,
+	DP_ICMP_SENT,
+	DP_DROP_NOT_IPV4,
+	DP_NCOUNTERS
+};
+
+extern const char *const dp_counter_names[DP_NCOUNTERS];
+
+/* Shared with JS as raw memory: plain 64-bit words, written only by the data plane. */
+struct dp_counters {
+	_Atomic uint64_t v[DP_NCOUNTERS];
+};
+
+/* All addresses in host byte order. */
+struct dp_config {
+	const char *tun_name;
+	uint32_t bind_addr; /* 0 = any */
+	uint16_t port;
+	uint32_t local_net;
+	uint8_t local_prefix;
+	uint32_t icmp_source;
+	uint32_t mtu;
+};
+
+struct dp_route {
+	uint32_t net;
+	uint8_t prefix;
+	uint32_t public_ip;
+	uint16_t port;
+};
+
+struct dp;
+
+/*
+ * Opens the TUN device and the UDP socket and starts the threads. `counters`
+ * must stay valid until dp_close returns; it is zeroed here. On success
+ * returns 0 and the kernel's device name in `ifname` (16 bytes); on failure
+ * -errno and a description in `err`, with nothing left open.
+ */
+int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp **out, char *ifname,
+	    char *err, size_t errlen);
+
+/* Replaces the route table (single writer at a time); traffic keeps flowing. */
+int dp_set_routes(struct dp *dp, const struct dp_route *routes, size_t n, char *err, size_t errlen);
+
+/* Stops and joins the threads, closes the fds, frees dp. Never touches counters afterwards. */
+void dp_close(struct dp *dp);
+
+#endif
