@@ -75,7 +75,8 @@ export function validateConfig(raw: unknown): NetworkConfig {
   if (typeof o.Network !== 'string') throw bad('Network', o.Network, 'an IPv4 CIDR string such as "10.0.0.0/16"');
   const network = parseCidr(o.Network);
   if (!network) throw bad('Network', o.Network, 'an IPv4 CIDR such as "10.0.0.0/16"');
-  if (network.prefix > 30) throw bad('Network', o.Network, 'a prefix length of at most /30 (room for at least two subnets)');
+  // Subnets are at most /30, so a /30 Network has no room for two of them.
+  if (network.prefix > 29) throw bad('Network', o.Network, 'a prefix length of at most /29 (room for at least two subnets of at most /30)');
   if (parseCidr(o.Network, true) === null) {
     throw bad('Network', o.Network, `a network address with no host bits set (${formatCidr(network)})`);
   }
@@ -129,6 +130,8 @@ function parseBackend(v: unknown): BackendConfig {
     if (type !== 'vxlan') throw bad('Backend.VNI', b.VNI, 'no VNI unless Backend.Type is "vxlan"');
     if (!isInt(b.VNI) || b.VNI < 0 || b.VNI > 0xffffff) throw bad('Backend.VNI', b.VNI, 'an integer between 0 and 16777215');
   }
+  // udp's Port stays unset here: the -port flag, when given, must win over it.
+  if (type === 'vxlan') return { ...b, Type: type, VNI: b.VNI ?? 1, Port: b.Port ?? 8472 } as BackendConfig;
   return { ...b, Type: type as BackendType } as BackendConfig;
 }
 
