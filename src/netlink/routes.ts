@@ -128,7 +128,8 @@ export async function deleteRoute(c: Conn, k: RouteKey): Promise<boolean> {
   const table = k.table ?? TABLE_MAIN;
   return c.callTolerant('delete', describe(k), ['ESRCH', 'ENOENT'], false, async (s) => {
     await s.delRoute(
-      { family: AF_INET, dstLen: k.dst.prefix, table: table < 256 ? table : 0 },
+      // RT_SCOPE_NOWHERE: match the route whatever its scope (the kernel compares it otherwise).
+      { family: AF_INET, dstLen: k.dst.prefix, table: table < 256 ? table : 0, scope: 255 },
       {
         dst: ipToBuf(k.dst.ip),
         ...(k.oif !== undefined ? { oif: k.oif } : {}),

@@ -1,0 +1,50 @@
+/**
+ * Runs inside a test network namespace (started with `ip netns exec`, since
+ * node cannot setns): serves the netlink facade over stdin/stdout, one JSON
+ * request per line `{"id":1,"op":"ensureMtu","args":[5,1400]}`, one JSON reply
+ * per line `{"id":1,"ok":true,"value":...}` or `{"id":1,"ok":false,"error":{...}}`.
+ * Exits when stdin closes, so it never outlives the test process.
+ */
+import { createInterface } from 'readline';
+import { openNetlink, errnoOf } from '../../src/netlink';
+import { isRudderError } from '../../src/errors';
+
+const nl = openNetlink();
+const methods = nl as unknown as Record<string, (...a: unknown[]) => unknown>;
+const rl = createInterface({ input: process.stdin });
+
+function reply(obj: unknown): void {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+rl.on('line', (line) => {
+  let req: { id: number; op: string; args: unknown[] };
+  try {
+    req = JSON.parse(line) as typeof req;
+  } catch {
+    return;
+  }
+  const fn = methods[req.op];
+  if (typeof fn !== 'function' || req.op === 'close') {
+    reply({ id: req.id, ok: false, error: { code: 'E_TEST', message: `no such operation ${req.op}` } });
+    return;
+  }
+  Promise.resolve()
+    .then(() => fn.apply(nl, req.args))
+    .then(
+      (value) => reply({ id: req.id, ok: true, value: value === undefined ? null : value }),
+      (e: unknown) =>
+        reply({
+          id: req.id,
+          ok: false,
+          error: {
+            code: isRudderError(e) ? e.code : 'E_UNEXPECTED',
+            message: e instanceof Error ? e.message : String(e),
+            errno: errnoOf(e) ?? null,
+          },
+        }),
+    );
+});
+rl.on('close', () => {
+  nl.close();
+});
