@@ -191,9 +191,19 @@ export class Pod {
   }
 }
 
+/** Identity of one version of the subnet file (it is replaced by rename, so each write has a new inode). */
+export interface FileStamp {
+  ino: number;
+  mtimeMs: number;
+}
+
 export interface WaitSubnetOptions {
-  /** Only accept a file modified after this time (ms since epoch), e.g. after a restart. */
-  newerThanMs?: number;
+  /**
+   * Only accept a file written after this one (from subnetFileStamp()), e.g.
+   * after a restart. Compared by identity, not by clock: file times come from
+   * a coarse kernel clock and can be older than a Date.now() taken before.
+   */
+  changedSince?: FileStamp | null;
   giveUpMs?: number;
 }
 
@@ -283,6 +293,12 @@ export class Host {
     return this.startRudder(extraArgs);
   }
 
+  /** Which version of the subnet file is there now; null if none. */
+  subnetFileStamp(): FileStamp | null {
+    const st = fs.statSync(this.subnetFile, { throwIfNoEntry: false });
+    return st ? { ino: st.ino, mtimeMs: st.mtimeMs } : null;
+  }
+
   /** The subnet file if it is there and complete; null if not written yet. */
   readSubnetFile(): SubnetEnv | null {
     let text: string;
@@ -299,9 +315,10 @@ export class Host {
     return waitUntil(
       () => {
         if (this.rudder && !this.rudder.running) giveUp(this.rudderExitedError('before writing its subnet file'));
-        if (opts.newerThanMs !== undefined) {
-          const st = fs.statSync(this.subnetFile, { throwIfNoEntry: false });
-          if (!st || st.mtimeMs <= opts.newerThanMs) return undefined;
+        const since = opts.changedSince;
+        if (since) {
+          const now = this.subnetFileStamp();
+          if (!now || (now.ino === since.ino && now.mtimeMs === since.mtimeMs)) return undefined;
         }
         return this.readSubnetFile() ?? undefined;
       },
