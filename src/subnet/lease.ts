@@ -11,7 +11,7 @@ export interface Lease {
   readonly backendType: string;
   /** Backend-specific data (vxlan: VTEP MAC), published as-is. */
   readonly backendData: Readonly<Record<string, unknown>>;
-  /** Absolute expiry in ms since the epoch; null for a reservation (no etcd lease). */
+  /** Absolute expiry in ms since the epoch when known (own lease); null for a reservation or when not tracked. */
   readonly expiresAt: number | null;
 }
 

@@ -1,0 +1,225 @@
+/**
+ * The daemon's wiring and lifecycle. It depends only on the seams: Registry
+ * (etcd), Backend/Network, the interface resolver and the readiness
+ * notifier. One AbortSignal runs through every long-running task; shutdown
+ * undoes setup in reverse. The lease itself stays in etcd on shutdown, so a
+ * restart gets the same subnet.
+ *
+ *   config (wait until valid) → interface → backend.prepare → acquire lease
+ *   → backend.start → subnet file → READY=1 → watch leases + keep lease
+ */
+import type { Backend, BackendContext, ExternalInterface, Network } from './backend/types';
+import { NetworkConfig, configToJson, parseConfig } from './config';
+import { RudderError, describeError, isRudderError } from './errors';
+import { formatCidr, formatIp, cidrEquals } from './ip/ipv4';
+import type { Logger } from './log';
+import type { Lease, LeaseEvent } from './subnet/lease';
+import { SubnetManager, backoffMs } from './subnet/manager';
+import { Registry, configKey } from './subnet/registry';
+import { readRememberedSubnet, writeSubnetFile } from './subnetfile';
+import { LeaseWatcher } from './subnet/watcher';
+import { sleep } from './util/sleep';
+
+export interface DaemonOptions {
+  etcdPrefix: string;
+  subnetFile: string;
+  ttlMs: number;
+  renewMarginMs: number;
+  ipMasq: boolean;
+  portFlag: number | undefined;
+}
+
+export interface DaemonDeps {
+  registry: Registry;
+  log: Logger;
+  resolveIface(): Promise<ExternalInterface>;
+  createBackend(ctx: BackendContext): Backend;
+  /** sd_notify; a no-op when not under systemd. */
+  notify(state: string): void;
+}
+
+/** Daemon states, for logs, `/readyz` and tests. */
+export type DaemonState = 'waiting-config' | 'acquiring' | 'programming' | 'ready' | 'stopping' | 'stopped';
+
+export class Daemon {
+  state: DaemonState = 'waiting-config';
+  lease: Lease | null = null;
+  network: Network | null = null;
+  config: NetworkConfig | null = null;
+
+  constructor(private readonly o: DaemonOptions, private readonly d: DaemonDeps) {}
+
+  /**
+   * Runs until `signal` aborts (resolves) or the lease is irrecoverably lost
+   * (rejects). Transient etcd trouble is retried, never fatal.
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    const { log, registry } = this.d;
+    const undo: Array<() => Promise<void>> = [];
+    try {
+      const config = await this.waitForConfig(signal);
+      if (!config) return;
+      this.config = config;
+
+      const ext = await this.d.resolveIface();
+      log.info('using interface', { iface: ext.name, address: formatIp(ext.address), publicIP: formatIp(ext.publicIP), mtu: ext.mtu });
+
+      const backend = this.d.createBackend({ config, extIface: ext, log: log.child({ backend: config.backend.Type }), portFlag: this.o.portFlag });
+      const backendData = await backend.prepare(signal);
+
+      this.state = 'acquiring';
+      const manager = new SubnetManager({
+        registry,
+        config,
+        publicIP: ext.publicIP,
+        backendType: backend.type,
+        backendData,
+        ttlMs: this.o.ttlMs,
+        renewMarginMs: this.o.renewMarginMs,
+        log,
+      });
+      const remembered = await readRememberedSubnet(this.o.subnetFile);
+      const lease = await this.retrying('acquire a lease', signal, () => manager.acquire(remembered));
+      if (!lease) return;
+      this.lease = lease;
+
+      this.state = 'programming';
+      const network = await backend.start(lease, signal);
+      this.network = network;
+      undo.push(() => network.stop());
+
+      await writeSubnetFile(this.o.subnetFile, { network: config.network, subnet: lease.subnet, mtu: network.mtu, ipMasq: this.o.ipMasq });
+      log.info('subnet file written', { file: this.o.subnetFile, subnet: formatCidr(lease.subnet), mtu: network.mtu });
+
+      // Own-lease events go to the manager; everyone else's to the backend.
+      const watcher = new LeaseWatcher(registry, log, async (events) => {
+        const peers: LeaseEvent[] = [];
+        for (const e of events) {
+          if (cidrEquals(e.lease.subnet, lease.subnet)) manager.ownKeyChanged(e.type === 'added' ? e.lease : null);
+          else peers.push(e);
+        }
+        for (const e of peers) log.info(e.type === 'added' ? 'peer lease added' : 'peer lease removed', { subnet: formatCidr(e.lease.subnet), publicIP: formatIp(e.lease.publicIP), backend: e.lease.backendType });
+        if (peers.length) await network.apply(peers);
+      });
+
+      const inner = new AbortController();
+      const onAbort = (): void => inner.abort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      const watching = watcher.run(inner.signal);
+      const configWatch = this.watchConfigChanges(config, inner.signal);
+
+      this.state = 'ready';
+      this.d.notify(`READY=1\nSTATUS=subnet ${formatCidr(lease.subnet)}`);
+      log.info('ready', { subnet: formatCidr(lease.subnet), backend: backend.type });
+
+      try {
+        await manager.keep(inner.signal);
+      } finally {
+        inner.abort();
+        signal.removeEventListener('abort', onAbort);
+        await watching;
+        await configWatch;
+        await watcher.settled();
+      }
+    } finally {
+      this.state = 'stopping';
+      this.d.notify('STOPPING=1');
+      for (const u of undo.reverse()) {
+        try {
+          await u();
+        } catch (e) {
+          log.error('shutdown step failed', { error: describeError(e) });
+        }
+      }
+      registry.close();
+      this.state = 'stopped';
+    }
+  }
+
+  /** Retries `fn` through etcd outages and a full range; null if aborted. */
+  private async retrying<T>(what: string, signal: AbortSignal, fn: () => Promise<T>): Promise<T | null> {
+    for (let failures = 1; !signal.aborted; failures++) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (isRudderError(e, 'E_SUBNET_FULL')) {
+          this.d.log.error(describeError(e) + '; retrying in 30 s');
+          await sleep(30_000, signal);
+        } else if (isRudderError(e, 'E_ETCD') || isRudderError(e, 'E_ACQUIRE')) {
+          this.d.log.warn(`cannot ${what} yet; retrying`, { error: describeError(e), attempt: failures });
+          await sleep(backoffMs(failures), signal);
+        } else throw e;
+      }
+    }
+    return null;
+  }
+
+  /** Reads the config until it exists and is valid; watches the key meanwhile. */
+  private async waitForConfig(signal: AbortSignal): Promise<NetworkConfig | null> {
+    const { log, registry } = this.d;
+    const key = configKey(this.o.etcdPrefix);
+    let lastMsg = '';
+    for (let failures = 0; !signal.aborted; ) {
+      let changed: () => void = () => undefined;
+      const wake = new Promise<void>((r) => (changed = r));
+      let stopWatch: (() => void) | null = null;
+      try {
+        stopWatch = await registry.watchConfig(() => changed(), () => changed());
+        const text = await registry.getConfig();
+        failures = 0;
+        if (text === null) {
+          if (lastMsg !== 'missing') log.warn('waiting for the network config', { key, hint: `etcdctl put ${key} '{"Network":"10.0.0.0/16"}'` });
+          lastMsg = 'missing';
+        } else {
+          try {
+            const cfg = parseConfig(text);
+            log.info('network config', configToJson(cfg));
+            return cfg;
+          } catch (e) {
+            const m = describeError(e);
+            if (m !== lastMsg) log.error(`invalid network config at ${key}; waiting for a fixed one`, { error: m });
+            lastMsg = m;
+          }
+        }
+        // Re-read on change, and every 30 s in case a watch event was lost.
+        await Promise.race([wake, sleep(30_000, signal)]);
+      } catch (e) {
+        failures++;
+        log.warn('etcd unreachable while reading the network config; retrying', { error: describeError(e), attempt: failures });
+        await sleep(backoffMs(failures), signal);
+      } finally {
+        stopWatch?.();
+      }
+    }
+    return null;
+  }
+
+  /** The running network does not change under a live daemon: say so when the config does. */
+  private async watchConfigChanges(running: NetworkConfig, signal: AbortSignal): Promise<void> {
+    const same = JSON.stringify(configToJson(running));
+    let stop: (() => void) | null = null;
+    const onText = (text: string | null): void => {
+      let now = '';
+      try {
+        now = text === null ? 'deleted' : JSON.stringify(configToJson(parseConfig(text)));
+      } catch (e) {
+        now = describeError(e);
+      }
+      if (now !== same) this.d.log.warn('network config changed in etcd; restart rudder to apply it', { now });
+    };
+    while (!signal.aborted) {
+      const broken = new Promise<void>((resolve) => {
+        this.d.registry.watchConfig(onText, () => resolve()).then((s) => (stop = s), () => resolve());
+      });
+      await Promise.race([broken, sleep(3_600_000, signal)]);
+      (stop as (() => void) | null)?.();
+      await sleep(5_000, signal);
+    }
+  }
+}
+
+export function fatal(e: unknown): boolean {
+  return isRudderError(e) && e.code === 'E_LEASE_LOST';
+}
+
+export { RudderError };

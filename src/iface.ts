@@ -1,0 +1,62 @@
+/**
+ * Which interface carries host-to-host traffic, and which address other
+ * hosts send to. `-iface` names it (by name or by one of its IPv4
+ * addresses); otherwise it is the interface of the default route, found over
+ * rtnetlink. `-public-ip` overrides the advertised address (NAT).
+ */
+import type { ExternalInterface } from './backend/types';
+import { RudderError } from './errors';
+import { formatIp, parseIp } from './ip/ipv4';
+import { listAddresses } from './netlink/addrs';
+import { Conn } from './netlink/conn';
+import { linkByIndex, linkByName } from './netlink/links';
+import { defaultRouteInterface } from './netlink/routes';
+
+export async function resolveExternalInterface(iface: string | undefined, publicIp: string | undefined): Promise<ExternalInterface> {
+  let pub: number | null = null;
+  if (publicIp !== undefined) {
+    pub = parseIp(publicIp);
+    if (pub === null) throw new RudderError('E_FLAG', `-public-ip=${JSON.stringify(publicIp)}: expected an IPv4 address`);
+  }
+  const c = new Conn();
+  try {
+    let name: string;
+    let index: number;
+    let mtu: number;
+    let address: number;
+    if (iface === undefined || iface === '') {
+      const d = await defaultRouteInterface(c);
+      if (!d) {
+        throw new RudderError('E_IFACE', 'no IPv4 default route with an addressed interface: pass -iface=NAME|IP to choose the interface for host-to-host traffic');
+      }
+      ({ name, index, mtu } = d.link);
+      address = d.address;
+    } else {
+      const asIp = parseIp(iface);
+      const addrs = await listAddresses(c);
+      if (asIp !== null) {
+        const a = addrs.find((x) => x.ip === asIp);
+        if (!a) throw new RudderError('E_IFACE', `-iface=${iface}: no interface has this address (expected a local IPv4 address or an interface name)`);
+        const link = await linkByIndex(c, a.index);
+        if (!link) throw new RudderError('E_IFACE', `-iface=${iface}: its interface disappeared`);
+        ({ name, index, mtu } = link);
+        address = asIp;
+      } else {
+        const link = await linkByName(c, iface);
+        if (!link) throw new RudderError('E_IFACE', `-iface=${JSON.stringify(iface)}: no such interface (expected an interface name or a local IPv4 address)`);
+        const mine = addrs.filter((x) => x.index === link.index);
+        const a = mine.find((x) => !x.secondary) ?? mine[0];
+        if (!a) throw new RudderError('E_IFACE', `-iface=${iface}: the interface has no IPv4 address`);
+        ({ name, index, mtu } = link);
+        address = a.ip;
+      }
+    }
+    return { name, index, mtu, address, publicIP: pub ?? address };
+  } finally {
+    c.close();
+  }
+}
+
+export function describeIface(x: ExternalInterface): string {
+  return `${x.name} (${formatIp(x.address)}, mtu ${x.mtu})`;
+}

@@ -1,0 +1,206 @@
+/**
+ * SubnetManager: takes this host's lease, keeps it alive and keeps it ours.
+ *
+ * Acquisition order (ARCHITECTURE.md): a key already holding our PublicIP;
+ * else the subnet remembered in the subnet file, only if free; else a random
+ * free subnet. Every write is one etcd transaction (create-if-absent, or
+ * compare-and-swap on mod_revision), so two hosts can never both succeed on
+ * one key: a lost race costs a re-list and another pick, bounded by
+ * MAX_ATTEMPTS. A full range is reported as such, not retried.
+ *
+ * Keeping: renew `renewMarginMs` before expiry; reservations (keys with no
+ * etcd lease) are never renewed. etcd errors are retried with jittered
+ * backoff for as long as it takes — the data path does not depend on etcd.
+ * If our key disappears (deleted, or expired while etcd was away) it is
+ * re-created with the same subnet, create-if-absent.
+ */
+import type { NetworkConfig } from '../config';
+import { RudderError, describeError, isRudderError } from '../errors';
+import { Cidr, cidrEquals, formatCidr, formatIp } from '../ip/ipv4';
+import type { Logger } from '../log';
+import { describeRange, pickFreeSubnet, subnetAllowed } from './allocator';
+import type { Lease } from './lease';
+import { LeaseRecord, LeaseValue, Registry, leaseValue } from './registry';
+import { sleep } from '../util/sleep';
+
+export const MAX_ATTEMPTS = 10;
+
+export interface ManagerOptions {
+  registry: Registry;
+  config: NetworkConfig;
+  publicIP: number;
+  backendType: string;
+  backendData: Readonly<Record<string, unknown>>;
+  ttlMs: number;
+  renewMarginMs: number;
+  log: Logger;
+  random?: () => number;
+}
+
+export class SubnetManager {
+  private record: LeaseRecord | null = null;
+  private expiresAt: number | null = null;
+  private wake: (() => void) | null = null;
+  private readonly value: LeaseValue;
+
+  constructor(private readonly o: ManagerOptions) {
+    this.value = leaseValue(o.publicIP, o.backendType, o.backendData);
+  }
+
+  /** The lease currently held (after acquire). */
+  get lease(): Lease {
+    if (!this.record) throw new RudderError('E_INTERNAL', 'no lease acquired yet');
+    return { ...this.record.lease, expiresAt: this.expiresAt };
+  }
+
+  get isReservation(): boolean {
+    return this.record?.etcdLeaseId === '0';
+  }
+
+  async acquire(remembered: Cidr | null): Promise<Lease> {
+    const { registry, config, publicIP, log } = this.o;
+    let rememberedUsable = remembered !== null && subnetAllowed(config, remembered);
+    if (remembered && !rememberedUsable) {
+      log.info('remembered subnet is outside the configured range; not reusing it', { subnet: formatCidr(remembered) });
+    }
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      const list = await registry.listLeases();
+      const mine = list.records.filter((r) => r.lease.publicIP === publicIP && (r.etcdLeaseId === '0' || subnetAllowed(config, r.lease.subnet)));
+      const pref = mine.find((r) => remembered && cidrEquals(r.lease.subnet, remembered)) ?? mine[0];
+      if (pref) {
+        const rec = await registry.updateLease(pref, this.value, this.o.ttlMs);
+        if (rec) return this.took(rec, pref.etcdLeaseId === '0' ? 'reservation' : 'reused');
+        continue;
+      }
+      const taken = list.records.map((r) => r.lease.subnet);
+      if (remembered && rememberedUsable) {
+        rememberedUsable = false; // one try: a conflict means another host has it now
+        if (!taken.some((t) => cidrEquals(t, remembered))) {
+          const rec = await registry.createLease(remembered, this.value, this.o.ttlMs);
+          if (rec) return this.took(rec, 'remembered');
+          continue;
+        }
+        log.info('remembered subnet is held by another host; picking another', { subnet: formatCidr(remembered) });
+      }
+      const pick = pickFreeSubnet(config, taken, this.o.random);
+      if (!pick) {
+        throw new RudderError('E_SUBNET_FULL', `no free subnet: all ${describeRange(config)} are leased (${taken.length} leases); widen Network or SubnetMin/SubnetMax, or remove stale leases`);
+      }
+      const rec = await registry.createLease(pick, this.value, this.o.ttlMs);
+      if (rec) return this.took(rec, 'new');
+      log.debug('subnet taken concurrently; retrying', { subnet: formatCidr(pick), attempt });
+    }
+    throw new RudderError('E_ACQUIRE', `could not acquire a subnet after ${MAX_ATTEMPTS} attempts (every pick was taken concurrently by another host)`);
+  }
+
+  private took(rec: LeaseRecord, how: string): Lease {
+    this.record = rec;
+    this.expiresAt = rec.etcdLeaseId === '0' ? null : Date.now() + this.o.ttlMs;
+    this.o.log.info('lease acquired', {
+      subnet: formatCidr(rec.lease.subnet),
+      publicIP: formatIp(rec.lease.publicIP),
+      how,
+      expires: this.expiresAt === null ? 'never (reservation)' : new Date(this.expiresAt).toISOString(),
+    });
+    return this.lease;
+  }
+
+  /** Our key was deleted or rewritten by someone: re-assert it now. */
+  ownKeyChanged(current: Lease | null): void {
+    if (current && current.publicIP === this.o.publicIP) return; // our own write, or a harmless rewrite
+    this.lostKey = current;
+    this.wake?.();
+  }
+  private lostKey: Lease | null | undefined = undefined;
+
+  /**
+   * Keeps the lease until `signal` aborts. Rejects only when the lease is
+   * irrecoverably lost (another host holds our subnet).
+   */
+  async keep(signal: AbortSignal): Promise<void> {
+    const { registry, log } = this.o;
+    let failures = 0;
+    while (!signal.aborted) {
+      const rec = this.record;
+      if (!rec) throw new RudderError('E_INTERNAL', 'keep() before acquire()');
+      let waitMs: number;
+      if (this.lostKey !== undefined) waitMs = 0;
+      else if (this.expiresAt === null) waitMs = 3_600_000;
+      else waitMs = Math.max(0, this.expiresAt - this.o.renewMarginMs - Date.now());
+      if (failures > 0) waitMs = Math.min(waitMs, backoffMs(failures, this.o.random));
+      if (waitMs > 0) await this.sleepOrWake(waitMs, signal);
+      if (signal.aborted) return;
+      const lost = this.lostKey;
+      const due = this.expiresAt !== null && Date.now() >= this.expiresAt - this.o.renewMarginMs;
+      if (lost === undefined && !due && failures === 0) continue;
+      try {
+        if (lost !== undefined) {
+          await this.reassert(lost);
+        } else if (due) {
+          const exp = await registry.renewLease(rec);
+          if (exp === null) {
+            log.warn('etcd lease is gone; re-creating the lease key', { subnet: formatCidr(rec.lease.subnet) });
+            await this.reassert(null);
+          } else {
+            this.expiresAt = exp;
+            log.info('lease renewed', { subnet: formatCidr(rec.lease.subnet), expires: new Date(exp).toISOString() });
+          }
+        }
+        if (failures > 0) log.info('etcd reachable again', { after: `${failures} failed attempts` });
+        failures = 0;
+      } catch (e) {
+        if (isRudderError(e, 'E_LEASE_LOST')) throw e;
+        failures++;
+        log.warn('etcd unreachable; the data path keeps running, retrying', { error: describeError(e), attempt: failures });
+      }
+    }
+  }
+
+  private async reassert(current: Lease | null): Promise<void> {
+    const rec = this.record as LeaseRecord;
+    const subnet = formatCidr(rec.lease.subnet);
+    if (current && current.publicIP !== this.o.publicIP) {
+      throw new RudderError('E_LEASE_LOST', `lease ${subnet} now names PublicIP ${formatIp(current.publicIP)}, not ours (${formatIp(this.o.publicIP)}); restart to take another subnet`);
+    }
+    // Re-list to get the key's current state: create if absent, else it is ours again.
+    const list = await this.o.registry.listLeases();
+    const now = list.records.find((r) => cidrEquals(r.lease.subnet, rec.lease.subnet));
+    let next: LeaseRecord | null;
+    if (!now) {
+      this.o.log.warn('own lease key was deleted; re-creating it', { subnet });
+      next = await this.o.registry.createLease(rec.lease.subnet, this.value, this.o.ttlMs);
+    } else if (now.lease.publicIP === this.o.publicIP) {
+      next = now.etcdLeaseId === rec.etcdLeaseId ? now : await this.o.registry.updateLease(now, this.value, this.o.ttlMs);
+    } else {
+      throw new RudderError('E_LEASE_LOST', `lease ${subnet} was taken by ${formatIp(now.lease.publicIP)}; restart to take another subnet`);
+    }
+    if (!next) throw new RudderError('E_ETCD', `lease ${subnet} changed while re-creating it; will retry`);
+    this.record = next;
+    if (next.etcdLeaseId === '0') this.expiresAt = null;
+    else if (next !== now) this.expiresAt = Date.now() + this.o.ttlMs;
+    this.lostKey = undefined;
+    this.o.log.info('lease key restored', { subnet });
+  }
+
+  private sleepOrWake(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(t);
+        signal.removeEventListener('abort', done);
+        this.wake = null;
+        resolve();
+      };
+      const t = setTimeout(done, Math.min(ms, 2 ** 31 - 1));
+      signal.addEventListener('abort', done, { once: true });
+      this.wake = done;
+    });
+  }
+}
+
+/** Jittered exponential backoff: 0.5 s doubling to 10 s, ±50 %. */
+export function backoffMs(failures: number, random: () => number = Math.random): number {
+  const base = Math.min(10_000, 500 * 2 ** Math.min(failures - 1, 5));
+  return Math.round(base * (0.5 + random()));
+}
+
+export { sleep };

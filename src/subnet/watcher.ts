@@ -1,0 +1,130 @@
+/**
+ * LeaseWatcher: the one source of lease events. List, hand the diff to the
+ * consumer, watch from the listed revision + 1; when the watch breaks
+ * (disconnect, compaction, etcd restart) list again and diff against what
+ * the consumer was last told. So the consumer sees exactly the changes:
+ * never a spurious removal of a live lease, never a missed one.
+ *
+ * Events are delivered serially: the next batch is not handed over until
+ * the consumer's promise for the previous one settles.
+ */
+import { describeError } from '../errors';
+import { cidrToKey, formatCidr } from '../ip/ipv4';
+import type { Logger } from '../log';
+import { backoffMs } from './manager';
+import { LeaseMap, applyEvents, diffLeases } from './diff';
+import type { Lease, LeaseEvent } from './lease';
+import type { Registry, WatchBatch } from './registry';
+import { sleep } from '../util/sleep';
+
+export type LeaseConsumer = (events: readonly LeaseEvent[]) => Promise<void>;
+
+export class LeaseWatcher {
+  /** What the consumer has been told (or is being told). */
+  readonly known: LeaseMap = new Map();
+  private chain: Promise<void> = Promise.resolve();
+  private warnedInvalid = new Set<string>();
+  /** Number of (re)lists done; visible for tests and metrics. */
+  lists = 0;
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly log: Logger,
+    private readonly consumer: LeaseConsumer,
+  ) {}
+
+  private deliver(events: LeaseEvent[]): void {
+    if (events.length === 0) return;
+    applyEvents(this.known, events);
+    this.chain = this.chain.then(() =>
+      this.consumer(events).catch((e) => this.log.error('applying lease events failed', { error: describeError(e) })),
+    );
+  }
+
+  /** Waits until every delivered batch has been applied. */
+  settled(): Promise<void> {
+    return this.chain;
+  }
+
+  private invalid(key: string, reason: string): void {
+    if (this.warnedInvalid.has(key + reason)) return;
+    this.warnedInvalid.add(key + reason);
+    this.log.warn('ignoring an invalid lease entry', { key, reason });
+  }
+
+  private onBatch(batch: readonly WatchBatch[]): void {
+    const events: LeaseEvent[] = [];
+    // Apply to a scratch view so several changes of one key in one batch diff correctly.
+    const view = new Map(this.known);
+    for (const b of batch) {
+      if (b.kind === 'invalid') {
+        this.invalid(b.key, b.reason);
+        continue;
+      }
+      if (b.kind === 'delete') {
+        const k = cidrToKey(b.subnet);
+        const old = view.get(k);
+        if (old) {
+          events.push({ type: 'removed', lease: old });
+          view.delete(k);
+        }
+        continue;
+      }
+      const l: Lease = b.record.lease;
+      const k = cidrToKey(l.subnet);
+      const d = diffLeases(new Map(view.has(k) ? [[k, view.get(k) as Lease]] : []), [l]);
+      events.push(...d);
+      view.set(k, l);
+    }
+    this.deliver(events);
+  }
+
+  /** Runs until `signal` aborts. Never rejects. */
+  async run(signal: AbortSignal): Promise<void> {
+    let failures = 0;
+    while (!signal.aborted) {
+      let stop: (() => void) | null = null;
+      try {
+        const list = await this.registry.listLeases();
+        this.lists++;
+        for (const i of list.invalid) this.invalid(i.key, i.reason);
+        this.deliver(diffLeases(this.known, list.records.map((r) => r.lease)));
+        const fromRev = (BigInt(list.revision) + 1n).toString();
+        const broken = new Promise<unknown>((resolve) => {
+          const onAbort = (): void => resolve(null);
+          signal.addEventListener('abort', onAbort, { once: true });
+          this.registry
+            .watchLeases(fromRev, {
+              onEvents: (b) => this.onBatch(b),
+              onBroken: (r) => {
+                signal.removeEventListener('abort', onAbort);
+                resolve(r);
+              },
+            })
+            .then((s) => {
+              stop = s;
+              if (signal.aborted) s();
+            }, (e: unknown) => {
+              signal.removeEventListener('abort', onAbort);
+              resolve(e);
+            });
+        });
+        if (failures > 0) this.log.info('lease watch re-established', { leases: list.records.length });
+        failures = 0;
+        const reason = await broken;
+        if (signal.aborted) break;
+        this.log.warn('lease watch interrupted; listing again', { reason: describeError(reason) });
+      } catch (e) {
+        failures++;
+        this.log.warn('etcd unreachable; keeping current routes, retrying', { error: describeError(e), attempt: failures });
+        await sleep(backoffMs(failures), signal);
+      } finally {
+        (stop as (() => void) | null)?.();
+      }
+    }
+  }
+}
+
+export function describeLease(l: Lease): string {
+  return formatCidr(l.subnet);
+}
