@@ -6,6 +6,10 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'child_process';
+import { existsSync } from 'fs';
+import { join } from 'path';
+import { createInterface } from 'readline';
 import { createTestNs, startFacadeChild, type ChildError, type FacadeChild, type TestNs } from '../helpers/netlink-ns';
 import { formatIp, parseCidr, parseIp } from '../../src/ip/ipv4';
 import { RTPROT_RUDDER, type DefaultRouteIface, type EnsureResult, type LinkInfo, type RouteInfo } from '../../src/netlink';
@@ -269,5 +273,41 @@ describe('netlink facade (in a network namespace)', () => {
       assert.match(e.message, /add address 10\.0\.5\.0\/40/);
       return true;
     });
+  });
+});
+
+const ADDON = join(__dirname, '..', '..', '..', 'native', 'build', 'Release', 'rudder_native.node');
+
+describe('udp backend on a real kernel (in a network namespace)', () => {
+  it('configures rudder0, removes stale Rudder routes, and leaves nothing after stop', { skip: existsSync(ADDON) ? false : 'native addon not built' }, async () => {
+    const ns = createTestNs('rnl');
+    try {
+      ns.ip('link', 'add', 'e0', 'type', 'veth', 'peer', 'name', 'e1');
+      ns.ip('link', 'set', 'e0', 'up');
+      ns.ip('link', 'set', 'e1', 'up');
+      ns.ip('addr', 'add', '198.18.0.1/24', 'dev', 'e0');
+      ns.ip('route', 'add', '10.0.8.0/24', 'via', '198.18.0.2', 'dev', 'e0', 'proto', String(RTPROT_RUDDER)); // left by an earlier run
+      const script = join(__dirname, '..', 'helpers', 'netlink-udp-child.js');
+      const child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, script, '10.0.0.0/16', '10.0.5.0/24', '10.0.7.0/24', '198.18.0.2', 'e0', '198.18.0.1'], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+      const next = async (): Promise<string> => ((await lines.next()).value as string | undefined) ?? 'eof';
+      try {
+        assert.equal(await next(), 'started');
+        const tun = ns.ipJson<J[]>('-4', 'addr', 'show', 'dev', 'rudder0')[0] as J;
+        assert.deepEqual((tun.addr_info as J[]).map((a) => `${a.local as string}/${a.prefixlen as number}`), ['10.0.5.0/32']);
+        assert.equal(tun.mtu, 1500 - 28);
+        assert.ok((tun.flags as string[]).includes('UP'));
+        const rs = ns.ipJson<J[]>('route', 'show', 'proto', String(RTPROT_RUDDER));
+        assert.deepEqual(rs.map((r) => `${r.dst as string} ${r.dev as string}`), ['10.0.0.0/16 rudder0']);
+        child.stdin.end();
+        assert.equal(await next(), 'stopped');
+      } finally {
+        if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+      }
+      assert.equal(ns.ipJson<J[]>('link', 'show').filter((l) => l.ifname === 'rudder0').length, 0);
+      assert.deepEqual(ns.ipJson<J[]>('route', 'show', 'proto', String(RTPROT_RUDDER)), []);
+    } finally {
+      ns.destroy();
+    }
   });
 });
