@@ -1,0 +1,231 @@
+/**
+ * The typed face of the native data plane (native/, N-API addon
+ * rudder_native.node). JavaScript opens it, replaces its route table and
+ * reads its counters; the addon's own threads move every packet.
+ *
+ * The addon is loaded lazily, on first use, so that importing this module
+ * never fails on a machine where the addon was not built yet.
+ */
+import * as path from 'node:path';
+import { RudderError } from '../errors';
+import type { DataPlane, DataPlaneCounters, DataPlaneOptions, DataPlaneRoute } from './types';
+
+/** Opaque handle owned by the addon (an N-API External). */
+interface RawHandle {
+  readonly __rudderDataPlaneHandle: never;
+}
+
+/** Options exactly as addon.c reads them (all integers, addresses host order). */
+interface RawOpenOptions {
+  tunName: string;
+  bindAddress: number;
+  port: number;
+  localIp: number;
+  localPrefix: number;
+  icmpSource: number;
+  mtu: number;
+}
+
+interface RawOpenResult {
+  handle: RawHandle;
+  /** 64-bit counters written by the data plane threads, laid out as `counterNames`. */
+  counters: ArrayBuffer;
+  /** Device name the kernel gave the TUN. */
+  ifname: string;
+}
+
+/** The raw shape of rudder_native.node. */
+interface RawAddon {
+  readonly counterNames: readonly string[];
+  open(opts: RawOpenOptions): RawOpenResult;
+  /** Flat quadruples: [net, prefix, publicIP, port, ...]. */
+  setRoutes(handle: RawHandle, routes: Uint32Array): void;
+  stop(handle: RawHandle): void;
+  notify(socketPath: string, message: string): void;
+}
+
+/** Counters of this implementation: the contract's plus packets that were not IPv4 at all. */
+export interface NativeDataPlaneCounters extends DataPlaneCounters {
+  /** Non-IPv4 packets read from the TUN (e.g. IPv6 router solicitations), dropped. */
+  dropNotIPv4: number;
+}
+
+export interface NativeDataPlane extends DataPlane {
+  /** Name of the TUN device as the kernel created it. */
+  readonly ifname: string;
+  counters(): NativeDataPlaneCounters;
+}
+
+const COUNTER_KEYS = [
+  'txPackets',
+  'txBytes',
+  'rxPackets',
+  'rxBytes',
+  'dropNoRoute',
+  'dropUnknownSender',
+  'dropMalformed',
+  'dropTtl',
+  'dropNotLocal',
+  'tunErrors',
+  'socketErrors',
+  'icmpSent',
+  'dropNotIPv4',
+] as const satisfies readonly (keyof NativeDataPlaneCounters)[];
+
+type CounterKey = (typeof COUNTER_KEYS)[number];
+
+/** Where ./build puts the addon, relative to dist/src/dataplane/native.js. */
+export const ADDON_PATH = path.resolve(__dirname, '..', '..', '..', 'native', 'build', 'Release', 'rudder_native.node');
+
+let loaded: { addon: RawAddon; index: ReadonlyMap<CounterKey, number> } | undefined;
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function isRawAddon(v: unknown): v is RawAddon {
+  if (typeof v !== 'object' || v === null) return false;
+  const o = v as Record<string, unknown>;
+  return (
+    Array.isArray(o.counterNames) &&
+    o.counterNames.every((n) => typeof n === 'string') &&
+    typeof o.open === 'function' &&
+    typeof o.setRoutes === 'function' &&
+    typeof o.stop === 'function' &&
+    typeof o.notify === 'function'
+  );
+}
+
+function addon(): { addon: RawAddon; index: ReadonlyMap<CounterKey, number> } {
+  if (loaded) return loaded;
+  let mod: unknown;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    mod = require(ADDON_PATH) as unknown;
+  } catch (e) {
+    const code = (e as { code?: unknown }).code;
+    const why =
+      code === 'MODULE_NOT_FOUND'
+        ? `native addon not found at ${ADDON_PATH}`
+        : `native addon at ${ADDON_PATH} cannot be loaded (${errorMessage(e)})`;
+    throw new RudderError('E_DATAPLANE', `${why}: run ./build to compile it`, { cause: e });
+  }
+  if (!isRawAddon(mod)) {
+    throw new RudderError('E_DATAPLANE', `native addon at ${ADDON_PATH} has an unexpected shape: run ./build to rebuild it`);
+  }
+  const index = new Map<CounterKey, number>();
+  for (const key of COUNTER_KEYS) {
+    const i = mod.counterNames.indexOf(key);
+    if (i < 0) {
+      throw new RudderError('E_DATAPLANE', `native addon lacks counter ${key}: run ./build to rebuild it`);
+    }
+    index.set(key, i);
+  }
+  loaded = { addon: mod, index };
+  return loaded;
+}
+
+/** Runs an addon call, turning its errors (errno text included) into RudderError E_DATAPLANE. */
+function call<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof RudderError) throw e;
+    throw new RudderError('E_DATAPLANE', `data plane ${what}: ${errorMessage(e)}`, { cause: e });
+  }
+}
+
+function checkInt(what: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new RudderError('E_DATAPLANE', `data plane: ${what} must be an integer ${min}..${max}, got ${String(v)}`);
+  }
+  return v;
+}
+
+const U32_MAX = 0xffffffff;
+
+function toRawOptions(opts: DataPlaneOptions): RawOpenOptions {
+  if (typeof opts.tunName !== 'string' || opts.tunName.length === 0 || opts.tunName.length > 15) {
+    throw new RudderError('E_DATAPLANE', `data plane: tunName must be 1..15 characters, got ${JSON.stringify(opts.tunName)}`);
+  }
+  return {
+    tunName: opts.tunName,
+    bindAddress: checkInt('bindAddress', opts.bindAddress, 0, U32_MAX),
+    port: checkInt('port', opts.port, 1, 65535),
+    localIp: checkInt('localSubnet.ip', opts.localSubnet.ip, 0, U32_MAX),
+    localPrefix: checkInt('localSubnet.prefix', opts.localSubnet.prefix, 0, 32),
+    icmpSource: checkInt('icmpSource', opts.icmpSource, 0, U32_MAX),
+    mtu: checkInt('mtu', opts.mtu, 68, 65535),
+  };
+}
+
+function packRoutes(routes: readonly DataPlaneRoute[]): Uint32Array {
+  const flat = new Uint32Array(routes.length * 4);
+  routes.forEach((r, i) => {
+    flat[4 * i] = checkInt(`routes[${i}].ip`, r.ip, 0, U32_MAX);
+    flat[4 * i + 1] = checkInt(`routes[${i}].prefix`, r.prefix, 0, 32);
+    flat[4 * i + 2] = checkInt(`routes[${i}].publicIP`, r.publicIP, 1, U32_MAX);
+    flat[4 * i + 3] = checkInt(`routes[${i}].port`, r.port, 1, 65535);
+  });
+  return flat;
+}
+
+/**
+ * Creates the TUN device (IFF_TUN|IFF_NO_PI, not configured: the backend sets
+ * address, MTU and routes), binds the UDP socket and starts the threads with an
+ * empty route table. Throws RudderError E_DATAPLANE (with the errno text).
+ */
+export function openDataPlane(opts: DataPlaneOptions): NativeDataPlane {
+  const raw = toRawOptions(opts);
+  const { addon: a, index } = addon();
+  const res = call(`open ${raw.tunName}`, () => a.open(raw));
+  const words = new BigUint64Array(res.counters);
+  let handle: RawHandle | undefined = res.handle;
+
+  const read = (key: CounterKey): number => Number(words[index.get(key) ?? -1] ?? 0n);
+
+  return {
+    ifname: res.ifname,
+    setRoutes(routes: readonly DataPlaneRoute[]): void {
+      const flat = packRoutes(routes);
+      const h = handle;
+      if (h === undefined) throw new RudderError('E_DATAPLANE', `data plane ${res.ifname}: setRoutes after stop`);
+      call(`${res.ifname} setRoutes`, () => a.setRoutes(h, flat));
+    },
+    counters(): NativeDataPlaneCounters {
+      return {
+        txPackets: read('txPackets'),
+        txBytes: read('txBytes'),
+        rxPackets: read('rxPackets'),
+        rxBytes: read('rxBytes'),
+        dropNoRoute: read('dropNoRoute'),
+        dropUnknownSender: read('dropUnknownSender'),
+        dropMalformed: read('dropMalformed'),
+        dropTtl: read('dropTtl'),
+        dropNotLocal: read('dropNotLocal'),
+        tunErrors: read('tunErrors'),
+        socketErrors: read('socketErrors'),
+        icmpSent: read('icmpSent'),
+        dropNotIPv4: read('dropNotIPv4'),
+      };
+    },
+    stop(): void {
+      const h = handle;
+      if (h === undefined) return;
+      handle = undefined;
+      call(`${res.ifname} stop`, () => a.stop(h));
+    },
+  };
+}
+
+/**
+ * Sends `message` as one datagram to the unix datagram socket `socketPath`
+ * (a leading '@' means an abstract socket), as systemd's NOTIFY_SOCKET wants.
+ */
+export function sdNotify(socketPath: string, message: string): void {
+  if (typeof socketPath !== 'string' || socketPath.length === 0) {
+    throw new RudderError('E_DATAPLANE', 'sdNotify: socket path is empty');
+  }
+  const { addon: a } = addon();
+  call('notify', () => a.notify(socketPath, message));
+}
