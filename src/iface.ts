@@ -7,10 +7,7 @@
 import type { ExternalInterface } from './backend/types';
 import { RudderError } from './errors';
 import { formatIp, parseIp } from './ip/ipv4';
-import { listAddresses } from './netlink/addrs';
-import { Conn } from './netlink/conn';
-import { linkByIndex, linkByName } from './netlink/links';
-import { defaultRouteInterface } from './netlink/routes';
+import { openNetlink } from './netlink';
 
 export async function resolveExternalInterface(iface: string | undefined, publicIp: string | undefined): Promise<ExternalInterface> {
   let pub: number | null = null;
@@ -18,14 +15,14 @@ export async function resolveExternalInterface(iface: string | undefined, public
     pub = parseIp(publicIp);
     if (pub === null) throw new RudderError('E_FLAG', `-public-ip=${JSON.stringify(publicIp)}: expected an IPv4 address`);
   }
-  const c = new Conn();
+  const nl = openNetlink();
   try {
     let name: string;
     let index: number;
     let mtu: number;
     let address: number;
     if (iface === undefined || iface === '') {
-      const d = await defaultRouteInterface(c);
+      const d = await nl.defaultRouteInterface();
       if (!d) {
         throw new RudderError('E_IFACE', 'no IPv4 default route with an addressed interface: pass -iface=NAME|IP to choose the interface for host-to-host traffic');
       }
@@ -33,19 +30,20 @@ export async function resolveExternalInterface(iface: string | undefined, public
       address = d.address;
     } else {
       const asIp = parseIp(iface);
-      const addrs = await listAddresses(c);
+      const addrs = await nl.listAddresses();
       if (asIp !== null) {
         const a = addrs.find((x) => x.ip === asIp);
         if (!a) throw new RudderError('E_IFACE', `-iface=${iface}: no interface has this address (expected a local IPv4 address or an interface name)`);
-        const link = await linkByIndex(c, a.index);
+        const link = await nl.linkByIndex(a.index);
         if (!link) throw new RudderError('E_IFACE', `-iface=${iface}: its interface disappeared`);
         ({ name, index, mtu } = link);
         address = asIp;
       } else {
-        const link = await linkByName(c, iface);
+        const link = await nl.linkByName(iface);
         if (!link) throw new RudderError('E_IFACE', `-iface=${JSON.stringify(iface)}: no such interface (expected an interface name or a local IPv4 address)`);
         const mine = addrs.filter((x) => x.index === link.index);
-        const a = mine.find((x) => !x.secondary) ?? mine[0];
+        // The kernel lists an interface's primary address first.
+        const a = mine[0];
         if (!a) throw new RudderError('E_IFACE', `-iface=${iface}: the interface has no IPv4 address`);
         ({ name, index, mtu } = link);
         address = a.ip;
@@ -53,7 +51,7 @@ export async function resolveExternalInterface(iface: string | undefined, public
     }
     return { name, index, mtu, address, publicIP: pub ?? address };
   } finally {
-    c.close();
+    nl.close();
   }
 }
 

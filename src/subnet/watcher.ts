@@ -82,6 +82,7 @@ export class LeaseWatcher {
   /** Runs until `signal` aborts. Never rejects. */
   async run(signal: AbortSignal): Promise<void> {
     let failures = 0;
+    let quickBreaks = 0;
     while (!signal.aborted) {
       let stop: (() => void) | null = null;
       try {
@@ -111,9 +112,13 @@ export class LeaseWatcher {
         });
         if (failures > 0) this.log.info('lease watch re-established', { leases: list.records.length });
         failures = 0;
+        const startedAt = Date.now();
         const reason = await broken;
         if (signal.aborted) break;
         this.log.warn('lease watch interrupted; listing again', { reason: describeError(reason) });
+        // A watch that breaks as soon as it starts must not turn into a hot list loop.
+        if (Date.now() - startedAt < 1000) await sleep(backoffMs(++quickBreaks), signal);
+        else quickBreaks = 0;
       } catch (e) {
         failures++;
         this.log.warn('etcd unreachable; keeping current routes, retrying', { error: describeError(e), attempt: failures });
