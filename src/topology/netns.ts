@@ -76,6 +76,14 @@ interface Marker {
   dirs: string[];
 }
 
+const TAG_LEN = 4;
+
+function checkPrefix(prefix: string): void {
+  if (!/^[a-z][a-z0-9]{0,5}$/.test(prefix)) {
+    throw new TopologyError('E_INTERNAL', `namespace prefix ${JSON.stringify(prefix)}: 1..6 chars [a-z0-9], starting with a letter`);
+  }
+}
+
 /** A per-run name tag: namespaces are `<prefix><tag>-<role>`, e.g. `rdk3x9-h1`. */
 export class RunTag {
   readonly prefix: string;
@@ -95,12 +103,10 @@ export class RunTag {
    * never mistake this run for a dead one.
    */
   static create(prefix = DEFAULT_PREFIX): RunTag {
-    if (!/^[a-z][a-z0-9]{0,5}$/.test(prefix)) {
-      throw new TopologyError('E_INTERNAL', `namespace prefix ${JSON.stringify(prefix)}: 1..6 chars [a-z0-9], starting with a letter`);
-    }
+    checkPrefix(prefix);
     const existing = new Set(listNetnsSync());
     for (let attempt = 0; attempt < 100; attempt++) {
-      const tag = crypto.randomBytes(4).readUInt32BE(0).toString(36).slice(0, 4).padStart(4, '0');
+      const tag = crypto.randomBytes(4).readUInt32BE(0).toString(36).padStart(TAG_LEN, '0').slice(-TAG_LEN);
       const t = new RunTag(prefix, tag);
       if ([...existing].some((n) => n.startsWith(`${prefix}${tag}-`))) continue;
       try {
@@ -218,15 +224,20 @@ export interface LeftoverReport {
  * sandbox calls this at start.
  */
 export function removeLeftovers(prefix = DEFAULT_PREFIX): LeftoverReport {
+  checkPrefix(prefix);
+  // Only names of exactly the shape RunTag makes (`<prefix><4 chars>-<role>`),
+  // so namespaces of other tools that merely start with the prefix are safe.
+  const nsShape = new RegExp(`^(${prefix}[a-z0-9]{${TAG_LEN}})-[A-Za-z0-9_.-]+$`);
+  const markerShape = new RegExp(`^(${prefix}[a-z0-9]{${TAG_LEN}})\\.json$`);
   const report: LeftoverReport = { namespaces: [], dirs: [] };
   const dir = markerDir();
-  const liveTags = new Set<string>();
+  const liveRuns = new Set<string>();
   for (const f of fs.readdirSync(dir)) {
-    if (!f.startsWith(prefix) || !f.endsWith('.json')) continue;
-    const runName = f.slice(0, -'.json'.length);
+    const runName = markerShape.exec(f)?.[1];
+    if (runName === undefined) continue;
     const m = readMarker(path.join(dir, f));
     if (m && ownerAlive(m)) {
-      liveTags.add(runName);
+      liveRuns.add(runName);
       continue;
     }
     for (const d of m?.dirs ?? []) {
@@ -236,10 +247,8 @@ export function removeLeftovers(prefix = DEFAULT_PREFIX): LeftoverReport {
     fs.rmSync(path.join(dir, f), { force: true });
   }
   for (const ns of listNetnsSync()) {
-    if (!ns.startsWith(prefix)) continue;
-    const dash = ns.indexOf('-', prefix.length);
-    const runName = dash < 0 ? ns : ns.slice(0, dash);
-    if (liveTags.has(runName)) continue;
+    const runName = nsShape.exec(ns)?.[1];
+    if (runName === undefined || liveRuns.has(runName)) continue;
     deleteNetnsSync(ns);
     report.namespaces.push(ns);
   }
