@@ -408,11 +408,12 @@ export class Netns {
     private readonly cleanup: Cleanup,
   ) {}
 
-  /** Creates the namespace (registered for clean-up first) and brings `lo` up. */
+  /** Creates the namespace, registers it for clean-up and brings `lo` up. */
   static async create(name: string, cleanup: Cleanup): Promise<Netns> {
     if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new TopologyError('E_INTERNAL', `invalid namespace name ${JSON.stringify(name)}`);
-    cleanup.addNetns(name);
+    // Registered only once it is ours: if the name was taken, the namespace belongs to someone else.
     await run(['ip', 'netns', 'add', name]);
+    cleanup.addNetns(name);
     const ns = new Netns(name, cleanup);
     await ns.ip(['link', 'set', 'lo', 'up']);
     return ns;

@@ -144,6 +144,26 @@ describe('topology: switch, etcd and hosts in namespaces', { skip: skipUnlessRoo
   });
 });
 
+describe('topology: 3-member etcd for fault tests', { skip: skipUnlessRoot }, () => {
+  it('puts the members in their own namespaces at .250-.252; the cluster survives losing one', async (t) => {
+    const c = await createCluster({ hosts: 1, etcdMembers: 3 });
+    t.after(() => c.teardown());
+    assert.deepEqual(c.etcdEndpoints, ['http://198.18.0.250:2379', 'http://198.18.0.251:2379', 'http://198.18.0.252:2379']);
+    assert.deepEqual(
+      c.etcdNs.map((n) => n.name),
+      [c.tag.name('etcd1'), c.tag.name('etcd2'), c.tag.name('etcd3')],
+    );
+    for (const ip of ['198.18.0.250', '198.18.0.251', '198.18.0.252']) {
+      assert.equal((await c.host(1).ping(ip, { count: 1 })).received, 1, `h1 -> ${ip}`);
+    }
+    await c.putConfig({ Network: '10.0.0.0/16' });
+    await c.etcdServers[0]?.kill();
+    // Quorum is 2 of 3: reads and writes go on (the wait only covers a leader election).
+    await waitUntil(() => c.putConfig({ Network: '10.1.0.0/16' }).then(() => true), { what: 'a write after losing one member' });
+    assert.deepEqual(JSON.parse((await c.getKey('/coreos.com/network/config')) ?? 'null'), { Network: '10.1.0.0/16' });
+  });
+});
+
 describe('topology: teardown', { skip: skipUnlessRoot }, () => {
   it('removes every namespace, process and file of the run', async () => {
     const c = await createCluster({ hosts: 2 });
