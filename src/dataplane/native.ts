@@ -100,7 +100,6 @@ function addon(): { addon: RawAddon; index: ReadonlyMap<CounterKey, number> } {
   if (loaded) return loaded;
   let mod: unknown;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     mod = require(ADDON_PATH) as unknown;
   } catch (e) {
     const code = (e as { code?: unknown }).code;

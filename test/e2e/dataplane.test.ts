@@ -220,6 +220,33 @@ describe('native udp data plane between two namespaced hosts', { skip: !isRoot &
     assert.equal(a.txPackets, b.txPackets);
   });
 
+  it('sends no ICMP error about a non-first fragment', async () => {
+    // 8028 bytes at MTU 1472 leave h1 as 6 fragments: only the first may be answered.
+    const b = await counters(h1);
+    const r = await ping(ns1, '-c', '1', '-W', '3', '-s', '8000', '-M', 'dont', '10.42.9.1');
+    assert.match(r.stdout, /Destination Net Unreachable/);
+    const a = await counters(h1);
+    assert.equal(a.dropNoRoute - b.dropNoRoute, 6);
+    assert.equal(a.icmpSent - b.icmpSent, 1);
+  });
+
+  it('sends no ICMP error about an ICMP error', async () => {
+    // From a source in no route, h2 tunnels a UDP datagram to a closed port of h1: h1's kernel answers
+    // port-unreachable towards 10.42.9.5, which has no route; that error must not be answered in turn.
+    const udp = Buffer.alloc(8 + 4);
+    udp.writeUInt16BE(40000, 0);
+    udp.writeUInt16BE(9, 2);
+    udp.writeUInt16BE(udp.length, 4); // checksum 0: none, allowed over IPv4
+    const pkt = ipv4Packet({ src: '10.42.9.5', dst: H1.subnet, proto: 17, payload: udp });
+    const b = await counters(h1);
+    await h2.request('sendUdp', { from: H2.underlay, to: H1.underlay, port: PORT, hex: pkt.toString('hex') });
+    await waitFor('h1 to drop its port-unreachable for lack of a route', async () => (await counters(h1)).dropNoRoute > b.dropNoRoute);
+    const a = await counters(h1);
+    assert.equal(a.rxPackets - b.rxPackets, 1);
+    assert.equal(a.dropNoRoute - b.dropNoRoute, 1);
+    assert.equal(a.icmpSent, b.icmpSent, 'answered an ICMP error with an ICMP error');
+  });
+
   it('answers ICMP time-exceeded when the TTL would reach 0', async () => {
     const b = await counters(h1);
     const r = await ping(ns1, '-c', '1', '-t', '1', '-W', '3', H2.subnet);
