@@ -1,0 +1,443 @@
+/**
+ * The udp backend end to end, with real everything: etcd in its namespace,
+ * `bin/rudder` daemons in host namespaces, the native data plane moving
+ * packets between TUN and UDP over the namespaced underlay, and pods behind
+ * each host's docker0-like bridge.
+ *
+ * One cluster is shared (building it is the slow part). Every test first
+ * waits for the paths it relies on to work ("precondition", a convergence
+ * wait with a generous give-up) and puts back what it changed in `finally`,
+ * so a test neither hides an earlier test's failure nor leaves one behind.
+ * Waits are never assertions about speed.
+ *
+ * Config: Network 10.5.0.0/16 with SubnetMin 10.5.1.0, so no host picks the
+ * first subnet 10.5.0.0/24 at random; the "first subnet" test gives it to a
+ * host through a reservation key instead.
+ */
+import assert from 'node:assert/strict';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { formatIp, maskOf, parseCidr } from '../../src/ip/ipv4';
+import {
+  DEFAULT_ETCD_PREFIX,
+  createCluster,
+  parsePing,
+  run,
+  type Cluster,
+  type Host,
+  type PingResult,
+  type Pod,
+  type SubnetEnv,
+} from '../../src/topology';
+import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
+import { tempDir } from '../helpers/tmp';
+import { waitUntil } from '../helpers/wait';
+
+const NETWORK = '10.5.0.0/16';
+const CONFIG = { Network: NETWORK, SubnetMin: '10.5.1.0', Backend: { Type: 'udp' } };
+const UDP_PORT = 8285;
+/** Generous: only keeps a broken run from hanging (2 shared cores). */
+const GIVE_UP_MS = 90_000;
+
+// ---------------------------------------------------------------------------
+// helpers
+
+/** Network address of the lease behind RUDDER_SUBNET (10.5.7.1/24 → 10.5.7.0/24). */
+function leaseOf(env: SubnetEnv): { ip: string; prefix: number; cidr: string; key: string } {
+  const c = parseCidr(env.subnet);
+  assert.ok(c, `RUDDER_SUBNET=${env.subnet}`);
+  const ip = formatIp((c.ip & maskOf(c.prefix)) >>> 0);
+  return { ip, prefix: c.prefix, cidr: `${ip}/${c.prefix}`, key: `${DEFAULT_ETCD_PREFIX}/subnets/${ip}-${c.prefix}` };
+}
+
+function podOf(h: Host): Pod {
+  assert.ok(h.pod, `${h.name} has a pod`);
+  return h.pod;
+}
+
+function describePing(from: string, r: PingResult): string {
+  return `${from} → ${r.target}: ${r.received}/${r.transmitted} received; ${r.output.trim()}`;
+}
+
+/** Waits until a ping from `from` to `to` gets every reply; returns that result. */
+async function waitPingOk(from: Pod | Host, fromName: string, to: string, size?: number): Promise<PingResult> {
+  return waitUntil(
+    async () => {
+      const r = await from.ping(to, { count: 2, intervalS: 0.2, replyWaitS: 1, ...(size === undefined ? {} : { size }) });
+      if (r.transmitted > 0 && r.received === r.transmitted) return r;
+      throw new Error(describePing(fromName, r));
+    },
+    { giveUpMs: GIVE_UP_MS, intervalMs: 200, what: `ping ${fromName} → ${to} to work` },
+  );
+}
+
+/** Every ordered pair of pods of `hosts` can ping each other (waits for convergence). */
+async function waitMesh(hosts: readonly Host[]): Promise<Array<{ from: string; to: string; r: PingResult }>> {
+  const jobs: Array<Promise<{ from: string; to: string; r: PingResult }>> = [];
+  for (const a of hosts) {
+    for (const b of hosts) {
+      if (a === b) continue;
+      jobs.push(waitPingOk(podOf(a), `pod of ${a.name}`, podOf(b).ip).then((r) => ({ from: a.name, to: b.name, r })));
+    }
+  }
+  return Promise.all(jobs);
+}
+
+/** A ping with the exact argv given (for -M dont, which PingOptions has no word for). */
+async function pingArgs(ns: { exec: Pod['exec'] }, args: readonly string[], target: string): Promise<PingResult> {
+  const r = await ns.exec(['ping', '-n', ...args, target], { allowFailure: true });
+  return parsePing(target, r.stdout + r.stderr, r.code);
+}
+
+async function linkMtu(h: Host | Pod, ifname: string): Promise<number> {
+  const r = await h.exec(['ip', '-j', 'link', 'show', 'dev', ifname]);
+  const l = (JSON.parse(r.stdout) as Array<{ mtu: number }>)[0];
+  assert.ok(l, `link ${ifname}`);
+  return l.mtu;
+}
+
+async function sha256(file: string): Promise<string> {
+  const h = crypto.createHash('sha256');
+  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/** An IPv4 packet carrying one UDP datagram (what a pod would send), checksummed. */
+function ipv4Udp(src: string, dst: string, dport: number, payload: Buffer): Buffer {
+  const ip = (s: string): Buffer => Buffer.from(s.split('.').map(Number));
+  const udpLen = 8 + payload.length;
+  const h = Buffer.alloc(20);
+  h[0] = 0x45;
+  h.writeUInt16BE(20 + udpLen, 2);
+  h.writeUInt16BE(0x1234, 4);
+  h[8] = 64;
+  h[9] = 17;
+  ip(src).copy(h, 12);
+  ip(dst).copy(h, 16);
+  let sum = 0;
+  for (let i = 0; i < 20; i += 2) sum += h.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  h.writeUInt16BE(~sum & 0xffff, 10);
+  const u = Buffer.alloc(8);
+  u.writeUInt16BE(40000, 0);
+  u.writeUInt16BE(dport, 2);
+  u.writeUInt16BE(udpLen, 4); // checksum 0: none (allowed for IPv4)
+  return Buffer.concat([h, u, payload]);
+}
+
+/** Log text of the current (last started) run of the daemon on `h`. */
+function currentRunLog(h: Host): string {
+  const text = fs.readFileSync(h.logFile, 'utf8');
+  const i = text.lastIndexOf('--- harness: starting');
+  return i < 0 ? text : text.slice(i);
+}
+
+/** Latest value of a data plane counter from the -v=1 "data plane counters" summaries, 0 if none yet. */
+function loggedCounter(text: string, name: string): number {
+  let v = 0;
+  const re = new RegExp(`data plane counters.*\\b${name}=(\\d+)`);
+  for (const line of text.split('\n')) {
+    const m = re.exec(line);
+    if (m) v = Number(m[1]);
+  }
+  return v;
+}
+
+// ---------------------------------------------------------------------------
+
+describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)', { skip: skipUnlessRoot || skipUnlessEtcd }, () => {
+  let c: Cluster;
+  /** Hosts with a daemon and a pod; the mesh every test keeps working. */
+  const members: Host[] = [];
+
+  before(async () => {
+    // -v=1: the udp backend logs a data plane counter summary every 10 s (test 7 reads it).
+    c = await createCluster({ hosts: 3, rudderArgs: ['-v=1'], giveUpMs: GIVE_UP_MS });
+    await c.putConfig(CONFIG);
+    await Promise.all(c.hosts.map((h) => h.up()));
+    members.push(...c.hosts);
+  });
+
+  after(async () => {
+    await c?.teardown();
+  });
+
+  it('3 hosts: every pod pings every other pod (all 6 ordered pairs)', async () => {
+    assert.equal(members.length, 3);
+    const subnets = await c.listSubnets();
+    const mine = members.map((h) => leaseOf(h.readSubnetFile() as SubnetEnv).cidr);
+    assert.equal(new Set(mine).size, 3, `three distinct subnets: ${mine.join(', ')}`);
+    for (const [i, h] of members.entries()) {
+      const s = subnets.find((x) => x.subnet === mine[i]);
+      assert.ok(s, `lease ${mine[i]} of ${h.name} in etcd: ${JSON.stringify(subnets)}`);
+      assert.equal(s.value.PublicIP, h.underlayIp);
+      assert.equal(s.value.BackendType, 'udp');
+      assert.ok(s.hasLease, 'an ordinary lease (not a reservation)');
+    }
+    const pairs = await waitMesh(members);
+    assert.equal(pairs.length, 6);
+  });
+
+  it('a 50 MB TCP transfer between pods on two hosts arrives intact', async (t) => {
+    const [a, b] = [members[0] as Host, members[1] as Host];
+    await waitMesh([a, b]);
+    const dir = tempDir(t, 'rudder-udp-tcp-');
+    const src = path.join(dir, 'in');
+    const dst = path.join(dir, 'out');
+    await run(['sh', '-c', `head -c 50M /dev/urandom > '${src}'`]);
+    assert.equal(fs.statSync(src).size, 50 * 1024 * 1024);
+    const port = 5001;
+    const listener = await podOf(b).ns.spawn(['socat', '-u', `TCP-LISTEN:${port},reuseaddr`, `OPEN:${dst},creat,trunc`], {
+      logFile: path.join(dir, 'socat-listen.log'),
+      label: `socat listener in pod of ${b.name}`,
+    });
+    try {
+      // retry: the listener may not be bound yet.
+      await podOf(a).exec(['socat', '-u', `FILE:${src}`, `TCP:${podOf(b).ip}:${port},retry=200,interval=0.2`]);
+      const ex = await listener.exited;
+      assert.deepEqual(ex, { code: 0, signal: null }, `listener: ${listener.logTail()}`);
+    } finally {
+      await listener.stop(2_000);
+    }
+    assert.equal(fs.statSync(dst).size, fs.statSync(src).size, 'received size');
+    assert.equal(await sha256(dst), await sha256(src), 'sha256 of what arrived equals what was sent');
+  });
+
+  it('a 4th host joins later and reaches, and is reached by, every other host without restarting anyone', async () => {
+    await waitMesh(members);
+    const pids = members.map((h) => h.rudder?.pid);
+    const h4 = await c.addHost();
+    await h4.up();
+    members.push(h4);
+    const pairs = await waitMesh(members);
+    assert.equal(pairs.length, 12);
+    for (const [i, h] of members.slice(0, -1).entries()) {
+      assert.equal(h.rudder?.pid, pids[i], `${h.name}'s daemon is the same process`);
+      assert.ok(h.rudder?.running, `${h.name}'s daemon still runs`);
+    }
+  });
+
+  it('a restarted daemon (SIGTERM → start, SIGKILL → start) keeps its subnet and traffic resumes', async () => {
+    const h = members[1] as Host;
+    const others = members.filter((x) => x !== h);
+    await waitMesh(members);
+    const before = h.readSubnetFile() as SubnetEnv;
+    const lease = leaseOf(before);
+
+    for (const how of ['stop', 'kill'] as const) {
+      const stamp = h.subnetFileStamp();
+      if (how === 'stop') await h.stopRudder();
+      else await h.killRudder();
+      assert.ok(!h.rudder?.running, `daemon on ${h.name} ended (${how})`);
+      const kv = await c.getKey(lease.key);
+      assert.ok(kv, `the lease stays in etcd while the daemon is down (${how})`);
+      await h.startRudder();
+      const env = await h.waitSubnetFile({ changedSince: stamp });
+      assert.equal(env.subnet, before.subnet, `same subnet after ${how} → start`);
+      assert.equal(env.mtu, before.mtu);
+      const subnets = await c.listSubnets();
+      const own = subnets.filter((s) => s.value.PublicIP === h.underlayIp);
+      assert.deepEqual(own.map((s) => s.subnet), [lease.cidr], `one lease for ${h.underlayIp} after ${how}`);
+      // The pod and bridge were left as they were: traffic resumes both ways.
+      for (const o of others) {
+        await waitPingOk(podOf(o), `pod of ${o.name}`, podOf(h).ip);
+        await waitPingOk(podOf(h), `pod of ${h.name}`, podOf(o).ip);
+      }
+    }
+  });
+
+  it('a lease deleted while its daemon is stopped makes its subnet unreachable: senders get ICMP net-unreachable', async () => {
+    const h = members[2] as Host;
+    const others = members.filter((x) => x !== h);
+    await waitMesh(members);
+    const lease = leaseOf(h.readSubnetFile() as SubnetEnv);
+    await h.stopRudder();
+    try {
+      await c.etcdctl(['del', lease.key]);
+      for (const o of others) {
+        const r = await waitUntil(
+          async () => {
+            const p = await podOf(o).ping(podOf(h).ip, { count: 1, replyWaitS: 1 });
+            if (p.errors.some((e) => /Destination Net Unreachable/.test(e))) return p;
+            throw new Error(describePing(`pod of ${o.name}`, p));
+          },
+          { giveUpMs: GIVE_UP_MS, intervalMs: 200, what: `net-unreachable from ${o.name} for ${lease.cidr}` },
+        );
+        assert.equal(r.received, 0);
+        // The error comes from the sender's own data plane (its rudder0 address = its lease's network address).
+        const ownNet = leaseOf(o.readSubnetFile() as SubnetEnv).ip;
+        assert.ok(r.errors.some((e) => e.startsWith(`From ${ownNet} `)), `error from ${ownNet}: ${r.output}`);
+      }
+      assert.equal(await c.getKey(lease.key), null, 'nobody re-created the key of a stopped daemon');
+    } finally {
+      // Back as it was: the daemon takes its remembered subnet again.
+      const stamp = h.subnetFileStamp();
+      await h.startRudder();
+      await h.waitSubnetFile({ changedSince: stamp });
+    }
+    assert.equal(leaseOf(h.readSubnetFile() as SubnetEnv).cidr, lease.cidr, 'remembered subnet taken again');
+    await waitMesh(members);
+  });
+
+  it('a running daemon re-creates its deleted lease key with the same subnet, and the path keeps working', async () => {
+    const h = members[1] as Host;
+    await waitMesh(members);
+    const lease = leaseOf(h.readSubnetFile() as SubnetEnv);
+    const pid = h.rudder?.pid;
+    await c.etcdctl(['del', lease.key]);
+    const value = await waitUntil(async () => (await c.getKey(lease.key)) ?? undefined, {
+      giveUpMs: GIVE_UP_MS,
+      intervalMs: 200,
+      what: `${lease.key} to be re-created by ${h.name}`,
+    });
+    const v = JSON.parse(value) as { PublicIP?: string; BackendType?: string };
+    assert.equal(v.PublicIP, h.underlayIp);
+    assert.equal(v.BackendType, 'udp');
+    const own = (await c.listSubnets()).filter((s) => s.value.PublicIP === h.underlayIp);
+    assert.deepEqual(own.map((s) => [s.subnet, s.hasLease]), [[lease.cidr, true]], 'same subnet, attached to an etcd lease again');
+    assert.equal(h.rudder?.pid, pid, 'not by restarting');
+    assert.ok(h.rudder?.running);
+    assert.equal(leaseOf(h.readSubnetFile() as SubnetEnv).cidr, lease.cidr);
+    await waitMesh(members);
+  });
+
+  it("a host holding the Network's first subnet (10.5.0.0/24, network address = the Network's) works both ways", async () => {
+    await waitMesh(members);
+    const h = await c.addHost();
+    // A reservation (key without an etcd lease) for this host's PublicIP: the way to give a host the first subnet
+    // while the configured range (SubnetMin 10.5.1.0) keeps random picks away from it.
+    const key = `${DEFAULT_ETCD_PREFIX}/subnets/10.5.0.0-24`;
+    assert.equal(await c.getKey(key), null, 'nobody holds 10.5.0.0/24 yet');
+    await c.etcdctl(['put', key, JSON.stringify({ PublicIP: h.underlayIp, BackendType: 'udp', BackendData: {} })]);
+    const { env, pod } = await h.up();
+    members.push(h);
+    assert.equal(env.subnet, '10.5.0.1/24');
+    assert.equal(pod.ip, '10.5.0.2');
+    const addrs = (await h.exec(['ip', '-4', '-o', 'addr', 'show', 'dev', 'rudder0'])).stdout;
+    assert.match(addrs, /inet 10\.5\.0\.0\/32 /, `rudder0 holds 10.5.0.0/32: ${addrs}`);
+    const pairs = await waitMesh(members);
+    assert.equal(pairs.length, members.length * (members.length - 1));
+    // Also the addresses that look like the Network's own: the host's rudder0 (10.5.0.0) and bridge (10.5.0.1).
+    const o = members[0] as Host;
+    await waitPingOk(podOf(o), `pod of ${o.name}`, '10.5.0.1');
+    await waitPingOk(podOf(o), `pod of ${o.name}`, '10.5.0.0');
+    const kv = (await c.listSubnets()).find((s) => s.subnet === '10.5.0.0/24');
+    assert.ok(kv && !kv.hasLease, 'still a reservation');
+  });
+
+  it('a datagram to port 8285 from an address that holds no lease is not delivered, and is counted as an unknown-sender drop', async (t) => {
+    const target = members[0] as Host;
+    const peer = members[1] as Host;
+    await waitMesh([target, peer]);
+    // A namespace on the underlay with no daemon and no lease: 198.18.0.N.
+    const rogue = await c.addHost();
+    assert.ok(!(await c.listSubnets()).some((s) => s.value.PublicIP === rogue.underlayIp));
+    const dir = tempDir(t, 'rudder-udp-rogue-');
+    const got = path.join(dir, 'received');
+    const port = 7777;
+    const pod = podOf(target);
+    // Inner source: the peer's pod, which the target routes via rudder0 (so reverse-path checks would pass).
+    const packetFile = (tag: string): string => {
+      const f = path.join(dir, `${tag}.pkt`);
+      fs.writeFileSync(f, ipv4Udp(podOf(peer).ip, pod.ip, port, Buffer.from(`${tag}-datagram\n`)));
+      return f;
+    };
+    const rogueFile = packetFile('rogue');
+    const controlFile = packetFile('control');
+    const listener = await pod.ns.spawn(['socat', '-u', `UDP-RECV:${port}`, `OPEN:${got},creat,append`], {
+      logFile: path.join(dir, 'socat.log'),
+      label: `udp listener in pod of ${target.name}`,
+    });
+    try {
+      await waitUntil(async () => (await pod.exec(['ss', '-Hlun', `sport = :${port}`])).stdout.includes(`:${port}`), {
+        giveUpMs: GIVE_UP_MS,
+        what: 'the udp listener in the pod',
+      });
+      const send = (from: Host, file: string): Promise<unknown> =>
+        from.exec(['socat', '-u', `FILE:${file}`, `UDP-SENDTO:${target.underlayIp}:${UDP_PORT}`]);
+
+      const baseline = loggedCounter(currentRunLog(target), 'dropUnknownSender');
+      const N = 5;
+      for (let i = 0; i < N; i++) await send(rogue, rogueFile);
+      // The -v=1 summary (every 10 s, when counters changed) shows the drops.
+      const seen = await waitUntil(
+        () => {
+          const v = loggedCounter(currentRunLog(target), 'dropUnknownSender');
+          return v >= baseline + N ? v : undefined;
+        },
+        { giveUpMs: GIVE_UP_MS, intervalMs: 500, what: `dropUnknownSender ≥ ${baseline + N} in ${target.logFile}` },
+      );
+      assert.ok(seen >= baseline + N);
+
+      // Control: the same datagram from a lease holder's address is delivered, so the listener and the
+      // packet are fine and the rogue ones (sent earlier) really were dropped, not just slow.
+      await waitUntil(
+        async () => {
+          await send(peer, controlFile);
+          const text = fs.existsSync(got) ? fs.readFileSync(got, 'utf8') : '';
+          return text.includes('control-datagram');
+        },
+        { giveUpMs: GIVE_UP_MS, intervalMs: 500, what: `the control datagram in ${got}` },
+      );
+      const text = fs.readFileSync(got, 'utf8');
+      assert.ok(!text.includes('rogue'), `no rogue datagram reached the pod: ${JSON.stringify(text)}`);
+    } finally {
+      await listener.stop(2_000);
+    }
+  });
+
+  it('MTU: 1472- and 8000-byte pings with DF clear work; with DF set the path MTU (1472) is reported to the sender', async () => {
+    const [a, b] = [members[0] as Host, members[1] as Host];
+    await waitMesh([a, b]);
+    const env = a.readSubnetFile() as SubnetEnv;
+    const mtu = env.mtu;
+    assert.equal(mtu, c.underlayMtu - 28, 'RUDDER_MTU = underlay MTU − 28');
+    assert.equal(await linkMtu(a, 'rudder0'), mtu);
+    const target = podOf(b).ip;
+    const pa = podOf(a);
+
+    // DF clear: the pod (link MTU 1472) fragments; fragments cross the tunnel and are reassembled.
+    for (const size of [1472, 8000]) {
+      const r = await pingArgs(pa, ['-c', '3', '-i', '0.2', '-W', '2', '-M', 'dont', '-s', String(size)], target);
+      assert.equal(r.received, 3, describePing(`pod of ${a.name} -s ${size}`, r));
+    }
+    // DF set, exactly the MTU (1444 + 28 = 1472): a full-size packet crosses the tunnel unfragmented.
+    {
+      const r = await pingArgs(pa, ['-c', '3', '-i', '0.2', '-W', '2', '-M', 'do', '-s', String(mtu - 28)], target);
+      assert.equal(r.received, 3, describePing(`pod of ${a.name} -M do -s ${mtu - 28}`, r));
+    }
+    // DF set, above the MTU, from the host namespace: its route to the Network goes through rudder0, so the
+    // local stack knows the path MTU and refuses with it ("message too long, mtu=1472").
+    {
+      const r = await pingArgs(a, ['-c', '1', '-W', '2', '-M', 'do', '-s', '1500'], target);
+      assert.equal(r.received, 0);
+      assert.match(r.output, new RegExp(`message too long, mtu=${mtu}`), r.output);
+    }
+    // DF set, above the tunnel MTU, from a pod whose link MTU is 1500 (as if the bridge were not set from
+    // RUDDER_MTU): the packet fits the pod's link, the host cannot forward it into rudder0, and the pod
+    // learns the path MTU from the host's ICMP frag-needed. With DF clear the host fragments it instead.
+    const ifs: Array<[Host | Pod, string]> = [
+      [a, 'rbr0'],
+      [a, 'veth-pod'],
+      [pa, 'eth0'],
+    ];
+    try {
+      // Bridge last: its MTU follows its ports' until set explicitly.
+      for (const [ns, ifname] of [ifs[2], ifs[1], ifs[0]] as Array<[Host | Pod, string]>) await ns.exec(['ip', 'link', 'set', 'dev', ifname, 'mtu', '1500']);
+      for (const [ns, ifname] of ifs) assert.equal(await linkMtu(ns, ifname), 1500);
+      const r = await pingArgs(pa, ['-c', '2', '-i', '0.2', '-W', '2', '-M', 'do', '-s', '1472'], target);
+      assert.equal(r.received, 0, r.output);
+      const fragNeeded = new RegExp(`Frag needed and DF set \\(mtu = ${mtu}\\)|message too long, mtu=${mtu}`);
+      assert.match(r.output, fragNeeded, `the pod learnt the path MTU ${mtu}: ${r.output}`);
+      assert.ok(r.errors.some((e) => e.startsWith(`From ${pa.gateway} `) && /Frag needed/.test(e)), `frag-needed from the host (${pa.gateway}): ${r.output}`);
+      const big = await pingArgs(pa, ['-c', '3', '-i', '0.2', '-W', '2', '-M', 'dont', '-s', '1472'], target);
+      assert.equal(big.received, 3, describePing(`pod of ${a.name} (MTU 1500) -M dont -s 1472`, big));
+    } finally {
+      for (const [ns, ifname] of ifs) await ns.exec(['ip', 'link', 'set', 'dev', ifname, 'mtu', String(mtu)]);
+      await pa.exec(['ip', 'route', 'flush', 'cache']);
+    }
+    await waitMesh([a, b]);
+  });
+});
