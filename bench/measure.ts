@@ -1,0 +1,157 @@
+/**
+ * One measurement each: iperf3 TCP throughput, iperf3 UDP small-packet rate,
+ * ping RTT, and the CPU time of a set of processes while a measurement runs.
+ * Nothing here judges a result; it only measures and parses.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { type ManagedProcess, type Netns, formatCommand, ping, sleep, waitUntil } from '../src/topology';
+
+export interface BenchParams {
+  /** iperf3 -t, seconds measured. */
+  timeS: number;
+  /** iperf3 -O, seconds omitted at the start (TCP slow start, ARP, ...). */
+  omitS: number;
+  /** Pings per RTT measurement. */
+  pings: number;
+  /** Seconds between pings. */
+  pingIntervalS: number;
+  /** UDP payload size of the packet-rate test. */
+  udpLen: number;
+}
+
+export interface TcpResult {
+  /** Received goodput, Mbit/s. */
+  mbps: number;
+  retransmits: number;
+}
+
+export interface UdpResult {
+  /** Packets the receiver got per second. */
+  rxPps: number;
+  /** Packets the sender sent per second. */
+  txPps: number;
+  lossPct: number;
+}
+
+export interface RttResult {
+  medianMs: number;
+  avgMs: number;
+  lossPct: number;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+export { median };
+
+/** An iperf3 server in `ns`, ended by PID with the namespace's clean-up. */
+export async function startIperfServer(ns: Netns, port: number, logDir: string): Promise<ManagedProcess> {
+  const logFile = path.join(logDir, `iperf3-${ns.name}-${port}.log`);
+  const p = await ns.spawn(['iperf3', '-s', '-p', String(port)], { logFile, label: `iperf3 server in ${ns.name}` });
+  await waitUntil(
+    async () => {
+      if (!p.running) throw new Error(`iperf3 server exited: ${p.logTail(500)}`);
+      const r = await ns.exec(['ss', '-Hltn', `sport = :${port}`], { allowFailure: true });
+      return r.stdout.includes(`:${port}`);
+    },
+    { giveUpMs: 15_000, intervalMs: 100, what: `iperf3 server on :${port} in ${ns.name}` },
+  );
+  return p;
+}
+
+interface IperfJson {
+  error?: string;
+  end?: {
+    sum_received?: { bits_per_second?: number };
+    sum_sent?: { retransmits?: number };
+    sum?: { packets?: number; lost_packets?: number; seconds?: number; lost_percent?: number };
+  };
+}
+
+async function iperf(client: Netns, args: string[], timeS: number): Promise<IperfJson> {
+  // `timeout` bounds a hung test (lost control connection); it ends iperf3 by its PID.
+  const argv = ['timeout', '-k', '5', String(Math.ceil(timeS) + 30), 'iperf3', '-J', '--connect-timeout', '5000', ...args];
+  const r = await client.exec(argv, { allowFailure: true });
+  let j: IperfJson;
+  try {
+    j = JSON.parse(r.stdout) as IperfJson;
+  } catch {
+    throw new Error(`${formatCommand(argv)} in ${client.name}: exit ${r.code}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
+  }
+  if (j.error) throw new Error(`iperf3 in ${client.name}: ${j.error}`);
+  return j;
+}
+
+export async function measureTcp(client: Netns, target: string, port: number, p: BenchParams): Promise<TcpResult> {
+  const j = await iperf(client, ['-c', target, '-p', String(port), '-t', String(p.timeS), '-O', String(p.omitS)], p.timeS + p.omitS);
+  const bps = j.end?.sum_received?.bits_per_second;
+  if (typeof bps !== 'number') throw new Error('iperf3 TCP: no end.sum_received in the JSON');
+  return { mbps: bps / 1e6, retransmits: j.end?.sum_sent?.retransmits ?? 0 };
+}
+
+/**
+ * Small-packet rate: UDP with `udpLen`-byte payloads, no rate limit (-b 0),
+ * so the slowest stage of the path sets the rate. The figure is what the
+ * receiver got per second; loss shows how much the sender pushed beyond that.
+ */
+export async function measureUdp(client: Netns, target: string, port: number, p: BenchParams): Promise<UdpResult> {
+  const j = await iperf(
+    client,
+    ['-c', target, '-p', String(port), '-u', '-l', String(p.udpLen), '-b', '0', '-t', String(p.timeS), '-O', String(p.omitS)],
+    p.timeS + p.omitS,
+  );
+  const s = j.end?.sum;
+  if (!s || typeof s.packets !== 'number' || typeof s.lost_packets !== 'number' || !s.seconds) {
+    throw new Error('iperf3 UDP: no end.sum packets/lost_packets in the JSON');
+  }
+  const rx = Math.max(0, s.packets - s.lost_packets);
+  return { rxPps: rx / s.seconds, txPps: s.packets / s.seconds, lossPct: s.packets > 0 ? (100 * s.lost_packets) / s.packets : 0 };
+}
+
+export async function measureRtt(client: Netns, target: string, p: BenchParams): Promise<RttResult> {
+  const r = await ping(client, target, { count: p.pings, intervalS: p.pingIntervalS, replyWaitS: 1 });
+  if (r.replies.length === 0) throw new Error(`ping ${target} from ${client.name}: no reply (${r.errors[0] ?? 'lost'})`);
+  const times = r.replies.map((x) => x.timeMs);
+  return {
+    medianMs: median(times),
+    avgMs: times.reduce((a, b) => a + b, 0) / times.length,
+    lossPct: r.transmitted > 0 ? (100 * (r.transmitted - r.received)) / r.transmitted : 0,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// CPU time of processes (utime + stime of every thread, from /proc/PID/stat)
+
+let clkTck = 100;
+export function setClockTicks(n: number): void {
+  if (n > 0) clkTck = n;
+}
+
+/** CPU seconds (user + system) used so far by `pid`; NaN when it is gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // f[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (Number(f[11]) + Number(f[12])) / clkTck;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Runs `fn` and returns its result with the CPU seconds `pids` used meanwhile (summed). */
+export async function withCpu<T>(pids: readonly number[], fn: () => Promise<T>): Promise<{ value: T; cpuS: number | null }> {
+  const before = pids.map(cpuSeconds);
+  const value = await fn();
+  if (pids.length === 0) return { value, cpuS: null };
+  const after = pids.map(cpuSeconds);
+  let sum = 0;
+  for (let i = 0; i < pids.length; i++) sum += (after[i] as number) - (before[i] as number);
+  return { value, cpuS: Number.isFinite(sum) ? sum : null };
+}
+
+export { sleep };

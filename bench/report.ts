@@ -1,0 +1,359 @@
+/**
+ * Turning samples into figures: medians, ratios to the underlay and to
+ * socat, the console table, bench/results/latest.md and latest.svg.
+ */
+import { type BenchParams, type RttResult, type TcpResult, type UdpResult, median } from './measure';
+import type { Group } from './variants';
+
+export interface Sample {
+  tcp?: TcpResult;
+  /** CPU seconds of the variant's processes during the TCP test (null: none to measure). */
+  tcpCpuS?: number | null;
+  udp?: UdpResult;
+  udpCpuS?: number | null;
+  rtt?: RttResult;
+  errors: string[];
+}
+
+export interface Stat {
+  median: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+export interface Summary {
+  tcpMbps: Stat | null;
+  tcpRetransmits: number | null;
+  udpRxPps: Stat | null;
+  udpLossPct: number | null;
+  rttMedianMs: Stat | null;
+  rttAvgMs: number | null;
+  tcpCpuS: number | null;
+  udpCpuS: number | null;
+}
+
+export interface VariantResult {
+  id: string;
+  label: string;
+  group: Group;
+  status: 'ok' | 'n/a';
+  reason?: string;
+  mtu?: number;
+  samples: Sample[];
+  summary?: Summary;
+}
+
+export interface RunInfo {
+  date: string;
+  kernel: string;
+  cpus: number;
+  cpuModel: string;
+  loadBefore: string;
+  loadAfter: string;
+  durationS: number;
+  params: BenchParams;
+  rounds: number;
+  node: string;
+  iperf3: string;
+  socat: string;
+}
+
+function stat(xs: number[]): Stat | null {
+  const v = xs.filter((x) => Number.isFinite(x));
+  if (v.length === 0) return null;
+  return { median: median(v), min: Math.min(...v), max: Math.max(...v), n: v.length };
+}
+
+function med(xs: Array<number | null | undefined>): number | null {
+  const v = xs.filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
+  return v.length ? median(v) : null;
+}
+
+export function summarize(samples: Sample[]): Summary {
+  return {
+    tcpMbps: stat(samples.flatMap((s) => (s.tcp ? [s.tcp.mbps] : []))),
+    tcpRetransmits: med(samples.map((s) => s.tcp?.retransmits)),
+    udpRxPps: stat(samples.flatMap((s) => (s.udp ? [s.udp.rxPps] : []))),
+    udpLossPct: med(samples.map((s) => s.udp?.lossPct)),
+    rttMedianMs: stat(samples.flatMap((s) => (s.rtt ? [s.rtt.medianMs] : []))),
+    rttAvgMs: med(samples.map((s) => s.rtt?.avgMs)),
+    tcpCpuS: med(samples.map((s) => s.tcpCpuS)),
+    udpCpuS: med(samples.map((s) => s.udpCpuS)),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Ratios
+
+export interface Ratios {
+  tcp: number | null;
+  pps: number | null;
+  /** RTT of the variant / RTT of the reference: below 1 is better. */
+  rtt: number | null;
+}
+
+function ratio(a: number | null | undefined, b: number | null | undefined): number | null {
+  return typeof a === 'number' && typeof b === 'number' && b > 0 && Number.isFinite(a) ? a / b : null;
+}
+
+export function ratios(v: VariantResult, ref: VariantResult | undefined): Ratios {
+  const s = v.summary;
+  const r = ref?.summary;
+  return {
+    tcp: ratio(s?.tcpMbps?.median, r?.tcpMbps?.median),
+    pps: ratio(s?.udpRxPps?.median, r?.udpRxPps?.median),
+    rtt: ratio(s?.rttMedianMs?.median, r?.rttMedianMs?.median),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Formatting
+
+const NA = 'n/a';
+const fx = (x: number | null | undefined, d = 2): string => (typeof x === 'number' && Number.isFinite(x) ? `${x.toFixed(d)}×` : NA);
+const pct = (x: number | null | undefined): string => (typeof x === 'number' && Number.isFinite(x) ? `${(x * 100).toFixed(0)}%` : NA);
+
+function fmtNum(x: number, digits = 3): string {
+  if (!Number.isFinite(x)) return NA;
+  if (Math.abs(x) >= 100) return Math.round(x).toLocaleString('en-US');
+  return x.toPrecision(digits);
+}
+
+function fmtStat(s: Stat | null, unit = '', digits = 3): string {
+  if (!s) return NA;
+  const spread = s.n > 1 ? ` (${fmtNum(s.min, digits)}–${fmtNum(s.max, digits)})` : '';
+  return `${fmtNum(s.median, digits)}${unit}${spread}`;
+}
+
+function fmtCpu(cpuS: number | null, runS: number): string {
+  if (cpuS === null) return '—';
+  return `${cpuS.toFixed(2)} s (${Math.round((100 * cpuS) / runS)}%)`;
+}
+
+export interface Table {
+  header: string[];
+  rows: string[][];
+}
+
+export function figuresTable(results: VariantResult[], info: RunInfo): Table {
+  const runS = info.params.timeS + info.params.omitS;
+  const header = [
+    'variant',
+    'MTU',
+    'TCP Mbit/s (min–max)',
+    'TCP retr',
+    `UDP ${info.params.udpLen} B rx pkt/s (min–max)`,
+    'UDP loss',
+    'RTT median ms (min–max)',
+    'RTT avg ms',
+    'tunnel CPU, TCP run',
+    'tunnel CPU, UDP run',
+  ];
+  const rows = results.map((v) => {
+    if (v.status === 'n/a' || !v.summary) return [v.label, NA, NA, NA, NA, NA, NA, NA, NA, NA];
+    const s = v.summary;
+    return [
+      v.label,
+      String(v.mtu ?? NA),
+      fmtStat(s.tcpMbps, '', 4),
+      s.tcpRetransmits === null ? NA : String(Math.round(s.tcpRetransmits)),
+      fmtStat(s.udpRxPps),
+      s.udpLossPct === null ? NA : `${s.udpLossPct.toFixed(1)}%`,
+      fmtStat(s.rttMedianMs),
+      s.rttAvgMs === null ? NA : s.rttAvgMs.toFixed(3),
+      v.group === 'rudder' || v.id === 'socat' ? fmtCpu(s.tcpCpuS, runS) : '—',
+      v.group === 'rudder' || v.id === 'socat' ? fmtCpu(s.udpCpuS, runS) : '—',
+    ];
+  });
+  return { header, rows };
+}
+
+export function ratiosTable(results: VariantResult[]): Table {
+  const under = results.find((r) => r.id === 'underlay');
+  const socat = results.find((r) => r.id === 'socat');
+  const header = ['variant', 'TCP / underlay', 'pps / underlay', 'RTT / underlay', 'TCP / socat', 'pps / socat', 'RTT / socat'];
+  const rows = results.map((v) => {
+    const u = ratios(v, under);
+    const s = ratios(v, socat);
+    return [v.label, pct(u.tcp), pct(u.pps), fx(u.rtt), fx(s.tcp), fx(s.pps), fx(s.rtt)];
+  });
+  return { header, rows };
+}
+
+export interface TargetLine {
+  what: string;
+  ratio: number | null;
+  target: string;
+  verdict: string;
+}
+
+/** The issue's targets for rudder udp, reported (not enforced). */
+export function targetLines(results: VariantResult[]): TargetLine[] {
+  const ru = results.find((r) => r.id === 'rudder-udp');
+  const so = results.find((r) => r.id === 'socat');
+  if (!ru || !so || ru.status !== 'ok' || so.status !== 'ok') return [];
+  const r = ratios(ru, so);
+  const atLeast = (x: number | null, t: number): string =>
+    x === null ? NA : x >= t ? `meets (${x.toFixed(2)}× ≥ ${t}×)` : `below: ${x.toFixed(2)}× of ${t}× needed, ${((1 - x / t) * 100).toFixed(0)}% short`;
+  const atMost = (x: number | null, t: number): string =>
+    x === null ? NA : x <= t ? `meets (${x.toFixed(2)}× ≤ ${t}×)` : `below: RTT ${((x - 1) * 100).toFixed(0)}% higher than socat's`;
+  return [
+    { what: 'rudder udp / socat TCP throughput', ratio: r.tcp, target: '≥ 2×', verdict: atLeast(r.tcp, 2) },
+    { what: 'rudder udp / socat small-packet rate', ratio: r.pps, target: '≥ 2×', verdict: atLeast(r.pps, 2) },
+    { what: 'rudder udp / socat RTT (median)', ratio: r.rtt, target: '≤ 1×', verdict: atMost(r.rtt, 1) },
+  ];
+}
+
+export function consoleTable(t: Table): string {
+  const widths = t.header.map((h, i) => Math.max(h.length, ...t.rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(t.header), widths.map((w) => '-'.repeat(w)).join('  '), ...t.rows.map(line)].join('\n');
+}
+
+export function markdownTable(t: Table): string {
+  const esc = (s: string): string => s.replace(/\|/g, '\\|');
+  return [
+    `| ${t.header.map(esc).join(' | ')} |`,
+    `|${t.header.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`,
+    ...t.rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
+  ].join('\n');
+}
+
+export function markdownReport(results: VariantResult[], info: RunInfo, notes: string[]): string {
+  const p = info.params;
+  const na = results.filter((r) => r.status === 'n/a');
+  const targets = targetLines(results);
+  const out: string[] = [];
+  out.push('# Rudder benchmark: side by side, one run');
+  out.push('');
+  out.push(`- date: ${info.date}`);
+  out.push(`- kernel: ${info.kernel}`);
+  out.push(`- CPUs: ${info.cpus} × ${info.cpuModel}`);
+  out.push(`- load average before / after: ${info.loadBefore} / ${info.loadAfter} (the machine is shared; see "noise" below)`);
+  out.push(`- tools: node ${info.node}, ${info.iperf3}, ${info.socat}`);
+  out.push(
+    `- method: ${info.rounds} rounds, variants interleaved (order rotated each round); per variant and round: iperf3 TCP ${p.timeS} s after ${p.omitS} s omitted, ` +
+      `iperf3 UDP ${p.udpLen}-byte payloads unlimited rate (-b 0) ${p.timeS} s after ${p.omitS} s omitted, ${p.pings} pings at ${p.pingIntervalS} s; figures are medians over the rounds, (min–max) the spread`,
+  );
+  out.push(`- run time: ${Math.round(info.durationS)} s`);
+  out.push('');
+  out.push('Topology: two hosts = two network namespaces on a veth/bridge underlay (198.18.0.0/15, MTU 1500); ' +
+    'traffic from host 1 to host 2 over each path (the overlay addresses for the tunnels, rbr0 of host 2 for rudder).');
+  out.push('');
+  out.push('## Figures');
+  out.push('');
+  out.push(markdownTable(figuresTable(results, info)));
+  out.push('');
+  out.push(`"tunnel CPU" is the user+system CPU time of the processes that carry the packets (socat, or both rudder daemons) during one ${p.timeS + p.omitS} s iperf3 run, and in brackets as a share of one core; kernel paths have no such process (—).`);
+  out.push('');
+  out.push('## Ratios');
+  out.push('');
+  out.push(markdownTable(ratiosTable(results)));
+  out.push('');
+  out.push('Throughput and packet rate: higher is better (underlay = 100%). RTT: lower is better (1.00× = same as the reference).');
+  if (targets.length) {
+    out.push('');
+    out.push('## The issue\'s targets for rudder udp (reported, not enforced)');
+    out.push('');
+    out.push(markdownTable({ header: ['what', 'ratio', 'target', 'verdict'], rows: targets.map((t) => [t.what, fx(t.ratio), t.target, t.verdict]) }));
+  }
+  if (na.length) {
+    out.push('');
+    out.push('## Not measured');
+    out.push('');
+    for (const v of na) out.push(`- ${v.label}: n/a — ${v.reason ?? 'unavailable'}`);
+  }
+  const errs = results.flatMap((v) => v.samples.flatMap((s, i) => s.errors.map((e) => `${v.label}, round ${i + 1}: ${e}`)));
+  if (errs.length) {
+    out.push('');
+    out.push('## Failed measurements (left out of the medians)');
+    out.push('');
+    for (const e of errs) out.push(`- ${e}`);
+  }
+  if (notes.length) {
+    out.push('');
+    out.push('## Notes');
+    out.push('');
+    for (const n of notes) out.push(`- ${n}`);
+  }
+  out.push('');
+  out.push('Chart: [latest.svg](latest.svg). Raw samples: [latest.json](latest.json). Reproduce: `npm run bench` (as root).');
+  out.push('');
+  return out.join('\n');
+}
+
+// ---------------------------------------------------------------------------
+// The chart: grouped bars, throughput and packet rate as % of the underlay
+
+const xmlEsc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+
+export function svgChart(results: VariantResult[], info: RunInfo): string {
+  const under = results.find((r) => r.id === 'underlay');
+  const series = [
+    { name: 'TCP throughput', color: '#3b6fb6', value: (v: VariantResult) => ratios(v, under).tcp },
+    { name: `UDP ${info.params.udpLen} B packet rate`, color: '#e08a2c', value: (v: VariantResult) => ratios(v, under).pps },
+  ];
+  const W = 860;
+  const H = 420;
+  const left = 60;
+  const right = 20;
+  const top = 70;
+  const bottom = 90;
+  const plotW = W - left - right;
+  const plotH = H - top - bottom;
+  const vals = results.flatMap((v) => series.map((s) => s.value(v) ?? 0));
+  const maxV = Math.max(1, ...vals);
+  const yMax = Math.ceil(maxV * 4) / 4; // multiple of 25%
+  const y = (v: number): number => top + plotH - (v / yMax) * plotH;
+  const groupW = plotW / Math.max(1, results.length);
+  const barW = Math.min(36, (groupW * 0.7) / series.length);
+  const o: string[] = [];
+  o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  o.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
+  o.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">Rudder benchmark: % of the underlay veth (higher is better)</text>`);
+  o.push(`<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">${xmlEsc(`${info.date} · kernel ${info.kernel} · ${info.cpus} CPUs · medians of ${info.rounds} rounds`)}</text>`);
+  // legend
+  series.forEach((s, i) => {
+    const lx = left + i * 200;
+    o.push(`<rect x="${lx}" y="50" width="12" height="12" fill="${s.color}"/>`);
+    o.push(`<text x="${lx + 18}" y="60">${xmlEsc(s.name)}</text>`);
+  });
+  // grid
+  for (let g = 0; g <= yMax + 1e-9; g += 0.25) {
+    const gy = y(g);
+    o.push(`<line x1="${left}" y1="${gy.toFixed(1)}" x2="${W - right}" y2="${gy.toFixed(1)}" stroke="${Math.abs(g - 1) < 1e-9 ? '#888' : '#e3e3e3'}"/>`);
+    o.push(`<text x="${left - 6}" y="${(gy + 4).toFixed(1)}" text-anchor="end" fill="#555">${Math.round(g * 100)}%</text>`);
+  }
+  results.forEach((v, gi) => {
+    const gx = left + gi * groupW + (groupW - barW * series.length) / 2;
+    series.forEach((s, si) => {
+      const val = v.status === 'ok' ? s.value(v) : null;
+      const bx = gx + si * barW;
+      if (val === null) {
+        o.push(`<text x="${(bx + barW / 2).toFixed(1)}" y="${(y(0) - 6).toFixed(1)}" text-anchor="middle" fill="#999">n/a</text>`);
+        return;
+      }
+      const by = y(val);
+      o.push(`<rect x="${bx.toFixed(1)}" y="${by.toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(y(0) - by).toFixed(1)}" fill="${s.color}"><title>${xmlEsc(`${v.label}: ${s.name} ${(val * 100).toFixed(1)}% of underlay`)}</title></rect>`);
+      o.push(`<text x="${(bx + barW / 2 - 1).toFixed(1)}" y="${(by - 4).toFixed(1)}" text-anchor="middle" font-size="10">${Math.round(val * 100)}%</text>`);
+    });
+    const lx = left + gi * groupW + groupW / 2;
+    const words = v.label.split(' ');
+    const l1 = words.slice(0, 2).join(' ');
+    const l2 = words.slice(2).join(' ');
+    o.push(`<text x="${lx.toFixed(1)}" y="${(y(0) + 18).toFixed(1)}" text-anchor="middle">${xmlEsc(l1)}</text>`);
+    if (l2) o.push(`<text x="${lx.toFixed(1)}" y="${(y(0) + 32).toFixed(1)}" text-anchor="middle">${xmlEsc(l2)}</text>`);
+  });
+  o.push(`<line x1="${left}" y1="${y(0)}" x2="${W - right}" y2="${y(0)}" stroke="#333"/>`);
+  const u = under?.summary;
+  if (u) {
+    o.push(
+      `<text x="${left}" y="${H - 12}" fill="#555">${xmlEsc(
+        `underlay = 100%: TCP ${fmtStat(u.tcpMbps ? { ...u.tcpMbps, n: 1 } : null, ' Mbit/s', 4)}, UDP ${fmtStat(u.udpRxPps ? { ...u.udpRxPps, n: 1 } : null, ' pkt/s')}`,
+      )}</text>`,
+    );
+  }
+  o.push('</svg>');
+  return o.join('\n') + '\n';
+}

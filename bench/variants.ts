@@ -1,0 +1,259 @@
+/**
+ * The paths the benchmark compares. Each variant is "a client namespace, a
+ * server namespace and an address to reach", plus the processes whose CPU
+ * time is the tunnel's cost (socat, rudder daemons; kernel paths have none).
+ *
+ * Two kinds of topology, both built with src/topology (veth pairs into a
+ * bridge in a "switch" namespace, 198.18.0.0/15, MTU 1500):
+ *  - the base cluster: two hosts, no etcd, no daemon. The underlay, the
+ *    hand-made kernel VXLAN and the socat tunnel live here side by side in
+ *    their own subnets, so they never disturb each other;
+ *  - one cluster per rudder backend (etcd + two daemons), so a daemon can
+ *    never touch the hand-made baselines (stale-route removal and the like)
+ *    and the backends can all be up at once, measured interleaved.
+ * All clusters are built identically, so their underlays are the same.
+ *
+ * Extension point: RUDDER_BACKENDS. A backend whose daemon does not come up
+ * (not implemented yet, or broken) is reported "n/a" with the reason.
+ */
+import * as path from 'node:path';
+import { type Cluster, type Host, type ManagedProcess, type Netns, createCluster, ping, waitUntil } from '../src/topology';
+import { startIperfServer } from './measure';
+
+export const IPERF_PORT = 5201;
+/** Namespace prefix of the bench's topologies (rdb<tag>-h1 ...). */
+export const NS_PREFIX = 'rdb';
+
+export type Group = 'limit' | 'baseline' | 'rudder';
+
+export interface Prepared {
+  client: Netns;
+  server: Netns;
+  /** Address the client sends to (iperf3, ping). */
+  target: string;
+  /** MTU of the path's innermost interface. */
+  mtu: number;
+  /** Processes that carry the packets in user space; their CPU time is reported. */
+  cpuPids(): number[];
+}
+
+export interface Variant {
+  id: string;
+  label: string;
+  group: Group;
+  /** Builds the path; throws (with a reason) when it cannot: the variant is then "n/a". */
+  setup(env: BenchEnv): Promise<Prepared>;
+}
+
+/** Shared state of one bench run: the clusters and where logs go. */
+export class BenchEnv {
+  private base: Promise<Cluster> | null = null;
+  private readonly rudder = new Map<string, Promise<RudderSetup>>();
+  private readonly clusters: Cluster[] = [];
+
+  constructor(readonly log: (msg: string) => void) {}
+
+  /** The daemon-less two-host cluster of the underlay and the baselines, with an iperf3 server on h2. */
+  baseCluster(): Promise<Cluster> {
+    this.base ??= (async () => {
+      const c = await createCluster({ hosts: 2, etcdMembers: 0, prefix: NS_PREFIX, sweepLeftovers: true });
+      this.clusters.push(c);
+      await startIperfServer(c.host(2).ns, IPERF_PORT, c.dir);
+      return c;
+    })();
+    return this.base;
+  }
+
+  /** One cluster per rudder backend type, daemons up, pods built, iperf3 servers on h2 and p2. */
+  rudderCluster(backendType: string): Promise<RudderSetup> {
+    let p = this.rudder.get(backendType);
+    if (!p) {
+      p = setupRudder(this, backendType);
+      this.rudder.set(backendType, p);
+    }
+    return p;
+  }
+
+  track(c: Cluster): void {
+    this.clusters.push(c);
+  }
+
+  async teardown(): Promise<void> {
+    const errors: string[] = [];
+    for (const c of this.clusters.splice(0).reverse()) {
+      try {
+        await c.teardown();
+      } catch (e) {
+        errors.push(e instanceof Error ? e.message : String(e));
+      }
+    }
+    if (errors.length) throw new Error(`bench teardown: ${errors.join('; ')}`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Underlay and baselines (base cluster)
+
+async function checkReachable(from: Netns, target: string, what: string): Promise<void> {
+  // A few tries: ARP/neighbour resolution and a tunnel that has just come up.
+  await waitUntil(
+    async () => {
+      const r = await ping(from, target, { count: 1, replyWaitS: 1 });
+      return r.received > 0;
+    },
+    { giveUpMs: 10_000, intervalMs: 200, what: `${what}: ${target} reachable from ${from.name}` },
+  );
+}
+
+export const underlay: Variant = {
+  id: 'underlay',
+  label: 'underlay veth',
+  group: 'limit',
+  async setup(env) {
+    const c = await env.baseCluster();
+    const h1 = c.host(1);
+    const h2 = c.host(2);
+    await checkReachable(h1.ns, h2.underlayIp, 'underlay');
+    return { client: h1.ns, server: h2.ns, target: h2.underlayIp, mtu: c.underlayMtu, cpuPids: () => [] };
+  },
+};
+
+/** Kernel VXLAN by hand, point to point (remote set: no learning, no multicast). */
+export const kernelVxlan: Variant = {
+  id: 'kvxlan',
+  label: 'kernel VXLAN (by hand)',
+  group: 'baseline',
+  async setup(env) {
+    const c = await env.baseCluster();
+    const hs = [c.host(1), c.host(2)];
+    for (const [i, h] of hs.entries()) {
+      const peer = hs[1 - i] as Host;
+      await h.ns.ip([
+        'link', 'add', 'bvx0', 'type', 'vxlan', 'id', '42',
+        'local', h.underlayIp, 'remote', peer.underlayIp, 'dstport', '4789', 'dev', 'eth0',
+      ]);
+      await h.ns.setMtu('bvx0', c.underlayMtu - 50);
+      await h.ns.addAddress('bvx0', `10.201.0.${h.index}/24`);
+      await h.ns.linkUp('bvx0');
+    }
+    await checkReachable(hs[0]!.ns, '10.201.0.2', 'kernel VXLAN');
+    return { client: hs[0]!.ns, server: hs[1]!.ns, target: '10.201.0.2', mtu: c.underlayMtu - 50, cpuPids: () => [] };
+  },
+};
+
+/**
+ * What a user scripts instead of an overlay daemon: socat between a TUN
+ * device and a connected UDP socket, on each side, MTU 1472 (1500 - 28).
+ * The command line is the plain one from the issue; nothing is tuned.
+ */
+export const socatTunnel: Variant = {
+  id: 'socat',
+  label: 'socat TUN/UDP',
+  group: 'baseline',
+  async setup(env) {
+    const c = await env.baseCluster();
+    const hs = [c.host(1), c.host(2)];
+    const mtu = c.underlayMtu - 28;
+    const procs: ManagedProcess[] = [];
+    for (const [i, h] of hs.entries()) {
+      const peer = hs[1 - i] as Host;
+      const argv = [
+        'socat',
+        `TUN:10.202.0.${h.index}/24,tun-type=tun,iff-no-pi,up,tun-name=bsoc0`,
+        `UDP:${peer.underlayIp}:5555,bind=${h.underlayIp}:5555`,
+      ];
+      const p = await h.ns.spawn(argv, { logFile: path.join(c.dir, `socat-${h.name}.log`), label: `socat ${h.name}` });
+      procs.push(p);
+      await waitUntil(
+        async () => {
+          if (!p.running) throw new Error(`socat on ${h.name} exited: ${p.logTail(500)}`);
+          return (await h.ns.ip(['link', 'show', 'bsoc0'], { allowFailure: true })).code === 0;
+        },
+        { giveUpMs: 10_000, intervalMs: 100, what: `socat TUN bsoc0 on ${h.name}` },
+      );
+      await h.ns.setMtu('bsoc0', mtu);
+    }
+    await checkReachable(hs[0]!.ns, '10.202.0.2', 'socat tunnel');
+    return { client: hs[0]!.ns, server: hs[1]!.ns, target: '10.202.0.2', mtu, cpuPids: () => procs.filter((p) => p.running).map((p) => p.pid) };
+  },
+};
+
+// ---------------------------------------------------------------------------
+// Rudder
+
+export interface RudderSetup {
+  cluster: Cluster;
+  h1: Host;
+  h2: Host;
+  /** h2's overlay address (its rbr0, RUDDER_SUBNET's address). */
+  h2OverlayIp: string;
+  mtu: number;
+}
+
+/** Overlay Network per backend: separate clusters, but distinct ranges keep logs unambiguous. */
+const NETWORKS: Record<string, string> = { udp: '10.50.0.0/16', vxlan: '10.51.0.0/16', 'host-gw': '10.52.0.0/16' };
+/** How long a daemon gets to write its subnet file before its backend counts as n/a. */
+const RUDDER_UP_GIVEUP_MS = 30_000;
+
+async function setupRudder(env: BenchEnv, backendType: string): Promise<RudderSetup> {
+  const c = await createCluster({ hosts: 2, prefix: NS_PREFIX, sweepLeftovers: true });
+  env.track(c);
+  try {
+    await c.putConfig({ Network: NETWORKS[backendType] ?? '10.59.0.0/16', Backend: { Type: backendType } });
+    const h1 = c.host(1);
+    const h2 = c.host(2);
+    await Promise.all([h1.startRudder(), h2.startRudder()]);
+    const [e1, e2] = await Promise.all([
+      h1.waitSubnetFile({ giveUpMs: RUDDER_UP_GIVEUP_MS }),
+      h2.waitSubnetFile({ giveUpMs: RUDDER_UP_GIVEUP_MS }),
+    ]);
+    await h1.setupPod(e1);
+    await h2.setupPod(e2);
+    const h2OverlayIp = e2.subnet.split('/')[0] as string;
+    await checkReachable(h1.ns, h2OverlayIp, `rudder ${backendType}`);
+    await checkReachable(h1.pod!.ns, h2.pod!.ip, `rudder ${backendType} pods`);
+    await startIperfServer(h2.ns, IPERF_PORT, c.dir);
+    await startIperfServer(h2.pod!.ns, IPERF_PORT, c.dir);
+    return { cluster: c, h1, h2, h2OverlayIp, mtu: e1.mtu };
+  } catch (e) {
+    // Keep the reason short for the table; the log tail helps in the console.
+    const tail = c.host(1).rudderLog(600).trim().split('\n').slice(-3).join(' | ');
+    env.log(`rudder ${backendType}: not usable: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}${tail ? `\n  log h1: ${tail}` : ''}`);
+    throw e;
+  }
+}
+
+function daemonPids(s: RudderSetup): number[] {
+  return [s.h1, s.h2].flatMap((h) => (h.rudder?.running ? [h.rudder.pid] : []));
+}
+
+/** rudder with `Backend.Type` = backendType; traffic between the hosts' overlay addresses (or the pods). */
+export function rudderVariant(backendType: string, opts: { pods?: boolean } = {}): Variant {
+  return {
+    id: `rudder-${backendType}${opts.pods ? '-pods' : ''}`,
+    label: `rudder ${backendType}${opts.pods ? ' (pod→pod)' : ''}`,
+    group: 'rudder',
+    async setup(env) {
+      const s = await env.rudderCluster(backendType);
+      if (opts.pods) {
+        const p1 = s.h1.pod!;
+        const p2 = s.h2.pod!;
+        return { client: p1.ns, server: p2.ns, target: p2.ip, mtu: s.mtu, cpuPids: () => daemonPids(s) };
+      }
+      return { client: s.h1.ns, server: s.h2.ns, target: s.h2OverlayIp, mtu: s.mtu, cpuPids: () => daemonPids(s) };
+    },
+  };
+}
+
+/** Backends the bench tries; the ones not implemented yet show as n/a. */
+export const RUDDER_BACKENDS = ['udp', 'vxlan', 'host-gw'];
+
+/** The default line-up, in table order. */
+export function defaultVariants(opts: { pods?: boolean } = {}): Variant[] {
+  const v: Variant[] = [underlay, kernelVxlan, socatTunnel];
+  for (const b of RUDDER_BACKENDS) {
+    v.push(rudderVariant(b));
+    if (opts.pods) v.push(rudderVariant(b, { pods: true }));
+  }
+  return v;
+}
