@@ -6,8 +6,14 @@ import { RudderError } from '../errors';
 import { BACKEND_TYPES } from '../config';
 import type { Backend, BackendContext, BackendFactory } from './types';
 import { createUdpBackend } from './udp';
+import { createVxlanBackend } from './vxlan';
+import { createHostGwBackend } from './hostgw';
 
-const FACTORIES: ReadonlyMap<string, BackendFactory> = new Map<string, BackendFactory>([['udp', (ctx) => createUdpBackend(ctx)]]);
+const FACTORIES: ReadonlyMap<string, BackendFactory> = new Map<string, BackendFactory>([
+  ['udp', (ctx) => createUdpBackend(ctx)],
+  ['vxlan', (ctx) => createVxlanBackend(ctx)],
+  ['host-gw', (ctx) => createHostGwBackend(ctx)],
+]);
 
 /** Names with a factory in this build. */
 export function availableBackends(): string[] {

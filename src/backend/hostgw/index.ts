@@ -1,0 +1,271 @@
+/**
+ * The host-gw backend: no encapsulation at all. Every host is the gateway of
+ * its own subnet, so a peer's subnet is routed straight to the peer's
+ * PublicIP on the shared L2 segment.
+ *
+ * Design notes
+ * - Requirements: hosts share an L2 segment and talk without NAT. So start()
+ *   fails with RudderError('E_BACKEND') when this host's PublicIP is not an
+ *   address of the external interface (-public-ip behind NAT), and a peer
+ *   whose PublicIP is not on a subnet directly connected through the external
+ *   interface gets one clear error log naming its lease (and no route; it is
+ *   retried on every reconcile, so an address added later fixes it).
+ * - Per peer (BackendType "host-gw"; others logged once and ignored): one
+ *   route `subnet via PublicIP dev <ext>` in the main table, protocol
+ *   RTPROT_RUDDER. Overhead 0: the subnet file's MTU is the underlay MTU.
+ * - Stale state: at start, `rudder0` (udp) and `rudder.<n>` VXLAN devices
+ *   are deleted and every Rudder-protocol route of the main table is removed
+ *   (no peer is known yet; the daemon applies the current leases right after
+ *   start).
+ * - Reconcile: every RECONCILE_MS (unref'd timer) the Rudder routes are
+ *   compared with the peer table and fixed (planRoutes): a route someone
+ *   deleted comes back, a foreign one goes. apply() and reconcile run one at
+ *   a time; a failing reconcile is logged and retried, never an unhandled
+ *   rejection.
+ * - Failure: start() unwinds what it did on error or abort. stop() removes
+ *   every peer route and closes the socket.
+ */
+import { RudderError, describeError } from '../../errors';
+import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
+import type { Logger } from '../../log';
+import type { Lease, LeaseEvent } from '../../subnet/lease';
+import { openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type AddrSpec, type Netlink } from '../../netlink';
+import type { Backend, BackendContext, ExternalInterface, Network } from '../types';
+import { HostGwPeerTable, addStep, delStep, describePeer, describeStep, directlyConnected, planRoutes, type HostGwPeer, type HostGwStep } from './routes';
+
+export { HostGwPeerTable, directlyConnected, planRoutes, type HostGwPeer, type HostGwStep } from './routes';
+
+export const HOSTGW_OVERHEAD = 0;
+export const RECONCILE_MS = 3_000;
+const UDP_TUN = 'rudder0';
+const VXLAN_NAME_RE = /^rudder\.\d+$/;
+
+/** The part of the netlink facade this backend uses (small, so tests can fake it). */
+export type HostGwNetlink = Pick<Netlink, 'listLinks' | 'deleteLink' | 'listAddresses' | 'listRoutes' | 'ensureRoute' | 'deleteRoute' | 'close'>;
+
+export interface HostGwDeps {
+  openNetlink?: () => HostGwNetlink;
+  /** Runs `fn` every `ms`; returns a cancel function. Default: an unref'd setInterval. */
+  every?: (ms: number, fn: () => void) => () => void;
+}
+
+function defaultEvery(ms: number, fn: () => void): () => void {
+  const t = setInterval(fn, ms);
+  t.unref();
+  return () => clearInterval(t);
+}
+
+class HostGwKernel {
+  constructor(
+    private readonly nl: HostGwNetlink,
+    private readonly ext: ExternalInterface,
+    private readonly log: Logger,
+  ) {}
+
+  async removeForeignDevices(): Promise<void> {
+    for (const l of await this.nl.listLinks()) {
+      const foreign = l.name === UDP_TUN || (VXLAN_NAME_RE.test(l.name) && l.kind === 'vxlan');
+      if (!foreign) continue;
+      if (await this.nl.deleteLink(l.index)) this.log.info('removed stale device', { dev: l.name, kind: l.kind });
+    }
+  }
+
+  async addresses(): Promise<AddrSpec[]> {
+    return (await this.nl.listAddresses(this.ext.index)).map(({ ip, prefix }) => ({ ip, prefix }));
+  }
+
+  rudderRoutes(): ReturnType<HostGwNetlink['listRoutes']> {
+    return this.nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN });
+  }
+
+  async run(steps: readonly HostGwStep[]): Promise<void> {
+    for (const s of steps) {
+      try {
+        if (s.kind === 'add-route') {
+          await this.nl.ensureRoute({ dst: s.dst, oif: this.ext.index, gateway: s.via, protocol: RTPROT_RUDDER, table: TABLE_MAIN });
+        } else {
+          await this.nl.deleteRoute({
+            dst: s.dst,
+            table: s.table,
+            metric: s.metric,
+            ...(s.oif !== undefined ? { oif: s.oif } : {}),
+            ...(s.gateway !== undefined ? { gateway: s.gateway } : {}),
+          });
+        }
+      } catch (e) {
+        throw new RudderError('E_BACKEND', `host-gw: ${describeStep(s)} dev ${this.ext.name} failed`, { cause: e });
+      }
+    }
+  }
+
+  close(): void {
+    this.nl.close();
+  }
+}
+
+export function createHostGwBackend(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
+  const log = ctx.log.child({ backend: 'host-gw' });
+  const ext = ctx.extIface;
+  const openNetlink = deps.openNetlink ?? openRealNetlink;
+  const every = deps.every ?? defaultEvery;
+
+  return {
+    type: 'host-gw',
+    overhead: HOSTGW_OVERHEAD,
+
+    async prepare(): Promise<Record<string, unknown>> {
+      return {};
+    },
+
+    async start(own: Lease, signal: AbortSignal): Promise<Network> {
+      const check = (next: string): void => {
+        if (signal.aborted) throw new RudderError('E_BACKEND', `host-gw: start aborted before ${next}`, { cause: signal.reason });
+      };
+      check('opening netlink');
+      const kernel = new HostGwKernel(openNetlink(), ext, log);
+      let addrs: AddrSpec[];
+      try {
+        check('checking the public IP');
+        addrs = await kernel.addresses();
+        if (!addrs.some((a) => a.ip >>> 0 === ext.publicIP >>> 0)) {
+          throw new RudderError(
+            'E_BACKEND',
+            `host-gw: public IP ${formatIp(ext.publicIP)} is not an address of ${ext.name} (${addrs.map((a) => `${formatIp(a.ip)}/${a.prefix}`).join(', ') || 'no IPv4 address'}): ` +
+              `host-gw routes peers' subnets via their public IPs, so hosts must share an L2 segment without NAT; drop -public-ip or use the vxlan or udp backend`,
+          );
+        }
+        check('removing stale devices');
+        await kernel.removeForeignDevices();
+        check('removing stale routes');
+        const stale = planRoutes([], await kernel.rudderRoutes(), ext.index);
+        await kernel.run(stale);
+        for (const s of stale) log.info('removed stale state', { step: describeStep(s) });
+        check('returning the network');
+      } catch (e) {
+        kernel.close();
+        throw e;
+      }
+      log.info('host-gw backend started', { dev: ext.name, publicIP: formatIp(ext.publicIP), mtu: ext.mtu - HOSTGW_OVERHEAD });
+      return startedNetwork({ own, kernel, addrs, log, every, ext });
+    },
+  };
+}
+
+interface Started {
+  readonly own: Lease;
+  readonly kernel: HostGwKernel;
+  readonly addrs: AddrSpec[];
+  readonly log: Logger;
+  readonly every: (ms: number, fn: () => void) => () => void;
+  readonly ext: ExternalInterface;
+}
+
+function startedNetwork({ own, kernel, addrs: initialAddrs, log, every, ext }: Started): Network {
+  const table = new HostGwPeerTable(own.subnet);
+  let addrs = initialAddrs;
+  /** Peers reported as not directly reachable (key → PublicIP), so each is logged once. */
+  const unreachable = new Map<string, number>();
+  let stopping: Promise<void> | undefined;
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const p = queue.then(fn);
+    queue = p.catch(() => undefined);
+    return p;
+  };
+
+  /** Peers that can get a route; logs the others once. */
+  const reachable = (peers: readonly HostGwPeer[]): HostGwPeer[] => {
+    const out: HostGwPeer[] = [];
+    for (const p of peers) {
+      if (directlyConnected(addrs, p.publicIP)) {
+        if (unreachable.delete(p.key)) log.info('peer is directly reachable now', { peer: describePeer(p) });
+        out.push(p);
+      } else if (unreachable.get(p.key) !== p.publicIP) {
+        unreachable.set(p.key, p.publicIP);
+        log.error(`host-gw: not routing lease ${p.key}: its PublicIP ${formatIp(p.publicIP)} is not on a subnet directly connected to ${ext.name}; host-gw needs every host on one L2 segment (use vxlan otherwise)`, {
+          subnet: formatCidr(p.subnet),
+          publicIP: formatIp(p.publicIP),
+          key: p.key,
+          connected: addrs.map((a) => `${formatIp(a.ip)}/${a.prefix}`).join(','),
+        });
+      }
+    }
+    return out;
+  };
+
+  let lastReconcileError = '';
+  const reconcile = async (): Promise<void> => {
+    addrs = await kernel.addresses();
+    const plan = planRoutes(reachable(table.list()), await kernel.rudderRoutes(), ext.index);
+    if (plan.length === 0) return;
+    log.warn('kernel routes drifted; repairing', { steps: plan.map(describeStep).join('; ') });
+    await kernel.run(plan);
+  };
+  const cancelReconcile = every(RECONCILE_MS, () => {
+    if (stopping !== undefined) return;
+    serial(reconcile).then(
+      () => {
+        if (lastReconcileError !== '') log.info('reconcile succeeded again');
+        lastReconcileError = '';
+      },
+      (e) => {
+        const m = describeError(e);
+        if (m !== lastReconcileError) log.error('host-gw: reconcile failed; retrying', { error: m });
+        lastReconcileError = m;
+      },
+    );
+  });
+
+  return {
+    mtu: ext.mtu - HOSTGW_OVERHEAD,
+    apply(events: readonly LeaseEvent[]): Promise<void> {
+      if (stopping !== undefined) return Promise.reject(new RudderError('E_BACKEND', 'host-gw: apply after stop'));
+      return serial(async () => {
+        const ch = table.apply(events);
+        for (const l of ch.ignored) log.warn('ignoring lease of another backend', { subnet: formatCidr(l.subnet), backend: l.backendType, key: cidrToKey(l.subnet) });
+        const errors: unknown[] = [];
+        for (const p of ch.removed) {
+          unreachable.delete(p.key);
+          try {
+            await kernel.run([delStep(p, ext.index)]);
+            log.debug('route removed', { route: describePeer(p) });
+          } catch (e) {
+            errors.push(e);
+          }
+        }
+        for (const p of reachable(ch.added)) {
+          try {
+            await kernel.run([addStep(p)]);
+            log.debug('route set', { route: describePeer(p) });
+          } catch (e) {
+            errors.push(e);
+          }
+        }
+        if (errors.length > 0) {
+          throw new RudderError('E_BACKEND', `host-gw: ${errors.length} route change(s) failed (the next reconcile retries): ${describeError(errors[0])}`, { cause: errors[0] });
+        }
+      });
+    },
+    stop(): Promise<void> {
+      stopping ??= (async () => {
+        cancelReconcile();
+        await queue;
+        const errors: unknown[] = [];
+        for (const p of table.list().reverse()) {
+          try {
+            await kernel.run([delStep(p, ext.index)]);
+          } catch (e) {
+            log.warn('host-gw: removing a route failed', { error: describeError(e) });
+            errors.push(e);
+          }
+        }
+        kernel.close();
+        if (errors.length > 0) {
+          throw new RudderError('E_BACKEND', `host-gw: stop left ${errors.length} route(s) behind: ${describeError(errors[0])}`, { cause: errors[0] });
+        }
+        log.info('host-gw backend stopped');
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,352 @@
+/**
+ * The vxlan backend: the kernel's VXLAN device carries the overlay; Rudder
+ * only programs it over rtnetlink (no packet ever touches JavaScript).
+ *
+ * Design notes
+ * - Device: `rudder.<VNI>` (Backend.VNI, default 1), UDP port Backend.Port
+ *   (default 8472), learning off, local = the external interface's address,
+ *   bound to that interface; MTU = underlay MTU − 50 (outer IPv4 20 + UDP 8 +
+ *   VXLAN 8 + inner Ethernet 14); address = the lease's network address /32
+ *   (10.0.5.0/32; .1 stays free for the container bridge); up. ensureVxlan
+ *   replaces a device of that name with other parameters.
+ * - VTEP MAC: derived from this host's PublicIP and the VNI (peers.ts,
+ *   `vtepMac`), so it is the same on every start — after a clean stop, a
+ *   crash, or someone deleting the device — without a state file or a read of
+ *   our own lease (which prepare() cannot have yet). Peers' FDB and neighbor
+ *   entries therefore stay valid across our restarts. prepare() only
+ *   computes it; the device is created in start(), so a daemon stopped while
+ *   acquiring its lease leaves nothing behind.
+ * - Peers (peers.ts): only leases with BackendType "vxlan" and a valid
+ *   VtepMAC; others are logged once and ignored. Per peer: neighbor, FDB,
+ *   route (RTPROT_RUDDER, onlink), in that order; removal in reverse. A
+ *   changed lease is a removal plus an addition.
+ * - Stale state: at start, devices of other backends or VNIs (`rudder0`,
+ *   other `rudder.<n>` VXLAN devices) are deleted, and every Rudder-protocol
+ *   route and every neighbor/FDB entry on our device is removed (no peer is
+ *   known yet; the daemon applies the current leases right after start).
+ * - Reconcile: every RECONCILE_MS (unref'd timer) the device is ensured
+ *   (re-created if deleted: all peers re-programmed), then the kernel's
+ *   routes/neighbors/FDB are compared with the peer table and fixed in one
+ *   plan (planReconcile). apply() and reconcile run one at a time. A failing
+ *   reconcile is logged, never an unhandled rejection; the next one retries.
+ * - Failure: start() registers an undo after each step and unwinds them in
+ *   reverse on error or abort. stop() unprograms every peer (route, FDB,
+ *   neighbor), deletes the device and closes the socket.
+ */
+import { RudderError, describeError } from '../../errors';
+import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
+import type { Logger } from '../../log';
+import type { Lease, LeaseEvent } from '../../subnet/lease';
+import { openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type VxlanSpec } from '../../netlink';
+import type { Backend, BackendContext, Network } from '../types';
+import { VxlanPeerTable, changeSteps, describePeer, describeStep, planReconcile, unprogramSteps, vtepMac, type VxlanStep } from './peers';
+
+export { VxlanPeerTable, vtepMac, leaseMac, planReconcile, programSteps, unprogramSteps, changeSteps, type VxlanPeer, type VxlanStep } from './peers';
+
+export const VXLAN_OVERHEAD = 50;
+export const DEFAULT_VNI = 1;
+export const DEFAULT_VXLAN_PORT = 8472;
+export const RECONCILE_MS = 5_000;
+/** The udp backend's TUN: a leftover when switching from udp. */
+const UDP_TUN = 'rudder0';
+const VXLAN_NAME_RE = /^rudder\.\d+$/;
+
+export const deviceName = (vni: number): string => `rudder.${vni}`;
+
+/** The part of the netlink facade this backend uses (small, so tests can fake it). */
+export type VxlanNetlink = Pick<
+  Netlink,
+  | 'listLinks'
+  | 'linkByName'
+  | 'deleteLink'
+  | 'ensureVxlan'
+  | 'ensureAddresses'
+  | 'ensureMtu'
+  | 'ensureLinkUp'
+  | 'listRoutes'
+  | 'ensureRoute'
+  | 'deleteRoute'
+  | 'listNeighbors'
+  | 'ensureNeighbor'
+  | 'deleteNeighbor'
+  | 'listFdb'
+  | 'ensureFdb'
+  | 'deleteFdb'
+  | 'close'
+>;
+
+export interface VxlanDeps {
+  openNetlink?: () => VxlanNetlink;
+  /** Runs `fn` every `ms`; returns a cancel function. Default: an unref'd setInterval. */
+  every?: (ms: number, fn: () => void) => () => void;
+}
+
+function defaultEvery(ms: number, fn: () => void): () => void {
+  const t = setInterval(fn, ms);
+  t.unref();
+  return () => clearInterval(t);
+}
+
+type Undo = { readonly what: string; readonly run: () => Promise<unknown> | unknown };
+
+async function unwind(steps: Undo[], log: Logger): Promise<unknown[]> {
+  const errors: unknown[] = [];
+  while (steps.length > 0) {
+    const s = steps.pop() as Undo;
+    try {
+      await s.run();
+    } catch (e) {
+      log.warn('vxlan: undo step failed', { step: s.what, error: describeError(e) });
+      errors.push(e);
+    }
+  }
+  return errors;
+}
+
+/** The kernel side: the device and the per-peer objects on it. */
+class VxlanKernel {
+  devIndex = 0;
+
+  constructor(
+    private readonly nl: VxlanNetlink,
+    private readonly spec: VxlanSpec,
+    private readonly own: Lease,
+    private readonly mtu: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** Deletes `rudder0` and VXLAN devices of other VNIs (other backends' and runs' leftovers). */
+  async removeForeignDevices(): Promise<void> {
+    for (const l of await this.nl.listLinks()) {
+      const foreign = l.name === UDP_TUN || (VXLAN_NAME_RE.test(l.name) && l.name !== this.spec.name && l.kind === 'vxlan');
+      if (!foreign) continue;
+      if (await this.nl.deleteLink(l.index)) this.log.info('removed stale device', { dev: l.name, kind: l.kind });
+    }
+  }
+
+  /** Creates or fixes the device; true if it had to be (re)created. */
+  async ensureDevice(): Promise<boolean> {
+    const link = await this.nl.ensureVxlan(this.spec);
+    this.devIndex = link.index;
+    await this.nl.ensureAddresses(link.index, [{ ip: this.own.subnet.ip, prefix: 32 }]);
+    await this.nl.ensureMtu(link.index, this.mtu);
+    await this.nl.ensureLinkUp(link.index);
+    return link.changed;
+  }
+
+  async deleteDevice(): Promise<void> {
+    const l = await this.nl.linkByName(this.spec.name);
+    if (l !== null) await this.nl.deleteLink(l.index);
+  }
+
+  async readState(): Promise<{ routes: Awaited<ReturnType<VxlanNetlink['listRoutes']>>; neighbors: Awaited<ReturnType<VxlanNetlink['listNeighbors']>>; fdb: Awaited<ReturnType<VxlanNetlink['listFdb']>> }> {
+    return {
+      routes: await this.nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN }),
+      neighbors: await this.nl.listNeighbors(this.devIndex),
+      fdb: await this.nl.listFdb(this.devIndex),
+    };
+  }
+
+  /** Runs steps in order; stops at the first failure (later steps depend on earlier ones). */
+  async run(steps: readonly VxlanStep[]): Promise<void> {
+    for (const s of steps) {
+      try {
+        await this.step(s);
+      } catch (e) {
+        throw new RudderError('E_BACKEND', `vxlan: ${describeStep(s)} on ${this.spec.name} failed`, { cause: e });
+      }
+    }
+  }
+
+  private async step(s: VxlanStep): Promise<unknown> {
+    const index = this.devIndex;
+    switch (s.kind) {
+      case 'add-neigh':
+        return this.nl.ensureNeighbor({ index, ip: s.ip, mac: s.mac });
+      case 'add-fdb':
+        return this.nl.ensureFdb({ index, mac: s.mac, dst: s.dst });
+      case 'add-route':
+        return this.nl.ensureRoute({ dst: s.dst, oif: index, gateway: s.via, onlink: true, protocol: RTPROT_RUDDER, table: TABLE_MAIN });
+      case 'del-route':
+        return this.nl.deleteRoute({
+          dst: s.dst,
+          table: s.table,
+          metric: s.metric,
+          ...(s.oif !== undefined ? { oif: s.oif } : {}),
+          ...(s.gateway !== undefined ? { gateway: s.gateway } : {}),
+        });
+      case 'del-fdb':
+        return this.nl.deleteFdb({ index, mac: s.mac, dst: s.dst });
+      case 'del-neigh':
+        return this.nl.deleteNeighbor(index, s.ip);
+    }
+  }
+}
+
+export function createVxlanBackend(ctx: BackendContext, deps: VxlanDeps = {}): Backend {
+  const log = ctx.log.child({ backend: 'vxlan' });
+  const vni = ctx.config.backend.VNI ?? DEFAULT_VNI;
+  const port = ctx.config.backend.Port ?? DEFAULT_VXLAN_PORT;
+  const name = deviceName(vni);
+  const mtu = ctx.extIface.mtu - VXLAN_OVERHEAD;
+  const mac = vtepMac(ctx.extIface.publicIP, vni);
+  const openNetlink = deps.openNetlink ?? openRealNetlink;
+  const every = deps.every ?? defaultEvery;
+  const spec: VxlanSpec = { name, vni, port, local: ctx.extIface.address, underlay: ctx.extIface.index, mac, learning: false };
+
+  return {
+    type: 'vxlan',
+    overhead: VXLAN_OVERHEAD,
+
+    async prepare(): Promise<Record<string, unknown>> {
+      return { VtepMAC: mac };
+    },
+
+    async start(own: Lease, signal: AbortSignal): Promise<Network> {
+      if (mtu < 68) {
+        throw new RudderError('E_BACKEND', `vxlan: underlay ${ctx.extIface.name} MTU ${ctx.extIface.mtu} leaves ${mtu} after ${VXLAN_OVERHEAD} bytes of encapsulation: expected at least 68`);
+      }
+      const steps: Undo[] = [];
+      const check = (next: string): void => {
+        if (signal.aborted) throw new RudderError('E_BACKEND', `vxlan: start aborted before ${next}`, { cause: signal.reason });
+      };
+      let kernel: VxlanKernel;
+      try {
+        check('opening netlink');
+        const nl = openNetlink();
+        steps.push({ what: 'close netlink', run: () => nl.close() });
+        kernel = new VxlanKernel(nl, spec, own, mtu, log);
+
+        check('removing stale devices');
+        await kernel.removeForeignDevices();
+
+        check(`creating ${name}`);
+        steps.push({ what: `delete ${name}`, run: () => kernel.deleteDevice() });
+        if (await kernel.ensureDevice()) log.info('device created', { dev: name });
+
+        check('removing stale routes, neighbors and FDB entries');
+        const stale = planReconcile([], await kernel.readState(), kernel.devIndex);
+        await kernel.run(stale);
+        for (const s of stale) log.info('removed stale state', { step: describeStep(s) });
+        check('returning the network');
+      } catch (e) {
+        await unwind(steps, log);
+        throw e;
+      }
+      log.info('vxlan backend started', {
+        dev: name,
+        vni,
+        port,
+        vtepMAC: mac,
+        address: `${formatIp(own.subnet.ip)}/32`,
+        mtu,
+        local: formatIp(ctx.extIface.address),
+        underlay: ctx.extIface.name,
+      });
+      return startedNetwork({ own, kernel, steps, log, every, mtu });
+    },
+  };
+}
+
+interface Started {
+  readonly own: Lease;
+  readonly kernel: VxlanKernel;
+  readonly steps: Undo[];
+  readonly log: Logger;
+  readonly every: (ms: number, fn: () => void) => () => void;
+  readonly mtu: number;
+}
+
+function startedNetwork({ own, kernel, steps, log, every, mtu }: Started): Network {
+  const table = new VxlanPeerTable(own.subnet);
+  let stopping: Promise<void> | undefined;
+  // One kernel conversation at a time: apply, reconcile and stop never interleave.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const p = queue.then(fn);
+    queue = p.catch(() => undefined);
+    return p;
+  };
+  let lastReconcileError = '';
+
+  const reconcile = async (): Promise<void> => {
+    if (await kernel.ensureDevice()) log.warn('device was missing or changed; re-created it, re-programming every peer', { peers: table.list().length });
+    const plan = planReconcile(table.list(), await kernel.readState(), kernel.devIndex);
+    if (plan.length === 0) return;
+    log.warn('kernel state drifted; repairing', { steps: plan.map(describeStep).join('; ') });
+    await kernel.run(plan);
+  };
+
+  const cancelReconcile = every(RECONCILE_MS, () => {
+    if (stopping !== undefined) return;
+    serial(reconcile).then(
+      () => {
+        if (lastReconcileError !== '') log.info('reconcile succeeded again');
+        lastReconcileError = '';
+      },
+      (e) => {
+        const m = describeError(e);
+        if (m !== lastReconcileError) log.error('vxlan: reconcile failed; retrying', { error: m });
+        lastReconcileError = m;
+      },
+    );
+  });
+
+  return {
+    mtu,
+    apply(events: readonly LeaseEvent[]): Promise<void> {
+      if (stopping !== undefined) return Promise.reject(new RudderError('E_BACKEND', 'vxlan: apply after stop'));
+      return serial(async () => {
+        const ch = table.apply(events);
+        for (const l of ch.ignored) log.warn('ignoring lease of another backend', { subnet: formatCidr(l.subnet), backend: l.backendType, key: cidrToKey(l.subnet) });
+        for (const l of ch.invalid) {
+          log.error('ignoring vxlan lease without a valid VtepMAC', { subnet: formatCidr(l.subnet), key: cidrToKey(l.subnet), publicIP: formatIp(l.publicIP), VtepMAC: l.backendData['VtepMAC'] });
+        }
+        const current = table.list();
+        const errors: unknown[] = [];
+        // Per peer, so one failing peer does not keep the others unprogrammed.
+        for (const p of ch.removed) {
+          try {
+            await kernel.run(unprogramSteps(p, kernel.devIndex, current));
+            log.debug('peer removed', { peer: describePeer(p) });
+          } catch (e) {
+            errors.push(e);
+          }
+        }
+        for (const p of ch.added) {
+          try {
+            await kernel.run(changeSteps({ added: [p], removed: [] }, kernel.devIndex, current));
+            log.debug('peer programmed', { peer: describePeer(p) });
+          } catch (e) {
+            errors.push(e);
+          }
+        }
+        if (errors.length > 0) {
+          throw new RudderError('E_BACKEND', `vxlan: ${errors.length} peer change(s) failed (the next reconcile retries): ${describeError(errors[0])}`, { cause: errors[0] });
+        }
+      });
+    },
+    stop(): Promise<void> {
+      stopping ??= (async () => {
+        cancelReconcile();
+        await queue;
+        const errors: unknown[] = [];
+        const peers = table.list().reverse();
+        for (let i = 0; i < peers.length; i++) {
+          try {
+            await kernel.run(unprogramSteps(peers[i] as (typeof peers)[number], kernel.devIndex, peers.slice(i + 1)));
+          } catch (e) {
+            log.warn('vxlan: removing a peer failed', { error: describeError(e) });
+            errors.push(e);
+          }
+        }
+        errors.push(...(await unwind(steps, log)));
+        if (errors.length > 0) {
+          throw new RudderError('E_BACKEND', `vxlan: stop left ${errors.length} step(s) undone: ${describeError(errors[0])}`, { cause: errors[0] });
+        }
+        log.info('vxlan backend stopped');
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,232 @@
+/**
+ * The vxlan backend's pure logic: the VTEP MAC, the peer table (lease events
+ * in, peers added/removed out) and the plans that turn peers into ordered
+ * kernel steps. No I/O here, so every rule is unit-tested with plain data.
+ *
+ * Per remote lease three kernel objects, programmed in this order and undone
+ * in reverse:
+ *   neighbor  remote lease network address → remote VTEP MAC   (on rudder.<VNI>)
+ *   fdb       remote VTEP MAC → remote PublicIP                 (on rudder.<VNI>)
+ *   route     remote subnet via remote network address, onlink  (dev rudder.<VNI>)
+ * The route goes last so the kernel never sends into an unresolved next hop,
+ * and first on removal for the same reason.
+ */
+import { createHash } from 'node:crypto';
+import { cidrEquals, cidrToKey, formatCidr, formatIp, type Cidr } from '../../ip/ipv4';
+import type { Lease, LeaseEvent } from '../../subnet/lease';
+import { TABLE_MAIN, type FdbSpec, type NeighborSpec, type RouteInfo } from '../../netlink/types';
+
+export const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+/**
+ * This host's VTEP MAC, derived from its PublicIP and the VNI: stable across
+ * restarts, crashes and a deleted device without any state file, and unique
+ * per host (PublicIPs are unique in a cluster). Locally administered unicast
+ * (first octet xxxxxx10), so it can never equal a vendor-assigned MAC.
+ */
+export function vtepMac(publicIP: number, vni: number): string {
+  const h = createHash('sha256').update(`rudder-vtep/${vni}/${formatIp(publicIP)}`).digest();
+  const b = [...h.subarray(0, 6)];
+  b[0] = ((b[0] as number) & 0xfe) | 0x02;
+  return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/** A lease's VTEP MAC in canonical form, or null if BackendData has none or a malformed one. */
+export function leaseMac(l: Lease): string | null {
+  const v = l.backendData['VtepMAC'];
+  if (typeof v !== 'string') return null;
+  const m = v.toLowerCase();
+  return MAC_RE.test(m) ? m : null;
+}
+
+export interface VxlanPeer {
+  /** Lease key form of the subnet (10.0.5.0-24). */
+  readonly key: string;
+  readonly subnet: Cidr;
+  readonly publicIP: number;
+  readonly mac: string;
+}
+
+/** The next hop of a peer's route, and its neighbor entry's address: the peer's network address. */
+export const peerVtepIp = (p: VxlanPeer): number => p.subnet.ip;
+
+export function describePeer(p: VxlanPeer): string {
+  return `${formatCidr(p.subnet)} via ${formatIp(p.subnet.ip)} (VTEP ${p.mac} at ${formatIp(p.publicIP)})`;
+}
+
+const samePeer = (a: VxlanPeer, b: VxlanPeer): boolean =>
+  cidrEquals(a.subnet, b.subnet) && a.publicIP === b.publicIP && a.mac === b.mac;
+
+export interface PeerChange {
+  /** Peers to unprogram (gone, or changed: the old version). */
+  readonly removed: readonly VxlanPeer[];
+  /** Peers to program (new, or changed: the new version). */
+  readonly added: readonly VxlanPeer[];
+  /** Leases of another backend type, first seen in this batch (logged once). */
+  readonly ignored: readonly Lease[];
+  /** vxlan leases without a usable VtepMAC, first seen in this batch (logged once). */
+  readonly invalid: readonly Lease[];
+}
+
+export class VxlanPeerTable {
+  private readonly peers = new Map<string, VxlanPeer>();
+  /** subnet key → why it was reported, so each unusable lease is logged once. */
+  private readonly warned = new Map<string, string>();
+
+  constructor(private readonly own: Cidr) {}
+
+  apply(events: readonly LeaseEvent[]): PeerChange {
+    const before = new Map(this.peers);
+    const ignored: Lease[] = [];
+    const invalid: Lease[] = [];
+    for (const ev of events) {
+      const l = ev.lease;
+      const key = cidrToKey(l.subnet);
+      if (cidrEquals(l.subnet, this.own)) continue; // never program our own subnet
+      if (ev.type === 'removed') {
+        this.peers.delete(key);
+        this.warned.delete(key);
+        continue;
+      }
+      if (l.backendType !== 'vxlan') {
+        this.peers.delete(key);
+        const why = `type ${l.backendType}`;
+        if (this.warned.get(key) !== why) ignored.push(l);
+        this.warned.set(key, why);
+        continue;
+      }
+      const mac = leaseMac(l);
+      if (mac === null) {
+        this.peers.delete(key);
+        const why = `mac ${JSON.stringify(l.backendData['VtepMAC'])}`;
+        if (this.warned.get(key) !== why) invalid.push(l);
+        this.warned.set(key, why);
+        continue;
+      }
+      this.warned.delete(key);
+      this.peers.set(key, { key, subnet: l.subnet, publicIP: l.publicIP, mac });
+    }
+    const removed: VxlanPeer[] = [];
+    const added: VxlanPeer[] = [];
+    for (const [k, old] of before) {
+      const now = this.peers.get(k);
+      if (now === undefined || !samePeer(old, now)) removed.push(old);
+    }
+    for (const [k, now] of this.peers) {
+      const old = before.get(k);
+      if (old === undefined || !samePeer(old, now)) added.push(now);
+    }
+    return { removed, added, ignored, invalid };
+  }
+
+  /** Current peers, in a stable order (by subnet address). */
+  list(): VxlanPeer[] {
+    return [...this.peers.values()].sort((a, b) => a.subnet.ip - b.subnet.ip || a.subnet.prefix - b.subnet.prefix);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Kernel steps
+
+export type VxlanStep =
+  | { readonly kind: 'add-neigh'; readonly ip: number; readonly mac: string }
+  | { readonly kind: 'add-fdb'; readonly mac: string; readonly dst: number }
+  | { readonly kind: 'add-route'; readonly dst: Cidr; readonly via: number }
+  | { readonly kind: 'del-route'; readonly dst: Cidr; readonly table: number; readonly metric: number; readonly oif?: number; readonly gateway?: number }
+  | { readonly kind: 'del-fdb'; readonly mac: string; readonly dst: number }
+  | { readonly kind: 'del-neigh'; readonly ip: number };
+
+export function describeStep(s: VxlanStep): string {
+  switch (s.kind) {
+    case 'add-neigh':
+      return `neighbor ${formatIp(s.ip)} lladdr ${s.mac}`;
+    case 'add-fdb':
+      return `fdb ${s.mac} dst ${formatIp(s.dst)}`;
+    case 'add-route':
+      return `route ${formatCidr(s.dst)} via ${formatIp(s.via)} onlink`;
+    case 'del-route':
+      return `delete route ${formatCidr(s.dst)}${s.gateway !== undefined ? ` via ${formatIp(s.gateway)}` : ''}${s.oif !== undefined ? ` oif ${s.oif}` : ''}`;
+    case 'del-fdb':
+      return `delete fdb ${s.mac} dst ${formatIp(s.dst)}`;
+    case 'del-neigh':
+      return `delete neighbor ${formatIp(s.ip)}`;
+  }
+}
+
+export function programSteps(p: VxlanPeer): VxlanStep[] {
+  return [
+    { kind: 'add-neigh', ip: peerVtepIp(p), mac: p.mac },
+    { kind: 'add-fdb', mac: p.mac, dst: p.publicIP },
+    { kind: 'add-route', dst: p.subnet, via: peerVtepIp(p) },
+  ];
+}
+
+/**
+ * Undoes one peer in reverse order. An FDB entry or neighbor another current
+ * peer still needs (a host that moved to a new subnet keeps its MAC and
+ * PublicIP; events may arrive in separate batches) is left alone.
+ */
+export function unprogramSteps(p: VxlanPeer, devIndex: number, remaining: readonly VxlanPeer[]): VxlanStep[] {
+  const steps: VxlanStep[] = [{ kind: 'del-route', dst: p.subnet, table: TABLE_MAIN, metric: 0, oif: devIndex, gateway: peerVtepIp(p) }];
+  if (!remaining.some((r) => r.mac === p.mac && r.publicIP === p.publicIP)) steps.push({ kind: 'del-fdb', mac: p.mac, dst: p.publicIP });
+  if (!remaining.some((r) => peerVtepIp(r) === peerVtepIp(p))) steps.push({ kind: 'del-neigh', ip: peerVtepIp(p) });
+  return steps;
+}
+
+/** Steps for one batch: every removal (reverse order) before any addition. */
+export function changeSteps(ch: Pick<PeerChange, 'added' | 'removed'>, devIndex: number, current: readonly VxlanPeer[]): VxlanStep[] {
+  return [...ch.removed.flatMap((p) => unprogramSteps(p, devIndex, current)), ...ch.added.flatMap(programSteps)];
+}
+
+export interface VxlanKernelState {
+  /** RTPROT_RUDDER routes of the main table (any device). */
+  readonly routes: readonly RouteInfo[];
+  /** Neighbors on the VXLAN device. */
+  readonly neighbors: readonly NeighborSpec[];
+  /** FDB entries (with a remote) on the VXLAN device. */
+  readonly fdb: readonly FdbSpec[];
+}
+
+/**
+ * What makes the kernel match `peers` exactly: stale objects removed (routes,
+ * then FDB, then neighbors), missing ones added per peer (neighbor, FDB,
+ * route). Routes elsewhere (another device, another backend's shape) are
+ * stale too: every Rudder-protocol route in the main table is this backend's.
+ */
+export function planReconcile(peers: readonly VxlanPeer[], have: VxlanKernelState, devIndex: number): VxlanStep[] {
+  const del: VxlanStep[] = [];
+  const byKey = new Map(peers.map((p) => [cidrToKey(p.subnet), p]));
+  const routeOk = new Set<string>();
+  for (const r of have.routes) {
+    const k = cidrToKey(r.dst);
+    const p = byKey.get(k);
+    const ok = p !== undefined && r.oif === devIndex && r.gateway === peerVtepIp(p) && r.onlink && r.metric === 0 && !routeOk.has(k);
+    if (ok) routeOk.add(k);
+    else del.push({ kind: 'del-route', dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}), ...(r.gateway !== undefined ? { gateway: r.gateway } : {}) });
+  }
+  const fdbOk = new Set<string>();
+  for (const f of have.fdb) {
+    const k = `${f.mac}@${f.dst >>> 0}`;
+    if (peers.some((p) => p.mac === f.mac && p.publicIP === f.dst >>> 0)) fdbOk.add(k);
+    else del.push({ kind: 'del-fdb', mac: f.mac, dst: f.dst });
+  }
+  const neighOk = new Set<number>();
+  for (const n of have.neighbors) {
+    const p = peers.find((x) => peerVtepIp(x) === n.ip >>> 0);
+    if (p !== undefined && p.mac === n.mac) neighOk.add(n.ip >>> 0);
+    // A wrong MAC for a peer's address is replaced by add-neigh below; anything else goes.
+    else if (p === undefined) del.push({ kind: 'del-neigh', ip: n.ip });
+  }
+  const order = { 'del-route': 0, 'del-fdb': 1, 'del-neigh': 2 } as Record<string, number>;
+  del.sort((a, b) => (order[a.kind] ?? 0) - (order[b.kind] ?? 0));
+  const add: VxlanStep[] = [];
+  for (const p of peers) {
+    for (const s of programSteps(p)) {
+      if (s.kind === 'add-neigh' && neighOk.has(s.ip >>> 0)) continue;
+      if (s.kind === 'add-fdb' && fdbOk.has(`${s.mac}@${s.dst >>> 0}`)) continue;
+      if (s.kind === 'add-route' && routeOk.has(cidrToKey(s.dst))) continue;
+      add.push(s);
+    }
+  }
+  return [...del, ...add];
+}
