@@ -122,7 +122,7 @@ struct dp {
 	uint32_t local_net;
 	uint32_t local_mask;
 	uint32_t icmp_source;
-	uint32_t mtu;
+	uint32_t mtu; /* validated only: buffers take any IPv4 packet, and a TUN without GSO never hands over more than its MTU */
 	struct dp_counters *c;
 
 	pthread_t tx_thread;
@@ -136,9 +136,9 @@ struct dp {
 	pthread_mutex_t wlock; /* serialises writers (setRoutes, close); never taken by readers */
 	struct rtable *retired;
 
-	/* tx thread only */
-	uint8_t *tx_bufs;
-	uint8_t *rx_bufs;
+	uint8_t *tx_bufs; /* BATCH * BUFSZ, tx thread only */
+	uint8_t *rx_bufs; /* BATCH * BUFSZ, rx thread only */
+	/* ICMP rate limit and IP ids: only the tx thread generates ICMP, so no atomics */
 	double icmp_tokens;
 	struct timespec icmp_last;
 	uint16_t icmp_id;
