@@ -1,11 +1,13 @@
 /**
- * Subcommands that talk to etcd or check files: `config check|get|set` and
- * `leases`. They share the daemon's etcd flags.
+ * Subcommands that talk to etcd or check files: `config check|get|set`,
+ * `leases` (they share the daemon's etcd flags) and `docker-opts`.
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { configToJson, parseConfig } from '../config';
 import { RudderError } from '../errors';
-import { formatCidr, formatIp } from '../ip/ipv4';
+import { formatCidr, formatIp, parseCidr } from '../ip/ipv4';
+import { parseEnvFile } from '../subnetfile';
+import { formatUsage, parseFlags, type FlagSpec } from './flags';
 import type { Registry } from '../subnet/registry';
 import { configKey } from '../subnet/registry';
 
@@ -89,5 +91,66 @@ export async function leasesTable(reg: Registry, io: Out): Promise<number> {
   for (const r of rows) io.out(r.map((v, c) => v.padEnd(widths[c] ?? 0)).join('  ').trimEnd());
   for (const inv of list.invalid) io.err(`invalid entry ${inv.key}: ${inv.reason}`);
   if (list.records.length === 0) io.err('no leases');
+  return 0;
+}
+
+// ------------------------------------------------------------- docker-opts
+
+/**
+ * Docker daemon options for this host's subnet file (pure): `--bip` (the
+ * bridge address = RUDDER_SUBNET), `--mtu` (RUDDER_MTU) and, when Rudder
+ * masquerades itself (RUDDER_IPMASQ=true), `--ip-masq=false` so that Docker
+ * does not masquerade the same traffic a second time. The single source of
+ * truth for packaging/docker-opts.sh, which calls `rudder docker-opts`.
+ */
+export function dockerOptions(text: string, source: string): string[] {
+  const env = parseEnvFile(text);
+  const need = (k: string): string => {
+    const v = env.get(k);
+    if (v === undefined || v === '') throw new RudderError('E_SUBNET_FILE', `${source}: ${k} missing (is this a file written by rudder?)`);
+    return v;
+  };
+  const subnet = need('RUDDER_SUBNET');
+  const mtu = need('RUDDER_MTU');
+  const masq = env.get('RUDDER_IPMASQ') ?? 'false';
+  const c = parseCidr(subnet);
+  if (!c || c.prefix < 1 || c.prefix > 30) {
+    throw new RudderError('E_SUBNET_FILE', `${source}: RUDDER_SUBNET=${subnet}: expected an address/length such as 10.0.5.1/24`);
+  }
+  if (!/^\d+$/.test(mtu) || Number(mtu) < 68 || Number(mtu) > 65535) {
+    throw new RudderError('E_SUBNET_FILE', `${source}: RUDDER_MTU=${mtu}: expected an integer between 68 and 65535`);
+  }
+  if (masq !== 'true' && masq !== 'false') {
+    throw new RudderError('E_SUBNET_FILE', `${source}: RUDDER_IPMASQ=${masq}: expected true or false`);
+  }
+  const opts = [`--bip=${subnet}`, `--mtu=${Number(mtu)}`];
+  if (masq === 'true') opts.push('--ip-masq=false');
+  return opts;
+}
+
+const DOCKER_OPTS_FLAGS: readonly FlagSpec[] = [
+  { name: 'subnet-file', kind: 'string', env: false, help: 'the subnet file to read (default: the daemon\'s -subnet-file, /run/rudder/subnet.env)' },
+  { name: 'format', kind: 'string', default: 'args', env: false, help: '"args": the options on one line; "env": DOCKER_OPTS="..." for systemd\'s EnvironmentFile=' },
+];
+
+export function dockerOptsUsage(): string {
+  return formatUsage('Usage: rudder docker-opts [-subnet-file=FILE] [-format=args|env]\n\nPrints the dockerd options for this host\'s Rudder subnet (--bip, --mtu, and --ip-masq=false when RUDDER_IPMASQ=true).', DOCKER_OPTS_FLAGS).replace(/ \(env [A-Z_]+\)/g, '');
+}
+
+/** `rudder docker-opts [-subnet-file=FILE] [-format=args|env]`. */
+export function dockerOpts(args: readonly string[], defaultSubnetFile: string, io: Out): number {
+  const p = parseFlags(DOCKER_OPTS_FLAGS, args, {});
+  if (p.rest.length > 0) throw new RudderError('E_FLAG', `docker-opts: unexpected argument ${JSON.stringify(p.rest[0])}: expected only -subnet-file=FILE and -format=args|env`);
+  const format = p.values.get('format') as string;
+  if (format !== 'args' && format !== 'env') throw new RudderError('E_FLAG', `docker-opts: -format=${JSON.stringify(format)}: expected "args" or "env"`);
+  const file = (p.values.get('subnet-file') as string | undefined) || defaultSubnetFile;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new RudderError('E_SUBNET_FILE', `docker-opts: cannot read ${file}: ${(e as Error).message} (the daemon writes it once it has a lease; is rudder running? see -subnet-file)`, { cause: e });
+  }
+  const opts = dockerOptions(text, file).join(' ');
+  io.out(format === 'env' ? `DOCKER_OPTS="${opts}"` : opts);
   return 0;
 }

@@ -415,6 +415,8 @@ const SUBCOMMANDS: ReadonlyArray<readonly [string, string]> = [
   ['config get', 'print the network config stored in etcd'],
   ['config set JSON|FILE [--if-absent]', 'validate and store the network config in etcd (--if-absent: only if none is stored yet)'],
   ['leases', 'list the subnet leases in etcd'],
+  ['sandbox [--hosts N] [--backend B] [--check]', 'a whole cluster on this machine in network namespaces (root; see rudder sandbox -help)'],
+  ['docker-opts [-subnet-file=FILE] [-format=args|env]', 'print dockerd options (--bip, --mtu) for this host\'s subnet file'],
   ['version', 'print the version'],
 ];
 

@@ -9,7 +9,7 @@ import { resolveExternalInterface } from '../iface';
 import { createLogger, Logger } from '../log';
 import { EtcdRegistry } from '../subnet/etcd-registry';
 import { version } from '../version';
-import { configCheck, configGet, configSet, leasesTable, Out } from './commands';
+import { configCheck, configGet, configSet, dockerOpts, leasesTable, Out } from './commands';
 import { DaemonFlags, daemonFlags, daemonUsage } from './flags';
 
 const io: Out = {
@@ -127,6 +127,12 @@ export async function run(argv: readonly string[]): Promise<number> {
         return 0;
       case 'leases':
         return await withRegistry(flags, (r) => leasesTable(r, io));
+      case 'sandbox': {
+        const { runSandbox } = await import('../sandbox');
+        return await runSandbox(rest.slice(1), { out: process.stdout, err: io.err });
+      }
+      case 'docker-opts':
+        return dockerOpts(rest.slice(1), flags.subnetFile, io);
       case 'config':
         switch (sub) {
           case 'check':
@@ -140,7 +146,7 @@ export async function run(argv: readonly string[]): Promise<number> {
             return 2;
         }
       default:
-        io.err(`rudder: unknown command ${JSON.stringify(cmd)}: expected config, leases or version (or none, to run the daemon)`);
+        io.err(`rudder: unknown command ${JSON.stringify(cmd)}: expected config, leases, sandbox, docker-opts or version (or none, to run the daemon)`);
         io.err('');
         io.err(daemonUsage());
         return 2;

@@ -212,6 +212,24 @@ export function deleteNetnsSync(name: string): void {
   }
 }
 
+/**
+ * Runs with this prefix whose owner process is alive (e.g. a sandbox already
+ * running under that name): `run` is `<prefix><tag>`, `pid` its owner.
+ */
+export function liveRuns(prefix = DEFAULT_PREFIX): Array<{ run: string; pid: number }> {
+  checkPrefix(prefix);
+  const markerShape = new RegExp(`^(${prefix}[a-z0-9]{${TAG_LEN}})\\.json$`);
+  const dir = markerDir();
+  const out: Array<{ run: string; pid: number }> = [];
+  for (const f of fs.readdirSync(dir)) {
+    const runName = markerShape.exec(f)?.[1];
+    if (runName === undefined) continue;
+    const m = readMarker(path.join(dir, f));
+    if (m && ownerAlive(m)) out.push({ run: runName, pid: m.pid });
+  }
+  return out;
+}
+
 export interface LeftoverReport {
   namespaces: string[];
   dirs: string[];

@@ -1,0 +1,107 @@
+/**
+ * Flags of `rudder sandbox` (pure). Same Go/GNU spellings as the daemon's
+ * flags (`--hosts 3`, `-hosts=3`), parsed by the same table-driven parser;
+ * no environment fallback (RUDDER_* variables belong to the daemon).
+ */
+import { parseConfig, type NetworkConfig } from '../config';
+import { overlaps, parseCidr, subnetCount, type Cidr } from '../ip/ipv4';
+import { UNDERLAY_NETWORK } from '../topology/cluster';
+import { RudderError } from '../errors';
+import { formatUsage, parseFlags, type FlagSpec } from '../cli/flags';
+
+export const SANDBOX_BACKENDS = ['udp', 'vxlan', 'host-gw'] as const;
+export type SandboxBackend = (typeof SANDBOX_BACKENDS)[number];
+
+/** Namespaces are `<name><tag>-<role>`: the harness allows 1..6 chars [a-z0-9] starting with a letter. */
+export const DEFAULT_SANDBOX_NAME = 'rsb';
+export const DEFAULT_SANDBOX_NETWORK = '10.0.0.0/16';
+/** Each refresh pings every ordered pair of pods: keep N² sane on a laptop. */
+export const MAX_SANDBOX_HOSTS = 32;
+
+export interface SandboxFlags {
+  hosts: number;
+  backend: SandboxBackend;
+  network: string;
+  check: boolean;
+  name: string;
+  /** Milliseconds between refreshes of the live table. */
+  refreshMs: number;
+  /** Daemon verbosity (-v of each rudder). */
+  v: number;
+  help: boolean;
+}
+
+export const SANDBOX_FLAGS: readonly FlagSpec[] = [
+  { name: 'hosts', kind: 'int', min: 1, max: MAX_SANDBOX_HOSTS, default: '3', env: false, help: 'number of hosts (network namespaces), each with a rudder daemon and a pod' },
+  { name: 'backend', kind: 'string', default: 'udp', env: false, help: 'backend of the network config: udp, vxlan or host-gw' },
+  { name: 'network', kind: 'string', default: DEFAULT_SANDBOX_NETWORK, env: false, help: 'overlay network (the config\'s Network), an IPv4 CIDR such as 10.0.0.0/16' },
+  { name: 'check', kind: 'bool', env: false, help: 'set up, verify that every pod reaches every other pod, print the table once, tear down; exit 0 or 1 with the failing pairs' },
+  { name: 'name', kind: 'string', default: DEFAULT_SANDBOX_NAME, env: false, help: 'namespace name prefix (1-6 chars [a-z0-9], starting with a letter); one running sandbox per name' },
+  { name: 'refresh', kind: 'duration', default: '3s', min: 500, env: false, help: 'how often the live table is refreshed' },
+  { name: 'v', kind: 'int', min: 0, max: 10, default: '0', env: false, help: 'verbosity of the daemons\' logs (their -v)' },
+  { name: 'help', aliases: ['h'], kind: 'bool', env: false, help: 'print this help and exit' },
+];
+
+export function sandboxUsage(): string {
+  return formatUsage(
+    [
+      'Usage: sudo rudder sandbox [--hosts N] [--backend udp|vxlan|host-gw] [--network CIDR] [--check]',
+      '',
+      'A whole Rudder cluster on this machine, inside network namespaces: etcd, N hosts on an',
+      'underlay bridge (198.18.0.0/15), one rudder daemon per host and one pod per host behind a',
+      'docker0-like bridge built from the host\'s subnet file. Shows a live table of the hosts and',
+      'of pod-to-pod reachability; Ctrl-C removes everything it made. Needs root.',
+    ].join('\n'),
+    SANDBOX_FLAGS,
+  ).replace(/ \(env [A-Z_]+\)/g, '');
+}
+
+function flagErr(message: string): RudderError {
+  return new RudderError('E_FLAG', message);
+}
+
+/** Parses the arguments after `sandbox`. Throws E_FLAG (exit 2 with sandboxUsage()). */
+export function sandboxFlags(argv: readonly string[]): SandboxFlags {
+  const p = parseFlags(SANDBOX_FLAGS, argv, {});
+  const help = p.values.get('help') === true;
+  const flags: SandboxFlags = {
+    hosts: p.values.get('hosts') as number,
+    backend: p.values.get('backend') as SandboxBackend,
+    network: p.values.get('network') as string,
+    check: p.values.get('check') === true,
+    name: p.values.get('name') as string,
+    refreshMs: p.values.get('refresh') as number,
+    v: p.values.get('v') as number,
+    help,
+  };
+  if (help) return flags;
+  if (p.rest.length > 0) {
+    throw flagErr(`sandbox: unexpected argument ${JSON.stringify(p.rest[0])}: the sandbox takes only flags`);
+  }
+  if (!(SANDBOX_BACKENDS as readonly string[]).includes(flags.backend)) {
+    throw flagErr(`--backend=${JSON.stringify(flags.backend)}: expected one of ${SANDBOX_BACKENDS.join(', ')}`);
+  }
+  if (!/^[a-z][a-z0-9]{0,5}$/.test(flags.name)) {
+    throw flagErr(`--name=${JSON.stringify(flags.name)}: expected 1 to 6 characters [a-z0-9], starting with a letter (namespaces are NAME<tag>-h1, ...)`);
+  }
+  let cfg: NetworkConfig;
+  try {
+    cfg = parseConfig(JSON.stringify(sandboxConfig(flags)));
+  } catch (e) {
+    throw flagErr(`--network=${JSON.stringify(flags.network)}: ${(e as Error).message.replace(/^config: /, '')}`);
+  }
+  const underlay = parseCidr(UNDERLAY_NETWORK) as Cidr;
+  if (overlaps(cfg.network, underlay)) {
+    throw flagErr(`--network=${JSON.stringify(flags.network)}: expected a network outside ${UNDERLAY_NETWORK}, which the sandbox's underlay uses`);
+  }
+  const room = subnetCount(cfg.subnetMin, cfg.subnetMax, cfg.subnetLen);
+  if (room < flags.hosts) {
+    throw flagErr(`--network=${JSON.stringify(flags.network)}: has room for ${room} /${cfg.subnetLen} subnet(s), not ${flags.hosts} hosts: expected a larger network (e.g. ${DEFAULT_SANDBOX_NETWORK}) or fewer --hosts`);
+  }
+  return flags;
+}
+
+/** The network config the sandbox publishes. */
+export function sandboxConfig(f: Pick<SandboxFlags, 'network' | 'backend'>): { Network: string; Backend: { Type: string } } {
+  return { Network: f.network, Backend: { Type: f.backend } };
+}
