@@ -226,5 +226,17 @@ for (const [n, kind] of (['vxlan', 'host-gw'] as const).entries()) {
       assert.equal((await leaseOf(c, h3, prefix)).value['BackendType'], other);
       assert.ok(h3.rudder?.running);
     });
+
+    if (kind === 'host-gw') {
+      it('a host whose -public-ip is not its own address (NAT) fails clearly and publishes no lease', async () => {
+        const h5 = await c.addHost();
+        const proc = await h5.startRudder(['-public-ip=198.18.0.200']);
+        const exit = await proc.exited;
+        assert.equal(exit.code, 1, h5.rudderLog());
+        assert.match(h5.rudderLog(), /public IP 198\.18\.0\.200 is not an address of eth0/);
+        assert.match(h5.rudderLog(), /E_BACKEND/);
+        assert.ok(!(await c.listSubnets()).some((l) => l.value['PublicIP'] === '198.18.0.200'), 'no lease for the NAT address');
+      });
+    }
   });
 }

@@ -78,8 +78,10 @@ describe('host-gw backend', () => {
   it('fails with E_BACKEND when the PublicIP is not an interface address (NAT), touching nothing', async () => {
     const { k, backend, own } = setup('203.0.113.5');
     k.addRoute({ dst: cidr('10.0.5.0/24'), oif: 10, gateway: ip('198.18.0.5') });
-    await assert.rejects(backend.start(own, new AbortController().signal), (e: unknown) => isRudderError(e, 'E_BACKEND') && /203\.0\.113\.5 is not an address of eth0/.test(e.message));
-    assert.deepEqual([k.calls, k.closed], [[], 1]);
+    const nat = (e: unknown): boolean => isRudderError(e, 'E_BACKEND') && /203\.0\.113\.5 is not an address of eth0/.test(e.message);
+    await assert.rejects(backend.prepare(new AbortController().signal), nat);
+    await assert.rejects(backend.start(own, new AbortController().signal), nat);
+    assert.deepEqual([k.calls, k.closed], [[], 2]);
   });
 
   it('removes stale routes and other backends\' devices at start; overhead 0', async () => {

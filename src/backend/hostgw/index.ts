@@ -4,9 +4,10 @@
  * PublicIP on the shared L2 segment.
  *
  * Design notes
- * - Requirements: hosts share an L2 segment and talk without NAT. So start()
- *   fails with RudderError('E_BACKEND') when this host's PublicIP is not an
- *   address of the external interface (-public-ip behind NAT), and a peer
+ * - Requirements: hosts share an L2 segment and talk without NAT. So
+ *   prepare() (before any lease is taken, so nothing unusable is published)
+ *   and start() fail with RudderError('E_BACKEND') when this host's PublicIP
+ *   is not an address of the external interface (-public-ip behind NAT), and a peer
  *   whose PublicIP is not on a subnet directly connected through the external
  *   interface gets one clear error log naming its lease (and no route; it is
  *   retried on every reconcile, so an address added later fixes it).
@@ -103,6 +104,16 @@ class HostGwKernel {
   }
 }
 
+/** host-gw cannot work behind NAT: the PublicIP must be an address of the external interface. */
+function checkPublicIP(ext: ExternalInterface, addrs: readonly AddrSpec[]): void {
+  if (addrs.some((a) => a.ip >>> 0 === ext.publicIP >>> 0)) return;
+  throw new RudderError(
+    'E_BACKEND',
+    `host-gw: public IP ${formatIp(ext.publicIP)} is not an address of ${ext.name} (${addrs.map((a) => `${formatIp(a.ip)}/${a.prefix}`).join(', ') || 'no IPv4 address'}): ` +
+      `host-gw routes peers' subnets via their public IPs, so hosts must share an L2 segment without NAT; drop -public-ip or use the vxlan or udp backend`,
+  );
+}
+
 export function createHostGwBackend(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
   const log = ctx.log.child({ backend: 'host-gw' });
   const ext = ctx.extIface;
@@ -113,7 +124,14 @@ export function createHostGwBackend(ctx: BackendContext, deps: HostGwDeps = {}):
     type: 'host-gw',
     overhead: HOSTGW_OVERHEAD,
 
+    /** Checks the PublicIP before a lease is taken, so a host that cannot work publishes nothing. */
     async prepare(): Promise<Record<string, unknown>> {
+      const nl = openNetlink();
+      try {
+        checkPublicIP(ext, await new HostGwKernel(nl, ext, log).addresses());
+      } finally {
+        nl.close();
+      }
       return {};
     },
 
@@ -127,13 +145,7 @@ export function createHostGwBackend(ctx: BackendContext, deps: HostGwDeps = {}):
       try {
         check('checking the public IP');
         addrs = await kernel.addresses();
-        if (!addrs.some((a) => a.ip >>> 0 === ext.publicIP >>> 0)) {
-          throw new RudderError(
-            'E_BACKEND',
-            `host-gw: public IP ${formatIp(ext.publicIP)} is not an address of ${ext.name} (${addrs.map((a) => `${formatIp(a.ip)}/${a.prefix}`).join(', ') || 'no IPv4 address'}): ` +
-              `host-gw routes peers' subnets via their public IPs, so hosts must share an L2 segment without NAT; drop -public-ip or use the vxlan or udp backend`,
-          );
-        }
+        checkPublicIP(ext, addrs);
         check('removing stale devices');
         await kernel.removeForeignDevices();
         check('removing stale routes');
