@@ -148,7 +148,7 @@ export function dockerOpts(args: readonly string[], defaultSubnetFile: string, i
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new RudderError('E_SUBNET_FILE', `docker-opts: cannot read ${file}: ${(e as Error).message} (the daemon writes it once it has a lease; is rudder running? see -subnet-file)`, { cause: e });
+    throw new RudderError('E_SUBNET_FILE', `docker-opts: cannot read ${file}: ${(e as Error).message} (the daemon writes it once it has a lease; is rudder running? see -subnet-file)`);
   }
   const opts = dockerOptions(text, file).join(' ');
   io.out(format === 'env' ? `DOCKER_OPTS="${opts}"` : opts);

@@ -234,6 +234,8 @@ export async function runSandbox(argv: readonly string[], io: SandboxIo): Promis
   }
 
   const out = io.out;
+  // A reader that went away (`| head`) must not crash the run before it cleans up.
+  out.on('error', () => undefined);
   const tty = out.isTTY === true && !f.check;
   const progress: Progress = createProgress(out, out.isTTY === true);
   const swept = removeLeftovers(f.name);
