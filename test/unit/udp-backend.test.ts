@@ -64,6 +64,7 @@ class World {
   };
 
   openNetlink = (): UdpNetlink => ({
+    listLinks: async () => (this.step('listLinks'), this.tun !== null ? [this.tun] : []),
     linkByName: async (name) => (this.step(`linkByName ${name}`), this.tun !== null && this.tun.name === name ? this.tun : null),
     ensureAddresses: async (index: number, want: readonly AddrSpec[]) => {
       this.step(`ensureAddresses ${index} ${want.map((a) => `${a.ip}/${a.prefix}`).join(',')}`);

@@ -31,6 +31,7 @@ import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
 import type { Logger } from '../../log';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
 import { openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type AddrSpec, type Netlink } from '../../netlink';
+import { defaultEvery, removeForeignDevices } from '../common';
 import type { Backend, BackendContext, ExternalInterface, Network } from '../types';
 import { HostGwPeerTable, addStep, delStep, describePeer, describeStep, directlyConnected, planRoutes, type HostGwPeer, type HostGwStep } from './routes';
 
@@ -38,8 +39,6 @@ export { HostGwPeerTable, directlyConnected, planRoutes, type HostGwPeer, type H
 
 export const HOSTGW_OVERHEAD = 0;
 export const RECONCILE_MS = 3_000;
-const UDP_TUN = 'rudder0';
-const VXLAN_NAME_RE = /^rudder\.\d+$/;
 
 /** The part of the netlink facade this backend uses (small, so tests can fake it). */
 export type HostGwNetlink = Pick<Netlink, 'listLinks' | 'deleteLink' | 'listAddresses' | 'listRoutes' | 'ensureRoute' | 'deleteRoute' | 'close'>;
@@ -50,11 +49,6 @@ export interface HostGwDeps {
   every?: (ms: number, fn: () => void) => () => void;
 }
 
-function defaultEvery(ms: number, fn: () => void): () => void {
-  const t = setInterval(fn, ms);
-  t.unref();
-  return () => clearInterval(t);
-}
 
 class HostGwKernel {
   constructor(
@@ -63,12 +57,8 @@ class HostGwKernel {
     private readonly log: Logger,
   ) {}
 
-  async removeForeignDevices(): Promise<void> {
-    for (const l of await this.nl.listLinks()) {
-      const foreign = l.name === UDP_TUN || (VXLAN_NAME_RE.test(l.name) && l.kind === 'vxlan');
-      if (!foreign) continue;
-      if (await this.nl.deleteLink(l.index)) this.log.info('removed stale device', { dev: l.name, kind: l.kind });
-    }
+  removeForeignDevices(): Promise<void> {
+    return removeForeignDevices(this.nl, null, this.log);
   }
 
   async addresses(): Promise<AddrSpec[]> {

@@ -36,18 +36,19 @@ import type { DataPlane, DataPlaneCounters, DataPlaneOptions } from '../../datap
 import type { Lease, LeaseEvent } from '../../subnet/lease';
 import { openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
+import { UDP_TUN, defaultEvery, removeForeignDevices, unwind, type Undo } from '../common';
 import { DEFAULT_UDP_PORT, PeerTable, describeRoute } from './table';
 
 export { DEFAULT_UDP_PORT, PeerTable, peerPort } from './table';
 
 export const UDP_OVERHEAD = 28;
-export const TUN_NAME = 'rudder0';
+export const TUN_NAME = UDP_TUN;
 export const STATS_INTERVAL_MS = 10_000;
 
 /** The part of the netlink facade this backend uses (small, so tests can fake it). */
 export type UdpNetlink = Pick<
   Netlink,
-  'linkByName' | 'ensureAddresses' | 'ensureMtu' | 'ensureLinkUp' | 'ensureRoute' | 'deleteRoute' | 'listRoutes' | 'deleteLink' | 'close'
+  'listLinks' | 'linkByName' | 'ensureAddresses' | 'ensureMtu' | 'ensureLinkUp' | 'ensureRoute' | 'deleteRoute' | 'listRoutes' | 'deleteLink' | 'close'
 >;
 
 export interface UdpDeps {
@@ -64,32 +65,11 @@ function nativeOpenDataPlane(opts: DataPlaneOptions): DataPlane {
   return mod.openDataPlane(opts);
 }
 
-function defaultEvery(ms: number, fn: () => void): () => void {
-  const t = setInterval(fn, ms);
-  t.unref();
-  return () => clearInterval(t);
-}
 
 function abortError(signal: AbortSignal, step: string): RudderError {
   return new RudderError('E_BACKEND', `udp: start aborted before ${step}`, { cause: signal.reason });
 }
 
-type Undo = { readonly what: string; readonly run: () => Promise<unknown> | unknown };
-
-/** Runs undo steps in reverse; returns the failures (already logged). */
-async function unwind(steps: Undo[], log: Logger): Promise<unknown[]> {
-  const errors: unknown[] = [];
-  while (steps.length > 0) {
-    const s = steps.pop() as Undo;
-    try {
-      await s.run();
-    } catch (e) {
-      log.warn('udp: undo step failed', { step: s.what, error: describeError(e) });
-      errors.push(e);
-    }
-  }
-  return errors;
-}
 
 export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backend {
   const log = ctx.log.child({ backend: 'udp' });
@@ -130,6 +110,9 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
             if (l !== null) await nl.deleteLink(l.index);
           },
         });
+
+        check('removing other backends\' devices');
+        await removeForeignDevices(nl, TUN_NAME, log);
 
         check('opening the data plane');
         const opened = openDataPlane({

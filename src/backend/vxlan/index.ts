@@ -39,6 +39,7 @@ import type { Logger } from '../../log';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
 import { openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type VxlanSpec } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
+import { defaultEvery, removeForeignDevices, unwind, type Undo } from '../common';
 import { VxlanPeerTable, changeSteps, describePeer, describeStep, planReconcile, unprogramSteps, vtepMac, type VxlanStep } from './peers';
 
 export { VxlanPeerTable, vtepMac, leaseMac, planReconcile, programSteps, unprogramSteps, changeSteps, type VxlanPeer, type VxlanStep } from './peers';
@@ -47,9 +48,6 @@ export const VXLAN_OVERHEAD = 50;
 export const DEFAULT_VNI = 1;
 export const DEFAULT_VXLAN_PORT = 8472;
 export const RECONCILE_MS = 5_000;
-/** The udp backend's TUN: a leftover when switching from udp. */
-const UDP_TUN = 'rudder0';
-const VXLAN_NAME_RE = /^rudder\.\d+$/;
 
 export const deviceName = (vni: number): string => `rudder.${vni}`;
 
@@ -81,27 +79,6 @@ export interface VxlanDeps {
   every?: (ms: number, fn: () => void) => () => void;
 }
 
-function defaultEvery(ms: number, fn: () => void): () => void {
-  const t = setInterval(fn, ms);
-  t.unref();
-  return () => clearInterval(t);
-}
-
-type Undo = { readonly what: string; readonly run: () => Promise<unknown> | unknown };
-
-async function unwind(steps: Undo[], log: Logger): Promise<unknown[]> {
-  const errors: unknown[] = [];
-  while (steps.length > 0) {
-    const s = steps.pop() as Undo;
-    try {
-      await s.run();
-    } catch (e) {
-      log.warn('vxlan: undo step failed', { step: s.what, error: describeError(e) });
-      errors.push(e);
-    }
-  }
-  return errors;
-}
 
 /** The kernel side: the device and the per-peer objects on it. */
 class VxlanKernel {
@@ -116,12 +93,8 @@ class VxlanKernel {
   ) {}
 
   /** Deletes `rudder0` and VXLAN devices of other VNIs (other backends' and runs' leftovers). */
-  async removeForeignDevices(): Promise<void> {
-    for (const l of await this.nl.listLinks()) {
-      const foreign = l.name === UDP_TUN || (VXLAN_NAME_RE.test(l.name) && l.name !== this.spec.name && l.kind === 'vxlan');
-      if (!foreign) continue;
-      if (await this.nl.deleteLink(l.index)) this.log.info('removed stale device', { dev: l.name, kind: l.kind });
-    }
+  removeForeignDevices(): Promise<void> {
+    return removeForeignDevices(this.nl, this.spec.name, this.log);
   }
 
   /** Creates or fixes the device; true if it had to be (re)created. */

@@ -1,0 +1,51 @@
+/**
+ * Pieces every backend shares: undo lists (start() registers an undo after
+ * each step and unwinds them in reverse on error, abort or stop), the
+ * periodic timer for reconcile and statistics, and the removal of devices
+ * another backend left behind (switching Backend.Type and restarting must
+ * leave nothing of the old one).
+ */
+import { describeError } from '../errors';
+import type { Logger } from '../log';
+import type { LinkInfo, Netlink } from '../netlink';
+
+export type Undo = { readonly what: string; readonly run: () => Promise<unknown> | unknown };
+
+/** Runs undo steps in reverse, each even if an earlier one failed; returns the failures (logged). */
+export async function unwind(steps: Undo[], log: Logger): Promise<unknown[]> {
+  const errors: unknown[] = [];
+  while (steps.length > 0) {
+    const s = steps.pop() as Undo;
+    try {
+      await s.run();
+    } catch (e) {
+      log.warn('undo step failed', { step: s.what, error: describeError(e) });
+      errors.push(e);
+    }
+  }
+  return errors;
+}
+
+/** Runs `fn` every `ms` on a timer that never keeps the process alive; returns a cancel function. */
+export function defaultEvery(ms: number, fn: () => void): () => void {
+  const t = setInterval(fn, ms);
+  t.unref();
+  return () => clearInterval(t);
+}
+
+/** The udp backend's TUN device. */
+export const UDP_TUN = 'rudder0';
+const VXLAN_NAME_RE = /^rudder\.\d+$/;
+
+/** A device some Rudder backend creates: `rudder0` (udp) or a `rudder.<VNI>` VXLAN device. */
+export function isRudderDevice(l: Pick<LinkInfo, 'name' | 'kind'>): boolean {
+  return l.name === UDP_TUN || (VXLAN_NAME_RE.test(l.name) && l.kind === 'vxlan');
+}
+
+/** Deletes every Rudder device except `keep` (the caller's own). */
+export async function removeForeignDevices(nl: Pick<Netlink, 'listLinks' | 'deleteLink'>, keep: string | null, log: Logger): Promise<void> {
+  for (const l of await nl.listLinks()) {
+    if (l.name === keep || !isRudderDevice(l)) continue;
+    if (await nl.deleteLink(l.index)) log.info('removed stale device', { dev: l.name, kind: l.kind });
+  }
+}
