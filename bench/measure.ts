@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type ManagedProcess, type Netns, formatCommand, ping, sleep, waitUntil } from '../src/topology';
+import { type ManagedProcess, type Netns, formatCommand, parsePing, sleep, waitUntil } from '../src/topology';
 
 export interface BenchParams {
   /** iperf3 -t, seconds measured. */
@@ -48,46 +48,84 @@ const median = (xs: number[]): number => {
 };
 export { median };
 
-/** An iperf3 server in `ns`, ended by PID with the namespace's clean-up. */
-export async function startIperfServer(ns: Netns, port: number, logDir: string): Promise<ManagedProcess> {
-  const logFile = path.join(logDir, `iperf3-${ns.name}-${port}.log`);
-  const p = await ns.spawn(['iperf3', '-s', '-p', String(port)], { logFile, label: `iperf3 server in ${ns.name}` });
+/**
+ * An iperf3 server in `ns` bound to `bindIp`, ended by PID with the
+ * namespace's clean-up. Bound, because a host has several addresses: an
+ * unbound UDP server answers the client's UDP handshake from whatever source
+ * address the route back picks, the client's connected socket drops that
+ * answer, and the test never starts. -J so the client gets the receiver's
+ * figures (--get-server-output) as JSON.
+ */
+export async function startIperfServer(ns: Netns, bindIp: string, port: number, logDir: string): Promise<ManagedProcess> {
+  const logFile = path.join(logDir, `iperf3-${ns.name}-${bindIp}-${port}.log`);
+  const p = await ns.spawn(['iperf3', '-s', '-J', '-B', bindIp, '-p', String(port)], { logFile, label: `iperf3 server ${bindIp} in ${ns.name}` });
   await waitUntil(
     async () => {
       if (!p.running) throw new Error(`iperf3 server exited: ${p.logTail(500)}`);
       const r = await ns.exec(['ss', '-Hltn', `sport = :${port}`], { allowFailure: true });
-      return r.stdout.includes(`:${port}`);
+      return r.stdout.includes(`${bindIp}:${port}`);
     },
     { giveUpMs: 15_000, intervalMs: 100, what: `iperf3 server on :${port} in ${ns.name}` },
   );
   return p;
 }
 
+interface IperfSum {
+  bytes?: number;
+  seconds?: number;
+  packets?: number;
+  lost_packets?: number;
+  bits_per_second?: number;
+  retransmits?: number;
+}
 interface IperfJson {
   error?: string;
-  end?: {
-    sum_received?: { bits_per_second?: number };
-    sum_sent?: { retransmits?: number };
-    sum?: { packets?: number; lost_packets?: number; seconds?: number; lost_percent?: number };
-  };
+  end?: { sum_received?: IperfSum; sum_sent?: IperfSum; sum?: IperfSum };
+  server_output_json?: { end?: { sum_received?: IperfSum; sum?: IperfSum } };
 }
+
+/** Errors that mean "the test never started" (e.g. iperf3's one-shot UDP stream handshake got lost), not a result. */
+const START_FAILURE = /unable to (read from|connect|send to|write to) stream|unable to connect to server|control socket has closed unexpectedly/i;
+const START_TRIES = 2;
+
+/** Test starts that failed and were retried, for the report. */
+export const startRetries: string[] = [];
 
 async function iperf(client: Netns, args: string[], timeS: number): Promise<IperfJson> {
   // `timeout` bounds a hung test (lost control connection); it ends iperf3 by its PID.
   const argv = ['timeout', '-k', '5', String(Math.ceil(timeS) + 30), 'iperf3', '-J', '--connect-timeout', '5000', ...args];
-  const r = await client.exec(argv, { allowFailure: true });
-  let j: IperfJson;
-  try {
-    j = JSON.parse(r.stdout) as IperfJson;
-  } catch {
-    throw new Error(`${formatCommand(argv)} in ${client.name}: exit ${r.code}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
+  for (let attempt = 1; ; attempt++) {
+    const r = await client.exec(argv, { allowFailure: true });
+    let j: IperfJson;
+    try {
+      j = JSON.parse(r.stdout) as IperfJson;
+    } catch {
+      throw new Error(`${formatCommand(argv)} in ${client.name}: exit ${r.code}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
+    }
+    if (!j.error) return j;
+    // Only a test that never ran is retried, and it is recorded; a poor result is never retried.
+    const started = (j.end?.sum_sent?.bytes ?? j.end?.sum?.bytes ?? 0) > 0;
+    if (!started && START_FAILURE.test(j.error) && attempt < START_TRIES) {
+      startRetries.push(`${client.name} iperf3 ${args.join(' ')}: "${j.error}" before the test started; retried`);
+      await sleep(1000);
+      continue;
+    }
+    throw new Error(`iperf3 in ${client.name}: ${j.error}`);
   }
-  if (j.error) throw new Error(`iperf3 in ${client.name}: ${j.error}`);
-  return j;
 }
 
-export async function measureTcp(client: Netns, target: string, port: number, p: BenchParams): Promise<TcpResult> {
-  const j = await iperf(client, ['-c', target, '-p', String(port), '-t', String(p.timeS), '-O', String(p.omitS)], p.timeS + p.omitS);
+/** Where the client sends from: `source` binds it (-B), so the replies come back over the path under test too. */
+export interface Path {
+  client: Netns;
+  target: string;
+  source?: string | undefined;
+  port: number;
+}
+
+const bindArgs = (source: string | undefined): string[] => (source ? ['-B', source] : []);
+
+export async function measureTcp({ client, target, source, port }: Path, p: BenchParams): Promise<TcpResult> {
+  const j = await iperf(client, [...bindArgs(source), '-c', target, '-p', String(port), '-t', String(p.timeS), '-O', String(p.omitS)], p.timeS + p.omitS);
   const bps = j.end?.sum_received?.bits_per_second;
   if (typeof bps !== 'number') throw new Error('iperf3 TCP: no end.sum_received in the JSON');
   return { mbps: bps / 1e6, retransmits: j.end?.sum_sent?.retransmits ?? 0 };
@@ -96,24 +134,30 @@ export async function measureTcp(client: Netns, target: string, port: number, p:
 /**
  * Small-packet rate: UDP with `udpLen`-byte payloads, no rate limit (-b 0),
  * so the slowest stage of the path sets the rate. The figure is what the
- * receiver got per second; loss shows how much the sender pushed beyond that.
+ * receiver got per second, from the server's own report (bytes received /
+ * payload size; the client's loss figure counts the omitted second wrongly
+ * in iperf3 3.12); loss = 1 - received / sent.
  */
-export async function measureUdp(client: Netns, target: string, port: number, p: BenchParams): Promise<UdpResult> {
+export async function measureUdp({ client, target, source, port }: Path, p: BenchParams): Promise<UdpResult> {
   const j = await iperf(
     client,
-    ['-c', target, '-p', String(port), '-u', '-l', String(p.udpLen), '-b', '0', '-t', String(p.timeS), '-O', String(p.omitS)],
+    [...bindArgs(source), '-c', target, '-p', String(port), '-u', '-l', String(p.udpLen), '-b', '0', '-t', String(p.timeS), '-O', String(p.omitS), '--get-server-output'],
     p.timeS + p.omitS,
   );
-  const s = j.end?.sum;
-  if (!s || typeof s.packets !== 'number' || typeof s.lost_packets !== 'number' || !s.seconds) {
-    throw new Error('iperf3 UDP: no end.sum packets/lost_packets in the JSON');
-  }
-  const rx = Math.max(0, s.packets - s.lost_packets);
-  return { rxPps: rx / s.seconds, txPps: s.packets / s.seconds, lossPct: s.packets > 0 ? (100 * s.lost_packets) / s.packets : 0 };
+  const sent = j.end?.sum;
+  const recv = j.server_output_json?.end?.sum_received;
+  if (!sent || typeof sent.packets !== 'number' || !sent.seconds) throw new Error('iperf3 UDP: no end.sum packets in the JSON');
+  if (!recv || typeof recv.bytes !== 'number' || !recv.seconds) throw new Error('iperf3 UDP: no server_output_json.end.sum_received (server not started with -J?)');
+  const rx = recv.bytes / p.udpLen;
+  const txPps = sent.packets / sent.seconds;
+  const rxPps = rx / recv.seconds;
+  return { rxPps, txPps, lossPct: txPps > 0 ? Math.max(0, 100 * (1 - rxPps / txPps)) : 0 };
 }
 
-export async function measureRtt(client: Netns, target: string, p: BenchParams): Promise<RttResult> {
-  const r = await ping(client, target, { count: p.pings, intervalS: p.pingIntervalS, replyWaitS: 1 });
+export async function measureRtt({ client, target, source }: Path, p: BenchParams): Promise<RttResult> {
+  const argv = ['ping', '-n', '-c', String(p.pings), '-i', String(p.pingIntervalS), '-W', '1', ...(source ? ['-I', source] : []), target];
+  const out = await client.exec(argv, { allowFailure: true });
+  const r = parsePing(target, out.stdout + out.stderr, out.code);
   if (r.replies.length === 0) throw new Error(`ping ${target} from ${client.name}: no reply (${r.errors[0] ?? 'lost'})`);
   const times = r.replies.map((x) => x.timeMs);
   return {

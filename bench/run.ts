@@ -44,7 +44,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { type BenchParams, measureRtt, measureTcp, measureUdp, setClockTicks, withCpu } from './measure';
+import { type BenchParams, measureRtt, measureTcp, measureUdp, setClockTicks, startRetries, withCpu } from './measure';
 import {
   type RunInfo,
   type Sample,
@@ -148,22 +148,23 @@ const log = (msg: string): void => {
 async function measureOnce(v: Variant, p: Prepared, params: BenchParams): Promise<Sample> {
   const s: Sample = { errors: [] };
   const pids = p.cpuPids();
+  const path = { client: p.client, target: p.target, source: p.source, port: IPERF_PORT };
   try {
-    const r = await withCpu(pids, () => measureTcp(p.client, p.target, IPERF_PORT, params));
+    const r = await withCpu(pids, () => measureTcp(path, params));
     s.tcp = r.value;
     s.tcpCpuS = r.cpuS;
   } catch (e) {
     s.errors.push(`TCP: ${e instanceof Error ? e.message : String(e)}`);
   }
   try {
-    const r = await withCpu(pids, () => measureUdp(p.client, p.target, IPERF_PORT, params));
+    const r = await withCpu(pids, () => measureUdp(path, params));
     s.udp = r.value;
     s.udpCpuS = r.cpuS;
   } catch (e) {
     s.errors.push(`UDP: ${e instanceof Error ? e.message : String(e)}`);
   }
   try {
-    s.rtt = await measureRtt(p.client, p.target, params);
+    s.rtt = await measureRtt(path, params);
   } catch (e) {
     s.errors.push(`ping: ${e instanceof Error ? e.message : String(e)}`);
   }
@@ -249,6 +250,7 @@ async function main(): Promise<void> {
     iperf3: sh('iperf3', ['--version']).split('\n')[0] ?? '?',
     socat: (sh('socat', ['-V']).split('\n').find((l) => /socat version/.test(l)) ?? 'socat').replace(/^socat by.*$/, 'socat').trim(),
   };
+  for (const r of startRetries) notes.push(`iperf3 start retried: ${r}`);
   if (opts.rounds < 3 || opts.params.timeS < 5) notes.push(`short run (${opts.rounds} round(s) of ${opts.params.timeS} s): figures are rough.`);
 
   const figures = figuresTable(results, info);

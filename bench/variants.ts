@@ -29,8 +29,10 @@ export type Group = 'limit' | 'baseline' | 'rudder';
 export interface Prepared {
   client: Netns;
   server: Netns;
-  /** Address the client sends to (iperf3, ping). */
+  /** Address the client sends to (iperf3, ping); an iperf3 server listens there. */
   target: string;
+  /** Address the client sends from (iperf3 -B, ping -I), so replies take the path under test too. */
+  source?: string;
   /** MTU of the path's innermost interface. */
   mtu: number;
   /** Processes that carry the packets in user space; their CPU time is reported. */
@@ -58,13 +60,12 @@ export class BenchEnv {
     this.base ??= (async () => {
       const c = await createCluster({ hosts: 2, etcdMembers: 0, prefix: NS_PREFIX, sweepLeftovers: true });
       this.clusters.push(c);
-      await startIperfServer(c.host(2).ns, IPERF_PORT, c.dir);
       return c;
     })();
     return this.base;
   }
 
-  /** One cluster per rudder backend type, daemons up, pods built, iperf3 servers on h2 and p2. */
+  /** One cluster per rudder backend type: daemons up, pods built, iperf3 servers on h2's overlay address and on p2. */
   rudderCluster(backendType: string): Promise<RudderSetup> {
     let p = this.rudder.get(backendType);
     if (!p) {
@@ -114,7 +115,8 @@ export const underlay: Variant = {
     const h1 = c.host(1);
     const h2 = c.host(2);
     await checkReachable(h1.ns, h2.underlayIp, 'underlay');
-    return { client: h1.ns, server: h2.ns, target: h2.underlayIp, mtu: c.underlayMtu, cpuPids: () => [] };
+    await startIperfServer(h2.ns, h2.underlayIp, IPERF_PORT, c.dir);
+    return { client: h1.ns, server: h2.ns, target: h2.underlayIp, source: h1.underlayIp, mtu: c.underlayMtu, cpuPids: () => [] };
   },
 };
 
@@ -137,7 +139,8 @@ export const kernelVxlan: Variant = {
       await h.ns.linkUp('bvx0');
     }
     await checkReachable(hs[0]!.ns, '10.201.0.2', 'kernel VXLAN');
-    return { client: hs[0]!.ns, server: hs[1]!.ns, target: '10.201.0.2', mtu: c.underlayMtu - 50, cpuPids: () => [] };
+    await startIperfServer(hs[1]!.ns, '10.201.0.2', IPERF_PORT, c.dir);
+    return { client: hs[0]!.ns, server: hs[1]!.ns, target: '10.201.0.2', source: '10.201.0.1', mtu: c.underlayMtu - 50, cpuPids: () => [] };
   },
 };
 
@@ -174,7 +177,8 @@ export const socatTunnel: Variant = {
       await h.ns.setMtu('bsoc0', mtu);
     }
     await checkReachable(hs[0]!.ns, '10.202.0.2', 'socat tunnel');
-    return { client: hs[0]!.ns, server: hs[1]!.ns, target: '10.202.0.2', mtu, cpuPids: () => procs.filter((p) => p.running).map((p) => p.pid) };
+    await startIperfServer(hs[1]!.ns, '10.202.0.2', IPERF_PORT, c.dir);
+    return { client: hs[0]!.ns, server: hs[1]!.ns, target: '10.202.0.2', source: '10.202.0.1', mtu, cpuPids: () => procs.filter((p) => p.running).map((p) => p.pid) };
   },
 };
 
@@ -185,7 +189,8 @@ export interface RudderSetup {
   cluster: Cluster;
   h1: Host;
   h2: Host;
-  /** h2's overlay address (its rbr0, RUDDER_SUBNET's address). */
+  /** The hosts' overlay addresses (their rbr0: RUDDER_SUBNET's address). */
+  h1OverlayIp: string;
   h2OverlayIp: string;
   mtu: number;
 }
@@ -209,17 +214,20 @@ async function setupRudder(env: BenchEnv, backendType: string): Promise<RudderSe
     ]);
     await h1.setupPod(e1);
     await h2.setupPod(e2);
+    const h1OverlayIp = e1.subnet.split('/')[0] as string;
     const h2OverlayIp = e2.subnet.split('/')[0] as string;
     await checkReachable(h1.ns, h2OverlayIp, `rudder ${backendType}`);
     await checkReachable(h1.pod!.ns, h2.pod!.ip, `rudder ${backendType} pods`);
-    await startIperfServer(h2.ns, IPERF_PORT, c.dir);
-    await startIperfServer(h2.pod!.ns, IPERF_PORT, c.dir);
-    return { cluster: c, h1, h2, h2OverlayIp, mtu: e1.mtu };
+    await startIperfServer(h2.ns, h2OverlayIp, IPERF_PORT, c.dir);
+    await startIperfServer(h2.pod!.ns, h2.pod!.ip, IPERF_PORT, c.dir);
+    return { cluster: c, h1, h2, h1OverlayIp, h2OverlayIp, mtu: e1.mtu };
   } catch (e) {
-    // Keep the reason short for the table; the log tail helps in the console.
-    const tail = c.host(1).rudderLog(600).trim().split('\n').slice(-3).join(' | ');
-    env.log(`rudder ${backendType}: not usable: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}${tail ? `\n  log h1: ${tail}` : ''}`);
-    throw e;
+    // The reason for the table: the daemon's own fatal error when there is one.
+    const msg = e instanceof Error ? e.message.split('\n')[0]! : String(e);
+    const logTail = c.host(1).rudderLog(4000);
+    const fatal = [...logTail.matchAll(/ error .*?error="([^"]+)"/g)].pop()?.[1];
+    env.log(`rudder ${backendType}: not usable: ${msg}`);
+    throw new Error(fatal ? `daemon did not start: ${fatal}` : msg, { cause: e });
   }
 }
 
@@ -238,9 +246,9 @@ export function rudderVariant(backendType: string, opts: { pods?: boolean } = {}
       if (opts.pods) {
         const p1 = s.h1.pod!;
         const p2 = s.h2.pod!;
-        return { client: p1.ns, server: p2.ns, target: p2.ip, mtu: s.mtu, cpuPids: () => daemonPids(s) };
+        return { client: p1.ns, server: p2.ns, target: p2.ip, source: p1.ip, mtu: s.mtu, cpuPids: () => daemonPids(s) };
       }
-      return { client: s.h1.ns, server: s.h2.ns, target: s.h2OverlayIp, mtu: s.mtu, cpuPids: () => daemonPids(s) };
+      return { client: s.h1.ns, server: s.h2.ns, target: s.h2OverlayIp, source: s.h1OverlayIp, mtu: s.mtu, cpuPids: () => daemonPids(s) };
     },
   };
 }
