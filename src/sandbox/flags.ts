@@ -28,6 +28,10 @@ export interface SandboxFlags {
   refreshMs: number;
   /** Daemon verbosity (-v of each rudder). */
   v: number;
+  /** How long --check waits for every pair to answer (ms). */
+  giveUpMs: number;
+  /** The daemon to run; undefined: bin/rudder of this checkout. */
+  rudderBin: string | undefined;
   help: boolean;
 }
 
@@ -38,6 +42,8 @@ export const SANDBOX_FLAGS: readonly FlagSpec[] = [
   { name: 'check', kind: 'bool', env: false, help: 'set up, verify that every pod reaches every other pod, print the table once, tear down; exit 0 or 1 with the failing pairs' },
   { name: 'name', kind: 'string', default: DEFAULT_SANDBOX_NAME, env: false, help: 'namespace name prefix (1-6 chars [a-z0-9], starting with a letter); one running sandbox per name' },
   { name: 'refresh', kind: 'duration', default: '3s', min: 500, env: false, help: 'how often the live table is refreshed' },
+  { name: 'give-up', kind: 'duration', default: '90s', min: 1000, env: false, help: 'how long --check waits for every pod to reach every other before it reports the pairs that fail' },
+  { name: 'rudder-bin', kind: 'string', env: false, help: 'the daemon each host runs (default: bin/rudder of this checkout), e.g. another build to try' },
   { name: 'v', kind: 'int', min: 0, max: 10, default: '0', env: false, help: 'verbosity of the daemons\' logs (their -v)' },
   { name: 'help', aliases: ['h'], kind: 'bool', env: false, help: 'print this help and exit' },
 ];
@@ -72,6 +78,8 @@ export function sandboxFlags(argv: readonly string[]): SandboxFlags {
     name: p.values.get('name') as string,
     refreshMs: p.values.get('refresh') as number,
     v: p.values.get('v') as number,
+    giveUpMs: p.values.get('give-up') as number,
+    rudderBin: (p.values.get('rudder-bin') as string | undefined) || undefined,
     help,
   };
   if (help) return flags;

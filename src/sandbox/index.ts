@@ -17,6 +17,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { describeError } from '../errors';
 import { formatCidr, maskOf, parseCidr } from '../ip/ipv4';
 import {
@@ -31,8 +32,6 @@ import { sandboxConfig, sandboxFlags, sandboxUsage, type SandboxFlags } from './
 import { createProgress, type Progress } from './progress';
 import { failingPairs, pairCount, renderSnapshot, type HostStatus, type Matrix, type Snapshot } from './table';
 
-/** How long --check waits for every pair to answer (convergence, not a speed claim). */
-const CHECK_GIVE_UP_MS = 90_000;
 /** Pings running at once while measuring the matrix. */
 const PING_CONCURRENCY = 12;
 
@@ -66,6 +65,13 @@ export async function preflight(f: SandboxFlags): Promise<string[]> {
     const st = fs.statSync('/dev/net/tun', { throwIfNoEntry: false });
     if (!st || !st.isCharacterDevice()) {
       problems.push('no /dev/net/tun: the udp backend needs TUN devices (try: modprobe tun; in a container: --device /dev/net/tun), or use --backend vxlan');
+    }
+  }
+  if (f.rudderBin !== undefined) {
+    try {
+      fs.accessSync(f.rudderBin, fs.constants.X_OK);
+    } catch {
+      problems.push(`--rudder-bin=${f.rudderBin}: not an executable file`);
     }
   }
   try {
@@ -187,7 +193,7 @@ export function hints(c: Cluster, f: SandboxFlags): string[] {
   const pad = (s: string): string => s.padEnd(20);
   lines.push(`${pad('Step into a pod:')}sudo ip netns exec ${h1.pod?.ns.name ?? c.tag.name('p1')} bash${other ? `    (then: ping ${other})` : ''}`);
   lines.push(`${pad('Step into a host:')}sudo ip netns exec ${h1.ns.name} bash    (then: ${deviceHint(f.backend)})`);
-  lines.push(`${pad('Leases in etcd:')}sudo ip netns exec ${h1.ns.name} ${c.rudderBin} -etcd-endpoint=${c.etcdEndpoints.join(',')} leases`);
+  lines.push(`${pad('Leases in etcd:')}sudo ip netns exec ${h1.ns.name} ${process.argv[1] ? path.resolve(process.argv[1]) : c.rudderBin} -etcd-endpoint=${c.etcdEndpoints.join(',')} leases`);
   lines.push('Daemon logs:');
   for (const h of c.hosts) lines.push(`  ${h.name}  ${h.logFile}`);
   lines.push(`etcd log: ${c.etcd.logFile ?? '(none)'}`);
@@ -199,8 +205,8 @@ function header(c: Cluster, f: SandboxFlags): string {
 }
 
 /** Waits until every ordered pod pair answers, or the give-up passes; returns the last snapshot. */
-async function waitMesh(c: Cluster, stopped: () => boolean): Promise<Snapshot> {
-  const deadline = Date.now() + CHECK_GIVE_UP_MS;
+async function waitMesh(c: Cluster, giveUpMs: number, stopped: () => boolean): Promise<Snapshot> {
+  const deadline = Date.now() + giveUpMs;
   for (;;) {
     const s = await snapshot(c);
     if (failingPairs(s).length === 0 || Date.now() >= deadline || stopped()) return s;
@@ -286,7 +292,13 @@ export async function runSandbox(argv: readonly string[], io: SandboxIo): Promis
 
   const setup = (async (): Promise<Cluster> => {
     const c = await progress.step('underlay switch and etcd (198.18.0.250:2379)', () =>
-      createCluster({ hosts: 0, prefix: f.name, etcdMembers: 1, rudderArgs: f.v > 0 ? [`-v=${f.v}`] : [] }),
+      createCluster({
+        hosts: 0,
+        prefix: f.name,
+        etcdMembers: 1,
+        rudderArgs: f.v > 0 ? [`-v=${f.v}`] : [],
+        ...(f.rudderBin ? { rudderBin: path.resolve(f.rudderBin) } : {}),
+      }),
     );
     cluster = c;
     if (stopSignal) return c;
@@ -331,7 +343,7 @@ export async function runSandbox(argv: readonly string[], io: SandboxIo): Promis
   }
 
   if (f.check) {
-    const s = await progress.step('every pod reaching every other pod', () => waitMesh(c, () => stopSignal !== null));
+    const s = await progress.step('every pod reaching every other pod', () => waitMesh(c, f.giveUpMs, () => stopSignal !== null));
     if (stopSignal) return finish(130);
     out.write('\n' + header(c, f) + '\n\n' + renderSnapshot(s).join('\n') + '\n\n');
     const bad = failingPairs(s);

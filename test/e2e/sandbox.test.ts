@@ -129,6 +129,46 @@ describe('rudder sandbox (needs root and etcd)', { skip: skipUnlessRoot || skipU
     }
   });
 
+  it('--check fails, naming every unreachable pair, when the daemons route nothing', async (t) => {
+    // A stand-in daemon that writes a subnet file (one /24 per host, from its
+    // h<N> directory) and then does nothing: the pods get bridges and
+    // addresses, but no packet ever crosses between hosts.
+    const dir = tempDir(t, 'rudder-sandbox-standin-');
+    const standIn = path.join(dir, 'rudder-standin');
+    fs.writeFileSync(
+      standIn,
+      [
+        '#!/bin/sh',
+        'for a in "$@"; do case $a in -subnet-file=*) f=${a#-subnet-file=} ;; esac; done',
+        'i=$(basename "$(dirname "$f")" | tr -dc 0-9)',
+        "printf 'RUDDER_NETWORK=10.0.0.0/16\\nRUDDER_SUBNET=10.0.%s.1/24\\nRUDDER_MTU=1472\\nRUDDER_IPMASQ=false\\n' \"$i\" > \"$f.tmp\"",
+        'mv "$f.tmp" "$f"',
+        'exec sleep infinity',
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    const name = uniqueName();
+    names.push(name);
+    const sb = startSandbox(['--check', '--hosts', '3', '--name', name, '--rudder-bin', standIn, '--give-up', '2s']);
+    const res = await sb.done;
+    const out = sb.out();
+    const err = sb.err();
+    assert.equal(res.code, 1, `exit status 1:\n${out}\n${err}`);
+    assert.match(err, /check FAILED: 6 of 6 pod pairs unreachable/);
+    for (let i = 1; i <= 3; i++) {
+      for (let j = 1; j <= 3; j++) {
+        if (i !== j) assert.match(err, new RegExp(`^  h${i} \\(10\\.0\\.${i}\\.2\\) → h${j} \\(10\\.0\\.${j}\\.2\\)$`, 'm'), `pair h${i} → h${j} listed`);
+      }
+    }
+    assert.match(out, /^reachable: 0\/6 pod pairs$/m);
+    const rows = out.split('\n').filter((l) => /^\s+h\d+(\s+(-|✗|[\d.]+))+\s*$/.test(l));
+    assert.equal(rows.length, 3, out);
+    for (const row of rows) assert.equal(row.split('✗').length - 1, 2, `two ✗ per row: ${row}`);
+    assert.doesNotMatch(out, /check OK/);
+    assert.deepEqual(await ours(name), [], 'a failed check also removes everything');
+  });
+
   it('a sandbox SIGKILLed half-way leaves namespaces that the next start removes', async () => {
     const name = uniqueName();
     names.push(name);
