@@ -230,10 +230,10 @@ export function markdownReport(results: VariantResult[], info: RunInfo, notes: s
   out.push(`- date: ${info.date}`);
   out.push(`- kernel: ${info.kernel}`);
   out.push(`- CPUs: ${info.cpus} × ${info.cpuModel}`);
-  out.push(`- load average before / after: ${info.loadBefore} / ${info.loadAfter} (the machine is shared; see "noise" below)`);
+  out.push(`- load average before / after: ${info.loadBefore} / ${info.loadAfter} (the machine is shared; see "Noise" below)`);
   out.push(`- tools: node ${info.node}, ${info.iperf3}, ${info.socat}`);
   out.push(
-    `- method: ${info.rounds} rounds, variants interleaved (order rotated each round); per variant and round: iperf3 TCP ${p.timeS} s after ${p.omitS} s omitted, ` +
+    `- method: ${info.rounds} round${info.rounds === 1 ? '' : 's'}, variants interleaved (order rotated each round); per variant and round: iperf3 TCP ${p.timeS} s after ${p.omitS} s omitted, ` +
       `iperf3 UDP ${p.udpLen}-byte payloads unlimited rate (-b 0) ${p.timeS} s after ${p.omitS} s omitted, ${p.pings} pings at ${p.pingIntervalS} s; figures are medians over the rounds, (min–max) the spread`,
   );
   out.push(`- run time: ${Math.round(info.durationS)} s`);
@@ -271,6 +271,19 @@ export function markdownReport(results: VariantResult[], info: RunInfo, notes: s
     out.push('');
     for (const e of errs) out.push(`- ${e}`);
   }
+  out.push('');
+  out.push('## Noise');
+  out.push('');
+  out.push(
+    `This is a shared ${info.cpus}-CPU machine (other engineers' tests run on it), so single figures wander; the spread columns above show by how much. ` +
+      'Variants are interleaved with a rotating order so a slow spell hits them alike, and ratios are taken between medians. ' +
+      `With -b 0 the iperf3 UDP sender alone keeps one CPU busy, so the packet rate is "what gets through while sender, forwarder and receiver share ${info.cpus} CPUs"; ` +
+      'it ranks the variants but is not a line-rate figure. Kernel-only paths (underlay, kernel VXLAN, rudder vxlan and host-gw) can exceed 100% of the underlay by noise alone: treat differences of ~20% between them as noise.',
+  );
+  const spread = results
+    .filter((r) => r.status === 'ok' && r.summary?.tcpMbps && r.summary.tcpMbps.n > 1)
+    .map((r) => `${r.label} ±${Math.round((50 * (r.summary!.tcpMbps!.max - r.summary!.tcpMbps!.min)) / r.summary!.tcpMbps!.median)}%`);
+  if (spread.length) out.push('', `Half-range of TCP throughput over the rounds, relative to the median: ${spread.join(', ')}.`);
   if (notes.length) {
     out.push('');
     out.push('## Notes');
