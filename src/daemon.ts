@@ -5,14 +5,21 @@
  * undoes setup in reverse. The lease itself stays in etcd on shutdown, so a
  * restart gets the same subnet.
  *
- *   config (wait until valid) → interface → backend.prepare → acquire lease
- *   → backend.start → subnet file → READY=1 → watch leases + keep lease
+ *   metrics endpoint → config (wait until valid) → interface → backend.prepare
+ *   → acquire lease → backend.start → ip-masq rules → subnet file → READY=1
+ *   → watch leases + keep lease
+ *
+ * Metrics: the daemon owns one Telemetry (plain counters, src/metrics/
+ * telemetry.ts) that the manager and watcher report to, and answers
+ * snapshot() at scrape time; prom-client is loaded only with -metrics-addr.
  */
 import type { Backend, BackendContext, ExternalInterface, Network } from './backend/types';
 import { NetworkConfig, configToJson, parseConfig } from './config';
 import { RudderError, describeError, isRudderError } from './errors';
 import { formatCidr, formatIp, cidrEquals } from './ip/ipv4';
 import type { Logger } from './log';
+import { IpMasq, removeLeftoverTable } from './ipmasq';
+import { Telemetry, type DaemonSnapshot } from './metrics/telemetry';
 import type { Lease, LeaseEvent } from './subnet/lease';
 import { SubnetManager, backoffMs } from './subnet/manager';
 import { Registry, configKey } from './subnet/registry';
@@ -27,6 +34,8 @@ export interface DaemonOptions {
   renewMarginMs: number;
   ipMasq: boolean;
   portFlag: number | undefined;
+  /** IP:PORT for /metrics, /healthz, /readyz; undefined = off. */
+  metricsAddr?: string | undefined;
 }
 
 export interface DaemonDeps {
@@ -46,6 +55,13 @@ export class Daemon {
   lease: Lease | null = null;
   network: Network | null = null;
   config: NetworkConfig | null = null;
+  readonly telemetry = new Telemetry();
+  /** The bound metrics address (IP:PORT) once serving. */
+  metricsAddress: string | null = null;
+  private manager: SubnetManager | null = null;
+  private watcher: LeaseWatcher | null = null;
+  private ipMasq: IpMasq | null = null;
+  private backendType: string | null = null;
 
   constructor(private readonly o: DaemonOptions, private readonly d: DaemonDeps) {}
 
@@ -57,6 +73,10 @@ export class Daemon {
     const { log, registry } = this.d;
     const undo: Array<() => Promise<void>> = [];
     try {
+      if (this.o.metricsAddr !== undefined) {
+        const server = await this.serveMetrics(this.o.metricsAddr);
+        undo.push(() => server.close());
+      }
       const config = await this.waitForConfig(signal);
       if (!config) return;
       this.config = config;
@@ -66,6 +86,7 @@ export class Daemon {
 
       const backend = this.d.createBackend({ config, extIface: ext, log: log.child({ backend: config.backend.Type }), portFlag: this.o.portFlag });
       const backendData = await backend.prepare(signal);
+      this.backendType = backend.type;
 
       this.state = 'acquiring';
       const manager = new SubnetManager({
@@ -77,7 +98,9 @@ export class Daemon {
         ttlMs: this.o.ttlMs,
         renewMarginMs: this.o.renewMarginMs,
         log,
+        stats: this.telemetry,
       });
+      this.manager = manager;
       const remembered = await readRememberedSubnet(this.o.subnetFile);
       const lease = await this.retrying('acquire a lease', signal, () => manager.acquire(remembered));
       if (!lease) return;
@@ -86,7 +109,19 @@ export class Daemon {
       this.state = 'programming';
       const network = await backend.start(lease, signal);
       this.network = network;
-      undo.push(() => network.stop());
+      undo.push(() => {
+        this.network = null; // no counters read from a stopping data plane
+        return network.stop();
+      });
+
+      if (this.o.ipMasq) {
+        const masq = new IpMasq({ params: { network: config.network, subnet: lease.subnet }, log, onRestore: () => this.telemetry.ipMasqRestores++ });
+        await masq.start();
+        this.ipMasq = masq;
+        undo.push(() => masq.stop());
+      } else {
+        await removeLeftoverTable(log);
+      }
 
       await writeSubnetFile(this.o.subnetFile, { network: config.network, subnet: lease.subnet, mtu: network.mtu, ipMasq: this.o.ipMasq });
       log.info('subnet file written', { file: this.o.subnetFile, subnet: formatCidr(lease.subnet), mtu: network.mtu });
@@ -95,12 +130,14 @@ export class Daemon {
       const watcher = new LeaseWatcher(registry, log, async (events) => {
         const peers: LeaseEvent[] = [];
         for (const e of events) {
+          this.telemetry.leaseEvent(e.type);
           if (cidrEquals(e.lease.subnet, lease.subnet)) manager.ownKeyChanged(e.type === 'added' ? e.lease : null);
           else peers.push(e);
         }
         for (const e of peers) log.info(e.type === 'added' ? 'peer lease added' : 'peer lease removed', { subnet: formatCidr(e.lease.subnet), publicIP: formatIp(e.lease.publicIP), backend: e.lease.backendType });
         if (peers.length) await network.apply(peers);
-      });
+      }, this.telemetry);
+      this.watcher = watcher;
 
       const inner = new AbortController();
       const onAbort = (): void => inner.abort();
@@ -136,6 +173,45 @@ export class Daemon {
     }
   }
 
+  /** What the daemon is doing now, for the metrics endpoint (read at scrape time). */
+  snapshot(): DaemonSnapshot {
+    const own = this.lease;
+    let lease: DaemonSnapshot['lease'] = null;
+    if (own && this.manager) {
+      const l = this.manager.lease;
+      lease = { subnet: formatCidr(l.subnet), expiresAt: l.expiresAt, reservation: this.manager.isReservation };
+    }
+    let peers = 0;
+    for (const l of this.watcher?.known.values() ?? []) if (!own || !cidrEquals(l.subnet, own.subnet)) peers++;
+    let dataplane: Record<string, number> | null = null;
+    try {
+      dataplane = this.network?.counters?.() ?? null;
+    } catch {
+      dataplane = null; // stopping
+    }
+    return {
+      state: this.state,
+      lease,
+      backend: this.backendType,
+      peers,
+      dataplane,
+      ipMasq: this.o.ipMasq ? (this.ipMasq?.active ?? false) : null,
+    };
+  }
+
+  /** Starts the -metrics-addr endpoint; prom-client is loaded only here. */
+  private async serveMetrics(addr: string): Promise<{ close(): Promise<void> }> {
+    const [{ createMetrics }, { startMetricsServer }] = await Promise.all([import('./metrics/prometheus'), import('./metrics/server')]);
+    const server = await startMetricsServer({
+      addr,
+      metrics: createMetrics(this.telemetry, () => this.snapshot()),
+      state: () => this.state,
+      log: this.d.log,
+    });
+    this.metricsAddress = server.address;
+    return server;
+  }
+
   /** Retries `fn` through etcd outages and a full range; null if aborted. */
   private async retrying<T>(what: string, signal: AbortSignal, fn: () => Promise<T>): Promise<T | null> {
     for (let failures = 1; !signal.aborted; failures++) {
@@ -146,6 +222,7 @@ export class Daemon {
           this.d.log.error(describeError(e) + '; retrying in 30 s');
           await sleep(30_000, signal);
         } else if (isRudderError(e, 'E_ETCD') || isRudderError(e, 'E_ACQUIRE')) {
+          if (isRudderError(e, 'E_ETCD')) this.telemetry.etcdError('lease');
           this.d.log.warn(`cannot ${what} yet; retrying`, { error: describeError(e), attempt: failures });
           await sleep(backoffMs(failures), signal);
         } else throw e;
@@ -166,6 +243,7 @@ export class Daemon {
       try {
         stopWatch = await registry.watchConfig(() => changed(), () => changed());
         const text = await registry.getConfig();
+        if (failures > 0) this.telemetry.etcdReconnected('config');
         failures = 0;
         if (text === null) {
           if (lastMsg !== 'missing') log.warn('waiting for the network config', { key, hint: `etcdctl put ${key} '{"Network":"10.0.0.0/16"}'` });
@@ -185,6 +263,7 @@ export class Daemon {
         await Promise.race([wake, sleep(30_000, signal)]);
       } catch (e) {
         failures++;
+        this.telemetry.etcdError('config');
         log.warn('etcd unreachable while reading the network config; retrying', { error: describeError(e), attempt: failures });
         await sleep(backoffMs(failures), signal);
       } finally {

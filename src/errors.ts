@@ -15,6 +15,8 @@ export type ErrorCode =
   | 'E_BACKEND' // backend could not be set up
   | 'E_DATAPLANE' // the native data plane failed
   | 'E_SUBNET_FILE' // subnet file could not be read or written
+  | 'E_METRICS' // the -metrics-addr endpoint could not be served
+  | 'E_IPMASQ' // the -ip-masq nftables rules could not be applied
   | 'E_INTERNAL';
 
 export class RudderError extends Error {

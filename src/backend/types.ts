@@ -49,6 +49,11 @@ export interface Network {
   apply(events: readonly LeaseEvent[]): Promise<void>;
   /** Undoes what start/prepare did; safe to call once after any failure. */
   stop(): Promise<void>;
+  /**
+   * The data plane's counters (packets, bytes, drops per reason), read at
+   * metrics scrape time; only backends with a data plane of their own (udp).
+   */
+  counters?(): Record<string, number>;
 }
 
 export type BackendFactory = (ctx: BackendContext) => Backend;

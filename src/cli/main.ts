@@ -56,9 +56,6 @@ function notifier(log: Logger): (state: string) => void {
 async function runDaemon(f: DaemonFlags): Promise<number> {
   const log = createLogger({ verbosity: f.v, json: f.logJson });
   log.info('rudder starting', { version: version(), etcd: f.etcdEndpoints.join(','), prefix: f.etcdPrefix });
-  // Accepted so that unit files written for the full contract start, but not built yet: say so.
-  if (f.metricsAddr) log.warn('-metrics-addr is not implemented in this version; no metrics endpoint is served', { metricsAddr: f.metricsAddr });
-  if (f.ipMasq) log.warn('-ip-masq only sets RUDDER_IPMASQ=true in the subnet file in this version; no masquerade rules are installed');
   const { createBackend } = await import('../backend/registry');
   const ac = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => {
@@ -76,6 +73,7 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
       renewMarginMs: f.subnetLeaseRenewMarginMs,
       ipMasq: f.ipMasq,
       portFlag: f.port,
+      metricsAddr: f.metricsAddr,
     },
     {
       registry: registryFor(f),

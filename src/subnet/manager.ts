@@ -18,6 +18,7 @@ import type { NetworkConfig } from '../config';
 import { RudderError, describeError, isRudderError } from '../errors';
 import { Cidr, cidrEquals, formatCidr, formatIp } from '../ip/ipv4';
 import type { Logger } from '../log';
+import { noStats, type EtcdStats } from '../metrics/telemetry';
 import { describeRange, pickFreeSubnet, subnetAllowed } from './allocator';
 import type { Lease } from './lease';
 import { LeaseRecord, LeaseValue, Registry, leaseValue } from './registry';
@@ -35,6 +36,8 @@ export interface ManagerOptions {
   renewMarginMs: number;
   log: Logger;
   random?: () => number;
+  /** Counts etcd failures and recoveries of the lease keeping (metrics). */
+  stats?: EtcdStats;
 }
 
 export class SubnetManager {
@@ -146,11 +149,15 @@ export class SubnetManager {
             log.info('lease renewed', { subnet: formatCidr(rec.lease.subnet), expires: new Date(exp).toISOString() });
           }
         }
-        if (failures > 0) log.info('etcd reachable again', { after: `${failures} failed attempts` });
+        if (failures > 0) {
+          log.info('etcd reachable again', { after: `${failures} failed attempts` });
+          (this.o.stats ?? noStats).etcdReconnected('lease');
+        }
         failures = 0;
       } catch (e) {
         if (isRudderError(e, 'E_LEASE_LOST')) throw e;
         failures++;
+        (this.o.stats ?? noStats).etcdError('lease');
         log.warn('etcd unreachable; the data path keeps running, retrying', { error: describeError(e), attempt: failures });
       }
     }

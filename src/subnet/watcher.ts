@@ -11,6 +11,7 @@
 import { describeError } from '../errors';
 import { cidrToKey, formatCidr } from '../ip/ipv4';
 import type { Logger } from '../log';
+import { noStats, type EtcdStats } from '../metrics/telemetry';
 import { backoffMs } from './manager';
 import { LeaseMap, applyEvents, diffLeases } from './diff';
 import type { Lease, LeaseEvent } from './lease';
@@ -31,6 +32,8 @@ export class LeaseWatcher {
     private readonly registry: Registry,
     private readonly log: Logger,
     private readonly consumer: LeaseConsumer,
+    /** Counts etcd failures and re-established watches (metrics). */
+    private readonly stats: EtcdStats = noStats,
   ) {}
 
   private deliver(events: LeaseEvent[]): void {
@@ -110,7 +113,10 @@ export class LeaseWatcher {
               resolve(e);
             });
         });
-        if (failures > 0) this.log.info('lease watch re-established', { leases: list.records.length });
+        if (failures > 0) {
+          this.log.info('lease watch re-established', { leases: list.records.length });
+          this.stats.etcdReconnected('watch');
+        }
         failures = 0;
         const startedAt = Date.now();
         const reason = await broken;
@@ -121,6 +127,7 @@ export class LeaseWatcher {
         else quickBreaks = 0;
       } catch (e) {
         failures++;
+        this.stats.etcdError('watch');
         this.log.warn('etcd unreachable; keeping current routes, retrying', { error: describeError(e), attempt: failures });
         await sleep(backoffMs(failures), signal);
       } finally {

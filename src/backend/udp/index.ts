@@ -210,6 +210,10 @@ function startedNetwork({ own, dp, steps, log, networkPort, every, mtu }: Starte
       for (const r of ch.set) log.debug('route set', { route: describeRoute(r) });
       for (const r of ch.removed) log.debug('route removed', { route: describeRoute(r) });
     },
+    counters(): Record<string, number> {
+      if (stopping !== undefined) throw new RudderError('E_BACKEND', 'udp: counters after stop');
+      return { ...dp.counters() };
+    },
     stop(): Promise<void> {
       stopping ??= (async () => {
         cancelSummary();
