@@ -32,6 +32,11 @@ import { sandboxConfig, sandboxFlags, sandboxUsage, type SandboxFlags } from './
 import { createProgress, type Progress } from './progress';
 import { failingPairs, pairCount, renderSnapshot, type HostStatus, type Matrix, type Snapshot } from './table';
 
+const KEEP_HINT =
+  process.env.RUDDER_KEEP_TMP === '1'
+    ? 'rudder sandbox: the logs are kept (RUDDER_KEEP_TMP=1); remove the directory when done'
+    : 'rudder sandbox: the logs are removed with the sandbox; to keep them, run it again as: sudo RUDDER_KEEP_TMP=1 bin/rudder sandbox ...';
+
 /** Pings running at once while measuring the matrix. */
 const PING_CONCURRENCY = 12;
 
@@ -339,6 +344,7 @@ export async function runSandbox(argv: readonly string[], io: SandboxIo): Promis
     if (stopSignal) return finish(130);
     progress.stop();
     io.err(`rudder sandbox: setup failed: ${describeError(e)}`);
+    io.err(KEEP_HINT);
     return finish(1);
   }
 
@@ -356,6 +362,7 @@ export async function runSandbox(argv: readonly string[], io: SandboxIo): Promis
           io.err(h.rudderLog(1500).trimEnd());
         }
       }
+      io.err(KEEP_HINT);
       return finish(1);
     }
     out.write(`check OK: every pod reaches every other pod (${pairCount(s)} pairs)\n`);

@@ -22,6 +22,7 @@ export function createProgress(stream: NodeJS.WriteStream, tty = stream.isTTY ==
   let n = 0;
   let timer: NodeJS.Timeout | null = null;
   let current = '';
+  let interrupted = false;
   const clearLine = (): void => {
     if (tty) stream.write('\r\x1b[2K');
   };
@@ -54,8 +55,10 @@ export function createProgress(stream: NodeJS.WriteStream, tty = stream.isTTY ==
         return v;
       } catch (e) {
         stopSpinner();
-        clearLine();
-        stream.write(tty ? `✗ ${label} failed\n` : `${label}: failed\n`);
+        if (!interrupted) {
+          clearLine();
+          stream.write(tty ? `✗ ${label} failed\n` : `${label}: failed\n`);
+        }
         throw e;
       } finally {
         current = '';
@@ -66,10 +69,11 @@ export function createProgress(stream: NodeJS.WriteStream, tty = stream.isTTY ==
       stream.write(line + '\n');
     },
     stop(): void {
+      interrupted = true;
       stopSpinner();
       if (current) {
         clearLine();
-        stream.write(`${tty ? '✗' : ''}${tty ? ' ' : ''}${current}: interrupted\n`);
+        stream.write(`${tty ? '✗ ' : ''}${current}: interrupted\n`);
         current = '';
       }
     },
