@@ -95,12 +95,13 @@ export function createMetrics(telemetry: Telemetry, snapshot: () => DaemonSnapsh
   });
   new Gauge({
     name: 'rudder_lease_expiry_seconds',
-    help: 'Seconds until the lease expires (absent for a reservation or without a lease)',
+    help: 'Seconds until the lease expires (no series for a reservation, which never expires, or without a lease)',
+    labelNames: ['subnet'],
     registers: r,
     collect() {
       this.reset();
       const l = snap().lease;
-      if (l && l.expiresAt !== null) this.set(Math.max(0, (l.expiresAt - Date.now()) / 1000));
+      if (l && l.expiresAt !== null) this.set({ subnet: l.subnet }, Math.max(0, (l.expiresAt - Date.now()) / 1000));
     },
   });
   new Gauge({
@@ -143,12 +144,10 @@ export function createMetrics(telemetry: Telemetry, snapshot: () => DaemonSnapsh
   });
   new Gauge({
     name: 'rudder_ipmasq_active',
-    help: '1 when the -ip-masq nftables rules are installed (absent when -ip-masq is off)',
+    help: '1 while the -ip-masq nftables table is installed, 0 otherwise (always 0 without -ip-masq)',
     registers: r,
     collect() {
-      this.reset();
-      const m = snap().ipMasq;
-      if (m !== null) this.set(m ? 1 : 0);
+      this.set(snap().ipMasq === true ? 1 : 0);
     },
   });
   new Counter({
