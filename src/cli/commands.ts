@@ -131,6 +131,7 @@ export function dockerOptions(text: string, source: string): string[] {
 const DOCKER_OPTS_FLAGS: readonly FlagSpec[] = [
   { name: 'subnet-file', kind: 'string', env: false, help: 'the subnet file to read (default: the daemon\'s -subnet-file, /run/rudder/subnet.env)' },
   { name: 'format', kind: 'string', default: 'args', env: false, help: '"args": the options on one line; "env": DOCKER_OPTS="..." for systemd\'s EnvironmentFile=' },
+  { name: 'help', aliases: ['h'], kind: 'bool', env: false, help: 'print this help and exit' },
 ];
 
 export function dockerOptsUsage(): string {
@@ -139,7 +140,19 @@ export function dockerOptsUsage(): string {
 
 /** `rudder docker-opts [-subnet-file=FILE] [-format=args|env]`. */
 export function dockerOpts(args: readonly string[], defaultSubnetFile: string, io: Out): number {
-  const p = parseFlags(DOCKER_OPTS_FLAGS, args, {});
+  let p: ReturnType<typeof parseFlags>;
+  try {
+    p = parseFlags(DOCKER_OPTS_FLAGS, args, {});
+  } catch (e) {
+    io.err(`rudder docker-opts: ${(e as Error).message}`);
+    io.err('');
+    io.err(dockerOptsUsage());
+    return 2;
+  }
+  if (p.values.get('help') === true) {
+    io.out(dockerOptsUsage());
+    return 0;
+  }
   if (p.rest.length > 0) throw new RudderError('E_FLAG', `docker-opts: unexpected argument ${JSON.stringify(p.rest[0])}: expected only -subnet-file=FILE and -format=args|env`);
   const format = p.values.get('format') as string;
   if (format !== 'args' && format !== 'env') throw new RudderError('E_FLAG', `docker-opts: -format=${JSON.stringify(format)}: expected "args" or "env"`);
