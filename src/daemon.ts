@@ -18,7 +18,7 @@ import { NetworkConfig, configToJson, parseConfig } from './config';
 import { RudderError, describeError, isRudderError } from './errors';
 import { formatCidr, formatIp, cidrEquals } from './ip/ipv4';
 import type { Logger } from './log';
-import { IpMasq, removeLeftoverTable } from './ipmasq';
+import { IpMasq, removeLeftoverTable, type NftRunner } from './ipmasq';
 import { Telemetry, type DaemonSnapshot } from './metrics/telemetry';
 import type { Lease, LeaseEvent } from './subnet/lease';
 import { SubnetManager, backoffMs } from './subnet/manager';
@@ -45,6 +45,12 @@ export interface DaemonDeps {
   createBackend(ctx: BackendContext): Backend;
   /** sd_notify; a no-op when not under systemd. */
   notify(state: string): void;
+  /**
+   * nftables access (the `nft` command, runNft). -ip-masq uses runNft when
+   * absent; without -ip-masq a table left by an earlier run is removed only
+   * when given (so tests of the daemon never touch the machine's nftables).
+   */
+  nft?: NftRunner;
 }
 
 /** Daemon states, for logs, `/readyz` and tests. */
@@ -115,12 +121,17 @@ export class Daemon {
       });
 
       if (this.o.ipMasq) {
-        const masq = new IpMasq({ params: { network: config.network, subnet: lease.subnet }, log, onRestore: () => this.telemetry.ipMasqRestores++ });
+        const masq = new IpMasq({
+          params: { network: config.network, subnet: lease.subnet },
+          log,
+          ...(this.d.nft ? { nft: this.d.nft } : {}),
+          onRestore: () => this.telemetry.ipMasqRestores++,
+        });
         await masq.start();
         this.ipMasq = masq;
         undo.push(() => masq.stop());
-      } else {
-        await removeLeftoverTable(log);
+      } else if (this.d.nft) {
+        await removeLeftoverTable(log, this.d.nft);
       }
 
       await writeSubnetFile(this.o.subnetFile, { network: config.network, subnet: lease.subnet, mtu: network.mtu, ipMasq: this.o.ipMasq });

@@ -6,6 +6,7 @@
 import { Daemon } from '../daemon';
 import { describeError, isRudderError } from '../errors';
 import { resolveExternalInterface } from '../iface';
+import { runNft } from '../ipmasq';
 import { createLogger, Logger } from '../log';
 import { EtcdRegistry } from '../subnet/etcd-registry';
 import { version } from '../version';
@@ -81,6 +82,7 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
       resolveIface: () => resolveExternalInterface(f.iface, f.publicIp),
       createBackend,
       notify: notifier(log),
+      nft: runNft,
     },
   );
   try {

@@ -7,6 +7,7 @@
  *   pod of h1 → pod of h2    not masqueraded: h2's pod sees h1's pod address
  *   nft delete table         the daemon puts it back
  *   clean stop               the table is gone, and with it the outside's reply path
+ *   crash, start without it  the left-over table is removed
  *
  * Listeners are socat processes that answer each connection with the peer
  * address they saw ($SOCAT_PEERADDR).
@@ -118,5 +119,18 @@ describe('ip masquerade end to end (-ip-masq)', { skip: skipUnlessRoot || skipUn
     assert.equal(r.received, 0, r.output);
     // h2 is untouched.
     assert.equal((await table(h2)).present, true);
+  });
+
+  it('a table left by a crash stays (traffic keeps flowing) and is removed by a start without -ip-masq', async () => {
+    await h1.startRudder();
+    await waitUntil(async () => (await table(h1)).present, { giveUpMs: GIVE_UP_MS, what: 'table ip rudder after the restart' });
+    await h1.killRudder();
+    assert.equal((await table(h1)).present, true, 'SIGKILL leaves the table');
+    const stamp = h1.subnetFileStamp();
+    await h1.startRudder(['-ip-masq=false']); // the last flag wins over the cluster's -ip-masq
+    const env = await h1.waitSubnetFile({ changedSince: stamp });
+    assert.equal(env.ipMasq, false, 'RUDDER_IPMASQ=false');
+    assert.equal((await table(h1)).present, false, 'left-over table removed before the subnet file was written');
+    assert.match(h1.rudderLog(4000), /removed ip masquerade table left by an earlier run/);
   });
 });
