@@ -145,6 +145,17 @@ function loggedCounter(text: string, name: string): number {
   return v;
 }
 
+/**
+ * A host as many distributions set one up: strict reverse-path filtering
+ * (RHEL's default; Ubuntu uses loose). Packets from peers' pods and the data
+ * plane's own ICMP errors must pass it.
+ */
+async function addHost(c: Cluster): Promise<Host> {
+  const h = await c.addHost();
+  await h.ns.sysctl('net.ipv4.conf.all.rp_filter', 1);
+  return h;
+}
+
 // ---------------------------------------------------------------------------
 
 describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)', { skip: skipUnlessRoot || skipUnlessEtcd }, () => {
@@ -154,7 +165,8 @@ describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)
 
   before(async () => {
     // -v=1: the udp backend logs a data plane counter summary every 10 s (test 7 reads it).
-    c = await createCluster({ hosts: 3, rudderArgs: ['-v=1'], giveUpMs: GIVE_UP_MS });
+    c = await createCluster({ hosts: 0, rudderArgs: ['-v=1'], giveUpMs: GIVE_UP_MS });
+    for (let i = 0; i < 3; i++) await addHost(c);
     await c.putConfig(CONFIG);
     await Promise.all(c.hosts.map((h) => h.up()));
     members.push(...c.hosts);
@@ -208,7 +220,7 @@ describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)
   it('a 4th host joins later and reaches, and is reached by, every other host without restarting anyone', async () => {
     await waitMesh(members);
     const pids = members.map((h) => h.rudder?.pid);
-    const h4 = await c.addHost();
+    const h4 = await addHost(c);
     await h4.up();
     members.push(h4);
     const pairs = await waitMesh(members);
@@ -226,13 +238,17 @@ describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)
     const before = h.readSubnetFile() as SubnetEnv;
     const lease = leaseOf(before);
 
-    for (const how of ['stop', 'kill'] as const) {
+    const restart = async (how: 'stop' | 'kill'): Promise<void> => {
       const stamp = h.subnetFileStamp();
       if (how === 'stop') await h.stopRudder();
       else await h.killRudder();
       assert.ok(!h.rudder?.running, `daemon on ${h.name} ended (${how})`);
       const kv = await c.getKey(lease.key);
       assert.ok(kv, `the lease stays in etcd while the daemon is down (${how})`);
+      // Down means down (so "works again" below is the restarted daemon's doing).
+      const o0 = others[0] as Host;
+      const down = await podOf(o0).ping(podOf(h).ip, { count: 1, replyWaitS: 1 });
+      assert.equal(down.received, 0, `no reply while ${h.name}'s daemon is down: ${down.output}`);
       await h.startRudder();
       const env = await h.waitSubnetFile({ changedSince: stamp });
       assert.equal(env.subnet, before.subnet, `same subnet after ${how} → start`);
@@ -245,10 +261,17 @@ describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)
         await waitPingOk(podOf(o), `pod of ${o.name}`, podOf(h).ip);
         await waitPingOk(podOf(h), `pod of ${h.name}`, podOf(o).ip);
       }
+    };
+    try {
+      await restart('stop');
+      await restart('kill');
+    } finally {
+      // Whatever failed, later tests find a running daemon (their own preconditions check that it works).
+      if (!h.rudder?.running) await h.startRudder();
     }
   });
 
-  it('a lease deleted while its daemon is stopped makes its subnet unreachable: senders get ICMP net-unreachable', async () => {
+  it('a lease deleted while its daemon is stopped makes its subnet unreachable: senders get ICMP net-unreachable', async (t) => {
     const h = members[2] as Host;
     const others = members.filter((x) => x !== h);
     await waitMesh(members);
@@ -266,6 +289,7 @@ describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)
           { giveUpMs: GIVE_UP_MS, intervalMs: 200, what: `net-unreachable from ${o.name} for ${lease.cidr}` },
         );
         assert.equal(r.received, 0);
+        t.diagnostic(`${o.name}: ${r.errors[0] ?? ''}`);
         // The error comes from the sender's own data plane (its rudder0 address = its lease's network address).
         const ownNet = leaseOf(o.readSubnetFile() as SubnetEnv).ip;
         assert.ok(r.errors.some((e) => e.startsWith(`From ${ownNet} `)), `error from ${ownNet}: ${r.output}`);
@@ -305,7 +329,7 @@ describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)
 
   it("a host holding the Network's first subnet (10.5.0.0/24, network address = the Network's) works both ways", async () => {
     await waitMesh(members);
-    const h = await c.addHost();
+    const h = await addHost(c);
     // A reservation (key without an etcd lease) for this host's PublicIP: the way to give a host the first subnet
     // while the configured range (SubnetMin 10.5.1.0) keeps random picks away from it.
     const key = `${DEFAULT_ETCD_PREFIX}/subnets/10.5.0.0-24`;
@@ -332,7 +356,7 @@ describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)
     const peer = members[1] as Host;
     await waitMesh([target, peer]);
     // A namespace on the underlay with no daemon and no lease: 198.18.0.N.
-    const rogue = await c.addHost();
+    const rogue = await addHost(c);
     assert.ok(!(await c.listSubnets()).some((s) => s.value.PublicIP === rogue.underlayIp));
     const dir = tempDir(t, 'rudder-udp-rogue-');
     const got = path.join(dir, 'received');
@@ -361,18 +385,9 @@ describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)
       const baseline = loggedCounter(currentRunLog(target), 'dropUnknownSender');
       const N = 5;
       for (let i = 0; i < N; i++) await send(rogue, rogueFile);
-      // The -v=1 summary (every 10 s, when counters changed) shows the drops.
-      const seen = await waitUntil(
-        () => {
-          const v = loggedCounter(currentRunLog(target), 'dropUnknownSender');
-          return v >= baseline + N ? v : undefined;
-        },
-        { giveUpMs: GIVE_UP_MS, intervalMs: 500, what: `dropUnknownSender ≥ ${baseline + N} in ${target.logFile}` },
-      );
-      assert.ok(seen >= baseline + N);
-
-      // Control: the same datagram from a lease holder's address is delivered, so the listener and the
-      // packet are fine and the rogue ones (sent earlier) really were dropped, not just slow.
+      // Control: the same datagram from a lease holder's address is delivered, so the listener and the packet
+      // are fine. The target's data plane reads its socket in order, so once the control datagram is in, the
+      // rogue ones (sent before it) were handled: not there means dropped, not slow.
       await waitUntil(
         async () => {
           await send(peer, controlFile);
@@ -383,12 +398,23 @@ describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)
       );
       const text = fs.readFileSync(got, 'utf8');
       assert.ok(!text.includes('rogue'), `no rogue datagram reached the pod: ${JSON.stringify(text)}`);
+
+      // Counted: the -v=1 summary (every 10 s, when counters changed) shows the drops.
+      const seen = await waitUntil(
+        () => {
+          const v = loggedCounter(currentRunLog(target), 'dropUnknownSender');
+          return v >= baseline + N ? v : undefined;
+        },
+        { giveUpMs: GIVE_UP_MS, intervalMs: 500, what: `dropUnknownSender ≥ ${baseline + N} in ${target.logFile}` },
+      );
+      assert.ok(seen >= baseline + N);
+      t.diagnostic(`dropUnknownSender on ${target.name}: ${baseline} → ${seen} after ${N} rogue datagrams`);
     } finally {
       await listener.stop(2_000);
     }
   });
 
-  it('MTU: 1472- and 8000-byte pings with DF clear work; with DF set the path MTU (1472) is reported to the sender', async () => {
+  it('MTU: 1472- and 8000-byte pings with DF clear work; with DF set the path MTU (1472) is reported to the sender', async (t) => {
     const [a, b] = [members[0] as Host, members[1] as Host];
     await waitMesh([a, b]);
     const env = a.readSubnetFile() as SubnetEnv;
@@ -414,6 +440,7 @@ describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)
       const r = await pingArgs(a, ['-c', '1', '-W', '2', '-M', 'do', '-s', '1500'], target);
       assert.equal(r.received, 0);
       assert.match(r.output, new RegExp(`message too long, mtu=${mtu}`), r.output);
+      t.diagnostic(`host ${a.name}: ${/.*message too long.*/.exec(r.output)?.[0] ?? ''}`);
     }
     // DF set, above the tunnel MTU, from a pod whose link MTU is 1500 (as if the bridge were not set from
     // RUDDER_MTU): the packet fits the pod's link, the host cannot forward it into rudder0, and the pod
@@ -432,6 +459,7 @@ describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)
       const fragNeeded = new RegExp(`Frag needed and DF set \\(mtu = ${mtu}\\)|message too long, mtu=${mtu}`);
       assert.match(r.output, fragNeeded, `the pod learnt the path MTU ${mtu}: ${r.output}`);
       assert.ok(r.errors.some((e) => e.startsWith(`From ${pa.gateway} `) && /Frag needed/.test(e)), `frag-needed from the host (${pa.gateway}): ${r.output}`);
+      t.diagnostic(`pod of ${a.name} (MTU 1500): ${r.errors[0] ?? ''}`);
       const big = await pingArgs(pa, ['-c', '3', '-i', '0.2', '-W', '2', '-M', 'dont', '-s', '1472'], target);
       assert.equal(big.received, 3, describePing(`pod of ${a.name} (MTU 1500) -M dont -s 1472`, big));
     } finally {
