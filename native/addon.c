@@ -56,6 +56,47 @@ static bool get_u32(napi_env env, napi_value obj, const char *key, uint32_t *out
 	return true;
 }
 
+/* An optional boolean option: absent or undefined gives `dflt`. */
+static bool get_opt_bool(napi_env env, napi_value obj, const char *key, bool dflt, bool *out)
+{
+	napi_value v;
+	napi_valuetype t;
+	char msg[128];
+	if (napi_get_named_property(env, obj, key, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) {
+		throw_dp(env, "internal N-API failure reading an option");
+		return false;
+	}
+	if (t == napi_undefined) {
+		*out = dflt;
+		return true;
+	}
+	if (t != napi_boolean || napi_get_value_bool(env, v, out) != napi_ok) {
+		snprintf(msg, sizeof msg, "option %s must be a boolean", key);
+		throw_dp(env, msg);
+		return false;
+	}
+	return true;
+}
+
+static bool set_bool(napi_env env, napi_value obj, const char *key, bool b)
+{
+	napi_value v;
+	return napi_get_boolean(env, b, &v) == napi_ok && napi_set_named_property(env, obj, key, v) == napi_ok;
+}
+
+/* {requested, tunVnetHdr, tso, udpGso, udpGro, note} */
+static napi_value offloads_object(napi_env env, const struct dp_offloads *o)
+{
+	napi_value obj, s;
+	if (napi_create_object(env, &obj) != napi_ok || !set_bool(env, obj, "requested", o->requested) ||
+	    !set_bool(env, obj, "tunVnetHdr", o->tun_vnet_hdr) || !set_bool(env, obj, "tso", o->tun_tso) ||
+	    !set_bool(env, obj, "udpGso", o->udp_gso) || !set_bool(env, obj, "udpGro", o->udp_gro) ||
+	    napi_create_string_utf8(env, o->note, NAPI_AUTO_LENGTH, &s) != napi_ok ||
+	    napi_set_named_property(env, obj, "note", s) != napi_ok)
+		return NULL;
+	return obj;
+}
+
 /* Caller frees *out. */
 static bool get_string(napi_env env, napi_value v, const char *what, char **out, size_t *len)
 {
@@ -124,7 +165,7 @@ static void counters_finalize(napi_env env, void *data, void *hint)
 	free(data);
 }
 
-/* open({tunName, bindAddress, port, localIp, localPrefix, icmpSource, mtu}) -> {handle, counters, ifname} */
+/* open({tunName, bindAddress, port, localIp, localPrefix, icmpSource, mtu, offloads?}) -> {handle, counters, ifname, offloads} */
 static napi_value js_open(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
@@ -139,6 +180,9 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	if (!get_u32(env, argv[0], "bindAddress", &bind) || !get_u32(env, argv[0], "port", &port) ||
 	    !get_u32(env, argv[0], "localIp", &lip) || !get_u32(env, argv[0], "localPrefix", &lpfx) ||
 	    !get_u32(env, argv[0], "icmpSource", &icmp) || !get_u32(env, argv[0], "mtu", &mtu))
+		return NULL;
+	bool offloads;
+	if (!get_opt_bool(env, argv[0], "offloads", true, &offloads))
 		return NULL;
 	if (port > 65535 || lpfx > 32) {
 		throw_dp(env, port > 65535 ? "port must be 1..65535" : "localPrefix must be 0..32");
@@ -178,6 +222,7 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		.local_prefix = (uint8_t)lpfx,
 		.icmp_source = icmp,
 		.mtu = mtu,
+		.offloads = offloads,
 	};
 	char err[ERRLEN], ifname[16] = {0};
 	int rc = dp_open(&cfg, c, &h->dp, ifname, err, sizeof err);
@@ -187,7 +232,7 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		throw_dp(env, err);
 		return NULL;
 	}
-	napi_value handle, result, ifn;
+	napi_value handle, result, ifn, offl;
 	if (napi_create_reference(env, ab, 1, &h->counters) != napi_ok ||
 	    napi_create_external(env, h, handle_finalize, NULL, &handle) != napi_ok) {
 		handle_release(env, h);
@@ -200,6 +245,14 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	CHECK(env, napi_set_named_property(env, result, "handle", handle));
 	CHECK(env, napi_set_named_property(env, result, "counters", ab));
 	CHECK(env, napi_set_named_property(env, result, "ifname", ifn));
+	struct dp_offloads o;
+	dp_get_offloads(h->dp, &o);
+	offl = offloads_object(env, &o);
+	if (!offl) {
+		throw_dp(env, "internal N-API failure describing the offloads");
+		return NULL;
+	}
+	CHECK(env, napi_set_named_property(env, result, "offloads", offl));
 	return result;
 }
 

@@ -4,13 +4,53 @@
  * datagram each; datagrams from known peers go back into the TUN.
  *
  * Threads and locking
- *   - tx thread: TUN -> UDP. Reads the TUN until EAGAIN (no batched read
- *     exists for a TUN), then one sendmmsg per batch. Writes generated ICMP
- *     errors into the TUN.
- *   - rx thread: UDP -> TUN. One recvmmsg per batch, one write per packet.
+ *   - tx thread: TUN -> UDP. Reads the TUN until EAGAIN or BATCH reads (no
+ *     batched read exists for a TUN), then one sendmmsg per batch. Writes
+ *     generated ICMP errors into the TUN. Owns struct tx_state.
+ *   - rx thread: UDP -> TUN. One recvmmsg per batch, one write per packet
+ *     or coalesced super-packet. Owns struct rx_state.
  *   - the caller's thread (JS) opens, replaces routes and closes.
  *   Both fds are non-blocking; each thread sleeps in poll() on its fd plus a
- *   stop eventfd, so close wakes both at once without signals.
+ *   stop eventfd, so close wakes both at once without signals. Offload
+ *   state (dp->off) is written once in dp_open before the threads start and
+ *   only read afterwards.
+ *
+ * Offloads (each detected at open, each with its own fallback; all off when
+ * dp_config.offloads is false). The pure packet code is in gso.c.
+ *   - TUN TSO: the TUN is opened with IFF_VNET_HDR and TUNSETOFFLOAD
+ *     (CSUM|TSO4|TSO6|TSO_ECN), so a read may be a TCP super-packet of up to
+ *     64 KB behind a virtio_net_hdr. tx cuts it into gso_size segments
+ *     (gso_tcp4_segment: per-segment IP length, ID + i, IP checksum, seq, CWR
+ *     on the first only, PSH/FIN on the last only, full TCP checksum); the
+ *     headers go into tx_state.hdrs and the payload stays where it was read,
+ *     each datagram being an iovec pair [header, payload slice]: no copy.
+ *     Non-GSO reads with NEEDS_CSUM get their checksum completed. Routing,
+ *     the TTL check and decrement happen once on the super-packet's header,
+ *     which every segment copies; drops count every segment. Fallback: a
+ *     kernel refusing IFF_VNET_HDR gives a plain TUN, one refusing
+ *     TUNSETOFFLOAD a TUN that never hands over super-packets.
+ *   - UDP GSO: the datagrams of one super-packet go in one message with a
+ *     UDP_SEGMENT cmsg (at most 64 segments and 65507 bytes each; the last
+ *     may be shorter, as UDP GSO wants). Fallback: one message per datagram
+ *     (still one sendmmsg per batch); a GSO message the kernel refuses at
+ *     send time (EINVAL/EIO: MTU, no checksum offload) is sent datagram by
+ *     datagram.
+ *   - UDP GRO: recvmmsg gets up to 64 KB per message; a UDP_GRO cmsg gives
+ *     the datagram size, and the message is split into its datagrams. Each
+ *     inner packet is validated on its own (sender allow-list per message).
+ *     Fallback: one datagram per message.
+ *   - Coalescing (needs the TUN's virtio header): the valid packets of a
+ *     batch go through gro_coalesce, which merges consecutive TCP segments
+ *     of a flow as the kernel's GRO would; a merged group is written with
+ *     one writev [virtio_net_hdr GSO_TCPV4 + NEEDS_CSUM, first packet,
+ *     further payloads] straight from the receive buffers; everything else
+ *     is written as it came behind a zeroed header. If the TUN refuses a
+ *     super-packet, its packets are written one by one instead.
+ *   - Not done: IFF_MULTI_QUEUE + SO_REUSEPORT workers (one tx/rx pair is
+ *     what two shared cores can use; every flow stays on one thread, so
+ *     nothing is reordered).
+ *   Buffers are allocated once at open (tx: BATCH * 64 KB reads + segment
+ *   headers; rx: BATCH * 64 KB + coalescer tables); nothing per packet.
  *
  * Route table (design notes)
  *   An immutable struct rtable: entries sorted by prefix length (longest
@@ -43,11 +83,13 @@
 #define _GNU_SOURCE
 #include "dataplane.h"
 
+#include "gso.h"
 #include "tun.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -57,12 +99,24 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #define BATCH 32
 /* Any IPv4 packet fits, whatever MTU someone sets on the device later; pages never written stay unbacked. */
 #define BUFSZ 65536
+#define VNET_LEN sizeof(struct virtio_net_hdr)
+/* A TUN read: virtio header + any IPv4 packet (a TCP super-packet is at most 64 KB too). */
+#define TX_STRIDE (BUFSZ + 16)
+/* Segments (and so datagrams) one tx batch may hold; a super-packet needing more is dropped as malformed. */
+#define TX_MAXSEG 1024
+#define TX_MAXMSG (TX_MAXSEG + BATCH)
+/* UDP GSO limits: segments per sendmsg (UDP_MAX_SEGMENTS is 64 on older kernels) and bytes of one UDP payload. */
+#define UDP_GSO_MAXSEGS 64
+#define UDP_MAX_PAYLOAD 65507
+/* Inner packets one rx batch may hold: the kernel's UDP GRO merges at most 64 datagrams. */
+#define RX_MAXPKT (BATCH * 64)
 #define NREADERS 2
 #define READER_TX 0
 #define READER_RX 1
@@ -86,6 +140,41 @@ const char *const dp_counter_names[DP_NCOUNTERS] = {
 	[DP_SOCKET_ERRORS] = "socketErrors",
 	[DP_ICMP_SENT] = "icmpSent",
 	[DP_DROP_NOT_IPV4] = "dropNotIPv4",
+	[DP_TX_GSO_PACKETS] = "txGsoPackets",
+	[DP_RX_GRO_PACKETS] = "rxGroPackets",
+};
+
+/* tx thread only: one batch of datagrams to send, built from up to BATCH TUN reads. */
+struct tx_state {
+	uint8_t *bufs; /* BATCH * TX_STRIDE */
+	size_t lens[BATCH];
+	uint8_t hdrs[TX_MAXSEG * GSO_HDR_MAX];
+	struct gso_seg segs[TX_MAXSEG];
+	struct iovec iov[2 * TX_MAXSEG + BATCH];
+	struct mmsghdr msgs[TX_MAXMSG];
+	struct sockaddr_in dsts[TX_MAXMSG];
+	uint16_t msg_segs[TX_MAXMSG]; /* datagrams each message carries */
+	union {
+		char buf[CMSG_SPACE(sizeof(uint16_t))];
+		struct cmsghdr align;
+	} cm[TX_MAXMSG];
+	int nseg, niov, nmsg;
+};
+
+/* rx thread only. */
+struct rx_state {
+	uint8_t *bufs; /* BATCH * BUFSZ */
+	struct mmsghdr msgs[BATCH];
+	struct iovec iov[BATCH];
+	struct sockaddr_in srcs[BATCH];
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cm[BATCH];
+	struct gro_pkt pkts[RX_MAXPKT];
+	uint32_t next[RX_MAXPKT];
+	struct gro_item items[RX_MAXPKT];
+	struct iovec wiov[GRO_MAX_SEGS + 2];
 };
 
 struct rt_entry {
@@ -122,7 +211,9 @@ struct dp {
 	uint32_t local_net;
 	uint32_t local_mask;
 	uint32_t icmp_source;
-	uint32_t mtu; /* validated only: buffers take any IPv4 packet, and a TUN without GSO never hands over more than its MTU */
+	uint32_t mtu; /* validated only: buffers take any IPv4 packet or 64 KB super-packet; segments follow the sender's gso_size */
+	/* Offloads in use, fixed at open (dp_open's detection) and read-only after. */
+	struct dp_offloads off;
 	struct dp_counters *c;
 
 	pthread_t tx_thread;
@@ -136,8 +227,8 @@ struct dp {
 	pthread_mutex_t wlock; /* serialises writers (setRoutes, close); never taken by readers */
 	struct rtable *retired;
 
-	uint8_t *tx_bufs; /* BATCH * BUFSZ, tx thread only */
-	uint8_t *rx_bufs; /* BATCH * BUFSZ, rx thread only */
+	struct tx_state *tx; /* tx thread only */
+	struct rx_state *rx; /* rx thread only */
 	/* ICMP rate limit and IP ids: only the tx thread generates ICMP, so no atomics */
 	double icmp_tokens;
 	struct timespec icmp_last;
@@ -415,6 +506,19 @@ int dp_set_routes(struct dp *dp, const struct dp_route *routes, size_t n, char *
 
 /* ---- packet handling ---------------------------------------------------- */
 
+static const struct virtio_net_hdr zero_vnet;
+
+/* Writes one packet to the TUN (behind a zero virtio header when the device has them). */
+static ssize_t tun_write1(struct dp *dp, const void *pkt, size_t len)
+{
+	struct iovec v[2] = {{(void *)&zero_vnet, VNET_LEN}, {(void *)pkt, len}};
+	ssize_t w;
+	do
+		w = dp->off.tun_vnet_hdr ? writev(dp->tun_fd, v, 2) : write(dp->tun_fd, pkt, len);
+	while (w < 0 && errno == EINTR);
+	return w;
+}
+
 static bool icmp_take_token(struct dp *dp)
 {
 	struct timespec now;
@@ -435,7 +539,11 @@ static bool is_icmp_error_type(uint8_t type)
 	return type == 3 || type == 4 || type == 5 || type == 11 || type == 12;
 }
 
-/* `orig` is a structurally valid IPv4 packet of `len` bytes (header checked by the caller). */
+/*
+ * `orig` is a structurally valid IPv4 packet of `len` bytes (header checked by
+ * the caller); for a TCP super-packet one error answers all its segments, as
+ * the kernel does for a GSO packet it cannot forward.
+ */
 static void icmp_error(struct dp *dp, const uint8_t *orig, size_t len, uint8_t type, uint8_t code,
 		       uint64_t *cnt)
 {
@@ -469,11 +577,7 @@ static void icmp_error(struct dp *dp, const uint8_t *orig, size_t len, uint8_t t
 	memcpy(pkt + 28, orig, quote);
 	put16(pkt + 22, csum_fold(csum_add(0, pkt + 20, 8 + quote)));
 
-	ssize_t w;
-	do
-		w = write(dp->tun_fd, pkt, tot);
-	while (w < 0 && errno == EINTR);
-	if (w < 0)
+	if (tun_write1(dp, pkt, tot) < 0)
 		cnt[DP_TUN_ERRORS]++;
 	else
 		cnt[DP_ICMP_SENT]++;
@@ -489,27 +593,32 @@ static void ttl_decrement(uint8_t *h)
 	put16(h + 10, csum_fold(sum));
 }
 
-/* Returns true if the packet is to be sent to *dst (TTL already decremented). */
+/*
+ * Returns true if the packet is to be sent to *dst (TTL already decremented).
+ * `wire` is how many packets it stands for (a super-packet's segment count),
+ * so drops are counted per packet that would have been on the wire. The TTL
+ * of a super-packet is decremented once in the headers every segment copies.
+ */
 static bool tx_packet(struct dp *dp, const struct rtable *t, uint8_t *p, size_t len, struct sockaddr_in *dst,
-		      uint64_t *cnt)
+		      uint64_t wire, uint64_t *cnt)
 {
 	if (len < 1 || (p[0] >> 4) != 4) {
-		cnt[DP_DROP_NOT_IPV4]++;
+		cnt[DP_DROP_NOT_IPV4] += wire;
 		return false;
 	}
 	size_t ihl = (size_t)(p[0] & 0xf) * 4;
 	if (len < 20 || ihl < 20 || ihl > len || get16(p + 2) != len) {
-		cnt[DP_DROP_MALFORMED]++;
+		cnt[DP_DROP_MALFORMED] += wire;
 		return false;
 	}
 	const struct rt_entry *e = rt_lookup(t, get32(p + 16));
 	if (!e) {
-		cnt[DP_DROP_NO_ROUTE]++;
+		cnt[DP_DROP_NO_ROUTE] += wire;
 		icmp_error(dp, p, len, 3, 0, cnt);
 		return false;
 	}
 	if (p[8] <= 1) {
-		cnt[DP_DROP_TTL]++;
+		cnt[DP_DROP_TTL] += wire;
 		icmp_error(dp, p, len, 11, 0, cnt);
 		return false;
 	}
@@ -518,31 +627,25 @@ static bool tx_packet(struct dp *dp, const struct rtable *t, uint8_t *p, size_t 
 	return true;
 }
 
-enum rx_verdict { RX_DELIVER, RX_DROP };
-
-static enum rx_verdict rx_packet(struct dp *dp, const struct rtable *t, const uint8_t *p, size_t len,
-				 uint32_t sender, bool truncated, uint64_t *cnt)
+/* Validates one inner packet from a peer (the sender was checked by the caller). */
+static bool rx_packet(struct dp *dp, const uint8_t *p, size_t len, bool truncated, uint64_t *cnt)
 {
-	if (!rt_is_peer(t, sender)) {
-		cnt[DP_DROP_UNKNOWN_SENDER]++;
-		return RX_DROP;
-	}
 	size_t ihl = len ? (size_t)(p[0] & 0xf) * 4 : 0;
 	if (truncated || len < 20 || (p[0] >> 4) != 4 || ihl < 20 || ihl > len || get16(p + 2) != len ||
 	    csum_fold(csum_add(0, p, ihl)) != 0 || (get16(p + 6) & 0x8000) ||
 	    (size_t)(get16(p + 6) & 0x1fff) * 8 + len > 65535 || is_martian_src(get32(p + 12))) {
 		cnt[DP_DROP_MALFORMED]++;
-		return RX_DROP;
+		return false;
 	}
 	if (p[8] == 0) {
 		cnt[DP_DROP_TTL]++;
-		return RX_DROP;
+		return false;
 	}
 	if ((get32(p + 16) & dp->local_mask) != dp->local_net) {
 		cnt[DP_DROP_NOT_LOCAL]++;
-		return RX_DROP;
+		return false;
 	}
-	return RX_DELIVER;
+	return true;
 }
 
 /* ---- threads ------------------------------------------------------------ */
@@ -554,15 +657,40 @@ static bool wait_stop(struct dp *dp, int ms)
 	return poll(&pf, 1, ms) > 0;
 }
 
-/* Sends msgs[0..n); returns false if stop was requested meanwhile. */
-static bool send_batch(struct dp *dp, struct mmsghdr *msgs, int n, uint64_t *cnt)
+/*
+ * A UDP GSO message the kernel refused outright (e.g. EINVAL when a segment
+ * does not fit the route's MTU, EIO without checksum offload on the way):
+ * its datagrams go one by one, each [header, payload] pair of its iovec.
+ */
+static void send_segments_singly(struct dp *dp, struct tx_state *st, int m, uint64_t *cnt)
 {
-	int sent = 0, stalls = 0;
+	struct msghdr *mh = &st->msgs[m].msg_hdr;
+	for (size_t k = 0; k + 1 < mh->msg_iovlen; k += 2) {
+		struct msghdr one = {.msg_name = mh->msg_name, .msg_namelen = mh->msg_namelen,
+				     .msg_iov = mh->msg_iov + k, .msg_iovlen = 2};
+		ssize_t r;
+		do
+			r = sendmsg(dp->udp_fd, &one, 0);
+		while (r < 0 && errno == EINTR);
+		if (r < 0) {
+			cnt[DP_SOCKET_ERRORS]++;
+		} else {
+			cnt[DP_TX_PACKETS]++;
+			cnt[DP_TX_BYTES] += (uint64_t)r;
+		}
+	}
+}
+
+/* Sends the batch's messages; returns false if stop was requested meanwhile. */
+static bool send_batch(struct dp *dp, struct tx_state *st, uint64_t *cnt)
+{
+	struct mmsghdr *msgs = st->msgs;
+	int n = st->nmsg, sent = 0, stalls = 0;
 	while (sent < n) {
 		int r = sendmmsg(dp->udp_fd, msgs + sent, (unsigned)(n - sent), 0);
 		if (r > 0) {
 			for (int i = sent; i < sent + r; i++) {
-				cnt[DP_TX_PACKETS]++;
+				cnt[DP_TX_PACKETS] += st->msg_segs[i];
 				cnt[DP_TX_BYTES] += msgs[i].msg_len;
 			}
 			sent += r;
@@ -575,14 +703,124 @@ static bool send_batch(struct dp *dp, struct mmsghdr *msgs, int n, uint64_t *cnt
 			/* Socket buffer full: wait for room rather than drop, but not forever. */
 			struct pollfd pf[2] = {{.fd = dp->udp_fd, .events = POLLOUT}, {.fd = dp->stop_fd, .events = POLLIN}};
 			stalls++;
-			if (poll(pf, 2, 10) > 0 && pf[1].revents)
+			if (poll(pf, 2, 10) > 0 && pf[1].revents) {
+				st->nseg = st->niov = st->nmsg = 0;
 				return false;
+			}
 			continue;
 		}
-		/* This datagram failed (no route to the peer, firewall, ...): count it and go on. */
-		cnt[DP_SOCKET_ERRORS]++;
+		if (st->msg_segs[sent] > 1 && r < 0 && errno != EAGAIN && errno != ENOBUFS) {
+			send_segments_singly(dp, st, sent, cnt);
+		} else {
+			/* This datagram failed (no route to the peer, firewall, ...): count it and go on. */
+			cnt[DP_SOCKET_ERRORS] += st->msg_segs[sent];
+		}
 		sent++;
 		stalls = 0;
+	}
+	st->nseg = st->niov = st->nmsg = 0;
+	return true;
+}
+
+static void tx_add_msg(struct tx_state *st, const struct sockaddr_in *dst, int iov0, int niov, uint16_t nsegs,
+		       uint16_t gso_size)
+{
+	int m = st->nmsg++;
+	struct msghdr *mh = &st->msgs[m].msg_hdr;
+	st->dsts[m] = *dst;
+	memset(mh, 0, sizeof *mh);
+	mh->msg_name = &st->dsts[m];
+	mh->msg_namelen = sizeof st->dsts[m];
+	mh->msg_iov = &st->iov[iov0];
+	mh->msg_iovlen = (size_t)niov;
+	st->msg_segs[m] = nsegs;
+	if (nsegs > 1) {
+		mh->msg_control = st->cm[m].buf;
+		mh->msg_controllen = sizeof st->cm[m].buf;
+		struct cmsghdr *c = CMSG_FIRSTHDR(mh);
+		c->cmsg_level = SOL_UDP;
+		c->cmsg_type = UDP_SEGMENT;
+		c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+		memcpy(CMSG_DATA(c), &gso_size, sizeof gso_size);
+	}
+}
+
+/*
+ * One TUN read: checks and routes it, completes a partial checksum, cuts a
+ * TCP super-packet into MTU-sized segments (headers in st->hdrs, payload
+ * left in place) and queues the datagrams, as UDP GSO messages where the
+ * socket allows. Returns false if stop was requested during a flush.
+ */
+static bool tx_one(struct dp *dp, const struct rtable *t, struct tx_state *st, uint8_t *buf, size_t len, uint64_t *cnt)
+{
+	struct virtio_net_hdr vh;
+	memset(&vh, 0, sizeof vh);
+	uint8_t *p = buf;
+	if (dp->off.tun_vnet_hdr) {
+		if (len < VNET_LEN) {
+			cnt[DP_DROP_MALFORMED]++;
+			return true;
+		}
+		memcpy(&vh, buf, VNET_LEN);
+		p += VNET_LEN;
+		len -= VNET_LEN;
+	}
+	struct sockaddr_in dst;
+	uint8_t gso = vh.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+	if (gso == VIRTIO_NET_HDR_GSO_NONE) {
+		if ((vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && len >= 1 && (p[0] >> 4) == 4 &&
+		    !gso_complete_csum(p, len, vh.csum_start, vh.csum_offset)) {
+			cnt[DP_DROP_MALFORMED]++;
+			return true;
+		}
+		if (!tx_packet(dp, t, p, len, &dst, 1, cnt))
+			return true;
+		if (st->nmsg + 1 > TX_MAXMSG && !send_batch(dp, st, cnt))
+			return false;
+		st->iov[st->niov].iov_base = p;
+		st->iov[st->niov].iov_len = len;
+		tx_add_msg(st, &dst, st->niov++, 1, 1, 0);
+		return true;
+	}
+	if (gso != VIRTIO_NET_HDR_GSO_TCPV4) {
+		/* TCPv6 super-packets (IPv6 is not carried) or a GSO type never asked for. */
+		cnt[gso == VIRTIO_NET_HDR_GSO_TCPV6 ? DP_DROP_NOT_IPV4 : DP_DROP_MALFORMED]++;
+		return true;
+	}
+	size_t n = gso_tcp4_count(p, len, vh.gso_size);
+	if (n == 0 || n > TX_MAXSEG) {
+		cnt[(len >= 1 && (p[0] >> 4) != 4) ? DP_DROP_NOT_IPV4 : DP_DROP_MALFORMED]++;
+		return true;
+	}
+	if (!tx_packet(dp, t, p, len, &dst, n, cnt))
+		return true;
+	if ((st->nseg + (int)n > TX_MAXSEG || st->nmsg + (int)n > TX_MAXMSG) && !send_batch(dp, st, cnt))
+		return false;
+	struct gso_seg *segs = &st->segs[st->nseg];
+	int k = gso_tcp4_segment(p, len, vh.gso_size, st->hdrs + (size_t)st->nseg * GSO_HDR_MAX, segs, (int)n);
+	if (k <= 0) { /* cannot happen after gso_tcp4_count, but never trust it blindly */
+		cnt[DP_DROP_MALFORMED] += n;
+		return true;
+	}
+	st->nseg += k;
+	cnt[DP_TX_GSO_PACKETS]++;
+	for (int i = 0; i < k;) {
+		int iov0 = st->niov, j = i;
+		size_t bytes = 0;
+		do {
+			size_t sl = (size_t)segs[j].hdr_len + segs[j].pay_len;
+			if (j > i && (bytes + sl > UDP_MAX_PAYLOAD || j - i >= UDP_GSO_MAXSEGS))
+				break;
+			st->iov[st->niov].iov_base = segs[j].hdr;
+			st->iov[st->niov++].iov_len = segs[j].hdr_len;
+			st->iov[st->niov].iov_base = (void *)segs[j].pay;
+			st->iov[st->niov++].iov_len = segs[j].pay_len;
+			bytes += sl;
+			j++;
+		} while (j < k && dp->off.udp_gso);
+		tx_add_msg(st, &dst, iov0, st->niov - iov0, (uint16_t)(j - i),
+			   (uint16_t)(segs[i].hdr_len + segs[i].pay_len));
+		i = j;
 	}
 	return true;
 }
@@ -590,11 +828,8 @@ static bool send_batch(struct dp *dp, struct mmsghdr *msgs, int n, uint64_t *cnt
 static void *tx_main(void *arg)
 {
 	struct dp *dp = arg;
+	struct tx_state *st = dp->tx;
 	uint64_t cnt[DP_NCOUNTERS] = {0};
-	struct mmsghdr msgs[BATCH];
-	struct iovec iov[BATCH];
-	struct sockaddr_in dsts[BATCH];
-	size_t lens[BATCH];
 	struct pollfd pf[2] = {{.fd = dp->tun_fd, .events = POLLIN}, {.fd = dp->stop_fd, .events = POLLIN}};
 
 	for (;;) {
@@ -611,7 +846,7 @@ static void *tx_main(void *arg)
 			int n = 0;
 			bool more = true;
 			while (n < BATCH) {
-				ssize_t r = read(dp->tun_fd, dp->tx_bufs + (size_t)n * BUFSZ, BUFSZ);
+				ssize_t r = read(dp->tun_fd, st->bufs + (size_t)n * TX_STRIDE, TX_STRIDE);
 				if (r < 0) {
 					if (errno == EINTR)
 						continue;
@@ -622,25 +857,15 @@ static void *tx_main(void *arg)
 					more = false;
 					break;
 				}
-				lens[n++] = (size_t)r;
+				st->lens[n++] = (size_t)r;
 			}
-			int out = 0;
+			bool running = true;
 			const struct rtable *t = rcu_enter(dp, READER_TX);
-			for (int i = 0; i < n; i++) {
-				uint8_t *p = dp->tx_bufs + (size_t)i * BUFSZ;
-				if (!tx_packet(dp, t, p, lens[i], &dsts[out], cnt))
-					continue;
-				iov[out].iov_base = p;
-				iov[out].iov_len = lens[i];
-				memset(&msgs[out].msg_hdr, 0, sizeof msgs[out].msg_hdr);
-				msgs[out].msg_hdr.msg_name = &dsts[out];
-				msgs[out].msg_hdr.msg_namelen = sizeof dsts[out];
-				msgs[out].msg_hdr.msg_iov = &iov[out];
-				msgs[out].msg_hdr.msg_iovlen = 1;
-				out++;
-			}
+			for (int i = 0; i < n && running; i++)
+				running = tx_one(dp, t, st, st->bufs + (size_t)i * TX_STRIDE, st->lens[i], cnt);
 			rcu_exit(dp, READER_TX);
-			bool running = send_batch(dp, msgs, out, cnt);
+			if (running)
+				running = send_batch(dp, st, cnt);
 			counters_flush(dp, cnt);
 			if (!running)
 				return NULL;
@@ -654,19 +879,76 @@ static void *tx_main(void *arg)
 	return NULL;
 }
 
+/* Writes one coalescer item to the TUN: a super-packet behind its virtio header, or one packet as it came. */
+static void rx_write_item(struct dp *dp, struct rx_state *st, const struct gro_item *it, uint64_t *cnt)
+{
+	const struct gro_pkt *pk = st->pkts;
+	if (it->count == 1) {
+		if (tun_write1(dp, pk[it->first].p, pk[it->first].len) < 0) {
+			cnt[DP_TUN_ERRORS]++;
+		} else {
+			cnt[DP_RX_PACKETS]++;
+			cnt[DP_RX_BYTES] += pk[it->first].len;
+		}
+		return;
+	}
+	struct iovec *v = st->wiov;
+	int nv = 0;
+	v[nv].iov_base = (void *)&it->vh;
+	v[nv++].iov_len = VNET_LEN;
+	v[nv].iov_base = pk[it->first].p;
+	v[nv++].iov_len = pk[it->first].len;
+	uint64_t bytes = pk[it->first].len;
+	for (uint32_t i = st->next[it->first]; i != GRO_END; i = st->next[i]) {
+		v[nv].iov_base = pk[i].p + it->hdr_len;
+		v[nv++].iov_len = pk[i].len - it->hdr_len;
+		bytes += pk[i].len;
+	}
+	ssize_t w;
+	do
+		w = writev(dp->tun_fd, v, nv);
+	while (w < 0 && errno == EINTR);
+	if (w >= 0) {
+		cnt[DP_RX_PACKETS] += it->count;
+		cnt[DP_RX_BYTES] += bytes;
+		cnt[DP_RX_GRO_PACKETS]++;
+		return;
+	}
+	/* Refused as a super-packet: put the first packet back as it came and write them one by one. */
+	gro_item_undo(pk, it);
+	for (uint32_t i = it->first; i != GRO_END; i = st->next[i]) {
+		if (tun_write1(dp, pk[i].p, pk[i].len) < 0) {
+			cnt[DP_TUN_ERRORS]++;
+		} else {
+			cnt[DP_RX_PACKETS]++;
+			cnt[DP_RX_BYTES] += pk[i].len;
+		}
+	}
+}
+
+/* The UDP_GRO segment size of a received message, or 0 when it is one datagram. */
+static size_t gro_size_of(struct msghdr *mh)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+			int v;
+			memcpy(&v, CMSG_DATA(c), sizeof v);
+			return v > 0 ? (size_t)v : 0;
+		}
+	}
+	return 0;
+}
+
 static void *rx_main(void *arg)
 {
 	struct dp *dp = arg;
+	struct rx_state *st = dp->rx;
 	uint64_t cnt[DP_NCOUNTERS] = {0};
-	struct mmsghdr msgs[BATCH];
-	struct iovec iov[BATCH];
-	struct sockaddr_in srcs[BATCH];
-	bool deliver[BATCH];
 	struct pollfd pf[2] = {{.fd = dp->udp_fd, .events = POLLIN}, {.fd = dp->stop_fd, .events = POLLIN}};
 
 	for (int i = 0; i < BATCH; i++) {
-		iov[i].iov_base = dp->rx_bufs + (size_t)i * BUFSZ;
-		iov[i].iov_len = BUFSZ;
+		st->iov[i].iov_base = st->bufs + (size_t)i * BUFSZ;
+		st->iov[i].iov_len = BUFSZ;
 	}
 	for (;;) {
 		int pr = poll(pf, 2, -1);
@@ -679,13 +961,18 @@ static void *rx_main(void *arg)
 			break;
 		for (;;) {
 			for (int i = 0; i < BATCH; i++) {
-				memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
-				msgs[i].msg_hdr.msg_name = &srcs[i];
-				msgs[i].msg_hdr.msg_namelen = sizeof srcs[i];
-				msgs[i].msg_hdr.msg_iov = &iov[i];
-				msgs[i].msg_hdr.msg_iovlen = 1;
+				struct msghdr *mh = &st->msgs[i].msg_hdr;
+				memset(mh, 0, sizeof *mh);
+				mh->msg_name = &st->srcs[i];
+				mh->msg_namelen = sizeof st->srcs[i];
+				mh->msg_iov = &st->iov[i];
+				mh->msg_iovlen = 1;
+				if (dp->off.udp_gro) {
+					mh->msg_control = st->cm[i].buf;
+					mh->msg_controllen = sizeof st->cm[i].buf;
+				}
 			}
-			int n = recvmmsg(dp->udp_fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+			int n = recvmmsg(dp->udp_fd, st->msgs, BATCH, MSG_DONTWAIT, NULL);
 			if (n < 0) {
 				if (errno == EINTR)
 					continue;
@@ -697,26 +984,48 @@ static void *rx_main(void *arg)
 				}
 				break;
 			}
+			/* Split GRO'd messages into their datagrams (one inner packet each) and validate each. */
+			size_t np = 0;
 			const struct rtable *t = rcu_enter(dp, READER_RX);
 			for (int i = 0; i < n; i++) {
-				bool trunc = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
-				uint32_t sender = srcs[i].sin_family == AF_INET ? ntohl(srcs[i].sin_addr.s_addr) : 0;
-				deliver[i] = rx_packet(dp, t, iov[i].iov_base, msgs[i].msg_len, sender, trunc, cnt) ==
-					     RX_DELIVER;
+				struct msghdr *mh = &st->msgs[i].msg_hdr;
+				size_t len = st->msgs[i].msg_len;
+				bool trunc = (mh->msg_flags & MSG_TRUNC) != 0;
+				size_t seg = dp->off.udp_gro ? gro_size_of(mh) : 0;
+				if (seg == 0 || seg > len)
+					seg = len ? len : 1;
+				size_t chunks = len ? (len + seg - 1) / seg : 1;
+				uint32_t sender = st->srcs[i].sin_family == AF_INET ? ntohl(st->srcs[i].sin_addr.s_addr) : 0;
+				if (!rt_is_peer(t, sender)) {
+					cnt[DP_DROP_UNKNOWN_SENDER] += chunks;
+					continue;
+				}
+				uint8_t *base = st->iov[i].iov_base;
+				for (size_t off = 0; off < len || (len == 0 && off == 0); off += seg) {
+					size_t cl = len - off < seg ? len - off : seg;
+					if (np == RX_MAXPKT) {
+						cnt[DP_DROP_MALFORMED]++;
+					} else if (rx_packet(dp, base + off, cl, trunc, cnt)) {
+						st->pkts[np].p = base + off;
+						st->pkts[np++].len = (uint32_t)cl;
+					}
+					if (len == 0)
+						break;
+				}
 			}
 			rcu_exit(dp, READER_RX);
-			for (int i = 0; i < n; i++) {
-				if (!deliver[i])
-					continue;
-				ssize_t w;
-				do
-					w = write(dp->tun_fd, iov[i].iov_base, msgs[i].msg_len);
-				while (w < 0 && errno == EINTR);
-				if (w < 0) {
-					cnt[DP_TUN_ERRORS]++;
-				} else {
-					cnt[DP_RX_PACKETS]++;
-					cnt[DP_RX_BYTES] += msgs[i].msg_len;
+			if (dp->off.tun_vnet_hdr) {
+				size_t ni = gro_coalesce(st->pkts, np, st->next, st->items);
+				for (size_t k = 0; k < ni; k++)
+					rx_write_item(dp, st, &st->items[k], cnt);
+			} else {
+				for (size_t k = 0; k < np; k++) {
+					if (tun_write1(dp, st->pkts[k].p, st->pkts[k].len) < 0) {
+						cnt[DP_TUN_ERRORS]++;
+					} else {
+						cnt[DP_RX_PACKETS]++;
+						cnt[DP_RX_BYTES] += st->pkts[k].len;
+					}
 				}
 			}
 			counters_flush(dp, cnt);
@@ -729,7 +1038,30 @@ static void *rx_main(void *arg)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-static int udp_open(const struct dp_config *cfg, char *err, size_t errlen)
+/* Appends "what: reason" to the offloads note (why an offload asked for is off). */
+static void note(struct dp_offloads *o, const char *what, const char *why)
+{
+	size_t used = strlen(o->note);
+	snprintf(o->note + used, sizeof o->note - used, "%s%s%s%s", used ? "; " : "", what, why ? ": " : "", why ? why : "");
+}
+
+/* UDP GSO and GRO, each only if the kernel takes the socket option (Linux >= 4.18 / 5.0). */
+static void udp_offloads(int fd, struct dp_offloads *o)
+{
+	int v = 0;
+	socklen_t vl = sizeof v;
+	if (getsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, &vl) == 0)
+		o->udp_gso = true;
+	else
+		note(o, "UDP_SEGMENT", strerror(errno));
+	v = 1;
+	if (setsockopt(fd, SOL_UDP, UDP_GRO, &v, sizeof v) == 0)
+		o->udp_gro = true;
+	else
+		note(o, "UDP_GRO", strerror(errno));
+}
+
+static int udp_open(const struct dp_config *cfg, struct dp_offloads *off, char *err, size_t errlen)
 {
 	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -753,6 +1085,8 @@ static int udp_open(const struct dp_config *cfg, char *err, size_t errlen)
 		close(fd);
 		return errf(err, errlen, e, "bind UDP %s", where);
 	}
+	if (cfg->offloads)
+		udp_offloads(fd, off);
 	return fd;
 }
 
@@ -767,6 +1101,11 @@ static int start_thread(pthread_t *th, void *(*fn)(void *), struct dp *dp, const
 	if (rc == 0)
 		pthread_setname_np(*th, name);
 	return rc;
+}
+
+void dp_get_offloads(const struct dp *dp, struct dp_offloads *out)
+{
+	*out = dp->off;
 }
 
 void dp_close(struct dp *dp)
@@ -797,8 +1136,12 @@ void dp_close(struct dp *dp)
 		rt_free(t);
 	}
 	pthread_mutex_destroy(&dp->wlock);
-	free(dp->tx_bufs);
-	free(dp->rx_bufs);
+	if (dp->tx)
+		free(dp->tx->bufs);
+	if (dp->rx)
+		free(dp->rx->bufs);
+	free(dp->tx);
+	free(dp->rx);
 	free(dp);
 }
 
@@ -839,9 +1182,14 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 		goto fail;
 	atomic_store(&dp->table, empty);
 
-	dp->tx_bufs = malloc((size_t)BATCH * BUFSZ);
-	dp->rx_bufs = malloc((size_t)BATCH * BUFSZ);
-	if (!dp->tx_bufs || !dp->rx_bufs) {
+	dp->off.requested = cfg->offloads;
+	dp->tx = calloc(1, sizeof *dp->tx);
+	dp->rx = calloc(1, sizeof *dp->rx);
+	if (dp->tx)
+		dp->tx->bufs = malloc((size_t)BATCH * TX_STRIDE);
+	if (dp->rx)
+		dp->rx->bufs = malloc((size_t)BATCH * BUFSZ);
+	if (!dp->tx || !dp->rx || !dp->tx->bufs || !dp->rx->bufs) {
 		rc = errf(err, errlen, ENOMEM, "packet buffers%s", "");
 		goto fail;
 	}
@@ -851,12 +1199,17 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 		goto fail;
 	}
 	/* Socket first: a busy port must not leave a TUN device behind even briefly. */
-	if ((rc = udp_open(cfg, err, errlen)) < 0)
+	if ((rc = udp_open(cfg, &dp->off, err, errlen)) < 0)
 		goto fail;
 	dp->udp_fd = rc;
-	if ((rc = tun_open(cfg->tun_name, ifname, err, errlen)) < 0)
+	struct tun_caps caps;
+	if ((rc = tun_open(cfg->tun_name, cfg->offloads, ifname, &caps, err, errlen)) < 0)
 		goto fail;
 	dp->tun_fd = rc;
+	dp->off.tun_vnet_hdr = caps.vnet_hdr;
+	dp->off.tun_tso = caps.tso;
+	if (caps.note[0])
+		note(&dp->off, caps.note, NULL);
 
 	if ((rc = start_thread(&dp->tx_thread, tx_main, dp, "rudder-tx")) != 0) {
 		rc = errf(err, errlen, rc, "start tx thread%s", "");

@@ -3,6 +3,7 @@
 #define RUDDER_DATAPLANE_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,8 @@ enum dp_counter {
 	DP_SOCKET_ERRORS,
 	DP_ICMP_SENT,
 	DP_DROP_NOT_IPV4,
+	DP_TX_GSO_PACKETS, /* TCP super-packets read from the TUN and segmented */
+	DP_RX_GRO_PACKETS, /* coalesced super-packets written to the TUN */
 	DP_NCOUNTERS
 };
 
@@ -40,6 +43,17 @@ struct dp_config {
 	uint8_t local_prefix;
 	uint32_t icmp_source;
 	uint32_t mtu;
+	bool offloads; /* try TUN TSO/checksum offload, UDP GSO and UDP GRO (each falls back if refused) */
+};
+
+/* What dp_open got from the kernel, for the backend to log. */
+struct dp_offloads {
+	bool requested;
+	bool tun_vnet_hdr; /* TUN reads/writes carry a virtio_net_hdr: coalesced writes possible */
+	bool tun_tso;      /* the TUN hands over TCP super-packets, segmented here */
+	bool udp_gso;      /* UDP_SEGMENT: one sendmsg carries many datagrams */
+	bool udp_gro;      /* UDP_GRO: one recvmsg returns many datagrams */
+	char note[256];    /* why something requested is off, else empty */
 };
 
 struct dp_route {
@@ -59,6 +73,9 @@ struct dp;
  */
 int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp **out, char *ifname,
 	    char *err, size_t errlen);
+
+/* The offloads in use (fixed at open). */
+void dp_get_offloads(const struct dp *dp, struct dp_offloads *out);
 
 /* Replaces the route table (single writer at a time); traffic keeps flowing. */
 int dp_set_routes(struct dp *dp, const struct dp_route *routes, size_t n, char *err, size_t errlen);

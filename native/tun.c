@@ -2,7 +2,16 @@
  * TUN device creation. Threads and locking: none; tun_open runs on the
  * caller's thread (the JS thread, through dp_open) and only touches the fd it
  * creates. Addresses, MTU and routes are the backend's business (rtnetlink),
- * so this file stops at TUNSETIFF plus one sysctl the data plane relies on.
+ * so this file stops at TUNSETIFF, the offload ioctls plus one sysctl the
+ * data plane relies on.
+ *
+ * Offloads: with `offloads`, the device is created with IFF_VNET_HDR (every
+ * read and write starts with a struct virtio_net_hdr) and TUNSETOFFLOAD
+ * asks for TCP super-packets (TSO4/TSO6, with ECN) and partial checksums.
+ * Each step falls back when the kernel refuses it: no IFF_VNET_HDR means a
+ * plain TUN; a refused TUNSETOFFLOAD keeps the header (the data plane can
+ * still write coalesced packets) without TSO. What was granted and why not
+ * goes back in struct tun_caps.
  */
 #define _GNU_SOURCE
 #include "tun.h"
@@ -11,6 +20,7 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <linux/virtio_net.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -43,8 +53,9 @@ static void enable_accept_local(const char *ifname)
 	close(fd);
 }
 
-int tun_open(const char *name, char *ifname, char *err, size_t errlen)
+int tun_open(const char *name, bool offloads, char *ifname, struct tun_caps *caps, char *err, size_t errlen)
 {
+	memset(caps, 0, sizeof *caps);
 	size_t len = strlen(name);
 	if (len == 0 || len >= IFNAMSIZ || strchr(name, '/') != NULL || strchr(name, '%') != NULL) {
 		snprintf(err, errlen, "TUN name '%s' is invalid (1..%d characters, no '/' or '%%')", name,
@@ -57,12 +68,34 @@ int tun_open(const char *name, char *ifname, char *err, size_t errlen)
 
 	struct ifreq ifr;
 	memset(&ifr, 0, sizeof ifr);
-	ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+	ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (offloads ? IFF_VNET_HDR : 0);
 	memcpy(ifr.ifr_name, name, len);
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+	int rc = ioctl(fd, TUNSETIFF, &ifr);
+	if (rc < 0 && offloads && errno == EINVAL) {
+		snprintf(caps->note, sizeof caps->note, "TUNSETIFF with IFF_VNET_HDR: %s", strerror(errno));
+		ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+		rc = ioctl(fd, TUNSETIFF, &ifr);
+	} else if (rc == 0 && offloads) {
+		caps->vnet_hdr = true;
+	}
+	if (rc < 0) {
 		int e = errno;
 		close(fd);
 		return fail(err, errlen, e, "TUNSETIFF", name);
+	}
+	if (caps->vnet_hdr) {
+		int sz = sizeof(struct virtio_net_hdr);
+		unsigned long want = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+		if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0) {
+			snprintf(caps->note, sizeof caps->note, "TUNSETVNETHDRSZ %d: %s", sz, strerror(errno));
+		} else if (ioctl(fd, TUNSETOFFLOAD, want) == 0) {
+			caps->tso = true;
+		} else {
+			snprintf(caps->note, sizeof caps->note, "TUNSETOFFLOAD CSUM|TSO4|TSO6|TSO_ECN: %s", strerror(errno));
+			if (ioctl(fd, TUNSETOFFLOAD, 0UL) < 0) {
+				/* The header stays; the kernel simply sends nothing offloaded. */
+			}
+		}
 	}
 	memcpy(ifname, ifr.ifr_name, IFNAMSIZ);
 	ifname[IFNAMSIZ - 1] = '\0';

@@ -2,13 +2,22 @@
 #ifndef RUDDER_TUN_H
 #define RUDDER_TUN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+struct tun_caps {
+	bool vnet_hdr; /* reads and writes carry a struct virtio_net_hdr first */
+	bool tso;      /* TUNSETOFFLOAD granted: reads may be TCP super-packets, partial checksums */
+	char note[128]; /* why an offload asked for is off, else empty */
+};
+
 /*
- * Creates (or attaches to) the TUN device `name` with IFF_TUN|IFF_NO_PI and
+ * Creates (or attaches to) the TUN device `name` with IFF_TUN|IFF_NO_PI (and,
+ * with `offloads`, IFF_VNET_HDR + TUNSETOFFLOAD where the kernel allows) and
  * returns a non-blocking, close-on-exec fd, or -errno with a description in
- * `err`. The kernel's chosen name is copied to `ifname` (IFNAMSIZ bytes).
+ * `err`. The kernel's chosen name is copied to `ifname` (IFNAMSIZ bytes);
+ * what was granted to `caps`.
  */
-int tun_open(const char *name, char *ifname, char *err, size_t errlen);
+int tun_open(const char *name, bool offloads, char *ifname, struct tun_caps *caps, char *err, size_t errlen);
 
 #endif

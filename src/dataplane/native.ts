@@ -8,7 +8,7 @@
  */
 import * as path from 'node:path';
 import { RudderError } from '../errors';
-import type { DataPlane, DataPlaneCounters, DataPlaneOptions, DataPlaneRoute } from './types';
+import type { DataPlane, DataPlaneCounters, DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute } from './types';
 
 /** Opaque handle owned by the addon (an N-API External). */
 interface RawHandle {
@@ -24,6 +24,7 @@ interface RawOpenOptions {
   localPrefix: number;
   icmpSource: number;
   mtu: number;
+  offloads: boolean;
 }
 
 interface RawOpenResult {
@@ -32,6 +33,8 @@ interface RawOpenResult {
   counters: ArrayBuffer;
   /** Device name the kernel gave the TUN. */
   ifname: string;
+  /** What the kernel granted (checked by isOffloads before use). */
+  offloads: unknown;
 }
 
 /** The raw shape of rudder_native.node. */
@@ -48,11 +51,16 @@ interface RawAddon {
 export interface NativeDataPlaneCounters extends DataPlaneCounters {
   /** Non-IPv4 packets read from the TUN (e.g. IPv6 router solicitations), dropped. */
   dropNotIPv4: number;
+  /** TCP super-packets read from the TUN and cut into segments (TSO), each counted in txPackets per segment. */
+  txGsoPackets: number;
+  /** Super-packets written to the TUN after coalescing received segments (GRO), counted in rxPackets per segment. */
+  rxGroPackets: number;
 }
 
 export interface NativeDataPlane extends DataPlane {
   /** Name of the TUN device as the kernel created it. */
   readonly ifname: string;
+  readonly offloads: DataPlaneOffloads;
   counters(): NativeDataPlaneCounters;
 }
 
@@ -70,6 +78,8 @@ const COUNTER_KEYS = [
   'socketErrors',
   'icmpSent',
   'dropNotIPv4',
+  'txGsoPackets',
+  'rxGroPackets',
 ] as const satisfies readonly (keyof NativeDataPlaneCounters)[];
 
 type CounterKey = (typeof COUNTER_KEYS)[number];
@@ -143,6 +153,21 @@ function checkInt(what: string, v: unknown, min: number, max: number): number {
 
 const U32_MAX = 0xffffffff;
 
+function isOffloads(v: unknown): v is DataPlaneOffloads {
+  if (typeof v !== 'object' || v === null) return false;
+  const o = v as Record<string, unknown>;
+  return (
+    ['requested', 'tunVnetHdr', 'tso', 'udpGso', 'udpGro'].every((k) => typeof o[k] === 'boolean') && typeof o.note === 'string'
+  );
+}
+
+function checkBool(what: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') {
+    throw new RudderError('E_DATAPLANE', `data plane: ${what} must be a boolean, got ${String(v)}`);
+  }
+  return v;
+}
+
 function toRawOptions(opts: DataPlaneOptions): RawOpenOptions {
   if (typeof opts.tunName !== 'string' || opts.tunName.length === 0 || opts.tunName.length > 15) {
     throw new RudderError('E_DATAPLANE', `data plane: tunName must be 1..15 characters, got ${JSON.stringify(opts.tunName)}`);
@@ -155,6 +180,7 @@ function toRawOptions(opts: DataPlaneOptions): RawOpenOptions {
     localPrefix: checkInt('localSubnet.prefix', opts.localSubnet.prefix, 0, 32),
     icmpSource: checkInt('icmpSource', opts.icmpSource, 0, U32_MAX),
     mtu: checkInt('mtu', opts.mtu, 68, 65535),
+    offloads: checkBool('offloads', opts.offloads ?? true),
   };
 }
 
@@ -170,21 +196,30 @@ function packRoutes(routes: readonly DataPlaneRoute[]): Uint32Array {
 }
 
 /**
- * Creates the TUN device (IFF_TUN|IFF_NO_PI, not configured: the backend sets
- * address, MTU and routes), binds the UDP socket and starts the threads with an
- * empty route table. Throws RudderError E_DATAPLANE (with the errno text).
+ * Creates the TUN device (IFF_TUN|IFF_NO_PI, plus IFF_VNET_HDR and TSO when
+ * offloads are on and granted; not configured: the backend sets address, MTU
+ * and routes), binds the UDP socket and starts the threads with an empty route
+ * table. `offloads` on the result says what the kernel granted. Throws
+ * RudderError E_DATAPLANE (with the errno text).
  */
 export function openDataPlane(opts: DataPlaneOptions): NativeDataPlane {
   const raw = toRawOptions(opts);
   const { addon: a, index } = addon();
   const res = call(`open ${raw.tunName}`, () => a.open(raw));
   const words = new BigUint64Array(res.counters);
+  const rawOff = res.offloads;
+  if (!isOffloads(rawOff)) {
+    call('stop after a bad open result', () => a.stop(res.handle));
+    throw new RudderError('E_DATAPLANE', `native addon at ${ADDON_PATH} returned no offloads description: run ./build to rebuild it`);
+  }
+  const offloads: DataPlaneOffloads = Object.freeze({ ...rawOff });
   let handle: RawHandle | undefined = res.handle;
 
   const read = (key: CounterKey): number => Number(words[index.get(key) ?? -1] ?? 0n);
 
   return {
     ifname: res.ifname,
+    offloads,
     setRoutes(routes: readonly DataPlaneRoute[]): void {
       const flat = packRoutes(routes);
       const h = handle;
@@ -206,6 +241,8 @@ export function openDataPlane(opts: DataPlaneOptions): NativeDataPlane {
         socketErrors: read('socketErrors'),
         icmpSent: read('icmpSent'),
         dropNotIPv4: read('dropNotIPv4'),
+        txGsoPackets: read('txGsoPackets'),
+        rxGroPackets: read('rxGroPackets'),
       };
     },
     stop(): void {

@@ -16,6 +16,30 @@ export interface DataPlaneOptions {
   readonly icmpSource: number;
   /** MTU of the TUN device (used to size buffers and for ICMP frag-needed). */
   readonly mtu: number;
+  /**
+   * Use the kernel's offloads (default true): TUN with a virtio header and
+   * TSO (TCP super-packets segmented in the data plane), UDP GSO to send and
+   * UDP GRO to receive, received TCP segments coalesced into super-packets.
+   * Each falls back on its own when the kernel refuses it; `false` forces
+   * the plain one-packet-per-syscall path.
+   */
+  readonly offloads?: boolean;
+}
+
+/** What the data plane got from the kernel at open (fixed for its lifetime). */
+export interface DataPlaneOffloads {
+  /** `DataPlaneOptions.offloads` as given (default true). */
+  readonly requested: boolean;
+  /** The TUN carries a virtio_net_hdr: received TCP segments are coalesced into super-packets. */
+  readonly tunVnetHdr: boolean;
+  /** TUNSETOFFLOAD granted TSO4/TSO6/CSUM: the TUN hands over TCP super-packets, segmented in C. */
+  readonly tso: boolean;
+  /** UDP_SEGMENT: one sendmsg carries many datagrams to a peer. */
+  readonly udpGso: boolean;
+  /** UDP_GRO: one recvmsg returns many datagrams of a peer. */
+  readonly udpGro: boolean;
+  /** Why something requested is off (kernel errors), empty if nothing is. */
+  readonly note: string;
 }
 
 export interface DataPlaneRoute {
@@ -43,6 +67,8 @@ export interface DataPlaneCounters {
 export interface DataPlane {
   /** Replaces the whole route table atomically; traffic keeps flowing. */
   setRoutes(routes: readonly DataPlaneRoute[]): void;
+  /** Offloads in use (absent from data planes that have none, e.g. test fakes). */
+  readonly offloads?: DataPlaneOffloads;
   /** Reads counters from shared memory (no syscall). */
   counters(): DataPlaneCounters;
   /** Stops the threads and closes the TUN and socket. Idempotent. */

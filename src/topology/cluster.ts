@@ -431,9 +431,16 @@ function repoRoot(): string {
   return path.resolve(__dirname, '..', '..', '..');
 }
 
+/**
+ * The caller's environment without RUDDER_* (flags must come from the test), except
+ * RUDDER_UDP_OFFLOADS: `RUDDER_UDP_OFFLOADS=0 npm test -- e2e` runs the udp daemons
+ * with the data plane's offloads forced off.
+ */
+const PASSED_RUDDER_ENV = new Set(['RUDDER_UDP_OFFLOADS']);
+
 function defaultRudderEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RUDDER_')) env[k] = v;
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RUDDER_') || PASSED_RUDDER_ENV.has(k)) env[k] = v;
   return env;
 }
 

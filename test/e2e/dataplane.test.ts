@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { NativeDataPlaneCounters } from '../../src/dataplane/native';
 import { openDataPlane } from '../../src/dataplane/native';
-import type { DataPlaneOptions, DataPlaneRoute } from '../../src/dataplane/types';
+import type { DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute } from '../../src/dataplane/types';
 import { isRudderError } from '../../src/errors';
 import {
   ChildError,
@@ -36,8 +36,9 @@ type Host = typeof H1 | typeof H2;
 
 const isRoot = process.getuid?.() === 0;
 
-function optsFor(h: Host): DataPlaneOptions {
+function optsFor(h: Host, offloads = true): DataPlaneOptions {
   return {
+    offloads,
     tunName: 'rudder0',
     bindAddress: ip4(h.underlay),
     port: PORT,
@@ -67,12 +68,15 @@ function received(r: RunResult): { sent: number; got: number } {
   return { sent: Number(m[1]), got: Number(m[2]) };
 }
 
-describe('native udp data plane between two namespaced hosts', { skip: !isRoot && 'needs root (network namespaces, TUN)' }, () => {
+/** Every test of the pair of hosts runs twice: offloads on (the default) and forced off. */
+for (const offloads of [true, false]) {
+describe(`native udp data plane between two namespaced hosts (offloads ${offloads ? 'on' : 'off'})`, { skip: !isRoot && 'needs root (network namespaces, TUN)' }, () => {
   let sb: Sandbox;
   let ns1 = '';
   let ns2 = '';
   let h1: DataPlaneChild;
   let h2: DataPlaneChild;
+  const got = new Map<DataPlaneChild, DataPlaneOffloads>();
 
   const counters = (c: DataPlaneChild): Promise<NativeDataPlaneCounters> =>
     c.request<NativeDataPlaneCounters>('counters', { key: 'main' });
@@ -87,8 +91,9 @@ describe('native udp data plane between two namespaced hosts', { skip: !isRoot &
   }
 
   async function startHost(c: DataPlaneChild, ns: string, h: Host, routes: DataPlaneRoute[]): Promise<void> {
-    const r = await c.request<{ ifname: string }>('open', { key: 'main', opts: optsFor(h) });
+    const r = await c.request<{ ifname: string; offloads: DataPlaneOffloads }>('open', { key: 'main', opts: optsFor(h, offloads) });
     assert.equal(r.ifname, 'rudder0');
+    got.set(c, r.offloads);
     await configureTun(ns, h);
     await c.request('setRoutes', { key: 'main', routes });
   }
@@ -140,6 +145,112 @@ describe('native udp data plane between two namespaced hosts', { skip: !isRoot &
       assert.ok(a.rxBytes - b.rxBytes >= 6 * 84, `rxBytes ${b.rxBytes} -> ${a.rxBytes}`);
       assert.equal(a.socketErrors, 0);
       assert.equal(a.tunErrors, 0);
+    }
+  });
+
+  it('reports the offloads it got: all off when forced off, else each on or explained', () => {
+    for (const [name, o] of [
+      ['h1', got.get(h1)],
+      ['h2', got.get(h2)],
+    ] as const) {
+      assert.ok(o, `${name} reported no offloads`);
+      assert.equal(o.requested, offloads);
+      if (!offloads) {
+        assert.deepEqual(o, { requested: false, tunVnetHdr: false, tso: false, udpGso: false, udpGro: false, note: '' });
+      } else {
+        const all = o.tunVnetHdr && o.tso && o.udpGso && o.udpGro;
+        assert.equal(all, o.note === '', `${name}: ${JSON.stringify(o)}`);
+        assert.ok(!o.tso || o.tunVnetHdr, 'TSO without the virtio header');
+      }
+    }
+  });
+
+  it('carries pings of mixed sizes with DF set both ways, every reply intact', async () => {
+    // 1444 = MTU 1472 - 28: the largest that fits unfragmented.
+    for (const size of ['0', '1', '7', '56', '200', '999', '1000', '1400', '1444']) {
+      for (const [ns, to] of [
+        [ns1, H2.subnet],
+        [ns2, H1.subnet],
+      ] as const) {
+        const r = await ping(ns, '-c', '3', '-i', '0.05', '-W', '5', '-s', size, '-M', 'do', '-p', 'a5c3', to);
+        assert.equal(r.code, 0, `size ${size}: ${r.stdout}${r.stderr}`);
+        assert.deepEqual(received(r), { sent: 3, got: 3 }, `size ${size}`);
+        assert.doesNotMatch(r.stdout, /wrong data|DUP!/, `size ${size}`);
+      }
+    }
+  });
+
+  it('iperf3 -P 4 in both directions: TCP flows through, super-packets cut and coalesced when offloads are on', async () => {
+    const port = 5202;
+    const server = spawn('ip', ['netns', 'exec', ns2, 'iperf3', '-s', '-B', H2.subnet, '-p', String(port)], { stdio: 'ignore' });
+    sb.track(server);
+    try {
+      await waitFor('iperf3 to listen', async () => (await run('ip', ['netns', 'exec', ns2, 'ss', '-Hltn', `sport = :${port}`])).stdout.includes(`:${port}`));
+      for (const reverse of [false, true]) {
+        const b1 = await counters(h1);
+        const b2 = await counters(h2);
+        const r = await run('ip', ['netns', 'exec', ns1, 'iperf3', '-c', H2.subnet, '-p', String(port), '-P', '4', '-t', '2', '-J', ...(reverse ? ['-R'] : [])]);
+        const j = JSON.parse(r.stdout) as { error?: string; end?: { sum_received?: { bytes: number }; sum_sent?: { bytes: number } } };
+        assert.equal(j.error, undefined, `iperf3${reverse ? ' -R' : ''}: ${j.error}`);
+        assert.equal(r.code, 0, r.stderr);
+        const rx = j.end?.sum_received?.bytes ?? 0;
+        assert.ok(rx > 1_000_000, `iperf3${reverse ? ' -R' : ''} received ${rx} bytes`);
+        const a1 = await counters(h1);
+        const a2 = await counters(h2);
+        const [sender, sBefore, receiver, rBefore, sOff, rOff] = reverse ? [a2, b2, a1, b1, got.get(h2), got.get(h1)] : [a1, b1, a2, b2, got.get(h1), got.get(h2)];
+        assert.ok(receiver.rxBytes - rBefore.rxBytes >= rx, `data plane delivered ${receiver.rxBytes - rBefore.rxBytes} < ${rx} bytes`);
+        for (const [a, b] of [
+          [a1, b1],
+          [a2, b2],
+        ] as const) {
+          assert.equal(a.tunErrors, b.tunErrors, 'TUN write errors');
+          assert.equal(a.dropMalformed, b.dropMalformed, 'malformed drops');
+          assert.equal(a.dropNotLocal, b.dropNotLocal);
+        }
+        if (sOff?.tso) assert.ok(sender.txGsoPackets > sBefore.txGsoPackets, 'offloads on but no super-packet was segmented');
+        else assert.equal(sender.txGsoPackets, sBefore.txGsoPackets);
+        if (rOff?.tunVnetHdr) assert.ok(receiver.rxGroPackets > rBefore.rxGroPackets, 'offloads on but nothing was coalesced');
+        else assert.equal(receiver.rxGroPackets, rBefore.rxGroPackets);
+      }
+    } finally {
+      stopChild(server);
+    }
+  });
+
+  it('a 1 GB TCP transfer arrives byte for byte (sha256 of both ends)', async () => {
+    const port = 5203;
+    const bytes = 1 << 30;
+    // Own process groups, so that the shell pipelines go with their socat/sha256sum when ended.
+    const recv = spawn('ip', ['netns', 'exec', ns2, 'bash', '-c', `socat -u TCP-LISTEN:${port},bind=${H2.subnet},reuseaddr STDOUT | sha256sum`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    sb.track(recv);
+    const recvOut = collect(recv);
+    try {
+      await waitFor('socat to listen', async () => (await run('ip', ['netns', 'exec', ns2, 'ss', '-Hltn', `sport = :${port}`])).stdout.includes(`:${port}`));
+      const b2 = await counters(h2);
+      const send = await run('ip', [
+        'netns', 'exec', ns1, 'bash', '-c',
+        `set -o pipefail; head -c ${bytes} /dev/urandom | tee >(sha256sum >&2) | socat -u STDIN TCP:${H2.subnet}:${port}`,
+      ]);
+      assert.equal(send.code, 0, `sender: ${send.stderr}`);
+      const r = await recvOut;
+      assert.equal(r.code, 0, `receiver: ${r.stderr}`);
+      const sent = /^([0-9a-f]{64})\s/m.exec(send.stderr)?.[1];
+      const gotSum = /^([0-9a-f]{64})\s/m.exec(r.stdout)?.[1];
+      assert.ok(sent, `no sha256 from the sender: ${send.stderr}`);
+      assert.equal(gotSum, sent, 'sha256 of what arrived differs from what was sent');
+      const a2 = await counters(h2);
+      assert.ok(a2.rxBytes - b2.rxBytes >= bytes, `h2 delivered only ${a2.rxBytes - b2.rxBytes} bytes`);
+    } finally {
+      if (recv.pid !== undefined && recv.exitCode === null) {
+        try {
+          process.kill(-recv.pid, 'SIGKILL'); // the group this test created
+        } catch {
+          // already gone
+        }
+      }
     }
   });
 
@@ -306,10 +417,10 @@ describe('native udp data plane between two namespaced hosts', { skip: !isRoot &
         return true;
       });
     };
-    await expectErr(h1.request('open', { key: 'dup', opts: optsFor(H1) }), /bind UDP 198\.18\.0\.1:8285: .*EADDRINUSE/);
-    await expectErr(h1.request('open', { key: 'dup', opts: { ...optsFor(H1), port: 8286 } }), /TUNSETIFF: .*EBUSY/);
+    await expectErr(h1.request('open', { key: 'dup', opts: optsFor(H1, offloads) }), /bind UDP 198\.18\.0\.1:8285: .*EADDRINUSE/);
+    await expectErr(h1.request('open', { key: 'dup', opts: { ...optsFor(H1, offloads), port: 8286 } }), /TUNSETIFF: .*EBUSY/);
     // A failed open leaves no device behind.
-    await expectErr(h1.request('open', { key: 'dup', opts: { ...optsFor(H1), tunName: 'rdpleak0' } }), /EADDRINUSE/);
+    await expectErr(h1.request('open', { key: 'dup', opts: { ...optsFor(H1, offloads), tunName: 'rdpleak0' } }), /EADDRINUSE/);
     assert.notEqual((await run('ip', ['-n', ns1, 'link', 'show', 'rdpleak0'])).code, 0, 'rdpleak0 was left behind');
     await expectErr(
       h1.request('setRoutes', { key: 'main', routes: [...h1Routes, route(H2.subnet, 24, '198.18.0.5')] }),
@@ -377,6 +488,19 @@ describe('native udp data plane between two namespaced hosts', { skip: !isRoot &
     }
   });
 });
+
+}
+
+function collect(p: ChildProcess): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    let stdout = '';
+    let stderr = '';
+    p.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.once('error', reject);
+    p.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
 
 function stopChild(p: ChildProcess): void {
   if (p.pid !== undefined && p.exitCode === null && p.signalCode === null) {

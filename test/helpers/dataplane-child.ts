@@ -57,7 +57,7 @@ async function handle(req: Request): Promise<unknown> {
       if (planes.has(req.key)) throw new Error(`key ${req.key} already open`);
       const p = openDataPlane(req.opts);
       planes.set(req.key, p);
-      return { ifname: p.ifname };
+      return { ifname: p.ifname, offloads: p.offloads };
     }
     case 'setRoutes':
       plane(req.key).setRoutes(req.routes ?? []);

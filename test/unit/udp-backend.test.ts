@@ -9,7 +9,7 @@ import { validateConfig } from '../../src/config';
 import { isRudderError } from '../../src/errors';
 import { formatCidr, parseCidr, parseIp } from '../../src/ip/ipv4';
 import { memoryLogger } from '../../src/log';
-import type { DataPlane, DataPlaneCounters, DataPlaneOptions, DataPlaneRoute } from '../../src/dataplane/types';
+import type { DataPlane, DataPlaneCounters, DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute } from '../../src/dataplane/types';
 import type { Lease, LeaseEvent } from '../../src/subnet/lease';
 import { RTPROT_RUDDER, type AddrSpec, type LinkInfo, type RouteInfo, type RouteKey, type RouteSpec } from '../../src/netlink';
 import { createUdpBackend, type UdpNetlink } from '../../src/backend/udp';
@@ -41,6 +41,7 @@ class World {
   onCall: ((op: string) => void) | undefined;
   tick: (() => void) | undefined;
   cancelled = 0;
+  offloads: DataPlaneOffloads | undefined;
 
   private step(op: string): void {
     this.calls.push(op);
@@ -53,6 +54,7 @@ class World {
     this.opts = o;
     this.tun = { index: 7, name: o.tunName, mtu: 1500, up: false, kind: 'tun', mac: undefined };
     return {
+      ...(this.offloads !== undefined ? { offloads: this.offloads } : {}),
       setRoutes: (r) => void this.tables.push([...r]),
       counters: () => ({ ...this.counters }),
       stop: () => {
@@ -94,7 +96,7 @@ class World {
   };
 }
 
-function setup(opts: { config?: unknown; portFlag?: number; mtu?: number } = {}) {
+function setup(opts: { config?: unknown; portFlag?: number; mtu?: number; env?: NodeJS.ProcessEnv } = {}) {
   const world = new World();
   const log = memoryLogger(1);
   const ctx: BackendContext = {
@@ -103,7 +105,7 @@ function setup(opts: { config?: unknown; portFlag?: number; mtu?: number } = {})
     log,
     portFlag: opts.portFlag,
   };
-  const backend = createUdpBackend(ctx, { openDataPlane: world.openDataPlane, openNetlink: world.openNetlink, every: world.every });
+  const backend = createUdpBackend(ctx, { openDataPlane: world.openDataPlane, openNetlink: world.openNetlink, every: world.every, env: opts.env ?? {} });
   return { world, log, backend, own: lease('10.0.5.0/24', '198.18.0.1') };
 }
 
@@ -119,6 +121,44 @@ describe('udp backend', () => {
     assert.equal(b.overhead, 28);
   });
 
+  it('offloads: on by default, off with RUDDER_UDP_OFFLOADS=0/false, bad values refused; what the data plane got is logged', async () => {
+    const all = { requested: true, tunVnetHdr: true, tso: true, udpGso: true, udpGro: true, note: '' };
+    const on = setup();
+    on.world.offloads = all;
+    await on.backend.start(on.own, signal());
+    assert.equal(on.world.opts?.offloads, true);
+    assert.ok(on.log.lines.some((l) => /info .*udp data plane offloads on .*tso=true udpGso=true udpGro=true coalesce=true/.test(l)), on.log.lines.join('\n'));
+
+    for (const v of ['0', 'false', 'OFF']) {
+      const off = setup({ env: { RUDDER_UDP_OFFLOADS: v } });
+      off.world.offloads = { requested: false, tunVnetHdr: false, tso: false, udpGso: false, udpGro: false, note: '' };
+      await off.backend.start(off.own, signal());
+      assert.equal(off.world.opts?.offloads, false, v);
+      assert.ok(off.log.lines.some((l) => /udp data plane offloads off .*RUDDER_UDP_OFFLOADS/.test(l)), off.log.lines.join('\n'));
+    }
+    for (const v of ['1', 'true', '']) {
+      const w = setup({ env: { RUDDER_UDP_OFFLOADS: v } });
+      await w.backend.start(w.own, signal());
+      assert.equal(w.world.opts?.offloads, true, v);
+    }
+
+    const partial = setup();
+    partial.world.offloads = { ...all, tso: false, note: 'TUNSETOFFLOAD CSUM|TSO4|TSO6|TSO_ECN: Invalid argument' };
+    await partial.backend.start(partial.own, signal());
+    assert.ok(
+      partial.log.lines.some((l) => /warn .*offloads partly unavailable.*tso=false.*TUNSETOFFLOAD/.test(l)),
+      partial.log.lines.join('\n'),
+    );
+
+    const bad = setup({ env: { RUDDER_UDP_OFFLOADS: 'maybe' } });
+    await assert.rejects(bad.backend.start(bad.own, signal()), (e: unknown) => {
+      assert.ok(isRudderError(e, 'E_BACKEND'));
+      assert.match((e as Error).message, /RUDDER_UDP_OFFLOADS=maybe: expected/);
+      return true;
+    });
+    assert.equal(bad.world.opts, undefined, 'the data plane was opened despite the bad value');
+  });
+
   it('start opens the data plane and configures rudder0 for the own lease', async () => {
     const { world, backend, own } = setup({ config: { Network: '10.0.0.0/16', Backend: { Type: 'udp', Port: 9100 } }, mtu: 1450 });
     const net = await backend.start(own, signal());
@@ -130,6 +170,7 @@ describe('udp backend', () => {
       localSubnet: cidr('10.0.5.0/24'),
       icmpSource: ip('10.0.5.0'),
       mtu: 1422,
+      offloads: true,
     });
     assert.ok(world.calls.includes(`ensureAddresses 7 ${ip('10.0.5.0')}/32`));
     assert.ok(world.calls.includes('ensureMtu 7 1422'));

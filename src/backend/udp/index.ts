@@ -24,6 +24,11 @@
  *   logged once and gets no route (its host could not decapsulate our
  *   datagrams). Each batch hands the complete table to the data plane, which
  *   swaps it atomically; unchanged batches are not pushed.
+ * - Offloads: the data plane uses the kernel's TSO on the TUN, UDP GSO/GRO
+ *   and coalescing by default (each falls back on its own if the kernel
+ *   refuses it); what it got is logged at start, with the reason for any
+ *   missing piece. RUDDER_UDP_OFFLOADS=0 (or false) in the daemon's
+ *   environment forces the plain one-packet-per-syscall path.
  * - Failure: start() registers an undo step after each step that succeeded;
  *   an error or an abort runs them in reverse, so no half state survives.
  *   stop() runs the same list: Network route, data plane (removes the TUN and
@@ -56,6 +61,19 @@ export interface UdpDeps {
   openNetlink?: () => UdpNetlink;
   /** Runs `fn` every `ms`; returns a cancel function. Default: an unref'd setInterval. */
   every?: (ms: number, fn: () => void) => () => void;
+  /** Where RUDDER_UDP_OFFLOADS is read (default process.env). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The environment variable that turns the data plane's offloads off ("0"/"false"); on by default. */
+export const OFFLOADS_ENV = 'RUDDER_UDP_OFFLOADS';
+
+/** RUDDER_UDP_OFFLOADS: unset, empty, 1/true/on → true; 0/false/off → false; anything else is an error. */
+export function offloadsFromEnv(env: NodeJS.ProcessEnv): boolean {
+  const v = (env[OFFLOADS_ENV] ?? '').trim().toLowerCase();
+  if (v === '' || v === '1' || v === 'true' || v === 'on') return true;
+  if (v === '0' || v === 'false' || v === 'off') return false;
+  throw new RudderError('E_BACKEND', `udp: ${OFFLOADS_ENV}=${env[OFFLOADS_ENV] ?? ''}: expected 1/true/on or 0/false/off`);
 }
 
 function nativeOpenDataPlane(opts: DataPlaneOptions): DataPlane {
@@ -79,6 +97,7 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
   const openDataPlane = deps.openDataPlane ?? nativeOpenDataPlane;
   const openNetlink = deps.openNetlink ?? openRealNetlink;
   const every = deps.every ?? defaultEvery;
+  const env = deps.env ?? process.env;
 
   return {
     type: 'udp',
@@ -92,6 +111,7 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
       if (mtu < 68) {
         throw new RudderError('E_BACKEND', `udp: underlay ${ctx.extIface.name} MTU ${ctx.extIface.mtu} leaves ${mtu} after ${UDP_OVERHEAD} bytes of encapsulation: expected at least 68`);
       }
+      const offloads = offloadsFromEnv(env);
       const steps: Undo[] = [];
       const check = (next: string): void => {
         if (signal.aborted) throw abortError(signal, next);
@@ -122,6 +142,7 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
           localSubnet: { ip: own.subnet.ip, prefix: own.subnet.prefix },
           icmpSource: own.subnet.ip,
           mtu,
+          offloads,
         });
         dp = opened;
         steps.push({ what: 'stop data plane', run: () => opened.stop() });
@@ -161,9 +182,23 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
         route: `${formatCidr(network)} dev ${TUN_NAME}`,
         bind: formatIp(ctx.extIface.address),
       });
+      logOffloads(log, dp as DataPlane, offloads);
       return startedNetwork({ own, dp: dp as DataPlane, steps, log, networkPort, every, mtu });
     },
   };
+}
+
+function logOffloads(log: Logger, dp: DataPlane, requested: boolean): void {
+  const o = dp.offloads;
+  if (o === undefined) return;
+  const fields = { tso: o.tso, udpGso: o.udpGso, udpGro: o.udpGro, coalesce: o.tunVnetHdr };
+  if (!requested) {
+    log.info('udp data plane offloads off', { reason: `${OFFLOADS_ENV} turns them off`, ...fields });
+  } else if (o.tso && o.udpGso && o.udpGro && o.tunVnetHdr) {
+    log.info('udp data plane offloads on', fields);
+  } else {
+    log.warn('udp data plane offloads partly unavailable: falling back where the kernel refused', { ...fields, why: o.note });
+  }
 }
 
 interface Started {
