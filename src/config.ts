@@ -54,7 +54,9 @@ export function parseConfig(text: string): NetworkConfig {
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    throw new RudderError('E_CONFIG', `config: not valid JSON (${(e as Error).message}): expected an object like {"Network":"10.0.0.0/16"}`, { cause: e });
+    // Show what was found (shortened): the operator may be looking at the wrong key or a truncated write.
+    const found = text.length > 80 ? `${text.slice(0, 77)}...` : text;
+    throw new RudderError('E_CONFIG', `config: not valid JSON (${(e as Error).message}): ${JSON.stringify(found)}: expected an object like {"Network":"10.0.0.0/16"}`, { cause: e });
   }
   return validateConfig(raw);
 }
