@@ -417,6 +417,7 @@ const SUBCOMMANDS: ReadonlyArray<readonly [string, string]> = [
   ['leases', 'list the subnet leases in etcd'],
   ['sandbox [--hosts N] [--backend B] [--check]', 'a whole cluster on this machine in network namespaces (root; see rudder sandbox -help)'],
   ['docker-opts [-subnet-file=FILE] [-format=args|env]', 'print dockerd options (--bip, --mtu) for this host\'s subnet file'],
+  ['cni-config [-out DIR] [-watch] [-subnet-file=FILE]', 'write a CNI conflist (bridge, host-local, portmap) for this host\'s subnet; -watch keeps it current'],
   ['version', 'print the version'],
 ];
 

@@ -133,6 +133,10 @@ export async function run(argv: readonly string[]): Promise<number> {
       }
       case 'docker-opts':
         return dockerOpts(rest.slice(1), flags.subnetFile, io);
+      case 'cni-config': {
+        const { cniConfigCommand } = await import('../cni/runner');
+        return await cniConfigCommand(rest.slice(1), flags.subnetFile, io);
+      }
       case 'config':
         switch (sub) {
           case 'check':
@@ -146,7 +150,7 @@ export async function run(argv: readonly string[]): Promise<number> {
             return 2;
         }
       default:
-        io.err(`rudder: unknown command ${JSON.stringify(cmd)}: expected config, leases, sandbox, docker-opts or version (or none, to run the daemon)`);
+        io.err(`rudder: unknown command ${JSON.stringify(cmd)}: expected config, leases, sandbox, docker-opts, cni-config or version (or none, to run the daemon)`);
         io.err('');
         io.err(daemonUsage());
         return 2;
