@@ -150,8 +150,8 @@ function loggedCounter(text: string, name: string): number {
  * (RHEL's default; Ubuntu uses loose). Packets from peers' pods and the data
  * plane's own ICMP errors must pass it.
  */
-async function addHost(c: Cluster): Promise<Host> {
-  const h = await c.addHost();
+async function addHost(c: Cluster, rudderArgs: string[] = []): Promise<Host> {
+  const h = await c.addHost({ rudderArgs });
   await h.ns.sysctl('net.ipv4.conf.all.rp_filter', 1);
   return h;
 }
@@ -349,6 +349,24 @@ describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)
     await waitPingOk(podOf(o), `pod of ${o.name}`, '10.5.0.0');
     const kv = (await c.listSubnets()).find((s) => s.subnet === '10.5.0.0/24');
     assert.ok(kv && !kv.hasLease, 'still a reservation');
+  });
+
+  it('the first subnet by the ordinary allocator: a Network with room for two subnets, two hosts, both ways', async () => {
+    // A second overlay under its own etcd prefix, on the same underlay: 10.6.0.0/23 holds exactly two /24s,
+    // so with two hosts one of them necessarily gets 10.6.0.0/24 from the default range, no reservation.
+    const prefix = '/rudder-e2e-small';
+    await c.putConfig({ Network: '10.6.0.0/23', Backend: { Type: 'udp' } }, prefix);
+    const pair = [await addHost(c, [`-etcd-prefix=${prefix}`]), await addHost(c, [`-etcd-prefix=${prefix}`])];
+    try {
+      const envs = await Promise.all(pair.map(async (h) => (await h.up()).env));
+      assert.deepEqual(envs.map((e) => e.subnet).sort(), ['10.6.0.1/24', '10.6.1.1/24']);
+      assert.deepEqual((await c.listSubnets(prefix)).map((s) => s.subnet).sort(), ['10.6.0.0/24', '10.6.1.0/24']);
+      const routes = (await (pair[0] as Host).exec(['ip', '-4', 'route', 'show', 'dev', 'rudder0'])).stdout;
+      assert.match(routes, /^10\.6\.0\.0\/23 /m, `the Network routed to rudder0: ${routes}`);
+      await waitMesh(pair);
+    } finally {
+      await Promise.all(pair.map((h) => h.stopRudder()));
+    }
   });
 
   it('a datagram to port 8285 from an address that holds no lease is not delivered, and is counted as an unknown-sender drop', async (t) => {
