@@ -56,12 +56,14 @@ export class EtcdRegistry implements Registry {
   private readonly prefix: string;
   private readonly where: string;
   private readonly timeoutMs: number;
+  private readonly tls: boolean;
 
   constructor(opts: EtcdOptions) {
     this.prefix = opts.prefix;
     this.where = `etcd ${opts.endpoints.join(',')}`;
     const timeout = opts.requestTimeoutMs ?? 5000;
     this.timeoutMs = timeout;
+    this.tls = opts.endpoints.some((e) => e.startsWith('https:'));
     const o: IOptions = {
       hosts: [...opts.endpoints],
       dialTimeout: timeout,
@@ -89,7 +91,10 @@ export class EtcdRegistry implements Registry {
   }
 
   private fail(op: string, e: unknown): RudderError {
-    return new RudderError('E_ETCD', `${this.where}: ${op}: ${describeError(e)}`, { cause: e });
+    const m = describeError(e);
+    // gRPC reports a failed TLS handshake as OpenSSL's words ("ssl3_read_bytes", "unable to verify the first certificate").
+    const hint = this.tls && /SSL|certificate|handshake/i.test(m) ? ' (TLS handshake failed: check -etcd-cafile, -etcd-certfile and -etcd-keyfile against the server)' : '';
+    return new RudderError('E_ETCD', `${this.where}: ${op}${hint}: ${m}`, { cause: e });
   }
 
   private async call<T>(op: string, fn: () => Promise<T>): Promise<T> {

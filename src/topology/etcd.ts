@@ -15,6 +15,7 @@
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import * as path from 'node:path';
 import { ManagedProcess, TopologyError, formatCommand, run } from './exec';
 import { Cleanup, type Netns } from './netns';
@@ -44,6 +45,18 @@ export interface EtcdOptions {
   clusterToken?: string;
   /** More etcd flags, e.g. `--auto-compaction-retention=1`. */
   extraArgs?: string[];
+  /**
+   * Serve clients over TLS (https:// client URLs) with this server
+   * certificate; with `clientCA`, clients must present a certificate signed
+   * by it (--client-cert-auth). Health probes then use `probe` as client.
+   */
+  clientTls?: {
+    certFile: string;
+    keyFile: string;
+    clientCA?: string;
+    /** CA, certificate and key the harness's health probe uses. */
+    probe: { caFile: string; certFile?: string; keyFile?: string };
+  };
   /** When to stop waiting for health (generous; not a speed check). */
   giveUpMs?: number;
   /** Don't wait for health in start() (members of a cluster wait for each other). */
@@ -59,9 +72,15 @@ export function cleanEtcdEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-function httpGet(url: string): Promise<{ status: number; body: string }> {
+function httpGet(url: string, tls?: { caFile: string; certFile?: string; keyFile?: string }): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { timeout: 5000 }, (res) => {
+    const opts: https.RequestOptions = { timeout: 5000 };
+    if (tls) {
+      opts.ca = fs.readFileSync(tls.caFile);
+      if (tls.certFile) opts.cert = fs.readFileSync(tls.certFile);
+      if (tls.keyFile) opts.key = fs.readFileSync(tls.keyFile);
+    }
+    const req = (url.startsWith('https:') ? https : http).get(url, opts, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
@@ -118,7 +137,7 @@ export class EtcdServer {
   }
 
   get clientUrl(): string {
-    return `http://${this.host}:${this.clientPort}`;
+    return `${this.opts.clientTls ? 'https' : 'http'}://${this.host}:${this.clientPort}`;
   }
 
   get peerUrl(): string {
@@ -156,7 +175,25 @@ export class EtcdServer {
       `--initial-cluster-token=${this.opts.clusterToken ?? 'rudder-test'}`,
       '--logger=zap',
       '--log-outputs=stderr',
+      ...this.tlsArgs(),
       ...(this.opts.extraArgs ?? []),
+    ];
+  }
+
+  /** etcdctl's flags for the health probe's TLS identity (none without clientTls). */
+  etcdctlTlsArgs(): string[] {
+    const p = this.opts.clientTls?.probe;
+    if (!p) return [];
+    return [`--cacert=${p.caFile}`, ...(p.certFile ? [`--cert=${p.certFile}`] : []), ...(p.keyFile ? [`--key=${p.keyFile}`] : [])];
+  }
+
+  private tlsArgs(): string[] {
+    const t = this.opts.clientTls;
+    if (!t) return [];
+    return [
+      `--cert-file=${t.certFile}`,
+      `--key-file=${t.keyFile}`,
+      ...(t.clientCA ? ['--client-cert-auth', `--trusted-ca-file=${t.clientCA}`] : []),
     ];
   }
 
@@ -180,13 +217,13 @@ export class EtcdServer {
   async healthy(): Promise<boolean> {
     if (this.netns) {
       const r = await run(
-        ['ip', 'netns', 'exec', this.netns.name, 'etcdctl', `--endpoints=${this.clientUrl}`, '--dial-timeout=2s', '--command-timeout=5s', 'endpoint', 'health'],
+        ['ip', 'netns', 'exec', this.netns.name, 'etcdctl', `--endpoints=${this.clientUrl}`, ...this.etcdctlTlsArgs(), '--dial-timeout=2s', '--command-timeout=5s', 'endpoint', 'health'],
         { env: cleanEtcdEnv({ ETCDCTL_API: '3' }), allowFailure: true },
       );
       return r.code === 0;
     }
     try {
-      const r = await httpGet(`${this.clientUrl}/health`);
+      const r = await httpGet(`${this.clientUrl}/health`, this.opts.clientTls?.probe);
       return r.status === 200 && (JSON.parse(r.body) as { health?: unknown }).health === 'true';
     } catch {
       return false;
