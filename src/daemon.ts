@@ -113,7 +113,11 @@ export class Daemon {
       this.lease = lease;
 
       this.state = 'programming';
-      const network = await backend.start(lease, signal);
+      // The others' leases as of now: a restarted daemon keeps the kernel state that still matches them.
+      const current = await this.retrying('list leases', signal, () => registry.listLeases());
+      if (!current) return;
+      const peers = current.records.map((r) => r.lease).filter((l) => !cidrEquals(l.subnet, lease.subnet));
+      const network = await backend.start(lease, signal, peers);
       this.network = network;
       undo.push(() => {
         this.network = null; // no counters read from a stopping data plane

@@ -39,7 +39,14 @@ export interface Backend {
   /** Bytes of encapsulation: the subnet file's MTU is the underlay MTU minus this. */
   readonly overhead: number;
   prepare(signal: AbortSignal): Promise<Record<string, unknown>>;
-  start(own: Lease, signal: AbortSignal): Promise<Network>;
+  /**
+   * Programs the backend for lease `own`. `peers` are the other hosts' leases
+   * known at start: kernel state that already matches them is left in place
+   * (so a restarted daemon does not interrupt traffic the kernel carries);
+   * everything else of Rudder's is removed as stale. The daemon applies the
+   * current leases right after start either way.
+   */
+  start(own: Lease, signal: AbortSignal, peers?: readonly Lease[]): Promise<Network>;
 }
 
 export interface Network {

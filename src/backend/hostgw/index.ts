@@ -15,9 +15,10 @@
  *   route `subnet via PublicIP dev <ext>` in the main table, protocol
  *   RTPROT_RUDDER. Overhead 0: the subnet file's MTU is the underlay MTU.
  * - Stale state: at start, `rudder0` (udp) and `rudder.<n>` VXLAN devices
- *   are deleted and every Rudder-protocol route of the main table is removed
- *   (no peer is known yet; the daemon applies the current leases right after
- *   start).
+ *   are deleted and every Rudder-protocol route of the main table that does
+ *   not belong to a peer lease known at start (`peers`) is removed; matching
+ *   routes are left alone, so a restarted (even SIGKILLed) daemon never
+ *   interrupts traffic.
  * - Reconcile: every RECONCILE_MS (unref'd timer) the Rudder routes are
  *   compared with the peer table and fixed (planRoutes): a route someone
  *   deleted comes back, a foreign one goes. apply() and reconcile run one at
@@ -125,12 +126,14 @@ export function createHostGwBackend(ctx: BackendContext, deps: HostGwDeps = {}):
       return {};
     },
 
-    async start(own: Lease, signal: AbortSignal): Promise<Network> {
+    async start(own: Lease, signal: AbortSignal, peers: readonly Lease[] = []): Promise<Network> {
       const check = (next: string): void => {
         if (signal.aborted) throw new RudderError('E_BACKEND', `host-gw: start aborted before ${next}`, { cause: signal.reason });
       };
       check('opening netlink');
       const kernel = new HostGwKernel(openNetlink(), ext, log);
+      const table = new HostGwPeerTable(own.subnet);
+      table.apply(peers.map((lease) => ({ type: 'added' as const, lease })));
       let addrs: AddrSpec[];
       try {
         check('checking the public IP');
@@ -139,31 +142,32 @@ export function createHostGwBackend(ctx: BackendContext, deps: HostGwDeps = {}):
         check('removing stale devices');
         await kernel.removeForeignDevices();
         check('removing stale routes');
-        const stale = planRoutes([], await kernel.rudderRoutes(), ext.index);
-        await kernel.run(stale);
-        for (const s of stale) log.info('removed stale state', { step: describeStep(s) });
+        // Against the peers known now: matching routes stay (no gap after a restart), the rest go.
+        const plan = planRoutes(table.list().filter((p) => directlyConnected(addrs, p.publicIP)), await kernel.rudderRoutes(), ext.index);
+        await kernel.run(plan);
+        for (const s of plan) log.info(s.kind === 'add-route' ? 'route set' : 'removed stale state', { step: describeStep(s) });
         check('returning the network');
       } catch (e) {
         kernel.close();
         throw e;
       }
       log.info('host-gw backend started', { dev: ext.name, publicIP: formatIp(ext.publicIP), mtu: ext.mtu - HOSTGW_OVERHEAD });
-      return startedNetwork({ own, kernel, addrs, log, every, ext });
+      return startedNetwork({ kernel, addrs, log, every, ext, table });
     },
   };
 }
 
 interface Started {
-  readonly own: Lease;
   readonly kernel: HostGwKernel;
   readonly addrs: AddrSpec[];
   readonly log: Logger;
   readonly every: (ms: number, fn: () => void) => () => void;
   readonly ext: ExternalInterface;
+  /** Peers known at start (routes already set). */
+  readonly table: HostGwPeerTable;
 }
 
-function startedNetwork({ own, kernel, addrs: initialAddrs, log, every, ext }: Started): Network {
-  const table = new HostGwPeerTable(own.subnet);
+function startedNetwork({ kernel, addrs: initialAddrs, log, every, ext, table }: Started): Network {
   let addrs = initialAddrs;
   /** Peers reported as not directly reachable (key → PublicIP), so each is logged once. */
   const unreachable = new Map<string, number>();

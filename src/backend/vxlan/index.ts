@@ -22,8 +22,9 @@
  *   changed lease is a removal plus an addition.
  * - Stale state: at start, devices of other backends or VNIs (`rudder0`,
  *   other `rudder.<n>` VXLAN devices) are deleted, and every Rudder-protocol
- *   route and every neighbor/FDB entry on our device is removed (no peer is
- *   known yet; the daemon applies the current leases right after start).
+ *   route and every neighbor/FDB entry on our device that does not belong to
+ *   a peer lease known at start (`peers`) is removed; what matches is left
+ *   alone, so a restarted (even SIGKILLed) daemon never interrupts traffic.
  * - Reconcile: every RECONCILE_MS (unref'd timer) the device is ensured
  *   (re-created if deleted: all peers re-programmed), then the kernel's
  *   routes/neighbors/FDB are compared with the peer table and fixed in one
@@ -175,7 +176,7 @@ export function createVxlanBackend(ctx: BackendContext, deps: VxlanDeps = {}): B
       return { VtepMAC: mac };
     },
 
-    async start(own: Lease, signal: AbortSignal): Promise<Network> {
+    async start(own: Lease, signal: AbortSignal, peers: readonly Lease[] = []): Promise<Network> {
       if (mtu < 68) {
         throw new RudderError('E_BACKEND', `vxlan: underlay ${ctx.extIface.name} MTU ${ctx.extIface.mtu} leaves ${mtu} after ${VXLAN_OVERHEAD} bytes of encapsulation: expected at least 68`);
       }
@@ -184,6 +185,10 @@ export function createVxlanBackend(ctx: BackendContext, deps: VxlanDeps = {}): B
         if (signal.aborted) throw new RudderError('E_BACKEND', `vxlan: start aborted before ${next}`, { cause: signal.reason });
       };
       let kernel: VxlanKernel;
+      const table = new VxlanPeerTable(own.subnet);
+      const known = table.apply(peers.map((lease) => ({ type: 'added' as const, lease })));
+      for (const l of known.ignored) log.warn('ignoring lease of another backend', { subnet: formatCidr(l.subnet), backend: l.backendType, key: cidrToKey(l.subnet) });
+      for (const l of known.invalid) log.error('ignoring vxlan lease without a valid VtepMAC', { subnet: formatCidr(l.subnet), key: cidrToKey(l.subnet), publicIP: formatIp(l.publicIP), VtepMAC: l.backendData['VtepMAC'] });
       try {
         check('opening netlink');
         const nl = openNetlink();
@@ -198,9 +203,10 @@ export function createVxlanBackend(ctx: BackendContext, deps: VxlanDeps = {}): B
         if (await kernel.ensureDevice()) log.info('device created', { dev: name });
 
         check('removing stale routes, neighbors and FDB entries');
-        const stale = planReconcile([], await kernel.readState(), kernel.devIndex);
-        await kernel.run(stale);
-        for (const s of stale) log.info('removed stale state', { step: describeStep(s) });
+        // Against the peers known now: matching state stays (no gap after a restart), the rest goes.
+        const plan = planReconcile(table.list(), await kernel.readState(), kernel.devIndex);
+        await kernel.run(plan);
+        for (const s of plan) log.info(s.kind.startsWith('del') ? 'removed stale state' : 'programmed peer', { step: describeStep(s) });
         check('returning the network');
       } catch (e) {
         await unwind(steps, log);
@@ -216,22 +222,22 @@ export function createVxlanBackend(ctx: BackendContext, deps: VxlanDeps = {}): B
         local: formatIp(ctx.extIface.address),
         underlay: ctx.extIface.name,
       });
-      return startedNetwork({ own, kernel, steps, log, every, mtu });
+      return startedNetwork({ own, kernel, steps, log, every, mtu, table });
     },
   };
 }
 
 interface Started {
-  readonly own: Lease;
   readonly kernel: VxlanKernel;
   readonly steps: Undo[];
   readonly log: Logger;
   readonly every: (ms: number, fn: () => void) => () => void;
   readonly mtu: number;
+  /** Peers known at start (already programmed). */
+  readonly table: VxlanPeerTable;
 }
 
-function startedNetwork({ own, kernel, steps, log, every, mtu }: Started): Network {
-  const table = new VxlanPeerTable(own.subnet);
+function startedNetwork({ kernel, steps, log, every, mtu, table }: Started): Network {
   let stopping: Promise<void> | undefined;
   // One kernel conversation at a time: apply, reconcile and stop never interleave.
   let queue: Promise<unknown> = Promise.resolve();
