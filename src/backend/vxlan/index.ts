@@ -222,7 +222,7 @@ export function createVxlanBackend(ctx: BackendContext, deps: VxlanDeps = {}): B
         local: formatIp(ctx.extIface.address),
         underlay: ctx.extIface.name,
       });
-      return startedNetwork({ own, kernel, steps, log, every, mtu, table });
+      return startedNetwork({ kernel, steps, log, every, mtu, table });
     },
   };
 }
