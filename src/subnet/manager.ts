@@ -130,7 +130,9 @@ export class SubnetManager {
       if (this.lostKey !== undefined) waitMs = 0;
       else if (this.expiresAt === null) waitMs = 3_600_000;
       else waitMs = Math.max(0, this.expiresAt - this.o.renewMarginMs - Date.now());
-      if (failures > 0) waitMs = Math.min(waitMs, backoffMs(failures, this.o.random));
+      // After a failure the operation is overdue (waitMs is 0): back off, or a renewal due during an
+      // etcd outage would be retried in a tight loop (a flood of attempts and log lines).
+      if (failures > 0) waitMs = backoffMs(failures, this.o.random);
       if (waitMs > 0) await this.sleepOrWake(waitMs, signal);
       if (signal.aborted) return;
       const lost = this.lostKey;
