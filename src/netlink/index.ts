@@ -7,10 +7,12 @@ import * as links from './links';
 import * as addrs from './addrs';
 import * as routes from './routes';
 import * as neigh from './neigh';
+import * as batch from './batch';
 import type { Netlink } from './types';
 
 export * from './types';
 export { KernelError, errnoOf } from './conn';
+export { batchOps, type BatchOps } from './fallback';
 
 export function openNetlink(): Netlink {
   const c = new Conn();
@@ -37,6 +39,12 @@ export function openNetlink(): Netlink {
     listFdb: (index) => neigh.listFdb(c, index),
     ensureFdb: (spec) => neigh.ensureFdb(c, spec),
     deleteFdb: (spec) => neigh.deleteFdb(c, spec),
+    ensureRoutes: (specs) => batch.ensureRoutes(c, specs),
+    deleteRoutes: (keys) => batch.deleteRoutes(c, keys),
+    ensureNeighbors: (specs) => batch.ensureNeighbors(c, specs),
+    deleteNeighbors: (keys) => batch.deleteNeighbors(c, keys),
+    ensureFdbs: (specs) => batch.ensureFdbs(c, specs),
+    deleteFdbs: (specs) => batch.deleteFdbs(c, specs),
     ensureVxlan: (spec) => links.ensureVxlan(c, spec),
     close: () => c.close(),
   };

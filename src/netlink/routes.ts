@@ -17,7 +17,7 @@ import {
 } from './types';
 
 const RTNH_F_ONLINK = 4; // rtm_flags bit; the package has no name for it
-const RTN_UNICAST = 1;
+export const RTN_UNICAST = 1;
 const SCOPES: Record<RouteScope, number> = { universe: 0, link: 253, host: 254 };
 
 type RouteMsg = rt.RouteMessage;
@@ -62,7 +62,9 @@ function describe(k: RouteKey): string {
   return `route ${parts.join(' ')}`;
 }
 
-function normalise(spec: RouteSpec): Required<Omit<RouteSpec, 'gateway'>> & { gateway: number | undefined } {
+export type NormalRoute = Required<Omit<RouteSpec, 'gateway'>> & { gateway: number | undefined };
+
+export function normalise(spec: RouteSpec): NormalRoute {
   return {
     dst: spec.dst,
     oif: spec.oif,
@@ -79,40 +81,50 @@ function sameDst(r: RouteInfo, dst: { ip: number; prefix: number }): boolean {
   return r.dst.ip === dst.ip >>> 0 && r.dst.prefix === dst.prefix;
 }
 
-export async function ensureRoute(c: Conn, spec: RouteSpec): Promise<EnsureResult> {
-  const n = normalise(spec);
-  const all = await listRoutes(c, { table: n.table });
-  const toDst = all.filter((r) => sameDst(r, n.dst) && r.type === RTN_UNICAST);
-  const matches = (r: RouteInfo): boolean =>
+/** The kernel route `r` is exactly what `n` asks for. */
+export function routeMatches(r: RouteInfo, n: NormalRoute): boolean {
+  return (
     r.metric === n.metric &&
     r.oif === n.oif &&
     r.gateway === (n.gateway === undefined ? undefined : n.gateway >>> 0) &&
     r.onlink === n.onlink &&
     r.scope === SCOPES[n.scope] &&
-    r.protocol === n.protocol;
+    r.protocol === n.protocol
+  );
+}
+
+/** RTM_NEWROUTE with NLM_F_CREATE|NLM_F_REPLACE (replaces the route with the same dst/table/metric). */
+export async function newRouteRequest(c: Conn, n: NormalRoute): Promise<void> {
+  await c.call('replace', describe(n), (s: RtNetlinkSocket) =>
+    s.newRoute(
+      {
+        family: AF_INET,
+        dstLen: n.dst.prefix,
+        table: n.table < 256 ? n.table : 0,
+        protocol: n.protocol,
+        scope: SCOPES[n.scope],
+        type: RTN_UNICAST,
+        flags: n.onlink ? { __unknown: RTNH_F_ONLINK } : {},
+      },
+      {
+        dst: ipToBuf(n.dst.ip),
+        oif: n.oif,
+        ...(n.gateway !== undefined ? { gateway: ipToBuf(n.gateway) } : {}),
+        ...(n.metric ? { priority: n.metric } : {}),
+        ...(n.table >= 256 ? { table: n.table } : {}),
+      },
+      { flags: CREATE_REPLACE },
+    ),
+  );
+}
+
+export async function ensureRoute(c: Conn, spec: RouteSpec): Promise<EnsureResult> {
+  const n = normalise(spec);
+  const all = await listRoutes(c, { table: n.table });
+  const toDst = all.filter((r) => sameDst(r, n.dst) && r.type === RTN_UNICAST);
   let changed = false;
-  if (!toDst.some(matches)) {
-    await c.call('replace', describe(n), (s: RtNetlinkSocket) =>
-      s.newRoute(
-        {
-          family: AF_INET,
-          dstLen: n.dst.prefix,
-          table: n.table < 256 ? n.table : 0,
-          protocol: n.protocol,
-          scope: SCOPES[n.scope],
-          type: RTN_UNICAST,
-          flags: n.onlink ? { __unknown: RTNH_F_ONLINK } : {},
-        },
-        {
-          dst: ipToBuf(n.dst.ip),
-          oif: n.oif,
-          ...(n.gateway !== undefined ? { gateway: ipToBuf(n.gateway) } : {}),
-          ...(n.metric ? { priority: n.metric } : {}),
-          ...(n.table >= 256 ? { table: n.table } : {}),
-        },
-        { flags: CREATE_REPLACE },
-      ),
-    );
+  if (!toDst.some((r) => routeMatches(r, n))) {
+    await newRouteRequest(c, n);
     changed = true;
   }
   // REPLACE only overwrites the route with the same metric; a copy Rudder made

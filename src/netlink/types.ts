@@ -129,6 +129,17 @@ export interface EnsureResult {
   readonly changed: boolean;
 }
 
+/** One item of a batch operation: whether it changed the kernel, or why it failed. */
+export interface BatchResult {
+  readonly changed: boolean;
+  readonly error?: Error;
+}
+
+export interface NeighborKey {
+  readonly index: number;
+  readonly ip: number;
+}
+
 export interface AddressesResult extends EnsureResult {
   readonly added: readonly AddrSpec[];
   readonly removed: readonly AddrSpec[];
@@ -172,6 +183,18 @@ export interface Netlink {
   /** Permanent forwarding entry mac → remote dst on a VXLAN link. */
   ensureFdb(spec: FdbSpec): Promise<EnsureResult>;
   deleteFdb(spec: FdbSpec): Promise<boolean>;
+
+  // Batches: one dump per call, requests pipelined on the socket; one result per item, in order.
+  /** ensureRoute for many routes. */
+  ensureRoutes(specs: readonly RouteSpec[]): Promise<BatchResult[]>;
+  /** deleteRoute for many routes (changed = it existed). */
+  deleteRoutes(keys: readonly RouteKey[]): Promise<BatchResult[]>;
+  /** ensureNeighbor for many entries. */
+  ensureNeighbors(specs: readonly NeighborSpec[]): Promise<BatchResult[]>;
+  deleteNeighbors(keys: readonly NeighborKey[]): Promise<BatchResult[]>;
+  /** ensureFdb for many entries (one remote per MAC). */
+  ensureFdbs(specs: readonly FdbSpec[]): Promise<BatchResult[]>;
+  deleteFdbs(specs: readonly FdbSpec[]): Promise<BatchResult[]>;
 
   /** Creates the VXLAN link, or recreates it if an existing one has other parameters. */
   ensureVxlan(spec: VxlanSpec): Promise<LinkInfo & EnsureResult>;

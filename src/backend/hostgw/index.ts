@@ -31,7 +31,7 @@ import { RudderError, describeError } from '../../errors';
 import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
 import type { Logger } from '../../log';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
-import { openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type AddrSpec, type Netlink } from '../../netlink';
+import { batchOps, openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type AddrSpec, type BatchOps, type Netlink } from '../../netlink';
 import { defaultEvery, removeForeignDevices } from '../common';
 import type { Backend, BackendContext, ExternalInterface, Network } from '../types';
 import { HostGwPeerTable, addStep, delStep, describePeer, describeStep, directlyConnected, planRoutes, type HostGwPeer, type HostGwStep } from './routes';
@@ -41,8 +41,12 @@ export { HostGwPeerTable, directlyConnected, planRoutes, type HostGwPeer, type H
 export const HOSTGW_OVERHEAD = 0;
 export const RECONCILE_MS = 3_000;
 
-/** The part of the netlink facade this backend uses (small, so tests can fake it). */
-export type HostGwNetlink = Pick<Netlink, 'listLinks' | 'deleteLink' | 'listAddresses' | 'listRoutes' | 'ensureRoute' | 'deleteRoute' | 'close'>;
+/**
+ * The part of the netlink facade this backend uses (small, so tests can fake
+ * it). The batch forms are used when present (the real facade: one dump, and
+ * requests pipelined on the socket); a fake may offer only the single ones.
+ */
+export type HostGwNetlink = Pick<Netlink, 'listLinks' | 'deleteLink' | 'listAddresses' | 'listRoutes' | 'ensureRoute' | 'deleteRoute' | 'close'> & Partial<Pick<BatchOps, 'ensureRoutes' | 'deleteRoutes'>>;
 
 export interface HostGwDeps {
   openNetlink?: () => HostGwNetlink;
@@ -70,29 +74,42 @@ class HostGwKernel {
     return this.nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN });
   }
 
+  /**
+   * Runs every step: all deletions as one batch, then all additions as one
+   * (one route dump, requests pipelined). Returns one error per failed step,
+   * naming it; the other steps are done regardless.
+   */
+  async runAll(steps: readonly HostGwStep[]): Promise<RudderError[]> {
+    const b = batchOps(this.nl);
+    const dels = steps.filter((s): s is Extract<HostGwStep, { kind: 'del-route' }> => s.kind === 'del-route');
+    const adds = steps.filter((s): s is Extract<HostGwStep, { kind: 'add-route' }> => s.kind === 'add-route');
+    const errors: RudderError[] = [];
+    const fail = (s: HostGwStep, e: unknown): void => {
+      errors.push(new RudderError('E_BACKEND', `host-gw: ${describeStep(s)} dev ${this.ext.name} failed`, { cause: e }));
+    };
+    const dr = await b.deleteRoutes(
+      dels.map((s) => ({ dst: s.dst, table: s.table, metric: s.metric, ...(s.oif !== undefined ? { oif: s.oif } : {}), ...(s.gateway !== undefined ? { gateway: s.gateway } : {}) })),
+    );
+    dr.forEach((r, i) => r.error && fail(dels[i] as HostGwStep, r.error));
+    const ar = await b.ensureRoutes(adds.map((s) => ({ dst: s.dst, oif: this.ext.index, gateway: s.via, protocol: RTPROT_RUDDER, table: TABLE_MAIN })));
+    ar.forEach((r, i) => r.error && fail(adds[i] as HostGwStep, r.error));
+    return errors;
+  }
+
+  /** runAll, then throws the first failure (with how many there were). */
   async run(steps: readonly HostGwStep[]): Promise<void> {
-    for (const s of steps) {
-      try {
-        if (s.kind === 'add-route') {
-          await this.nl.ensureRoute({ dst: s.dst, oif: this.ext.index, gateway: s.via, protocol: RTPROT_RUDDER, table: TABLE_MAIN });
-        } else {
-          await this.nl.deleteRoute({
-            dst: s.dst,
-            table: s.table,
-            metric: s.metric,
-            ...(s.oif !== undefined ? { oif: s.oif } : {}),
-            ...(s.gateway !== undefined ? { gateway: s.gateway } : {}),
-          });
-        }
-      } catch (e) {
-        throw new RudderError('E_BACKEND', `host-gw: ${describeStep(s)} dev ${this.ext.name} failed`, { cause: e });
-      }
-    }
+    throwFirst(await this.runAll(steps), 'route change(s) failed');
   }
 
   close(): void {
     this.nl.close();
   }
+}
+
+function throwFirst(errors: readonly RudderError[], what: string): void {
+  if (errors.length === 0) return;
+  if (errors.length === 1) throw errors[0];
+  throw new RudderError('E_BACKEND', `host-gw: ${errors.length} ${what}; first: ${describeError(errors[0])}`, { cause: errors[0] });
 }
 
 /** host-gw cannot work behind NAT: the PublicIP must be an address of the external interface. */
@@ -229,23 +246,12 @@ function startedNetwork({ kernel, addrs: initialAddrs, log, every, ext, table }:
       return serial(async () => {
         const ch = table.apply(events);
         for (const l of ch.ignored) log.warn('ignoring lease of another backend', { subnet: formatCidr(l.subnet), backend: l.backendType, key: cidrToKey(l.subnet) });
-        const errors: unknown[] = [];
-        for (const p of ch.removed) {
-          unreachable.delete(p.key);
-          try {
-            await kernel.run([delStep(p, ext.index)]);
-            log.debug('route removed', { route: describePeer(p) });
-          } catch (e) {
-            errors.push(e);
-          }
-        }
-        for (const p of reachable(ch.added)) {
-          try {
-            await kernel.run([addStep(p)]);
-            log.debug('route set', { route: describePeer(p) });
-          } catch (e) {
-            errors.push(e);
-          }
+        for (const p of ch.removed) unreachable.delete(p.key);
+        const reach = reachable(ch.added);
+        const errors = await kernel.runAll([...ch.removed.map((p) => delStep(p, ext.index)), ...reach.map(addStep)]);
+        if (log.verbosity >= 1) {
+          for (const p of ch.removed) log.debug('route removed', { route: describePeer(p) });
+          for (const p of reach) log.debug('route set', { route: describePeer(p) });
         }
         if (errors.length > 0) {
           throw new RudderError('E_BACKEND', `host-gw: ${errors.length} route change(s) failed (the next reconcile retries): ${describeError(errors[0])}`, { cause: errors[0] });
@@ -256,15 +262,8 @@ function startedNetwork({ kernel, addrs: initialAddrs, log, every, ext, table }:
       stopping ??= (async () => {
         cancelReconcile();
         await queue;
-        const errors: unknown[] = [];
-        for (const p of table.list().reverse()) {
-          try {
-            await kernel.run([delStep(p, ext.index)]);
-          } catch (e) {
-            log.warn('host-gw: removing a route failed', { error: describeError(e) });
-            errors.push(e);
-          }
-        }
+        const errors = await kernel.runAll(table.list().reverse().map((p) => delStep(p, ext.index)));
+        for (const e of errors) log.warn('host-gw: removing a route failed', { error: describeError(e) });
         kernel.close();
         if (errors.length > 0) {
           throw new RudderError('E_BACKEND', `host-gw: stop left ${errors.length} route(s) behind: ${describeError(errors[0])}`, { cause: errors[0] });

@@ -41,12 +41,14 @@ export class HostGwPeerTable {
   constructor(private readonly own: Cidr) {}
 
   apply(events: readonly LeaseEvent[]): HostGwChange {
-    const before = new Map(this.peers);
+    // Only the keys this batch touches (their state before it): O(batch), not O(peers).
+    const before = new Map<string, HostGwPeer | undefined>();
     const ignored: Lease[] = [];
     for (const ev of events) {
       const l = ev.lease;
       const key = cidrToKey(l.subnet);
       if (cidrEquals(l.subnet, this.own)) continue;
+      if (!before.has(key)) before.set(key, this.peers.get(key));
       if (ev.type === 'removed') {
         this.peers.delete(key);
         this.warned.delete(key);
@@ -65,11 +67,8 @@ export class HostGwPeerTable {
     const added: HostGwPeer[] = [];
     for (const [k, old] of before) {
       const now = this.peers.get(k);
-      if (now === undefined || now.publicIP !== old.publicIP) removed.push(old);
-    }
-    for (const [k, now] of this.peers) {
-      const old = before.get(k);
-      if (old === undefined || old.publicIP !== now.publicIP) added.push(now);
+      if (old !== undefined && (now === undefined || old.publicIP !== now.publicIP)) removed.push(old);
+      if (now !== undefined && (old === undefined || old.publicIP !== now.publicIP)) added.push(now);
     }
     return { removed, added, ignored };
   }

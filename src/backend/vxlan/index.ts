@@ -38,10 +38,10 @@ import { RudderError, describeError } from '../../errors';
 import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
 import type { Logger } from '../../log';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
-import { openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type VxlanSpec } from '../../netlink';
+import { batchOps, openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type BatchOps, type BatchResult, type Netlink, type VxlanSpec } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
 import { defaultEvery, removeForeignDevices, unwind, type Undo } from '../common';
-import { VxlanPeerTable, changeSteps, describePeer, describeStep, planReconcile, unprogramSteps, vtepMac, type VxlanStep } from './peers';
+import { VxlanPeerTable, changeSteps, describePeer, describeStep, planReconcile, stopSteps, vtepMac, type VxlanStep } from './peers';
 
 export { VxlanPeerTable, vtepMac, leaseMac, planReconcile, programSteps, unprogramSteps, changeSteps, type VxlanPeer, type VxlanStep } from './peers';
 
@@ -72,7 +72,8 @@ export type VxlanNetlink = Pick<
   | 'ensureFdb'
   | 'deleteFdb'
   | 'close'
->;
+> &
+  Partial<BatchOps>;
 
 export interface VxlanDeps {
   openNetlink?: () => VxlanNetlink;
@@ -121,39 +122,62 @@ class VxlanKernel {
     };
   }
 
-  /** Runs steps in order; stops at the first failure (later steps depend on earlier ones). */
-  async run(steps: readonly VxlanStep[]): Promise<void> {
-    for (const s of steps) {
-      try {
-        await this.step(s);
-      } catch (e) {
-        throw new RudderError('E_BACKEND', `vxlan: ${describeStep(s)} on ${this.spec.name} failed`, { cause: e });
-      }
+  /**
+   * Runs every step as a few batches, in the order the plans need: route,
+   * FDB, neighbor deletions, then neighbor, FDB, route additions (each batch:
+   * at most one dump, requests pipelined on the socket). A route is not added
+   * when its peer's neighbor or FDB entry failed (the kernel must never send
+   * into an unresolved next hop). Returns one error per failed or skipped
+   * step; the others are done regardless.
+   */
+  async runAll(steps: readonly VxlanStep[]): Promise<RudderError[]> {
+    const b = batchOps(this.nl);
+    const index = this.devIndex;
+    const errors: RudderError[] = [];
+    const fail = (s: VxlanStep, e: unknown): void => {
+      errors.push(new RudderError('E_BACKEND', `vxlan: ${describeStep(s)} on ${this.spec.name} failed`, { cause: e }));
+    };
+    const of = <K extends VxlanStep['kind']>(kind: K): Array<Extract<VxlanStep, { kind: K }>> => steps.filter((s): s is Extract<VxlanStep, { kind: K }> => s.kind === kind);
+    const check = <T extends VxlanStep>(list: readonly T[], results: readonly BatchResult[], onFail?: (s: T) => void): void => {
+      results.forEach((r, i) => {
+        if (!r.error) return;
+        fail(list[i] as T, r.error);
+        onFail?.(list[i] as T);
+      });
+    };
+    const delRoutes = of('del-route');
+    if (delRoutes.length) {
+      check(delRoutes, await b.deleteRoutes(delRoutes.map((s) => ({ dst: s.dst, table: s.table, metric: s.metric, ...(s.oif !== undefined ? { oif: s.oif } : {}), ...(s.gateway !== undefined ? { gateway: s.gateway } : {}) }))));
     }
+    const delFdb = of('del-fdb');
+    if (delFdb.length) check(delFdb, await b.deleteFdbs(delFdb.map((s) => ({ index, mac: s.mac, dst: s.dst }))));
+    const delNeigh = of('del-neigh');
+    if (delNeigh.length) check(delNeigh, await b.deleteNeighbors(delNeigh.map((s) => ({ index, ip: s.ip }))));
+    const badNeigh = new Set<number>();
+    const macOf = new Map<number, string>();
+    const addNeigh = of('add-neigh');
+    for (const s of addNeigh) macOf.set(s.ip >>> 0, s.mac);
+    if (addNeigh.length) check(addNeigh, await b.ensureNeighbors(addNeigh.map((s) => ({ index, ip: s.ip, mac: s.mac }))), (s) => badNeigh.add(s.ip >>> 0));
+    const badMac = new Set<string>();
+    const addFdb = of('add-fdb');
+    if (addFdb.length) check(addFdb, await b.ensureFdbs(addFdb.map((s) => ({ index, mac: s.mac, dst: s.dst }))), (s) => badMac.add(s.mac));
+    const addRoute: Array<Extract<VxlanStep, { kind: 'add-route' }>> = [];
+    for (const s of of('add-route')) {
+      const mac = macOf.get(s.via >>> 0);
+      if (badNeigh.has(s.via >>> 0) || (mac !== undefined && badMac.has(mac))) fail(s, new Error('not added: its neighbor or FDB entry failed'));
+      else addRoute.push(s);
+    }
+    if (addRoute.length) {
+      check(addRoute, await b.ensureRoutes(addRoute.map((s) => ({ dst: s.dst, oif: index, gateway: s.via, onlink: true, protocol: RTPROT_RUDDER, table: TABLE_MAIN }))));
+    }
+    return errors;
   }
 
-  private async step(s: VxlanStep): Promise<unknown> {
-    const index = this.devIndex;
-    switch (s.kind) {
-      case 'add-neigh':
-        return this.nl.ensureNeighbor({ index, ip: s.ip, mac: s.mac });
-      case 'add-fdb':
-        return this.nl.ensureFdb({ index, mac: s.mac, dst: s.dst });
-      case 'add-route':
-        return this.nl.ensureRoute({ dst: s.dst, oif: index, gateway: s.via, onlink: true, protocol: RTPROT_RUDDER, table: TABLE_MAIN });
-      case 'del-route':
-        return this.nl.deleteRoute({
-          dst: s.dst,
-          table: s.table,
-          metric: s.metric,
-          ...(s.oif !== undefined ? { oif: s.oif } : {}),
-          ...(s.gateway !== undefined ? { gateway: s.gateway } : {}),
-        });
-      case 'del-fdb':
-        return this.nl.deleteFdb({ index, mac: s.mac, dst: s.dst });
-      case 'del-neigh':
-        return this.nl.deleteNeighbor(index, s.ip);
-    }
+  /** runAll, then throws the first failure (with how many there were). */
+  async run(steps: readonly VxlanStep[]): Promise<void> {
+    const errors = await this.runAll(steps);
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) throw new RudderError('E_BACKEND', `vxlan: ${errors.length} steps failed; first: ${describeError(errors[0])}`, { cause: errors[0] });
   }
 }
 
@@ -281,24 +305,10 @@ function startedNetwork({ kernel, steps, log, every, mtu, table }: Started): Net
         for (const l of ch.invalid) {
           log.error('ignoring vxlan lease without a valid VtepMAC', { subnet: formatCidr(l.subnet), key: cidrToKey(l.subnet), publicIP: formatIp(l.publicIP), VtepMAC: l.backendData['VtepMAC'] });
         }
-        const current = table.list();
-        const errors: unknown[] = [];
-        // Per peer, so one failing peer does not keep the others unprogrammed.
-        for (const p of ch.removed) {
-          try {
-            await kernel.run(unprogramSteps(p, kernel.devIndex, current));
-            log.debug('peer removed', { peer: describePeer(p) });
-          } catch (e) {
-            errors.push(e);
-          }
-        }
-        for (const p of ch.added) {
-          try {
-            await kernel.run(changeSteps({ added: [p], removed: [] }, kernel.devIndex, current));
-            log.debug('peer programmed', { peer: describePeer(p) });
-          } catch (e) {
-            errors.push(e);
-          }
+        const errors = await kernel.runAll(changeSteps(ch, kernel.devIndex, table.values()));
+        if (log.verbosity >= 1) {
+          for (const p of ch.removed) log.debug('peer removed', { peer: describePeer(p) });
+          for (const p of ch.added) log.debug('peer programmed', { peer: describePeer(p) });
         }
         if (errors.length > 0) {
           throw new RudderError('E_BACKEND', `vxlan: ${errors.length} peer change(s) failed (the next reconcile retries): ${describeError(errors[0])}`, { cause: errors[0] });
@@ -309,16 +319,8 @@ function startedNetwork({ kernel, steps, log, every, mtu, table }: Started): Net
       stopping ??= (async () => {
         cancelReconcile();
         await queue;
-        const errors: unknown[] = [];
-        const peers = table.list().reverse();
-        for (let i = 0; i < peers.length; i++) {
-          try {
-            await kernel.run(unprogramSteps(peers[i] as (typeof peers)[number], kernel.devIndex, peers.slice(i + 1)));
-          } catch (e) {
-            log.warn('vxlan: removing a peer failed', { error: describeError(e) });
-            errors.push(e);
-          }
-        }
+        const errors: unknown[] = await kernel.runAll(stopSteps(table.list().reverse(), kernel.devIndex));
+        for (const e of errors) log.warn('vxlan: removing a peer failed', { error: describeError(e) });
         errors.push(...(await unwind(steps, log)));
         if (errors.length > 0) {
           throw new RudderError('E_BACKEND', `vxlan: stop left ${errors.length} step(s) undone: ${describeError(errors[0])}`, { cause: errors[0] });

@@ -76,13 +76,15 @@ export class VxlanPeerTable {
   constructor(private readonly own: Cidr) {}
 
   apply(events: readonly LeaseEvent[]): PeerChange {
-    const before = new Map(this.peers);
+    // Only the keys this batch touches (their state before it): O(batch), not O(peers).
+    const before = new Map<string, VxlanPeer | undefined>();
     const ignored: Lease[] = [];
     const invalid: Lease[] = [];
     for (const ev of events) {
       const l = ev.lease;
       const key = cidrToKey(l.subnet);
       if (cidrEquals(l.subnet, this.own)) continue; // never program our own subnet
+      if (!before.has(key)) before.set(key, this.peers.get(key));
       if (ev.type === 'removed') {
         this.peers.delete(key);
         this.warned.delete(key);
@@ -110,13 +112,15 @@ export class VxlanPeerTable {
     const added: VxlanPeer[] = [];
     for (const [k, old] of before) {
       const now = this.peers.get(k);
-      if (now === undefined || !samePeer(old, now)) removed.push(old);
-    }
-    for (const [k, now] of this.peers) {
-      const old = before.get(k);
-      if (old === undefined || !samePeer(old, now)) added.push(now);
+      if (old !== undefined && (now === undefined || !samePeer(old, now))) removed.push(old);
+      if (now !== undefined && (old === undefined || !samePeer(old, now))) added.push(now);
     }
     return { removed, added, ignored, invalid };
+  }
+
+  /** Current peers, unordered (no sort: for lookups). */
+  values(): VxlanPeer[] {
+    return [...this.peers.values()];
   }
 
   /** Current peers, in a stable order (by subnet address). */
@@ -173,6 +177,27 @@ export function unprogramSteps(p: VxlanPeer, devIndex: number, remaining: readon
   return steps;
 }
 
+/** Steps that remove every one of `peers` (stop): routes, then each FDB entry and neighbor once. */
+export function stopSteps(peers: readonly VxlanPeer[], devIndex: number): VxlanStep[] {
+  const fdb = new Set<string>();
+  const neigh = new Set<number>();
+  const routes: VxlanStep[] = [];
+  const rest: VxlanStep[] = [];
+  for (const p of peers) {
+    routes.push({ kind: 'del-route', dst: p.subnet, table: TABLE_MAIN, metric: 0, oif: devIndex, gateway: peerVtepIp(p) });
+    const f = `${p.mac}@${p.publicIP >>> 0}`;
+    if (!fdb.has(f)) {
+      fdb.add(f);
+      rest.push({ kind: 'del-fdb', mac: p.mac, dst: p.publicIP });
+    }
+    if (!neigh.has(peerVtepIp(p) >>> 0)) {
+      neigh.add(peerVtepIp(p) >>> 0);
+      rest.push({ kind: 'del-neigh', ip: peerVtepIp(p) });
+    }
+  }
+  return [...routes, ...rest];
+}
+
 /** Steps for one batch: every removal (reverse order) before any addition. */
 export function changeSteps(ch: Pick<PeerChange, 'added' | 'removed'>, devIndex: number, current: readonly VxlanPeer[]): VxlanStep[] {
   return [...ch.removed.flatMap((p) => unprogramSteps(p, devIndex, current)), ...ch.added.flatMap(programSteps)];
@@ -204,15 +229,18 @@ export function planReconcile(peers: readonly VxlanPeer[], have: VxlanKernelStat
     if (ok) routeOk.add(k);
     else del.push({ kind: 'del-route', dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}), ...(r.gateway !== undefined ? { gateway: r.gateway } : {}) });
   }
+  const wantFdb = new Set(peers.map((p) => `${p.mac}@${p.publicIP >>> 0}`));
+  const byVtep = new Map<number, VxlanPeer>();
+  for (const p of peers) if (!byVtep.has(peerVtepIp(p) >>> 0)) byVtep.set(peerVtepIp(p) >>> 0, p);
   const fdbOk = new Set<string>();
   for (const f of have.fdb) {
     const k = `${f.mac}@${f.dst >>> 0}`;
-    if (peers.some((p) => p.mac === f.mac && p.publicIP === f.dst >>> 0)) fdbOk.add(k);
+    if (wantFdb.has(k)) fdbOk.add(k);
     else del.push({ kind: 'del-fdb', mac: f.mac, dst: f.dst });
   }
   const neighOk = new Set<number>();
   for (const n of have.neighbors) {
-    const p = peers.find((x) => peerVtepIp(x) === n.ip >>> 0);
+    const p = byVtep.get(n.ip >>> 0);
     if (p !== undefined && p.mac === n.mac) neighOk.add(n.ip >>> 0);
     // A wrong MAC for a peer's address is replaced by add-neigh below; anything else goes.
     else if (p === undefined) del.push({ kind: 'del-neigh', ip: n.ip });
