@@ -36,13 +36,27 @@ export class LeaseWatcher {
     private readonly stats: EtcdStats = noStats,
   ) {}
 
+  /**
+   * Hands events to the consumer, one batch at a time. Events that arrive
+   * while a batch is still waiting for its turn join that batch (in order), so
+   * a busy consumer gets fewer, larger batches instead of a growing queue.
+   */
   private deliver(events: LeaseEvent[]): void {
     if (events.length === 0) return;
     applyEvents(this.known, events);
-    this.chain = this.chain.then(() =>
-      this.consumer(events).catch((e) => this.log.error('applying lease events failed', { error: describeError(e) })),
-    );
+    if (this.waiting !== null) {
+      for (const e of events) this.waiting.push(e);
+      return;
+    }
+    const batch = events.slice();
+    this.waiting = batch;
+    this.chain = this.chain.then(() => {
+      this.waiting = null; // from here on, new events form the next batch
+      return this.consumer(batch).catch((e) => this.log.error('applying lease events failed', { error: describeError(e) }));
+    });
   }
+  /** The batch queued behind the one being applied, still open for more events. */
+  private waiting: LeaseEvent[] | null = null;
 
   /** Waits until every delivered batch has been applied. */
   settled(): Promise<void> {
@@ -57,8 +71,10 @@ export class LeaseWatcher {
 
   private onBatch(batch: readonly WatchBatch[]): void {
     const events: LeaseEvent[] = [];
-    // Apply to a scratch view so several changes of one key in one batch diff correctly.
-    const view = new Map(this.known);
+    // Changes of this batch on top of `known` (null: deleted), so several
+    // changes of one key in one batch diff correctly without copying `known`.
+    const view = new Map<string, Lease | null>();
+    const current = (k: string): Lease | undefined => (view.has(k) ? view.get(k) ?? undefined : this.known.get(k));
     for (const b of batch) {
       if (b.kind === 'invalid') {
         this.invalid(b.key, b.reason);
@@ -66,16 +82,17 @@ export class LeaseWatcher {
       }
       if (b.kind === 'delete') {
         const k = cidrToKey(b.subnet);
-        const old = view.get(k);
+        const old = current(k);
         if (old) {
           events.push({ type: 'removed', lease: old });
-          view.delete(k);
+          view.set(k, null);
         }
         continue;
       }
       const l: Lease = b.record.lease;
       const k = cidrToKey(l.subnet);
-      const d = diffLeases(new Map(view.has(k) ? [[k, view.get(k) as Lease]] : []), [l]);
+      const old = current(k);
+      const d = diffLeases(new Map(old ? [[k, old]] : []), [l]);
       events.push(...d);
       view.set(k, l);
     }
