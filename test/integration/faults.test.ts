@@ -83,6 +83,7 @@ describe('faults (integration)', { skip: skipUnlessEtcd }, () => {
     try {
       await waitUntil(() => w.known.size === 5, { what: 'initial list of 5 leases' });
       const before = knownView(w);
+      await w.settled(); // the consumer has been handed the initial list, not just the watcher's view
       const seenBefore = events.length;
 
       proxy.cut();
@@ -137,6 +138,7 @@ describe('faults (integration)', { skip: skipUnlessEtcd }, () => {
     try {
       await waitUntil(() => w.known.size === 3, { what: 'initial list of 3 leases' });
       const start = new Map([...w.known].map(([k, l]) => [k, l]));
+      await w.settled(); // the consumer has been handed the initial list, not just the watcher's view
       const seenBefore = events.length;
 
       proxy.pause();
