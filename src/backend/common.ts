@@ -49,3 +49,59 @@ export async function removeForeignDevices(nl: Pick<Netlink, 'listLinks' | 'dele
     if (await nl.deleteLink(l.index)) log.info('removed stale device', { dev: l.name, kind: l.kind });
   }
 }
+
+/** Runs tasks one at a time in call order, so apply() and reconcile never interleave kernel changes. */
+export interface Serial {
+  run<T>(fn: () => Promise<T>): Promise<T>;
+  /** Resolves when every task queued so far has settled. */
+  idle(): Promise<void>;
+}
+
+export function serial(): Serial {
+  let queue: Promise<unknown> = Promise.resolve();
+  return {
+    run<T>(fn: () => Promise<T>): Promise<T> {
+      const p = queue.then(fn);
+      queue = p.catch(() => undefined);
+      return p;
+    },
+    idle: () => queue.then(() => undefined),
+  };
+}
+
+export interface ReconcileLoop {
+  /** Backend name for messages. */
+  readonly name: string;
+  readonly everyMs: number;
+  readonly every: (ms: number, fn: () => void) => () => void;
+  readonly serial: Serial;
+  readonly log: Logger;
+  /** Compares the kernel with what should be there and repairs the difference. */
+  readonly reconcile: () => Promise<void>;
+  /** True once stop() began: no more rounds are queued. */
+  readonly stopped: () => boolean;
+}
+
+/**
+ * Runs `reconcile` periodically (someone deleted a route or the device; a
+ * link flap took routes with it). A failure is logged once per distinct
+ * message, and its recovery once, so a persistent fault does not flood logs.
+ * Returns the cancel function.
+ */
+export function startReconcileLoop(o: ReconcileLoop): () => void {
+  let lastError = '';
+  return o.every(o.everyMs, () => {
+    if (o.stopped()) return;
+    o.serial.run(o.reconcile).then(
+      () => {
+        if (lastError !== '') o.log.info('reconcile succeeded again');
+        lastError = '';
+      },
+      (e) => {
+        const m = describeError(e);
+        if (m !== lastError) o.log.error(`${o.name}: reconcile failed; retrying`, { error: m });
+        lastError = m;
+      },
+    );
+  });
+}

@@ -32,7 +32,7 @@ import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
 import type { Logger } from '../../log';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
 import { batchOps, openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type AddrSpec, type BatchOps, type Netlink } from '../../netlink';
-import { defaultEvery, removeForeignDevices } from '../common';
+import { defaultEvery, removeForeignDevices, serial, startReconcileLoop } from '../common';
 import type { Backend, BackendContext, ExternalInterface, Network } from '../types';
 import { HostGwPeerTable, addStep, delStep, describePeer, describeStep, directlyConnected, planRoutes, type HostGwPeer, type HostGwStep } from './routes';
 
@@ -189,12 +189,7 @@ function startedNetwork({ kernel, addrs: initialAddrs, log, every, ext, table }:
   /** Peers reported as not directly reachable (key → PublicIP), so each is logged once. */
   const unreachable = new Map<string, number>();
   let stopping: Promise<void> | undefined;
-  let queue: Promise<unknown> = Promise.resolve();
-  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
-    const p = queue.then(fn);
-    queue = p.catch(() => undefined);
-    return p;
-  };
+  const queue = serial();
 
   /** Peers that can get a route; logs the others once. */
   const reachable = (peers: readonly HostGwPeer[]): HostGwPeer[] => {
@@ -216,7 +211,6 @@ function startedNetwork({ kernel, addrs: initialAddrs, log, every, ext, table }:
     return out;
   };
 
-  let lastReconcileError = '';
   const reconcile = async (): Promise<void> => {
     addrs = await kernel.addresses();
     const plan = planRoutes(reachable(table.list()), await kernel.rudderRoutes(), ext.index);
@@ -224,26 +218,21 @@ function startedNetwork({ kernel, addrs: initialAddrs, log, every, ext, table }:
     log.warn('kernel routes drifted; repairing', { steps: plan.map(describeStep).join('; ') });
     await kernel.run(plan);
   };
-  const cancelReconcile = every(RECONCILE_MS, () => {
-    if (stopping !== undefined) return;
-    serial(reconcile).then(
-      () => {
-        if (lastReconcileError !== '') log.info('reconcile succeeded again');
-        lastReconcileError = '';
-      },
-      (e) => {
-        const m = describeError(e);
-        if (m !== lastReconcileError) log.error('host-gw: reconcile failed; retrying', { error: m });
-        lastReconcileError = m;
-      },
-    );
+  const cancelReconcile = startReconcileLoop({
+    name: 'host-gw',
+    everyMs: RECONCILE_MS,
+    every,
+    serial: queue,
+    log,
+    reconcile,
+    stopped: () => stopping !== undefined,
   });
 
   return {
     mtu: ext.mtu - HOSTGW_OVERHEAD,
     apply(events: readonly LeaseEvent[]): Promise<void> {
       if (stopping !== undefined) return Promise.reject(new RudderError('E_BACKEND', 'host-gw: apply after stop'));
-      return serial(async () => {
+      return queue.run(async () => {
         const ch = table.apply(events);
         for (const l of ch.ignored) log.warn('ignoring lease of another backend', { subnet: formatCidr(l.subnet), backend: l.backendType, key: cidrToKey(l.subnet) });
         for (const p of ch.removed) unreachable.delete(p.key);
@@ -261,7 +250,7 @@ function startedNetwork({ kernel, addrs: initialAddrs, log, every, ext, table }:
     stop(): Promise<void> {
       stopping ??= (async () => {
         cancelReconcile();
-        await queue;
+        await queue.idle();
         const errors = await kernel.runAll(table.list().reverse().map((p) => delStep(p, ext.index)));
         for (const e of errors) log.warn('host-gw: removing a route failed', { error: describeError(e) });
         kernel.close();

@@ -40,7 +40,7 @@ import type { Logger } from '../../log';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
 import { batchOps, openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type BatchOps, type BatchResult, type Netlink, type VxlanSpec } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
-import { defaultEvery, removeForeignDevices, unwind, type Undo } from '../common';
+import { defaultEvery, removeForeignDevices, serial, startReconcileLoop, unwind, type Undo } from '../common';
 import { VxlanPeerTable, changeSteps, describePeer, describeStep, planReconcile, stopSteps, vtepMac, type VxlanStep } from './peers';
 
 export { VxlanPeerTable, vtepMac, leaseMac, planReconcile, programSteps, unprogramSteps, changeSteps, type VxlanPeer, type VxlanStep } from './peers';
@@ -264,14 +264,7 @@ interface Started {
 function startedNetwork({ kernel, steps, log, every, mtu, table }: Started): Network {
   let stopping: Promise<void> | undefined;
   // One kernel conversation at a time: apply, reconcile and stop never interleave.
-  let queue: Promise<unknown> = Promise.resolve();
-  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
-    const p = queue.then(fn);
-    queue = p.catch(() => undefined);
-    return p;
-  };
-  let lastReconcileError = '';
-
+  const queue = serial();
   const reconcile = async (): Promise<void> => {
     if (await kernel.ensureDevice()) log.warn('device was missing or changed; re-created it, re-programming every peer', { peers: table.list().length });
     const plan = planReconcile(table.list(), await kernel.readState(), kernel.devIndex);
@@ -280,26 +273,21 @@ function startedNetwork({ kernel, steps, log, every, mtu, table }: Started): Net
     await kernel.run(plan);
   };
 
-  const cancelReconcile = every(RECONCILE_MS, () => {
-    if (stopping !== undefined) return;
-    serial(reconcile).then(
-      () => {
-        if (lastReconcileError !== '') log.info('reconcile succeeded again');
-        lastReconcileError = '';
-      },
-      (e) => {
-        const m = describeError(e);
-        if (m !== lastReconcileError) log.error('vxlan: reconcile failed; retrying', { error: m });
-        lastReconcileError = m;
-      },
-    );
+  const cancelReconcile = startReconcileLoop({
+    name: 'vxlan',
+    everyMs: RECONCILE_MS,
+    every,
+    serial: queue,
+    log,
+    reconcile,
+    stopped: () => stopping !== undefined,
   });
 
   return {
     mtu,
     apply(events: readonly LeaseEvent[]): Promise<void> {
       if (stopping !== undefined) return Promise.reject(new RudderError('E_BACKEND', 'vxlan: apply after stop'));
-      return serial(async () => {
+      return queue.run(async () => {
         const ch = table.apply(events);
         for (const l of ch.ignored) log.warn('ignoring lease of another backend', { subnet: formatCidr(l.subnet), backend: l.backendType, key: cidrToKey(l.subnet) });
         for (const l of ch.invalid) {
@@ -318,7 +306,7 @@ function startedNetwork({ kernel, steps, log, every, mtu, table }: Started): Net
     stop(): Promise<void> {
       stopping ??= (async () => {
         cancelReconcile();
-        await queue;
+        await queue.idle();
         const errors: unknown[] = await kernel.runAll(stopSteps(table.list().reverse(), kernel.devIndex));
         for (const e of errors) log.warn('vxlan: removing a peer failed', { error: describeError(e) });
         errors.push(...(await unwind(steps, log)));
