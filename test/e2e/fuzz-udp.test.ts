@@ -24,6 +24,8 @@ import { Netns, addVethPair, createCluster, type Cluster, type Host, type Pod, t
 import { FUZZ_SENDER, type FuzzSendResult } from '../helpers/bad-input-fuzz-sender';
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { waitUntil } from '../helpers/wait';
+import { parseMetrics } from '../helpers/prometheus';
+import { ipv4Udp } from '../helpers/packets';
 
 const GIVE_UP_MS = 90_000;
 const METRICS_PORT = 9108;
@@ -51,39 +53,9 @@ s.bind((bind_ip, int(bind_port)))
 for _ in range(int(count)): s.sendto(bytes.fromhex(hexdata), (host, int(port)))
 `;
 
-function parseMetrics(text: string): Map<string, number> {
-  const m = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    m.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return m;
-}
-
 const get = (m: Map<string, number>, s: string): number => m.get(s) ?? 0;
 const drop = (m: Map<string, number>, reason: string): number => get(m, `rudder_dataplane_drops_total{reason="${reason}"}`);
 const REASONS = ['unknown_sender', 'malformed', 'ttl', 'not_local'] as const;
-
-/** An IPv4/UDP packet with a valid header checksum (UDP checksum 0: none). */
-function ipv4Udp(src: string, dst: string, dport: number, payload: Buffer): Buffer {
-  const ip = (s: string): Buffer => Buffer.from(s.split('.').map(Number));
-  const h = Buffer.alloc(28);
-  h[0] = 0x45;
-  h.writeUInt16BE(28 + payload.length, 2);
-  h[8] = 64;
-  h[9] = 17;
-  ip(src).copy(h, 12);
-  ip(dst).copy(h, 16);
-  let s = 0;
-  for (let i = 0; i < 20; i += 2) s += h.readUInt16BE(i);
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  h.writeUInt16BE(~s & 0xffff, 10);
-  h.writeUInt16BE(40000, 20);
-  h.writeUInt16BE(dport, 22);
-  h.writeUInt16BE(8 + payload.length, 24);
-  return Buffer.concat([h, payload]);
-}
 
 function leaseCidr(env: SubnetEnv): string {
   const c = parseCidr(env.subnet);

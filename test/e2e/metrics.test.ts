@@ -12,6 +12,8 @@ import { after, before, describe, it } from 'node:test';
 import { createCluster, type Cluster, type Host, type Netns, type Pod } from '../../src/topology';
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { waitUntil } from '../helpers/wait';
+import { parseMetrics } from '../helpers/prometheus';
+import { ipv4Udp } from '../helpers/packets';
 
 const GIVE_UP_MS = 90_000;
 const METRICS_PORT = 9108;
@@ -45,17 +47,6 @@ async function fetchIn(ns: Netns, url: string): Promise<{ status?: number; body?
   return JSON.parse(r.stdout) as { status?: number; body?: string; error?: string };
 }
 
-/** All samples of an exposition text: `name{labels}` → value. */
-function parseMetrics(text: string): Map<string, number> {
-  const m = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    m.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return m;
-}
-
 function sum(m: Map<string, number>, name: string): number {
   let s = 0;
   for (const [k, v] of m) if (k === name || k.startsWith(name + '{')) s += v;
@@ -66,27 +57,6 @@ function val(m: Map<string, number>, series: string): number {
   const v = m.get(series);
   assert.ok(v !== undefined, `series ${series} present; have: ${[...m.keys()].filter((k) => k.startsWith(series.split('{')[0] ?? '')).join(', ')}`);
   return v;
-}
-
-/** An IPv4/UDP packet, as a pod would send it (the inner packet of a datagram). */
-function innerPacket(src: string, dst: string): Buffer {
-  const ip = (s: string): Buffer => Buffer.from(s.split('.').map(Number));
-  const payload = Buffer.from('junk from a namespace that holds no lease');
-  const h = Buffer.alloc(28);
-  h[0] = 0x45;
-  h.writeUInt16BE(28 + payload.length, 2);
-  h[8] = 64;
-  h[9] = 17;
-  ip(src).copy(h, 12);
-  ip(dst).copy(h, 16);
-  let s = 0;
-  for (let i = 0; i < 20; i += 2) s += h.readUInt16BE(i);
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  h.writeUInt16BE(~s & 0xffff, 10);
-  h.writeUInt16BE(40000, 20);
-  h.writeUInt16BE(9, 22);
-  h.writeUInt16BE(8 + payload.length, 24);
-  return Buffer.concat([h, payload]);
 }
 
 describe('metrics endpoint end to end (-metrics-addr)', { skip: skipUnlessRoot || skipUnlessEtcd }, () => {
@@ -177,7 +147,7 @@ describe('metrics endpoint end to end (-metrics-addr)', { skip: skipUnlessRoot |
   it('counts drops of datagrams from a namespace that holds no lease (junk to the udp port)', async () => {
     const before = await scrape();
     const junk = 25;
-    const pkt = innerPacket('10.61.200.9', (h1.pod as Pod).ip);
+    const pkt = ipv4Udp('10.61.200.9', (h1.pod as Pod).ip, 9, Buffer.from('junk from a namespace that holds no lease'));
     await client.exec([process.execPath, '-e', SEND_UDP, h1.underlayIp, String(UDP_PORT), String(junk), pkt.toString('hex')]);
     const afterJunk = await waitUntil(async () => {
       const m = await scrape();

@@ -34,6 +34,7 @@ import {
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/wait';
+import { ipv4Udp } from '../helpers/packets';
 
 const NETWORK = '10.5.0.0/16';
 const CONFIG = { Network: NETWORK, SubnetMin: '10.5.1.0', Backend: { Type: 'udp' } };
@@ -102,29 +103,6 @@ async function sha256(file: string): Promise<string> {
   const h = crypto.createHash('sha256');
   for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
   return h.digest('hex');
-}
-
-/** An IPv4 packet carrying one UDP datagram (what a pod would send), checksummed. */
-function ipv4Udp(src: string, dst: string, dport: number, payload: Buffer): Buffer {
-  const ip = (s: string): Buffer => Buffer.from(s.split('.').map(Number));
-  const udpLen = 8 + payload.length;
-  const h = Buffer.alloc(20);
-  h[0] = 0x45;
-  h.writeUInt16BE(20 + udpLen, 2);
-  h.writeUInt16BE(0x1234, 4);
-  h[8] = 64;
-  h[9] = 17;
-  ip(src).copy(h, 12);
-  ip(dst).copy(h, 16);
-  let sum = 0;
-  for (let i = 0; i < 20; i += 2) sum += h.readUInt16BE(i);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  h.writeUInt16BE(~sum & 0xffff, 10);
-  const u = Buffer.alloc(8);
-  u.writeUInt16BE(40000, 0);
-  u.writeUInt16BE(dport, 2);
-  u.writeUInt16BE(udpLen, 4); // checksum 0: none (allowed for IPv4)
-  return Buffer.concat([h, u, payload]);
 }
 
 /** Log text of the current (last started) run of the daemon on `h`. */
