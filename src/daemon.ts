@@ -15,7 +15,7 @@
  */
 import type { Backend, BackendContext, ExternalInterface, Network } from './backend/types';
 import { NetworkConfig, configToJson, parseConfig } from './config';
-import { RudderError, describeError, isRudderError } from './errors';
+import { describeError, isRudderError } from './errors';
 import { formatCidr, formatIp, cidrEquals } from './ip/ipv4';
 import type { Logger } from './log';
 import { IpMasq, removeLeftoverTable, type NftRunner } from './ipmasq';
@@ -311,9 +311,3 @@ export class Daemon {
     }
   }
 }
-
-export function fatal(e: unknown): boolean {
-  return isRudderError(e) && e.code === 'E_LEASE_LOST';
-}
-
-export { RudderError };
