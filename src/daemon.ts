@@ -157,7 +157,8 @@ export class Daemon {
       const inner = new AbortController();
       const onAbort = (): void => inner.abort();
       signal.addEventListener('abort', onAbort, { once: true });
-      const watching = watcher.run(inner.signal);
+      // The list the backend started from: no second list, and the watch resumes right after it.
+      const watching = watcher.run(inner.signal, current);
       const configWatch = this.watchConfigChanges(config, inner.signal);
 
       this.state = 'ready';

@@ -72,6 +72,7 @@ export function serial(): Serial {
 export interface ReconcileLoop {
   /** Backend name for messages. */
   readonly name: string;
+  /** Period of the timer when there is no `watch` (or subscribing failed). */
   readonly everyMs: number;
   readonly every: (ms: number, fn: () => void) => () => void;
   readonly serial: Serial;
@@ -80,17 +81,35 @@ export interface ReconcileLoop {
   readonly reconcile: () => Promise<void>;
   /** True once stop() began: no more rounds are queued. */
   readonly stopped: () => boolean;
+  /**
+   * Subscribes to kernel change notifications and calls `poke` when the
+   * kernel may have drifted from what the backend programmed; returns the
+   * unsubscribe function. With it, a round runs shortly after a poke, and
+   * the timer is only a slow safety net (SAFETY_NET_MS).
+   */
+  readonly watch?: (poke: (why: string) => void) => () => void;
 }
 
+/** With kernel notifications: the periodic full comparison, in case a notification was missed. */
+export const SAFETY_NET_MS = 30_000;
+/** Pokes within this window share one round (a link flap or a `ip route flush` is many notifications). */
+export const POKE_DEBOUNCE_MS = 100;
+/** After a failed round, the next one comes this soon (a link still coming up, say). */
+export const RETRY_MS = 2_000;
+
 /**
- * Runs `reconcile` periodically (someone deleted a route or the device; a
- * link flap took routes with it). A failure is logged once per distinct
- * message, and its recovery once, so a persistent fault does not flood logs.
+ * Runs `reconcile` when the kernel reports a change that concerns the
+ * backend (someone deleted a route or the device; a link flap took routes
+ * with it), and periodically as a safety net — or, without notifications,
+ * periodically only. A failure is logged once per distinct message, and its
+ * recovery once, so a persistent fault does not flood logs, and retried.
  * Returns the cancel function.
  */
 export function startReconcileLoop(o: ReconcileLoop): () => void {
   let lastError = '';
-  return o.every(o.everyMs, () => {
+  let pending: NodeJS.Timeout | null = null;
+  let retry: NodeJS.Timeout | null = null;
+  const round = (): void => {
     if (o.stopped()) return;
     o.serial.run(o.reconcile).then(
       () => {
@@ -101,7 +120,41 @@ export function startReconcileLoop(o: ReconcileLoop): () => void {
         const m = describeError(e);
         if (m !== lastError) o.log.error(`${o.name}: reconcile failed; retrying`, { error: m });
         lastError = m;
+        if (unwatch !== null && retry === null && !o.stopped()) {
+          retry = setTimeout(() => {
+            retry = null;
+            round();
+          }, RETRY_MS);
+          retry.unref();
+        }
       },
     );
-  });
+  };
+  const poke = (why: string): void => {
+    if (pending !== null || o.stopped()) return;
+    if (o.log.verbosity >= 1) o.log.debug('kernel changed; reconciling', { why });
+    pending = setTimeout(() => {
+      pending = null;
+      round();
+    }, POKE_DEBOUNCE_MS);
+    pending.unref();
+  };
+  let unwatch: (() => void) | null = null;
+  if (o.watch !== undefined) {
+    try {
+      unwatch = o.watch(poke);
+    } catch (e) {
+      o.log.warn(`${o.name}: no kernel change notifications; comparing with the kernel every ${o.everyMs} ms instead`, { error: describeError(e) });
+    }
+  }
+  const cancelTimer = o.every(unwatch !== null ? SAFETY_NET_MS : o.everyMs, round);
+  // Changes between the start's read and the subscription would otherwise wait for the safety net.
+  if (unwatch !== null) poke('subscribed');
+  return () => {
+    cancelTimer();
+    unwatch?.();
+    if (pending !== null) clearTimeout(pending);
+    if (retry !== null) clearTimeout(retry);
+    pending = retry = null;
+  };
 }

@@ -69,6 +69,21 @@ export async function ensureRoutes(c: Conn, specs: readonly RouteSpec[]): Promis
   });
 }
 
+/**
+ * Writes routes without reading the table first: one RTM_NEWROUTE with
+ * NLM_F_CREATE|NLM_F_REPLACE each (idempotent on the kernel's key
+ * dst/table/metric: a matching route is rewritten identically, a wrong one
+ * replaced). For callers that already know what the kernel holds (a plan
+ * made from a dump, or a backend applying a lease event to state it
+ * programmed itself); stale copies at other metrics are the reconcile's.
+ */
+export function setRoutes(c: Conn, specs: readonly RouteSpec[]): Promise<BatchResult[]> {
+  return pipelined(specs, async (s) => {
+    await newRouteRequest(c, normalise(s));
+    return true;
+  });
+}
+
 export function deleteRoutes(c: Conn, keys: readonly RouteKey[]): Promise<BatchResult[]> {
   return pipelined(keys, (k) => deleteRoute(c, k));
 }
@@ -93,6 +108,14 @@ export async function ensureNeighbors(c: Conn, specs: readonly NeighborSpec[]): 
   });
 }
 
+/** Permanent neighbors written without a dump (CREATE|REPLACE): see setRoutes. */
+export function setNeighbors(c: Conn, specs: readonly NeighborSpec[]): Promise<BatchResult[]> {
+  return pipelined(specs, async (s) => {
+    await neighRequest(c, s, s.mac.toLowerCase());
+    return true;
+  });
+}
+
 export function deleteNeighbors(c: Conn, keys: readonly NeighborKey[]): Promise<BatchResult[]> {
   return pipelined(keys, (k) =>
     c.callTolerant('delete', `neighbor ${formatIp(k.ip)} on ${dev(k.index)}`, ['ENOENT', 'ESRCH'], false, async (s) => {
@@ -106,6 +129,28 @@ function fdbDelete(c: Conn, spec: FdbSpec): Promise<boolean> {
   const mac = spec.mac.toLowerCase();
   return c.callTolerant('delete', `fdb ${mac} dst ${formatIp(spec.dst)} on ${dev(spec.index)}`, ['ENOENT', 'ESRCH'], false, async (s) => {
     await s.delNeighbor({ family: AF_BRIDGE, ifindex: spec.index, flags: { self: true } }, { lladdr: macToBuf(mac), dst: ipToBuf(spec.dst) });
+    return true;
+  });
+}
+
+function fdbRequest(c: Conn, s: FdbSpec, mac: string): Promise<unknown> {
+  return c.call('replace', `fdb ${mac} dst ${formatIp(s.dst)} on ${dev(s.index)}`, (sock) =>
+    sock.newNeighbor(
+      { family: AF_BRIDGE, ifindex: s.index, state: { permanent: true }, flags: { self: true } },
+      { lladdr: macToBuf(mac), dst: ipToBuf(s.dst) },
+      { flags: CREATE_REPLACE },
+    ),
+  );
+}
+
+/**
+ * FDB entries written without a dump (CREATE|REPLACE: for a unicast MAC the
+ * VXLAN driver replaces the entry's first remote, so a moved peer's MAC
+ * points at its new address); see setRoutes.
+ */
+export function setFdbs(c: Conn, specs: readonly FdbSpec[]): Promise<BatchResult[]> {
+  return pipelined(specs, async (s) => {
+    await fdbRequest(c, s, s.mac.toLowerCase());
     return true;
   });
 }
@@ -127,13 +172,7 @@ export async function ensureFdbs(c: Conn, specs: readonly FdbSpec[]): Promise<Ba
     const sameMac = byMac.get(`${s.index}|${mac}`) ?? [];
     let changed = false;
     if (!sameMac.some((f) => f.dst === s.dst >>> 0)) {
-      await c.call('replace', `fdb ${mac} dst ${formatIp(s.dst)} on ${dev(s.index)}`, (sock) =>
-        sock.newNeighbor(
-          { family: AF_BRIDGE, ifindex: s.index, state: { permanent: true }, flags: { self: true } },
-          { lladdr: macToBuf(mac), dst: ipToBuf(s.dst) },
-          { flags: CREATE_REPLACE },
-        ),
-      );
+      await fdbRequest(c, s, mac);
       changed = true;
     }
     for (const f of sameMac) if (f.dst !== s.dst >>> 0 && (await fdbDelete(c, f))) changed = true;

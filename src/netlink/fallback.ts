@@ -6,7 +6,7 @@
  */
 import type { BatchResult, FdbSpec, Netlink, NeighborKey, NeighborSpec, RouteKey, RouteSpec } from './types';
 
-export type BatchOps = Pick<Netlink, 'ensureRoutes' | 'deleteRoutes' | 'ensureNeighbors' | 'deleteNeighbors' | 'ensureFdbs' | 'deleteFdbs'>;
+export type BatchOps = Pick<Netlink, 'ensureRoutes' | 'deleteRoutes' | 'ensureNeighbors' | 'deleteNeighbors' | 'ensureFdbs' | 'deleteFdbs' | 'setRoutes' | 'setNeighbors' | 'setFdbs'>;
 
 async function oneByOne<T>(items: readonly T[], fn: (item: T) => Promise<boolean>): Promise<BatchResult[]> {
   const out: BatchResult[] = [];
@@ -26,12 +26,19 @@ export function batchOps(nl: Partial<Netlink>): BatchOps {
     if (typeof f !== 'function') throw new Error(`netlink facade has neither ${String(k)} nor its batch form`);
     return (f as (...a: unknown[]) => unknown).bind(nl) as NonNullable<Netlink[K]>;
   };
+  const ensureRoutes = nl.ensureRoutes?.bind(nl) ?? ((specs: readonly RouteSpec[]) => oneByOne(specs, async (s) => (await need('ensureRoute')(s)).changed));
+  const ensureNeighbors = nl.ensureNeighbors?.bind(nl) ?? ((specs: readonly NeighborSpec[]) => oneByOne(specs, async (s) => (await need('ensureNeighbor')(s)).changed));
+  const ensureFdbs = nl.ensureFdbs?.bind(nl) ?? ((specs: readonly FdbSpec[]) => oneByOne(specs, async (s) => (await need('ensureFdb')(s)).changed));
   return {
-    ensureRoutes: nl.ensureRoutes?.bind(nl) ?? ((specs: readonly RouteSpec[]) => oneByOne(specs, async (s) => (await need('ensureRoute')(s)).changed)),
+    // Without the dump-less forms, the ensure forms (same end state, one read per call).
+    setRoutes: nl.setRoutes?.bind(nl) ?? ensureRoutes,
+    setNeighbors: nl.setNeighbors?.bind(nl) ?? ensureNeighbors,
+    setFdbs: nl.setFdbs?.bind(nl) ?? ensureFdbs,
+    ensureRoutes,
     deleteRoutes: nl.deleteRoutes?.bind(nl) ?? ((keys: readonly RouteKey[]) => oneByOne(keys, (k) => need('deleteRoute')(k))),
-    ensureNeighbors: nl.ensureNeighbors?.bind(nl) ?? ((specs: readonly NeighborSpec[]) => oneByOne(specs, async (s) => (await need('ensureNeighbor')(s)).changed)),
+    ensureNeighbors,
     deleteNeighbors: nl.deleteNeighbors?.bind(nl) ?? ((keys: readonly NeighborKey[]) => oneByOne(keys, (k) => need('deleteNeighbor')(k.index, k.ip))),
-    ensureFdbs: nl.ensureFdbs?.bind(nl) ?? ((specs: readonly FdbSpec[]) => oneByOne(specs, async (s) => (await need('ensureFdb')(s)).changed)),
+    ensureFdbs,
     deleteFdbs: nl.deleteFdbs?.bind(nl) ?? ((specs: readonly FdbSpec[]) => oneByOne(specs, (s) => need('deleteFdb')(s))),
   };
 }

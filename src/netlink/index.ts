@@ -8,6 +8,7 @@ import * as addrs from './addrs';
 import * as routes from './routes';
 import * as neigh from './neigh';
 import * as batch from './batch';
+import { watchKernel } from './monitor';
 import type { Netlink } from './types';
 
 export * from './types';
@@ -45,6 +46,10 @@ export function openNetlink(): Netlink {
     deleteNeighbors: (keys) => batch.deleteNeighbors(c, keys),
     ensureFdbs: (specs) => batch.ensureFdbs(c, specs),
     deleteFdbs: (specs) => batch.deleteFdbs(c, specs),
+    setRoutes: (specs) => batch.setRoutes(c, specs),
+    setNeighbors: (specs) => batch.setNeighbors(c, specs),
+    setFdbs: (specs) => batch.setFdbs(c, specs),
+    watchKernel: (interested, onChange) => watchKernel(interested, onChange),
     ensureVxlan: (spec) => links.ensureVxlan(c, spec),
     close: () => c.close(),
   };

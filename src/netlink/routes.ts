@@ -22,7 +22,7 @@ const SCOPES: Record<RouteScope, number> = { universe: 0, link: 253, host: 254 }
 
 type RouteMsg = rt.RouteMessage;
 
-function toRouteInfo(m: RouteMsg): RouteInfo {
+export function toRouteInfo(m: RouteMsg): RouteInfo {
   const flags = m.data.flags ? rt.formatRouteFlags(m.data.flags) : 0;
   return {
     dst: { ip: bufToIp(m.attrs.dst) ?? 0, prefix: m.data.dstLen ?? 0 },

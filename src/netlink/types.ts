@@ -140,6 +140,14 @@ export interface NeighborKey {
   readonly ip: number;
 }
 
+/** One kernel change notification (see watchKernel). */
+export type KernelChange =
+  | { readonly kind: 'route'; readonly op: 'new' | 'del'; readonly route: RouteInfo }
+  | { readonly kind: 'link' | 'addr'; readonly op: 'new' | 'del'; readonly index: number }
+  | { readonly kind: 'neigh'; readonly op: 'new' | 'del'; readonly index: number; readonly ip: number; readonly mac: string | undefined }
+  | { readonly kind: 'fdb'; readonly op: 'new' | 'del'; readonly index: number; readonly mac: string; readonly dst: number }
+  | { readonly kind: 'lost'; readonly reason: string };
+
 export interface AddressesResult extends EnsureResult {
   readonly added: readonly AddrSpec[];
   readonly removed: readonly AddrSpec[];
@@ -195,6 +203,23 @@ export interface Netlink {
   /** ensureFdb for many entries (one remote per MAC). */
   ensureFdbs(specs: readonly FdbSpec[]): Promise<BatchResult[]>;
   deleteFdbs(specs: readonly FdbSpec[]): Promise<BatchResult[]>;
+
+  // Writes without a read (NLM_F_CREATE|NLM_F_REPLACE, idempotent by the kernel's key), for
+  // callers that know what the kernel holds: a plan made from a dump, or a backend applying a
+  // lease event to state it programmed itself. changed is always true.
+  setRoutes(specs: readonly RouteSpec[]): Promise<BatchResult[]>;
+  setNeighbors(specs: readonly NeighborSpec[]): Promise<BatchResult[]>;
+  setFdbs(specs: readonly FdbSpec[]): Promise<BatchResult[]>;
+
+  /**
+   * Subscribes to the kernel's change notifications (rtnetlink groups LINK,
+   * IPV4_IFADDR, IPV4_ROUTE, NEIGH) on a socket of its own. Only Rudder-
+   * protocol routes, and links/addresses/neighbors/FDB entries of devices
+   * `interested(index)` accepts, are decoded and passed on; `lost` reports
+   * dropped notifications (socket buffer overrun: re-read everything).
+   * Returns the unsubscribe function.
+   */
+  watchKernel(interested: (index: number) => boolean, onChange: (ch: KernelChange) => void): () => void;
 
   /** Creates the VXLAN link, or recreates it if an existing one has other parameters. */
   ensureVxlan(spec: VxlanSpec): Promise<LinkInfo & EnsureResult>;

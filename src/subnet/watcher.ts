@@ -15,7 +15,7 @@ import { noStats, type EtcdStats } from '../metrics/telemetry';
 import { backoffMs } from './manager';
 import { LeaseMap, applyEvents, diffLeases } from './diff';
 import type { Lease, LeaseEvent } from './lease';
-import type { Registry, WatchBatch } from './registry';
+import type { LeaseList, Registry, WatchBatch } from './registry';
 import { sleep } from '../util/sleep';
 
 export type LeaseConsumer = (events: readonly LeaseEvent[]) => Promise<void>;
@@ -99,14 +99,21 @@ export class LeaseWatcher {
     this.deliver(events);
   }
 
-  /** Runs until `signal` aborts. Never rejects. */
-  async run(signal: AbortSignal): Promise<void> {
+  /**
+   * Runs until `signal` aborts. Never rejects. `initial`: a list the caller
+   * has just read (the daemon's, for the backend's start), used instead of
+   * the first list: its leases are handed over as usual and the watch starts
+   * at its revision + 1, so nothing between that list and the watch is missed.
+   */
+  async run(signal: AbortSignal, initial?: LeaseList): Promise<void> {
     let failures = 0;
     let quickBreaks = 0;
+    let given = initial;
     while (!signal.aborted) {
       let stop: (() => void) | null = null;
       try {
-        const list = await this.registry.listLeases();
+        const list = given ?? (await this.registry.listLeases());
+        given = undefined;
         this.lists++;
         for (const i of list.invalid) this.invalid(i.key, i.reason);
         this.deliver(diffLeases(this.known, list.records.map((r) => r.lease)));

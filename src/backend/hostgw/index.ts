@@ -33,6 +33,7 @@ import type { Logger } from '../../log';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
 import { batchOps, openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type AddrSpec, type BatchOps, type Netlink } from '../../netlink';
 import { defaultEvery, removeForeignDevices, serial, startReconcileLoop } from '../common';
+import type { KernelChange } from '../../netlink';
 import type { Backend, BackendContext, ExternalInterface, Network } from '../types';
 import { HostGwPeerTable, addStep, delStep, describePeer, describeStep, directlyConnected, planRoutes, type HostGwPeer, type HostGwStep } from './routes';
 
@@ -46,7 +47,9 @@ export const RECONCILE_MS = 3_000;
  * it). The batch forms are used when present (the real facade: one dump, and
  * requests pipelined on the socket); a fake may offer only the single ones.
  */
-export type HostGwNetlink = Pick<Netlink, 'listLinks' | 'deleteLink' | 'listAddresses' | 'listRoutes' | 'ensureRoute' | 'deleteRoute' | 'close'> & Partial<Pick<BatchOps, 'ensureRoutes' | 'deleteRoutes'>>;
+export type HostGwNetlink = Pick<Netlink, 'listLinks' | 'deleteLink' | 'listAddresses' | 'listRoutes' | 'ensureRoute' | 'deleteRoute' | 'close'> &
+  Partial<Pick<BatchOps, 'ensureRoutes' | 'deleteRoutes' | 'setRoutes'>> &
+  Partial<Pick<Netlink, 'watchKernel'>>;
 
 export interface HostGwDeps {
   openNetlink?: () => HostGwNetlink;
@@ -74,10 +77,22 @@ class HostGwKernel {
     return this.nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN });
   }
 
+  get canWatch(): boolean {
+    return typeof this.nl.watchKernel === 'function';
+  }
+
+  /** Subscribes to kernel notifications about `ext`'s link and addresses and Rudder routes (real facade only). */
+  watch(onChange: (ch: KernelChange) => void): (() => void) | null {
+    const w = this.nl.watchKernel;
+    return w === undefined ? null : w.call(this.nl, (index) => index === this.ext.index, onChange);
+  }
+
   /**
-   * Runs every step: all deletions as one batch, then all additions as one
-   * (one route dump, requests pipelined). Returns one error per failed step,
-   * naming it; the other steps are done regardless.
+   * Runs every step: all deletions as one batch, then all additions as one,
+   * requests pipelined, without reading the table (every step comes from a
+   * plan made from a dump, or from a lease event against the routes this
+   * backend programmed; replace requests are idempotent). Returns one error
+   * per failed step, naming it; the other steps are done regardless.
    */
   async runAll(steps: readonly HostGwStep[]): Promise<RudderError[]> {
     const b = batchOps(this.nl);
@@ -91,7 +106,7 @@ class HostGwKernel {
       dels.map((s) => ({ dst: s.dst, table: s.table, metric: s.metric, ...(s.oif !== undefined ? { oif: s.oif } : {}), ...(s.gateway !== undefined ? { gateway: s.gateway } : {}) })),
     );
     dr.forEach((r, i) => r.error && fail(dels[i] as HostGwStep, r.error));
-    const ar = await b.ensureRoutes(adds.map((s) => ({ dst: s.dst, oif: this.ext.index, gateway: s.via, protocol: RTPROT_RUDDER, table: TABLE_MAIN })));
+    const ar = await b.setRoutes(adds.map((s) => ({ dst: s.dst, oif: this.ext.index, gateway: s.via, protocol: RTPROT_RUDDER, table: TABLE_MAIN })));
     ar.forEach((r, i) => r.error && fail(adds[i] as HostGwStep, r.error));
     return errors;
   }
@@ -218,6 +233,16 @@ function startedNetwork({ kernel, addrs: initialAddrs, log, every, ext, table }:
     log.warn('kernel routes drifted; repairing', { steps: plan.map(describeStep).join('; ') });
     await kernel.run(plan);
   };
+  /** Whether a notification may mean the kernel no longer matches the peer table. */
+  const drifted = (ch: KernelChange): boolean => {
+    if (ch.kind === 'lost' || ch.kind === 'link' || ch.kind === 'addr') return true; // link/addr: ext only (filtered)
+    if (ch.kind !== 'route' || ch.route.table !== TABLE_MAIN) return false;
+    const r = ch.route;
+    const p = table.get(cidrToKey(r.dst));
+    const ours = p !== undefined && r.oif === ext.index && r.gateway === p.publicIP >>> 0 && r.metric === 0;
+    // A route we want went away, or a Rudder route we did not make appeared (our own writes match).
+    return ch.op === 'del' ? ours : !ours;
+  };
   const cancelReconcile = startReconcileLoop({
     name: 'host-gw',
     everyMs: RECONCILE_MS,
@@ -226,6 +251,14 @@ function startedNetwork({ kernel, addrs: initialAddrs, log, every, ext, table }:
     log,
     reconcile,
     stopped: () => stopping !== undefined,
+    ...(kernel.canWatch
+      ? {
+          watch: (poke: (why: string) => void) =>
+            kernel.watch((ch) => {
+              if (drifted(ch)) poke(ch.kind === 'lost' ? `notifications lost: ${ch.reason}` : `${ch.kind} ${ch.op}`);
+            }) as () => void,
+        }
+      : {}),
   });
 
   return {

@@ -73,6 +73,10 @@ export class HostGwPeerTable {
     return { removed, added, ignored };
   }
 
+  get(key: string): HostGwPeer | undefined {
+    return this.peers.get(key);
+  }
+
   list(): HostGwPeer[] {
     return [...this.peers.values()].sort((a, b) => a.subnet.ip - b.subnet.ip || a.subnet.prefix - b.subnet.prefix);
   }

@@ -38,10 +38,10 @@ import { RudderError, describeError } from '../../errors';
 import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
 import type { Logger } from '../../log';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
-import { batchOps, openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type BatchOps, type BatchResult, type Netlink, type VxlanSpec } from '../../netlink';
+import { batchOps, openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type BatchOps, type BatchResult, type KernelChange, type Netlink, type VxlanSpec } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
 import { defaultEvery, removeForeignDevices, serial, startReconcileLoop, unwind, type Undo } from '../common';
-import { VxlanPeerTable, changeSteps, describePeer, describeStep, planReconcile, stopSteps, vtepMac, type VxlanStep } from './peers';
+import { VxlanPeerTable, changeSteps, describePeer, describeStep, peerVtepIp, planReconcile, stopSteps, vtepMac, type VxlanStep } from './peers';
 
 export { VxlanPeerTable, vtepMac, leaseMac, planReconcile, programSteps, unprogramSteps, changeSteps, type VxlanPeer, type VxlanStep } from './peers';
 
@@ -73,7 +73,8 @@ export type VxlanNetlink = Pick<
   | 'deleteFdb'
   | 'close'
 > &
-  Partial<BatchOps>;
+  Partial<BatchOps> &
+  Partial<Pick<Netlink, 'watchKernel'>>;
 
 export interface VxlanDeps {
   openNetlink?: () => VxlanNetlink;
@@ -124,8 +125,10 @@ class VxlanKernel {
 
   /**
    * Runs every step as a few batches, in the order the plans need: route,
-   * FDB, neighbor deletions, then neighbor, FDB, route additions (each batch:
-   * at most one dump, requests pipelined on the socket). A route is not added
+   * FDB, neighbor deletions, then neighbor, FDB, route additions (requests
+   * pipelined on the socket, no dump: every step comes from a plan made from
+   * a dump or from a lease event against what this backend programmed, and
+   * the replace requests are idempotent). A route is not added
    * when its peer's neighbor or FDB entry failed (the kernel must never send
    * into an unresolved next hop). Returns one error per failed or skipped
    * step; the others are done regardless.
@@ -157,10 +160,10 @@ class VxlanKernel {
     const macOf = new Map<number, string>();
     const addNeigh = of('add-neigh');
     for (const s of addNeigh) macOf.set(s.ip >>> 0, s.mac);
-    if (addNeigh.length) check(addNeigh, await b.ensureNeighbors(addNeigh.map((s) => ({ index, ip: s.ip, mac: s.mac }))), (s) => badNeigh.add(s.ip >>> 0));
+    if (addNeigh.length) check(addNeigh, await b.setNeighbors(addNeigh.map((s) => ({ index, ip: s.ip, mac: s.mac }))), (s) => badNeigh.add(s.ip >>> 0));
     const badMac = new Set<string>();
     const addFdb = of('add-fdb');
-    if (addFdb.length) check(addFdb, await b.ensureFdbs(addFdb.map((s) => ({ index, mac: s.mac, dst: s.dst }))), (s) => badMac.add(s.mac));
+    if (addFdb.length) check(addFdb, await b.setFdbs(addFdb.map((s) => ({ index, mac: s.mac, dst: s.dst }))), (s) => badMac.add(s.mac));
     const addRoute: Array<Extract<VxlanStep, { kind: 'add-route' }>> = [];
     for (const s of of('add-route')) {
       const mac = macOf.get(s.via >>> 0);
@@ -168,9 +171,18 @@ class VxlanKernel {
       else addRoute.push(s);
     }
     if (addRoute.length) {
-      check(addRoute, await b.ensureRoutes(addRoute.map((s) => ({ dst: s.dst, oif: index, gateway: s.via, onlink: true, protocol: RTPROT_RUDDER, table: TABLE_MAIN }))));
+      check(addRoute, await b.setRoutes(addRoute.map((s) => ({ dst: s.dst, oif: index, gateway: s.via, onlink: true, protocol: RTPROT_RUDDER, table: TABLE_MAIN }))));
     }
     return errors;
+  }
+
+  get canWatch(): boolean {
+    return typeof this.nl.watchKernel === 'function';
+  }
+
+  /** Subscribes to notifications about the device, the underlay link and Rudder routes (real facade only). */
+  watch(underlay: number | undefined, onChange: (ch: KernelChange) => void): () => void {
+    return (this.nl.watchKernel as NonNullable<VxlanNetlink['watchKernel']>).call(this.nl, (index) => index === this.devIndex || index === underlay, onChange);
   }
 
   /** runAll, then throws the first failure (with how many there were). */
@@ -246,7 +258,7 @@ export function createVxlanBackend(ctx: BackendContext, deps: VxlanDeps = {}): B
         local: formatIp(ctx.extIface.address),
         underlay: ctx.extIface.name,
       });
-      return startedNetwork({ kernel, steps, log, every, mtu, table });
+      return startedNetwork({ kernel, steps, log, every, mtu, table, underlay: ctx.extIface.index });
     },
   };
 }
@@ -259,9 +271,11 @@ interface Started {
   readonly mtu: number;
   /** Peers known at start (already programmed). */
   readonly table: VxlanPeerTable;
+  /** Underlay link index (its flaps are worth a look). */
+  readonly underlay: number;
 }
 
-function startedNetwork({ kernel, steps, log, every, mtu, table }: Started): Network {
+function startedNetwork({ kernel, steps, log, every, mtu, table, underlay }: Started): Network {
   let stopping: Promise<void> | undefined;
   // One kernel conversation at a time: apply, reconcile and stop never interleave.
   const queue = serial();
@@ -273,6 +287,34 @@ function startedNetwork({ kernel, steps, log, every, mtu, table }: Started): Net
     await kernel.run(plan);
   };
 
+  /** Whether a notification may mean the kernel no longer matches the peer table (our own writes match it). */
+  const drifted = (ch: KernelChange): boolean => {
+    switch (ch.kind) {
+      case 'lost':
+      case 'link': // the device or the underlay (filtered)
+        return true;
+      case 'addr':
+        return ch.index === kernel.devIndex;
+      case 'route': {
+        const r = ch.route;
+        if (r.table !== TABLE_MAIN) return false;
+        const p = table.get(cidrToKey(r.dst));
+        const ours = p !== undefined && r.oif === kernel.devIndex && r.gateway === peerVtepIp(p) >>> 0 && r.onlink && r.metric === 0;
+        return ch.op === 'del' ? ours : !ours;
+      }
+      case 'neigh': {
+        if (ch.index !== kernel.devIndex) return false;
+        const p = table.byVtep(ch.ip);
+        const ours = p !== undefined && (ch.mac === undefined || ch.mac === p.mac);
+        return ch.op === 'del' ? ours : !ours;
+      }
+      case 'fdb': {
+        if (ch.index !== kernel.devIndex) return false;
+        const ours = table.byMac(ch.mac)?.publicIP === ch.dst >>> 0;
+        return ch.op === 'del' ? ours : !ours;
+      }
+    }
+  };
   const cancelReconcile = startReconcileLoop({
     name: 'vxlan',
     everyMs: RECONCILE_MS,
@@ -281,6 +323,14 @@ function startedNetwork({ kernel, steps, log, every, mtu, table }: Started): Net
     log,
     reconcile,
     stopped: () => stopping !== undefined,
+    ...(kernel.canWatch
+      ? {
+          watch: (poke: (why: string) => void) =>
+            kernel.watch(underlay, (ch) => {
+              if (drifted(ch)) poke(ch.kind === 'lost' ? `notifications lost: ${ch.reason}` : `${ch.kind} ${ch.op}`);
+            }),
+        }
+      : {}),
   });
 
   return {

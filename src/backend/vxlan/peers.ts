@@ -70,6 +70,9 @@ export interface PeerChange {
 
 export class VxlanPeerTable {
   private readonly peers = new Map<string, VxlanPeer>();
+  /** VTEP (network) address → peer, and VTEP MAC → peer: to judge kernel notifications in O(1). */
+  private readonly vteps = new Map<number, VxlanPeer>();
+  private readonly macs = new Map<string, VxlanPeer>();
   /** subnet key → why it was reported, so each unusable lease is logged once. */
   private readonly warned = new Map<string, string>();
 
@@ -86,12 +89,12 @@ export class VxlanPeerTable {
       if (cidrEquals(l.subnet, this.own)) continue; // never program our own subnet
       if (!before.has(key)) before.set(key, this.peers.get(key));
       if (ev.type === 'removed') {
-        this.peers.delete(key);
+        this.drop(key);
         this.warned.delete(key);
         continue;
       }
       if (l.backendType !== 'vxlan') {
-        this.peers.delete(key);
+        this.drop(key);
         const why = `type ${l.backendType}`;
         if (this.warned.get(key) !== why) ignored.push(l);
         this.warned.set(key, why);
@@ -99,14 +102,18 @@ export class VxlanPeerTable {
       }
       const mac = leaseMac(l);
       if (mac === null) {
-        this.peers.delete(key);
+        this.drop(key);
         const why = `mac ${JSON.stringify(l.backendData['VtepMAC'])}`;
         if (this.warned.get(key) !== why) invalid.push(l);
         this.warned.set(key, why);
         continue;
       }
       this.warned.delete(key);
-      this.peers.set(key, { key, subnet: l.subnet, publicIP: l.publicIP, mac });
+      this.drop(key);
+      const p: VxlanPeer = { key, subnet: l.subnet, publicIP: l.publicIP, mac };
+      this.peers.set(key, p);
+      this.vteps.set(peerVtepIp(p) >>> 0, p);
+      this.macs.set(mac, p);
     }
     const removed: VxlanPeer[] = [];
     const added: VxlanPeer[] = [];
@@ -116,6 +123,28 @@ export class VxlanPeerTable {
       if (now !== undefined && (old === undefined || !samePeer(old, now))) added.push(now);
     }
     return { removed, added, ignored, invalid };
+  }
+
+  private drop(key: string): void {
+    const p = this.peers.get(key);
+    if (p === undefined) return;
+    this.peers.delete(key);
+    if (this.vteps.get(peerVtepIp(p) >>> 0) === p) this.vteps.delete(peerVtepIp(p) >>> 0);
+    if (this.macs.get(p.mac) === p) this.macs.delete(p.mac);
+  }
+
+  get(key: string): VxlanPeer | undefined {
+    return this.peers.get(key);
+  }
+
+  /** The peer whose VTEP address (neighbor entry, route next hop) is `ip`. */
+  byVtep(ip: number): VxlanPeer | undefined {
+    return this.vteps.get(ip >>> 0);
+  }
+
+  /** A peer with this VTEP MAC (the latest programmed, if several share it). */
+  byMac(mac: string): VxlanPeer | undefined {
+    return this.macs.get(mac);
   }
 
   /** Current peers, unordered (no sort: for lookups). */
