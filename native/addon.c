@@ -84,13 +84,15 @@ static bool set_bool(napi_env env, napi_value obj, const char *key, bool b)
 	return napi_get_boolean(env, b, &v) == napi_ok && napi_set_named_property(env, obj, key, v) == napi_ok;
 }
 
-/* {requested, tunVnetHdr, tso, udpGso, udpGro, note} */
+/* {requested, tunVnetHdr, tso, uso, udpGso, udpGro, busyPoll, note} */
 static napi_value offloads_object(napi_env env, const struct dp_offloads *o)
 {
 	napi_value obj, s;
 	if (napi_create_object(env, &obj) != napi_ok || !set_bool(env, obj, "requested", o->requested) ||
 	    !set_bool(env, obj, "tunVnetHdr", o->tun_vnet_hdr) || !set_bool(env, obj, "tso", o->tun_tso) ||
+	    !set_bool(env, obj, "uso", o->tun_uso) ||
 	    !set_bool(env, obj, "udpGso", o->udp_gso) || !set_bool(env, obj, "udpGro", o->udp_gro) ||
+	    !set_bool(env, obj, "busyPoll", o->busy_poll) ||
 	    napi_create_string_utf8(env, o->note, NAPI_AUTO_LENGTH, &s) != napi_ok ||
 	    napi_set_named_property(env, obj, "note", s) != napi_ok)
 		return NULL;
@@ -165,7 +167,7 @@ static void counters_finalize(napi_env env, void *data, void *hint)
 	free(data);
 }
 
-/* open({tunName, bindAddress, port, localIp, localPrefix, icmpSource, mtu, offloads?}) -> {handle, counters, ifname, offloads} */
+/* open({tunName, bindAddress, port, localIp, localPrefix, icmpSource, mtu, offloads?, busyPoll?}) -> {handle, counters, ifname, offloads} */
 static napi_value js_open(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
@@ -182,7 +184,9 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	    !get_u32(env, argv[0], "icmpSource", &icmp) || !get_u32(env, argv[0], "mtu", &mtu))
 		return NULL;
 	bool offloads;
-	if (!get_opt_bool(env, argv[0], "offloads", true, &offloads))
+	bool busy_poll;
+	if (!get_opt_bool(env, argv[0], "offloads", true, &offloads) ||
+	    !get_opt_bool(env, argv[0], "busyPoll", true, &busy_poll))
 		return NULL;
 	if (port > 65535 || lpfx > 32) {
 		throw_dp(env, port > 65535 ? "port must be 1..65535" : "localPrefix must be 0..32");
@@ -223,6 +227,7 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		.icmp_source = icmp,
 		.mtu = mtu,
 		.offloads = offloads,
+		.busy_poll = busy_poll,
 	};
 	char err[ERRLEN], ifname[16] = {0};
 	int rc = dp_open(&cfg, c, &h->dp, ifname, err, sizeof err);

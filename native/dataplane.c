@@ -11,9 +11,11 @@
  *     or coalesced super-packet. Owns struct rx_state.
  *   - the caller's thread (JS) opens, replaces routes and closes.
  *   Both fds are non-blocking; each thread sleeps in poll() on its fd plus a
- *   stop eventfd, so close wakes both at once without signals. Offload
- *   state (dp->off) is written once in dp_open before the threads start and
- *   only read afterwards.
+ *   stop eventfd, so close wakes both at once without signals (and sets
+ *   dp->stopping for a thread that is spinning), plus its own kick eventfd
+ *   (busy polling, below). Offload state (dp->off) is written once in
+ *   dp_open before the threads start and only read afterwards. dp->spin[i]
+ *   (kick_at, asleep) is written by both threads, seq_cst, no lock.
  *
  * Offloads (each detected at open, each with its own fallback; all off when
  * dp_config.offloads is false). The pure packet code is in gso.c.
@@ -46,11 +48,39 @@
  *     further payloads] straight from the receive buffers; everything else
  *     is written as it came behind a zeroed header. If the TUN refuses a
  *     super-packet, its packets are written one by one instead.
+ *   - UDP coalescing (needs TUN_F_USO4|USO6, Linux >= 6.2; TUNSETOFFLOAD
+ *     without them is the fallback): gro_coalesce with GRO_UDP also merges
+ *     consecutive same-size datagrams of one UDP flow (last may be shorter,
+ *     IP ID + 1, valid non-zero checksum) into one GSO_UDP_L4 super-packet,
+ *     written like a TCP one: a stream of small datagrams costs one TUN write
+ *     per group (up to 64) instead of one per datagram, and the kernel
+ *     forwards the group as one skb, segmenting it where it must. With USO
+ *     granted the TUN may also hand over UDP super-packets (local senders
+ *     using UDP GSO): tx cuts them with gso_udp4_segment like TCP ones.
  *   - Not done: IFF_MULTI_QUEUE + SO_REUSEPORT workers (one tx/rx pair is
  *     what two shared cores can use; every flow stays on one thread, so
  *     nothing is reordered).
  *   Buffers are allocated once at open (tx: BATCH * 64 KB reads + segment
  *   headers; rx: BATCH * 64 KB + coalescer tables); nothing per packet.
+ *
+ * Low-rate busy polling (dp_config.busy_poll; fallback: plain poll() when
+ * its eventfds cannot be made)
+ *   A request/response crossing the tunnel wakes a sleeping thread at every
+ *   hop (socat, one process, finds its reply with its single poll). Here a
+ *   thread that moved packets it was woken for (not ones it found spinning:
+ *   a reply needs no reply) sets the other thread's kick_at and, if that one
+ *   is asleep, writes its kick eventfd: the other thread then wakes while
+ *   the packet travels and polls its fd with a zero timeout for up to its
+ *   budget after the kick. The budget (20 us..1 ms, start 200 us) tracks 4x
+ *   the waits that found a packet and doubles when a packet came soon after
+ *   a spin gave up. Only at low rates: each thread measures its packet rate
+ *   over 2 ms windows and above 20k packets/s neither kicks nor spins when
+ *   kicked (TCP's ACK direction alone must not make the data direction
+ *   poll), where batching
+ *   already amortises wake-ups and spinning would take CPU from the
+ *   applications on a small machine. An idle daemon never spins (a spin
+ *   needs a kick, a kick needs a packet). Cost: at most one budget of CPU
+ *   per thread per request at low rates.
  *
  * Route table (design notes)
  *   An immutable struct rtable: entries sorted by prefix length (longest
@@ -204,6 +234,23 @@ struct reader_slot {
 	char pad[64 - sizeof(uint64_t)]; /* keep the two readers off one cache line */
 };
 
+/* Low-rate busy polling (see the design notes): one per thread, written by the other thread. */
+struct spin_slot {
+	_Atomic uint64_t kick_at; /* CLOCK_MONOTONIC ns at which the other thread asked this one to spin; 0: none */
+	_Atomic int asleep;        /* this thread is (about to be) in poll() */
+	int kick_fd;               /* eventfd that wakes it from poll(); -1 without busy polling */
+	char pad[64 - sizeof(uint64_t) - 2 * sizeof(int)];
+};
+
+/* Thread-local state of busy polling. */
+struct spin_local {
+	uint64_t budget;     /* ns this thread spins after a kick, adaptive */
+	uint64_t win_start;  /* rate window */
+	uint64_t win_pkts;
+	bool low_rate;       /* the last window was under SPIN_MAX_RATE */
+	uint64_t missed_kick; /* kick of the last spin that found nothing, 0 if none */
+};
+
 struct dp {
 	int tun_fd;
 	int udp_fd;
@@ -224,6 +271,8 @@ struct dp {
 	_Atomic(struct rtable *) table;
 	_Atomic uint64_t gen;
 	struct reader_slot readers[NREADERS];
+	struct spin_slot spin[NREADERS]; /* indexed like readers: READER_TX, READER_RX */
+	_Atomic bool stopping;
 	pthread_mutex_t wlock; /* serialises writers (setRoutes, close); never taken by readers */
 	struct rtable *retired;
 
@@ -648,6 +697,124 @@ static bool rx_packet(struct dp *dp, const uint8_t *p, size_t len, bool truncate
 	return true;
 }
 
+/* ---- low-rate busy polling ------------------------------------------------ */
+
+#define NS_PER_S 1000000000ull
+#define SPIN_MIN_NS 20000ull
+#define SPIN_MAX_NS 1000000ull
+#define SPIN_START_NS 200000ull
+#define SPIN_WINDOW_NS 2000000ull
+/* Packets per second of one thread above which nobody spins: batching amortises wake-ups there. */
+#define SPIN_MAX_RATE 20000ull
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Thread `me` just moved `npk` packets. At a low rate, and unless it found
+ * them by spinning (a reply does not call for another reply), the other
+ * thread is asked to spin for what will likely come back, and woken now if
+ * asleep: its wake-up then overlaps the packet's trip instead of following it.
+ */
+static void spin_note(struct dp *dp, int me, struct spin_local *sl, uint64_t npk, bool found_by_spin)
+{
+	if (!dp->off.busy_poll || npk == 0)
+		return;
+	uint64_t now = now_ns();
+	sl->win_pkts += npk;
+	uint64_t el = now - sl->win_start;
+	if (el >= SPIN_WINDOW_NS) {
+		sl->low_rate = sl->win_pkts * NS_PER_S <= SPIN_MAX_RATE * el;
+		sl->win_start = now;
+		sl->win_pkts = 0;
+	}
+	if (!sl->low_rate || found_by_spin)
+		return;
+	struct spin_slot *o = &dp->spin[1 - me];
+	atomic_store(&o->kick_at, now);
+	if (atomic_load(&o->asleep)) {
+		uint64_t one = 1;
+		if (write(o->kick_fd, &one, sizeof one) < 0) {
+			/* overflow only: it is readable anyway */
+		}
+	}
+}
+
+/*
+ * If the other thread asked this one to spin, polls `fd` without sleeping
+ * until it is readable (true) or the budget since the kick is spent (false).
+ * The budget follows 4x the waits that found something (EWMA), doubles when
+ * a packet came soon after a spin gave up, and stays within
+ * [SPIN_MIN_NS, SPIN_MAX_NS].
+ */
+static bool spin_wait(struct dp *dp, int me, struct spin_local *sl, int fd)
+{
+	if (!dp->off.busy_poll)
+		return false;
+	uint64_t kick = atomic_exchange(&dp->spin[me].kick_at, 0);
+	if (kick == 0 || !sl->low_rate) /* a busy thread finds work anyway: spinning would only take CPU */
+		return false;
+	uint64_t deadline = kick + sl->budget, now = now_ns();
+	struct pollfd pf = {.fd = fd, .events = POLLIN};
+	while (now < deadline && !atomic_load_explicit(&dp->stopping, memory_order_relaxed)) {
+		if (poll(&pf, 1, 0) > 0) {
+			uint64_t b = (3 * sl->budget + 4 * (now - kick)) / 4;
+			sl->budget = b < SPIN_MIN_NS ? SPIN_MIN_NS : b > SPIN_MAX_NS ? SPIN_MAX_NS : b;
+			sl->missed_kick = 0;
+			return true;
+		}
+		now = now_ns();
+	}
+	sl->missed_kick = kick;
+	return false;
+}
+
+/* Woken from poll() with data: a packet soon after a spin gave up means the budget was too short. */
+static void spin_woke(struct dp *dp, struct spin_local *sl)
+{
+	if (!dp->off.busy_poll || sl->missed_kick == 0)
+		return;
+	if (now_ns() - sl->missed_kick < 8 * sl->budget)
+		sl->budget = sl->budget * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : sl->budget * 2;
+	sl->missed_kick = 0;
+}
+
+/*
+ * Sleeps in poll() on pf[0..n) (data fd, stop eventfd) plus this thread's
+ * kick eventfd. Returns poll's result; *kicked is set when the kick woke it
+ * (drained here), so the caller spins instead of reading.
+ */
+static int sleep_poll(struct dp *dp, int me, struct pollfd *pf, bool *kicked)
+{
+	*kicked = false;
+	struct spin_slot *s = &dp->spin[me];
+	if (!dp->off.busy_poll)
+		return poll(pf, 2, -1);
+	atomic_store(&s->asleep, 1);
+	if (atomic_load(&s->kick_at) != 0) { /* kicked between the spin check and here */
+		atomic_store(&s->asleep, 0);
+		*kicked = true;
+		return 0;
+	}
+	pf[2].fd = s->kick_fd;
+	pf[2].events = POLLIN;
+	pf[2].revents = 0;
+	int pr = poll(pf, 3, -1);
+	atomic_store(&s->asleep, 0);
+	if (pr > 0 && pf[2].revents) {
+		uint64_t v;
+		if (read(s->kick_fd, &v, sizeof v) < 0) {
+			/* EAGAIN: someone drained it already */
+		}
+		*kicked = !pf[0].revents && !pf[1].revents;
+	}
+	return pr;
+}
+
 /* ---- threads ------------------------------------------------------------ */
 
 /* Sleeps up to ms unless stop is requested; returns true on stop. */
@@ -782,12 +949,14 @@ static bool tx_one(struct dp *dp, const struct rtable *t, struct tx_state *st, u
 		tx_add_msg(st, &dst, st->niov++, 1, 1, 0);
 		return true;
 	}
-	if (gso != VIRTIO_NET_HDR_GSO_TCPV4) {
+	bool udp = gso == VIRTIO_NET_HDR_GSO_UDP_L4 && dp->off.tun_uso;
+	if (gso != VIRTIO_NET_HDR_GSO_TCPV4 && !udp) {
 		/* TCPv6 super-packets (IPv6 is not carried) or a GSO type never asked for. */
 		cnt[gso == VIRTIO_NET_HDR_GSO_TCPV6 ? DP_DROP_NOT_IPV4 : DP_DROP_MALFORMED]++;
 		return true;
 	}
-	size_t n = gso_tcp4_count(p, len, vh.gso_size);
+	/* A UDP super-packet's (UDP GSO sender) checksum field holds the pseudo-header sum: each segment gets a full one. */
+	size_t n = udp ? gso_udp4_count(p, len, vh.gso_size) : gso_tcp4_count(p, len, vh.gso_size);
 	if (n == 0 || n > TX_MAXSEG) {
 		cnt[(len >= 1 && (p[0] >> 4) != 4) ? DP_DROP_NOT_IPV4 : DP_DROP_MALFORMED]++;
 		return true;
@@ -797,7 +966,9 @@ static bool tx_one(struct dp *dp, const struct rtable *t, struct tx_state *st, u
 	if ((st->nseg + (int)n > TX_MAXSEG || st->nmsg + (int)n > TX_MAXMSG) && !send_batch(dp, st, cnt))
 		return false;
 	struct gso_seg *segs = &st->segs[st->nseg];
-	int k = gso_tcp4_segment(p, len, vh.gso_size, st->hdrs + (size_t)st->nseg * GSO_HDR_MAX, segs, (int)n);
+	uint8_t *hdrs = st->hdrs + (size_t)st->nseg * GSO_HDR_MAX;
+	int k = udp ? gso_udp4_segment(p, len, vh.gso_size, hdrs, segs, (int)n)
+		    : gso_tcp4_segment(p, len, vh.gso_size, hdrs, segs, (int)n);
 	if (k <= 0) { /* cannot happen after gso_tcp4_count, but never trust it blindly */
 		cnt[DP_DROP_MALFORMED] += n;
 		return true;
@@ -830,18 +1001,27 @@ static void *tx_main(void *arg)
 	struct dp *dp = arg;
 	struct tx_state *st = dp->tx;
 	uint64_t cnt[DP_NCOUNTERS] = {0};
-	struct pollfd pf[2] = {{.fd = dp->tun_fd, .events = POLLIN}, {.fd = dp->stop_fd, .events = POLLIN}};
+	struct pollfd pf[3] = {{.fd = dp->tun_fd, .events = POLLIN}, {.fd = dp->stop_fd, .events = POLLIN}, {.fd = -1}};
+	struct spin_local sl = {.budget = SPIN_START_NS, .low_rate = true};
 
 	for (;;) {
-		int pr = poll(pf, 2, -1);
-		if (pr < 0) {
-			if (errno != EINTR && wait_stop(dp, 100))
+		bool spun = spin_wait(dp, READER_TX, &sl, dp->tun_fd);
+		if (!spun) {
+			bool kicked;
+			int pr = sleep_poll(dp, READER_TX, pf, &kicked);
+			if (pr < 0) {
+				if (errno != EINTR && wait_stop(dp, 100))
+					break;
+				continue;
+			}
+			if (pf[1].revents)
 				break;
-			continue;
+			if (kicked)
+				continue;
+			spin_woke(dp, &sl);
 		}
-		if (pf[1].revents)
-			break;
 		bool backoff = false;
+		uint64_t moved = 0;
 		for (;;) {
 			int n = 0;
 			bool more = true;
@@ -860,6 +1040,7 @@ static void *tx_main(void *arg)
 				st->lens[n++] = (size_t)r;
 			}
 			bool running = true;
+			moved += (uint64_t)n;
 			const struct rtable *t = rcu_enter(dp, READER_TX);
 			for (int i = 0; i < n && running; i++)
 				running = tx_one(dp, t, st, st->bufs + (size_t)i * TX_STRIDE, st->lens[i], cnt);
@@ -872,6 +1053,7 @@ static void *tx_main(void *arg)
 			if (!more)
 				break;
 		}
+		spin_note(dp, READER_TX, &sl, moved, spun);
 		/* A TUN whose device vanished stays readable-with-error: do not spin on it. */
 		if (backoff && wait_stop(dp, 100))
 			break;
@@ -944,21 +1126,30 @@ static void *rx_main(void *arg)
 	struct dp *dp = arg;
 	struct rx_state *st = dp->rx;
 	uint64_t cnt[DP_NCOUNTERS] = {0};
-	struct pollfd pf[2] = {{.fd = dp->udp_fd, .events = POLLIN}, {.fd = dp->stop_fd, .events = POLLIN}};
+	struct pollfd pf[3] = {{.fd = dp->udp_fd, .events = POLLIN}, {.fd = dp->stop_fd, .events = POLLIN}, {.fd = -1}};
+	struct spin_local sl = {.budget = SPIN_START_NS, .low_rate = true};
 
 	for (int i = 0; i < BATCH; i++) {
 		st->iov[i].iov_base = st->bufs + (size_t)i * BUFSZ;
 		st->iov[i].iov_len = BUFSZ;
 	}
 	for (;;) {
-		int pr = poll(pf, 2, -1);
-		if (pr < 0) {
-			if (errno != EINTR && wait_stop(dp, 100))
+		bool spun = spin_wait(dp, READER_RX, &sl, dp->udp_fd);
+		if (!spun) {
+			bool kicked;
+			int pr = sleep_poll(dp, READER_RX, pf, &kicked);
+			if (pr < 0) {
+				if (errno != EINTR && wait_stop(dp, 100))
+					break;
+				continue;
+			}
+			if (pf[1].revents)
 				break;
-			continue;
+			if (kicked)
+				continue;
+			spin_woke(dp, &sl);
 		}
-		if (pf[1].revents)
-			break;
+		uint64_t moved = 0;
 		for (;;) {
 			for (int i = 0; i < BATCH; i++) {
 				struct msghdr *mh = &st->msgs[i].msg_hdr;
@@ -1014,8 +1205,9 @@ static void *rx_main(void *arg)
 				}
 			}
 			rcu_exit(dp, READER_RX);
+			moved += np;
 			if (dp->off.tun_vnet_hdr) {
-				size_t ni = gro_coalesce(st->pkts, np, st->next, st->items);
+				size_t ni = gro_coalesce(st->pkts, np, st->next, st->items, dp->off.tun_uso ? GRO_UDP : 0);
 				for (size_t k = 0; k < ni; k++)
 					rx_write_item(dp, st, &st->items[k], cnt);
 			} else {
@@ -1032,6 +1224,7 @@ static void *rx_main(void *arg)
 			if (n < BATCH)
 				break;
 		}
+		spin_note(dp, READER_RX, &sl, moved, spun);
 	}
 	return NULL;
 }
@@ -1114,6 +1307,7 @@ void dp_close(struct dp *dp)
 		return;
 	if (dp->tx_started || dp->rx_started) {
 		uint64_t one = 1;
+		atomic_store(&dp->stopping, true);
 		if (write(dp->stop_fd, &one, sizeof one) < 0) {
 			/* an eventfd write only fails on overflow, which leaves it readable anyway */
 		}
@@ -1128,6 +1322,9 @@ void dp_close(struct dp *dp)
 		close(dp->udp_fd);
 	if (dp->stop_fd >= 0)
 		close(dp->stop_fd);
+	for (int r = 0; r < NREADERS; r++)
+		if (dp->spin[r].kick_fd >= 0)
+			close(dp->spin[r].kick_fd);
 	/* Threads are gone: every table can go. */
 	rt_free(atomic_load(&dp->table));
 	while (dp->retired) {
@@ -1164,6 +1361,7 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 	if (!dp)
 		return errf(err, errlen, ENOMEM, "data plane%s", "");
 	dp->tun_fd = dp->udp_fd = dp->stop_fd = -1;
+	dp->spin[0].kick_fd = dp->spin[1].kick_fd = -1;
 	dp->local_mask = mask_of(cfg->local_prefix);
 	dp->local_net = cfg->local_net & dp->local_mask;
 	dp->icmp_source = cfg->icmp_source;
@@ -1198,6 +1396,14 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 		rc = errf(err, errlen, errno, "eventfd%s", "");
 		goto fail;
 	}
+	if (cfg->busy_poll) {
+		/* Fallback: without its eventfds, both threads simply sleep in poll() as before. */
+		for (int r = 0; r < NREADERS; r++)
+			dp->spin[r].kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		dp->off.busy_poll = dp->spin[0].kick_fd >= 0 && dp->spin[1].kick_fd >= 0;
+		if (!dp->off.busy_poll)
+			note(&dp->off, "busy poll eventfd", strerror(errno));
+	}
 	/* Socket first: a busy port must not leave a TUN device behind even briefly. */
 	if ((rc = udp_open(cfg, &dp->off, err, errlen)) < 0)
 		goto fail;
@@ -1208,6 +1414,7 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 	dp->tun_fd = rc;
 	dp->off.tun_vnet_hdr = caps.vnet_hdr;
 	dp->off.tun_tso = caps.tso;
+	dp->off.tun_uso = caps.uso;
 	if (caps.note[0])
 		note(&dp->off, caps.note, NULL);
 

@@ -44,6 +44,7 @@ struct dp_config {
 	uint32_t icmp_source;
 	uint32_t mtu;
 	bool offloads; /* try TUN TSO/checksum offload, UDP GSO and UDP GRO (each falls back if refused) */
+	bool busy_poll; /* at low packet rates, spin briefly for the reply instead of sleeping (see dataplane.c) */
 };
 
 /* What dp_open got from the kernel, for the backend to log. */
@@ -51,8 +52,10 @@ struct dp_offloads {
 	bool requested;
 	bool tun_vnet_hdr; /* TUN reads/writes carry a virtio_net_hdr: coalesced writes possible */
 	bool tun_tso;      /* the TUN hands over TCP super-packets, segmented here */
+	bool tun_uso;      /* the TUN takes and hands over UDP super-packets (GSO_UDP_L4): rx coalesces UDP too */
 	bool udp_gso;      /* UDP_SEGMENT: one sendmsg carries many datagrams */
 	bool udp_gro;      /* UDP_GRO: one recvmsg returns many datagrams */
+	bool busy_poll;    /* low-rate busy polling in use (asked for and its eventfds created) */
 	char note[256];    /* why something requested is off, else empty */
 };
 

@@ -1,5 +1,6 @@
 /*
- * Segmentation, coalescing and checksums for the udp data plane (see gso.h).
+ * Segmentation, coalescing and checksums for the udp data plane (see gso.h):
+ * TCP and UDP over IPv4 both ways.
  *
  * Threads and locking: none. Every function works only on the memory its
  * caller passes and keeps no state between calls, so each data plane
@@ -237,7 +238,69 @@ int gso_tcp4_segment(const uint8_t *pkt, size_t len, size_t mss, uint8_t *hdrs, 
 	return (int)n;
 }
 
+/* A UDP/IPv4 datagram we may segment or merge: no IP options, whole, not a fragment, UDP length == IP payload. */
+static bool udp4_whole(const uint8_t *pkt, size_t len)
+{
+	return len >= GSO_UDP_HDR && pkt[0] == 0x45 && pkt[9] == 17 && get16(pkt + 2) == len &&
+	       (get16(pkt + 6) & 0x3fff) == 0 && get16(pkt + 24) == len - 20;
+}
+
+size_t gso_udp4_count(const uint8_t *pkt, size_t len, size_t mss)
+{
+	if (!udp4_whole(pkt, len) || mss == 0 || len == GSO_UDP_HDR)
+		return 0;
+	return (len - GSO_UDP_HDR + mss - 1) / mss;
+}
+
+int gso_udp4_segment(const uint8_t *pkt, size_t len, size_t mss, uint8_t *hdrs, struct gso_seg *segs, int max)
+{
+	size_t n = gso_udp4_count(pkt, len, mss);
+	if (n == 0)
+		return GSO_ERR_MALFORMED;
+	if (n > (size_t)max)
+		return GSO_ERR_TOO_MANY;
+	size_t pay = len - GSO_UDP_HDR;
+	uint16_t id = get16(pkt + 4);
+	uint64_t addrs = csum_acc(pkt + 12, 8, 0);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *h = hdrs + i * GSO_HDR_MAX;
+		size_t off = i * mss;
+		size_t plen = pay - off < mss ? pay - off : mss;
+		memcpy(h, pkt, GSO_UDP_HDR);
+		put16(h + 2, (uint16_t)(GSO_UDP_HDR + plen));
+		put16(h + 4, (uint16_t)(id + i));
+		ip4_csum_set(h);
+		uint8_t *uh = h + 20;
+		uint32_t l4 = (uint32_t)(8 + plen);
+		put16(uh + 4, (uint16_t)l4);
+		uh[6] = uh[7] = 0;
+		uint8_t tail[4] = {0, 17, (uint8_t)(l4 >> 8), (uint8_t)l4};
+		uint64_t acc = csum_acc(tail, 4, addrs);
+		acc = csum_acc(uh, 8, acc);
+		acc = csum_acc(pkt + GSO_UDP_HDR + off, plen, acc);
+		uint16_t c = (uint16_t)~csum_fold16(acc);
+		put16(uh + 6, c ? c : 0xffff); /* RFC 768: a computed 0 is sent as all ones */
+		segs[i].hdr = h;
+		segs[i].hdr_len = GSO_UDP_HDR;
+		segs[i].pay = pkt + GSO_UDP_HDR + off;
+		segs[i].pay_len = (uint16_t)plen;
+	}
+	return (int)n;
+}
+
 /* ---- coalescing ---------------------------------------------------------- */
+
+/*
+ * A UDP/IPv4 datagram that may take part in a merge: whole, with payload and
+ * a non-zero checksum that verifies (a datagram without checksum would get
+ * one on segmentation: not the same packet).
+ */
+static bool gro_udp_candidate(const uint8_t *p, uint32_t len)
+{
+	if (len <= GSO_UDP_HDR || !udp4_whole(p, len) || get16(p + 26) == 0)
+		return false;
+	return csum_fold16(csum_acc(p + 20, len - 20, csum_pseudo4(p, 17, len - 20))) == 0xffff;
+}
 
 /*
  * What makes a packet able to take part in a merge: a TCP/IPv4 packet
@@ -290,6 +353,8 @@ static bool can_append(const struct gro_pkt *pkts, const struct gro_item *it, co
 	if (q[1] != f[1] || get16(q + 6) != get16(f + 6) || q[8] != f[8] ||
 	    get16(q + 4) != (uint16_t)(get16(l + 4) + 1))
 		return false;
+	if (q[9] == 17) /* ports were compared by the caller; sizes are all that is left */
+		return qpay >= 1 && qpay <= it->mss;
 	const uint8_t *qt = q + 20, *ft = f + 20, *lt = l + 20;
 	if (qt[13] & TCP_FL_CWR)
 		return false;
@@ -315,6 +380,18 @@ static void gro_finish(struct gro_pkt *pkts, struct gro_item *it)
 	memcpy(it->saved, f, it->hdr_len);
 	put16(f + 2, (uint16_t)it->total);
 	ip4_csum_set(f);
+	if (f[9] == 17) {
+		/* As a UDP GSO sender leaves it: UDP length of the whole, pseudo-header sum in the checksum field. */
+		put16(f + 24, (uint16_t)(it->total - 20));
+		put16(f + 26, csum_fold16(csum_pseudo4(f, 17, it->total - 20)));
+		it->vh.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+		it->vh.gso_type = VIRTIO_NET_HDR_GSO_UDP_L4;
+		it->vh.hdr_len = GSO_UDP_HDR;
+		it->vh.gso_size = it->mss;
+		it->vh.csum_start = 20;
+		it->vh.csum_offset = 6;
+		return;
+	}
 	f[20 + 13] |= (uint8_t)(l[20 + 13] & (TCP_FL_FIN | TCP_FL_PSH));
 	put16(f + 20 + 16, csum_fold16(csum_pseudo4(f, 6, it->total - 20)));
 	it->vh.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
@@ -333,7 +410,7 @@ void gro_item_undo(const struct gro_pkt *pkts, const struct gro_item *it)
 		memcpy(pkts[it->first].p, it->saved, it->hdr_len);
 }
 
-size_t gro_coalesce(struct gro_pkt *pkts, size_t n, uint32_t *next, struct gro_item *items)
+size_t gro_coalesce(struct gro_pkt *pkts, size_t n, uint32_t *next, struct gro_item *items, unsigned flags)
 {
 	uint32_t open[GRO_FLOWS]; /* item indexes of groups that may still grow, oldest first */
 	size_t nopen = 0, nitems = 0;
@@ -343,17 +420,25 @@ size_t gro_coalesce(struct gro_pkt *pkts, size_t n, uint32_t *next, struct gro_i
 		uint32_t qlen = pkts[i].len;
 		next[i] = GRO_END;
 		size_t qhl = 0;
-		bool cand = gro_candidate(q, qlen, &qhl);
+		bool udp = qlen >= 20 && q[9] == 17 && (flags & GRO_UDP);
+		bool cand;
+		if (udp) {
+			cand = gro_udp_candidate(q, qlen);
+			qhl = cand ? GSO_UDP_HDR : 0;
+		} else {
+			cand = gro_candidate(q, qlen, &qhl);
+		}
 		/*
-		 * A TCP packet that cannot merge closes the groups it might belong
-		 * to (same addresses: ports are not reliable for fragments or with
-		 * IP options), so nothing later of its flow is written before it.
+		 * A TCP (or, when merged, UDP) packet that cannot merge closes the
+		 * groups of its protocol it might belong to (same addresses: ports
+		 * are not reliable for fragments or with IP options), so nothing
+		 * later of its flow is written before it.
 		 */
-		if (qlen >= 20 && q[9] == 6) {
+		if (qlen >= 20 && (q[9] == 6 || udp)) {
 			for (size_t k = 0; k < nopen;) {
 				struct gro_item *it = &items[open[k]];
 				const uint8_t *f = pkts[it->first].p;
-				if (!same_addrs(f, q) || (cand && !same_ports(f, q))) {
+				if (f[9] != q[9] || !same_addrs(f, q) || (cand && !same_ports(f, q))) {
 					k++;
 					continue;
 				}
@@ -362,7 +447,7 @@ size_t gro_coalesce(struct gro_pkt *pkts, size_t n, uint32_t *next, struct gro_i
 					it->last = (uint32_t)i;
 					it->count++;
 					it->total += qlen - (uint32_t)qhl;
-					if ((qlen - qhl) < it->mss || (q[20 + 13] & (TCP_FL_FIN | TCP_FL_PSH)))
+					if ((qlen - qhl) < it->mss || (!udp && (q[20 + 13] & (TCP_FL_FIN | TCP_FL_PSH))))
 						drop_open(open, &nopen, k);
 					goto next_pkt;
 				}
@@ -378,7 +463,7 @@ size_t gro_coalesce(struct gro_pkt *pkts, size_t n, uint32_t *next, struct gro_i
 		it->total = qlen;
 		it->hdr_len = (uint16_t)qhl;
 		it->mss = (uint16_t)(qlen - qhl);
-		if (cand && !(q[20 + 13] & (TCP_FL_FIN | TCP_FL_PSH))) {
+		if (cand && (udp || !(q[20 + 13] & (TCP_FL_FIN | TCP_FL_PSH)))) {
 			if (nopen == GRO_FLOWS)
 				drop_open(open, &nopen, 0);
 			open[nopen++] = (uint32_t)nitems;

@@ -1,8 +1,9 @@
 /*
  * Pure packet code for the udp data plane's offloads: Internet checksums,
- * TCP/IPv4 segmentation of a TUN super-packet (what the kernel's
- * tcp_gso_segment does) and coalescing of received TCP/IPv4 segments into
- * super-packets (what the kernel's tcp_gro_receive does). No I/O, no
+ * TCP/IPv4 and UDP/IPv4 segmentation of a TUN super-packet (what the
+ * kernel's tcp_gso_segment and __udp_gso_segment do) and coalescing of
+ * received TCP/IPv4 segments and UDP/IPv4 datagrams into super-packets (what
+ * the kernel's tcp_gro_receive and udp_gro_receive_segment do). No I/O, no
  * allocation, no N-API, no global state: native/test/gso_test.c drives these
  * functions standalone.
  */
@@ -84,6 +85,28 @@ int gso_tcp4_segment(const uint8_t *pkt, size_t len, size_t mss, uint8_t *hdrs, 
 /* Segment count gso_tcp4_segment would produce (>= 1), or 0 if malformed. */
 size_t gso_tcp4_count(const uint8_t *pkt, size_t len, size_t mss);
 
+/* VIRTIO_NET_HDR_GSO_UDP_L4 (Linux >= 6.2 headers; the value is fixed by the virtio spec). */
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+#define VIRTIO_NET_HDR_GSO_UDP_L4 5
+#endif
+/* UDP/IPv4 headers without IP options: what a UDP super-packet and each of its segments carries. */
+#define GSO_UDP_HDR 28
+
+/*
+ * Splits a UDP/IPv4 super-packet (no IP options, IPv4 total length == len,
+ * UDP length == len - 20, no fragment) into datagrams of `mss` payload bytes,
+ * the last possibly shorter, as the kernel's UDP GSO does: segment i gets
+ * IP total length, IP ID + i, IP checksum, UDP length and a full UDP
+ * checksum (0xffff for a sum of 0). The super-packet's checksum field is
+ * ignored. Headers go to hdrs + i * GSO_HDR_MAX, payloads stay in `pkt`.
+ * Returns the segment count (>= 1), GSO_ERR_MALFORMED (also for an empty
+ * payload) or GSO_ERR_TOO_MANY.
+ */
+int gso_udp4_segment(const uint8_t *pkt, size_t len, size_t mss, uint8_t *hdrs, struct gso_seg *segs, int max);
+
+/* Segment count gso_udp4_segment would produce (>= 1), or 0 if malformed. */
+size_t gso_udp4_count(const uint8_t *pkt, size_t len, size_t mss);
+
 /* ---- coalescing (receive side) ------------------------------------------- */
 
 /* A received IPv4 packet, already validated (version 4, ihl sane, total length == len, header checksum). */
@@ -98,8 +121,9 @@ struct gro_pkt {
  * One packet to write: `count` packets linked from `first` through next[]
  * (the last has next == GRO_END). With count == 1 the packet is unchanged and
  * vh is all zero. With count > 1 the first packet's headers were rewritten
- * into the super-packet's (total length, IP checksum, FIN/PSH of the last
- * segment, TCP checksum field = pseudo-header sum for NEEDS_CSUM) and the
+ * into the super-packet's (total length, IP checksum; TCP: FIN/PSH of the
+ * last segment; UDP: UDP length; the TCP/UDP checksum field = pseudo-header
+ * sum for NEEDS_CSUM) and the
  * super-packet is: first packet whole, then each further packet's payload
  * (from its `hdr_len`). `saved` holds the first packet's original headers
  * so gro_item_undo can restore them.
@@ -125,7 +149,16 @@ struct gro_item {
  * TCP checksum, total <= 65535, <= GRO_MAX_SEGS. Anything else is an item of
  * its own, untouched. next[] must hold n entries. Returns the item count.
  */
-size_t gro_coalesce(struct gro_pkt *pkts, size_t n, uint32_t *next, struct gro_item *items);
+/*
+ * With GRO_UDP in `flags`, consecutive UDP datagrams of one flow merge too,
+ * into a VIRTIO_NET_HDR_GSO_UDP_L4 super-packet: same addresses, ports, TOS,
+ * TTL, DF, IP ID + 1, no IP options, not a fragment, UDP length == IP
+ * payload, non-zero valid checksum, payload == the first's (a shorter one
+ * ends the group), total <= 65535, <= GRO_MAX_SEGS. A UDP datagram that
+ * cannot merge closes its flow's open group, as a TCP packet does.
+ */
+#define GRO_UDP 1u
+size_t gro_coalesce(struct gro_pkt *pkts, size_t n, uint32_t *next, struct gro_item *items, unsigned flags);
 
 /* Restores a merged item's first packet to its original bytes (for writing the packets one by one). */
 void gro_item_undo(const struct gro_pkt *pkts, const struct gro_item *it);

@@ -7,10 +7,12 @@
  *
  * Offloads: with `offloads`, the device is created with IFF_VNET_HDR (every
  * read and write starts with a struct virtio_net_hdr) and TUNSETOFFLOAD
- * asks for TCP super-packets (TSO4/TSO6, with ECN) and partial checksums.
- * Each step falls back when the kernel refuses it: no IFF_VNET_HDR means a
- * plain TUN; a refused TUNSETOFFLOAD keeps the header (the data plane can
- * still write coalesced packets) without TSO. What was granted and why not
+ * asks for TCP super-packets (TSO4/TSO6, with ECN), UDP super-packets
+ * (USO4|USO6, Linux >= 6.2: the kernel then also takes GSO_UDP_L4 writes)
+ * and partial checksums. Each step falls back when the kernel refuses it: no
+ * IFF_VNET_HDR means a plain TUN; a refused USO asks again without it (TSO
+ * only, UDP written datagram by datagram); a refused TUNSETOFFLOAD keeps the
+ * header (the data plane can still write coalesced TCP) without TSO. What was granted and why not
  * goes back in struct tun_caps.
  */
 #define _GNU_SOURCE
@@ -20,6 +22,10 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20 /* Linux >= 6.2 uapi; older kernels refuse it (EINVAL) */
+#define TUN_F_USO6 0x40
+#endif
 #include <linux/virtio_net.h>
 #include <stdio.h>
 #include <string.h>
@@ -88,7 +94,10 @@ int tun_open(const char *name, bool offloads, char *ifname, struct tun_caps *cap
 		unsigned long want = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
 		if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0) {
 			snprintf(caps->note, sizeof caps->note, "TUNSETVNETHDRSZ %d: %s", sz, strerror(errno));
+		} else if (ioctl(fd, TUNSETOFFLOAD, want | TUN_F_USO4 | TUN_F_USO6) == 0) {
+			caps->tso = caps->uso = true;
 		} else if (ioctl(fd, TUNSETOFFLOAD, want) == 0) {
+			snprintf(caps->note, sizeof caps->note, "TUNSETOFFLOAD USO4|USO6: %s", strerror(errno));
 			caps->tso = true;
 		} else {
 			snprintf(caps->note, sizeof caps->note, "TUNSETOFFLOAD CSUM|TSO4|TSO6|TSO_ECN: %s", strerror(errno));

@@ -8,6 +8,7 @@
 struct tun_caps {
 	bool vnet_hdr; /* reads and writes carry a struct virtio_net_hdr first */
 	bool tso;      /* TUNSETOFFLOAD granted: reads may be TCP super-packets, partial checksums */
+	bool uso;      /* USO4|USO6 granted too (Linux >= 6.2): UDP super-packets both ways */
 	char note[128]; /* why an offload asked for is off, else empty */
 };
 

@@ -18,6 +18,14 @@
  *     packet exactly once, keeps each flow in order, leaves unmerged packets
  *     untouched, and every merged super-packet segments back into exactly its
  *     original packets; gro_item_undo restores the first packet.
+ *   - the same for UDP (GRO_UDP): segmenting a random UDP/IPv4 super-packet
+ *     gives datagrams with valid IP and UDP checksums, IP ID + i, UDP length,
+ *     all of gso_size but the last (which may be shorter); coalescing them
+ *     gives back the super-packet with a GSO_UDP_L4 virtio header (groups of
+ *     GRO_MAX_SEGS beyond that), and nothing at all without GRO_UDP; random
+ *     mixes include UDP flows (short, zero-checksum, corrupted, lost,
+ *     reordered-ID datagrams) and only same-flow, same-size consecutive
+ *     datagrams merge.
  * Exit status 0 if every case passed; the first failures are printed.
  */
 #include "../gso.h"
@@ -214,6 +222,35 @@ static size_t build_other(uint8_t *out, const struct flow *f, uint8_t proto, siz
 	return len;
 }
 
+/* A UDP/IPv4 datagram of flow f (no options) with a full checksum, or the NEEDS_CSUM pseudo sum. */
+static size_t build_udp(uint8_t *out, const struct flow *f, const uint8_t *payload, size_t pay, bool partial)
+{
+	size_t len = 28 + pay;
+	memset(out, 0, 28);
+	out[0] = 0x45;
+	out[1] = f->tos;
+	p16(out + 2, (uint16_t)len);
+	p16(out + 4, f->id);
+	p16(out + 6, f->df ? 0x4000 : 0);
+	out[8] = f->ttl;
+	out[9] = 17;
+	memcpy(out + 12, f->src, 4);
+	memcpy(out + 16, f->dst, 4);
+	p16(out + 20, f->sport);
+	p16(out + 22, f->dport);
+	p16(out + 24, (uint16_t)(8 + pay));
+	memcpy(out + 28, payload, pay);
+	ip4_csum_set(out);
+	uint64_t ps = csum_pseudo4(out, 17, (uint32_t)(8 + pay));
+	if (partial) {
+		p16(out + 26, csum_fold16(ps));
+	} else {
+		uint16_t c = (uint16_t)~csum_fold16(csum_acc(out + 20, 8 + pay, ps));
+		p16(out + 26, c ? c : 0xffff);
+	}
+	return len;
+}
+
 /* ---- NEEDS_CSUM ----------------------------------------------------------- */
 
 static void test_complete(void)
@@ -323,7 +360,7 @@ static void test_segment(void)
 	}
 	CHECK(got_pay == pay, "payload total %zu want %zu", got_pay, pay);
 
-	size_t ni = gro_coalesce(pk, (size_t)n, nxt, items);
+	size_t ni = gro_coalesce(pk, (size_t)n, nxt, items, rn(2) ? GRO_UDP : 0);
 	if (ihl != 20 || pay == 0) {
 		CHECK(ni == (size_t)n, "options/no payload: %zu items for %d packets", ni, n);
 		for (size_t k = 0; k < ni; k++)
@@ -367,6 +404,89 @@ static void test_segment(void)
 	CHECK(memcmp(pk[0].p, segorig[0], pk[0].len) == 0, "undo");
 }
 
+static void test_udp_segment(void)
+{
+	static uint8_t super[65536], payload[65536], out[70000];
+	struct flow f;
+	random_flow(&f);
+	size_t mss = rn(4) == 0 ? 1 + rn(64) : 1 + rn(1500); /* segbuf holds 1600 bytes a datagram */
+	size_t maxpay = 65535 - 28;
+	size_t pay = 1 + rn((uint32_t)maxpay);
+	if (rn(2) && pay > 64 * mss)
+		pay = 1 + rn((uint32_t)(64 * mss));
+	if (pay / mss >= MAXSEG - 1)
+		pay = mss * (MAXSEG - 2);
+	fill(payload, pay);
+	size_t len = build_udp(super, &f, payload, pay, true);
+	int n = gso_udp4_segment(super, len, mss, hdrs, segs, MAXSEG);
+	size_t want_n = (pay + mss - 1) / mss;
+	CHECK(n == (int)want_n, "udp segments %d want %zu (pay %zu mss %zu)", n, want_n, pay, mss);
+	if (n != (int)want_n)
+		return;
+	CHECK(gso_udp4_count(super, len, mss) == want_n, "udp count disagrees");
+	CHECK(gso_udp4_segment(super, 28, mss, hdrs, segs, MAXSEG) == GSO_ERR_MALFORMED, "empty payload accepted");
+	CHECK(n == 1 || gso_udp4_segment(super, len, mss, hdrs, segs, n - 1) == GSO_ERR_TOO_MANY, "max ignored");
+	n = gso_udp4_segment(super, len, mss, hdrs, segs, MAXSEG);
+	size_t got = 0;
+	for (int i = 0; i < n; i++) {
+		uint8_t *s = segbuf[i];
+		size_t slen = segs[i].hdr_len + segs[i].pay_len;
+		memcpy(s, segs[i].hdr, segs[i].hdr_len);
+		memcpy(s + segs[i].hdr_len, segs[i].pay, segs[i].pay_len);
+		memcpy(segorig[i], s, slen);
+		pk[i].p = s;
+		pk[i].len = (uint32_t)slen;
+		CHECK(segs[i].hdr_len == 28 && (i + 1 == n ? segs[i].pay_len >= 1 && segs[i].pay_len <= mss : segs[i].pay_len == mss),
+		      "udp seg %d of %d: pay %u mss %zu", i, n, segs[i].pay_len, mss);
+		CHECK(g16(s + 2) == slen && g16(s + 24) == slen - 20, "udp seg lengths");
+		CHECK(g16(s + 4) == (uint16_t)(f.id + i), "udp seg ip id");
+		CHECK(ref_ip_ok(s) && ref_l4_ok(s, slen) && g16(s + 26) != 0, "udp seg %d checksums", i);
+		CHECK(memcmp(s, super, 2) == 0 && memcmp(s + 6, super + 6, 4) == 0 && memcmp(s + 12, super + 12, 12) == 0,
+		      "udp seg header fields changed");
+		CHECK(memcmp(s + 28, payload + got, segs[i].pay_len) == 0, "udp payload of seg %d", i);
+		got += segs[i].pay_len;
+	}
+	CHECK(got == pay, "udp payload total");
+
+	if (rn(4) == 0) { /* without GRO_UDP nothing merges and nothing changes */
+		size_t ni = gro_coalesce(pk, (size_t)n, nxt, items, 0);
+		CHECK(ni == (size_t)n, "udp merged without GRO_UDP");
+		for (int i = 0; i < n; i++)
+			CHECK(memcmp(pk[i].p, segorig[i], pk[i].len) == 0, "udp changed without GRO_UDP");
+		return;
+	}
+	size_t ni = gro_coalesce(pk, (size_t)n, nxt, items, GRO_UDP);
+	if (n == 1) {
+		CHECK(ni == 1 && items[0].count == 1 && items[0].vh.gso_type == 0 && memcmp(pk[0].p, segorig[0], pk[0].len) == 0,
+		      "udp single");
+		return;
+	}
+	if (n > GRO_MAX_SEGS) {
+		size_t o = 0, cnt = 0;
+		for (size_t k = 0; k < ni; k++) {
+			size_t bl = item_bytes(&items[k], out);
+			CHECK(memcmp(out + 28, payload + o, bl - 28) == 0, "udp payload of group %zu", k);
+			o += bl - 28;
+			cnt += items[k].count;
+		}
+		CHECK(o == pay && cnt == (size_t)n && ni == ((size_t)n + GRO_MAX_SEGS - 1) / GRO_MAX_SEGS, "udp groups");
+		return;
+	}
+	CHECK(ni == 1 && items[0].count == (uint32_t)n, "udp: %zu items for %d datagrams (mss %zu)", ni, n, mss);
+	if (ni != 1)
+		return;
+	size_t bl = item_bytes(&items[0], out);
+	CHECK(bl == len && memcmp(out, super, len) == 0, "coalesced udp differs from the super-packet (%zu vs %zu)", bl, len);
+	const struct virtio_net_hdr *vh = &items[0].vh;
+	CHECK(vh->flags == VIRTIO_NET_HDR_F_NEEDS_CSUM && vh->csum_start == 20 && vh->csum_offset == 6 &&
+		      vh->gso_type == VIRTIO_NET_HDR_GSO_UDP_L4 && vh->gso_size == mss && vh->hdr_len == 28,
+	      "udp vh");
+	gso_complete_csum(out, bl, vh->csum_start, vh->csum_offset);
+	CHECK(ref_l4_ok(out, bl), "completed udp super-packet checksum");
+	gro_item_undo(pk, &items[0]);
+	CHECK(memcmp(pk[0].p, segorig[0], pk[0].len) == 0, "udp undo");
+}
+
 /* ---- random mixes ---------------------------------------------------------- */
 
 static void test_mix(void)
@@ -386,6 +506,9 @@ static void test_mix(void)
 		if (rn(2))
 			fl[i].doff = 8; /* timestamps-like, common */
 	}
+	bool is_udp[12];
+	for (int i = 0; i < nf; i++)
+		is_udp[i] = rn(3) == 0;
 	size_t mss[12];
 	for (int i = 0; i < nf; i++)
 		mss[i] = 1 + rn(1400);
@@ -396,7 +519,18 @@ static void test_mix(void)
 		uint8_t *s = segbuf[n];
 		size_t len;
 		uint32_t r = rn(100);
-		if (r < 70) {
+		if (is_udp[fi] && r < 85) {
+			size_t pay = rn(6) == 0 ? 1 + rn((uint32_t)mss[fi]) : mss[fi];
+			fill(payload, pay);
+			len = build_udp(s, f, payload, pay, false);
+			if (rn(40) == 0)
+				p16(s + 26, 0); /* no checksum */
+			else if (rn(50) == 0)
+				s[28 + rn((uint32_t)pay)] ^= (uint8_t)(1 + rn(255)); /* corrupted in transit */
+			f->id++;
+			if (rn(30) == 0)
+				f->id += (uint16_t)(1 + rn(10)); /* lost, or another sender's IDs */
+		} else if (r < 70) {
 			size_t pay = rn(6) == 0 ? 1 + rn((uint32_t)mss[fi]) : mss[fi];
 			fill(payload, pay);
 			uint8_t flags = TCP_FL_ACK;
@@ -439,7 +573,8 @@ static void test_mix(void)
 		n++;
 	}
 
-	size_t ni = gro_coalesce(pk, (size_t)n, nxt, items);
+	unsigned gflags = rn(4) ? GRO_UDP : 0;
+	size_t ni = gro_coalesce(pk, (size_t)n, nxt, items, gflags);
 	static int seen[MAXSEG], order[MAXSEG];
 	memset(seen, 0, sizeof(int) * (size_t)n);
 	int no = 0;
@@ -466,10 +601,31 @@ static void test_mix(void)
 		/* A merged super-packet: valid IP header, right virtio header, segments back into its packets. */
 		size_t bl = item_bytes(it, super);
 		CHECK(bl == it->total && g16(super + 2) == bl && ref_ip_ok(super), "super-packet header");
-		CHECK(it->vh.flags == VIRTIO_NET_HDR_F_NEEDS_CSUM && it->vh.csum_start == 20 && it->vh.csum_offset == 16 &&
-			      (it->vh.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) == VIRTIO_NET_HDR_GSO_TCPV4,
-		      "vh");
-		int m = gso_tcp4_segment(super, bl, it->vh.gso_size, ghdrs, gsegs, GRO_MAX_SEGS);
+		bool uitem = super[9] == 17;
+		CHECK(!uitem || (gflags & GRO_UDP), "UDP merged without GRO_UDP");
+		if (uitem) {
+			CHECK(it->vh.flags == VIRTIO_NET_HDR_F_NEEDS_CSUM && it->vh.csum_start == 20 && it->vh.csum_offset == 6 &&
+				      it->vh.gso_type == VIRTIO_NET_HDR_GSO_UDP_L4 && it->vh.hdr_len == 28 &&
+				      g16(super + 24) == bl - 20,
+			      "udp vh");
+			/* Same size but the last; the merged datagrams are one flow's consecutive IDs. */
+			uint32_t c2 = 0;
+			for (uint32_t i = it->first; i != GRO_END; i = nxt[i], c2++) {
+				CHECK(nxt[i] == GRO_END ? pk[i].len - 28 <= it->vh.gso_size : pk[i].len - 28 == it->vh.gso_size,
+				      "udp datagram %u of %u in a group of size %u", pk[i].len - 28, it->count, it->vh.gso_size);
+				CHECK(flow_of[i] == flow_of[it->first], "udp group mixes flows");
+			}
+		} else {
+			CHECK(it->vh.flags == VIRTIO_NET_HDR_F_NEEDS_CSUM && it->vh.csum_start == 20 && it->vh.csum_offset == 16 &&
+				      (it->vh.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) == VIRTIO_NET_HDR_GSO_TCPV4,
+			      "vh");
+		}
+		/* Checksum completion as the kernel would do it gives a valid packet. */
+		memcpy(out, super, bl);
+		gso_complete_csum(out, bl, it->vh.csum_start, it->vh.csum_offset);
+		CHECK(ref_l4_ok(out, bl), "completed super-packet checksum (proto %u)", super[9]);
+		int m = uitem ? gso_udp4_segment(super, bl, it->vh.gso_size, ghdrs, gsegs, GRO_MAX_SEGS)
+			      : gso_tcp4_segment(super, bl, it->vh.gso_size, ghdrs, gsegs, GRO_MAX_SEGS);
 		CHECK(m == (int)it->count, "re-segmented into %d, merged %u", m, it->count);
 		if (m != (int)it->count)
 			continue;
@@ -495,7 +651,7 @@ static void test_mix(void)
 		uint8_t key[13];
 		memcpy(key, x + 12, 8);
 		key[8] = x[9];
-		if (x[9] == 6)
+		if (x[9] == 6 || x[9] == 17)
 			memcpy(key + 9, x + 20, 4);
 		else
 			memset(key + 9, 0, 4);
@@ -520,6 +676,7 @@ int main(int argc, char **argv)
 		test_csum();
 		test_complete();
 		test_segment();
+		test_udp_segment();
 		if (c % 4 == 0)
 			test_mix();
 	}

@@ -25,6 +25,7 @@ interface RawOpenOptions {
   icmpSource: number;
   mtu: number;
   offloads: boolean;
+  busyPoll: boolean;
 }
 
 interface RawOpenResult {
@@ -157,7 +158,7 @@ function isOffloads(v: unknown): v is DataPlaneOffloads {
   if (typeof v !== 'object' || v === null) return false;
   const o = v as Record<string, unknown>;
   return (
-    ['requested', 'tunVnetHdr', 'tso', 'udpGso', 'udpGro'].every((k) => typeof o[k] === 'boolean') && typeof o.note === 'string'
+    ['requested', 'tunVnetHdr', 'tso', 'uso', 'udpGso', 'udpGro', 'busyPoll'].every((k) => typeof o[k] === 'boolean') && typeof o.note === 'string'
   );
 }
 
@@ -181,6 +182,7 @@ function toRawOptions(opts: DataPlaneOptions): RawOpenOptions {
     icmpSource: checkInt('icmpSource', opts.icmpSource, 0, U32_MAX),
     mtu: checkInt('mtu', opts.mtu, 68, 65535),
     offloads: checkBool('offloads', opts.offloads ?? true),
+    busyPoll: checkBool('busyPoll', opts.busyPoll ?? true),
   };
 }
 

@@ -24,6 +24,13 @@ export interface DataPlaneOptions {
    * the plain one-packet-per-syscall path.
    */
   readonly offloads?: boolean;
+  /**
+   * Low-rate busy polling (default true): when packets come at under ~20k/s,
+   * a thread that just moved a packet lets the other direction's thread spin
+   * (adaptively, at most 1 ms) for the reply instead of sleeping in poll().
+   * No effect on an idle daemon or under load.
+   */
+  readonly busyPoll?: boolean;
 }
 
 /** What the data plane got from the kernel at open (fixed for its lifetime). */
@@ -34,10 +41,14 @@ export interface DataPlaneOffloads {
   readonly tunVnetHdr: boolean;
   /** TUNSETOFFLOAD granted TSO4/TSO6/CSUM: the TUN hands over TCP super-packets, segmented in C. */
   readonly tso: boolean;
+  /** TUNSETOFFLOAD granted USO4/USO6 too (Linux ≥ 6.2): received UDP datagrams of a flow are written as one GSO_UDP_L4 super-packet, UDP super-packets read are segmented in C. */
+  readonly uso: boolean;
   /** UDP_SEGMENT: one sendmsg carries many datagrams to a peer. */
   readonly udpGso: boolean;
   /** UDP_GRO: one recvmsg returns many datagrams of a peer. */
   readonly udpGro: boolean;
+  /** Low-rate busy polling in use (`DataPlaneOptions.busyPoll` and its eventfds created). */
+  readonly busyPoll: boolean;
   /** Why something requested is off (kernel errors), empty if nothing is. */
   readonly note: string;
 }

@@ -156,11 +156,12 @@ describe(`native udp data plane between two namespaced hosts (offloads ${offload
       assert.ok(o, `${name} reported no offloads`);
       assert.equal(o.requested, offloads);
       if (!offloads) {
-        assert.deepEqual(o, { requested: false, tunVnetHdr: false, tso: false, udpGso: false, udpGro: false, note: '' });
+        assert.deepEqual(o, { requested: false, tunVnetHdr: false, tso: false, uso: false, udpGso: false, udpGro: false, busyPoll: true, note: '' });
       } else {
-        const all = o.tunVnetHdr && o.tso && o.udpGso && o.udpGro;
+        const all = o.tunVnetHdr && o.tso && o.uso && o.udpGso && o.udpGro;
         assert.equal(all, o.note === '', `${name}: ${JSON.stringify(o)}`);
         assert.ok(!o.tso || o.tunVnetHdr, 'TSO without the virtio header');
+        assert.ok(!o.uso || o.tso, 'USO without TSO');
       }
     }
   });

@@ -122,16 +122,16 @@ describe('udp backend', () => {
   });
 
   it('offloads: on by default, off with RUDDER_UDP_OFFLOADS=0/false, bad values refused; what the data plane got is logged', async () => {
-    const all = { requested: true, tunVnetHdr: true, tso: true, udpGso: true, udpGro: true, note: '' };
+    const all = { requested: true, tunVnetHdr: true, tso: true, uso: true, udpGso: true, udpGro: true, busyPoll: true, note: '' };
     const on = setup();
     on.world.offloads = all;
     await on.backend.start(on.own, signal());
     assert.equal(on.world.opts?.offloads, true);
-    assert.ok(on.log.lines.some((l) => /info .*udp data plane offloads on .*tso=true udpGso=true udpGro=true coalesce=true/.test(l)), on.log.lines.join('\n'));
+    assert.ok(on.log.lines.some((l) => /info .*udp data plane offloads on .*tso=true uso=true udpGso=true udpGro=true coalesce=true busyPoll=true/.test(l)), on.log.lines.join('\n'));
 
     for (const v of ['0', 'false', 'OFF']) {
       const off = setup({ env: { RUDDER_UDP_OFFLOADS: v } });
-      off.world.offloads = { requested: false, tunVnetHdr: false, tso: false, udpGso: false, udpGro: false, note: '' };
+      off.world.offloads = { requested: false, tunVnetHdr: false, tso: false, uso: false, udpGso: false, udpGro: false, busyPoll: true, note: '' };
       await off.backend.start(off.own, signal());
       assert.equal(off.world.opts?.offloads, false, v);
       assert.ok(off.log.lines.some((l) => /udp data plane offloads off .*RUDDER_UDP_OFFLOADS/.test(l)), off.log.lines.join('\n'));
@@ -171,6 +171,7 @@ describe('udp backend', () => {
       icmpSource: ip('10.0.5.0'),
       mtu: 1422,
       offloads: true,
+      busyPoll: true,
     });
     assert.ok(world.calls.includes(`ensureAddresses 7 ${ip('10.0.5.0')}/32`));
     assert.ok(world.calls.includes('ensureMtu 7 1422'));

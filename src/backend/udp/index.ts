@@ -76,6 +76,16 @@ export function offloadsFromEnv(env: NodeJS.ProcessEnv): boolean {
   throw new RudderError('E_BACKEND', `udp: ${OFFLOADS_ENV}=${env[OFFLOADS_ENV] ?? ''}: expected 1/true/on or 0/false/off`);
 }
 
+/** The environment variable that turns the data plane's low-rate busy polling off ("0"/"false"); on by default. */
+export const BUSY_POLL_ENV = 'RUDDER_UDP_BUSY_POLL';
+
+export function busyPollFromEnv(env: NodeJS.ProcessEnv): boolean {
+  const v = (env[BUSY_POLL_ENV] ?? '').trim().toLowerCase();
+  if (v === '' || v === '1' || v === 'true' || v === 'on') return true;
+  if (v === '0' || v === 'false' || v === 'off') return false;
+  throw new RudderError('E_BACKEND', `udp: ${BUSY_POLL_ENV}=${env[BUSY_POLL_ENV] ?? ''}: expected 1/true/on or 0/false/off`);
+}
+
 function nativeOpenDataPlane(opts: DataPlaneOptions): DataPlane {
   // Loaded on first use so unit tests, and hosts on other backends, never need the addon.
   // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -112,6 +122,7 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
         throw new RudderError('E_BACKEND', `udp: underlay ${ctx.extIface.name} MTU ${ctx.extIface.mtu} leaves ${mtu} after ${UDP_OVERHEAD} bytes of encapsulation: expected at least 68`);
       }
       const offloads = offloadsFromEnv(env);
+      const busyPoll = busyPollFromEnv(env);
       const steps: Undo[] = [];
       const check = (next: string): void => {
         if (signal.aborted) throw abortError(signal, next);
@@ -143,6 +154,7 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
           icmpSource: own.subnet.ip,
           mtu,
           offloads,
+          busyPoll,
         });
         dp = opened;
         steps.push({ what: 'stop data plane', run: () => opened.stop() });
@@ -191,7 +203,7 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
 function logOffloads(log: Logger, dp: DataPlane, requested: boolean): void {
   const o = dp.offloads;
   if (o === undefined) return;
-  const fields = { tso: o.tso, udpGso: o.udpGso, udpGro: o.udpGro, coalesce: o.tunVnetHdr };
+  const fields = { tso: o.tso, uso: o.uso, udpGso: o.udpGso, udpGro: o.udpGro, coalesce: o.tunVnetHdr, busyPoll: o.busyPoll };
   if (!requested) {
     log.info('udp data plane offloads off', { reason: `${OFFLOADS_ENV} turns them off`, ...fields });
   } else if (o.tso && o.udpGso && o.udpGro && o.tunVnetHdr) {
