@@ -67,6 +67,8 @@ interface Args {
   json: string | null;
   write: boolean;
   label: string;
+  /** Another launcher (A/B of node flags); default bin/rudder. */
+  rudderBin: string | null;
 }
 
 const ALL_PHASES = ['program', 'prop', 'restart'];
@@ -85,6 +87,7 @@ function parseArgs(argv: readonly string[]): Args {
     json: null,
     write: true,
     label: '',
+    rudderBin: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -107,11 +110,12 @@ function parseArgs(argv: readonly string[]): Args {
     else if (k === '--json') (a.json = v), i++;
     else if (k === '--label') (a.label = v), i++;
     else if (k === '--no-write') a.write = false;
+    else if (k === '--rudder-bin') (a.rudderBin = path.resolve(v as string)), i++;
     else if (k === '--help' || k === '-h') {
       process.stdout.write(
         'usage: node dist/bench/scale.js [--sizes 1000,5000] [--backends udp,vxlan,host-gw] [--phases program,prop,restart]\n' +
           '       [--watchers 50] [--base 1000] [--prop-leases 100] [--restart 200] [--churn 1000] [--rounds 1]\n' +
-          '       [--json FILE] [--label TEXT] [--no-write]\n' +
+          '       [--json FILE] [--label TEXT] [--no-write] [--rudder-bin PATH]\n' +
           'Writes docs/scale.md, docs/scale.svg and bench/results/scale.json unless --no-write.\n',
       );
       process.exit(0);
@@ -835,7 +839,7 @@ export function svgChart(r: Report): string {
   }
   o.push(`<line x1="${left}" x2="${left + pw}" y1="${y(2000).toFixed(1)}" y2="${y(2000).toFixed(1)}" stroke="#c00" stroke-dasharray="4 3"/>`);
   o.push(`<text x="${left + pw}" y="${(y(2000) - 4).toFixed(1)}" text-anchor="end" fill="#c00" font-size="10">target 2 s (5,000)</text>`);
-  const groups = r.args.sizes;
+  const groups = r.args.sizes.filter((s) => s > 0); // size 0 (idle RSS) has nothing to program
   const gw = pw / Math.max(1, groups.length);
   const bw = (gw - 30) / Math.max(1, r.args.backends.length);
   groups.forEach((size, gi) => {
@@ -900,7 +904,7 @@ async function main(a: Args): Promise<number> {
   process.once('SIGTERM', onSignal);
   try {
     const needProp = a.phases.has('prop');
-    c = await createCluster({ hosts: 0, prefix: 'rsc', giveUpMs: 600_000 });
+    c = await createCluster({ hosts: 0, prefix: 'rsc', giveUpMs: 600_000, ...(a.rudderBin !== null ? { rudderBin: a.rudderBin } : {}) });
     const agent = await startAgent(c);
     agentP = agent;
     const hosts = new Map<string, Host>();
