@@ -499,6 +499,9 @@ interface ProgramResult {
   round: number;
   programmedMs: number | null;
   readyMs: number | null;
+  /** VmRSS 2 s after every peer was programmed (size 0: the idle daemon). */
+  rssSettledMb?: number | null;
+  /** The larger of that and VmRSS right after the 1,000 lease changes (what the tables show as RSS). */
   rssMb: number | null;
   idleCpuMsPerS: number | null;
   churnCpuMs: number | null;
@@ -532,6 +535,7 @@ async function phaseProgram(c: Cluster, agent: Agent, hosts: Map<string, Host>, 
           const readyLine = /^(\S+) info {2}ready /m.exec(readFrom(h.logFile, logFrom));
           r.readyMs = readyLine ? Date.parse(readyLine[1] as string) - t0 : null;
           r.rssMb = rssMb(p.pid);
+          r.rssSettledMb = r.rssMb;
           const i0 = cpuMs(p.pid) as number;
           await sleep(6000);
           r.idleCpuMsPerS = Math.round(((cpuMs(p.pid) as number) - i0) / 6);
@@ -547,7 +551,7 @@ async function phaseProgram(c: Cluster, agent: Agent, hosts: Map<string, Host>, 
           r.churnCpuMs = (cpuMs(p.pid) as number) - c0;
           const rss2 = rssMb(p.pid);
           if (rss2 !== null && r.rssMb !== null && rss2 > r.rssMb) r.rssMb = rss2;
-          log(`${backend} ${size}: programmed ${r.programmedMs} ms (ready at ${r.readyMs} ms), RSS ${r.rssMb} MB, idle ${r.idleCpuMsPerS} ms CPU/s, 1000 changes ${r.churnCpuMs} ms CPU over ${r.churnWallMs} ms`);
+          log(`${backend} ${size}: programmed ${r.programmedMs} ms (ready at ${r.readyMs} ms), RSS ${r.rssSettledMb} MB settled, ${r.rssMb} MB max, idle ${r.idleCpuMsPerS} ms CPU/s, 1000 changes ${r.churnCpuMs} ms CPU over ${r.churnWallMs} ms`);
         } catch (e) {
           r.error = e instanceof Error ? e.message.slice(0, 500) : String(e);
           log(`${backend} ${size}: FAILED ${r.error}`);
@@ -764,14 +768,14 @@ export function markdown(r: Report): string {
   o.push(`Run ${r.date}${r.label ? ` (${r.label})` : ''}: kernel ${r.kernel}, ${r.cpus} CPUs, load average ${r.loadBefore} before / ${r.loadAfter} after, ${r.durationS} s; rounds ${r.args.rounds} (medians).`);
   o.push('');
   if (r.program.length) {
-    o.push('| backend | peers | all programmed (from spawn) | daemon ready at | RSS | idle CPU | CPU per 1,000 lease changes | 1,000 changes applied in |');
+    o.push('| backend | peers | all programmed (from spawn) | daemon ready at | RSS settled / max | idle CPU | CPU per 1,000 lease changes | 1,000 changes applied in |');
     o.push('|---|---|---|---|---|---|---|---|');
     for (const size of r.args.sizes) {
       for (const b of r.args.backends) {
         const rs = r.program.filter((x) => x.backend === b && x.size === size);
         const errs = rs.filter((x) => x.error).length;
         o.push(
-          `| ${b} | ${size.toLocaleString('en')} | ${fmt(medOf(rs, (x) => x.programmedMs), ' ms')} | ${fmt(medOf(rs, (x) => x.readyMs), ' ms')} | ${fmt(medOf(rs, (x) => x.rssMb), ' MB')} | ${fmt(medOf(rs, (x) => x.idleCpuMsPerS), ' ms/s')} | ${fmt(medOf(rs, (x) => x.churnCpuMs), ' ms')} | ${fmt(medOf(rs, (x) => x.churnWallMs), ' ms')}${errs ? ` (${errs} failed)` : ''} |`,
+          `| ${b} | ${size.toLocaleString('en')} | ${fmt(medOf(rs, (x) => x.programmedMs), ' ms')} | ${fmt(medOf(rs, (x) => x.readyMs), ' ms')} | ${fmt(medOf(rs, (x) => x.rssSettledMb ?? null), '')} / ${fmt(medOf(rs, (x) => x.rssMb), ' MB')} | ${fmt(medOf(rs, (x) => x.idleCpuMsPerS), ' ms/s')} | ${fmt(medOf(rs, (x) => x.churnCpuMs), ' ms')} | ${fmt(medOf(rs, (x) => x.churnWallMs), ' ms')}${errs ? ` (${errs} failed)` : ''} |`,
         );
       }
     }

@@ -19,9 +19,13 @@
  *   not belong to a peer lease known at start (`peers`) is removed; matching
  *   routes are left alone, so a restarted (even SIGKILLed) daemon never
  *   interrupts traffic.
- * - Reconcile: every RECONCILE_MS (unref'd timer) the Rudder routes are
- *   compared with the peer table and fixed (planRoutes): a route someone
- *   deleted comes back, a foreign one goes. apply() and reconcile run one at
+ * - Reconcile: the Rudder routes are compared with the peer table and fixed
+ *   (planRoutes): a route someone deleted comes back, a foreign one goes. It
+ *   runs when a kernel notification says so (a wanted route gone, a foreign
+ *   Rudder route, the external link or its addresses changed; our own writes
+ *   match the table and are ignored), every 30 s as a safety net, and every
+ *   RECONCILE_MS when notifications are unavailable (common.ts). apply()
+ *   writes without reading the table (replace requests). apply() and reconcile run one at
  *   a time; a failing reconcile is logged and retried, never an unhandled
  *   rejection.
  * - Failure: start() unwinds what it did on error or abort. stop() removes

@@ -25,7 +25,11 @@
  *   route and every neighbor/FDB entry on our device that does not belong to
  *   a peer lease known at start (`peers`) is removed; what matches is left
  *   alone, so a restarted (even SIGKILLed) daemon never interrupts traffic.
- * - Reconcile: every RECONCILE_MS (unref'd timer) the device is ensured
+ * - Reconcile: on a kernel notification that the backend's state changed
+ *   (the device, the underlay link, a wanted route/neighbor/FDB entry gone
+ *   or a foreign one added; our own writes match the peer table and are
+ *   ignored), every 30 s as a safety net, and every RECONCILE_MS when
+ *   notifications are unavailable (common.ts), the device is ensured
  *   (re-created if deleted: all peers re-programmed), then the kernel's
  *   routes/neighbors/FDB are compared with the peer table and fixed in one
  *   plan (planReconcile). apply() and reconcile run one at a time. A failing
