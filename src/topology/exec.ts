@@ -124,6 +124,21 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
+/** Resolves once `p` no longer runs setpriv (it exec'd its program, or ended); gives up after 5 s. */
+async function waitPastSetpriv(p: ManagedProcess): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (p.running && Date.now() < deadline) {
+    let argv0 = '';
+    try {
+      argv0 = fs.readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').split('\0')[0] ?? '';
+    } catch {
+      return;
+    }
+    if (!argv0.endsWith('setpriv')) return;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
 function signalPid(pid: number, sig: NodeJS.Signals): void {
   try {
     process.kill(pid, sig);
@@ -200,7 +215,14 @@ export class ManagedProcess {
       child.once('error', (e) =>
         reject(new TopologyError('E_INTERNAL', `cannot start ${opts.label}: ${formatCommand(full)}: ${e.message}`, { command: formatCommand(full), cause: e })),
       );
-      child.once('spawn', () => resolve(new ManagedProcess(child, full, opts)));
+      child.once('spawn', () => {
+        const p = new ManagedProcess(child, full, opts);
+        // setpriv arms the parent-death signal only when it runs, and a parent that
+        // dies before that leaves an orphan: hand the process out once setpriv has
+        // exec'd the real program.
+        if (opts.dieWithParent === false) resolve(p);
+        else void waitPastSetpriv(p).then(() => resolve(p));
+      });
     });
   }
 
