@@ -185,6 +185,10 @@ struct tx_state {
 	struct mmsghdr msgs[TX_MAXMSG];
 	struct sockaddr_in dsts[TX_MAXMSG];
 	uint16_t msg_segs[TX_MAXMSG]; /* datagrams each message carries */
+	uint16_t msg_gso[TX_MAXMSG];  /* their size (the last may be shorter) */
+	uint32_t msg_bytes[TX_MAXMSG];
+	uint8_t msg_iovps[TX_MAXMSG]; /* iovecs per datagram: 2 for [header, payload] segments, 1 for packets as read */
+	bool msg_open[TX_MAXMSG];     /* a message of packets as read that may take one more of the same size */
 	union {
 		char buf[CMSG_SPACE(sizeof(uint16_t))];
 		struct cmsghdr align;
@@ -809,9 +813,10 @@ static bool wait_stop(struct dp *dp, int ms)
 static void send_segments_singly(struct dp *dp, struct tx_state *st, int m, uint64_t *cnt)
 {
 	struct msghdr *mh = &st->msgs[m].msg_hdr;
-	for (size_t k = 0; k + 1 < mh->msg_iovlen; k += 2) {
+	size_t step = st->msg_iovps[m];
+	for (size_t k = 0; k + step <= mh->msg_iovlen; k += step) {
 		struct msghdr one = {.msg_name = mh->msg_name, .msg_namelen = mh->msg_namelen,
-				     .msg_iov = mh->msg_iov + k, .msg_iovlen = 2};
+				     .msg_iov = mh->msg_iov + k, .msg_iovlen = step};
 		ssize_t r;
 		do
 			r = sendmsg(dp->udp_fd, &one, 0);
@@ -866,8 +871,21 @@ static bool send_batch(struct dp *dp, struct tx_state *st, uint64_t *cnt)
 	return true;
 }
 
+/* Marks message m as a UDP GSO message of gso_size datagrams (the kernel cuts it; the last may be shorter). */
+static void tx_set_gso(struct tx_state *st, int m, uint16_t gso_size)
+{
+	struct msghdr *mh = &st->msgs[m].msg_hdr;
+	mh->msg_control = st->cm[m].buf;
+	mh->msg_controllen = sizeof st->cm[m].buf;
+	struct cmsghdr *c = CMSG_FIRSTHDR(mh);
+	c->cmsg_level = SOL_UDP;
+	c->cmsg_type = UDP_SEGMENT;
+	c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+	memcpy(CMSG_DATA(c), &gso_size, sizeof gso_size);
+}
+
 static void tx_add_msg(struct tx_state *st, const struct sockaddr_in *dst, int iov0, int niov, uint16_t nsegs,
-		       uint16_t gso_size)
+		       uint16_t gso_size, uint32_t bytes)
 {
 	int m = st->nmsg++;
 	struct msghdr *mh = &st->msgs[m].msg_hdr;
@@ -878,15 +896,41 @@ static void tx_add_msg(struct tx_state *st, const struct sockaddr_in *dst, int i
 	mh->msg_iov = &st->iov[iov0];
 	mh->msg_iovlen = (size_t)niov;
 	st->msg_segs[m] = nsegs;
-	if (nsegs > 1) {
-		mh->msg_control = st->cm[m].buf;
-		mh->msg_controllen = sizeof st->cm[m].buf;
-		struct cmsghdr *c = CMSG_FIRSTHDR(mh);
-		c->cmsg_level = SOL_UDP;
-		c->cmsg_type = UDP_SEGMENT;
-		c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-		memcpy(CMSG_DATA(c), &gso_size, sizeof gso_size);
-	}
+	st->msg_gso[m] = gso_size;
+	st->msg_bytes[m] = bytes;
+	st->msg_iovps[m] = nsegs > 0 && niov > nsegs ? 2 : 1;
+	st->msg_open[m] = false;
+	if (nsegs > 1)
+		tx_set_gso(st, m, gso_size);
+}
+
+/*
+ * Packets read one by one (small ones, or any without TUN offloads) to the
+ * peer of the batch's last message join that message as further UDP GSO
+ * datagrams while they have its first datagram's size (a shorter one joins
+ * and closes it): a stream of small packets then crosses the sending stack,
+ * the underlay and the peer's GRO socket as one skb per group instead of one
+ * per packet, which is most of what a small packet costs here.
+ */
+static bool tx_append_plain(struct tx_state *st, const struct sockaddr_in *dst, uint8_t *p, size_t len)
+{
+	int m = st->nmsg - 1;
+	if (m < 0 || !st->msg_open[m] || st->dsts[m].sin_addr.s_addr != dst->sin_addr.s_addr ||
+	    st->dsts[m].sin_port != dst->sin_port || st->msg_segs[m] >= UDP_GSO_MAXSEGS || len > st->msg_gso[m] ||
+	    st->msg_bytes[m] + len > UDP_MAX_PAYLOAD)
+		return false;
+	struct msghdr *mh = &st->msgs[m].msg_hdr;
+	if (mh->msg_iov + mh->msg_iovlen != &st->iov[st->niov]) /* only the newest message can grow in place */
+		return false;
+	st->iov[st->niov].iov_base = p;
+	st->iov[st->niov++].iov_len = len;
+	mh->msg_iovlen++;
+	if (++st->msg_segs[m] == 2)
+		tx_set_gso(st, m, st->msg_gso[m]);
+	st->msg_bytes[m] += (uint32_t)len;
+	if (len < st->msg_gso[m])
+		st->msg_open[m] = false;
+	return true;
 }
 
 /*
@@ -919,11 +963,14 @@ static bool tx_one(struct dp *dp, const struct rtable *t, struct tx_state *st, u
 		}
 		if (!tx_packet(dp, t, p, len, &dst, 1, cnt))
 			return true;
+		if (dp->off.udp_gso && tx_append_plain(st, &dst, p, len))
+			return true;
 		if (st->nmsg + 1 > TX_MAXMSG && !send_batch(dp, st, cnt))
 			return false;
 		st->iov[st->niov].iov_base = p;
 		st->iov[st->niov].iov_len = len;
-		tx_add_msg(st, &dst, st->niov++, 1, 1, 0);
+		tx_add_msg(st, &dst, st->niov++, 1, 1, (uint16_t)len, (uint32_t)len);
+		st->msg_open[st->nmsg - 1] = true;
 		return true;
 	}
 	bool udp = gso == VIRTIO_NET_HDR_GSO_UDP_L4 && dp->off.tun_uso;
@@ -967,7 +1014,7 @@ static bool tx_one(struct dp *dp, const struct rtable *t, struct tx_state *st, u
 			j++;
 		} while (j < k && dp->off.udp_gso);
 		tx_add_msg(st, &dst, iov0, st->niov - iov0, (uint16_t)(j - i),
-			   (uint16_t)(segs[i].hdr_len + segs[i].pay_len));
+			   (uint16_t)(segs[i].hdr_len + segs[i].pay_len), (uint32_t)bytes);
 		i = j;
 	}
 	return true;
