@@ -18,12 +18,14 @@
  * Per variant: iperf3 TCP throughput; ping RTT; small-packet rate = iperf3 UDP
  * with 64-byte payloads at no rate limit, reported as packets/s the receiver
  * got (and loss); CPU time of the user-space forwarders (socat, the rudder
- * daemons) during each iperf3 run, from /proc/PID/stat.
+ * daemons) during each iperf3 run, from /proc/PID/stat, and from it the CPU
+ * cost per Gbit/s and per 100k pkt/s where those processes forward.
  *
  * Why ratios: absolute numbers on a shared 2-core VM mean little and change
  * from machine to machine, but every variant here runs on the same kernel,
  * CPUs and moment, so "rudder udp / socat" and "x / underlay" are what carry
- * over. The issue's targets are stated that way (rudder udp ≥ 2× socat).
+ * over. The issues' targets are stated that way (issue 8: rudder udp ≥ 8×
+ * socat and ≥ 0.5× kernel VXLAN in TCP, ≥ 3× socat's packet rate).
  *
  * How noise is handled: all variants are built first and kept up, then
  * measured in rounds; each round runs every variant once (TCP, UDP, ping) in
@@ -51,11 +53,13 @@ import {
   type VariantResult,
   consoleTable,
   figuresTable,
+  forwardsInUserspace,
   markdownReport,
   ratiosTable,
   summarize,
   svgChart,
   targetLines,
+  targetText,
 } from './report';
 import { BenchEnv, IPERF_PORT, type Prepared, type Variant, defaultVariants } from './variants';
 
@@ -228,7 +232,8 @@ async function main(): Promise<void> {
     await env.teardown().catch((e: unknown) => log(`teardown: ${e instanceof Error ? e.message : String(e)}`));
   }
 
-  for (const r of results) if (r.status === 'ok') r.summary = summarize(r.samples);
+  const runS = opts.params.timeS + opts.params.omitS;
+  for (const r of results) if (r.status === 'ok') r.summary = summarize(r.samples, { runS, userspace: forwardsInUserspace(r.id) });
   for (const r of results) {
     if (r.status === 'ok' && !r.summary?.tcpMbps && !r.summary?.udpRxPps && !r.summary?.rttMedianMs) {
       r.status = 'n/a';
@@ -262,7 +267,7 @@ async function main(): Promise<void> {
   const targets = targetLines(results);
   if (targets.length) {
     console.log('');
-    for (const t of targets) console.log(`${t.what}: ${t.ratio === null ? 'n/a' : `${t.ratio.toFixed(2)}×`} (target ${t.target}) — ${t.verdict}`);
+    for (const t of targets) console.log(targetText(t));
   }
   for (const r of results.filter((x) => x.status === 'n/a')) console.log(`${r.label}: n/a — ${r.reason}`);
 
