@@ -7,7 +7,7 @@
  */
 import { describeError } from '../errors';
 import type { Logger } from '../log';
-import type { LinkInfo, Netlink } from '../netlink';
+import type { KernelChange, LinkInfo, Netlink } from '../netlink';
 
 export type Undo = { readonly what: string; readonly run: () => Promise<unknown> | unknown };
 
@@ -88,6 +88,24 @@ export interface ReconcileLoop {
    * the timer is only a slow safety net (SAFETY_NET_MS).
    */
   readonly watch?: (poke: (why: string) => void) => () => void;
+}
+
+/** Subscribes to kernel change notifications the backend filtered to its links; returns the unsubscribe function. */
+export type KernelSubscription = (onChange: (ch: KernelChange) => void) => () => void;
+
+/**
+ * The `watch` of a ReconcileLoop: pokes for the notifications `drifted`
+ * says may leave the kernel unlike what the backend programmed (its own
+ * writes come back as notifications too, and must not start a round).
+ * Without a subscription (a netlink fake without notifications) there is no
+ * watch, and the loop falls back to its timer.
+ */
+export function pokeOnDrift(subscribe: KernelSubscription | null, drifted: (ch: KernelChange) => boolean): ReconcileLoop['watch'] {
+  if (subscribe === null) return undefined;
+  return (poke) =>
+    subscribe((ch) => {
+      if (drifted(ch)) poke(ch.kind === 'lost' ? `notifications lost: ${ch.reason}` : `${ch.kind} ${ch.op}`);
+    });
 }
 
 /** With kernel notifications: the periodic full comparison, in case a notification was missed. */

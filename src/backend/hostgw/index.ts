@@ -36,7 +36,7 @@ import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
 import type { Logger } from '../../log';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
 import { batchOps, openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type AddrSpec, type BatchOps, type Netlink } from '../../netlink';
-import { defaultEvery, removeForeignDevices, serial, startReconcileLoop } from '../common';
+import { defaultEvery, pokeOnDrift, removeForeignDevices, serial, startReconcileLoop, type KernelSubscription } from '../common';
 import type { KernelChange } from '../../netlink';
 import type { Backend, BackendContext, ExternalInterface, Network } from '../types';
 import { HostGwPeerTable, addStep, delStep, describePeer, describeStep, directlyConnected, planRoutes, type HostGwPeer, type HostGwStep } from './routes';
@@ -81,14 +81,10 @@ class HostGwKernel {
     return this.nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN });
   }
 
-  get canWatch(): boolean {
-    return typeof this.nl.watchKernel === 'function';
-  }
-
-  /** Subscribes to kernel notifications about `ext`'s link and addresses and Rudder routes (real facade only). */
-  watch(onChange: (ch: KernelChange) => void): (() => void) | null {
+  /** Notifications about `ext`'s link and addresses and Rudder routes; null without them (fakes). */
+  subscription(): KernelSubscription | null {
     const w = this.nl.watchKernel;
-    return w === undefined ? null : w.call(this.nl, (index) => index === this.ext.index, onChange);
+    return w === undefined ? null : (onChange) => w.call(this.nl, (index) => index === this.ext.index, onChange);
   }
 
   /**
@@ -255,14 +251,7 @@ function startedNetwork({ kernel, addrs: initialAddrs, log, every, ext, table }:
     log,
     reconcile,
     stopped: () => stopping !== undefined,
-    ...(kernel.canWatch
-      ? {
-          watch: (poke: (why: string) => void) =>
-            kernel.watch((ch) => {
-              if (drifted(ch)) poke(ch.kind === 'lost' ? `notifications lost: ${ch.reason}` : `${ch.kind} ${ch.op}`);
-            }) as () => void,
-        }
-      : {}),
+    watch: pokeOnDrift(kernel.subscription(), drifted),
   });
 
   return {

@@ -44,7 +44,7 @@ import type { Logger } from '../../log';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
 import { batchOps, openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type BatchOps, type BatchResult, type KernelChange, type Netlink, type VxlanSpec } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
-import { defaultEvery, removeForeignDevices, serial, startReconcileLoop, unwind, type Undo } from '../common';
+import { defaultEvery, pokeOnDrift, removeForeignDevices, serial, startReconcileLoop, unwind, type KernelSubscription, type Undo } from '../common';
 import { VxlanPeerTable, changeSteps, describePeer, describeStep, peerVtepIp, planReconcile, stopSteps, vtepMac, type VxlanStep } from './peers';
 
 export { VxlanPeerTable, vtepMac, leaseMac, planReconcile, programSteps, unprogramSteps, changeSteps, type VxlanPeer, type VxlanStep } from './peers';
@@ -180,13 +180,11 @@ class VxlanKernel {
     return errors;
   }
 
-  get canWatch(): boolean {
-    return typeof this.nl.watchKernel === 'function';
-  }
-
-  /** Subscribes to notifications about the device, the underlay link and Rudder routes (real facade only). */
-  watch(underlay: number | undefined, onChange: (ch: KernelChange) => void): () => void {
-    return (this.nl.watchKernel as NonNullable<VxlanNetlink['watchKernel']>).call(this.nl, (index) => index === this.devIndex || index === underlay, onChange);
+  /** Notifications about the device, the underlay link and Rudder routes; null without them (fakes). */
+  subscription(underlay: number | undefined): KernelSubscription | null {
+    const w = this.nl.watchKernel;
+    // devIndex is read per notification: a re-created device gets a new index.
+    return w === undefined ? null : (onChange) => w.call(this.nl, (index) => index === this.devIndex || index === underlay, onChange);
   }
 
   /** runAll, then throws the first failure (with how many there were). */
@@ -327,14 +325,7 @@ function startedNetwork({ kernel, steps, log, every, mtu, table, underlay }: Sta
     log,
     reconcile,
     stopped: () => stopping !== undefined,
-    ...(kernel.canWatch
-      ? {
-          watch: (poke: (why: string) => void) =>
-            kernel.watch(underlay, (ch) => {
-              if (drifted(ch)) poke(ch.kind === 'lost' ? `notifications lost: ${ch.reason}` : `${ch.kind} ${ch.op}`);
-            }),
-        }
-      : {}),
+    watch: pokeOnDrift(kernel.subscription(underlay), drifted),
   });
 
   return {
