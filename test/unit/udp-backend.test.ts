@@ -12,7 +12,7 @@ import { memoryLogger } from '../../src/log';
 import type { DataPlane, DataPlaneCounters, DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute } from '../../src/dataplane/types';
 import type { Lease, LeaseEvent } from '../../src/subnet/lease';
 import { RTPROT_RUDDER, type AddrSpec, type LinkInfo, type RouteInfo, type RouteKey, type RouteSpec } from '../../src/netlink';
-import { createUdpBackend, type UdpNetlink } from '../../src/backend/udp';
+import { PeerTable, SwapPacer, createUdpBackend, type PacerClock, type UdpNetlink } from '../../src/backend/udp';
 import { createBackend } from '../../src/backend/registry';
 import type { BackendContext } from '../../src/backend/types';
 
@@ -28,6 +28,38 @@ const zero: DataPlaneCounters = {
   dropMalformed: 0, dropTtl: 0, dropNotLocal: 0, tunErrors: 0, socketErrors: 0, icmpSent: 0,
 };
 
+/** Time only moves when a test (or a fake swap's cost) moves it. */
+class FakeClock implements PacerClock {
+  t = 1000;
+  private timers: Array<{ at: number; fn: () => void; live: boolean }> = [];
+  now = (): number => this.t;
+  after = (ms: number, fn: () => void): (() => void) => {
+    assert.ok(ms > 0, `timer of ${ms} ms: a swap that may run now must not wait`);
+    const timer = { at: this.t + ms, fn, live: true };
+    this.timers.push(timer);
+    return () => void (timer.live = false);
+  };
+  get waiting(): number {
+    return this.timers.filter((x) => x.live).length;
+  }
+  /** Moves time forward, running the timers that fall due (in order). */
+  advance(ms: number): void {
+    const until = this.t + ms;
+    for (;;) {
+      const due = this.timers.filter((x) => x.live && x.at <= until).sort((a, b) => a.at - b.at)[0];
+      if (due === undefined) break;
+      due.live = false;
+      this.t = Math.max(this.t, due.at);
+      due.fn();
+    }
+    this.t = Math.max(this.t, until);
+    this.timers = this.timers.filter((x) => x.live);
+  }
+}
+
+/** Lets promise callbacks run (the pacer resolves its callers from a timer). */
+const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
+
 class World {
   calls: string[] = [];
   tun: LinkInfo | null = null;
@@ -42,6 +74,9 @@ class World {
   tick: (() => void) | undefined;
   cancelled = 0;
   offloads: DataPlaneOffloads | undefined;
+  /** Added to `clock.t` by every setRoutes: what a swap costs. */
+  swapCostMs = 0;
+  readonly clock = new FakeClock();
 
   private step(op: string): void {
     this.calls.push(op);
@@ -55,7 +90,10 @@ class World {
     this.tun = { index: 7, name: o.tunName, mtu: 1500, up: false, kind: 'tun', mac: undefined };
     return {
       ...(this.offloads !== undefined ? { offloads: this.offloads } : {}),
-      setRoutes: (r) => void this.tables.push([...r]),
+      setRoutes: (r) => {
+        this.tables.push([...r]);
+        this.clock.t += this.swapCostMs;
+      },
       counters: () => ({ ...this.counters }),
       stop: () => {
         this.dpStopped++;
@@ -96,7 +134,7 @@ class World {
   };
 }
 
-function setup(opts: { config?: unknown; portFlag?: number; mtu?: number; env?: NodeJS.ProcessEnv } = {}) {
+function setup(opts: { config?: unknown; portFlag?: number; mtu?: number; env?: NodeJS.ProcessEnv; fakeClock?: boolean } = {}) {
   const world = new World();
   const log = memoryLogger(1);
   const ctx: BackendContext = {
@@ -105,7 +143,13 @@ function setup(opts: { config?: unknown; portFlag?: number; mtu?: number; env?: 
     log,
     portFlag: opts.portFlag,
   };
-  const backend = createUdpBackend(ctx, { openDataPlane: world.openDataPlane, openNetlink: world.openNetlink, every: world.every, env: opts.env ?? {} });
+  const backend = createUdpBackend(ctx, {
+    openDataPlane: world.openDataPlane,
+    openNetlink: world.openNetlink,
+    every: world.every,
+    env: opts.env ?? {},
+    ...(opts.fakeClock === true ? { clock: world.clock } : {}),
+  });
   return { world, log, backend, own: lease('10.0.5.0/24', '198.18.0.1') };
 }
 
@@ -296,6 +340,223 @@ describe('udp backend', () => {
     const { backend, own, world } = setup({ mtu: 90 });
     await assert.rejects(backend.start(own, signal()), /MTU 90/);
     assert.equal(world.opts, undefined);
+  });
+});
+
+describe('udp peer table', () => {
+  const own = lease('10.0.5.0/24', '198.18.0.1');
+  const key = (r: DataPlaneRoute): string => `${r.ip}/${r.prefix}`;
+  const show = (r: DataPlaneRoute): string => `${formatCidr(r)} ${r.publicIP}:${r.port}`;
+
+  it('matches a rebuild-and-sort model over random batches (order, set, removed)', () => {
+    // Deterministic LCG: a failure reproduces.
+    let seed = 12345;
+    const rnd = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    const t = new PeerTable(8285, own);
+    const model = new Map<string, DataPlaneRoute>();
+    for (let round = 0; round < 400; round++) {
+      const events: LeaseEvent[] = [];
+      for (let i = 0, n = 1 + rnd(12); i < n; i++) {
+        // A small space of subnets (incl. our own, and two prefix lengths at one address) so keys repeat within a batch.
+        const third = rnd(40);
+        const subnet = rnd(10) === 0 ? '10.0.5.0/24' : `10.0.${third}.0/${rnd(8) === 0 ? 25 : 24}`;
+        const type = rnd(3) === 0 ? 'removed' : 'added';
+        const backend = rnd(10) === 0 ? 'vxlan' : 'udp';
+        const data = rnd(4) === 0 ? { Port: 9000 + rnd(3) } : {};
+        events.push({ type, lease: lease(subnet, `198.18.1.${rnd(4) + 1}`, backend, data) });
+      }
+      const before = new Map(model);
+      for (const ev of events) {
+        const c = ev.lease.subnet;
+        const k = `${c.ip}/${c.prefix}`;
+        if (k === key({ ...own.subnet, publicIP: 0, port: 0 })) continue;
+        if (ev.type === 'removed' || ev.lease.backendType !== 'udp') model.delete(k);
+        else model.set(k, { ip: c.ip, prefix: c.prefix, publicIP: ev.lease.publicIP, port: (ev.lease.backendData['Port'] as number | undefined) ?? 8285 });
+      }
+      const ch = t.apply(events);
+      const want = [...model.values()].sort((a, b) => a.ip - b.ip || a.prefix - b.prefix);
+      assert.deepEqual([...t.table()], want, `round ${round}`);
+      assert.equal(t.size, model.size);
+      const wantSet = [...model].filter(([k, r]) => before.get(k) === undefined || show(before.get(k) as DataPlaneRoute) !== show(r)).map(([, r]) => show(r));
+      const wantRemoved = [...before].filter(([k]) => !model.has(k)).map(([, r]) => show(r));
+      assert.deepEqual(ch.set.map(show).sort(), wantSet.sort(), `set, round ${round}`);
+      assert.deepEqual(ch.removed.map(show).sort(), wantRemoved.sort(), `removed, round ${round}`);
+    }
+    assert.ok(t.size > 10, 'the random walk never grew the table');
+  });
+
+  it('a batch that adds and removes the same peer reports nothing', () => {
+    const t = new PeerTable(8285, own);
+    const a = lease('10.0.7.0/24', '198.18.0.7');
+    const ch = t.apply([{ type: 'added', lease: a }, { type: 'removed', lease: a }]);
+    assert.deepEqual([ch.set.length, ch.removed.length, t.table().length], [0, 0, 0]);
+  });
+
+  it('a changed peer keeps the route object of nobody else (the table is not rebuilt)', () => {
+    const t = new PeerTable(8285, own);
+    t.apply([{ type: 'added', lease: lease('10.0.7.0/24', '198.18.0.7') }, { type: 'added', lease: lease('10.0.3.0/24', '198.18.0.3') }]);
+    const first = t.table()[0];
+    t.apply([{ type: 'added', lease: lease('10.0.7.0/24', '198.18.0.8') }]);
+    assert.equal(t.table()[0], first, 'an untouched peer got a new route object');
+    assert.equal(t.table()[1]?.publicIP, ip('198.18.0.8'));
+  });
+});
+
+describe('udp table-swap pacing', () => {
+  const pacer = (cost = 0, opts = {}) => {
+    const clock = new FakeClock();
+    const swapped: number[] = [];
+    let fail: Error | null = null;
+    const p = new SwapPacer(
+      () => {
+        swapped.push(clock.t);
+        clock.t += cost;
+        if (fail) throw fail;
+      },
+      clock,
+      opts,
+    );
+    return { clock, swapped, p, failWith: (e: Error | null) => void (fail = e) };
+  };
+
+  it('swaps at once after a quiet spell', async () => {
+    const { clock, swapped, p } = pacer(1);
+    const done = p.request();
+    assert.deepEqual(swapped, [1000], 'the first swap was not synchronous');
+    await done;
+    clock.advance(100);
+    void p.request();
+    assert.deepEqual(swapped, [1000, 1101]);
+    assert.equal(clock.waiting, 0);
+  });
+
+  it('within the gap: one swap at its end, shared by every request made meanwhile', async () => {
+    const { clock, swapped, p } = pacer(1, { factor: 4 });
+    await p.request(); // 1000..1001, gap 4 ms
+    assert.equal(p.gapMs, 4);
+    clock.advance(1);
+    let resolved = 0;
+    const a = p.request().then(() => resolved++);
+    const b = p.request().then(() => resolved++);
+    assert.equal(swapped.length, 1, 'swapped inside the gap');
+    clock.advance(2); // t = 1004: one ms short of 1001 + 4
+    await flush();
+    assert.equal(swapped.length, 1);
+    assert.equal(resolved, 0, 'a request resolved before its swap ran');
+    clock.advance(1);
+    await Promise.all([a, b]);
+    assert.deepEqual(swapped, [1000, 1005]);
+    assert.equal(resolved, 2);
+    assert.equal(p.swaps, 2);
+  });
+
+  it('the gap follows the swap cost (smoothed) and is capped', async () => {
+    const cheap = pacer(0.01);
+    await cheap.p.request();
+    assert.ok(cheap.p.gapMs < 0.1, `gap ${cheap.p.gapMs} ms for a 0.01 ms swap`);
+
+    const { clock, p } = pacer(50, { factor: 4, maxGapMs: 20 });
+    await p.request();
+    assert.equal(p.gapMs, 20);
+    clock.advance(20);
+    await p.request();
+    assert.equal(p.gapMs, 20);
+
+    // One slow swap (a GC pause) among cheap ones moves the gap only partly.
+    const s = pacer(1, { factor: 4, maxGapMs: 1000 });
+    await s.p.request();
+    s.clock.advance(10);
+    await s.p.request();
+    assert.equal(s.p.gapMs, 4);
+    const slow = new SwapPacer(() => void (s.clock.t += 0), s.clock);
+    assert.equal(slow.gapMs, 0, 'a pacer that never swapped has a gap');
+  });
+
+  it('a failed swap rejects its requests; the next one runs normally', async () => {
+    const { clock, p, failWith, swapped } = pacer(1);
+    failWith(new Error('injected'));
+    await assert.rejects(p.request(), /injected/);
+    const waiting = p.request();
+    clock.advance(10);
+    await assert.rejects(waiting, /injected/);
+    failWith(null);
+    clock.advance(10);
+    await p.request();
+    assert.equal(swapped.length, 3);
+  });
+
+  it('cancel drops a waiting swap and rejects its callers', async () => {
+    const { clock, p, swapped } = pacer(1);
+    await p.request();
+    const waiting = p.request();
+    p.cancel(new Error('stopping'));
+    await assert.rejects(waiting, /stopping/);
+    clock.advance(100);
+    assert.equal(swapped.length, 1, 'a cancelled swap ran');
+    p.cancel(new Error('nothing waits')); // no-op
+  });
+});
+
+describe('udp backend under churn', () => {
+  it('a burst of lease events makes few swaps, each with the complete table; a lone event is swapped at once', async () => {
+    const { world, backend, own } = setup({ fakeClock: true });
+    world.swapCostMs = 1;
+    const net = await backend.start(own, signal());
+    const peer = (i: number): Lease => lease(`10.0.${10 + i}.0/24`, `198.18.1.${i + 1}`);
+
+    // A lone event: in the data plane before apply returns to the event loop.
+    const first = net.apply([{ type: 'added', lease: peer(0) }]);
+    assert.equal(world.tables.length, 1);
+    await first;
+
+    // Events 1 ms apart (shorter than the gap after a 1 ms swap): the watcher
+    // hands the ones that arrive during a wait over as the next batch.
+    let applying: Promise<void> | null = null;
+    const queued: LeaseEvent[] = [];
+    const deliver = (ev: LeaseEvent): void => {
+      queued.push(ev);
+      if (applying !== null) return;
+      const run = async (): Promise<void> => {
+        while (queued.length > 0) await net.apply(queued.splice(0));
+        applying = null;
+      };
+      applying = run();
+    };
+    for (let i = 1; i <= 40; i++) {
+      world.clock.advance(1);
+      deliver({ type: 'added', lease: peer(i) });
+      await flush();
+    }
+    world.clock.advance(50);
+    await flush();
+    await (applying ?? Promise.resolve());
+    const swaps = world.tables.length - 1;
+    assert.ok(swaps >= 2 && swaps <= 12, `${swaps} swaps for 40 events 1 ms apart`);
+    assert.deepEqual(world.tables.at(-1)?.map((r) => formatCidr(r)), Array.from({ length: 41 }, (_, i) => `10.0.${10 + i}.0/24`));
+
+    // Quiet again: the next lone event is not held back.
+    world.clock.advance(100);
+    const n = world.tables.length;
+    const last = net.apply([{ type: 'removed', lease: peer(3) }]);
+    assert.equal(world.tables.length, n + 1);
+    await last;
+    assert.equal(world.tables.at(-1)?.length, 40);
+  });
+
+  it('stop drops a swap still waiting for its turn', async () => {
+    const { world, backend, own } = setup({ fakeClock: true });
+    world.swapCostMs = 1;
+    const net = await backend.start(own, signal());
+    await net.apply([{ type: 'added', lease: lease('10.0.7.0/24', '198.18.0.7') }]);
+    const waiting = net.apply([{ type: 'added', lease: lease('10.0.8.0/24', '198.18.0.8') }]);
+    assert.equal(world.clock.waiting, 1);
+    await net.stop();
+    await assert.rejects(waiting, (e: unknown) => isRudderError(e, 'E_BACKEND') && /stopped before/.test((e as Error).message));
+    world.clock.advance(100);
+    assert.equal(world.tables.length, 1);
   });
 });
 

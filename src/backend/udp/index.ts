@@ -22,8 +22,11 @@
  *   flannel-written leases and hosts with a per-host -port both work.
  * - Peers: only leases with BackendType "udp" are routed; another type is
  *   logged once and gets no route (its host could not decapsulate our
- *   datagrams). Each batch hands the complete table to the data plane, which
- *   swaps it atomically; unchanged batches are not pushed.
+ *   datagrams). Each swap hands the complete table to the data plane, which
+ *   swaps it atomically; unchanged batches are not pushed. The table is kept
+ *   sorted incrementally (table.ts), and swaps under churn are paced
+ *   (pacer.ts: the first at once, then at most one per few ms, carrying
+ *   every change made meanwhile).
  * - Offloads: the data plane uses the kernel's TSO on the TUN, UDP GSO/GRO
  *   and coalescing by default (each falls back on its own if the kernel
  *   refuses it); what it got is logged at start, with the reason for any
@@ -43,8 +46,10 @@ import { openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type Netlink
 import type { Backend, BackendContext, Network } from '../types';
 import { UDP_TUN, defaultEvery, removeForeignDevices, unwind, type Undo } from '../common';
 import { DEFAULT_UDP_PORT, PeerTable, describeRoute } from './table';
+import { SwapPacer, type PacerClock, type PacerOptions } from './pacer';
 
 export { DEFAULT_UDP_PORT, PeerTable, peerPort } from './table';
+export { SwapPacer, DEFAULT_PACER, type PacerClock, type PacerOptions } from './pacer';
 
 export const UDP_OVERHEAD = 28;
 export const TUN_NAME = UDP_TUN;
@@ -63,7 +68,18 @@ export interface UdpDeps {
   every?: (ms: number, fn: () => void) => () => void;
   /** Where RUDDER_UDP_OFFLOADS is read (default process.env). */
   env?: NodeJS.ProcessEnv;
+  /** Clock and timer of the table-swap pacing (default performance.now and setTimeout). */
+  clock?: PacerClock;
+  pacer?: PacerOptions;
 }
+
+const realClock: PacerClock = {
+  now: () => performance.now(),
+  after: (ms, fn) => {
+    const t = setTimeout(fn, ms);
+    return () => clearTimeout(t);
+  },
+};
 
 /** The environment variable that turns the data plane's offloads off ("0"/"false"); on by default. */
 export const OFFLOADS_ENV = 'RUDDER_UDP_OFFLOADS';
@@ -108,6 +124,8 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
   const openNetlink = deps.openNetlink ?? openRealNetlink;
   const every = deps.every ?? defaultEvery;
   const env = deps.env ?? process.env;
+  const clock = deps.clock ?? realClock;
+  const pacing = deps.pacer ?? {};
 
   return {
     type: 'udp',
@@ -195,7 +213,7 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
         bind: formatIp(ctx.extIface.address),
       });
       logOffloads(log, dp as DataPlane, offloads);
-      return startedNetwork({ own, dp: dp as DataPlane, steps, log, networkPort, every, mtu });
+      return startedNetwork({ own, dp: dp as DataPlane, steps, log, networkPort, every, mtu, clock, pacing });
     },
   };
 }
@@ -221,10 +239,24 @@ interface Started {
   readonly networkPort: number;
   readonly every: (ms: number, fn: () => void) => () => void;
   readonly mtu: number;
+  readonly clock: PacerClock;
+  readonly pacing: PacerOptions;
 }
 
-function startedNetwork({ own, dp, steps, log, networkPort, every, mtu }: Started): Network {
+function startedNetwork({ own, dp, steps, log, networkPort, every, mtu, clock, pacing }: Started): Network {
   const table = new PeerTable(networkPort, own);
+  // Always the whole table, read when the swap runs: a paced swap carries every change made while it waited.
+  const pacer = new SwapPacer(
+    () => {
+      try {
+        dp.setRoutes(table.table());
+      } catch (e) {
+        throw new RudderError('E_BACKEND', `udp: updating the data plane route table failed`, { cause: e });
+      }
+    },
+    clock,
+    pacing,
+  );
   let stopping: Promise<void> | undefined;
   let last: DataPlaneCounters | undefined;
 
@@ -249,11 +281,7 @@ function startedNetwork({ own, dp, steps, log, networkPort, every, mtu }: Starte
         log.warn('ignoring lease of another backend', { subnet: formatCidr(l.subnet), backend: l.backendType, key: cidrToKey(l.subnet) });
       }
       if (ch.set.length === 0 && ch.removed.length === 0) return;
-      try {
-        dp.setRoutes(table.table());
-      } catch (e) {
-        throw new RudderError('E_BACKEND', `udp: updating the data plane route table failed`, { cause: e });
-      }
+      await pacer.request();
       for (const r of ch.set) log.debug('route set', { route: describeRoute(r) });
       for (const r of ch.removed) log.debug('route removed', { route: describeRoute(r) });
     },
@@ -264,6 +292,7 @@ function startedNetwork({ own, dp, steps, log, networkPort, every, mtu }: Starte
     stop(): Promise<void> {
       stopping ??= (async () => {
         cancelSummary();
+        pacer.cancel(new RudderError('E_BACKEND', 'udp: stopped before the route table was handed to the data plane'));
         const errors = await unwind(steps, log);
         if (errors.length > 0) {
           throw new RudderError('E_BACKEND', `udp: stop left ${errors.length} step(s) undone: ${describeError(errors[0])}`, { cause: errors[0] });
