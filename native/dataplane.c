@@ -6,9 +6,13 @@
  * Threads and locking
  *   - tx thread: TUN -> UDP. Reads the TUN until EAGAIN or BATCH reads (no
  *     batched read exists for a TUN), then one sendmmsg per batch. Writes
- *     generated ICMP errors into the TUN. Owns struct tx_state.
+ *     generated ICMP errors into the TUN. Uses struct tx_state under
+ *     dp->tx_lock.
  *   - rx thread: UDP -> TUN. One recvmmsg per batch, one write per packet
- *     or coalesced super-packet. Owns struct rx_state.
+ *     or coalesced super-packet. Owns struct rx_state. At low rates it also
+ *     runs one tx pass after its writes if it gets dp->tx_lock without
+ *     waiting (the reply fast path, see rx_main): reads and sends stay in
+ *     one order because a whole pass (reads, then sends) is under the lock.
  *   - the caller's thread (JS) opens, replaces routes and closes.
  *   Both fds are non-blocking; each thread sleeps in poll() on its fd plus a
  *   stop eventfd, so close wakes both at once without signals (and sets
@@ -281,6 +285,7 @@ struct dp {
 	struct spin_slot spin[NREADERS]; /* indexed like readers: READER_TX, READER_RX */
 	_Atomic bool stopping;
 	pthread_mutex_t wlock; /* serialises writers (setRoutes, close); never taken by readers */
+	pthread_mutex_t tx_lock; /* held for a tx pass: by tx, or by rx sending a reply (see rx_main) */
 	struct rtable *retired;
 
 	struct tx_state *tx; /* tx thread only */
@@ -1024,10 +1029,51 @@ static bool tx_one(struct dp *dp, const struct rtable *t, struct tx_state *st, u
 	return true;
 }
 
+/* What one tx pass found. */
+enum tx_pass { TX_DRAINED, TX_MORE, TX_STOP, TX_BROKEN };
+
+/*
+ * One tx pass: up to BATCH TUN reads, routed, segmented and sent; counters
+ * flushed. The caller holds dp->tx_lock, which is what makes the tx state,
+ * the READER_TX slot and the order of reads and sends belong to one thread
+ * at a time. *moved gains the datagrams sent (the busy-poll rate counts
+ * datagrams, not reads: one read may be 45 of them).
+ */
+static enum tx_pass tx_pass(struct dp *dp, uint64_t *cnt, uint64_t *moved)
+{
+	struct tx_state *st = dp->tx;
+	int n = 0;
+	bool more = true, broken = false;
+	while (n < BATCH) {
+		ssize_t r = read(dp->tun_fd, st->bufs + (size_t)n * TX_STRIDE, TX_STRIDE);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN) {
+				cnt[DP_TUN_ERRORS]++;
+				broken = true;
+			}
+			more = false;
+			break;
+		}
+		st->lens[n++] = (size_t)r;
+	}
+	bool running = true;
+	const struct rtable *t = rcu_enter(dp, READER_TX);
+	for (int i = 0; i < n && running; i++)
+		running = tx_one(dp, t, st, st->bufs + (size_t)i * TX_STRIDE, st->lens[i], cnt);
+	rcu_exit(dp, READER_TX);
+	if (running)
+		running = send_batch(dp, st, cnt);
+	*moved += st->queued;
+	st->queued = 0;
+	counters_flush(dp, cnt);
+	return !running ? TX_STOP : broken ? TX_BROKEN : more ? TX_MORE : TX_DRAINED;
+}
+
 static void *tx_main(void *arg)
 {
 	struct dp *dp = arg;
-	struct tx_state *st = dp->tx;
 	uint64_t cnt[DP_NCOUNTERS] = {0};
 	struct pollfd pf[3] = {{.fd = dp->tun_fd, .events = POLLIN}, {.fd = dp->stop_fd, .events = POLLIN}, {.fd = -1}};
 	struct spin_local sl = {.budget = SPIN_START_NS, .low_rate = true};
@@ -1048,44 +1094,18 @@ static void *tx_main(void *arg)
 				continue;
 			spin_woke(dp, &sl);
 		}
-		bool backoff = false;
 		uint64_t moved = 0;
-		for (;;) {
-			int n = 0;
-			bool more = true;
-			while (n < BATCH) {
-				ssize_t r = read(dp->tun_fd, st->bufs + (size_t)n * TX_STRIDE, TX_STRIDE);
-				if (r < 0) {
-					if (errno == EINTR)
-						continue;
-					if (errno != EAGAIN) {
-						cnt[DP_TUN_ERRORS]++;
-						backoff = true;
-					}
-					more = false;
-					break;
-				}
-				st->lens[n++] = (size_t)r;
-			}
-			bool running = true;
-			const struct rtable *t = rcu_enter(dp, READER_TX);
-			for (int i = 0; i < n && running; i++)
-				running = tx_one(dp, t, st, st->bufs + (size_t)i * TX_STRIDE, st->lens[i], cnt);
-			rcu_exit(dp, READER_TX);
-			if (running)
-				running = send_batch(dp, st, cnt);
-			/* The rate that decides busy polling counts datagrams, not reads: one read may be 45 of them. */
-			moved += st->queued;
-			st->queued = 0;
-			counters_flush(dp, cnt);
-			if (!running)
-				return NULL;
-			if (!more)
-				break;
-		}
+		enum tx_pass r;
+		pthread_mutex_lock(&dp->tx_lock);
+		do
+			r = tx_pass(dp, cnt, &moved);
+		while (r == TX_MORE);
+		pthread_mutex_unlock(&dp->tx_lock);
+		if (r == TX_STOP)
+			return NULL;
 		spin_note(dp, READER_TX, &sl, moved, spun);
 		/* A TUN whose device vanished stays readable-with-error: do not spin on it. */
-		if (backoff && wait_stop(dp, 100))
+		if (r == TX_BROKEN && wait_stop(dp, 100))
 			break;
 	}
 	return NULL;
@@ -1251,6 +1271,21 @@ static void *rx_main(void *arg)
 				}
 			}
 			counters_flush(dp, cnt);
+			/*
+			 * Reply fast path (low rates only): the kernel answers much of
+			 * what was just written (a ping, a request to a local service)
+			 * inside the write itself, so the reply already waits in the TUN.
+			 * Sending it from here saves the hop through the tx thread's
+			 * wake-up, as a single-threaded forwarder would. The tx lock keeps
+			 * reads and sends in order; if tx holds it, tx has the reply.
+			 */
+			if (dp->off.busy_poll && sl.low_rate && np > 0 && pthread_mutex_trylock(&dp->tx_lock) == 0) {
+				uint64_t replied = 0;
+				enum tx_pass r = tx_pass(dp, cnt, &replied);
+				pthread_mutex_unlock(&dp->tx_lock);
+				if (r == TX_STOP)
+					return NULL;
+			}
 			if (n < BATCH)
 				break;
 		}
@@ -1363,6 +1398,7 @@ void dp_close(struct dp *dp)
 		rt_free(t);
 	}
 	pthread_mutex_destroy(&dp->wlock);
+	pthread_mutex_destroy(&dp->tx_lock);
 	if (dp->tx)
 		free(dp->tx->bufs);
 	if (dp->rx)
@@ -1401,6 +1437,7 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 		atomic_store(&counters->v[i], 0);
 	atomic_store(&dp->gen, 1);
 	pthread_mutex_init(&dp->wlock, NULL);
+	pthread_mutex_init(&dp->tx_lock, NULL);
 	dp->icmp_tokens = ICMP_BURST;
 	clock_gettime(CLOCK_MONOTONIC, &dp->icmp_last);
 
