@@ -17,7 +17,7 @@ import { Etcd3 } from 'etcd3';
 import { parseConfig } from '../../src/config';
 import { isRudderError } from '../../src/errors';
 import { formatCidr, formatIp, parseCidr, parseIp } from '../../src/ip/ipv4';
-import { memoryLogger } from '../../src/log';
+import { type Logger, memoryLogger } from '../../src/log';
 import { EtcdRegistry } from '../../src/subnet/etcd-registry';
 import type { Lease, LeaseEvent } from '../../src/subnet/lease';
 import { SubnetManager } from '../../src/subnet/manager';
@@ -63,6 +63,41 @@ describe('faults (integration)', { skip: skipUnlessEtcd }, () => {
   }
   const knownView = (w: LeaseWatcher): string[] => [...w.known.values()].map(attrs).sort();
 
+  interface ProxiedWatcher {
+    proxy: FaultProxy;
+    log: Logger & { lines: string[] };
+    w: LeaseWatcher;
+    /** Every event delivered to the consumer, in order. */
+    events: LeaseEvent[];
+    /** How many of `events` were the initial list: what follows is the faults' doing. */
+    seenBefore: number;
+  }
+
+  /**
+   * Runs `body` with a LeaseWatcher on `prefix` that talks to etcd through a
+   * fresh FaultProxy, once its consumer has been handed the initial list of
+   * `initial` leases (not just once the watcher's own view has them, or the
+   * initial events would count as the fault's). The watcher is stopped however
+   * `body` ends.
+   */
+  async function withProxiedWatcher(prefix: string, initial: number, body: (x: ProxiedWatcher) => Promise<void>): Promise<void> {
+    const proxy = await FaultProxy.start(etcd.endpoints[0] as string);
+    proxies.push(proxy);
+    const log = memoryLogger();
+    const events: LeaseEvent[] = [];
+    const w = new LeaseWatcher(registry(prefix, proxy.url), log, async (evs) => void events.push(...evs));
+    const ac = new AbortController();
+    const running = w.run(ac.signal);
+    try {
+      await waitUntil(() => w.known.size === initial, { what: `initial list of ${initial} leases` });
+      await w.settled();
+      await body({ proxy, log, w, events, seenBefore: events.length });
+    } finally {
+      ac.abort();
+      await running;
+    }
+  }
+
   async function compactNow(): Promise<string> {
     const head = await raw.put('/faults-compaction-marker').value(String(Date.now()));
     await raw.kv.compact({ revision: head.header.revision, physical: true });
@@ -73,19 +108,8 @@ describe('faults (integration)', { skip: skipUnlessEtcd }, () => {
     const prefix = freshPrefix();
     const key = (n: number): string => `${prefix}/subnets/10.110.${n}.0-24`;
     for (const n of [1, 2, 3, 4, 5]) await raw.put(key(n)).value(value(`198.18.10.${n}`));
-    const proxy = await FaultProxy.start(etcd.endpoints[0] as string);
-    proxies.push(proxy);
-    const log = memoryLogger();
-    const events: LeaseEvent[] = [];
-    const w = new LeaseWatcher(registry(prefix, proxy.url), log, async (evs) => void events.push(...evs));
-    const ac = new AbortController();
-    const running = w.run(ac.signal);
-    try {
-      await waitUntil(() => w.known.size === 5, { what: 'initial list of 5 leases' });
+    await withProxiedWatcher(prefix, 5, async ({ proxy, log, w, events, seenBefore }) => {
       const before = knownView(w);
-      await w.settled(); // the consumer has been handed the initial list, not just the watcher's view
-      const seenBefore = events.length;
-
       proxy.cut();
       // The watcher must have noticed (its stream broke and re-listing fails) before etcd changes.
       await waitUntil(() => log.lines.some((l) => l.includes('etcd unreachable')), { what: 'the watcher to fail to re-list through the cut proxy' });
@@ -118,29 +142,15 @@ describe('faults (integration)', { skip: skipUnlessEtcd }, () => {
         `exactly the diff of ${before.join(', ')} → ${want.join(', ')} (compacted at ${compactedAt})`,
       );
       assert.ok(w.lists >= 2, `re-listed after the partition (lists=${w.lists})`);
-    } finally {
-      ac.abort();
-      await running;
-    }
+    });
   });
 
   test('a black-holed watch that falls behind while etcd compacts: no spurious removal, no missed change', async (t) => {
     const prefix = freshPrefix();
     const key = (n: number): string => `${prefix}/subnets/10.111.${n}.0-24`;
     for (const n of [1, 2, 3]) await raw.put(key(n)).value(value(`198.18.11.${n}`));
-    const proxy = await FaultProxy.start(etcd.endpoints[0] as string);
-    proxies.push(proxy);
-    const log = memoryLogger();
-    const events: LeaseEvent[] = [];
-    const w = new LeaseWatcher(registry(prefix, proxy.url), log, async (evs) => void events.push(...evs));
-    const ac = new AbortController();
-    const running = w.run(ac.signal);
-    try {
-      await waitUntil(() => w.known.size === 3, { what: 'initial list of 3 leases' });
+    await withProxiedWatcher(prefix, 3, async ({ proxy, log, w, events, seenBefore }) => {
       const start = new Map([...w.known].map(([k, l]) => [k, l]));
-      await w.settled(); // the consumer has been handed the initial list, not just the watcher's view
-      const seenBefore = events.length;
-
       proxy.pause();
       // Far more event data than socket and HTTP/2 buffers hold (≈ 2.5 MB), so etcd's
       // watcher for us falls behind ("unsynced") while we are unreachable.
@@ -187,10 +197,7 @@ describe('faults (integration)', { skip: skipUnlessEtcd }, () => {
         assert.ok(w.lists >= 2, 're-listed after the compaction');
         assert.ok(!after.some((e) => formatCidr(e.lease.subnet) === '10.111.3.0/24'), 'no event at all for the untouched lease');
       }
-    } finally {
-      ac.abort();
-      await running;
-    }
+    });
   });
 
   function manager(reg: EtcdRegistry, cfgText: string, publicIP: string, log = memoryLogger()): SubnetManager {
