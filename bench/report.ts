@@ -347,19 +347,11 @@ export function markdownReport(results: VariantResult[], info: RunInfo, notes: s
     out.push('');
     out.push(markdownTable({ header: ['issue', 'what', 'ratio', 'target', 'verdict'], rows: targets.map((t) => [t.issue, t.what, fx(t.ratio), t.target, t.verdict]) }));
   }
-  if (na.length) {
-    out.push('');
-    out.push('## Not measured');
-    out.push('');
-    for (const v of na) out.push(`- ${v.label}: n/a — ${v.reason ?? 'unavailable'}`);
-  }
-  const errs = results.flatMap((v) => v.samples.flatMap((s, i) => s.errors.map((e) => `${v.label}, round ${i + 1}: ${e}`)));
-  if (errs.length) {
-    out.push('');
-    out.push('## Failed measurements (left out of the medians)');
-    out.push('');
-    for (const e of errs) out.push(`- ${e}`);
-  }
+  const list = (title: string, items: string[]): void => {
+    if (items.length) out.push('', `## ${title}`, '', ...items.map((i) => `- ${i}`));
+  };
+  list('Not measured', na.map((v) => `${v.label}: n/a — ${v.reason ?? 'unavailable'}`));
+  list('Failed measurements (left out of the medians)', results.flatMap((v) => v.samples.flatMap((s, i) => s.errors.map((e) => `${v.label}, round ${i + 1}: ${e}`))));
   out.push('');
   out.push('## Noise');
   out.push('');
@@ -373,12 +365,7 @@ export function markdownReport(results: VariantResult[], info: RunInfo, notes: s
     .filter((r) => r.status === 'ok' && r.summary?.tcpMbps && r.summary.tcpMbps.n > 1)
     .map((r) => `${r.label} ±${Math.round((50 * (r.summary!.tcpMbps!.max - r.summary!.tcpMbps!.min)) / r.summary!.tcpMbps!.median)}%`);
   if (spread.length) out.push('', `Half-range of TCP throughput over the rounds, relative to the median: ${spread.join(', ')}.`);
-  if (notes.length) {
-    out.push('');
-    out.push('## Notes');
-    out.push('');
-    for (const n of notes) out.push(`- ${n}`);
-  }
+  list('Notes', notes);
   out.push('');
   out.push('Chart: [latest.svg](latest.svg). Raw samples: [latest.json](latest.json). Reproduce: `npm run bench` (as root).');
   out.push('');

@@ -153,25 +153,23 @@ async function measureOnce(v: Variant, p: Prepared, params: BenchParams): Promis
   const s: Sample = { errors: [] };
   const pids = p.cpuPids();
   const path = { client: p.client, target: p.target, source: p.source, port: IPERF_PORT };
-  try {
-    const r = await withCpu(pids, () => measureTcp(path, params));
-    s.tcp = r.value;
-    s.tcpCpuS = r.cpuS;
-  } catch (e) {
-    s.errors.push(`TCP: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  try {
-    const r = await withCpu(pids, () => measureUdp(path, params));
-    s.udp = r.value;
-    s.udpCpuS = r.cpuS;
-  } catch (e) {
-    s.errors.push(`UDP: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  try {
+  // A failed measurement is recorded and the others still run: one bad round must not hide the rest.
+  const attempt = async (what: string, fn: () => Promise<void>): Promise<void> => {
+    try {
+      await fn();
+    } catch (e) {
+      s.errors.push(`${what}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  };
+  await attempt('TCP', async () => {
+    ({ value: s.tcp, cpuS: s.tcpCpuS } = await withCpu(pids, () => measureTcp(path, params)));
+  });
+  await attempt('UDP', async () => {
+    ({ value: s.udp, cpuS: s.udpCpuS } = await withCpu(pids, () => measureUdp(path, params)));
+  });
+  await attempt('ping', async () => {
     s.rtt = await measureRtt(path, params);
-  } catch (e) {
-    s.errors.push(`ping: ${e instanceof Error ? e.message : String(e)}`);
-  }
+  });
   const f = (x: number | undefined, d: number): string => (x === undefined ? 'n/a' : x.toFixed(d));
   log(
     `  ${v.label.padEnd(24)} TCP ${f(s.tcp?.mbps, 0)} Mbit/s  UDP ${f(s.udp?.rxPps, 0)} pkt/s (loss ${f(s.udp?.lossPct, 1)}%)  RTT ${f(s.rtt?.medianMs, 3)} ms` +
