@@ -12,9 +12,8 @@
  * its own result: `{ changed }` or `{ changed: false, error }`, so one
  * rejected object never hides the others.
  */
-import { formatIp } from '../ip/ipv4';
-import { AF_BRIDGE, AF_INET, Conn, CREATE_REPLACE, dev, ipToBuf, macToBuf } from './conn';
-import { listFdb, listNeighbors } from './neigh';
+import type { Conn } from './conn';
+import { deleteFdb, listFdb, listNeighbors, removeNeighbor, replaceFdb, replaceNeighbor } from './neigh';
 import { deleteRoute, listRoutes, normalise, routeMatches, RTN_UNICAST, newRouteRequest } from './routes';
 import type { BatchResult, FdbSpec, NeighborKey, NeighborSpec, RouteInfo, RouteKey, RouteSpec } from './types';
 
@@ -88,12 +87,6 @@ export function deleteRoutes(c: Conn, keys: readonly RouteKey[]): Promise<BatchR
   return pipelined(keys, (k) => deleteRoute(c, k));
 }
 
-function neighRequest(c: Conn, spec: NeighborSpec, mac: string): Promise<unknown> {
-  return c.call('replace', `neighbor ${formatIp(spec.ip)} lladdr ${mac} on ${dev(spec.index)}`, (s) =>
-    s.newNeighbor({ family: AF_INET, ifindex: spec.index, state: { permanent: true } }, { dst: ipToBuf(spec.ip), lladdr: macToBuf(mac) }, { flags: CREATE_REPLACE }),
-  );
-}
-
 export async function ensureNeighbors(c: Conn, specs: readonly NeighborSpec[]): Promise<BatchResult[]> {
   if (specs.length === 0) return [];
   const have = new Set<string>();
@@ -103,7 +96,7 @@ export async function ensureNeighbors(c: Conn, specs: readonly NeighborSpec[]): 
   return pipelined(specs, async (s) => {
     const mac = s.mac.toLowerCase();
     if (have.has(`${s.index}|${s.ip >>> 0}|${mac}`)) return false;
-    await neighRequest(c, s, mac);
+    await replaceNeighbor(c, s, mac);
     return true;
   });
 }
@@ -111,36 +104,13 @@ export async function ensureNeighbors(c: Conn, specs: readonly NeighborSpec[]): 
 /** Permanent neighbors written without a dump (CREATE|REPLACE): see setRoutes. */
 export function setNeighbors(c: Conn, specs: readonly NeighborSpec[]): Promise<BatchResult[]> {
   return pipelined(specs, async (s) => {
-    await neighRequest(c, s, s.mac.toLowerCase());
+    await replaceNeighbor(c, s, s.mac.toLowerCase());
     return true;
   });
 }
 
 export function deleteNeighbors(c: Conn, keys: readonly NeighborKey[]): Promise<BatchResult[]> {
-  return pipelined(keys, (k) =>
-    c.callTolerant('delete', `neighbor ${formatIp(k.ip)} on ${dev(k.index)}`, ['ENOENT', 'ESRCH'], false, async (s) => {
-      await s.delNeighbor({ family: AF_INET, ifindex: k.index }, { dst: ipToBuf(k.ip) });
-      return true;
-    }),
-  );
-}
-
-function fdbDelete(c: Conn, spec: FdbSpec): Promise<boolean> {
-  const mac = spec.mac.toLowerCase();
-  return c.callTolerant('delete', `fdb ${mac} dst ${formatIp(spec.dst)} on ${dev(spec.index)}`, ['ENOENT', 'ESRCH'], false, async (s) => {
-    await s.delNeighbor({ family: AF_BRIDGE, ifindex: spec.index, flags: { self: true } }, { lladdr: macToBuf(mac), dst: ipToBuf(spec.dst) });
-    return true;
-  });
-}
-
-function fdbRequest(c: Conn, s: FdbSpec, mac: string): Promise<unknown> {
-  return c.call('replace', `fdb ${mac} dst ${formatIp(s.dst)} on ${dev(s.index)}`, (sock) =>
-    sock.newNeighbor(
-      { family: AF_BRIDGE, ifindex: s.index, state: { permanent: true }, flags: { self: true } },
-      { lladdr: macToBuf(mac), dst: ipToBuf(s.dst) },
-      { flags: CREATE_REPLACE },
-    ),
-  );
+  return pipelined(keys, (k) => removeNeighbor(c, k));
 }
 
 /**
@@ -150,7 +120,7 @@ function fdbRequest(c: Conn, s: FdbSpec, mac: string): Promise<unknown> {
  */
 export function setFdbs(c: Conn, specs: readonly FdbSpec[]): Promise<BatchResult[]> {
   return pipelined(specs, async (s) => {
-    await fdbRequest(c, s, s.mac.toLowerCase());
+    await replaceFdb(c, s, s.mac.toLowerCase());
     return true;
   });
 }
@@ -172,15 +142,15 @@ export async function ensureFdbs(c: Conn, specs: readonly FdbSpec[]): Promise<Ba
     const sameMac = byMac.get(`${s.index}|${mac}`) ?? [];
     let changed = false;
     if (!sameMac.some((f) => f.dst === s.dst >>> 0)) {
-      await fdbRequest(c, s, mac);
+      await replaceFdb(c, s, mac);
       changed = true;
     }
-    for (const f of sameMac) if (f.dst !== s.dst >>> 0 && (await fdbDelete(c, f))) changed = true;
+    for (const f of sameMac) if (f.dst !== s.dst >>> 0 && (await deleteFdb(c, f))) changed = true;
     return changed;
   });
 }
 
 export function deleteFdbs(c: Conn, specs: readonly FdbSpec[]): Promise<BatchResult[]> {
-  return pipelined(specs, (s) => fdbDelete(c, s));
+  return pipelined(specs, (s) => deleteFdb(c, s));
 }
 

@@ -5,9 +5,11 @@
  * object kinds slot in without growing one large class.
  */
 import { constants as osConstants } from 'os';
+import { getSystemErrorName } from 'util';
 import { createRtNetlink, FlagsNew, type RtNetlinkSocket } from 'netlink';
 import { RudderError } from '../errors';
 import { formatIp } from '../ip/ipv4';
+import { ackErrno } from './wire';
 
 /** A kernel-rejected request; `errno` is the symbolic name (EEXIST, ENODEV, ...). */
 export class KernelError extends Error {
@@ -40,8 +42,39 @@ export const CREATE_EXCL = FlagsNew.CREATE | FlagsNew.EXCL;
 export const AF_INET = 2;
 export const AF_BRIDGE = 7;
 
+/**
+ * The netlink package's request table (sequence numbers, reply callbacks,
+ * keeping the socket referenced while a reply is due). Its methods are
+ * `protected` in the package's types but are how its own `request` works;
+ * `send` uses them so requests encoded by wire.ts share one sequence space
+ * and one reply dispatch with the package's dumps.
+ */
+interface RequestTable {
+  generateSeq(): number;
+  makeRef(seq: number, cb: (err: Error | null, msgs?: ReadonlyArray<{ type: number; data: Buffer }>) => void): number;
+  dropRef(seq: number): void;
+  readonly socket: { send(msg: Uint8Array, options: undefined, cb: (e?: Error) => void): void };
+}
+
+function requestTable(sock: RtNetlinkSocket): RequestTable {
+  const t = sock.socket as unknown as Partial<RequestTable>;
+  if (typeof t.generateSeq !== 'function' || typeof t.makeRef !== 'function' || typeof t.dropRef !== 'function' || typeof t.socket?.send !== 'function') {
+    throw new RudderError('E_NETLINK', 'netlink: the netlink package has no request table (generateSeq/makeRef/dropRef): unsupported package version');
+  }
+  return t as RequestTable;
+}
+
+function errnoName(errno: number): string {
+  try {
+    return getSystemErrorName(errno < 0 ? errno : -errno);
+  } catch {
+    return String(errno);
+  }
+}
+
 export class Conn {
   readonly sock: RtNetlinkSocket;
+  private readonly table: RequestTable;
   private closed = false;
 
   constructor() {
@@ -50,6 +83,50 @@ export class Conn {
       this.sock = createRtNetlink();
     } catch (e) {
       throw new RudderError('E_NETLINK', `netlink: open rtnetlink socket: ${(e as Error).message}`, { cause: e });
+    }
+    this.table = requestTable(this.sock);
+  }
+
+  /**
+   * Sends one request encoded by wire.ts (`build` gets the sequence number)
+   * and waits for its ack. Errors as `call`; `what` is only evaluated on
+   * failure, so a successful request allocates no description.
+   */
+  send(op: string, what: () => string, build: (seq: number) => Buffer): Promise<void> {
+    if (this.closed) return Promise.reject(new RudderError('E_NETLINK', `netlink: ${op} ${what()}: socket closed`));
+    const t = this.table;
+    const seq = t.generateSeq();
+    const msg = build(seq);
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const finish = (e: unknown): void => {
+        if (settled) return;
+        settled = true;
+        t.dropRef(seq);
+        if (e === null) resolve();
+        else reject(wrapError(op, what(), e));
+      };
+      t.makeRef(seq, (err, msgs) => {
+        if (err !== null) return finish(err);
+        const first = msgs?.[0];
+        const errno = first === undefined ? undefined : ackErrno(first.type, first.data);
+        finish(errno === undefined || errno === 0 ? null : new KernelError(errnoName(errno), new Error(`Request rejected: ${errnoName(errno)}`)));
+      });
+      t.socket.send(msg, undefined, (e) => {
+        if (e) finish(e);
+      });
+    });
+  }
+
+  /** Like `send`; the listed errnos mean "nothing to do" (false). */
+  async sendTolerant(op: string, what: () => string, ok: readonly string[], build: (seq: number) => Buffer): Promise<boolean> {
+    try {
+      await this.send(op, what, build);
+      return true;
+    } catch (e) {
+      const code = errnoOf(e);
+      if (code !== undefined && ok.includes(code)) return false;
+      throw e;
     }
   }
 
@@ -62,10 +139,7 @@ export class Conn {
     try {
       return await fn(this.sock);
     } catch (e) {
-      const m = e instanceof Error ? REJECTED.exec(e.message) : null;
-      const cause = m?.[1] !== undefined ? new KernelError(m[1], e) : e;
-      const detail = cause instanceof KernelError ? cause.code : e instanceof Error ? e.message : String(e);
-      throw new RudderError('E_NETLINK', `netlink: ${op} ${what}: ${detail}`, { cause });
+      throw wrapError(op, what, e);
     }
   }
 
@@ -85,6 +159,17 @@ export class Conn {
     this.closed = true;
     this.sock.socket.close();
   }
+}
+
+/** A failed request as RudderError('E_NETLINK') naming the operation and object, the kernel errno as cause. */
+function wrapError(op: string, what: string, e: unknown): RudderError {
+  let cause = e;
+  if (!(e instanceof KernelError)) {
+    const m = e instanceof Error ? REJECTED.exec(e.message) : null;
+    if (m?.[1] !== undefined) cause = new KernelError(m[1], e);
+  }
+  const detail = cause instanceof KernelError ? cause.code : e instanceof Error ? e.message : String(e);
+  return new RudderError('E_NETLINK', `netlink: ${op} ${what}: ${detail}`, { cause });
 }
 
 export function ipToBuf(ip: number): Buffer {

@@ -6,8 +6,9 @@
  */
 import type { rt } from 'netlink';
 import { formatIp } from '../ip/ipv4';
-import { AF_BRIDGE, AF_INET, bufToIp, bufToMac, Conn, CREATE_REPLACE, dev, ipToBuf, macToBuf } from './conn';
-import type { EnsureResult, FdbSpec, NeighborSpec } from './types';
+import { AF_BRIDGE, AF_INET, bufToIp, bufToMac, Conn, CREATE_REPLACE, dev, macToBuf } from './conn';
+import type { EnsureResult, FdbSpec, NeighborKey, NeighborSpec } from './types';
+import { neighMessage, NTF_SELF, NUD_PERMANENT, RTM_DELNEIGH, RTM_NEWNEIGH } from './wire';
 
 type NeighMsg = rt.NeighborMessage;
 
@@ -31,21 +32,27 @@ export async function ensureNeighbor(c: Conn, spec: NeighborSpec): Promise<Ensur
   const mac = spec.mac.toLowerCase();
   const have = await listNeighbors(c, spec.index);
   if (have.some((n) => n.ip === spec.ip >>> 0 && n.mac === mac && n.permanent)) return { changed: false };
-  await c.call('replace', `neighbor ${formatIp(spec.ip)} lladdr ${mac} on ${dev(spec.index)}`, (s) =>
-    s.newNeighbor(
-      { family: AF_INET, ifindex: spec.index, state: { permanent: true } },
-      { dst: ipToBuf(spec.ip), lladdr: macToBuf(mac) },
-      { flags: CREATE_REPLACE },
-    ),
-  );
+  await replaceNeighbor(c, spec, mac);
   return { changed: true };
 }
 
-export async function deleteNeighbor(c: Conn, index: number, ip: number): Promise<boolean> {
-  return c.callTolerant('delete', `neighbor ${formatIp(ip)} on ${dev(index)}`, ['ENOENT', 'ESRCH'], false, async (s) => {
-    await s.delNeighbor({ family: AF_INET, ifindex: index }, { dst: ipToBuf(ip) });
-    return true;
-  });
+/** A permanent neighbor, CREATE|REPLACE; `mac` lower-case. */
+export async function replaceNeighbor(c: Conn, spec: NeighborSpec, mac: string): Promise<void> {
+  macToBuf(mac); // validates, with the facade's error
+  return c.send('replace', () => `neighbor ${formatIp(spec.ip)} lladdr ${mac} on ${dev(spec.index)}`, (seq) =>
+    neighMessage(RTM_NEWNEIGH, CREATE_REPLACE, seq, { family: AF_INET, ifindex: spec.index, state: NUD_PERMANENT, flags: 0, dst: spec.ip, lladdr: mac }),
+  );
+}
+
+export function deleteNeighbor(c: Conn, index: number, ip: number): Promise<boolean> {
+  return removeNeighbor(c, { index, ip });
+}
+
+/** Deletes a neighbor; false when there was none. */
+export function removeNeighbor(c: Conn, k: NeighborKey): Promise<boolean> {
+  return c.sendTolerant('delete', () => `neighbor ${formatIp(k.ip)} on ${dev(k.index)}`, ['ENOENT', 'ESRCH'], (seq) =>
+    neighMessage(RTM_DELNEIGH, 0, seq, { family: AF_INET, ifindex: k.index, state: 0, flags: 0, dst: k.ip }),
+  );
 }
 
 export async function listFdb(c: Conn, index: number): Promise<FdbSpec[]> {
@@ -71,13 +78,7 @@ export async function ensureFdb(c: Conn, spec: FdbSpec): Promise<EnsureResult> {
   const ok = sameMac.some((f) => f.dst === spec.dst >>> 0);
   let changed = false;
   if (!ok) {
-    await c.call('replace', `fdb ${mac} dst ${formatIp(spec.dst)} on ${dev(spec.index)}`, (s) =>
-      s.newNeighbor(
-        { family: AF_BRIDGE, ifindex: spec.index, state: { permanent: true }, flags: { self: true } },
-        { lladdr: macToBuf(mac), dst: ipToBuf(spec.dst) },
-        { flags: CREATE_REPLACE },
-      ),
-    );
+    await replaceFdb(c, spec, mac);
     changed = true;
   }
   for (const f of await listFdb(c, spec.index)) {
@@ -86,13 +87,23 @@ export async function ensureFdb(c: Conn, spec: FdbSpec): Promise<EnsureResult> {
   return { changed };
 }
 
+/**
+ * A permanent FDB entry on the device itself (NTF_SELF), CREATE|REPLACE: for
+ * a unicast MAC the VXLAN driver replaces the entry's first remote. `mac`
+ * lower-case.
+ */
+export async function replaceFdb(c: Conn, spec: FdbSpec, mac: string): Promise<void> {
+  macToBuf(mac);
+  return c.send('replace', () => `fdb ${mac} dst ${formatIp(spec.dst)} on ${dev(spec.index)}`, (seq) =>
+    neighMessage(RTM_NEWNEIGH, CREATE_REPLACE, seq, { family: AF_BRIDGE, ifindex: spec.index, state: NUD_PERMANENT, flags: NTF_SELF, dst: spec.dst, lladdr: mac }),
+  );
+}
+
+/** Deletes one remote of an FDB entry; false when there was none. */
 export async function deleteFdb(c: Conn, spec: FdbSpec): Promise<boolean> {
   const mac = spec.mac.toLowerCase();
-  return c.callTolerant('delete', `fdb ${mac} dst ${formatIp(spec.dst)} on ${dev(spec.index)}`, ['ENOENT', 'ESRCH'], false, async (s) => {
-    await s.delNeighbor(
-      { family: AF_BRIDGE, ifindex: spec.index, flags: { self: true } },
-      { lladdr: macToBuf(mac), dst: ipToBuf(spec.dst) },
-    );
-    return true;
-  });
+  macToBuf(mac);
+  return c.sendTolerant('delete', () => `fdb ${mac} dst ${formatIp(spec.dst)} on ${dev(spec.index)}`, ['ENOENT', 'ESRCH'], (seq) =>
+    neighMessage(RTM_DELNEIGH, 0, seq, { family: AF_BRIDGE, ifindex: spec.index, state: 0, flags: NTF_SELF, dst: spec.dst, lladdr: mac }),
+  );
 }

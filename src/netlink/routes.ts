@@ -1,7 +1,8 @@
 /** IPv4 routes. */
-import { rt, type RtNetlinkSocket } from 'netlink';
+import { rt } from 'netlink';
 import { contains, formatCidr, formatIp, maskOf } from '../ip/ipv4';
-import { AF_INET, bufToIp, Conn, CREATE_REPLACE, dev, enumNum, ipToBuf } from './conn';
+import { AF_INET, bufToIp, Conn, CREATE_REPLACE, dev, enumNum } from './conn';
+import { routeMessage, RTM_DELROUTE, RTM_NEWROUTE } from './wire';
 import { linkByIndex } from './links';
 import { listAddresses } from './addrs';
 import {
@@ -94,27 +95,22 @@ export function routeMatches(r: RouteInfo, n: NormalRoute): boolean {
 }
 
 /** RTM_NEWROUTE with NLM_F_CREATE|NLM_F_REPLACE (replaces the route with the same dst/table/metric). */
-export async function newRouteRequest(c: Conn, n: NormalRoute): Promise<void> {
-  await c.call('replace', describe(n), (s: RtNetlinkSocket) =>
-    s.newRoute(
-      {
-        family: AF_INET,
-        dstLen: n.dst.prefix,
-        table: n.table < 256 ? n.table : 0,
-        protocol: n.protocol,
-        scope: SCOPES[n.scope],
-        type: RTN_UNICAST,
-        flags: n.onlink ? { __unknown: RTNH_F_ONLINK } : {},
-      },
-      {
-        dst: ipToBuf(n.dst.ip),
-        oif: n.oif,
-        ...(n.gateway !== undefined ? { gateway: ipToBuf(n.gateway) } : {}),
-        ...(n.metric ? { priority: n.metric } : {}),
-        ...(n.table >= 256 ? { table: n.table } : {}),
-      },
-      { flags: CREATE_REPLACE },
-    ),
+export function newRouteRequest(c: Conn, n: NormalRoute): Promise<void> {
+  return c.send('replace', () => describe(n), (seq) =>
+    routeMessage(RTM_NEWROUTE, CREATE_REPLACE, seq, {
+      family: AF_INET,
+      dstLen: n.dst.prefix,
+      table: n.table < 256 ? n.table : 0,
+      protocol: n.protocol,
+      scope: SCOPES[n.scope],
+      type: RTN_UNICAST,
+      flags: n.onlink ? RTNH_F_ONLINK : 0,
+      dst: n.dst.ip,
+      oif: n.oif,
+      gateway: n.gateway,
+      priority: n.metric ? n.metric : undefined,
+      tableAttr: n.table >= 256 ? n.table : undefined,
+    }),
   );
 }
 
@@ -136,22 +132,25 @@ export async function ensureRoute(c: Conn, spec: RouteSpec): Promise<EnsureResul
   return { changed };
 }
 
-export async function deleteRoute(c: Conn, k: RouteKey): Promise<boolean> {
+export function deleteRoute(c: Conn, k: RouteKey): Promise<boolean> {
   const table = k.table ?? TABLE_MAIN;
-  return c.callTolerant('delete', describe(k), ['ESRCH', 'ENOENT'], false, async (s) => {
-    await s.delRoute(
+  return c.sendTolerant('delete', () => describe(k), ['ESRCH', 'ENOENT'], (seq) =>
+    routeMessage(RTM_DELROUTE, 0, seq, {
+      family: AF_INET,
+      dstLen: k.dst.prefix,
+      table: table < 256 ? table : 0,
+      protocol: 0,
       // RT_SCOPE_NOWHERE: match the route whatever its scope (the kernel compares it otherwise).
-      { family: AF_INET, dstLen: k.dst.prefix, table: table < 256 ? table : 0, scope: 255 },
-      {
-        dst: ipToBuf(k.dst.ip),
-        ...(k.oif !== undefined ? { oif: k.oif } : {}),
-        ...(k.gateway !== undefined ? { gateway: ipToBuf(k.gateway) } : {}),
-        ...(k.metric ? { priority: k.metric } : {}),
-        ...(table >= 256 ? { table } : {}),
-      },
-    );
-    return true;
-  });
+      scope: 255,
+      type: 0,
+      flags: 0,
+      dst: k.dst.ip,
+      oif: k.oif,
+      gateway: k.gateway,
+      priority: k.metric ? k.metric : undefined,
+      tableAttr: table >= 256 ? table : undefined,
+    }),
+  );
 }
 
 /**
