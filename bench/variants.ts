@@ -66,11 +66,12 @@ export class BenchEnv {
   }
 
   /** One cluster per rudder backend type: daemons up, pods built, iperf3 servers on h2's overlay address and on p2. */
-  rudderCluster(backendType: string): Promise<RudderSetup> {
-    let p = this.rudder.get(backendType);
+  rudderCluster(backendType: string, rudderBin?: string): Promise<RudderSetup> {
+    const key = `${backendType} ${rudderBin ?? ''}`;
+    let p = this.rudder.get(key);
     if (!p) {
-      p = setupRudder(this, backendType);
-      this.rudder.set(backendType, p);
+      p = setupRudder(this, backendType, rudderBin);
+      this.rudder.set(key, p);
     }
     return p;
   }
@@ -200,8 +201,8 @@ const NETWORKS: Record<string, string> = { udp: '10.50.0.0/16', vxlan: '10.51.0.
 /** How long a daemon gets to write its subnet file before its backend counts as n/a. */
 const RUDDER_UP_GIVEUP_MS = 30_000;
 
-async function setupRudder(env: BenchEnv, backendType: string): Promise<RudderSetup> {
-  const c = await createCluster({ hosts: 2, prefix: NS_PREFIX, sweepLeftovers: true });
+async function setupRudder(env: BenchEnv, backendType: string, rudderBin?: string): Promise<RudderSetup> {
+  const c = await createCluster({ hosts: 2, prefix: NS_PREFIX, sweepLeftovers: true, ...(rudderBin ? { rudderBin } : {}) });
   env.track(c);
   try {
     await c.putConfig({ Network: NETWORKS[backendType] ?? '10.59.0.0/16', Backend: { Type: backendType } });
@@ -236,13 +237,14 @@ function daemonPids(s: RudderSetup): number[] {
 }
 
 /** rudder with `Backend.Type` = backendType; traffic between the hosts' overlay addresses (or the pods). */
-export function rudderVariant(backendType: string, opts: { pods?: boolean } = {}): Variant {
+export function rudderVariant(backendType: string, opts: { pods?: boolean; bin?: string } = {}): Variant {
+  const b = opts.bin ? '-b' : '';
   return {
-    id: `rudder-${backendType}${opts.pods ? '-pods' : ''}`,
-    label: `rudder ${backendType}${opts.pods ? ' (pod→pod)' : ''}`,
+    id: `rudder-${backendType}${opts.pods ? '-pods' : ''}${b}`,
+    label: `rudder ${backendType}${opts.pods ? ' (pod→pod)' : ''}${opts.bin ? ' (B)' : ''}`,
     group: 'rudder',
     async setup(env) {
-      const s = await env.rudderCluster(backendType);
+      const s = await env.rudderCluster(backendType, opts.bin);
       if (opts.pods) {
         const p1 = s.h1.pod!;
         const p2 = s.h2.pod!;
@@ -263,5 +265,8 @@ export function defaultVariants(opts: { pods?: boolean } = {}): Variant[] {
     v.push(rudderVariant(b));
     if (opts.pods) v.push(rudderVariant(b, { pods: true }));
   }
+  // A/B of two builds in one run (development): RUDDER_BENCH_BIN_B=<other checkout>/bin/rudder adds "rudder udp (B)".
+  const binB = process.env['RUDDER_BENCH_BIN_B'];
+  if (binB) v.push(rudderVariant('udp', { bin: binB }));
   return v;
 }
