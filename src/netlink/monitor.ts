@@ -7,20 +7,95 @@
  * Cheap by design: every notification about our own writes arrives here too
  * (5,000 routes at start, one per lease event afterwards), so each message is
  * filtered on a byte or two of its fixed header (rtm_protocol, the ifindex)
- * before anything is decoded.
+ * before anything is decoded, and the few fields a backend judges are read
+ * straight from the bytes: no message or attribute objects per
+ * notification (the package's parsers made several per message, garbage
+ * that under churn was promoted and kept the heap grown).
  */
-import { createNetlink, rt, type NetlinkSocket } from 'netlink';
+import { RawNetlinkSocket, rt } from 'netlink';
 import { RudderError } from '../errors';
 import { describeError } from '../errors';
-import { AF_BRIDGE, AF_INET, bufToIp, bufToMac } from './conn';
-import { toRouteInfo } from './routes';
-import { RTPROT_RUDDER, type KernelChange } from './types';
+import { AF_BRIDGE, AF_INET } from './conn';
+import { RTPROT_RUDDER, type KernelChange, type RouteInfo } from './types';
 
 const NETLINK_ROUTE = 0;
 const GROUPS = [rt.MulticastGroups.LINK, rt.MulticastGroups.NEIGH, rt.MulticastGroups.IPV4_IFADDR, rt.MulticastGroups.IPV4_ROUTE];
 const T = rt.MessageType;
 
 type Msg = { type: number; data: Buffer };
+
+const NDA_DST = 1;
+const NDA_LLADDR = 2;
+const RTA_DST = 1;
+const RTA_OIF = 4;
+const RTA_GATEWAY = 5;
+const RTA_PRIORITY = 6;
+const RTA_PREFSRC = 7;
+const RTA_TABLE = 15;
+const RTNH_F_ONLINK = 4;
+const NLMSG_HDRLEN = 16;
+
+/** Calls `fn(type, offset, length)` for each attribute from `from` on (netlink TLVs, 4-byte aligned). */
+function forEachAttr(d: Buffer, from: number, fn: (type: number, at: number, len: number) => void): void {
+  let at = from;
+  while (at + 4 <= d.length) {
+    const len = d.readUInt16LE(at);
+    if (len < 4 || at + len > d.length) throw new RangeError(`bad attribute length ${len} at ${at}`);
+    fn(d.readUInt16LE(at + 2) & 0x3fff, at + 4, len - 4); // without NLA_F_NESTED / NLA_F_NET_BYTEORDER
+    at += (len + 3) & ~3;
+  }
+}
+
+const HEX: readonly string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+function macAt(d: Buffer, at: number): string {
+  const h = (i: number): string => HEX[d[at + i] as number] as string;
+  return `${h(0)}:${h(1)}:${h(2)}:${h(3)}:${h(4)}:${h(5)}`;
+}
+
+/** A route notification's body (struct rtmsg + attributes) as the facade's RouteInfo, as listRoutes reports it. */
+export function routeInfoOf(d: Buffer): RouteInfo {
+  let dst = 0;
+  let oif: number | undefined;
+  let gateway: number | undefined;
+  let metric = 0;
+  let prefsrc: number | undefined;
+  let table: number = d[4] as number;
+  forEachAttr(d, 12, (type, at, len) => {
+    if (len !== 4) return;
+    if (type === RTA_DST) dst = d.readUInt32BE(at);
+    else if (type === RTA_OIF) oif = d.readUInt32LE(at);
+    else if (type === RTA_GATEWAY) gateway = d.readUInt32BE(at);
+    else if (type === RTA_PRIORITY) metric = d.readUInt32LE(at);
+    else if (type === RTA_PREFSRC) prefsrc = d.readUInt32BE(at);
+    else if (type === RTA_TABLE) table = d.readUInt32LE(at);
+  });
+  return {
+    dst: { ip: dst, prefix: d[1] as number },
+    table,
+    oif,
+    gateway,
+    onlink: (d.readUInt32LE(8) & RTNH_F_ONLINK) !== 0,
+    scope: d[6] as number,
+    protocol: d[5] as number,
+    type: d[7] as number,
+    metric,
+    prefsrc,
+  };
+}
+
+/** Splits one datagram into its netlink messages; throws on a malformed header. */
+export function splitMessages(b: Buffer): Msg[] {
+  const out: Msg[] = [];
+  let at = 0;
+  while (at + NLMSG_HDRLEN <= b.length) {
+    const len = b.readUInt32LE(at);
+    if (len < NLMSG_HDRLEN || at + len > b.length) throw new RangeError(`bad message length ${len} at ${at}`);
+    out.push({ type: b.readUInt16LE(at + 4), data: b.subarray(at + NLMSG_HDRLEN, at + len) });
+    at += (len + 3) & ~3;
+  }
+  return out;
+}
 
 /** ndm_state bit: resolution failed, or (for a permanent entry) the entry is being deleted. */
 export const NUD_FAILED = 0x20;
@@ -41,8 +116,8 @@ export function decodeChange(m: Msg, interested: (index: number) => boolean): Ke
     case T.NEWROUTE:
     case T.DELROUTE: {
       // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type
-      if (d[0] !== AF_INET || d[5] !== RTPROT_RUDDER) return null;
-      return { kind: 'route', op: m.type === T.NEWROUTE ? 'new' : 'del', route: toRouteInfo(rt.parseRouteMessage(d)) };
+      if (d[0] !== AF_INET || d[5] !== RTPROT_RUDDER || d.length < 12) return null;
+      return { kind: 'route', op: m.type === T.NEWROUTE ? 'new' : 'del', route: routeInfoOf(d) };
     }
     case T.NEWLINK:
     case T.DELLINK: {
@@ -61,28 +136,28 @@ export function decodeChange(m: Msg, interested: (index: number) => boolean): Ke
       // struct ndmsg: family, pad1, pad2 u16, ifindex s32, state u16, flags u8, type u8
       const index = d.readInt32LE(4);
       if (!interested(index)) return null;
-      const failed = d.length >= 10 && (d.readUInt16LE(8) & NUD_FAILED) !== 0;
+      if (d.length < 12 || (d[0] !== AF_INET && d[0] !== AF_BRIDGE)) return null;
+      const failed = (d.readUInt16LE(8) & NUD_FAILED) !== 0;
       const op = m.type === T.NEWNEIGH && !failed ? 'new' : 'del';
-      const n = rt.parseNeighborMessage(d);
-      if (d[0] === AF_INET) {
-        const ip = bufToIp(n.attrs.dst);
-        return ip === undefined ? null : { kind: 'neigh', op, index, ip, mac: bufToMac(n.attrs.lladdr) };
-      }
-      if (d[0] === AF_BRIDGE) {
-        const mac = bufToMac(n.attrs.lladdr);
-        const dst = bufToIp(n.attrs.dst);
-        return mac === undefined || dst === undefined ? null : { kind: 'fdb', op, index, mac, dst };
-      }
-      return null;
+      let dst: number | undefined;
+      let mac: string | undefined;
+      forEachAttr(d, 12, (type, at, len) => {
+        if (type === NDA_DST && len === 4) dst = d.readUInt32BE(at);
+        else if (type === NDA_LLADDR && len === 6) mac = macAt(d, at);
+      });
+      if (d[0] === AF_INET) return dst === undefined ? null : { kind: 'neigh', op, index, ip: dst, mac };
+      return mac === undefined || dst === undefined ? null : { kind: 'fdb', op, index, mac, dst };
     }
   }
   return null;
 }
 
 export function watchKernel(interested: (index: number) => boolean, onChange: (ch: KernelChange) => void): () => void {
-  let sock: NetlinkSocket;
+  let sock: RawNetlinkSocket;
   try {
-    sock = createNetlink(NETLINK_ROUTE, { recvBufferSize: 1 << 20 } as Parameters<typeof createNetlink>[1]);
+    // The raw socket: datagrams in, split and filtered here (no parsed message objects).
+    sock = new RawNetlinkSocket(NETLINK_ROUTE, { recvBufferSize: 1 << 20 } as ConstructorParameters<typeof RawNetlinkSocket>[1]);
+    sock.unref(); // like the facade's socket: an idle subscription never keeps node alive
     for (const g of GROUPS) sock.addMembership(g);
   } catch (e) {
     throw new RudderError('E_NETLINK', `netlink: subscribe to kernel notifications: ${describeError(e)}`, { cause: e });
@@ -94,7 +169,14 @@ export function watchKernel(interested: (index: number) => boolean, onChange: (c
       // a consumer's bug must not kill the socket's event handler
     }
   };
-  sock.on('message', (msgs: Msg[]) => {
+  sock.on('message', (b: Buffer) => {
+    let msgs: Msg[];
+    try {
+      msgs = splitMessages(b);
+    } catch (e) {
+      emit({ kind: 'lost', reason: `undecodable notification: ${describeError(e)}` });
+      return;
+    }
     for (const m of msgs) {
       try {
         const ch = decodeChange(m, interested);
@@ -106,7 +188,7 @@ export function watchKernel(interested: (index: number) => boolean, onChange: (c
   });
   // ENOBUFS (the kernel dropped notifications: buffer overrun) and the like.
   sock.on('error', (e: unknown) => emit({ kind: 'lost', reason: describeError(e) }));
-  sock.on('invalid', (e: unknown) => emit({ kind: 'lost', reason: describeError(e) }));
+  sock.on('truncatedMessage', () => emit({ kind: 'lost', reason: 'truncated notification' }));
   let closed = false;
   return () => {
     if (closed) return;

@@ -6,7 +6,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { rt } from 'netlink';
-import { decodeChange, NUD_FAILED } from '../../src/netlink/monitor';
+import { decodeChange, NUD_FAILED, routeInfoOf, splitMessages } from '../../src/netlink/monitor';
+import { toRouteInfo } from '../../src/netlink/routes';
 import { parseIp } from '../../src/ip/ipv4';
 import { RTPROT_RUDDER } from '../../src/netlink';
 
@@ -74,5 +75,54 @@ describe('kernel notifications', () => {
     assert.equal(ours?.kind, 'route');
     assert.equal(ours?.kind === 'route' ? `${ours.op} ${ours.route.dst.ip} ${ours.route.dst.prefix}` : '', `del ${ip('10.9.1.0')} 24`);
     assert.equal(decodeChange({ type: NEW, data: Buffer.alloc(4) }, only7), null);
+  });
+
+  it('route fields read from the bytes match what listRoutes reports (the package parser + toRouteInfo)', () => {
+    const u32le = (v: number): Buffer => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(v);
+      return b;
+    };
+    const rtmsg = (dstLen: number, table: number, protocol: number, scope: number, type: number, flags: number): Buffer => {
+      const h = Buffer.alloc(12);
+      h[0] = AF_INET;
+      h[1] = dstLen;
+      h[4] = table;
+      h[5] = protocol;
+      h[6] = scope;
+      h[7] = type;
+      h.writeUInt32LE(flags, 8);
+      return h;
+    };
+    const cases: Buffer[] = [
+      // vxlan: onlink via the VTEP address
+      Buffer.concat([rtmsg(24, 254, RTPROT_RUDDER, 0, 1, 4), attr(15, u32le(254)), attr(1, ipBuf('10.1.2.0')), attr(5, ipBuf('10.1.2.0')), attr(4, u32le(9))]),
+      // host-gw, with a metric and a preferred source
+      Buffer.concat([rtmsg(24, 254, RTPROT_RUDDER, 0, 1, 0), attr(1, ipBuf('10.1.3.0')), attr(6, u32le(100)), attr(7, ipBuf('198.18.0.1')), attr(5, ipBuf('198.19.0.3')), attr(4, u32le(2))]),
+      // a device route in a table above 255 (rtm_table 252 = RT_TABLE_COMPAT)
+      Buffer.concat([rtmsg(8, 252, RTPROT_RUDDER, 253, 1, 0), attr(15, u32le(1000)), attr(1, ipBuf('10.0.0.0')), attr(4, u32le(5))]),
+      // the default route: no RTA_DST; an attribute the facade ignores (RTA_MARK)
+      Buffer.concat([rtmsg(0, 254, RTPROT_RUDDER, 0, 1, 0), attr(16, u32le(7)), attr(5, ipBuf('198.18.0.254')), attr(4, u32le(2))]),
+    ];
+    for (const d of cases) assert.deepEqual(routeInfoOf(d), toRouteInfo(rt.parseRouteMessage(d)));
+  });
+
+  it('a datagram is split into its messages; a bad length is an error, not a guess', () => {
+    const msg = (type: number, body: Buffer): Buffer => {
+      const h = Buffer.alloc(16);
+      h.writeUInt32LE(16 + body.length, 0);
+      h.writeUInt16LE(type, 4);
+      return Buffer.concat([h, body, Buffer.alloc((4 - (body.length % 4)) % 4)]);
+    };
+    const a = ndmsg(AF_INET, 7, NUD_PERMANENT, ipBuf('10.9.1.0'), macBuf('0e:00:00:00:00:01'));
+    const b = ndmsg(AF_INET, 7, NUD_FAILED, ipBuf('10.9.2.0'));
+    const parts = splitMessages(Buffer.concat([msg(NEW, a), msg(DEL, b)]));
+    assert.deepEqual(parts.map((p) => [p.type, p.data.toString('hex')]), [[NEW, a.toString('hex')], [DEL, b.toString('hex')]]);
+    const bad = msg(NEW, a);
+    bad.writeUInt32LE(bad.length + 4, 0);
+    assert.throws(() => splitMessages(bad), RangeError);
+    // A truncated attribute inside a message is an error too (reported as lost notifications).
+    const cut = Buffer.concat([ndmsg(AF_INET, 7, NUD_PERMANENT), Buffer.from([0x20, 0x00, 0x01, 0x00, 0, 0, 0, 0])]);
+    assert.throws(() => decodeChange({ type: NEW, data: cut }, only7), RangeError);
   });
 });
