@@ -84,11 +84,12 @@ static bool set_bool(napi_env env, napi_value obj, const char *key, bool b)
 	return napi_get_boolean(env, b, &v) == napi_ok && napi_set_named_property(env, obj, key, v) == napi_ok;
 }
 
-/* {requested, tunVnetHdr, tso, uso, udpGso, udpGro, busyPoll, note} */
+/* {requested, tunVnetHdr, tso, uso, udpGso, udpGro, busyPoll, queues, note} */
 static napi_value offloads_object(napi_env env, const struct dp_offloads *o)
 {
-	napi_value obj, s;
+	napi_value obj, s, q;
 	if (napi_create_object(env, &obj) != napi_ok || !set_bool(env, obj, "requested", o->requested) ||
+	    napi_create_uint32(env, o->queues, &q) != napi_ok || napi_set_named_property(env, obj, "queues", q) != napi_ok ||
 	    !set_bool(env, obj, "tunVnetHdr", o->tun_vnet_hdr) || !set_bool(env, obj, "tso", o->tun_tso) ||
 	    !set_bool(env, obj, "uso", o->tun_uso) ||
 	    !set_bool(env, obj, "udpGso", o->udp_gso) || !set_bool(env, obj, "udpGro", o->udp_gro) ||
@@ -167,7 +168,7 @@ static void counters_finalize(napi_env env, void *data, void *hint)
 	free(data);
 }
 
-/* open({tunName, bindAddress, port, localIp, localPrefix, icmpSource, mtu, offloads?, busyPoll?}) -> {handle, counters, ifname, offloads} */
+/* open({tunName, bindAddress, port, localIp, localPrefix, icmpSource, mtu, queues, offloads?, busyPoll?}) -> {handle, counters, ifname, offloads} */
 static napi_value js_open(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
@@ -178,10 +179,11 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		throw_dp(env, "open expects an options object");
 		return NULL;
 	}
-	uint32_t bind, port, lip, lpfx, icmp, mtu;
+	uint32_t bind, port, lip, lpfx, icmp, mtu, queues;
 	if (!get_u32(env, argv[0], "bindAddress", &bind) || !get_u32(env, argv[0], "port", &port) ||
 	    !get_u32(env, argv[0], "localIp", &lip) || !get_u32(env, argv[0], "localPrefix", &lpfx) ||
-	    !get_u32(env, argv[0], "icmpSource", &icmp) || !get_u32(env, argv[0], "mtu", &mtu))
+	    !get_u32(env, argv[0], "icmpSource", &icmp) || !get_u32(env, argv[0], "mtu", &mtu) ||
+	    !get_u32(env, argv[0], "queues", &queues))
 		return NULL;
 	bool offloads;
 	bool busy_poll;
@@ -228,6 +230,7 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		.mtu = mtu,
 		.offloads = offloads,
 		.busy_poll = busy_poll,
+		.queues = queues,
 	};
 	char err[ERRLEN], ifname[16] = {0};
 	int rc = dp_open(&cfg, c, &h->dp, ifname, err, sizeof err);

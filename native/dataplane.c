@@ -3,14 +3,15 @@
  * PublicIP:port of the route that covers their destination, inside one UDP
  * datagram each; datagrams from known peers go back into the TUN.
  *
- * Threads and locking
+ * Threads and locking (per worker, see Queues below; workers share only the
+ * route table, the counters, the stop eventfd and the ICMP rate limit)
  *   - tx thread: TUN -> UDP. Reads the TUN until EAGAIN or BATCH reads (no
  *     batched read exists for a TUN), then one sendmmsg per batch. Writes
  *     generated ICMP errors into the TUN. Uses struct tx_state under
- *     dp->tx_lock.
+ *     w->tx_lock.
  *   - rx thread: UDP -> TUN. One recvmmsg per batch, one write per packet
  *     or coalesced super-packet. Owns struct rx_state. At low rates it also
- *     runs one tx pass after its writes if it gets dp->tx_lock without
+ *     runs one tx pass after its writes if it gets w->tx_lock without
  *     waiting (the reply fast path, see rx_main): reads and sends stay in
  *     one order because a whole pass (reads, then sends) is under the lock.
  *   - the caller's thread (JS) opens, replaces routes and closes.
@@ -18,7 +19,7 @@
  *   stop eventfd, so close wakes both at once without signals (and sets
  *   dp->stopping for a thread that is spinning), plus its own kick eventfd
  *   (busy polling, below). Offload state (dp->off) is written once in
- *   dp_open before the threads start and only read afterwards. dp->spin[i]
+ *   dp_open before the threads start and only read afterwards. w->spin[i]
  *   (kick_at, asleep) is written by both threads, seq_cst, no lock.
  *
  * Offloads (each detected at open, each with its own fallback; all off when
@@ -61,11 +62,18 @@
  *     forwards the group as one skb, segmenting it where it must. With USO
  *     granted the TUN may also hand over UDP super-packets (local senders
  *     using UDP GSO): tx cuts them with gso_udp4_segment like TCP ones.
- *   - Not done: IFF_MULTI_QUEUE + SO_REUSEPORT workers (one tx/rx pair is
- *     what two shared cores can use; every flow stays on one thread, so
- *     nothing is reordered).
- *   Buffers are allocated once at open (tx: BATCH * 64 KB reads + segment
- *   headers; rx: BATCH * 64 KB + coalescer tables); nothing per packet.
+ *   - Queues: the TUN has dp->nw queues (IFF_MULTI_QUEUE; default one per
+ *     CPU), each served by its own worker = tx thread + rx thread + socket
+ *     of a SO_REUSEPORT group on the one port (struct worker; nothing in it
+ *     is shared with another worker). The kernel keeps a flow on one TUN
+ *     queue (its hash, then the queue its packets were last written from),
+ *     and spreads received datagrams over the sockets by outer addresses
+ *     and ports, so all of one peer's traffic reaches one rx thread in
+ *     order: nothing is reordered. Fallback: a kernel refusing
+ *     IFF_MULTI_QUEUE (or a further queue) gives fewer workers.
+ *   Buffers are allocated once at open, per worker (tx: BATCH * 64 KB reads
+ *   + segment headers; rx: BATCH * 64 KB + coalescer tables; pages an idle
+ *   worker never touches stay unbacked); nothing per packet.
  *
  * Low-rate busy polling (dp_config.busy_poll; fallback: plain poll() when
  * its eventfds cannot be made)
@@ -128,6 +136,7 @@
 #include <netinet/udp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -262,9 +271,26 @@ struct spin_local {
 	uint64_t missed_kick; /* kick of the last spin that found nothing, 0 if none */
 };
 
-struct dp {
+/*
+ * One queue's worker pair: a TUN queue, a socket of the SO_REUSEPORT group,
+ * a tx and an rx thread. Nothing in it is shared with another worker.
+ */
+struct worker {
+	struct dp *dp;
 	int tun_fd;
 	int udp_fd;
+	pthread_t tx_thread;
+	pthread_t rx_thread;
+	bool tx_started;
+	bool rx_started;
+	struct reader_slot readers[NREADERS]; /* READER_TX, READER_RX */
+	struct spin_slot spin[NREADERS];      /* indexed like readers */
+	pthread_mutex_t tx_lock; /* held for a tx pass: by tx, or by rx sending a reply (see rx_main) */
+	struct tx_state *tx;
+	struct rx_state *rx;
+};
+
+struct dp {
 	int stop_fd;
 	uint32_t local_net;
 	uint32_t local_mask;
@@ -274,23 +300,17 @@ struct dp {
 	struct dp_offloads off;
 	struct dp_counters *c;
 
-	pthread_t tx_thread;
-	pthread_t rx_thread;
-	bool tx_started;
-	bool rx_started;
+	struct worker *w; /* nalloc of them; the first nw run, one per TUN queue */
+	unsigned nw, nalloc;
 
 	_Atomic(struct rtable *) table;
 	_Atomic uint64_t gen;
-	struct reader_slot readers[NREADERS];
-	struct spin_slot spin[NREADERS]; /* indexed like readers: READER_TX, READER_RX */
 	_Atomic bool stopping;
 	pthread_mutex_t wlock; /* serialises writers (setRoutes, close); never taken by readers */
-	pthread_mutex_t tx_lock; /* held for a tx pass: by tx, or by rx sending a reply (see rx_main) */
 	struct rtable *retired;
 
-	struct tx_state *tx; /* tx thread only */
-	struct rx_state *rx; /* rx thread only */
-	/* ICMP rate limit and IP ids: only the tx thread generates ICMP, so no atomics */
+	/* ICMP rate limit and IP ids, shared by every worker's tx passes (rare: a lock is fine) */
+	pthread_mutex_t icmp_lock;
 	double icmp_tokens;
 	struct timespec icmp_last;
 	uint16_t icmp_id;
@@ -491,16 +511,17 @@ static int rt_new(const struct dp_route *routes, size_t n, struct rtable **out, 
 
 /* ---- RCU-lite ----------------------------------------------------------- */
 
-static inline const struct rtable *rcu_enter(struct dp *dp, int r)
+static inline const struct rtable *rcu_enter(struct worker *w, int r)
 {
+	struct dp *dp = w->dp;
 	uint64_t g = atomic_load(&dp->gen);
-	atomic_store(&dp->readers[r].gen, g);
+	atomic_store(&w->readers[r].gen, g);
 	return atomic_load(&dp->table);
 }
 
-static inline void rcu_exit(struct dp *dp, int r)
+static inline void rcu_exit(struct worker *w, int r)
 {
-	atomic_store(&dp->readers[r].gen, 0);
+	atomic_store(&w->readers[r].gen, 0);
 }
 
 /* Caller holds wlock. */
@@ -510,10 +531,12 @@ static void rcu_reclaim(struct dp *dp)
 	while (*pp) {
 		struct rtable *t = *pp;
 		bool busy = false;
-		for (int r = 0; r < NREADERS; r++) {
-			uint64_t g = atomic_load(&dp->readers[r].gen);
-			if (g != 0 && g <= t->retired_gen)
-				busy = true;
+		for (unsigned k = 0; k < dp->nw; k++) {
+			for (int r = 0; r < NREADERS; r++) {
+				uint64_t g = atomic_load(&dp->w[k].readers[r].gen);
+				if (g != 0 && g <= t->retired_gen)
+					busy = true;
+			}
 		}
 		if (busy) {
 			pp = &t->next_retired;
@@ -546,14 +569,15 @@ int dp_set_routes(struct dp *dp, const struct dp_route *routes, size_t n, char *
 static const struct virtio_net_hdr zero_vnet;
 
 /* Writes one packet to the TUN (behind a zero virtio header when the device has them). */
-static ssize_t tun_write1(struct dp *dp, const void *pkt, size_t len)
+static ssize_t tun_write1(struct worker *w, const void *pkt, size_t len)
 {
+	struct dp *dp = w->dp;
 	struct iovec v[2] = {{(void *)&zero_vnet, VNET_LEN}, {(void *)pkt, len}};
-	ssize_t w;
+	ssize_t r;
 	do
-		w = dp->off.tun_vnet_hdr ? writev(dp->tun_fd, v, 2) : write(dp->tun_fd, pkt, len);
-	while (w < 0 && errno == EINTR);
-	return w;
+		r = dp->off.tun_vnet_hdr ? writev(w->tun_fd, v, 2) : write(w->tun_fd, pkt, len);
+	while (r < 0 && errno == EINTR);
+	return r;
 }
 
 static bool icmp_take_token(struct dp *dp)
@@ -581,9 +605,10 @@ static bool is_icmp_error_type(uint8_t type)
  * the caller); for a TCP super-packet one error answers all its segments, as
  * the kernel does for a GSO packet it cannot forward.
  */
-static void icmp_error(struct dp *dp, const uint8_t *orig, size_t len, uint8_t type, uint8_t code,
+static void icmp_error(struct worker *w, const uint8_t *orig, size_t len, uint8_t type, uint8_t code,
 		       uint64_t *cnt)
 {
+	struct dp *dp = w->dp;
 	size_t ihl = (size_t)(orig[0] & 0xf) * 4;
 	/* RFC 1122 3.2.2: never about non-first fragments, ICMP errors, broadcast or multicast. */
 	if (get16(orig + 6) & 0x1fff)
@@ -593,7 +618,13 @@ static void icmp_error(struct dp *dp, const uint8_t *orig, size_t len, uint8_t t
 		return;
 	if (orig[9] == 1 && (len <= ihl || is_icmp_error_type(orig[ihl])))
 		return;
-	if (dp->icmp_source == 0 || !icmp_take_token(dp))
+	if (dp->icmp_source == 0)
+		return;
+	pthread_mutex_lock(&dp->icmp_lock);
+	bool allowed = icmp_take_token(dp);
+	uint16_t id = dp->icmp_id++;
+	pthread_mutex_unlock(&dp->icmp_lock);
+	if (!allowed)
 		return;
 
 	uint8_t pkt[ICMP_MAX];
@@ -603,7 +634,7 @@ static void icmp_error(struct dp *dp, const uint8_t *orig, size_t len, uint8_t t
 	pkt[0] = 0x45;
 	pkt[1] = 0xc0; /* internetwork control, as routers mark ICMP errors */
 	put16(pkt + 2, (uint16_t)tot);
-	put16(pkt + 4, dp->icmp_id++);
+	put16(pkt + 4, id);
 	pkt[8] = 64;
 	pkt[9] = 1;
 	put32(pkt + 12, dp->icmp_source);
@@ -614,7 +645,7 @@ static void icmp_error(struct dp *dp, const uint8_t *orig, size_t len, uint8_t t
 	memcpy(pkt + 28, orig, quote);
 	put16(pkt + 22, csum_fold(csum_add(0, pkt + 20, 8 + quote)));
 
-	if (tun_write1(dp, pkt, tot) < 0)
+	if (tun_write1(w, pkt, tot) < 0)
 		cnt[DP_TUN_ERRORS]++;
 	else
 		cnt[DP_ICMP_SENT]++;
@@ -636,7 +667,7 @@ static void ttl_decrement(uint8_t *h)
  * so drops are counted per packet that would have been on the wire. The TTL
  * of a super-packet is decremented once in the headers every segment copies.
  */
-static bool tx_packet(struct dp *dp, const struct rtable *t, uint8_t *p, size_t len, struct sockaddr_in *dst,
+static bool tx_packet(struct worker *w, const struct rtable *t, uint8_t *p, size_t len, struct sockaddr_in *dst,
 		      uint64_t wire, uint64_t *cnt)
 {
 	if (len < 1 || (p[0] >> 4) != 4) {
@@ -651,12 +682,12 @@ static bool tx_packet(struct dp *dp, const struct rtable *t, uint8_t *p, size_t 
 	const struct rt_entry *e = rt_lookup(t, get32(p + 16));
 	if (!e) {
 		cnt[DP_DROP_NO_ROUTE] += wire;
-		icmp_error(dp, p, len, 3, 0, cnt);
+		icmp_error(w, p, len, 3, 0, cnt);
 		return false;
 	}
 	if (p[8] <= 1) {
 		cnt[DP_DROP_TTL] += wire;
-		icmp_error(dp, p, len, 11, 0, cnt);
+		icmp_error(w, p, len, 11, 0, cnt);
 		return false;
 	}
 	ttl_decrement(p);
@@ -708,8 +739,9 @@ static uint64_t now_ns(void)
  * thread is asked to spin for what will likely come back, and woken now if
  * asleep: its wake-up then overlaps the packet's trip instead of following it.
  */
-static void spin_note(struct dp *dp, int me, struct spin_local *sl, uint64_t npk, bool found_by_spin)
+static void spin_note(struct worker *w, int me, struct spin_local *sl, uint64_t npk, bool found_by_spin)
 {
+	struct dp *dp = w->dp;
 	if (!dp->off.busy_poll || npk == 0)
 		return;
 	uint64_t now = now_ns();
@@ -722,7 +754,7 @@ static void spin_note(struct dp *dp, int me, struct spin_local *sl, uint64_t npk
 	}
 	if (!sl->low_rate || found_by_spin)
 		return;
-	struct spin_slot *o = &dp->spin[1 - me];
+	struct spin_slot *o = &w->spin[1 - me];
 	atomic_store(&o->kick_at, now);
 	if (atomic_load(&o->asleep)) {
 		uint64_t one = 1;
@@ -739,11 +771,12 @@ static void spin_note(struct dp *dp, int me, struct spin_local *sl, uint64_t npk
  * a packet came soon after a spin gave up, and stays within
  * [SPIN_MIN_NS, SPIN_MAX_NS].
  */
-static bool spin_wait(struct dp *dp, int me, struct spin_local *sl, int fd)
+static bool spin_wait(struct worker *w, int me, struct spin_local *sl, int fd)
 {
+	struct dp *dp = w->dp;
 	if (!dp->off.busy_poll)
 		return false;
-	uint64_t kick = atomic_exchange(&dp->spin[me].kick_at, 0);
+	uint64_t kick = atomic_exchange(&w->spin[me].kick_at, 0);
 	if (kick == 0 || !sl->low_rate) /* a busy thread finds work anyway: spinning would only take CPU */
 		return false;
 	uint64_t deadline = kick + sl->budget, now = now_ns();
@@ -776,10 +809,11 @@ static void spin_woke(struct dp *dp, struct spin_local *sl)
  * kick eventfd. Returns poll's result; *kicked is set when the kick woke it
  * (drained here), so the caller spins instead of reading.
  */
-static int sleep_poll(struct dp *dp, int me, struct pollfd *pf, bool *kicked)
+static int sleep_poll(struct worker *w, int me, struct pollfd *pf, bool *kicked)
 {
+	struct dp *dp = w->dp;
 	*kicked = false;
-	struct spin_slot *s = &dp->spin[me];
+	struct spin_slot *s = &w->spin[me];
 	if (!dp->off.busy_poll)
 		return poll(pf, 2, -1);
 	atomic_store(&s->asleep, 1);
@@ -817,7 +851,7 @@ static bool wait_stop(struct dp *dp, int ms)
  * does not fit the route's MTU, EIO without checksum offload on the way):
  * its datagrams go one by one, each [header, payload] pair of its iovec.
  */
-static void send_segments_singly(struct dp *dp, struct tx_state *st, int m, uint64_t *cnt)
+static void send_segments_singly(struct worker *w, struct tx_state *st, int m, uint64_t *cnt)
 {
 	struct msghdr *mh = &st->msgs[m].msg_hdr;
 	size_t step = st->msg_iovps[m];
@@ -826,7 +860,7 @@ static void send_segments_singly(struct dp *dp, struct tx_state *st, int m, uint
 				     .msg_iov = mh->msg_iov + k, .msg_iovlen = step};
 		ssize_t r;
 		do
-			r = sendmsg(dp->udp_fd, &one, 0);
+			r = sendmsg(w->udp_fd, &one, 0);
 		while (r < 0 && errno == EINTR);
 		if (r < 0) {
 			cnt[DP_SOCKET_ERRORS]++;
@@ -838,14 +872,15 @@ static void send_segments_singly(struct dp *dp, struct tx_state *st, int m, uint
 }
 
 /* Sends the batch's messages; returns false if stop was requested meanwhile. */
-static bool send_batch(struct dp *dp, struct tx_state *st, uint64_t *cnt)
+static bool send_batch(struct worker *w, struct tx_state *st, uint64_t *cnt)
 {
+	struct dp *dp = w->dp;
 	struct mmsghdr *msgs = st->msgs;
 	int n = st->nmsg, sent = 0, stalls = 0;
 	for (int i = 0; i < n; i++)
 		st->queued += st->msg_segs[i];
 	while (sent < n) {
-		int r = sendmmsg(dp->udp_fd, msgs + sent, (unsigned)(n - sent), 0);
+		int r = sendmmsg(w->udp_fd, msgs + sent, (unsigned)(n - sent), 0);
 		if (r > 0) {
 			for (int i = sent; i < sent + r; i++) {
 				cnt[DP_TX_PACKETS] += st->msg_segs[i];
@@ -859,7 +894,7 @@ static bool send_batch(struct dp *dp, struct tx_state *st, uint64_t *cnt)
 			continue;
 		if (r < 0 && (errno == EAGAIN || errno == ENOBUFS) && stalls < 100) {
 			/* Socket buffer full: wait for room rather than drop, but not forever. */
-			struct pollfd pf[2] = {{.fd = dp->udp_fd, .events = POLLOUT}, {.fd = dp->stop_fd, .events = POLLIN}};
+			struct pollfd pf[2] = {{.fd = w->udp_fd, .events = POLLOUT}, {.fd = dp->stop_fd, .events = POLLIN}};
 			stalls++;
 			if (poll(pf, 2, 10) > 0 && pf[1].revents) {
 				st->nseg = st->niov = st->nmsg = 0;
@@ -868,7 +903,7 @@ static bool send_batch(struct dp *dp, struct tx_state *st, uint64_t *cnt)
 			continue;
 		}
 		if (st->msg_segs[sent] > 1 && r < 0 && errno != EAGAIN && errno != ENOBUFS) {
-			send_segments_singly(dp, st, sent, cnt);
+			send_segments_singly(w, st, sent, cnt);
 		} else {
 			/* This datagram failed (no route to the peer, firewall, ...): count it and go on. */
 			cnt[DP_SOCKET_ERRORS] += st->msg_segs[sent];
@@ -948,8 +983,9 @@ static bool tx_append_plain(struct tx_state *st, const struct sockaddr_in *dst, 
  * left in place) and queues the datagrams, as UDP GSO messages where the
  * socket allows. Returns false if stop was requested during a flush.
  */
-static bool tx_one(struct dp *dp, const struct rtable *t, struct tx_state *st, uint8_t *buf, size_t len, uint64_t *cnt)
+static bool tx_one(struct worker *w, const struct rtable *t, struct tx_state *st, uint8_t *buf, size_t len, uint64_t *cnt)
 {
+	struct dp *dp = w->dp;
 	struct virtio_net_hdr vh;
 	memset(&vh, 0, sizeof vh);
 	uint8_t *p = buf;
@@ -970,11 +1006,11 @@ static bool tx_one(struct dp *dp, const struct rtable *t, struct tx_state *st, u
 			cnt[DP_DROP_MALFORMED]++;
 			return true;
 		}
-		if (!tx_packet(dp, t, p, len, &dst, 1, cnt))
+		if (!tx_packet(w, t, p, len, &dst, 1, cnt))
 			return true;
 		if (dp->off.udp_gso && tx_append_plain(st, &dst, p, len))
 			return true;
-		if (st->nmsg + 1 > TX_MAXMSG && !send_batch(dp, st, cnt))
+		if (st->nmsg + 1 > TX_MAXMSG && !send_batch(w, st, cnt))
 			return false;
 		st->iov[st->niov].iov_base = p;
 		st->iov[st->niov].iov_len = len;
@@ -994,9 +1030,9 @@ static bool tx_one(struct dp *dp, const struct rtable *t, struct tx_state *st, u
 		cnt[(len >= 1 && (p[0] >> 4) != 4) ? DP_DROP_NOT_IPV4 : DP_DROP_MALFORMED]++;
 		return true;
 	}
-	if (!tx_packet(dp, t, p, len, &dst, n, cnt))
+	if (!tx_packet(w, t, p, len, &dst, n, cnt))
 		return true;
-	if ((st->nseg + (int)n > TX_MAXSEG || st->nmsg + (int)n > TX_MAXMSG) && !send_batch(dp, st, cnt))
+	if ((st->nseg + (int)n > TX_MAXSEG || st->nmsg + (int)n > TX_MAXMSG) && !send_batch(w, st, cnt))
 		return false;
 	struct gso_seg *segs = &st->segs[st->nseg];
 	uint8_t *hdrs = st->hdrs + (size_t)st->nseg * GSO_HDR_MAX;
@@ -1034,18 +1070,19 @@ enum tx_pass { TX_DRAINED, TX_MORE, TX_STOP, TX_BROKEN };
 
 /*
  * One tx pass: up to BATCH TUN reads, routed, segmented and sent; counters
- * flushed. The caller holds dp->tx_lock, which is what makes the tx state,
+ * flushed. The caller holds w->tx_lock, which is what makes the tx state,
  * the READER_TX slot and the order of reads and sends belong to one thread
  * at a time. *moved gains the datagrams sent (the busy-poll rate counts
  * datagrams, not reads: one read may be 45 of them).
  */
-static enum tx_pass tx_pass(struct dp *dp, uint64_t *cnt, uint64_t *moved)
+static enum tx_pass tx_pass(struct worker *w, uint64_t *cnt, uint64_t *moved)
 {
-	struct tx_state *st = dp->tx;
+	struct dp *dp = w->dp;
+	struct tx_state *st = w->tx;
 	int n = 0;
 	bool more = true, broken = false;
 	while (n < BATCH) {
-		ssize_t r = read(dp->tun_fd, st->bufs + (size_t)n * TX_STRIDE, TX_STRIDE);
+		ssize_t r = read(w->tun_fd, st->bufs + (size_t)n * TX_STRIDE, TX_STRIDE);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1059,12 +1096,12 @@ static enum tx_pass tx_pass(struct dp *dp, uint64_t *cnt, uint64_t *moved)
 		st->lens[n++] = (size_t)r;
 	}
 	bool running = true;
-	const struct rtable *t = rcu_enter(dp, READER_TX);
+	const struct rtable *t = rcu_enter(w, READER_TX);
 	for (int i = 0; i < n && running; i++)
-		running = tx_one(dp, t, st, st->bufs + (size_t)i * TX_STRIDE, st->lens[i], cnt);
-	rcu_exit(dp, READER_TX);
+		running = tx_one(w, t, st, st->bufs + (size_t)i * TX_STRIDE, st->lens[i], cnt);
+	rcu_exit(w, READER_TX);
 	if (running)
-		running = send_batch(dp, st, cnt);
+		running = send_batch(w, st, cnt);
 	*moved += st->queued;
 	st->queued = 0;
 	counters_flush(dp, cnt);
@@ -1073,16 +1110,17 @@ static enum tx_pass tx_pass(struct dp *dp, uint64_t *cnt, uint64_t *moved)
 
 static void *tx_main(void *arg)
 {
-	struct dp *dp = arg;
+	struct worker *w = arg;
+	struct dp *dp = w->dp;
 	uint64_t cnt[DP_NCOUNTERS] = {0};
-	struct pollfd pf[3] = {{.fd = dp->tun_fd, .events = POLLIN}, {.fd = dp->stop_fd, .events = POLLIN}, {.fd = -1}};
+	struct pollfd pf[3] = {{.fd = w->tun_fd, .events = POLLIN}, {.fd = dp->stop_fd, .events = POLLIN}, {.fd = -1}};
 	struct spin_local sl = {.budget = SPIN_START_NS, .low_rate = true};
 
 	for (;;) {
-		bool spun = spin_wait(dp, READER_TX, &sl, dp->tun_fd);
+		bool spun = spin_wait(w, READER_TX, &sl, w->tun_fd);
 		if (!spun) {
 			bool kicked;
-			int pr = sleep_poll(dp, READER_TX, pf, &kicked);
+			int pr = sleep_poll(w, READER_TX, pf, &kicked);
 			if (pr < 0) {
 				if (errno != EINTR && wait_stop(dp, 100))
 					break;
@@ -1096,14 +1134,14 @@ static void *tx_main(void *arg)
 		}
 		uint64_t moved = 0;
 		enum tx_pass r;
-		pthread_mutex_lock(&dp->tx_lock);
+		pthread_mutex_lock(&w->tx_lock);
 		do
-			r = tx_pass(dp, cnt, &moved);
+			r = tx_pass(w, cnt, &moved);
 		while (r == TX_MORE);
-		pthread_mutex_unlock(&dp->tx_lock);
+		pthread_mutex_unlock(&w->tx_lock);
 		if (r == TX_STOP)
 			return NULL;
-		spin_note(dp, READER_TX, &sl, moved, spun);
+		spin_note(w, READER_TX, &sl, moved, spun);
 		/* A TUN whose device vanished stays readable-with-error: do not spin on it. */
 		if (r == TX_BROKEN && wait_stop(dp, 100))
 			break;
@@ -1112,11 +1150,11 @@ static void *tx_main(void *arg)
 }
 
 /* Writes one coalescer item to the TUN: a super-packet behind its virtio header, or one packet as it came. */
-static void rx_write_item(struct dp *dp, struct rx_state *st, const struct gro_item *it, uint64_t *cnt)
+static void rx_write_item(struct worker *w, struct rx_state *st, const struct gro_item *it, uint64_t *cnt)
 {
 	const struct gro_pkt *pk = st->pkts;
 	if (it->count == 1) {
-		if (tun_write1(dp, pk[it->first].p, pk[it->first].len) < 0) {
+		if (tun_write1(w, pk[it->first].p, pk[it->first].len) < 0) {
 			cnt[DP_TUN_ERRORS]++;
 		} else {
 			cnt[DP_RX_PACKETS]++;
@@ -1136,11 +1174,11 @@ static void rx_write_item(struct dp *dp, struct rx_state *st, const struct gro_i
 		v[nv++].iov_len = pk[i].len - it->hdr_len;
 		bytes += pk[i].len;
 	}
-	ssize_t w;
+	ssize_t r;
 	do
-		w = writev(dp->tun_fd, v, nv);
-	while (w < 0 && errno == EINTR);
-	if (w >= 0) {
+		r = writev(w->tun_fd, v, nv);
+	while (r < 0 && errno == EINTR);
+	if (r >= 0) {
 		cnt[DP_RX_PACKETS] += it->count;
 		cnt[DP_RX_BYTES] += bytes;
 		cnt[DP_RX_GRO_PACKETS]++;
@@ -1149,7 +1187,7 @@ static void rx_write_item(struct dp *dp, struct rx_state *st, const struct gro_i
 	/* Refused as a super-packet: put the first packet back as it came and write them one by one. */
 	gro_item_undo(pk, it);
 	for (uint32_t i = it->first; i != GRO_END; i = st->next[i]) {
-		if (tun_write1(dp, pk[i].p, pk[i].len) < 0) {
+		if (tun_write1(w, pk[i].p, pk[i].len) < 0) {
 			cnt[DP_TUN_ERRORS]++;
 		} else {
 			cnt[DP_RX_PACKETS]++;
@@ -1173,10 +1211,11 @@ static size_t gro_size_of(struct msghdr *mh)
 
 static void *rx_main(void *arg)
 {
-	struct dp *dp = arg;
-	struct rx_state *st = dp->rx;
+	struct worker *w = arg;
+	struct dp *dp = w->dp;
+	struct rx_state *st = w->rx;
 	uint64_t cnt[DP_NCOUNTERS] = {0};
-	struct pollfd pf[3] = {{.fd = dp->udp_fd, .events = POLLIN}, {.fd = dp->stop_fd, .events = POLLIN}, {.fd = -1}};
+	struct pollfd pf[3] = {{.fd = w->udp_fd, .events = POLLIN}, {.fd = dp->stop_fd, .events = POLLIN}, {.fd = -1}};
 	struct spin_local sl = {.budget = SPIN_START_NS, .low_rate = true};
 
 	for (int i = 0; i < BATCH; i++) {
@@ -1184,10 +1223,10 @@ static void *rx_main(void *arg)
 		st->iov[i].iov_len = BUFSZ;
 	}
 	for (;;) {
-		bool spun = spin_wait(dp, READER_RX, &sl, dp->udp_fd);
+		bool spun = spin_wait(w, READER_RX, &sl, w->udp_fd);
 		if (!spun) {
 			bool kicked;
-			int pr = sleep_poll(dp, READER_RX, pf, &kicked);
+			int pr = sleep_poll(w, READER_RX, pf, &kicked);
 			if (pr < 0) {
 				if (errno != EINTR && wait_stop(dp, 100))
 					break;
@@ -1213,7 +1252,7 @@ static void *rx_main(void *arg)
 					mh->msg_controllen = sizeof st->cm[i].buf;
 				}
 			}
-			int n = recvmmsg(dp->udp_fd, st->msgs, BATCH, MSG_DONTWAIT, NULL);
+			int n = recvmmsg(w->udp_fd, st->msgs, BATCH, MSG_DONTWAIT, NULL);
 			if (n < 0) {
 				if (errno == EINTR)
 					continue;
@@ -1227,7 +1266,7 @@ static void *rx_main(void *arg)
 			}
 			/* Split GRO'd messages into their datagrams (one inner packet each) and validate each. */
 			size_t np = 0;
-			const struct rtable *t = rcu_enter(dp, READER_RX);
+			const struct rtable *t = rcu_enter(w, READER_RX);
 			for (int i = 0; i < n; i++) {
 				struct msghdr *mh = &st->msgs[i].msg_hdr;
 				size_t len = st->msgs[i].msg_len;
@@ -1254,15 +1293,15 @@ static void *rx_main(void *arg)
 						break;
 				}
 			}
-			rcu_exit(dp, READER_RX);
+			rcu_exit(w, READER_RX);
 			moved += np;
 			if (dp->off.tun_vnet_hdr) {
 				size_t ni = gro_coalesce(st->pkts, np, st->next, st->items, dp->off.tun_uso ? GRO_UDP : 0);
 				for (size_t k = 0; k < ni; k++)
-					rx_write_item(dp, st, &st->items[k], cnt);
+					rx_write_item(w, st, &st->items[k], cnt);
 			} else {
 				for (size_t k = 0; k < np; k++) {
-					if (tun_write1(dp, st->pkts[k].p, st->pkts[k].len) < 0) {
+					if (tun_write1(w, st->pkts[k].p, st->pkts[k].len) < 0) {
 						cnt[DP_TUN_ERRORS]++;
 					} else {
 						cnt[DP_RX_PACKETS]++;
@@ -1279,17 +1318,17 @@ static void *rx_main(void *arg)
 			 * wake-up, as a single-threaded forwarder would. The tx lock keeps
 			 * reads and sends in order; if tx holds it, tx has the reply.
 			 */
-			if (dp->off.busy_poll && sl.low_rate && np > 0 && pthread_mutex_trylock(&dp->tx_lock) == 0) {
+			if (dp->off.busy_poll && sl.low_rate && np > 0 && pthread_mutex_trylock(&w->tx_lock) == 0) {
 				uint64_t replied = 0;
-				enum tx_pass r = tx_pass(dp, cnt, &replied);
-				pthread_mutex_unlock(&dp->tx_lock);
+				enum tx_pass r = tx_pass(w, cnt, &replied);
+				pthread_mutex_unlock(&w->tx_lock);
 				if (r == TX_STOP)
 					return NULL;
 			}
 			if (n < BATCH)
 				break;
 		}
-		spin_note(dp, READER_RX, &sl, moved, spun);
+		spin_note(w, READER_RX, &sl, moved, spun);
 	}
 	return NULL;
 }
@@ -1319,7 +1358,8 @@ static void udp_offloads(int fd, struct dp_offloads *o)
 		note(o, "UDP_GRO", strerror(errno));
 }
 
-static int udp_open(const struct dp_config *cfg, struct dp_offloads *off, char *err, size_t errlen)
+/* One socket of the port; in a SO_REUSEPORT group when the data plane has more than one queue. */
+static int udp_socket(const struct dp_config *cfg, bool reuseport, char *err, size_t errlen)
 {
 	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -1333,6 +1373,12 @@ static int udp_open(const struct dp_config *cfg, struct dp_offloads *off, char *
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) < 0)
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+	v = 1;
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &v, sizeof v) < 0) {
+		int e = errno;
+		close(fd);
+		return errf(err, errlen, e, "UDP socket option SO_REUSEPORT%s", "");
+	}
 
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(cfg->port)};
 	sa.sin_addr.s_addr = htonl(cfg->bind_addr);
@@ -1343,22 +1389,67 @@ static int udp_open(const struct dp_config *cfg, struct dp_offloads *off, char *
 		close(fd);
 		return errf(err, errlen, e, "bind UDP %s", where);
 	}
-	if (cfg->offloads)
-		udp_offloads(fd, off);
 	return fd;
 }
 
-static int start_thread(pthread_t *th, void *(*fn)(void *), struct dp *dp, const char *name)
+/*
+ * The workers' sockets. With several, a plain bind comes first and is let
+ * go at once: a port another process holds (another daemon, even one in its
+ * own SO_REUSEPORT group) fails here with EADDRINUSE exactly as with one
+ * queue, and no other daemon can join our group later, since its own plain
+ * bind fails against it. The kernel spreads received datagrams over the group by
+ * the outer addresses and ports, so everything from one peer reaches one
+ * worker, in order.
+ */
+static int udp_open_all(const struct dp_config *cfg, struct dp *dp, unsigned n, char *err, size_t errlen)
 {
+	if (n > 1) {
+		int probe = udp_socket(cfg, false, err, errlen);
+		if (probe < 0)
+			return probe;
+		close(probe);
+	}
+	for (unsigned k = 0; k < n; k++) {
+		int fd = udp_socket(cfg, n > 1, err, errlen);
+		if (fd < 0)
+			return fd;
+		dp->w[k].udp_fd = fd;
+		if (!cfg->offloads)
+			continue;
+		if (k == 0) {
+			udp_offloads(fd, &dp->off);
+		} else if (dp->off.udp_gro) {
+			int v = 1;
+			setsockopt(fd, SOL_UDP, UDP_GRO, &v, sizeof v);
+		}
+	}
+	return 0;
+}
+
+static int start_thread(pthread_t *th, void *(*fn)(void *), struct worker *w, const char *kind)
+{
+	char name[16];
+	if (w->dp->nw > 1)
+		snprintf(name, sizeof name, "rudder-%s%d", kind, (int)(w - w->dp->w));
+	else
+		snprintf(name, sizeof name, "rudder-%s", kind);
 	/* Signals belong to Node's threads; ours must never run a handler mid-batch. */
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = pthread_create(th, NULL, fn, dp);
+	int rc = pthread_create(th, NULL, fn, w);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc == 0)
 		pthread_setname_np(*th, name);
 	return rc;
+}
+
+/* Queues when the caller leaves it to us: one per CPU this process may run on. */
+static unsigned default_queues(void)
+{
+	cpu_set_t set;
+	int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+	return n < 1 ? 1 : n > DP_MAX_QUEUES ? DP_MAX_QUEUES : (unsigned)n;
 }
 
 void dp_get_offloads(const struct dp *dp, struct dp_offloads *out)
@@ -1370,26 +1461,41 @@ void dp_close(struct dp *dp)
 {
 	if (!dp)
 		return;
-	if (dp->tx_started || dp->rx_started) {
+	bool started = false;
+	for (unsigned k = 0; k < dp->nalloc; k++)
+		started = started || dp->w[k].tx_started || dp->w[k].rx_started;
+	if (started) {
 		uint64_t one = 1;
 		atomic_store(&dp->stopping, true);
 		if (write(dp->stop_fd, &one, sizeof one) < 0) {
 			/* an eventfd write only fails on overflow, which leaves it readable anyway */
 		}
-		if (dp->tx_started)
-			pthread_join(dp->tx_thread, NULL);
-		if (dp->rx_started)
-			pthread_join(dp->rx_thread, NULL);
+		for (unsigned k = 0; k < dp->nalloc; k++) {
+			if (dp->w[k].tx_started)
+				pthread_join(dp->w[k].tx_thread, NULL);
+			if (dp->w[k].rx_started)
+				pthread_join(dp->w[k].rx_thread, NULL);
+		}
 	}
-	if (dp->tun_fd >= 0)
-		close(dp->tun_fd);
-	if (dp->udp_fd >= 0)
-		close(dp->udp_fd);
+	for (unsigned k = 0; k < dp->nalloc; k++) {
+		struct worker *w = &dp->w[k];
+		if (w->tun_fd >= 0)
+			close(w->tun_fd);
+		if (w->udp_fd >= 0)
+			close(w->udp_fd);
+		for (int r = 0; r < NREADERS; r++)
+			if (w->spin[r].kick_fd >= 0)
+				close(w->spin[r].kick_fd);
+		pthread_mutex_destroy(&w->tx_lock);
+		if (w->tx)
+			free(w->tx->bufs);
+		if (w->rx)
+			free(w->rx->bufs);
+		free(w->tx);
+		free(w->rx);
+	}
 	if (dp->stop_fd >= 0)
 		close(dp->stop_fd);
-	for (int r = 0; r < NREADERS; r++)
-		if (dp->spin[r].kick_fd >= 0)
-			close(dp->spin[r].kick_fd);
 	/* Threads are gone: every table can go. */
 	rt_free(atomic_load(&dp->table));
 	while (dp->retired) {
@@ -1398,13 +1504,8 @@ void dp_close(struct dp *dp)
 		rt_free(t);
 	}
 	pthread_mutex_destroy(&dp->wlock);
-	pthread_mutex_destroy(&dp->tx_lock);
-	if (dp->tx)
-		free(dp->tx->bufs);
-	if (dp->rx)
-		free(dp->rx->bufs);
-	free(dp->tx);
-	free(dp->rx);
+	pthread_mutex_destroy(&dp->icmp_lock);
+	free(dp->w);
 	free(dp);
 }
 
@@ -1423,11 +1524,30 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 		snprintf(err, errlen, "MTU %u is not 68..65535", cfg->mtu);
 		return -EINVAL;
 	}
+	if (cfg->queues > DP_MAX_QUEUES) {
+		snprintf(err, errlen, "queues %u is not 0 (one per CPU) or 1..%d", cfg->queues, DP_MAX_QUEUES);
+		return -EINVAL;
+	}
+	unsigned nq = cfg->queues ? cfg->queues : default_queues();
 	struct dp *dp = calloc(1, sizeof *dp);
 	if (!dp)
 		return errf(err, errlen, ENOMEM, "data plane%s", "");
-	dp->tun_fd = dp->udp_fd = dp->stop_fd = -1;
-	dp->spin[0].kick_fd = dp->spin[1].kick_fd = -1;
+	dp->stop_fd = -1;
+	pthread_mutex_init(&dp->wlock, NULL);
+	pthread_mutex_init(&dp->icmp_lock, NULL);
+	dp->w = calloc(nq, sizeof *dp->w);
+	if (!dp->w) {
+		free(dp);
+		return errf(err, errlen, ENOMEM, "data plane%s", "");
+	}
+	dp->nw = dp->nalloc = nq;
+	for (unsigned k = 0; k < nq; k++) {
+		struct worker *w = &dp->w[k];
+		w->dp = dp;
+		w->tun_fd = w->udp_fd = -1;
+		w->spin[0].kick_fd = w->spin[1].kick_fd = -1;
+		pthread_mutex_init(&w->tx_lock, NULL);
+	}
 	dp->local_mask = mask_of(cfg->local_prefix);
 	dp->local_net = cfg->local_net & dp->local_mask;
 	dp->icmp_source = cfg->icmp_source;
@@ -1436,8 +1556,6 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 	for (int i = 0; i < DP_NCOUNTERS; i++)
 		atomic_store(&counters->v[i], 0);
 	atomic_store(&dp->gen, 1);
-	pthread_mutex_init(&dp->wlock, NULL);
-	pthread_mutex_init(&dp->tx_lock, NULL);
 	dp->icmp_tokens = ICMP_BURST;
 	clock_gettime(CLOCK_MONOTONIC, &dp->icmp_last);
 
@@ -1448,15 +1566,18 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 	atomic_store(&dp->table, empty);
 
 	dp->off.requested = cfg->offloads;
-	dp->tx = calloc(1, sizeof *dp->tx);
-	dp->rx = calloc(1, sizeof *dp->rx);
-	if (dp->tx)
-		dp->tx->bufs = malloc((size_t)BATCH * TX_STRIDE);
-	if (dp->rx)
-		dp->rx->bufs = malloc((size_t)BATCH * BUFSZ);
-	if (!dp->tx || !dp->rx || !dp->tx->bufs || !dp->rx->bufs) {
-		rc = errf(err, errlen, ENOMEM, "packet buffers%s", "");
-		goto fail;
+	for (unsigned k = 0; k < nq; k++) {
+		struct worker *w = &dp->w[k];
+		w->tx = calloc(1, sizeof *w->tx);
+		w->rx = calloc(1, sizeof *w->rx);
+		if (w->tx)
+			w->tx->bufs = malloc((size_t)BATCH * TX_STRIDE);
+		if (w->rx)
+			w->rx->bufs = malloc((size_t)BATCH * BUFSZ);
+		if (!w->tx || !w->rx || !w->tx->bufs || !w->rx->bufs) {
+			rc = errf(err, errlen, ENOMEM, "packet buffers%s", "");
+			goto fail;
+		}
 	}
 	dp->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (dp->stop_fd < 0) {
@@ -1464,37 +1585,54 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 		goto fail;
 	}
 	if (cfg->busy_poll) {
-		/* Fallback: without its eventfds, both threads simply sleep in poll() as before. */
-		for (int r = 0; r < NREADERS; r++)
-			dp->spin[r].kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		dp->off.busy_poll = dp->spin[0].kick_fd >= 0 && dp->spin[1].kick_fd >= 0;
+		/* Fallback: without its eventfds, the threads simply sleep in poll(). */
+		dp->off.busy_poll = true;
+		for (unsigned k = 0; k < nq; k++) {
+			for (int r = 0; r < NREADERS; r++) {
+				dp->w[k].spin[r].kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+				dp->off.busy_poll = dp->off.busy_poll && dp->w[k].spin[r].kick_fd >= 0;
+			}
+		}
 		if (!dp->off.busy_poll)
 			note(&dp->off, "busy poll eventfd", strerror(errno));
 	}
-	/* Socket first: a busy port must not leave a TUN device behind even briefly. */
-	if ((rc = udp_open(cfg, &dp->off, err, errlen)) < 0)
+	/* Sockets first: a busy port must not leave a TUN device behind even briefly. */
+	if ((rc = udp_open_all(cfg, dp, nq, err, errlen)) < 0)
 		goto fail;
-	dp->udp_fd = rc;
 	struct tun_caps caps;
-	if ((rc = tun_open(cfg->tun_name, cfg->offloads, ifname, &caps, err, errlen)) < 0)
+	int fds[DP_MAX_QUEUES];
+	if ((rc = tun_open(cfg->tun_name, cfg->offloads, nq, fds, ifname, &caps, err, errlen)) < 0)
 		goto fail;
-	dp->tun_fd = rc;
+	for (int k = 0; k < rc; k++)
+		dp->w[k].tun_fd = fds[k];
+	if ((unsigned)rc < nq) {
+		/* Fewer TUN queues than asked (no IFF_MULTI_QUEUE, or a queue refused): their sockets go too. */
+		for (unsigned k = (unsigned)rc; k < nq; k++) {
+			close(dp->w[k].udp_fd);
+			dp->w[k].udp_fd = -1;
+		}
+		dp->nw = (unsigned)rc;
+	}
+	dp->off.queues = dp->nw;
 	dp->off.tun_vnet_hdr = caps.vnet_hdr;
 	dp->off.tun_tso = caps.tso;
 	dp->off.tun_uso = caps.uso;
 	if (caps.note[0])
 		note(&dp->off, caps.note, NULL);
 
-	if ((rc = start_thread(&dp->tx_thread, tx_main, dp, "rudder-tx")) != 0) {
-		rc = errf(err, errlen, rc, "start tx thread%s", "");
-		goto fail;
+	for (unsigned k = 0; k < dp->nw; k++) {
+		struct worker *w = &dp->w[k];
+		if ((rc = start_thread(&w->tx_thread, tx_main, w, "tx")) != 0) {
+			rc = errf(err, errlen, rc, "start tx thread%s", "");
+			goto fail;
+		}
+		w->tx_started = true;
+		if ((rc = start_thread(&w->rx_thread, rx_main, w, "rx")) != 0) {
+			rc = errf(err, errlen, rc, "start rx thread%s", "");
+			goto fail;
+		}
+		w->rx_started = true;
 	}
-	dp->tx_started = true;
-	if ((rc = start_thread(&dp->rx_thread, rx_main, dp, "rudder-rx")) != 0) {
-		rc = errf(err, errlen, rc, "start rx thread%s", "");
-		goto fail;
-	}
-	dp->rx_started = true;
 	*out = dp;
 	return 0;
 

@@ -34,6 +34,9 @@ struct dp_counters {
 	_Atomic uint64_t v[DP_NCOUNTERS];
 };
 
+/* Most TUN queues (worker pairs) one data plane runs. */
+#define DP_MAX_QUEUES 16
+
 /* All addresses in host byte order. */
 struct dp_config {
 	const char *tun_name;
@@ -45,6 +48,7 @@ struct dp_config {
 	uint32_t mtu;
 	bool offloads; /* try TUN TSO/checksum offload, UDP GSO and UDP GRO (each falls back if refused) */
 	bool busy_poll; /* at low packet rates, spin briefly for the reply instead of sleeping (see dataplane.c) */
+	uint32_t queues; /* TUN queues = worker pairs, 1..DP_MAX_QUEUES; 0: one per CPU the process may use */
 };
 
 /* What dp_open got from the kernel, for the backend to log. */
@@ -56,6 +60,7 @@ struct dp_offloads {
 	bool udp_gso;      /* UDP_SEGMENT: one sendmsg carries many datagrams */
 	bool udp_gro;      /* UDP_GRO: one recvmsg returns many datagrams */
 	bool busy_poll;    /* low-rate busy polling in use (asked for and its eventfds created) */
+	uint32_t queues;   /* TUN queues (worker pairs) running; fewer than asked if the kernel refused some */
 	char note[256];    /* why something requested is off, else empty */
 };
 

@@ -1,7 +1,7 @@
 /*
  * TUN device creation. Threads and locking: none; tun_open runs on the
- * caller's thread (the JS thread, through dp_open) and only touches the fd it
- * creates. Addresses, MTU and routes are the backend's business (rtnetlink),
+ * caller's thread (the JS thread, through dp_open) and only touches the fds it
+ * creates (one per queue). Addresses, MTU and routes are the backend's business (rtnetlink),
  * so this file stops at TUNSETIFF, the offload ioctls plus one sysctl the
  * data plane relies on.
  *
@@ -59,7 +59,41 @@ static void enable_accept_local(const char *ifname)
 	close(fd);
 }
 
-int tun_open(const char *name, bool offloads, char *ifname, struct tun_caps *caps, char *err, size_t errlen)
+static void add_note(struct tun_caps *caps, const char *what, int e)
+{
+	size_t used = strlen(caps->note);
+	snprintf(caps->note + used, sizeof caps->note - used, "%s%s: %s", used ? "; " : "", what, strerror(e));
+}
+
+/*
+ * Further queues of a multi-queue device: the same flags and name; device
+ * settings (vnet header size, offloads) are the device's, set once on the
+ * first queue. The kernel steers each flow to one queue (by its hash, and to
+ * the queue its packets were last written from), so a flow stays with one
+ * worker.
+ */
+static unsigned attach_queues(const struct ifreq *first, unsigned queues, int *fds, struct tun_caps *caps)
+{
+	unsigned n = 1;
+	while (n < queues) {
+		int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0) {
+			add_note(caps, "open /dev/net/tun for another queue", errno);
+			break;
+		}
+		struct ifreq ifr = *first;
+		if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+			add_note(caps, "TUNSETIFF for another queue", errno);
+			close(fd);
+			break;
+		}
+		fds[n++] = fd;
+	}
+	return n;
+}
+
+int tun_open(const char *name, bool offloads, unsigned queues, int *fds, char *ifname, struct tun_caps *caps,
+	     char *err, size_t errlen)
 {
 	memset(caps, 0, sizeof *caps);
 	size_t len = strlen(name);
@@ -74,13 +108,29 @@ int tun_open(const char *name, bool offloads, char *ifname, struct tun_caps *cap
 
 	struct ifreq ifr;
 	memset(&ifr, 0, sizeof ifr);
-	ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (offloads ? IFF_VNET_HDR : 0);
+	short mq = queues > 1 ? IFF_MULTI_QUEUE : 0;
+	/*
+	 * A multi-queue device takes more queues from anyone who asks, so the
+	 * first queue insists on a new device (IFF_TUN_EXCL: EBUSY if the name
+	 * exists): a second daemon must fail here as it does with one queue,
+	 * not join our device. The further queues attach without it.
+	 */
+	ifr.ifr_flags = (short)(IFF_TUN | IFF_NO_PI | (mq ? IFF_MULTI_QUEUE | IFF_TUN_EXCL : 0) | (offloads ? IFF_VNET_HDR : 0));
 	memcpy(ifr.ifr_name, name, len);
 	int rc = ioctl(fd, TUNSETIFF, &ifr);
-	if (rc < 0 && offloads && errno == EINVAL) {
-		snprintf(caps->note, sizeof caps->note, "TUNSETIFF with IFF_VNET_HDR: %s", strerror(errno));
-		ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+	ifr.ifr_flags &= (short)~IFF_TUN_EXCL;
+	if (rc < 0 && mq && errno == EINVAL) {
+		add_note(caps, "TUNSETIFF with IFF_MULTI_QUEUE", errno);
+		mq = 0;
+		queues = 1;
+		ifr.ifr_flags = (short)(IFF_TUN | IFF_NO_PI | (offloads ? IFF_VNET_HDR : 0));
 		rc = ioctl(fd, TUNSETIFF, &ifr);
+	}
+	if (rc < 0 && offloads && errno == EINVAL) {
+		add_note(caps, "TUNSETIFF with IFF_VNET_HDR", errno);
+		ifr.ifr_flags = (short)(IFF_TUN | IFF_NO_PI | (mq ? IFF_MULTI_QUEUE | IFF_TUN_EXCL : 0));
+		rc = ioctl(fd, TUNSETIFF, &ifr);
+		ifr.ifr_flags &= (short)~IFF_TUN_EXCL;
 	} else if (rc == 0 && offloads) {
 		caps->vnet_hdr = true;
 	}
@@ -93,14 +143,14 @@ int tun_open(const char *name, bool offloads, char *ifname, struct tun_caps *cap
 		int sz = sizeof(struct virtio_net_hdr);
 		unsigned long want = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
 		if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0) {
-			snprintf(caps->note, sizeof caps->note, "TUNSETVNETHDRSZ %d: %s", sz, strerror(errno));
+			add_note(caps, "TUNSETVNETHDRSZ", errno);
 		} else if (ioctl(fd, TUNSETOFFLOAD, want | TUN_F_USO4 | TUN_F_USO6) == 0) {
 			caps->tso = caps->uso = true;
 		} else if (ioctl(fd, TUNSETOFFLOAD, want) == 0) {
-			snprintf(caps->note, sizeof caps->note, "TUNSETOFFLOAD USO4|USO6: %s", strerror(errno));
+			add_note(caps, "TUNSETOFFLOAD USO4|USO6", errno);
 			caps->tso = true;
 		} else {
-			snprintf(caps->note, sizeof caps->note, "TUNSETOFFLOAD CSUM|TSO4|TSO6|TSO_ECN: %s", strerror(errno));
+			add_note(caps, "TUNSETOFFLOAD CSUM|TSO4|TSO6|TSO_ECN", errno);
 			if (ioctl(fd, TUNSETOFFLOAD, 0UL) < 0) {
 				/* The header stays; the kernel simply sends nothing offloaded. */
 			}
@@ -109,5 +159,6 @@ int tun_open(const char *name, bool offloads, char *ifname, struct tun_caps *cap
 	memcpy(ifname, ifr.ifr_name, IFNAMSIZ);
 	ifname[IFNAMSIZ - 1] = '\0';
 	enable_accept_local(ifname);
-	return fd;
+	fds[0] = fd;
+	return (int)(mq ? attach_queues(&ifr, queues, fds, caps) : 1);
 }

@@ -352,9 +352,12 @@ static bool h_rx(struct dp *dp, const struct rtable *t, const uint8_t *p, size_t
 	return rx_packet(dp, p, len, trunc, cnt);
 }
 
+static struct worker fuzz_worker; /* the one worker tx_packet writes its ICMP errors through */
+
 static bool h_tx(struct dp *dp, const struct rtable *t, uint8_t *p, size_t len, struct sockaddr_in *dst, uint64_t *cnt)
 {
-	return tx_packet(dp, t, p, len, dst, 1, cnt);
+	(void)dp;
+	return tx_packet(&fuzz_worker, t, p, len, dst, 1, cnt);
 }
 
 #define CAP 65535
@@ -420,8 +423,12 @@ int main(int argc, char **argv)
 	int big = 1 << 20;
 	setsockopt(tun_pair[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
 	setsockopt(tun_pair[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
-	dp->tun_fd = tun_pair[0];
-	dp->udp_fd = dp->stop_fd = -1;
+	fuzz_worker.dp = dp;
+	fuzz_worker.tun_fd = tun_pair[0];
+	fuzz_worker.udp_fd = dp->stop_fd = -1;
+	dp->w = &fuzz_worker;
+	dp->nw = dp->nalloc = 1;
+	pthread_mutex_init(&dp->icmp_lock, NULL);
 	dp->local_net = LOCAL_NET;
 	dp->local_mask = LOCAL_MASK;
 	dp->icmp_source = ICMP_SRC;

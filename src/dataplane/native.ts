@@ -7,6 +7,7 @@
  * never fails on a machine where the addon was not built yet.
  */
 import * as path from 'node:path';
+import { MAX_QUEUES } from './limits';
 import { RudderError } from '../errors';
 import type { DataPlane, DataPlaneCounters, DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute } from './types';
 
@@ -26,6 +27,7 @@ interface RawOpenOptions {
   mtu: number;
   offloads: boolean;
   busyPoll: boolean;
+  queues: number;
 }
 
 interface RawOpenResult {
@@ -158,7 +160,9 @@ function isOffloads(v: unknown): v is DataPlaneOffloads {
   if (typeof v !== 'object' || v === null) return false;
   const o = v as Record<string, unknown>;
   return (
-    ['requested', 'tunVnetHdr', 'tso', 'uso', 'udpGso', 'udpGro', 'busyPoll'].every((k) => typeof o[k] === 'boolean') && typeof o.note === 'string'
+    ['requested', 'tunVnetHdr', 'tso', 'uso', 'udpGso', 'udpGro', 'busyPoll'].every((k) => typeof o[k] === 'boolean') &&
+    typeof o.queues === 'number' &&
+    typeof o.note === 'string'
   );
 }
 
@@ -183,6 +187,7 @@ function toRawOptions(opts: DataPlaneOptions): RawOpenOptions {
     mtu: checkInt('mtu', opts.mtu, 68, 65535),
     offloads: checkBool('offloads', opts.offloads ?? true),
     busyPoll: checkBool('busyPoll', opts.busyPoll ?? true),
+    queues: checkInt('queues', opts.queues ?? 0, 0, MAX_QUEUES),
   };
 }
 

@@ -31,6 +31,12 @@ export interface DataPlaneOptions {
    * No effect on an idle daemon or under load.
    */
   readonly busyPoll?: boolean;
+  /**
+   * TUN queues, each with its own tx/rx thread pair and socket of a
+   * SO_REUSEPORT group (IFF_MULTI_QUEUE). Default 0: one per CPU the process
+   * may run on (at most 16). A flow stays on one queue.
+   */
+  readonly queues?: number;
 }
 
 /** What the data plane got from the kernel at open (fixed for its lifetime). */
@@ -49,6 +55,8 @@ export interface DataPlaneOffloads {
   readonly udpGro: boolean;
   /** Low-rate busy polling in use (`DataPlaneOptions.busyPoll` and its eventfds created). */
   readonly busyPoll: boolean;
+  /** TUN queues (worker pairs) running; fewer than asked when the kernel refused some (see `note`). */
+  readonly queues: number;
   /** Why something requested is off (kernel errors), empty if nothing is. */
   readonly note: string;
 }

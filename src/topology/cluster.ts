@@ -433,10 +433,10 @@ function repoRoot(): string {
 
 /**
  * The caller's environment without RUDDER_* (flags must come from the test), except
- * RUDDER_UDP_OFFLOADS: `RUDDER_UDP_OFFLOADS=0 npm test -- e2e` runs the udp daemons
- * with the data plane's offloads forced off.
+ * the udp data plane knobs: `RUDDER_UDP_OFFLOADS=0 npm test -- e2e` runs the udp daemons
+ * with the data plane's offloads forced off (likewise RUDDER_UDP_QUEUES, RUDDER_UDP_BUSY_POLL).
  */
-const PASSED_RUDDER_ENV = new Set(['RUDDER_UDP_OFFLOADS']);
+const PASSED_RUDDER_ENV = new Set(['RUDDER_UDP_OFFLOADS', 'RUDDER_UDP_QUEUES', 'RUDDER_UDP_BUSY_POLL']);
 
 function defaultRudderEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};

@@ -36,9 +36,13 @@ type Host = typeof H1 | typeof H2;
 
 const isRoot = process.getuid?.() === 0;
 
+/** The offloads-on pass also runs two TUN queues (worker pairs), whatever the CPU count; the off pass one. */
+const queuesFor = (offloads: boolean): number => (offloads ? 2 : 1);
+
 function optsFor(h: Host, offloads = true): DataPlaneOptions {
   return {
     offloads,
+    queues: queuesFor(offloads),
     tunName: 'rudder0',
     bindAddress: ip4(h.underlay),
     port: PORT,
@@ -70,7 +74,7 @@ function received(r: RunResult): { sent: number; got: number } {
 
 /** Every test of the pair of hosts runs twice: offloads on (the default) and forced off. */
 for (const offloads of [true, false]) {
-describe(`native udp data plane between two namespaced hosts (offloads ${offloads ? 'on' : 'off'})`, { skip: !isRoot && 'needs root (network namespaces, TUN)' }, () => {
+describe(`native udp data plane between two namespaced hosts (offloads ${offloads ? 'on' : 'off'}, ${queuesFor(offloads)} queue${queuesFor(offloads) > 1 ? 's' : ''})`, { skip: !isRoot && 'needs root (network namespaces, TUN)' }, () => {
   let sb: Sandbox;
   let ns1 = '';
   let ns2 = '';
@@ -156,13 +160,33 @@ describe(`native udp data plane between two namespaced hosts (offloads ${offload
       assert.ok(o, `${name} reported no offloads`);
       assert.equal(o.requested, offloads);
       if (!offloads) {
-        assert.deepEqual(o, { requested: false, tunVnetHdr: false, tso: false, uso: false, udpGso: false, udpGro: false, busyPoll: true, note: '' });
+        assert.deepEqual(o, { requested: false, tunVnetHdr: false, tso: false, uso: false, udpGso: false, udpGro: false, busyPoll: true, queues: 1, note: '' });
       } else {
         const all = o.tunVnetHdr && o.tso && o.uso && o.udpGso && o.udpGro;
         assert.equal(all, o.note === '', `${name}: ${JSON.stringify(o)}`);
         assert.ok(!o.tso || o.tunVnetHdr, 'TSO without the virtio header');
         assert.ok(!o.uso || o.tso, 'USO without TSO');
       }
+    }
+  });
+
+  it('runs one tx/rx thread pair per TUN queue, the device having that many queues', async () => {
+    const want = queuesFor(offloads);
+    for (const [c, ns] of [
+      [h1, ns1],
+      [h2, ns2],
+    ] as const) {
+      assert.equal(got.get(c)?.queues, want);
+      const pid = c.proc.pid;
+      assert.ok(pid, 'child has no pid');
+      // `ip netns exec` execs node, so the child's PID is the data plane's process.
+      const names = fs.readdirSync(`/proc/${pid}/task`).map((t) => fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim());
+      const workers = names.filter((n) => /^rudder-(tx|rx)\d*$/.test(n)).sort();
+      const expected = want === 1 ? ['rudder-rx', 'rudder-tx'] : Array.from({ length: want }, (_, k) => [`rudder-rx${k}`, `rudder-tx${k}`]).flat().sort();
+      assert.deepEqual(workers, expected);
+      const q = await run('ip', ['netns', 'exec', ns, 'ls', '/sys/class/net/rudder0/queues']);
+      const txq = q.stdout.split(/\s+/).filter((x) => x.startsWith('tx-'));
+      assert.equal(txq.length, want, `queues of rudder0: ${q.stdout}`);
     }
   });
 
@@ -577,7 +601,7 @@ describe('native data plane API without a kernel', () => {
       const dist = path.resolve(__dirname, '..', '..');
       fs.mkdirSync(path.join(dir, 'dist', 'src', 'dataplane'), { recursive: true });
       fs.copyFileSync(path.join(dist, 'src', 'errors.js'), path.join(dir, 'dist', 'src', 'errors.js'));
-      fs.copyFileSync(path.join(dist, 'src', 'dataplane', 'native.js'), path.join(dir, 'dist', 'src', 'dataplane', 'native.js'));
+      for (const f of ['native.js', 'limits.js']) fs.copyFileSync(path.join(dist, 'src', 'dataplane', f), path.join(dir, 'dist', 'src', 'dataplane', f));
       const script = `
         const n = require(${JSON.stringify(path.join(dir, 'dist', 'src', 'dataplane', 'native.js'))});
         try { n.sdNotify('@x', 'READY=1'); console.log('no error'); }

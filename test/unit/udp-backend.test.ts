@@ -12,7 +12,7 @@ import { memoryLogger } from '../../src/log';
 import type { DataPlane, DataPlaneCounters, DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute } from '../../src/dataplane/types';
 import type { Lease, LeaseEvent } from '../../src/subnet/lease';
 import { RTPROT_RUDDER, type AddrSpec, type LinkInfo, type RouteInfo, type RouteKey, type RouteSpec } from '../../src/netlink';
-import { PeerTable, SwapPacer, createUdpBackend, type PacerClock, type UdpNetlink } from '../../src/backend/udp';
+import { PeerTable, QUEUES_ENV, SwapPacer, createUdpBackend, queuesFromEnv, type PacerClock, type UdpNetlink } from '../../src/backend/udp';
 import { createBackend } from '../../src/backend/registry';
 import type { BackendContext } from '../../src/backend/types';
 
@@ -165,8 +165,28 @@ describe('udp backend', () => {
     assert.equal(b.overhead, 28);
   });
 
+  it('queues: one per CPU by default (0), RUDDER_UDP_QUEUES=1..16 sets them, bad values refused by name; in use logged', async () => {
+    for (const v of [undefined, '', ' auto ', 'AUTO']) assert.equal(queuesFromEnv(v === undefined ? {} : { [QUEUES_ENV]: v }), 0, String(v));
+    for (const [v, n] of [['1', 1], ['4', 4], [' 16 ', 16]] as const) assert.equal(queuesFromEnv({ [QUEUES_ENV]: v }), n);
+    for (const v of ['0', '17', '-1', '2.5', 'two', '1e1']) {
+      assert.throws(
+        () => queuesFromEnv({ [QUEUES_ENV]: v }),
+        (e: unknown) => isRudderError(e) && e.code === 'E_BACKEND' && e.message.includes(`RUDDER_UDP_QUEUES=${v}: expected auto or a whole number 1..16`),
+        v,
+      );
+    }
+    const w = setup({ env: { [QUEUES_ENV]: '3' } });
+    w.world.offloads = { requested: true, tunVnetHdr: true, tso: true, uso: true, udpGso: true, udpGro: true, busyPoll: true, queues: 3, note: '' };
+    await w.backend.start(w.own, signal());
+    assert.equal(w.world.opts?.queues, 3);
+    assert.ok(w.log.lines.some((l) => /udp data plane offloads on .*queues=3/.test(l)), w.log.lines.join('\n'));
+    const bad = setup({ env: { [QUEUES_ENV]: 'many' } });
+    await assert.rejects(bad.backend.start(bad.own, signal()), /RUDDER_UDP_QUEUES=many: expected auto/);
+    assert.ok(!bad.world.calls.includes('openDataPlane'), 'opened a data plane despite a bad RUDDER_UDP_QUEUES');
+  });
+
   it('offloads: on by default, off with RUDDER_UDP_OFFLOADS=0/false, bad values refused; what the data plane got is logged', async () => {
-    const all = { requested: true, tunVnetHdr: true, tso: true, uso: true, udpGso: true, udpGro: true, busyPoll: true, note: '' };
+    const all = { requested: true, tunVnetHdr: true, tso: true, uso: true, udpGso: true, udpGro: true, busyPoll: true, queues: 1, note: '' };
     const on = setup();
     on.world.offloads = all;
     await on.backend.start(on.own, signal());
@@ -175,7 +195,7 @@ describe('udp backend', () => {
 
     for (const v of ['0', 'false', 'OFF']) {
       const off = setup({ env: { RUDDER_UDP_OFFLOADS: v } });
-      off.world.offloads = { requested: false, tunVnetHdr: false, tso: false, uso: false, udpGso: false, udpGro: false, busyPoll: true, note: '' };
+      off.world.offloads = { requested: false, tunVnetHdr: false, tso: false, uso: false, udpGso: false, udpGro: false, busyPoll: true, queues: 1, note: '' };
       await off.backend.start(off.own, signal());
       assert.equal(off.world.opts?.offloads, false, v);
       assert.ok(off.log.lines.some((l) => /udp data plane offloads off .*RUDDER_UDP_OFFLOADS/.test(l)), off.log.lines.join('\n'));
@@ -216,6 +236,7 @@ describe('udp backend', () => {
       mtu: 1422,
       offloads: true,
       busyPoll: true,
+      queues: 0,
     });
     assert.ok(world.calls.includes(`ensureAddresses 7 ${ip('10.0.5.0')}/32`));
     assert.ok(world.calls.includes('ensureMtu 7 1422'));

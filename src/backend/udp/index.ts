@@ -32,6 +32,9 @@
  *   refuses it); what it got is logged at start, with the reason for any
  *   missing piece. RUDDER_UDP_OFFLOADS=0 (or false) in the daemon's
  *   environment forces the plain one-packet-per-syscall path.
+ * - Queues: one TUN queue and tx/rx thread pair per CPU (RUDDER_UDP_QUEUES
+ *   overrides); a flow stays on one queue, everything from one peer arrives
+ *   on one socket of the SO_REUSEPORT group, so nothing is reordered.
  * - Failure: start() registers an undo step after each step that succeeded;
  *   an error or an abort runs them in reverse, so no half state survives.
  *   stop() runs the same list: Network route, data plane (removes the TUN and
@@ -41,6 +44,7 @@ import { RudderError, describeError } from '../../errors';
 import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
 import type { Logger } from '../../log';
 import type { DataPlane, DataPlaneCounters, DataPlaneOptions } from '../../dataplane/types';
+import { MAX_QUEUES } from '../../dataplane/limits';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
 import { openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
@@ -102,6 +106,21 @@ export function busyPollFromEnv(env: NodeJS.ProcessEnv): boolean {
   throw new RudderError('E_BACKEND', `udp: ${BUSY_POLL_ENV}=${env[BUSY_POLL_ENV] ?? ''}: expected 1/true/on or 0/false/off`);
 }
 
+/** The environment variable that sets the data plane's TUN queues (worker pairs); one per CPU by default. */
+export const QUEUES_ENV = 'RUDDER_UDP_QUEUES';
+
+/** RUDDER_UDP_QUEUES: unset, empty or "auto" → 0 (one per CPU the daemon may use); 1..MAX_QUEUES → that many. */
+export function queuesFromEnv(env: NodeJS.ProcessEnv): number {
+  const raw = env[QUEUES_ENV] ?? '';
+  const v = raw.trim().toLowerCase();
+  if (v === '' || v === 'auto') return 0;
+  const n = /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_QUEUES) {
+    throw new RudderError('E_BACKEND', `udp: ${QUEUES_ENV}=${raw}: expected auto or a whole number 1..${MAX_QUEUES}`);
+  }
+  return n;
+}
+
 function nativeOpenDataPlane(opts: DataPlaneOptions): DataPlane {
   // Loaded on first use so unit tests, and hosts on other backends, never need the addon.
   // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -141,6 +160,7 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
       }
       const offloads = offloadsFromEnv(env);
       const busyPoll = busyPollFromEnv(env);
+      const queues = queuesFromEnv(env);
       const steps: Undo[] = [];
       const check = (next: string): void => {
         if (signal.aborted) throw abortError(signal, next);
@@ -173,6 +193,7 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
           mtu,
           offloads,
           busyPoll,
+          queues,
         });
         dp = opened;
         steps.push({ what: 'stop data plane', run: () => opened.stop() });
@@ -221,7 +242,7 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
 function logOffloads(log: Logger, dp: DataPlane, requested: boolean): void {
   const o = dp.offloads;
   if (o === undefined) return;
-  const fields = { tso: o.tso, uso: o.uso, udpGso: o.udpGso, udpGro: o.udpGro, coalesce: o.tunVnetHdr, busyPoll: o.busyPoll };
+  const fields = { tso: o.tso, uso: o.uso, udpGso: o.udpGso, udpGro: o.udpGro, coalesce: o.tunVnetHdr, busyPoll: o.busyPoll, queues: o.queues };
   if (!requested) {
     log.info('udp data plane offloads off', { reason: `${OFFLOADS_ENV} turns them off`, ...fields });
   } else if (o.tso && o.udpGso && o.udpGro && o.tunVnetHdr) {
