@@ -24,36 +24,76 @@ static inline uint64_t add64c(uint64_t a, uint64_t b)
 	return a + (a < b);
 }
 
+bool gso_csum_scalar_only;
+
+/*
+ * The bulk of a sum: the 32-bit native words of n 32-byte blocks, added as
+ * plain integers (no carry chain; 2^32 == 1 modulo 0xffff too). Neither
+ * version can overflow before 2^31 blocks, far beyond any packet, and both
+ * return the same integer, so which one ran never shows in a checksum.
+ */
+static uint64_t sum_blocks_scalar(const uint8_t *p, size_t n)
+{
+	uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, w0, w1, w2, w3;
+	for (; n; n--, p += 32) {
+		memcpy(&w0, p, 8);
+		memcpy(&w1, p + 8, 8);
+		memcpy(&w2, p + 16, 8);
+		memcpy(&w3, p + 24, 8);
+		a0 += (uint32_t)w0;
+		a0 += w0 >> 32;
+		a1 += (uint32_t)w1;
+		a1 += w1 >> 32;
+		a2 += (uint32_t)w2;
+		a2 += w2 >> 32;
+		a3 += (uint32_t)w3;
+		a3 += w3 >> 32;
+	}
+	return a0 + a1 + a2 + a3;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/*
+ * AVX2 (checked at run time): each 32-byte load widened to 64-bit lanes, the
+ * lanes summed at the end. Verifying the checksums of received TCP segments
+ * before coalescing is a pass over every byte, about a fifth of the rx
+ * thread with the scalar loop; this one is about twice as fast.
+ */
+__attribute__((target("avx2"))) static uint64_t sum_blocks_avx2(const uint8_t *p, size_t n)
+{
+	const __m256i z = _mm256_setzero_si256();
+	__m256i a = z, b = z;
+	for (; n; n--, p += 32) {
+		__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)p);
+		a = _mm256_add_epi64(a, _mm256_unpacklo_epi32(v, z));
+		b = _mm256_add_epi64(b, _mm256_unpackhi_epi32(v, z));
+	}
+	uint64_t l[4];
+	_mm256_storeu_si256((__m256i *)(void *)l, _mm256_add_epi64(a, b));
+	return l[0] + l[1] + l[2] + l[3];
+}
+
+static uint64_t sum_blocks(const uint8_t *p, size_t n)
+{
+	if (n >= 2 && !gso_csum_scalar_only && __builtin_cpu_supports("avx2"))
+		return sum_blocks_avx2(p, n);
+	return sum_blocks_scalar(p, n);
+}
+#else
+static uint64_t sum_blocks(const uint8_t *p, size_t n)
+{
+	return sum_blocks_scalar(p, n);
+}
+#endif
+
 uint64_t csum_acc(const uint8_t *p, size_t len, uint64_t acc)
 {
-	uint64_t w0, w1, w2, w3;
+	uint64_t w0;
 	if (len >= 32) {
-		/*
-		 * Bulk: 32-bit halves into four independent 64-bit sums (no carry
-		 * chain; 2^32 == 1 modulo 0xffff too). They cannot overflow before
-		 * 2^31 rounds, far beyond any packet.
-		 */
-		uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-		while (len >= 32) {
-			memcpy(&w0, p, 8);
-			memcpy(&w1, p + 8, 8);
-			memcpy(&w2, p + 16, 8);
-			memcpy(&w3, p + 24, 8);
-			a0 += (uint32_t)w0;
-			a0 += w0 >> 32;
-			a1 += (uint32_t)w1;
-			a1 += w1 >> 32;
-			a2 += (uint32_t)w2;
-			a2 += w2 >> 32;
-			a3 += (uint32_t)w3;
-			a3 += w3 >> 32;
-			p += 32;
-			len -= 32;
-		}
-		acc = add64c(acc, a0);
-		acc = add64c(acc, a1);
-		acc = add64c(acc, a2);
-		acc = add64c(acc, a3);
+		acc = add64c(acc, sum_blocks(p, len / 32));
+		p += len & ~(size_t)31;
+		len &= 31;
 	}
 	while (len >= 8) {
 		memcpy(&w0, p, 8);

@@ -38,6 +38,8 @@
  * order as a number (not complemented).
  */
 uint64_t csum_acc(const uint8_t *p, size_t len, uint64_t acc);
+/* Tests only: true makes csum_acc skip its SIMD path (same results, checked by gso_test). */
+extern bool gso_csum_scalar_only;
 uint16_t csum_fold16(uint64_t acc);
 
 /* Sum of the TCP/UDP pseudo-header of an IPv4 packet `ip` for an L4 length `l4len` and protocol `proto`. */
