@@ -264,16 +264,27 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	return result;
 }
 
+/* Fetches exactly `n` (<= 2) arguments; too few throws `usage`. */
+static bool get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv, const char *usage)
+{
+	size_t argc = n;
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+		throw_dp(env, "internal N-API failure reading the arguments");
+		return false;
+	}
+	if (argc < n) {
+		throw_dp(env, usage);
+		return false;
+	}
+	return true;
+}
+
 /* setRoutes(handle, Uint32Array [net, prefix, publicIP, port]*) */
 static napi_value js_set_routes(napi_env env, napi_callback_info info)
 {
-	size_t argc = 2;
 	napi_value argv[2];
-	CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-	if (argc < 2) {
-		throw_dp(env, "setRoutes expects (handle, Uint32Array)");
+	if (!get_args(env, info, 2, argv, "setRoutes expects (handle, Uint32Array)"))
 		return NULL;
-	}
 	struct handle *h = get_handle(env, argv[0]);
 	if (!h)
 		return NULL;
@@ -324,13 +335,9 @@ static napi_value js_set_routes(napi_env env, napi_callback_info info)
 
 static napi_value js_stop(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
 	napi_value argv[1];
-	CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-	if (argc < 1) {
-		throw_dp(env, "stop expects a handle");
+	if (!get_args(env, info, 1, argv, "stop expects a handle"))
 		return NULL;
-	}
 	struct handle *h = get_handle(env, argv[0]);
 	if (!h)
 		return NULL;
@@ -340,13 +347,9 @@ static napi_value js_stop(napi_env env, napi_callback_info info)
 
 static napi_value js_notify(napi_env env, napi_callback_info info)
 {
-	size_t argc = 2;
 	napi_value argv[2];
-	CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-	if (argc < 2) {
-		throw_dp(env, "notify expects (socketPath, message)");
+	if (!get_args(env, info, 2, argv, "notify expects (socketPath, message)"))
 		return NULL;
-	}
 	char *path, *msg;
 	size_t mlen;
 	if (!get_string(env, argv[0], "socketPath", &path, NULL))

@@ -854,6 +854,32 @@ static bool wait_stop(struct dp *dp, int ms)
 	return poll(&pf, 1, ms) > 0;
 }
 
+enum wake { WAKE_WORK, WAKE_AGAIN, WAKE_STOP };
+
+/*
+ * A thread's wait for work on pf[0] (pf[1] is the stop eventfd): a spin if
+ * the other thread of its pair asked for one, else poll(). WAKE_AGAIN: woken
+ * by a kick (spin next round) or a transient poll error. *spun tells whether
+ * the work was found spinning (busy polling's rate bookkeeping needs it).
+ */
+static enum wake wait_ready(struct worker *w, int me, struct spin_local *sl, struct pollfd *pf, bool *spun)
+{
+	*spun = spin_wait(w, me, sl, pf[0].fd);
+	if (*spun)
+		return WAKE_WORK;
+	bool kicked;
+	int pr = sleep_poll(w, me, pf, &kicked);
+	if (pr < 0)
+		return errno != EINTR && wait_stop(w->dp, 100) ? WAKE_STOP : WAKE_AGAIN;
+	if (pf[1].revents)
+		return WAKE_STOP;
+	if (kicked)
+		return WAKE_AGAIN;
+	spin_woke(w->dp, sl);
+	return WAKE_WORK;
+}
+
+
 /*
  * A UDP GSO message the kernel refused outright (e.g. EINVAL when a segment
  * does not fit the route's MTU, EIO without checksum offload on the way):
@@ -1127,21 +1153,12 @@ static void *tx_main(void *arg)
 	struct spin_local sl = {.budget = SPIN_START_NS, .low_rate = true};
 
 	for (;;) {
-		bool spun = spin_wait(w, READER_TX, &sl, w->tun_fd);
-		if (!spun) {
-			bool kicked;
-			int pr = sleep_poll(w, READER_TX, pf, &kicked);
-			if (pr < 0) {
-				if (errno != EINTR && wait_stop(dp, 100))
-					break;
-				continue;
-			}
-			if (pf[1].revents)
-				break;
-			if (kicked)
-				continue;
-			spin_woke(dp, &sl);
-		}
+		bool spun;
+		enum wake wk = wait_ready(w, READER_TX, &sl, pf, &spun);
+		if (wk == WAKE_STOP)
+			break;
+		if (wk == WAKE_AGAIN)
+			continue;
 		uint64_t moved = 0;
 		enum tx_pass r;
 		pthread_mutex_lock(&w->tx_lock);
@@ -1233,21 +1250,12 @@ static void *rx_main(void *arg)
 		st->iov[i].iov_len = BUFSZ;
 	}
 	for (;;) {
-		bool spun = spin_wait(w, READER_RX, &sl, w->udp_fd);
-		if (!spun) {
-			bool kicked;
-			int pr = sleep_poll(w, READER_RX, pf, &kicked);
-			if (pr < 0) {
-				if (errno != EINTR && wait_stop(dp, 100))
-					break;
-				continue;
-			}
-			if (pf[1].revents)
-				break;
-			if (kicked)
-				continue;
-			spin_woke(dp, &sl);
-		}
+		bool spun;
+		enum wake wk = wait_ready(w, READER_RX, &sl, pf, &spun);
+		if (wk == WAKE_STOP)
+			break;
+		if (wk == WAKE_AGAIN)
+			continue;
 		uint64_t moved = 0;
 		/* With GRO a message may be 64 KB: fewer per call keep a batch in the cache for the passes over it. */
 		int vlen = dp->off.udp_gro ? RX_GRO_BATCH : BATCH;

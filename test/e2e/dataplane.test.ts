@@ -480,6 +480,10 @@ describe(`native udp data plane between two namespaced hosts (offloads ${offload
       h1.request('setRoutes', { key: 'main', routes: [...h1Routes, route(H2.subnet, 24, '198.18.0.5')] }),
       /duplicate route for 10\.42\.2\.0\/24/,
     );
+    await expectErr(
+      h1.request('setRoutes', { key: 'main', routes: [...h1Routes, { ...route('10.42.9.0', 24, '198.18.0.5'), port: 0 }] }),
+      new RegExp(`routes\\[${h1Routes.length}\\]\\.port must be an integer 1\\.\\.65535, got 0`),
+    );
     const r = await ping(ns1, '-c', '1', '-W', '5', H2.subnet);
     assert.equal(r.code, 0, `the running plane was disturbed: ${r.stdout}`);
   });
@@ -585,6 +589,8 @@ describe('native data plane API without a kernel', () => {
       { ...opts, mtu: 20 },
       { ...opts, localSubnet: { ip: 1, prefix: 33 } },
       { ...opts, bindAddress: -1 },
+      { ...opts, queues: 17 },
+      { ...opts, queues: 1.5 },
     ]) {
       assert.throws(
         () => openDataPlane(bad),

@@ -88,23 +88,20 @@ const realClock: PacerClock = {
 /** The environment variable that turns the data plane's offloads off ("0"/"false"); on by default. */
 export const OFFLOADS_ENV = 'RUDDER_UDP_OFFLOADS';
 
-/** RUDDER_UDP_OFFLOADS: unset, empty, 1/true/on → true; 0/false/off → false; anything else is an error. */
-export function offloadsFromEnv(env: NodeJS.ProcessEnv): boolean {
-  const v = (env[OFFLOADS_ENV] ?? '').trim().toLowerCase();
+/** An on/off environment variable: unset, empty, 1/true/on → true; 0/false/off → false; anything else is an error. */
+function switchFromEnv(env: NodeJS.ProcessEnv, name: string): boolean {
+  const v = (env[name] ?? '').trim().toLowerCase();
   if (v === '' || v === '1' || v === 'true' || v === 'on') return true;
   if (v === '0' || v === 'false' || v === 'off') return false;
-  throw new RudderError('E_BACKEND', `udp: ${OFFLOADS_ENV}=${env[OFFLOADS_ENV] ?? ''}: expected 1/true/on or 0/false/off`);
+  throw new RudderError('E_BACKEND', `udp: ${name}=${env[name] ?? ''}: expected 1/true/on or 0/false/off`);
 }
+
+export const offloadsFromEnv = (env: NodeJS.ProcessEnv): boolean => switchFromEnv(env, OFFLOADS_ENV);
 
 /** The environment variable that turns the data plane's low-rate busy polling off ("0"/"false"); on by default. */
 export const BUSY_POLL_ENV = 'RUDDER_UDP_BUSY_POLL';
 
-export function busyPollFromEnv(env: NodeJS.ProcessEnv): boolean {
-  const v = (env[BUSY_POLL_ENV] ?? '').trim().toLowerCase();
-  if (v === '' || v === '1' || v === 'true' || v === 'on') return true;
-  if (v === '0' || v === 'false' || v === 'off') return false;
-  throw new RudderError('E_BACKEND', `udp: ${BUSY_POLL_ENV}=${env[BUSY_POLL_ENV] ?? ''}: expected 1/true/on or 0/false/off`);
-}
+export const busyPollFromEnv = (env: NodeJS.ProcessEnv): boolean => switchFromEnv(env, BUSY_POLL_ENV);
 
 /** The environment variable that sets the data plane's TUN queues (worker pairs); one per CPU by default. */
 export const QUEUES_ENV = 'RUDDER_UDP_QUEUES';
