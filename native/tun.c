@@ -119,12 +119,25 @@ int tun_open(const char *name, bool offloads, unsigned queues, int *fds, char *i
 	memcpy(ifr.ifr_name, name, len);
 	int rc = ioctl(fd, TUNSETIFF, &ifr);
 	ifr.ifr_flags &= (short)~IFF_TUN_EXCL;
-	if (rc < 0 && mq && errno == EINVAL) {
-		add_note(caps, "TUNSETIFF with IFF_MULTI_QUEUE", errno);
+	/*
+	 * EINVAL: no multi-queue TUN here. EBUSY: the name exists. Asked again as
+	 * one queue, a free persistent TUN (ip tuntap add) is taken as before
+	 * multi-queue and one another process holds fails with EBUSY; a
+	 * multi-queue one answers EINVAL to that, which is reported as the EBUSY
+	 * it is (it belongs to another data plane, or persists: not ours to join).
+	 */
+	bool exists = false;
+	if (rc < 0 && mq && (errno == EINVAL || errno == EBUSY)) {
+		exists = errno == EBUSY;
+		add_note(caps, exists ? "TUNSETIFF with IFF_MULTI_QUEUE|IFF_TUN_EXCL (the device exists)" : "TUNSETIFF with IFF_MULTI_QUEUE", errno);
 		mq = 0;
 		queues = 1;
 		ifr.ifr_flags = (short)(IFF_TUN | IFF_NO_PI | (offloads ? IFF_VNET_HDR : 0));
 		rc = ioctl(fd, TUNSETIFF, &ifr);
+		if (rc < 0 && exists && errno == EINVAL) {
+			close(fd);
+			return fail(err, errlen, EBUSY, "TUNSETIFF: a multi-queue device of this name exists", name);
+		}
 	}
 	if (rc < 0 && offloads && errno == EINVAL) {
 		add_note(caps, "TUNSETIFF with IFF_VNET_HDR", errno);

@@ -488,6 +488,27 @@ describe(`native udp data plane between two namespaced hosts (offloads ${offload
     assert.equal(r.code, 0, `the running plane was disturbed: ${r.stdout}`);
   });
 
+  it('takes a free persistent TUN of its name as one queue; a second data plane cannot join a multi-queue one', async () => {
+    await must('ip', ['-n', ns1, 'tuntap', 'add', 'dev', 'rdppers0', 'mode', 'tun']);
+    try {
+      const r = await h1.request<{ ifname: string; offloads: DataPlaneOffloads }>('open', {
+        key: 'pers',
+        opts: { ...optsFor(H1, offloads), tunName: 'rdppers0', port: 8287, queues: 2 },
+      });
+      assert.equal(r.ifname, 'rdppers0');
+      assert.equal(r.offloads.queues, 1, JSON.stringify(r.offloads));
+      assert.match(r.offloads.note, /IFF_MULTI_QUEUE\|IFF_TUN_EXCL \(the device exists\)/);
+      await h1.request('stop', { key: 'pers' });
+    } finally {
+      await run('ip', ['-n', ns1, 'link', 'del', 'rdppers0']);
+    }
+    // The running multi-queue (or single-queue) rudder0 takes no queue from another opener.
+    await assert.rejects(
+      h1.request('open', { key: 'join', opts: { ...optsFor(H1, offloads), port: 8288, queues: 2 } }),
+      (e: unknown) => e instanceof ChildError && e.code === 'E_DATAPLANE' && /TUNSETIFF: .*EBUSY/.test(e.message),
+    );
+  });
+
   it('stops, then opens again with the same TUN name in the same process', async () => {
     const final = await h2.request<NativeDataPlaneCounters>('stop', { key: 'main' });
     assert.ok(final.rxPackets > 0);
