@@ -19,6 +19,7 @@ import {
   planReconcile,
   programSteps,
   unprogramSteps,
+  peerUse,
   vtepMac,
   type VxlanPeer,
 } from '../../src/backend/vxlan';
@@ -93,17 +94,35 @@ describe('vxlan kernel steps', () => {
 
   it('programs neighbor, FDB, route and undoes them in reverse', () => {
     assert.deepEqual(programSteps(p).map((s) => s.kind), ['add-neigh', 'add-fdb', 'add-route']);
-    assert.deepEqual(unprogramSteps(p, 10, []).map((s) => s.kind), ['del-route', 'del-fdb', 'del-neigh']);
+    assert.deepEqual(unprogramSteps(p, 10, peerUse([])).map((s) => s.kind), ['del-route', 'del-fdb', 'del-neigh']);
   });
 
   it('keeps an FDB entry another current peer still uses (same host, new subnet)', () => {
     const moved = peer('10.0.7.0/24', '198.18.0.2', MAC2);
-    assert.deepEqual(unprogramSteps(p, 10, [moved]).map((s) => s.kind), ['del-route', 'del-neigh']);
+    assert.deepEqual(unprogramSteps(p, 10, peerUse([moved])).map((s) => s.kind), ['del-route', 'del-neigh']);
+  });
+
+  it('the peer table counts who uses an FDB entry and a VTEP address: the last user removed takes them', () => {
+    const t = new VxlanPeerTable(cidr('10.0.1.0/24'));
+    // One host (same PublicIP, same MAC) holding two subnets, as after a move whose old lease lives on.
+    const a = lease('10.0.2.0/24', '198.18.0.2', { VtepMAC: MAC2 });
+    const b = lease('10.0.7.0/24', '198.18.0.2', { VtepMAC: MAC2 });
+    t.apply([add(a), add(b)]);
+    const first = t.apply([del(a)]);
+    assert.deepEqual(changeSteps(first, 10, t).map((s) => s.kind), ['del-route', 'del-neigh'], 'FDB kept: b still uses it');
+    const last = t.apply([del(b)]);
+    assert.deepEqual(changeSteps(last, 10, t).map((s) => s.kind), ['del-route', 'del-fdb', 'del-neigh']);
+    assert.equal(t.usesFdb(MAC2, ip('198.18.0.2')), false);
+    // A changed lease (new MAC) counts as remove + add: the old MAC's entry goes, the VTEP address stays in use.
+    t.apply([add(a)]);
+    const changed = t.apply([add(lease('10.0.2.0/24', '198.18.0.2', { VtepMAC: MAC3 }))]);
+    assert.deepEqual(changeSteps(changed, 10, t).map((s) => s.kind), ['del-route', 'del-fdb', 'add-neigh', 'add-fdb', 'add-route']);
+    assert.equal(t.usesVtep(ip('10.0.2.0')), true);
   });
 
   it('a batch removes everything before it adds anything', () => {
     const q = peer('10.0.3.0/24', '198.18.0.3', MAC3);
-    const kinds = changeSteps({ removed: [p], added: [q] }, 10, [q]).map((s) => s.kind);
+    const kinds = changeSteps({ removed: [p], added: [q] }, 10, peerUse([q])).map((s) => s.kind);
     assert.deepEqual(kinds, ['del-route', 'del-fdb', 'del-neigh', 'add-neigh', 'add-fdb', 'add-route']);
   });
 

@@ -47,7 +47,7 @@ import type { Backend, BackendContext, Network } from '../types';
 import { defaultEvery, pokeOnDrift, removeForeignDevices, serial, startReconcileLoop, unwind, type KernelSubscription, type Undo } from '../common';
 import { VxlanPeerTable, changeSteps, describePeer, describeStep, peerVtepIp, planReconcile, stopSteps, vtepMac, type VxlanStep } from './peers';
 
-export { VxlanPeerTable, vtepMac, leaseMac, planReconcile, programSteps, unprogramSteps, changeSteps, type VxlanPeer, type VxlanStep } from './peers';
+export { VxlanPeerTable, vtepMac, leaseMac, planReconcile, programSteps, unprogramSteps, changeSteps, peerUse, type PeerUse, type VxlanPeer, type VxlanStep } from './peers';
 
 export const VXLAN_OVERHEAD = 50;
 export const DEFAULT_VNI = 1;
@@ -338,7 +338,7 @@ function startedNetwork({ kernel, steps, log, every, mtu, table, underlay }: Sta
         for (const l of ch.invalid) {
           log.error('ignoring vxlan lease without a valid VtepMAC', { subnet: formatCidr(l.subnet), key: cidrToKey(l.subnet), publicIP: formatIp(l.publicIP), VtepMAC: l.backendData['VtepMAC'] });
         }
-        const errors = await kernel.runAll(changeSteps(ch, kernel.devIndex, table.values()));
+        const errors = await kernel.runAll(changeSteps(ch, kernel.devIndex, table));
         if (log.verbosity >= 1) {
           for (const p of ch.removed) log.debug('peer removed', { peer: describePeer(p) });
           for (const p of ch.added) log.debug('peer programmed', { peer: describePeer(p) });

@@ -68,8 +68,35 @@ export interface PeerChange {
   readonly invalid: readonly Lease[];
 }
 
-export class VxlanPeerTable {
+/** Whether some current peer still needs a kernel entry that a removed peer also used. */
+export interface PeerUse {
+  usesFdb(mac: string, publicIP: number): boolean;
+  usesVtep(ip: number): boolean;
+}
+
+const fdbKey = (mac: string, publicIP: number): string => `${mac}@${publicIP >>> 0}`;
+
+/** PeerUse over a list (tests, one-off callers); the table keeps counts instead. */
+export function peerUse(peers: readonly VxlanPeer[]): PeerUse {
+  const fdb = new Set(peers.map((p) => fdbKey(p.mac, p.publicIP)));
+  const vtep = new Set(peers.map((p) => peerVtepIp(p) >>> 0));
+  return { usesFdb: (mac, ip) => fdb.has(fdbKey(mac, ip)), usesVtep: (ip) => vtep.has(ip >>> 0) };
+}
+
+function bump<K>(m: Map<K, number>, k: K, by: number): void {
+  const n = (m.get(k) ?? 0) + by;
+  if (n > 0) m.set(k, n);
+  else m.delete(k);
+}
+
+export class VxlanPeerTable implements PeerUse {
   private readonly peers = new Map<string, VxlanPeer>();
+  /**
+   * How many current peers use each FDB entry (MAC, PublicIP) and VTEP address: a removal
+   * asks whether another peer still needs them in O(1), not by copying and scanning every peer.
+   */
+  private readonly fdbUse = new Map<string, number>();
+  private readonly vtepUse = new Map<number, number>();
   /** VTEP (network) address → peer, and VTEP MAC → peer: to judge kernel notifications in O(1). */
   private readonly vteps = new Map<number, VxlanPeer>();
   private readonly macs = new Map<string, VxlanPeer>();
@@ -112,6 +139,8 @@ export class VxlanPeerTable {
       this.drop(key);
       const p: VxlanPeer = { key, subnet: l.subnet, publicIP: l.publicIP, mac };
       this.peers.set(key, p);
+      bump(this.fdbUse, fdbKey(mac, p.publicIP), 1);
+      bump(this.vtepUse, peerVtepIp(p) >>> 0, 1);
       this.vteps.set(peerVtepIp(p) >>> 0, p);
       this.macs.set(mac, p);
     }
@@ -129,12 +158,22 @@ export class VxlanPeerTable {
     const p = this.peers.get(key);
     if (p === undefined) return;
     this.peers.delete(key);
+    bump(this.fdbUse, fdbKey(p.mac, p.publicIP), -1);
+    bump(this.vtepUse, peerVtepIp(p) >>> 0, -1);
     if (this.vteps.get(peerVtepIp(p) >>> 0) === p) this.vteps.delete(peerVtepIp(p) >>> 0);
     if (this.macs.get(p.mac) === p) this.macs.delete(p.mac);
   }
 
   get(key: string): VxlanPeer | undefined {
     return this.peers.get(key);
+  }
+
+  usesFdb(mac: string, publicIP: number): boolean {
+    return this.fdbUse.has(fdbKey(mac, publicIP));
+  }
+
+  usesVtep(ip: number): boolean {
+    return this.vtepUse.has(ip >>> 0);
   }
 
   /** The peer whose VTEP address (neighbor entry, route next hop) is `ip`. */
@@ -145,11 +184,6 @@ export class VxlanPeerTable {
   /** A peer with this VTEP MAC (the latest programmed, if several share it). */
   byMac(mac: string): VxlanPeer | undefined {
     return this.macs.get(mac);
-  }
-
-  /** Current peers, unordered (no sort: for lookups). */
-  values(): VxlanPeer[] {
-    return [...this.peers.values()];
   }
 
   /** Current peers, in a stable order (by subnet address). */
@@ -199,10 +233,10 @@ export function programSteps(p: VxlanPeer): VxlanStep[] {
  * peer still needs (a host that moved to a new subnet keeps its MAC and
  * PublicIP; events may arrive in separate batches) is left alone.
  */
-export function unprogramSteps(p: VxlanPeer, devIndex: number, remaining: readonly VxlanPeer[]): VxlanStep[] {
+export function unprogramSteps(p: VxlanPeer, devIndex: number, remaining: PeerUse): VxlanStep[] {
   const steps: VxlanStep[] = [{ kind: 'del-route', dst: p.subnet, table: TABLE_MAIN, metric: 0, oif: devIndex, gateway: peerVtepIp(p) }];
-  if (!remaining.some((r) => r.mac === p.mac && r.publicIP === p.publicIP)) steps.push({ kind: 'del-fdb', mac: p.mac, dst: p.publicIP });
-  if (!remaining.some((r) => peerVtepIp(r) === peerVtepIp(p))) steps.push({ kind: 'del-neigh', ip: peerVtepIp(p) });
+  if (!remaining.usesFdb(p.mac, p.publicIP)) steps.push({ kind: 'del-fdb', mac: p.mac, dst: p.publicIP });
+  if (!remaining.usesVtep(peerVtepIp(p))) steps.push({ kind: 'del-neigh', ip: peerVtepIp(p) });
   return steps;
 }
 
@@ -228,7 +262,7 @@ export function stopSteps(peers: readonly VxlanPeer[], devIndex: number): VxlanS
 }
 
 /** Steps for one batch: every removal (reverse order) before any addition. */
-export function changeSteps(ch: Pick<PeerChange, 'added' | 'removed'>, devIndex: number, current: readonly VxlanPeer[]): VxlanStep[] {
+export function changeSteps(ch: Pick<PeerChange, 'added' | 'removed'>, devIndex: number, current: PeerUse): VxlanStep[] {
   return [...ch.removed.flatMap((p) => unprogramSteps(p, devIndex, current)), ...ch.added.flatMap(programSteps)];
 }
 
