@@ -116,7 +116,7 @@ function parseArgs(argv: readonly string[]): Args {
         'usage: node dist/bench/scale.js [--sizes 1000,5000] [--backends udp,vxlan,host-gw] [--phases program,prop,restart]\n' +
           '       [--watchers 50] [--base 1000] [--prop-leases 100] [--restart 200] [--churn 1000] [--rounds 1]\n' +
           '       [--json FILE] [--label TEXT] [--no-write] [--rudder-bin PATH]\n' +
-          'Writes docs/scale.md, docs/scale.svg and bench/results/scale.json unless --no-write.\n',
+          'Writes bench/results/scale.md, bench/results/scale.json and docs/scale.svg unless --no-write.\n',
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${k}`);
