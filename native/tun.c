@@ -82,6 +82,7 @@ static unsigned attach_queues(const struct ifreq *first, unsigned queues, int *f
 			break;
 		}
 		struct ifreq ifr = *first;
+		ifr.ifr_flags &= (short)~IFF_TUN_EXCL;
 		if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 			add_note(caps, "TUNSETIFF for another queue", errno);
 			close(fd);
@@ -90,6 +91,12 @@ static unsigned attach_queues(const struct ifreq *first, unsigned queues, int *f
 		fds[n++] = fd;
 	}
 	return n;
+}
+
+/* TUNSETIFF flags of the first queue: a multi-queue device must be new (IFF_TUN_EXCL, see tun_open). */
+static short tun_flags(bool mq, bool vnet_hdr)
+{
+	return (short)(IFF_TUN | IFF_NO_PI | (mq ? IFF_MULTI_QUEUE | IFF_TUN_EXCL : 0) | (vnet_hdr ? IFF_VNET_HDR : 0));
 }
 
 int tun_open(const char *name, bool offloads, unsigned queues, int *fds, char *ifname, struct tun_caps *caps,
@@ -115,10 +122,9 @@ int tun_open(const char *name, bool offloads, unsigned queues, int *fds, char *i
 	 * exists): a second daemon must fail here as it does with one queue,
 	 * not join our device. The further queues attach without it.
 	 */
-	ifr.ifr_flags = (short)(IFF_TUN | IFF_NO_PI | (mq ? IFF_MULTI_QUEUE | IFF_TUN_EXCL : 0) | (offloads ? IFF_VNET_HDR : 0));
+	ifr.ifr_flags = tun_flags(mq, offloads);
 	memcpy(ifr.ifr_name, name, len);
 	int rc = ioctl(fd, TUNSETIFF, &ifr);
-	ifr.ifr_flags &= (short)~IFF_TUN_EXCL;
 	/*
 	 * EINVAL: no multi-queue TUN here. EBUSY: the name exists. Asked again as
 	 * one queue, a free persistent TUN (ip tuntap add) is taken as before
@@ -132,7 +138,7 @@ int tun_open(const char *name, bool offloads, unsigned queues, int *fds, char *i
 		add_note(caps, exists ? "TUNSETIFF with IFF_MULTI_QUEUE|IFF_TUN_EXCL (the device exists)" : "TUNSETIFF with IFF_MULTI_QUEUE", errno);
 		mq = 0;
 		queues = 1;
-		ifr.ifr_flags = (short)(IFF_TUN | IFF_NO_PI | (offloads ? IFF_VNET_HDR : 0));
+		ifr.ifr_flags = tun_flags(false, offloads);
 		rc = ioctl(fd, TUNSETIFF, &ifr);
 		if (rc < 0 && exists && errno == EINVAL) {
 			close(fd);
@@ -141,9 +147,8 @@ int tun_open(const char *name, bool offloads, unsigned queues, int *fds, char *i
 	}
 	if (rc < 0 && offloads && errno == EINVAL) {
 		add_note(caps, "TUNSETIFF with IFF_VNET_HDR", errno);
-		ifr.ifr_flags = (short)(IFF_TUN | IFF_NO_PI | (mq ? IFF_MULTI_QUEUE | IFF_TUN_EXCL : 0));
+		ifr.ifr_flags = tun_flags(mq, false);
 		rc = ioctl(fd, TUNSETIFF, &ifr);
-		ifr.ifr_flags &= (short)~IFF_TUN_EXCL;
 	} else if (rc == 0 && offloads) {
 		caps->vnet_hdr = true;
 	}

@@ -296,6 +296,19 @@ static struct gso_seg segs[MAXSEG];
 static uint8_t segbuf[MAXSEG][1600 + GSO_HDR_MAX];
 static uint8_t segorig[MAXSEG][1600 + GSO_HDR_MAX];
 static struct gro_pkt pk[MAXSEG];
+
+/* Segment i as one datagram in segbuf[i] (a copy kept in segorig[i]), registered as pk[i]. */
+static uint8_t *flatten_seg(int i, const struct gso_seg *g)
+{
+	uint8_t *s = segbuf[i];
+	size_t slen = g->hdr_len + g->pay_len;
+	memcpy(s, g->hdr, g->hdr_len);
+	memcpy(s + g->hdr_len, g->pay, g->pay_len);
+	memcpy(segorig[i], s, slen);
+	pk[i].p = s;
+	pk[i].len = (uint32_t)slen;
+	return s;
+}
 static uint32_t nxt[MAXSEG];
 static struct gro_item items[MAXSEG];
 
@@ -339,13 +352,8 @@ static void test_segment(void)
 	CHECK(gso_tcp4_count(super, len, mss) == want_n, "count disagrees");
 	size_t got_pay = 0;
 	for (int i = 0; i < n; i++) {
-		uint8_t *s = segbuf[i];
-		size_t slen = segs[i].hdr_len + segs[i].pay_len;
-		memcpy(s, segs[i].hdr, segs[i].hdr_len);
-		memcpy(s + segs[i].hdr_len, segs[i].pay, segs[i].pay_len);
-		memcpy(segorig[i], s, slen);
-		pk[i].p = s;
-		pk[i].len = (uint32_t)slen;
+		uint8_t *s = flatten_seg(i, &segs[i]);
+		size_t slen = pk[i].len;
 		const uint8_t *t = s + ihl;
 		CHECK(segs[i].hdr_len == hl, "hdr_len %u", segs[i].hdr_len);
 		CHECK(i + 1 == n ? segs[i].pay_len <= mss && (pay == 0 || segs[i].pay_len > 0) : segs[i].pay_len == mss,
@@ -441,13 +449,8 @@ static void test_udp_segment(void)
 	n = gso_udp4_segment(super, len, mss, hdrs, segs, MAXSEG);
 	size_t got = 0;
 	for (int i = 0; i < n; i++) {
-		uint8_t *s = segbuf[i];
-		size_t slen = segs[i].hdr_len + segs[i].pay_len;
-		memcpy(s, segs[i].hdr, segs[i].hdr_len);
-		memcpy(s + segs[i].hdr_len, segs[i].pay, segs[i].pay_len);
-		memcpy(segorig[i], s, slen);
-		pk[i].p = s;
-		pk[i].len = (uint32_t)slen;
+		uint8_t *s = flatten_seg(i, &segs[i]);
+		size_t slen = pk[i].len;
 		CHECK(segs[i].hdr_len == 28 && (i + 1 == n ? segs[i].pay_len >= 1 && segs[i].pay_len <= mss : segs[i].pay_len == mss),
 		      "udp seg %d of %d: pay %u mss %zu", i, n, segs[i].pay_len, mss);
 		CHECK(g16(s + 2) == slen && g16(s + 24) == slen - 20, "udp seg lengths");

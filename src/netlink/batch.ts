@@ -14,7 +14,7 @@
  */
 import type { Conn } from './conn';
 import { deleteFdb, listFdb, listNeighbors, removeNeighbor, replaceFdb, replaceNeighbor } from './neigh';
-import { deleteRoute, listRoutes, normalise, routeMatches, RTN_UNICAST, newRouteRequest } from './routes';
+import { deleteRoute, ensureAgainst, listRoutes, normalise, RTN_UNICAST, newRouteRequest } from './routes';
 import type { BatchResult, FdbSpec, NeighborKey, NeighborSpec, RouteInfo, RouteKey, RouteSpec } from './types';
 
 /** Requests in flight at once: well inside the socket's receive buffer for the acks. */
@@ -53,19 +53,7 @@ export async function ensureRoutes(c: Conn, specs: readonly RouteSpec[]): Promis
       else byDst.set(k, [r]);
     }
   }
-  return pipelined(norm, async (n) => {
-    const toDst = byDst.get(dstKey(n.table, n.dst.ip, n.dst.prefix)) ?? [];
-    let changed = false;
-    if (!toDst.some((r) => routeMatches(r, n))) {
-      await newRouteRequest(c, n);
-      changed = true;
-    }
-    for (const r of toDst) {
-      if (r.protocol !== n.protocol || r.metric === n.metric) continue;
-      if (await deleteRoute(c, { dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) })) changed = true;
-    }
-    return changed;
-  });
+  return pipelined(norm, (n) => ensureAgainst(c, n, byDst.get(dstKey(n.table, n.dst.ip, n.dst.prefix)) ?? []));
 }
 
 /**

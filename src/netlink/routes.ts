@@ -118,6 +118,14 @@ export async function ensureRoute(c: Conn, spec: RouteSpec): Promise<EnsureResul
   const n = normalise(spec);
   const all = await listRoutes(c, { table: n.table });
   const toDst = all.filter((r) => sameDst(r, n.dst) && r.type === RTN_UNICAST);
+  return { changed: await ensureAgainst(c, n, toDst) };
+}
+
+/**
+ * Makes `n` the route to its destination, given the unicast routes there now
+ * (`toDst`): written unless one already matches; returns whether anything changed.
+ */
+export async function ensureAgainst(c: Conn, n: NormalRoute, toDst: readonly RouteInfo[]): Promise<boolean> {
   let changed = false;
   if (!toDst.some((r) => routeMatches(r, n))) {
     await newRouteRequest(c, n);
@@ -129,7 +137,7 @@ export async function ensureRoute(c: Conn, spec: RouteSpec): Promise<EnsureResul
     if (r.protocol !== n.protocol || r.metric === n.metric) continue;
     if (await deleteRoute(c, { dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) })) changed = true;
   }
-  return { changed };
+  return changed;
 }
 
 export function deleteRoute(c: Conn, k: RouteKey): Promise<boolean> {
