@@ -49,7 +49,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { createCluster, sleep, type Cluster, type Host } from '../src/topology';
+import { createCluster, dyingWithUs, sleep, type Cluster, type Host } from '../src/topology';
 
 // ---------------------------------------------------------------------------
 // Arguments
@@ -400,8 +400,9 @@ class Agent {
 async function startAgent(c: Cluster): Promise<Agent> {
   const ns = c.etcdNs[0];
   if (!ns) throw new Error('no etcd namespace');
-  // setpriv --pdeathsig: the agent dies with us, whatever ends this run.
-  const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'ip', 'netns', 'exec', ns.name, process.execPath, '--max-old-space-size=4096', __filename, '--agent', c.etcdEndpoints[0] as string], {
+  // The agent dies with us, whatever ends this run.
+  const [file, ...args] = dyingWithUs(['ip', 'netns', 'exec', ns.name, process.execPath, '--max-old-space-size=4096', __filename, '--agent', c.etcdEndpoints[0] as string]);
+  const child = spawn(file as string, args, {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {
@@ -593,7 +594,8 @@ interface PropResult {
 
 /** `ip -ts monitor route` in a namespace: the first arrival time (ms epoch) of each 10.x route. */
 function monitorRoutes(h: Host, seen: Map<string, number>): ChildProcess {
-  const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'ip', '-n', h.ns.name, '-ts', 'monitor', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const [file, ...args] = dyingWithUs(['ip', '-n', h.ns.name, '-ts', 'monitor', 'route']);
+  const child = spawn(file as string, args, { stdio: ['ignore', 'pipe', 'ignore'] });
   const rl = readline.createInterface({ input: child.stdout as NodeJS.ReadableStream });
   rl.on('line', (line) => {
     const m = /^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)\] (10\.\d+\.\d+\.\d+\/\d+) via /.exec(line);

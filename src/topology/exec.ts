@@ -124,19 +124,17 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-/** Resolves once `p` no longer runs setpriv (it exec'd its program, or ended); gives up after 5 s. */
-async function waitPastSetpriv(p: ManagedProcess): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (p.running && Date.now() < deadline) {
-    let argv0 = '';
-    try {
-      argv0 = fs.readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').split('\0')[0] ?? '';
-    } catch {
-      return;
-    }
-    if (!argv0.endsWith('setpriv')) return;
-    await new Promise((r) => setTimeout(r, 2));
-  }
+/**
+ * `argv` wrapped so that the process dies with this one. setpriv arms the
+ * parent-death signal, but only once it runs: a parent killed between fork and
+ * that moment leaves an orphan (the kernel never fires the signal for a parent
+ * that is already gone). So after arming it, a shell checks that its parent is
+ * still us (the PID follows as $0) and otherwise exits instead of exec'ing the
+ * program; either the parent died before the check (the check sees it) or after
+ * (the signal fires). `exec` keeps the PID the program's own.
+ */
+export function dyingWithUs(argv: readonly string[]): string[] {
+  return ['setpriv', '--pdeathsig', 'KILL', '--', 'sh', '-c', '[ "$PPID" = "$0" ] || exit 1; exec "$@"', String(process.pid), ...argv];
 }
 
 function signalPid(pid: number, sig: NodeJS.Signals): void {
@@ -198,7 +196,7 @@ export class ManagedProcess {
 
   /** Starts the command; resolves once it is running (rejects if it cannot be started at all). */
   static start(argv: readonly string[], opts: SpawnOptions): Promise<ManagedProcess> {
-    const full = opts.dieWithParent === false ? [...argv] : ['setpriv', '--pdeathsig', 'KILL', '--', ...argv];
+    const full = opts.dieWithParent === false ? [...argv] : dyingWithUs(argv);
     const [file, ...args] = full;
     if (file === undefined) return Promise.reject(new TopologyError('E_INTERNAL', 'spawn: empty command'));
     const fd = fs.openSync(opts.logFile, 'a');
@@ -215,14 +213,7 @@ export class ManagedProcess {
       child.once('error', (e) =>
         reject(new TopologyError('E_INTERNAL', `cannot start ${opts.label}: ${formatCommand(full)}: ${e.message}`, { command: formatCommand(full), cause: e })),
       );
-      child.once('spawn', () => {
-        const p = new ManagedProcess(child, full, opts);
-        // setpriv arms the parent-death signal only when it runs, and a parent that
-        // dies before that leaves an orphan: hand the process out once setpriv has
-        // exec'd the real program.
-        if (opts.dieWithParent === false) resolve(p);
-        else void waitPastSetpriv(p).then(() => resolve(p));
-      });
+      child.once('spawn', () => resolve(new ManagedProcess(child, full, opts)));
     });
   }
 

@@ -67,6 +67,14 @@ async function ours(name: string): Promise<string[]> {
 }
 
 /** `namespaces: sbtx1yabcd-*; files: /tmp/rudder-...` → the run's namespace prefix and temp dir. */
+function cmdline(pid: string): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+  } catch {
+    return '(gone)';
+  }
+}
+
 function runOf(out: string): { run: string; dir: string } {
   const m = /^namespaces: (\S+)-\*; files: (\S+)$/m.exec(out);
   assert.ok(m, `the sandbox names its namespaces and files:\n${out}`);
@@ -186,16 +194,18 @@ describe('rudder sandbox (needs root and etcd)', { skip: skipUnlessRoot || skipU
     const left = await ours(killedRun);
     assert.ok(left.length >= 3, `the killed sandbox left namespaces behind (switch, etcd, hosts): ${left.join(' ')}`);
     // Its processes die with it (parent-death signal), namespaces stay.
+    let alive: string[] = [];
     await waitUntil(
       async () => {
+        alive = [];
         for (const ns of await ours(killedRun)) {
           const r = await run(['ip', 'netns', 'pids', ns], { allowFailure: true });
-          if (r.stdout.trim() !== '') return false;
+          for (const pid of r.stdout.split(/\s+/).filter(Boolean)) alive.push(`${ns}: ${pid} ${cmdline(pid)}`);
         }
-        return true;
+        return alive.length === 0;
       },
       { giveUpMs: GIVE_UP_MS, what: 'the killed sandbox\'s processes to end' },
-    );
+    ).catch((e: unknown) => assert.fail(`${String(e)}; still running:\n${alive.join('\n')}`));
 
     const second = startSandbox(['--check', '--hosts', '2', '--name', name]);
     const res = await second.done;

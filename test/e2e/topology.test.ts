@@ -380,6 +380,43 @@ describe('topology: clean-up however the run ends', { skip: skipUnlessRoot }, ()
   });
 });
 
+describe('topology: processes die with their parent', () => {
+  it('a parent SIGKILLed the moment it has started processes leaves none of them behind', async () => {
+    // The window between fork and the parent-death signal being armed: a parent
+    // killed in it used to leave the child running forever (a sandbox killed while
+    // starting daemons left a daemon behind).
+    // A second `sleep` operand (seconds are summed) that names this run.
+    const tag = `0.${process.pid}${Date.now() % 100000}1`;
+    const exec = path.join(__dirname, '..', '..', 'src', 'topology', 'exec.js');
+    const script = `const { ManagedProcess } = require(${JSON.stringify(exec)});
+      void ManagedProcess.start(['sleep', '600', process.argv[1]], { logFile: '/dev/null', label: 'sleeper' });
+      process.kill(process.pid, 'SIGKILL');`;
+    // Several parents: the window is short and not every attempt lands in it.
+    for (let i = 0; i < 10; i++) {
+      const child = spawn(process.execPath, ['-e', script, `${tag}${i}`], { stdio: 'ignore' });
+      const exit = await new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_c, sig) => resolve(sig)));
+      assert.equal(exit, 'SIGKILL');
+    }
+    const sleepers = (): number[] =>
+      fs
+        .readdirSync('/proc')
+        .filter((d) => /^\d+$/.test(d))
+        .filter((d) => {
+          try {
+            return fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(tag) && pidAlive(Number(d));
+          } catch {
+            return false;
+          }
+        })
+        .map(Number);
+    try {
+      await waitUntil(() => sleepers().length === 0, { what: `the killed parent's children (${tag}) to end` });
+    } finally {
+      for (const pid of sleepers()) process.kill(pid, 'SIGKILL');
+    }
+  });
+});
+
 describe('topology: parsers', () => {
   it('parseSubnetEnv reads the contract format and names bad keys', () => {
     const env = parseSubnetEnv('RUDDER_NETWORK=10.0.0.0/16\nRUDDER_SUBNET=10.0.5.1/24\nRUDDER_MTU=1472\nRUDDER_IPMASQ=true\n');
