@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type ManagedProcess, type Netns, formatCommand, parsePing, sleep, waitUntil } from '../src/topology';
+import { type ManagedProcess, type Netns, formatCommand, parsePing, run, sleep, waitUntil } from '../src/topology';
 
 export interface BenchParams {
   /** iperf3 -t, seconds measured. */
@@ -29,6 +29,13 @@ export interface TcpResult {
 export interface UdpResult {
   /** Packets the receiver got per second. */
   rxPps: number;
+  /**
+   * Packets per second dropped at the receiving iperf3's own socket (its
+   * receive buffer was full): they crossed the path under test and were lost
+   * only because the receiving program could not read them in time. Over the
+   * whole run, omitted second included; null when it could not be read.
+   */
+  sockDropPps: number | null;
   /** Packets the sender sent per second. */
   txPps: number;
   lossPct: number;
@@ -120,6 +127,57 @@ export interface Path {
   target: string;
   source?: string | undefined;
   port: number;
+  /** The receiving namespace: where the UDP test reads its socket's drop counter. */
+  server?: Netns | undefined;
+}
+
+/**
+ * Drop counters (the last column) of the UDP sockets bound to local `port`
+ * in a /proc/net/udp listing, by socket inode.
+ */
+export function udpDropsByInode(listing: string, port: number): Map<string, number> {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  const out = new Map<string, number>();
+  for (const line of listing.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    // sl local rem st tx:rx tr:when retr uid timeout inode ref pointer drops
+    if (f.length < 13 || !f[1]?.endsWith(`:${hexPort}`)) continue;
+    const drops = Number(f[12]);
+    if (f[9] !== undefined && Number.isFinite(drops)) out.set(f[9], drops);
+  }
+  return out;
+}
+
+/**
+ * Follows the drop counters of the UDP sockets on `port` in `ns` while a test
+ * runs: iperf3 opens a socket per test and closes it at the end, so the
+ * counters are sampled (through /proc/PID/net/udp of a process in the
+ * namespace: no process started per sample) and the last value of each socket
+ * kept. stop() returns the sum, or null when nothing could be read.
+ */
+async function followSocketDrops(ns: Netns, port: number): Promise<{ stop: () => number | null }> {
+  const pids = (await run(['ip', 'netns', 'pids', ns.name], { allowFailure: true })).stdout.split(/\s+/).filter(Boolean);
+  const file = pids.length ? `/proc/${pids[0]}/net/udp` : null;
+  const last = new Map<string, number>();
+  let read = false;
+  const sample = (): void => {
+    if (!file) return;
+    try {
+      for (const [inode, d] of udpDropsByInode(fs.readFileSync(file, 'utf8'), port)) last.set(inode, Math.max(d, last.get(inode) ?? 0));
+      read = true;
+    } catch {
+      // the process went away: keep what was seen
+    }
+  };
+  sample();
+  const timer = setInterval(sample, 200);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      sample();
+      return read ? [...last.values()].reduce((a, b) => a + b, 0) : null;
+    },
+  };
 }
 
 const bindArgs = (source: string | undefined): string[] => (source ? ['-B', source] : []);
@@ -138,12 +196,19 @@ export async function measureTcp({ client, target, source, port }: Path, p: Benc
  * payload size; the client's loss figure counts the omitted second wrongly
  * in iperf3 3.12); loss = 1 - received / sent.
  */
-export async function measureUdp({ client, target, source, port }: Path, p: BenchParams): Promise<UdpResult> {
-  const j = await iperf(
-    client,
-    [...bindArgs(source), '-c', target, '-p', String(port), '-u', '-l', String(p.udpLen), '-b', '0', '-t', String(p.timeS), '-O', String(p.omitS), '--get-server-output'],
-    p.timeS + p.omitS,
-  );
+export async function measureUdp({ client, target, source, port, server }: Path, p: BenchParams): Promise<UdpResult> {
+  const drops = server ? await followSocketDrops(server, port) : null;
+  let j: IperfJson;
+  let dropped: number | null = null;
+  try {
+    j = await iperf(
+      client,
+      [...bindArgs(source), '-c', target, '-p', String(port), '-u', '-l', String(p.udpLen), '-b', '0', '-t', String(p.timeS), '-O', String(p.omitS), '--get-server-output'],
+      p.timeS + p.omitS,
+    );
+  } finally {
+    dropped = drops?.stop() ?? null;
+  }
   const sent = j.end?.sum;
   const recv = j.server_output_json?.end?.sum_received;
   if (!sent || typeof sent.packets !== 'number' || !sent.seconds) throw new Error('iperf3 UDP: no end.sum packets in the JSON');
@@ -151,7 +216,8 @@ export async function measureUdp({ client, target, source, port }: Path, p: Benc
   const rx = recv.bytes / p.udpLen;
   const txPps = sent.packets / sent.seconds;
   const rxPps = rx / recv.seconds;
-  return { rxPps, txPps, lossPct: txPps > 0 ? Math.max(0, 100 * (1 - rxPps / txPps)) : 0 };
+  const sockDropPps = dropped === null ? null : dropped / (p.timeS + p.omitS);
+  return { rxPps, txPps, sockDropPps, lossPct: txPps > 0 ? Math.max(0, 100 * (1 - rxPps / txPps)) : 0 };
 }
 
 export async function measureRtt({ client, target, source }: Path, p: BenchParams): Promise<RttResult> {

@@ -26,6 +26,8 @@ export interface Summary {
   tcpMbps: Stat | null;
   tcpRetransmits: number | null;
   udpRxPps: Stat | null;
+  /** Read by the receiver + dropped at its own socket, per round (see UdpResult.sockDropPps). */
+  udpDeliveredPps: Stat | null;
   udpLossPct: number | null;
   rttMedianMs: Stat | null;
   rttAvgMs: number | null;
@@ -112,6 +114,7 @@ export function summarize(samples: Sample[], cost?: CostBasis): Summary {
     tcpMbps: stat(samples.flatMap((s) => (s.tcp ? [s.tcp.mbps] : []))),
     tcpRetransmits: med(samples.map((s) => s.tcp?.retransmits)),
     udpRxPps: stat(samples.flatMap((s) => (s.udp ? [s.udp.rxPps] : []))),
+    udpDeliveredPps: stat(samples.flatMap((s) => (s.udp && s.udp.sockDropPps !== null ? [s.udp.rxPps + s.udp.sockDropPps] : []))),
     udpLossPct: med(samples.map((s) => s.udp?.lossPct)),
     rttMedianMs: stat(samples.flatMap((s) => (s.rtt ? [s.rtt.medianMs] : []))),
     rttAvgMs: med(samples.map((s) => s.rtt?.avgMs)),
@@ -128,6 +131,8 @@ export function summarize(samples: Sample[], cost?: CostBasis): Summary {
 export interface Ratios {
   tcp: number | null;
   pps: number | null;
+  /** Packet rate delivered to the receiving socket (read + dropped there). */
+  delivered: number | null;
   /** RTT of the variant / RTT of the reference: below 1 is better. */
   rtt: number | null;
 }
@@ -142,6 +147,7 @@ export function ratios(v: VariantResult, ref: VariantResult | undefined): Ratios
   return {
     tcp: ratio(s?.tcpMbps?.median, r?.tcpMbps?.median),
     pps: ratio(s?.udpRxPps?.median, r?.udpRxPps?.median),
+    delivered: ratio(s?.udpDeliveredPps?.median, r?.udpDeliveredPps?.median),
     rtt: ratio(s?.rttMedianMs?.median, r?.rttMedianMs?.median),
   };
 }
@@ -189,6 +195,7 @@ export function figuresTable(results: VariantResult[], info: RunInfo): Table {
     'TCP Mbit/s (min–max)',
     'TCP retr',
     `UDP ${info.params.udpLen} B rx pkt/s (min–max)`,
+    'UDP delivered pkt/s (min–max)',
     'UDP loss',
     'RTT median ms (min–max)',
     'RTT avg ms',
@@ -206,6 +213,7 @@ export function figuresTable(results: VariantResult[], info: RunInfo): Table {
       fmtStat(s.tcpMbps, '', 4),
       s.tcpRetransmits === null ? NA : String(Math.round(s.tcpRetransmits)),
       fmtStat(s.udpRxPps),
+      fmtStat(s.udpDeliveredPps),
       s.udpLossPct === null ? NA : `${s.udpLossPct.toFixed(1)}%`,
       fmtStat(s.rttMedianMs),
       s.rttAvgMs === null ? NA : s.rttAvgMs.toFixed(3),
@@ -221,11 +229,11 @@ export function figuresTable(results: VariantResult[], info: RunInfo): Table {
 export function ratiosTable(results: VariantResult[]): Table {
   const under = results.find((r) => r.id === 'underlay');
   const socat = results.find((r) => r.id === 'socat');
-  const header = ['variant', 'TCP / underlay', 'pps / underlay', 'RTT / underlay', 'TCP / socat', 'pps / socat', 'RTT / socat'];
+  const header = ['variant', 'TCP / underlay', 'pps / underlay', 'RTT / underlay', 'TCP / socat', 'pps / socat', 'delivered pps / socat', 'RTT / socat'];
   const rows = results.map((v) => {
     const u = ratios(v, under);
     const s = ratios(v, socat);
-    return [v.label, pct(u.tcp), pct(u.pps), fx(u.rtt), fx(s.tcp), fx(s.pps), fx(s.rtt)];
+    return [v.label, pct(u.tcp), pct(u.pps), fx(u.rtt), fx(s.tcp), fx(s.pps), fx(s.delivered), fx(s.rtt)];
   });
   return { header, rows };
 }
@@ -274,6 +282,13 @@ export function targetLines(results: VariantResult[]): TargetLine[] {
     out.push(
       { issue: '8', what: 'rudder udp / socat TCP throughput', ratio: r.tcp, target: '≥ 8×', verdict: atLeast(r.tcp, 8) },
       { issue: '8', what: 'rudder udp / socat small-packet rate', ratio: r.pps, target: '≥ 3×', verdict: atLeast(r.pps, 3) },
+      {
+        issue: '8',
+        what: 'rudder udp / socat small-packet rate delivered to the receiving socket (read + dropped there)',
+        ratio: r.delivered,
+        target: '≥ 3×',
+        verdict: atLeast(r.delivered, 3),
+      },
       { issue: '3, 8', what: 'rudder udp / socat RTT (median)', ratio: r.rtt, target: '≤ 1×', verdict: atMost(r.rtt, 1) },
       costLine('rudder udp / socat CPU per Gbit/s (TCP)', 'Gbit/s', (s) => s.tcpCpuPctPerGbps),
       costLine('rudder udp / socat CPU per 100k pkt/s (UDP)', '100k pkt/s', (s) => s.udpCpuPctPer100kPps),
@@ -330,6 +345,11 @@ export function markdownReport(results: VariantResult[], info: RunInfo, notes: s
   out.push(markdownTable(figuresTable(results, info)));
   out.push('');
   out.push(`"tunnel CPU" is the user+system CPU time of the processes that carry the packets (socat, or both rudder daemons) during one ${p.timeS + p.omitS} s iperf3 run, and in brackets as a share of one core; kernel paths have no such process (—).`);
+  out.push(
+    '"UDP delivered" adds to what the receiving iperf3 read the packets its own socket dropped for want of buffer room (the socket\'s drop counter in /proc/net/udp, ' +
+      'sampled every 0.2 s over the whole run): packets that crossed the path under test and were lost only because the receiving program could not keep up. ' +
+      'Where the path is the bottleneck the two columns agree; where they differ, the receiver (which shares the CPUs with the sender and the tunnel) was.',
+  );
   out.push(
     'The cost columns divide that share of a core by the run\'s rate: "% core per Gbit/s" by the TCP goodput in Gbit/s, "% core per 100k pkt/s" by the packets the receiver got, in 100k pkt/s ' +
       '(per round, then the median; lower is better). They are shown only where those processes forward every packet (socat, rudder udp): ' +

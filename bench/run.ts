@@ -152,7 +152,7 @@ const log = (msg: string): void => {
 async function measureOnce(v: Variant, p: Prepared, params: BenchParams): Promise<Sample> {
   const s: Sample = { errors: [] };
   const pids = p.cpuPids();
-  const path = { client: p.client, target: p.target, source: p.source, port: IPERF_PORT };
+  const path = { client: p.client, target: p.target, source: p.source, port: IPERF_PORT, server: p.server };
   // A failed measurement is recorded and the others still run: one bad round must not hide the rest.
   const attempt = async (what: string, fn: () => Promise<void>): Promise<void> => {
     try {

@@ -128,6 +128,7 @@
 
 #include "bytes.h"
 #include "gso.h"
+#include "sys.h"
 #include "tun.h"
 
 #include <arpa/inet.h>
@@ -583,7 +584,7 @@ static ssize_t tun_write1(struct worker *w, const void *pkt, size_t len)
 	struct iovec v[2] = {{(void *)&zero_vnet, VNET_LEN}, {(void *)pkt, len}};
 	ssize_t r;
 	do
-		r = dp->off.tun_vnet_hdr ? writev(w->tun_fd, v, 2) : write(w->tun_fd, pkt, len);
+		r = dp->off.tun_vnet_hdr ? sys_writev(w->tun_fd, v, 2) : sys_write(w->tun_fd, pkt, len);
 	while (r < 0 && errno == EINTR);
 	return r;
 }
@@ -914,7 +915,7 @@ static bool send_batch(struct worker *w, struct tx_state *st, uint64_t *cnt)
 	for (int i = 0; i < n; i++)
 		st->queued += st->msg_segs[i];
 	while (sent < n) {
-		int r = sendmmsg(w->udp_fd, msgs + sent, (unsigned)(n - sent), 0);
+		int r = sys_sendmmsg(w->udp_fd, msgs + sent, (unsigned)(n - sent), 0);
 		if (r > 0) {
 			for (int i = sent; i < sent + r; i++) {
 				cnt[DP_TX_PACKETS] += st->msg_segs[i];
@@ -1117,7 +1118,7 @@ static enum tx_pass tx_pass(struct worker *w, uint64_t *cnt, uint64_t *moved)
 	size_t bytes = 0;
 	bool more = true, broken = false;
 	while (n < BATCH && bytes < TX_BATCH_BYTES) {
-		ssize_t r = read(w->tun_fd, st->bufs + (size_t)n * TX_STRIDE, TX_STRIDE);
+		ssize_t r = sys_read(w->tun_fd, st->bufs + (size_t)n * TX_STRIDE, TX_STRIDE);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1203,7 +1204,7 @@ static void rx_write_item(struct worker *w, struct rx_state *st, const struct gr
 	}
 	ssize_t r;
 	do
-		r = writev(w->tun_fd, v, nv);
+		r = sys_writev(w->tun_fd, v, nv);
 	while (r < 0 && errno == EINTR);
 	if (r >= 0) {
 		cnt[DP_RX_PACKETS] += it->count;
@@ -1272,7 +1273,7 @@ static void *rx_main(void *arg)
 					mh->msg_controllen = sizeof st->cm[i].buf;
 				}
 			}
-			int n = recvmmsg(w->udp_fd, st->msgs, (unsigned)vlen, MSG_DONTWAIT, NULL);
+			int n = sys_recvmmsg(w->udp_fd, st->msgs, (unsigned)vlen, MSG_DONTWAIT);
 			if (n < 0) {
 				if (errno == EINTR)
 					continue;

@@ -17,19 +17,20 @@ import {
   targetLines,
   targetText,
 } from '../../bench/report';
+import { udpDropsByInode } from '../../bench/measure';
 import type { Group } from '../../bench/variants';
 
 const params = { timeS: 10, omitS: 1, pings: 50, pingIntervalS: 0.05, udpLen: 64 };
 const RUN_S = params.timeS + params.omitS;
 
-/** [TCP Mbit/s, TCP CPU s, UDP rx pkt/s, UDP CPU s, RTT median ms] per round. */
-type Round = [number, number | null, number, number | null, number];
+/** [TCP Mbit/s, TCP CPU s, UDP rx pkt/s, UDP CPU s, RTT median ms, pkt/s dropped at the receiving socket] per round. */
+type Round = [number, number | null, number, number | null, number, (number | null)?];
 
-function sample([mbps, tcpCpuS, rxPps, udpCpuS, rttMs]: Round): Sample {
+function sample([mbps, tcpCpuS, rxPps, udpCpuS, rttMs, sockDropPps = 0]: Round): Sample {
   return {
     tcp: { mbps, retransmits: 0 },
     tcpCpuS,
-    udp: { rxPps, txPps: rxPps * 2, lossPct: 50 },
+    udp: { rxPps, txPps: rxPps * 2, sockDropPps, lossPct: 50 },
     udpCpuS,
     rtt: { medianMs: rttMs, avgMs: rttMs, lossPct: 0 },
     errors: [],
@@ -46,7 +47,7 @@ function fixture(): VariantResult[] {
     variant('underlay', 'underlay veth', 'limit', [[15225, null, 441229, null, 0.0515], [16113, null, 467773, null, 0.032], [16788, null, 452954, null, 0.0585]]),
     variant('kvxlan', 'kernel VXLAN (by hand)', 'baseline', [[13731, null, 307758, null, 0.053], [13716, null, 301802, null, 0.061], [14498, null, 318699, null, 0.0355]], 1450),
     variant('socat', 'socat TUN/UDP', 'baseline', [[1366, 16.97, 70703, 10.73, 0.2805], [1309, 16.47, 73573, 10.42, 0.2585], [1453, 17.03, 73420, 10.78, 0.3025]], 1472),
-    variant('rudder-udp', 'rudder udp', 'rudder', [[7316, 15.68, 151285, 10.75, 0.277], [8046, 15.41, 165836, 10.99, 0.2845], [7667, 15.37, 155533, 10.8, 0.2495]], 1472),
+    variant('rudder-udp', 'rudder udp', 'rudder', [[7316, 15.68, 151285, 10.75, 0.277, 400_000], [8046, 15.41, 165836, 10.99, 0.2845, 300_000], [7667, 15.37, 155533, 10.8, 0.2495, null]], 1472),
     variant('rudder-vxlan', 'rudder vxlan', 'rudder', [[13977, 0, 305154, 0.01, 0.0495], [14749, 0, 313745, 0.01, 0.081], [14509, 0, 318216, 0, 0.056]], 1450),
     { id: 'rudder-host-gw', label: 'rudder host-gw', group: 'rudder', status: 'n/a', reason: 'daemon did not start', samples: [] },
   ];
@@ -148,6 +149,12 @@ describe('bench report: CPU cost and issue 8 targets', () => {
     const pps8 = find('8', 'rudder udp / socat small-packet rate');
     close(pps8.ratio, 155533 / 73420, 'pps vs socat');
     assert.equal(pps8.verdict, 'below: 2.12× of 3× needed, 29% short');
+    // Delivered = read + dropped at the receiving socket, per round; a round without a drop reading is left out.
+    const ru = byLabel(fixture(), 'rudder udp').summary!;
+    assert.deepEqual(ru.udpDeliveredPps, { median: (551285 + 465836) / 2, min: 465836, max: 551285, n: 2 });
+    const delivered = find('8', 'rudder udp / socat small-packet rate delivered to the receiving socket (read + dropped there)');
+    close(delivered.ratio, (551285 + 465836) / 2 / 73420, 'delivered vs socat (socat dropped nothing at its receiver)');
+    assert.equal(delivered.verdict, 'meets (6.93× ≥ 3×)');
     assert.equal(find('3, 8', 'rudder udp / socat RTT (median)').verdict, 'meets (0.99× ≤ 1×)');
     const cost = find('8', 'rudder udp / socat CPU per Gbit/s (TCP)');
     assert.equal(cost.target, 'reported');
@@ -176,5 +183,22 @@ describe('bench report: CPU cost and issue 8 targets', () => {
     const ru = json.results.find((r) => r.id === 'rudder-udp')!.summary!;
     close(ru.tcpCpuPctPerGbps, (100 * 15.37) / RUN_S / 7.667, 'JSON TCP cost');
     assert.equal(json.results.find((r) => r.id === 'rudder-vxlan')!.summary!.udpCpuPctPer100kPps, null);
+  });
+});
+
+describe('bench: drops at the receiving socket', () => {
+  it('reads the drop column of the UDP sockets on one local port, by inode', () => {
+    const listing = [
+      '   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops            ',
+      ' 1023: 020012C6:1451 010012C6:9C4E 01 00000000:00034000 00:00000000 00000000     0        0 40112 2 00000000a1b2c3d4 48213     ',
+      ' 1024: 00000000:205D 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 39977 2 00000000e5f6a7b8 7         ',
+      ' 1025: 020012C6:1451 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 40200 2 0000000011223344 0         ',
+      ' 1026: 020012C6:14510 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 40300 2 0000000011223344 9         ',
+    ].join('\n');
+    // 0x1451 = 5201 (iperf3); 0x205D = 8285 (the tunnel's own socket) is not counted.
+    assert.deepEqual([...udpDropsByInode(listing, 5201)], [['40112', 48213], ['40200', 0]]);
+    assert.deepEqual([...udpDropsByInode(listing, 8285)], [['39977', 7]]);
+    assert.equal(udpDropsByInode(listing, 9).size, 0);
+    assert.equal(udpDropsByInode('', 5201).size, 0);
   });
 });
