@@ -55,6 +55,8 @@ function notifier(log: Logger): (state: string) => void {
 }
 
 async function runDaemon(f: DaemonFlags): Promise<number> {
+  // Reads the TLS files: an unreadable one is a flag error, reported before anything starts.
+  const registry = registryFor(f);
   const log = createLogger({ verbosity: f.v, json: f.logJson });
   log.info('rudder starting', { version: version(), etcd: f.etcdEndpoints.join(','), prefix: f.etcdPrefix });
   const { createBackend } = await import('../backend/registry');
@@ -77,7 +79,7 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
       metricsAddr: f.metricsAddr,
     },
     {
-      registry: registryFor(f),
+      registry,
       log,
       resolveIface: () => resolveExternalInterface(f.iface, f.publicIp),
       createBackend,
@@ -157,7 +159,10 @@ export async function run(argv: readonly string[]): Promise<number> {
     }
   } catch (e) {
     io.err(`rudder: ${describeError(e)}`);
-    return isRudderError(e, 'E_FLAG') ? 2 : 1;
+    if (!isRudderError(e, 'E_FLAG')) return 1;
+    io.err('');
+    io.err(daemonUsage());
+    return 2;
   }
 }
 

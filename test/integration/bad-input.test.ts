@@ -33,8 +33,6 @@ interface FlagCase {
   says: string[];
   /** Must not appear anywhere (secrets). */
   never?: string;
-  /** Found only when the etcd client is built (a file that cannot be read): exit 2, no usage. */
-  late?: boolean;
 }
 
 const FLAG_CASES: FlagCase[] = [
@@ -62,7 +60,8 @@ const FLAG_CASES: FlagCase[] = [
   { args: ['-etcd-prefix=/'], says: ['-etcd-prefix=', '"/"', 'other than "/" alone'] },
   { args: ['-etcd-certfile=/tmp/c.pem'], says: ['-etcd-certfile=', '"/tmp/c.pem"', 'together with -etcd-keyfile'] },
   { args: ['-etcd-keyfile=/tmp/k.pem'], says: ['-etcd-keyfile=', '"/tmp/k.pem"', 'together with -etcd-certfile'] },
-  { args: ['-etcd-cafile=/nonexistent/ca.pem', '-etcd-endpoint=https://127.0.0.1:1'], says: ['-etcd-cafile=', '/nonexistent/ca.pem', 'expected a readable PEM file'], late: true },
+  { args: ['-etcd-cafile=/nonexistent/ca.pem', '-etcd-endpoint=https://127.0.0.1:1'], says: ['-etcd-cafile=', '/nonexistent/ca.pem', 'expected a readable PEM file'] },
+  { args: ['-etcd-certfile=/nonexistent/c.pem', '-etcd-keyfile=/nonexistent/k.pem'], says: ['-etcd-keyfile=', '/nonexistent/k.pem', 'expected a readable PEM file'] },
   { args: ['-public-ip=300.1.1.1'], says: ['-public-ip=', '"300.1.1.1"', 'a unicast IPv4 address'] },
   { args: ['-public-ip=224.0.0.5'], says: ['-public-ip=', '"224.0.0.5"', 'a unicast IPv4 address'] },
   { args: ['-public-ip=0.0.0.0'], says: ['-public-ip=', '"0.0.0.0"', 'a unicast IPv4 address'] },
@@ -103,7 +102,8 @@ describe('bad flags: exit 2, the flag, the value and the expected form', () => {
       const lines = r.stderr.split('\n');
       const first = lines.find((l) => l.startsWith('rudder: ')) ?? '';
       for (const s of c.says) assert.ok(first.includes(s), `message names ${JSON.stringify(s)}: ${first}`);
-      if (!c.late) assert.match(r.stderr, /Usage: rudder/, 'usage follows the message');
+      assert.match(r.stderr, /Usage: rudder/, 'usage follows the message');
+      assert.doesNotMatch(r.stderr + r.stdout, /rudder starting/, 'refused before the daemon starts');
       if (c.never) assert.ok(!(r.stderr + r.stdout).includes(c.never), `secret echoed: ${r.stderr}`);
     });
   }
