@@ -73,7 +73,8 @@ export class EtcdRegistry implements Registry {
       try {
         return readFileSync(file);
       } catch (e) {
-        throw new RudderError('E_FLAG', `-etcd-${what}=${file}: cannot read it (${(e as Error).message}): expected a readable PEM file`, { cause: e });
+        // describeError appends the cause (ENOENT, EACCES, ...).
+        throw new RudderError('E_FLAG', `-etcd-${what}=${file}: cannot read it, expected a readable PEM file`, { cause: e });
       }
     };
     if (opts.cafile || opts.certfile || opts.keyfile) {
