@@ -1,6 +1,6 @@
 /**
  * Turning samples into figures: medians, ratios to the underlay and to
- * socat, the console table, bench/results/latest.md and latest.svg.
+ * socat, the console table, bench/results/latest.md and latest.svg (latest.png is rendered from it).
  */
 import { type BenchParams, type RttResult, type TcpResult, type UdpResult, median } from './measure';
 import type { Group } from './variants';
@@ -387,7 +387,7 @@ export function markdownReport(results: VariantResult[], info: RunInfo, notes: s
   if (spread.length) out.push('', `Half-range of TCP throughput over the rounds, relative to the median: ${spread.join(', ')}.`);
   list('Notes', notes);
   out.push('');
-  out.push('Chart: [latest.svg](latest.svg). Raw samples: [latest.json](latest.json). Reproduce: `npm run bench` (as root).');
+  out.push('Chart: [latest.png](latest.png) ([SVG](latest.svg)). Raw samples: [latest.json](latest.json). Reproduce: `npm run bench` (as root).');
   out.push('');
   return out.join('\n');
 }

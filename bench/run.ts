@@ -61,6 +61,7 @@ import {
   targetLines,
   targetText,
 } from './report';
+import { svgToPng } from './png';
 import { BenchEnv, IPERF_PORT, type Prepared, type Variant, defaultVariants } from './variants';
 
 interface Options {
@@ -81,7 +82,7 @@ function usage(): string {
   --only a,b       variant ids: underlay,kvxlan,socat,rudder-udp,rudder-vxlan,rudder-host-gw
   --pods           also measure rudder pod → pod
   --quick          1 round of 2 s, 20 pings: for development
-  --out DIR        where latest.md/.svg/.json go (default bench/results)
+  --out DIR        where latest.md/.svg/.png/.json go (default bench/results)
   --no-write       print only`;
 }
 
@@ -279,7 +280,9 @@ async function main(): Promise<void> {
     write('latest.md', markdownReport(results, info, notes));
     write('latest.svg', svgChart(results, info));
     write('latest.json', JSON.stringify({ info, results }, null, 2) + '\n');
-    console.log(`\nwrote ${path.join(opts.outDir, 'latest.md')}, latest.svg, latest.json`);
+    const png = svgToPng(path.join(opts.outDir, 'latest.svg'));
+    console.log(`\nwrote ${path.join(opts.outDir, 'latest.md')}, latest.svg, ${'png' in png ? 'latest.png, ' : ''}latest.json`);
+    if ('error' in png) console.log(`no latest.png: ${png.error}`);
   }
 }
 

@@ -49,6 +49,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
+import { svgToPng } from './png';
 import { createCluster, dyingWithUs, sleep, type Cluster, type Host } from '../src/topology';
 
 // ---------------------------------------------------------------------------
@@ -116,7 +117,7 @@ function parseArgs(argv: readonly string[]): Args {
         'usage: node dist/bench/scale.js [--sizes 1000,5000] [--backends udp,vxlan,host-gw] [--phases program,prop,restart]\n' +
           '       [--watchers 50] [--base 1000] [--prop-leases 100] [--restart 200] [--churn 1000] [--rounds 1]\n' +
           '       [--json FILE] [--label TEXT] [--no-write] [--rudder-bin PATH]\n' +
-          'Writes bench/results/scale.md, bench/results/scale.json and docs/scale.svg unless --no-write.\n',
+          'Writes bench/results/scale.md, bench/results/scale.json, docs/scale.svg and docs/scale.png unless --no-write.\n',
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${k}`);
@@ -945,7 +946,8 @@ async function main(a: Args): Promise<number> {
       fs.writeFileSync(path.join(root, 'bench', 'results', 'scale.json'), JSON.stringify(report, null, 2) + '\n');
       fs.writeFileSync(path.join(root, 'bench', 'results', 'scale.md'), md + '\n');
       fs.writeFileSync(path.join(root, 'docs', 'scale.svg'), svgChart(report));
-      log('wrote bench/results/scale.{json,md} and docs/scale.svg');
+      const png = svgToPng(path.join(root, 'docs', 'scale.svg'));
+      log(`wrote bench/results/scale.{json,md} and docs/scale.svg${'png' in png ? ' and docs/scale.png' : ` (no PNG: ${png.error})`}`);
     }
     return 0;
   } finally {

@@ -3,6 +3,9 @@
  * bench/results/latest.json (2026-11-22T21:39Z, rounded), so the expected
  * figures can be checked by hand against a real run's shape.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -14,10 +17,12 @@ import {
   forwardsInUserspace,
   markdownReport,
   summarize,
+  svgChart,
   targetLines,
   targetText,
 } from '../../bench/report';
 import { udpDropsByInode } from '../../bench/measure';
+import { svgToPng } from '../../bench/png';
 import type { Group } from '../../bench/variants';
 
 const params = { timeS: 10, omitS: 1, pings: 50, pingIntervalS: 0.05, udpLen: 64 };
@@ -200,5 +205,29 @@ describe('bench: drops at the receiving socket', () => {
     assert.deepEqual([...udpDropsByInode(listing, 8285)], [['39977', 7]]);
     assert.equal(udpDropsByInode(listing, 9).size, 0);
     assert.equal(udpDropsByInode('', 5201).size, 0);
+  });
+});
+
+describe('bench: the PNG beside the SVG chart', () => {
+  it('renders the chart to a PNG of the SVG\'s size (rsvg-convert); a broken SVG is a reason, not a crash', (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rudder-png-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const svg = path.join(dir, 'latest.svg');
+    const text = svgChart(fixture(), info);
+    fs.writeFileSync(svg, text);
+    const r = svgToPng(svg);
+    assert.ok('png' in r, JSON.stringify(r));
+    assert.equal(r.png, path.join(dir, 'latest.png'));
+    const png = fs.readFileSync(r.png);
+    assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'PNG signature');
+    const m = /width="(\d+)" height="(\d+)"/.exec(text);
+    assert.ok(m);
+    assert.deepEqual([png.readUInt32BE(16), png.readUInt32BE(20)], [Number(m[1]), Number(m[2])], 'IHDR width and height');
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['latest.png', 'latest.svg'], 'no temporary file left');
+
+    const bad = path.join(dir, 'bad.svg');
+    fs.writeFileSync(bad, '<svg');
+    const e = svgToPng(bad);
+    assert.ok('error' in e && e.error.includes(bad), JSON.stringify(e));
   });
 });
