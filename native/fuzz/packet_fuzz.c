@@ -48,19 +48,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 
-static uint64_t rng_state;
-static uint64_t rnd(void)
-{
-	/* xorshift64* */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545F4914F6CDD1DULL;
-}
-static uint32_t rn(uint32_t n) /* 0..n-1 */
-{
-	return n ? (uint32_t)(rnd() % n) : 0;
-}
+#include "../test/rng.h"
 
 static unsigned long failures, checks;
 #define CHECK(cond, ...)                                                              \
@@ -412,7 +400,7 @@ int main(int argc, char **argv)
 {
 	unsigned long cases = argc > 1 ? strtoul(argv[1], NULL, 10) : 200000;
 	unsigned long seed = argc > 2 ? strtoul(argv[2], NULL, 10) : 1;
-	rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
+	rng_seed(seed);
 
 	static struct dp_counters counters;
 	struct dp *dp = calloc(1, sizeof *dp);

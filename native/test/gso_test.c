@@ -35,19 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rng_state;
-static uint64_t rnd(void)
-{
-	/* xorshift64* */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545F4914F6CDD1DULL;
-}
-static uint32_t rn(uint32_t n) /* 0..n-1 */
-{
-	return n ? (uint32_t)(rnd() % n) : 0;
-}
+#include "rng.h"
 
 static int failures;
 static long checks;
@@ -686,7 +674,7 @@ int main(int argc, char **argv)
 {
 	long cases = argc > 1 ? strtol(argv[1], NULL, 10) : 10000;
 	uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 10) : 1;
-	rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
+	rng_seed(seed);
 	for (long c = 0; c < cases && failures == 0; c++) {
 		test_csum();
 		test_complete();

@@ -24,6 +24,7 @@ import { Netns, addVethPair, createCluster, type Cluster, type Host, type Pod, t
 import { FUZZ_SENDER, type FuzzSendResult } from '../helpers/bad-input-fuzz-sender';
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { waitUntil } from '../helpers/wait';
+import { fetchIn } from '../helpers/fetch-in-ns';
 import { parseMetrics } from '../helpers/prometheus';
 import { ipv4Udp } from '../helpers/packets';
 
@@ -34,15 +35,6 @@ const NONPEER_IP = '198.18.0.200';
 const CONFIG = { Network: '10.66.0.0/16', SubnetMin: '10.66.1.0', Backend: { Type: 'udp' } };
 const PER_SENDER = 50_000;
 const PY = '/usr/bin/python3';
-
-const FETCH = `
-const http = require('node:http');
-http.get(process.argv[1], (r) => {
-  let b = '';
-  r.setEncoding('utf8').on('data', (d) => (b += d));
-  r.on('end', () => process.stdout.write(JSON.stringify({ status: r.statusCode, body: b })));
-}).on('error', (e) => process.stdout.write(JSON.stringify({ error: e.message })));
-`;
 
 /** Sends `count` copies of one datagram (hex) from BIND_IP:BIND_PORT. */
 const SEND_SAME = `
@@ -84,15 +76,14 @@ describe('hostile datagrams on the udp port (peer and non-peer senders)', { skip
   let base = '';
 
   const scrape = async (): Promise<Map<string, number>> => {
-    const r = await attacker.exec([process.execPath, '-e', FETCH, `${base}/metrics`]);
-    const j = JSON.parse(r.stdout) as { status?: number; body?: string; error?: string };
-    assert.equal(j.status, 200, `GET ${base}/metrics: ${r.stdout}`);
+    const j = await fetchIn(attacker, `${base}/metrics`);
+    assert.equal(j.status, 200, `GET ${base}/metrics: ${j.raw}`);
     return parseMetrics(j.body ?? '');
   };
   const healthy = async (): Promise<void> => {
     assert.ok(h1.rudder?.running, `rudder on h1 is running; log:\n${h1.rudderLog(3000)}`);
-    const r = await attacker.exec([process.execPath, '-e', FETCH, `${base}/readyz`]);
-    assert.equal((JSON.parse(r.stdout) as { status?: number }).status, 200, `readyz: ${r.stdout}`);
+    const r = await fetchIn(attacker, `${base}/readyz`);
+    assert.equal(r.status, 200, `readyz: ${r.raw}`);
   };
 
   before(async () => {

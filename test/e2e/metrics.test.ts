@@ -12,22 +12,13 @@ import { after, before, describe, it } from 'node:test';
 import { createCluster, type Cluster, type Host, type Netns, type Pod } from '../../src/topology';
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { waitUntil } from '../helpers/wait';
+import { fetchIn } from '../helpers/fetch-in-ns';
 import { parseMetrics } from '../helpers/prometheus';
 import { ipv4Udp } from '../helpers/packets';
 
 const GIVE_UP_MS = 90_000;
 const METRICS_PORT = 9108;
 const UDP_PORT = 8285;
-
-/** GET `url` from inside `ns` with node's http; {status, body} or {error}. */
-const FETCH = `
-const http = require('node:http');
-http.get(process.argv[1], (r) => {
-  let b = '';
-  r.setEncoding('utf8').on('data', (d) => (b += d));
-  r.on('end', () => process.stdout.write(JSON.stringify({ status: r.statusCode, body: b })));
-}).on('error', (e) => process.stdout.write(JSON.stringify({ error: e.message })));
-`;
 
 /** Sends `count` UDP datagrams of `payload` (hex) to host:port from inside a namespace. */
 const SEND_UDP = `
@@ -41,11 +32,6 @@ const next = () => {
 };
 next();
 `;
-
-async function fetchIn(ns: Netns, url: string): Promise<{ status?: number; body?: string; error?: string }> {
-  const r = await ns.exec([process.execPath, '-e', FETCH, url]);
-  return JSON.parse(r.stdout) as { status?: number; body?: string; error?: string };
-}
 
 function sum(m: Map<string, number>, name: string): number {
   let s = 0;

@@ -12,15 +12,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { compileC, hasGcc, hasSanitizers } from '../helpers/native-c';
 
-const NATIVE = path.resolve(__dirname, '..', '..', '..', 'native');
-const SOURCES = [path.join(NATIVE, 'test', 'gso_test.c'), path.join(NATIVE, 'gso.c')];
-const hasGcc = spawnSync('gcc', ['--version']).status === 0;
-
-function compile(out: string, flags: string[]): void {
-  const r = spawnSync('gcc', ['-std=gnu11', '-Wall', '-Wextra', '-Werror', ...flags, '-o', out, ...SOURCES], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `gcc ${flags.join(' ')} failed:\n${r.stderr}`);
-}
+const SOURCES = ['test/gso_test.c', 'gso.c'];
+const compile = (out: string, flags: string[]): void => compileC(out, SOURCES, ['-Werror', ...flags]);
 
 function runCases(bin: string, cases: number, seed: number): string {
   const r = spawnSync(bin, [String(cases), String(seed)], { encoding: 'utf8', maxBuffer: 1 << 20 });
@@ -46,11 +41,7 @@ describe('native/gso.c: segmentation and coalescing properties', { skip: !hasGcc
 
   it('2 000 more cases under AddressSanitizer and UBSan (other seed)', (t) => {
     const bin = path.join(dir, 'gso_test_asan');
-    const probe = spawnSync('gcc', ['-fsanitize=address,undefined', '-x', 'c', '-o', path.join(dir, 'probe'), '-'], {
-      input: 'int main(void){return 0;}',
-      encoding: 'utf8',
-    });
-    if (probe.status !== 0) {
+    if (!hasSanitizers(dir)) {
       t.skip('gcc has no sanitizer runtime here');
       return;
     }

@@ -15,17 +15,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { compileC, hasGcc, hasSanitizers } from '../helpers/native-c';
 
-const NATIVE = path.resolve(__dirname, '..', '..', '..', 'native');
 // dataplane.c is #included by the harness; tun.c and gso.c hold what it calls.
-const SOURCES = [path.join(NATIVE, 'fuzz', 'packet_fuzz.c'), path.join(NATIVE, 'tun.c'), path.join(NATIVE, 'gso.c')];
-const hasGcc = spawnSync('gcc', ['--version']).status === 0;
+const SOURCES = ['fuzz/packet_fuzz.c', 'tun.c', 'gso.c'];
 const CASES = 200_000;
-
-function compile(out: string, flags: string[]): void {
-  const r = spawnSync('gcc', ['-std=gnu11', '-Wall', '-Wextra', '-pthread', ...flags, '-o', out, ...SOURCES], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `gcc ${flags.join(' ')} failed:\n${r.stderr}`);
-}
+const compile = (out: string, flags: string[]): void => compileC(out, SOURCES, ['-pthread', ...flags]);
 
 function runCases(bin: string, cases: number, seed: number): { status: number | null; out: string } {
   const r = spawnSync(bin, [String(cases), String(seed)], { encoding: 'utf8', maxBuffer: 4 << 20 });
@@ -55,11 +50,7 @@ describe('native/dataplane.c packet validation under random and hostile datagram
   });
 
   it(`${CASES} cases under AddressSanitizer and UBSan: no crash, no overread, accepted packets valid`, (t) => {
-    const probe = spawnSync('gcc', ['-fsanitize=address,undefined', '-x', 'c', '-o', path.join(dir, 'probe'), '-'], {
-      input: 'int main(void){return 0;}',
-      encoding: 'utf8',
-    });
-    if (probe.status !== 0) {
+    if (!hasSanitizers(dir)) {
       t.skip('gcc has no sanitizer runtime here');
       return;
     }
