@@ -156,17 +156,20 @@ export function udpDropsByInode(listing: string, port: number): Map<string, numb
  * kept. stop() returns the sum, or null when nothing could be read.
  */
 async function followSocketDrops(ns: Netns, port: number): Promise<{ stop: () => number | null }> {
+  // Any process of the namespace shows its /proc/net/udp; one that ends hands over to the next.
   const pids = (await run(['ip', 'netns', 'pids', ns.name], { allowFailure: true })).stdout.split(/\s+/).filter(Boolean);
-  const file = pids.length ? `/proc/${pids[0]}/net/udp` : null;
   const last = new Map<string, number>();
   let read = false;
   const sample = (): void => {
-    if (!file) return;
-    try {
-      for (const [inode, d] of udpDropsByInode(fs.readFileSync(file, 'utf8'), port)) last.set(inode, Math.max(d, last.get(inode) ?? 0));
-      read = true;
-    } catch {
-      // the process went away: keep what was seen
+    while (pids.length > 0) {
+      try {
+        const listing = fs.readFileSync(`/proc/${pids[0] as string}/net/udp`, 'utf8');
+        for (const [inode, d] of udpDropsByInode(listing, port)) last.set(inode, Math.max(d, last.get(inode) ?? 0));
+        read = true;
+        return;
+      } catch {
+        pids.shift();
+      }
     }
   };
   sample();
