@@ -14,8 +14,8 @@
  */
 import type { Conn } from './conn';
 import { deleteFdb, listFdb, listNeighbors, removeNeighbor, replaceFdb, replaceNeighbor } from './neigh';
-import { deleteRoute, ensureAgainst, listRoutes, normalise, RTN_UNICAST, newRouteRequest } from './routes';
-import type { BatchResult, FdbSpec, NeighborKey, NeighborSpec, RouteInfo, RouteKey, RouteSpec } from './types';
+import { deleteRoute, ensureAgainst, listRoutes, normalise, newRouteRequest } from './routes';
+import { RTN_UNICAST, type BatchResult, type FdbSpec, type NeighborKey, type NeighborSpec, type RouteInfo, type RouteKey, type RouteSpec } from './types';
 
 /** Requests in flight at once: well inside the socket's receive buffer for the acks. */
 export const WINDOW = 128;

@@ -33,6 +33,7 @@ export function openNetlink(): Netlink {
     ensureAddresses: (index, want) => addrs.ensureAddresses(c, index, want),
     listRoutes: (filter) => routes.listRoutes(c, filter),
     ensureRoute: (spec) => routes.ensureRoute(c, spec),
+    ensureUnreachableRoute: (spec) => routes.ensureUnreachableRoute(c, spec),
     deleteRoute: (key) => routes.deleteRoute(c, key),
     listNeighbors: async (index) => (await neigh.listNeighbors(c, index)).map(({ index: i, ip, mac }) => ({ index: i, ip, mac })),
     ensureNeighbor: (spec) => neigh.ensureNeighbor(c, spec),

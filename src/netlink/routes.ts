@@ -15,10 +15,12 @@ import {
   type RouteKey,
   type RouteScope,
   type RouteSpec,
+  type UnreachableRouteSpec,
+  RTN_UNICAST,
+  RTN_UNREACHABLE,
 } from './types';
 
 const RTNH_F_ONLINK = 4; // rtm_flags bit; the package has no name for it
-export const RTN_UNICAST = 1;
 const SCOPES: Record<RouteScope, number> = { universe: 0, link: 253, host: 254 };
 
 type RouteMsg = rt.RouteMessage;
@@ -159,6 +161,39 @@ export function deleteRoute(c: Conn, k: RouteKey): Promise<boolean> {
       tableAttr: table >= 256 ? table : undefined,
     }),
   );
+}
+
+/**
+ * An `unreachable` route (no device: the kernel answers "network unreachable"
+ * and drops) at `metric`, written unless one exactly like it is there. A route
+ * of another type at the same metric would be replaced (NLM_F_REPLACE on
+ * dst/table/metric), which is why callers pick a metric of their own.
+ */
+export async function ensureUnreachableRoute(c: Conn, spec: UnreachableRouteSpec): Promise<EnsureResult> {
+  const table = spec.table ?? TABLE_MAIN;
+  const protocol = spec.protocol ?? RTPROT_RUDDER;
+  const there = (await listRoutes(c, { table })).some(
+    (r) => sameDst(r, spec.dst) && r.type === RTN_UNREACHABLE && r.metric === spec.metric && r.protocol === protocol,
+  );
+  if (there) return { changed: false };
+  const what = `unreachable route ${formatCidr(spec.dst)} metric ${spec.metric}`;
+  await c.send('replace', () => what, (seq) =>
+    routeMessage(RTM_NEWROUTE, CREATE_REPLACE, seq, {
+      family: AF_INET,
+      dstLen: spec.dst.prefix,
+      table: table < 256 ? table : 0,
+      protocol,
+      scope: SCOPES.universe,
+      type: RTN_UNREACHABLE,
+      flags: 0,
+      dst: spec.dst.ip,
+      oif: undefined,
+      gateway: undefined,
+      priority: spec.metric ? spec.metric : undefined,
+      tableAttr: table >= 256 ? table : undefined,
+    }),
+  );
+  return { changed: true };
 }
 
 /**

@@ -16,6 +16,9 @@ import type { Cidr } from '../ip/ipv4';
  * without touching anybody else's. 0x52 ('R') is unassigned in rt_protos.
  */
 export const RTPROT_RUDDER = 0x52;
+/** rtm_type of a route: an ordinary one, and one that refuses ("network unreachable"). */
+export const RTN_UNICAST = 1;
+export const RTN_UNREACHABLE = 7;
 
 /** The main routing table (RT_TABLE_MAIN). */
 export const TABLE_MAIN = 254;
@@ -75,6 +78,17 @@ export interface RouteFilter {
   readonly protocol?: number;
   /** Default TABLE_MAIN; `'all'` for every table. */
   readonly table?: number | 'all';
+}
+
+/** An `unreachable` route: traffic to `dst` is refused ("network unreachable") instead of routed. */
+export interface UnreachableRouteSpec {
+  readonly dst: Cidr;
+  /** Part of the kernel's route key: pick one no other route to `dst` uses. */
+  readonly metric: number;
+  /** Default RTPROT_RUDDER. */
+  readonly protocol?: number;
+  /** Default TABLE_MAIN. */
+  readonly table?: number;
 }
 
 /** What `deleteRoute` needs to name one route (the kernel's key plus oif/gateway to be precise). */
@@ -179,6 +193,8 @@ export interface Netlink {
    * in that table, so a moved route never leaves its old copy behind.
    */
   ensureRoute(spec: RouteSpec): Promise<EnsureResult>;
+  /** An `unreachable` route to spec.dst at spec.metric, unless exactly that one is there. */
+  ensureUnreachableRoute(spec: UnreachableRouteSpec): Promise<EnsureResult>;
   /** false if no such route existed. */
   deleteRoute(key: RouteKey): Promise<boolean>;
 

@@ -188,6 +188,37 @@ describe('netlink facade (in a network namespace)', () => {
     assert.equal(await nl.call('deleteRoute', { dst: cidr('10.0.9.0/24') }), false);
   });
 
+  it('ensureUnreachableRoute sits beside the route to the same destination and answers only without it', async () => {
+    const c0 = idx('c0');
+    const MAX = 4294967295;
+    const dst = cidr('10.3.0.0/16');
+    const spec = { dst, metric: MAX };
+    const show = (): string[] =>
+      routesTo('10.3.0.0/16').map((r) => `${(r.type as string | undefined) ?? 'unicast'} ${(r.dev as string | undefined) ?? '-'} ${(r.metric as number | undefined) ?? 0} ${String(r.protocol)}`);
+    const get = (): string => {
+      try {
+        return ns.ip('route', 'get', '10.3.1.1');
+      } catch (e) {
+        return `error: ${String((e as { stderr?: unknown }).stderr ?? e)}`;
+      }
+    };
+    assert.deepEqual(await nl.call<EnsureResult>('ensureRoute', { dst, oif: c0, scope: 'link' }), { changed: true });
+    assert.deepEqual(await nl.call<EnsureResult>('ensureUnreachableRoute', spec), { changed: true });
+    assert.deepEqual(await nl.call<EnsureResult>('ensureUnreachableRoute', spec), { changed: false });
+    assert.deepEqual(show().sort(), [`unicast c0 0 ${RTPROT_RUDDER}`, `unreachable - ${MAX} ${RTPROT_RUDDER}`]);
+    assert.match(get(), /dev c0/, 'the unicast route wins while it exists');
+    // ensureRoute for the unicast route leaves the unreachable one (another type) alone.
+    assert.deepEqual(await nl.call<EnsureResult>('ensureRoute', { dst, oif: c0, scope: 'link' }), { changed: false });
+    assert.equal(show().length, 2);
+
+    assert.equal(await nl.call('deleteRoute', { dst, oif: c0 }), true);
+    assert.deepEqual(show(), [`unreachable - ${MAX} ${RTPROT_RUDDER}`]);
+    assert.match(get(), /No route to host/, 'refused once the unicast route is gone');
+    assert.equal(await nl.call('deleteRoute', { dst, metric: MAX }), true);
+    assert.deepEqual(show(), []);
+    assert.equal(await nl.call('deleteRoute', { dst, metric: MAX }), false);
+  });
+
   describe('vxlan pieces', () => {
     let vx: LinkInfo;
     const vxInfo = (): J => ((ns.ipJson<J[]>('-d', 'link', 'show', 'dev', 'rudder.1')[0] as J).linkinfo as J).info_data as J;
@@ -298,7 +329,11 @@ describe('udp backend on a real kernel (in a network namespace)', () => {
         assert.equal(tun.mtu, 1500 - 28);
         assert.ok((tun.flags as string[]).includes('UP'));
         const rs = ns.ipJson<J[]>('route', 'show', 'proto', String(RTPROT_RUDDER));
-        assert.deepEqual(rs.map((r) => `${r.dst as string} ${r.dev as string}`), ['10.0.0.0/16 rudder0']);
+        // The Network to rudder0, and the fallback that refuses it when rudder0 is gone.
+        assert.deepEqual(
+          rs.map((r) => `${(r.type as string | undefined) ?? 'unicast'} ${r.dst as string} ${(r.dev as string | undefined) ?? '-'} ${(r.metric as number | undefined) ?? 0}`),
+          ['unicast 10.0.0.0/16 rudder0 0', 'unreachable 10.0.0.0/16 - 4294967295'],
+        );
         child.stdin.end();
         assert.equal(await next(), 'stopped');
       } finally {

@@ -227,6 +227,22 @@ describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)
       const o0 = others[0] as Host;
       const down = await podOf(o0).ping(podOf(h).ip, { count: 1, replyWaitS: 1 });
       assert.equal(down.received, 0, `no reply while ${h.name}'s daemon is down: ${down.output}`);
+      // Where the Network goes while the daemon is down: the TUN and its route went with the
+      // process. After a crash the fallback route refuses it ("network unreachable") instead of
+      // letting it follow the default route out unencapsulated; a clean stop removes every
+      // route the daemon made.
+      const rudderRoutes = (await h.exec(['ip', '-4', 'route', 'show', 'table', 'main', 'proto', '82'])).stdout.trim();
+      const get = await h.exec(['ip', '-4', 'route', 'get', podOf(o0).ip], { allowFailure: true });
+      if (how === 'kill') {
+        assert.equal(rudderRoutes, `unreachable ${NETWORK} metric 4294967295`, `only the fallback is left after a crash`);
+        assert.notEqual(get.code, 0, `no route to ${podOf(o0).ip} after a crash: ${get.stdout}`);
+        assert.match(get.stderr, /No route to host/, 'refused by the unreachable route, not sent out the default route');
+        const fromPod = await podOf(h).ping(podOf(o0).ip, { count: 1, replyWaitS: 1 });
+        assert.equal(fromPod.received, 0);
+        assert.match(fromPod.output, /Destination Host Unreachable/, `the pod is told: ${fromPod.output}`);
+      } else {
+        assert.equal(rudderRoutes, '', 'a clean stop removes every route it made');
+      }
       await h.startRudder();
       const env = await h.waitSubnetFile({ changedSince: stamp });
       assert.equal(env.subnet, before.subnet, `same subnet after ${how} → start`);

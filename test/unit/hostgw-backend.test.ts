@@ -13,6 +13,7 @@ import type { Lease, LeaseEvent } from '../../src/subnet/lease';
 import { RTPROT_RUDDER } from '../../src/netlink';
 import type { BackendContext } from '../../src/backend/types';
 import { HostGwPeerTable, createHostGwBackend, directlyConnected, planRoutes } from '../../src/backend/hostgw';
+import { FALLBACK_METRIC } from '../../src/backend/udp';
 import { FakeKernel, FakeTimer } from '../helpers/kernel-backends-fake';
 
 const ip = (s: string): number => parseIp(s) as number;
@@ -55,6 +56,11 @@ describe('HostGwPeerTable and planRoutes', () => {
     ];
     const plan = planRoutes(peers, [r('10.0.2.0/24', '198.18.0.2', 2), r('10.0.3.0/24', '10.0.3.0', 9), r('10.0.0.0/16', '0.0.0.0', 9)], 2);
     assert.deepEqual(plan.map((s) => `${s.kind} ${s.dst.ip >>> 8 & 255}/${s.dst.prefix}`), ['del-route 3/24', 'del-route 0/16', 'add-route 3/24']);
+  });
+
+  it("planRoutes removes the udp backend's unreachable fallback a crashed udp daemon left (backend switch)", () => {
+    const fallback = { dst: cidr('10.0.0.0/16'), table: 254, oif: undefined, gateway: undefined, onlink: false, scope: 0, protocol: RTPROT_RUDDER, type: 7, metric: FALLBACK_METRIC, prefsrc: undefined };
+    assert.deepEqual(planRoutes([], [fallback], 2), [{ kind: 'del-route', dst: cidr('10.0.0.0/16'), table: 254, metric: FALLBACK_METRIC }]);
   });
 });
 

@@ -12,7 +12,7 @@ import { memoryLogger } from '../../src/log';
 import type { DataPlane, DataPlaneCounters, DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute } from '../../src/dataplane/types';
 import type { Lease, LeaseEvent } from '../../src/subnet/lease';
 import { RTPROT_RUDDER, type AddrSpec, type LinkInfo, type RouteInfo, type RouteKey, type RouteSpec } from '../../src/netlink';
-import { PeerTable, QUEUES_ENV, SwapPacer, createUdpBackend, queuesFromEnv, type PacerClock, type UdpNetlink } from '../../src/backend/udp';
+import { FALLBACK_METRIC, PeerTable, QUEUES_ENV, SwapPacer, createUdpBackend, queuesFromEnv, type PacerClock, type UdpNetlink } from '../../src/backend/udp';
 import { createBackend } from '../../src/backend/registry';
 import type { BackendContext } from '../../src/backend/types';
 
@@ -117,10 +117,19 @@ class World {
       this.routes.push({ dst: s.dst, table: 254, oif: s.oif, gateway: undefined, onlink: false, scope: 253, protocol: s.protocol ?? 0, type: 1, metric: 0, prefsrc: undefined });
       return { changed: true };
     },
+    ensureUnreachableRoute: async (s) => {
+      this.step(`ensureUnreachableRoute ${formatCidr(s.dst)} metric=${s.metric} proto=${s.protocol}`);
+      const there = this.routes.some((r) => r.dst.ip === s.dst.ip && r.dst.prefix === s.dst.prefix && r.type === 7 && r.metric === s.metric);
+      if (!there) this.routes.push({ dst: s.dst, table: 254, oif: undefined, gateway: undefined, onlink: false, scope: 0, protocol: s.protocol ?? 0, type: 7, metric: s.metric, prefsrc: undefined });
+      return { changed: !there };
+    },
     deleteRoute: async (k: RouteKey) => {
-      this.step(`deleteRoute ${formatCidr(k.dst)}`);
+      this.step(`deleteRoute ${formatCidr(k.dst)}${k.metric ? ` metric=${k.metric}` : ''}`);
       const before = this.routes.length;
-      this.routes = this.routes.filter((r) => !(r.dst.ip === k.dst.ip && r.dst.prefix === k.dst.prefix && (k.oif === undefined || r.oif === k.oif)));
+      // As the kernel: an unset oif or metric in the key matches any.
+      const hit = (r: RouteInfo): boolean =>
+        r.dst.ip === k.dst.ip && r.dst.prefix === k.dst.prefix && (k.oif === undefined || r.oif === k.oif) && (!k.metric || r.metric === k.metric);
+      this.routes = this.routes.filter((r) => !hit(r));
       return this.routes.length < before;
     },
     listRoutes: async (f = {}) => (this.step('listRoutes'), this.routes.filter((r) => f.protocol === undefined || r.protocol === f.protocol)),
@@ -242,6 +251,11 @@ describe('udp backend', () => {
     assert.ok(world.calls.includes('ensureMtu 7 1422'));
     assert.ok(world.calls.includes('ensureLinkUp 7'));
     assert.ok(world.calls.includes(`ensureRoute 10.0.0.0/16 oif=7 scope=link proto=${RTPROT_RUDDER}`));
+    // The fallback comes first: the Network is never routed out the default route, not even
+    // while the daemon is dead (the TUN and its route go with the process; this route stays).
+    const fallback = `ensureUnreachableRoute 10.0.0.0/16 metric=${FALLBACK_METRIC} proto=${RTPROT_RUDDER}`;
+    assert.ok(world.calls.includes(fallback));
+    assert.ok(world.calls.indexOf(fallback) < world.calls.indexOf(`ensureRoute 10.0.0.0/16 oif=7 scope=link proto=${RTPROT_RUDDER}`));
     // the data plane exists before rudder0 is configured
     assert.ok(world.calls.indexOf('openDataPlane') < world.calls.indexOf('ensureMtu 7 1422'));
   });
@@ -249,9 +263,13 @@ describe('udp backend', () => {
   it('start removes routes an earlier run left behind, and nobody else’s', async () => {
     const { world, backend, own } = setup();
     const stale = (dst: string, protocol: number): RouteInfo => ({ dst: cidr(dst), table: 254, oif: 3, gateway: ip('198.18.0.2'), onlink: false, scope: 0, protocol, type: 1, metric: 0, prefsrc: undefined });
+    const unreachable = (dst: string, metric: number): RouteInfo => ({ ...stale(dst, RTPROT_RUDDER), oif: undefined, gateway: undefined, type: 7, metric });
     world.routes.push(stale('10.0.8.0/24', RTPROT_RUDDER), stale('192.0.2.0/24', 4));
+    // A crashed run's fallback is kept; one for a Network no longer configured is not.
+    world.routes.push(unreachable('10.0.0.0/16', FALLBACK_METRIC), unreachable('10.9.0.0/16', FALLBACK_METRIC));
     await backend.start(own, signal());
-    assert.deepEqual(world.routes.map((r) => formatCidr(r.dst)).sort(), ['10.0.0.0/16', '192.0.2.0/24']);
+    assert.deepEqual(world.routes.map((r) => `${formatCidr(r.dst)} ${r.type}`).sort(), ['10.0.0.0/16 1', '10.0.0.0/16 7', '192.0.2.0/24 1']);
+    assert.equal(world.calls.filter((c) => c.startsWith('ensureUnreachableRoute')).length, 1);
   });
 
   it('apply hands the complete peer table to the data plane', async () => {
@@ -335,6 +353,7 @@ describe('udp backend', () => {
     await Promise.all([net.stop(), net.stop()]);
     const undo = world.calls.slice(n);
     assert.equal(undo[0], 'deleteRoute 10.0.0.0/16');
+    assert.ok(undo.includes(`deleteRoute 10.0.0.0/16 metric=${FALLBACK_METRIC}`), 'a clean stop removes the fallback too');
     assert.equal(world.dpStopped, 1);
     assert.equal(world.nlClosed, 1);
     assert.equal(world.cancelled, 1);

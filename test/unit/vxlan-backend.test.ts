@@ -11,6 +11,7 @@ import { parseCidr, parseIp } from '../../src/ip/ipv4';
 import { memoryLogger } from '../../src/log';
 import type { Lease, LeaseEvent } from '../../src/subnet/lease';
 import { RTPROT_RUDDER } from '../../src/netlink';
+import { FALLBACK_METRIC } from '../../src/backend/udp';
 import type { BackendContext } from '../../src/backend/types';
 import {
   VxlanPeerTable,
@@ -124,6 +125,11 @@ describe('vxlan kernel steps', () => {
     const q = peer('10.0.3.0/24', '198.18.0.3', MAC3);
     const kinds = changeSteps({ removed: [p], added: [q] }, 10, peerUse([q])).map((s) => s.kind);
     assert.deepEqual(kinds, ['del-route', 'del-fdb', 'del-neigh', 'add-neigh', 'add-fdb', 'add-route']);
+  });
+
+  it("planReconcile removes the udp backend's unreachable fallback a crashed udp daemon left (backend switch)", () => {
+    const fallback = { dst: cidr('10.0.0.0/16'), table: 254, oif: undefined, gateway: undefined, onlink: false, scope: 0, protocol: RTPROT_RUDDER, type: 7, metric: FALLBACK_METRIC, prefsrc: undefined };
+    assert.deepEqual(planReconcile([], { routes: [fallback], neighbors: [], fdb: [] }, 10), [{ kind: 'del-route', dst: cidr('10.0.0.0/16'), table: 254, metric: FALLBACK_METRIC }]);
   });
 
   it('planReconcile removes stale routes/FDB/neighbors first, then adds only what is missing', () => {

@@ -15,6 +15,14 @@
  *   At start every other RTPROT_RUDDER route in the main table is removed:
  *   it is left over from a crashed run or another backend and, being more
  *   specific, would shadow the Network route.
+ * - Fail closed: the TUN belongs to the process, so when the daemon dies the
+ *   device and its Network route go with it, and pod traffic to other hosts
+ *   would follow the host's default route out unencapsulated. A second route
+ *   for the Network, `unreachable` at the highest metric (FALLBACK_METRIC),
+ *   is written before the rudder0 route and outlives a crash: meanwhile such
+ *   traffic is refused ("no route to host", ICMP host-unreachable to a pod).
+ *   A clean stop removes it with the rest; the next start keeps it; the
+ *   other backends remove it as a stale Rudder route.
  * - Ports: every host listens on `-port`, else Backend.Port, else 8285 (the
  *   "network port"). A host whose -port differs from the network port
  *   publishes {"Port": p} in BackendData; otherwise BackendData stays {} as in
@@ -46,7 +54,7 @@ import type { Logger } from '../../log';
 import type { DataPlane, DataPlaneCounters, DataPlaneOptions } from '../../dataplane/types';
 import { MAX_QUEUES } from '../../dataplane/limits';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
-import { openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../../netlink';
+import { openNetlink as openRealNetlink, RTN_UNICAST, RTN_UNREACHABLE, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
 import { UDP_TUN, defaultEvery, removeForeignDevices, unwind, type Undo } from '../common';
 import { DEFAULT_UDP_PORT, PeerTable, describeRoute } from './table';
@@ -62,8 +70,25 @@ export const STATS_INTERVAL_MS = 10_000;
 /** The part of the netlink facade this backend uses (small, so tests can fake it). */
 export type UdpNetlink = Pick<
   Netlink,
-  'listLinks' | 'linkByName' | 'ensureAddresses' | 'ensureMtu' | 'ensureLinkUp' | 'ensureRoute' | 'deleteRoute' | 'listRoutes' | 'deleteLink' | 'close'
+  | 'listLinks'
+  | 'linkByName'
+  | 'ensureAddresses'
+  | 'ensureMtu'
+  | 'ensureLinkUp'
+  | 'ensureRoute'
+  | 'ensureUnreachableRoute'
+  | 'deleteRoute'
+  | 'listRoutes'
+  | 'deleteLink'
+  | 'close'
 >;
+
+/**
+ * Metric of the Network's `unreachable` fallback route: the highest there is,
+ * so it never shadows the rudder0 route (metric 0) or a route an operator put
+ * there; it only answers when the rudder0 route is gone.
+ */
+export const FALLBACK_METRIC = 0xffffffff;
 
 export interface UdpDeps {
   openDataPlane?: (opts: DataPlaneOptions) => DataPlane;
@@ -206,13 +231,18 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
 
         check('removing stale routes');
         for (const r of await nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN })) {
-          const ours = r.oif === link.index && r.dst.ip === network.ip && r.dst.prefix === network.prefix && r.gateway === undefined;
+          const toNetwork = r.dst.ip === network.ip && r.dst.prefix === network.prefix;
+          const ours =
+            toNetwork && ((r.type === RTN_UNICAST && r.oif === link.index && r.gateway === undefined) || (r.type === RTN_UNREACHABLE && r.metric === FALLBACK_METRIC));
           if (ours) continue;
           await nl.deleteRoute({ dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) });
           log.info('removed stale route', { dst: formatCidr(r.dst), oif: r.oif, gateway: r.gateway === undefined ? undefined : formatIp(r.gateway) });
         }
 
         check('routing the network');
+        // First the fallback, so that the Network is never routed out the default route.
+        await nl.ensureUnreachableRoute({ dst: network, metric: FALLBACK_METRIC, protocol: RTPROT_RUDDER, table: TABLE_MAIN });
+        steps.push({ what: `delete unreachable route ${formatCidr(network)}`, run: () => nl.deleteRoute({ dst: network, metric: FALLBACK_METRIC, table: TABLE_MAIN }) });
         const key: RouteKey = { dst: network, oif: link.index, table: TABLE_MAIN };
         await nl.ensureRoute({ dst: network, oif: link.index, scope: 'link', protocol: RTPROT_RUDDER, table: TABLE_MAIN });
         steps.push({ what: `delete route ${formatCidr(network)}`, run: () => nl.deleteRoute(key) });
