@@ -13,7 +13,7 @@
  * rejected object never hides the others.
  */
 import type { Conn } from './conn';
-import { deleteFdb, listFdb, listNeighbors, removeNeighbor, replaceFdb, replaceNeighbor } from './neigh';
+import { deleteFdb, ensureFdbAgainst, listFdb, listNeighbors, removeNeighbor, replaceFdb, replaceNeighbor } from './neigh';
 import { deleteRoute, ensureAgainst, listRoutes, normalise, newRouteRequest } from './routes';
 import { RTN_UNICAST, type BatchResult, type FdbSpec, type NeighborKey, type NeighborSpec, type RouteInfo, type RouteKey, type RouteSpec } from './types';
 
@@ -125,16 +125,9 @@ export async function ensureFdbs(c: Conn, specs: readonly FdbSpec[]): Promise<Ba
       else byMac.set(k, [f]);
     }
   }
-  return pipelined(specs, async (s) => {
+  return pipelined(specs, (s) => {
     const mac = s.mac.toLowerCase();
-    const sameMac = byMac.get(`${s.index}|${mac}`) ?? [];
-    let changed = false;
-    if (!sameMac.some((f) => f.dst === s.dst >>> 0)) {
-      await replaceFdb(c, s, mac);
-      changed = true;
-    }
-    for (const f of sameMac) if (f.dst !== s.dst >>> 0 && (await deleteFdb(c, f))) changed = true;
-    return changed;
+    return ensureFdbAgainst(c, s, mac, byMac.get(`${s.index}|${mac}`) ?? []);
   });
 }
 

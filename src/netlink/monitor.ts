@@ -17,6 +17,7 @@ import { RudderError } from '../errors';
 import { describeError } from '../errors';
 import { AF_BRIDGE, AF_INET } from './conn';
 import { RTPROT_RUDDER, type KernelChange, type RouteInfo } from './types';
+import { NDA_DST, NDA_LLADDR, NLMSG_HDRLEN, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_PREFSRC, RTA_PRIORITY, RTA_TABLE, RTNH_F_ONLINK } from './wire';
 
 const NETLINK_ROUTE = 0;
 const GROUPS = [rt.MulticastGroups.LINK, rt.MulticastGroups.NEIGH, rt.MulticastGroups.IPV4_IFADDR, rt.MulticastGroups.IPV4_ROUTE];
@@ -24,16 +25,6 @@ const T = rt.MessageType;
 
 type Msg = { type: number; data: Buffer };
 
-const NDA_DST = 1;
-const NDA_LLADDR = 2;
-const RTA_DST = 1;
-const RTA_OIF = 4;
-const RTA_GATEWAY = 5;
-const RTA_PRIORITY = 6;
-const RTA_PREFSRC = 7;
-const RTA_TABLE = 15;
-const RTNH_F_ONLINK = 4;
-const NLMSG_HDRLEN = 16;
 
 /** Calls `fn(type, offset, length)` for each attribute from `from` on (netlink TLVs, 4-byte aligned). */
 function forEachAttr(d: Buffer, from: number, fn: (type: number, at: number, len: number) => void): void {

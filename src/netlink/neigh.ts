@@ -75,16 +75,22 @@ export async function listFdb(c: Conn, index: number): Promise<FdbSpec[]> {
 export async function ensureFdb(c: Conn, spec: FdbSpec): Promise<EnsureResult> {
   const mac = spec.mac.toLowerCase();
   const sameMac = (await listFdb(c, spec.index)).filter((f) => f.mac === mac);
-  const ok = sameMac.some((f) => f.dst === spec.dst >>> 0);
+  return { changed: await ensureFdbAgainst(c, spec, mac, sameMac) };
+}
+
+/**
+ * Makes `spec` the one remote of its MAC, given the entries of that MAC now
+ * (`sameMac`): written unless present, the other remotes deleted (one that the
+ * replace already overwrote is simply not found). Returns whether anything changed.
+ */
+export async function ensureFdbAgainst(c: Conn, spec: FdbSpec, mac: string, sameMac: readonly FdbSpec[]): Promise<boolean> {
   let changed = false;
-  if (!ok) {
+  if (!sameMac.some((f) => f.dst === spec.dst >>> 0)) {
     await replaceFdb(c, spec, mac);
     changed = true;
   }
-  for (const f of await listFdb(c, spec.index)) {
-    if (f.mac === mac && f.dst !== spec.dst >>> 0 && (await deleteFdb(c, f))) changed = true;
-  }
-  return { changed };
+  for (const f of sameMac) if (f.dst !== spec.dst >>> 0 && (await deleteFdb(c, f))) changed = true;
+  return changed;
 }
 
 /**

@@ -2,7 +2,7 @@
 import { rt } from 'netlink';
 import { contains, formatCidr, formatIp, maskOf } from '../ip/ipv4';
 import { AF_INET, bufToIp, Conn, CREATE_REPLACE, dev, enumNum } from './conn';
-import { routeMessage, RTM_DELROUTE, RTM_NEWROUTE } from './wire';
+import { routeMessage, RTM_DELROUTE, RTM_NEWROUTE, RTNH_F_ONLINK, type RouteWire } from './wire';
 import { linkByIndex } from './links';
 import { listAddresses } from './addrs';
 import {
@@ -20,7 +20,6 @@ import {
   RTN_UNREACHABLE,
 } from './types';
 
-const RTNH_F_ONLINK = 4; // rtm_flags bit; the package has no name for it
 const SCOPES: Record<RouteScope, number> = { universe: 0, link: 253, host: 254 };
 
 type RouteMsg = rt.RouteMessage;
@@ -96,23 +95,31 @@ export function routeMatches(r: RouteInfo, n: NormalRoute): boolean {
   );
 }
 
+/**
+ * The request fields for a route on `dst` in `table` at `metric`: tables above
+ * 255 only fit RTA_TABLE (rtm_table is a u8), metric 0 is no RTA_PRIORITY.
+ */
+function routeWire(dst: { ip: number; prefix: number }, table: number, metric: number | undefined, rest: Omit<RouteWire, 'family' | 'dstLen' | 'table' | 'dst' | 'priority' | 'tableAttr'>): RouteWire {
+  return {
+    family: AF_INET,
+    dstLen: dst.prefix,
+    table: table < 256 ? table : 0,
+    dst: dst.ip,
+    priority: metric ? metric : undefined,
+    tableAttr: table >= 256 ? table : undefined,
+    ...rest,
+  };
+}
+
 /** RTM_NEWROUTE with NLM_F_CREATE|NLM_F_REPLACE (replaces the route with the same dst/table/metric). */
 export function newRouteRequest(c: Conn, n: NormalRoute): Promise<void> {
   return c.send('replace', () => describe(n), (seq) =>
-    routeMessage(RTM_NEWROUTE, CREATE_REPLACE, seq, {
-      family: AF_INET,
-      dstLen: n.dst.prefix,
-      table: n.table < 256 ? n.table : 0,
-      protocol: n.protocol,
-      scope: SCOPES[n.scope],
-      type: RTN_UNICAST,
-      flags: n.onlink ? RTNH_F_ONLINK : 0,
-      dst: n.dst.ip,
-      oif: n.oif,
-      gateway: n.gateway,
-      priority: n.metric ? n.metric : undefined,
-      tableAttr: n.table >= 256 ? n.table : undefined,
-    }),
+    routeMessage(
+      RTM_NEWROUTE,
+      CREATE_REPLACE,
+      seq,
+      routeWire(n.dst, n.table, n.metric, { protocol: n.protocol, scope: SCOPES[n.scope], type: RTN_UNICAST, flags: n.onlink ? RTNH_F_ONLINK : 0, oif: n.oif, gateway: n.gateway }),
+    ),
   );
 }
 
@@ -145,21 +152,8 @@ export async function ensureAgainst(c: Conn, n: NormalRoute, toDst: readonly Rou
 export function deleteRoute(c: Conn, k: RouteKey): Promise<boolean> {
   const table = k.table ?? TABLE_MAIN;
   return c.sendTolerant('delete', () => describe(k), ['ESRCH', 'ENOENT'], (seq) =>
-    routeMessage(RTM_DELROUTE, 0, seq, {
-      family: AF_INET,
-      dstLen: k.dst.prefix,
-      table: table < 256 ? table : 0,
-      protocol: 0,
-      // RT_SCOPE_NOWHERE: match the route whatever its scope (the kernel compares it otherwise).
-      scope: 255,
-      type: 0,
-      flags: 0,
-      dst: k.dst.ip,
-      oif: k.oif,
-      gateway: k.gateway,
-      priority: k.metric ? k.metric : undefined,
-      tableAttr: table >= 256 ? table : undefined,
-    }),
+    // RT_SCOPE_NOWHERE (255) and type 0: match the route whatever its scope and type (the kernel compares them otherwise).
+    routeMessage(RTM_DELROUTE, 0, seq, routeWire(k.dst, table, k.metric, { protocol: 0, scope: 255, type: 0, flags: 0, oif: k.oif, gateway: k.gateway })),
   );
 }
 
@@ -178,20 +172,7 @@ export async function ensureUnreachableRoute(c: Conn, spec: UnreachableRouteSpec
   if (there) return { changed: false };
   const what = `unreachable route ${formatCidr(spec.dst)} metric ${spec.metric}`;
   await c.send('replace', () => what, (seq) =>
-    routeMessage(RTM_NEWROUTE, CREATE_REPLACE, seq, {
-      family: AF_INET,
-      dstLen: spec.dst.prefix,
-      table: table < 256 ? table : 0,
-      protocol,
-      scope: SCOPES.universe,
-      type: RTN_UNREACHABLE,
-      flags: 0,
-      dst: spec.dst.ip,
-      oif: undefined,
-      gateway: undefined,
-      priority: spec.metric ? spec.metric : undefined,
-      tableAttr: table >= 256 ? table : undefined,
-    }),
+    routeMessage(RTM_NEWROUTE, CREATE_REPLACE, seq, routeWire(spec.dst, table, spec.metric, { protocol, scope: SCOPES.universe, type: RTN_UNREACHABLE, flags: 0 })),
   );
   return { changed: true };
 }

@@ -24,13 +24,17 @@ export const NLM_F_ACK = 0x4;
 export const NLM_F_REPLACE = 0x100;
 export const NLM_F_CREATE = 0x400;
 
-const RTA_DST = 1;
-const RTA_OIF = 4;
-const RTA_GATEWAY = 5;
-const RTA_PRIORITY = 6;
-const RTA_TABLE = 15;
-const NDA_DST = 1;
-const NDA_LLADDR = 2;
+// Attribute types and the rtm_flags bit, shared with the notification decoder (monitor.ts).
+export const RTA_DST = 1;
+export const RTA_OIF = 4;
+export const RTA_GATEWAY = 5;
+export const RTA_PRIORITY = 6;
+export const RTA_PREFSRC = 7;
+export const RTA_TABLE = 15;
+export const NDA_DST = 1;
+export const NDA_LLADDR = 2;
+/** rtm_flags: the gateway need not be on a connected subnet (the package has no name for it). */
+export const RTNH_F_ONLINK = 4;
 
 export const NUD_PERMANENT = 0x80;
 export const NTF_SELF = 0x02;
