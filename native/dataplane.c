@@ -332,25 +332,6 @@ static inline uint32_t mask_of(unsigned prefix)
 	return prefix == 0 ? 0 : 0xffffffffu << (32 - prefix);
 }
 
-static uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t len)
-{
-	while (len > 1) {
-		sum += get16(p);
-		p += 2;
-		len -= 2;
-	}
-	if (len)
-		sum += (uint32_t)p[0] << 8;
-	return sum;
-}
-
-static uint16_t csum_fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
 static bool is_martian_src(uint32_t a)
 {
 	return a == 0 || a == 0xffffffffu || (a >> 28) == 0xe || (a >> 24) == 127;
@@ -648,11 +629,11 @@ static void icmp_error(struct worker *w, const uint8_t *orig, size_t len, uint8_
 	pkt[9] = 1;
 	put32(pkt + 12, dp->icmp_source);
 	put32(pkt + 16, saddr);
-	put16(pkt + 10, csum_fold(csum_add(0, pkt, 20)));
+	ip4_csum_set(pkt);
 	pkt[20] = type;
 	pkt[21] = code;
 	memcpy(pkt + 28, orig, quote);
-	put16(pkt + 22, csum_fold(csum_add(0, pkt + 20, 8 + quote)));
+	put16(pkt + 22, (uint16_t)~csum_fold16(csum_acc(pkt + 20, 8 + quote, 0)));
 
 	if (tun_write1(w, pkt, tot) < 0)
 		cnt[DP_TUN_ERRORS]++;
@@ -667,7 +648,9 @@ static void ttl_decrement(uint8_t *h)
 	h[8]--;
 	uint16_t m2 = get16(h + 8);
 	uint32_t sum = (uint32_t)(uint16_t)~get16(h + 10) + (uint16_t)~m + m2;
-	put16(h + 10, csum_fold(sum));
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	put16(h + 10, (uint16_t)~sum);
 }
 
 /*
@@ -709,7 +692,7 @@ static bool rx_packet(struct dp *dp, const uint8_t *p, size_t len, bool truncate
 {
 	size_t ihl = len ? (size_t)(p[0] & 0xf) * 4 : 0;
 	if (truncated || len < 20 || (p[0] >> 4) != 4 || ihl < 20 || ihl > len || get16(p + 2) != len ||
-	    csum_fold(csum_add(0, p, ihl)) != 0 || (get16(p + 6) & 0x8000) ||
+	    !ip4_csum_ok(p) || (get16(p + 6) & 0x8000) ||
 	    (size_t)(get16(p + 6) & 0x1fff) * 8 + len > 65535 || is_martian_src(get32(p + 12))) {
 		cnt[DP_DROP_MALFORMED]++;
 		return false;
