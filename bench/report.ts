@@ -43,6 +43,8 @@ export interface VariantResult {
   id: string;
   label: string;
   group: Group;
+  /** A/B twin (--ab-baseline): the id of the variant this one mirrors with the baseline's daemon. */
+  abTwinOf?: string;
   status: 'ok' | 'n/a';
   reason?: string;
   mtu?: number;
@@ -63,6 +65,17 @@ export interface RunInfo {
   node: string;
   iperf3: string;
   socat: string;
+  /** Set by --ab-baseline: the two builds compared. */
+  ab?: AbInfo;
+}
+
+export interface AbInfo {
+  /** This checkout (B, the new build) and its commit. */
+  dir: string;
+  commit: string;
+  /** The baseline checkout (A) and its commit. */
+  baselineDir: string;
+  baselineCommit: string;
 }
 
 function stat(xs: number[]): Stat | null {
@@ -238,6 +251,121 @@ export function ratiosTable(results: VariantResult[]): Table {
   return { header, rows };
 }
 
+// ---------------------------------------------------------------------------
+// A/B: this build against a baseline checkout, variant by variant
+
+/** One figure compared between a variant and its "(A)" twin. */
+export interface AbMetric {
+  /** Short name for the table header. */
+  name: string;
+  /** The figure of one round; null when that round has none. */
+  value: (s: Sample, runS: number) => number | null;
+  /** Only for variants that forward in user space (CPU costs). */
+  userspaceOnly?: boolean;
+}
+
+export const AB_METRICS: readonly AbMetric[] = [
+  { name: 'TCP', value: (s) => s.tcp?.mbps ?? null },
+  { name: 'UDP pps', value: (s) => s.udp?.rxPps ?? null },
+  { name: 'delivered pps', value: (s) => (s.udp && s.udp.sockDropPps !== null ? s.udp.rxPps + s.udp.sockDropPps : null) },
+  { name: 'RTT', value: (s) => s.rtt?.medianMs ?? null },
+  { name: 'CPU per Gbit/s', value: (s, runS) => cpuPctPer(s.tcpCpuS, s.tcp?.mbps, GBPS_IN_MBPS, runS), userspaceOnly: true },
+  { name: 'CPU per 100k pkt/s', value: (s, runS) => cpuPctPer(s.udpCpuS, s.udp?.rxPps, PPS_UNIT, runS), userspaceOnly: true },
+];
+
+export interface AbCell {
+  /** median(new) / median(baseline) over the rounds. */
+  ratio: number | null;
+  /** min–max of the per-round ratios (new and baseline of the same round). */
+  min: number | null;
+  max: number | null;
+  /** Rounds with a figure on both sides. */
+  n: number;
+  /**
+   * Whether the two variants' own min–max ranges over the rounds overlap:
+   * the difference is no larger than the rounds' spread. null with fewer
+   * than 2 rounds on either side (no spread to compare with).
+   */
+  withinSpread: boolean | null;
+}
+
+export interface AbRow {
+  /** The new build's variant and its baseline twin. */
+  variant: VariantResult;
+  baseline: VariantResult;
+  /** One per AB_METRICS entry; null where the metric does not apply (CPU cost of a kernel path). */
+  cells: Array<AbCell | null>;
+}
+
+function figures(v: VariantResult, m: AbMetric, runS: number): Array<number | null> {
+  return v.samples.map((s) => {
+    const x = m.value(s, runS);
+    return typeof x === 'number' && Number.isFinite(x) ? x : null;
+  });
+}
+
+/** Compares one metric of a variant and its twin, round by round (samples[i] is round i on both sides). */
+export function abCell(a: Array<number | null>, b: Array<number | null>): AbCell {
+  const na = a.filter((x): x is number => x !== null);
+  const nb = b.filter((x): x is number => x !== null);
+  const per: number[] = [];
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const r = ratio(a[i], b[i]);
+    if (r !== null) per.push(r);
+  }
+  const ma = na.length ? median(na) : null;
+  const mb = nb.length ? median(nb) : null;
+  const within =
+    na.length < 2 || nb.length < 2 ? null : Math.min(...na) <= Math.max(...nb) && Math.min(...nb) <= Math.max(...na);
+  return {
+    ratio: ratio(ma, mb),
+    min: per.length ? Math.min(...per) : null,
+    max: per.length ? Math.max(...per) : null,
+    n: per.length,
+    withinSpread: within,
+  };
+}
+
+/** Every measured variant that has an "(A)" twin, compared with it (new / baseline). */
+export function abRows(results: VariantResult[], runS: number): AbRow[] {
+  const rows: AbRow[] = [];
+  for (const twin of results) {
+    if (twin.abTwinOf === undefined) continue;
+    const v = results.find((r) => r.id === twin.abTwinOf);
+    if (!v || v.status !== 'ok' || twin.status !== 'ok') continue;
+    const cells = AB_METRICS.map((m) =>
+      m.userspaceOnly && !forwardsInUserspace(v.id) ? null : abCell(figures(v, m, runS), figures(twin, m, runS)),
+    );
+    rows.push({ variant: v, baseline: twin, cells });
+  }
+  return rows;
+}
+
+function fmtAbCell(c: AbCell | null): string {
+  if (c === null) return '—';
+  if (c.ratio === null) return NA;
+  const spread = c.n > 1 && c.min !== null && c.max !== null ? ` (${c.min.toFixed(2)}–${c.max.toFixed(2)})` : '';
+  return `${c.ratio.toFixed(2)}×${spread}`;
+}
+
+/** What the row says about the spread, for its last column. */
+export function abVerdict(row: AbRow): string {
+  const judged = row.cells.flatMap((c, i) => (c && c.withinSpread !== null ? [{ name: AB_METRICS[i]!.name, within: c.withinSpread }] : []));
+  if (judged.length === 0) return 'n/a (needs 2 rounds)';
+  const out = judged.filter((j) => !j.within).map((j) => j.name);
+  return out.length === 0 ? 'all within spread' : `outside spread: ${out.join(', ')}`;
+}
+
+/** The A/B table: per variant, new / baseline per metric, median (per-round min–max). */
+export function abTable(results: VariantResult[], info: RunInfo): Table | null {
+  const rows = abRows(results, info.params.timeS + info.params.omitS);
+  if (rows.length === 0) return null;
+  return {
+    header: ['variant (new / A)', ...AB_METRICS.map((m) => `${m.name} (min–max)`), 'against the rounds\' spread'],
+    rows: rows.map((r) => [r.variant.label, ...r.cells.map(fmtAbCell), abVerdict(r)]),
+  };
+}
+
 export interface TargetLine {
   /** The issue(s) that set the target, e.g. "8" or "3, 8". */
   issue: string;
@@ -361,6 +489,23 @@ export function markdownReport(results: VariantResult[], info: RunInfo, notes: s
   out.push(markdownTable(ratiosTable(results)));
   out.push('');
   out.push('Throughput and packet rate: higher is better (underlay = 100%). RTT: lower is better (1.00× = same as the reference).');
+  const ab = abTable(results, info);
+  if (ab) {
+    out.push('');
+    out.push('## A/B: this build against the baseline');
+    out.push('');
+    if (info.ab) {
+      out.push(`New: ${info.ab.dir} at ${info.ab.commit}; baseline "(A)": ${info.ab.baselineDir} at ${info.ab.baselineCommit}. Both measured in the same rounds, interleaved.`);
+      out.push('');
+    }
+    out.push(markdownTable(ab));
+    out.push('');
+    out.push(
+      'Each cell is the new build\'s median over the rounds divided by the baseline\'s, and in brackets the least and greatest ratio of one round ' +
+        '(both sides measured in the same round). Throughput and packet rate: above 1 is better; RTT and CPU per unit: below 1 is better. ' +
+        '"within spread": the two variants\' min–max ranges over the rounds overlap, so the difference is no larger than the noise between rounds.',
+    );
+  }
   if (targets.length) {
     out.push('');
     out.push('## Targets for rudder udp (issues 8 and 3; reported, not enforced)');

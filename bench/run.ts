@@ -11,10 +11,13 @@
  *                             on each side, MTU 1472. Untuned, as a user would run it.
  *   4. rudder udp             two real daemons, etcd, `{"Backend":{"Type":"udp"}}`;
  *                             host 1 → host 2's overlay address (its rbr0).
- *   5./6. rudder vxlan, rudder host-gw: same, other Backend.Type. Until those
- *                             backends exist their daemons do not come up and the
- *                             rows say "n/a" (with the reason) instead of failing the run.
+ *   5./6. rudder vxlan, rudder host-gw: same, other Backend.Type. A backend
+ *                             whose daemons do not come up shows "n/a" (with the
+ *                             reason) instead of failing the run.
  *   (--pods adds "rudder X (pod→pod)" rows: the same daemons, pod to pod.)
+ *   (--ab-baseline DIR adds after each rudder row its twin "rudder X (A)":
+ *   the same topology with the daemons of the checkout in DIR, measured in
+ *   the same rounds, and an A/B table of new / baseline per figure.)
  * Per variant: iperf3 TCP throughput; ping RTT; small-packet rate = iperf3 UDP
  * with 64-byte payloads at no rate limit, reported as packets/s the receiver
  * got (and loss); CPU time of the user-space forwarders (socat, the rudder
@@ -51,6 +54,7 @@ import {
   type RunInfo,
   type Sample,
   type VariantResult,
+  abTable,
   consoleTable,
   figuresTable,
   forwardsInUserspace,
@@ -62,29 +66,8 @@ import {
   targetText,
 } from './report';
 import { svgToPng } from './png';
+import { checkBaseline, parseBenchArgs, selectVariants, usage } from './options';
 import { BenchEnv, IPERF_PORT, type Prepared, type Variant, defaultVariants } from './variants';
-
-interface Options {
-  params: BenchParams;
-  rounds: number;
-  only: string[] | null;
-  pods: boolean;
-  outDir: string;
-  write: boolean;
-}
-
-function usage(): string {
-  return `usage: node dist/bench/run.js [options]   (as root; npm run bench builds first)
-  --rounds N       rounds of every measurement, median taken (default 3)
-  --time S         iperf3 seconds per measurement (default 10)
-  --omit S         iperf3 seconds omitted at the start (default 1)
-  --pings N        pings per RTT measurement (default 50, 0.05 s apart)
-  --only a,b       variant ids: underlay,kvxlan,socat,rudder-udp,rudder-vxlan,rudder-host-gw
-  --pods           also measure rudder pod → pod
-  --quick          1 round of 2 s, 20 pings: for development
-  --out DIR        where latest.md/.svg/.png/.json go (default bench/results)
-  --no-write       print only`;
-}
 
 function repoRoot(): string {
   let dir = __dirname;
@@ -95,51 +78,19 @@ function repoRoot(): string {
   return process.cwd();
 }
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = {
-    params: { timeS: 10, omitS: 1, pings: 50, pingIntervalS: 0.05, udpLen: 64 },
-    rounds: 3,
-    only: null,
-    pods: false,
-    outDir: path.join(repoRoot(), 'bench', 'results'),
-    write: true,
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    const [k, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    const val = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new Error(`${k} needs a value\n${usage()}`);
-      return v;
-    };
-    const num = (min: number): number => {
-      const v = Number(val());
-      if (!Number.isFinite(v) || v < min) throw new Error(`${k}: expected a number ≥ ${min}`);
-      return v;
-    };
-    switch (k.replace(/^--?/, '')) {
-      case 'rounds': o.rounds = Math.floor(num(1)); break;
-      case 'time': o.params.timeS = num(1); break;
-      case 'omit': o.params.omitS = num(0); break;
-      case 'pings': o.params.pings = Math.floor(num(1)); break;
-      case 'only': o.only = val().split(',').map((s) => s.trim()).filter(Boolean); break;
-      case 'pods': o.pods = true; break;
-      case 'quick': o.rounds = 1; o.params.timeS = 2; o.params.pings = 20; break;
-      case 'out': o.outDir = path.resolve(val()); break;
-      case 'no-write': o.write = false; break;
-      case 'help': case 'h': console.log(usage()); process.exit(0); break;
-      default: throw new Error(`unknown option ${a}\n${usage()}`);
-    }
-  }
-  return o;
-}
-
 function sh(cmd: string, args: string[]): string {
   try {
     return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   } catch {
     return '?';
   }
+}
+
+/** The checkout's commit (short hash, "+dirty" with uncommitted changes), for the A/B report. */
+function gitDescribe(dir: string): string {
+  const head = sh('git', ['-C', dir, 'rev-parse', '--short', 'HEAD']);
+  const dirty = sh('git', ['-C', dir, 'status', '--porcelain', '--untracked-files=no']);
+  return dirty !== '' && dirty !== '?' ? `${head}+dirty` : head;
 }
 
 function loadavg(): string {
@@ -181,21 +132,29 @@ async function measureOnce(v: Variant, p: Prepared, params: BenchParams): Promis
 }
 
 async function main(): Promise<void> {
-  const opts = parseArgs(process.argv.slice(2));
+  const root = repoRoot();
+  const opts = parseBenchArgs(process.argv.slice(2), path.join(root, 'bench', 'results'));
+  if (opts.help) {
+    console.log(usage());
+    return;
+  }
+  const baselineBin = opts.abBaseline === null ? undefined : checkBaseline(opts.abBaseline);
   if (process.getuid?.() !== 0) throw new Error('the benchmark builds network namespaces: run it as root');
   setClockTicks(Number(sh('getconf', ['CLK_TCK'])) || 100);
 
-  let variants = defaultVariants({ pods: opts.pods });
-  if (opts.only) {
-    const unknown = opts.only.filter((id) => !variants.some((v) => v.id === id));
-    if (unknown.length) throw new Error(`unknown variant(s) ${unknown.join(', ')}; have ${variants.map((v) => v.id).join(', ')}`);
-    variants = variants.filter((v) => opts.only!.includes(v.id));
-  }
+  const variants = selectVariants(defaultVariants({ pods: opts.pods, ...(baselineBin ? { baselineBin } : {}) }), opts.only);
 
   const started = Date.now();
   const loadBefore = loadavg();
   const env = new BenchEnv(log);
-  const results: VariantResult[] = variants.map((v) => ({ id: v.id, label: v.label, group: v.group, status: 'ok', samples: [] }));
+  const results: VariantResult[] = variants.map((v) => ({
+    id: v.id,
+    label: v.label,
+    group: v.group,
+    ...(v.abTwinOf !== undefined ? { abTwinOf: v.abTwinOf } : {}),
+    status: 'ok',
+    samples: [],
+  }));
   const prepared = new Map<string, Prepared>();
   const notes: string[] = [];
 
@@ -252,6 +211,16 @@ async function main(): Promise<void> {
     rounds: opts.rounds,
     node: process.version,
     iperf3: sh('iperf3', ['--version']).split('\n')[0] ?? '?',
+    ...(opts.abBaseline !== null
+      ? {
+          ab: {
+            dir: root,
+            commit: gitDescribe(root),
+            baselineDir: opts.abBaseline,
+            baselineCommit: gitDescribe(opts.abBaseline),
+          },
+        }
+      : {}),
     socat: (sh('socat', ['-V']).split('\n').find((l) => /socat version/.test(l)) ?? 'socat').replace(/^socat by.*$/, 'socat').trim(),
   };
   for (const r of startRetries) notes.push(`iperf3 start retried: ${r}`);
@@ -263,6 +232,12 @@ async function main(): Promise<void> {
   console.log(consoleTable(figures));
   console.log('');
   console.log(consoleTable(rat));
+  const ab = abTable(results, info);
+  if (ab) {
+    console.log('');
+    console.log(`A/B: ${info.ab?.commit ?? 'this build'} / ${info.ab?.baselineCommit ?? 'baseline'} (A): median ratio over the rounds (per-round min–max)`);
+    console.log(consoleTable(ab));
+  }
   const targets = targetLines(results);
   if (targets.length) {
     console.log('');

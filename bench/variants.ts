@@ -43,6 +43,8 @@ export interface Variant {
   id: string;
   label: string;
   group: Group;
+  /** A/B twin (--ab-baseline): the id of the variant it mirrors with the baseline checkout's daemon. */
+  abTwinOf?: string;
   /** Builds the path; throws (with a reason) when it cannot: the variant is then "n/a". */
   setup(env: BenchEnv): Promise<Prepared>;
 }
@@ -236,15 +238,22 @@ function daemonPids(s: RudderSetup): number[] {
   return [s.h1, s.h2].flatMap((h) => (h.rudder?.running ? [h.rudder.pid] : []));
 }
 
-/** rudder with `Backend.Type` = backendType; traffic between the hosts' overlay addresses (or the pods). */
-export function rudderVariant(backendType: string, opts: { pods?: boolean; bin?: string } = {}): Variant {
-  const b = opts.bin ? '-b' : '';
+/**
+ * rudder with `Backend.Type` = backendType; traffic between the hosts' overlay
+ * addresses (or the pods). With `baselineBin` it is the A/B twin: the same
+ * topology and measurements, the daemons run from another checkout.
+ */
+export function rudderVariant(backendType: string, opts: { pods?: boolean; baselineBin?: string } = {}): Variant {
+  const id = `rudder-${backendType}${opts.pods ? '-pods' : ''}`;
+  const label = `rudder ${backendType}${opts.pods ? ' (pod→pod)' : ''}`;
+  const bin = opts.baselineBin;
   return {
-    id: `rudder-${backendType}${opts.pods ? '-pods' : ''}${b}`,
-    label: `rudder ${backendType}${opts.pods ? ' (pod→pod)' : ''}${opts.bin ? ' (B)' : ''}`,
+    id: bin ? `${id}-a` : id,
+    label: bin ? `${label} (A)` : label,
     group: 'rudder',
+    ...(bin ? { abTwinOf: id } : {}),
     async setup(env) {
-      const s = await env.rudderCluster(backendType, opts.bin);
+      const s = await env.rudderCluster(backendType, bin);
       if (opts.pods) {
         const p1 = s.h1.pod!;
         const p2 = s.h2.pod!;
@@ -255,18 +264,22 @@ export function rudderVariant(backendType: string, opts: { pods?: boolean; bin?:
   };
 }
 
-/** Backends the bench tries; the ones not implemented yet show as n/a. */
+/** Backends the bench tries; one whose daemon does not come up shows as n/a. */
 export const RUDDER_BACKENDS = ['udp', 'vxlan', 'host-gw'];
 
-/** The default line-up, in table order. */
-export function defaultVariants(opts: { pods?: boolean } = {}): Variant[] {
+/**
+ * The default line-up, in table order. With `baselineBin` (--ab-baseline),
+ * each rudder variant is followed by its "(A)" twin running that bin/rudder.
+ */
+export function defaultVariants(opts: { pods?: boolean; baselineBin?: string } = {}): Variant[] {
   const v: Variant[] = [underlay, kernelVxlan, socatTunnel];
+  const add = (b: string, pods: boolean): void => {
+    v.push(rudderVariant(b, { pods }));
+    if (opts.baselineBin) v.push(rudderVariant(b, { pods, baselineBin: opts.baselineBin }));
+  };
   for (const b of RUDDER_BACKENDS) {
-    v.push(rudderVariant(b));
-    if (opts.pods) v.push(rudderVariant(b, { pods: true }));
+    add(b, false);
+    if (opts.pods) add(b, true);
   }
-  // A/B of two builds in one run (development): RUDDER_BENCH_BIN_B=<other checkout>/bin/rudder adds "rudder udp (B)".
-  const binB = process.env['RUDDER_BENCH_BIN_B'];
-  if (binB) v.push(rudderVariant('udp', { bin: binB }));
   return v;
 }

@@ -1,0 +1,127 @@
+/**
+ * The command line of `npm run bench` (bench/run.ts), and the choice of
+ * variants it makes: pure, so the unit tests check them without a run.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { BenchParams } from './measure';
+
+export interface Options {
+  params: BenchParams;
+  rounds: number;
+  /** Variant ids or group names (limit, baseline, rudder) to keep; null = all. */
+  only: string[] | null;
+  pods: boolean;
+  outDir: string;
+  write: boolean;
+  /** Another built checkout of Rudder: every rudder variant gets an "(A)" twin running its bin/rudder. */
+  abBaseline: string | null;
+  help: boolean;
+}
+
+export function usage(): string {
+  return `usage: node dist/bench/run.js [options]   (as root; npm run bench -- [options] builds first)
+  --rounds N          rounds of every measurement, median taken (default 3)
+  --time S            iperf3 seconds per measurement (default 10)
+  --omit S            iperf3 seconds omitted at the start (default 1)
+  --pings N           pings per RTT measurement (default 50, 0.05 s apart)
+  --only a,b          variant ids or groups: underlay,kvxlan,socat,rudder-udp,rudder-vxlan,
+                      rudder-host-gw; limit, baseline, rudder (every rudder variant)
+  --pods              also measure rudder pod → pod
+  --ab-baseline DIR   A/B: DIR is another built checkout of Rudder (bin/rudder, dist/,
+                      native/build); each rudder variant gets a twin "rudder X (A)" run from
+                      DIR, measured in the same rounds, and an A/B table (this build / DIR)
+  --quick             1 round of 2 s, 20 pings: for development
+  --out DIR           where latest.md/.svg/.png/.json go (default bench/results)
+  --no-write          print only`;
+}
+
+/** Parses the bench's arguments; throws an Error naming the option on a bad one. */
+export function parseBenchArgs(argv: readonly string[], defaultOutDir: string): Options {
+  const o: Options = {
+    params: { timeS: 10, omitS: 1, pings: 50, pingIntervalS: 0.05, udpLen: 64 },
+    rounds: 3,
+    only: null,
+    pods: false,
+    outDir: defaultOutDir,
+    write: true,
+    abBaseline: null,
+    help: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    const eq = a.indexOf('=');
+    const [k, inline] = eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, undefined];
+    const val = (): string => {
+      const v = inline ?? argv[++i];
+      if (v === undefined || v === '') throw new Error(`${k} needs a value\n${usage()}`);
+      return v;
+    };
+    const num = (min: number): number => {
+      const v = Number(val());
+      if (!Number.isFinite(v) || v < min) throw new Error(`${k}: expected a number ≥ ${min}`);
+      return v;
+    };
+    switch (k.replace(/^--?/, '')) {
+      case 'rounds': o.rounds = Math.floor(num(1)); break;
+      case 'time': o.params.timeS = num(1); break;
+      case 'omit': o.params.omitS = num(0); break;
+      case 'pings': o.params.pings = Math.floor(num(1)); break;
+      case 'only': o.only = val().split(',').map((s) => s.trim()).filter(Boolean); break;
+      case 'pods': o.pods = true; break;
+      case 'ab-baseline': o.abBaseline = path.resolve(val()); break;
+      case 'quick': o.rounds = 1; o.params.timeS = 2; o.params.pings = 20; break;
+      case 'out': o.outDir = path.resolve(val()); break;
+      case 'no-write': o.write = false; break;
+      case 'help': case 'h': o.help = true; break;
+      default: throw new Error(`unknown option ${a}\n${usage()}`);
+    }
+  }
+  return o;
+}
+
+/** The files a baseline checkout must have for its daemons to run. */
+export function baselineFiles(dir: string): { bin: string; required: string[] } {
+  const bin = path.join(dir, 'bin', 'rudder');
+  return {
+    bin,
+    required: [bin, path.join(dir, 'dist', 'src', 'cli', 'main.js'), path.join(dir, 'native', 'build', 'Release', 'rudder_native.node')],
+  };
+}
+
+/** The baseline's bin/rudder, or an error naming what is missing (not built: run ./build there). */
+export function checkBaseline(dir: string, exists: (f: string) => boolean = fs.existsSync): string {
+  const { bin, required } = baselineFiles(dir);
+  const missing = required.filter((f) => !exists(f));
+  if (missing.length) throw new Error(`--ab-baseline ${dir}: not a built Rudder checkout (missing ${missing.join(', ')}); run ./build there`);
+  return bin;
+}
+
+/** What selection needs of a variant. */
+export interface Selectable {
+  id: string;
+  group: string;
+  /** For an A/B twin: the id of the variant it mirrors. */
+  abTwinOf?: string;
+}
+
+/**
+ * The variants `only` names, in their order: by id or by group; an A/B
+ * twin comes along with the variant it mirrors (or is named by its own id).
+ * Throws on a name that matches nothing.
+ */
+export function selectVariants<V extends Selectable>(all: readonly V[], only: readonly string[] | null): V[] {
+  if (only === null) return [...all];
+  const unknown = only.filter((n) => !all.some((v) => v.id === n || v.group === n));
+  if (unknown.length) {
+    const groups = [...new Set(all.map((v) => v.group))];
+    throw new Error(`unknown variant(s) ${unknown.join(', ')}; have ${all.map((v) => v.id).join(', ')} and groups ${groups.join(', ')}`);
+  }
+  const named = (v: Selectable): boolean => only.includes(v.id) || only.includes(v.group);
+  const byId = new Map(all.map((v) => [v.id, v]));
+  return all.filter((v) => {
+    if (named(v)) return true;
+    const base = v.abTwinOf === undefined ? undefined : byId.get(v.abTwinOf);
+    return base !== undefined && named(base);
+  });
+}
