@@ -23,7 +23,7 @@
  *   (kick_at, asleep) is written by both threads, seq_cst, no lock.
  *
  * Offloads (each detected at open, each with its own fallback; all off when
- * dp_config.offloads is false). The pure packet code is in gso.c.
+ * dp_config.offloads is false). The pure packet code is in native/offload/.
  *   - TUN TSO: the TUN is opened with IFF_VNET_HDR and TUNSETOFFLOAD
  *     (CSUM|TSO4|TSO6|TSO_ECN), so a read may be a TCP super-packet of up to
  *     64 KB behind a virtio_net_hdr. tx cuts it into gso_size segments
@@ -126,9 +126,11 @@
 #define _GNU_SOURCE
 #include "dataplane.h"
 
-#include "bytes.h"
-#include "gso.h"
-#include "sys.h"
+#include "common/bytes.h"
+#include "offload/csum.h"
+#include "offload/gro.h"
+#include "offload/gso.h"
+#include "common/sys.h"
 #include "tun.h"
 
 #include <arpa/inet.h>

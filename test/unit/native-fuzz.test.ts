@@ -15,10 +15,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { compileC, hasGcc, hasSanitizers } from '../helpers/native-c';
+import { compileC, hasGcc, hasSanitizers, OFFLOAD_SOURCES } from '../helpers/native-c';
 
-// dataplane.c is #included by the harness; tun.c and gso.c hold what it calls.
-const SOURCES = ['fuzz/packet_fuzz.c', 'tun.c', 'gso.c'];
+// dataplane.c is #included by the harness; tun.c and native/offload hold what it calls.
+const SOURCES = ['fuzz/packet_fuzz.c', 'tun.c', ...OFFLOAD_SOURCES];
 const CASES = 200_000;
 const compile = (out: string, flags: string[]): void => compileC(out, SOURCES, ['-pthread', ...flags]);
 
