@@ -1,6 +1,8 @@
 /*
  * N-API face of the data plane: converts JS values to C and back, nothing
- * else. Threads and locking: every function here runs on the JS thread; the
+ * else. Values arrive range-checked by src/dataplane/native.ts (the one
+ * place that checks them); here only their types are (number, integer,
+ * 0..2^32-1, string without NUL) before they are narrowed to the C fields. Threads and locking: every function here runs on the JS thread; the
  * data plane's own threads never call into N-API. Lifetime: the handle
  * (an External) owns the struct dp and a strong reference to the counters
  * ArrayBuffer, so the counters memory outlives the threads that write it
@@ -13,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane.h"
-#include "notify.h"
+#include "dataplane/dataplane.h"
+#include "notify/notify.h"
 
 #define ERRLEN 320
 
@@ -168,7 +170,7 @@ static void counters_finalize(napi_env env, void *data, void *hint)
 	free(data);
 }
 
-/* open({tunName, bindAddress, port, localIp, localPrefix, icmpSource, mtu, queues, offloads?, busyPoll?}) -> {handle, counters, ifname, offloads} */
+/* open({tunName, bindAddress, port, localIp, localPrefix, icmpSource, queues, offloads?, busyPoll?}) -> {handle, counters, ifname, offloads} */
 static napi_value js_open(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
@@ -179,10 +181,10 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		throw_dp(env, "open expects an options object");
 		return NULL;
 	}
-	uint32_t bind, port, lip, lpfx, icmp, mtu, queues;
+	uint32_t bind, port, lip, lpfx, icmp, queues;
 	if (!get_u32(env, argv[0], "bindAddress", &bind) || !get_u32(env, argv[0], "port", &port) ||
 	    !get_u32(env, argv[0], "localIp", &lip) || !get_u32(env, argv[0], "localPrefix", &lpfx) ||
-	    !get_u32(env, argv[0], "icmpSource", &icmp) || !get_u32(env, argv[0], "mtu", &mtu) ||
+	    !get_u32(env, argv[0], "icmpSource", &icmp) ||
 	    !get_u32(env, argv[0], "queues", &queues))
 		return NULL;
 	bool offloads;
@@ -190,10 +192,6 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	if (!get_opt_bool(env, argv[0], "offloads", true, &offloads) ||
 	    !get_opt_bool(env, argv[0], "busyPoll", true, &busy_poll))
 		return NULL;
-	if (port > 65535 || lpfx > 32) {
-		throw_dp(env, port > 65535 ? "port must be 1..65535" : "localPrefix must be 0..32");
-		return NULL;
-	}
 	CHECK(env, napi_get_named_property(env, argv[0], "tunName", &tn));
 	char *name;
 	if (!get_string(env, tn, "tunName", &name, NULL))
@@ -227,7 +225,6 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		.local_net = lip,
 		.local_prefix = (uint8_t)lpfx,
 		.icmp_source = icmp,
-		.mtu = mtu,
 		.offloads = offloads,
 		.busy_poll = busy_poll,
 		.queues = queues,
@@ -311,13 +308,6 @@ static napi_value js_set_routes(napi_env env, napi_callback_info info)
 	}
 	for (size_t i = 0; i < n; i++) {
 		const uint32_t *q = u + 4 * i;
-		if (q[1] > 32 || q[3] == 0 || q[3] > 65535) {
-			char msg[96];
-			snprintf(msg, sizeof msg, "route %zu: prefix %u or port %u out of range", i, q[1], q[3]);
-			free(routes);
-			throw_dp(env, msg);
-			return NULL;
-		}
 		routes[i].net = q[0];
 		routes[i].prefix = (uint8_t)q[1];
 		routes[i].public_ip = q[2];
