@@ -4,6 +4,9 @@
       "target_name": "rudder_native",
       "sources": [
         "addon/addon.c",
+        "addon/convert.c",
+        "addon/dataplane.c",
+        "addon/notify.c",
         "dataplane/counters.c",
         "dataplane/ip.c",
         "dataplane/lifecycle.c",
