@@ -3,6 +3,9 @@
  * for each: the enum (DP_ID), the names the addon exports (counterNames, in
  * this order: the layout of the shared memory JavaScript reads) and the
  * struct all come from this list. Append only.
+ * Threads and locking: each data-plane thread counts into locals and adds
+ * them to the shared words once per batch (dp_counters_flush, relaxed
+ * atomic adds); JavaScript reads the words directly (aligned 64-bit loads).
  */
 #ifndef RUDDER_DATAPLANE_COUNTERS_H
 #define RUDDER_DATAPLANE_COUNTERS_H

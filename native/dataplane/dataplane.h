@@ -3,6 +3,9 @@
  * here). This is the API the addon calls; the files of this folder share
  * dataplane/state.h. Preconditions on the values (ranges) are checked once,
  * in src/dataplane/native.ts, before the addon is called.
+ * Threads and locking: these functions are called from one thread (the JS
+ * thread); dp_set_routes swaps the table while the data plane's own threads
+ * keep moving packets (routes.c); dp_close stops and joins them.
  */
 #ifndef RUDDER_DATAPLANE_H
 #define RUDDER_DATAPLANE_H

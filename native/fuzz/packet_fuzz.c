@@ -29,7 +29,7 @@
  *   - a well-formed packet from a peer for the local subnet is delivered
  *     (so a data plane that drops everything fails);
  *   - the verdict equals an independent reference model of the documented
- *     checks (ARCHITECTURE.md: accept only from PublicIPs of current leases,
+ *     checks (docs/architecture.md: accept only from PublicIPs of current leases,
  *     validate every header).
  * Checked for every tx case:
  *   - exactly one outcome: sent, or exactly one drop counter +1;

@@ -1,6 +1,7 @@
 /*
  * Internet checksums (RFC 1071) for the data plane and the offload code.
  * No I/O, no allocation, no state apart from the test switch below.
+ * Threads and locking: none; any thread calls these on its own buffers.
  */
 #ifndef RUDDER_OFFLOAD_CSUM_H
 #define RUDDER_OFFLOAD_CSUM_H

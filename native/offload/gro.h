@@ -4,6 +4,7 @@
  * udp_gro_receive_segment do. The result carries the virtio-net header the
  * TUN wants in front of a super-packet (filled here, written by tun/).
  * No I/O, no allocation, no N-API, no global state.
+ * Threads and locking: none; each rx thread passes its own tables.
  */
 #ifndef RUDDER_OFFLOAD_GRO_H
 #define RUDDER_OFFLOAD_GRO_H

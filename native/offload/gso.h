@@ -2,6 +2,7 @@
  * Segmentation of TUN super-packets: TCP/IPv4 and UDP/IPv4, what the
  * kernel's tcp_gso_segment and __udp_gso_segment do. No I/O, no allocation,
  * no N-API, no global state: native/test/gso_test.c drives it standalone.
+ * Threads and locking: none; any thread calls these on its own buffers.
  */
 #ifndef RUDDER_OFFLOAD_GSO_H
 #define RUDDER_OFFLOAD_GSO_H
