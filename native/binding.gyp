@@ -2,10 +2,29 @@
   "targets": [
     {
       "target_name": "rudder_native",
-      "sources": ["addon.c", "dataplane.c", "gso.c", "tun.c", "notify.c"],
+      "sources": [
+        "addon/addon.c",
+        "addon/convert.c",
+        "addon/dataplane.c",
+        "addon/notify.c",
+        "dataplane/counters.c",
+        "dataplane/ip.c",
+        "dataplane/lifecycle.c",
+        "dataplane/receive.c",
+        "dataplane/routes.c",
+        "dataplane/send.c",
+        "dataplane/wait.c",
+        "notify/notify.c",
+        "offload/csum.c",
+        "offload/gro.c",
+        "offload/gso.c",
+        "tun/tun.c",
+        "udp/udp.c"
+      ],
+      "include_dirs": ["."],
       "defines": ["NAPI_VERSION=8"],
       "cflags!": ["-O3", "-Wno-unused-parameter"],
-      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-pthread"],
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread"],
       "ldflags": ["-pthread"],
       "configurations": {
         "Release": { "cflags!": ["-O3"], "cflags": ["-O2"] }

@@ -1,15 +1,16 @@
 /*
  * Randomized property test ("fuzz") of the data plane's packet validation:
- * rx_packet (UDP -> TUN: sender allow-list, IPv4 header checks) and
- * tx_packet (TUN -> UDP: route lookup, TTL, ICMP errors) of native/dataplane.c.
+ * ip4_accept_in (UDP -> TUN: after the sender allow-list, IPv4 header
+ * checks) and ip4_route_out (TUN -> UDP: route lookup, TTL, ICMP errors) of
+ * native/dataplane/ip.h, with the route table of native/dataplane/routes.c.
  * Standalone: no N-API, no threads, no TUN device. Threads and locking:
  * single-threaded.
  *
  *   packet_fuzz [cases] [seed]        default 200000 cases, seed 1
  *
- * Those functions are static, so this file includes dataplane.c itself (and
- * is linked with tun.c and gso.c for the symbols dataplane.c refers to);
- * dataplane.c is compiled unchanged. Every packet is handed over in a heap
+ * Linked with dataplane/ip.c, dataplane/routes.c, dataplane/counters.c and
+ * offload/csum.c, compiled unchanged; no struct dp is needed, only the
+ * struct ip_ctx the checks read. Every packet is handed over in a heap
  * block of exactly its length, so under AddressSanitizer any read past the
  * datagram is an error (the real buffers are 64 KB and would hide it).
  *
@@ -28,7 +29,7 @@
  *   - a well-formed packet from a peer for the local subnet is delivered
  *     (so a data plane that drops everything fails);
  *   - the verdict equals an independent reference model of the documented
- *     checks (ARCHITECTURE.md: accept only from PublicIPs of current leases,
+ *     checks (docs/architecture.md: accept only from PublicIPs of current leases,
  *     validate every header).
  * Checked for every tx case:
  *   - exactly one outcome: sent, or exactly one drop counter +1;
@@ -43,12 +44,21 @@
  * Built with -DFUZZ_SELFTEST_BROKEN_RX the header checks are skipped, and the
  * run must fail (test/unit/native-fuzz.test.ts checks that it does).
  */
-#include "../dataplane.c"
+#define _GNU_SOURCE
+#include "dataplane/counters.h"
+#include "dataplane/ip.h"
+#include "dataplane/routes.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-#include "../test/rng.h"
+#include "test/rng.h"
 
 static unsigned long failures, checks;
 #define CHECK(cond, ...)                                                              \
@@ -64,7 +74,7 @@ static unsigned long failures, checks;
 	} while (0)
 static unsigned long cur_case;
 
-/* ---- independent helpers (deliberately not dataplane.c's) ------------- */
+/* ---- independent helpers (deliberately not the data plane's) ---------- */
 
 static uint32_t rd32(const uint8_t *p)
 {
@@ -322,10 +332,10 @@ static const char *oname(int o)
 /*
  * The per-datagram steps of the data plane's threads, as rx_main and the tx
  * path take them for one plain (non-GSO/GRO) packet: the sender check against
- * the route table's peers, then rx_packet; tx_packet with a wire count of 1.
- * If dataplane.c's internal signatures change, only these two need to follow.
+ * the route table's peers, then ip4_accept_in; ip4_route_out with a wire
+ * count of 1. If those signatures change, only these two need to follow.
  */
-static bool h_rx(struct dp *dp, const struct rtable *t, const uint8_t *p, size_t len, uint32_t sender, bool trunc,
+static bool h_rx(const struct ip_ctx *ip, const struct rtable *t, const uint8_t *p, size_t len, uint32_t sender, bool trunc,
 		 uint64_t *cnt)
 {
 	if (!rt_is_peer(t, sender)) {
@@ -334,23 +344,21 @@ static bool h_rx(struct dp *dp, const struct rtable *t, const uint8_t *p, size_t
 	}
 #ifdef FUZZ_SELFTEST_BROKEN_RX
 	/* Self-test of the harness: skip the header checks; the run must fail. */
-	(void)dp, (void)p, (void)len, (void)trunc;
+	(void)ip, (void)p, (void)len, (void)trunc;
 	return true;
 #endif
-	return rx_packet(dp, p, len, trunc, cnt);
+	return ip4_accept_in(ip, p, len, trunc, cnt);
 }
 
-static struct worker fuzz_worker; /* the one worker tx_packet writes its ICMP errors through */
+static int tun_pair[2]; /* [0] is the "TUN" ip4_route_out writes its ICMP errors to */
 
-static bool h_tx(struct dp *dp, const struct rtable *t, uint8_t *p, size_t len, struct sockaddr_in *dst, uint64_t *cnt)
+static bool h_tx(struct ip_ctx *ip, const struct rtable *t, uint8_t *p, size_t len, struct sockaddr_in *dst, uint64_t *cnt)
 {
-	(void)dp;
-	return tx_packet(&fuzz_worker, t, p, len, dst, 1, cnt);
+	return ip4_route_out(ip, tun_pair[0], t, p, len, dst, 1, cnt);
 }
 
 #define CAP 65535
 
-static int tun_pair[2];
 static unsigned long stat_rx[DP_NCOUNTERS + 1], stat_tx[DP_NCOUNTERS + 1], icmp_seen;
 
 /* The one counter that moved (or O_DELIVER if none); -2 if more than one moved. */
@@ -402,27 +410,16 @@ int main(int argc, char **argv)
 	unsigned long seed = argc > 2 ? strtoul(argv[2], NULL, 10) : 1;
 	rng_seed(seed);
 
-	static struct dp_counters counters;
-	struct dp *dp = calloc(1, sizeof *dp);
-	if (!dp || socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0, tun_pair) < 0) {
+	static struct ip_ctx ipc;
+	struct ip_ctx *ip = &ipc;
+	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0, tun_pair) < 0) {
 		perror("setup");
 		return 2;
 	}
 	int big = 1 << 20;
 	setsockopt(tun_pair[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
 	setsockopt(tun_pair[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
-	fuzz_worker.dp = dp;
-	fuzz_worker.tun_fd = tun_pair[0];
-	fuzz_worker.udp_fd = dp->stop_fd = -1;
-	dp->w = &fuzz_worker;
-	dp->nw = dp->nalloc = 1;
-	pthread_mutex_init(&dp->icmp_lock, NULL);
-	dp->local_net = LOCAL_NET;
-	dp->local_mask = LOCAL_MASK;
-	dp->icmp_source = ICMP_SRC;
-	dp->mtu = 1472;
-	dp->c = &counters;
-	clock_gettime(CLOCK_MONOTONIC, &dp->icmp_last);
+	ip_ctx_init(ip, LOCAL_NET, 24, ICMP_SRC); /* LOCAL_MASK is /24 */
 	struct rtable *t;
 	char err[256];
 	if (rt_new(routes, NROUTES, &t, err, sizeof err) != 0) {
@@ -464,7 +461,7 @@ int main(int argc, char **argv)
 		bool trunc = rn(50) == 0;
 		uint64_t cnt[DP_NCOUNTERS] = {0}, before[DP_NCOUNTERS];
 		memcpy(before, cnt, sizeof cnt);
-		bool v = h_rx(dp, t, p, len, sender, trunc, cnt);
+		bool v = h_rx(ip, t, p, len, sender, trunc, cnt);
 		int got = moved(before, cnt, v, rx_reasons, 6);
 		int want = ref_rx(p, len, sender, trunc);
 		CHECK(got != -2 && got != -3, "rx: not exactly one outcome (verdict %d)", v);
@@ -488,12 +485,12 @@ int main(int argc, char **argv)
 		if (pristine && ref_is_peer(sender) && !trunc)
 			CHECK(v, "rx dropped a well-formed packet from a peer (%s)", got < -1 ? "?" : oname(got));
 
-		/* tx: TUN -> UDP (tx_packet may rewrite the TTL and checksum in place) */
+		/* tx: TUN -> UDP (ip4_route_out may rewrite the TTL and checksum in place) */
 		memcpy(before, cnt, sizeof cnt);
-		dp->icmp_tokens = ICMP_BURST; /* exercise every ICMP error, not the rate limit */
+		ip->icmp_tokens = ICMP_BURST; /* exercise every ICMP error, not the rate limit */
 		struct sockaddr_in dst;
 		memset(&dst, 0, sizeof dst);
-		bool ok = h_tx(dp, t, p, len, &dst, cnt);
+		bool ok = h_tx(ip, t, p, len, &dst, cnt);
 		got = moved(before, cnt, ok, tx_reasons, 6);
 		want = ref_tx(scratch, len);
 		CHECK(got != -2 && got != -3, "tx: not exactly one outcome (ok %d)", ok);
@@ -516,17 +513,15 @@ int main(int argc, char **argv)
 		drain_icmp(scratch, len);
 		free(p);
 	}
-	unsigned long icmp_sent = (unsigned long)counters.v[DP_ICMP_SENT];
-	(void)icmp_sent;
 	printf("%lu cases, seed %lu, %lu checks, %lu failures\n", cases, seed, checks, failures);
 	printf("rx: delivered %lu, unknown_sender %lu, malformed %lu, ttl %lu, not_local %lu\n", valid_rx,
 	       stat_rx[DP_DROP_UNKNOWN_SENDER], stat_rx[DP_DROP_MALFORMED], stat_rx[DP_DROP_TTL], stat_rx[DP_DROP_NOT_LOCAL]);
 	printf("tx: sent %lu, not_ipv4 %lu, malformed %lu, no_route %lu, ttl %lu, icmp errors checked %lu\n", valid_tx,
 	       stat_tx[DP_DROP_NOT_IPV4], stat_tx[DP_DROP_MALFORMED], stat_tx[DP_DROP_NO_ROUTE], stat_tx[DP_DROP_TTL], icmp_seen);
 	free(scratch);
-	free(t);
+	rt_free(t);
 	close(tun_pair[0]);
 	close(tun_pair[1]);
-	free(dp);
+	ip_ctx_destroy(ip);
 	return failures ? 1 : 0;
 }

@@ -1,5 +1,5 @@
 /*
- * Property tests of native/gso.c, standalone (no N-API, no I/O but stdout).
+ * Property tests of native/offload/ (csum.c, gso.c, gro.c), standalone (no N-API, no I/O but stdout).
  * Threads and locking: single-threaded.
  *
  *   gso_test [cases] [seed]     default 10000 cases, seed 1
@@ -28,7 +28,9 @@
  *     datagrams merge.
  * Exit status 0 if every case passed; the first failures are printed.
  */
-#include "../gso.h"
+#include "offload/csum.h"
+#include "offload/gro.h"
+#include "offload/gso.h"
 
 #include <inttypes.h>
 #include <stdio.h>

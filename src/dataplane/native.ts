@@ -16,7 +16,11 @@ interface RawHandle {
   readonly __rudderDataPlaneHandle: never;
 }
 
-/** Options exactly as addon.c reads them (all integers, addresses host order). */
+/**
+ * Options exactly as native/addon/addon.c reads them (all integers, addresses
+ * host order). Their ranges are checked here, once (toRawOptions); the addon
+ * only checks their types.
+ */
 interface RawOpenOptions {
   tunName: string;
   bindAddress: number;
@@ -24,7 +28,6 @@ interface RawOpenOptions {
   localIp: number;
   localPrefix: number;
   icmpSource: number;
-  mtu: number;
   offloads: boolean;
   busyPoll: boolean;
   queues: number;
@@ -32,7 +35,7 @@ interface RawOpenOptions {
 
 interface RawOpenResult {
   handle: RawHandle;
-  /** 64-bit counters written by the data plane threads, laid out as `counterNames`. */
+  /** 64-bit counters written by the data plane threads, laid out as `counterNames` (native/dataplane/counters.h). */
   counters: ArrayBuffer;
   /** Device name the kernel gave the TUN. */
   ifname: string;
@@ -67,30 +70,45 @@ export interface NativeDataPlane extends DataPlane {
   counters(): NativeDataPlaneCounters;
 }
 
-const COUNTER_KEYS = [
-  'txPackets',
-  'txBytes',
-  'rxPackets',
-  'rxBytes',
-  'dropNoRoute',
-  'dropUnknownSender',
-  'dropMalformed',
-  'dropTtl',
-  'dropNotLocal',
-  'tunErrors',
-  'socketErrors',
-  'icmpSent',
-  'dropNotIPv4',
-  'txGsoPackets',
-  'rxGroPackets',
-] as const satisfies readonly (keyof NativeDataPlaneCounters)[];
+type CounterKey = keyof NativeDataPlaneCounters;
 
-type CounterKey = (typeof COUNTER_KEYS)[number];
+/**
+ * The counters this module promises, all 0: checked against the addon's
+ * counterNames at load and the base of every counters() snapshot. The
+ * compiler keeps it in step with the interface (a key missing or extra here
+ * does not compile); their order and the shared-memory layout come from the
+ * addon (native/dataplane/counters.h).
+ */
+const ZERO: Readonly<NativeDataPlaneCounters> = {
+  txPackets: 0,
+  txBytes: 0,
+  rxPackets: 0,
+  rxBytes: 0,
+  dropNoRoute: 0,
+  dropUnknownSender: 0,
+  dropMalformed: 0,
+  dropTtl: 0,
+  dropNotLocal: 0,
+  tunErrors: 0,
+  socketErrors: 0,
+  icmpSent: 0,
+  dropNotIPv4: 0,
+  txGsoPackets: 0,
+  rxGroPackets: 0,
+};
+
+const isCounterKey = (name: string): name is CounterKey => Object.hasOwn(ZERO, name);
 
 /** Where ./build puts the addon, relative to dist/src/dataplane/native.js. */
 export const ADDON_PATH = path.resolve(__dirname, '..', '..', '..', 'native', 'build', 'Release', 'rudder_native.node');
 
-let loaded: { addon: RawAddon; index: ReadonlyMap<CounterKey, number> } | undefined;
+/** The addon and, for each of its counters in shared-memory order, the name it is read under. */
+interface Loaded {
+  addon: RawAddon;
+  names: readonly CounterKey[];
+}
+
+let loaded: Loaded | undefined;
 
 function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -109,7 +127,7 @@ function isRawAddon(v: unknown): v is RawAddon {
   );
 }
 
-function addon(): { addon: RawAddon; index: ReadonlyMap<CounterKey, number> } {
+function addon(): Loaded {
   if (loaded) return loaded;
   let mod: unknown;
   try {
@@ -125,15 +143,17 @@ function addon(): { addon: RawAddon; index: ReadonlyMap<CounterKey, number> } {
   if (!isRawAddon(mod)) {
     throw new RudderError('E_DATAPLANE', `native addon at ${ADDON_PATH} has an unexpected shape: run ./build to rebuild it`);
   }
-  const index = new Map<CounterKey, number>();
-  for (const key of COUNTER_KEYS) {
-    const i = mod.counterNames.indexOf(key);
-    if (i < 0) {
+  const names = mod.counterNames.filter(isCounterKey);
+  for (const key of Object.keys(ZERO)) {
+    if (!mod.counterNames.includes(key)) {
       throw new RudderError('E_DATAPLANE', `native addon lacks counter ${key}: run ./build to rebuild it`);
     }
-    index.set(key, i);
   }
-  loaded = { addon: mod, index };
+  if (names.length !== mod.counterNames.length) {
+    const extra = mod.counterNames.filter((n) => !isCounterKey(n)).join(', ');
+    throw new RudderError('E_DATAPLANE', `native addon has counters this build does not know (${extra}): run ./build to rebuild it`);
+  }
+  loaded = { addon: mod, names };
   return loaded;
 }
 
@@ -179,6 +199,8 @@ function toRawOptions(opts: DataPlaneOptions): RawOpenOptions {
   if (typeof opts.tunName !== 'string' || opts.tunName.length === 0 || opts.tunName.length > 15) {
     throw new RudderError('E_DATAPLANE', `data plane: tunName must be 1..15 characters, got ${JSON.stringify(opts.tunName)}`);
   }
+  // Checked for the contract's sake, not passed on: the data plane takes any packet size.
+  checkInt('mtu', opts.mtu, 68, 65535);
   return {
     tunName: opts.tunName,
     bindAddress: checkInt('bindAddress', opts.bindAddress, 0, U32_MAX),
@@ -186,7 +208,6 @@ function toRawOptions(opts: DataPlaneOptions): RawOpenOptions {
     localIp: checkInt('localSubnet.ip', opts.localSubnet.ip, 0, U32_MAX),
     localPrefix: checkInt('localSubnet.prefix', opts.localSubnet.prefix, 0, 32),
     icmpSource: checkInt('icmpSource', opts.icmpSource, 0, U32_MAX),
-    mtu: checkInt('mtu', opts.mtu, 68, 65535),
     offloads: checkBool('offloads', opts.offloads ?? true),
     busyPoll: checkBool('busyPoll', opts.busyPoll ?? true),
     queues: checkInt('queues', opts.queues ?? 0, 0, MAX_QUEUES),
@@ -220,7 +241,7 @@ function packRoutes(routes: readonly DataPlaneRoute[]): Uint32Array {
  */
 export function openDataPlane(opts: DataPlaneOptions): NativeDataPlane {
   const raw = toRawOptions(opts);
-  const { addon: a, index } = addon();
+  const { addon: a, names } = addon();
   const res = call(`open ${raw.tunName}`, () => a.open(raw));
   const words = new BigUint64Array(res.counters);
   const rawOff = res.offloads;
@@ -231,7 +252,6 @@ export function openDataPlane(opts: DataPlaneOptions): NativeDataPlane {
   const offloads: DataPlaneOffloads = Object.freeze({ ...rawOff });
   let handle: RawHandle | undefined = res.handle;
 
-  const read = (key: CounterKey): number => Number(words[index.get(key) ?? -1] ?? 0n);
 
   return {
     ifname: res.ifname,
@@ -243,23 +263,11 @@ export function openDataPlane(opts: DataPlaneOptions): NativeDataPlane {
       call(`${res.ifname} setRoutes`, () => a.setRoutes(h, flat));
     },
     counters(): NativeDataPlaneCounters {
-      return {
-        txPackets: read('txPackets'),
-        txBytes: read('txBytes'),
-        rxPackets: read('rxPackets'),
-        rxBytes: read('rxBytes'),
-        dropNoRoute: read('dropNoRoute'),
-        dropUnknownSender: read('dropUnknownSender'),
-        dropMalformed: read('dropMalformed'),
-        dropTtl: read('dropTtl'),
-        dropNotLocal: read('dropNotLocal'),
-        tunErrors: read('tunErrors'),
-        socketErrors: read('socketErrors'),
-        icmpSent: read('icmpSent'),
-        dropNotIPv4: read('dropNotIPv4'),
-        txGsoPackets: read('txGsoPackets'),
-        rxGroPackets: read('rxGroPackets'),
-      };
+      const out = { ...ZERO };
+      names.forEach((key, i) => {
+        out[key] = Number(words[i] ?? 0n);
+      });
+      return out;
     },
     stop(): void {
       const h = handle;

@@ -10,9 +10,16 @@ import * as path from 'node:path';
 export const NATIVE = path.resolve(__dirname, '..', '..', '..', 'native');
 export const hasGcc = spawnSync('gcc', ['--version']).status === 0;
 
-/** gnu11 with -Wall -Wextra plus `flags`; `sources` relative to native/. */
+/** The pure packet code (checksums, segmentation, coalescing), relative to native/. */
+export const OFFLOAD_SOURCES = ['offload/csum.c', 'offload/gso.c', 'offload/gro.c'] as const;
+
+/**
+ * gnu11 with -Wall -Wextra -Werror (as binding.gyp builds the addon) and
+ * native/ on the include path, plus `flags`; `sources` relative to native/.
+ */
 export function compileC(out: string, sources: readonly string[], flags: readonly string[]): void {
-  const r = spawnSync('gcc', ['-std=gnu11', '-Wall', '-Wextra', ...flags, '-o', out, ...sources.map((s) => path.join(NATIVE, s))], { encoding: 'utf8' });
+  const args = ['-std=gnu11', '-Wall', '-Wextra', '-Werror', '-I', NATIVE, ...flags, '-o', out, ...sources.map((s) => path.join(NATIVE, s))];
+  const r = spawnSync('gcc', args, { encoding: 'utf8' });
   assert.equal(r.status, 0, `gcc ${flags.join(' ')} failed:\n${r.stderr}`);
 }
 

@@ -1,5 +1,5 @@
 /**
- * Property tests of the data plane's pure packet code (native/gso.c):
+ * Property tests of the data plane's pure packet code (native/offload/):
  * compiles native/test/gso_test.c with gcc and runs it on a fixed number of
  * random cases from fixed seeds — once optimised as shipped (-O2, warnings
  * are errors) and once under AddressSanitizer/UBSan. The C program checks
@@ -12,10 +12,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { compileC, hasGcc, hasSanitizers } from '../helpers/native-c';
+import { compileC, hasGcc, hasSanitizers, OFFLOAD_SOURCES } from '../helpers/native-c';
 
-const SOURCES = ['test/gso_test.c', 'gso.c'];
-const compile = (out: string, flags: string[]): void => compileC(out, SOURCES, ['-Werror', ...flags]);
+const SOURCES = ['test/gso_test.c', ...OFFLOAD_SOURCES];
+const compile = (out: string, flags: string[]): void => compileC(out, SOURCES, flags);
 
 function runCases(bin: string, cases: number, seed: number): string {
   const r = spawnSync(bin, [String(cases), String(seed)], { encoding: 'utf8', maxBuffer: 1 << 20 });
@@ -24,7 +24,7 @@ function runCases(bin: string, cases: number, seed: number): string {
   return r.stdout;
 }
 
-describe('native/gso.c: segmentation and coalescing properties', { skip: !hasGcc && 'gcc not installed' }, () => {
+describe('native/offload: segmentation and coalescing properties', { skip: !hasGcc && 'gcc not installed' }, () => {
   let dir = '';
   before(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rudder-gso-'));

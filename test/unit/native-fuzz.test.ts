@@ -1,7 +1,7 @@
 /**
  * Randomized property test of the data plane's packet validation
- * (native/fuzz/packet_fuzz.c, which includes native/dataplane.c unchanged and
- * drives its rx/tx validation with random, mutated and well-formed datagrams;
+ * (native/fuzz/packet_fuzz.c, linked with native/dataplane/ip.c and routes.c
+ * unchanged, drives their rx/tx validation with random, mutated and well-formed datagrams;
  * see the C file's header for every property checked). gcc only, no libFuzzer:
  *   - 200 000 cases under AddressSanitizer + UBSan (each datagram in a heap
  *     block of exactly its size, so any read past its end is caught);
@@ -17,8 +17,8 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { compileC, hasGcc, hasSanitizers } from '../helpers/native-c';
 
-// dataplane.c is #included by the harness; tun.c and gso.c hold what it calls.
-const SOURCES = ['fuzz/packet_fuzz.c', 'tun.c', 'gso.c'];
+// The harness links the pieces it drives: the IPv4 checks, the route table, the counter names, checksums.
+const SOURCES = ['fuzz/packet_fuzz.c', 'dataplane/ip.c', 'dataplane/routes.c', 'dataplane/counters.c', 'offload/csum.c'];
 const CASES = 200_000;
 const compile = (out: string, flags: string[]): void => compileC(out, SOURCES, ['-pthread', ...flags]);
 
@@ -40,7 +40,7 @@ function checkSummary(out: string, cases: number, seed: number): void {
   for (const n of [...rxN, ...txN, Number(tx[6])]) assert.ok(n > 0, `every outcome is exercised: ${rx[0]} / ${tx[0]}`);
 }
 
-describe('native/dataplane.c packet validation under random and hostile datagrams', { skip: !hasGcc && 'gcc not installed' }, () => {
+describe('native/dataplane packet validation under random and hostile datagrams', { skip: !hasGcc && 'gcc not installed' }, () => {
   let dir = '';
   before(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rudder-pktfuzz-'));

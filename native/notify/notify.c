@@ -3,7 +3,7 @@
  * caller's thread with its own short-lived socket, so calls are independent.
  */
 #define _GNU_SOURCE
-#include "notify.h"
+#include "notify/notify.h"
 
 #include <errno.h>
 #include <stddef.h>

@@ -1,88 +1,25 @@
 /*
- * N-API face of the data plane: converts JS values to C and back, nothing
- * else. Threads and locking: every function here runs on the JS thread; the
- * data plane's own threads never call into N-API. Lifetime: the handle
- * (an External) owns the struct dp and a strong reference to the counters
+ * N-API face of the data plane (open, setRoutes, stop, counterNames):
+ * converts JS values to C and back, nothing else (addon/convert.h).
+ * Threads and locking: every function here runs on the JS thread; the data
+ * plane's own threads never call into N-API. Lifetime: the handle (an
+ * External) owns the struct dp and a strong reference to the counters
  * ArrayBuffer, so the counters memory outlives the threads that write it
  * whichever of stop() or garbage collection ends the data plane.
  */
+#include "addon/convert.h"
+#include "dataplane/dataplane.h"
+
 #include <errno.h>
-#include <node_api.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane.h"
-#include "notify.h"
-
-#define ERRLEN 320
-
 struct handle {
 	struct dp *dp;
 	napi_ref counters;
 };
-
-static void throw_dp(napi_env env, const char *msg)
-{
-	napi_throw_error(env, "E_DATAPLANE", msg);
-}
-
-#define CHECK(env, call)                                                                                   \
-	do {                                                                                               \
-		if ((call) != napi_ok) {                                                                   \
-			bool pending_ = false;                                                             \
-			napi_is_exception_pending((env), &pending_);                                       \
-			if (!pending_)                                                                     \
-				throw_dp((env), "internal N-API failure: " #call);                          \
-			return NULL;                                                                       \
-		}                                                                                          \
-	} while (0)
-
-static bool get_u32(napi_env env, napi_value obj, const char *key, uint32_t *out)
-{
-	napi_value v;
-	napi_valuetype t;
-	double d;
-	char msg[128];
-	if (napi_get_named_property(env, obj, key, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok ||
-	    t != napi_number || napi_get_value_double(env, v, &d) != napi_ok || d < 0 || d > 4294967295.0 ||
-	    d != (double)(uint32_t)d) {
-		snprintf(msg, sizeof msg, "option %s must be an integer 0..4294967295", key);
-		throw_dp(env, msg);
-		return false;
-	}
-	*out = (uint32_t)d;
-	return true;
-}
-
-/* An optional boolean option: absent or undefined gives `dflt`. */
-static bool get_opt_bool(napi_env env, napi_value obj, const char *key, bool dflt, bool *out)
-{
-	napi_value v;
-	napi_valuetype t;
-	char msg[128];
-	if (napi_get_named_property(env, obj, key, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) {
-		throw_dp(env, "internal N-API failure reading an option");
-		return false;
-	}
-	if (t == napi_undefined) {
-		*out = dflt;
-		return true;
-	}
-	if (t != napi_boolean || napi_get_value_bool(env, v, out) != napi_ok) {
-		snprintf(msg, sizeof msg, "option %s must be a boolean", key);
-		throw_dp(env, msg);
-		return false;
-	}
-	return true;
-}
-
-static bool set_bool(napi_env env, napi_value obj, const char *key, bool b)
-{
-	napi_value v;
-	return napi_get_boolean(env, b, &v) == napi_ok && napi_set_named_property(env, obj, key, v) == napi_ok;
-}
 
 /* {requested, tunVnetHdr, tso, uso, udpGso, udpGro, busyPoll, queues, note} */
 static napi_value offloads_object(napi_env env, const struct dp_offloads *o)
@@ -101,42 +38,13 @@ static napi_value offloads_object(napi_env env, const struct dp_offloads *o)
 }
 
 /* Caller frees *out. */
-static bool get_string(napi_env env, napi_value v, const char *what, char **out, size_t *len)
-{
-	napi_valuetype t;
-	size_t n;
-	char msg[128];
-	if (napi_typeof(env, v, &t) != napi_ok || t != napi_string ||
-	    napi_get_value_string_utf8(env, v, NULL, 0, &n) != napi_ok) {
-		snprintf(msg, sizeof msg, "%s must be a string", what);
-		throw_dp(env, msg);
-		return false;
-	}
-	char *s = malloc(n + 1);
-	if (!s || napi_get_value_string_utf8(env, v, s, n + 1, &n) != napi_ok) {
-		free(s);
-		throw_dp(env, "out of memory");
-		return false;
-	}
-	if (strlen(s) != n) {
-		snprintf(msg, sizeof msg, "%s must not contain NUL characters", what);
-		free(s);
-		throw_dp(env, msg);
-		return false;
-	}
-	*out = s;
-	if (len)
-		*len = n;
-	return true;
-}
-
 static struct handle *get_handle(napi_env env, napi_value v)
 {
 	napi_valuetype t;
 	void *p = NULL;
 	if (napi_typeof(env, v, &t) != napi_ok || t != napi_external || napi_get_value_external(env, v, &p) != napi_ok ||
 	    !p) {
-		throw_dp(env, "not a data plane handle");
+		addon_throw(env, "not a data plane handle");
 		return NULL;
 	}
 	return p;
@@ -168,7 +76,7 @@ static void counters_finalize(napi_env env, void *data, void *hint)
 	free(data);
 }
 
-/* open({tunName, bindAddress, port, localIp, localPrefix, icmpSource, mtu, queues, offloads?, busyPoll?}) -> {handle, counters, ifname, offloads} */
+/* open({tunName, bindAddress, port, localIp, localPrefix, icmpSource, queues, offloads?, busyPoll?}) -> {handle, counters, ifname, offloads} */
 static napi_value js_open(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
@@ -176,13 +84,13 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
 	napi_valuetype t;
 	if (argc < 1 || napi_typeof(env, argv[0], &t) != napi_ok || t != napi_object) {
-		throw_dp(env, "open expects an options object");
+		addon_throw(env, "open expects an options object");
 		return NULL;
 	}
-	uint32_t bind, port, lip, lpfx, icmp, mtu, queues;
+	uint32_t bind, port, lip, lpfx, icmp, queues;
 	if (!get_u32(env, argv[0], "bindAddress", &bind) || !get_u32(env, argv[0], "port", &port) ||
 	    !get_u32(env, argv[0], "localIp", &lip) || !get_u32(env, argv[0], "localPrefix", &lpfx) ||
-	    !get_u32(env, argv[0], "icmpSource", &icmp) || !get_u32(env, argv[0], "mtu", &mtu) ||
+	    !get_u32(env, argv[0], "icmpSource", &icmp) ||
 	    !get_u32(env, argv[0], "queues", &queues))
 		return NULL;
 	bool offloads;
@@ -190,10 +98,6 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	if (!get_opt_bool(env, argv[0], "offloads", true, &offloads) ||
 	    !get_opt_bool(env, argv[0], "busyPoll", true, &busy_poll))
 		return NULL;
-	if (port > 65535 || lpfx > 32) {
-		throw_dp(env, port > 65535 ? "port must be 1..65535" : "localPrefix must be 0..32");
-		return NULL;
-	}
 	CHECK(env, napi_get_named_property(env, argv[0], "tunName", &tn));
 	char *name;
 	if (!get_string(env, tn, "tunName", &name, NULL))
@@ -206,7 +110,7 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		free(c);
 		free(h);
 		free(name);
-		throw_dp(env, "out of memory");
+		addon_throw(env, "out of memory");
 		return NULL;
 	}
 	memset(c, 0, csz);
@@ -216,7 +120,7 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		free(c);
 		free(h);
 		free(name);
-		throw_dp(env, "cannot expose counters (external ArrayBuffer refused)");
+		addon_throw(env, "cannot expose counters (external ArrayBuffer refused)");
 		return NULL;
 	}
 	/* From here the ArrayBuffer owns c. */
@@ -227,7 +131,6 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		.local_net = lip,
 		.local_prefix = (uint8_t)lpfx,
 		.icmp_source = icmp,
-		.mtu = mtu,
 		.offloads = offloads,
 		.busy_poll = busy_poll,
 		.queues = queues,
@@ -237,7 +140,7 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	free(name);
 	if (rc < 0) {
 		free(h);
-		throw_dp(env, err);
+		addon_throw(env, err);
 		return NULL;
 	}
 	napi_value handle, result, ifn, offl;
@@ -245,7 +148,7 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	    napi_create_external(env, h, handle_finalize, NULL, &handle) != napi_ok) {
 		handle_release(env, h);
 		free(h);
-		throw_dp(env, "internal N-API failure creating the handle");
+		addon_throw(env, "internal N-API failure creating the handle");
 		return NULL;
 	}
 	CHECK(env, napi_create_object(env, &result));
@@ -257,7 +160,7 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	dp_get_offloads(h->dp, &o);
 	offl = offloads_object(env, &o);
 	if (!offl) {
-		throw_dp(env, "internal N-API failure describing the offloads");
+		addon_throw(env, "internal N-API failure describing the offloads");
 		return NULL;
 	}
 	CHECK(env, napi_set_named_property(env, result, "offloads", offl));
@@ -265,21 +168,6 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 }
 
 /* Fetches exactly `n` (<= 2) arguments; too few throws `usage`. */
-static bool get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv, const char *usage)
-{
-	size_t argc = n;
-	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
-		throw_dp(env, "internal N-API failure reading the arguments");
-		return false;
-	}
-	if (argc < n) {
-		throw_dp(env, usage);
-		return false;
-	}
-	return true;
-}
-
-/* setRoutes(handle, Uint32Array [net, prefix, publicIP, port]*) */
 static napi_value js_set_routes(napi_env env, napi_callback_info info)
 {
 	napi_value argv[2];
@@ -289,7 +177,7 @@ static napi_value js_set_routes(napi_env env, napi_callback_info info)
 	if (!h)
 		return NULL;
 	if (!h->dp) {
-		throw_dp(env, "data plane is stopped");
+		addon_throw(env, "data plane is stopped");
 		return NULL;
 	}
 	bool is_ta = false;
@@ -299,25 +187,18 @@ static napi_value js_set_routes(napi_env env, napi_callback_info info)
 	if (napi_is_typedarray(env, argv[1], &is_ta) != napi_ok || !is_ta ||
 	    napi_get_typedarray_info(env, argv[1], &tt, &len, &data, NULL, NULL) != napi_ok ||
 	    tt != napi_uint32_array || len % 4 != 0) {
-		throw_dp(env, "routes must be a Uint32Array of [net, prefix, publicIP, port] quadruples");
+		addon_throw(env, "routes must be a Uint32Array of [net, prefix, publicIP, port] quadruples");
 		return NULL;
 	}
 	size_t n = len / 4;
 	const uint32_t *u = data;
 	struct dp_route *routes = n ? calloc(n, sizeof *routes) : NULL;
 	if (n && !routes) {
-		throw_dp(env, "out of memory");
+		addon_throw(env, "out of memory");
 		return NULL;
 	}
 	for (size_t i = 0; i < n; i++) {
 		const uint32_t *q = u + 4 * i;
-		if (q[1] > 32 || q[3] == 0 || q[3] > 65535) {
-			char msg[96];
-			snprintf(msg, sizeof msg, "route %zu: prefix %u or port %u out of range", i, q[1], q[3]);
-			free(routes);
-			throw_dp(env, msg);
-			return NULL;
-		}
 		routes[i].net = q[0];
 		routes[i].prefix = (uint8_t)q[1];
 		routes[i].public_ip = q[2];
@@ -327,7 +208,7 @@ static napi_value js_set_routes(napi_env env, napi_callback_info info)
 	int rc = dp_set_routes(h->dp, routes, n, err, sizeof err);
 	free(routes);
 	if (rc < 0) {
-		throw_dp(env, err);
+		addon_throw(env, err);
 		return NULL;
 	}
 	return NULL;
@@ -345,29 +226,8 @@ static napi_value js_stop(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
-static napi_value js_notify(napi_env env, napi_callback_info info)
-{
-	napi_value argv[2];
-	if (!get_args(env, info, 2, argv, "notify expects (socketPath, message)"))
-		return NULL;
-	char *path, *msg;
-	size_t mlen;
-	if (!get_string(env, argv[0], "socketPath", &path, NULL))
-		return NULL;
-	if (!get_string(env, argv[1], "message", &msg, &mlen)) {
-		free(path);
-		return NULL;
-	}
-	char err[ERRLEN];
-	int rc = rudder_notify(path, msg, mlen, err, sizeof err);
-	free(path);
-	free(msg);
-	if (rc < 0)
-		throw_dp(env, err);
-	return NULL;
-}
 
-static napi_value init(napi_env env, napi_value exports)
+napi_value addon_dataplane_init(napi_env env, napi_value exports)
 {
 	napi_value names, s, fn;
 	CHECK(env, napi_create_array_with_length(env, DP_NCOUNTERS, &names));
@@ -382,9 +242,5 @@ static napi_value init(napi_env env, napi_value exports)
 	CHECK(env, napi_set_named_property(env, exports, "setRoutes", fn));
 	CHECK(env, napi_create_function(env, "stop", NAPI_AUTO_LENGTH, js_stop, NULL, &fn));
 	CHECK(env, napi_set_named_property(env, exports, "stop", fn));
-	CHECK(env, napi_create_function(env, "notify", NAPI_AUTO_LENGTH, js_notify, NULL, &fn));
-	CHECK(env, napi_set_named_property(env, exports, "notify", fn));
 	return exports;
 }
-
-NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

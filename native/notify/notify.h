@@ -1,4 +1,8 @@
-/* One-datagram sender for systemd's NOTIFY_SOCKET (no N-API here). */
+/*
+ * One-datagram sender for systemd's NOTIFY_SOCKET (no N-API here; the
+ * binding is addon/notify.c). Threads and locking: none; each call uses its
+ * own short-lived socket on the caller's thread.
+ */
 #ifndef RUDDER_NOTIFY_H
 #define RUDDER_NOTIFY_H
 

@@ -1,4 +1,8 @@
-/* TUN device handling for the udp backend's data plane (no N-API here). */
+/*
+ * Opening the TUN device for the udp backend's data plane, one fd per queue
+ * (no N-API here; the per-packet side is tun/vnet.h). Threads and locking:
+ * tun_open runs on the caller's thread and touches only the fds it creates.
+ */
 #ifndef RUDDER_TUN_H
 #define RUDDER_TUN_H
 

@@ -16,7 +16,7 @@
  * goes back in struct tun_caps.
  */
 #define _GNU_SOURCE
-#include "tun.h"
+#include "tun/tun.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,53 +1,34 @@
-/* The udp backend's packet mover: TUN <-> UDP on its own threads (no N-API here). */
+/*
+ * The udp backend's packet mover: TUN <-> UDP on its own threads (no N-API
+ * here). This is the API the addon calls; the files of this folder share
+ * dataplane/state.h. Preconditions on the values (ranges) are checked once,
+ * in src/dataplane/native.ts, before the addon is called.
+ * Threads and locking: these functions are called from one thread (the JS
+ * thread); dp_set_routes swaps the table while the data plane's own threads
+ * keep moving packets (routes.c); dp_close stops and joins them.
+ */
 #ifndef RUDDER_DATAPLANE_H
 #define RUDDER_DATAPLANE_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* Order is the layout JS sees; append only, names in dp_counter_names. */
-enum dp_counter {
-	DP_TX_PACKETS,
-	DP_TX_BYTES,
-	DP_RX_PACKETS,
-	DP_RX_BYTES,
-	DP_DROP_NO_ROUTE,
-	DP_DROP_UNKNOWN_SENDER,
-	DP_DROP_MALFORMED,
-	DP_DROP_TTL,
-	DP_DROP_NOT_LOCAL,
-	DP_TUN_ERRORS,
-	DP_SOCKET_ERRORS,
-	DP_ICMP_SENT,
-	DP_DROP_NOT_IPV4,
-	DP_TX_GSO_PACKETS, /* TCP super-packets read from the TUN and segmented */
-	DP_RX_GRO_PACKETS, /* coalesced super-packets written to the TUN */
-	DP_NCOUNTERS
-};
-
-extern const char *const dp_counter_names[DP_NCOUNTERS];
-
-/* Shared with JS as raw memory: plain 64-bit words, written only by the data plane. */
-struct dp_counters {
-	_Atomic uint64_t v[DP_NCOUNTERS];
-};
+#include "dataplane/counters.h"
 
 /* Most TUN queues (worker pairs) one data plane runs. */
 #define DP_MAX_QUEUES 16
 
-/* All addresses in host byte order. */
+/* All addresses in host byte order; ranges as src/dataplane/native.ts checks them. */
 struct dp_config {
 	const char *tun_name;
 	uint32_t bind_addr; /* 0 = any */
-	uint16_t port;
+	uint16_t port; /* 1..65535 */
 	uint32_t local_net;
-	uint8_t local_prefix;
+	uint8_t local_prefix; /* 0..32 */
 	uint32_t icmp_source;
-	uint32_t mtu;
 	bool offloads; /* try TUN TSO/checksum offload, UDP GSO and UDP GRO (each falls back if refused) */
-	bool busy_poll; /* at low packet rates, spin briefly for the reply instead of sleeping (see dataplane.c) */
+	bool busy_poll; /* at low packet rates, spin briefly for the reply instead of sleeping (see dataplane/wait.c) */
 	uint32_t queues; /* TUN queues = worker pairs, 1..DP_MAX_QUEUES; 0: one per CPU the process may use */
 };
 

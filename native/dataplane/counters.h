@@ -1,0 +1,62 @@
+/*
+ * The data plane's counters, listed once. DP_COUNTERS(X) expands X(ID, name)
+ * for each: the enum (DP_ID), the names the addon exports (counterNames, in
+ * this order: the layout of the shared memory JavaScript reads) and the
+ * struct all come from this list. Append only.
+ * Threads and locking: each data-plane thread counts into locals and adds
+ * them to the shared words once per batch (dp_counters_flush, relaxed
+ * atomic adds); JavaScript reads the words directly (aligned 64-bit loads).
+ */
+#ifndef RUDDER_DATAPLANE_COUNTERS_H
+#define RUDDER_DATAPLANE_COUNTERS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define DP_COUNTERS(X)                                                                                            \
+	X(TX_PACKETS, txPackets)                 /* datagrams sent (TUN -> UDP), per segment */                  \
+	X(TX_BYTES, txBytes)                                                                                      \
+	X(RX_PACKETS, rxPackets)                 /* packets written to the TUN (UDP -> TUN), per segment */      \
+	X(RX_BYTES, rxBytes)                                                                                      \
+	X(DROP_NO_ROUTE, dropNoRoute)            /* tx: no route covers the destination */                       \
+	X(DROP_UNKNOWN_SENDER, dropUnknownSender) /* rx: the sender is no peer's PublicIP */                     \
+	X(DROP_MALFORMED, dropMalformed)                                                                          \
+	X(DROP_TTL, dropTtl)                                                                                      \
+	X(DROP_NOT_LOCAL, dropNotLocal)          /* rx: destination outside this host's subnet */               \
+	X(TUN_ERRORS, tunErrors)                                                                                  \
+	X(SOCKET_ERRORS, socketErrors)                                                                            \
+	X(ICMP_SENT, icmpSent)                   /* ICMP errors written back into the TUN */                     \
+	X(DROP_NOT_IPV4, dropNotIPv4)            /* tx: not IPv4 (e.g. IPv6 router solicitations) */            \
+	X(TX_GSO_PACKETS, txGsoPackets)          /* TCP/UDP super-packets read from the TUN and segmented */    \
+	X(RX_GRO_PACKETS, rxGroPackets)          /* coalesced super-packets written to the TUN */
+
+enum dp_counter {
+#define DP_COUNTER_ENUM(id, name) DP_##id,
+	DP_COUNTERS(DP_COUNTER_ENUM)
+#undef DP_COUNTER_ENUM
+	DP_NCOUNTERS
+};
+
+/* The JavaScript names, indexed by enum dp_counter (dataplane/counters.c). */
+extern const char *const dp_counter_names[DP_NCOUNTERS];
+
+/* Shared with JS as raw memory: plain 64-bit words, written only by the data plane. */
+struct dp_counters {
+	_Atomic uint64_t v[DP_NCOUNTERS];
+};
+
+/*
+ * Adds a thread's local counts to the shared words and clears them; each
+ * thread calls it once per batch.
+ */
+static inline void dp_counters_flush(struct dp_counters *c, uint64_t *local)
+{
+	for (int i = 0; i < DP_NCOUNTERS; i++) {
+		if (local[i]) {
+			atomic_fetch_add_explicit(&c->v[i], local[i], memory_order_relaxed);
+			local[i] = 0;
+		}
+	}
+}
+
+#endif

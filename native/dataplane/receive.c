@@ -1,0 +1,198 @@
+/*
+ * The receive path: UDP -> TUN. Each worker's rx thread takes a batch with
+ * one recvmmsg (with UDP GRO, a message may hold many datagrams: split here
+ * by its UDP_GRO size), drops datagrams from senders that are no peer's
+ * PublicIP, validates each inner packet (ip.h), coalesces consecutive
+ * segments of a flow into super-packets where the TUN takes them
+ * (offload/gro.c) and writes each, straight from the receive buffers.
+ * A super-packet the TUN refuses is written packet by packet instead.
+ *
+ * Threads and locking: the rx thread owns struct rx_state and the
+ * READER_RX slot; its reply fast path runs a tx pass under w->tx_lock
+ * (send.c). The route table is read inside one read section per batch.
+ */
+#define _GNU_SOURCE
+#include "dataplane/state.h"
+
+#include "common/sys.h"
+#include "tun/vnet.h"
+#include "udp/udp.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+
+/*
+ * ---- per-packet transform slot -------------------------------------------
+ * Where each received datagram's payload becomes an inner packet for the
+ * coalescer. Today the payload is the inner packet, referenced in place. A
+ * transform (a WireGuard backend decrypting) goes here and only here: it
+ * would decrypt the datagram straight into a coalescing buffer and hand
+ * that to the checks instead; coalescing and writing stay as they are.
+ * Returns how many packets it added at st->pkts[np] (0 or 1).
+ */
+static inline size_t rx_take(struct dp *dp, struct rx_state *st, size_t np, uint8_t *p, size_t len, bool trunc,
+			     uint64_t *cnt)
+{
+	if (!ip4_accept_in(&dp->ip, p, len, trunc, cnt))
+		return 0;
+	st->pkts[np].p = p;
+	st->pkts[np].len = (uint32_t)len;
+	return 1;
+}
+/* ---- end of the transform slot ------------------------------------------- */
+
+/* Writes one coalescer item to the TUN: a super-packet behind its virtio header, or one packet as it came. */
+static void rx_write_item(struct worker *w, struct rx_state *st, const struct gro_item *it, uint64_t *cnt)
+{
+	const struct gro_pkt *pk = st->pkts;
+	if (it->count == 1) {
+		if (tun_write1(w->tun_fd, w->dp->off.tun_vnet_hdr, pk[it->first].p, pk[it->first].len) < 0) {
+			cnt[DP_TUN_ERRORS]++;
+		} else {
+			cnt[DP_RX_PACKETS]++;
+			cnt[DP_RX_BYTES] += pk[it->first].len;
+		}
+		return;
+	}
+	struct iovec *v = st->wiov;
+	int nv = 0;
+	tun_super_hdr(&v[nv++], it);
+	v[nv].iov_base = pk[it->first].p;
+	v[nv++].iov_len = pk[it->first].len;
+	uint64_t bytes = pk[it->first].len;
+	for (uint32_t i = st->next[it->first]; i != GRO_END; i = st->next[i]) {
+		v[nv].iov_base = pk[i].p + it->hdr_len;
+		v[nv++].iov_len = pk[i].len - it->hdr_len;
+		bytes += pk[i].len;
+	}
+	if (tun_writev(w->tun_fd, v, nv) >= 0) {
+		cnt[DP_RX_PACKETS] += it->count;
+		cnt[DP_RX_BYTES] += bytes;
+		cnt[DP_RX_GRO_PACKETS]++;
+		return;
+	}
+	/* Refused as a super-packet: put the first packet back as it came and write them one by one. */
+	gro_item_undo(pk, it);
+	for (uint32_t i = it->first; i != GRO_END; i = st->next[i]) {
+		if (tun_write1(w->tun_fd, w->dp->off.tun_vnet_hdr, pk[i].p, pk[i].len) < 0) {
+			cnt[DP_TUN_ERRORS]++;
+		} else {
+			cnt[DP_RX_PACKETS]++;
+			cnt[DP_RX_BYTES] += pk[i].len;
+		}
+	}
+}
+
+void *rx_main(void *arg)
+{
+	struct worker *w = arg;
+	struct dp *dp = w->dp;
+	struct rx_state *st = w->rx;
+	uint64_t cnt[DP_NCOUNTERS] = {0};
+	struct pollfd pf[3] = {{.fd = w->udp_fd, .events = POLLIN}, {.fd = dp->stop_fd, .events = POLLIN}, {.fd = -1}};
+	struct spin_local sl = {.budget = SPIN_START_NS, .low_rate = true};
+
+	for (int i = 0; i < BATCH; i++) {
+		st->iov[i].iov_base = st->bufs + (size_t)i * BUFSZ;
+		st->iov[i].iov_len = BUFSZ;
+	}
+	for (;;) {
+		bool spun;
+		enum wake wk = wait_ready(w, READER_RX, &sl, pf, &spun);
+		if (wk == WAKE_STOP)
+			break;
+		if (wk == WAKE_AGAIN)
+			continue;
+		uint64_t moved = 0;
+		/* With GRO a message may be 64 KB: fewer per call keep a batch in the cache for the passes over it. */
+		int vlen = dp->off.udp_gro ? RX_GRO_BATCH : BATCH;
+		for (;;) {
+			for (int i = 0; i < vlen; i++) {
+				struct msghdr *mh = &st->msgs[i].msg_hdr;
+				memset(mh, 0, sizeof *mh);
+				mh->msg_name = &st->srcs[i];
+				mh->msg_namelen = sizeof st->srcs[i];
+				mh->msg_iov = &st->iov[i];
+				mh->msg_iovlen = 1;
+				if (dp->off.udp_gro) {
+					mh->msg_control = st->cm[i].buf;
+					mh->msg_controllen = sizeof st->cm[i].buf;
+				}
+			}
+			int n = sys_recvmmsg(w->udp_fd, st->msgs, (unsigned)vlen, MSG_DONTWAIT);
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				if (errno != EAGAIN) {
+					cnt[DP_SOCKET_ERRORS]++;
+					dp_counters_flush(dp->c, cnt);
+					if (wait_stop(dp, 100))
+						return NULL;
+				}
+				break;
+			}
+			/* Split GRO'd messages into their datagrams (one inner packet each) and validate each. */
+			size_t np = 0;
+			const struct rtable *t = rcu_enter(w, READER_RX);
+			for (int i = 0; i < n; i++) {
+				struct msghdr *mh = &st->msgs[i].msg_hdr;
+				size_t len = st->msgs[i].msg_len;
+				bool trunc = (mh->msg_flags & MSG_TRUNC) != 0;
+				size_t seg = dp->off.udp_gro ? udp_gro_size(mh) : 0;
+				if (seg == 0 || seg > len)
+					seg = len ? len : 1;
+				size_t chunks = len ? (len + seg - 1) / seg : 1;
+				uint32_t sender = st->srcs[i].sin_family == AF_INET ? ntohl(st->srcs[i].sin_addr.s_addr) : 0;
+				if (!rt_is_peer(t, sender)) {
+					cnt[DP_DROP_UNKNOWN_SENDER] += chunks;
+					continue;
+				}
+				uint8_t *base = st->iov[i].iov_base;
+				for (size_t off = 0; off < len || (len == 0 && off == 0); off += seg) {
+					size_t cl = len - off < seg ? len - off : seg;
+					if (np == RX_MAXPKT) {
+						cnt[DP_DROP_MALFORMED]++;
+					} else {
+						np += rx_take(dp, st, np, base + off, cl, trunc, cnt);
+					}
+					if (len == 0)
+						break;
+				}
+			}
+			rcu_exit(w, READER_RX);
+			moved += np;
+			if (dp->off.tun_vnet_hdr) {
+				size_t ni = gro_coalesce(st->pkts, np, st->next, st->items, dp->off.tun_uso ? GRO_UDP : 0);
+				for (size_t k = 0; k < ni; k++)
+					rx_write_item(w, st, &st->items[k], cnt);
+			} else {
+				for (size_t k = 0; k < np; k++) {
+					if (tun_write1(w->tun_fd, dp->off.tun_vnet_hdr, st->pkts[k].p, st->pkts[k].len) < 0) {
+						cnt[DP_TUN_ERRORS]++;
+					} else {
+						cnt[DP_RX_PACKETS]++;
+						cnt[DP_RX_BYTES] += st->pkts[k].len;
+					}
+				}
+			}
+			dp_counters_flush(dp->c, cnt);
+			/*
+			 * Reply fast path (low rates only): the kernel answers much of
+			 * what was just written (a ping, a request to a local service)
+			 * inside the write itself, so the reply already waits in the TUN.
+			 * Sending it from here saves the hop through the tx thread's
+			 * wake-up, as a single-threaded forwarder would. tx_reply_pass
+			 * takes w->tx_lock, which keeps reads and sends in order; if the
+			 * tx thread holds it, that thread has the reply.
+			 */
+			if (dp->off.busy_poll && sl.low_rate && np > 0 && !tx_reply_pass(w, cnt))
+				return NULL;
+			if (n < vlen)
+				break;
+		}
+		spin_note(w, READER_RX, &sl, moved, spun);
+	}
+	return NULL;
+}

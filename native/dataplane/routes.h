@@ -1,0 +1,102 @@
+/*
+ * The route table: which peer (PublicIP:port) carries each overlay subnet,
+ * and the set of peer PublicIPs the receive path accepts datagrams from.
+ * A table is immutable once built; lookups are static inline (per packet).
+ * Threads and locking: a table is read by every worker thread without a
+ * lock; dp_set_routes (routes.c) publishes a new one and frees old ones
+ * under the RCU-lite scheme described there.
+ *
+ * IPv6 slot: a second address family gets its own table type (128-bit keys,
+ * sockaddr_in6 endpoints) next to this one, published by the same RCU.
+ */
+#ifndef RUDDER_DATAPLANE_ROUTES_H
+#define RUDDER_DATAPLANE_ROUTES_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataplane/dataplane.h"
+
+struct rt_entry {
+	uint32_t net;
+	struct sockaddr_in dst; /* the peer's endpoint, ready for sendmmsg */
+};
+
+struct rt_group {
+	uint32_t mask;
+	uint32_t start;
+	uint32_t count;
+};
+
+/*
+ * Entries sorted by prefix length (longest first) then network, grouped by
+ * prefix length, so a lookup is one binary search per distinct prefix length
+ * (usually one: every lease has the same length). The sorted set of peer
+ * PublicIPs sits in the same block, so the sender check and the route lookup
+ * always agree on one table.
+ */
+struct rtable {
+	uint32_t ngroups;
+	uint32_t npeers;
+	struct rt_group groups[33];
+	struct rt_entry *entries;
+	uint32_t *peers;
+	/* writer-only bookkeeping once retired (under dp->wlock) */
+	struct rtable *next_retired;
+	uint64_t retired_gen;
+};
+
+/* The netmask of an IPv4 prefix length (0..32; longer ones give /32). */
+static inline uint32_t ip4_mask(unsigned prefix)
+{
+	return prefix == 0 ? 0 : prefix >= 32 ? 0xffffffffu : 0xffffffffu << (32 - prefix);
+}
+
+/*
+ * Builds a table of `n` routes (one allocation; free with rt_free). Fails
+ * with -EINVAL on a duplicate subnet, -E2BIG or -ENOMEM, with a description
+ * in `err`. Route values are in the ranges src/dataplane/native.ts checks.
+ */
+int rt_new(const struct dp_route *routes, size_t n, struct rtable **out, char *err, size_t errlen);
+void rt_free(struct rtable *t);
+
+/* The longest route covering `dst` (host order), or NULL. */
+static inline const struct rt_entry *rt_lookup(const struct rtable *t, uint32_t dst)
+{
+	for (uint32_t g = 0; g < t->ngroups; g++) {
+		const struct rt_group *gr = &t->groups[g];
+		uint32_t key = dst & gr->mask;
+		const struct rt_entry *e = t->entries + gr->start;
+		uint32_t lo = 0, hi = gr->count;
+		while (lo < hi) {
+			uint32_t mid = lo + (hi - lo) / 2;
+			if (e[mid].net == key)
+				return &e[mid];
+			if (e[mid].net < key)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+	}
+	return NULL;
+}
+
+/* Whether `ip` (host order) is a peer's PublicIP. */
+static inline bool rt_is_peer(const struct rtable *t, uint32_t ip)
+{
+	uint32_t lo = 0, hi = t->npeers;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (t->peers[mid] == ip)
+			return true;
+		if (t->peers[mid] < ip)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+#endif

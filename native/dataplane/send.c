@@ -1,0 +1,335 @@
+/*
+ * The send path: TUN -> UDP. Each worker's tx thread reads its TUN queue
+ * until EAGAIN or BATCH reads (no batched read exists for a TUN), routes and
+ * checks each packet (ip.h), cuts super-packets into segments
+ * (offload/gso.c), and sends the batch with one sendmmsg, as UDP GSO
+ * messages where the socket allows.
+ *
+ * No copy: a segment's datagram is an iovec pair [its headers in
+ * tx_state.hdrs, its payload slice of the read buffer]; a plain packet is one
+ * iovec into the read buffer. Plain packets to one peer join one UDP GSO
+ * message while they have its first datagram's size (tx_append_plain).
+ *
+ * Threads and locking: a tx pass runs under w->tx_lock, on the tx thread
+ * (tx_main) or on the rx thread (tx_reply_pass, the low-rate reply fast
+ * path); the lock makes the tx state, the READER_TX slot and the order of
+ * reads and sends belong to one thread at a time. ICMP errors go through
+ * ip.c (its own lock).
+ */
+#define _GNU_SOURCE
+#include "dataplane/state.h"
+
+#include "common/sys.h"
+#include "tun/vnet.h"
+#include "udp/udp.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+
+/*
+ * ---- per-packet transform slot -------------------------------------------
+ * Where each datagram's payload enters the send batch. Today the payload is
+ * the inner packet itself, referenced in place. A transform (a WireGuard
+ * backend encrypting each segment) goes here and only here: it would write
+ * the segment's ciphertext (headers + payload, plus its own header and tag)
+ * straight into a per-batch send buffer and queue one iovec pointing there
+ * instead of the slices; message building, UDP GSO and sending stay as they
+ * are. Without a transform these stay static inline: no indirect call per
+ * packet.
+ */
+static inline void tx_put_plain(struct tx_state *st, uint8_t *p, size_t len)
+{
+	st->iov[st->niov].iov_base = p;
+	st->iov[st->niov++].iov_len = len;
+}
+
+static inline void tx_put_segment(struct tx_state *st, const struct gso_seg *s)
+{
+	st->iov[st->niov].iov_base = s->hdr;
+	st->iov[st->niov++].iov_len = s->hdr_len;
+	st->iov[st->niov].iov_base = (void *)s->pay;
+	st->iov[st->niov++].iov_len = s->pay_len;
+}
+/* ---- end of the transform slot ------------------------------------------- */
+
+/*
+ * A UDP GSO message the kernel refused outright (e.g. EINVAL when a segment
+ * does not fit the route's MTU, EIO without checksum offload on the way):
+ * its datagrams go one by one, each [header, payload] pair of its iovec.
+ */
+static void send_segments_singly(struct worker *w, struct tx_state *st, int m, uint64_t *cnt)
+{
+	struct msghdr *mh = &st->msgs[m].msg_hdr;
+	size_t step = st->msg_iovps[m];
+	for (size_t k = 0; k + step <= mh->msg_iovlen; k += step) {
+		struct msghdr one = {.msg_name = mh->msg_name, .msg_namelen = mh->msg_namelen,
+				     .msg_iov = mh->msg_iov + k, .msg_iovlen = step};
+		ssize_t r;
+		do
+			r = sendmsg(w->udp_fd, &one, 0);
+		while (r < 0 && errno == EINTR);
+		if (r < 0) {
+			cnt[DP_SOCKET_ERRORS]++;
+		} else {
+			cnt[DP_TX_PACKETS]++;
+			cnt[DP_TX_BYTES] += (uint64_t)r;
+		}
+	}
+}
+
+/* Sends the batch's messages; returns false if stop was requested meanwhile. */
+static bool send_batch(struct worker *w, struct tx_state *st, uint64_t *cnt)
+{
+	struct dp *dp = w->dp;
+	struct mmsghdr *msgs = st->msgs;
+	int n = st->nmsg, sent = 0, stalls = 0;
+	for (int i = 0; i < n; i++)
+		st->queued += st->msg_segs[i];
+	while (sent < n) {
+		int r = sys_sendmmsg(w->udp_fd, msgs + sent, (unsigned)(n - sent), 0);
+		if (r > 0) {
+			for (int i = sent; i < sent + r; i++) {
+				cnt[DP_TX_PACKETS] += st->msg_segs[i];
+				cnt[DP_TX_BYTES] += msgs[i].msg_len;
+			}
+			sent += r;
+			stalls = 0;
+			continue;
+		}
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && (errno == EAGAIN || errno == ENOBUFS) && stalls < 100) {
+			/* Socket buffer full: wait for room rather than drop, but not forever. */
+			struct pollfd pf[2] = {{.fd = w->udp_fd, .events = POLLOUT}, {.fd = dp->stop_fd, .events = POLLIN}};
+			stalls++;
+			if (poll(pf, 2, 10) > 0 && pf[1].revents) {
+				st->nseg = st->niov = st->nmsg = 0;
+				return false;
+			}
+			continue;
+		}
+		if (st->msg_segs[sent] > 1 && r < 0 && errno != EAGAIN && errno != ENOBUFS) {
+			send_segments_singly(w, st, sent, cnt);
+		} else {
+			/* This datagram failed (no route to the peer, firewall, ...): count it and go on. */
+			cnt[DP_SOCKET_ERRORS] += st->msg_segs[sent];
+		}
+		sent++;
+		stalls = 0;
+	}
+	st->nseg = st->niov = st->nmsg = 0;
+	return true;
+}
+
+static void tx_add_msg(struct tx_state *st, const struct sockaddr_in *dst, int iov0, int niov, uint16_t nsegs,
+		       uint16_t gso_size, uint32_t bytes)
+{
+	int m = st->nmsg++;
+	struct msghdr *mh = &st->msgs[m].msg_hdr;
+	st->dsts[m] = *dst;
+	memset(mh, 0, sizeof *mh);
+	mh->msg_name = &st->dsts[m];
+	mh->msg_namelen = sizeof st->dsts[m];
+	mh->msg_iov = &st->iov[iov0];
+	mh->msg_iovlen = (size_t)niov;
+	st->msg_segs[m] = nsegs;
+	st->msg_gso[m] = gso_size;
+	st->msg_bytes[m] = bytes;
+	st->msg_iovps[m] = nsegs > 0 && niov > nsegs ? 2 : 1;
+	st->msg_open[m] = false;
+	if (nsegs > 1)
+		udp_set_segment(mh, &st->cm[m], gso_size);
+}
+
+/*
+ * Packets read one by one (small ones, or any without TUN offloads) to the
+ * peer of the batch's last message join that message as further UDP GSO
+ * datagrams while they have its first datagram's size (a shorter one joins
+ * and closes it): a stream of small packets then crosses the sending stack,
+ * the underlay and the peer's GRO socket as one skb per group instead of one
+ * per packet, which is most of what a small packet costs here.
+ */
+static bool tx_append_plain(struct tx_state *st, const struct sockaddr_in *dst, uint8_t *p, size_t len)
+{
+	int m = st->nmsg - 1;
+	if (m < 0 || !st->msg_open[m] || st->dsts[m].sin_addr.s_addr != dst->sin_addr.s_addr ||
+	    st->dsts[m].sin_port != dst->sin_port || st->msg_segs[m] >= UDP_GSO_MAXSEGS || len > st->msg_gso[m] ||
+	    st->msg_bytes[m] + len > UDP_MAX_PAYLOAD)
+		return false;
+	struct msghdr *mh = &st->msgs[m].msg_hdr;
+	if (mh->msg_iov + mh->msg_iovlen != &st->iov[st->niov]) /* only the newest message can grow in place */
+		return false;
+	tx_put_plain(st, p, len);
+	mh->msg_iovlen++;
+	if (++st->msg_segs[m] == 2)
+		udp_set_segment(mh, &st->cm[m], st->msg_gso[m]);
+	st->msg_bytes[m] += (uint32_t)len;
+	if (len < st->msg_gso[m])
+		st->msg_open[m] = false;
+	return true;
+}
+
+/*
+ * One TUN read: takes off the virtio header (tun/vnet.h), checks and routes
+ * the packet, cuts a super-packet into MTU-sized segments (headers in
+ * st->hdrs, payload left in place) and queues the datagrams, as UDP GSO
+ * messages where the socket allows. Routing, the TTL check and decrement
+ * happen once on a super-packet's header, which every segment copies; drops
+ * count every segment. Returns false if stop was requested during a flush.
+ */
+static bool tx_one(struct worker *w, const struct rtable *t, struct tx_state *st, uint8_t *buf, size_t len, uint64_t *cnt)
+{
+	struct dp *dp = w->dp;
+	struct tun_pkt pk;
+	enum tun_kind kind = tun_parse(dp->off.tun_vnet_hdr, dp->off.tun_uso, buf, len, &pk);
+	uint8_t *p = pk.p;
+	len = pk.len;
+	struct sockaddr_in dst;
+	switch (kind) {
+	case TUN_MALFORMED:
+		cnt[DP_DROP_MALFORMED]++;
+		return true;
+	case TUN_NOT_IPV4:
+		cnt[DP_DROP_NOT_IPV4]++;
+		return true;
+	case TUN_PLAIN:
+		if (!ip4_route_out(&dp->ip, w->tun_fd, t, p, len, &dst, 1, cnt))
+			return true;
+		if (dp->off.udp_gso && tx_append_plain(st, &dst, p, len))
+			return true;
+		if (st->nmsg + 1 > TX_MAXMSG && !send_batch(w, st, cnt))
+			return false;
+		tx_put_plain(st, p, len);
+		tx_add_msg(st, &dst, st->niov - 1, 1, 1, (uint16_t)len, (uint32_t)len);
+		st->msg_open[st->nmsg - 1] = true;
+		return true;
+	case TUN_TCP4_GSO:
+	case TUN_UDP4_GSO:
+		break;
+	}
+	bool udp = kind == TUN_UDP4_GSO;
+	/* A UDP super-packet's (UDP GSO sender) checksum field holds the pseudo-header sum: each segment gets a full one. */
+	size_t n = udp ? gso_udp4_count(p, len, pk.gso_size) : gso_tcp4_count(p, len, pk.gso_size);
+	if (n == 0 || n > TX_MAXSEG) {
+		cnt[(len >= 1 && (p[0] >> 4) != 4) ? DP_DROP_NOT_IPV4 : DP_DROP_MALFORMED]++;
+		return true;
+	}
+	if (!ip4_route_out(&dp->ip, w->tun_fd, t, p, len, &dst, n, cnt))
+		return true;
+	if ((st->nseg + (int)n > TX_MAXSEG || st->nmsg + (int)n > TX_MAXMSG) && !send_batch(w, st, cnt))
+		return false;
+	struct gso_seg *segs = &st->segs[st->nseg];
+	uint8_t *hdrs = st->hdrs + (size_t)st->nseg * GSO_HDR_MAX;
+	int k = udp ? gso_udp4_segment(p, len, pk.gso_size, hdrs, segs, (int)n)
+		    : gso_tcp4_segment(p, len, pk.gso_size, hdrs, segs, (int)n);
+	if (k <= 0) { /* cannot happen after gso_tcp4_count, but never trust it blindly */
+		cnt[DP_DROP_MALFORMED] += n;
+		return true;
+	}
+	st->nseg += k;
+	cnt[DP_TX_GSO_PACKETS]++;
+	for (int i = 0; i < k;) {
+		int iov0 = st->niov, j = i;
+		size_t bytes = 0;
+		do {
+			size_t sl = (size_t)segs[j].hdr_len + segs[j].pay_len;
+			if (j > i && (bytes + sl > UDP_MAX_PAYLOAD || j - i >= UDP_GSO_MAXSEGS))
+				break;
+			tx_put_segment(st, &segs[j]);
+			bytes += sl;
+			j++;
+		} while (j < k && dp->off.udp_gso);
+		tx_add_msg(st, &dst, iov0, st->niov - iov0, (uint16_t)(j - i),
+			   (uint16_t)(segs[i].hdr_len + segs[i].pay_len), (uint32_t)bytes);
+		i = j;
+	}
+	return true;
+}
+
+/* What one tx pass found. */
+enum tx_pass { TX_DRAINED, TX_MORE, TX_STOP, TX_BROKEN };
+
+/*
+ * One tx pass: up to BATCH TUN reads, routed, segmented and sent; counters
+ * flushed. The caller holds w->tx_lock, which is what makes the tx state,
+ * the READER_TX slot and the order of reads and sends belong to one thread
+ * at a time. *moved gains the datagrams sent (the busy-poll rate counts
+ * datagrams, not reads: one read may be 45 of them).
+ */
+static enum tx_pass tx_pass(struct worker *w, uint64_t *cnt, uint64_t *moved)
+{
+	struct dp *dp = w->dp;
+	struct tx_state *st = w->tx;
+	int n = 0;
+	size_t bytes = 0;
+	bool more = true, broken = false;
+	while (n < BATCH && bytes < TX_BATCH_BYTES) {
+		ssize_t r = sys_read(w->tun_fd, st->bufs + (size_t)n * TX_STRIDE, TX_STRIDE);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN) {
+				cnt[DP_TUN_ERRORS]++;
+				broken = true;
+			}
+			more = false;
+			break;
+		}
+		st->lens[n++] = (size_t)r;
+		bytes += (size_t)r;
+	}
+	bool running = true;
+	const struct rtable *t = rcu_enter(w, READER_TX);
+	for (int i = 0; i < n && running; i++)
+		running = tx_one(w, t, st, st->bufs + (size_t)i * TX_STRIDE, st->lens[i], cnt);
+	rcu_exit(w, READER_TX);
+	if (running)
+		running = send_batch(w, st, cnt);
+	*moved += st->queued;
+	st->queued = 0;
+	dp_counters_flush(dp->c, cnt);
+	return !running ? TX_STOP : broken ? TX_BROKEN : more ? TX_MORE : TX_DRAINED;
+}
+
+void *tx_main(void *arg)
+{
+	struct worker *w = arg;
+	struct dp *dp = w->dp;
+	uint64_t cnt[DP_NCOUNTERS] = {0};
+	struct pollfd pf[3] = {{.fd = w->tun_fd, .events = POLLIN}, {.fd = dp->stop_fd, .events = POLLIN}, {.fd = -1}};
+	struct spin_local sl = {.budget = SPIN_START_NS, .low_rate = true};
+
+	for (;;) {
+		bool spun;
+		enum wake wk = wait_ready(w, READER_TX, &sl, pf, &spun);
+		if (wk == WAKE_STOP)
+			break;
+		if (wk == WAKE_AGAIN)
+			continue;
+		uint64_t moved = 0;
+		enum tx_pass r;
+		pthread_mutex_lock(&w->tx_lock);
+		do
+			r = tx_pass(w, cnt, &moved);
+		while (r == TX_MORE);
+		pthread_mutex_unlock(&w->tx_lock);
+		if (r == TX_STOP)
+			return NULL;
+		spin_note(w, READER_TX, &sl, moved, spun);
+		/* A TUN whose device vanished stays readable-with-error: do not spin on it. */
+		if (r == TX_BROKEN && wait_stop(dp, 100))
+			break;
+	}
+	return NULL;
+}
+
+bool tx_reply_pass(struct worker *w, uint64_t *cnt)
+{
+	if (pthread_mutex_trylock(&w->tx_lock) != 0)
+		return true;
+	uint64_t replied = 0;
+	enum tx_pass r = tx_pass(w, cnt, &replied);
+	pthread_mutex_unlock(&w->tx_lock);
+	return r != TX_STOP;
+}
