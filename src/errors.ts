@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'E_NETLINK' // a kernel request failed
   | 'E_BACKEND' // backend could not be set up
   | 'E_DATAPLANE' // the native data plane failed
+  | 'E_NOTIFY' // sd_notify to NOTIFY_SOCKET failed
   | 'E_SUBNET_FILE' // subnet file could not be read or written
   | 'E_METRICS' // the -metrics-addr endpoint could not be served
   | 'E_IPMASQ' // the -ip-masq nftables rules could not be applied

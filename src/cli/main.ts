@@ -9,6 +9,7 @@ import { resolveExternalInterface } from '../iface';
 import { runNft } from '../ipmasq';
 import { createLogger, Logger } from '../log';
 import { EtcdRegistry } from '../subnet/etcd-registry';
+import { sdNotify } from '../systemd/notify';
 import { version } from '../version';
 import { configCheck, configGet, configSet, dockerOpts, leasesTable, Out } from './commands';
 import { DaemonFlags, daemonFlags, daemonUsage } from './flags';
@@ -45,8 +46,6 @@ function notifier(log: Logger): (state: string) => void {
   if (!path) return () => undefined;
   return (state) => {
     try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const { sdNotify } = require('../dataplane/native') as typeof import('../dataplane/native');
       sdNotify(path, state);
     } catch (e) {
       log.warn('sd_notify failed', { socket: path, error: describeError(e) });

@@ -8,7 +8,7 @@
  */
 import * as path from 'node:path';
 import { MAX_QUEUES } from './limits';
-import { RudderError } from '../errors';
+import { type ErrorCode, RudderError } from '../errors';
 import type { DataPlane, DataPlaneCounters, DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute } from './types';
 
 /** Opaque handle owned by the addon (an N-API External). */
@@ -50,7 +50,6 @@ interface RawAddon {
   /** Flat quadruples: [net, prefix, publicIP, port, ...]. */
   setRoutes(handle: RawHandle, routes: Uint32Array): void;
   stop(handle: RawHandle): void;
-  notify(socketPath: string, message: string): void;
 }
 
 /** Counters of this implementation: the contract's plus packets that were not IPv4 at all. */
@@ -122,24 +121,30 @@ function isRawAddon(v: unknown): v is RawAddon {
     o.counterNames.every((n) => typeof n === 'string') &&
     typeof o.open === 'function' &&
     typeof o.setRoutes === 'function' &&
-    typeof o.stop === 'function' &&
-    typeof o.notify === 'function'
+    typeof o.stop === 'function'
   );
+}
+
+/**
+ * Loads rudder_native.node (the data plane and sd_notify share it); a missing
+ * or unloadable addon is a RudderError of `code` that says to run ./build.
+ */
+export function requireAddon(code: ErrorCode): unknown {
+  try {
+    return require(ADDON_PATH) as unknown;
+  } catch (e) {
+    const errno = (e as { code?: unknown }).code;
+    const why =
+      errno === 'MODULE_NOT_FOUND'
+        ? `native addon not found at ${ADDON_PATH}`
+        : `native addon at ${ADDON_PATH} cannot be loaded (${errorMessage(e)})`;
+    throw new RudderError(code, `${why}: run ./build to compile it`, { cause: e });
+  }
 }
 
 function addon(): Loaded {
   if (loaded) return loaded;
-  let mod: unknown;
-  try {
-    mod = require(ADDON_PATH) as unknown;
-  } catch (e) {
-    const code = (e as { code?: unknown }).code;
-    const why =
-      code === 'MODULE_NOT_FOUND'
-        ? `native addon not found at ${ADDON_PATH}`
-        : `native addon at ${ADDON_PATH} cannot be loaded (${errorMessage(e)})`;
-    throw new RudderError('E_DATAPLANE', `${why}: run ./build to compile it`, { cause: e });
-  }
+  const mod = requireAddon('E_DATAPLANE');
   if (!isRawAddon(mod)) {
     throw new RudderError('E_DATAPLANE', `native addon at ${ADDON_PATH} has an unexpected shape: run ./build to rebuild it`);
   }
@@ -276,16 +281,4 @@ export function openDataPlane(opts: DataPlaneOptions): NativeDataPlane {
       call(`${res.ifname} stop`, () => a.stop(h));
     },
   };
-}
-
-/**
- * Sends `message` as one datagram to the unix datagram socket `socketPath`
- * (a leading '@' means an abstract socket), as systemd's NOTIFY_SOCKET wants.
- */
-export function sdNotify(socketPath: string, message: string): void {
-  if (typeof socketPath !== 'string' || socketPath.length === 0) {
-    throw new RudderError('E_DATAPLANE', 'sdNotify: socket path is empty');
-  }
-  const { addon: a } = addon();
-  call('notify', () => a.notify(socketPath, message));
 }

@@ -558,7 +558,7 @@ describe(`native udp data plane between two namespaced hosts (offloads ${offload
       await receive(`UNIX-RECV:${sock}`, sock, async () => fs.existsSync(sock));
       await assert.rejects(h1.request('notify', { path: path.join(dir, 'absent.sock'), message: 'READY=1' }), (e: unknown) => {
         assert.ok(e instanceof ChildError);
-        assert.equal(e.code, 'E_DATAPLANE');
+        assert.equal(e.code, 'E_NOTIFY');
         assert.match(e.message, /ENOENT/);
         return true;
       });
@@ -631,7 +631,7 @@ describe('native data plane API without a kernel', () => {
       for (const f of ['native.js', 'limits.js']) fs.copyFileSync(path.join(dist, 'src', 'dataplane', f), path.join(dir, 'dist', 'src', 'dataplane', f));
       const script = `
         const n = require(${JSON.stringify(path.join(dir, 'dist', 'src', 'dataplane', 'native.js'))});
-        try { n.sdNotify('@x', 'READY=1'); console.log('no error'); }
+        try { n.openDataPlane(${JSON.stringify(opts)}); console.log('no error'); }
         catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })); }`;
       const r = await run(process.execPath, ['-e', script]);
       const e = JSON.parse(r.stdout) as { name: string; code: string; message: string };

@@ -8,7 +8,8 @@
  */
 import * as dgram from 'node:dgram';
 import * as readline from 'node:readline';
-import { openDataPlane, sdNotify, type NativeDataPlane } from '../../src/dataplane/native';
+import { openDataPlane, type NativeDataPlane } from '../../src/dataplane/native';
+import { sdNotify } from '../../src/systemd/notify';
 import type { DataPlaneOptions, DataPlaneRoute } from '../../src/dataplane/types';
 
 interface Request {
