@@ -61,7 +61,7 @@ export function parseConfig(text: string): NetworkConfig {
   return validateConfig(raw);
 }
 
-/** Applies defaults and checks every rule of ARCHITECTURE.md. */
+/** Applies defaults and checks every rule of the network config (README, "Network config"). */
 export function validateConfig(raw: unknown): NetworkConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw bad('config', raw, 'a JSON object like {"Network":"10.0.0.0/16"}');

@@ -1,7 +1,7 @@
 /**
  * SubnetManager: takes this host's lease, keeps it alive and keeps it ours.
  *
- * Acquisition order (ARCHITECTURE.md): a key already holding our PublicIP;
+ * Acquisition order (docs/architecture.md, "Subnet acquisition and renewal"): a key already holding our PublicIP;
  * else the subnet remembered in the subnet file, only if free; else a random
  * free subnet. Every write is one etcd transaction (create-if-absent, or
  * compare-and-swap on mod_revision), so two hosts can never both succeed on

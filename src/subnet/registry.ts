@@ -3,7 +3,7 @@
  * `etcd-registry.ts` implements it over the etcd v3 API; the rest of the
  * control plane depends only on this interface.
  *
- * Key layout (ARCHITECTURE.md): `<prefix>/config` holds the network config;
+ * Key layout (docs/architecture.md, "etcd: key layout and lease values"): `<prefix>/config` holds the network config;
  * `<prefix>/subnets/<a.b.c.d>-<len>` one lease each, JSON
  * `{"PublicIP","BackendType","BackendData"}`, attached to an etcd lease —
  * or to none, which makes it a reservation.

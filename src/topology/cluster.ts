@@ -1,5 +1,5 @@
 /**
- * The one-machine cluster of ARCHITECTURE.md ("Testing on one machine"), used
+ * The one-machine cluster of docs/architecture.md ("Testing"), used
  * by the e2e tests and `rudder sandbox`:
  *
  *        [etcd ns: eth0 198.18.0.250/15, etcd on :2379]
@@ -45,7 +45,7 @@ function etcdMemberIp(i: number): string {
 }
 
 // ---------------------------------------------------------------------------
-// The subnet file (contract: ARCHITECTURE.md "Subnet file")
+// The subnet file (contract: docs/architecture.md, "The subnet file")
 
 export interface SubnetEnv {
   /** RUDDER_NETWORK, e.g. 10.0.0.0/16 */

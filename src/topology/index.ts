@@ -1,6 +1,6 @@
 /**
  * The one-machine topology: real etcd, network namespaces, and the cluster of
- * ARCHITECTURE.md ("Testing on one machine"). Shared by the integration and
+ * docs/architecture.md ("Testing"). Shared by the integration and
  * e2e tests and by `rudder sandbox`.
  */
 export * from './exec';

@@ -6,7 +6,7 @@
  * receiver's socket buffer is not what drops them, and prints one JSON line:
  * how many it sent, and how many of them the data plane must count under
  * each reason, computed from its own model of the documented checks
- * (ARCHITECTURE.md: datagrams only from PublicIPs of current leases; every
+ * (docs/architecture.md, "udp": datagrams only from PublicIPs of current leases; every
  * header validated):
  *   unknown_sender  every datagram when MODE is "nonpeer"
  *   malformed       shorter than 20 bytes, version not 4, IHL < 5 or past the
