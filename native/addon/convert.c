@@ -20,8 +20,8 @@ bool get_u32(napi_env env, napi_value obj, const char *key, uint32_t *out)
 	double d;
 	char msg[128];
 	if (napi_get_named_property(env, obj, key, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok ||
-	    t != napi_number || napi_get_value_double(env, v, &d) != napi_ok || d < 0 || d > 4294967295.0 ||
-	    d != (double)(uint32_t)d) {
+	        t != napi_number || napi_get_value_double(env, v, &d) != napi_ok || d < 0 || d > 4294967295.0 ||
+	        d != (double)(uint32_t)d) {
 		snprintf(msg, sizeof msg, "option %s must be an integer 0..4294967295", key);
 		addon_throw(env, msg);
 		return false;
@@ -65,7 +65,7 @@ bool get_string(napi_env env, napi_value v, const char *what, char **out, size_t
 	size_t n;
 	char msg[128];
 	if (napi_typeof(env, v, &t) != napi_ok || t != napi_string ||
-	    napi_get_value_string_utf8(env, v, NULL, 0, &n) != napi_ok) {
+	        napi_get_value_string_utf8(env, v, NULL, 0, &n) != napi_ok) {
 		snprintf(msg, sizeof msg, "%s must be a string", what);
 		addon_throw(env, msg);
 		return false;

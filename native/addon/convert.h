@@ -17,15 +17,15 @@
 /* Throws an Error with `msg`; native.ts wraps it into its RudderError. */
 void addon_throw(napi_env env, const char *msg);
 
-#define CHECK(env, call)                                                                                   \
-	do {                                                                                               \
-		if ((call) != napi_ok) {                                                                   \
-			bool pending_ = false;                                                             \
-			napi_is_exception_pending((env), &pending_);                                       \
-			if (!pending_)                                                                     \
-				addon_throw((env), "internal N-API failure: " #call);                      \
-			return NULL;                                                                       \
-		}                                                                                          \
+#define CHECK(env, call) \
+	do { \
+		if ((call) != napi_ok) { \
+			bool pending_ = false; \
+			napi_is_exception_pending((env), &pending_); \
+			if (!pending_) \
+				addon_throw((env), "internal N-API failure: " #call); \
+			return NULL; \
+		} \
 	} while (0)
 
 /* obj[key] as an integer 0..4294967295. */

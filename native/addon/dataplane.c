@@ -26,13 +26,13 @@ static napi_value offloads_object(napi_env env, const struct dp_offloads *o)
 {
 	napi_value obj, s, q;
 	if (napi_create_object(env, &obj) != napi_ok || !set_bool(env, obj, "requested", o->requested) ||
-	    napi_create_uint32(env, o->queues, &q) != napi_ok || napi_set_named_property(env, obj, "queues", q) != napi_ok ||
-	    !set_bool(env, obj, "tunVnetHdr", o->tun_vnet_hdr) || !set_bool(env, obj, "tso", o->tun_tso) ||
-	    !set_bool(env, obj, "uso", o->tun_uso) ||
-	    !set_bool(env, obj, "udpGso", o->udp_gso) || !set_bool(env, obj, "udpGro", o->udp_gro) ||
-	    !set_bool(env, obj, "busyPoll", o->busy_poll) ||
-	    napi_create_string_utf8(env, o->note, NAPI_AUTO_LENGTH, &s) != napi_ok ||
-	    napi_set_named_property(env, obj, "note", s) != napi_ok)
+	        napi_create_uint32(env, o->queues, &q) != napi_ok || napi_set_named_property(env, obj, "queues", q) != napi_ok ||
+	        !set_bool(env, obj, "tunVnetHdr", o->tun_vnet_hdr) || !set_bool(env, obj, "tso", o->tun_tso) ||
+	        !set_bool(env, obj, "uso", o->tun_uso) ||
+	        !set_bool(env, obj, "udpGso", o->udp_gso) || !set_bool(env, obj, "udpGro", o->udp_gro) ||
+	        !set_bool(env, obj, "busyPoll", o->busy_poll) ||
+	        napi_create_string_utf8(env, o->note, NAPI_AUTO_LENGTH, &s) != napi_ok ||
+	        napi_set_named_property(env, obj, "note", s) != napi_ok)
 		return NULL;
 	return obj;
 }
@@ -43,7 +43,7 @@ static struct handle *get_handle(napi_env env, napi_value v)
 	napi_valuetype t;
 	void *p = NULL;
 	if (napi_typeof(env, v, &t) != napi_ok || t != napi_external || napi_get_value_external(env, v, &p) != napi_ok ||
-	    !p) {
+	        !p) {
 		addon_throw(env, "not a data plane handle");
 		return NULL;
 	}
@@ -89,14 +89,14 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	}
 	uint32_t bind, port, lip, lpfx, icmp, queues;
 	if (!get_u32(env, argv[0], "bindAddress", &bind) || !get_u32(env, argv[0], "port", &port) ||
-	    !get_u32(env, argv[0], "localIp", &lip) || !get_u32(env, argv[0], "localPrefix", &lpfx) ||
-	    !get_u32(env, argv[0], "icmpSource", &icmp) ||
-	    !get_u32(env, argv[0], "queues", &queues))
+	        !get_u32(env, argv[0], "localIp", &lip) || !get_u32(env, argv[0], "localPrefix", &lpfx) ||
+	        !get_u32(env, argv[0], "icmpSource", &icmp) ||
+	        !get_u32(env, argv[0], "queues", &queues))
 		return NULL;
 	bool offloads;
 	bool busy_poll;
 	if (!get_opt_bool(env, argv[0], "offloads", true, &offloads) ||
-	    !get_opt_bool(env, argv[0], "busyPoll", true, &busy_poll))
+	        !get_opt_bool(env, argv[0], "busyPoll", true, &busy_poll))
 		return NULL;
 	CHECK(env, napi_get_named_property(env, argv[0], "tunName", &tn));
 	char *name;
@@ -116,7 +116,7 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	memset(c, 0, csz);
 	napi_value ab;
 	if (napi_create_external_arraybuffer(env, c, sizeof(struct dp_counters), counters_finalize, NULL, &ab) !=
-	    napi_ok) {
+	        napi_ok) {
 		free(c);
 		free(h);
 		free(name);
@@ -125,15 +125,15 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	}
 	/* From here the ArrayBuffer owns c. */
 	struct dp_config cfg = {
-		.tun_name = name,
-		.bind_addr = bind,
-		.port = (uint16_t)port,
-		.local_net = lip,
-		.local_prefix = (uint8_t)lpfx,
-		.icmp_source = icmp,
-		.offloads = offloads,
-		.busy_poll = busy_poll,
-		.queues = queues,
+	        .tun_name = name,
+	        .bind_addr = bind,
+	        .port = (uint16_t)port,
+	        .local_net = lip,
+	        .local_prefix = (uint8_t)lpfx,
+	        .icmp_source = icmp,
+	        .offloads = offloads,
+	        .busy_poll = busy_poll,
+	        .queues = queues,
 	};
 	char err[ERRLEN], ifname[16] = {0};
 	int rc = dp_open(&cfg, c, &h->dp, ifname, err, sizeof err);
@@ -145,7 +145,7 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	}
 	napi_value handle, result, ifn, offl;
 	if (napi_create_reference(env, ab, 1, &h->counters) != napi_ok ||
-	    napi_create_external(env, h, handle_finalize, NULL, &handle) != napi_ok) {
+	        napi_create_external(env, h, handle_finalize, NULL, &handle) != napi_ok) {
 		handle_release(env, h);
 		free(h);
 		addon_throw(env, "internal N-API failure creating the handle");
@@ -185,8 +185,8 @@ static napi_value js_set_routes(napi_env env, napi_callback_info info)
 	size_t len = 0;
 	void *data = NULL;
 	if (napi_is_typedarray(env, argv[1], &is_ta) != napi_ok || !is_ta ||
-	    napi_get_typedarray_info(env, argv[1], &tt, &len, &data, NULL, NULL) != napi_ok ||
-	    tt != napi_uint32_array || len % 4 != 0) {
+	        napi_get_typedarray_info(env, argv[1], &tt, &len, &data, NULL, NULL) != napi_ok ||
+	        tt != napi_uint32_array || len % 4 != 0) {
 		addon_throw(env, "routes must be a Uint32Array of [net, prefix, publicIP, port] quadruples");
 		return NULL;
 	}
@@ -225,7 +225,6 @@ static napi_value js_stop(napi_env env, napi_callback_info info)
 	handle_release(env, h);
 	return NULL;
 }
-
 
 napi_value addon_dataplane_init(napi_env env, napi_value exports)
 {

@@ -30,7 +30,6 @@ static napi_value js_notify(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
-
 napi_value addon_notify_init(napi_env env, napi_value exports)
 {
 	napi_value fn;

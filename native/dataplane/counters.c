@@ -3,6 +3,6 @@
 
 const char *const dp_counter_names[DP_NCOUNTERS] = {
 #define DP_COUNTER_NAME(id, name) [DP_##id] = #name,
-	DP_COUNTERS(DP_COUNTER_NAME)
+        DP_COUNTERS(DP_COUNTER_NAME)
 #undef DP_COUNTER_NAME
 };

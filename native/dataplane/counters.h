@@ -13,28 +13,28 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define DP_COUNTERS(X)                                                                                            \
-	X(TX_PACKETS, txPackets)                 /* datagrams sent (TUN -> UDP), per segment */                  \
-	X(TX_BYTES, txBytes)                                                                                      \
-	X(RX_PACKETS, rxPackets)                 /* packets written to the TUN (UDP -> TUN), per segment */      \
-	X(RX_BYTES, rxBytes)                                                                                      \
-	X(DROP_NO_ROUTE, dropNoRoute)            /* tx: no route covers the destination */                       \
-	X(DROP_UNKNOWN_SENDER, dropUnknownSender) /* rx: the sender is no peer's PublicIP */                     \
-	X(DROP_MALFORMED, dropMalformed)                                                                          \
-	X(DROP_TTL, dropTtl)                                                                                      \
-	X(DROP_NOT_LOCAL, dropNotLocal)          /* rx: destination outside this host's subnet */               \
-	X(TUN_ERRORS, tunErrors)                                                                                  \
-	X(SOCKET_ERRORS, socketErrors)                                                                            \
-	X(ICMP_SENT, icmpSent)                   /* ICMP errors written back into the TUN */                     \
-	X(DROP_NOT_IPV4, dropNotIPv4)            /* tx: not IPv4 (e.g. IPv6 router solicitations) */            \
-	X(TX_GSO_PACKETS, txGsoPackets)          /* TCP/UDP super-packets read from the TUN and segmented */    \
-	X(RX_GRO_PACKETS, rxGroPackets)          /* coalesced super-packets written to the TUN */
+#define DP_COUNTERS(X) \
+	X(TX_PACKETS, txPackets) /* datagrams sent (TUN -> UDP), per segment */ \
+	X(TX_BYTES, txBytes) \
+	X(RX_PACKETS, rxPackets) /* packets written to the TUN (UDP -> TUN), per segment */ \
+	X(RX_BYTES, rxBytes) \
+	X(DROP_NO_ROUTE, dropNoRoute) /* tx: no route covers the destination */ \
+	X(DROP_UNKNOWN_SENDER, dropUnknownSender) /* rx: the sender is no peer's PublicIP */ \
+	X(DROP_MALFORMED, dropMalformed) \
+	X(DROP_TTL, dropTtl) \
+	X(DROP_NOT_LOCAL, dropNotLocal) /* rx: destination outside this host's subnet */ \
+	X(TUN_ERRORS, tunErrors) \
+	X(SOCKET_ERRORS, socketErrors) \
+	X(ICMP_SENT, icmpSent) /* ICMP errors written back into the TUN */ \
+	X(DROP_NOT_IPV4, dropNotIPv4) /* tx: not IPv4 (e.g. IPv6 router solicitations) */ \
+	X(TX_GSO_PACKETS, txGsoPackets) /* TCP/UDP super-packets read from the TUN and segmented */ \
+	X(RX_GRO_PACKETS, rxGroPackets) /* coalesced super-packets written to the TUN */
 
 enum dp_counter {
 #define DP_COUNTER_ENUM(id, name) DP_##id,
 	DP_COUNTERS(DP_COUNTER_ENUM)
 #undef DP_COUNTER_ENUM
-	DP_NCOUNTERS
+	        DP_NCOUNTERS
 };
 
 /* The JavaScript names, indexed by enum dp_counter (dataplane/counters.c). */

@@ -36,13 +36,13 @@ struct dp_config {
 struct dp_offloads {
 	bool requested;
 	bool tun_vnet_hdr; /* TUN reads/writes carry a virtio_net_hdr: coalesced writes possible */
-	bool tun_tso;      /* the TUN hands over TCP super-packets, segmented here */
-	bool tun_uso;      /* the TUN takes and hands over UDP super-packets (GSO_UDP_L4): rx coalesces UDP too */
-	bool udp_gso;      /* UDP_SEGMENT: one sendmsg carries many datagrams */
-	bool udp_gro;      /* UDP_GRO: one recvmsg returns many datagrams */
-	bool busy_poll;    /* low-rate busy polling in use (asked for and its eventfds created) */
-	uint32_t queues;   /* TUN queues (worker pairs) running; fewer than asked if the kernel refused some */
-	char note[256];    /* why something requested is off, else empty */
+	bool tun_tso; /* the TUN hands over TCP super-packets, segmented here */
+	bool tun_uso; /* the TUN takes and hands over UDP super-packets (GSO_UDP_L4): rx coalesces UDP too */
+	bool udp_gso; /* UDP_SEGMENT: one sendmsg carries many datagrams */
+	bool udp_gro; /* UDP_GRO: one recvmsg returns many datagrams */
+	bool busy_poll; /* low-rate busy polling in use (asked for and its eventfds created) */
+	uint32_t queues; /* TUN queues (worker pairs) running; fewer than asked if the kernel refused some */
+	char note[256]; /* why something requested is off, else empty */
 };
 
 struct dp_route {
@@ -61,7 +61,7 @@ struct dp;
  * -errno and a description in `err`, with nothing left open.
  */
 int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp **out, char *ifname,
-	    char *err, size_t errlen);
+        char *err, size_t errlen);
 
 /* The offloads in use (fixed at open). */
 void dp_get_offloads(const struct dp *dp, struct dp_offloads *out);

@@ -54,7 +54,7 @@ static bool is_icmp_error_type(uint8_t type)
 }
 
 void icmp_error(struct ip_ctx *ip, int tun_fd, const uint8_t *orig, size_t len, uint8_t type, uint8_t code,
-		uint64_t *cnt)
+        uint64_t *cnt)
 {
 	size_t ihl = (size_t)(orig[0] & 0xf) * 4;
 	/* RFC 1122 3.2.2: never about non-first fragments, ICMP errors, broadcast or multicast. */

@@ -37,7 +37,7 @@ struct ip_ctx {
 	uint32_t local_net; /* this host's subnet: where received packets may go */
 	uint32_t local_mask;
 	uint32_t icmp_source; /* source of the ICMP errors written into the TUN; 0: none */
-	bool tun_vnet_hdr;    /* the TUN wants a virtio header in front of each write */
+	bool tun_vnet_hdr; /* the TUN wants a virtio header in front of each write */
 
 	/* icmp_lock guards the rate limit and the IP id below (shared by every worker; rare). */
 	pthread_mutex_t icmp_lock;
@@ -56,7 +56,7 @@ void ip_ctx_destroy(struct ip_ctx *ip);
  * its segments, as the kernel does for a GSO packet it cannot forward.
  */
 void icmp_error(struct ip_ctx *ip, int tun_fd, const uint8_t *orig, size_t len, uint8_t type, uint8_t code,
-		uint64_t *cnt);
+        uint64_t *cnt);
 
 static inline bool is_martian_src(uint32_t a)
 {
@@ -83,7 +83,7 @@ static inline void ttl_decrement(uint8_t *h)
  * every segment copies. ICMP errors go into the TUN queue `tun_fd`.
  */
 static inline bool ip4_route_out(struct ip_ctx *ip, int tun_fd, const struct rtable *t, uint8_t *p, size_t len,
-				 struct sockaddr_in *dst, uint64_t wire, uint64_t *cnt)
+        struct sockaddr_in *dst, uint64_t wire, uint64_t *cnt)
 {
 	if (len < 1 || (p[0] >> 4) != 4) {
 		cnt[DP_DROP_NOT_IPV4] += wire;
@@ -115,8 +115,8 @@ static inline bool ip4_accept_in(const struct ip_ctx *ip, const uint8_t *p, size
 {
 	size_t ihl = len ? (size_t)(p[0] & 0xf) * 4 : 0;
 	if (truncated || len < 20 || (p[0] >> 4) != 4 || ihl < 20 || ihl > len || get16(p + 2) != len ||
-	    !ip4_csum_ok(p) || (get16(p + 6) & 0x8000) ||
-	    (size_t)(get16(p + 6) & 0x1fff) * 8 + len > 65535 || is_martian_src(get32(p + 12))) {
+	        !ip4_csum_ok(p) || (get16(p + 6) & 0x8000) ||
+	        (size_t)(get16(p + 6) & 0x1fff) * 8 + len > 65535 || is_martian_src(get32(p + 12))) {
 		cnt[DP_DROP_MALFORMED]++;
 		return false;
 	}

@@ -65,7 +65,8 @@ static unsigned default_queues(void)
 {
 	cpu_set_t set;
 	int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-	return n < 1 ? 1 : n > DP_MAX_QUEUES ? DP_MAX_QUEUES : (unsigned)n;
+	return n < 1 ? 1 : n > DP_MAX_QUEUES ? DP_MAX_QUEUES
+	                                     : (unsigned)n;
 }
 
 void dp_get_offloads(const struct dp *dp, struct dp_offloads *out)
@@ -121,10 +122,11 @@ void dp_close(struct dp *dp)
 }
 
 int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp **out, char *ifname,
-	    char *err, size_t errlen)
+        char *err, size_t errlen)
 {
 	/* Callers pass 0..DP_MAX_QUEUES (native.ts checks); more is never used to index. */
-	unsigned nq = cfg->queues == 0 ? default_queues() : cfg->queues > DP_MAX_QUEUES ? DP_MAX_QUEUES : cfg->queues;
+	unsigned nq = cfg->queues == 0 ? default_queues() : cfg->queues > DP_MAX_QUEUES ? DP_MAX_QUEUES
+	                                                                                : cfg->queues;
 	struct dp *dp = calloc(1, sizeof *dp);
 	if (!dp)
 		return errf(err, errlen, ENOMEM, "data plane%s", "");

@@ -33,7 +33,7 @@
  * Returns how many packets it added at st->pkts[np] (0 or 1).
  */
 static inline size_t rx_take(struct dp *dp, struct rx_state *st, size_t np, uint8_t *p, size_t len, bool trunc,
-			     uint64_t *cnt)
+        uint64_t *cnt)
 {
 	if (!ip4_accept_in(&dp->ip, p, len, trunc, cnt))
 		return 0;

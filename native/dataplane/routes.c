@@ -161,7 +161,6 @@ int dp_set_routes(struct dp *dp, const struct dp_route *routes, size_t n, char *
 	return 0;
 }
 
-
 /* At close, after the threads are joined: the current table and every retired one. */
 void routes_free_all(struct dp *dp)
 {

@@ -51,7 +51,8 @@ struct rtable {
 /* The netmask of an IPv4 prefix length (0..32; longer ones give /32). */
 static inline uint32_t ip4_mask(unsigned prefix)
 {
-	return prefix == 0 ? 0 : prefix >= 32 ? 0xffffffffu : 0xffffffffu << (32 - prefix);
+	return prefix == 0 ? 0 : prefix >= 32 ? 0xffffffffu
+	                                      : 0xffffffffu << (32 - prefix);
 }
 
 /*

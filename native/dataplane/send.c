@@ -63,8 +63,7 @@ static void send_segments_singly(struct worker *w, struct tx_state *st, int m, u
 	struct msghdr *mh = &st->msgs[m].msg_hdr;
 	size_t step = st->msg_iovps[m];
 	for (size_t k = 0; k + step <= mh->msg_iovlen; k += step) {
-		struct msghdr one = {.msg_name = mh->msg_name, .msg_namelen = mh->msg_namelen,
-				     .msg_iov = mh->msg_iov + k, .msg_iovlen = step};
+		struct msghdr one = {.msg_name = mh->msg_name, .msg_namelen = mh->msg_namelen, .msg_iov = mh->msg_iov + k, .msg_iovlen = step};
 		ssize_t r;
 		do
 			r = sendmsg(w->udp_fd, &one, 0);
@@ -123,7 +122,7 @@ static bool send_batch(struct worker *w, struct tx_state *st, uint64_t *cnt)
 }
 
 static void tx_add_msg(struct tx_state *st, const struct sockaddr_in *dst, int iov0, int niov, uint16_t nsegs,
-		       uint16_t gso_size, uint32_t bytes)
+        uint16_t gso_size, uint32_t bytes)
 {
 	int m = st->nmsg++;
 	struct msghdr *mh = &st->msgs[m].msg_hdr;
@@ -154,8 +153,8 @@ static bool tx_append_plain(struct tx_state *st, const struct sockaddr_in *dst, 
 {
 	int m = st->nmsg - 1;
 	if (m < 0 || !st->msg_open[m] || st->dsts[m].sin_addr.s_addr != dst->sin_addr.s_addr ||
-	    st->dsts[m].sin_port != dst->sin_port || st->msg_segs[m] >= UDP_GSO_MAXSEGS || len > st->msg_gso[m] ||
-	    st->msg_bytes[m] + len > UDP_MAX_PAYLOAD)
+	        st->dsts[m].sin_port != dst->sin_port || st->msg_segs[m] >= UDP_GSO_MAXSEGS || len > st->msg_gso[m] ||
+	        st->msg_bytes[m] + len > UDP_MAX_PAYLOAD)
 		return false;
 	struct msghdr *mh = &st->msgs[m].msg_hdr;
 	if (mh->msg_iov + mh->msg_iovlen != &st->iov[st->niov]) /* only the newest message can grow in place */
@@ -222,7 +221,7 @@ static bool tx_one(struct worker *w, const struct rtable *t, struct tx_state *st
 	struct gso_seg *segs = &st->segs[st->nseg];
 	uint8_t *hdrs = st->hdrs + (size_t)st->nseg * GSO_HDR_MAX;
 	int k = udp ? gso_udp4_segment(p, len, pk.gso_size, hdrs, segs, (int)n)
-		    : gso_tcp4_segment(p, len, pk.gso_size, hdrs, segs, (int)n);
+	            : gso_tcp4_segment(p, len, pk.gso_size, hdrs, segs, (int)n);
 	if (k <= 0) { /* cannot happen after gso_tcp4_count, but never trust it blindly */
 		cnt[DP_DROP_MALFORMED] += n;
 		return true;
@@ -241,14 +240,17 @@ static bool tx_one(struct worker *w, const struct rtable *t, struct tx_state *st
 			j++;
 		} while (j < k && dp->off.udp_gso);
 		tx_add_msg(st, &dst, iov0, st->niov - iov0, (uint16_t)(j - i),
-			   (uint16_t)(segs[i].hdr_len + segs[i].pay_len), (uint32_t)bytes);
+		        (uint16_t)(segs[i].hdr_len + segs[i].pay_len), (uint32_t)bytes);
 		i = j;
 	}
 	return true;
 }
 
 /* What one tx pass found. */
-enum tx_pass { TX_DRAINED, TX_MORE, TX_STOP, TX_BROKEN };
+enum tx_pass { TX_DRAINED,
+	TX_MORE,
+	TX_STOP,
+	TX_BROKEN };
 
 /*
  * One tx pass: up to BATCH TUN reads, routed, segmented and sent; counters
@@ -289,7 +291,9 @@ static enum tx_pass tx_pass(struct worker *w, uint64_t *cnt, uint64_t *moved)
 	*moved += st->queued;
 	st->queued = 0;
 	dp_counters_flush(dp->c, cnt);
-	return !running ? TX_STOP : broken ? TX_BROKEN : more ? TX_MORE : TX_DRAINED;
+	return !running ? TX_STOP : broken ? TX_BROKEN
+	        : more                     ? TX_MORE
+	                                   : TX_DRAINED;
 }
 
 void *tx_main(void *arg)

@@ -68,10 +68,10 @@ struct tx_state {
 	struct mmsghdr msgs[TX_MAXMSG];
 	struct sockaddr_in dsts[TX_MAXMSG];
 	uint16_t msg_segs[TX_MAXMSG]; /* datagrams each message carries */
-	uint16_t msg_gso[TX_MAXMSG];  /* their size (the last may be shorter) */
+	uint16_t msg_gso[TX_MAXMSG]; /* their size (the last may be shorter) */
 	uint32_t msg_bytes[TX_MAXMSG];
 	uint8_t msg_iovps[TX_MAXMSG]; /* iovecs per datagram: 2 for [header, payload] segments, 1 for packets as read */
-	bool msg_open[TX_MAXMSG];     /* a message of packets as read that may take one more of the same size */
+	bool msg_open[TX_MAXMSG]; /* a message of packets as read that may take one more of the same size */
 	union udp_cmsg_segment cm[TX_MAXMSG];
 	int nseg, niov, nmsg;
 	uint64_t queued; /* datagrams handed to send_batch since the pass's caller last took the count */
@@ -99,17 +99,17 @@ struct reader_slot {
 /* Low-rate busy polling (wait.c): one per thread, written by the other thread too; seq_cst, no lock. */
 struct spin_slot {
 	_Atomic uint64_t kick_at; /* CLOCK_MONOTONIC ns at which the other thread asked this one to spin; 0: none */
-	_Atomic int asleep;        /* this thread is (about to be) in poll() */
-	int kick_fd;               /* eventfd that wakes it from poll(); -1 without busy polling */
+	_Atomic int asleep; /* this thread is (about to be) in poll() */
+	int kick_fd; /* eventfd that wakes it from poll(); -1 without busy polling */
 	char pad[64 - sizeof(uint64_t) - 2 * sizeof(int)];
 };
 
 /* Busy-polling state of one thread: that thread only. */
 struct spin_local {
-	uint64_t budget;      /* ns this thread spins after a kick, adaptive */
-	uint64_t win_start;   /* rate window */
+	uint64_t budget; /* ns this thread spins after a kick, adaptive */
+	uint64_t win_start; /* rate window */
 	uint64_t win_pkts;
-	bool low_rate;        /* the last window was under SPIN_MAX_RATE */
+	bool low_rate; /* the last window was under SPIN_MAX_RATE */
 	uint64_t missed_kick; /* kick of the last spin that found nothing, 0 if none */
 };
 
@@ -127,7 +127,7 @@ struct worker {
 	bool tx_started;
 	bool rx_started;
 	struct reader_slot readers[NREADERS]; /* READER_TX (under tx_lock), READER_RX (rx thread) */
-	struct spin_slot spin[NREADERS];      /* indexed like readers */
+	struct spin_slot spin[NREADERS]; /* indexed like readers */
 	/*
 	 * tx_lock guards `tx`, readers[READER_TX] and the order of TUN reads and
 	 * UDP sends: held for a whole tx pass, by the tx thread or by the rx
@@ -191,7 +191,9 @@ bool tx_reply_pass(struct worker *w, uint64_t *cnt);
 
 #define SPIN_START_NS 200000ull
 
-enum wake { WAKE_WORK, WAKE_AGAIN, WAKE_STOP };
+enum wake { WAKE_WORK,
+	WAKE_AGAIN,
+	WAKE_STOP };
 
 /*
  * A thread's wait for work on pf[0] (pf[1] is the stop eventfd, pf[2] free

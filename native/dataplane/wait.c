@@ -88,7 +88,8 @@ static bool spin_wait(struct worker *w, int me, struct spin_local *sl, int fd)
 	while (now < deadline && !atomic_load_explicit(&dp->stopping, memory_order_relaxed)) {
 		if (poll(&pf, 1, 0) > 0) {
 			uint64_t b = (3 * sl->budget + 4 * (now - kick)) / 4;
-			sl->budget = b < SPIN_MIN_NS ? SPIN_MIN_NS : b > SPIN_MAX_NS ? SPIN_MAX_NS : b;
+			sl->budget = b < SPIN_MIN_NS ? SPIN_MIN_NS : b > SPIN_MAX_NS ? SPIN_MAX_NS
+			                                                             : b;
 			sl->missed_kick = 0;
 			return true;
 		}

@@ -61,16 +61,16 @@
 #include "test/rng.h"
 
 static unsigned long failures, checks;
-#define CHECK(cond, ...)                                                              \
-	do {                                                                              \
-		checks++;                                                                 \
-		if (!(cond)) {                                                            \
-			if (failures++ < 20) {                                            \
+#define CHECK(cond, ...) \
+	do { \
+		checks++; \
+		if (!(cond)) { \
+			if (failures++ < 20) { \
 				printf("FAIL case %lu (%s:%d): %s: ", cur_case, __FILE__, __LINE__, #cond); \
-				printf(__VA_ARGS__);                                      \
-				printf("\n");                                             \
-			}                                                                 \
-		}                                                                         \
+				printf(__VA_ARGS__); \
+				printf("\n"); \
+			} \
+		} \
 	} while (0)
 static unsigned long cur_case;
 
@@ -124,11 +124,11 @@ static void set_ip_csum(uint8_t *p, size_t ihl)
 #define PORT 8285
 
 static const struct dp_route routes[] = {
-	{0x0a050200u, 24, 0xc6120002u, PORT}, /* 10.5.2.0/24 via 198.18.0.2 */
-	{0x0a050300u, 24, 0xc6120003u, PORT}, /* 10.5.3.0/24 via 198.18.0.3 */
-	{0x0a058000u, 17, 0xc6120004u, 9000}, /* 10.5.128.0/17 via 198.18.0.4:9000 (another prefix length) */
-	{0x0a05c100u, 24, 0xc6120005u, PORT}, /* 10.5.193.0/24 inside the /17: longest match wins */
-	{0x0a050400u, 24, 0xc6120002u, PORT}, /* a second lease of 198.18.0.2 */
+        {0x0a050200u, 24, 0xc6120002u, PORT}, /* 10.5.2.0/24 via 198.18.0.2 */
+        {0x0a050300u, 24, 0xc6120003u, PORT}, /* 10.5.3.0/24 via 198.18.0.3 */
+        {0x0a058000u, 17, 0xc6120004u, 9000}, /* 10.5.128.0/17 via 198.18.0.4:9000 (another prefix length) */
+        {0x0a05c100u, 24, 0xc6120005u, PORT}, /* 10.5.193.0/24 inside the /17: longest match wins */
+        {0x0a050400u, 24, 0xc6120002u, PORT}, /* a second lease of 198.18.0.2 */
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -299,7 +299,7 @@ static int ref_rx(const uint8_t *p, size_t len, uint32_t sender, bool trunc)
 	size_t ihl = (size_t)(p[0] & 0xf) * 4;
 	unsigned frag = rd16(p + 6);
 	if ((p[0] >> 4) != 4 || ihl < 20 || ihl > len || rd16(p + 2) != len || !sum_ok(p, ihl) || (frag & 0x8000) ||
-	    (size_t)(frag & 0x1fff) * 8 + len > 65535 || martian(rd32(p + 12)))
+	        (size_t)(frag & 0x1fff) * 8 + len > 65535 || martian(rd32(p + 12)))
 		return DP_DROP_MALFORMED;
 	if (p[8] == 0)
 		return DP_DROP_TTL;
@@ -336,7 +336,7 @@ static const char *oname(int o)
  * count of 1. If those signatures change, only these two need to follow.
  */
 static bool h_rx(const struct ip_ctx *ip, const struct rtable *t, const uint8_t *p, size_t len, uint32_t sender, bool trunc,
-		 uint64_t *cnt)
+        uint64_t *cnt)
 {
 	if (!rt_is_peer(t, sender)) {
 		cnt[DP_DROP_UNKNOWN_SENDER]++;
@@ -466,7 +466,7 @@ int main(int argc, char **argv)
 		int want = ref_rx(p, len, sender, trunc);
 		CHECK(got != -2 && got != -3, "rx: not exactly one outcome (verdict %d)", v);
 		CHECK(got == want, "rx: data plane says %s, reference says %s (len %zu, sender %#x, trunc %d)",
-		      got < -1 ? "?" : oname(got), oname(want), len, sender, trunc);
+		        got < -1 ? "?" : oname(got), oname(want), len, sender, trunc);
 		CHECK(memcmp(p, scratch, len) == 0, "rx modified the packet");
 		stat_rx[got < -1 ? DP_NCOUNTERS : (got == O_DELIVER ? DP_NCOUNTERS : got)] += got >= 0;
 		if (v) {
@@ -495,7 +495,7 @@ int main(int argc, char **argv)
 		want = ref_tx(scratch, len);
 		CHECK(got != -2 && got != -3, "tx: not exactly one outcome (ok %d)", ok);
 		CHECK(got == want, "tx: data plane says %s, reference says %s (len %zu)", got < -1 ? "?" : oname(got),
-		      oname(want), len);
+		        oname(want), len);
 		stat_tx[got < -1 ? DP_NCOUNTERS : (got == O_DELIVER ? DP_NCOUNTERS : got)] += got >= 0;
 		if (ok) {
 			valid_tx++;
@@ -505,19 +505,19 @@ int main(int argc, char **argv)
 			if (len >= 20 && ihl >= 20 && ihl <= len && sum_ok(scratch, ihl))
 				CHECK(sum_ok(p, ihl), "tx broke a valid checksum");
 			CHECK(memcmp(p, scratch, 8) == 0 && memcmp(p + 9, scratch + 9, 1) == 0 && memcmp(p + 12, scratch + 12, len - 12) == 0,
-			      "tx changed more than TTL and checksum");
+			        "tx changed more than TTL and checksum");
 			const struct dp_route *r = ref_route(rd32(p + 16));
 			CHECK(r && ntohl(dst.sin_addr.s_addr) == r->public_ip && ntohs(dst.sin_port) == r->port && dst.sin_family == AF_INET,
-			      "tx to %#x:%u, expected the route's endpoint", ntohl(dst.sin_addr.s_addr), ntohs(dst.sin_port));
+			        "tx to %#x:%u, expected the route's endpoint", ntohl(dst.sin_addr.s_addr), ntohs(dst.sin_port));
 		}
 		drain_icmp(scratch, len);
 		free(p);
 	}
 	printf("%lu cases, seed %lu, %lu checks, %lu failures\n", cases, seed, checks, failures);
 	printf("rx: delivered %lu, unknown_sender %lu, malformed %lu, ttl %lu, not_local %lu\n", valid_rx,
-	       stat_rx[DP_DROP_UNKNOWN_SENDER], stat_rx[DP_DROP_MALFORMED], stat_rx[DP_DROP_TTL], stat_rx[DP_DROP_NOT_LOCAL]);
+	        stat_rx[DP_DROP_UNKNOWN_SENDER], stat_rx[DP_DROP_MALFORMED], stat_rx[DP_DROP_TTL], stat_rx[DP_DROP_NOT_LOCAL]);
 	printf("tx: sent %lu, not_ipv4 %lu, malformed %lu, no_route %lu, ttl %lu, icmp errors checked %lu\n", valid_tx,
-	       stat_tx[DP_DROP_NOT_IPV4], stat_tx[DP_DROP_MALFORMED], stat_tx[DP_DROP_NO_ROUTE], stat_tx[DP_DROP_TTL], icmp_seen);
+	        stat_tx[DP_DROP_NOT_IPV4], stat_tx[DP_DROP_MALFORMED], stat_tx[DP_DROP_NO_ROUTE], stat_tx[DP_DROP_TTL], icmp_seen);
 	free(scratch);
 	rt_free(t);
 	close(tun_pair[0]);

@@ -33,7 +33,7 @@ int rudder_notify(const char *path, const char *msg, size_t len, char *err, size
 	}
 	if (plen > sizeof sa.sun_path - (path[0] == '@' ? 0 : 1)) {
 		snprintf(err, errlen, "notify: socket path '%s' is too long (max %zu)", path,
-			 sizeof sa.sun_path - 1);
+		        sizeof sa.sun_path - 1);
 		return -ENAMETOOLONG;
 	}
 	memcpy(sa.sun_path, path, plen);

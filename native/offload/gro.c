@@ -62,7 +62,7 @@ static void drop_open(uint32_t *open, size_t *nopen, size_t k)
 }
 
 static bool can_append(const struct gro_pkt *pkts, const struct gro_item *it, const uint8_t *q, uint32_t qlen,
-		       size_t qhl)
+        size_t qhl)
 {
 	const uint8_t *f = pkts[it->first].p;
 	const uint8_t *l = pkts[it->last].p;
@@ -72,7 +72,7 @@ static bool can_append(const struct gro_pkt *pkts, const struct gro_item *it, co
 		return false;
 	/* IP: TOS, DF, TTL equal, ID of the previous + 1. */
 	if (q[1] != f[1] || get16(q + 6) != get16(f + 6) || q[8] != f[8] ||
-	    get16(q + 4) != (uint16_t)(get16(l + 4) + 1))
+	        get16(q + 4) != (uint16_t)(get16(l + 4) + 1))
 		return false;
 	if (q[9] == 17) /* ports were compared by the caller; sizes are all that is left */
 		return qpay >= 1 && qpay <= it->mss;

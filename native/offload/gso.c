@@ -74,7 +74,7 @@ int gso_tcp4_segment(const uint8_t *pkt, size_t len, size_t mss, uint8_t *hdrs, 
 		if (i > 0)
 			f &= (uint8_t)~TCP_FL_CWR;
 		if (i + 1 < n)
-			f &= (uint8_t)~(TCP_FL_FIN | TCP_FL_PSH);
+			f &= (uint8_t) ~(TCP_FL_FIN | TCP_FL_PSH);
 		th[13] = f;
 		th[16] = th[17] = 0;
 		uint32_t l4 = (uint32_t)(thl + plen);
@@ -95,7 +95,7 @@ int gso_tcp4_segment(const uint8_t *pkt, size_t len, size_t mss, uint8_t *hdrs, 
 bool udp4_whole(const uint8_t *pkt, size_t len)
 {
 	return len >= GSO_UDP_HDR && pkt[0] == 0x45 && pkt[9] == 17 && get16(pkt + 2) == len &&
-	       (get16(pkt + 6) & 0x3fff) == 0 && get16(pkt + 24) == len - 20;
+	        (get16(pkt + 6) & 0x3fff) == 0 && get16(pkt + 24) == len - 20;
 }
 
 size_t gso_udp4_count(const uint8_t *pkt, size_t len, size_t mss)

@@ -31,7 +31,8 @@ struct gso_seg {
 	uint16_t pay_len;
 };
 
-enum { GSO_ERR_MALFORMED = -1, GSO_ERR_TOO_MANY = -2 };
+enum { GSO_ERR_MALFORMED = -1,
+	GSO_ERR_TOO_MANY = -2 };
 
 /* Header length (IP + TCP) of a structurally valid TCP/IPv4 packet, 0 if it is not one. */
 size_t tcp4_hdr_len(const uint8_t *pkt, size_t len);

@@ -41,17 +41,17 @@
 
 static int failures;
 static long checks;
-#define CHECK(cond, ...)                                                                                   \
-	do {                                                                                               \
-		checks++;                                                                                  \
-		if (!(cond)) {                                                                             \
-			if (failures < 20) {                                                               \
-				printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                      \
-				printf(__VA_ARGS__);                                                       \
-				printf("\n");                                                              \
-			}                                                                                  \
-			failures++;                                                                        \
-		}                                                                                          \
+#define CHECK(cond, ...) \
+	do { \
+		checks++; \
+		if (!(cond)) { \
+			if (failures < 20) { \
+				printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+				printf(__VA_ARGS__); \
+				printf("\n"); \
+			} \
+			failures++; \
+		} \
 	} while (0)
 
 static uint16_t g16(const uint8_t *p)
@@ -170,7 +170,7 @@ static void random_flow(struct flow *f)
 
 /* A TCP/IPv4 packet of flow f with `pay` payload bytes; checksum either full or the NEEDS_CSUM pseudo sum. */
 static size_t build_tcp(uint8_t *out, const struct flow *f, size_t ihl, uint8_t flags, const uint8_t *payload,
-			size_t pay, bool partial)
+        size_t pay, bool partial)
 {
 	size_t thl = (size_t)f->doff * 4, len = ihl + thl + pay;
 	memset(out, 0, ihl + thl);
@@ -347,7 +347,7 @@ static void test_segment(void)
 		const uint8_t *t = s + ihl;
 		CHECK(segs[i].hdr_len == hl, "hdr_len %u", segs[i].hdr_len);
 		CHECK(i + 1 == n ? segs[i].pay_len <= mss && (pay == 0 || segs[i].pay_len > 0) : segs[i].pay_len == mss,
-		      "seg %d of %d pay %u mss %zu", i, n, segs[i].pay_len, mss);
+		        "seg %d of %d pay %u mss %zu", i, n, segs[i].pay_len, mss);
 		CHECK(g16(s + 2) == slen, "tot_len");
 		CHECK(g16(s + 4) == (uint16_t)(f.id + i), "ip id %u want %u", g16(s + 4), (uint16_t)(f.id + i));
 		CHECK(ref_ip_ok(s), "ip checksum of seg %d", i);
@@ -357,14 +357,14 @@ static void test_segment(void)
 		if (i > 0)
 			wf &= (uint8_t)~TCP_FL_CWR;
 		if (i + 1 < n)
-			wf &= (uint8_t)~(TCP_FL_PSH | TCP_FL_FIN);
+			wf &= (uint8_t) ~(TCP_FL_PSH | TCP_FL_FIN);
 		CHECK(t[13] == wf, "flags of seg %d/%d: %02x want %02x", i, n, t[13], wf);
 		/* Everything else of the headers as in the super-packet. */
 		CHECK(memcmp(s, super, 2) == 0 && memcmp(s + 6, super + 6, 4) == 0 && memcmp(s + 12, super + 12, ihl - 12) == 0,
-		      "ip header fields changed");
+		        "ip header fields changed");
 		CHECK(memcmp(t, super + ihl, 4) == 0 && memcmp(t + 8, super + ihl + 8, 5) == 0 &&
-			      memcmp(t + 14, super + ihl + 14, 2) == 0 && memcmp(t + 18, super + ihl + 18, hl - ihl - 18) == 0,
-		      "tcp header fields changed");
+		                memcmp(t + 14, super + ihl + 14, 2) == 0 && memcmp(t + 18, super + ihl + 18, hl - ihl - 18) == 0,
+		        "tcp header fields changed");
 		CHECK(memcmp(s + hl, payload + got_pay, segs[i].pay_len) == 0, "payload of seg %d", i);
 		got_pay += segs[i].pay_len;
 	}
@@ -375,7 +375,7 @@ static void test_segment(void)
 		CHECK(ni == (size_t)n, "options/no payload: %zu items for %d packets", ni, n);
 		for (size_t k = 0; k < ni; k++)
 			CHECK(items[k].count == 1 && memcmp(pk[items[k].first].p, segorig[items[k].first], pk[items[k].first].len) == 0,
-			      "unmergeable packet changed");
+			        "unmergeable packet changed");
 		return;
 	}
 	if (n == 1) {
@@ -403,8 +403,8 @@ static void test_segment(void)
 	const struct virtio_net_hdr *vh = &items[0].vh;
 	CHECK(vh->flags == VIRTIO_NET_HDR_F_NEEDS_CSUM && vh->csum_start == 20 && vh->csum_offset == 16, "csum fields");
 	CHECK((vh->gso_type & ~VIRTIO_NET_HDR_GSO_ECN) == VIRTIO_NET_HDR_GSO_TCPV4 &&
-		      !!(vh->gso_type & VIRTIO_NET_HDR_GSO_ECN) == !!(flags & TCP_FL_CWR),
-	      "gso_type %02x", vh->gso_type);
+	                !!(vh->gso_type & VIRTIO_NET_HDR_GSO_ECN) == !!(flags & TCP_FL_CWR),
+	        "gso_type %02x", vh->gso_type);
 	CHECK(vh->gso_size == mss && vh->hdr_len == hl, "gso_size %u hdr_len %u", vh->gso_size, vh->hdr_len);
 	CHECK(items[0].total == len, "total");
 	/* Checksum completion of the coalesced packet gives a packet that verifies. */
@@ -442,12 +442,12 @@ static void test_udp_segment(void)
 		uint8_t *s = flatten_seg(i, &segs[i]);
 		size_t slen = pk[i].len;
 		CHECK(segs[i].hdr_len == 28 && (i + 1 == n ? segs[i].pay_len >= 1 && segs[i].pay_len <= mss : segs[i].pay_len == mss),
-		      "udp seg %d of %d: pay %u mss %zu", i, n, segs[i].pay_len, mss);
+		        "udp seg %d of %d: pay %u mss %zu", i, n, segs[i].pay_len, mss);
 		CHECK(g16(s + 2) == slen && g16(s + 24) == slen - 20, "udp seg lengths");
 		CHECK(g16(s + 4) == (uint16_t)(f.id + i), "udp seg ip id");
 		CHECK(ref_ip_ok(s) && ref_l4_ok(s, slen) && g16(s + 26) != 0, "udp seg %d checksums", i);
 		CHECK(memcmp(s, super, 2) == 0 && memcmp(s + 6, super + 6, 4) == 0 && memcmp(s + 12, super + 12, 12) == 0,
-		      "udp seg header fields changed");
+		        "udp seg header fields changed");
 		CHECK(memcmp(s + 28, payload + got, segs[i].pay_len) == 0, "udp payload of seg %d", i);
 		got += segs[i].pay_len;
 	}
@@ -463,7 +463,7 @@ static void test_udp_segment(void)
 	size_t ni = gro_coalesce(pk, (size_t)n, nxt, items, GRO_UDP);
 	if (n == 1) {
 		CHECK(ni == 1 && items[0].count == 1 && items[0].vh.gso_type == 0 && memcmp(pk[0].p, segorig[0], pk[0].len) == 0,
-		      "udp single");
+		        "udp single");
 		return;
 	}
 	if (n > GRO_MAX_SEGS) {
@@ -484,8 +484,8 @@ static void test_udp_segment(void)
 	CHECK(bl == len && memcmp(out, super, len) == 0, "coalesced udp differs from the super-packet (%zu vs %zu)", bl, len);
 	const struct virtio_net_hdr *vh = &items[0].vh;
 	CHECK(vh->flags == VIRTIO_NET_HDR_F_NEEDS_CSUM && vh->csum_start == 20 && vh->csum_offset == 6 &&
-		      vh->gso_type == VIRTIO_NET_HDR_GSO_UDP_L4 && vh->gso_size == mss && vh->hdr_len == 28,
-	      "udp vh");
+	                vh->gso_type == VIRTIO_NET_HDR_GSO_UDP_L4 && vh->gso_size == mss && vh->hdr_len == 28,
+	        "udp vh");
 	gso_complete_csum(out, bl, vh->csum_start, vh->csum_offset);
 	CHECK(ref_l4_ok(out, bl), "completed udp super-packet checksum");
 	gro_item_undo(pk, &items[0]);
@@ -600,7 +600,7 @@ static void test_mix(void)
 		if (it->count == 1) {
 			uint32_t i = it->first;
 			CHECK(memcmp(pk[i].p, segorig[i], pk[i].len) == 0 && it->vh.gso_type == 0 && it->vh.flags == 0,
-			      "single packet %u changed", i);
+			        "single packet %u changed", i);
 			continue;
 		}
 		/* A merged super-packet: valid IP header, right virtio header, segments back into its packets. */
@@ -610,27 +610,27 @@ static void test_mix(void)
 		CHECK(!uitem || (gflags & GRO_UDP), "UDP merged without GRO_UDP");
 		if (uitem) {
 			CHECK(it->vh.flags == VIRTIO_NET_HDR_F_NEEDS_CSUM && it->vh.csum_start == 20 && it->vh.csum_offset == 6 &&
-				      it->vh.gso_type == VIRTIO_NET_HDR_GSO_UDP_L4 && it->vh.hdr_len == 28 &&
-				      g16(super + 24) == bl - 20,
-			      "udp vh");
+			                it->vh.gso_type == VIRTIO_NET_HDR_GSO_UDP_L4 && it->vh.hdr_len == 28 &&
+			                g16(super + 24) == bl - 20,
+			        "udp vh");
 			/* Same size but the last; the merged datagrams are one flow's consecutive IDs. */
 			uint32_t c2 = 0;
 			for (uint32_t i = it->first; i != GRO_END; i = nxt[i], c2++) {
 				CHECK(nxt[i] == GRO_END ? pk[i].len - 28 <= it->vh.gso_size : pk[i].len - 28 == it->vh.gso_size,
-				      "udp datagram %u of %u in a group of size %u", pk[i].len - 28, it->count, it->vh.gso_size);
+				        "udp datagram %u of %u in a group of size %u", pk[i].len - 28, it->count, it->vh.gso_size);
 				CHECK(flow_of[i] == flow_of[it->first], "udp group mixes flows");
 			}
 		} else {
 			CHECK(it->vh.flags == VIRTIO_NET_HDR_F_NEEDS_CSUM && it->vh.csum_start == 20 && it->vh.csum_offset == 16 &&
-				      (it->vh.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) == VIRTIO_NET_HDR_GSO_TCPV4,
-			      "vh");
+			                (it->vh.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) == VIRTIO_NET_HDR_GSO_TCPV4,
+			        "vh");
 		}
 		/* Checksum completion as the kernel would do it gives a valid packet. */
 		memcpy(out, super, bl);
 		gso_complete_csum(out, bl, it->vh.csum_start, it->vh.csum_offset);
 		CHECK(ref_l4_ok(out, bl), "completed super-packet checksum (proto %u)", super[9]);
 		int m = uitem ? gso_udp4_segment(super, bl, it->vh.gso_size, ghdrs, gsegs, GRO_MAX_SEGS)
-			      : gso_tcp4_segment(super, bl, it->vh.gso_size, ghdrs, gsegs, GRO_MAX_SEGS);
+		              : gso_tcp4_segment(super, bl, it->vh.gso_size, ghdrs, gsegs, GRO_MAX_SEGS);
 		CHECK(m == (int)it->count, "re-segmented into %d, merged %u", m, it->count);
 		if (m != (int)it->count)
 			continue;
@@ -640,7 +640,7 @@ static void test_mix(void)
 			memcpy(out, gsegs[j].hdr, gsegs[j].hdr_len);
 			memcpy(out + gsegs[j].hdr_len, gsegs[j].pay, gsegs[j].pay_len);
 			CHECK(sl == pk[i].len && memcmp(out, segorig[i], sl) == 0, "segment %d of group %zu is not packet %u", j,
-			      k, i);
+			        k, i);
 		}
 		gro_item_undo(pk, it);
 		CHECK(memcmp(pk[it->first].p, segorig[it->first], pk[it->first].len) == 0, "undo");

@@ -100,13 +100,13 @@ static short tun_flags(bool mq, bool vnet_hdr)
 }
 
 int tun_open(const char *name, bool offloads, unsigned queues, int *fds, char *ifname, struct tun_caps *caps,
-	     char *err, size_t errlen)
+        char *err, size_t errlen)
 {
 	memset(caps, 0, sizeof *caps);
 	size_t len = strlen(name);
 	if (len == 0 || len >= IFNAMSIZ || strchr(name, '/') != NULL || strchr(name, '%') != NULL) {
 		snprintf(err, errlen, "TUN name '%s' is invalid (1..%d characters, no '/' or '%%')", name,
-			 IFNAMSIZ - 1);
+		        IFNAMSIZ - 1);
 		return -EINVAL;
 	}
 	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);

@@ -11,8 +11,8 @@
 
 struct tun_caps {
 	bool vnet_hdr; /* reads and writes carry a struct virtio_net_hdr first */
-	bool tso;      /* TUNSETOFFLOAD granted: reads may be TCP super-packets, partial checksums */
-	bool uso;      /* USO4|USO6 granted too (Linux >= 6.2): UDP super-packets both ways */
+	bool tso; /* TUNSETOFFLOAD granted: reads may be TCP super-packets, partial checksums */
+	bool uso; /* USO4|USO6 granted too (Linux >= 6.2): UDP super-packets both ways */
 	char note[256]; /* why an offload asked for is off, else empty */
 };
 
@@ -27,6 +27,6 @@ struct tun_caps {
  * granted to `caps`.
  */
 int tun_open(const char *name, bool offloads, unsigned queues, int *fds, char *ifname, struct tun_caps *caps,
-	     char *err, size_t errlen);
+        char *err, size_t errlen);
 
 #endif

@@ -27,10 +27,10 @@
 
 /* What one TUN read holds, once its virtio header is taken off. */
 enum tun_kind {
-	TUN_PLAIN,     /* one packet (a partial checksum already completed) */
-	TUN_TCP4_GSO,  /* a TCP/IPv4 super-packet to cut into gso_size segments */
-	TUN_UDP4_GSO,  /* a UDP/IPv4 super-packet (only when USO was granted) */
-	TUN_NOT_IPV4,  /* a super-packet of another family (TCPv6): not carried */
+	TUN_PLAIN, /* one packet (a partial checksum already completed) */
+	TUN_TCP4_GSO, /* a TCP/IPv4 super-packet to cut into gso_size segments */
+	TUN_UDP4_GSO, /* a UDP/IPv4 super-packet (only when USO was granted) */
+	TUN_NOT_IPV4, /* a super-packet of another family (TCPv6): not carried */
 	TUN_MALFORMED, /* short read, bad checksum offsets, or a GSO type never asked for */
 };
 
@@ -64,7 +64,7 @@ static inline enum tun_kind tun_parse(bool vnet, bool uso, uint8_t *buf, size_t 
 	uint8_t gso = vh.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
 	if (gso == VIRTIO_NET_HDR_GSO_NONE) {
 		if ((vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && len >= 1 && (p[0] >> 4) == 4 &&
-		    !gso_complete_csum(p, len, vh.csum_start, vh.csum_offset))
+		        !gso_complete_csum(p, len, vh.csum_start, vh.csum_offset))
 			return TUN_MALFORMED;
 		return TUN_PLAIN;
 	}

@@ -32,8 +32,8 @@ union udp_cmsg_gro {
 };
 
 struct udp_caps {
-	bool gso;       /* UDP_SEGMENT: one sendmsg carries many datagrams */
-	bool gro;       /* UDP_GRO: one recvmsg returns many datagrams */
+	bool gso; /* UDP_SEGMENT: one sendmsg carries many datagrams */
+	bool gro; /* UDP_GRO: one recvmsg returns many datagrams */
 	char note[128]; /* why one is off, else empty */
 };
 
