@@ -99,20 +99,32 @@ function parseArgs(argv: readonly string[]): Args {
       i++;
       return n;
     };
-    if (k === '--sizes') (a.sizes = v.split(',').map(Number)), i++;
-    else if (k === '--backends') (a.backends = v.split(',')), i++;
-    else if (k === '--phases') (a.phases = new Set(v.split(','))), i++;
-    else if (k === '--watchers') a.watchers = num();
+    if (k === '--sizes') {
+      a.sizes = v.split(',').map(Number);
+      i++;
+    } else if (k === '--backends') {
+      a.backends = v.split(',');
+      i++;
+    } else if (k === '--phases') {
+      a.phases = new Set(v.split(','));
+      i++;
+    } else if (k === '--watchers') a.watchers = num();
     else if (k === '--base') a.base = num();
     else if (k === '--prop-leases') a.propLeases = num();
     else if (k === '--restart') a.restart = num();
     else if (k === '--churn') a.churn = num();
     else if (k === '--rounds') a.rounds = Math.max(1, num());
-    else if (k === '--json') (a.json = v), i++;
-    else if (k === '--label') (a.label = v), i++;
-    else if (k === '--no-write') a.write = false;
-    else if (k === '--rudder-bin') (a.rudderBin = path.resolve(v as string)), i++;
-    else if (k === '--help' || k === '-h') {
+    else if (k === '--json') {
+      a.json = v;
+      i++;
+    } else if (k === '--label') {
+      a.label = v;
+      i++;
+    } else if (k === '--no-write') a.write = false;
+    else if (k === '--rudder-bin') {
+      a.rudderBin = path.resolve(v);
+      i++;
+    } else if (k === '--help' || k === '-h') {
       process.stdout.write(
         'usage: node dist/bench/scale.js [--sizes 1000,5000] [--backends udp,vxlan,host-gw] [--phases program,prop,restart]\n' +
           '       [--watchers 50] [--base 1000] [--prop-leases 100] [--restart 200] [--churn 1000] [--rounds 1]\n' +

@@ -48,9 +48,13 @@ function parseArgs(argv: readonly string[]): Args {
     if (k === '--minutes') a.minutes = num();
     else if (k === '--sample-s') a.sampleS = num();
     else if (k === '--live') a.live = Math.round(num());
-    else if (k === '--backend') (a.backend = String(v)), i++;
-    else if (k === '--json') (a.json = String(v)), i++;
-    else if (k === '--help' || k === '-h') {
+    else if (k === '--backend') {
+      a.backend = String(v);
+      i++;
+    } else if (k === '--json') {
+      a.json = String(v);
+      i++;
+    } else if (k === '--help' || k === '-h') {
       process.stdout.write('usage: node dist/bench/soak.js [--minutes 10] [--sample-s 10] [--backend udp|vxlan|host-gw] [--live 20] [--json FILE]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${k}`);

@@ -131,6 +131,8 @@ function isRawAddon(v: unknown): v is RawAddon {
  */
 export function requireAddon(code: ErrorCode): unknown {
   try {
+    // An addon is loaded by require from a path known only at run time.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require(ADDON_PATH) as unknown;
   } catch (e) {
     const errno = (e as { code?: unknown }).code;

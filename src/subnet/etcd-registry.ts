@@ -242,7 +242,7 @@ export class EtcdRegistry implements Registry {
     const w = await this.call('watch leases', () =>
       this.client.watch().prefix(sp).startRevision(fromRevision).create(),
     );
-    return this.supervise(w, h.onBroken, (res) => {
+    return this.supervise(w, (reason) => h.onBroken(reason), (res) => {
       const batch: WatchBatch[] = [];
       for (const ev of res.events) {
         const key = ev.kv.key.toString();

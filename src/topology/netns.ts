@@ -461,7 +461,7 @@ export class Netns {
 
   /** Sets a sysctl of this namespace (net.* keys are per namespace). */
   async sysctl(key: string, value: string | number): Promise<void> {
-    if (!/^[a-z0-9_.\/-]+$/i.test(key)) throw new TopologyError('E_INTERNAL', `invalid sysctl key ${key}`);
+    if (!/^[a-z0-9_./-]+$/i.test(key)) throw new TopologyError('E_INTERNAL', `invalid sysctl key ${key}`);
     await this.exec(['sysctl', '-q', '-w', `${key}=${value}`]);
   }
 

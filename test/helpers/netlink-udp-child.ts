@@ -12,7 +12,7 @@ import { createLogger } from '../../src/log';
 import type { Lease } from '../../src/subnet/lease';
 
 async function main(): Promise<void> {
-  const [network, own, peer, peerIp, underlay, underlayIp] = process.argv.slice(2) as string[];
+  const [network, own, peer, peerIp, underlay, underlayIp] = process.argv.slice(2);
   const l = (subnet: string, pub: string): Lease => ({
     subnet: parseCidr(subnet, true) as { ip: number; prefix: number },
     publicIP: parseIp(pub) as number,

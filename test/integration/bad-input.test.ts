@@ -173,7 +173,7 @@ describe('bad network configs: a daemon in a namespaced host names key, value an
     }
     return out;
   };
-  const errors = (): string[] => logLines().filter((o) => JSON.stringify(o).includes('invalid network config')).map((o) => String(o.error ?? ''));
+  const errors = (): string[] => logLines().filter((o) => JSON.stringify(o).includes('invalid network config')).map((o) => (typeof o.error === 'string' ? o.error : JSON.stringify(o.error ?? '')));
 
   it(`${CONFIG_CASES.length} bad configs in turn, then a fixed one`, async (t) => {
     // The first bad config is there before the daemon starts; the rest arrive while it waits.
