@@ -7,7 +7,7 @@ import { configToJson, parseConfig } from '../config';
 import { RudderError } from '../errors';
 import { formatCidr, formatIp, parseCidr } from '../ip/ipv4';
 import { parseEnvFile } from '../subnetfile';
-import { formatUsage, parseFlags, type FlagSpec } from './flags';
+import { formatUsage, HELP_FLAG, parseFlags, type FlagSpec } from '../util/flags';
 import type { Registry } from '../subnet/registry';
 import { configKey } from '../subnet/registry';
 
@@ -49,11 +49,9 @@ export async function configGet(reg: Registry, prefix: string, io: Out): Promise
 }
 
 /** `rudder config set JSON|FILE [--if-absent]`: validates before writing. */
-export async function configSet(reg: Registry, prefix: string, args: readonly string[], io: Out): Promise<number> {
-  const ifAbsent = args.includes('--if-absent') || args.includes('-if-absent');
-  const rest = args.filter((a) => a !== '--if-absent' && a !== '-if-absent');
-  const arg = rest[0];
-  if (arg === undefined || rest.length > 1) throw new RudderError('E_FLAG', 'config set: expected one argument, a JSON config or a file holding one (- for standard input), and optionally --if-absent');
+export async function configSet(reg: Registry, prefix: string, operands: readonly string[], ifAbsent: boolean, io: Out): Promise<number> {
+  const arg = operands[0];
+  if (arg === undefined || operands.length > 1) throw new RudderError('E_FLAG', 'config set: expected one argument, a JSON config or a file holding one (- for standard input), and optionally --if-absent');
   let text: string;
   if (arg.trimStart().startsWith('{')) text = arg;
   else if (arg === '-' || existsSync(arg)) text = readFileSync(arg === '-' ? 0 : arg, 'utf8');
@@ -128,10 +126,10 @@ export function dockerOptions(text: string, source: string): string[] {
   return opts;
 }
 
-const DOCKER_OPTS_FLAGS: readonly FlagSpec[] = [
+export const DOCKER_OPTS_FLAGS: readonly FlagSpec[] = [
   { name: 'subnet-file', kind: 'string', env: false, help: 'the subnet file to read (default: the daemon\'s -subnet-file, /run/rudder/subnet.env)' },
   { name: 'format', kind: 'string', default: 'args', env: false, help: '"args": the options on one line; "env": DOCKER_OPTS="..." for systemd\'s EnvironmentFile=' },
-  { name: 'help', aliases: ['h'], kind: 'bool', env: false, help: 'print this help and exit' },
+  HELP_FLAG,
 ];
 
 export function dockerOptsUsage(): string {

@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeError, RudderError } from '../errors';
 import { createLogger, Logger } from '../log';
-import { formatDuration, formatUsage, parseFlags, type FlagSpec } from '../cli/flags';
+import { formatDuration, formatUsage, HELP_FLAG, parseFlags, type FlagSpec } from '../util/flags';
 import { cniConfigText, conflistFileName, CniOptions, DEFAULT_CNI_BRIDGE, DEFAULT_CNI_DIR, DEFAULT_CNI_NAME, validIfname, validNetworkName } from './config';
 
 export interface CniRunOptions extends CniOptions {
@@ -163,7 +163,7 @@ export async function watchSubnetFile(o: CniRunOptions, signal: AbortSignal, log
 
 // ------------------------------------------------------------------ command
 
-const CNI_FLAGS: readonly FlagSpec[] = [
+export const CNI_FLAGS: readonly FlagSpec[] = [
   { name: 'out', kind: 'string', default: DEFAULT_CNI_DIR, env: false, help: 'directory to write the conflist to (the runtime\'s CNI config dir)' },
   { name: 'watch', kind: 'bool', env: false, help: 'keep running and rewrite the conflist whenever the subnet file changes, until SIGINT/SIGTERM' },
   { name: 'subnet-file', kind: 'string', env: false, help: 'the subnet file to read (default: the daemon\'s -subnet-file, /run/rudder/subnet.env)' },
@@ -173,7 +173,7 @@ const CNI_FLAGS: readonly FlagSpec[] = [
   { name: 'default-route', kind: 'bool', default: 'true', env: false, help: 'give pods a default route via the bridge; false routes only RUDDER_NETWORK' },
   { name: 'check-interval', kind: 'duration', default: '10s', min: 100, env: false, help: 'with -watch: also re-check the subnet file this often' },
   { name: 'v', kind: 'int', min: 0, max: 10, default: '0', env: false, help: 'log verbosity (with -watch)' },
-  { name: 'help', aliases: ['h'], kind: 'bool', env: false, help: 'print this help and exit' },
+  HELP_FLAG,
 ];
 
 export function cniConfigUsage(): string {
