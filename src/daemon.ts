@@ -23,7 +23,7 @@ import { Telemetry, type DaemonSnapshot } from './metrics/telemetry';
 import type { Lease, LeaseEvent } from './subnet/lease';
 import { SubnetManager, backoffMs } from './subnet/manager';
 import { Registry, configKey } from './subnet/registry';
-import { readRememberedSubnet, writeSubnetFile } from './subnetfile';
+import { readRememberedSubnet, writeSubnetFile } from './subnet/file';
 import { LeaseWatcher } from './subnet/watcher';
 import { sleep } from './util/sleep';
 

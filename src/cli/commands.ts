@@ -5,8 +5,8 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { configToJson, parseConfig } from '../config';
 import { RudderError } from '../errors';
-import { formatCidr, formatIp, parseCidr } from '../ip/ipv4';
-import { parseEnvFile } from '../subnetfile';
+import { formatCidr, formatIp } from '../ip/ipv4';
+import { parseSubnetFile, readSubnetFile, type SubnetFile } from '../subnet/file';
 import { formatUsage, HELP_FLAG, parseFlags, type FlagSpec } from '../util/flags';
 import type { Registry } from '../subnet/registry';
 import { configKey } from '../subnet/registry';
@@ -102,27 +102,12 @@ export async function leasesTable(reg: Registry, io: Out): Promise<number> {
  * truth for packaging/docker-opts.sh, which calls `rudder docker-opts`.
  */
 export function dockerOptions(text: string, source: string): string[] {
-  const env = parseEnvFile(text);
-  const need = (k: string): string => {
-    const v = env.get(k);
-    if (v === undefined || v === '') throw new RudderError('E_SUBNET_FILE', `${source}: ${k} missing (is this a file written by rudder?)`);
-    return v;
-  };
-  const subnet = need('RUDDER_SUBNET');
-  const mtu = need('RUDDER_MTU');
-  const masq = env.get('RUDDER_IPMASQ') ?? 'false';
-  const c = parseCidr(subnet);
-  if (!c || c.prefix < 1 || c.prefix > 30) {
-    throw new RudderError('E_SUBNET_FILE', `${source}: RUDDER_SUBNET=${subnet}: expected an address/length such as 10.0.5.1/24`);
-  }
-  if (!/^\d+$/.test(mtu) || Number(mtu) < 68 || Number(mtu) > 65535) {
-    throw new RudderError('E_SUBNET_FILE', `${source}: RUDDER_MTU=${mtu}: expected an integer between 68 and 65535`);
-  }
-  if (masq !== 'true' && masq !== 'false') {
-    throw new RudderError('E_SUBNET_FILE', `${source}: RUDDER_IPMASQ=${masq}: expected true or false`);
-  }
-  const opts = [`--bip=${subnet}`, `--mtu=${Number(mtu)}`];
-  if (masq === 'true') opts.push('--ip-masq=false');
+  return dockerOptionsOf(parseSubnetFile(text, source));
+}
+
+function dockerOptionsOf(f: SubnetFile): string[] {
+  const opts = [`--bip=${formatIp(f.address.ip)}/${f.address.prefix}`, `--mtu=${f.mtu}`];
+  if (f.ipMasq) opts.push('--ip-masq=false');
   return opts;
 }
 
@@ -137,7 +122,7 @@ export function dockerOptsUsage(): string {
 }
 
 /** `rudder docker-opts [-subnet-file=FILE] [-format=args|env]`. */
-export function dockerOpts(args: readonly string[], defaultSubnetFile: string, io: Out): number {
+export async function dockerOpts(args: readonly string[], defaultSubnetFile: string, io: Out): Promise<number> {
   let p: ReturnType<typeof parseFlags>;
   try {
     p = parseFlags(DOCKER_OPTS_FLAGS, args, {});
@@ -155,13 +140,8 @@ export function dockerOpts(args: readonly string[], defaultSubnetFile: string, i
   const format = p.values.get('format') as string;
   if (format !== 'args' && format !== 'env') throw new RudderError('E_FLAG', `docker-opts: -format=${JSON.stringify(format)}: expected "args" or "env"`);
   const file = (p.values.get('subnet-file') as string | undefined) || defaultSubnetFile;
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new RudderError('E_SUBNET_FILE', `docker-opts: cannot read ${file}: ${(e as Error).message} (the daemon writes it once it has a lease; is rudder running? see -subnet-file)`);
-  }
-  const opts = dockerOptions(text, file).join(' ');
+  const f = await readSubnetFile(file);
+  const opts = dockerOptionsOf(f).join(' ');
   io.out(format === 'env' ? `DOCKER_OPTS="${opts}"` : opts);
   return 0;
 }

@@ -7,6 +7,7 @@
 import { isIPv6 } from 'node:net';
 import { RudderError } from '../errors';
 import { parseIp } from '../ip/ipv4';
+import { DEFAULT_SUBNET_FILE } from '../subnet/file';
 import { flagErr, formatDuration, parseDuration, parseFlags, HELP_FLAG, type FlagSpec, type ParsedFlags } from '../util/flags';
 
 // ------------------------------------------------------------- daemon flags
@@ -52,7 +53,7 @@ export const DAEMON_FLAGS: readonly FlagSpec[] = [
   { name: 'iface', kind: 'string', help: 'IP or name of the interface for host-to-host traffic (default: the interface of the default route)' },
   { name: 'public-ip', kind: 'string', help: 'IPv4 address other hosts send to, when behind NAT (default: the IP of -iface)' },
   { name: 'port', kind: 'int', min: 1, max: 65535, default: String(DEFAULT_UDP_PORT), help: 'UDP port of the udp backend; wins over Backend.Port of the network config' },
-  { name: 'subnet-file', kind: 'string', default: '/run/rudder/subnet.env', help: 'where the subnet env file is written' },
+  { name: 'subnet-file', kind: 'string', default: DEFAULT_SUBNET_FILE, help: 'where the subnet env file is written' },
   // Integer minutes as in flannel; a duration ("30s") is accepted too so that
   // tests with short TTLs can set a margin below one minute.
   { name: 'subnet-lease-renew-margin', kind: 'string', default: String(RENEW_MARGIN_DEFAULT_MIN), help: 'renew the lease this many minutes (or this duration, e.g. "30s") before it expires; must be less than -subnet-lease-ttl (if not given and the TTL is 60m or less: half the TTL)' },

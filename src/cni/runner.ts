@@ -13,9 +13,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeError, RudderError } from '../errors';
+import { readSubnetFile, SubnetFileUnreadable } from '../subnet/file';
 import { createLogger, Logger } from '../log';
 import { formatDuration, formatUsage, HELP_FLAG, parseFlags, type FlagSpec } from '../util/flags';
-import { cniConfigText, conflistFileName, CniOptions, DEFAULT_CNI_BRIDGE, DEFAULT_CNI_DIR, DEFAULT_CNI_NAME, validIfname, validNetworkName } from './config';
+import { buildConfList, conflistFileName, formatConfList, CniOptions, DEFAULT_CNI_BRIDGE, DEFAULT_CNI_DIR, DEFAULT_CNI_NAME, validIfname, validNetworkName } from './config';
 
 export interface CniRunOptions extends CniOptions {
   subnetFile: string;
@@ -60,27 +61,11 @@ export async function writeIfChanged(file: string, text: string): Promise<boolea
   return true;
 }
 
-/** The subnet file cannot be read; `errno` is the system's code (ENOENT: not written yet). */
-export class SubnetFileUnreadable extends RudderError {
-  constructor(
-    message: string,
-    readonly errno: string | undefined,
-  ) {
-    super('E_SUBNET_FILE', message);
-  }
-}
-
 export type RefreshResult = { wrote: boolean; file: string; subnet: string };
 
 /** Reads the subnet file, builds the conflist and writes it if it changed. Throws E_SUBNET_FILE when the file is missing or invalid. */
 export async function refreshOnce(o: CniRunOptions): Promise<RefreshResult> {
-  let text: string;
-  try {
-    text = await fs.promises.readFile(o.subnetFile, 'utf8');
-  } catch (e) {
-    throw new SubnetFileUnreadable(`cannot read ${o.subnetFile}: ${(e as Error).message} (the daemon writes it once it has a lease; is rudder running? see -subnet-file)`, (e as NodeJS.ErrnoException).code);
-  }
-  const conf = cniConfigText(text, o.subnetFile, o);
+  const conf = formatConfList(buildConfList(await readSubnetFile(o.subnetFile), o));
   const file = conflistPath(o);
   const wrote = await writeIfChanged(file, conf);
   const subnet = (JSON.parse(conf) as { plugins: Array<{ ipam?: { ranges?: Array<Array<{ subnet: string }>> } }> }).plugins[0]?.ipam?.ranges?.[0]?.[0]?.subnet ?? '?';
