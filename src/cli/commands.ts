@@ -6,7 +6,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { configToJson, parseConfig } from '../config';
 import { RudderError } from '../errors';
 import { formatCidr, formatIp } from '../ip/ipv4';
-import { parseSubnetFile, readSubnetFile, type SubnetFile } from '../subnet/file';
+import { parseSubnetFile, readSubnetFile, SUBNET_FILE_TO_READ, type SubnetFile } from '../subnet/file';
 import { formatUsage, HELP_FLAG, parseFlags, type FlagSpec } from '../util/flags';
 import type { Registry } from '../subnet/registry';
 import { configKey } from '../subnet/registry';
@@ -112,7 +112,7 @@ function dockerOptionsOf(f: SubnetFile): string[] {
 }
 
 export const DOCKER_OPTS_FLAGS: readonly FlagSpec[] = [
-  { name: 'subnet-file', kind: 'string', env: false, help: 'the subnet file to read (default: the daemon\'s -subnet-file, /run/rudder/subnet.env)' },
+  SUBNET_FILE_TO_READ,
   { name: 'format', kind: 'string', default: 'args', env: false, help: '"args": the options on one line; "env": DOCKER_OPTS="..." for systemd\'s EnvironmentFile=' },
   HELP_FLAG,
 ];

@@ -6,7 +6,9 @@
  */
 import { isIPv6 } from 'node:net';
 import { RudderError } from '../errors';
+import { DEFAULT_UDP_PORT } from '../config';
 import { parseIp } from '../ip/ipv4';
+import { DEFAULT_ETCD_PREFIX } from '../subnet/registry';
 import { DEFAULT_SUBNET_FILE } from '../subnet/file';
 import { flagErr, formatDuration, parseDuration, parseFlags, HELP_FLAG, type FlagSpec, type ParsedFlags } from '../util/flags';
 
@@ -39,12 +41,11 @@ export interface DaemonFlags extends EtcdFlags {
   help: boolean;
 }
 
-export const DEFAULT_UDP_PORT = 8285;
 const RENEW_MARGIN_DEFAULT_MIN = 60;
 
 export const DAEMON_FLAGS: readonly FlagSpec[] = [
   { name: 'etcd-endpoint', aliases: ['etcd-endpoints'], kind: 'list', default: 'http://127.0.0.1:4001,http://127.0.0.1:2379', help: 'comma-separated etcd v3 endpoints, each http(s)://host:port' },
-  { name: 'etcd-prefix', kind: 'string', default: '/coreos.com/network', help: 'etcd key prefix for the network config and the leases' },
+  { name: 'etcd-prefix', kind: 'string', default: DEFAULT_ETCD_PREFIX, help: 'etcd key prefix for the network config and the leases' },
   { name: 'etcd-cafile', kind: 'string', help: 'CA certificate file for TLS to etcd' },
   { name: 'etcd-certfile', kind: 'string', help: 'client certificate file for TLS to etcd (with -etcd-keyfile)' },
   { name: 'etcd-keyfile', kind: 'string', help: 'client key file for TLS to etcd (with -etcd-certfile)' },
@@ -206,7 +207,7 @@ export function daemonFlags(
     throw bad('public-ip', flags.publicIp, 'a unicast IPv4 address such as "198.18.0.1"');
   }
   if (flags.subnetFile === '') {
-    throw bad('subnet-file', '', 'a file path such as "/run/rudder/subnet.env"');
+    throw bad('subnet-file', '', `a file path such as ${JSON.stringify(DEFAULT_SUBNET_FILE)}`);
   }
   if (ttlMs % 1000 !== 0) {
     // etcd lease TTLs are whole seconds; rounding silently would lie.

@@ -13,7 +13,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeError, RudderError } from '../errors';
-import { readSubnetFile, SubnetFileUnreadable } from '../subnet/file';
+import { readSubnetFile, SUBNET_FILE_TO_READ, SubnetFileUnreadable } from '../subnet/file';
+import { writeFileAtomic } from '../util/atomic-write';
 import { createLogger, Logger } from '../log';
 import { formatDuration, formatUsage, HELP_FLAG, parseFlags, type FlagSpec } from '../util/flags';
 import { buildConfList, conflistFileName, formatConfList, CniOptions, DEFAULT_CNI_BRIDGE, DEFAULT_CNI_DIR, DEFAULT_CNI_NAME, validIfname, validNetworkName } from './config';
@@ -42,20 +43,9 @@ export async function writeIfChanged(file: string, text: string): Promise<boolea
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
   if (current === text) return false;
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
   try {
-    await fs.promises.mkdir(dir, { recursive: true });
-    const fh = await fs.promises.open(tmp, 'w', 0o644);
-    try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.promises.rename(tmp, file);
+    await writeFileAtomic(file, text);
   } catch (e) {
-    await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
     throw new Error(`cannot write ${file}: ${(e as Error).message}`, { cause: e });
   }
   return true;
@@ -151,7 +141,7 @@ export async function watchSubnetFile(o: CniRunOptions, signal: AbortSignal, log
 export const CNI_FLAGS: readonly FlagSpec[] = [
   { name: 'out', kind: 'string', default: DEFAULT_CNI_DIR, env: false, help: 'directory to write the conflist to (the runtime\'s CNI config dir)' },
   { name: 'watch', kind: 'bool', env: false, help: 'keep running and rewrite the conflist whenever the subnet file changes, until SIGINT/SIGTERM' },
-  { name: 'subnet-file', kind: 'string', env: false, help: 'the subnet file to read (default: the daemon\'s -subnet-file, /run/rudder/subnet.env)' },
+  SUBNET_FILE_TO_READ,
   { name: 'name', kind: 'string', default: DEFAULT_CNI_NAME, env: false, help: 'CNI network name; the file is 10-NAME.conflist' },
   { name: 'bridge', kind: 'string', default: DEFAULT_CNI_BRIDGE, env: false, help: 'bridge device the bridge plugin attaches pods to' },
   { name: 'ipam-data-dir', kind: 'string', env: false, help: 'host-local IPAM\'s store of allocated addresses (default: the plugin\'s, /var/lib/cni/networks)' },

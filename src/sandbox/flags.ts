@@ -3,13 +3,13 @@
  * flags (`--hosts 3`, `-hosts=3`), parsed by the same table-driven parser;
  * no environment fallback (RUDDER_* variables belong to the daemon).
  */
-import { parseConfig, type NetworkConfig } from '../config';
+import { BACKEND_TYPES, parseConfig, type NetworkConfig } from '../config';
 import { overlaps, parseCidr, subnetCount, type Cidr } from '../ip/ipv4';
 import { UNDERLAY_NETWORK } from '../topology/cluster';
 import { RudderError } from '../errors';
 import { formatUsage, HELP_FLAG, parseFlags, type FlagSpec } from '../util/flags';
 
-export const SANDBOX_BACKENDS = ['udp', 'vxlan', 'host-gw'] as const;
+export const SANDBOX_BACKENDS = BACKEND_TYPES;
 export type SandboxBackend = (typeof SANDBOX_BACKENDS)[number];
 
 /** Namespaces are `<name><tag>-<role>`: the harness allows 1..6 chars [a-z0-9] starting with a letter. */

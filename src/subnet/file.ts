@@ -16,11 +16,20 @@
  */
 import { promises as fs } from 'node:fs';
 import { isIPv6 } from 'node:net';
-import * as path from 'node:path';
 import { RudderError } from '../errors';
+import { writeFileAtomic } from '../util/atomic-write';
+import type { FlagSpec } from '../util/flags';
 import { Cidr, firstHost, formatCidr, formatIp, maskOf, parseCidr, parseIp } from '../ip/ipv4';
 
 export const DEFAULT_SUBNET_FILE = '/run/rudder/subnet.env';
+
+/** `-subnet-file` of the commands that read the file (docker-opts, cni-config); unset: the daemon's -subnet-file. */
+export const SUBNET_FILE_TO_READ: FlagSpec = {
+  name: 'subnet-file',
+  kind: 'string',
+  env: false,
+  help: `the subnet file to read (default: the daemon's -subnet-file, ${DEFAULT_SUBNET_FILE})`,
+};
 
 /** What the daemon writes. */
 export interface SubnetFileContents {
@@ -158,20 +167,9 @@ export class SubnetFileUnreadable extends RudderError {
 }
 
 export async function writeSubnetFile(file: string, c: SubnetFileContents): Promise<void> {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
   try {
-    await fs.mkdir(dir, { recursive: true });
-    const fh = await fs.open(tmp, 'w', 0o644);
-    try {
-      await fh.writeFile(formatSubnetFile(c));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.rename(tmp, file);
+    await writeFileAtomic(file, formatSubnetFile(c));
   } catch (e) {
-    await fs.rm(tmp, { force: true }).catch(() => undefined);
     throw fileErr(`cannot write subnet file ${file}: ${(e as Error).message}`, e);
   }
 }

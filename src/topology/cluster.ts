@@ -22,6 +22,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { formatCidr, formatIp, parseCidr } from '../ip/ipv4';
 import { parseSubnetFile } from '../subnet/file';
+import { DEFAULT_ETCD_PREFIX } from '../subnet/registry';
 import { EtcdCluster, EtcdServer, cleanEtcdEnv, startEtcd, startEtcdCluster } from './etcd';
 import { ManagedProcess, TopologyError, formatCommand, run, tailFile, type RunOptions, type RunResult } from './exec';
 import { Cleanup, Netns, RunTag, addVethPair, removeLeftovers } from './netns';
@@ -32,7 +33,7 @@ const UNDERLAY_PREFIX_LEN = 15;
 /** Address of the (first) etcd namespace; also every host's default gateway. */
 export const ETCD_IP = '198.18.0.250';
 export const MAX_HOSTS = 249; // .1 .. .249; .250 and up belong to etcd members
-export const DEFAULT_ETCD_PREFIX = '/coreos.com/network';
+export { DEFAULT_ETCD_PREFIX };
 
 export function hostUnderlayIp(index: number): string {
   if (!Number.isInteger(index) || index < 1 || index > MAX_HOSTS) {

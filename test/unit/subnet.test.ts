@@ -7,7 +7,7 @@ import { applyEvents, diffLeases, LeaseMap } from '../../src/subnet/diff';
 import type { Lease } from '../../src/subnet/lease';
 import { parseLeaseEntry } from '../../src/subnet/registry';
 import { formatSubnetFile, parseSubnetFile } from '../../src/subnet/file';
-import { backoffMs } from '../../src/subnet/manager';
+import { backoffMs } from '../../src/util/backoff';
 
 const cidr = (s: string) => parseCidr(s, true) ?? assert.fail(`bad cidr ${s}`);
 const ip = (s: string) => parseIp(s) ?? assert.fail(`bad ip ${s}`);
