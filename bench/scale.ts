@@ -298,7 +298,7 @@ async function restartClients(endpoint: string, prefix: string, n: number): Prom
     const manager = new SubnetManager({ registry, config, publicIP, backendType: 'host-gw', backendData: {}, ttlMs: 24 * 3600_000, renewMarginMs: 3600_000, log });
     const ac = new AbortController();
     // Like the daemon: retry acquisition through etcd trouble with the manager's jittered backoff.
-    const { backoffMs } = await import('../src/subnet/manager');
+    const { backoffMs } = await import('../src/util/backoff');
     let lease;
     for (let f = 1; ; f++) {
       try {

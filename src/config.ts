@@ -17,6 +17,11 @@ import {
 } from './ip/ipv4';
 
 export const BACKEND_TYPES = ['udp', 'vxlan', 'host-gw'] as const;
+/** udp: the port every host listens on unless -port or Backend.Port says otherwise. */
+export const DEFAULT_UDP_PORT = 8285;
+/** vxlan: Backend.VNI and Backend.Port unless given (flannel's defaults). */
+export const DEFAULT_VXLAN_VNI = 1;
+export const DEFAULT_VXLAN_PORT = 8472;
 export type BackendType = (typeof BACKEND_TYPES)[number];
 
 export interface BackendConfig {
@@ -133,7 +138,7 @@ function parseBackend(v: unknown): BackendConfig {
     if (!isInt(b.VNI) || b.VNI < 0 || b.VNI > 0xffffff) throw bad('Backend.VNI', b.VNI, 'an integer between 0 and 16777215');
   }
   // udp's Port stays unset here: the -port flag, when given, must win over it.
-  if (type === 'vxlan') return { ...b, Type: type, VNI: b.VNI ?? 1, Port: b.Port ?? 8472 } as BackendConfig;
+  if (type === 'vxlan') return { ...b, Type: type, VNI: b.VNI ?? DEFAULT_VXLAN_VNI, Port: b.Port ?? DEFAULT_VXLAN_PORT } as BackendConfig;
   return { ...b, Type: type as BackendType } as BackendConfig;
 }
 

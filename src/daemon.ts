@@ -21,9 +21,10 @@ import type { Logger } from './log';
 import { IpMasq, removeLeftoverTable, type NftRunner } from './ipmasq';
 import { Telemetry, type DaemonSnapshot } from './metrics/telemetry';
 import type { Lease, LeaseEvent } from './subnet/lease';
-import { SubnetManager, backoffMs } from './subnet/manager';
+import { SubnetManager } from './subnet/manager';
+import { backoffMs } from './util/backoff';
 import { Registry, configKey } from './subnet/registry';
-import { readRememberedSubnet, writeSubnetFile } from './subnetfile';
+import { readRememberedSubnet, writeSubnetFile } from './subnet/file';
 import { LeaseWatcher } from './subnet/watcher';
 import { sleep } from './util/sleep';
 

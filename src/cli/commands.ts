@@ -5,9 +5,9 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { configToJson, parseConfig } from '../config';
 import { RudderError } from '../errors';
-import { formatCidr, formatIp, parseCidr } from '../ip/ipv4';
-import { parseEnvFile } from '../subnetfile';
-import { formatUsage, parseFlags, type FlagSpec } from './flags';
+import { formatCidr, formatIp } from '../ip/ipv4';
+import { parseSubnetFile, readSubnetFile, SUBNET_FILE_TO_READ, type SubnetFile } from '../subnet/file';
+import { formatUsage, HELP_FLAG, parseFlags, type FlagSpec } from '../util/flags';
 import type { Registry } from '../subnet/registry';
 import { configKey } from '../subnet/registry';
 
@@ -49,11 +49,9 @@ export async function configGet(reg: Registry, prefix: string, io: Out): Promise
 }
 
 /** `rudder config set JSON|FILE [--if-absent]`: validates before writing. */
-export async function configSet(reg: Registry, prefix: string, args: readonly string[], io: Out): Promise<number> {
-  const ifAbsent = args.includes('--if-absent') || args.includes('-if-absent');
-  const rest = args.filter((a) => a !== '--if-absent' && a !== '-if-absent');
-  const arg = rest[0];
-  if (arg === undefined || rest.length > 1) throw new RudderError('E_FLAG', 'config set: expected one argument, a JSON config or a file holding one (- for standard input), and optionally --if-absent');
+export async function configSet(reg: Registry, prefix: string, operands: readonly string[], ifAbsent: boolean, io: Out): Promise<number> {
+  const arg = operands[0];
+  if (arg === undefined || operands.length > 1) throw new RudderError('E_FLAG', 'config set: expected one argument, a JSON config or a file holding one (- for standard input), and optionally --if-absent');
   let text: string;
   if (arg.trimStart().startsWith('{')) text = arg;
   else if (arg === '-' || existsSync(arg)) text = readFileSync(arg === '-' ? 0 : arg, 'utf8');
@@ -104,34 +102,19 @@ export async function leasesTable(reg: Registry, io: Out): Promise<number> {
  * truth for packaging/docker-opts.sh, which calls `rudder docker-opts`.
  */
 export function dockerOptions(text: string, source: string): string[] {
-  const env = parseEnvFile(text);
-  const need = (k: string): string => {
-    const v = env.get(k);
-    if (v === undefined || v === '') throw new RudderError('E_SUBNET_FILE', `${source}: ${k} missing (is this a file written by rudder?)`);
-    return v;
-  };
-  const subnet = need('RUDDER_SUBNET');
-  const mtu = need('RUDDER_MTU');
-  const masq = env.get('RUDDER_IPMASQ') ?? 'false';
-  const c = parseCidr(subnet);
-  if (!c || c.prefix < 1 || c.prefix > 30) {
-    throw new RudderError('E_SUBNET_FILE', `${source}: RUDDER_SUBNET=${subnet}: expected an address/length such as 10.0.5.1/24`);
-  }
-  if (!/^\d+$/.test(mtu) || Number(mtu) < 68 || Number(mtu) > 65535) {
-    throw new RudderError('E_SUBNET_FILE', `${source}: RUDDER_MTU=${mtu}: expected an integer between 68 and 65535`);
-  }
-  if (masq !== 'true' && masq !== 'false') {
-    throw new RudderError('E_SUBNET_FILE', `${source}: RUDDER_IPMASQ=${masq}: expected true or false`);
-  }
-  const opts = [`--bip=${subnet}`, `--mtu=${Number(mtu)}`];
-  if (masq === 'true') opts.push('--ip-masq=false');
+  return dockerOptionsOf(parseSubnetFile(text, source));
+}
+
+function dockerOptionsOf(f: SubnetFile): string[] {
+  const opts = [`--bip=${formatIp(f.address.ip)}/${f.address.prefix}`, `--mtu=${f.mtu}`];
+  if (f.ipMasq) opts.push('--ip-masq=false');
   return opts;
 }
 
-const DOCKER_OPTS_FLAGS: readonly FlagSpec[] = [
-  { name: 'subnet-file', kind: 'string', env: false, help: 'the subnet file to read (default: the daemon\'s -subnet-file, /run/rudder/subnet.env)' },
+export const DOCKER_OPTS_FLAGS: readonly FlagSpec[] = [
+  SUBNET_FILE_TO_READ,
   { name: 'format', kind: 'string', default: 'args', env: false, help: '"args": the options on one line; "env": DOCKER_OPTS="..." for systemd\'s EnvironmentFile=' },
-  { name: 'help', aliases: ['h'], kind: 'bool', env: false, help: 'print this help and exit' },
+  HELP_FLAG,
 ];
 
 export function dockerOptsUsage(): string {
@@ -139,7 +122,7 @@ export function dockerOptsUsage(): string {
 }
 
 /** `rudder docker-opts [-subnet-file=FILE] [-format=args|env]`. */
-export function dockerOpts(args: readonly string[], defaultSubnetFile: string, io: Out): number {
+export async function dockerOpts(args: readonly string[], defaultSubnetFile: string, io: Out): Promise<number> {
   let p: ReturnType<typeof parseFlags>;
   try {
     p = parseFlags(DOCKER_OPTS_FLAGS, args, {});
@@ -157,13 +140,8 @@ export function dockerOpts(args: readonly string[], defaultSubnetFile: string, i
   const format = p.values.get('format') as string;
   if (format !== 'args' && format !== 'env') throw new RudderError('E_FLAG', `docker-opts: -format=${JSON.stringify(format)}: expected "args" or "env"`);
   const file = (p.values.get('subnet-file') as string | undefined) || defaultSubnetFile;
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new RudderError('E_SUBNET_FILE', `docker-opts: cannot read ${file}: ${(e as Error).message} (the daemon writes it once it has a lease; is rudder running? see -subnet-file)`);
-  }
-  const opts = dockerOptions(text, file).join(' ');
+  const f = await readSubnetFile(file);
+  const opts = dockerOptionsOf(f).join(' ');
   io.out(format === 'env' ? `DOCKER_OPTS="${opts}"` : opts);
   return 0;
 }

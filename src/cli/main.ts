@@ -1,25 +1,28 @@
 /**
- * `bin/rudder`: flags first (Go- or GNU-style, environment fallback), then
- * an optional subcommand; with none, the daemon runs until SIGINT/SIGTERM.
- * Flag errors exit 2 with usage; other failures exit 1 with one clear line.
+ * `bin/rudder`: the daemon's flags (Go- or GNU-style, environment fallback)
+ * and an optional command, which takes its own flags before or after its
+ * name (./commandline.ts); with no command, the daemon runs until
+ * SIGINT/SIGTERM. Flag errors exit 2 with the usage of the daemon or of the
+ * command; other failures exit 1 with one clear line.
  */
 import { Daemon } from '../daemon';
-import { describeError, isRudderError } from '../errors';
+import { describeError, isRudderError, RudderError } from '../errors';
 import { resolveExternalInterface } from '../iface';
 import { runNft } from '../ipmasq';
 import { createLogger, Logger } from '../log';
 import { EtcdRegistry } from '../subnet/etcd-registry';
 import { sdNotify } from '../systemd/notify';
 import { version } from '../version';
+import { commandFlags, CommandFlagError, daemonUsage, splitCommandLine, type CommandLine, type CommandSpec } from './commandline';
 import { configCheck, configGet, configSet, dockerOpts, leasesTable, Out } from './commands';
-import { DaemonFlags, daemonFlags, daemonUsage } from './flags';
+import { DaemonFlags, daemonFlags, etcdFlags, type EtcdFlags } from './flags';
 
 const io: Out = {
   out: (s) => process.stdout.write(s + '\n'),
   err: (s) => process.stderr.write(s + '\n'),
 };
 
-function registryFor(f: DaemonFlags): EtcdRegistry {
+function registryFor(f: EtcdFlags): EtcdRegistry {
   return new EtcdRegistry({
     endpoints: f.etcdEndpoints,
     prefix: f.etcdPrefix,
@@ -31,7 +34,7 @@ function registryFor(f: DaemonFlags): EtcdRegistry {
   });
 }
 
-async function withRegistry(f: DaemonFlags, fn: (r: EtcdRegistry) => Promise<number>): Promise<number> {
+async function withRegistry(f: EtcdFlags, fn: (r: EtcdRegistry) => Promise<number>): Promise<number> {
   const r = registryFor(f);
   try {
     return await fn(r);
@@ -99,15 +102,26 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
   }
 }
 
+function flagError(e: unknown, usage: string, prefix = 'rudder'): number {
+  io.err(`${prefix}: ${e instanceof CommandFlagError ? e.message : describeError(e)}`);
+  io.err('');
+  io.err(usage);
+  return 2;
+}
+
 export async function run(argv: readonly string[]): Promise<number> {
+  let line: CommandLine;
   let parsed: ReturnType<typeof daemonFlags>;
   try {
-    parsed = daemonFlags(argv, process.env);
+    line = splitCommandLine(argv);
   } catch (e) {
-    io.err(`rudder: ${describeError(e)}`);
-    io.err('');
-    io.err(daemonUsage());
-    return 2;
+    if (e instanceof CommandFlagError) return flagError(e, e.command.usage(), `rudder ${e.command.words.join(' ')}`);
+    return flagError(e, daemonUsage());
+  }
+  try {
+    parsed = daemonFlags(line.daemonArgv, process.env);
+  } catch (e) {
+    return flagError(e, daemonUsage());
   }
   const { flags, rest } = parsed;
   if (flags.help) {
@@ -118,38 +132,76 @@ export async function run(argv: readonly string[]): Promise<number> {
     io.out(version());
     return 0;
   }
-  const [cmd, sub, ...args] = rest;
+  if (line.command === null) return runNamed(rest, flags);
+  const command = line.command;
+  try {
+    return await runCommand(command, line.args, flags);
+  } catch (e) {
+    if (!isRudderError(e, 'E_FLAG')) {
+      io.err(`rudder: ${describeError(e)}`);
+      return 1;
+    }
+    return flagError(e, command.usage(), `rudder ${command.words.join(' ')}`);
+  }
+}
+
+/** A command whose flags the CLI parses (config, leases, version) or that parses its own (the rest). */
+async function runCommand(command: CommandSpec, args: string[], daemon: DaemonFlags): Promise<number> {
+  const name = command.words.join(' ');
+  if (name === 'sandbox') {
+    const { runSandbox } = await import('../sandbox');
+    return await runSandbox(args, { out: process.stdout, err: io.err });
+  }
+  if (name === 'docker-opts') return dockerOpts(args, daemon.subnetFile, io);
+  if (name === 'cni-config') {
+    const { cniConfigCommand } = await import('../cni/runner');
+    return await cniConfigCommand(args, daemon.subnetFile, io);
+  }
+  const p = commandFlags(command, args, process.env);
+  if (p.values.get('help') === true) {
+    io.out(command.usage());
+    return 0;
+  }
+  const operands = p.rest;
+  const noOperands = (): void => {
+    if (operands.length > 0) throw new CommandFlagError(command, new RudderError('E_FLAG', `unexpected argument ${JSON.stringify(operands[0])}: "rudder ${name}" takes only flags`));
+  };
+  switch (name) {
+    case 'version':
+      noOperands();
+      io.out(version());
+      return 0;
+    case 'leases': {
+      noOperands();
+      const etcd = etcdFlags(p);
+      return await withRegistry(etcd, (r) => leasesTable(r, io));
+    }
+    case 'config check':
+      return configCheck(operands, io);
+    case 'config get': {
+      noOperands();
+      const etcd = etcdFlags(p);
+      return await withRegistry(etcd, (r) => configGet(r, etcd.etcdPrefix, io));
+    }
+    case 'config set': {
+      const etcd = etcdFlags(p);
+      return await withRegistry(etcd, (r) => configSet(r, etcd.etcdPrefix, operands, p.values.get('if-absent') === true, io));
+    }
+    default:
+      throw new RudderError('E_INTERNAL', `command ${name} has no handler`);
+  }
+}
+
+/** No known command: the daemon, or a word that is not a command. */
+async function runNamed(rest: readonly string[], flags: DaemonFlags): Promise<number> {
+  const [cmd, sub] = rest;
   try {
     switch (cmd) {
       case undefined:
         return await runDaemon(flags);
-      case 'version':
-        io.out(version());
-        return 0;
-      case 'leases':
-        return await withRegistry(flags, (r) => leasesTable(r, io));
-      case 'sandbox': {
-        const { runSandbox } = await import('../sandbox');
-        return await runSandbox(rest.slice(1), { out: process.stdout, err: io.err });
-      }
-      case 'docker-opts':
-        return dockerOpts(rest.slice(1), flags.subnetFile, io);
-      case 'cni-config': {
-        const { cniConfigCommand } = await import('../cni/runner');
-        return await cniConfigCommand(rest.slice(1), flags.subnetFile, io);
-      }
       case 'config':
-        switch (sub) {
-          case 'check':
-            return configCheck(args, io);
-          case 'get':
-            return await withRegistry(flags, (r) => configGet(r, flags.etcdPrefix, io));
-          case 'set':
-            return await withRegistry(flags, (r) => configSet(r, flags.etcdPrefix, args, io));
-          default:
-            io.err(`rudder: config ${sub ?? ''}: expected one of: config check FILE, config get, config set JSON|FILE [--if-absent]`);
-            return 2;
-        }
+        io.err(`rudder: config ${sub ?? ''}: expected one of: config check FILE, config get, config set JSON|FILE [--if-absent]`);
+        return 2;
       default:
         io.err(`rudder: unknown command ${JSON.stringify(cmd)}: expected config, leases, sandbox, docker-opts, cni-config or version (or none, to run the daemon)`);
         io.err('');

@@ -2,7 +2,7 @@
  * The CNI network configuration list for this host's Rudder subnet (pure).
  *
  * From the subnet file (RUDDER_NETWORK, RUDDER_SUBNET, RUDDER_MTU,
- * RUDDER_IPMASQ) it builds a conflist for the standard plugins
+ * RUDDER_IPMASQ; parsed by subnet/file.ts) it builds a conflist for the standard plugins
  * (containernetworking-plugins): `bridge` with `host-local` IPAM over the
  * host's lease, then `portmap` for hostPort mappings. The runner
  * (./runner.ts) writes it where the container runtime reads it.
@@ -22,8 +22,8 @@
  *   outside through the host), or only RUDDER_NETWORK with defaultRoute off.
  */
 import { RudderError } from '../errors';
-import { Cidr, firstHost, formatCidr, formatIp, maskOf, parseCidr } from '../ip/ipv4';
-import { parseEnvFile } from '../subnetfile';
+import { firstHost, formatCidr, formatIp } from '../ip/ipv4';
+import { parseSubnetFile, type SubnetFileContents } from '../subnet/file';
 
 export const CNI_VERSION = '1.0.0';
 export const DEFAULT_CNI_NAME = 'rudder';
@@ -31,13 +31,7 @@ export const DEFAULT_CNI_BRIDGE = 'cni0';
 export const DEFAULT_CNI_DIR = '/etc/cni/net.d';
 
 /** What the conflist is built from: the subnet file's values. */
-export interface SubnetFacts {
-  network: Cidr;
-  /** The lease (network address and length), e.g. 10.0.5.0/24. */
-  subnet: Cidr;
-  mtu: number;
-  ipMasq: boolean;
-}
+export type SubnetFacts = Pick<SubnetFileContents, 'network' | 'subnet' | 'mtu'>;
 
 export interface CniOptions {
   /** Network name (`name` of the conflist). Default "rudder". */
@@ -53,37 +47,6 @@ export interface CniOptions {
 /** `10-rudder.conflist` for the name "rudder": sorted early, so runtimes that take the first file take it. */
 export function conflistFileName(name = DEFAULT_CNI_NAME): string {
   return `10-${name}.conflist`;
-}
-
-function bad(source: string, key: string, value: string, expected: string): RudderError {
-  return new RudderError('E_SUBNET_FILE', `${source}: ${key}=${value}: expected ${expected}`);
-}
-
-/** Reads and checks the subnet file's text (pure). Errors name the file, key, value and expected form. */
-export function parseSubnetFacts(text: string, source: string): SubnetFacts {
-  const env = parseEnvFile(text);
-  const need = (k: string): string => {
-    const v = env.get(k);
-    if (v === undefined || v === '') throw new RudderError('E_SUBNET_FILE', `${source}: ${k} missing (is this a file written by rudder?)`);
-    return v;
-  };
-  const networkS = need('RUDDER_NETWORK');
-  const subnetS = need('RUDDER_SUBNET');
-  const mtuS = need('RUDDER_MTU');
-  const masqS = env.get('RUDDER_IPMASQ') ?? 'false';
-  const network = parseCidr(networkS, true);
-  if (!network || network.prefix < 1 || network.prefix > 30) throw bad(source, 'RUDDER_NETWORK', networkS, 'a network CIDR such as 10.0.0.0/16');
-  const host = parseCidr(subnetS);
-  if (!host || host.prefix > 30 || host.prefix <= network.prefix) {
-    throw bad(source, 'RUDDER_SUBNET', subnetS, `an address/length such as 10.0.5.1/24, longer than RUDDER_NETWORK's /${network.prefix} and at most /30`);
-  }
-  const subnet: Cidr = { ip: (host.ip & maskOf(host.prefix)) >>> 0, prefix: host.prefix };
-  if (((subnet.ip & maskOf(network.prefix)) >>> 0) !== network.ip) {
-    throw bad(source, 'RUDDER_SUBNET', subnetS, `an address inside RUDDER_NETWORK=${networkS}`);
-  }
-  if (!/^\d+$/.test(mtuS) || Number(mtuS) < 68 || Number(mtuS) > 65535) throw bad(source, 'RUDDER_MTU', mtuS, 'an integer between 68 and 65535');
-  if (masqS !== 'true' && masqS !== 'false') throw bad(source, 'RUDDER_IPMASQ', masqS, 'true or false');
-  return { network, subnet, mtu: Number(mtuS), ipMasq: masqS === 'true' };
 }
 
 /** Linux interface names: 1..15 bytes, no '/', no whitespace, not "." or "..". */
@@ -146,5 +109,5 @@ export function formatConfList(c: CniConfList): string {
 
 /** Subnet file text → conflist text (pure). */
 export function cniConfigText(subnetFileText: string, source: string, opts: CniOptions = {}): string {
-  return formatConfList(buildConfList(parseSubnetFacts(subnetFileText, source), opts));
+  return formatConfList(buildConfList(parseSubnetFile(subnetFileText, source), opts));
 }

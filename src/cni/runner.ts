@@ -13,9 +13,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeError, RudderError } from '../errors';
+import { readSubnetFile, SUBNET_FILE_TO_READ, SubnetFileUnreadable } from '../subnet/file';
+import { writeFileAtomic } from '../util/atomic-write';
 import { createLogger, Logger } from '../log';
-import { formatDuration, formatUsage, parseFlags, type FlagSpec } from '../cli/flags';
-import { cniConfigText, conflistFileName, CniOptions, DEFAULT_CNI_BRIDGE, DEFAULT_CNI_DIR, DEFAULT_CNI_NAME, validIfname, validNetworkName } from './config';
+import { formatDuration, formatUsage, HELP_FLAG, parseFlags, type FlagSpec } from '../util/flags';
+import { buildConfList, conflistFileName, formatConfList, CniOptions, DEFAULT_CNI_BRIDGE, DEFAULT_CNI_DIR, DEFAULT_CNI_NAME, validIfname, validNetworkName } from './config';
 
 export interface CniRunOptions extends CniOptions {
   subnetFile: string;
@@ -41,46 +43,19 @@ export async function writeIfChanged(file: string, text: string): Promise<boolea
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
   if (current === text) return false;
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
   try {
-    await fs.promises.mkdir(dir, { recursive: true });
-    const fh = await fs.promises.open(tmp, 'w', 0o644);
-    try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.promises.rename(tmp, file);
+    await writeFileAtomic(file, text);
   } catch (e) {
-    await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
     throw new Error(`cannot write ${file}: ${(e as Error).message}`, { cause: e });
   }
   return true;
-}
-
-/** The subnet file cannot be read; `errno` is the system's code (ENOENT: not written yet). */
-export class SubnetFileUnreadable extends RudderError {
-  constructor(
-    message: string,
-    readonly errno: string | undefined,
-  ) {
-    super('E_SUBNET_FILE', message);
-  }
 }
 
 export type RefreshResult = { wrote: boolean; file: string; subnet: string };
 
 /** Reads the subnet file, builds the conflist and writes it if it changed. Throws E_SUBNET_FILE when the file is missing or invalid. */
 export async function refreshOnce(o: CniRunOptions): Promise<RefreshResult> {
-  let text: string;
-  try {
-    text = await fs.promises.readFile(o.subnetFile, 'utf8');
-  } catch (e) {
-    throw new SubnetFileUnreadable(`cannot read ${o.subnetFile}: ${(e as Error).message} (the daemon writes it once it has a lease; is rudder running? see -subnet-file)`, (e as NodeJS.ErrnoException).code);
-  }
-  const conf = cniConfigText(text, o.subnetFile, o);
+  const conf = formatConfList(buildConfList(await readSubnetFile(o.subnetFile), o));
   const file = conflistPath(o);
   const wrote = await writeIfChanged(file, conf);
   const subnet = (JSON.parse(conf) as { plugins: Array<{ ipam?: { ranges?: Array<Array<{ subnet: string }>> } }> }).plugins[0]?.ipam?.ranges?.[0]?.[0]?.subnet ?? '?';
@@ -163,17 +138,17 @@ export async function watchSubnetFile(o: CniRunOptions, signal: AbortSignal, log
 
 // ------------------------------------------------------------------ command
 
-const CNI_FLAGS: readonly FlagSpec[] = [
+export const CNI_FLAGS: readonly FlagSpec[] = [
   { name: 'out', kind: 'string', default: DEFAULT_CNI_DIR, env: false, help: 'directory to write the conflist to (the runtime\'s CNI config dir)' },
   { name: 'watch', kind: 'bool', env: false, help: 'keep running and rewrite the conflist whenever the subnet file changes, until SIGINT/SIGTERM' },
-  { name: 'subnet-file', kind: 'string', env: false, help: 'the subnet file to read (default: the daemon\'s -subnet-file, /run/rudder/subnet.env)' },
+  SUBNET_FILE_TO_READ,
   { name: 'name', kind: 'string', default: DEFAULT_CNI_NAME, env: false, help: 'CNI network name; the file is 10-NAME.conflist' },
   { name: 'bridge', kind: 'string', default: DEFAULT_CNI_BRIDGE, env: false, help: 'bridge device the bridge plugin attaches pods to' },
   { name: 'ipam-data-dir', kind: 'string', env: false, help: 'host-local IPAM\'s store of allocated addresses (default: the plugin\'s, /var/lib/cni/networks)' },
   { name: 'default-route', kind: 'bool', default: 'true', env: false, help: 'give pods a default route via the bridge; false routes only RUDDER_NETWORK' },
   { name: 'check-interval', kind: 'duration', default: '10s', min: 100, env: false, help: 'with -watch: also re-check the subnet file this often' },
   { name: 'v', kind: 'int', min: 0, max: 10, default: '0', env: false, help: 'log verbosity (with -watch)' },
-  { name: 'help', aliases: ['h'], kind: 'bool', env: false, help: 'print this help and exit' },
+  HELP_FLAG,
 ];
 
 export function cniConfigUsage(): string {

@@ -3,13 +3,13 @@
  * flags (`--hosts 3`, `-hosts=3`), parsed by the same table-driven parser;
  * no environment fallback (RUDDER_* variables belong to the daemon).
  */
-import { parseConfig, type NetworkConfig } from '../config';
+import { BACKEND_TYPES, parseConfig, type NetworkConfig } from '../config';
 import { overlaps, parseCidr, subnetCount, type Cidr } from '../ip/ipv4';
 import { UNDERLAY_NETWORK } from '../topology/cluster';
 import { RudderError } from '../errors';
-import { formatUsage, parseFlags, type FlagSpec } from '../cli/flags';
+import { formatUsage, HELP_FLAG, parseFlags, type FlagSpec } from '../util/flags';
 
-export const SANDBOX_BACKENDS = ['udp', 'vxlan', 'host-gw'] as const;
+export const SANDBOX_BACKENDS = BACKEND_TYPES;
 export type SandboxBackend = (typeof SANDBOX_BACKENDS)[number];
 
 /** Namespaces are `<name><tag>-<role>`: the harness allows 1..6 chars [a-z0-9] starting with a letter. */
@@ -45,7 +45,7 @@ export const SANDBOX_FLAGS: readonly FlagSpec[] = [
   { name: 'give-up', kind: 'duration', default: '90s', min: 1000, env: false, help: 'how long --check waits for every pod to reach every other before it reports the pairs that fail' },
   { name: 'rudder-bin', kind: 'string', env: false, help: 'the daemon each host runs (default: bin/rudder of this checkout), e.g. another build to try' },
   { name: 'v', kind: 'int', min: 0, max: 10, default: '0', env: false, help: 'verbosity of the daemons\' logs (their -v)' },
-  { name: 'help', aliases: ['h'], kind: 'bool', env: false, help: 'print this help and exit' },
+  HELP_FLAG,
 ];
 
 export function sandboxUsage(): string {

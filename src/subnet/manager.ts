@@ -22,7 +22,7 @@ import { noStats, type EtcdStats } from '../metrics/telemetry';
 import { describeRange, pickFreeSubnet, subnetAllowed } from './allocator';
 import type { Lease } from './lease';
 import { LeaseRecord, LeaseValue, Registry, leaseValue } from './registry';
-import { sleep } from '../util/sleep';
+import { backoffMs } from '../util/backoff';
 
 export const MAX_ATTEMPTS = 10;
 
@@ -206,10 +206,3 @@ export class SubnetManager {
   }
 }
 
-/** Jittered exponential backoff: 0.5 s doubling to 10 s, ±50 %. */
-export function backoffMs(failures: number, random: () => number = Math.random): number {
-  const base = Math.min(10_000, 500 * 2 ** Math.min(failures - 1, 5));
-  return Math.round(base * (0.5 + random()));
-}
-
-export { sleep };

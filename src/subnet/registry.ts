@@ -77,6 +77,9 @@ export function subnetKey(prefix: string, subnet: Cidr): string {
   return `${trimSlash(prefix)}/subnets/${cidrToKey(subnet)}`;
 }
 
+/** The key prefix of the config and the leases unless -etcd-prefix says otherwise (flannel's). */
+export const DEFAULT_ETCD_PREFIX = '/coreos.com/network';
+
 export function configKey(prefix: string): string {
   return `${trimSlash(prefix)}/config`;
 }

@@ -12,7 +12,7 @@ import { describeError } from '../errors';
 import { cidrToKey, formatCidr } from '../ip/ipv4';
 import type { Logger } from '../log';
 import { noStats, type EtcdStats } from '../metrics/telemetry';
-import { backoffMs } from './manager';
+import { backoffMs } from '../util/backoff';
 import { LeaseMap, applyEvents, diffLeases } from './diff';
 import type { Lease, LeaseEvent } from './lease';
 import type { LeaseList, Registry, WatchBatch } from './registry';

@@ -20,7 +20,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { formatIp, parseCidr } from '../ip/ipv4';
+import { formatCidr, formatIp, parseCidr } from '../ip/ipv4';
+import { parseSubnetFile } from '../subnet/file';
+import { DEFAULT_ETCD_PREFIX } from '../subnet/registry';
 import { EtcdCluster, EtcdServer, cleanEtcdEnv, startEtcd, startEtcdCluster } from './etcd';
 import { ManagedProcess, TopologyError, formatCommand, run, tailFile, type RunOptions, type RunResult } from './exec';
 import { Cleanup, Netns, RunTag, addVethPair, removeLeftovers } from './netns';
@@ -31,7 +33,7 @@ const UNDERLAY_PREFIX_LEN = 15;
 /** Address of the (first) etcd namespace; also every host's default gateway. */
 export const ETCD_IP = '198.18.0.250';
 export const MAX_HOSTS = 249; // .1 .. .249; .250 and up belong to etcd members
-export const DEFAULT_ETCD_PREFIX = '/coreos.com/network';
+export { DEFAULT_ETCD_PREFIX };
 
 export function hostUnderlayIp(index: number): string {
   if (!Number.isInteger(index) || index < 1 || index > MAX_HOSTS) {
@@ -58,32 +60,20 @@ export interface SubnetEnv {
   raw: Record<string, string>;
 }
 
-/** Parses a subnet file; throws E_SUBNET_FILE naming the key that is missing or malformed. */
+/**
+ * Parses a subnet file as the daemon writes it (every key there); throws
+ * E_SUBNET_FILE naming the key that is missing or malformed. The format and
+ * its checks are subnet/file.ts's; this is the harness's string view of it.
+ */
 export function parseSubnetEnv(text: string, source = 'subnet file'): SubnetEnv {
-  const raw: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const t = line.trim();
-    if (t === '' || t.startsWith('#')) continue;
-    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(t);
-    if (!m || m[1] === undefined || m[2] === undefined) {
-      throw new TopologyError('E_SUBNET_FILE', `${source}: not a KEY=value line: ${JSON.stringify(line)}`);
-    }
-    raw[m[1]] = m[2].replace(/^"(.*)"$/, '$1');
-  }
-  const need = (k: string): string => {
-    const v = raw[k];
-    if (v === undefined) throw new TopologyError('E_SUBNET_FILE', `${source}: ${k} missing`);
-    return v;
+  const f = parseSubnetFile(text, source, { complete: true });
+  return {
+    network: formatCidr(f.network),
+    subnet: `${formatIp(f.address.ip)}/${f.address.prefix}`,
+    mtu: f.mtu,
+    ipMasq: f.ipMasq,
+    raw: Object.fromEntries(f.raw),
   };
-  const network = need('RUDDER_NETWORK');
-  const subnet = need('RUDDER_SUBNET');
-  const mtuS = need('RUDDER_MTU');
-  const masq = need('RUDDER_IPMASQ');
-  if (!parseCidr(network, true)) throw new TopologyError('E_SUBNET_FILE', `${source}: RUDDER_NETWORK=${network}: expected a CIDR like 10.0.0.0/16`);
-  if (!parseCidr(subnet)) throw new TopologyError('E_SUBNET_FILE', `${source}: RUDDER_SUBNET=${subnet}: expected an address/length like 10.0.5.1/24`);
-  if (!/^\d+$/.test(mtuS) || Number(mtuS) < 68) throw new TopologyError('E_SUBNET_FILE', `${source}: RUDDER_MTU=${mtuS}: expected an integer >= 68`);
-  if (masq !== 'true' && masq !== 'false') throw new TopologyError('E_SUBNET_FILE', `${source}: RUDDER_IPMASQ=${masq}: expected true or false`);
-  return { network, subnet, mtu: Number(mtuS), ipMasq: masq === 'true', raw };
 }
 
 // ---------------------------------------------------------------------------

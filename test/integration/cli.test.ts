@@ -151,3 +151,96 @@ describe('leases', () => {
     await l.revoke();
   });
 });
+
+describe('flags after the command name', () => {
+  const json = (n: string): string => `{"Network":"${n}"}`;
+  // Two clusters on one etcd: /cli-a and /cli-b; the flag after the name must select B.
+  before(async () => {
+    await raw.put('/cli-a/network/config').value(json('10.10.0.0/16'));
+    await raw.put('/cli-b/network/config').value(json('10.20.0.0/16'));
+    await raw.put('/cli-a/network/subnets/10.10.1.0-24').value('{"PublicIP":"198.18.0.1","BackendType":"udp","BackendData":{}}');
+    await raw.put('/cli-b/network/subnets/10.20.2.0-24').value('{"PublicIP":"198.18.0.2","BackendType":"udp","BackendData":{}}');
+  });
+
+  test('-etcd-prefix after config get / leases selects the other cluster, in every spelling', () => {
+    for (const args of [
+      [ep(), '-etcd-prefix=/cli-a/network', 'config', 'get', '-etcd-prefix=/cli-b/network'],
+      ['config', 'get', ep(), '-etcd-prefix=/cli-b/network'],
+      ['config', 'get', '--etcd-prefix', '/cli-b/network', '--etcd-endpoint', etcd.endpoints.join(',')],
+    ]) {
+      const r = rudder(args, { RUDDER_ETCD_PREFIX: '/cli-a/network' });
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.err}`);
+      assert.equal(r.out.trim(), json('10.20.0.0/16'), args.join(' '));
+    }
+    const l = rudder([ep(), '-etcd-prefix=/cli-a/network', 'leases', '-etcd-prefix=/cli-b/network']);
+    assert.equal(l.code, 0, l.err);
+    assert.match(l.out, /^10\.20\.2\.0\/24\s+198\.18\.0\.2/m);
+    assert.doesNotMatch(l.out, /10\.10\.1\.0/);
+  });
+
+  test('-etcd-endpoint after the name selects the other endpoint (the default one is dead)', () => {
+    const dead = { RUDDER_ETCD_ENDPOINT: 'http://127.0.0.1:9' };
+    const l = rudder(['leases', ep(), '-etcd-prefix=/cli-b/network'], dead);
+    assert.equal(l.code, 0, l.err);
+    assert.match(l.out, /^10\.20\.2\.0\/24/m);
+    const g = rudder(['-etcd-prefix=/cli-a/network', 'config', 'get', '--etcd-endpoints', etcd.endpoints.join(','), '-etcd-prefix=/cli-b/network'], dead);
+    assert.equal(g.code, 0, g.err);
+    assert.equal(g.out.trim(), json('10.20.0.0/16'));
+    // Without the flag after the name, the dead endpoint is used: the flag is what selected the live one.
+    assert.equal(rudder(['leases', '-etcd-prefix=/cli-b/network'], dead).code, 1);
+  });
+
+  test('config set takes its flags before or after the operand', async () => {
+    const set = rudder(['config', 'set', json('10.30.0.0/16'), ep(), '-etcd-prefix=/cli-c/network']);
+    assert.equal(set.code, 0, set.err);
+    assert.equal(await raw.get('/cli-c/network/config').string(), json('10.30.0.0/16'));
+    const keep = rudder(['config', 'set', '-if-absent', ep(), json('10.31.0.0/16'), '-etcd-prefix', '/cli-c/network']);
+    assert.equal(keep.code, 0, keep.err);
+    assert.match(keep.err, /already exists/);
+    assert.equal(await raw.get('/cli-c/network/config').string(), json('10.30.0.0/16'));
+    const before = rudder(['-if-absent', ep(), '-etcd-prefix=/cli-d/network', 'config', 'set', json('10.32.0.0/16')]);
+    assert.equal(before.code, 0, before.err);
+    assert.equal(await raw.get('/cli-d/network/config').string(), json('10.32.0.0/16'));
+  });
+
+  test('a flag a command does not take exits 2 with that command\'s usage', () => {
+    const cases: Array<[string[], RegExp, RegExp]> = [
+      [['leases', '-iface=eth0'], /^rudder leases: -iface is not a flag of "rudder leases"/m, /Usage: rudder leases/],
+      [['leases', '--port', '1'], /^rudder leases: --port is not a flag/m, /Usage: rudder leases/],
+      [['config', 'get', '-subnet-file=/x'], /^rudder config get: -subnet-file is not a flag/m, /Usage: rudder config get/],
+      [['config', 'set', '-ip-masq', json('10.0.0.0/16')], /^rudder config set: -ip-masq is not a flag/m, /Usage: rudder config set/],
+      [['config', 'check', '-etcd-prefix=/x', 'f.json'], /^rudder config check: -etcd-prefix is not a flag/m, /Usage: rudder config check/],
+      [['version', '-v=1'], /^rudder version: -v is not a flag/m, /Usage: rudder version/],
+      [['-watch', 'leases'], /^rudder leases: -watch is not a flag/m, /Usage: rudder leases/],
+      [['docker-opts', '-etcd-prefix=/x'], /^rudder docker-opts: unknown flag -etcd-prefix/m, /Usage: rudder docker-opts/],
+      [['cni-config', '-etcd-endpoint=http://x:1'], /^rudder cni-config: unknown flag -etcd-endpoint/m, /Usage: rudder cni-config/],
+      [['leases', 'extra'], /^rudder leases: unexpected argument "extra"/m, /Usage: rudder leases/],
+    ];
+    for (const [args, msg, usage] of cases) {
+      const r = rudder(args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
+      assert.match(r.err, msg, args.join(' '));
+      assert.match(r.err, usage, args.join(' '));
+      assert.equal(r.out, '', args.join(' '));
+    }
+  });
+
+  test('rudder <command> -help prints that command\'s usage and exits 0', () => {
+    const cases: Array<[string[], RegExp, string[]]> = [
+      [['leases', '-help'], /^Usage: rudder leases/, ['etcd-endpoint', 'etcd-prefix', 'etcd-password']],
+      [['config', 'get', '--help'], /^Usage: rudder config get/, ['etcd-endpoint', 'etcd-prefix']],
+      [['config', 'set', '-h'], /^Usage: rudder config set/, ['etcd-prefix', 'if-absent']],
+      [['config', 'check', '-help'], /^Usage: rudder config check FILE/, ['help']],
+      [['-help', 'leases'], /^Usage: rudder leases/, ['etcd-prefix']],
+      [['docker-opts', '-help'], /^Usage: rudder docker-opts/, ['subnet-file', 'format']],
+      [['cni-config', '-help'], /^Usage: rudder cni-config/, ['out', 'watch', 'subnet-file']],
+      [['version', '-help'], /^Usage: rudder version/, ['help']],
+    ];
+    for (const [args, title, flags] of cases) {
+      const r = rudder(args);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.err}`);
+      assert.match(r.out, title, args.join(' '));
+      for (const f of flags) assert.match(r.out, new RegExp(`^  -${f}\\b`, 'm'), `${args.join(' ')} lists -${f}`);
+    }
+  });
+});

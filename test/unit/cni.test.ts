@@ -12,14 +12,13 @@ import {
   cniConfigText,
   conflistFileName,
   formatConfList,
-  parseSubnetFacts,
   type CniConfList,
 } from '../../src/cni/config';
-import { cniConfigCommand, conflistPath, refreshOnce, SubnetFileUnreadable, watchSubnetFile, writeIfChanged, type CniRunOptions } from '../../src/cni/runner';
+import { cniConfigCommand, conflistPath, refreshOnce, watchSubnetFile, writeIfChanged, type CniRunOptions } from '../../src/cni/runner';
 import { RudderError } from '../../src/errors';
 import { parseCidr } from '../../src/ip/ipv4';
 import { memoryLogger } from '../../src/log';
-import { formatSubnetFile } from '../../src/subnetfile';
+import { formatSubnetFile, parseSubnetFile as parseSubnetFacts, SubnetFileUnreadable } from '../../src/subnet/file';
 import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/wait';
 

@@ -1,14 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  DAEMON_FLAGS,
-  FlagSpec,
-  daemonFlags,
-  daemonUsage,
-  formatUsage,
-  parseDuration,
-  parseFlags,
-} from '../../src/cli/flags';
+import { DAEMON_FLAGS, daemonFlags } from '../../src/cli/flags';
+import { COMMANDS, CommandFlagError, commandFlags, daemonUsage, splitCommandLine, type CommandSpec } from '../../src/cli/commandline';
+import { FlagSpec, formatUsage, lexFlags, parseDuration, parseFlags } from '../../src/util/flags';
 import { RudderError } from '../../src/errors';
 
 const NOENV: Readonly<Record<string, string | undefined>> = {};
@@ -413,6 +407,116 @@ describe('daemonFlags', () => {
     }
     for (const c of ['config check FILE', 'config get', 'config set JSON|FILE [--if-absent]', 'leases', 'version']) {
       assert.ok(u.includes(c), c);
+    }
+  });
+});
+
+describe('parseFlags: interspersed (GNU) mode and sources', () => {
+  const specs: FlagSpec[] = [
+    { name: 'prefix', kind: 'string', default: '/d', help: '' },
+    { name: 'on', kind: 'bool', env: false, help: '' },
+    { name: 'items', aliases: ['item'], kind: 'list', help: '' },
+  ];
+  it('takes flags after operands, until "--"', () => {
+    const p = parseFlags(specs, ['a', '-prefix=/x', 'b', '--on', '--', '-items=z'], NOENV, { interspersed: true });
+    assert.equal(p.values.get('prefix'), '/x');
+    assert.equal(p.values.get('on'), true);
+    assert.deepEqual(p.rest, ['a', 'b', '-items=z']);
+    assert.deepEqual(parseFlags(specs, ['-', '-on'], NOENV, { interspersed: true }).rest, ['-']);
+  });
+  it('records where each given value came from', () => {
+    const p = parseFlags(specs, ['--item', 'a', '-prefix', '/y'], { RUDDER_ITEMS: 'b', RUDDER_ON: 'true' });
+    assert.deepEqual(p.sources.get('items'), { where: '--item', raw: 'a' });
+    assert.deepEqual(p.sources.get('prefix'), { where: '-prefix', raw: '/y' });
+    assert.equal(p.sources.get('on'), undefined, 'env: false');
+    const e = parseFlags(specs, [], { RUDDER_PREFIX: '/env' });
+    assert.deepEqual(e.sources.get('prefix'), { where: 'RUDDER_PREFIX', raw: '/env' });
+  });
+  it('lexes flags with the arguments each took, and lets the caller word an unknown flag', () => {
+    const l = lexFlags(specs, ['-prefix', '/z', '-on', 'op'], {});
+    assert.deepEqual(l.flags.map((t) => t.argv), [['-prefix', '/z'], ['-on']]);
+    assert.deepEqual(l.operands, ['op']);
+    throwsFlag(() => lexFlags(specs, ['-nope'], { unknown: (_n, where) => new RudderError('E_FLAG', `custom ${where}`) }), 'custom -nope');
+  });
+  it('suggests only a near name', () => {
+    const m = throwsFlag(() => parseFlags(specs, ['-v'], NOENV), 'unknown flag -v');
+    assert.ok(!m.includes('did you mean'), m);
+    throwsFlag(() => parseFlags(specs, ['-prefx=1'], NOENV), 'did you mean -prefix?');
+  });
+});
+
+describe('the command line: which flags go to which command', () => {
+  const cmd = (line: ReturnType<typeof splitCommandLine>): string | null => (line.command ? line.command.words.join(' ') : null);
+  const byName = (n: string): CommandSpec => COMMANDS.find((c) => c.words.join(' ') === n) as CommandSpec;
+
+  it('gives the daemon the whole line when there is no (known) command', () => {
+    for (const argv of [[], ['-port=1', '-v', '2'], ['-ip-masq', 'bogus'], ['config'], ['config', 'nope']]) {
+      const l = splitCommandLine(argv);
+      assert.equal(cmd(l), null, argv.join(' '));
+      assert.deepEqual(l.daemonArgv, argv);
+    }
+  });
+  it('finds the name past flags that take a value, in every spelling', () => {
+    for (const argv of [
+      ['-etcd-prefix', '/x', 'leases'],
+      ['--etcd-prefix=/x', 'leases'],
+      ['-ip-masq', '--etcd-prefix', '/x', 'leases'],
+      ['--', 'leases'],
+    ]) {
+      assert.equal(cmd(splitCommandLine(argv)), 'leases', argv.join(' '));
+    }
+    assert.equal(cmd(splitCommandLine(['-v', '1', 'config', 'get'])), 'config get');
+    assert.equal(cmd(splitCommandLine(['-watch', 'cni-config'])), 'cni-config', 'another command\'s bool flag does not take the name as its value');
+  });
+  it('moves the command\'s flags from before the name to the command; keeps the others for the daemon', () => {
+    const l = splitCommandLine(['-etcd-prefix', '/x', '-iface=eth0', '-port', '1', 'leases', '-etcd-endpoint=http://e:1']);
+    assert.equal(cmd(l), 'leases');
+    assert.ok(l.command);
+    assert.deepEqual(l.args, ['-etcd-prefix', '/x', '-etcd-endpoint=http://e:1']);
+    assert.deepEqual(l.daemonArgv, ['-iface=eth0', '-port', '1']);
+    const d2 = splitCommandLine(['--subnet-file=/s.env', '-format=env', 'docker-opts', 'x']);
+    assert.ok(d2.command);
+    assert.deepEqual(d2.args, ['--subnet-file=/s.env', '-format=env', 'x']);
+    assert.deepEqual(d2.daemonArgv, []);
+    const c = splitCommandLine(['-v=1', '-h', 'cni-config']);
+    assert.ok(c.command);
+    assert.deepEqual(c.args, ['-v=1', '-h'], 'a name both tables have belongs to the command');
+  });
+  it('rejects a flag before the name that neither the daemon nor the command takes', () => {
+    assert.throws(
+      () => splitCommandLine(['-watch', 'leases']),
+      (e: unknown) => e instanceof CommandFlagError && e.command.words.join(' ') === 'leases' && /-watch is not a flag of "rudder leases"/.test(e.message),
+    );
+  });
+  it('parses a command\'s flags anywhere after its name, with the environment as fallback', () => {
+    const set = byName('config set');
+    let p = commandFlags(set, ['{"Network":"10.0.0.0/8"}', '--if-absent', '-etcd-prefix', '/b'], { RUDDER_ETCD_PREFIX: '/a' });
+    assert.equal(p.values.get('etcd-prefix'), '/b');
+    assert.equal(p.values.get('if-absent'), true);
+    assert.deepEqual(p.rest, ['{"Network":"10.0.0.0/8"}']);
+    p = commandFlags(byName('leases'), [], { RUDDER_ETCD_PREFIX: '/a' });
+    assert.equal(p.values.get('etcd-prefix'), '/a');
+    for (const [name, argv, frag] of [
+      ['leases', ['-iface=eth0'], '-iface is not a flag of "rudder leases"'],
+      ['config get', ['--port', '1'], '--port is not a flag of "rudder config get"'],
+      ['config check', ['f', '-etcd-prefix=/x'], '-etcd-prefix is not a flag of "rudder config check"'],
+      ['version', ['-v'], '-v is not a flag of "rudder version"'],
+    ] as const) {
+      assert.throws(() => commandFlags(byName(name), argv, NOENV), (e: unknown) => e instanceof CommandFlagError && e.message.includes(frag), `${name} ${argv.join(' ')}`);
+    }
+  });
+  it('every command takes -help; a name means the same kind of flag in every table', () => {
+    const kinds = new Map<string, string>();
+    for (const s of DAEMON_FLAGS) kinds.set(s.name, s.kind);
+    for (const c of COMMANDS) {
+      const names = c.flags().map((s) => s.name);
+      assert.ok(names.includes('help'), `${c.words.join(' ')} takes -help`);
+      assert.ok(c.usage().includes(`Usage: `), c.words.join(' '));
+      for (const s of c.flags()) {
+        const k = kinds.get(s.name);
+        if (k !== undefined) assert.equal(s.kind, k, `-${s.name} of ${c.words.join(' ')}`);
+        kinds.set(s.name, s.kind);
+      }
     }
   });
 });

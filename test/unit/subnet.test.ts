@@ -6,8 +6,8 @@ import { pickFreeSubnet, rangeSize, subnetAllowed } from '../../src/subnet/alloc
 import { applyEvents, diffLeases, LeaseMap } from '../../src/subnet/diff';
 import type { Lease } from '../../src/subnet/lease';
 import { parseLeaseEntry } from '../../src/subnet/registry';
-import { formatSubnetFile, parseEnvFile } from '../../src/subnetfile';
-import { backoffMs } from '../../src/subnet/manager';
+import { formatSubnetFile, parseSubnetFile } from '../../src/subnet/file';
+import { backoffMs } from '../../src/util/backoff';
 
 const cidr = (s: string) => parseCidr(s, true) ?? assert.fail(`bad cidr ${s}`);
 const ip = (s: string) => parseIp(s) ?? assert.fail(`bad ip ${s}`);
@@ -118,7 +118,7 @@ describe('subnet file', () => {
   test('RUDDER_SUBNET is the first host address with the lease length; the text round-trips', () => {
     const text = formatSubnetFile({ network: cidr('10.0.0.0/16'), subnet: cidr('10.0.5.0/24'), mtu: 1472, ipMasq: false });
     assert.equal(text, 'RUDDER_NETWORK=10.0.0.0/16\nRUDDER_SUBNET=10.0.5.1/24\nRUDDER_MTU=1472\nRUDDER_IPMASQ=false\n');
-    const env = parseEnvFile(text);
+    const env = parseSubnetFile(text, 'f').raw;
     assert.equal(env.get('RUDDER_SUBNET'), '10.0.5.1/24');
     assert.equal(env.get('RUDDER_MTU'), '1472');
     // The Network's first subnet: its bridge address is .1, not the network address.

@@ -1,5 +1,5 @@
 /**
- * The subnet file is replaced atomically (src/subnetfile.ts: temp file in the
+ * The subnet file is replaced atomically (src/subnet/file.ts: temp file in the
  * same directory, fsync, rename): a reader on another thread that reads the
  * file in a tight loop while the daemon's writer rewrites it thousands of
  * times with alternating contents only ever sees one whole version or the
@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { parseCidr } from '../../src/ip/ipv4';
-import { formatSubnetFile, writeSubnetFile, type SubnetFileContents } from '../../src/subnetfile';
+import { formatSubnetFile, writeSubnetFile, type SubnetFileContents } from '../../src/subnet/file';
 import { tempDir } from '../helpers/tmp';
 
 const READER = `

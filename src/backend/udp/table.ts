@@ -6,7 +6,7 @@ import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
 import type { DataPlaneRoute } from '../../dataplane/types';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
 
-export const DEFAULT_UDP_PORT = 8285;
+export { DEFAULT_UDP_PORT } from '../../config';
 
 function validPort(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535;

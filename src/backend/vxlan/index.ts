@@ -50,8 +50,8 @@ import { VxlanPeerTable, changeSteps, describePeer, describeStep, peerVtepIp, pl
 export { VxlanPeerTable, vtepMac, leaseMac, planReconcile, programSteps, unprogramSteps, changeSteps, peerUse, type PeerUse, type VxlanPeer, type VxlanStep } from './peers';
 
 export const VXLAN_OVERHEAD = 50;
-export const DEFAULT_VNI = 1;
-export const DEFAULT_VXLAN_PORT = 8472;
+import { DEFAULT_VXLAN_PORT, DEFAULT_VXLAN_VNI as DEFAULT_VNI } from '../../config';
+export { DEFAULT_VNI, DEFAULT_VXLAN_PORT };
 export const RECONCILE_MS = 5_000;
 
 export const deviceName = (vni: number): string => `rudder.${vni}`;

@@ -1,0 +1,189 @@
+/**
+ * The subnet file (`-subnet-file`, default /run/rudder/subnet.env), both
+ * ways: the daemon's writer and the one strict parser that every reader
+ * uses (the daemon's memory of its subnet, `docker-opts`, `cni-config`, the
+ * topology and the sandbox). What Docker (--bip/--mtu), systemd
+ * (EnvironmentFile=) and CNI read; sourceable by sh:
+ *
+ *   RUDDER_NETWORK=10.0.0.0/16
+ *   RUDDER_SUBNET=10.0.5.1/24      the lease's first host address, the lease's length
+ *   RUDDER_MTU=1472
+ *   RUDDER_IPMASQ=false
+ *
+ * Written atomically (temp file in the same directory, fsync, rename) so a
+ * reader never sees a partial file. RUDDER_IPV6_NETWORK / RUDDER_IPV6_SUBNET
+ * are read when present (their checks are the address form only).
+ */
+import { promises as fs } from 'node:fs';
+import { isIPv6 } from 'node:net';
+import { RudderError } from '../errors';
+import { writeFileAtomic } from '../util/atomic-write';
+import type { FlagSpec } from '../util/flags';
+import { Cidr, firstHost, formatCidr, formatIp, maskOf, parseCidr, parseIp } from '../ip/ipv4';
+
+export const DEFAULT_SUBNET_FILE = '/run/rudder/subnet.env';
+
+/** `-subnet-file` of the commands that read the file (docker-opts, cni-config); unset: the daemon's -subnet-file. */
+export const SUBNET_FILE_TO_READ: FlagSpec = {
+  name: 'subnet-file',
+  kind: 'string',
+  env: false,
+  help: `the subnet file to read (default: the daemon's -subnet-file, ${DEFAULT_SUBNET_FILE})`,
+};
+
+/** What the daemon writes. */
+export interface SubnetFileContents {
+  network: Cidr;
+  /** The lease (network address and length), e.g. 10.0.5.0/24. */
+  subnet: Cidr;
+  mtu: number;
+  ipMasq: boolean;
+  /** RUDDER_IPV6_NETWORK, e.g. fd00::/48 (IPv6 on). */
+  ipv6Network?: string;
+  /** RUDDER_IPV6_SUBNET, e.g. fd00:0:0:5::1/64 (IPv6 on). */
+  ipv6Subnet?: string;
+}
+
+/** What a reader gets. */
+export interface SubnetFile extends SubnetFileContents {
+  /** RUDDER_SUBNET as written: the bridge address with the lease's length, e.g. 10.0.5.1/24. */
+  address: Cidr;
+  /** Every KEY=value line, quotes removed. */
+  raw: ReadonlyMap<string, string>;
+}
+
+export interface ParseOptions {
+  /**
+   * Every key the daemon writes must be there (RUDDER_IPMASQ too, which a
+   * hand-written file may leave out to mean false): for checking the
+   * daemon's own output.
+   */
+  complete?: boolean;
+}
+
+/** `RUDDER_SUBNET`'s text for a lease: its first host address with its length. */
+export function subnetAddress(lease: Cidr): string {
+  return `${formatIp(firstHost(lease))}/${lease.prefix}`;
+}
+
+/** The file's text (pure). */
+export function formatSubnetFile(c: SubnetFileContents): string {
+  const lines = [
+    `RUDDER_NETWORK=${formatCidr(c.network)}`,
+    `RUDDER_SUBNET=${subnetAddress(c.subnet)}`,
+  ];
+  if (c.ipv6Network !== undefined) lines.push(`RUDDER_IPV6_NETWORK=${c.ipv6Network}`);
+  if (c.ipv6Subnet !== undefined) lines.push(`RUDDER_IPV6_SUBNET=${c.ipv6Subnet}`);
+  lines.push(`RUDDER_MTU=${c.mtu}`, `RUDDER_IPMASQ=${c.ipMasq}`, '');
+  return lines.join('\n');
+}
+
+function fileErr(message: string, cause?: unknown): RudderError {
+  return new RudderError('E_SUBNET_FILE', message, cause === undefined ? undefined : { cause });
+}
+
+function ipv6Cidr(s: string): boolean {
+  const slash = s.indexOf('/');
+  if (slash < 0) return false;
+  const len = s.slice(slash + 1);
+  return isIPv6(s.slice(0, slash)) && /^\d{1,3}$/.test(len) && Number(len) <= 128;
+}
+
+/**
+ * Parses and checks the file's text (pure). `source` names the file in
+ * errors, which also name the line or key, the value as written and what
+ * was expected: `/run/rudder/subnet.env: RUDDER_MTU=big: expected ...`.
+ */
+export function parseSubnetFile(text: string, source: string, opts: ParseOptions = {}): SubnetFile {
+  const raw = new Map<string, string>();
+  const lineOf = new Map<string, number>();
+  text.split('\n').forEach((line, i) => {
+    const t = line.trim();
+    if (t === '' || t.startsWith('#')) return;
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(t);
+    if (!m) throw fileErr(`${source}: line ${i + 1}: ${JSON.stringify(line)}: expected KEY=value, a comment or a blank line`);
+    const key = m[1] as string;
+    if (raw.has(key)) throw fileErr(`${source}: line ${i + 1}: ${key} given twice (first on line ${lineOf.get(key)}): expected each key once`);
+    raw.set(key, (m[2] as string).trim().replace(/^"(.*)"$/, '$1'));
+    lineOf.set(key, i + 1);
+  });
+  const bad = (key: string, expected: string): RudderError => fileErr(`${source}: ${key}=${raw.get(key) ?? ''}: expected ${expected}`);
+  const need = (key: string): string => {
+    const v = raw.get(key);
+    if (v === undefined || v === '') throw fileErr(`${source}: ${key} missing (is this a file written by rudder?)`);
+    return v;
+  };
+
+  const networkS = need('RUDDER_NETWORK');
+  const subnetS = need('RUDDER_SUBNET');
+  const mtuS = need('RUDDER_MTU');
+  const masqS = opts.complete ? need('RUDDER_IPMASQ') : (raw.get('RUDDER_IPMASQ') ?? 'false');
+
+  const network = parseCidr(networkS, true);
+  if (!network || network.prefix < 1 || network.prefix > 30) throw bad('RUDDER_NETWORK', 'a network CIDR such as 10.0.0.0/16 (length 1 to 30)');
+  const subnet = parseCidr(subnetS); // the lease: host bits masked off
+  const host = parseIp(subnetS.slice(0, subnetS.indexOf('/')));
+  if (!subnet || host === null || subnet.prefix > 30 || subnet.prefix <= network.prefix) {
+    throw bad('RUDDER_SUBNET', `an address/length such as 10.0.5.1/24, longer than RUDDER_NETWORK's /${network.prefix} and at most /30`);
+  }
+  const address: Cidr = { ip: host, prefix: subnet.prefix };
+  if (((subnet.ip & maskOf(network.prefix)) >>> 0) !== network.ip) {
+    throw bad('RUDDER_SUBNET', `an address inside RUDDER_NETWORK=${networkS}`);
+  }
+  if (!/^\d+$/.test(mtuS) || Number(mtuS) < 68 || Number(mtuS) > 65535) throw bad('RUDDER_MTU', 'an integer between 68 and 65535');
+  if (masqS !== 'true' && masqS !== 'false') throw bad('RUDDER_IPMASQ', 'true or false');
+
+  const out: SubnetFile = { network, subnet, address, mtu: Number(mtuS), ipMasq: masqS === 'true', raw };
+  for (const [key, field, example] of [
+    ['RUDDER_IPV6_NETWORK', 'ipv6Network', 'fd00::/48'],
+    ['RUDDER_IPV6_SUBNET', 'ipv6Subnet', 'fd00:0:0:5::1/64'],
+  ] as const) {
+    const v = raw.get(key);
+    if (v === undefined) continue;
+    if (!ipv6Cidr(v)) throw bad(key, `an IPv6 address/length such as ${example}`);
+    out[field] = v;
+  }
+  return out;
+}
+
+/** Reads and parses the file; an unreadable file is E_SUBNET_FILE naming it, with the system's code as `errno`. */
+export async function readSubnetFile(file: string, opts: ParseOptions = {}): Promise<SubnetFile> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (e) {
+    throw new SubnetFileUnreadable(file, e);
+  }
+  return parseSubnetFile(text, file, opts);
+}
+
+/** The subnet file cannot be read; `errno` is the system's code (ENOENT: not written yet). */
+export class SubnetFileUnreadable extends RudderError {
+  readonly errno: string | undefined;
+  constructor(file: string, cause: unknown) {
+    super('E_SUBNET_FILE', `cannot read ${file}: ${(cause as Error).message} (the daemon writes it once it has a lease; is rudder running? see -subnet-file)`, { cause });
+    this.errno = (cause as NodeJS.ErrnoException).code;
+  }
+}
+
+export async function writeSubnetFile(file: string, c: SubnetFileContents): Promise<void> {
+  try {
+    await writeFileAtomic(file, formatSubnetFile(c));
+  } catch (e) {
+    throw fileErr(`cannot write subnet file ${file}: ${(e as Error).message}`, e);
+  }
+}
+
+/**
+ * The lease remembered from an earlier run, or null when there is no file.
+ * An invalid file is no memory either (the daemon overwrites it once it
+ * has a lease); `onInvalid` hears why.
+ */
+export async function readRememberedSubnet(file: string, onInvalid?: (e: unknown) => void): Promise<Cidr | null> {
+  try {
+    return (await readSubnetFile(file)).subnet;
+  } catch (e) {
+    if (!(e instanceof SubnetFileUnreadable)) onInvalid?.(e);
+    return null;
+  }
+}
