@@ -138,8 +138,8 @@ function parseBackend(v: unknown): BackendConfig {
     if (!isInt(b.VNI) || b.VNI < 0 || b.VNI > 0xffffff) throw bad('Backend.VNI', b.VNI, 'an integer between 0 and 16777215');
   }
   // udp's Port stays unset here: the -port flag, when given, must win over it.
-  if (type === 'vxlan') return { ...b, Type: type, VNI: b.VNI ?? DEFAULT_VXLAN_VNI, Port: b.Port ?? DEFAULT_VXLAN_PORT } as BackendConfig;
-  return { ...b, Type: type as BackendType } as BackendConfig;
+  if (type === 'vxlan') return { ...b, Type: type, VNI: b.VNI ?? DEFAULT_VXLAN_VNI, Port: b.Port ?? DEFAULT_VXLAN_PORT };
+  return { ...b, Type: type as BackendType };
 }
 
 /** The JSON form of a config with its defaults spelled out (for `config get`/`check`). */

@@ -111,7 +111,7 @@ export type CommandLine =
   | { command: null; daemonArgv: string[] }
   | {
       command: CommandSpec;
-      /** The daemon-table flags before the name that the command does not take (checked, then ignored). */
+      /** Always empty: a command takes only its own flags, before or after its name. */
       daemonArgv: string[];
       /** The command's own arguments: its flags from before the name, then everything after it. */
       args: string[];
@@ -119,8 +119,7 @@ export type CommandLine =
 
 /**
  * Finds the command and sorts the flags before its name. Throws a
- * CommandFlagError for a flag before the name that neither the daemon nor
- * the command takes.
+ * CommandFlagError for a flag before the name that the command does not take.
  */
 export function splitCommandLine(argv: readonly string[], commands: readonly CommandSpec[] = COMMANDS): CommandLine {
   // Where the leading flags end. Which flags take a value decides that, so
@@ -156,12 +155,10 @@ export function splitCommandLine(argv: readonly string[], commands: readonly Com
   if (!command) return { command: null, daemonArgv: [...argv] };
 
   const own = command.flags();
-  const ownNames = new Set(own.flatMap((s) => [s.name, ...(s.aliases ?? [])]));
-  // The command's spec wins where both tables have a name (-help, -v, -subnet-file).
-  const before = [...own, ...DAEMON_FLAGS.filter((s) => ![s.name, ...(s.aliases ?? [])].some((n) => ownNames.has(n)))];
+  // Before the name as after it: a flag the command does not take is an error.
   let lexed: ReturnType<typeof lexFlags>;
   try {
-    lexed = lexFlags(before, argv.slice(0, i), { unknown: (_name, where) => notTaken(command, where) });
+    lexed = lexFlags(own, argv.slice(0, i), { unknown: (_name, where) => notTaken(command, where) });
   } catch (e) {
     throw e instanceof RudderError && e.code === 'E_FLAG' ? new CommandFlagError(command, e) : e;
   }

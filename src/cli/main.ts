@@ -150,7 +150,7 @@ async function runCommand(command: CommandSpec, args: string[], daemon: DaemonFl
   const name = command.words.join(' ');
   if (name === 'sandbox') {
     const { runSandbox } = await import('../sandbox');
-    return await runSandbox(args, { out: process.stdout, err: io.err });
+    return await runSandbox(args, { out: process.stdout, err: (s) => io.err(s) });
   }
   if (name === 'docker-opts') return dockerOpts(args, daemon.subnetFile, io);
   if (name === 'cni-config') {

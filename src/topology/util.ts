@@ -55,8 +55,10 @@ export async function waitUntil<T>(
   }
 }
 
-class GiveUp {
-  constructor(readonly error: Error) {}
+class GiveUp extends Error {
+  constructor(readonly error: Error) {
+    super(error.message);
+  }
 }
 
 /** Thrown inside a `waitUntil` probe: stop waiting and reject with `error`. */

@@ -460,20 +460,27 @@ describe('the command line: which flags go to which command', () => {
     for (const argv of [
       ['-etcd-prefix', '/x', 'leases'],
       ['--etcd-prefix=/x', 'leases'],
-      ['-ip-masq', '--etcd-prefix', '/x', 'leases'],
+      ['--etcd-endpoint', 'http://e:1', '--etcd-prefix', '/x', 'leases'],
       ['--', 'leases'],
     ]) {
       assert.equal(cmd(splitCommandLine(argv)), 'leases', argv.join(' '));
     }
-    assert.equal(cmd(splitCommandLine(['-v', '1', 'config', 'get'])), 'config get');
+    assert.equal(cmd(splitCommandLine(['-etcd-endpoint', 'http://e:1', 'config', 'get'])), 'config get');
     assert.equal(cmd(splitCommandLine(['-watch', 'cni-config'])), 'cni-config', 'another command\'s bool flag does not take the name as its value');
   });
-  it('moves the command\'s flags from before the name to the command; keeps the others for the daemon', () => {
-    const l = splitCommandLine(['-etcd-prefix', '/x', '-iface=eth0', '-port', '1', 'leases', '-etcd-endpoint=http://e:1']);
+  it('moves the command\'s flags from before the name to the command; a daemon-only flag there is an error', () => {
+    const l = splitCommandLine(['-etcd-prefix', '/x', 'leases', '-etcd-endpoint=http://e:1']);
     assert.equal(cmd(l), 'leases');
     assert.ok(l.command);
     assert.deepEqual(l.args, ['-etcd-prefix', '/x', '-etcd-endpoint=http://e:1']);
-    assert.deepEqual(l.daemonArgv, ['-iface=eth0', '-port', '1']);
+    assert.deepEqual(l.daemonArgv, []);
+    for (const before of [['-iface=eth0'], ['-port', '1'], ['-v', '1']]) {
+      assert.throws(
+        () => splitCommandLine([...before, 'leases']),
+        (e: unknown) => e instanceof CommandFlagError && /is not a flag of "rudder leases"/.test(e.message),
+        before.join(' '),
+      );
+    }
     const d2 = splitCommandLine(['--subnet-file=/s.env', '-format=env', 'docker-opts', 'x']);
     assert.ok(d2.command);
     assert.deepEqual(d2.args, ['--subnet-file=/s.env', '-format=env', 'x']);
@@ -482,7 +489,7 @@ describe('the command line: which flags go to which command', () => {
     assert.ok(c.command);
     assert.deepEqual(c.args, ['-v=1', '-h'], 'a name both tables have belongs to the command');
   });
-  it('rejects a flag before the name that neither the daemon nor the command takes', () => {
+  it('rejects a flag before the name that no table knows', () => {
     assert.throws(
       () => splitCommandLine(['-watch', 'leases']),
       (e: unknown) => e instanceof CommandFlagError && e.command.words.join(' ') === 'leases' && /-watch is not a flag of "rudder leases"/.test(e.message),
