@@ -31,13 +31,21 @@ interface Case {
   roles: [Role, Role, Role];
   /** The flannel host that leaves. */
   leaving: number;
-  /** The flannel host switched to Rudder in place (issue 17, part 2), if any. */
-  migrating?: number;
+  /** The flannel host switched to Rudder in place (issue 17, part 2). */
+  migrating: number;
+  /** Why that switch is expected to fail today (node:test `todo`), if it is. */
+  migrationTodo?: string;
 }
 
 const CASES: Case[] = [
   { kind: 'udp', roles: ['rudder', 'flannel', 'flannel'], leaving: 3, migrating: 2 },
-  { kind: 'vxlan', roles: ['rudder', 'flannel', 'rudder'], leaving: 2 },
+  {
+    kind: 'vxlan',
+    roles: ['rudder', 'flannel', 'rudder'],
+    leaving: 2,
+    migrating: 4,
+    migrationTodo: 'issue 17 part 2: flannel.1, left behind by flanneld, holds VNI 1 on port 8472, and rudder exits at start (EEXIST)',
+  },
   { kind: 'host-gw', roles: ['flannel', 'rudder', 'flannel'], leaving: 1, migrating: 3 },
 ];
 
@@ -267,9 +275,10 @@ describe('flannel interop', { skip: skipUnlessRoot || skipUnlessEtcd || skipUnle
         );
       });
 
-      if (tc.migrating !== undefined) {
+      {
         const which = tc.migrating;
-        it(`a flannel host switched to Rudder in place keeps its lease and subnet; every pod still reaches every other`, async () => {
+        const opts = tc.migrationTodo === undefined ? {} : { todo: tc.migrationTodo };
+        it(`a flannel host switched to Rudder in place keeps its lease and subnet; every pod still reaches every other`, opts, async () => {
           const m = member(which);
           assert.equal(m.role, 'flannel');
           const before = await leaseOf(m.host);
@@ -285,6 +294,16 @@ describe('flannel interop', { skip: skipUnlessRoot || skipUnlessEtcd || skipUnle
           assert.equal(now.value['BackendType'], kind);
           // The bridge and pod built from flannel's subnet file stay as they are.
           await fullMesh(present());
+          if (kind !== 'udp') {
+            // The routes to the peers are Rudder's now (flanneld left its own behind).
+            for (const p of present()) {
+              if (p === m) continue;
+              const l = await leaseOf(p.host);
+              await eventually(c, `${label(m)} holding Rudder's route to ${label(p)}'s ${l.subnet}; log ${m.host.logFile}`, async () =>
+                (await rudderRoutes(m.host)).some((r) => r.dst === l.subnet && (kind !== 'host-gw' || r.gateway === p.host.underlayIp)),
+              );
+            }
+          }
         });
       }
     });
