@@ -7,7 +7,9 @@
  * (every pod reaches every other, both ways), leases each side reads, a
  * flannel host leaving (its routes go on the Rudder hosts) and joining
  * (reached by everyone), and a flannel host switched to Rudder in place
- * (same lease key, same subnet, the pod keeps working).
+ * (same lease key, same subnet, the pod keeps working; vxlan is a todo until
+ * Rudder takes over the flannel.1 that flanneld leaves behind). The three
+ * clusters run side by side; the tests inside each run in order.
  *
  * flanneld's quirks (see the anchors' README): it misses leases created
  * while it is starting, so hosts start one after another with a pause after
