@@ -4,7 +4,7 @@
  * One UDP socket, one peer, no TUN: it speaks ICMP echo itself.
  *
  *   wg_probe initiate|respond LISTEN_PORT PEER_IP PEER_PORT PRIV_HEX PEER_PUB_HEX PSK_HEX|- \
- *            LOCAL_OVERLAY REMOTE_OVERLAY COUNT [FLOOD]
+ *            LOCAL_OVERLAY REMOTE_OVERLAY COUNT [FLOOD [GIVE_UP_S]]
  *
  * initiate: handshake as initiator (retrying every 5 s), then COUNT ICMP echo
  *   requests LOCAL_OVERLAY -> REMOTE_OVERLAY, each encrypted with the session,
@@ -16,7 +16,7 @@
  *   echo requests to LOCAL_OVERLAY with encrypted echo replies (key
  *   confirmation: the session becomes current on the first transport message).
  * Prints progress lines and finally "PROBE OK ..." (exit 0), or "PROBE FAIL
- * reason" (exit 1). Gives up after 40 s.
+ * reason" (exit 1). Gives up after GIVE_UP_S seconds (default 40).
  * Threads and locking: single-threaded.
  */
 #include "../cookie.h"
@@ -454,7 +454,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 32; i++)
 		printf("%02x", id.pub[i]);
 	printf("\n");
-	uint64_t deadline = mono() + 40 * WG_NS_PER_S;
+	uint64_t give_up = argc > 12 ? strtoull(argv[12], NULL, 10) : 40;
+	uint64_t deadline = mono() + give_up * WG_NS_PER_S;
 	int rc = strcmp(argv[1], "initiate") == 0 ? do_initiate(count, flood, deadline)
 		 : strcmp(argv[1], "respond") == 0 ? do_respond(count, deadline)
 						    : fail("mode");
