@@ -29,3 +29,25 @@ export function compileWg(out: string, program: string, flags: readonly string[]
   const r = spawnSync('gcc', ['-std=gnu11', '-Wall', '-Wextra', '-Werror', ...flags, '-o', out, ...sources, '-lcrypto'], { encoding: 'utf8' });
   assert.equal(r.status, 0, `gcc ${program} ${flags.join(' ')} failed:\n${r.stderr}`);
 }
+
+/** Node's own OpenSSL headers (Debian's nodejs package ships them). */
+export const NODE_INCLUDE = '/usr/include/node';
+
+/**
+ * Compiles `program` with the core into a shared object that runs the
+ * program at load (test/node_openssl.c), against Node's headers and without
+ * -lcrypto: loaded into Node, it uses the OpenSSL Node links.
+ */
+export function compileWgForNode(out: string, program: string): void {
+  const sources = [
+    path.join(NATIVE, 'wireguard', 'test', program),
+    path.join(NATIVE, 'wireguard', 'test', 'node_openssl.c'),
+    ...WG_CORE.map((s) => path.join(NATIVE, s)),
+  ];
+  const r = spawnSync(
+    'gcc',
+    ['-std=gnu11', '-Wall', '-Wextra', '-Werror', '-O2', '-fPIC', '-shared', `-I${NODE_INCLUDE}`, '-Dmain=test_main', '-o', out, ...sources],
+    { encoding: 'utf8' },
+  );
+  assert.equal(r.status, 0, `gcc -shared ${program} failed:\n${r.stderr}`);
+}

@@ -9,8 +9,11 @@
  *     TAI64N and the timers' decisions;
  *   - replay_test: the anti-replay window against a reference model on
  *     random sequences from fixed seeds.
- * Every program ends with "N checks, 0 failures"; the wire compatibility
- * with the real wireguard-go is the e2e test wireguard-interop.
+ * Every program ends with "N checks, 0 failures". kat_test and
+ * handshake_test also run inside a Node process, built against Node's
+ * headers without -lcrypto, so they use the OpenSSL Node links (the one the
+ * addon must use: never two in one process). The wire compatibility with
+ * the real wireguard-go is the e2e test wireguard-interop.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -18,7 +21,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { SANITIZE, compileWg, hasGcc, hasLibcrypto, hasSanitizers } from '../helpers/wireguard-c';
+import { NODE_INCLUDE, SANITIZE, compileWg, compileWgForNode, hasGcc, hasLibcrypto, hasSanitizers } from '../helpers/wireguard-c';
 
 function runProgram(bin: string, args: string[] = []): string {
   const r = spawnSync(bin, args, { encoding: 'utf8', maxBuffer: 1 << 20 });
@@ -74,4 +77,26 @@ describe('native/wireguard: the protocol core', { skip }, () => {
       });
     });
   }
+
+  describe('on the OpenSSL that Node links (loaded into a node process)', () => {
+    const nodeHeaders = fs.existsSync(path.join(NODE_INCLUDE, 'openssl', 'evp.h'));
+    for (const program of ['kat_test', 'handshake_test']) {
+      it(program, (t) => {
+        if (!nodeHeaders) {
+          t.skip(`no Node OpenSSL headers in ${NODE_INCLUDE}`);
+          return;
+        }
+        const so = path.join(dir, `${program}-node.so`);
+        compileWgForNode(so, `${program}.c`);
+        // The object has no module registration: dlopen runs its constructor, then throws.
+        const script = `try { process.dlopen({ exports: {} }, ${JSON.stringify(so)}); } catch {}
+          const maps = require('fs').readFileSync('/proc/self/maps', 'utf8');
+          console.log(/libcrypto\.so/.test(maps) ? 'a libcrypto.so is mapped' : 'no libcrypto.so mapped');`;
+        const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+        assert.equal(r.status, 0, r.stdout + r.stderr);
+        assert.match(r.stdout, /[1-9]\d* checks, 0 failures\nexit status 0\n/);
+        assert.match(r.stdout, /no libcrypto\.so mapped/, 'only the OpenSSL inside node is in the process');
+      });
+    }
+  });
 });
