@@ -282,6 +282,8 @@ static struct wg_keypair *new_keypair(const uint8_t send[WG_KEY_LEN], const uint
 		wg_keypair_free(kp);
 		return NULL;
 	}
+	memcpy(kp->send_key, send, WG_KEY_LEN);
+	memcpy(kp->recv_key, recv, WG_KEY_LEN);
 	atomic_init(&kp->send_counter, 0);
 	wg_replay_init(&kp->replay);
 	kp->birth = now;

@@ -60,6 +60,10 @@ struct wg_identity {
 };
 
 struct wg_keypair {
+	/* The session keys, kept (wiped on free) so that each worker thread can
+	 * key its own struct wg_aead for this keypair; send/recv below are the
+	 * contexts of the one thread that uses wg_transport_seal/open. */
+	uint8_t send_key[WG_KEY_LEN], recv_key[WG_KEY_LEN];
 	struct wg_aead send, recv;
 	_Atomic uint64_t send_counter; /* next counter to use */
 	struct wg_replay replay;       /* caller serialises receives per keypair */
@@ -151,8 +155,10 @@ void wg_keypair_free(struct wg_keypair *kp);
  * the plaintext is padded with zeros to a multiple of 16 but not beyond `mtu`
  * (when len itself is not beyond it). Returns the message length (16 + padded
  * + 16), or -1 when the keypair may no longer send (expired or counter
- * exhausted: start a handshake). `len` 0 makes a keepalive. out may not
- * overlap pt. *counter_out (if not NULL) receives the counter used.
+ * exhausted: start a handshake). `len` 0 makes a keepalive. Either out does
+ * not overlap pt, or pt == out + 16 (in place: the caller read the segment
+ * 16 bytes into its send buffer, with room for padding + 16 after it).
+ * *counter_out (if not NULL) receives the counter used.
  */
 long wg_transport_seal(struct wg_keypair *kp, const uint8_t *pt, size_t len, size_t mtu, uint64_t now, uint8_t *out,
 		       uint64_t *counter_out);

@@ -133,6 +133,10 @@ static void full_handshakes(const uint8_t *psk)
 	CHECK(a.peer.current->remote_index == b.peer.next->local_index &&
 		      b.peer.next->remote_index == a.peer.current->local_index,
 	      "indices cross");
+	CHECK(memcmp(a.peer.current->send_key, b.peer.next->recv_key, 32) == 0 &&
+		      memcmp(a.peer.current->recv_key, b.peer.next->send_key, 32) == 0 &&
+		      memcmp(a.peer.current->send_key, a.peer.current->recv_key, 32) != 0,
+	      "keys cross and differ per direction");
 	/* The responder cannot send before confirmation (it has no current). */
 	CHECK(transport_ok(a.peer.current, b.peer.next, &b.peer, 0, now), "keepalive A -> B confirms");
 	CHECK(b.peer.current && !b.peer.next, "key confirmation: next became current");
@@ -228,6 +232,12 @@ static void tampering_and_replay(void)
 	CHECK(wg_transport_open(kb, msg, (size_t)n, now + S, out) == WG_ERR_REPLAY, "replayed transport");
 	CHECK(wg_transport_open(kb, msg, 31, now + S, out) == WG_ERR_MALFORMED, "short transport");
 	CHECK(wg_transport_open(ka, msg, (size_t)n, now + S, out) == WG_ERR_MALFORMED, "wrong receiver index");
+	/* In place both ways: the segment sits 16 bytes into the buffer; decrypted at msg + 16. */
+	memcpy(msg + 16, "in place, 29 bytes of payload", 29);
+	n = wg_transport_seal(ka, msg + 16, 29, 1420, now + S, msg, NULL);
+	CHECK(n == 64 && wg_transport_open(kb, msg, (size_t)n, now + S, msg + 16) == 32 &&
+		      memcmp(msg + 16, "in place, 29 bytes of payload\0\0", 32) == 0,
+	      "in-place seal and open");
 	n = wg_transport_seal(ka, (const uint8_t *)"x", 1, 1420, now + S, msg, NULL);
 	CHECK(wg_transport_open(kb, msg, (size_t)n, now + S + WG_REJECT_AFTER_TIME, out) == WG_ERR_EXPIRED, "expired keypair");
 	CHECK(wg_transport_seal(ka, (const uint8_t *)"x", 1, 1420, now + S + WG_REJECT_AFTER_TIME, msg, NULL) < 0,
