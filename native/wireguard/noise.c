@@ -135,8 +135,14 @@ static void clear_handshake(struct wg_peer *p)
 
 /* ---- TAI64N ----------------------------------------------------------- */
 
-void wg_tai64n(uint8_t out[WG_TAI64N_LEN], uint64_t realtime_ns, const uint8_t *floor)
+void wg_tai64n(uint8_t out[WG_TAI64N_LEN], uint64_t realtime_ns, const uint8_t *floor_in)
 {
+	uint8_t floor_copy[WG_TAI64N_LEN]; /* out may be the floor itself */
+	const uint8_t *floor = NULL;
+	if (floor_in) {
+		memcpy(floor_copy, floor_in, WG_TAI64N_LEN);
+		floor = floor_copy;
+	}
 	uint64_t secs = (1ULL << 62) + realtime_ns / WG_NS_PER_S;
 	uint32_t nsec = (uint32_t)(realtime_ns % WG_NS_PER_S) & ~((1u << 24) - 1);
 	for (int i = 0; i < 8; i++)

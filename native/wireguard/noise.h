@@ -104,7 +104,8 @@ void wg_peer_wipe(struct wg_peer *p);
  * 4-byte big-endian nanoseconds, of the wall clock `realtime_ns` (nanoseconds
  * are rounded down to a 2^24 ns grid so the timestamp does not serve as a
  * precise clock). Never goes backwards: the result is strictly greater than
- * `floor` (the last timestamp this host sent, 12 bytes, or NULL). Peers drop
+ * `floor` (the last timestamp this host sent, 12 bytes, or NULL; it may be
+ * `out` itself, to advance a stored timestamp in place). Peers drop
  * initiations whose timestamp is not greater than the last one they accepted
  * from us, so across restarts the caller must persist the last timestamp it
  * used (or a bound above it) and pass it as the floor: after a reboot with a

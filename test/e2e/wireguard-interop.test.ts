@@ -17,6 +17,8 @@
  *     probe answers as responder, takes the first transport message as key
  *     confirmation and answers every echo request; ping sees every reply.
  * Also: a PSK on one side only fails (the PSK really enters the handshake);
+ * after a "restart" whose wall clock went back an hour, wireguard-go ignores
+ * the initiations unless the probe starts from its persisted TAI64N floor;
  * and under a flood of initiations wireguard-go sends cookie replies that the
  * probe decrypts (XChaCha20-Poly1305), after which its initiations carry a
  * mac2 that wireguard-go accepts while still under load.
@@ -96,8 +98,14 @@ describe('WireGuard interop: native/wireguard against the real wireguard-go', { 
     ];
   }
 
-  async function probeInitiate(count: number, probePsk: Buffer | null, flood = 0, giveUpS = 25): Promise<{ ok: boolean; out: string }> {
-    const r = await nsProbe.exec(probeArgv('initiate', count, probePsk, flood, giveUpS), { allowFailure: true });
+  async function probeInitiate(
+    count: number,
+    probePsk: Buffer | null,
+    flood = 0,
+    giveUpS = 25,
+    env: NodeJS.ProcessEnv = {},
+  ): Promise<{ ok: boolean; out: string }> {
+    const r = await nsProbe.exec(probeArgv('initiate', count, probePsk, flood, giveUpS), { allowFailure: true, env: { ...process.env, ...env } });
     return { ok: r.code === 0, out: r.stdout + r.stderr };
   }
 
@@ -193,6 +201,22 @@ describe('WireGuard interop: native/wireguard against the real wireguard-go', { 
     assert.equal(r.ok, false, r.out);
     assert.match(r.out, /response refused/);
     assert.match(r.out, /PROBE FAIL no handshake response/);
+  });
+
+  it('a restart with a clock that went back: refused without the persisted TAI64N floor, accepted with it', async () => {
+    await resetPeer(false);
+    const tsFile = path.join(dir, 'last-timestamp');
+    const first = await probeInitiate(1, null, 0, 25, { WG_PROBE_TS_FILE: tsFile });
+    assert.ok(first.ok, first.out);
+    assert.equal(fs.statSync(tsFile).size, 12, 'the last timestamp is persisted');
+    // "Rebooted" an hour behind, floor lost: wireguard-go takes the initiation for a replay and stays silent.
+    const lost = await probeInitiate(1, null, 0, 7, { WG_PROBE_CLOCK_OFFSET_S: '-3600' });
+    assert.equal(lost.ok, false, lost.out);
+    assert.match(lost.out, /PROBE FAIL no handshake response/);
+    // Same clock, floor kept: the next timestamp is just above the last one sent, and accepted.
+    const kept = await probeInitiate(1, null, 0, 25, { WG_PROBE_CLOCK_OFFSET_S: '-3600', WG_PROBE_TS_FILE: tsFile });
+    assert.ok(kept.ok, kept.out);
+    assert.match(kept.out, /PROBE OK initiate replies=1/);
   });
 
   it('under a flood of initiations: cookie replies decrypt, then mac2 is accepted under load', async () => {

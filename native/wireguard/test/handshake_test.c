@@ -316,6 +316,9 @@ static void tai64n(void)
 	CHECK(memcmp(t2, t1, 12) > 0, "never backwards across a restart (floor)");
 	wg_tai64n(t3, 1700000000ULL * S + 123456789, t2);
 	CHECK(memcmp(t3, t2, 12) > 0, "strictly increasing on the same clock value");
+	memcpy(t1, t3, 12);
+	wg_tai64n(t1, 1600000000ULL * S, t1);
+	CHECK(memcmp(t1, t3, 12) > 0, "floor == out: advanced in place");
 	uint8_t f[12] = {0x40, 0, 0, 0, 0, 0, 0, 5, 0x3b, 0x9a, 0xc9, 0xff}; /* 999999999 ns */
 	wg_tai64n(t1, 0, f);
 	CHECK(t1[7] == 6 && t1[8] == 0 && t1[9] == 0 && t1[10] == 0 && t1[11] == 0, "floor carry into seconds");

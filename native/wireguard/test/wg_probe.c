@@ -15,6 +15,10 @@
  * respond: waits for initiations, answers them, and answers COUNT decrypted
  *   echo requests to LOCAL_OVERLAY with encrypted echo replies (key
  *   confirmation: the session becomes current on the first transport message).
+ * Environment: WG_PROBE_CLOCK_OFFSET_S shifts the wall clock (a reboot with
+ * a clock that went back); WG_PROBE_TS_FILE holds the last TAI64N timestamp
+ * sent, read at start as the floor and rewritten before each initiation (the
+ * persistence wg_tai64n() asks of its caller).
  * Prints progress lines and finally "PROBE OK ..." (exit 0), or "PROBE FAIL
  * reason" (exit 1). Gives up after GIVE_UP_S seconds (default 40).
  * Threads and locking: single-threaded.
@@ -48,11 +52,14 @@ static uint64_t mono(void)
 	return (uint64_t)t.tv_sec * WG_NS_PER_S + (uint64_t)t.tv_nsec;
 }
 
+static int64_t clock_offset_s; /* WG_PROBE_CLOCK_OFFSET_S: a wall clock that went back */
+static const char *ts_file;   /* WG_PROBE_TS_FILE: the persisted TAI64N floor */
+
 static uint64_t wall(void)
 {
 	struct timespec t;
 	clock_gettime(CLOCK_REALTIME, &t);
-	return (uint64_t)t.tv_sec * WG_NS_PER_S + (uint64_t)t.tv_nsec;
+	return (uint64_t)((int64_t)t.tv_sec + clock_offset_s) * WG_NS_PER_S + (uint64_t)t.tv_nsec;
 }
 
 static int fail(const char *why)
@@ -177,10 +184,24 @@ static struct wg_peer *lookup(void *ctx, const uint8_t pub[WG_KEY_LEN])
 static uint8_t last_ts[12];
 static uint32_t next_index;
 
+/* The next initiation timestamp: never behind the last one, which is
+ * persisted (when WG_PROBE_TS_FILE is set) before the initiation leaves. */
+static void next_timestamp(void)
+{
+	wg_tai64n(last_ts, wall(), last_ts[0] ? last_ts : NULL);
+	if (ts_file) {
+		FILE *f = fopen(ts_file, "wb");
+		if (f) {
+			fwrite(last_ts, 1, sizeof last_ts, f);
+			fclose(f);
+		}
+	}
+}
+
 static void send_initiation(void)
 {
 	uint8_t msg[WG_INITIATION_LEN];
-	wg_tai64n(last_ts, wall(), last_ts[0] ? last_ts : NULL);
+	next_timestamp();
 	if (wg_create_initiation(&id, &peer, ++next_index, last_ts, mono(), msg) == 0)
 		send_dgram(msg, sizeof msg);
 }
@@ -212,7 +233,7 @@ static struct flood_result flood_round(int flood, int wait_ms)
 	struct flood_result r = {0};
 	uint8_t init[WG_INITIATION_LEN], buf[2048];
 	uint32_t idx = ++next_index;
-	wg_tai64n(last_ts, wall(), last_ts[0] ? last_ts : NULL);
+	next_timestamp();
 	if (wg_create_initiation(&id, &peer, idx, last_ts, mono(), init))
 		return r;
 	for (int i = 0; i < flood; i++)
@@ -442,6 +463,17 @@ int main(int argc, char **argv)
 	if (inet_pton(AF_INET, argv[9], &a) != 1)
 		return fail("bad remote overlay");
 	remote_ip = ntohl(a.s_addr);
+	if (getenv("WG_PROBE_CLOCK_OFFSET_S"))
+		clock_offset_s = strtoll(getenv("WG_PROBE_CLOCK_OFFSET_S"), NULL, 10);
+	ts_file = getenv("WG_PROBE_TS_FILE");
+	if (ts_file) {
+		FILE *f = fopen(ts_file, "rb");
+		if (f) {
+			if (fread(last_ts, 1, sizeof last_ts, f) != sizeof last_ts)
+				memset(last_ts, 0, sizeof last_ts);
+			fclose(f);
+		}
+	}
 	int count = atoi(argv[10]), flood = argc > 11 ? atoi(argv[11]) : 0;
 	sock = socket(AF_INET, SOCK_DGRAM, 0);
 	struct sockaddr_in me = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[2]))};
