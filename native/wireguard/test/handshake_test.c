@@ -154,6 +154,19 @@ static void full_handshakes(const uint8_t *psk)
 	CHECK(transport_ok(a.peer.current, b.peer.previous, &b.peer, 100, now + S), "old session still works");
 	CHECK(transport_ok(b.peer.current, a.peer.next, &a.peer, 64, now + S), "new session confirmed by B's data");
 	CHECK(a.peer.current && a.peer.previous == a_old && !a.peer.next, "A rotated");
+
+	/* A answers B (A's new keypair waits in next), then A initiates itself
+	 * before B sent anything: the unconfirmed next becomes previous (B may
+	 * still use it), the old current retires, the new session is current. */
+	struct wg_keypair *a_cur = a.peer.current;
+	CHECK(handshake(&b, &a, now + 2 * S) == 0 && a.peer.next, "B -> A again: A holds a next");
+	struct wg_keypair *a_next = a.peer.next, *b_cur = b.peer.current;
+	CHECK(handshake(&a, &b, now + 3 * S) == 0, "A -> B while A's next is unconfirmed");
+	CHECK(a.peer.previous == a_next && a.peer.current != a_cur && a.peer.current != a_next && !a.peer.next,
+	      "unconfirmed next became previous, the old current retired");
+	CHECK(transport_ok(b_cur, a.peer.previous, &a.peer, 80, now + 3 * S), "B's session (A's old next) still opens");
+	CHECK(transport_ok(a.peer.current, b.peer.next, &b.peer, 80, now + 3 * S) && b.peer.current && !b.peer.next,
+	      "the newest session confirmed");
 	teardown(&a, &b);
 }
 
