@@ -23,6 +23,9 @@
  * probe decrypts (XChaCha20-Poly1305), after which its initiations carry a
  * mac2 that wireguard-go accepts while still under load.
  *
+ * And after wireguard-go restarts (same key, config applied again with
+ * `wg`), handshakes initiated from either side work again.
+ *
  * Every peer change starts from a removed-and-added peer on wireguard-go's
  * side, so no session of an earlier test carries over. Namespaces, the
  * wireguard-go process and the key files are removed however the run ends.
@@ -135,6 +138,11 @@ describe('WireGuard interop: native/wireguard against the real wireguard-go', { 
     fs.writeFileSync(path.join(dir, 'psk'), `${psk.toString('base64')}\n`, { mode: 0o600 });
     // The UAPI socket (/var/run/wireguard/<ifname>.sock) is not per namespace: the run tag keeps it unique.
     ifname = `wg${tag.prefix}${tag.tag}`.slice(0, 15);
+    await startWireguardGo();
+  });
+
+  /** Starts wireguard-go with its key, port and overlay address (no peer yet). */
+  async function startWireguardGo(): Promise<void> {
     const log = path.join(dir, 'wireguard-go.log');
     wgProc = await nsWg.spawn(['wireguard-go', '-f', ifname], { logFile: log, label: 'wireguard-go' });
     await waitUntil(
@@ -148,7 +156,7 @@ describe('WireGuard interop: native/wireguard against the real wireguard-go', { 
     await wg(['set', ifname, 'private-key', path.join(dir, 'wg.key'), 'listen-port', String(WG_PORT)]);
     await nsWg.addAddress(ifname, `${WG_OVERLAY}/24`);
     await nsWg.linkUp(ifname);
-  });
+  }
 
   after(async () => {
     await cleanup?.run();
@@ -217,6 +225,31 @@ describe('WireGuard interop: native/wireguard against the real wireguard-go', { 
     const kept = await probeInitiate(1, null, 0, 25, { WG_PROBE_CLOCK_OFFSET_S: '-3600', WG_PROBE_TS_FILE: tsFile });
     assert.ok(kept.ok, kept.out);
     assert.match(kept.out, /PROBE OK initiate replies=1/);
+  });
+
+  it('after wireguard-go restarts (same key), handshakes work again from both sides', async () => {
+    await resetPeer(false);
+    const first = await probeInitiate(1, null);
+    assert.ok(first.ok, first.out);
+    wgProc.signal('SIGTERM');
+    await wgProc.exited;
+    await startWireguardGo();
+    await resetPeer(false);
+    const again = await probeInitiate(2, null);
+    assert.ok(again.ok, again.out);
+    assert.match(again.out, /PROBE OK initiate replies=2/);
+    await resetPeer(false);
+    const log = path.join(dir, 'probe-respond-restart.log');
+    const probe = await nsProbe.spawn(probeArgv('respond', 2, null), { logFile: log, label: 'wg_probe respond' });
+    try {
+      await waitUntil(async () => /probe listening/.test(fs.readFileSync(log, 'utf8')), { giveUpMs: GIVE_UP_MS, intervalMs: 50, what: 'the probe to listen' });
+      const ping = await nsWg.exec(['ping', '-c', '2', '-i', '0.3', '-W', '5', PROBE_OVERLAY], { allowFailure: true });
+      assert.equal((await probe.exited).code, 0, fs.readFileSync(log, 'utf8'));
+      assert.match(ping.stdout, /2 packets transmitted, 2 received/, ping.stdout + ping.stderr);
+    } finally {
+      probe.signal('SIGKILL');
+      await probe.exited;
+    }
   });
 
   it('under a flood of initiations: cookie replies decrypt, then mac2 is accepted under load', async () => {
