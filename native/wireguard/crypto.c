@@ -1,0 +1,398 @@
+/*
+ * WireGuard's primitives over OpenSSL libcrypto (see crypto.h). Whitepaper
+ * section 5.4 names them: DH = X25519, AEAD = ChaCha20-Poly1305 with a 64-bit
+ * little-endian counter nonce, Hash = BLAKE2s-256, Mac = keyed BLAKE2s-128,
+ * Hmac = HMAC-BLAKE2s, Kdf_n = HKDF built from that HMAC, XAEAD =
+ * XChaCha20-Poly1305 (cookies, section 5.4.7).
+ *
+ * Threads and locking: the algorithm handles below are fetched once by
+ * wg_crypto_init() (before any other thread runs) and only read afterwards;
+ * libcrypto's fetched objects are safe to share. No other global state.
+ * A struct wg_aead belongs to one thread at a time (no lock inside).
+ */
+#include "crypto.h"
+
+#include <string.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+/* Fetched once, read-only afterwards. */
+static EVP_CIPHER *aead_alg;   /* ChaCha20-Poly1305 */
+static EVP_CIPHER *chacha_alg; /* ChaCha20 (for HChaCha20 only) */
+static EVP_MD *blake2s_alg;    /* BLAKE2s-256 */
+static EVP_MAC *kmac_alg;      /* BLAKE2SMAC */
+static EVP_MAC *hmac_alg;      /* HMAC */
+
+static const uint8_t zeros[64];
+
+void wg_crypto_fini(void)
+{
+	EVP_CIPHER_free(aead_alg);
+	EVP_CIPHER_free(chacha_alg);
+	EVP_MD_free(blake2s_alg);
+	EVP_MAC_free(kmac_alg);
+	EVP_MAC_free(hmac_alg);
+	aead_alg = NULL;
+	chacha_alg = NULL;
+	blake2s_alg = NULL;
+	kmac_alg = NULL;
+	hmac_alg = NULL;
+}
+
+int wg_crypto_init(void)
+{
+	if (aead_alg && chacha_alg && blake2s_alg && kmac_alg && hmac_alg)
+		return 0;
+	wg_crypto_fini();
+	aead_alg = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
+	chacha_alg = EVP_CIPHER_fetch(NULL, "ChaCha20", NULL);
+	blake2s_alg = EVP_MD_fetch(NULL, "BLAKE2S-256", NULL);
+	kmac_alg = EVP_MAC_fetch(NULL, "BLAKE2SMAC", NULL);
+	hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	if (!aead_alg || !chacha_alg || !blake2s_alg || !kmac_alg || !hmac_alg) {
+		wg_crypto_fini();
+		return -1;
+	}
+	return 0;
+}
+
+void wg_wipe(void *p, size_t n)
+{
+	OPENSSL_cleanse(p, n);
+}
+
+bool wg_equal(const void *a, const void *b, size_t n)
+{
+	return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+int wg_random(void *out, size_t n)
+{
+	if (n > (size_t)INT32_MAX)
+		return -1;
+	return RAND_bytes(out, (int)n) == 1 ? 0 : -1;
+}
+
+/* ---- X25519 ------------------------------------------------------------- */
+
+int wg_x25519_generate(uint8_t priv[WG_KEY_LEN], uint8_t pub[WG_KEY_LEN])
+{
+	/* libcrypto's X25519 key generation clamps the stored scalar (RFC 7748 5). */
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "X25519", NULL);
+	EVP_PKEY *pk = NULL;
+	size_t l1 = WG_KEY_LEN, l2 = WG_KEY_LEN;
+	int rc = -1;
+	if (!ctx || EVP_PKEY_keygen_init(ctx) != 1 || EVP_PKEY_generate(ctx, &pk) != 1)
+		goto out;
+	if (EVP_PKEY_get_raw_private_key(pk, priv, &l1) != 1 || l1 != WG_KEY_LEN)
+		goto out;
+	if (EVP_PKEY_get_raw_public_key(pk, pub, &l2) != 1 || l2 != WG_KEY_LEN)
+		goto out;
+	rc = 0;
+out:
+	EVP_PKEY_free(pk); /* frees (and cleanses) the private key copy */
+	EVP_PKEY_CTX_free(ctx);
+	if (rc)
+		wg_wipe(priv, WG_KEY_LEN);
+	return rc;
+}
+
+int wg_x25519_public(uint8_t pub[WG_KEY_LEN], const uint8_t priv[WG_KEY_LEN])
+{
+	EVP_PKEY *pk = EVP_PKEY_new_raw_private_key_ex(NULL, "X25519", NULL, priv, WG_KEY_LEN);
+	size_t l = WG_KEY_LEN;
+	int rc = (pk && EVP_PKEY_get_raw_public_key(pk, pub, &l) == 1 && l == WG_KEY_LEN) ? 0 : -1;
+	EVP_PKEY_free(pk);
+	return rc;
+}
+
+int wg_x25519(uint8_t out[WG_KEY_LEN], const uint8_t priv[WG_KEY_LEN], const uint8_t pub[WG_KEY_LEN])
+{
+	EVP_PKEY *me = EVP_PKEY_new_raw_private_key_ex(NULL, "X25519", NULL, priv, WG_KEY_LEN);
+	EVP_PKEY *peer = EVP_PKEY_new_raw_public_key_ex(NULL, "X25519", NULL, pub, WG_KEY_LEN);
+	EVP_PKEY_CTX *ctx = me ? EVP_PKEY_CTX_new_from_pkey(NULL, me, NULL) : NULL;
+	size_t l = WG_KEY_LEN;
+	int rc = -1;
+	if (!ctx || EVP_PKEY_derive_init(ctx) != 1 || EVP_PKEY_derive_set_peer(ctx, peer) != 1)
+		goto out;
+	/* libcrypto refuses an all-zero shared secret; checked again below. */
+	if (EVP_PKEY_derive(ctx, out, &l) != 1 || l != WG_KEY_LEN)
+		goto out;
+	rc = wg_equal(out, zeros, WG_KEY_LEN) ? -1 : 0;
+out:
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(me);
+	EVP_PKEY_free(peer);
+	if (rc)
+		wg_wipe(out, WG_KEY_LEN);
+	return rc;
+}
+
+/* ---- BLAKE2s, keyed BLAKE2s, HMAC, HKDF ---------------------------------- */
+
+int wg_hash2(uint8_t out[WG_HASH_LEN], const void *a, size_t alen, const void *b, size_t blen)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned int l = 0;
+	int ok = ctx && EVP_DigestInit_ex2(ctx, blake2s_alg, NULL) == 1 && EVP_DigestUpdate(ctx, a, alen) == 1 &&
+		 (blen == 0 || EVP_DigestUpdate(ctx, b, blen) == 1) && EVP_DigestFinal_ex(ctx, out, &l) == 1 &&
+		 l == WG_HASH_LEN;
+	EVP_MD_CTX_free(ctx);
+	return ok ? 0 : -1;
+}
+
+static int mac_run(EVP_MAC *alg, const OSSL_PARAM *params, uint8_t *out, size_t outlen, const uint8_t *key,
+		   size_t keylen, const void *d1, size_t l1, const void *d2, size_t l2)
+{
+	EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(alg);
+	size_t l = 0;
+	int ok = ctx && EVP_MAC_init(ctx, key, keylen, params) == 1 && EVP_MAC_update(ctx, d1, l1) == 1 &&
+		 (l2 == 0 || EVP_MAC_update(ctx, d2, l2) == 1) && EVP_MAC_final(ctx, out, &l, outlen) == 1 &&
+		 l == outlen;
+	EVP_MAC_CTX_free(ctx); /* cleanses the key copy */
+	return ok ? 0 : -1;
+}
+
+int wg_mac(uint8_t out[WG_MAC_LEN], const uint8_t *key, size_t keylen, const void *data, size_t len)
+{
+	size_t sz = WG_MAC_LEN;
+	OSSL_PARAM p[] = {OSSL_PARAM_construct_size_t(OSSL_MAC_PARAM_SIZE, &sz), OSSL_PARAM_construct_end()};
+	if (keylen == 0 || keylen > 32)
+		return -1;
+	return mac_run(kmac_alg, p, out, WG_MAC_LEN, key, keylen, data, len, NULL, 0);
+}
+
+static int hmac2(uint8_t out[WG_HASH_LEN], const uint8_t *key, size_t keylen, const void *d1, size_t l1,
+		 const void *d2, size_t l2)
+{
+	char digest[] = "BLAKE2S-256";
+	OSSL_PARAM p[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+			  OSSL_PARAM_construct_end()};
+	if (keylen > 64)
+		return -1;
+	return mac_run(hmac_alg, p, out, WG_HASH_LEN, key, keylen, d1, l1, d2, l2);
+}
+
+int wg_hmac(uint8_t out[WG_HASH_LEN], const uint8_t *key, size_t keylen, const void *data, size_t len)
+{
+	return hmac2(out, key, keylen, data, len, NULL, 0);
+}
+
+int wg_kdf(uint8_t *out1, uint8_t *out2, uint8_t *out3, const uint8_t ck[WG_KEY_LEN], const void *input, size_t len)
+{
+	/* tau0 = Hmac(ck, input); tau1 = Hmac(tau0, 0x1); tau_i = Hmac(tau0, tau_{i-1} || i) */
+	uint8_t t0[WG_HASH_LEN], t[3][WG_HASH_LEN];
+	uint8_t one = 1, two = 2, three = 3;
+	int rc = -1;
+	if (!out1)
+		return -1;
+	if (hmac2(t0, ck, WG_KEY_LEN, input, len, NULL, 0) || hmac2(t[0], t0, sizeof t0, &one, 1, NULL, 0))
+		goto out;
+	if ((out2 || out3) && hmac2(t[1], t0, sizeof t0, t[0], WG_HASH_LEN, &two, 1))
+		goto out;
+	if (out3 && hmac2(t[2], t0, sizeof t0, t[1], WG_HASH_LEN, &three, 1))
+		goto out;
+	memcpy(out1, t[0], WG_HASH_LEN);
+	if (out2)
+		memcpy(out2, t[1], WG_HASH_LEN);
+	if (out3)
+		memcpy(out3, t[2], WG_HASH_LEN);
+	rc = 0;
+out:
+	wg_wipe(t0, sizeof t0);
+	wg_wipe(t, sizeof t);
+	return rc;
+}
+
+/* ---- ChaCha20-Poly1305 ---------------------------------------------------- */
+
+static void nonce_of(uint8_t iv[12], uint64_t counter)
+{
+	/* Whitepaper 5.4: 32 bits of zeros followed by the 64-bit little-endian counter. */
+	memset(iv, 0, 4);
+	for (int i = 0; i < 8; i++)
+		iv[4 + i] = (uint8_t)(counter >> (8 * i));
+}
+
+int wg_aead_init(struct wg_aead *a)
+{
+	a->enc = EVP_CIPHER_CTX_new();
+	a->dec = EVP_CIPHER_CTX_new();
+	a->keyed = false;
+	if (!a->enc || !a->dec) {
+		wg_aead_free(a);
+		return -1;
+	}
+	return 0;
+}
+
+void wg_aead_free(struct wg_aead *a)
+{
+	EVP_CIPHER_CTX_free(a->enc); /* frees and cleanses the key schedule */
+	EVP_CIPHER_CTX_free(a->dec);
+	a->enc = a->dec = NULL;
+	a->keyed = false;
+}
+
+int wg_aead_setkey(struct wg_aead *a, const uint8_t key[WG_KEY_LEN])
+{
+	a->keyed = EVP_EncryptInit_ex2(a->enc, aead_alg, key, NULL, NULL) == 1 &&
+		   EVP_DecryptInit_ex2(a->dec, aead_alg, key, NULL, NULL) == 1;
+	return a->keyed ? 0 : -1;
+}
+
+static int len_ok(size_t n)
+{
+	return n <= (size_t)INT32_MAX - 64;
+}
+
+int wg_aead_seal(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen, const uint8_t *pt, size_t len,
+		 size_t pad, uint8_t *out)
+{
+	EVP_CIPHER_CTX *c = a->enc;
+	uint8_t iv[12];
+	int l = 0;
+	if (!a->keyed || pad > 15 || !len_ok(len) || !len_ok(adlen))
+		return -1;
+	nonce_of(iv, counter);
+	if (EVP_EncryptInit_ex2(c, NULL, NULL, iv, NULL) != 1)
+		return -1;
+	if (adlen && EVP_EncryptUpdate(c, NULL, &l, ad, (int)adlen) != 1)
+		return -1;
+	if (len && (EVP_EncryptUpdate(c, out, &l, pt, (int)len) != 1 || (size_t)l != len))
+		return -1;
+	if (pad && (EVP_EncryptUpdate(c, out + len, &l, zeros, (int)pad) != 1 || (size_t)l != pad))
+		return -1;
+	if (EVP_EncryptFinal_ex(c, out + len + pad, &l) != 1 || l != 0)
+		return -1;
+	return EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, WG_TAG_LEN, out + len + pad) == 1 ? 0 : -1;
+}
+
+int wg_aead_open(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen, const uint8_t *ct, size_t len,
+		 uint8_t *out)
+{
+	EVP_CIPHER_CTX *c = a->dec;
+	uint8_t iv[12], tag[WG_TAG_LEN];
+	int l = 0;
+	if (!a->keyed || len < WG_TAG_LEN || !len_ok(len) || !len_ok(adlen))
+		return -1;
+	len -= WG_TAG_LEN;
+	memcpy(tag, ct + len, WG_TAG_LEN); /* out may overlap ct: keep the tag */
+	nonce_of(iv, counter);
+	if (EVP_DecryptInit_ex2(c, NULL, NULL, iv, NULL) != 1)
+		return -1;
+	if (adlen && EVP_DecryptUpdate(c, NULL, &l, ad, (int)adlen) != 1)
+		return -1;
+	if (len && (EVP_DecryptUpdate(c, out, &l, ct, (int)len) != 1 || (size_t)l != len))
+		return -1;
+	if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, WG_TAG_LEN, tag) != 1)
+		return -1;
+	/* The tag comparison inside libcrypto is constant-time (CRYPTO_memcmp). */
+	if (EVP_DecryptFinal_ex(c, out + len, &l) != 1) {
+		if (len)
+			wg_wipe(out, len); /* never leave unauthenticated plaintext behind */
+		return -1;
+	}
+	return 0;
+}
+
+int wg_aead_seal_once(const uint8_t key[WG_KEY_LEN], uint64_t counter, const uint8_t *ad, size_t adlen,
+		      const uint8_t *pt, size_t len, uint8_t *out)
+{
+	struct wg_aead a;
+	int rc = -1;
+	if (wg_aead_init(&a))
+		return -1;
+	if (!wg_aead_setkey(&a, key))
+		rc = wg_aead_seal(&a, counter, ad, adlen, pt, len, 0, out);
+	wg_aead_free(&a);
+	return rc;
+}
+
+int wg_aead_open_once(const uint8_t key[WG_KEY_LEN], uint64_t counter, const uint8_t *ad, size_t adlen,
+		      const uint8_t *ct, size_t len, uint8_t *out)
+{
+	struct wg_aead a;
+	int rc = -1;
+	if (wg_aead_init(&a))
+		return -1;
+	if (!wg_aead_setkey(&a, key))
+		rc = wg_aead_open(&a, counter, ad, adlen, ct, len, out);
+	wg_aead_free(&a);
+	return rc;
+}
+
+/* ---- HChaCha20 and XChaCha20-Poly1305 ---------------------------------- */
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+/*
+ * libcrypto has no HChaCha20. A ChaCha20 block is (permuted state) + (input
+ * state), word by word; HChaCha20 (draft-irtf-cfrg-xchacha section 2.2) is
+ * words 0-3 and 12-15 of the permuted state with the 16-byte nonce in words
+ * 12-15. libcrypto's 16-byte ChaCha20 "IV" is exactly words 12-15 (counter
+ * then nonce, little-endian), so one block of keystream with IV = nonce,
+ * minus the known input words, gives HChaCha20.
+ */
+int wg_hchacha20(uint8_t out[32], const uint8_t key[32], const uint8_t nonce[16])
+{
+	static const uint8_t sigma[16] = "expand 32-byte k";
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	uint8_t block[64];
+	int l = 0, rc = -1;
+	if (!c || EVP_EncryptInit_ex2(c, chacha_alg, key, nonce, NULL) != 1 ||
+	    EVP_EncryptUpdate(c, block, &l, zeros, 64) != 1 || l != 64)
+		goto out;
+	for (int i = 0; i < 4; i++) {
+		put_le32(out + 4 * i, le32(block + 4 * i) - le32(sigma + 4 * i));
+		put_le32(out + 16 + 4 * i, le32(block + 48 + 4 * i) - le32(nonce + 4 * i));
+	}
+	rc = 0;
+out:
+	EVP_CIPHER_CTX_free(c);
+	wg_wipe(block, sizeof block);
+	return rc;
+}
+
+static int xsubkey(uint8_t sub[32], uint64_t *counter, const uint8_t key[32], const uint8_t nonce[24])
+{
+	uint64_t n = 0;
+	for (int i = 0; i < 8; i++)
+		n |= (uint64_t)nonce[16 + i] << (8 * i);
+	*counter = n; /* the ChaCha20 nonce is 4 zero bytes || nonce[16..24) */
+	return wg_hchacha20(sub, key, nonce);
+}
+
+int wg_xaead_seal(const uint8_t key[WG_KEY_LEN], const uint8_t nonce[WG_XNONCE_LEN], const uint8_t *ad, size_t adlen,
+		  const uint8_t *pt, size_t len, uint8_t *out)
+{
+	uint8_t sub[32];
+	uint64_t ctr;
+	int rc = xsubkey(sub, &ctr, key, nonce) ? -1 : wg_aead_seal_once(sub, ctr, ad, adlen, pt, len, out);
+	wg_wipe(sub, sizeof sub);
+	return rc;
+}
+
+int wg_xaead_open(const uint8_t key[WG_KEY_LEN], const uint8_t nonce[WG_XNONCE_LEN], const uint8_t *ad, size_t adlen,
+		  const uint8_t *ct, size_t len, uint8_t *out)
+{
+	uint8_t sub[32];
+	uint64_t ctr;
+	int rc = xsubkey(sub, &ctr, key, nonce) ? -1 : wg_aead_open_once(sub, ctr, ad, adlen, ct, len, out);
+	wg_wipe(sub, sizeof sub);
+	return rc;
+}

@@ -1,0 +1,90 @@
+/*
+ * WireGuard's cryptographic primitives (whitepaper section 5.4, "Primitives"),
+ * as thin wrappers over OpenSSL's libcrypto: no cryptography is written here,
+ * only the glue (lengths, nonce layout, HKDF steps, HChaCha20 derivation).
+ *
+ * Threads and locking: wg_crypto_init() must run once, before any other call
+ * and before a second thread exists; after that the fetched algorithms are
+ * read-only and shared. Every other function is re-entrant: the one-shot
+ * calls make their own short-lived contexts; a struct wg_aead is a reusable
+ * context owned by ONE thread at a time (the data plane keeps one per keypair
+ * per worker thread) and needs no lock of its own.
+ */
+#ifndef RUDDER_WG_CRYPTO_H
+#define RUDDER_WG_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define WG_KEY_LEN 32   /* X25519 keys, ChaCha20 keys, chaining keys */
+#define WG_HASH_LEN 32  /* BLAKE2s-256 */
+#define WG_MAC_LEN 16   /* keyed BLAKE2s-128 (mac1, mac2, cookies) */
+#define WG_TAG_LEN 16   /* Poly1305 tag */
+#define WG_XNONCE_LEN 24
+
+/* 0 on success, -1 if libcrypto lacks an algorithm. Idempotent. */
+int wg_crypto_init(void);
+void wg_crypto_fini(void);
+
+/* Wipes secrets (OPENSSL_cleanse: not optimised away). */
+void wg_wipe(void *p, size_t n);
+/* Constant-time equality of n bytes. */
+bool wg_equal(const void *a, const void *b, size_t n);
+/* n bytes from the CSPRNG; 0 or -1. */
+int wg_random(void *out, size_t n);
+
+/* ---- X25519 (RFC 7748) ---- */
+/* A fresh private key (clamped as RFC 7748 section 5 says) and its public key. */
+int wg_x25519_generate(uint8_t priv[WG_KEY_LEN], uint8_t pub[WG_KEY_LEN]);
+int wg_x25519_public(uint8_t pub[WG_KEY_LEN], const uint8_t priv[WG_KEY_LEN]);
+/* DH; -1 also when the result is all zero (a low-order point). */
+int wg_x25519(uint8_t out[WG_KEY_LEN], const uint8_t priv[WG_KEY_LEN], const uint8_t pub[WG_KEY_LEN]);
+
+/* ---- BLAKE2s ---- */
+/* out = BLAKE2s-256(a || b); b may be NULL with blen 0. */
+int wg_hash2(uint8_t out[WG_HASH_LEN], const void *a, size_t alen, const void *b, size_t blen);
+/* out = keyed BLAKE2s with a 16-byte digest; key 1..32 bytes (mac1/mac2/cookie). */
+int wg_mac(uint8_t out[WG_MAC_LEN], const uint8_t *key, size_t keylen, const void *data, size_t len);
+/* HMAC(key, data) with BLAKE2s-256 (RFC 2104; key <= 64 bytes). */
+int wg_hmac(uint8_t out[WG_HASH_LEN], const uint8_t *key, size_t keylen, const void *data, size_t len);
+/*
+ * The HKDF of the Noise construction (whitepaper 5.4, Kdf_n): from chaining
+ * key `ck` and `input`, n = 1..3 outputs of 32 bytes each into out1..out3
+ * (out2/out3 NULL when not wanted). Outputs may alias ck.
+ */
+int wg_kdf(uint8_t *out1, uint8_t *out2, uint8_t *out3, const uint8_t ck[WG_KEY_LEN], const void *input, size_t len);
+
+/* ---- ChaCha20-Poly1305 (RFC 8439), WireGuard's nonce: 4 zero bytes, 64-bit LE counter ---- */
+struct wg_aead {
+	void *enc; /* EVP_CIPHER_CTX *, key set once */
+	void *dec;
+	bool keyed;
+};
+int wg_aead_init(struct wg_aead *a);
+int wg_aead_setkey(struct wg_aead *a, const uint8_t key[WG_KEY_LEN]);
+void wg_aead_free(struct wg_aead *a); /* also wipes the key schedule */
+/*
+ * out = ChaCha20-Poly1305(pt[0..len) || zero padding of pad bytes) || tag;
+ * writes len + pad + 16 bytes. The padding is fed from a static zero block, so
+ * the caller's plaintext is never copied. pad <= 15. out may equal pt.
+ */
+int wg_aead_seal(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen,
+		 const uint8_t *pt, size_t len, size_t pad, uint8_t *out);
+/* Opens ct[0..len) (tag included, len >= 16) into out (len - 16 bytes); -1 on a bad tag. out may equal ct. */
+int wg_aead_open(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen,
+		 const uint8_t *ct, size_t len, uint8_t *out);
+/* One-shot forms for the handshake (its own context each call). */
+int wg_aead_seal_once(const uint8_t key[WG_KEY_LEN], uint64_t counter, const uint8_t *ad, size_t adlen,
+		      const uint8_t *pt, size_t len, uint8_t *out);
+int wg_aead_open_once(const uint8_t key[WG_KEY_LEN], uint64_t counter, const uint8_t *ad, size_t adlen,
+		      const uint8_t *ct, size_t len, uint8_t *out);
+
+/* ---- HChaCha20 / XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03) ---- */
+int wg_hchacha20(uint8_t out[32], const uint8_t key[32], const uint8_t nonce[16]);
+int wg_xaead_seal(const uint8_t key[WG_KEY_LEN], const uint8_t nonce[WG_XNONCE_LEN], const uint8_t *ad, size_t adlen,
+		  const uint8_t *pt, size_t len, uint8_t *out);
+int wg_xaead_open(const uint8_t key[WG_KEY_LEN], const uint8_t nonce[WG_XNONCE_LEN], const uint8_t *ad, size_t adlen,
+		  const uint8_t *ct, size_t len, uint8_t *out);
+
+#endif
