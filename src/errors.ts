@@ -43,7 +43,7 @@ export function describeError(e: unknown): string {
       parts.push(typeof code === 'string' && !cur.message.includes(code) ? `${cur.message} [${code}]` : cur.message);
       cur = (cur as { cause?: unknown }).cause;
     } else {
-      parts.push(typeof cur === 'object' ? JSON.stringify(cur) : String(cur as string));
+      parts.push(typeof cur === 'string' ? cur : typeof cur === 'bigint' ? cur.toString() : (JSON.stringify(cur) ?? typeof cur));
       break;
     }
   }

@@ -26,15 +26,15 @@ int wg_cookie_checker_init(struct wg_cookie_checker *c, const uint8_t our_public
 {
 	memset(c, 0, sizeof *c);
 	return labelled(c->mac1_key, LABEL_MAC1, our_public) || labelled(c->reply_key, LABEL_COOKIE, our_public) ? -1
-														     : 0;
+	                                                                                                         : 0;
 }
 
 int wg_cookie_maker_init(struct wg_cookie_maker *m, const uint8_t peer_public[WG_KEY_LEN])
 {
 	memset(m, 0, sizeof *m);
 	return labelled(m->mac1_key, LABEL_MAC1, peer_public) || labelled(m->reply_key, LABEL_COOKIE, peer_public)
-		       ? -1
-		       : 0;
+	        ? -1
+	        : 0;
 }
 
 void wg_cookie_checker_wipe(struct wg_cookie_checker *c)
@@ -49,7 +49,7 @@ void wg_cookie_maker_wipe(struct wg_cookie_maker *m)
 
 /* cookie = Mac(secret, src) with the current secret; -1 if the secret is stale. */
 static int cookie_of(const struct wg_cookie_checker *c, const uint8_t *src, size_t srclen, uint64_t now,
-		     uint8_t out[WG_MAC_LEN])
+        uint8_t out[WG_MAC_LEN])
 {
 	if (!c->secret_born || now - c->secret_born >= WG_COOKIE_REFRESH_TIME || srclen == 0 || srclen > WG_MAX_SRC_LEN)
 		return -1;
@@ -57,7 +57,7 @@ static int cookie_of(const struct wg_cookie_checker *c, const uint8_t *src, size
 }
 
 enum wg_cookie_verdict wg_cookie_check(struct wg_cookie_checker *c, const uint8_t *msg, size_t len,
-				       const uint8_t *src, size_t srclen, bool under_load, uint64_t now)
+        const uint8_t *src, size_t srclen, bool under_load, uint64_t now)
 {
 	uint8_t mac[WG_MAC_LEN], cookie[WG_MAC_LEN];
 	if (!handshake_len(len))
@@ -69,15 +69,14 @@ enum wg_cookie_verdict wg_cookie_check(struct wg_cookie_checker *c, const uint8_
 		return WG_COOKIE_OK;
 	enum wg_cookie_verdict v = WG_COOKIE_NEED_REPLY;
 	if (!cookie_of(c, src, srclen, now, cookie) && !wg_mac(mac, cookie, sizeof cookie, msg, m2) &&
-	    wg_equal(mac, msg + m2, WG_MAC_LEN))
+	        wg_equal(mac, msg + m2, WG_MAC_LEN))
 		v = WG_COOKIE_OK;
 	wg_wipe(cookie, sizeof cookie);
 	return v;
 }
 
-
 int wg_cookie_reply(struct wg_cookie_checker *c, const uint8_t *msg, size_t len, const uint8_t *src, size_t srclen,
-		    uint64_t now, uint8_t out[WG_COOKIE_REPLY_LEN])
+        uint64_t now, uint8_t out[WG_COOKIE_REPLY_LEN])
 {
 	uint8_t cookie[WG_MAC_LEN];
 	if (!handshake_len(len) || srclen == 0 || srclen > WG_MAX_SRC_LEN)
@@ -94,9 +93,9 @@ int wg_cookie_reply(struct wg_cookie_checker *c, const uint8_t *msg, size_t len,
 	out[0] = 3;
 	memcpy(out + 4, msg + 4, 4);
 	int rc = wg_random(out + 8, WG_XNONCE_LEN) ||
-			 wg_xaead_seal(c->reply_key, out + 8, msg + len - 32, WG_MAC_LEN, cookie, sizeof cookie, out + 32)
-		 ? -1
-		 : 0;
+	                wg_xaead_seal(c->reply_key, out + 8, msg + len - 32, WG_MAC_LEN, cookie, sizeof cookie, out + 32)
+	        ? -1
+	        : 0;
 	wg_wipe(cookie, sizeof cookie);
 	return rc;
 }

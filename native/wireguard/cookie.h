@@ -34,14 +34,14 @@
 #define WG_MAX_SRC_LEN 18 /* IPv6 address + port */
 
 struct wg_cookie_checker {
-	uint8_t mac1_key[WG_HASH_LEN];	 /* Hash("mac1----" || our public key) */
+	uint8_t mac1_key[WG_HASH_LEN]; /* Hash("mac1----" || our public key) */
 	uint8_t reply_key[WG_HASH_LEN]; /* Hash("cookie--" || our public key) */
-	uint8_t secret[WG_HASH_LEN];	 /* guarded by the caller's device cookie lock */
-	uint64_t secret_born;		 /* monotonic ns; 0 = no secret yet */
+	uint8_t secret[WG_HASH_LEN]; /* guarded by the caller's device cookie lock */
+	uint64_t secret_born; /* monotonic ns; 0 = no secret yet */
 };
 
 struct wg_cookie_maker {
-	uint8_t mac1_key[WG_HASH_LEN];	/* Hash("mac1----" || peer's public key) */
+	uint8_t mac1_key[WG_HASH_LEN]; /* Hash("mac1----" || peer's public key) */
 	uint8_t reply_key[WG_HASH_LEN]; /* Hash("cookie--" || peer's public key) */
 	uint8_t cookie[WG_MAC_LEN];
 	uint64_t cookie_born; /* 0 = none */
@@ -55,9 +55,9 @@ void wg_cookie_checker_wipe(struct wg_cookie_checker *c);
 void wg_cookie_maker_wipe(struct wg_cookie_maker *m);
 
 enum wg_cookie_verdict {
-	WG_COOKIE_OK,		/* process the message */
-	WG_COOKIE_BAD_MAC1,	/* drop silently */
-	WG_COOKIE_NEED_REPLY,	/* under load without a valid mac2: send wg_cookie_reply(), drop */
+	WG_COOKIE_OK, /* process the message */
+	WG_COOKIE_BAD_MAC1, /* drop silently */
+	WG_COOKIE_NEED_REPLY, /* under load without a valid mac2: send wg_cookie_reply(), drop */
 };
 
 /*
@@ -66,10 +66,10 @@ enum wg_cookie_verdict {
  * address as bytes (IP then port, up to WG_MAX_SRC_LEN).
  */
 enum wg_cookie_verdict wg_cookie_check(struct wg_cookie_checker *c, const uint8_t *msg, size_t len,
-				       const uint8_t *src, size_t srclen, bool under_load, uint64_t now);
+        const uint8_t *src, size_t srclen, bool under_load, uint64_t now);
 /* Writes the 64-byte cookie reply to `msg` (which passed mac1) into out. */
 int wg_cookie_reply(struct wg_cookie_checker *c, const uint8_t *msg, size_t len, const uint8_t *src, size_t srclen,
-		    uint64_t now, uint8_t out[WG_COOKIE_REPLY_LEN]);
+        uint64_t now, uint8_t out[WG_COOKIE_REPLY_LEN]);
 
 /* Fills mac1 and mac2 (zeros without a fresh cookie) of a message about to be sent. */
 int wg_cookie_add_macs(struct wg_cookie_maker *m, uint8_t *msg, size_t len, uint64_t now);

@@ -20,11 +20,11 @@
 #include <openssl/rand.h>
 
 /* Fetched once, read-only afterwards. */
-static EVP_CIPHER *aead_alg;   /* ChaCha20-Poly1305 */
+static EVP_CIPHER *aead_alg; /* ChaCha20-Poly1305 */
 static EVP_CIPHER *chacha_alg; /* ChaCha20 (for HChaCha20 only) */
-static EVP_MD *blake2s_alg;    /* BLAKE2s-256 */
-static EVP_MAC *kmac_alg;      /* BLAKE2SMAC */
-static EVP_MAC *hmac_alg;      /* HMAC */
+static EVP_MD *blake2s_alg; /* BLAKE2s-256 */
+static EVP_MAC *kmac_alg; /* BLAKE2SMAC */
+static EVP_MAC *hmac_alg; /* HMAC */
 
 static const uint8_t zeros[64];
 
@@ -138,20 +138,20 @@ int wg_hash2(uint8_t out[WG_HASH_LEN], const void *a, size_t alen, const void *b
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned int l = 0;
 	int ok = ctx && EVP_DigestInit_ex2(ctx, blake2s_alg, NULL) == 1 && EVP_DigestUpdate(ctx, a, alen) == 1 &&
-		 (blen == 0 || EVP_DigestUpdate(ctx, b, blen) == 1) && EVP_DigestFinal_ex(ctx, out, &l) == 1 &&
-		 l == WG_HASH_LEN;
+	        (blen == 0 || EVP_DigestUpdate(ctx, b, blen) == 1) && EVP_DigestFinal_ex(ctx, out, &l) == 1 &&
+	        l == WG_HASH_LEN;
 	EVP_MD_CTX_free(ctx);
 	return ok ? 0 : -1;
 }
 
 static int mac_run(EVP_MAC *alg, const OSSL_PARAM *params, uint8_t *out, size_t outlen, const uint8_t *key,
-		   size_t keylen, const void *d1, size_t l1, const void *d2, size_t l2)
+        size_t keylen, const void *d1, size_t l1, const void *d2, size_t l2)
 {
 	EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(alg);
 	size_t l = 0;
 	int ok = ctx && EVP_MAC_init(ctx, key, keylen, params) == 1 && EVP_MAC_update(ctx, d1, l1) == 1 &&
-		 (l2 == 0 || EVP_MAC_update(ctx, d2, l2) == 1) && EVP_MAC_final(ctx, out, &l, outlen) == 1 &&
-		 l == outlen;
+	        (l2 == 0 || EVP_MAC_update(ctx, d2, l2) == 1) && EVP_MAC_final(ctx, out, &l, outlen) == 1 &&
+	        l == outlen;
 	EVP_MAC_CTX_free(ctx); /* cleanses the key copy */
 	return ok ? 0 : -1;
 }
@@ -166,11 +166,11 @@ int wg_mac(uint8_t out[WG_MAC_LEN], const uint8_t *key, size_t keylen, const voi
 }
 
 static int hmac2(uint8_t out[WG_HASH_LEN], const uint8_t *key, size_t keylen, const void *d1, size_t l1,
-		 const void *d2, size_t l2)
+        const void *d2, size_t l2)
 {
 	char digest[] = "BLAKE2S-256";
 	OSSL_PARAM p[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-			  OSSL_PARAM_construct_end()};
+	        OSSL_PARAM_construct_end()};
 	if (keylen > 64)
 		return -1;
 	return mac_run(hmac_alg, p, out, WG_HASH_LEN, key, keylen, d1, l1, d2, l2);
@@ -240,7 +240,7 @@ void wg_aead_free(struct wg_aead *a)
 int wg_aead_setkey(struct wg_aead *a, const uint8_t key[WG_KEY_LEN])
 {
 	a->keyed = EVP_EncryptInit_ex2(a->enc, aead_alg, key, NULL, NULL) == 1 &&
-		   EVP_DecryptInit_ex2(a->dec, aead_alg, key, NULL, NULL) == 1;
+	        EVP_DecryptInit_ex2(a->dec, aead_alg, key, NULL, NULL) == 1;
 	return a->keyed ? 0 : -1;
 }
 
@@ -250,7 +250,7 @@ static int len_ok(size_t n)
 }
 
 int wg_aead_seal(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen, const uint8_t *pt, size_t len,
-		 size_t pad, uint8_t *out)
+        size_t pad, uint8_t *out)
 {
 	EVP_CIPHER_CTX *c = a->enc;
 	uint8_t iv[12];
@@ -272,7 +272,7 @@ int wg_aead_seal(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t 
 }
 
 int wg_aead_open(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen, const uint8_t *ct, size_t len,
-		 uint8_t *out)
+        uint8_t *out)
 {
 	EVP_CIPHER_CTX *c = a->dec;
 	uint8_t iv[12], tag[WG_TAG_LEN];
@@ -300,7 +300,7 @@ int wg_aead_open(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t 
 }
 
 int wg_aead_seal_once(const uint8_t key[WG_KEY_LEN], uint64_t counter, const uint8_t *ad, size_t adlen,
-		      const uint8_t *pt, size_t len, uint8_t *out)
+        const uint8_t *pt, size_t len, uint8_t *out)
 {
 	struct wg_aead a;
 	int rc = -1;
@@ -313,7 +313,7 @@ int wg_aead_seal_once(const uint8_t key[WG_KEY_LEN], uint64_t counter, const uin
 }
 
 int wg_aead_open_once(const uint8_t key[WG_KEY_LEN], uint64_t counter, const uint8_t *ad, size_t adlen,
-		      const uint8_t *ct, size_t len, uint8_t *out)
+        const uint8_t *ct, size_t len, uint8_t *out)
 {
 	struct wg_aead a;
 	int rc = -1;
@@ -355,7 +355,7 @@ int wg_hchacha20(uint8_t out[32], const uint8_t key[32], const uint8_t nonce[16]
 	uint8_t block[64];
 	int l = 0, rc = -1;
 	if (!c || EVP_EncryptInit_ex2(c, chacha_alg, key, nonce, NULL) != 1 ||
-	    EVP_EncryptUpdate(c, block, &l, zeros, 64) != 1 || l != 64)
+	        EVP_EncryptUpdate(c, block, &l, zeros, 64) != 1 || l != 64)
 		goto out;
 	for (int i = 0; i < 4; i++) {
 		put_le32(out + 4 * i, le32(block + 4 * i) - le32(sigma + 4 * i));
@@ -378,7 +378,7 @@ static int xsubkey(uint8_t sub[32], uint64_t *counter, const uint8_t key[32], co
 }
 
 int wg_xaead_seal(const uint8_t key[WG_KEY_LEN], const uint8_t nonce[WG_XNONCE_LEN], const uint8_t *ad, size_t adlen,
-		  const uint8_t *pt, size_t len, uint8_t *out)
+        const uint8_t *pt, size_t len, uint8_t *out)
 {
 	uint8_t sub[32];
 	uint64_t ctr;
@@ -388,7 +388,7 @@ int wg_xaead_seal(const uint8_t key[WG_KEY_LEN], const uint8_t nonce[WG_XNONCE_L
 }
 
 int wg_xaead_open(const uint8_t key[WG_KEY_LEN], const uint8_t nonce[WG_XNONCE_LEN], const uint8_t *ad, size_t adlen,
-		  const uint8_t *ct, size_t len, uint8_t *out)
+        const uint8_t *ct, size_t len, uint8_t *out)
 {
 	uint8_t sub[32];
 	uint64_t ctr;

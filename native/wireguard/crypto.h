@@ -17,10 +17,10 @@
 #include <stdint.h>
 #include <stdbool.h>
 
-#define WG_KEY_LEN 32   /* X25519 keys, ChaCha20 keys, chaining keys */
-#define WG_HASH_LEN 32  /* BLAKE2s-256 */
-#define WG_MAC_LEN 16   /* keyed BLAKE2s-128 (mac1, mac2, cookies) */
-#define WG_TAG_LEN 16   /* Poly1305 tag */
+#define WG_KEY_LEN 32 /* X25519 keys, ChaCha20 keys, chaining keys */
+#define WG_HASH_LEN 32 /* BLAKE2s-256 */
+#define WG_MAC_LEN 16 /* keyed BLAKE2s-128 (mac1, mac2, cookies) */
+#define WG_TAG_LEN 16 /* Poly1305 tag */
 #define WG_XNONCE_LEN 24
 
 /* 0 on success, -1 if libcrypto lacks an algorithm. Idempotent. */
@@ -70,21 +70,21 @@ void wg_aead_free(struct wg_aead *a); /* also wipes the key schedule */
  * the caller's plaintext is never copied. pad <= 15. out may equal pt.
  */
 int wg_aead_seal(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen,
-		 const uint8_t *pt, size_t len, size_t pad, uint8_t *out);
+        const uint8_t *pt, size_t len, size_t pad, uint8_t *out);
 /* Opens ct[0..len) (tag included, len >= 16) into out (len - 16 bytes); -1 on a bad tag. out may equal ct. */
 int wg_aead_open(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen,
-		 const uint8_t *ct, size_t len, uint8_t *out);
+        const uint8_t *ct, size_t len, uint8_t *out);
 /* One-shot forms for the handshake (its own context each call). */
 int wg_aead_seal_once(const uint8_t key[WG_KEY_LEN], uint64_t counter, const uint8_t *ad, size_t adlen,
-		      const uint8_t *pt, size_t len, uint8_t *out);
+        const uint8_t *pt, size_t len, uint8_t *out);
 int wg_aead_open_once(const uint8_t key[WG_KEY_LEN], uint64_t counter, const uint8_t *ad, size_t adlen,
-		      const uint8_t *ct, size_t len, uint8_t *out);
+        const uint8_t *ct, size_t len, uint8_t *out);
 
 /* ---- HChaCha20 / XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03) ---- */
 int wg_hchacha20(uint8_t out[32], const uint8_t key[32], const uint8_t nonce[16]);
 int wg_xaead_seal(const uint8_t key[WG_KEY_LEN], const uint8_t nonce[WG_XNONCE_LEN], const uint8_t *ad, size_t adlen,
-		  const uint8_t *pt, size_t len, uint8_t *out);
+        const uint8_t *pt, size_t len, uint8_t *out);
 int wg_xaead_open(const uint8_t key[WG_KEY_LEN], const uint8_t nonce[WG_XNONCE_LEN], const uint8_t *ad, size_t adlen,
-		  const uint8_t *ct, size_t len, uint8_t *out);
+        const uint8_t *ct, size_t len, uint8_t *out);
 
 #endif

@@ -18,9 +18,18 @@ static const char IDENTIFIER[] = "WireGuard v1 zx2c4 Jason@zx2c4.com";
 
 /* Offsets (noise.h has the layouts). */
 enum {
-	I_SENDER = 4, I_EPH = 8, I_STATIC = 40, I_TS = 88, I_MAC1 = 116,
-	R_SENDER = 4, R_RECEIVER = 8, R_EPH = 12, R_EMPTY = 44, R_MAC1 = 60,
-	T_RECEIVER = 4, T_COUNTER = 8,
+	I_SENDER = 4,
+	I_EPH = 8,
+	I_STATIC = 40,
+	I_TS = 88,
+	I_MAC1 = 116,
+	R_SENDER = 4,
+	R_RECEIVER = 8,
+	R_EPH = 12,
+	R_EMPTY = 44,
+	R_MAC1 = 60,
+	T_RECEIVER = 4,
+	T_COUNTER = 8,
 };
 
 static uint32_t get32(const uint8_t *p)
@@ -59,7 +68,7 @@ static int mix_key(uint8_t ck[WG_KEY_LEN], const void *data, size_t len)
 
 /* (ck, k) = Kdf2(ck, DH(priv, pub)) */
 static int mix_dh(uint8_t ck[WG_KEY_LEN], uint8_t k[WG_KEY_LEN], const uint8_t priv[WG_KEY_LEN],
-		  const uint8_t pub[WG_KEY_LEN])
+        const uint8_t pub[WG_KEY_LEN])
 {
 	uint8_t s[WG_KEY_LEN];
 	int rc = wg_x25519(s, priv, pub) || wg_kdf(ck, k, NULL, ck, s, sizeof s) ? -1 : 0;
@@ -71,7 +80,7 @@ static int mix_dh(uint8_t ck[WG_KEY_LEN], uint8_t k[WG_KEY_LEN], const uint8_t p
 static int initial_state(uint8_t ck[WG_KEY_LEN], uint8_t h[WG_HASH_LEN], const uint8_t responder_static[WG_KEY_LEN])
 {
 	if (wg_hash2(ck, CONSTRUCTION, sizeof CONSTRUCTION - 1, NULL, 0) ||
-	    wg_hash2(h, ck, WG_KEY_LEN, IDENTIFIER, sizeof IDENTIFIER - 1))
+	        wg_hash2(h, ck, WG_KEY_LEN, IDENTIFIER, sizeof IDENTIFIER - 1))
 		return -1;
 	return mix_hash(h, responder_static, WG_KEY_LEN);
 }
@@ -93,7 +102,7 @@ void wg_identity_wipe(struct wg_identity *id)
 }
 
 int wg_peer_init(struct wg_peer *p, const struct wg_identity *id, const uint8_t remote_static[WG_KEY_LEN],
-		 const uint8_t *psk)
+        const uint8_t *psk)
 {
 	memset(p, 0, sizeof *p);
 	memcpy(p->remote_static, remote_static, WG_KEY_LEN);
@@ -171,7 +180,7 @@ void wg_tai64n(uint8_t out[WG_TAI64N_LEN], uint64_t realtime_ns, const uint8_t *
 /* ---- initiation --------------------------------------------------------- */
 
 int wg_create_initiation(const struct wg_identity *id, struct wg_peer *p, uint32_t local_index,
-			 const uint8_t timestamp[WG_TAI64N_LEN], uint64_t now, uint8_t out[WG_INITIATION_LEN])
+        const uint8_t timestamp[WG_TAI64N_LEN], uint64_t now, uint8_t out[WG_INITIATION_LEN])
 {
 	uint8_t ck[WG_KEY_LEN], h[WG_HASH_LEN], k[WG_KEY_LEN], e[WG_KEY_LEN];
 	int rc = -1;
@@ -185,13 +194,13 @@ int wg_create_initiation(const struct wg_identity *id, struct wg_peer *p, uint32
 		goto out;
 	/* es: (ck, k) = Kdf2(ck, DH(E_priv, S_r)); static = AEAD(k, 0, S_i, h) */
 	if (mix_dh(ck, k, e, p->remote_static) ||
-	    wg_aead_seal_once(k, 0, h, WG_HASH_LEN, id->pub, WG_KEY_LEN, out + I_STATIC) ||
-	    mix_hash(h, out + I_STATIC, WG_KEY_LEN + WG_TAG_LEN))
+	        wg_aead_seal_once(k, 0, h, WG_HASH_LEN, id->pub, WG_KEY_LEN, out + I_STATIC) ||
+	        mix_hash(h, out + I_STATIC, WG_KEY_LEN + WG_TAG_LEN))
 		goto out;
 	/* ss: (ck, k) = Kdf2(ck, DH(S_i, S_r)) (precomputed); timestamp = AEAD(k, 0, TAI64N, h) */
 	if (wg_kdf(ck, k, NULL, ck, p->static_dh, WG_KEY_LEN) ||
-	    wg_aead_seal_once(k, 0, h, WG_HASH_LEN, timestamp, WG_TAI64N_LEN, out + I_TS) ||
-	    mix_hash(h, out + I_TS, WG_TAI64N_LEN + WG_TAG_LEN))
+	        wg_aead_seal_once(k, 0, h, WG_HASH_LEN, timestamp, WG_TAI64N_LEN, out + I_TS) ||
+	        mix_hash(h, out + I_TS, WG_TAI64N_LEN + WG_TAG_LEN))
 		goto out;
 	if (wg_cookie_add_macs(&p->cookie, out, WG_INITIATION_LEN, now))
 		goto out;
@@ -215,7 +224,7 @@ void wg_initiation_wipe(struct wg_initiation *in)
 }
 
 int wg_open_initiation(const struct wg_identity *id, const uint8_t *msg, size_t len, wg_peer_lookup lookup, void *ctx,
-		       struct wg_initiation *in)
+        struct wg_initiation *in)
 {
 	uint8_t ck[WG_KEY_LEN], h[WG_HASH_LEN], k[WG_KEY_LEN], s[WG_KEY_LEN];
 	int rc = -1;
@@ -223,17 +232,17 @@ int wg_open_initiation(const struct wg_identity *id, const uint8_t *msg, size_t 
 	if (len != WG_INITIATION_LEN || !is_type(msg, WG_MSG_INITIATION))
 		return -1;
 	if (initial_state(ck, h, id->pub) || mix_key(ck, msg + I_EPH, WG_KEY_LEN) ||
-	    mix_hash(h, msg + I_EPH, WG_KEY_LEN) || mix_dh(ck, k, id->priv, msg + I_EPH))
+	        mix_hash(h, msg + I_EPH, WG_KEY_LEN) || mix_dh(ck, k, id->priv, msg + I_EPH))
 		goto out;
 	if (wg_aead_open_once(k, 0, h, WG_HASH_LEN, msg + I_STATIC, WG_KEY_LEN + WG_TAG_LEN, s) ||
-	    mix_hash(h, msg + I_STATIC, WG_KEY_LEN + WG_TAG_LEN))
+	        mix_hash(h, msg + I_STATIC, WG_KEY_LEN + WG_TAG_LEN))
 		goto out;
 	in->peer = lookup(ctx, s);
 	if (!in->peer)
 		goto out;
 	if (wg_kdf(ck, k, NULL, ck, in->peer->static_dh, WG_KEY_LEN) ||
-	    wg_aead_open_once(k, 0, h, WG_HASH_LEN, msg + I_TS, WG_TAI64N_LEN + WG_TAG_LEN, in->timestamp) ||
-	    mix_hash(h, msg + I_TS, WG_TAI64N_LEN + WG_TAG_LEN))
+	        wg_aead_open_once(k, 0, h, WG_HASH_LEN, msg + I_TS, WG_TAI64N_LEN + WG_TAG_LEN, in->timestamp) ||
+	        mix_hash(h, msg + I_TS, WG_TAI64N_LEN + WG_TAG_LEN))
 		goto out;
 	memcpy(in->hash, h, sizeof h);
 	memcpy(in->chain, ck, sizeof ck);
@@ -278,13 +287,13 @@ out:
 /* ---- response and session --------------------------------------------- */
 
 static struct wg_keypair *new_keypair(const uint8_t send[WG_KEY_LEN], const uint8_t recv[WG_KEY_LEN], uint64_t now,
-				      uint32_t local, uint32_t remote, bool we_initiated)
+        uint32_t local, uint32_t remote, bool we_initiated)
 {
 	struct wg_keypair *kp = calloc(1, sizeof *kp);
 	if (!kp)
 		return NULL;
 	if (wg_aead_init(&kp->send) || wg_aead_init(&kp->recv) || wg_aead_setkey(&kp->send, send) ||
-	    wg_aead_setkey(&kp->recv, recv)) {
+	        wg_aead_setkey(&kp->recv, recv)) {
 		wg_keypair_free(kp);
 		return NULL;
 	}
@@ -318,7 +327,7 @@ static int dh_into(uint8_t ck[WG_KEY_LEN], const uint8_t priv[WG_KEY_LEN], const
 }
 
 int wg_create_response(const struct wg_identity *id, struct wg_peer *p, uint32_t local_index, uint64_t now,
-		       uint8_t out[WG_RESPONSE_LEN], struct wg_keypair *retired[2])
+        uint8_t out[WG_RESPONSE_LEN], struct wg_keypair *retired[2])
 {
 	uint8_t ck[WG_KEY_LEN], h[WG_HASH_LEN], k[WG_KEY_LEN], e[WG_KEY_LEN], t1[WG_KEY_LEN], t2[WG_KEY_LEN];
 	struct wg_keypair *kp = NULL;
@@ -334,7 +343,7 @@ int wg_create_response(const struct wg_identity *id, struct wg_peer *p, uint32_t
 	put32(out + R_SENDER, local_index);
 	put32(out + R_RECEIVER, p->hs_remote_index);
 	if (wg_x25519_generate(e, out + R_EPH) || mix_key(ck, out + R_EPH, WG_KEY_LEN) ||
-	    mix_hash(h, out + R_EPH, WG_KEY_LEN))
+	        mix_hash(h, out + R_EPH, WG_KEY_LEN))
 		goto out;
 	/* ee, se */
 	if (dh_into(ck, e, p->remote_eph) || dh_into(ck, e, p->remote_static) || psk_step(ck, h, k, p->psk))
@@ -346,7 +355,7 @@ int wg_create_response(const struct wg_identity *id, struct wg_peer *p, uint32_t
 		goto out;
 	/* (T_recv, T_send) = Kdf2(ck, "") on the responder's side */
 	if (wg_kdf(t1, t2, NULL, ck, NULL, 0) ||
-	    !(kp = new_keypair(t2, t1, now, local_index, p->hs_remote_index, false)))
+	        !(kp = new_keypair(t2, t1, now, local_index, p->hs_remote_index, false)))
 		goto out;
 	/* Responder: the new keypair waits in `next` for confirmation. */
 	retired[0] = p->next;
@@ -379,14 +388,14 @@ uint32_t wg_receiver_index(const uint8_t *msg, size_t len)
 }
 
 int wg_consume_response(const struct wg_identity *id, struct wg_peer *p, const uint8_t *msg, size_t len, uint64_t now,
-			struct wg_keypair *retired[2])
+        struct wg_keypair *retired[2])
 {
 	uint8_t ck[WG_KEY_LEN], h[WG_HASH_LEN], k[WG_KEY_LEN], t1[WG_KEY_LEN], t2[WG_KEY_LEN], nothing[1];
 	struct wg_keypair *kp = NULL;
 	int rc = -1;
 	retired[0] = retired[1] = NULL;
 	if (len != WG_RESPONSE_LEN || !is_type(msg, WG_MSG_RESPONSE) || p->state != WG_HS_INITIATION_SENT ||
-	    get32(msg + R_RECEIVER) != p->hs_local_index)
+	        get32(msg + R_RECEIVER) != p->hs_local_index)
 		return -1;
 	memcpy(ck, p->chain, sizeof ck);
 	memcpy(h, p->hash, sizeof h);
@@ -395,11 +404,11 @@ int wg_consume_response(const struct wg_identity *id, struct wg_peer *p, const u
 	if (dh_into(ck, p->eph_priv, msg + R_EPH) || dh_into(ck, id->priv, msg + R_EPH) || psk_step(ck, h, k, p->psk))
 		goto out;
 	if (wg_aead_open_once(k, 0, h, WG_HASH_LEN, msg + R_EMPTY, WG_TAG_LEN, nothing) ||
-	    mix_hash(h, msg + R_EMPTY, WG_TAG_LEN))
+	        mix_hash(h, msg + R_EMPTY, WG_TAG_LEN))
 		goto out;
 	/* (T_send, T_recv) = Kdf2(ck, "") on the initiator's side */
 	if (wg_kdf(t1, t2, NULL, ck, NULL, 0) ||
-	    !(kp = new_keypair(t1, t2, now, p->hs_local_index, get32(msg + R_SENDER), true)))
+	        !(kp = new_keypair(t1, t2, now, p->hs_local_index, get32(msg + R_SENDER), true)))
 		goto out;
 	/* Initiator: usable at once. An unconfirmed `next` (we were also a
 	 * responder meanwhile) becomes previous; the old current retires. */
@@ -438,7 +447,7 @@ void wg_received_with(struct wg_peer *p, struct wg_keypair *kp, struct wg_keypai
 /* ---- transport ---------------------------------------------------------- */
 
 long wg_transport_seal(struct wg_keypair *kp, const uint8_t *pt, size_t len, size_t mtu, uint64_t now, uint8_t *out,
-		       uint64_t *counter_out)
+        uint64_t *counter_out)
 {
 	if (len > (size_t)1 << 20)
 		return -1;
@@ -464,7 +473,7 @@ long wg_transport_seal(struct wg_keypair *kp, const uint8_t *pt, size_t len, siz
 long wg_transport_open(struct wg_keypair *kp, const uint8_t *msg, size_t len, uint64_t now, uint8_t *out)
 {
 	if (len < WG_TRANSPORT_MIN_LEN || len > ((size_t)1 << 20) || !is_type(msg, WG_MSG_TRANSPORT) ||
-	    get32(msg + T_RECEIVER) != kp->local_index)
+	        get32(msg + T_RECEIVER) != kp->local_index)
 		return WG_ERR_MALFORMED;
 	uint64_t ctr = 0;
 	for (int i = 0; i < 8; i++)

@@ -66,18 +66,20 @@ struct wg_keypair {
 	uint8_t send_key[WG_KEY_LEN], recv_key[WG_KEY_LEN];
 	struct wg_aead send, recv;
 	_Atomic uint64_t send_counter; /* next counter to use */
-	struct wg_replay replay;       /* caller serialises receives per keypair */
-	uint64_t birth;		       /* monotonic ns */
+	struct wg_replay replay; /* caller serialises receives per keypair */
+	uint64_t birth; /* monotonic ns */
 	uint32_t local_index, remote_index;
 	bool we_initiated;
 };
 
-enum wg_handshake_state { WG_HS_NONE, WG_HS_INITIATION_SENT, WG_HS_INITIATION_CONSUMED };
+enum wg_handshake_state { WG_HS_NONE,
+	WG_HS_INITIATION_SENT,
+	WG_HS_INITIATION_CONSUMED };
 
 struct wg_peer {
 	/* configuration: read-only after wg_peer_init() */
 	uint8_t remote_static[WG_KEY_LEN];
-	uint8_t psk[WG_KEY_LEN];    /* zeros when none (Noise's default Q) */
+	uint8_t psk[WG_KEY_LEN]; /* zeros when none (Noise's default Q) */
 	uint8_t static_dh[WG_KEY_LEN]; /* DH(our private, their public), computed once */
 	/* handshake: guarded by the peer's handshake lock */
 	struct wg_cookie_maker cookie;
@@ -86,7 +88,7 @@ struct wg_peer {
 	uint8_t eph_priv[WG_KEY_LEN], remote_eph[WG_KEY_LEN];
 	uint32_t hs_local_index, hs_remote_index;
 	uint8_t latest_timestamp[WG_TAI64N_LEN]; /* greatest initiation timestamp accepted */
-	uint64_t last_initiation_accepted;	  /* monotonic ns, flood limit */
+	uint64_t last_initiation_accepted; /* monotonic ns, flood limit */
 	/* keypair slots: guarded by the peer's keypair lock (or RCU) */
 	struct wg_keypair *current, *previous, *next;
 };
@@ -95,7 +97,7 @@ int wg_identity_init(struct wg_identity *id, const uint8_t priv[WG_KEY_LEN]);
 void wg_identity_wipe(struct wg_identity *id);
 /* psk may be NULL. -1 if the public key is unusable (low order). */
 int wg_peer_init(struct wg_peer *p, const struct wg_identity *id, const uint8_t remote_static[WG_KEY_LEN],
-		 const uint8_t *psk);
+        const uint8_t *psk);
 /* Wipes the peer and frees its keypairs (only when no thread can reach them). */
 void wg_peer_wipe(struct wg_peer *p);
 
@@ -115,7 +117,7 @@ void wg_tai64n(uint8_t out[WG_TAI64N_LEN], uint64_t realtime_ns, const uint8_t *
 
 /* Initiator: writes a 148-byte initiation (mac1/mac2 included). */
 int wg_create_initiation(const struct wg_identity *id, struct wg_peer *p, uint32_t local_index,
-			 const uint8_t timestamp[WG_TAI64N_LEN], uint64_t now, uint8_t out[WG_INITIATION_LEN]);
+        const uint8_t timestamp[WG_TAI64N_LEN], uint64_t now, uint8_t out[WG_INITIATION_LEN]);
 
 /* Responder, step 1 (no lock): decrypts an initiation whose macs were checked. */
 struct wg_initiation {
@@ -125,7 +127,7 @@ struct wg_initiation {
 };
 typedef struct wg_peer *(*wg_peer_lookup)(void *ctx, const uint8_t remote_static[WG_KEY_LEN]);
 int wg_open_initiation(const struct wg_identity *id, const uint8_t *msg, size_t len, wg_peer_lookup lookup, void *ctx,
-		       struct wg_initiation *out);
+        struct wg_initiation *out);
 /* Responder, step 2 (peer's handshake lock held): refuses a replayed or too
  * frequent initiation, else takes it as the peer's handshake state. */
 int wg_accept_initiation(struct wg_peer *p, struct wg_initiation *in, uint64_t now);
@@ -138,13 +140,13 @@ void wg_initiation_wipe(struct wg_initiation *in);
  * Displaced keypairs are put in retired[0..2) (NULL if none).
  */
 int wg_create_response(const struct wg_identity *id, struct wg_peer *p, uint32_t local_index, uint64_t now,
-		       uint8_t out[WG_RESPONSE_LEN], struct wg_keypair *retired[2]);
+        uint8_t out[WG_RESPONSE_LEN], struct wg_keypair *retired[2]);
 /* Receiver index of a response or transport message (to find the peer/keypair); 0 if too short. */
 uint32_t wg_receiver_index(const uint8_t *msg, size_t len);
 /* Initiator: consumes a response (macs checked, routed to p by receiver index);
  * the new keypair becomes current at once. */
 int wg_consume_response(const struct wg_identity *id, struct wg_peer *p, const uint8_t *msg, size_t len, uint64_t now,
-			struct wg_keypair *retired[2]);
+        struct wg_keypair *retired[2]);
 
 /* Key confirmation: call after a transport message authenticated with kp.
  * If kp was `next`, it becomes current (the old previous goes to *retired). */
@@ -162,14 +164,17 @@ void wg_keypair_free(struct wg_keypair *kp);
  * *counter_out (if not NULL) receives the counter used.
  */
 long wg_transport_seal(struct wg_keypair *kp, const uint8_t *pt, size_t len, size_t mtu, uint64_t now, uint8_t *out,
-		       uint64_t *counter_out);
+        uint64_t *counter_out);
 /*
  * Transport, receive: authenticates and decrypts msg (routed to kp by its
  * receiver index) into out (len - 32 bytes; out may equal msg + 16), then
  * applies the replay window. Returns the padded plaintext length (0 is a
  * keepalive), or a negative wg_transport_error.
  */
-enum wg_transport_error { WG_ERR_MALFORMED = -1, WG_ERR_EXPIRED = -2, WG_ERR_AUTH = -3, WG_ERR_REPLAY = -4 };
+enum wg_transport_error { WG_ERR_MALFORMED = -1,
+	WG_ERR_EXPIRED = -2,
+	WG_ERR_AUTH = -3,
+	WG_ERR_REPLAY = -4 };
 long wg_transport_open(struct wg_keypair *kp, const uint8_t *msg, size_t len, uint64_t now, uint8_t *out);
 
 #endif

@@ -21,7 +21,7 @@
 #define WG_REPLAY_WINDOW ((WG_REPLAY_WORDS - 1) * 64) /* 8128 */
 
 struct wg_replay {
-	uint64_t top;	/* highest counter accepted + 1 (0 = nothing yet) */
+	uint64_t top; /* highest counter accepted + 1 (0 = nothing yet) */
 	uint64_t bits[WG_REPLAY_WORDS];
 };
 

@@ -34,10 +34,10 @@
 /* Actions wg_timers_due() can return (a bit mask). */
 enum {
 	WG_TIMER_RETRANSMIT_HANDSHAKE = 1 << 0, /* send a new initiation (attempt counted) */
-	WG_TIMER_GIVE_UP = 1 << 1,		/* 90 s of attempts failed: drop queued packets */
-	WG_TIMER_SEND_KEEPALIVE = 1 << 2,	/* data received, nothing sent back for 10 s */
-	WG_TIMER_NEW_HANDSHAKE = 1 << 3,	/* data sent, nothing received for 15 s */
-	WG_TIMER_ZERO_KEYS = 1 << 4,		/* no new session for 540 s: wipe every keypair */
+	WG_TIMER_GIVE_UP = 1 << 1, /* 90 s of attempts failed: drop queued packets */
+	WG_TIMER_SEND_KEEPALIVE = 1 << 2, /* data received, nothing sent back for 10 s */
+	WG_TIMER_NEW_HANDSHAKE = 1 << 3, /* data sent, nothing received for 15 s */
+	WG_TIMER_ZERO_KEYS = 1 << 4, /* no new session for 540 s: wipe every keypair */
 	WG_TIMER_PERSISTENT_KEEPALIVE = 1 << 5, /* the configured interval passed without traffic */
 };
 
@@ -58,9 +58,9 @@ void wg_timers_on_handshake_complete(struct wg_timers *t, uint64_t now);
 void wg_timers_on_session_derived(struct wg_timers *t, uint64_t now);
 void wg_timers_on_data_sent(struct wg_timers *t, uint64_t now);
 void wg_timers_on_data_received(struct wg_timers *t, uint64_t now);
-void wg_timers_on_authenticated_sent(struct wg_timers *t, uint64_t now);	/* any packet incl. keepalive */
+void wg_timers_on_authenticated_sent(struct wg_timers *t, uint64_t now); /* any packet incl. keepalive */
 void wg_timers_on_authenticated_received(struct wg_timers *t, uint64_t now); /* any packet incl. keepalive */
-void wg_timers_on_traversal(struct wg_timers *t, uint64_t now);		/* any authenticated packet, either way */
+void wg_timers_on_traversal(struct wg_timers *t, uint64_t now); /* any authenticated packet, either way */
 /* Stop every timer (peer removed or keys zeroed). */
 void wg_timers_stop(struct wg_timers *t);
 

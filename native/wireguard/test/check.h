@@ -13,17 +13,17 @@
 
 static unsigned long n_checks, n_failures;
 
-#define CHECK(cond, ...)                                                   \
-	do {                                                               \
-		n_checks++;                                                \
-		if (!(cond)) {                                             \
-			n_failures++;                                      \
-			if (n_failures <= 20) {                            \
+#define CHECK(cond, ...) \
+	do { \
+		n_checks++; \
+		if (!(cond)) { \
+			n_failures++; \
+			if (n_failures <= 20) { \
 				printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-				printf(__VA_ARGS__);                       \
-				printf("\n");                              \
-			}                                                  \
-		}                                                          \
+				printf(__VA_ARGS__); \
+				printf("\n"); \
+			} \
+		} \
 	} while (0)
 
 static inline size_t unhex(uint8_t *out, size_t cap, const char *hex)

@@ -43,7 +43,7 @@ static void setup(struct side *a, struct side *b, const uint8_t *psk_a, const ui
 	CHECK(wg_identity_init(&a->id, pa) == 0 && wg_identity_init(&b->id, pb) == 0, "identities");
 	CHECK(memcmp(a->id.pub, qa, 32) == 0, "identity public key");
 	CHECK(wg_peer_init(&a->peer, &a->id, b->id.pub, psk_a) == 0 && wg_peer_init(&b->peer, &b->id, a->id.pub, psk_b) == 0,
-	      "peers");
+	        "peers");
 	a->next_index = 0x1000;
 	b->next_index = 0x2000;
 	wg_wipe(pa, 32);
@@ -131,26 +131,26 @@ static void full_handshakes(const uint8_t *psk)
 	CHECK(handshake(&a, &b, now) == 0, "A -> B handshake (psk %d)", psk != NULL);
 	CHECK(a.peer.current && !a.peer.next && b.peer.next && !b.peer.current, "initiator current, responder next");
 	CHECK(a.peer.current->remote_index == b.peer.next->local_index &&
-		      b.peer.next->remote_index == a.peer.current->local_index,
-	      "indices cross");
+	                b.peer.next->remote_index == a.peer.current->local_index,
+	        "indices cross");
 	CHECK(memcmp(a.peer.current->send_key, b.peer.next->recv_key, 32) == 0 &&
-		      memcmp(a.peer.current->recv_key, b.peer.next->send_key, 32) == 0 &&
-		      memcmp(a.peer.current->send_key, a.peer.current->recv_key, 32) != 0,
-	      "keys cross and differ per direction");
+	                memcmp(a.peer.current->recv_key, b.peer.next->send_key, 32) == 0 &&
+	                memcmp(a.peer.current->send_key, a.peer.current->recv_key, 32) != 0,
+	        "keys cross and differ per direction");
 	/* The responder cannot send before confirmation (it has no current). */
 	CHECK(transport_ok(a.peer.current, b.peer.next, &b.peer, 0, now), "keepalive A -> B confirms");
 	CHECK(b.peer.current && !b.peer.next, "key confirmation: next became current");
 	for (size_t len = 0; len <= 1420; len += 37)
 		CHECK(transport_ok(a.peer.current, b.peer.current, &b.peer, len, now) &&
-			      transport_ok(b.peer.current, a.peer.current, &a.peer, len, now),
-		      "transport both ways, %zu bytes", len);
+		                transport_ok(b.peer.current, a.peer.current, &a.peer, len, now),
+		        "transport both ways, %zu bytes", len);
 	CHECK(transport_ok(a.peer.current, b.peer.current, &b.peer, 1415, now), "padding capped at the MTU");
 
 	/* Now B initiates: B gets a new current, A a next; old keypairs still open. */
 	struct wg_keypair *a_old = a.peer.current, *b_old = b.peer.current;
 	CHECK(handshake(&b, &a, now + S) == 0, "B -> A handshake (psk %d)", psk != NULL);
 	CHECK(b.peer.current != b_old && b.peer.previous == b_old && a.peer.next && a.peer.current == a_old,
-	      "slots after the second handshake");
+	        "slots after the second handshake");
 	CHECK(transport_ok(a.peer.current, b.peer.previous, &b.peer, 100, now + S), "old session still works");
 	CHECK(transport_ok(b.peer.current, a.peer.next, &a.peer, 64, now + S), "new session confirmed by B's data");
 	CHECK(a.peer.current && a.peer.previous == a_old && !a.peer.next, "A rotated");
@@ -163,10 +163,10 @@ static void full_handshakes(const uint8_t *psk)
 	struct wg_keypair *a_next = a.peer.next, *b_cur = b.peer.current;
 	CHECK(handshake(&a, &b, now + 3 * S) == 0, "A -> B while A's next is unconfirmed");
 	CHECK(a.peer.previous == a_next && a.peer.current != a_cur && a.peer.current != a_next && !a.peer.next,
-	      "unconfirmed next became previous, the old current retired");
+	        "unconfirmed next became previous, the old current retired");
 	CHECK(transport_ok(b_cur, a.peer.previous, &a.peer, 80, now + 3 * S), "B's session (A's old next) still opens");
 	CHECK(transport_ok(a.peer.current, b.peer.next, &b.peer, 80, now + 3 * S) && b.peer.current && !b.peer.next,
-	      "the newest session confirmed");
+	        "the newest session confirmed");
 	teardown(&a, &b);
 }
 
@@ -202,7 +202,7 @@ static void tampering_and_replay(void)
 	/* The genuine one still works after all that. */
 	CHECK(wg_cookie_check(&b.id.cookies, init, sizeof init, (const uint8_t *)"x", 1, false, now) == WG_COOKIE_OK, "mac1");
 	CHECK(wg_open_initiation(&b.id, init, sizeof init, lookup, &b, &in) == 0 && wg_accept_initiation(&b.peer, &in, now) == 0,
-	      "genuine initiation accepted");
+	        "genuine initiation accepted");
 	/* Replayed initiation: same timestamp, refused even much later. */
 	CHECK(wg_open_initiation(&b.id, init, sizeof init, lookup, &b, &in) == 0, "replay decrypts");
 	CHECK(wg_accept_initiation(&b.peer, &in, now + 10 * S) != 0, "replayed initiation refused");
@@ -210,10 +210,10 @@ static void tampering_and_replay(void)
 	stamp(ts, &a);
 	CHECK(wg_create_initiation(&a.id, &a.peer, 78, ts, now, init) == 0, "second initiation");
 	CHECK(wg_open_initiation(&b.id, init, sizeof init, lookup, &b, &in) == 0 &&
-		      wg_accept_initiation(&b.peer, &in, now + 10 * 1000 * 1000) != 0,
-	      "initiation within 20 ms refused");
+	                wg_accept_initiation(&b.peer, &in, now + 10 * 1000 * 1000) != 0,
+	        "initiation within 20 ms refused");
 	CHECK(wg_open_initiation(&b.id, init, sizeof init, lookup, &b, &in) == 0 && wg_accept_initiation(&b.peer, &in, now + S) == 0,
-	      "later accepted");
+	        "later accepted");
 	/* Response tampering: every byte change refused, then the genuine one works. */
 	uint8_t resp[WG_RESPONSE_LEN], rbad[WG_RESPONSE_LEN];
 	struct wg_keypair *ret[2];
@@ -224,7 +224,7 @@ static void tampering_and_replay(void)
 		rbad[i] ^= 0x80;
 		if (i < 60)
 			CHECK(wg_cookie_check(&a.id.cookies, rbad, sizeof rbad, (const uint8_t *)"x", 1, false, now) == WG_COOKIE_BAD_MAC1,
-			      "response mac1 byte %zu", i);
+			        "response mac1 byte %zu", i);
 		if (i < 60 && !(i >= 4 && i < 8)) {
 			CHECK(wg_consume_response(&a.id, &a.peer, rbad, sizeof rbad, now + S, ret) != 0, "tampered response byte %zu", i);
 			free2(ret);
@@ -249,12 +249,12 @@ static void tampering_and_replay(void)
 	memcpy(msg + 16, "in place, 29 bytes of payload", 29);
 	n = wg_transport_seal(ka, msg + 16, 29, 1420, now + S, msg, NULL);
 	CHECK(n == 64 && wg_transport_open(kb, msg, (size_t)n, now + S, msg + 16) == 32 &&
-		      memcmp(msg + 16, "in place, 29 bytes of payload\0\0", 32) == 0,
-	      "in-place seal and open");
+	                memcmp(msg + 16, "in place, 29 bytes of payload\0\0", 32) == 0,
+	        "in-place seal and open");
 	n = wg_transport_seal(ka, (const uint8_t *)"x", 1, 1420, now + S, msg, NULL);
 	CHECK(wg_transport_open(kb, msg, (size_t)n, now + S + WG_REJECT_AFTER_TIME, out) == WG_ERR_EXPIRED, "expired keypair");
 	CHECK(wg_transport_seal(ka, (const uint8_t *)"x", 1, 1420, now + S + WG_REJECT_AFTER_TIME, msg, NULL) < 0,
-	      "expired keypair does not send");
+	        "expired keypair does not send");
 	teardown(&a, &b);
 
 	/* PSK mismatch: the initiation opens (PSK enters only at the response), the response fails. */
@@ -277,7 +277,7 @@ static void tampering_and_replay(void)
 	stamp(ts, &c);
 	CHECK(wg_create_initiation(&c.id, &c.peer, 5, ts, now, init) == 0, "stranger's initiation");
 	CHECK(wg_cookie_check(&b.id.cookies, init, sizeof init, (const uint8_t *)"x", 1, false, now) == WG_COOKIE_OK,
-	      "a stranger can have valid mac1 (it knows B's public key)");
+	        "a stranger can have valid mac1 (it knows B's public key)");
 	CHECK(wg_open_initiation(&b.id, init, sizeof init, lookup, &b, &in) != 0, "unknown static key refused");
 	wg_peer_wipe(&c.peer);
 	wg_identity_wipe(&c.id);
@@ -294,7 +294,7 @@ static void cookies(void)
 	stamp(ts, &a);
 	CHECK(wg_create_initiation(&a.id, &a.peer, 11, ts, now, init) == 0, "initiation");
 	CHECK(wg_cookie_check(&b.id.cookies, init, sizeof init, src, 6, true, now) == WG_COOKIE_NEED_REPLY,
-	      "under load without mac2: reply");
+	        "under load without mac2: reply");
 	CHECK(wg_cookie_reply(&b.id.cookies, init, sizeof init, src, 6, now, reply) == 0, "cookie reply");
 	CHECK(reply[0] == 3 && wg_receiver_index(reply, sizeof reply) == 11, "reply addressed to the sender index");
 	uint8_t rbad[64];
@@ -307,10 +307,10 @@ static void cookies(void)
 	CHECK(wg_create_initiation(&a.id, &a.peer, 12, ts, now + S, init) == 0, "initiation with mac2");
 	CHECK(wg_cookie_check(&b.id.cookies, init, sizeof init, src, 6, true, now + S) == WG_COOKIE_OK, "mac2 valid");
 	CHECK(wg_cookie_check(&b.id.cookies, init, sizeof init, src2, 6, true, now + S) == WG_COOKIE_NEED_REPLY,
-	      "mac2 bound to the source address");
+	        "mac2 bound to the source address");
 	CHECK(wg_cookie_check(&b.id.cookies, init, sizeof init, src, 6, true, now + WG_COOKIE_REFRESH_TIME) ==
-		      WG_COOKIE_NEED_REPLY,
-	      "secret rotated after 2 minutes");
+	                WG_COOKIE_NEED_REPLY,
+	        "secret rotated after 2 minutes");
 	/* The maker stops using its cookie after 2 minutes. */
 	stamp(ts, &a);
 	CHECK(wg_create_initiation(&a.id, &a.peer, 13, ts, now + WG_COOKIE_REFRESH_TIME, init) == 0, "initiation");
@@ -364,7 +364,7 @@ static void timers(void)
 	CHECK(wg_timers_due(&t, now + 20 * S, 0) == 0, "sending cancels the keepalive");
 	wg_timers_on_data_sent(&t, now);
 	CHECK(wg_timers_due(&t, now + 14 * S, 0) == 0 && wg_timers_due(&t, now + 15 * S, 0) == WG_TIMER_NEW_HANDSHAKE,
-	      "new handshake 15 s after unanswered data");
+	        "new handshake 15 s after unanswered data");
 	wg_timers_on_data_sent(&t, now);
 	wg_timers_on_authenticated_received(&t, now + S);
 	CHECK(wg_timers_due(&t, now + 20 * S, 0) == 0, "an answer cancels it");
@@ -373,13 +373,13 @@ static void timers(void)
 	wg_timers_on_session_derived(&t, now);
 	CHECK(wg_timers_due(&t, now + 540 * S, 0) == WG_TIMER_ZERO_KEYS, "zero keys after 540 s");
 	CHECK(wg_rekey_on_send(WG_REKEY_AFTER_TIME + 1, 0, true) && !wg_rekey_on_send(WG_REKEY_AFTER_TIME + 1, 0, false) &&
-		      wg_rekey_on_send(0, WG_REKEY_AFTER_MESSAGES + 1, false) && !wg_rekey_on_send(S, 5, true),
-	      "rekey on send");
+	                wg_rekey_on_send(0, WG_REKEY_AFTER_MESSAGES + 1, false) && !wg_rekey_on_send(S, 5, true),
+	        "rekey on send");
 	CHECK(wg_rekey_on_receive(166 * S, true) && !wg_rekey_on_receive(164 * S, true) && !wg_rekey_on_receive(170 * S, false),
-	      "rekey on receive at 165 s");
+	        "rekey on receive at 165 s");
 	CHECK(wg_keypair_expired(WG_REJECT_AFTER_TIME, 0) && wg_keypair_expired(0, WG_REJECT_AFTER_MESSAGES) &&
-		      !wg_keypair_expired(WG_REJECT_AFTER_TIME - 1, 5),
-	      "expiry");
+	                !wg_keypair_expired(WG_REJECT_AFTER_TIME - 1, 5),
+	        "expiry");
 }
 
 int main(void)

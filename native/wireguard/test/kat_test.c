@@ -13,7 +13,7 @@
 #include <openssl/evp.h>
 
 static const char *LADIES =
-	"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+        "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
 
 static void x25519_kats(void)
 {
@@ -21,16 +21,16 @@ static void x25519_kats(void)
 	unhex(a, 32, "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
 	unhex(b, 32, "5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb");
 	CHECK(wg_x25519_public(pa, a) == 0 && eqhex(pa, "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"),
-	      "RFC 7748 6.1 Alice public");
+	        "RFC 7748 6.1 Alice public");
 	CHECK(wg_x25519_public(pb, b) == 0 && eqhex(pb, "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"),
-	      "RFC 7748 6.1 Bob public");
+	        "RFC 7748 6.1 Bob public");
 	CHECK(wg_x25519(s1, a, pb) == 0 && wg_x25519(s2, b, pa) == 0 && memcmp(s1, s2, 32) == 0 &&
-		      eqhex(s1, "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"),
-	      "RFC 7748 6.1 shared secret");
+	                eqhex(s1, "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"),
+	        "RFC 7748 6.1 shared secret");
 	unhex(k, 32, "a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4");
 	unhex(u, 32, "e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c");
 	CHECK(wg_x25519(out, k, u) == 0 && eqhex(out, "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"),
-	      "RFC 7748 5.2 vector 1");
+	        "RFC 7748 5.2 vector 1");
 	/* A low-order point gives an all-zero secret: refused. */
 	memset(u, 0, 32);
 	CHECK(wg_x25519(out, k, u) != 0, "all-zero DH result refused");
@@ -50,44 +50,44 @@ static void blake2s_kats(void)
 {
 	uint8_t out[32], key[64], data[128];
 	CHECK(wg_hash2(out, "", 0, NULL, 0) == 0 &&
-		      eqhex(out, "69217a3079908094e11121d042354a7c1f55b6482ca1a51e1b250dfd1ed0eef9"),
-	      "BLAKE2s-256 empty");
+	                eqhex(out, "69217a3079908094e11121d042354a7c1f55b6482ca1a51e1b250dfd1ed0eef9"),
+	        "BLAKE2s-256 empty");
 	CHECK(wg_hash2(out, "a", 1, "bc", 2) == 0 &&
-		      eqhex(out, "508c5e8c327c14e2e1a72ba34eeb452f37458b209ed63a294d999b4c86675982"),
-	      "BLAKE2s-256 abc (RFC 7693 appendix B), in two pieces");
+	                eqhex(out, "508c5e8c327c14e2e1a72ba34eeb452f37458b209ed63a294d999b4c86675982"),
+	        "BLAKE2s-256 abc (RFC 7693 appendix B), in two pieces");
 	unhex(key, 64, "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
 	CHECK(wg_mac(out, key, 32, "abc", 3) == 0 && eqhex(out, "61ba5f165c194692e09d12520cc4c74a"), "keyed BLAKE2s-128");
 	for (int i = 0; i < 64; i++)
 		data[i] = (uint8_t)i;
 	CHECK(wg_mac(out, key, 16, data, 64) == 0 && eqhex(out, "dd55c51c98f8ab96ed272882941f0b6a"),
-	      "keyed BLAKE2s-128, 16-byte key (mac2's cookie)");
+	        "keyed BLAKE2s-128, 16-byte key (mac2's cookie)");
 	CHECK(wg_mac(out, key, 0, data, 1) != 0 && wg_mac(out, key, 33, data, 1) != 0, "mac key length checked");
 	CHECK(wg_hmac(out, key, 32, "WireGuard", 9) == 0 &&
-		      eqhex(out, "5415924543576b3f5ee867c94e1aab70586d33b32fae3fccd2c635b3e1d7198d"),
-	      "HMAC-BLAKE2s");
+	                eqhex(out, "5415924543576b3f5ee867c94e1aab70586d33b32fae3fccd2c635b3e1d7198d"),
+	        "HMAC-BLAKE2s");
 	for (int i = 0; i < 64; i++)
 		key[i] = (uint8_t)i;
 	memset(data, 'x', 100);
 	CHECK(wg_hmac(out, key, 64, data, 100) == 0 &&
-		      eqhex(out, "92ad3ca6b5cc024090ab6986a60437a151e64560914da426747b2fefdf11694b"),
-	      "HMAC-BLAKE2s 64-byte key");
+	                eqhex(out, "92ad3ca6b5cc024090ab6986a60437a151e64560914da426747b2fefdf11694b"),
+	        "HMAC-BLAKE2s 64-byte key");
 	uint8_t t1[32], t2[32], t3[32];
 	CHECK(wg_kdf(t1, t2, t3, key, "input", 5) == 0 &&
-		      eqhex(t1, "87b7f70b24183c6db5dc4f6d9f4c47cdb203321aa2a0bef714896adb3107a040") &&
-		      eqhex(t2, "538a02e1eb2e31b7e4d4b82476d1fe2acf50085d3fb584537279195f5d1f5824") &&
-		      eqhex(t3, "9ad858025593be88de0f9442a589cfe84a88dc19e4753d93684d1c5efc4837f9"),
-	      "Kdf3");
+	                eqhex(t1, "87b7f70b24183c6db5dc4f6d9f4c47cdb203321aa2a0bef714896adb3107a040") &&
+	                eqhex(t2, "538a02e1eb2e31b7e4d4b82476d1fe2acf50085d3fb584537279195f5d1f5824") &&
+	                eqhex(t3, "9ad858025593be88de0f9442a589cfe84a88dc19e4753d93684d1c5efc4837f9"),
+	        "Kdf3");
 	uint8_t ck[32];
 	memcpy(ck, key, 32);
 	CHECK(wg_kdf(ck, NULL, NULL, ck, "input", 5) == 0 && memcmp(ck, t1, 32) == 0, "Kdf1 in place");
 	/* The Noise initial chaining key and hash WireGuard starts from. */
 	static const char C[] = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s", I[] = "WireGuard v1 zx2c4 Jason@zx2c4.com";
 	CHECK(wg_hash2(ck, C, strlen(C), NULL, 0) == 0 &&
-		      eqhex(ck, "60e26daef327efc02ec335e2a025d2d016eb4206f87277f52d38d1988b78cd36"),
-	      "C0");
+	                eqhex(ck, "60e26daef327efc02ec335e2a025d2d016eb4206f87277f52d38d1988b78cd36"),
+	        "C0");
 	CHECK(wg_hash2(out, ck, 32, I, strlen(I)) == 0 &&
-		      eqhex(out, "2211b361081ac566691243db458ad5322d9c6c662293e8b70ee19c65ba079ef3"),
-	      "H0");
+	                eqhex(out, "2211b361081ac566691243db458ad5322d9c6c662293e8b70ee19c65ba079ef3"),
+	        "H0");
 }
 
 static void chachapoly_kats(void)
@@ -103,14 +103,14 @@ static void chachapoly_kats(void)
 	unhex(ad, 12, "50515253c0c1c2c3c4c5c6c7");
 	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
 	int ok = EVP_EncryptInit_ex(c, EVP_chacha20_poly1305(), NULL, key, nonce) == 1 &&
-		 EVP_EncryptUpdate(c, NULL, &l, ad, 12) == 1 && EVP_EncryptUpdate(c, ct, &l, (const uint8_t *)LADIES, (int)n) == 1 &&
-		 EVP_EncryptFinal_ex(c, ct + n, &l) == 1 && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, tag) == 1;
+	        EVP_EncryptUpdate(c, NULL, &l, ad, 12) == 1 && EVP_EncryptUpdate(c, ct, &l, (const uint8_t *)LADIES, (int)n) == 1 &&
+	        EVP_EncryptFinal_ex(c, ct + n, &l) == 1 && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, tag) == 1;
 	EVP_CIPHER_CTX_free(c);
 	CHECK(ok && eqhex(ct, "d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d63dbea45e8ca9671282fafb69da92728b"
-			      "1a71de0a9e060b2905d6a5b67ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc"
-			      "3ff4def08e4b7a9de576d26586cec64b6116") &&
-		      eqhex(tag, "1ae10b594f09e26a7e902ecbd0600691"),
-	      "RFC 8439 2.8.2 (libcrypto pinned)");
+	                      "1a71de0a9e060b2905d6a5b67ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc"
+	                      "3ff4def08e4b7a9de576d26586cec64b6116") &&
+	                eqhex(tag, "1ae10b594f09e26a7e902ecbd0600691"),
+	        "RFC 8439 2.8.2 (libcrypto pinned)");
 
 	/* Our layout: nonce = 4 zero bytes || LE64 counter; reused context; padding. */
 	struct wg_aead a;
@@ -126,18 +126,18 @@ static void chachapoly_kats(void)
 		memcpy(padded, pt, len);
 		memset(padded + len, 0, pad);
 		CHECK(wg_aead_seal_once(key, ctr, NULL, 0, padded, len + pad, buf2) == 0 &&
-			      memcmp(buf, buf2, len + pad + 16) == 0,
-		      "padding fed from the zero block == explicit padding");
+		                memcmp(buf, buf2, len + pad + 16) == 0,
+		        "padding fed from the zero block == explicit padding");
 		CHECK(wg_aead_open(&a, ctr, NULL, 0, buf, len + pad + 16, back) == 0 && memcmp(back, padded, len + pad) == 0,
-		      "round trip");
+		        "round trip");
 		CHECK(wg_aead_open(&a, ctr + 1, NULL, 0, buf, len + pad + 16, back) != 0, "wrong counter refused");
 		buf[(ctr * 13) % (len + pad + 16)] ^= 0x20;
 		CHECK(wg_aead_open(&a, ctr, NULL, 0, buf, len + pad + 16, back) != 0, "tampered byte refused");
 		/* in place */
 		memcpy(buf, pt, len);
 		CHECK(wg_aead_seal(&a, ctr, pt, 3, buf, len, 0, buf) == 0 && wg_aead_open(&a, ctr, pt, 3, buf, len + 16, buf) == 0 &&
-			      memcmp(buf, pt, len) == 0,
-		      "in place with associated data");
+		                memcmp(buf, pt, len) == 0,
+		        "in place with associated data");
 	}
 	CHECK(wg_aead_open(&a, 0, NULL, 0, ct, 15, pt) != 0, "shorter than a tag refused");
 	CHECK(wg_aead_seal(&a, 0, NULL, 0, pt, 1, 16, ct) != 0, "pad > 15 refused");
@@ -153,18 +153,18 @@ static void xchacha_kats(void)
 	unhex(key, 32, "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
 	unhex(n16, 16, "000000090000004a0000000031415927");
 	CHECK(wg_hchacha20(out, key, n16) == 0 &&
-		      eqhex(out, "82413b4227b27bfed30e42508a877d73a0f9e4d58a74a853c12ec41326d3ecdc"),
-	      "HChaCha20 (xchacha draft 2.2.1)");
+	                eqhex(out, "82413b4227b27bfed30e42508a877d73a0f9e4d58a74a853c12ec41326d3ecdc"),
+	        "HChaCha20 (xchacha draft 2.2.1)");
 	size_t n = strlen(LADIES);
 	unhex(key, 32, "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f");
 	unhex(nonce, 24, "404142434445464748494a4b4c4d4e4f5051525354555657");
 	unhex(ad, 12, "50515253c0c1c2c3c4c5c6c7");
 	CHECK(wg_xaead_seal(key, nonce, ad, 12, (const uint8_t *)LADIES, n, ct) == 0 &&
-		      eqhex(ct, "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb731c7f1b0b4aa6440bf3a82f4eda7e39"
-				"ae64c6708c54c216cb96b72e1213b4522f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff9"
-				"21f9664c97637da9768812f615c68b13b52e") &&
-		      eqhex(ct + n, "c0875924c1c7987947deafd8780acf49"),
-	      "XChaCha20-Poly1305 (xchacha draft A.3.1)");
+	                eqhex(ct, "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb731c7f1b0b4aa6440bf3a82f4eda7e39"
+	                          "ae64c6708c54c216cb96b72e1213b4522f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff9"
+	                          "21f9664c97637da9768812f615c68b13b52e") &&
+	                eqhex(ct + n, "c0875924c1c7987947deafd8780acf49"),
+	        "XChaCha20-Poly1305 (xchacha draft A.3.1)");
 	CHECK(wg_xaead_open(key, nonce, ad, 12, ct, n + 16, pt) == 0 && memcmp(pt, LADIES, n) == 0, "XChaCha open");
 	ad[0] ^= 1;
 	CHECK(wg_xaead_open(key, nonce, ad, 12, ct, n + 16, pt) != 0, "XChaCha wrong AD refused");

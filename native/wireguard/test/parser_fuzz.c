@@ -123,12 +123,12 @@ static void fuzz_initiation(void)
 	struct wg_initiation in;
 	bool under_load = rn(4) == 0;
 	bool ok = wg_cookie_check(&ib.cookies, m, n, SRC, sizeof SRC, under_load, now) == WG_COOKIE_OK &&
-		  wg_open_initiation(&ib, m, n, lookup_b, NULL, &in) == 0;
+	        wg_open_initiation(&ib, m, n, lookup_b, NULL, &in) == 0;
 	if (ok) {
 		CHECK(in.peer == &pb, "initiation opened for the right peer");
 		/* Under load mac2 counts too (A holds a cookie once a reply case ran). */
 		CHECK(differs_only_in(m, n, init, sizeof init, 132, 148) && (!under_load || !memcmp(m + 132, init + 132, 16)),
-		      "a changed initiation was accepted (len %zu)", n);
+		        "a changed initiation was accepted (len %zu)", n);
 		wg_initiation_wipe(&in);
 	}
 	free(m);
@@ -143,14 +143,14 @@ static void fuzz_response(void)
 	now += WG_NS_PER_S;
 	wg_tai64n(ts, wall, NULL);
 	CHECK(wg_create_initiation(&ia, &pa, 2, ts, now, init) == 0 && wg_open_initiation(&ib, init, sizeof init, lookup_b, NULL, &in) == 0 &&
-		      wg_accept_initiation(&pb, &in, now) == 0 && wg_create_response(&ib, &pb, 3, now, resp, ret) == 0,
-	      "genuine handshake up to the response");
+	                wg_accept_initiation(&pb, &in, now) == 0 && wg_create_response(&ib, &pb, 3, now, resp, ret) == 0,
+	        "genuine handshake up to the response");
 	wg_keypair_free(ret[0]);
 	wg_keypair_free(ret[1]);
 	size_t n;
 	uint8_t *m = mutate(resp, sizeof resp, &n);
 	bool ok = wg_cookie_check(&ia.cookies, m, n, SRC, sizeof SRC, false, now) == WG_COOKIE_OK &&
-		  wg_receiver_index(m, n) == pa.hs_local_index && wg_consume_response(&ia, &pa, m, n, now, ret) == 0;
+	        wg_receiver_index(m, n) == pa.hs_local_index && wg_consume_response(&ia, &pa, m, n, now, ret) == 0;
 	if (ok) {
 		CHECK(differs_only_in(m, n, resp, sizeof resp, 76, 92), "a changed response was accepted (len %zu)", n);
 		wg_keypair_free(ret[0]);
@@ -169,8 +169,8 @@ static void fuzz_cookie_reply(void)
 	wall += WG_NS_PER_S;
 	wg_tai64n(ts, wall, NULL);
 	CHECK(wg_create_initiation(&ia, &pa, 4, ts, now, init) == 0 &&
-		      wg_cookie_reply(&ib.cookies, init, sizeof init, SRC, sizeof SRC, now, reply) == 0,
-	      "cookie reply");
+	                wg_cookie_reply(&ib.cookies, init, sizeof init, SRC, sizeof SRC, now, reply) == 0,
+	        "cookie reply");
 	size_t n;
 	uint8_t *m = mutate(reply, sizeof reply, &n);
 	(void)wg_receiver_index(m, n);
@@ -218,27 +218,35 @@ int main(int argc, char **argv)
 	CHECK(wg_x25519_generate(ka, qa) == 0 && wg_x25519_generate(kb, qb) == 0, "keys");
 	memset(psk, 7, sizeof psk);
 	CHECK(wg_identity_init(&ia, ka) == 0 && wg_identity_init(&ib, kb) == 0 && wg_peer_init(&pa, &ia, qb, psk) == 0 &&
-		      wg_peer_init(&pb, &ib, qa, psk) == 0,
-	      "setup");
+	                wg_peer_init(&pb, &ib, qa, psk) == 0,
+	        "setup");
 	/* One session for the transport cases. */
 	uint8_t init[WG_INITIATION_LEN], resp[WG_RESPONSE_LEN], ts[12];
 	struct wg_initiation in;
 	struct wg_keypair *ret[2];
 	wg_tai64n(ts, wall, NULL);
 	CHECK(wg_create_initiation(&ia, &pa, 10, ts, now, init) == 0 && wg_open_initiation(&ib, init, sizeof init, lookup_b, NULL, &in) == 0 &&
-		      wg_accept_initiation(&pb, &in, now) == 0 && wg_create_response(&ib, &pb, 11, now, resp, ret) == 0 &&
-		      wg_consume_response(&ia, &pa, resp, sizeof resp, now, ret) == 0,
-	      "session");
+	                wg_accept_initiation(&pb, &in, now) == 0 && wg_create_response(&ib, &pb, 11, now, resp, ret) == 0 &&
+	                wg_consume_response(&ia, &pa, resp, sizeof resp, now, ret) == 0,
+	        "session");
 	t_now = now;
 	struct wg_keypair *a_send = pa.current, *b_recv = pb.next;
 	pa.current = NULL; /* keep them out of the slot rotation below */
 	pb.next = NULL;
 	for (unsigned long c = 0; c < cases; c++) {
 		switch (rn(4)) {
-		case 0: fuzz_initiation(); break;
-		case 1: fuzz_response(); break;
-		case 2: fuzz_cookie_reply(); break;
-		default: fuzz_transport(a_send, b_recv); break;
+		case 0:
+			fuzz_initiation();
+			break;
+		case 1:
+			fuzz_response();
+			break;
+		case 2:
+			fuzz_cookie_reply();
+			break;
+		default:
+			fuzz_transport(a_send, b_recv);
+			break;
 		}
 		if (n_failures)
 			break;

@@ -45,16 +45,26 @@ static bool model_check(uint64_t c)
 static uint64_t pick(uint64_t base)
 {
 	switch (rn(10)) {
-	case 0: return base + 1;
-	case 1: return base + rn(64);
-	case 2: return base > 100 ? base - rn(100) : rn(100); /* reorder / replay near the top */
-	case 3: return base > WG_REPLAY_WINDOW ? base - WG_REPLAY_WINDOW + rn(3) - 1 : base; /* the edge */
-	case 4: return base > 20000 ? base - 8000 - rn(400) : base; /* around the edge */
-	case 5: return base + 64 * rn(130) + rn(64); /* jumps up to past the ring */
-	case 6: return base + rn(1u << 20); /* far jumps */
-	case 7: return nseen ? seen[rn((uint32_t)nseen)] : base; /* exact replay */
-	case 8: return LIMIT - 2 + rn(4); /* at the limit */
-	default: return base + rn(4);
+	case 0:
+		return base + 1;
+	case 1:
+		return base + rn(64);
+	case 2:
+		return base > 100 ? base - rn(100) : rn(100); /* reorder / replay near the top */
+	case 3:
+		return base > WG_REPLAY_WINDOW ? base - WG_REPLAY_WINDOW + rn(3) - 1 : base; /* the edge */
+	case 4:
+		return base > 20000 ? base - 8000 - rn(400) : base; /* around the edge */
+	case 5:
+		return base + 64 * rn(130) + rn(64); /* jumps up to past the ring */
+	case 6:
+		return base + rn(1u << 20); /* far jumps */
+	case 7:
+		return nseen ? seen[rn((uint32_t)nseen)] : base; /* exact replay */
+	case 8:
+		return LIMIT - 2 + rn(4); /* at the limit */
+	default:
+		return base + rn(4);
 	}
 }
 
@@ -81,7 +91,7 @@ int main(int argc, char **argv)
 			}
 			bool want = model_check(c), got = wg_replay_check(&r, c, LIMIT);
 			CHECK(want == got, "seq %lu op %u counter %llu: model %d window %d (top %llu)", s, i,
-			      (unsigned long long)c, want, got, (unsigned long long)top);
+			        (unsigned long long)c, want, got, (unsigned long long)top);
 			if (want != got)
 				break;
 		}
@@ -94,8 +104,8 @@ int main(int argc, char **argv)
 	CHECK(wg_replay_check(&r, WG_REPLAY_WINDOW + 1, LIMIT) && !wg_replay_check(&r, 0, LIMIT), "0 now too old");
 	CHECK(wg_replay_check(&r, 1, LIMIT), "1 exactly 8128 behind: inside, unseen");
 	CHECK(wg_replay_check(&r, 2 * WG_REPLAY_WINDOW + 1, LIMIT) && !wg_replay_check(&r, WG_REPLAY_WINDOW, LIMIT) &&
-		      wg_replay_check(&r, WG_REPLAY_WINDOW + 2, LIMIT),
-	      "a jump of a whole window: 8129 behind refused, 8128 behind fresh");
+	                wg_replay_check(&r, WG_REPLAY_WINDOW + 2, LIMIT),
+	        "a jump of a whole window: 8129 behind refused, 8128 behind fresh");
 	CHECK(!wg_replay_check(&r, LIMIT, LIMIT), "limit refused");
 	printf("%lu sequences, seed %lu, %lu checks, %lu failures\n", seqs, seed, n_checks, n_failures);
 	return n_failures ? 1 : 0;

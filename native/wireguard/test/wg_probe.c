@@ -53,7 +53,7 @@ static uint64_t mono(void)
 }
 
 static int64_t clock_offset_s; /* WG_PROBE_CLOCK_OFFSET_S: a wall clock that went back */
-static const char *ts_file;   /* WG_PROBE_TS_FILE: the persisted TAI64N floor */
+static const char *ts_file; /* WG_PROBE_TS_FILE: the persisted TAI64N floor */
 
 static uint64_t wall(void)
 {
@@ -136,7 +136,7 @@ static uint32_t get32be(const uint8_t *p)
 
 /* An IPv4 ICMP echo (type 8 request / 0 reply); returns its length. */
 static size_t icmp_echo(uint8_t *p, uint32_t src, uint32_t dst, uint8_t type, uint16_t id16, uint16_t seq,
-			const uint8_t *payload, size_t plen)
+        const uint8_t *payload, size_t plen)
 {
 	size_t n = 20 + 8 + plen;
 	memset(p, 0, 28);
@@ -158,7 +158,7 @@ static size_t icmp_echo(uint8_t *p, uint32_t src, uint32_t dst, uint8_t type, ui
 
 /* Checks a decrypted IPv4 ICMP echo; fills type/id/seq/payload. */
 static int parse_echo(const uint8_t *p, size_t n, uint32_t *src, uint32_t *dst, uint8_t *type, uint16_t *id16,
-		      uint16_t *seq, const uint8_t **payload, size_t *plen)
+        uint16_t *seq, const uint8_t **payload, size_t *plen)
 {
 	if (n < 28 || p[0] != 0x45 || p[9] != 1)
 		return -1;
@@ -272,7 +272,7 @@ static int do_initiate(int count, int flood, uint64_t deadline)
 			return fail("no valid cookie reply to the flood");
 		cookies += r.cookies_taken;
 		printf("cookie reply decrypted and taken (round 1: %d cookie replies, %d responses)\n", r.cookie_replies,
-		       r.responses);
+		        r.responses);
 		/* Round 2, at once (the peer stays under load >= 1 s): the same flood
 		 * with mac2 gets responses, and no cookie reply. */
 		r = flood_round(flood, 1500);
@@ -351,7 +351,7 @@ static int do_initiate(int count, int flood, uint64_t deadline)
 			const uint8_t *pl;
 			size_t plen;
 			if (parse_echo(pt, (size_t)p, &s, &d, &type, &id16, &sq, &pl, &plen) || type != 0 || s != remote_ip ||
-			    d != local_ip || id16 != ICMP_ID || sq != seq || plen != PAYLOAD || memcmp(pl, payload, PAYLOAD)) {
+			        d != local_ip || id16 != ICMP_ID || sq != seq || plen != PAYLOAD || memcmp(pl, payload, PAYLOAD)) {
 				printf("unexpected packet of %ld bytes\n", p);
 				continue;
 			}
@@ -421,7 +421,7 @@ static int do_respond(int count, uint64_t deadline)
 		const uint8_t *pl;
 		size_t plen;
 		if (parse_echo(pt, (size_t)p, &s, &d, &type, &id16, &sq, &pl, &plen) || type != 8 || d != local_ip ||
-		    s != remote_ip) {
+		        s != remote_ip) {
 			printf("not an echo request for us (%ld bytes)\n", p);
 			continue;
 		}
@@ -489,8 +489,8 @@ int main(int argc, char **argv)
 	uint64_t give_up = argc > 12 ? strtoull(argv[12], NULL, 10) : 40;
 	uint64_t deadline = mono() + give_up * WG_NS_PER_S;
 	int rc = strcmp(argv[1], "initiate") == 0 ? do_initiate(count, flood, deadline)
-		 : strcmp(argv[1], "respond") == 0 ? do_respond(count, deadline)
-						    : fail("mode");
+	        : strcmp(argv[1], "respond") == 0 ? do_respond(count, deadline)
+	                                          : fail("mode");
 	wg_peer_wipe(&peer);
 	wg_identity_wipe(&id);
 	close(sock);
