@@ -33,6 +33,13 @@ export function defaultEvery(ms: number, fn: () => void): () => void {
   return () => clearInterval(t);
 }
 
+/** Runs `fn` once after `ms` on a timer that never keeps the process alive; returns a cancel function. */
+export function defaultAfter(ms: number, fn: () => void): () => void {
+  const t = setTimeout(fn, ms);
+  t.unref();
+  return () => clearTimeout(t);
+}
+
 /** The udp backend's TUN device. */
 export const UDP_TUN = 'rudder0';
 const VXLAN_NAME_RE = /^rudder\.\d+$/;
@@ -75,6 +82,8 @@ export interface ReconcileLoop {
   /** Period of the timer when there is no `watch` (or subscribing failed). */
   readonly everyMs: number;
   readonly every: (ms: number, fn: () => void) => () => void;
+  /** One-shot timer of the debounced and retried rounds. */
+  readonly after: (ms: number, fn: () => void) => () => void;
   readonly serial: Serial;
   readonly log: Logger;
   /** Compares the kernel with what should be there and repairs the difference. */
@@ -125,8 +134,8 @@ export const RETRY_MS = 2_000;
  */
 export function startReconcileLoop(o: ReconcileLoop): () => void {
   let lastError = '';
-  let pending: NodeJS.Timeout | null = null;
-  let retry: NodeJS.Timeout | null = null;
+  let pending: (() => void) | null = null;
+  let retry: (() => void) | null = null;
   const round = (): void => {
     if (o.stopped()) return;
     o.serial.run(o.reconcile).then(
@@ -139,11 +148,10 @@ export function startReconcileLoop(o: ReconcileLoop): () => void {
         if (m !== lastError) o.log.error(`${o.name}: reconcile failed; retrying`, { error: m });
         lastError = m;
         if (unwatch !== null && retry === null && !o.stopped()) {
-          retry = setTimeout(() => {
+          retry = o.after(RETRY_MS, () => {
             retry = null;
             round();
-          }, RETRY_MS);
-          retry.unref();
+          });
         }
       },
     );
@@ -151,11 +159,10 @@ export function startReconcileLoop(o: ReconcileLoop): () => void {
   const poke = (why: string): void => {
     if (pending !== null || o.stopped()) return;
     if (o.log.verbosity >= 1) o.log.debug('kernel changed; reconciling', { why });
-    pending = setTimeout(() => {
+    pending = o.after(POKE_DEBOUNCE_MS, () => {
       pending = null;
       round();
-    }, POKE_DEBOUNCE_MS);
-    pending.unref();
+    });
   };
   let unwatch: (() => void) | null = null;
   if (o.watch !== undefined) {
@@ -171,8 +178,8 @@ export function startReconcileLoop(o: ReconcileLoop): () => void {
   return () => {
     cancelTimer();
     unwatch?.();
-    if (pending !== null) clearTimeout(pending);
-    if (retry !== null) clearTimeout(retry);
+    pending?.();
+    retry?.();
     pending = retry = null;
   };
 }

@@ -24,7 +24,8 @@ import {
   vtepMac,
   type VxlanPeer,
 } from '../../src/backend/vxlan';
-import { FakeKernel, FakeTimer } from '../helpers/kernel-backends-fake';
+import { FakeNetlink } from '../helpers/netlink-fake';
+import { FakeTimer } from '../helpers/fake-timer';
 
 const ip = (s: string): number => parseIp(s) as number;
 const cidr = (s: string) => parseCidr(s, true) as { ip: number; prefix: number };
@@ -155,7 +156,7 @@ describe('vxlan kernel steps', () => {
 });
 
 function setup(opts: { vni?: number } = {}) {
-  const k = new FakeKernel();
+  const k = new FakeNetlink();
   const timer = new FakeTimer();
   const log = memoryLogger(1);
   const eth0 = k.addLink('eth0', undefined, '52:54:00:00:00:01');
@@ -165,7 +166,7 @@ function setup(opts: { vni?: number } = {}) {
     log,
     portFlag: undefined,
   };
-  const backend = createVxlanBackend(ctx, { openNetlink: () => k.nl(), every: timer.every });
+  const backend = createVxlanBackend(ctx, { openNetlink: () => k, every: timer.every, after: timer.after });
   const own = lease('10.0.1.0/24', '198.18.0.1', { VtepMAC: vtepMac(ip('198.18.0.1'), opts.vni ?? 1) });
   return { k, timer, log, backend, own, eth0 };
 }

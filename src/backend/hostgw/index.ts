@@ -35,8 +35,8 @@ import { RudderError, describeError } from '../../errors';
 import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
 import type { Logger } from '../../log';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
-import { batchOps, openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type AddrSpec, type BatchOps, type Netlink } from '../../netlink';
-import { defaultEvery, pokeOnDrift, removeForeignDevices, serial, startReconcileLoop, type KernelSubscription } from '../common';
+import { openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type AddrSpec, type Netlink } from '../../netlink';
+import { defaultAfter, defaultEvery, pokeOnDrift, removeForeignDevices, serial, startReconcileLoop, type KernelSubscription } from '../common';
 import type { KernelChange } from '../../netlink';
 import type { Backend, BackendContext, ExternalInterface, Network } from '../types';
 import { HostGwPeerTable, addStep, delStep, describePeer, describeStep, directlyConnected, planRoutes, type HostGwPeer, type HostGwStep } from './routes';
@@ -46,25 +46,18 @@ export { HostGwPeerTable, directlyConnected, planRoutes, type HostGwPeer, type H
 export const HOSTGW_OVERHEAD = 0;
 export const RECONCILE_MS = 3_000;
 
-/**
- * The part of the netlink facade this backend uses (small, so tests can fake
- * it). The batch forms are used when present (the real facade: one dump, and
- * requests pipelined on the socket); a fake may offer only the single ones.
- */
-export type HostGwNetlink = Pick<Netlink, 'listLinks' | 'deleteLink' | 'listAddresses' | 'listRoutes' | 'ensureRoute' | 'deleteRoute' | 'close'> &
-  Partial<Pick<BatchOps, 'ensureRoutes' | 'deleteRoutes' | 'setRoutes'>> &
-  Partial<Pick<Netlink, 'watchKernel'>>;
-
 export interface HostGwDeps {
-  openNetlink?: () => HostGwNetlink;
+  openNetlink?: () => Netlink;
   /** Runs `fn` every `ms`; returns a cancel function. Default: an unref'd setInterval. */
   every?: (ms: number, fn: () => void) => () => void;
+  /** Runs `fn` once after `ms`; returns a cancel function. Default: an unref'd setTimeout. */
+  after?: (ms: number, fn: () => void) => () => void;
 }
 
 
 class HostGwKernel {
   constructor(
-    private readonly nl: HostGwNetlink,
+    private readonly nl: Netlink,
     private readonly ext: ExternalInterface,
     private readonly log: Logger,
   ) {}
@@ -77,14 +70,13 @@ class HostGwKernel {
     return (await this.nl.listAddresses(this.ext.index)).map(({ ip, prefix }) => ({ ip, prefix }));
   }
 
-  rudderRoutes(): ReturnType<HostGwNetlink['listRoutes']> {
+  rudderRoutes(): ReturnType<Netlink['listRoutes']> {
     return this.nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN });
   }
 
   /** Notifications about `ext`'s link and addresses and Rudder routes; null without them (fakes). */
   subscription(): KernelSubscription | null {
-    const w = this.nl.watchKernel;
-    return w === undefined ? null : (onChange) => w.call(this.nl, (index) => index === this.ext.index, onChange);
+    return (onChange) => this.nl.watchKernel((index) => index === this.ext.index, onChange);
   }
 
   /**
@@ -95,18 +87,20 @@ class HostGwKernel {
    * per failed step, naming it; the other steps are done regardless.
    */
   async runAll(steps: readonly HostGwStep[]): Promise<RudderError[]> {
-    const b = batchOps(this.nl);
     const dels = steps.filter((s): s is Extract<HostGwStep, { kind: 'del-route' }> => s.kind === 'del-route');
     const adds = steps.filter((s): s is Extract<HostGwStep, { kind: 'add-route' }> => s.kind === 'add-route');
     const errors: RudderError[] = [];
     const fail = (s: HostGwStep, e: unknown): void => {
       errors.push(new RudderError('E_BACKEND', `host-gw: ${describeStep(s)} dev ${this.ext.name} failed`, { cause: e }));
     };
-    const dr = await b.deleteRoutes(
+    const dr = await this.nl.deleteRoutes(
       dels.map((s) => ({ dst: s.dst, table: s.table, metric: s.metric, ...(s.oif !== undefined ? { oif: s.oif } : {}), ...(s.gateway !== undefined ? { gateway: s.gateway } : {}) })),
     );
     dr.forEach((r, i) => r.error && fail(dels[i] as HostGwStep, r.error));
-    const ar = await b.setRoutes(adds.map((s) => ({ dst: s.dst, oif: this.ext.index, gateway: s.via, protocol: RTPROT_RUDDER, table: TABLE_MAIN })));
+    const ar = await this.nl.ensureRoutes(
+      adds.map((s) => ({ dst: s.dst, oif: this.ext.index, gateway: s.via, protocol: RTPROT_RUDDER, table: TABLE_MAIN })),
+      { dump: false },
+    );
     ar.forEach((r, i) => r.error && fail(adds[i] as HostGwStep, r.error));
     return errors;
   }
@@ -142,6 +136,7 @@ export function createHostGwBackend(ctx: BackendContext, deps: HostGwDeps = {}):
   const ext = ctx.extIface;
   const openNetlink = deps.openNetlink ?? openRealNetlink;
   const every = deps.every ?? defaultEvery;
+  const after = deps.after ?? defaultAfter;
 
   return {
     type: 'host-gw',
@@ -184,7 +179,7 @@ export function createHostGwBackend(ctx: BackendContext, deps: HostGwDeps = {}):
         throw e;
       }
       log.info('host-gw backend started', { dev: ext.name, publicIP: formatIp(ext.publicIP), mtu: ext.mtu - HOSTGW_OVERHEAD });
-      return startedNetwork({ kernel, addrs, log, every, ext, table });
+      return startedNetwork({ kernel, addrs, log, every, after, ext, table });
     },
   };
 }
@@ -194,12 +189,13 @@ interface Started {
   readonly addrs: AddrSpec[];
   readonly log: Logger;
   readonly every: (ms: number, fn: () => void) => () => void;
+  readonly after: (ms: number, fn: () => void) => () => void;
   readonly ext: ExternalInterface;
   /** Peers known at start (routes already set). */
   readonly table: HostGwPeerTable;
 }
 
-function startedNetwork({ kernel, addrs: initialAddrs, log, every, ext, table }: Started): Network {
+function startedNetwork({ kernel, addrs: initialAddrs, log, every, after, ext, table }: Started): Network {
   let addrs = initialAddrs;
   /** Peers reported as not directly reachable (key → PublicIP), so each is logged once. */
   const unreachable = new Map<string, number>();
@@ -247,6 +243,7 @@ function startedNetwork({ kernel, addrs: initialAddrs, log, every, ext, table }:
     name: 'host-gw',
     everyMs: RECONCILE_MS,
     every,
+    after,
     serial: queue,
     log,
     reconcile,

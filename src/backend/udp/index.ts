@@ -54,7 +54,7 @@ import type { Logger } from '../../log';
 import type { DataPlane, DataPlaneCounters, DataPlaneOptions } from '../../dataplane/types';
 import { MAX_QUEUES } from '../../dataplane/limits';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
-import { openNetlink as openRealNetlink, RTN_UNICAST, RTN_UNREACHABLE, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../../netlink';
+import { only, openNetlink as openRealNetlink, RTN_UNICAST, RTN_UNREACHABLE, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
 import { UDP_TUN, defaultEvery, removeForeignDevices, unwind, type Undo } from '../common';
 import { DEFAULT_UDP_PORT, PeerTable, describeRoute } from './table';
@@ -67,22 +67,6 @@ export const UDP_OVERHEAD = 28;
 export const TUN_NAME = UDP_TUN;
 export const STATS_INTERVAL_MS = 10_000;
 
-/** The part of the netlink facade this backend uses (small, so tests can fake it). */
-export type UdpNetlink = Pick<
-  Netlink,
-  | 'listLinks'
-  | 'linkByName'
-  | 'ensureAddresses'
-  | 'ensureMtu'
-  | 'ensureLinkUp'
-  | 'ensureRoute'
-  | 'ensureUnreachableRoute'
-  | 'deleteRoute'
-  | 'listRoutes'
-  | 'deleteLink'
-  | 'close'
->;
-
 /**
  * Metric of the Network's `unreachable` fallback route: the highest there is,
  * so it never shadows the rudder0 route (metric 0) or a route an operator put
@@ -92,7 +76,7 @@ export const FALLBACK_METRIC = 0xffffffff;
 
 export interface UdpDeps {
   openDataPlane?: (opts: DataPlaneOptions) => DataPlane;
-  openNetlink?: () => UdpNetlink;
+  openNetlink?: () => Netlink;
   /** Runs `fn` every `ms`; returns a cancel function. Default: an unref'd setInterval. */
   every?: (ms: number, fn: () => void) => () => void;
   /** Where RUDDER_UDP_OFFLOADS is read (default process.env). */
@@ -230,22 +214,26 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
         await nl.ensureLinkUp(link.index);
 
         check('removing stale routes');
-        for (const r of await nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN })) {
+        const stale = (await nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN })).filter((r) => {
           const toNetwork = r.dst.ip === network.ip && r.dst.prefix === network.prefix;
           const ours =
             toNetwork && ((r.type === RTN_UNICAST && r.oif === link.index && r.gateway === undefined) || (r.type === RTN_UNREACHABLE && r.metric === FALLBACK_METRIC));
-          if (ours) continue;
-          await nl.deleteRoute({ dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) });
-          log.info('removed stale route', { dst: formatCidr(r.dst), oif: r.oif, gateway: r.gateway === undefined ? undefined : formatIp(r.gateway) });
-        }
+          return !ours;
+        });
+        const removed = await nl.deleteRoutes(stale.map((r) => ({ dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) })));
+        stale.forEach((r, i) => {
+          if (removed[i]?.error === undefined) log.info('removed stale route', { dst: formatCidr(r.dst), oif: r.oif, gateway: r.gateway === undefined ? undefined : formatIp(r.gateway) });
+        });
+        const failed = removed.find((x) => x.error !== undefined);
+        if (failed !== undefined) throw failed.error;
 
         check('routing the network');
         // First the fallback, so that the Network is never routed out the default route.
         await nl.ensureUnreachableRoute({ dst: network, metric: FALLBACK_METRIC, protocol: RTPROT_RUDDER, table: TABLE_MAIN });
-        steps.push({ what: `delete unreachable route ${formatCidr(network)}`, run: () => nl.deleteRoute({ dst: network, metric: FALLBACK_METRIC, table: TABLE_MAIN }) });
+        steps.push({ what: `delete unreachable route ${formatCidr(network)}`, run: async () => only(await nl.deleteRoutes([{ dst: network, metric: FALLBACK_METRIC, table: TABLE_MAIN }])) });
         const key: RouteKey = { dst: network, oif: link.index, table: TABLE_MAIN };
-        await nl.ensureRoute({ dst: network, oif: link.index, scope: 'link', protocol: RTPROT_RUDDER, table: TABLE_MAIN });
-        steps.push({ what: `delete route ${formatCidr(network)}`, run: () => nl.deleteRoute(key) });
+        only(await nl.ensureRoutes([{ dst: network, oif: link.index, scope: 'link', protocol: RTPROT_RUDDER, table: TABLE_MAIN }]));
+        steps.push({ what: `delete route ${formatCidr(network)}`, run: async () => only(await nl.deleteRoutes([key])) });
         check('returning the network');
       } catch (e) {
         await unwind(steps, log);

@@ -42,9 +42,9 @@ import { RudderError, describeError } from '../../errors';
 import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
 import type { Logger } from '../../log';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
-import { batchOps, openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type BatchOps, type BatchResult, type KernelChange, type Netlink, type VxlanSpec } from '../../netlink';
+import { openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type BatchResult, type KernelChange, type Netlink, type VxlanSpec } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
-import { defaultEvery, pokeOnDrift, removeForeignDevices, serial, startReconcileLoop, unwind, type KernelSubscription, type Undo } from '../common';
+import { defaultAfter, defaultEvery, pokeOnDrift, removeForeignDevices, serial, startReconcileLoop, unwind, type KernelSubscription, type Undo } from '../common';
 import { VxlanPeerTable, changeSteps, describePeer, describeStep, peerVtepIp, planReconcile, stopSteps, vtepMac, type VxlanStep } from './peers';
 
 export { VxlanPeerTable, vtepMac, leaseMac, planReconcile, programSteps, unprogramSteps, changeSteps, peerUse, type PeerUse, type VxlanPeer, type VxlanStep } from './peers';
@@ -56,34 +56,12 @@ export const RECONCILE_MS = 5_000;
 
 export const deviceName = (vni: number): string => `rudder.${vni}`;
 
-/** The part of the netlink facade this backend uses (small, so tests can fake it). */
-export type VxlanNetlink = Pick<
-  Netlink,
-  | 'listLinks'
-  | 'linkByName'
-  | 'deleteLink'
-  | 'ensureVxlan'
-  | 'ensureAddresses'
-  | 'ensureMtu'
-  | 'ensureLinkUp'
-  | 'listRoutes'
-  | 'ensureRoute'
-  | 'deleteRoute'
-  | 'listNeighbors'
-  | 'ensureNeighbor'
-  | 'deleteNeighbor'
-  | 'listFdb'
-  | 'ensureFdb'
-  | 'deleteFdb'
-  | 'close'
-> &
-  Partial<BatchOps> &
-  Partial<Pick<Netlink, 'watchKernel'>>;
-
 export interface VxlanDeps {
-  openNetlink?: () => VxlanNetlink;
+  openNetlink?: () => Netlink;
   /** Runs `fn` every `ms`; returns a cancel function. Default: an unref'd setInterval. */
   every?: (ms: number, fn: () => void) => () => void;
+  /** Runs `fn` once after `ms`; returns a cancel function. Default: an unref'd setTimeout. */
+  after?: (ms: number, fn: () => void) => () => void;
 }
 
 
@@ -92,7 +70,7 @@ class VxlanKernel {
   devIndex = 0;
 
   constructor(
-    private readonly nl: VxlanNetlink,
+    private readonly nl: Netlink,
     private readonly spec: VxlanSpec,
     private readonly own: Lease,
     private readonly mtu: number,
@@ -119,7 +97,7 @@ class VxlanKernel {
     if (l !== null) await this.nl.deleteLink(l.index);
   }
 
-  async readState(): Promise<{ routes: Awaited<ReturnType<VxlanNetlink['listRoutes']>>; neighbors: Awaited<ReturnType<VxlanNetlink['listNeighbors']>>; fdb: Awaited<ReturnType<VxlanNetlink['listFdb']>> }> {
+  async readState(): Promise<{ routes: Awaited<ReturnType<Netlink['listRoutes']>>; neighbors: Awaited<ReturnType<Netlink['listNeighbors']>>; fdb: Awaited<ReturnType<Netlink['listFdb']>> }> {
     return {
       routes: await this.nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN }),
       neighbors: await this.nl.listNeighbors(this.devIndex),
@@ -138,7 +116,8 @@ class VxlanKernel {
    * step; the others are done regardless.
    */
   async runAll(steps: readonly VxlanStep[]): Promise<RudderError[]> {
-    const b = batchOps(this.nl);
+    const b = this.nl;
+    const blind = { dump: false };
     const index = this.devIndex;
     const errors: RudderError[] = [];
     const fail = (s: VxlanStep, e: unknown): void => {
@@ -164,10 +143,10 @@ class VxlanKernel {
     const macOf = new Map<number, string>();
     const addNeigh = of('add-neigh');
     for (const s of addNeigh) macOf.set(s.ip >>> 0, s.mac);
-    if (addNeigh.length) check(addNeigh, await b.setNeighbors(addNeigh.map((s) => ({ index, ip: s.ip, mac: s.mac }))), (s) => badNeigh.add(s.ip >>> 0));
+    if (addNeigh.length) check(addNeigh, await b.ensureNeighbors(addNeigh.map((s) => ({ index, ip: s.ip, mac: s.mac })), blind), (s) => badNeigh.add(s.ip >>> 0));
     const badMac = new Set<string>();
     const addFdb = of('add-fdb');
-    if (addFdb.length) check(addFdb, await b.setFdbs(addFdb.map((s) => ({ index, mac: s.mac, dst: s.dst }))), (s) => badMac.add(s.mac));
+    if (addFdb.length) check(addFdb, await b.ensureFdbs(addFdb.map((s) => ({ index, mac: s.mac, dst: s.dst })), blind), (s) => badMac.add(s.mac));
     const addRoute: Array<Extract<VxlanStep, { kind: 'add-route' }>> = [];
     for (const s of of('add-route')) {
       const mac = macOf.get(s.via >>> 0);
@@ -175,16 +154,15 @@ class VxlanKernel {
       else addRoute.push(s);
     }
     if (addRoute.length) {
-      check(addRoute, await b.setRoutes(addRoute.map((s) => ({ dst: s.dst, oif: index, gateway: s.via, onlink: true, protocol: RTPROT_RUDDER, table: TABLE_MAIN }))));
+      check(addRoute, await b.ensureRoutes(addRoute.map((s) => ({ dst: s.dst, oif: index, gateway: s.via, onlink: true, protocol: RTPROT_RUDDER, table: TABLE_MAIN })), blind));
     }
     return errors;
   }
 
   /** Notifications about the device, the underlay link and Rudder routes; null without them (fakes). */
   subscription(underlay: number | undefined): KernelSubscription | null {
-    const w = this.nl.watchKernel;
     // devIndex is read per notification: a re-created device gets a new index.
-    return w === undefined ? null : (onChange) => w.call(this.nl, (index) => index === this.devIndex || index === underlay, onChange);
+    return (onChange) => this.nl.watchKernel((index) => index === this.devIndex || index === underlay, onChange);
   }
 
   /** runAll, then throws the first failure (with how many there were). */
@@ -204,6 +182,7 @@ export function createVxlanBackend(ctx: BackendContext, deps: VxlanDeps = {}): B
   const mac = vtepMac(ctx.extIface.publicIP, vni);
   const openNetlink = deps.openNetlink ?? openRealNetlink;
   const every = deps.every ?? defaultEvery;
+  const after = deps.after ?? defaultAfter;
   const spec: VxlanSpec = { name, vni, port, local: ctx.extIface.address, underlay: ctx.extIface.index, mac, learning: false };
 
   return {
@@ -260,7 +239,7 @@ export function createVxlanBackend(ctx: BackendContext, deps: VxlanDeps = {}): B
         local: formatIp(ctx.extIface.address),
         underlay: ctx.extIface.name,
       });
-      return startedNetwork({ kernel, steps, log, every, mtu, table, underlay: ctx.extIface.index });
+      return startedNetwork({ kernel, steps, log, every, after, mtu, table, underlay: ctx.extIface.index });
     },
   };
 }
@@ -270,6 +249,7 @@ interface Started {
   readonly steps: Undo[];
   readonly log: Logger;
   readonly every: (ms: number, fn: () => void) => () => void;
+  readonly after: (ms: number, fn: () => void) => () => void;
   readonly mtu: number;
   /** Peers known at start (already programmed). */
   readonly table: VxlanPeerTable;
@@ -277,7 +257,7 @@ interface Started {
   readonly underlay: number;
 }
 
-function startedNetwork({ kernel, steps, log, every, mtu, table, underlay }: Started): Network {
+function startedNetwork({ kernel, steps, log, every, after, mtu, table, underlay }: Started): Network {
   let stopping: Promise<void> | undefined;
   // One kernel conversation at a time: apply, reconcile and stop never interleave.
   const queue = serial();
@@ -321,6 +301,7 @@ function startedNetwork({ kernel, steps, log, every, mtu, table, underlay }: Sta
     name: 'vxlan',
     everyMs: RECONCILE_MS,
     every,
+    after,
     serial: queue,
     log,
     reconcile,
