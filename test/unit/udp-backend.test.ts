@@ -12,7 +12,7 @@ import { memoryLogger } from '../../src/log';
 import type { DataPlane, DataPlaneCounters, DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute } from '../../src/dataplane/types';
 import type { Lease, LeaseEvent } from '../../src/subnet/lease';
 import { RTPROT_RUDDER, type RouteInfo } from '../../src/netlink';
-import { FALLBACK_METRIC, PeerTable, QUEUES_ENV, SwapPacer, createUdpBackend, queuesFromEnv, type PacerClock } from '../../src/backend/udp';
+import { FALLBACK_METRIC, UdpPeerTable as PeerTable, QUEUES_ENV, SwapPacer, createUdpBackend, queuesFromEnv, type PacerClock } from '../../src/backend/udp';
 import { FakeNetlink, describeRequest, type FakeRequest } from '../helpers/netlink-fake';
 import { createBackend } from '../../src/backend/registry';
 import type { BackendContext } from '../../src/backend/types';

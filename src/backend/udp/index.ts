@@ -49,7 +49,7 @@
  *   its routes), a left-over rudder0, the netlink socket.
  */
 import { RudderError, describeError } from '../../errors';
-import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
+import { formatCidr, formatIp } from '../../ip/ipv4';
 import type { Logger } from '../../log';
 import type { DataPlane, DataPlaneCounters, DataPlaneOptions } from '../../dataplane/types';
 import { MAX_QUEUES } from '../../dataplane/limits';
@@ -57,10 +57,11 @@ import type { Lease, LeaseEvent } from '../../subnet/lease';
 import { only, openNetlink as openRealNetlink, RTN_UNICAST, RTN_UNREACHABLE, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
 import { UDP_TUN, defaultEvery, removeForeignDevices, unwind, type Undo } from '../common';
-import { DEFAULT_UDP_PORT, PeerTable, describeRoute } from './table';
+import { logIgnored } from '../peers';
+import { DEFAULT_UDP_PORT, UdpPeerTable, describeRoute } from './table';
 import { SwapPacer, type PacerClock, type PacerOptions } from './pacer';
 
-export { DEFAULT_UDP_PORT, PeerTable, peerPort } from './table';
+export { DEFAULT_UDP_PORT, UdpPeerTable, peerPort } from './table';
 export { SwapPacer, DEFAULT_PACER, type PacerClock, type PacerOptions } from './pacer';
 
 export const UDP_OVERHEAD = 28;
@@ -280,7 +281,7 @@ interface Started {
 }
 
 function startedNetwork({ own, dp, steps, log, networkPort, every, mtu, clock, pacing }: Started): Network {
-  const table = new PeerTable(networkPort, own);
+  const table = new UdpPeerTable(networkPort, own);
   // Always the whole table, read when the swap runs: a paced swap carries every change made while it waited.
   const pacer = new SwapPacer(
     () => {
@@ -313,9 +314,7 @@ function startedNetwork({ own, dp, steps, log, networkPort, every, mtu, clock, p
     async apply(events: readonly LeaseEvent[]): Promise<void> {
       if (stopping !== undefined) throw new RudderError('E_BACKEND', 'udp: apply after stop');
       const ch = table.apply(events);
-      for (const l of ch.ignored) {
-        log.warn('ignoring lease of another backend', { subnet: formatCidr(l.subnet), backend: l.backendType, key: cidrToKey(l.subnet) });
-      }
+      logIgnored(log, ch.ignored);
       if (ch.set.length === 0 && ch.removed.length === 0) return;
       await pacer.request();
       for (const r of ch.set) log.debug('route set', { route: describeRoute(r) });
