@@ -151,6 +151,23 @@ describe('host-gw backend', () => {
     await assert.rejects(net.apply([]), (e: unknown) => isRudderError(e, 'E_BACKEND'));
   });
 
+  it('a kernel notification that a wanted route is gone starts a round; its own writes do not', async () => {
+    const { k, backend, own, timer } = setup();
+    const net = await backend.start(own, new AbortController().signal);
+    assert.equal(k.watching, 1);
+    await timer.runPending(); // the round after subscribing
+    await net.apply([add(lease('10.0.2.0/24', '198.18.0.2'))]);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(timer.waiting, 0, 'our own route write poked a round');
+    k.removeRoutes((r) => r.dst.ip === ip('10.0.2.0'));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(timer.waiting, 1);
+    await timer.runPending();
+    assert.deepEqual(k.routes.map((r) => r.dst.ip), [ip('10.0.2.0')]);
+    await net.stop();
+    assert.equal(k.watching, 0);
+  });
+
   it('an aborted start closes the socket and leaves the routes as they were', async () => {
     const { k, backend, own } = setup();
     const ac = new AbortController();

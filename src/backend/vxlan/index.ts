@@ -44,7 +44,8 @@ import type { Logger } from '../../log';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
 import { openNetlink as openRealNetlink, RTPROT_RUDDER, TABLE_MAIN, type BatchResult, type KernelChange, type Netlink, type VxlanSpec } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
-import { defaultAfter, defaultEvery, pokeOnDrift, removeForeignDevices, serial, startReconcileLoop, unwind, type KernelSubscription, type Undo } from '../common';
+import { defaultAfter, defaultEvery, removeForeignDevices, unwind, type Undo } from '../common';
+import { pokeOnDrift, serial, startReconcileLoop, type KernelSubscription } from '../runtime';
 import { VxlanPeerTable, changeSteps, describePeer, describeStep, peerVtepIp, planReconcile, stopSteps, vtepMac, type VxlanStep } from './peers';
 
 export { VxlanPeerTable, vtepMac, leaseMac, planReconcile, programSteps, unprogramSteps, changeSteps, peerUse, type PeerUse, type VxlanPeer, type VxlanStep } from './peers';
@@ -160,7 +161,7 @@ class VxlanKernel {
   }
 
   /** Notifications about the device, the underlay link and Rudder routes; null without them (fakes). */
-  subscription(underlay: number | undefined): KernelSubscription | null {
+  subscription(underlay: number | undefined): KernelSubscription {
     // devIndex is read per notification: a re-created device gets a new index.
     return (onChange) => this.nl.watchKernel((index) => index === this.devIndex || index === underlay, onChange);
   }
