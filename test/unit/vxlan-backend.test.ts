@@ -261,6 +261,23 @@ describe('vxlan backend', () => {
     await net.stop();
   });
 
+  it('a notification that a peer\'s FDB entry is gone starts a round that restores it; its own writes do not', async () => {
+    const { k, backend, own, timer } = setup();
+    const net = await backend.start(own, new AbortController().signal);
+    await timer.runPending(); // the round after subscribing
+    await net.apply([add(lease('10.0.2.0/24', '198.18.0.2', { VtepMAC: MAC2 }))]);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(timer.waiting, 0, 'our own writes poked a round');
+    const dev = k.link('rudder.1');
+    assert.ok(dev);
+    await k.deleteFdbs([{ index: dev.index, mac: MAC2, dst: ip('198.18.0.2') }]);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(timer.waiting, 1);
+    await timer.runPending();
+    assert.deepEqual(k.fdb.map((f) => [f.mac, f.dst]), [[MAC2, ip('198.18.0.2')]]);
+    await net.stop();
+  });
+
   it('start undoes itself on a failure or an abort', async () => {
     {
       const { k, backend, own } = setup();
