@@ -14,7 +14,7 @@ import type { Lease, LeaseEvent } from '../../src/subnet/lease';
 import { RTPROT_RUDDER, type RouteInfo } from '../../src/netlink';
 import { FALLBACK_METRIC, UdpPeerTable as PeerTable, QUEUES_ENV, SwapPacer, createUdpBackend, queuesFromEnv, type PacerClock } from '../../src/backend/udp';
 import { FakeNetlink, describeRequest, type FakeRequest } from '../helpers/netlink-fake';
-import { createBackend } from '../../src/backend/registry';
+import { createBackend } from '../../src/backend';
 import type { BackendContext } from '../../src/backend/types';
 
 const ip = (s: string): number => parseIp(s) as number;
