@@ -51,10 +51,6 @@ export interface VxlanPeer {
 /** The next hop of a peer's route, and its neighbor entry's address: the peer's network address. */
 export const peerVtepIp = (p: VxlanPeer): number => p.subnet.ip;
 
-export function describePeer(p: VxlanPeer): string {
-  return `${formatCidr(p.subnet)} via ${formatIp(p.subnet.ip)} (VTEP ${p.mac} at ${formatIp(p.publicIP)})`;
-}
-
 const samePeer = (a: VxlanPeer, b: VxlanPeer): boolean => a.publicIP === b.publicIP && a.mac === b.mac;
 
 /** The peer table's rules for vxlan: a lease with a valid VtepMAC is a VTEP. */
