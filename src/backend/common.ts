@@ -9,26 +9,9 @@ import { RudderError, describeError } from '../errors';
 import type { Logger } from '../log';
 import type { LinkInfo, Netlink } from '../netlink';
 
-export type Undo = { readonly what: string; readonly run: () => Promise<unknown> | unknown };
-
-/** Runs undo steps in reverse, each even if an earlier one failed; returns the failures (logged). */
-export async function unwind(steps: Undo[], log: Logger): Promise<unknown[]> {
-  const errors: unknown[] = [];
-  while (steps.length > 0) {
-    const s = steps.pop() as Undo;
-    try {
-      await s.run();
-    } catch (e) {
-      log.warn('undo step failed', { step: s.what, error: describeError(e) });
-      errors.push(e);
-    }
-  }
-  return errors;
-}
-
 /** A backend's start in progress: the abort check before each step and the undo list after it. */
 export class StartGuard {
-  private readonly steps: Undo[] = [];
+  private readonly steps: Array<{ readonly what: string; readonly run: () => Promise<unknown> | unknown }> = [];
 
   constructor(
     private readonly name: string,
@@ -45,9 +28,21 @@ export class StartGuard {
     this.steps.push({ what, run });
   }
 
-  /** Runs the undo steps in reverse (on a failed start, and at stop); returns the failures (logged). */
-  unwind(log: Logger): Promise<unknown[]> {
-    return unwind(this.steps, log);
+  /**
+   * Runs the undo steps in reverse (on a failed start, and at stop), each even
+   * if an earlier one failed; returns the failures (logged).
+   */
+  async unwind(log: Logger): Promise<unknown[]> {
+    const errors: unknown[] = [];
+    for (let s = this.steps.pop(); s !== undefined; s = this.steps.pop()) {
+      try {
+        await s.run();
+      } catch (e) {
+        log.warn('undo step failed', { step: s.what, error: describeError(e) });
+        errors.push(e);
+      }
+    }
+    return errors;
   }
 }
 
