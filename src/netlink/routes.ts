@@ -123,13 +123,6 @@ export function newRouteRequest(c: Conn, n: NormalRoute): Promise<void> {
   );
 }
 
-export async function ensureRoute(c: Conn, spec: RouteSpec): Promise<EnsureResult> {
-  const n = normalise(spec);
-  const all = await listRoutes(c, { table: n.table });
-  const toDst = all.filter((r) => sameDst(r, n.dst) && r.type === RTN_UNICAST);
-  return { changed: await ensureAgainst(c, n, toDst) };
-}
-
 /**
  * Makes `n` the route to its destination, given the unicast routes there now
  * (`toDst`): written unless one already matches; returns whether anything changed.

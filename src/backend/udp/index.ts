@@ -49,39 +49,25 @@
  *   its routes), a left-over rudder0, the netlink socket.
  */
 import { RudderError, describeError } from '../../errors';
-import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
+import { formatCidr, formatIp } from '../../ip/ipv4';
 import type { Logger } from '../../log';
 import type { DataPlane, DataPlaneCounters, DataPlaneOptions } from '../../dataplane/types';
-import { MAX_QUEUES } from '../../dataplane/limits';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
-import { openNetlink as openRealNetlink, RTN_UNICAST, RTN_UNREACHABLE, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../../netlink';
+import { only, openNetlink as openRealNetlink, RTN_UNICAST, RTN_UNREACHABLE, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
-import { UDP_TUN, defaultEvery, removeForeignDevices, unwind, type Undo } from '../common';
-import { DEFAULT_UDP_PORT, PeerTable, describeRoute } from './table';
+import { StartGuard, UDP_TUN, defaultEvery, removeForeignDevices } from '../common';
+import { logIgnored } from '../peers';
+import { DEFAULT_UDP_PORT, UdpPeerTable, describeRoute } from './table';
 import { SwapPacer, type PacerClock, type PacerOptions } from './pacer';
+import { OFFLOADS_ENV, busyPollFromEnv, offloadsFromEnv, queuesFromEnv } from './env';
 
-export { DEFAULT_UDP_PORT, PeerTable, peerPort } from './table';
+export { DEFAULT_UDP_PORT, UdpPeerTable, peerPort } from './table';
 export { SwapPacer, DEFAULT_PACER, type PacerClock, type PacerOptions } from './pacer';
+export { BUSY_POLL_ENV, OFFLOADS_ENV, QUEUES_ENV, busyPollFromEnv, offloadsFromEnv, queuesFromEnv } from './env';
 
 export const UDP_OVERHEAD = 28;
 export const TUN_NAME = UDP_TUN;
 export const STATS_INTERVAL_MS = 10_000;
-
-/** The part of the netlink facade this backend uses (small, so tests can fake it). */
-export type UdpNetlink = Pick<
-  Netlink,
-  | 'listLinks'
-  | 'linkByName'
-  | 'ensureAddresses'
-  | 'ensureMtu'
-  | 'ensureLinkUp'
-  | 'ensureRoute'
-  | 'ensureUnreachableRoute'
-  | 'deleteRoute'
-  | 'listRoutes'
-  | 'deleteLink'
-  | 'close'
->;
 
 /**
  * Metric of the Network's `unreachable` fallback route: the highest there is,
@@ -92,7 +78,7 @@ export const FALLBACK_METRIC = 0xffffffff;
 
 export interface UdpDeps {
   openDataPlane?: (opts: DataPlaneOptions) => DataPlane;
-  openNetlink?: () => UdpNetlink;
+  openNetlink?: () => Netlink;
   /** Runs `fn` every `ms`; returns a cancel function. Default: an unref'd setInterval. */
   every?: (ms: number, fn: () => void) => () => void;
   /** Where RUDDER_UDP_OFFLOADS is read (default process.env). */
@@ -110,39 +96,6 @@ const realClock: PacerClock = {
   },
 };
 
-/** The environment variable that turns the data plane's offloads off ("0"/"false"); on by default. */
-export const OFFLOADS_ENV = 'RUDDER_UDP_OFFLOADS';
-
-/** An on/off environment variable: unset, empty, 1/true/on → true; 0/false/off → false; anything else is an error. */
-function switchFromEnv(env: NodeJS.ProcessEnv, name: string): boolean {
-  const v = (env[name] ?? '').trim().toLowerCase();
-  if (v === '' || v === '1' || v === 'true' || v === 'on') return true;
-  if (v === '0' || v === 'false' || v === 'off') return false;
-  throw new RudderError('E_BACKEND', `udp: ${name}=${env[name] ?? ''}: expected 1/true/on or 0/false/off`);
-}
-
-export const offloadsFromEnv = (env: NodeJS.ProcessEnv): boolean => switchFromEnv(env, OFFLOADS_ENV);
-
-/** The environment variable that turns the data plane's low-rate busy polling off ("0"/"false"); on by default. */
-export const BUSY_POLL_ENV = 'RUDDER_UDP_BUSY_POLL';
-
-export const busyPollFromEnv = (env: NodeJS.ProcessEnv): boolean => switchFromEnv(env, BUSY_POLL_ENV);
-
-/** The environment variable that sets the data plane's TUN queues (worker pairs); one per CPU by default. */
-export const QUEUES_ENV = 'RUDDER_UDP_QUEUES';
-
-/** RUDDER_UDP_QUEUES: unset, empty or "auto" → 0 (one per CPU the daemon may use); 1..MAX_QUEUES → that many. */
-export function queuesFromEnv(env: NodeJS.ProcessEnv): number {
-  const raw = env[QUEUES_ENV] ?? '';
-  const v = raw.trim().toLowerCase();
-  if (v === '' || v === 'auto') return 0;
-  const n = /^\d+$/.test(v) ? Number(v) : NaN;
-  if (!Number.isInteger(n) || n < 1 || n > MAX_QUEUES) {
-    throw new RudderError('E_BACKEND', `udp: ${QUEUES_ENV}=${raw}: expected auto or a whole number 1..${MAX_QUEUES}`);
-  }
-  return n;
-}
-
 function nativeOpenDataPlane(opts: DataPlaneOptions): DataPlane {
   // Loaded on first use so unit tests, and hosts on other backends, never need the addon.
   // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -150,10 +103,6 @@ function nativeOpenDataPlane(opts: DataPlaneOptions): DataPlane {
   return mod.openDataPlane(opts);
 }
 
-
-function abortError(signal: AbortSignal, step: string): RudderError {
-  return new RudderError('E_BACKEND', `udp: start aborted before ${step}`, { cause: signal.reason });
-}
 
 
 export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backend {
@@ -183,29 +132,23 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
       const offloads = offloadsFromEnv(env);
       const busyPoll = busyPollFromEnv(env);
       const queues = queuesFromEnv(env);
-      const steps: Undo[] = [];
-      const check = (next: string): void => {
-        if (signal.aborted) throw abortError(signal, next);
-      };
+      const start = new StartGuard('udp', signal);
       const network = ctx.config.network;
       let dp: DataPlane | undefined;
       try {
-        check('opening netlink');
+        start.check('opening netlink');
         const nl = openNetlink();
-        steps.push({ what: 'close netlink', run: () => nl.close() });
+        start.undo('close netlink', () => nl.close());
         // Runs after the data plane stopped: only a TUN it failed to remove is left.
-        steps.push({
-          what: `remove left-over ${TUN_NAME}`,
-          run: async () => {
-            const l = await nl.linkByName(TUN_NAME);
-            if (l !== null) await nl.deleteLink(l.index);
-          },
+        start.undo(`remove left-over ${TUN_NAME}`, async () => {
+          const l = await nl.linkByName(TUN_NAME);
+          if (l !== null) await nl.deleteLink(l.index);
         });
 
-        check('removing other backends\' devices');
+        start.check('removing other backends\' devices');
         await removeForeignDevices(nl, TUN_NAME, log);
 
-        check('opening the data plane');
+        start.check('opening the data plane');
         const opened = openDataPlane({
           tunName: TUN_NAME,
           bindAddress: ctx.extIface.address,
@@ -218,37 +161,41 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
           queues,
         });
         dp = opened;
-        steps.push({ what: 'stop data plane', run: () => opened.stop() });
+        start.undo('stop data plane', () => opened.stop());
 
-        check(`configuring ${TUN_NAME}`);
+        start.check(`configuring ${TUN_NAME}`);
         const link = await nl.linkByName(TUN_NAME);
         if (link === null) throw new RudderError('E_BACKEND', `udp: data plane started but device ${TUN_NAME} does not exist`);
         await nl.ensureAddresses(link.index, [{ ip: own.subnet.ip, prefix: 32 }]);
-        check(`setting ${TUN_NAME} MTU`);
+        start.check(`setting ${TUN_NAME} MTU`);
         await nl.ensureMtu(link.index, mtu);
-        check(`setting ${TUN_NAME} up`);
+        start.check(`setting ${TUN_NAME} up`);
         await nl.ensureLinkUp(link.index);
 
-        check('removing stale routes');
-        for (const r of await nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN })) {
+        start.check('removing stale routes');
+        const stale = (await nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN })).filter((r) => {
           const toNetwork = r.dst.ip === network.ip && r.dst.prefix === network.prefix;
           const ours =
             toNetwork && ((r.type === RTN_UNICAST && r.oif === link.index && r.gateway === undefined) || (r.type === RTN_UNREACHABLE && r.metric === FALLBACK_METRIC));
-          if (ours) continue;
-          await nl.deleteRoute({ dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) });
-          log.info('removed stale route', { dst: formatCidr(r.dst), oif: r.oif, gateway: r.gateway === undefined ? undefined : formatIp(r.gateway) });
-        }
+          return !ours;
+        });
+        const removed = await nl.deleteRoutes(stale.map((r) => ({ dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) })));
+        stale.forEach((r, i) => {
+          if (removed[i]?.error === undefined) log.info('removed stale route', { dst: formatCidr(r.dst), oif: r.oif, gateway: r.gateway === undefined ? undefined : formatIp(r.gateway) });
+        });
+        const failed = removed.find((x) => x.error !== undefined);
+        if (failed !== undefined) throw failed.error;
 
-        check('routing the network');
+        start.check('routing the network');
         // First the fallback, so that the Network is never routed out the default route.
         await nl.ensureUnreachableRoute({ dst: network, metric: FALLBACK_METRIC, protocol: RTPROT_RUDDER, table: TABLE_MAIN });
-        steps.push({ what: `delete unreachable route ${formatCidr(network)}`, run: () => nl.deleteRoute({ dst: network, metric: FALLBACK_METRIC, table: TABLE_MAIN }) });
+        start.undo(`delete unreachable route ${formatCidr(network)}`, async () => only(await nl.deleteRoutes([{ dst: network, metric: FALLBACK_METRIC, table: TABLE_MAIN }])));
         const key: RouteKey = { dst: network, oif: link.index, table: TABLE_MAIN };
-        await nl.ensureRoute({ dst: network, oif: link.index, scope: 'link', protocol: RTPROT_RUDDER, table: TABLE_MAIN });
-        steps.push({ what: `delete route ${formatCidr(network)}`, run: () => nl.deleteRoute(key) });
-        check('returning the network');
+        only(await nl.ensureRoutes([{ dst: network, oif: link.index, scope: 'link', protocol: RTPROT_RUDDER, table: TABLE_MAIN }]));
+        start.undo(`delete route ${formatCidr(network)}`, async () => only(await nl.deleteRoutes([key])));
+        start.check('returning the network');
       } catch (e) {
-        await unwind(steps, log);
+        await start.unwind(log);
         throw e;
       }
 
@@ -261,7 +208,7 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
         bind: formatIp(ctx.extIface.address),
       });
       logOffloads(log, dp as DataPlane, offloads);
-      return startedNetwork({ own, dp: dp as DataPlane, steps, log, networkPort, every, mtu, clock, pacing });
+      return startedNetwork({ own, dp: dp as DataPlane, start, log, networkPort, every, mtu, clock, pacing });
     },
   };
 }
@@ -282,7 +229,8 @@ function logOffloads(log: Logger, dp: DataPlane, requested: boolean): void {
 interface Started {
   readonly own: Lease;
   readonly dp: DataPlane;
-  readonly steps: Undo[];
+  /** Its undo list is what stop() runs. */
+  readonly start: StartGuard;
   readonly log: Logger;
   readonly networkPort: number;
   readonly every: (ms: number, fn: () => void) => () => void;
@@ -291,8 +239,8 @@ interface Started {
   readonly pacing: PacerOptions;
 }
 
-function startedNetwork({ own, dp, steps, log, networkPort, every, mtu, clock, pacing }: Started): Network {
-  const table = new PeerTable(networkPort, own);
+function startedNetwork({ own, dp, start, log, networkPort, every, mtu, clock, pacing }: Started): Network {
+  const table = new UdpPeerTable(networkPort, own);
   // Always the whole table, read when the swap runs: a paced swap carries every change made while it waited.
   const pacer = new SwapPacer(
     () => {
@@ -325,9 +273,7 @@ function startedNetwork({ own, dp, steps, log, networkPort, every, mtu, clock, p
     async apply(events: readonly LeaseEvent[]): Promise<void> {
       if (stopping !== undefined) throw new RudderError('E_BACKEND', 'udp: apply after stop');
       const ch = table.apply(events);
-      for (const l of ch.ignored) {
-        log.warn('ignoring lease of another backend', { subnet: formatCidr(l.subnet), backend: l.backendType, key: cidrToKey(l.subnet) });
-      }
+      logIgnored(log, ch.ignored);
       if (ch.set.length === 0 && ch.removed.length === 0) return;
       await pacer.request();
       for (const r of ch.set) log.debug('route set', { route: describeRoute(r) });
@@ -341,7 +287,7 @@ function startedNetwork({ own, dp, steps, log, networkPort, every, mtu, clock, p
       stopping ??= (async () => {
         cancelSummary();
         pacer.cancel(new RudderError('E_BACKEND', 'udp: stopped before the route table was handed to the data plane'));
-        const errors = await unwind(steps, log);
+        const errors = await start.unwind(log);
         if (errors.length > 0) {
           throw new RudderError('E_BACKEND', `udp: stop left ${errors.length} step(s) undone: ${describeError(errors[0])}`, { cause: errors[0] });
         }
