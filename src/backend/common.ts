@@ -11,7 +11,7 @@ import type { LinkInfo, Netlink } from '../netlink';
 
 /** A backend's start in progress: the abort check before each step and the undo list after it. */
 export class StartGuard {
-  private readonly steps: Array<{ readonly what: string; readonly run: () => Promise<unknown> | unknown }> = [];
+  private readonly steps: Array<{ readonly what: string; readonly run: () => unknown }> = [];
 
   constructor(
     private readonly name: string,
@@ -24,7 +24,7 @@ export class StartGuard {
   }
 
   /** Registers how to undo the step that just succeeded (or is about to run and may leave something behind). */
-  undo(what: string, run: () => Promise<unknown> | unknown): void {
+  undo(what: string, run: () => unknown): void {
     this.steps.push({ what, run });
   }
 

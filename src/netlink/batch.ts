@@ -21,7 +21,7 @@ export const WINDOW = 128;
 
 /** Runs fn over items with at most `window` in flight; results in item order, never rejects. */
 export async function pipelined<T>(items: readonly T[], fn: (item: T) => Promise<boolean>, window = WINDOW): Promise<BatchResult[]> {
-  const out: BatchResult[] = new Array(items.length);
+  const out = new Array<BatchResult>(items.length);
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < items.length) {

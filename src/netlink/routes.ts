@@ -33,9 +33,9 @@ export function toRouteInfo(m: RouteMsg): RouteInfo {
     oif: m.attrs.oif,
     gateway: bufToIp(m.attrs.gateway),
     onlink: (flags & RTNH_F_ONLINK) !== 0,
-    scope: enumNum(rt.RouteScope as unknown as Record<string, number>, m.data.scope),
-    protocol: enumNum(rt.RouteProtocol as unknown as Record<string, number>, m.data.protocol),
-    type: enumNum(rt.RouteType as unknown as Record<string, number>, m.data.type),
+    scope: enumNum(rt.RouteScope, m.data.scope),
+    protocol: enumNum(rt.RouteProtocol, m.data.protocol),
+    type: enumNum(rt.RouteType, m.data.type),
     metric: m.attrs.priority ?? 0,
     prefsrc: bufToIp(m.attrs.prefsrc),
   };

@@ -26,7 +26,7 @@ interface Peer {
 }
 const rules: PeerRules<Peer> = {
   backendType: 'test',
-  peer: (l, key) => (l.backendData['bad'] !== undefined ? `bad ${String(l.backendData['bad'])}` : { key, publicIP: l.publicIP }),
+  peer: (l, key) => (l.backendData['bad'] !== undefined ? `bad ${JSON.stringify(l.backendData['bad'])}` : { key, publicIP: l.publicIP }),
   same: (a, b) => a.publicIP === b.publicIP,
 };
 

@@ -52,6 +52,7 @@ import { RudderError, describeError } from '../../errors';
 import { formatCidr, formatIp } from '../../ip/ipv4';
 import type { Logger } from '../../log';
 import type { DataPlane, DataPlaneCounters, DataPlaneOptions } from '../../dataplane/types';
+import { openDataPlane as openNativeDataPlane } from '../../dataplane/native';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
 import { only, openNetlink as openRealNetlink, RTN_UNICAST, RTN_UNREACHABLE, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
@@ -96,11 +97,9 @@ const realClock: PacerClock = {
   },
 };
 
+/** The native data plane; its module loads the addon on first use, so unit tests and other backends never need it. */
 function nativeOpenDataPlane(opts: DataPlaneOptions): DataPlane {
-  // Loaded on first use so unit tests, and hosts on other backends, never need the addon.
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const mod = require('../../dataplane/native') as { openDataPlane(o: DataPlaneOptions): DataPlane };
-  return mod.openDataPlane(opts);
+  return openNativeDataPlane(opts);
 }
 
 
@@ -183,8 +182,8 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
         stale.forEach((r, i) => {
           if (removed[i]?.error === undefined) log.info('removed stale route', { dst: formatCidr(r.dst), oif: r.oif, gateway: r.gateway === undefined ? undefined : formatIp(r.gateway) });
         });
-        const failed = removed.find((x) => x.error !== undefined);
-        if (failed !== undefined) throw failed.error;
+        const failed = removed.find((x) => x.error !== undefined)?.error;
+        if (failed !== undefined) throw failed;
 
         start.check('routing the network');
         // First the fallback, so that the Network is never routed out the default route.
@@ -207,8 +206,8 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
         route: `${formatCidr(network)} dev ${TUN_NAME}`,
         bind: formatIp(ctx.extIface.address),
       });
-      logOffloads(log, dp as DataPlane, offloads);
-      return startedNetwork({ own, dp: dp as DataPlane, start, log, networkPort, every, mtu, clock, pacing });
+      logOffloads(log, dp, offloads);
+      return startedNetwork({ own, dp, start, log, networkPort, every, mtu, clock, pacing });
     },
   };
 }
