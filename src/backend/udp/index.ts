@@ -1,52 +1,13 @@
 /**
- * The udp backend: Rudder's original design, a TUN device and a native data
- * plane that carries each IP packet in one UDP datagram to the PublicIP of
- * the lease holding its destination.
+ * The udp backend: the TUN device `rudder0` and the native data plane, which
+ * carries each IP packet in one UDP datagram to the PublicIP (and port) of
+ * the lease holding its destination. This file configures the kernel (the
+ * device, the Network route and its fail-closed `unreachable` twin, stale
+ * routes removed at start) and hands the data plane its peer table; the data
+ * plane's threads move every packet. The design (ports, fail closed, pacing,
+ * offloads, queues) is in docs/architecture.md, "udp".
  *
- * Design notes
- * - Split of work: the native data plane owns the TUN device `rudder0` and the
- *   UDP socket and moves every packet on its own threads; this file only
- *   configures it (the peer table) and the kernel (rtnetlink, via the facade).
- * - Kernel state, all "ensure": rudder0 gets the lease's network address as
- *   a /32 (10.0.5.0/32; .1 stays free for the container bridge), MTU =
- *   underlay MTU − 28 (IPv4 20 + UDP 8), up, and one route for the whole
- *   Network to rudder0 (scope link, protocol RTPROT_RUDDER). Our own subnet
- *   is more specific and lives on the local bridge, so it never loops back.
- *   At start every other RTPROT_RUDDER route in the main table is removed:
- *   it is left over from a crashed run or another backend and, being more
- *   specific, would shadow the Network route.
- * - Fail closed: the TUN belongs to the process, so when the daemon dies the
- *   device and its Network route go with it, and pod traffic to other hosts
- *   would follow the host's default route out unencapsulated. A second route
- *   for the Network, `unreachable` at the highest metric (FALLBACK_METRIC),
- *   is written before the rudder0 route and outlives a crash: meanwhile such
- *   traffic is refused ("no route to host", ICMP host-unreachable to a pod).
- *   A clean stop removes it with the rest; the next start keeps it; the
- *   other backends remove it as a stale Rudder route.
- * - Ports: every host listens on `-port`, else Backend.Port, else 8285 (the
- *   "network port"). A host whose -port differs from the network port
- *   publishes {"Port": p} in BackendData; otherwise BackendData stays {} as in
- *   flannel. A peer is sent to its published Port, else the network port, so
- *   flannel-written leases and hosts with a per-host -port both work.
- * - Peers: only leases with BackendType "udp" are routed; another type is
- *   logged once and gets no route (its host could not decapsulate our
- *   datagrams). Each swap hands the complete table to the data plane, which
- *   swaps it atomically; unchanged batches are not pushed. The table is kept
- *   sorted incrementally (table.ts), and swaps under churn are paced
- *   (pacer.ts: the first at once, then at most one per few ms, carrying
- *   every change made meanwhile).
- * - Offloads: the data plane uses the kernel's TSO on the TUN, UDP GSO/GRO
- *   and coalescing by default (each falls back on its own if the kernel
- *   refuses it); what it got is logged at start, with the reason for any
- *   missing piece. RUDDER_UDP_OFFLOADS=0 (or false) in the daemon's
- *   environment forces the plain one-packet-per-syscall path.
- * - Queues: one TUN queue and tx/rx thread pair per CPU (RUDDER_UDP_QUEUES
- *   overrides); a flow stays on one queue, everything from one peer arrives
- *   on one socket of the SO_REUSEPORT group, so nothing is reordered.
- * - Failure: start() registers an undo step after each step that succeeded;
- *   an error or an abort runs them in reverse, so no half state survives.
- *   stop() runs the same list: Network route, data plane (removes the TUN and
- *   its routes), a left-over rudder0, the netlink socket.
+ * Runs on the daemon's event loop only; apply() calls are serial.
  */
 import { RudderError, describeError } from '../../errors';
 import { formatCidr, formatIp } from '../../ip/ipv4';
