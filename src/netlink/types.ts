@@ -33,6 +33,8 @@ export interface LinkInfo {
   readonly kind: string | undefined;
   /** Hardware address; undefined for devices without one (TUN). */
   readonly mac: string | undefined;
+  /** For a VXLAN device: the VNI and UDP port it holds (no two devices may hold the same pair). */
+  readonly vxlan?: { readonly vni: number; readonly port: number };
 }
 
 /** An interface address: the host's own address plus the prefix length. */

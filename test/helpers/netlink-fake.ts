@@ -127,8 +127,8 @@ export class FakeNetlink implements Netlink {
   // ---------------------------------------------------------------------------
   // Test-side setup: state "someone else" made (not recorded; notified like the kernel would).
 
-  addLink(name: string, kind: string | undefined, mac?: string, opts: { index?: number; up?: boolean; mtu?: number } = {}): LinkInfo {
-    const l: LinkInfo = { index: opts.index ?? this.nextIndex++, name, mtu: opts.mtu ?? 1500, up: opts.up ?? true, kind, mac };
+  addLink(name: string, kind: string | undefined, mac?: string, opts: { index?: number; up?: boolean; mtu?: number; vxlan?: { vni: number; port: number } } = {}): LinkInfo {
+    const l: LinkInfo = { index: opts.index ?? this.nextIndex++, name, mtu: opts.mtu ?? 1500, up: opts.up ?? true, kind, mac, ...(opts.vxlan ? { vxlan: opts.vxlan } : {}) };
     this.links.push(l);
     this.emit({ kind: 'link', op: 'new', index: l.index });
     return l;
@@ -214,7 +214,9 @@ export class FakeNetlink implements Netlink {
     const old = this.link(spec.name);
     if (old !== undefined && old.kind === 'vxlan' && sameVxlan(this.vxlanOf.get(old.index), old, spec)) return { ...old, changed: false };
     if (old !== undefined) this.dropLink(old.index);
-    const l = this.addLink(spec.name, 'vxlan', spec.mac, { up: false });
+    // Like the kernel: one VNI on one UDP port belongs to one device.
+    if (this.links.some((x) => x.vxlan?.vni === spec.vni && x.vxlan.port === spec.port)) throw kernelError('EEXIST', `create vxlan ${spec.name}`);
+    const l = this.addLink(spec.name, 'vxlan', spec.mac, { up: false, vxlan: { vni: spec.vni, port: spec.port } });
     this.vxlanOf.set(l.index, spec);
     return { ...l, changed: true };
   }

@@ -188,6 +188,30 @@ describe('vxlan backend', () => {
     await net.stop();
   });
 
+  it('takes over flannel.<VNI> holding its VNI and port (migration from flannel), and logs it', async () => {
+    const { k, backend, own, log } = setup();
+    k.addLink('flannel.1', 'vxlan', '02:00:00:00:00:f1', { vxlan: { vni: 1, port: 8472 } });
+    k.addLink('flannel.2', 'vxlan', '02:00:00:00:00:f2', { vxlan: { vni: 2, port: 8472 } });
+    const net = await backend.start(own, new AbortController().signal);
+    assert.equal(k.link('flannel.1'), undefined, 'flannel.1 replaced');
+    assert.ok(k.link('flannel.2'), 'a device of another VNI is not ours to touch');
+    assert.ok(k.link('rudder.1'));
+    assert.ok(log.lines.some((l) => l.includes("replaced flannel's VXLAN device") && l.includes('flannel.1')), log.lines.join('\n'));
+    await net.stop();
+  });
+
+  it('refuses to start when another device holds its VNI and port, naming it and what to do', async () => {
+    const { k, backend, own } = setup();
+    k.addLink('vx0', 'vxlan', '02:00:00:00:00:aa', { vxlan: { vni: 1, port: 8472 } });
+    await assert.rejects(backend.start(own, new AbortController().signal), (e: unknown) => {
+      assert.ok(isRudderError(e, 'E_BACKEND'), String(e));
+      assert.match(e.message, /device vx0 already holds VNI 1 on UDP port 8472, which rudder\.1 needs: delete it \(ip link del vx0\) or set another Backend\.VNI or Backend\.Port/);
+      return true;
+    });
+    assert.ok(k.link('vx0'), 'left alone');
+    assert.equal(k.link('rudder.1'), undefined, 'nothing of ours left behind');
+  });
+
   it('removes other backends\' devices and stale Rudder routes/neighbors/FDB at start, and nothing else', async () => {
     const { k, backend, own, eth0 } = setup();
     k.addLink('rudder0', 'tun');

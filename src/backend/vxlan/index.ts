@@ -82,6 +82,8 @@ export function createVxlanBackend(ctx: BackendContext, deps: KernelDeps = {}): 
         async setup(nl, start) {
           start.check('removing stale devices');
           await removeForeignDevices(nl, name, log);
+          start.check(`freeing VNI ${vni} port ${port}`);
+          await takeOverVni(nl, spec, log);
           start.check(`creating ${name}`);
           start.undo(`delete ${name}`, async () => {
             const l = await nl.linkByName(name);
@@ -95,6 +97,26 @@ export function createVxlanBackend(ctx: BackendContext, deps: KernelDeps = {}): 
       });
     },
   };
+}
+
+/**
+ * The kernel lets one device hold a VNI on a UDP port. flanneld leaves its
+ * `flannel.<VNI>` behind when it stops, so a host switched from flannel in
+ * place finds it holding ours: it is replaced (its peers' routes go with it
+ * and are ours to program now). Any other device in the way is an error that
+ * names it, since it may carry someone else's traffic.
+ */
+export async function takeOverVni(nl: Pick<Netlink, 'listLinks' | 'deleteLink'>, spec: VxlanSpec, log: Logger): Promise<void> {
+  for (const l of await nl.listLinks()) {
+    if (l.name === spec.name || l.vxlan?.vni !== spec.vni || l.vxlan.port !== spec.port) continue;
+    if (l.name !== `flannel.${spec.vni}`) {
+      throw new RudderError(
+        'E_BACKEND',
+        `vxlan: device ${l.name} already holds VNI ${spec.vni} on UDP port ${spec.port}, which ${spec.name} needs: delete it (ip link del ${l.name}) or set another Backend.VNI or Backend.Port`,
+      );
+    }
+    if (await nl.deleteLink(l.index)) log.warn("replaced flannel's VXLAN device (migration from flannel)", { dev: l.name, vni: spec.vni, port: spec.port, by: spec.name });
+  }
 }
 
 /** The VXLAN device: created or fixed as a whole; its index changes when it is re-created. */
