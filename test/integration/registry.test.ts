@@ -315,7 +315,7 @@ describe('the daemon', () => {
     await raw.put(`${prefix}/config`).value('{"Network":"10.91.0.0/16","SubnetLen":12}');
     const log = memoryLogger();
     const d = new Daemon(
-      { etcdPrefix: prefix, subnetFile: `/tmp/rudder-test-${process.pid}-${prefixN}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined },
+      { etcdPrefix: prefix, subnetFile: `/tmp/rudder-test-${process.pid}-${prefixN}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined, hostId: 'test-host-b' },
       {
         registry: reg(),
         log,
