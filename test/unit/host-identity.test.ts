@@ -8,6 +8,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { leasesTable } from '../../src/cli/commands';
 import { parseConfig } from '../../src/config';
 import { isRudderError } from '../../src/errors';
 import { Cidr, cidrEquals, formatCidr, parseCidr, parseIp } from '../../src/ip/ipv4';
@@ -226,6 +227,23 @@ describe('manager with identities', () => {
     m.ownKeyChanged({ ...l, hostId: 'host-two' });
     const ac = new AbortController();
     await assert.rejects(m.keep(ac.signal), (e: unknown) => isRudderError(e, 'E_LEASE_LOST') && /host host-two/.test((e as Error).message));
+  });
+});
+
+describe('rudder leases', () => {
+  test('a HOST column (8 characters of the identity) once a lease has one', async () => {
+    const reg = new MemRegistry();
+    const out: string[] = [];
+    const io = { out: (s: string) => void out.push(s), err: () => undefined };
+    await reg.createLease(cidr('10.42.1.0/24'), leaseValue(ip('198.18.0.1'), 'udp', {}));
+    await leasesTable(reg, io);
+    assert.match(out[0] as string, /^SUBNET\s+PUBLIC IP\s+BACKEND\s+EXPIRES IN$/);
+    out.length = 0;
+    await reg.createLease(cidr('10.42.2.0/24'), leaseValue(ip('198.18.0.2'), 'udp', {}, '0123456789abcdef'));
+    await leasesTable(reg, io);
+    assert.match(out[0] as string, /^SUBNET\s+PUBLIC IP\s+BACKEND\s+EXPIRES IN\s+HOST$/);
+    assert.match(out[1] as string, /^10\.42\.1\.0\/24\s+198\.18\.0\.1\s+udp\s+1m00s\s+-$/);
+    assert.match(out[2] as string, /^10\.42\.2\.0\/24\s+198\.18\.0\.2\s+udp\s+1m00s\s+01234567$/);
   });
 });
 
