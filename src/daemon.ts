@@ -180,6 +180,14 @@ export class Daemon {
           this.telemetry.leaseEvent(e.type);
           if (cidrEquals(e.lease.subnet, lease.subnet)) manager.ownKeyChanged(e.type === 'added' ? e.lease : null);
           else peers.push(e);
+          if (e.type === 'added' && e.lease.publicIP === lease.publicIP && !cidrEquals(e.lease.subnet, lease.subnet)) {
+            // Started at the same moment as we did (the acquisition check cannot see it), or a flanneld.
+            log.error('another lease names this host\'s PublicIP: two hosts share one address; give one of them its own -public-ip', {
+              subnet: formatCidr(e.lease.subnet),
+              publicIP: formatIp(e.lease.publicIP),
+              hostId: e.lease.hostId ?? 'none',
+            });
+          }
         }
         for (const e of peers) log.info(e.type === 'added' ? 'peer lease added' : 'peer lease removed', { subnet: formatCidr(e.lease.subnet), publicIP: formatIp(e.lease.publicIP), backend: e.lease.backendType });
         if (peers.length) await network.apply(peers);
