@@ -79,6 +79,8 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
       ipMasq: f.ipMasq,
       portFlag: f.port,
       metricsAddr: f.metricsAddr,
+      hostId: f.hostId,
+      flannelSubnetFile: f.flannelSubnetFile,
     },
     {
       registry,

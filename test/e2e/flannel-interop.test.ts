@@ -8,7 +8,8 @@
  * flannel host leaving (its routes go on the Rudder hosts) and joining
  * (reached by everyone), and a flannel host switched to Rudder in place
  * (same lease key, same subnet, the pod keeps working; with vxlan Rudder
- * replaces the flannel.1 that flanneld leaves behind). The three
+ * replaces the flannel.1 that flanneld leaves behind), also when only
+ * flanneld's subnet file is left of its lease. The three
  * clusters run side by side; the tests inside each run in order.
  *
  * flanneld's quirks (see the anchors' README): it misses leases created
@@ -307,6 +308,23 @@ describe('flannel interop', { skip: skipUnlessRoot || skipUnlessEtcd || skipUnle
               );
             }
           }
+        });
+
+        it(`flanneld's lease gone but its subnet file kept: Rudder takes FLANNEL_SUBNET again`, async () => {
+          const i = c.hosts.length + 1;
+          await bringUp(i, 'flannel');
+          const m = member(i);
+          const before = await leaseOf(m.host);
+          const flannelEnv = m.flanneld!.readSubnetFile()!;
+          await m.flanneld!.stop();
+          await c.etcdctl(['del', before.key]); // as an expiry would
+          m.role = 'rudder';
+          await m.host.startRudder([`-flannel-subnet-file=${m.flanneld!.subnetFile}`]);
+          const env = await m.host.waitSubnetFile();
+          assert.equal(env.subnet, flannelEnv.subnet, `RUDDER_SUBNET = the kept FLANNEL_SUBNET (log ${m.host.logFile})`);
+          assert.match(m.host.rudderLog(), /remembering flanneld's subnet/);
+          assert.equal((await leaseOf(m.host)).key, before.key, 'the same lease key, created again');
+          await fullMesh(present());
         });
       }
     });
