@@ -474,7 +474,12 @@ export function abTable(results: VariantResult[], info: RunInfo): Table | null {
 
 /** Verdict of a "ratio ≥ t" target. */
 function atLeast(x: number | null, t: number): string {
-  return x === null ? NA : x >= t ? `meets (${x.toFixed(2)}× ≥ ${t}×)` : `below: ${x.toFixed(2)}× of ${t}× needed, ${((1 - x / t) * 100).toFixed(0)}% short`;
+  if (x === null) return NA;
+  if (x >= t) return `meets (${x.toFixed(2)}× ≥ ${t}×)`;
+  // Short by less than the 2 decimals show (0.978 of 0.98): a third decimal and a finer "short".
+  const close = Number(x.toFixed(2)) >= t;
+  const short = (1 - x / t) * 100;
+  return `below: ${x.toFixed(close ? 3 : 2)}× of ${t}× needed, ${short.toFixed(short < 1 ? 1 : 0)}% short`;
 }
 
 /** Verdict of a "ratio ≤ t" target on `what` (RTT, RSS) against `ref`. */
@@ -686,11 +691,12 @@ export function svgChart(results: VariantResult[], info: RunInfo): string {
   ];
   const fpairs = flannelPairs(results).filter((p) => p.rudder?.status === 'ok' && p.flanneld.status === 'ok');
   const W = Math.max(860, 90 * results.length + 80);
-  const H = 420 + (fpairs.length ? 20 : 0);
+  // One footer line per rudder / flanneld pair, above the underlay's line.
+  const H = 420 + 16 * fpairs.length;
   const left = 60;
   const right = 20;
   const top = 70;
-  const bottom = 90;
+  const bottom = 90 + 16 * fpairs.length;
   const plotW = W - left - right;
   const plotH = H - top - bottom;
   const vals = results.flatMap((v) => series.map((s) => s.value(v) ?? 0));
@@ -745,10 +751,10 @@ export function svgChart(results: VariantResult[], info: RunInfo): string {
       )}</text>`,
     );
   }
-  if (fpairs.length) {
-    const txt = fpairs.map((p) => `${p.backend} TCP ${fx(p.tcp)}, RTT ${fx(p.rtt)}, RSS ${fx(p.rss)}`).join(' · ');
-    o.push(`<text x="${left}" y="${H - 32}" fill="#555">${xmlEsc(`rudder / flanneld: ${txt}`)}</text>`);
-  }
+  fpairs.forEach((p, i) => {
+    const txt = `rudder ${p.backend} / flanneld ${p.backend}: TCP ${fx(p.tcp)}, UDP pps ${fx(p.pps)}, RTT ${fx(p.rtt)}, daemon RSS ${fx(p.rss)}`;
+    o.push(`<text x="${left}" y="${H - 30 - 16 * (fpairs.length - 1 - i)}" fill="#555">${xmlEsc(txt)}</text>`);
+  });
   o.push('</svg>');
   return o.join('\n') + '\n';
 }

@@ -155,6 +155,9 @@ describe('bench beside flanneld (issue 17)', () => {
       ],
     );
     assert.deepEqual(flannelTargetLines(fixture().filter((r) => r.group !== 'flannel')), []);
+    // Short by less than two decimals show: a third decimal says so.
+    const near = fixture().map((r) => (r.id === 'flanneld-vxlan' ? variant('flanneld-vxlan', 'flanneld vxlan', 'flannel', sample(14000 / 0.978, 300000, 0.07), [40]) : r));
+    assert.equal(flannelTargetLines(near)[2]!.verdict, 'below: 0.978× of 0.98× needed, 0.2% short');
   });
 
   it('markdown and chart show the comparison; the n/a row names what to set', () => {
@@ -164,7 +167,9 @@ describe('bench beside flanneld (issue 17)', () => {
     assert.match(md, /## Targets beside flanneld \(issue 17/);
     assert.match(md, /flanneld host-gw: n\/a — anchors not found: set RUDDER_TEST_ANCHORS/);
     const svg = svgChart(fixture(), info);
-    assert.match(svg, /rudder \/ flanneld: udp TCP 24\.00×, RTT 1\.25×, RSS 1\.50× · vxlan TCP 1\.00×/);
-    assert.ok(!svgChart(fixture().filter((r) => r.group !== 'flannel'), info).includes('rudder / flanneld'));
+    assert.match(svg, />rudder udp \/ flanneld udp: TCP 24\.00×, UDP pps 10\.00×, RTT 1\.25×, daemon RSS 1\.50×</);
+    assert.match(svg, />rudder vxlan \/ flanneld vxlan: TCP 1\.00×/);
+    assert.ok(!svg.includes('rudder host-gw / flanneld'), 'no line for a pair that did not run');
+    assert.ok(!svgChart(fixture().filter((r) => r.group !== 'flannel'), info).includes('/ flanneld'));
   });
 });
