@@ -22,6 +22,7 @@ import {
   targetText,
 } from '../../bench/report';
 import { selectVariants } from '../../bench/options';
+import { ANCHORS_MISSING, anchorSource } from '../../src/topology/anchors';
 import { defaultVariants } from '../../bench/variants';
 import type { Group } from '../../bench/variants';
 
@@ -92,6 +93,12 @@ describe('bench beside flanneld (issue 17)', () => {
     assert.ok(!selectVariants(all, ['rudder']).some((v) => v.group === 'flannel'));
     assert.ok(forwardsInUserspace('flanneld-udp'), "flanneld's udp backend forwards in its own process");
     assert.ok(!forwardsInUserspace('flanneld-vxlan'));
+  });
+
+  it('the anchors: RUDDER_TEST_ANCHORS wins; without it ../shared/anchors beside the checkout; else missing, with what to set', () => {
+    assert.deepEqual(anchorSource({ RUDDER_TEST_ANCHORS: '/opt/anchors' }, '/nowhere/repo'), { kind: 'dir', dir: '/opt/anchors' });
+    assert.deepEqual(anchorSource({}, '/nowhere/repo'), { kind: 'missing' });
+    assert.equal(`anchors not found: ${ANCHORS_MISSING}`, ANCHORS);
   });
 
   it('daemon RSS is the larger of the hosts; none read is n/a', () => {
