@@ -14,6 +14,9 @@
  *     second, CPU (utime+stime from /proc/PID/stat) for 1,000 lease changes
  *     (500 puts of new leases then their 500 deletes, until the daemon has
  *     caught up).
+ *     --flannel: each size also runs the real upstream flanneld (host-gw, from
+ *     the anchors) on a host of its own, measured the same way and reported
+ *     side by side with Rudder's host-gw (programFlannel says how it differs).
  *     Simulated peers: subnets 10.1.0.0/24 upwards of Network 10.0.0.0/8,
  *     PublicIPs 198.19.x.y (on-link on every host's 198.18.0.0/15 underlay:
  *     host-gw routes need no real host behind them), VtepMAC 0e:xx:xx:xx:xx:xx.
