@@ -9,7 +9,7 @@ import type { BenchParams } from './measure';
 export interface Options {
   params: BenchParams;
   rounds: number;
-  /** Variant ids or group names (limit, baseline, rudder) to keep; null = all. */
+  /** Variant ids or group names (limit, baseline, rudder, flannel) to keep; null = all. */
   only: string[] | null;
   pods: boolean;
   outDir: string;
@@ -26,7 +26,8 @@ export function usage(): string {
   --omit S            iperf3 seconds omitted at the start (default 1)
   --pings N           pings per RTT measurement (default 50, 0.05 s apart)
   --only a,b          variant ids or groups: underlay,kvxlan,socat,rudder-udp,rudder-vxlan,
-                      rudder-host-gw; limit, baseline, rudder (every rudder variant)
+                      rudder-host-gw,flanneld-udp,flanneld-vxlan,flanneld-host-gw;
+                      limit, baseline, rudder (every rudder variant), flannel (every flanneld one)
   --pods              also measure rudder pod → pod
   --ab-baseline DIR   A/B: DIR is another built checkout of Rudder (bin/rudder, dist/,
                       native/build); each rudder variant gets a twin "rudder X (A)" run from

@@ -14,6 +14,11 @@
  *   5./6. rudder vxlan, rudder host-gw: same, other Backend.Type. A backend
  *                             whose daemons do not come up shows "n/a" (with the
  *                             reason) instead of failing the run.
+ *   7.-9. flanneld udp, vxlan, host-gw: the real upstream flanneld (v0.20.2,
+ *                             the anchors: src/topology/anchors.ts) set up like
+ *                             the rudder variants; "n/a" with what to set where
+ *                             the anchors are missing. Ratios rudder X / flanneld X
+ *                             and the daemons' RSS after the run are reported.
  *   (--pods adds "rudder X (pod→pod)" rows: the same daemons, pod to pod.)
  *   (--ab-baseline DIR adds after each rudder row its twin "rudder X (A)":
  *   the same topology with the daemons of the checkout in DIR, measured in
@@ -57,6 +62,8 @@ import {
   abTable,
   consoleTable,
   figuresTable,
+  flannelTable,
+  flannelTargetLines,
   forwardsInUserspace,
   markdownReport,
   ratiosTable,
@@ -91,6 +98,16 @@ function gitDescribe(dir: string): string {
   const head = sh('git', ['-C', dir, 'rev-parse', '--short', 'HEAD']);
   const dirty = sh('git', ['-C', dir, 'status', '--porcelain', '--untracked-files=no']);
   return dirty !== '' && dirty !== '?' ? `${head}+dirty` : head;
+}
+
+/** VmRSS of a process in MB; null when it is gone. */
+function rssMb(pid: number): number | null {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
 }
 
 function loadavg(): string {
@@ -185,6 +202,13 @@ async function main(): Promise<void> {
         res.samples.push(await measureOnce(v, prepared.get(v.id)!, opts.params));
       }
     }
+    // 3. The daemons' RSS after the run (rudder and flanneld), before anything is torn down.
+    for (const [id, p] of prepared) {
+      if (!p.daemonPids) continue;
+      const res = results.find((x) => x.id === id)!;
+      res.daemonRssMb = p.daemonPids().map(rssMb).filter((x): x is number => x !== null);
+      log(`  ${res.label.padEnd(24)} daemon RSS ${res.daemonRssMb.map((x) => `${x.toFixed(1)} MB`).join(', ') || 'n/a'}`);
+    }
   } finally {
     log('tearing down');
     await env.teardown().catch((e: unknown) => log(`teardown: ${e instanceof Error ? e.message : String(e)}`));
@@ -232,13 +256,18 @@ async function main(): Promise<void> {
   console.log(consoleTable(figures));
   console.log('');
   console.log(consoleTable(rat));
+  const fl = flannelTable(results);
+  if (fl) {
+    console.log('');
+    console.log(consoleTable(fl));
+  }
   const ab = abTable(results, info);
   if (ab) {
     console.log('');
     console.log(`A/B: ${info.ab?.commit ?? 'this build'} / ${info.ab?.baselineCommit ?? 'baseline'} (A): median ratio over the rounds (per-round min–max)`);
     console.log(consoleTable(ab));
   }
-  const targets = targetLines(results);
+  const targets = [...targetLines(results), ...flannelTargetLines(results)];
   if (targets.length) {
     console.log('');
     for (const t of targets) console.log(targetText(t));

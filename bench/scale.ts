@@ -14,6 +14,9 @@
  *     second, CPU (utime+stime from /proc/PID/stat) for 1,000 lease changes
  *     (500 puts of new leases then their 500 deletes, until the daemon has
  *     caught up).
+ *     --flannel: each size also runs the real upstream flanneld (host-gw, from
+ *     the anchors) on a host of its own, measured the same way and reported
+ *     side by side with Rudder's host-gw (programFlannel says how it differs).
  *     Simulated peers: subnets 10.1.0.0/24 upwards of Network 10.0.0.0/8,
  *     PublicIPs 198.19.x.y (on-link on every host's 198.18.0.0/15 underlay:
  *     host-gw routes need no real host behind them), VtepMAC 0e:xx:xx:xx:xx:xx.
@@ -51,6 +54,8 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { svgToPng } from './png';
 import { createCluster, dyingWithUs, sleep, type Cluster, type Host } from '../src/topology';
+import { flanneldBinary, flanneldUnavailable } from '../src/topology/anchors';
+import { Flanneld } from '../src/topology/flanneld';
 
 // ---------------------------------------------------------------------------
 // Arguments
@@ -70,6 +75,8 @@ interface Args {
   label: string;
   /** Another launcher (A/B of node flags); default bin/rudder. */
   rudderBin: string | null;
+  /** Also run the real flanneld (host-gw) in the programming phase, beside Rudder (issue 17). */
+  flannel: boolean;
 }
 
 const ALL_PHASES = ['program', 'prop', 'restart'];
@@ -89,6 +96,7 @@ function parseArgs(argv: readonly string[]): Args {
     write: true,
     label: '',
     rudderBin: null,
+    flannel: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -121,6 +129,7 @@ function parseArgs(argv: readonly string[]): Args {
       a.label = v;
       i++;
     } else if (k === '--no-write') a.write = false;
+    else if (k === '--flannel') a.flannel = true;
     else if (k === '--rudder-bin') {
       a.rudderBin = path.resolve(v);
       i++;
@@ -128,7 +137,8 @@ function parseArgs(argv: readonly string[]): Args {
       process.stdout.write(
         'usage: node dist/bench/scale.js [--sizes 1000,5000] [--backends udp,vxlan,host-gw] [--phases program,prop,restart]\n' +
           '       [--watchers 50] [--base 1000] [--prop-leases 100] [--restart 200] [--churn 1000] [--rounds 1]\n' +
-          '       [--json FILE] [--label TEXT] [--no-write] [--rudder-bin PATH]\n' +
+          '       [--json FILE] [--label TEXT] [--no-write] [--rudder-bin PATH] [--flannel]\n' +
+          '--flannel: the programming phase also runs the real flanneld (host-gw, from the anchors) beside Rudder.\n' +
           'Writes bench/results/scale.md, bench/results/scale.json, docs/scale.svg and docs/scale.png unless --no-write.\n',
       );
       process.exit(0);
@@ -453,6 +463,12 @@ async function routeCount(h: Host): Promise<number> {
   return n;
 }
 
+/** Routes flanneld's host-gw backend made to simulated peers (10.x/24 via 198.19.x.y); flanneld marks them with no protocol of its own. */
+async function flannelRouteCount(h: Host): Promise<number> {
+  const r = await h.ns.ip(['-4', 'route', 'show'], { allowFailure: true });
+  return countIn(r.stdout, /^10\.\d+\.\d+\.0\/24 via 198\.19\./gm);
+}
+
 function countIn(text: string, re: RegExp): number {
   return (text.match(re) ?? []).length;
 }
@@ -521,13 +537,16 @@ interface ProgramResult {
   churnCpuMs: number | null;
   churnWallMs: number | null;
   churnEtcdMs: number | null;
+  /** flanneld only: routes of removed leases still there after the changes (its lost removals). */
+  staleRoutes?: number;
   error?: string;
 }
 
-async function phaseProgram(c: Cluster, agent: Agent, hosts: Map<string, Host>, a: Args, log: (s: string) => void): Promise<ProgramResult[]> {
+async function phaseProgram(c: Cluster, agent: Agent, hosts: Map<string, Host>, a: Args, log: (s: string) => void, flannel: { host: Host; bin: string } | null): Promise<ProgramResult[]> {
   const out: ProgramResult[] = [];
   for (let round = 1; round <= a.rounds; round++) {
     for (const size of a.sizes) {
+      if (flannel) out.push(await programFlannel(c, agent, flannel.host, flannel.bin, size, round, a, log));
       for (const backend of a.backends) {
         const h = hosts.get(backend) as Host;
         const prefix = `/scale/${backend}`;
@@ -578,6 +597,88 @@ async function phaseProgram(c: Cluster, agent: Agent, hosts: Map<string, Host>, 
     }
   }
   return out;
+}
+
+/** The label of flanneld's rows in the programming results (beside Rudder's backend names). */
+export const FLANNEL_ROW = 'flanneld host-gw';
+
+/**
+ * One programming run of the real flanneld (host-gw) on `h`, measured like
+ * Rudder's: spawn → every peer's route in the kernel (polled every 100 ms:
+ * flanneld takes tens of seconds, and a full `ip route` listing of 5,000
+ * routes every 25 ms would load the CPU it is measured on), VmRSS 2 s later,
+ * idle CPU, CPU for the 1,000 lease changes until its routes are back at
+ * `size` and it has logged every removal ("Subnet removed"). flanneld leaves
+ * its routes behind when it stops: they are flushed (10.0.0.0/8, inside the
+ * host's namespace) for the next run.
+ */
+async function programFlannel(c: Cluster, agent: Agent, h: Host, bin: string, size: number, round: number, a: Args, log: (s: string) => void): Promise<ProgramResult> {
+  const prefix = '/scale/flannel-host-gw';
+  const r: ProgramResult = { backend: FLANNEL_ROW, size, round, programmedMs: null, readyMs: null, rssMb: null, idleCpuMsPerS: null, churnCpuMs: null, churnWallMs: null, churnEtcdMs: null };
+  const f = new Flanneld(c, h, bin, [`-etcd-prefix=${prefix}`]);
+  try {
+    await agent.call('clear', { prefix });
+    await agent.call('populate', { prefix, config: NETWORK_CONFIG('host-gw'), n: size, backend: 'host-gw' });
+    fs.rmSync(f.subnetFile, { force: true });
+    const t0 = Date.now();
+    const p = await f.start();
+    const giveUp = Number(process.env.RUDDER_SCALE_FLANNEL_GIVEUP_MS) || 300_000;
+    let readyAt: number | null = null;
+    const tDone = await waitFor(`${size} flanneld host-gw peers on ${h.name}`, giveUp, 100, async () => {
+      if (!p.running) throw new Error(`flanneld exited: ${f.log(2000)}`);
+      if (readyAt === null && fs.existsSync(f.subnetFile)) readyAt = Date.now();
+      return (await flannelRouteCount(h)) >= size;
+    });
+    r.programmedMs = tDone - t0;
+    await sleep(2000);
+    // flanneld's "ready": its subnet file written (it writes it once its backend is up).
+    const st = fs.statSync(f.subnetFile, { throwIfNoEntry: false });
+    r.readyMs = st ? Math.round(st.mtimeMs - t0) : readyAt === null ? null : readyAt - t0;
+    r.rssMb = rssMb(p.pid);
+    r.rssSettledMb = r.rssMb;
+    const i0 = cpuMs(p.pid) as number;
+    await sleep(6000);
+    r.idleCpuMsPerS = Math.round(((cpuMs(p.pid) as number) - i0) / 6);
+    // flanneld logs no line per applied event that could be counted (and loses some
+    // removals: "Removed subnet ... were not found"), so its route count is followed
+    // while the changes go in: done when it rose and came back to `size`, or has not
+    // moved for 5 s after the last change was written (then the leftover routes are
+    // reported as stale). CPU and time are taken at its last change.
+    const c0 = cpuMs(p.pid) as number;
+    const w0 = Date.now();
+    let last = { n: size, t: w0, cpu: c0 };
+    let rose = false;
+    let written = false;
+    const churn = agent.call<{ ms: number; deletes: number }>('churn', { prefix, backend: 'host-gw', n: a.churn }).then((x) => {
+      written = true;
+      return x;
+    });
+    for (;;) {
+      const n = await flannelRouteCount(h);
+      const now = Date.now();
+      if (n !== last.n) last = { n, t: now, cpu: cpuMs(p.pid) ?? last.cpu };
+      if (n > size) rose = true;
+      if (written && ((rose && n === size) || now - last.t > 5000)) break;
+      if (now - w0 > giveUp) throw new Error(`flanneld churn: gave up after ${giveUp} ms (${n} routes, want ${size})`);
+      if (!p.running) throw new Error(`flanneld exited: ${f.log(2000)}`);
+      await sleep(100);
+    }
+    r.churnEtcdMs = (await churn).ms;
+    r.churnWallMs = last.t - w0;
+    r.churnCpuMs = last.cpu - c0;
+    r.staleRoutes = last.n - size;
+    const rss2 = rssMb(p.pid);
+    if (rss2 !== null && r.rssMb !== null && rss2 > r.rssMb) r.rssMb = rss2;
+    log(`${FLANNEL_ROW} ${size}: programmed ${r.programmedMs} ms (subnet file at ${r.readyMs} ms), RSS ${r.rssSettledMb} MB settled, ${r.rssMb} MB max, idle ${r.idleCpuMsPerS} ms CPU/s, ${a.churn} changes ${r.churnCpuMs} ms CPU over ${r.churnWallMs} ms, ${r.staleRoutes} stale routes left`);
+  } catch (e) {
+    r.error = e instanceof Error ? e.message.slice(0, 500) : String(e);
+    log(`${FLANNEL_ROW} ${size}: FAILED ${r.error} (log ${f.logFile})`);
+  } finally {
+    await f.stop(30_000);
+    await h.ns.ip(['-4', 'route', 'flush', 'root', '10.0.0.0/8'], { allowFailure: true });
+    await agent.call('clear', { prefix });
+  }
+  return r;
 }
 
 interface PropResult {
@@ -765,6 +866,8 @@ interface Report {
   durationS: number;
   args: Omit<Args, 'phases'> & { phases: string[] };
   program: ProgramResult[];
+  /** --flannel asked for, but flanneld cannot run here: why (anchors missing, ...). */
+  flannelUnavailable?: string;
   prop: PropResult | null;
   restart: RestartResult | null;
 }
@@ -785,8 +888,9 @@ export function markdown(r: Report): string {
   if (r.program.length) {
     o.push('| backend | peers | all programmed (from spawn) | daemon ready at | RSS settled / max | idle CPU | CPU per 1,000 lease changes | 1,000 changes applied in |');
     o.push('|---|---|---|---|---|---|---|---|');
+    const rowsOf = [...r.args.backends, ...(r.args.flannel ? [FLANNEL_ROW] : [])];
     for (const size of r.args.sizes) {
-      for (const b of r.args.backends) {
+      for (const b of rowsOf) {
         const rs = r.program.filter((x) => x.backend === b && x.size === size);
         const errs = rs.filter((x) => x.error).length;
         o.push(
@@ -795,6 +899,7 @@ export function markdown(r: Report): string {
       }
     }
     o.push('');
+    if (r.args.flannel) o.push(...flannelSideBySide(r), '');
   }
   if (r.prop) {
     const p = r.prop;
@@ -826,6 +931,42 @@ export function markdown(r: Report): string {
     o.push('');
   }
   return o.join('\n');
+}
+
+/**
+ * `--flannel`: Rudder's host-gw beside the real flanneld's, per size: the
+ * medians of the rows above side by side, and rudder / flanneld.
+ */
+export function flannelSideBySide(r: Report): string[] {
+  const o: string[] = [];
+  o.push(`Beside the real flanneld (v0.20.2, host-gw; issue 17: 5,000 peers programmed faster than flanneld, RSS ≤ 1.5× flanneld's):`);
+  o.push('');
+  if (r.flannelUnavailable !== undefined) {
+    o.push(`${FLANNEL_ROW}: n/a (${r.flannelUnavailable})`);
+    return o;
+  }
+  o.push('| peers | | rudder host-gw | flanneld host-gw | rudder / flanneld |');
+  o.push('|---|---|---|---|---|');
+  const ratioText = (x: number | null, y: number | null): string => (x !== null && y !== null && y > 0 ? `${(x / y).toFixed(2)}×` : 'n/a');
+  for (const size of r.args.sizes) {
+    const ru = r.program.filter((x) => x.backend === 'host-gw' && x.size === size);
+    const fl = r.program.filter((x) => x.backend === FLANNEL_ROW && x.size === size);
+    const rows: Array<[string, (x: ProgramResult) => number | null, string]> = [
+      ['all programmed (from spawn)', (x) => x.programmedMs, ' ms'],
+      ['RSS settled', (x) => x.rssSettledMb ?? null, ' MB'],
+      ['RSS max (after 1,000 changes)', (x) => x.rssMb, ' MB'],
+      ['idle CPU', (x) => x.idleCpuMsPerS, ' ms/s'],
+      ['CPU per 1,000 lease changes', (x) => x.churnCpuMs, ' ms'],
+    ];
+    for (const [what, f, unit] of rows) {
+      const a = ru.length ? medOf(ru, f) : null;
+      const b = fl.length ? medOf(fl, f) : null;
+      o.push(`| ${size.toLocaleString('en')} | ${what} | ${ru.length ? fmt(a, unit) : 'not run'} | ${fmt(b, unit)} | ${ratioText(a, b)} |`);
+    }
+    const stale = fl.filter((x) => (x.staleRoutes ?? 0) > 0).map((x) => x.staleRoutes as number);
+    if (stale.length) o.push(`| ${size.toLocaleString('en')} | routes of removed leases left behind | 0 | ${Math.max(...stale)} (flanneld lost removals) | |`);
+  }
+  return o;
 }
 
 function xmlEsc(s: string): string {
@@ -928,11 +1069,22 @@ async function main(a: Args): Promise<number> {
     agentP = agent;
     const hosts = new Map<string, Host>();
     if (a.phases.has('program')) for (const b of a.backends) hosts.set(b, await c.addHost());
+    // --flannel: the real flanneld beside Rudder in the programming phase, on a host of its own.
+    let flannel: { host: Host; bin: string } | null = null;
+    let flannelUnavailable: string | null = null;
+    if (a.flannel && a.phases.has('program')) {
+      const why = flanneldUnavailable();
+      if (why === false) flannel = { host: await c.addHost(), bin: await flanneldBinary() };
+      else {
+        flannelUnavailable = why;
+        log(`${FLANNEL_ROW}: n/a (${why})`);
+      }
+    }
     const watchers: Host[] = [];
     if (needProp) for (let i = 0; i < a.watchers; i++) watchers.push(await c.addHost());
     log(`cluster ${c.tag.name('*')} up: ${c.hosts.length} hosts; load ${loadavg()}`);
 
-    const program = a.phases.has('program') ? await phaseProgram(c, agent, hosts, a, log) : [];
+    const program = a.phases.has('program') ? await phaseProgram(c, agent, hosts, a, log, flannel) : [];
     const prop = needProp ? await phaseProp(c, agent, watchers, a, log) : null;
     const restart = a.phases.has('restart') ? await phaseRestart(agent, a, log) : null;
 
@@ -946,6 +1098,7 @@ async function main(a: Args): Promise<number> {
       durationS: Math.round((Date.now() - started) / 1000),
       args: { ...a, phases: [...a.phases] },
       program,
+      ...(flannelUnavailable !== null ? { flannelUnavailable } : {}),
       prop,
       restart,
     };

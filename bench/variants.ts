@@ -13,18 +13,26 @@
  *    and the backends can all be up at once, measured interleaved.
  * All clusters are built identically, so their underlays are the same.
  *
+ *  - one cluster per flanneld backend (etcd + the real upstream flanneld on
+ *    both hosts, started 2 s apart): the same shape as Rudder's, so the
+ *    ratios rudder X / flanneld X compare like with like. Without the
+ *    anchors (src/topology/anchors.ts) these variants are "n/a" with the
+ *    line that says what to set.
+ *
  * Extension point: RUDDER_BACKENDS. A backend whose daemon does not come up
  * (not implemented yet, or broken) is reported "n/a" with the reason.
  */
 import * as path from 'node:path';
-import { type Cluster, type Host, type ManagedProcess, type Netns, createCluster, ping, waitUntil } from '../src/topology';
+import { type Cluster, type Host, type ManagedProcess, type Netns, createCluster, ping, sleep, waitUntil } from '../src/topology';
+import { flanneldBinary, flanneldUnavailable } from '../src/topology/anchors';
+import { Flanneld } from '../src/topology/flanneld';
 import { startIperfServer } from './measure';
 
 export const IPERF_PORT = 5201;
 /** Namespace prefix of the bench's topologies (rdb<tag>-h1 ...). */
 export const NS_PREFIX = 'rdb';
 
-export type Group = 'limit' | 'baseline' | 'rudder';
+export type Group = 'limit' | 'baseline' | 'rudder' | 'flannel';
 
 export interface Prepared {
   client: Netns;
@@ -37,6 +45,8 @@ export interface Prepared {
   mtu: number;
   /** Processes that carry the packets in user space; their CPU time is reported. */
   cpuPids(): number[];
+  /** The overlay daemons of the path (rudder, flanneld), one per host: their RSS is read after the rounds. */
+  daemonPids?(): number[];
 }
 
 export interface Variant {
@@ -53,6 +63,7 @@ export interface Variant {
 export class BenchEnv {
   private base: Promise<Cluster> | null = null;
   private readonly rudder = new Map<string, Promise<RudderSetup>>();
+  private readonly flannel = new Map<string, Promise<FlannelSetup>>();
   private readonly clusters: Cluster[] = [];
 
   constructor(readonly log: (msg: string) => void) {}
@@ -74,6 +85,16 @@ export class BenchEnv {
     if (!p) {
       p = setupRudder(this, backendType, rudderBin);
       this.rudder.set(key, p);
+    }
+    return p;
+  }
+
+  /** One cluster per flanneld backend type: flanneld up on both hosts, an iperf3 server on h2's overlay address. */
+  flannelCluster(backendType: string): Promise<FlannelSetup> {
+    let p = this.flannel.get(backendType);
+    if (!p) {
+      p = setupFlannel(this, backendType);
+      this.flannel.set(backendType, p);
     }
     return p;
   }
@@ -259,10 +280,88 @@ export function rudderVariant(backendType: string, opts: { pods?: boolean; basel
         const p2 = s.h2.pod!;
         return { client: p1.ns, server: p2.ns, target: p2.ip, source: p1.ip, mtu: s.mtu, cpuPids: () => daemonPids(s) };
       }
-      return { client: s.h1.ns, server: s.h2.ns, target: s.h2OverlayIp, source: s.h1OverlayIp, mtu: s.mtu, cpuPids: () => daemonPids(s) };
+      return { client: s.h1.ns, server: s.h2.ns, target: s.h2OverlayIp, source: s.h1OverlayIp, mtu: s.mtu, cpuPids: () => daemonPids(s), daemonPids: () => daemonPids(s) };
     },
   };
 }
+
+// ---------------------------------------------------------------------------
+// The real flanneld (upstream v0.20.2, from the anchors: src/topology/anchors.ts)
+
+export interface FlannelSetup {
+  cluster: Cluster;
+  daemons: [Flanneld, Flanneld];
+  h1OverlayIp: string;
+  h2OverlayIp: string;
+  mtu: number;
+}
+
+/** Network per flanneld backend: apart from Rudder's, so logs and routes never look alike. */
+const FLANNEL_NETWORKS: Record<string, string> = { udp: '10.60.0.0/16', vxlan: '10.61.0.0/16', 'host-gw': '10.62.0.0/16' };
+/**
+ * Pause after the first flanneld is up: flanneld misses leases created while
+ * it lists and starts its watch (the anchors' README), and the bench should
+ * measure its data path, not that window.
+ */
+const FLANNEL_SETTLE_MS = 2000;
+
+async function setupFlannel(env: BenchEnv, backendType: string): Promise<FlannelSetup> {
+  const why = flanneldUnavailable();
+  if (why !== false) throw new Error(why);
+  const bin = await flanneldBinary();
+  const c = await createCluster({ hosts: 2, prefix: NS_PREFIX, sweepLeftovers: true });
+  env.track(c);
+  const daemons: [Flanneld, Flanneld] = [new Flanneld(c, c.host(1), bin), new Flanneld(c, c.host(2), bin)];
+  try {
+    await c.putConfig({ Network: FLANNEL_NETWORKS[backendType] ?? '10.69.0.0/16', Backend: { Type: backendType } });
+    const e1 = await daemons[0].up();
+    await sleep(FLANNEL_SETTLE_MS);
+    const e2 = await daemons[1].up();
+    const h1OverlayIp = e1.subnet.split('/')[0] as string;
+    const h2OverlayIp = e2.subnet.split('/')[0] as string;
+    await checkReachable(c.host(1).ns, h2OverlayIp, `flanneld ${backendType}`);
+    await startIperfServer(c.host(2).ns, h2OverlayIp, IPERF_PORT, c.dir);
+    return { cluster: c, daemons, h1OverlayIp, h2OverlayIp, mtu: e1.mtu };
+  } catch (e) {
+    const msg = e instanceof Error ? e.message.split('\n')[0]! : String(e);
+    env.log(`flanneld ${backendType}: not usable: ${msg} (logs ${daemons.map((d) => d.logFile).join(', ')})`);
+    throw e instanceof Error ? new Error(msg, { cause: e }) : new Error(msg);
+  }
+}
+
+function flanneldPids(s: FlannelSetup): number[] {
+  return s.daemons.flatMap((d) => (d.proc?.running ? [d.proc.pid] : []));
+}
+
+/**
+ * flanneld with `Backend.Type` = backendType on both hosts; traffic between
+ * the hosts' overlay addresses, like the rudder variants. Where the anchors
+ * are missing the variant is n/a with the line that says what to set.
+ */
+export function flannelVariant(backendType: string): Variant {
+  return {
+    id: `flanneld-${backendType}`,
+    label: `flanneld ${backendType}`,
+    group: 'flannel',
+    async setup(env) {
+      const s = await env.flannelCluster(backendType);
+      const c = s.cluster;
+      return {
+        client: c.host(1).ns,
+        server: c.host(2).ns,
+        target: s.h2OverlayIp,
+        source: s.h1OverlayIp,
+        mtu: s.mtu,
+        // flanneld's udp backend forwards in its own process; the kernel does for vxlan and host-gw.
+        cpuPids: () => flanneldPids(s),
+        daemonPids: () => flanneldPids(s),
+      };
+    },
+  };
+}
+
+/** flanneld backends measured beside Rudder's (issue 17). */
+export const FLANNEL_BACKENDS = ['udp', 'vxlan', 'host-gw'];
 
 /** Backends the bench tries; one whose daemon does not come up shows as n/a. */
 export const RUDDER_BACKENDS = ['udp', 'vxlan', 'host-gw'];
@@ -281,5 +380,6 @@ export function defaultVariants(opts: { pods?: boolean; baselineBin?: string } =
     add(b, false);
     if (opts.pods) add(b, true);
   }
+  for (const b of FLANNEL_BACKENDS) v.push(flannelVariant(b));
   return v;
 }
