@@ -337,6 +337,19 @@ describe('WireGuard data plane between two namespaced Rudder hosts', { skip }, (
     const ok = await ping(ns1, '-c', '3', '-i', '0.3', '-W', '5', H2.subnet);
     assert.ok(received(ok) >= 2, 'a new session after the peer came back');
   });
+
+  it('refuses bad peers with E_DATAPLANE naming the value; setRoutes is refused in WireGuard mode', async () => {
+    const bad = { ...peerOf(k2, H2), allowedIps: [{ ip: ip4(H2.subnet), prefix: 33 }] };
+    await assert.rejects(h1.request('setPeers', { key: 'main', peers: wirePeers([bad]) }), (e: unknown) => {
+      const err = e as { code?: string; message?: string };
+      return err.code === 'E_DATAPLANE' && /allowedIps\[0\]\.prefix must be an integer 0\.\.32, got 33/.test(err.message ?? '');
+    });
+    const twice = wirePeers([peerOf(k2, H2), peerOf(k2, H1)]);
+    await assert.rejects(h1.request('setPeers', { key: 'main', peers: twice }), /appears twice/);
+    await assert.rejects(h1.request('setRoutes', { key: 'main', routes: [] }), /takes setPeers, not setRoutes/);
+    const ok = await ping(ns1, '-c', '1', '-W', '5', H2.subnet);
+    assert.equal(received(ok), 1, 'the peer set in force is untouched');
+  });
 });
 
 describe('WireGuard interop: a Rudder data plane and the real wireguard-go', { skip: skip || (!haveWg && 'needs wireguard-go and wg') }, () => {
