@@ -54,16 +54,17 @@ static inline void tx_put_segment(struct tx_state *st, const struct gso_seg *s)
 }
 
 /*
- * WireGuard mode's transform: seals pt[0..len) (one inner packet or
- * segment, already contiguous at pt) into the batch's send buffer and
+ * WireGuard mode's transform: seals one inner packet or segment (p1: the
+ * packet, or a segment's headers; p2: the segment's payload slice, or NULL)
+ * straight from where it was read into the batch's send buffer, and
  * returns where the datagram starts; its length in *wl. NULL: the keypair
  * can no longer send (counted). The caller made room (tx_wg_room).
  */
-static inline uint8_t *tx_wg_seal(struct tx_state *st, struct wgp *peer, struct wg_keypair *kp, const uint8_t *pt,
-        size_t len, size_t *wl, uint64_t *cnt)
+static inline uint8_t *tx_wg_seal(struct tx_state *st, struct wgp *peer, struct wg_keypair *kp, const uint8_t *p1,
+        size_t l1, const uint8_t *p2, size_t l2, size_t *wl, uint64_t *cnt)
 {
 	uint8_t *out = st->wbuf + st->wbuf_used;
-	long n = wg_tx_seal(st->wgc, kp, pt, len, out);
+	long n = wg_tx_seal(st->wgc, kp, p1, l1, p2, l2, out);
 	if (n < 0) {
 		cnt[DP_WG_DROP_EXPIRED]++;
 		return NULL;
@@ -219,7 +220,7 @@ static bool tx_wg_plain(struct worker *w, const struct rtable *t, struct tx_stat
 	if (!tx_wg_room(w, st, wg_sealed_len(len), 1, cnt))
 		return false;
 	size_t wl;
-	uint8_t *out = tx_wg_seal(st, peer, kp, p, len, &wl, cnt);
+	uint8_t *out = tx_wg_seal(st, peer, kp, p, len, NULL, 0, &wl, cnt);
 	if (!out)
 		return true;
 	if (w->dp->off.udp_gso && tx_append_plain(st, dst, out, wl))
@@ -232,8 +233,8 @@ static bool tx_wg_plain(struct worker *w, const struct rtable *t, struct tx_stat
 
 /*
  * WireGuard mode, a super-packet of n segments: each segment (its headers
- * and payload slice, made contiguous in the send buffer) sealed in place,
- * the sealed datagrams batched as UDP GSO messages like plain ones.
+ * and its payload slice where it was read) sealed into the send buffer, the
+ * sealed datagrams batched as UDP GSO messages like plain ones.
  */
 static bool tx_wg_gso(struct worker *w, const struct rtable *t, struct tx_state *st, const struct sockaddr_in *dst,
         uint8_t *p, size_t len, const struct tun_pkt *pk, bool udp, size_t n, uint64_t *cnt)
@@ -267,10 +268,7 @@ static bool tx_wg_gso(struct worker *w, const struct rtable *t, struct tx_state 
 			size_t sl = (size_t)segs[j].hdr_len + segs[j].pay_len, wl;
 			if (j > i && (bytes + wg_sealed_len(sl) > UDP_MAX_PAYLOAD || j - i >= UDP_GSO_MAXSEGS))
 				break;
-			uint8_t *pt = st->wbuf + st->wbuf_used + WG_TRANSPORT_HEADER_LEN;
-			memcpy(pt, segs[j].hdr, segs[j].hdr_len);
-			memcpy(pt + segs[j].hdr_len, segs[j].pay, segs[j].pay_len);
-			uint8_t *out = tx_wg_seal(st, peer, kp, pt, sl, &wl, cnt);
+			uint8_t *out = tx_wg_seal(st, peer, kp, segs[j].hdr, segs[j].hdr_len, segs[j].pay, segs[j].pay_len, &wl, cnt);
 			j++;
 			if (!out)
 				continue;

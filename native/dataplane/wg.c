@@ -294,8 +294,10 @@ struct wg_keypair *wg_tx_keypair(struct worker *w, struct wgp *p, const uint8_t 
 	return kp;
 }
 
-long wg_tx_seal(struct wg_txcache *c, struct wg_keypair *kp, const uint8_t *pt, size_t len, uint8_t *out)
+long wg_tx_seal(struct wg_txcache *c, struct wg_keypair *kp, const uint8_t *p1, size_t l1, const uint8_t *p2,
+        size_t l2, uint8_t *out)
 {
+	size_t len = l1 + l2;
 	unsigned s = (unsigned)(kp->serial % WG_TXCACHE);
 	struct wg_aead *a = &c->aead[s];
 	if (c->serial[s] != kp->serial) {
@@ -315,7 +317,7 @@ long wg_tx_seal(struct wg_txcache *c, struct wg_keypair *kp, const uint8_t *pt, 
 	le32_put(out + 4, kp->remote_index);
 	for (int i = 0; i < 8; i++)
 		out[8 + i] = (uint8_t)(ctr >> (8 * i));
-	if (wg_aead_seal(a, ctr, NULL, 0, pt, len, padded - len, out + WG_TRANSPORT_HEADER_LEN) != 0)
+	if (wg_aead_seal2(a, ctr, p1, l1, p2, l2, padded - len, out + WG_TRANSPORT_HEADER_LEN) != 0)
 		return -1;
 	return (long)(WG_TRANSPORT_OVERHEAD + padded);
 }

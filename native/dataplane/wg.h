@@ -132,8 +132,13 @@ static inline size_t wg_sealed_len(size_t len)
 {
 	return WG_TRANSPORT_OVERHEAD + ((len + 15) & ~(size_t)15);
 }
-/* Seals pt[0..len) into out (wg_sealed_len(len) bytes); pt may be out + 16. -1: keypair exhausted. */
-long wg_tx_seal(struct wg_txcache *c, struct wg_keypair *kp, const uint8_t *pt, size_t len, uint8_t *out);
+/*
+ * Seals p1[0..l1) || p2[0..l2) (p2 may be NULL, l2 0) into out
+ * (wg_sealed_len(l1 + l2) bytes); neither piece may overlap out.
+ * -1: keypair exhausted.
+ */
+long wg_tx_seal(struct wg_txcache *c, struct wg_keypair *kp, const uint8_t *p1, size_t l1, const uint8_t *p2,
+        size_t l2, uint8_t *out);
 /*
  * Receive: one datagram from peer p (already matched to its endpoint).
  * Transport data is decrypted in place; returns the inner packet's length

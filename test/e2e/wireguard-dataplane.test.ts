@@ -181,6 +181,7 @@ describe('WireGuard data plane between two namespaced Rudder hosts', { skip }, (
   const k1 = x25519();
   const k2 = x25519();
   let captured: Buffer[] = [];
+  let tso1 = false;
 
   const counters = (c: DataPlaneChild): Promise<WireGuardCounters> => c.request<WireGuardCounters>('counters', { key: 'main' });
   const inject = (lines: Buffer[]): Promise<RunResult> =>
@@ -202,8 +203,13 @@ describe('WireGuard data plane between two namespaced Rudder hosts', { skip }, (
       [h1, ns1, H1, k1],
       [h2, ns2, H2, k2],
     ] as const) {
-      const r = await c.request<{ ifname: string }>('openWg', { key: 'main', opts: optsFor(h), wg: { privateKey: k.priv.toString('hex') } });
+      const r = await c.request<{ ifname: string; offloads: { tso: boolean } }>('openWg', {
+        key: 'main',
+        opts: optsFor(h),
+        wg: { privateKey: k.priv.toString('hex') },
+      });
       assert.equal(r.ifname, 'rudder-wg');
+      if (c === h1) tso1 = r.offloads.tso;
       await configureTun(ns, 'rudder-wg', h);
     }
     await h1.request('setPeers', { key: 'main', peers: wirePeers([peerOf(k2, H2)]) });
@@ -254,6 +260,8 @@ describe('WireGuard data plane between two namespaced Rudder hosts', { skip }, (
     const sum = (f: string): string => crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex');
     assert.equal(fs.statSync(dst).size, 100 * 1024 * 1024);
     assert.equal(sum(dst), sum(src));
+    // With TUN TSO the sender sealed segments of super-packets (headers and payload in two pieces).
+    if (tso1) assert.ok((await counters(h1)).txGsoPackets > 0, 'super-packets were segmented and sealed');
     fs.rmSync(src);
     fs.rmSync(dst);
   });
