@@ -16,6 +16,11 @@
  * Interop: one Rudder host and the real wireguard-go (configured with `wg`),
  * without and with a preshared key: pings both ways, the handshake
  * initiated once from each side.
+ *
+ * Under load: wg_probe (native/wireguard/test/wg_probe.c) floods a Rudder
+ * host with initiations; Rudder answers with cookie replies the probe
+ * decrypts, then accepts its mac2-carrying initiations while still under
+ * load, and echo requests get their replies.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -27,6 +32,7 @@ import { after, before, describe, it } from 'node:test';
 import type { WireGuardCounters, WireGuardPeer } from '../../src/dataplane/native';
 import type { DataPlaneOptions } from '../../src/dataplane/types';
 import { DataPlaneChild, ip4, must, run, Sandbox, type RunResult } from '../helpers/dataplane-net';
+import { SANITIZE, compileWg, hasGcc, hasLibcrypto } from '../helpers/wireguard-c';
 
 const PORT = 8472;
 const WG_GO_PORT = 51820;
@@ -450,4 +456,59 @@ describe('WireGuard interop: a Rudder data plane and the real wireguard-go', { s
       assert.equal(c.wgHandshakesSent, 0, 'wireguard-go was the initiator');
     });
   }
+});
+
+describe('WireGuard data plane under a flood of initiations: cookie replies, then mac2', {
+  skip: skip || (!hasGcc ? 'gcc not installed' : !hasLibcrypto ? 'libssl-dev not installed' : false),
+}, () => {
+  const PROBE = { underlay: '198.18.0.9', subnet: '10.42.9.0', overlay: '10.42.9.1' };
+  const PROBE_PORT = 51009;
+  let sb: Sandbox;
+  let nsR = '';
+  let nsP = '';
+  let rh: DataPlaneChild;
+  let dir = '';
+  let probe = '';
+  const kr = x25519();
+  const kp = x25519();
+
+  before(async () => {
+    sb = new Sandbox();
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), `rudder-wgdp-${sb.tag}-`));
+    probe = path.join(dir, 'wg_probe');
+    compileWg(probe, 'wg_probe.c', SANITIZE);
+    nsR = await sb.netns('fr');
+    nsP = await sb.netns('fp');
+    await must('ip', ['-n', nsR, 'link', 'add', 'v1', 'type', 'veth', 'peer', 'name', 'v2', 'netns', nsP]);
+    await must('ip', ['-n', nsR, 'addr', 'add', `${H1.underlay}/24`, 'dev', 'v1']);
+    await must('ip', ['-n', nsP, 'addr', 'add', `${PROBE.underlay}/24`, 'dev', 'v2']);
+    await must('ip', ['-n', nsR, 'link', 'set', 'v1', 'up']);
+    await must('ip', ['-n', nsP, 'link', 'set', 'v2', 'up']);
+    rh = await DataPlaneChild.start(sb, nsR);
+    await rh.request('openWg', { key: 'main', opts: optsFor(H1), wg: { privateKey: kr.priv.toString('hex') } });
+    await configureTun(nsR, 'rudder-wg', H1);
+    await rh.request('setPeers', { key: 'main', peers: wirePeers([peerOf(kp, PROBE, PROBE_PORT)]) });
+  });
+
+  after(() => {
+    sb?.cleanupSync();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers the flood with cookie replies, accepts mac2 under load, and keeps forwarding', async () => {
+    const argv = [
+      probe, 'initiate', String(PROBE_PORT), H1.underlay, String(PORT), kp.priv.toString('hex'), kr.pub.toString('hex'), '-',
+      PROBE.overlay, H1.subnet, '2', '3000', '40',
+    ];
+    const r = await run('ip', ['netns', 'exec', nsP, ...argv]);
+    const out = r.stdout + r.stderr;
+    assert.equal(r.code, 0, out);
+    assert.match(out, /cookie reply decrypted and taken/);
+    assert.match(out, /round 2 with mac2: 0 cookie replies, [1-9]\d* responses/);
+    assert.match(out, /PROBE OK initiate replies=2/);
+    const c = await rh.request<WireGuardCounters>('counters', { key: 'main' });
+    assert.ok(c.wgCookiesSent > 0 && c.wgDropCookieRequired >= c.wgCookiesSent, JSON.stringify(c));
+    assert.ok(c.wgHandshakesReceived >= 1 && c.wgHandshakesCompleted >= 1, JSON.stringify(c));
+    assert.ok(c.wgDropReplay > 0, 'copies of one initiation are refused as replays');
+  });
 });
