@@ -414,6 +414,8 @@ static void rx_handshake(struct worker *w, struct wgp *p, const uint8_t *msg, si
 			serialize(dev, p->st.next);
 			retire(dp, retired[0]);
 			retire(dp, retired[1]);
+			/* Our data waits for the initiator's confirmation, not for a handshake of our own. */
+			p->last_init_sent = now;
 			wg_timers_on_session_derived(&p->timers, now);
 			wg_timers_on_authenticated_sent(&p->timers, now);
 			wg_timers_on_traversal(&p->timers, now);

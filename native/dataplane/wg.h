@@ -69,7 +69,7 @@ struct wgp {
 	struct wg_timers timers;
 	struct wg_staged staged[WG_STAGED_MAX];
 	unsigned nstaged;
-	uint64_t last_init_sent; /* monotonic ns; 0 = never */
+	uint64_t last_init_sent; /* monotonic ns of the last initiation or response sent; 0 = never */
 	_Atomic uint64_t last_handshake; /* realtime ns of the latest completed handshake; 0 = none */
 
 	pthread_mutex_t rx_lock; /* guards every keypair's recv context and replay window of this peer */
