@@ -13,6 +13,8 @@ export default tseslint.config(
     rules: {
       // An async function that implements a Promise-returning interface needs no await.
       '@typescript-eslint/require-await': 'off',
+      // A leading underscore marks a parameter or binding left unused on purpose.
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' }],
       // node:test's test()/describe() return promises the runner itself awaits.
       '@typescript-eslint/no-floating-promises': [
         'error',

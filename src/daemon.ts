@@ -16,7 +16,7 @@
 import type { Backend, BackendContext, ExternalInterface, Network } from './backend/types';
 import { NetworkConfig, configToJson, parseConfig } from './config';
 import { describeError, isRudderError } from './errors';
-import { formatCidr, formatIp, cidrEquals } from './ip/ipv4';
+import { Cidr, formatCidr, formatIp, cidrEquals } from './ip/ipv4';
 import type { Logger } from './log';
 import { IpMasq, removeLeftoverTable, type NftRunner } from './ipmasq';
 import { Telemetry, type DaemonSnapshot } from './metrics/telemetry';
@@ -25,6 +25,7 @@ import { SubnetManager } from './subnet/manager';
 import { backoffMs } from './util/backoff';
 import { Registry, configKey } from './subnet/registry';
 import { readRememberedSubnet, writeSubnetFile } from './subnet/file';
+import { resolveHostId } from './subnet/host-id';
 import { LeaseWatcher } from './subnet/watcher';
 import { sleep } from './util/sleep';
 
@@ -57,6 +58,10 @@ export interface DaemonOptions {
   portFlag: number | undefined;
   /** IP:PORT for /metrics, /healthz, /readyz; undefined = off. */
   metricsAddr?: string | undefined;
+  /** -host-id; undefined: the host-id file beside the subnet file (src/subnet/host-id.ts). */
+  hostId?: string | undefined;
+  /** flanneld's subnet file, remembered when Rudder's is absent (migration in place); undefined = off. */
+  flannelSubnetFile?: string | undefined;
 }
 
 export interface DaemonDeps {
@@ -116,19 +121,23 @@ export class Daemon {
       this.backendType = backend.type;
 
       this.state = 'acquiring';
+      const host = await resolveHostId({ override: this.o.hostId, subnetFile: this.o.subnetFile });
+      log.info('host identity', { hostId: host.id, source: host.source, ...(host.file ? { file: host.file } : {}) });
       const manager = new SubnetManager({
         registry,
         config,
         publicIP: ext.publicIP,
         backendType: backend.type,
         backendData,
+        hostId: host.id,
+        etcdPrefix: this.o.etcdPrefix,
         ttlMs: this.o.ttlMs,
         renewMarginMs: this.o.renewMarginMs,
         log,
         stats: this.telemetry,
       });
       this.manager = manager;
-      const remembered = await readRememberedSubnet(this.o.subnetFile);
+      const remembered = await this.rememberedSubnet();
       const lease = await this.retrying('acquire a lease', signal, () => manager.acquire(remembered));
       if (!lease) return;
       this.lease = lease;
@@ -171,6 +180,14 @@ export class Daemon {
           this.telemetry.leaseEvent(e.type);
           if (cidrEquals(e.lease.subnet, lease.subnet)) manager.ownKeyChanged(e.type === 'added' ? e.lease : null);
           else peers.push(e);
+          if (e.type === 'added' && e.lease.publicIP === lease.publicIP && !cidrEquals(e.lease.subnet, lease.subnet)) {
+            // Started at the same moment as we did (the acquisition check cannot see it), or a flanneld.
+            log.error('another lease names this host\'s PublicIP: two hosts share one address; give one of them its own -public-ip', {
+              subnet: formatCidr(e.lease.subnet),
+              publicIP: formatIp(e.lease.publicIP),
+              hostId: e.lease.hostId ?? 'none',
+            });
+          }
         }
         for (const e of peers) log.info(e.type === 'added' ? 'peer lease added' : 'peer lease removed', { subnet: formatCidr(e.lease.subnet), publicIP: formatIp(e.lease.publicIP), backend: e.lease.backendType });
         if (peers.length) await network.apply(peers);
@@ -215,6 +232,21 @@ export class Daemon {
       registry.close();
       this.state = 'stopped';
     }
+  }
+
+  /**
+   * The subnet of an earlier run: Rudder's subnet file, else flanneld's
+   * (a flannel host switched to Rudder in place keeps its subnet even when
+   * flanneld's lease is gone).
+   */
+  private async rememberedSubnet(): Promise<Cidr | null> {
+    const { log } = this.d;
+    const invalid = (file: string) => (e: unknown): void => log.warn('subnet file is not valid; not remembering it', { file, error: describeError(e) });
+    const own = await readRememberedSubnet(this.o.subnetFile, invalid(this.o.subnetFile));
+    if (own !== null || this.o.flannelSubnetFile === undefined) return own;
+    const flannel = await readRememberedSubnet(this.o.flannelSubnetFile, invalid(this.o.flannelSubnetFile), 'flannel');
+    if (flannel !== null) log.info("remembering flanneld's subnet", { file: this.o.flannelSubnetFile, subnet: formatCidr(flannel) });
+    return flannel;
   }
 
   /** What the daemon is doing now, for the metrics endpoint (read at scrape time). */
@@ -265,6 +297,10 @@ export class Daemon {
         if (isRudderError(e, 'E_SUBNET_FULL')) {
           this.d.log.error(describeError(e) + '; retrying in 30 s');
           await sleep(30_000, signal);
+        } else if (isRudderError(e, 'E_PUBLIC_IP_CONFLICT')) {
+          // Perhaps a clone whose twin goes away: keep trying, loudly, touching nothing.
+          this.d.log.error(describeError(e) + ' in 10 s');
+          await sleep(10_000, signal);
         } else if (isRudderError(e, 'E_ETCD') || isRudderError(e, 'E_ACQUIRE')) {
           if (isRudderError(e, 'E_ETCD')) this.telemetry.etcdError('lease');
           this.d.log.warn(`cannot ${what} yet; retrying`, { error: describeError(e), attempt: failures });

@@ -10,6 +10,8 @@ export type ErrorCode =
   | 'E_SUBNET_FULL' // no free subnet left in [SubnetMin, SubnetMax]
   | 'E_ACQUIRE' // could not take a lease after bounded retries
   | 'E_LEASE_LOST' // own lease key gone or taken
+  | 'E_PUBLIC_IP_CONFLICT' // another host's live lease names this host's PublicIP
+  | 'E_HOST_ID' // the host identity file cannot be read or written
   | 'E_IFACE' // interface or public IP cannot be determined
   | 'E_NETLINK' // a kernel request failed
   | 'E_BACKEND' // backend could not be set up

@@ -1,29 +1,49 @@
 /**
- * Pieces every backend shares: undo lists (start() registers an undo after
- * each step and unwinds them in reverse on error, abort or stop), the
- * periodic timer for reconcile and statistics, and the removal of devices
- * another backend left behind (switching Backend.Type and restarting must
- * leave nothing of the old one).
+ * Pieces every backend shares: the start guard (one AbortSignal checked
+ * before each step, and an undo registered after each step that succeeded,
+ * run in reverse on error, abort or stop), the timers for reconcile and
+ * statistics, and the removal of devices another backend left behind
+ * (switching Backend.Type and restarting must leave nothing of the old one).
  */
-import { describeError } from '../errors';
+import { RudderError, describeError } from '../errors';
 import type { Logger } from '../log';
-import type { KernelChange, LinkInfo, Netlink } from '../netlink';
+import type { LinkInfo, Netlink } from '../netlink';
 
-export type Undo = { readonly what: string; readonly run: () => Promise<unknown> | unknown };
+/** A backend's start in progress: the abort check before each step and the undo list after it. */
+export class StartGuard {
+  private readonly steps: Array<{ readonly what: string; readonly run: () => unknown }> = [];
 
-/** Runs undo steps in reverse, each even if an earlier one failed; returns the failures (logged). */
-export async function unwind(steps: Undo[], log: Logger): Promise<unknown[]> {
-  const errors: unknown[] = [];
-  while (steps.length > 0) {
-    const s = steps.pop() as Undo;
-    try {
-      await s.run();
-    } catch (e) {
-      log.warn('undo step failed', { step: s.what, error: describeError(e) });
-      errors.push(e);
-    }
+  constructor(
+    private readonly name: string,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  /** Throws E_BACKEND if the start was aborted; `next` names the step about to run. */
+  check(next: string): void {
+    if (this.signal.aborted) throw new RudderError('E_BACKEND', `${this.name}: start aborted before ${next}`, { cause: this.signal.reason });
   }
-  return errors;
+
+  /** Registers how to undo the step that just succeeded (or is about to run and may leave something behind). */
+  undo(what: string, run: () => unknown): void {
+    this.steps.push({ what, run });
+  }
+
+  /**
+   * Runs the undo steps in reverse (on a failed start, and at stop), each even
+   * if an earlier one failed; returns the failures (logged).
+   */
+  async unwind(log: Logger): Promise<unknown[]> {
+    const errors: unknown[] = [];
+    for (let s = this.steps.pop(); s !== undefined; s = this.steps.pop()) {
+      try {
+        await s.run();
+      } catch (e) {
+        log.warn('undo step failed', { step: s.what, error: describeError(e) });
+        errors.push(e);
+      }
+    }
+    return errors;
+  }
 }
 
 /** Runs `fn` every `ms` on a timer that never keeps the process alive; returns a cancel function. */
@@ -31,6 +51,13 @@ export function defaultEvery(ms: number, fn: () => void): () => void {
   const t = setInterval(fn, ms);
   t.unref();
   return () => clearInterval(t);
+}
+
+/** Runs `fn` once after `ms` on a timer that never keeps the process alive; returns a cancel function. */
+export function defaultAfter(ms: number, fn: () => void): () => void {
+  const t = setTimeout(fn, ms);
+  t.unref();
+  return () => clearTimeout(t);
 }
 
 /** The udp backend's TUN device. */
@@ -48,131 +75,4 @@ export async function removeForeignDevices(nl: Pick<Netlink, 'listLinks' | 'dele
     if (l.name === keep || !isRudderDevice(l)) continue;
     if (await nl.deleteLink(l.index)) log.info('removed stale device', { dev: l.name, kind: l.kind });
   }
-}
-
-/** Runs tasks one at a time in call order, so apply() and reconcile never interleave kernel changes. */
-export interface Serial {
-  run<T>(fn: () => Promise<T>): Promise<T>;
-  /** Resolves when every task queued so far has settled. */
-  idle(): Promise<void>;
-}
-
-export function serial(): Serial {
-  let queue: Promise<unknown> = Promise.resolve();
-  return {
-    run<T>(fn: () => Promise<T>): Promise<T> {
-      const p = queue.then(fn);
-      queue = p.catch(() => undefined);
-      return p;
-    },
-    idle: () => queue.then(() => undefined),
-  };
-}
-
-export interface ReconcileLoop {
-  /** Backend name for messages. */
-  readonly name: string;
-  /** Period of the timer when there is no `watch` (or subscribing failed). */
-  readonly everyMs: number;
-  readonly every: (ms: number, fn: () => void) => () => void;
-  readonly serial: Serial;
-  readonly log: Logger;
-  /** Compares the kernel with what should be there and repairs the difference. */
-  readonly reconcile: () => Promise<void>;
-  /** True once stop() began: no more rounds are queued. */
-  readonly stopped: () => boolean;
-  /**
-   * Subscribes to kernel change notifications and calls `poke` when the
-   * kernel may have drifted from what the backend programmed; returns the
-   * unsubscribe function. With it, a round runs shortly after a poke, and
-   * the timer is only a slow safety net (SAFETY_NET_MS).
-   */
-  readonly watch?: (poke: (why: string) => void) => () => void;
-}
-
-/** Subscribes to kernel change notifications the backend filtered to its links; returns the unsubscribe function. */
-export type KernelSubscription = (onChange: (ch: KernelChange) => void) => () => void;
-
-/**
- * The `watch` of a ReconcileLoop: pokes for the notifications `drifted`
- * says may leave the kernel unlike what the backend programmed (its own
- * writes come back as notifications too, and must not start a round).
- * Without a subscription (a netlink fake without notifications) there is no
- * watch, and the loop falls back to its timer.
- */
-export function pokeOnDrift(subscribe: KernelSubscription | null, drifted: (ch: KernelChange) => boolean): ReconcileLoop['watch'] {
-  if (subscribe === null) return undefined;
-  return (poke) =>
-    subscribe((ch) => {
-      if (drifted(ch)) poke(ch.kind === 'lost' ? `notifications lost: ${ch.reason}` : `${ch.kind} ${ch.op}`);
-    });
-}
-
-/** With kernel notifications: the periodic full comparison, in case a notification was missed. */
-export const SAFETY_NET_MS = 30_000;
-/** Pokes within this window share one round (a link flap or a `ip route flush` is many notifications). */
-export const POKE_DEBOUNCE_MS = 100;
-/** After a failed round, the next one comes this soon (a link still coming up, say). */
-export const RETRY_MS = 2_000;
-
-/**
- * Runs `reconcile` when the kernel reports a change that concerns the
- * backend (someone deleted a route or the device; a link flap took routes
- * with it), and periodically as a safety net — or, without notifications,
- * periodically only. A failure is logged once per distinct message, and its
- * recovery once, so a persistent fault does not flood logs, and retried.
- * Returns the cancel function.
- */
-export function startReconcileLoop(o: ReconcileLoop): () => void {
-  let lastError = '';
-  let pending: NodeJS.Timeout | null = null;
-  let retry: NodeJS.Timeout | null = null;
-  const round = (): void => {
-    if (o.stopped()) return;
-    o.serial.run(o.reconcile).then(
-      () => {
-        if (lastError !== '') o.log.info('reconcile succeeded again');
-        lastError = '';
-      },
-      (e) => {
-        const m = describeError(e);
-        if (m !== lastError) o.log.error(`${o.name}: reconcile failed; retrying`, { error: m });
-        lastError = m;
-        if (unwatch !== null && retry === null && !o.stopped()) {
-          retry = setTimeout(() => {
-            retry = null;
-            round();
-          }, RETRY_MS);
-          retry.unref();
-        }
-      },
-    );
-  };
-  const poke = (why: string): void => {
-    if (pending !== null || o.stopped()) return;
-    if (o.log.verbosity >= 1) o.log.debug('kernel changed; reconciling', { why });
-    pending = setTimeout(() => {
-      pending = null;
-      round();
-    }, POKE_DEBOUNCE_MS);
-    pending.unref();
-  };
-  let unwatch: (() => void) | null = null;
-  if (o.watch !== undefined) {
-    try {
-      unwatch = o.watch(poke);
-    } catch (e) {
-      o.log.warn(`${o.name}: no kernel change notifications; comparing with the kernel every ${o.everyMs} ms instead`, { error: describeError(e) });
-    }
-  }
-  const cancelTimer = o.every(unwatch !== null ? SAFETY_NET_MS : o.everyMs, round);
-  // Changes between the start's read and the subscription would otherwise wait for the safety net.
-  if (unwatch !== null) poke('subscribed');
-  return () => {
-    cancelTimer();
-    unwatch?.();
-    if (pending !== null) clearTimeout(pending);
-    if (retry !== null) clearTimeout(retry);
-    pending = retry = null;
-  };
 }

@@ -1,7 +1,7 @@
 /**
  * The backend seam. The daemon knows only these interfaces; each backend
  * (udp, vxlan, host-gw) lives in its own folder and is picked by name from
- * the one map in `registry.ts`.
+ * the one map in `index.ts`.
  *
  * Lifecycle, driven by the daemon:
  *   1. `prepare()`  — host-local state needed before the lease is taken;

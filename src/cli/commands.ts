@@ -10,6 +10,7 @@ import { parseSubnetFile, readSubnetFile, SUBNET_FILE_TO_READ, type SubnetFile }
 import { formatUsage, HELP_FLAG, parseFlags, type FlagSpec } from '../util/flags';
 import type { Registry } from '../subnet/registry';
 import { configKey } from '../subnet/registry';
+import { shortHostId } from '../subnet/host-id';
 
 export interface Out {
   out(s: string): void;
@@ -70,10 +71,11 @@ function fmtDuration(ms: number): string {
   return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : m > 0 ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
 }
 
-/** `rudder leases`: a table of every lease. */
+/** `rudder leases`: a table of every lease; a HOST column (identity, 8 characters) once any lease has one. */
 export async function leasesTable(reg: Registry, io: Out): Promise<number> {
   const list = await reg.listLeases();
-  const rows: string[][] = [['SUBNET', 'PUBLIC IP', 'BACKEND', 'EXPIRES IN']];
+  const withHost = list.records.some((r) => r.lease.hostId !== undefined);
+  const rows: string[][] = [['SUBNET', 'PUBLIC IP', 'BACKEND', 'EXPIRES IN', ...(withHost ? ['HOST'] : [])]];
   const sorted = [...list.records].sort((a, b) => a.lease.subnet.ip - b.lease.subnet.ip);
   const ttls = await Promise.all(sorted.map((r) => (r.etcdLeaseId === '0' ? Promise.resolve(null) : reg.timeToLive(r.etcdLeaseId))));
   sorted.forEach((r, i) => {
@@ -83,6 +85,7 @@ export async function leasesTable(reg: Registry, io: Out): Promise<number> {
       formatIp(r.lease.publicIP),
       r.lease.backendType,
       r.etcdLeaseId === '0' ? 'reservation' : ttl === null || ttl === undefined ? 'expired' : fmtDuration(ttl),
+      ...(withHost ? [shortHostId(r.lease.hostId)] : []),
     ]);
   });
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));

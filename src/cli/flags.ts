@@ -9,7 +9,8 @@ import { RudderError } from '../errors';
 import { DEFAULT_UDP_PORT } from '../config';
 import { parseIp } from '../ip/ipv4';
 import { DEFAULT_ETCD_PREFIX } from '../subnet/registry';
-import { DEFAULT_SUBNET_FILE } from '../subnet/file';
+import { DEFAULT_FLANNEL_SUBNET_FILE, DEFAULT_SUBNET_FILE } from '../subnet/file';
+import { HOST_ID_RE } from '../subnet/registry';
 import { flagErr, formatDuration, parseDuration, parseFlags, HELP_FLAG, type FlagSpec, type ParsedFlags } from '../util/flags';
 
 // ------------------------------------------------------------- daemon flags
@@ -31,6 +32,12 @@ export interface DaemonFlags extends EtcdFlags {
   /** Undefined unless given on the command line or in the environment, so Backend.Port can apply. */
   port?: number;
   subnetFile: string;
+  // -- host identity and migration (issue 17): begin
+  /** -flannel-subnet-file; undefined when set to "" (off). */
+  flannelSubnetFile?: string;
+  /** -host-id; absent unless given. */
+  hostId?: string;
+  // -- host identity and migration: end
   subnetLeaseRenewMarginMs: number;
   subnetLeaseTtlMs: number;
   ipMasq: boolean;
@@ -55,6 +62,10 @@ export const DAEMON_FLAGS: readonly FlagSpec[] = [
   { name: 'public-ip', kind: 'string', help: 'IPv4 address other hosts send to, when behind NAT (default: the IP of -iface)' },
   { name: 'port', kind: 'int', min: 1, max: 65535, default: String(DEFAULT_UDP_PORT), help: 'UDP port of the udp backend; wins over Backend.Port of the network config' },
   { name: 'subnet-file', kind: 'string', default: DEFAULT_SUBNET_FILE, help: 'where the subnet env file is written' },
+  // -- host identity and migration (issue 17): begin
+  { name: 'flannel-subnet-file', kind: 'string', default: DEFAULT_FLANNEL_SUBNET_FILE, help: "flanneld's subnet file: its subnet is tried first when this host has no lease and no -subnet-file yet (migration in place); empty: off" },
+  { name: 'host-id', kind: 'string', help: 'this host\'s identity in its lease (default: the file host-id beside -subnet-file, created from /etc/machine-id on first start)' },
+  // -- host identity and migration: end
   // Integer minutes as in flannel; a duration ("30s") is accepted too so that
   // tests with short TTLs can set a margin below one minute.
   { name: 'subnet-lease-renew-margin', kind: 'string', default: String(RENEW_MARGIN_DEFAULT_MIN), help: 'renew the lease this many minutes (or this duration, e.g. "30s") before it expires; must be less than -subnet-lease-ttl (if not given and the TTL is 60m or less: half the TTL)' },
@@ -188,6 +199,8 @@ export function daemonFlags(
     publicIp: optStr(p, 'public-ip'),
     port: p.given.has('port') ? (p.values.get('port') as number) : undefined,
     subnetFile: str(p, 'subnet-file') ?? '',
+    flannelSubnetFile: optStr(p, 'flannel-subnet-file'),
+    ...(optStr(p, 'host-id') !== undefined ? { hostId: optStr(p, 'host-id') } : {}),
     subnetLeaseRenewMarginMs: marginMs,
     subnetLeaseTtlMs: ttlMs,
     ipMasq: p.values.get('ip-masq') === true,
@@ -208,6 +221,9 @@ export function daemonFlags(
   }
   if (flags.subnetFile === '') {
     throw bad('subnet-file', '', `a file path such as ${JSON.stringify(DEFAULT_SUBNET_FILE)}`);
+  }
+  if (flags.hostId !== undefined && !HOST_ID_RE.test(flags.hostId)) {
+    throw bad('host-id', flags.hostId, "1 to 64 letters, digits, '.', '_' or '-'");
   }
   if (ttlMs % 1000 !== 0) {
     // etcd lease TTLs are whole seconds; rounding silently would lie.

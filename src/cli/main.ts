@@ -61,7 +61,7 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
   const registry = registryFor(f);
   const log = createLogger({ verbosity: f.v, json: f.logJson });
   log.info('rudder starting', { version: version(), etcd: f.etcdEndpoints.join(','), prefix: f.etcdPrefix });
-  const { createBackend } = await import('../backend/registry');
+  const { createBackend } = await import('../backend');
   const ac = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => {
     if (ac.signal.aborted) return;
@@ -79,6 +79,8 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
       ipMasq: f.ipMasq,
       portFlag: f.port,
       metricsAddr: f.metricsAddr,
+      hostId: f.hostId,
+      flannelSubnetFile: f.flannelSubnetFile,
     },
     {
       registry,

@@ -1,16 +1,15 @@
 /**
- * Batch "ensure" operations: many routes / neighbors / FDB entries with one
- * dump of the kernel's table and the change requests pipelined on the one
- * socket (each sent with NLM_F_ACK; up to WINDOW requests in flight, acks
- * matched by sequence number), instead of one dump and one round trip per
- * object. 5,000 peers: one dump plus 5,000 pipelined requests, where the
- * one-at-a-time facade needed 5,000 dumps (O(n²)).
+ * The facade's batch operations: many routes / neighbors / FDB entries with
+ * at most one dump of the kernel's table and the change requests pipelined on
+ * the one socket (each sent with NLM_F_ACK; up to WINDOW requests in flight,
+ * acks matched by sequence number), instead of one dump and one round trip
+ * per object. 5,000 peers: one dump plus 5,000 pipelined requests.
  *
- * Semantics are those of the single operations (routes.ts, neigh.ts):
- * matching state is left alone, wrong state replaced, a Rudder route to the
- * same dst at another metric removed, one remote per FDB MAC. Every item gets
- * its own result: `{ changed }` or `{ changed: false, error }`, so one
- * rejected object never hides the others.
+ * ensure* (with a dump): matching state is left alone, wrong state replaced,
+ * a Rudder route to the same dst at another metric removed, one remote per
+ * FDB MAC. set* (EnsureOptions.dump false): CREATE|REPLACE without a read.
+ * Every item gets its own result: `{ changed }` or `{ changed: false, error }`,
+ * so one rejected object never hides the others.
  */
 import type { Conn } from './conn';
 import { deleteFdb, ensureFdbAgainst, listFdb, listNeighbors, removeNeighbor, replaceFdb, replaceNeighbor } from './neigh';
@@ -22,7 +21,7 @@ export const WINDOW = 128;
 
 /** Runs fn over items with at most `window` in flight; results in item order, never rejects. */
 export async function pipelined<T>(items: readonly T[], fn: (item: T) => Promise<boolean>, window = WINDOW): Promise<BatchResult[]> {
-  const out: BatchResult[] = new Array(items.length);
+  const out = new Array<BatchResult>(items.length);
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < items.length) {

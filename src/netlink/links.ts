@@ -54,13 +54,16 @@ function kindOf(linkinfo: Buffer | undefined): string | undefined {
 }
 
 export function toLinkInfo(m: rt.LinkMessage): LinkInfo {
+  const kind = kindOf(m.attrs.linkinfo);
+  const vx = kind === 'vxlan' ? vxlanAttrsOf(m) : null;
   return {
     index: m.data.index ?? 0,
     name: m.attrs.ifname ?? '',
     mtu: m.attrs.mtu ?? 0,
     up: m.data.flags?.up === true,
-    kind: kindOf(m.attrs.linkinfo),
+    kind,
     mac: bufToMac(m.attrs.address),
+    ...(vx?.vni !== undefined && vx.port !== undefined ? { vxlan: { vni: vx.vni, port: vx.port } } : {}),
   };
 }
 

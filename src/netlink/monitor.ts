@@ -21,7 +21,17 @@ import { NDA_DST, NDA_LLADDR, NLMSG_HDRLEN, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_P
 
 const NETLINK_ROUTE = 0;
 const GROUPS = [rt.MulticastGroups.LINK, rt.MulticastGroups.NEIGH, rt.MulticastGroups.IPV4_IFADDR, rt.MulticastGroups.IPV4_ROUTE];
-const T = rt.MessageType;
+/** The message types, as plain numbers (the package's enum compared with a wire number). */
+const T = {
+  NEWROUTE: rt.MessageType.NEWROUTE as number,
+  DELROUTE: rt.MessageType.DELROUTE as number,
+  NEWLINK: rt.MessageType.NEWLINK as number,
+  DELLINK: rt.MessageType.DELLINK as number,
+  NEWADDR: rt.MessageType.NEWADDR as number,
+  DELADDR: rt.MessageType.DELADDR as number,
+  NEWNEIGH: rt.MessageType.NEWNEIGH as number,
+  DELNEIGH: rt.MessageType.DELNEIGH as number,
+} as const;
 
 type Msg = { type: number; data: Buffer };
 

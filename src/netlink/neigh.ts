@@ -7,7 +7,7 @@
 import type { rt } from 'netlink';
 import { formatIp } from '../ip/ipv4';
 import { AF_BRIDGE, AF_INET, bufToIp, bufToMac, Conn, CREATE_REPLACE, dev, macToBuf } from './conn';
-import type { EnsureResult, FdbSpec, NeighborKey, NeighborSpec } from './types';
+import type { FdbSpec, NeighborKey, NeighborSpec } from './types';
 import { neighMessage, NTF_SELF, NUD_PERMANENT, RTM_DELNEIGH, RTM_NEWNEIGH } from './wire';
 
 type NeighMsg = rt.NeighborMessage;
@@ -28,24 +28,12 @@ export async function listNeighbors(c: Conn, index: number): Promise<Array<Neigh
   return out;
 }
 
-export async function ensureNeighbor(c: Conn, spec: NeighborSpec): Promise<EnsureResult> {
-  const mac = spec.mac.toLowerCase();
-  const have = await listNeighbors(c, spec.index);
-  if (have.some((n) => n.ip === spec.ip >>> 0 && n.mac === mac && n.permanent)) return { changed: false };
-  await replaceNeighbor(c, spec, mac);
-  return { changed: true };
-}
-
 /** A permanent neighbor, CREATE|REPLACE; `mac` lower-case. */
 export async function replaceNeighbor(c: Conn, spec: NeighborSpec, mac: string): Promise<void> {
   macToBuf(mac); // validates, with the facade's error
   return c.send('replace', () => `neighbor ${formatIp(spec.ip)} lladdr ${mac} on ${dev(spec.index)}`, (seq) =>
     neighMessage(RTM_NEWNEIGH, CREATE_REPLACE, seq, { family: AF_INET, ifindex: spec.index, state: NUD_PERMANENT, flags: 0, dst: spec.ip, lladdr: mac }),
   );
-}
-
-export function deleteNeighbor(c: Conn, index: number, ip: number): Promise<boolean> {
-  return removeNeighbor(c, { index, ip });
 }
 
 /** Deletes a neighbor; false when there was none. */
@@ -65,17 +53,6 @@ export async function listFdb(c: Conn, index: number): Promise<FdbSpec[]> {
     out.push({ index, mac, dst });
   }
   return out;
-}
-
-/**
- * One remote per MAC: the entry is replaced (not appended), and other
- * remotes of the same MAC are removed, so a peer whose PublicIP moved is
- * reached at the new address only.
- */
-export async function ensureFdb(c: Conn, spec: FdbSpec): Promise<EnsureResult> {
-  const mac = spec.mac.toLowerCase();
-  const sameMac = (await listFdb(c, spec.index)).filter((f) => f.mac === mac);
-  return { changed: await ensureFdbAgainst(c, spec, mac, sameMac) };
 }
 
 /**

@@ -33,9 +33,9 @@ export function toRouteInfo(m: RouteMsg): RouteInfo {
     oif: m.attrs.oif,
     gateway: bufToIp(m.attrs.gateway),
     onlink: (flags & RTNH_F_ONLINK) !== 0,
-    scope: enumNum(rt.RouteScope as unknown as Record<string, number>, m.data.scope),
-    protocol: enumNum(rt.RouteProtocol as unknown as Record<string, number>, m.data.protocol),
-    type: enumNum(rt.RouteType as unknown as Record<string, number>, m.data.type),
+    scope: enumNum(rt.RouteScope, m.data.scope),
+    protocol: enumNum(rt.RouteProtocol, m.data.protocol),
+    type: enumNum(rt.RouteType, m.data.type),
     metric: m.attrs.priority ?? 0,
     prefsrc: bufToIp(m.attrs.prefsrc),
   };
@@ -121,13 +121,6 @@ export function newRouteRequest(c: Conn, n: NormalRoute): Promise<void> {
       routeWire(n.dst, n.table, n.metric, { protocol: n.protocol, scope: SCOPES[n.scope], type: RTN_UNICAST, flags: n.onlink ? RTNH_F_ONLINK : 0, oif: n.oif, gateway: n.gateway }),
     ),
   );
-}
-
-export async function ensureRoute(c: Conn, spec: RouteSpec): Promise<EnsureResult> {
-  const n = normalise(spec);
-  const all = await listRoutes(c, { table: n.table });
-  const toDst = all.filter((r) => sameDst(r, n.dst) && r.type === RTN_UNICAST);
-  return { changed: await ensureAgainst(c, n, toDst) };
 }
 
 /**

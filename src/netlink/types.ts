@@ -33,6 +33,8 @@ export interface LinkInfo {
   readonly kind: string | undefined;
   /** Hardware address; undefined for devices without one (TUN). */
   readonly mac: string | undefined;
+  /** For a VXLAN device: the VNI and UDP port it holds (no two devices may hold the same pair). */
+  readonly vxlan?: { readonly vni: number; readonly port: number };
 }
 
 /** An interface address: the host's own address plus the prefix length. */
@@ -149,6 +151,23 @@ export interface BatchResult {
   readonly error?: Error;
 }
 
+/** How a batch ensure learns what the kernel holds. */
+export interface EnsureOptions {
+  /**
+   * Default true: one dump of the table, then each item is written only if
+   * the kernel does not hold it already (changed reports real changes) and a
+   * stale copy is removed (a Rudder route to the same dst at another metric;
+   * another remote of the same FDB MAC).
+   *
+   * false: every item is written without a read (NLM_F_CREATE|NLM_F_REPLACE,
+   * idempotent on the kernel's key), for callers that know what the kernel
+   * holds: a plan made from a dump, or a backend applying a lease event to
+   * state it programmed itself. changed is then always true, and stale copies
+   * are left to the caller's reconcile.
+   */
+  readonly dump?: boolean;
+}
+
 export interface NeighborKey {
   readonly index: number;
   readonly ip: number;
@@ -167,65 +186,55 @@ export interface AddressesResult extends EnsureResult {
   readonly removed: readonly AddrSpec[];
 }
 
+/**
+ * The facade. Routes, neighbors and FDB entries are programmed in batches
+ * (the backends program thousands at once): one dump per call at most, the
+ * requests pipelined on the socket, one result per item, in order, so one
+ * rejected object never hides the others. A single object is a batch of one
+ * (`only()` turns its result into a boolean or a thrown error).
+ */
 export interface Netlink {
+  // Links
   listLinks(): Promise<LinkInfo[]>;
   linkByName(name: string): Promise<LinkInfo | null>;
   linkByIndex(index: number): Promise<LinkInfo | null>;
-  /** The link carrying this IPv4 address. */
-  linkByAddress(ip: number): Promise<LinkInfo | null>;
   /** The IPv4 default route (lowest metric, main table); null if there is none. */
   defaultRouteInterface(): Promise<DefaultRouteIface | null>;
   /** Removes a link; false if it did not exist. */
   deleteLink(index: number): Promise<boolean>;
-
   ensureLinkUp(index: number): Promise<EnsureResult>;
   ensureMtu(index: number, mtu: number): Promise<EnsureResult>;
+  /** Creates the VXLAN link, or recreates it if an existing one has other parameters. */
+  ensureVxlan(spec: VxlanSpec): Promise<LinkInfo & EnsureResult>;
 
+  // Addresses
   /** IPv4 addresses of one link (or of all links). */
   listAddresses(index?: number): Promise<Array<AddrSpec & { readonly index: number }>>;
   /** Makes the link's IPv4 addresses exactly `want`. */
   ensureAddresses(index: number, want: readonly AddrSpec[]): Promise<AddressesResult>;
 
+  // Routes
   listRoutes(filter?: RouteFilter): Promise<RouteInfo[]>;
   /**
-   * Makes one route exist as specified (NLM_F_REPLACE on the kernel's key
-   * dst/table/metric) and removes other Rudder-protocol routes to the same dst
-   * in that table, so a moved route never leaves its old copy behind.
+   * Makes each route exist as specified (NLM_F_REPLACE on the kernel's key
+   * dst/table/metric); with a dump, also removes other Rudder-protocol routes
+   * to the same dst in that table, so a moved route never leaves its old copy.
    */
-  ensureRoute(spec: RouteSpec): Promise<EnsureResult>;
+  ensureRoutes(specs: readonly RouteSpec[], opts?: EnsureOptions): Promise<BatchResult[]>;
   /** An `unreachable` route to spec.dst at spec.metric, unless exactly that one is there. */
   ensureUnreachableRoute(spec: UnreachableRouteSpec): Promise<EnsureResult>;
-  /** false if no such route existed. */
-  deleteRoute(key: RouteKey): Promise<boolean>;
-
-  listNeighbors(index: number): Promise<NeighborSpec[]>;
-  /** Permanent ARP entry ip → mac on the link. */
-  ensureNeighbor(spec: NeighborSpec): Promise<EnsureResult>;
-  deleteNeighbor(index: number, ip: number): Promise<boolean>;
-
-  listFdb(index: number): Promise<FdbSpec[]>;
-  /** Permanent forwarding entry mac → remote dst on a VXLAN link. */
-  ensureFdb(spec: FdbSpec): Promise<EnsureResult>;
-  deleteFdb(spec: FdbSpec): Promise<boolean>;
-
-  // Batches: one dump per call, requests pipelined on the socket; one result per item, in order.
-  /** ensureRoute for many routes. */
-  ensureRoutes(specs: readonly RouteSpec[]): Promise<BatchResult[]>;
-  /** deleteRoute for many routes (changed = it existed). */
+  /** changed = the route existed. */
   deleteRoutes(keys: readonly RouteKey[]): Promise<BatchResult[]>;
-  /** ensureNeighbor for many entries. */
-  ensureNeighbors(specs: readonly NeighborSpec[]): Promise<BatchResult[]>;
-  deleteNeighbors(keys: readonly NeighborKey[]): Promise<BatchResult[]>;
-  /** ensureFdb for many entries (one remote per MAC). */
-  ensureFdbs(specs: readonly FdbSpec[]): Promise<BatchResult[]>;
-  deleteFdbs(specs: readonly FdbSpec[]): Promise<BatchResult[]>;
 
-  // Writes without a read (NLM_F_CREATE|NLM_F_REPLACE, idempotent by the kernel's key), for
-  // callers that know what the kernel holds: a plan made from a dump, or a backend applying a
-  // lease event to state it programmed itself. changed is always true.
-  setRoutes(specs: readonly RouteSpec[]): Promise<BatchResult[]>;
-  setNeighbors(specs: readonly NeighborSpec[]): Promise<BatchResult[]>;
-  setFdbs(specs: readonly FdbSpec[]): Promise<BatchResult[]>;
+  // Neighbors: permanent ARP entries ip → mac on a link
+  listNeighbors(index: number): Promise<NeighborSpec[]>;
+  ensureNeighbors(specs: readonly NeighborSpec[], opts?: EnsureOptions): Promise<BatchResult[]>;
+  deleteNeighbors(keys: readonly NeighborKey[]): Promise<BatchResult[]>;
+
+  // FDB: permanent forwarding entries mac → remote dst on a VXLAN link, one remote per MAC
+  listFdb(index: number): Promise<FdbSpec[]>;
+  ensureFdbs(specs: readonly FdbSpec[], opts?: EnsureOptions): Promise<BatchResult[]>;
+  deleteFdbs(specs: readonly FdbSpec[]): Promise<BatchResult[]>;
 
   /**
    * Subscribes to the kernel's change notifications (rtnetlink groups LINK,
@@ -237,9 +246,14 @@ export interface Netlink {
    */
   watchKernel(interested: (index: number) => boolean, onChange: (ch: KernelChange) => void): () => void;
 
-  /** Creates the VXLAN link, or recreates it if an existing one has other parameters. */
-  ensureVxlan(spec: VxlanSpec): Promise<LinkInfo & EnsureResult>;
-
   /** Closes the socket. Idempotent. */
   close(): void;
+}
+
+/** The outcome of a one-item batch: whether it changed the kernel; its failure is thrown. */
+export function only(results: readonly BatchResult[]): boolean {
+  const r = results[0];
+  if (r === undefined) throw new Error('netlink: a one-item batch returned no result');
+  if (r.error !== undefined) throw r.error;
+  return r.changed;
 }

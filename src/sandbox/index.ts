@@ -80,7 +80,7 @@ export async function preflight(f: SandboxFlags): Promise<string[]> {
     }
   }
   try {
-    const { availableBackends } = await import('../backend/registry');
+    const { availableBackends } = await import('../backend');
     const have = availableBackends();
     if (!have.includes(f.backend)) problems.push(`backend ${f.backend} is not available in this build (available: ${have.join(', ')})`);
   } catch (e) {

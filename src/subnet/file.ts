@@ -13,6 +13,10 @@
  * Written atomically (temp file in the same directory, fsync, rename) so a
  * reader never sees a partial file. RUDDER_IPV6_NETWORK / RUDDER_IPV6_SUBNET
  * are read when present (their checks are the address form only).
+ *
+ * flanneld's subnet file (`-flannel-subnet-file`, default
+ * /run/flannel/subnet.env) has the same shape with FLANNEL_ keys; the same
+ * strict parser reads it (`flavour: 'flannel'`), for migration in place.
  */
 import { promises as fs } from 'node:fs';
 import { isIPv6 } from 'node:net';
@@ -22,6 +26,10 @@ import type { FlagSpec } from '../util/flags';
 import { Cidr, firstHost, formatCidr, formatIp, maskOf, parseCidr, parseIp } from '../ip/ipv4';
 
 export const DEFAULT_SUBNET_FILE = '/run/rudder/subnet.env';
+export const DEFAULT_FLANNEL_SUBNET_FILE = '/run/flannel/subnet.env';
+
+/** Whose file: Rudder's (RUDDER_ keys) or flanneld's (FLANNEL_ keys). */
+export type SubnetFileFlavour = 'rudder' | 'flannel';
 
 /** `-subnet-file` of the commands that read the file (docker-opts, cni-config); unset: the daemon's -subnet-file. */
 export const SUBNET_FILE_TO_READ: FlagSpec = {
@@ -59,6 +67,8 @@ export interface ParseOptions {
    * daemon's own output.
    */
   complete?: boolean;
+  /** 'flannel': read flanneld's file (FLANNEL_NETWORK, ...); the result's fields are the same. */
+  flavour?: SubnetFileFlavour;
 }
 
 /** `RUDDER_SUBNET`'s text for a lease: its first host address with its length. */
@@ -107,38 +117,40 @@ export function parseSubnetFile(text: string, source: string, opts: ParseOptions
     raw.set(key, (m[2] as string).trim().replace(/^"(.*)"$/, '$1'));
     lineOf.set(key, i + 1);
   });
-  const bad = (key: string, expected: string): RudderError => fileErr(`${source}: ${key}=${raw.get(key) ?? ''}: expected ${expected}`);
+  const flavour = opts.flavour ?? 'rudder';
+  const P = flavour === 'flannel' ? 'FLANNEL_' : 'RUDDER_';
+  const bad = (key: string, expected: string): RudderError => fileErr(`${source}: ${P}${key}=${raw.get(P + key) ?? ''}: expected ${expected}`);
   const need = (key: string): string => {
-    const v = raw.get(key);
-    if (v === undefined || v === '') throw fileErr(`${source}: ${key} missing (is this a file written by rudder?)`);
+    const v = raw.get(P + key);
+    if (v === undefined || v === '') throw fileErr(`${source}: ${P}${key} missing (is this a file written by ${flavour === 'flannel' ? 'flanneld' : 'rudder'}?)`);
     return v;
   };
 
-  const networkS = need('RUDDER_NETWORK');
-  const subnetS = need('RUDDER_SUBNET');
-  const mtuS = need('RUDDER_MTU');
-  const masqS = opts.complete ? need('RUDDER_IPMASQ') : (raw.get('RUDDER_IPMASQ') ?? 'false');
+  const networkS = need('NETWORK');
+  const subnetS = need('SUBNET');
+  const mtuS = need('MTU');
+  const masqS = opts.complete ? need('IPMASQ') : (raw.get(`${P}IPMASQ`) ?? 'false');
 
   const network = parseCidr(networkS, true);
-  if (!network || network.prefix < 1 || network.prefix > 30) throw bad('RUDDER_NETWORK', 'a network CIDR such as 10.0.0.0/16 (length 1 to 30)');
+  if (!network || network.prefix < 1 || network.prefix > 30) throw bad('NETWORK', 'a network CIDR such as 10.0.0.0/16 (length 1 to 30)');
   const subnet = parseCidr(subnetS); // the lease: host bits masked off
   const host = parseIp(subnetS.slice(0, subnetS.indexOf('/')));
   if (!subnet || host === null || subnet.prefix > 30 || subnet.prefix <= network.prefix) {
-    throw bad('RUDDER_SUBNET', `an address/length such as 10.0.5.1/24, longer than RUDDER_NETWORK's /${network.prefix} and at most /30`);
+    throw bad('SUBNET', `an address/length such as 10.0.5.1/24, longer than ${P}NETWORK's /${network.prefix} and at most /30`);
   }
   const address: Cidr = { ip: host, prefix: subnet.prefix };
   if (((subnet.ip & maskOf(network.prefix)) >>> 0) !== network.ip) {
-    throw bad('RUDDER_SUBNET', `an address inside RUDDER_NETWORK=${networkS}`);
+    throw bad('SUBNET', `an address inside ${P}NETWORK=${networkS}`);
   }
-  if (!/^\d+$/.test(mtuS) || Number(mtuS) < 68 || Number(mtuS) > 65535) throw bad('RUDDER_MTU', 'an integer between 68 and 65535');
-  if (masqS !== 'true' && masqS !== 'false') throw bad('RUDDER_IPMASQ', 'true or false');
+  if (!/^\d+$/.test(mtuS) || Number(mtuS) < 68 || Number(mtuS) > 65535) throw bad('MTU', 'an integer between 68 and 65535');
+  if (masqS !== 'true' && masqS !== 'false') throw bad('IPMASQ', 'true or false');
 
   const out: SubnetFile = { network, subnet, address, mtu: Number(mtuS), ipMasq: masqS === 'true', raw };
   for (const [key, field, example] of [
-    ['RUDDER_IPV6_NETWORK', 'ipv6Network', 'fd00::/48'],
-    ['RUDDER_IPV6_SUBNET', 'ipv6Subnet', 'fd00:0:0:5::1/64'],
+    ['IPV6_NETWORK', 'ipv6Network', 'fd00::/48'],
+    ['IPV6_SUBNET', 'ipv6Subnet', 'fd00:0:0:5::1/64'],
   ] as const) {
-    const v = raw.get(key);
+    const v = raw.get(P + key);
     if (v === undefined) continue;
     if (!ipv6Cidr(v)) throw bad(key, `an IPv6 address/length such as ${example}`);
     out[field] = v;
@@ -177,11 +189,11 @@ export async function writeSubnetFile(file: string, c: SubnetFileContents): Prom
 /**
  * The lease remembered from an earlier run, or null when there is no file.
  * An invalid file is no memory either (the daemon overwrites it once it
- * has a lease); `onInvalid` hears why.
+ * has a lease); `onInvalid` hears why. `flavour` 'flannel' reads flanneld's.
  */
-export async function readRememberedSubnet(file: string, onInvalid?: (e: unknown) => void): Promise<Cidr | null> {
+export async function readRememberedSubnet(file: string, onInvalid?: (e: unknown) => void, flavour: SubnetFileFlavour = 'rudder'): Promise<Cidr | null> {
   try {
-    return (await readSubnetFile(file)).subnet;
+    return (await readSubnetFile(file, { flavour })).subnet;
   } catch (e) {
     if (!(e instanceof SubnetFileUnreadable)) onInvalid?.(e);
     return null;

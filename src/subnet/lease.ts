@@ -11,6 +11,8 @@ export interface Lease {
   readonly backendType: string;
   /** Backend-specific data (vxlan: VTEP MAC), published as-is. */
   readonly backendData: Readonly<Record<string, unknown>>;
+  /** The holder's host identity (`RudderHostID`), when a Rudder wrote the lease; flannel's have none. */
+  readonly hostId?: string;
   /** Absolute expiry in ms since the epoch when known (own lease); null for a reservation or when not tracked. */
   readonly expiresAt: number | null;
 }

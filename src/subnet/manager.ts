@@ -1,9 +1,11 @@
 /**
  * SubnetManager: takes this host's lease, keeps it alive and keeps it ours.
  *
- * Acquisition order (docs/architecture.md, "Subnet acquisition and renewal"): a key already holding our PublicIP;
- * else the subnet remembered in the subnet file, only if free; else a random
- * free subnet. Every write is one etcd transaction (create-if-absent, or
+ * Acquisition order (docs/architecture.md, "Subnet acquisition and renewal";
+ * `planAcquire`, pure): another host's live lease naming our PublicIP is an
+ * E_PUBLIC_IP_CONFLICT (nothing written); else a key that is ours (our host
+ * identity, or none and our PublicIP); else the remembered subnet, only if
+ * free; else a random free subnet. Every write is one etcd transaction (create-if-absent, or
  * compare-and-swap on mod_revision), so two hosts can never both succeed on
  * one key: a lost race costs a re-list and another pick, bounded by
  * MAX_ATTEMPTS. A full range is reported as such, not retried.
@@ -21,10 +23,60 @@ import type { Logger } from '../log';
 import { noStats, type EtcdStats } from '../metrics/telemetry';
 import { describeRange, pickFreeSubnet, subnetAllowed } from './allocator';
 import type { Lease } from './lease';
-import { LeaseRecord, LeaseValue, Registry, leaseValue } from './registry';
+import { LeaseRecord, LeaseValue, Registry, leaseValue, subnetKey } from './registry';
 import { backoffMs } from '../util/backoff';
 
 export const MAX_ATTEMPTS = 10;
+
+/** Who this host is, to tell its leases from the others'. */
+export interface HostSelf {
+  readonly publicIP: number;
+  /** Undefined: no identity (leases are told apart by PublicIP alone, as flannel does). */
+  readonly hostId?: string | undefined;
+}
+
+/**
+ * Whose a listed lease is (pure): `mine` (same identity; or no identity on
+ * either side and our PublicIP — a flannel lease or an older Rudder's),
+ * `twin` (another identity claiming our PublicIP), or `other`.
+ */
+export function leaseOwner(l: Lease, me: HostSelf): 'mine' | 'twin' | 'other' {
+  if (me.hostId !== undefined && l.hostId !== undefined) {
+    if (l.hostId === me.hostId) return 'mine';
+    return l.publicIP === me.publicIP ? 'twin' : 'other';
+  }
+  return l.publicIP === me.publicIP ? 'mine' : 'other';
+}
+
+export type AcquirePlan =
+  | { readonly kind: 'conflict'; readonly twin: LeaseRecord }
+  | { readonly kind: 'reuse'; readonly record: LeaseRecord }
+  | { readonly kind: 'remembered'; readonly subnet: Cidr }
+  | { readonly kind: 'pick'; readonly rememberedHeld: boolean };
+
+/**
+ * The next acquisition step for one listing (pure). `remembered` is
+ * preferred among our own keys; it is created only with `tryRemembered`
+ * (false once its one try is spent, or when it lies outside the range).
+ */
+export function planAcquire(
+  records: readonly LeaseRecord[],
+  me: HostSelf,
+  config: NetworkConfig,
+  remembered: Cidr | null,
+  tryRemembered = remembered !== null,
+): AcquirePlan {
+  const twin = records.find((r) => leaseOwner(r.lease, me) === 'twin');
+  if (twin) return { kind: 'conflict', twin };
+  const mine = records.filter((r) => leaseOwner(r.lease, me) === 'mine' && (r.etcdLeaseId === '0' || subnetAllowed(config, r.lease.subnet)));
+  const pref = mine.find((r) => remembered && cidrEquals(r.lease.subnet, remembered)) ?? mine[0];
+  if (pref) return { kind: 'reuse', record: pref };
+  if (remembered && tryRemembered) {
+    if (!records.some((r) => cidrEquals(r.lease.subnet, remembered))) return { kind: 'remembered', subnet: remembered };
+    return { kind: 'pick', rememberedHeld: true };
+  }
+  return { kind: 'pick', rememberedHeld: false };
+}
 
 export interface ManagerOptions {
   registry: Registry;
@@ -32,6 +84,10 @@ export interface ManagerOptions {
   publicIP: number;
   backendType: string;
   backendData: Readonly<Record<string, unknown>>;
+  /** This host's identity (src/subnet/host-id.ts), written as RudderHostID; undefined: none. */
+  hostId?: string | undefined;
+  /** Names lease keys in errors (default: the key's suffix only). */
+  etcdPrefix?: string;
   ttlMs: number;
   renewMarginMs: number;
   log: Logger;
@@ -47,7 +103,7 @@ export class SubnetManager {
   private readonly value: LeaseValue;
 
   constructor(private readonly o: ManagerOptions) {
-    this.value = leaseValue(o.publicIP, o.backendType, o.backendData);
+    this.value = leaseValue(o.publicIP, o.backendType, o.backendData, o.hostId);
   }
 
   /** The lease currently held (after acquire). */
@@ -66,25 +122,28 @@ export class SubnetManager {
     if (remembered && !rememberedUsable) {
       log.info('remembered subnet is outside the configured range; not reusing it', { subnet: formatCidr(remembered) });
     }
+    const me: HostSelf = { publicIP, hostId: this.o.hostId };
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const list = await registry.listLeases();
-      const mine = list.records.filter((r) => r.lease.publicIP === publicIP && (r.etcdLeaseId === '0' || subnetAllowed(config, r.lease.subnet)));
-      const pref = mine.find((r) => remembered && cidrEquals(r.lease.subnet, remembered)) ?? mine[0];
-      if (pref) {
+      const plan = planAcquire(list.records, me, config, remembered, rememberedUsable);
+      if (plan.kind === 'conflict') throw this.conflict(plan.twin);
+      if (plan.kind === 'reuse') {
+        const pref = plan.record;
         const rec = await registry.updateLease(pref, this.value, this.o.ttlMs);
         if (rec) return this.took(rec, pref.etcdLeaseId === '0' ? 'reservation' : 'reused');
         continue;
       }
-      const taken = list.records.map((r) => r.lease.subnet);
-      if (remembered && rememberedUsable) {
+      if (plan.kind === 'remembered') {
         rememberedUsable = false; // one try: a conflict means another host has it now
-        if (!taken.some((t) => cidrEquals(t, remembered))) {
-          const rec = await registry.createLease(remembered, this.value, this.o.ttlMs);
-          if (rec) return this.took(rec, 'remembered');
-          continue;
-        }
+        const rec = await registry.createLease(plan.subnet, this.value, this.o.ttlMs);
+        if (rec) return this.took(rec, 'remembered');
+        continue;
+      }
+      if (plan.rememberedHeld && remembered) {
+        rememberedUsable = false;
         log.info('remembered subnet is held by another host; picking another', { subnet: formatCidr(remembered) });
       }
+      const taken = list.records.map((r) => r.lease.subnet);
       const pick = pickFreeSubnet(config, taken, this.o.random);
       if (!pick) {
         throw new RudderError('E_SUBNET_FULL', `no free subnet: all ${describeRange(config)} are leased (${taken.length} leases); widen Network or SubnetMin/SubnetMax, or remove stale leases`);
@@ -96,12 +155,32 @@ export class SubnetManager {
     throw new RudderError('E_ACQUIRE', `could not acquire a subnet after ${MAX_ATTEMPTS} attempts (every pick was taken concurrently by another host)`);
   }
 
+  private keyName(subnet: Cidr): string {
+    return subnetKey(this.o.etcdPrefix ?? '', subnet);
+  }
+
+  private conflict(twin: LeaseRecord): RudderError {
+    const ip = formatIp(this.o.publicIP);
+    return new RudderError(
+      'E_PUBLIC_IP_CONFLICT',
+      `PublicIP ${ip} is held by another host: lease ${this.keyName(twin.lease.subnet)} belongs to host ${twin.lease.hostId ?? '?'}, ` +
+        `this host is ${this.o.hostId ?? '?'}. Two hosts cannot share one PublicIP: give this host its own with -public-ip (or -iface); ` +
+        `a cloned machine also needs its own identity (-host-id, or a fresh /etc/machine-id and host-id file). Nothing was written; retrying`,
+    );
+  }
+
+  /** True if a lease value seen on our key is ours (our identity, or none and our PublicIP). */
+  private isOurs(l: Lease): boolean {
+    return leaseOwner(l, { publicIP: this.o.publicIP, hostId: this.o.hostId }) === 'mine' && l.publicIP === this.o.publicIP;
+  }
+
   private took(rec: LeaseRecord, how: string): Lease {
     this.record = rec;
     this.expiresAt = rec.etcdLeaseId === '0' ? null : Date.now() + this.o.ttlMs;
     this.o.log.info('lease acquired', {
       subnet: formatCidr(rec.lease.subnet),
       publicIP: formatIp(rec.lease.publicIP),
+      ...(rec.lease.hostId !== undefined ? { hostId: rec.lease.hostId } : {}),
       how,
       expires: this.expiresAt === null ? 'never (reservation)' : new Date(this.expiresAt).toISOString(),
     });
@@ -110,7 +189,7 @@ export class SubnetManager {
 
   /** Our key was deleted or rewritten by someone: re-assert it now. */
   ownKeyChanged(current: Lease | null): void {
-    if (current && current.publicIP === this.o.publicIP) return; // our own write, or a harmless rewrite
+    if (current && this.isOurs(current)) return; // our own write, or a harmless rewrite
     this.lostKey = current;
     this.wake?.();
   }
@@ -168,8 +247,8 @@ export class SubnetManager {
   private async reassert(current: Lease | null): Promise<void> {
     const rec = this.record as LeaseRecord;
     const subnet = formatCidr(rec.lease.subnet);
-    if (current && current.publicIP !== this.o.publicIP) {
-      throw new RudderError('E_LEASE_LOST', `lease ${subnet} now names PublicIP ${formatIp(current.publicIP)}, not ours (${formatIp(this.o.publicIP)}); restart to take another subnet`);
+    if (current && !this.isOurs(current)) {
+      throw new RudderError('E_LEASE_LOST', `lease ${subnet} now names PublicIP ${formatIp(current.publicIP)}${current.hostId ? ` (host ${current.hostId})` : ''}, not ours (${formatIp(this.o.publicIP)}); restart to take another subnet`);
     }
     // Re-list to get the key's current state: create if absent, else it is ours again.
     const list = await this.o.registry.listLeases();
@@ -178,10 +257,10 @@ export class SubnetManager {
     if (!now) {
       this.o.log.warn('own lease key was deleted; re-creating it', { subnet });
       next = await this.o.registry.createLease(rec.lease.subnet, this.value, this.o.ttlMs);
-    } else if (now.lease.publicIP === this.o.publicIP) {
+    } else if (this.isOurs(now.lease)) {
       next = now.etcdLeaseId === rec.etcdLeaseId ? now : await this.o.registry.updateLease(now, this.value, this.o.ttlMs);
     } else {
-      throw new RudderError('E_LEASE_LOST', `lease ${subnet} was taken by ${formatIp(now.lease.publicIP)}; restart to take another subnet`);
+      throw new RudderError('E_LEASE_LOST', `lease ${subnet} was taken by ${formatIp(now.lease.publicIP)}${now.lease.hostId ? ` (host ${now.lease.hostId})` : ''}; restart to take another subnet`);
     }
     if (!next) throw new RudderError('E_ETCD', `lease ${subnet} changed while re-creating it; will retry`);
     this.record = next;

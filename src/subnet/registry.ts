@@ -5,8 +5,9 @@
  *
  * Key layout (docs/architecture.md, "etcd: key layout and lease values"): `<prefix>/config` holds the network config;
  * `<prefix>/subnets/<a.b.c.d>-<len>` one lease each, JSON
- * `{"PublicIP","BackendType","BackendData"}`, attached to an etcd lease —
- * or to none, which makes it a reservation.
+ * `{"PublicIP","BackendType","BackendData","RudderHostID"}`, attached to an
+ * etcd lease — or to none, which makes it a reservation. `RudderHostID` is
+ * optional (flannel neither writes nor reads it).
  */
 import { Cidr, cidrToKey, formatIp, keyToCidr, parseIp } from '../ip/ipv4';
 import type { Lease } from './lease';
@@ -67,11 +68,22 @@ export interface LeaseValue {
   readonly PublicIP: string;
   readonly BackendType: string;
   readonly BackendData: Readonly<Record<string, unknown>>;
+  /** The writer's host identity (src/subnet/host-id.ts); absent in flannel's leases. */
+  readonly RudderHostID?: string;
 }
 
-export function leaseValue(publicIP: number, backendType: string, backendData: Readonly<Record<string, unknown>>): LeaseValue {
-  return { PublicIP: formatIp(publicIP), BackendType: backendType, BackendData: backendData };
+export function leaseValue(
+  publicIP: number,
+  backendType: string,
+  backendData: Readonly<Record<string, unknown>>,
+  hostId?: string,
+): LeaseValue {
+  const v: LeaseValue = { PublicIP: formatIp(publicIP), BackendType: backendType, BackendData: backendData };
+  return hostId === undefined ? v : { ...v, RudderHostID: hostId };
 }
+
+/** A host identity as stored: 1 to 64 letters, digits, '.', '_' or '-'. */
+export const HOST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
 export function subnetKey(prefix: string, subnet: Cidr): string {
   return `${trimSlash(prefix)}/subnets/${cidrToKey(subnet)}`;
@@ -118,5 +130,10 @@ export function parseLeaseEntry(
   const bd = o.BackendData;
   const backendData =
     typeof bd === 'object' && bd !== null && !Array.isArray(bd) ? (bd as Record<string, unknown>) : {};
-  return { lease: { subnet, publicIP: ip, backendType: bt, backendData, expiresAt } };
+  const hid = o.RudderHostID;
+  if (hid !== undefined && (typeof hid !== 'string' || !HOST_ID_RE.test(hid))) {
+    return { error: `RudderHostID=${JSON.stringify(hid)}: expected 1 to 64 letters, digits, '.', '_' or '-'` };
+  }
+  const lease: Lease = { subnet, publicIP: ip, backendType: bt, backendData, expiresAt };
+  return { lease: hid === undefined ? lease : { ...lease, hostId: hid } };
 }

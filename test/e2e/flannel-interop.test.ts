@@ -7,8 +7,9 @@
  * (every pod reaches every other, both ways), leases each side reads, a
  * flannel host leaving (its routes go on the Rudder hosts) and joining
  * (reached by everyone), and a flannel host switched to Rudder in place
- * (same lease key, same subnet, the pod keeps working; vxlan is a todo until
- * Rudder takes over the flannel.1 that flanneld leaves behind). The three
+ * (same lease key, same subnet, the pod keeps working; with vxlan Rudder
+ * replaces the flannel.1 that flanneld leaves behind), also when only
+ * flanneld's subnet file is left of its lease. The three
  * clusters run side by side; the tests inside each run in order.
  *
  * flanneld's quirks (see the anchors' README): it misses leases created
@@ -17,6 +18,7 @@
  * generous give-ups; nothing asserts how fast anything happened.
  */
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { createCluster, run, sleep, type Cluster, type Host, type PingResult, type SubnetEnv } from '../../src/topology';
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
@@ -35,8 +37,6 @@ interface Case {
   leaving: number;
   /** The flannel host switched to Rudder in place (issue 17, part 2). */
   migrating: number;
-  /** Why that switch is expected to fail today (node:test `todo`), if it is. */
-  migrationTodo?: string;
 }
 
 const CASES: Case[] = [
@@ -46,7 +46,6 @@ const CASES: Case[] = [
     roles: ['rudder', 'flannel', 'rudder'],
     leaving: 2,
     migrating: 4,
-    migrationTodo: 'issue 17 part 2: flannel.1, left behind by flanneld, holds VNI 1 on port 8472, and rudder exits at start (EEXIST)',
   },
   { kind: 'host-gw', roles: ['flannel', 'rudder', 'flannel'], leaving: 1, migrating: 3 },
 ];
@@ -279,8 +278,7 @@ describe('flannel interop', { skip: skipUnlessRoot || skipUnlessEtcd || skipUnle
 
       {
         const which = tc.migrating;
-        const opts = tc.migrationTodo === undefined ? {} : { todo: tc.migrationTodo };
-        it(`a flannel host switched to Rudder in place keeps its lease and subnet; every pod still reaches every other`, opts, async () => {
+        it(`a flannel host switched to Rudder in place keeps its lease and subnet; every pod still reaches every other`, async () => {
           const m = member(which);
           assert.equal(m.role, 'flannel');
           const before = await leaseOf(m.host);
@@ -296,6 +294,10 @@ describe('flannel interop', { skip: skipUnlessRoot || skipUnlessEtcd || skipUnle
           assert.equal(now.value['BackendType'], kind);
           // The bridge and pod built from flannel's subnet file stay as they are.
           await fullMesh(present());
+          if (kind === 'vxlan') {
+            const log = fs.readFileSync(m.host.logFile, 'utf8');
+            assert.match(log, /replaced flannel's VXLAN device.*flannel\.1/, `the takeover is logged (log ${m.host.logFile})`);
+          }
           if (kind !== 'udp') {
             // The routes to the peers are Rudder's now (flanneld left its own behind).
             for (const p of present()) {
@@ -306,6 +308,23 @@ describe('flannel interop', { skip: skipUnlessRoot || skipUnlessEtcd || skipUnle
               );
             }
           }
+        });
+
+        it(`flanneld's lease gone but its subnet file kept: Rudder takes FLANNEL_SUBNET again`, async () => {
+          const i = c.hosts.length + 1;
+          await bringUp(i, 'flannel');
+          const m = member(i);
+          const before = await leaseOf(m.host);
+          const flannelEnv = m.flanneld!.readSubnetFile()!;
+          await m.flanneld!.stop();
+          await c.etcdctl(['del', before.key]); // as an expiry would
+          m.role = 'rudder';
+          await m.host.startRudder([`-flannel-subnet-file=${m.flanneld!.subnetFile}`]);
+          const env = await m.host.waitSubnetFile();
+          assert.equal(env.subnet, flannelEnv.subnet, `RUDDER_SUBNET = the kept FLANNEL_SUBNET (log ${m.host.logFile})`);
+          assert.match(m.host.rudderLog(), /remembering flanneld's subnet/);
+          assert.equal((await leaseOf(m.host)).key, before.key, 'the same lease key, created again');
+          await fullMesh(present());
         });
       }
     });

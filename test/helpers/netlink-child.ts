@@ -4,13 +4,29 @@
  * request per line `{"id":1,"op":"ensureMtu","args":[5,1400]}`, one JSON reply
  * per line `{"id":1,"ok":true,"value":...}` or `{"id":1,"ok":false,"error":{...}}`.
  * Exits when stdin closes, so it never outlives the test process.
+ *
+ * Besides the facade's own methods it answers the one-object forms the test
+ * asks for (ensureRoute, deleteNeighbor, ...), each a batch of one, and
+ * linkByAddress, from the facade's reads.
  */
 import { createInterface } from 'readline';
-import { openNetlink, errnoOf } from '../../src/netlink';
+import { openNetlink, errnoOf, only, type FdbSpec, type NeighborSpec, type RouteKey, type RouteSpec } from '../../src/netlink';
 import { isRudderError } from '../../src/errors';
 
 const nl = openNetlink();
-const methods = nl as unknown as Record<string, (...a: unknown[]) => unknown>;
+const singles: Record<string, (...a: never[]) => unknown> = {
+  ensureRoute: async (s: RouteSpec) => ({ changed: only(await nl.ensureRoutes([s])) }),
+  deleteRoute: async (k: RouteKey) => only(await nl.deleteRoutes([k])),
+  ensureNeighbor: async (s: NeighborSpec) => ({ changed: only(await nl.ensureNeighbors([s])) }),
+  deleteNeighbor: async (index: number, ip: number) => only(await nl.deleteNeighbors([{ index, ip }])),
+  ensureFdb: async (s: FdbSpec) => ({ changed: only(await nl.ensureFdbs([s])) }),
+  deleteFdb: async (s: FdbSpec) => only(await nl.deleteFdbs([s])),
+  linkByAddress: async (ip: number) => {
+    const a = (await nl.listAddresses()).find((x) => x.ip === ip >>> 0);
+    return a === undefined ? null : nl.linkByIndex(a.index);
+  },
+};
+const methods = { ...(nl as unknown as Record<string, (...a: unknown[]) => unknown>), ...(singles as Record<string, (...a: unknown[]) => unknown>) };
 const rl = createInterface({ input: process.stdin });
 
 function reply(obj: unknown): void {

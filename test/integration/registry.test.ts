@@ -315,7 +315,7 @@ describe('the daemon', () => {
     await raw.put(`${prefix}/config`).value('{"Network":"10.91.0.0/16","SubnetLen":12}');
     const log = memoryLogger();
     const d = new Daemon(
-      { etcdPrefix: prefix, subnetFile: `/tmp/rudder-test-${process.pid}-${prefixN}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined },
+      { etcdPrefix: prefix, subnetFile: `/tmp/rudder-test-${process.pid}-${prefixN}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined, hostId: 'test-host-b' },
       {
         registry: reg(),
         log,
@@ -338,5 +338,58 @@ describe('the daemon', () => {
       await running;
       (await import('node:fs')).rmSync(`/tmp/rudder-test-${process.pid}-${prefixN}.env`, { force: true });
     }
+  });
+});
+
+describe('host identity (one PublicIP, one holder)', () => {
+  const hostIdAt = async (key: string): Promise<unknown> => (JSON.parse((await raw.get(key).string()) ?? '{}') as { RudderHostID?: unknown }).RudderHostID;
+  function withId(reg: EtcdRegistry, cfgText: string, publicIP: string, hostId: string, prefix: string): SubnetManager {
+    return new SubnetManager({
+      registry: reg,
+      config: parseConfig(cfgText),
+      publicIP: ip(publicIP),
+      backendType: 'udp',
+      backendData: {},
+      hostId,
+      etcdPrefix: prefix,
+      ttlMs: 60_000,
+      renewMarginMs: 10_000,
+      log: memoryLogger(),
+    });
+  }
+
+  test('two clients, one PublicIP, two identities: the second is refused and writes nothing', async () => {
+    const { prefix, reg } = fresh();
+    const [r1, r2] = [reg(), reg()];
+    const cfg = '{"Network":"10.60.0.0/16"}';
+    const first = await withId(r1, cfg, '198.18.6.9', 'host-one', prefix).acquire(null);
+    const key = `${prefix}/subnets/${formatCidr(first.subnet).replace('/', '-')}`;
+    assert.equal(await hostIdAt(key), 'host-one');
+    const revBefore = (await r1.listLeases()).revision;
+    await assert.rejects(withId(r2, cfg, '198.18.6.9', 'host-two', prefix).acquire(first.subnet), (e: unknown) => {
+      assert.ok(isRudderError(e, 'E_PUBLIC_IP_CONFLICT'), String(e));
+      for (const s of [key, 'host-one', 'host-two', '198.18.6.9', '-public-ip']) assert.ok((e as Error).message.includes(s), s);
+      return true;
+    });
+    assert.equal((await r1.listLeases()).revision, revBefore, 'no write at all');
+    // The first host restarting (same identity) keeps its subnet; renewal keeps the identity.
+    const m = withId(r1, cfg, '198.18.6.9', 'host-one', prefix);
+    const again = await m.acquire(null);
+    assert.equal(formatCidr(again.subnet), formatCidr(first.subnet));
+    const rec = (await r1.listLeases()).records.find((x) => formatCidr(x.lease.subnet) === formatCidr(first.subnet));
+    assert.ok(rec && (await r1.renewLease(rec)) !== null);
+    assert.equal(await hostIdAt(key), 'host-one');
+    assert.equal((await r1.listLeases()).records.length, 1);
+  });
+
+  test("a flannel-shaped lease (no identity) on our PublicIP is taken over in place and gains our identity", async () => {
+    const { prefix, reg } = fresh();
+    const r = reg();
+    const key = `${prefix}/subnets/10.61.7.0-24`;
+    const lease = raw.lease(60);
+    await lease.put(key).value('{"PublicIP":"198.18.6.10","BackendType":"udp","BackendData":null}');
+    const got = await withId(r, '{"Network":"10.61.0.0/16"}', '198.18.6.10', 'host-three', prefix).acquire(null);
+    assert.equal(formatCidr(got.subnet), '10.61.7.0/24');
+    assert.equal(await hostIdAt(key), 'host-three');
   });
 });

@@ -14,7 +14,8 @@ import { RTPROT_RUDDER } from '../../src/netlink';
 import type { BackendContext } from '../../src/backend/types';
 import { HostGwPeerTable, createHostGwBackend, directlyConnected, planRoutes } from '../../src/backend/hostgw';
 import { FALLBACK_METRIC } from '../../src/backend/udp';
-import { FakeKernel, FakeTimer } from '../helpers/kernel-backends-fake';
+import { FakeNetlink } from '../helpers/netlink-fake';
+import { FakeTimer } from '../helpers/fake-timer';
 
 const ip = (s: string): number => parseIp(s) as number;
 const cidr = (s: string) => parseCidr(s, true) as { ip: number; prefix: number };
@@ -65,7 +66,7 @@ describe('HostGwPeerTable and planRoutes', () => {
 });
 
 function setup(publicIP = '198.18.0.1') {
-  const k = new FakeKernel();
+  const k = new FakeNetlink();
   const timer = new FakeTimer();
   const log = memoryLogger(1);
   const eth0 = k.addLink('eth0', undefined, '52:54:00:00:00:01');
@@ -76,7 +77,7 @@ function setup(publicIP = '198.18.0.1') {
     log,
     portFlag: undefined,
   };
-  const backend = createHostGwBackend(ctx, { openNetlink: () => k.nl(), every: timer.every });
+  const backend = createHostGwBackend(ctx, { openNetlink: () => k, every: timer.every, after: timer.after });
   return { k, timer, log, backend, eth0, own: lease('10.0.1.0/24', publicIP) };
 }
 
@@ -148,6 +149,23 @@ describe('host-gw backend', () => {
     await net.stop();
     assert.deepEqual([k.routes, timer.cancelled, k.closed], [[], 1, 1]);
     await assert.rejects(net.apply([]), (e: unknown) => isRudderError(e, 'E_BACKEND'));
+  });
+
+  it('a kernel notification that a wanted route is gone starts a round; its own writes do not', async () => {
+    const { k, backend, own, timer } = setup();
+    const net = await backend.start(own, new AbortController().signal);
+    assert.equal(k.watching, 1);
+    await timer.runPending(); // the round after subscribing
+    await net.apply([add(lease('10.0.2.0/24', '198.18.0.2'))]);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(timer.waiting, 0, 'our own route write poked a round');
+    k.removeRoutes((r) => r.dst.ip === ip('10.0.2.0'));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(timer.waiting, 1);
+    await timer.runPending();
+    assert.deepEqual(k.routes.map((r) => r.dst.ip), [ip('10.0.2.0')]);
+    await net.stop();
+    assert.equal(k.watching, 0);
   });
 
   it('an aborted start closes the socket and leaves the routes as they were', async () => {

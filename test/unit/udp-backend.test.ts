@@ -11,9 +11,10 @@ import { formatCidr, parseCidr, parseIp } from '../../src/ip/ipv4';
 import { memoryLogger } from '../../src/log';
 import type { DataPlane, DataPlaneCounters, DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute } from '../../src/dataplane/types';
 import type { Lease, LeaseEvent } from '../../src/subnet/lease';
-import { RTPROT_RUDDER, type AddrSpec, type LinkInfo, type RouteInfo, type RouteKey, type RouteSpec } from '../../src/netlink';
-import { FALLBACK_METRIC, PeerTable, QUEUES_ENV, SwapPacer, createUdpBackend, queuesFromEnv, type PacerClock, type UdpNetlink } from '../../src/backend/udp';
-import { createBackend } from '../../src/backend/registry';
+import { RTPROT_RUDDER, type RouteInfo } from '../../src/netlink';
+import { FALLBACK_METRIC, UdpPeerTable as PeerTable, QUEUES_ENV, SwapPacer, createUdpBackend, queuesFromEnv, type PacerClock } from '../../src/backend/udp';
+import { FakeNetlink, describeRequest, type FakeRequest } from '../helpers/netlink-fake';
+import { createBackend } from '../../src/backend';
 import type { BackendContext } from '../../src/backend/types';
 
 const ip = (s: string): number => parseIp(s) as number;
@@ -60,15 +61,33 @@ class FakeClock implements PacerClock {
 /** Lets promise callbacks run (the pacer resolves its callers from a timer). */
 const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
 
+/** This file's text for the requests it asserts on: link indexes, and a route's scope and protocol. */
+function describeUdp(r: FakeRequest): string {
+  switch (r.op) {
+    case 'ensureAddresses':
+      return `ensureAddresses ${r.index} ${r.want.map((a) => `${a.ip}/${a.prefix}`).join(',')}`;
+    case 'ensureMtu':
+      return `ensureMtu ${r.index} ${r.mtu}`;
+    case 'ensureLinkUp':
+    case 'deleteLink':
+      return `${r.op} ${r.index}`;
+    case 'ensureRoute':
+      return `ensureRoute ${formatCidr(r.spec.dst)} oif=${r.spec.oif} scope=${r.spec.scope} proto=${r.spec.protocol}`;
+    case 'ensureUnreachableRoute':
+      return `ensureUnreachableRoute ${formatCidr(r.spec.dst)} metric=${r.spec.metric} proto=${r.spec.protocol}`;
+    default:
+      return describeRequest(r);
+  }
+}
+
 class World {
+  /** The data plane's steps and the netlink requests, in order. */
   calls: string[] = [];
-  tun: LinkInfo | null = null;
-  routes: RouteInfo[] = [];
+  readonly nl = new FakeNetlink({ describe: describeUdp });
   opts: DataPlaneOptions | undefined;
   tables: DataPlaneRoute[][] = [];
   counters: DataPlaneCounters = { ...zero };
   dpStopped = 0;
-  nlClosed = 0;
   failOn: string | undefined;
   onCall: ((op: string) => void) | undefined;
   tick: (() => void) | undefined;
@@ -77,6 +96,30 @@ class World {
   /** Added to `clock.t` by every setRoutes: what a swap costs. */
   swapCostMs = 0;
   readonly clock = new FakeClock();
+
+  constructor() {
+    this.nl.onCall = (op) => {
+      this.calls.push(op);
+      this.onCall?.(op);
+      if (this.failOn === op) throw new Error(`injected failure in ${op}`);
+    };
+  }
+
+  get tun() {
+    return this.nl.link('rudder0') ?? null;
+  }
+
+  get routes(): RouteInfo[] {
+    return this.nl.routes;
+  }
+
+  set routes(v: RouteInfo[]) {
+    this.nl.routes = v;
+  }
+
+  get nlClosed(): number {
+    return this.nl.closed;
+  }
 
   private step(op: string): void {
     this.calls.push(op);
@@ -87,7 +130,7 @@ class World {
   openDataPlane = (o: DataPlaneOptions): DataPlane => {
     this.step('openDataPlane');
     this.opts = o;
-    this.tun = { index: 7, name: o.tunName, mtu: 1500, up: false, kind: 'tun', mac: undefined };
+    this.nl.addLink(o.tunName, 'tun', undefined, { index: 7, up: false });
     return {
       ...(this.offloads !== undefined ? { offloads: this.offloads } : {}),
       setRoutes: (r) => {
@@ -97,45 +140,12 @@ class World {
       counters: () => ({ ...this.counters }),
       stop: () => {
         this.dpStopped++;
-        this.tun = null; // the data plane removes its TUN and, with it, the TUN's routes
-        this.routes = this.routes.filter((x) => x.oif !== 7);
+        this.nl.removeLink(7); // the data plane removes its TUN and, with it, the TUN's routes
       },
     };
   };
 
-  openNetlink = (): UdpNetlink => ({
-    listLinks: async () => (this.step('listLinks'), this.tun !== null ? [this.tun] : []),
-    linkByName: async (name) => (this.step(`linkByName ${name}`), this.tun !== null && this.tun.name === name ? this.tun : null),
-    ensureAddresses: async (index: number, want: readonly AddrSpec[]) => {
-      this.step(`ensureAddresses ${index} ${want.map((a) => `${a.ip}/${a.prefix}`).join(',')}`);
-      return { changed: true, added: [...want], removed: [] };
-    },
-    ensureMtu: async (index, mtu) => (this.step(`ensureMtu ${index} ${mtu}`), { changed: true }),
-    ensureLinkUp: async (index) => (this.step(`ensureLinkUp ${index}`), { changed: true }),
-    ensureRoute: async (s: RouteSpec) => {
-      this.step(`ensureRoute ${formatCidr(s.dst)} oif=${s.oif} scope=${s.scope} proto=${s.protocol}`);
-      this.routes.push({ dst: s.dst, table: 254, oif: s.oif, gateway: undefined, onlink: false, scope: 253, protocol: s.protocol ?? 0, type: 1, metric: 0, prefsrc: undefined });
-      return { changed: true };
-    },
-    ensureUnreachableRoute: async (s) => {
-      this.step(`ensureUnreachableRoute ${formatCidr(s.dst)} metric=${s.metric} proto=${s.protocol}`);
-      const there = this.routes.some((r) => r.dst.ip === s.dst.ip && r.dst.prefix === s.dst.prefix && r.type === 7 && r.metric === s.metric);
-      if (!there) this.routes.push({ dst: s.dst, table: 254, oif: undefined, gateway: undefined, onlink: false, scope: 0, protocol: s.protocol ?? 0, type: 7, metric: s.metric, prefsrc: undefined });
-      return { changed: !there };
-    },
-    deleteRoute: async (k: RouteKey) => {
-      this.step(`deleteRoute ${formatCidr(k.dst)}${k.metric ? ` metric=${k.metric}` : ''}`);
-      const before = this.routes.length;
-      // As the kernel: an unset oif or metric in the key matches any.
-      const hit = (r: RouteInfo): boolean =>
-        r.dst.ip === k.dst.ip && r.dst.prefix === k.dst.prefix && (k.oif === undefined || r.oif === k.oif) && (!k.metric || r.metric === k.metric);
-      this.routes = this.routes.filter((r) => !hit(r));
-      return this.routes.length < before;
-    },
-    listRoutes: async (f = {}) => (this.step('listRoutes'), this.routes.filter((r) => f.protocol === undefined || r.protocol === f.protocol)),
-    deleteLink: async (index) => (this.step(`deleteLink ${index}`), true),
-    close: () => void this.nlClosed++,
-  });
+  openNetlink = (): FakeNetlink => this.nl;
 
   every = (_ms: number, fn: () => void): (() => void) => {
     this.tick = fn;

@@ -24,7 +24,8 @@ import {
   vtepMac,
   type VxlanPeer,
 } from '../../src/backend/vxlan';
-import { FakeKernel, FakeTimer } from '../helpers/kernel-backends-fake';
+import { FakeNetlink } from '../helpers/netlink-fake';
+import { FakeTimer } from '../helpers/fake-timer';
 
 const ip = (s: string): number => parseIp(s) as number;
 const cidr = (s: string) => parseCidr(s, true) as { ip: number; prefix: number };
@@ -155,7 +156,7 @@ describe('vxlan kernel steps', () => {
 });
 
 function setup(opts: { vni?: number } = {}) {
-  const k = new FakeKernel();
+  const k = new FakeNetlink();
   const timer = new FakeTimer();
   const log = memoryLogger(1);
   const eth0 = k.addLink('eth0', undefined, '52:54:00:00:00:01');
@@ -165,7 +166,7 @@ function setup(opts: { vni?: number } = {}) {
     log,
     portFlag: undefined,
   };
-  const backend = createVxlanBackend(ctx, { openNetlink: () => k.nl(), every: timer.every });
+  const backend = createVxlanBackend(ctx, { openNetlink: () => k, every: timer.every, after: timer.after });
   const own = lease('10.0.1.0/24', '198.18.0.1', { VtepMAC: vtepMac(ip('198.18.0.1'), opts.vni ?? 1) });
   return { k, timer, log, backend, own, eth0 };
 }
@@ -185,6 +186,30 @@ describe('vxlan backend', () => {
     assert.deepEqual([dev.mtu, dev.up, dev.mac], [1450, true, data['VtepMAC']]);
     assert.deepEqual(k.addrs.filter((a) => a.index === dev.index).map((a) => [a.ip, a.prefix]), [[ip('10.0.1.0'), 32]]);
     await net.stop();
+  });
+
+  it('takes over flannel.<VNI> holding its VNI and port (migration from flannel), and logs it', async () => {
+    const { k, backend, own, log } = setup();
+    k.addLink('flannel.1', 'vxlan', '02:00:00:00:00:f1', { vxlan: { vni: 1, port: 8472 } });
+    k.addLink('flannel.2', 'vxlan', '02:00:00:00:00:f2', { vxlan: { vni: 2, port: 8472 } });
+    const net = await backend.start(own, new AbortController().signal);
+    assert.equal(k.link('flannel.1'), undefined, 'flannel.1 replaced');
+    assert.ok(k.link('flannel.2'), 'a device of another VNI is not ours to touch');
+    assert.ok(k.link('rudder.1'));
+    assert.ok(log.lines.some((l) => l.includes("replaced flannel's VXLAN device") && l.includes('flannel.1')), log.lines.join('\n'));
+    await net.stop();
+  });
+
+  it('refuses to start when another device holds its VNI and port, naming it and what to do', async () => {
+    const { k, backend, own } = setup();
+    k.addLink('vx0', 'vxlan', '02:00:00:00:00:aa', { vxlan: { vni: 1, port: 8472 } });
+    await assert.rejects(backend.start(own, new AbortController().signal), (e: unknown) => {
+      assert.ok(isRudderError(e, 'E_BACKEND'), String(e));
+      assert.match(e.message, /device vx0 already holds VNI 1 on UDP port 8472, which rudder\.1 needs: delete it \(ip link del vx0\) or set another Backend\.VNI or Backend\.Port/);
+      return true;
+    });
+    assert.ok(k.link('vx0'), 'left alone');
+    assert.equal(k.link('rudder.1'), undefined, 'nothing of ours left behind');
   });
 
   it('removes other backends\' devices and stale Rudder routes/neighbors/FDB at start, and nothing else', async () => {
@@ -257,6 +282,23 @@ describe('vxlan backend', () => {
     k.routes = [];
     await timer.tick();
     assert.equal(k.routes.length, 1);
+    await net.stop();
+  });
+
+  it('a notification that a peer\'s FDB entry is gone starts a round that restores it; its own writes do not', async () => {
+    const { k, backend, own, timer } = setup();
+    const net = await backend.start(own, new AbortController().signal);
+    await timer.runPending(); // the round after subscribing
+    await net.apply([add(lease('10.0.2.0/24', '198.18.0.2', { VtepMAC: MAC2 }))]);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(timer.waiting, 0, 'our own writes poked a round');
+    const dev = k.link('rudder.1');
+    assert.ok(dev);
+    await k.deleteFdbs([{ index: dev.index, mac: MAC2, dst: ip('198.18.0.2') }]);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(timer.waiting, 1);
+    await timer.runPending();
+    assert.deepEqual(k.fdb.map((f) => [f.mac, f.dst]), [[MAC2, ip('198.18.0.2')]]);
     await net.stop();
   });
 

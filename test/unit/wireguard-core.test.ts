@@ -91,7 +91,7 @@ describe('native/wireguard: the protocol core', { skip }, () => {
         // The object has no module registration: dlopen runs its constructor, then throws.
         const script = `try { process.dlopen({ exports: {} }, ${JSON.stringify(so)}); } catch {}
           const maps = require('fs').readFileSync('/proc/self/maps', 'utf8');
-          console.log(/libcrypto\.so/.test(maps) ? 'a libcrypto.so is mapped' : 'no libcrypto.so mapped');`;
+          console.log(/libcrypto\\.so/.test(maps) ? 'a libcrypto.so is mapped' : 'no libcrypto.so mapped');`;
         const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
         assert.equal(r.status, 0, r.stdout + r.stderr);
         assert.match(r.stdout, /[1-9]\d* checks, 0 failures\nexit status 0\n/);

@@ -3,8 +3,8 @@
  * added/removed out), the "directly connected" rule and the plan that makes
  * the kernel's Rudder-protocol routes match the peers. No I/O here.
  */
-import { cidrEquals, cidrToKey, contains, formatCidr, formatIp, maskOf, type Cidr } from '../../ip/ipv4';
-import type { Lease, LeaseEvent } from '../../subnet/lease';
+import { cidrToKey, contains, formatCidr, formatIp, maskOf, type Cidr } from '../../ip/ipv4';
+import { PeerTable, bySubnet, type PeerRules } from '../peers';
 import { TABLE_MAIN, type AddrSpec, type RouteInfo } from '../../netlink/types';
 
 export interface HostGwPeer {
@@ -27,58 +27,20 @@ export function directlyConnected(addrs: readonly AddrSpec[], ip: number): boole
   return addrs.some((a) => a.prefix < 32 && a.ip >>> 0 !== ip >>> 0 && contains({ ip: (a.ip & maskOf(a.prefix)) >>> 0, prefix: a.prefix }, ip));
 }
 
-export interface HostGwChange {
-  readonly removed: readonly HostGwPeer[];
-  readonly added: readonly HostGwPeer[];
-  /** Leases of another backend type, first seen in this batch (logged once). */
-  readonly ignored: readonly Lease[];
-}
+/** The peer table's rules for host-gw: a lease is a route to its subnet via its PublicIP. */
+const RULES: PeerRules<HostGwPeer> = {
+  backendType: 'host-gw',
+  peer: (l, key) => ({ key, subnet: l.subnet, publicIP: l.publicIP }),
+  same: (a, b) => a.publicIP === b.publicIP,
+};
 
-export class HostGwPeerTable {
-  private readonly peers = new Map<string, HostGwPeer>();
-  private readonly warned = new Map<string, string>();
-
-  constructor(private readonly own: Cidr) {}
-
-  apply(events: readonly LeaseEvent[]): HostGwChange {
-    // Only the keys this batch touches (their state before it): O(batch), not O(peers).
-    const before = new Map<string, HostGwPeer | undefined>();
-    const ignored: Lease[] = [];
-    for (const ev of events) {
-      const l = ev.lease;
-      const key = cidrToKey(l.subnet);
-      if (cidrEquals(l.subnet, this.own)) continue;
-      if (!before.has(key)) before.set(key, this.peers.get(key));
-      if (ev.type === 'removed') {
-        this.peers.delete(key);
-        this.warned.delete(key);
-        continue;
-      }
-      if (l.backendType !== 'host-gw') {
-        this.peers.delete(key);
-        if (this.warned.get(key) !== l.backendType) ignored.push(l);
-        this.warned.set(key, l.backendType);
-        continue;
-      }
-      this.warned.delete(key);
-      this.peers.set(key, { key, subnet: l.subnet, publicIP: l.publicIP });
-    }
-    const removed: HostGwPeer[] = [];
-    const added: HostGwPeer[] = [];
-    for (const [k, old] of before) {
-      const now = this.peers.get(k);
-      if (old !== undefined && (now === undefined || old.publicIP !== now.publicIP)) removed.push(old);
-      if (now !== undefined && (old === undefined || old.publicIP !== now.publicIP)) added.push(now);
-    }
-    return { removed, added, ignored };
-  }
-
-  get(key: string): HostGwPeer | undefined {
-    return this.peers.get(key);
+export class HostGwPeerTable extends PeerTable<HostGwPeer> {
+  constructor(own: Cidr) {
+    super(own, RULES);
   }
 
   list(): HostGwPeer[] {
-    return [...this.peers.values()].sort((a, b) => a.subnet.ip - b.subnet.ip || a.subnet.prefix - b.subnet.prefix);
+    return bySubnet(this.values());
   }
 }
 

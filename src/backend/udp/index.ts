@@ -1,87 +1,35 @@
 /**
- * The udp backend: Rudder's original design, a TUN device and a native data
- * plane that carries each IP packet in one UDP datagram to the PublicIP of
- * the lease holding its destination.
+ * The udp backend: the TUN device `rudder0` and the native data plane, which
+ * carries each IP packet in one UDP datagram to the PublicIP (and port) of
+ * the lease holding its destination. This file configures the kernel (the
+ * device, the Network route and its fail-closed `unreachable` twin, stale
+ * routes removed at start) and hands the data plane its peer table; the data
+ * plane's threads move every packet. The design (ports, fail closed, pacing,
+ * offloads, queues) is in docs/architecture.md, "udp".
  *
- * Design notes
- * - Split of work: the native data plane owns the TUN device `rudder0` and the
- *   UDP socket and moves every packet on its own threads; this file only
- *   configures it (the peer table) and the kernel (rtnetlink, via the facade).
- * - Kernel state, all "ensure": rudder0 gets the lease's network address as
- *   a /32 (10.0.5.0/32; .1 stays free for the container bridge), MTU =
- *   underlay MTU − 28 (IPv4 20 + UDP 8), up, and one route for the whole
- *   Network to rudder0 (scope link, protocol RTPROT_RUDDER). Our own subnet
- *   is more specific and lives on the local bridge, so it never loops back.
- *   At start every other RTPROT_RUDDER route in the main table is removed:
- *   it is left over from a crashed run or another backend and, being more
- *   specific, would shadow the Network route.
- * - Fail closed: the TUN belongs to the process, so when the daemon dies the
- *   device and its Network route go with it, and pod traffic to other hosts
- *   would follow the host's default route out unencapsulated. A second route
- *   for the Network, `unreachable` at the highest metric (FALLBACK_METRIC),
- *   is written before the rudder0 route and outlives a crash: meanwhile such
- *   traffic is refused ("no route to host", ICMP host-unreachable to a pod).
- *   A clean stop removes it with the rest; the next start keeps it; the
- *   other backends remove it as a stale Rudder route.
- * - Ports: every host listens on `-port`, else Backend.Port, else 8285 (the
- *   "network port"). A host whose -port differs from the network port
- *   publishes {"Port": p} in BackendData; otherwise BackendData stays {} as in
- *   flannel. A peer is sent to its published Port, else the network port, so
- *   flannel-written leases and hosts with a per-host -port both work.
- * - Peers: only leases with BackendType "udp" are routed; another type is
- *   logged once and gets no route (its host could not decapsulate our
- *   datagrams). Each swap hands the complete table to the data plane, which
- *   swaps it atomically; unchanged batches are not pushed. The table is kept
- *   sorted incrementally (table.ts), and swaps under churn are paced
- *   (pacer.ts: the first at once, then at most one per few ms, carrying
- *   every change made meanwhile).
- * - Offloads: the data plane uses the kernel's TSO on the TUN, UDP GSO/GRO
- *   and coalescing by default (each falls back on its own if the kernel
- *   refuses it); what it got is logged at start, with the reason for any
- *   missing piece. RUDDER_UDP_OFFLOADS=0 (or false) in the daemon's
- *   environment forces the plain one-packet-per-syscall path.
- * - Queues: one TUN queue and tx/rx thread pair per CPU (RUDDER_UDP_QUEUES
- *   overrides); a flow stays on one queue, everything from one peer arrives
- *   on one socket of the SO_REUSEPORT group, so nothing is reordered.
- * - Failure: start() registers an undo step after each step that succeeded;
- *   an error or an abort runs them in reverse, so no half state survives.
- *   stop() runs the same list: Network route, data plane (removes the TUN and
- *   its routes), a left-over rudder0, the netlink socket.
+ * Runs on the daemon's event loop only; apply() calls are serial.
  */
 import { RudderError, describeError } from '../../errors';
-import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
+import { formatCidr, formatIp } from '../../ip/ipv4';
 import type { Logger } from '../../log';
 import type { DataPlane, DataPlaneCounters, DataPlaneOptions } from '../../dataplane/types';
-import { MAX_QUEUES } from '../../dataplane/limits';
+import { openDataPlane as openNativeDataPlane } from '../../dataplane/native';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
-import { openNetlink as openRealNetlink, RTN_UNICAST, RTN_UNREACHABLE, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../../netlink';
+import { only, openNetlink as openRealNetlink, RTN_UNICAST, RTN_UNREACHABLE, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
-import { UDP_TUN, defaultEvery, removeForeignDevices, unwind, type Undo } from '../common';
-import { DEFAULT_UDP_PORT, PeerTable, describeRoute } from './table';
+import { StartGuard, UDP_TUN, defaultEvery, removeForeignDevices } from '../common';
+import { logIgnored } from '../peers';
+import { DEFAULT_UDP_PORT, UdpPeerTable, describeRoute } from './table';
 import { SwapPacer, type PacerClock, type PacerOptions } from './pacer';
+import { OFFLOADS_ENV, busyPollFromEnv, offloadsFromEnv, queuesFromEnv } from './env';
 
-export { DEFAULT_UDP_PORT, PeerTable, peerPort } from './table';
+export { DEFAULT_UDP_PORT, UdpPeerTable, peerPort } from './table';
 export { SwapPacer, DEFAULT_PACER, type PacerClock, type PacerOptions } from './pacer';
+export { BUSY_POLL_ENV, OFFLOADS_ENV, QUEUES_ENV, busyPollFromEnv, offloadsFromEnv, queuesFromEnv } from './env';
 
 export const UDP_OVERHEAD = 28;
 export const TUN_NAME = UDP_TUN;
 export const STATS_INTERVAL_MS = 10_000;
-
-/** The part of the netlink facade this backend uses (small, so tests can fake it). */
-export type UdpNetlink = Pick<
-  Netlink,
-  | 'listLinks'
-  | 'linkByName'
-  | 'ensureAddresses'
-  | 'ensureMtu'
-  | 'ensureLinkUp'
-  | 'ensureRoute'
-  | 'ensureUnreachableRoute'
-  | 'deleteRoute'
-  | 'listRoutes'
-  | 'deleteLink'
-  | 'close'
->;
 
 /**
  * Metric of the Network's `unreachable` fallback route: the highest there is,
@@ -92,7 +40,7 @@ export const FALLBACK_METRIC = 0xffffffff;
 
 export interface UdpDeps {
   openDataPlane?: (opts: DataPlaneOptions) => DataPlane;
-  openNetlink?: () => UdpNetlink;
+  openNetlink?: () => Netlink;
   /** Runs `fn` every `ms`; returns a cancel function. Default: an unref'd setInterval. */
   every?: (ms: number, fn: () => void) => () => void;
   /** Where RUDDER_UDP_OFFLOADS is read (default process.env). */
@@ -110,50 +58,11 @@ const realClock: PacerClock = {
   },
 };
 
-/** The environment variable that turns the data plane's offloads off ("0"/"false"); on by default. */
-export const OFFLOADS_ENV = 'RUDDER_UDP_OFFLOADS';
-
-/** An on/off environment variable: unset, empty, 1/true/on → true; 0/false/off → false; anything else is an error. */
-function switchFromEnv(env: NodeJS.ProcessEnv, name: string): boolean {
-  const v = (env[name] ?? '').trim().toLowerCase();
-  if (v === '' || v === '1' || v === 'true' || v === 'on') return true;
-  if (v === '0' || v === 'false' || v === 'off') return false;
-  throw new RudderError('E_BACKEND', `udp: ${name}=${env[name] ?? ''}: expected 1/true/on or 0/false/off`);
-}
-
-export const offloadsFromEnv = (env: NodeJS.ProcessEnv): boolean => switchFromEnv(env, OFFLOADS_ENV);
-
-/** The environment variable that turns the data plane's low-rate busy polling off ("0"/"false"); on by default. */
-export const BUSY_POLL_ENV = 'RUDDER_UDP_BUSY_POLL';
-
-export const busyPollFromEnv = (env: NodeJS.ProcessEnv): boolean => switchFromEnv(env, BUSY_POLL_ENV);
-
-/** The environment variable that sets the data plane's TUN queues (worker pairs); one per CPU by default. */
-export const QUEUES_ENV = 'RUDDER_UDP_QUEUES';
-
-/** RUDDER_UDP_QUEUES: unset, empty or "auto" → 0 (one per CPU the daemon may use); 1..MAX_QUEUES → that many. */
-export function queuesFromEnv(env: NodeJS.ProcessEnv): number {
-  const raw = env[QUEUES_ENV] ?? '';
-  const v = raw.trim().toLowerCase();
-  if (v === '' || v === 'auto') return 0;
-  const n = /^\d+$/.test(v) ? Number(v) : NaN;
-  if (!Number.isInteger(n) || n < 1 || n > MAX_QUEUES) {
-    throw new RudderError('E_BACKEND', `udp: ${QUEUES_ENV}=${raw}: expected auto or a whole number 1..${MAX_QUEUES}`);
-  }
-  return n;
-}
-
+/** The native data plane; its module loads the addon on first use, so unit tests and other backends never need it. */
 function nativeOpenDataPlane(opts: DataPlaneOptions): DataPlane {
-  // Loaded on first use so unit tests, and hosts on other backends, never need the addon.
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const mod = require('../../dataplane/native') as { openDataPlane(o: DataPlaneOptions): DataPlane };
-  return mod.openDataPlane(opts);
+  return openNativeDataPlane(opts);
 }
 
-
-function abortError(signal: AbortSignal, step: string): RudderError {
-  return new RudderError('E_BACKEND', `udp: start aborted before ${step}`, { cause: signal.reason });
-}
 
 
 export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backend {
@@ -183,29 +92,23 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
       const offloads = offloadsFromEnv(env);
       const busyPoll = busyPollFromEnv(env);
       const queues = queuesFromEnv(env);
-      const steps: Undo[] = [];
-      const check = (next: string): void => {
-        if (signal.aborted) throw abortError(signal, next);
-      };
+      const start = new StartGuard('udp', signal);
       const network = ctx.config.network;
       let dp: DataPlane | undefined;
       try {
-        check('opening netlink');
+        start.check('opening netlink');
         const nl = openNetlink();
-        steps.push({ what: 'close netlink', run: () => nl.close() });
+        start.undo('close netlink', () => nl.close());
         // Runs after the data plane stopped: only a TUN it failed to remove is left.
-        steps.push({
-          what: `remove left-over ${TUN_NAME}`,
-          run: async () => {
-            const l = await nl.linkByName(TUN_NAME);
-            if (l !== null) await nl.deleteLink(l.index);
-          },
+        start.undo(`remove left-over ${TUN_NAME}`, async () => {
+          const l = await nl.linkByName(TUN_NAME);
+          if (l !== null) await nl.deleteLink(l.index);
         });
 
-        check('removing other backends\' devices');
+        start.check('removing other backends\' devices');
         await removeForeignDevices(nl, TUN_NAME, log);
 
-        check('opening the data plane');
+        start.check('opening the data plane');
         const opened = openDataPlane({
           tunName: TUN_NAME,
           bindAddress: ctx.extIface.address,
@@ -218,37 +121,41 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
           queues,
         });
         dp = opened;
-        steps.push({ what: 'stop data plane', run: () => opened.stop() });
+        start.undo('stop data plane', () => opened.stop());
 
-        check(`configuring ${TUN_NAME}`);
+        start.check(`configuring ${TUN_NAME}`);
         const link = await nl.linkByName(TUN_NAME);
         if (link === null) throw new RudderError('E_BACKEND', `udp: data plane started but device ${TUN_NAME} does not exist`);
         await nl.ensureAddresses(link.index, [{ ip: own.subnet.ip, prefix: 32 }]);
-        check(`setting ${TUN_NAME} MTU`);
+        start.check(`setting ${TUN_NAME} MTU`);
         await nl.ensureMtu(link.index, mtu);
-        check(`setting ${TUN_NAME} up`);
+        start.check(`setting ${TUN_NAME} up`);
         await nl.ensureLinkUp(link.index);
 
-        check('removing stale routes');
-        for (const r of await nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN })) {
+        start.check('removing stale routes');
+        const stale = (await nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN })).filter((r) => {
           const toNetwork = r.dst.ip === network.ip && r.dst.prefix === network.prefix;
           const ours =
             toNetwork && ((r.type === RTN_UNICAST && r.oif === link.index && r.gateway === undefined) || (r.type === RTN_UNREACHABLE && r.metric === FALLBACK_METRIC));
-          if (ours) continue;
-          await nl.deleteRoute({ dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) });
-          log.info('removed stale route', { dst: formatCidr(r.dst), oif: r.oif, gateway: r.gateway === undefined ? undefined : formatIp(r.gateway) });
-        }
+          return !ours;
+        });
+        const removed = await nl.deleteRoutes(stale.map((r) => ({ dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) })));
+        stale.forEach((r, i) => {
+          if (removed[i]?.error === undefined) log.info('removed stale route', { dst: formatCidr(r.dst), oif: r.oif, gateway: r.gateway === undefined ? undefined : formatIp(r.gateway) });
+        });
+        const failed = removed.find((x) => x.error !== undefined)?.error;
+        if (failed !== undefined) throw failed;
 
-        check('routing the network');
+        start.check('routing the network');
         // First the fallback, so that the Network is never routed out the default route.
         await nl.ensureUnreachableRoute({ dst: network, metric: FALLBACK_METRIC, protocol: RTPROT_RUDDER, table: TABLE_MAIN });
-        steps.push({ what: `delete unreachable route ${formatCidr(network)}`, run: () => nl.deleteRoute({ dst: network, metric: FALLBACK_METRIC, table: TABLE_MAIN }) });
+        start.undo(`delete unreachable route ${formatCidr(network)}`, async () => only(await nl.deleteRoutes([{ dst: network, metric: FALLBACK_METRIC, table: TABLE_MAIN }])));
         const key: RouteKey = { dst: network, oif: link.index, table: TABLE_MAIN };
-        await nl.ensureRoute({ dst: network, oif: link.index, scope: 'link', protocol: RTPROT_RUDDER, table: TABLE_MAIN });
-        steps.push({ what: `delete route ${formatCidr(network)}`, run: () => nl.deleteRoute(key) });
-        check('returning the network');
+        only(await nl.ensureRoutes([{ dst: network, oif: link.index, scope: 'link', protocol: RTPROT_RUDDER, table: TABLE_MAIN }]));
+        start.undo(`delete route ${formatCidr(network)}`, async () => only(await nl.deleteRoutes([key])));
+        start.check('returning the network');
       } catch (e) {
-        await unwind(steps, log);
+        await start.unwind(log);
         throw e;
       }
 
@@ -260,8 +167,8 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
         route: `${formatCidr(network)} dev ${TUN_NAME}`,
         bind: formatIp(ctx.extIface.address),
       });
-      logOffloads(log, dp as DataPlane, offloads);
-      return startedNetwork({ own, dp: dp as DataPlane, steps, log, networkPort, every, mtu, clock, pacing });
+      logOffloads(log, dp, offloads);
+      return startedNetwork({ own, dp, start, log, networkPort, every, mtu, clock, pacing });
     },
   };
 }
@@ -282,7 +189,8 @@ function logOffloads(log: Logger, dp: DataPlane, requested: boolean): void {
 interface Started {
   readonly own: Lease;
   readonly dp: DataPlane;
-  readonly steps: Undo[];
+  /** Its undo list is what stop() runs. */
+  readonly start: StartGuard;
   readonly log: Logger;
   readonly networkPort: number;
   readonly every: (ms: number, fn: () => void) => () => void;
@@ -291,8 +199,8 @@ interface Started {
   readonly pacing: PacerOptions;
 }
 
-function startedNetwork({ own, dp, steps, log, networkPort, every, mtu, clock, pacing }: Started): Network {
-  const table = new PeerTable(networkPort, own);
+function startedNetwork({ own, dp, start, log, networkPort, every, mtu, clock, pacing }: Started): Network {
+  const table = new UdpPeerTable(networkPort, own);
   // Always the whole table, read when the swap runs: a paced swap carries every change made while it waited.
   const pacer = new SwapPacer(
     () => {
@@ -325,9 +233,7 @@ function startedNetwork({ own, dp, steps, log, networkPort, every, mtu, clock, p
     async apply(events: readonly LeaseEvent[]): Promise<void> {
       if (stopping !== undefined) throw new RudderError('E_BACKEND', 'udp: apply after stop');
       const ch = table.apply(events);
-      for (const l of ch.ignored) {
-        log.warn('ignoring lease of another backend', { subnet: formatCidr(l.subnet), backend: l.backendType, key: cidrToKey(l.subnet) });
-      }
+      logIgnored(log, ch.ignored);
       if (ch.set.length === 0 && ch.removed.length === 0) return;
       await pacer.request();
       for (const r of ch.set) log.debug('route set', { route: describeRoute(r) });
@@ -341,7 +247,7 @@ function startedNetwork({ own, dp, steps, log, networkPort, every, mtu, clock, p
       stopping ??= (async () => {
         cancelSummary();
         pacer.cancel(new RudderError('E_BACKEND', 'udp: stopped before the route table was handed to the data plane'));
-        const errors = await unwind(steps, log);
+        const errors = await start.unwind(log);
         if (errors.length > 0) {
           throw new RudderError('E_BACKEND', `udp: stop left ${errors.length} step(s) undone: ${describeError(errors[0])}`, { cause: errors[0] });
         }

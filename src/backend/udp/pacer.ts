@@ -76,7 +76,7 @@ export class SwapPacer {
         this.run();
         return Promise.resolve();
       } catch (e) {
-        return Promise.reject(e);
+        return Promise.reject(e instanceof Error ? e : new Error(String(e)));
       }
     }
     let resolve: () => void = () => undefined;

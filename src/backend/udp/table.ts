@@ -2,9 +2,10 @@
  * The udp backend's peer table (pure): lease events in, the complete
  * data-plane route table and what changed out.
  */
-import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
+import { formatCidr, formatIp } from '../../ip/ipv4';
 import type { DataPlaneRoute } from '../../dataplane/types';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
+import { PeerTable } from '../peers';
 
 export { DEFAULT_UDP_PORT } from '../../config';
 
@@ -28,6 +29,12 @@ export interface TableChange {
   readonly ignored: readonly Lease[];
 }
 
+/** A peer: its lease key and the data-plane route to it (what `table()` hands out). */
+interface UdpPeer {
+  readonly key: string;
+  readonly route: DataPlaneRoute;
+}
+
 const sameRoute = (a: DataPlaneRoute, b: DataPlaneRoute): boolean =>
   a.ip === b.ip && a.prefix === b.prefix && a.publicIP === b.publicIP && a.port === b.port;
 
@@ -40,90 +47,19 @@ function compareRoutes(a: DataPlaneRoute, b: DataPlaneRoute): number {
   return a.ip - b.ip || a.prefix - b.prefix;
 }
 
-/**
- * Kept incrementally: a batch costs O(changes · log n) lookups plus one
- * array move per added or removed peer, never a copy or sort of every peer
- * (at 5,000 peers, copying the map and sorting the table per lease event
- * was most of the udp backend's CPU under churn).
- */
-export class PeerTable {
-  private readonly routes = new Map<string, DataPlaneRoute>();
-  /** The same routes as `routes`, in `compareRoutes` order: what `table()` hands out. */
-  private readonly sorted: DataPlaneRoute[] = [];
-  /** subnet key → backend type already warned about, so a foreign lease is logged once. */
-  private readonly warned = new Map<string, string>();
-  private readonly ownKey: string;
+/** The generic peer table, with the peers' routes beside it in `compareRoutes` order. */
+class SortedPeers extends PeerTable<UdpPeer> {
+  readonly sorted: DataPlaneRoute[] = [];
 
-  constructor(
-    private readonly networkPort: number,
-    own: Lease,
-  ) {
-    this.ownKey = cidrToKey(own.subnet);
+  protected override placed(p: UdpPeer, old: UdpPeer | undefined): void {
+    const i = this.indexOf(p.route);
+    // Same key, same (ip, prefix): a changed peer keeps its slot.
+    if (old !== undefined) this.sorted[i] = p.route;
+    else this.sorted.splice(i, 0, p.route);
   }
 
-  get size(): number {
-    return this.routes.size;
-  }
-
-  /** Applies a batch; returns the routes that were set (new or changed) and removed. */
-  apply(events: readonly LeaseEvent[]): TableChange {
-    // Each touched key's route before this batch, so several events for one
-    // key in a batch report only the net change.
-    const before = new Map<string, DataPlaneRoute | undefined>();
-    const ignored: Lease[] = [];
-    const drop = (key: string): void => {
-      const old = this.routes.get(key);
-      if (!before.has(key)) before.set(key, old);
-      if (old === undefined) return;
-      this.routes.delete(key);
-      this.sorted.splice(this.indexOf(old), 1);
-    };
-    for (const ev of events) {
-      const key = cidrToKey(ev.lease.subnet);
-      if (key === this.ownKey) continue; // never route our own subnet to the network
-      if (ev.type === 'removed') {
-        drop(key);
-        this.warned.delete(key);
-        continue;
-      }
-      const l = ev.lease;
-      if (l.backendType !== 'udp') {
-        // A peer on another backend cannot decapsulate our datagrams: no route beats a black hole.
-        drop(key);
-        if (this.warned.get(key) !== l.backendType) {
-          this.warned.set(key, l.backendType);
-          ignored.push(l);
-        }
-        continue;
-      }
-      this.warned.delete(key);
-      const r: DataPlaneRoute = { ip: l.subnet.ip, prefix: l.subnet.prefix, publicIP: l.publicIP, port: peerPort(l, this.networkPort) };
-      const old = this.routes.get(key);
-      if (!before.has(key)) before.set(key, old);
-      if (old !== undefined && sameRoute(old, r)) continue;
-      this.routes.set(key, r);
-      const i = this.indexOf(r);
-      // Same key, same (ip, prefix): a changed peer keeps its slot.
-      if (old !== undefined) this.sorted[i] = r;
-      else this.sorted.splice(i, 0, r);
-    }
-    const set: DataPlaneRoute[] = [];
-    const removed: DataPlaneRoute[] = [];
-    for (const [k, old] of before) {
-      const now = this.routes.get(k);
-      if (now !== undefined && (old === undefined || !sameRoute(old, now))) set.push(now);
-      else if (now === undefined && old !== undefined) removed.push(old);
-    }
-    return { set, removed, ignored };
-  }
-
-  /**
-   * The complete table, in a stable order (by subnet address). The live
-   * array, not a copy: valid until the next `apply` (the data plane copies
-   * it during `setRoutes`).
-   */
-  table(): readonly DataPlaneRoute[] {
-    return this.sorted;
+  protected override dropped(p: UdpPeer): void {
+    this.sorted.splice(this.indexOf(p.route), 1);
   }
 
   /** Where `r` is in `sorted`, or where it would go (lower bound). */
@@ -136,5 +72,48 @@ export class PeerTable {
       else hi = mid;
     }
     return lo;
+  }
+}
+
+/**
+ * The udp peer table: lease events in, the complete data-plane route table
+ * and what changed out. Kept sorted incrementally: a batch costs
+ * O(changes · log n) lookups plus one array move per added or removed peer,
+ * never a copy or sort of every peer (at 5,000 peers, copying the map and
+ * sorting the table per lease event was most of the udp backend's CPU under
+ * churn).
+ */
+export class UdpPeerTable {
+  private readonly peers: SortedPeers;
+
+  constructor(networkPort: number, own: Lease) {
+    this.peers = new SortedPeers(own.subnet, {
+      backendType: 'udp',
+      peer: (l, key) => ({ key, route: { ip: l.subnet.ip, prefix: l.subnet.prefix, publicIP: l.publicIP, port: peerPort(l, networkPort) } }),
+      same: (a, b) => sameRoute(a.route, b.route),
+    });
+  }
+
+  get size(): number {
+    return this.peers.size;
+  }
+
+  /** Applies a batch; returns the routes that were set (new or changed) and removed (gone). */
+  apply(events: readonly LeaseEvent[]): TableChange {
+    const ch = this.peers.apply(events);
+    return {
+      set: ch.added.map((p) => p.route),
+      removed: ch.removed.filter((p) => this.peers.get(p.key) === undefined).map((p) => p.route),
+      ignored: ch.ignored,
+    };
+  }
+
+  /**
+   * The complete table, in a stable order (by subnet address). The live
+   * array, not a copy: valid until the next `apply` (the data plane copies
+   * it during `setRoutes`).
+   */
+  table(): readonly DataPlaneRoute[] {
+    return this.peers.sorted;
   }
 }

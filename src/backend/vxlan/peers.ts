@@ -12,8 +12,9 @@
  * and first on removal for the same reason.
  */
 import { createHash } from 'node:crypto';
-import { cidrEquals, cidrToKey, formatCidr, formatIp, type Cidr } from '../../ip/ipv4';
-import type { Lease, LeaseEvent } from '../../subnet/lease';
+import { cidrToKey, formatCidr, formatIp, type Cidr } from '../../ip/ipv4';
+import type { Lease } from '../../subnet/lease';
+import { PeerTable, bySubnet, type PeerChange, type PeerRules } from '../peers';
 import { TABLE_MAIN, type FdbSpec, type NeighborSpec, type RouteInfo } from '../../netlink/types';
 
 export const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
@@ -50,23 +51,19 @@ export interface VxlanPeer {
 /** The next hop of a peer's route, and its neighbor entry's address: the peer's network address. */
 export const peerVtepIp = (p: VxlanPeer): number => p.subnet.ip;
 
-export function describePeer(p: VxlanPeer): string {
-  return `${formatCidr(p.subnet)} via ${formatIp(p.subnet.ip)} (VTEP ${p.mac} at ${formatIp(p.publicIP)})`;
-}
+const samePeer = (a: VxlanPeer, b: VxlanPeer): boolean => a.publicIP === b.publicIP && a.mac === b.mac;
 
-const samePeer = (a: VxlanPeer, b: VxlanPeer): boolean =>
-  cidrEquals(a.subnet, b.subnet) && a.publicIP === b.publicIP && a.mac === b.mac;
+/** The peer table's rules for vxlan: a lease with a valid VtepMAC is a VTEP. */
+const RULES: PeerRules<VxlanPeer> = {
+  backendType: 'vxlan',
+  peer(l, key) {
+    const mac = leaseMac(l);
+    return mac === null ? `mac ${JSON.stringify(l.backendData['VtepMAC'])}` : { key, subnet: l.subnet, publicIP: l.publicIP, mac };
+  },
+  same: samePeer,
+};
 
-export interface PeerChange {
-  /** Peers to unprogram (gone, or changed: the old version). */
-  readonly removed: readonly VxlanPeer[];
-  /** Peers to program (new, or changed: the new version). */
-  readonly added: readonly VxlanPeer[];
-  /** Leases of another backend type, first seen in this batch (logged once). */
-  readonly ignored: readonly Lease[];
-  /** vxlan leases without a usable VtepMAC, first seen in this batch (logged once). */
-  readonly invalid: readonly Lease[];
-}
+export type { PeerChange } from '../peers';
 
 /** Whether some current peer still needs a kernel entry that a removed peer also used. */
 export interface PeerUse {
@@ -89,8 +86,7 @@ function bump<K>(m: Map<K, number>, k: K, by: number): void {
   else m.delete(k);
 }
 
-export class VxlanPeerTable implements PeerUse {
-  private readonly peers = new Map<string, VxlanPeer>();
+export class VxlanPeerTable extends PeerTable<VxlanPeer> implements PeerUse {
   /**
    * How many current peers use each FDB entry (MAC, PublicIP) and VTEP address: a removal
    * asks whether another peer still needs them in O(1), not by copying and scanning every peer.
@@ -100,72 +96,24 @@ export class VxlanPeerTable implements PeerUse {
   /** VTEP (network) address → peer, and VTEP MAC → peer: to judge kernel notifications in O(1). */
   private readonly vteps = new Map<number, VxlanPeer>();
   private readonly macs = new Map<string, VxlanPeer>();
-  /** subnet key → why it was reported, so each unusable lease is logged once. */
-  private readonly warned = new Map<string, string>();
 
-  constructor(private readonly own: Cidr) {}
-
-  apply(events: readonly LeaseEvent[]): PeerChange {
-    // Only the keys this batch touches (their state before it): O(batch), not O(peers).
-    const before = new Map<string, VxlanPeer | undefined>();
-    const ignored: Lease[] = [];
-    const invalid: Lease[] = [];
-    for (const ev of events) {
-      const l = ev.lease;
-      const key = cidrToKey(l.subnet);
-      if (cidrEquals(l.subnet, this.own)) continue; // never program our own subnet
-      if (!before.has(key)) before.set(key, this.peers.get(key));
-      if (ev.type === 'removed') {
-        this.drop(key);
-        this.warned.delete(key);
-        continue;
-      }
-      if (l.backendType !== 'vxlan') {
-        this.drop(key);
-        const why = `type ${l.backendType}`;
-        if (this.warned.get(key) !== why) ignored.push(l);
-        this.warned.set(key, why);
-        continue;
-      }
-      const mac = leaseMac(l);
-      if (mac === null) {
-        this.drop(key);
-        const why = `mac ${JSON.stringify(l.backendData['VtepMAC'])}`;
-        if (this.warned.get(key) !== why) invalid.push(l);
-        this.warned.set(key, why);
-        continue;
-      }
-      this.warned.delete(key);
-      this.drop(key);
-      const p: VxlanPeer = { key, subnet: l.subnet, publicIP: l.publicIP, mac };
-      this.peers.set(key, p);
-      bump(this.fdbUse, fdbKey(mac, p.publicIP), 1);
-      bump(this.vtepUse, peerVtepIp(p) >>> 0, 1);
-      this.vteps.set(peerVtepIp(p) >>> 0, p);
-      this.macs.set(mac, p);
-    }
-    const removed: VxlanPeer[] = [];
-    const added: VxlanPeer[] = [];
-    for (const [k, old] of before) {
-      const now = this.peers.get(k);
-      if (old !== undefined && (now === undefined || !samePeer(old, now))) removed.push(old);
-      if (now !== undefined && (old === undefined || !samePeer(old, now))) added.push(now);
-    }
-    return { removed, added, ignored, invalid };
+  constructor(own: Cidr) {
+    super(own, RULES);
   }
 
-  private drop(key: string): void {
-    const p = this.peers.get(key);
-    if (p === undefined) return;
-    this.peers.delete(key);
+  protected override placed(p: VxlanPeer, old: VxlanPeer | undefined): void {
+    if (old !== undefined) this.dropped(old);
+    bump(this.fdbUse, fdbKey(p.mac, p.publicIP), 1);
+    bump(this.vtepUse, peerVtepIp(p) >>> 0, 1);
+    this.vteps.set(peerVtepIp(p) >>> 0, p);
+    this.macs.set(p.mac, p);
+  }
+
+  protected override dropped(p: VxlanPeer): void {
     bump(this.fdbUse, fdbKey(p.mac, p.publicIP), -1);
     bump(this.vtepUse, peerVtepIp(p) >>> 0, -1);
     if (this.vteps.get(peerVtepIp(p) >>> 0) === p) this.vteps.delete(peerVtepIp(p) >>> 0);
     if (this.macs.get(p.mac) === p) this.macs.delete(p.mac);
-  }
-
-  get(key: string): VxlanPeer | undefined {
-    return this.peers.get(key);
   }
 
   usesFdb(mac: string, publicIP: number): boolean {
@@ -188,7 +136,7 @@ export class VxlanPeerTable implements PeerUse {
 
   /** Current peers, in a stable order (by subnet address). */
   list(): VxlanPeer[] {
-    return [...this.peers.values()].sort((a, b) => a.subnet.ip - b.subnet.ip || a.subnet.prefix - b.subnet.prefix);
+    return bySubnet(this.values());
   }
 }
 
@@ -262,7 +210,7 @@ export function stopSteps(peers: readonly VxlanPeer[], devIndex: number): VxlanS
 }
 
 /** Steps for one batch: every removal (reverse order) before any addition. */
-export function changeSteps(ch: Pick<PeerChange, 'added' | 'removed'>, devIndex: number, current: PeerUse): VxlanStep[] {
+export function changeSteps(ch: Pick<PeerChange<VxlanPeer>, 'added' | 'removed'>, devIndex: number, current: PeerUse): VxlanStep[] {
   return [...ch.removed.flatMap((p) => unprogramSteps(p, devIndex, current)), ...ch.added.flatMap(programSteps)];
 }
 

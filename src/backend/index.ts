@@ -1,6 +1,8 @@
 /**
- * The one map from Backend.Type to implementation. Adding a backend means one
- * line here; nothing else in the daemon knows backend names.
+ * The backends: the one map from Backend.Type to implementation. Adding a
+ * backend means one line here; nothing else in the daemon knows backend
+ * names. (A kernel backend is a folder with its peer rules, planner and
+ * driver for runtime.ts; see hostgw/ for the smallest.)
  */
 import { RudderError } from '../errors';
 import { BACKEND_TYPES } from '../config';
