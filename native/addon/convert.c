@@ -103,3 +103,27 @@ bool get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv,
 }
 
 /* setRoutes(handle, Uint32Array [net, prefix, publicIP, port]*) */
+
+bool get_buffer(napi_env env, napi_value obj, const char *key, size_t len, bool optional, uint8_t **data)
+{
+	napi_value v;
+	napi_valuetype t;
+	bool is_buf = false;
+	void *d = NULL;
+	size_t n = 0;
+	char msg[96];
+	*data = NULL;
+	if (napi_get_named_property(env, obj, key, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok)
+		goto bad;
+	if (t == napi_undefined && optional)
+		return true;
+	if (napi_is_buffer(env, v, &is_buf) != napi_ok || !is_buf || napi_get_buffer_info(env, v, &d, &n) != napi_ok ||
+	        n != len)
+		goto bad;
+	*data = d;
+	return true;
+bad:
+	snprintf(msg, sizeof msg, "%s must be a Buffer of %zu bytes", key, len);
+	addon_throw(env, msg);
+	return false;
+}

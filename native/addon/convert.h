@@ -35,6 +35,11 @@ bool get_opt_bool(napi_env env, napi_value obj, const char *key, bool dflt, bool
 bool set_bool(napi_env env, napi_value obj, const char *key, bool b);
 /* A string without NUL characters, malloc'd into *out (caller frees); its length in *len if not NULL. */
 bool get_string(napi_env env, napi_value v, const char *what, char **out, size_t *len);
+/*
+ * obj[key] as a Buffer of exactly `len` bytes: its memory in *data (valid
+ * while the value lives), or *data NULL when absent/undefined and `optional`.
+ */
+bool get_buffer(napi_env env, napi_value obj, const char *key, size_t len, bool optional, uint8_t **data);
 /* Fetches exactly `n` (<= 2) arguments; too few throws `usage`. */
 bool get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv, const char *usage);
 

@@ -37,6 +37,13 @@ static napi_value offloads_object(napi_env env, const struct dp_offloads *o)
 	return obj;
 }
 
+static void wipe_keys(uint8_t keys[2][32])
+{
+	volatile uint8_t *k = &keys[0][0];
+	for (size_t i = 0; i < 64; i++)
+		k[i] = 0;
+}
+
 /* Caller frees *out. */
 static struct handle *get_handle(napi_env env, napi_value v)
 {
@@ -99,9 +106,34 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	        !get_opt_bool(env, argv[0], "busyPoll", true, &busy_poll))
 		return NULL;
 	CHECK(env, napi_get_named_property(env, argv[0], "tunName", &tn));
+	/* WireGuard mode: {privateKey, psk?, persistentKeepalive, tai64nFloor?}; the key Buffers are wiped here. */
+	napi_value wgv;
+	napi_valuetype wgt;
+	CHECK(env, napi_get_named_property(env, argv[0], "wireguard", &wgv));
+	CHECK(env, napi_typeof(env, wgv, &wgt));
+	struct dp_wg_config wg = {0};
+	uint8_t *priv = NULL, *psk = NULL, *floor = NULL;
+	uint8_t keys[2][32];
+	if (wgt == napi_object) {
+		if (!get_buffer(env, wgv, "privateKey", 32, false, &priv) || !get_buffer(env, wgv, "psk", 32, true, &psk) ||
+		        !get_buffer(env, wgv, "tai64nFloor", 12, true, &floor) ||
+		        !get_u32(env, wgv, "persistentKeepalive", &wg.persistent_keepalive))
+			return NULL;
+		memcpy(keys[0], priv, 32);
+		memset(priv, 0, 32);
+		wg.private_key = keys[0];
+		if (psk) {
+			memcpy(keys[1], psk, 32);
+			memset(psk, 0, 32);
+			wg.psk = keys[1];
+		}
+		wg.tai64n_floor = floor;
+	}
 	char *name;
-	if (!get_string(env, tn, "tunName", &name, NULL))
+	if (!get_string(env, tn, "tunName", &name, NULL)) {
+		wipe_keys(keys);
 		return NULL;
+	}
 
 	size_t csz = (sizeof(struct dp_counters) + 63) & ~(size_t)63;
 	struct dp_counters *c = aligned_alloc(64, csz);
@@ -110,6 +142,7 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		free(c);
 		free(h);
 		free(name);
+		wipe_keys(keys);
 		addon_throw(env, "out of memory");
 		return NULL;
 	}
@@ -120,6 +153,7 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		free(c);
 		free(h);
 		free(name);
+		wipe_keys(keys);
 		addon_throw(env, "cannot expose counters (external ArrayBuffer refused)");
 		return NULL;
 	}
@@ -134,10 +168,12 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	        .offloads = offloads,
 	        .busy_poll = busy_poll,
 	        .queues = queues,
+	        .wg = wg.private_key ? &wg : NULL,
 	};
 	char err[ERRLEN], ifname[16] = {0};
 	int rc = dp_open(&cfg, c, &h->dp, ifname, err, sizeof err);
 	free(name);
+	wipe_keys(keys);
 	if (rc < 0) {
 		free(h);
 		addon_throw(env, err);
@@ -214,6 +250,165 @@ static napi_value js_set_routes(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+static struct handle *running(napi_env env, napi_value v)
+{
+	struct handle *h = get_handle(env, v);
+	if (h && !h->dp) {
+		addon_throw(env, "data plane is stopped");
+		return NULL;
+	}
+	return h;
+}
+
+/* setPeers(handle, [{publicKey: Buffer(32), ip, port, allowed: Uint32Array [net, prefix, ...]}]) */
+static napi_value js_set_peers(napi_env env, napi_callback_info info)
+{
+	napi_value argv[2];
+	if (!get_args(env, info, 2, argv, "setPeers expects (handle, peers[])"))
+		return NULL;
+	struct handle *h = running(env, argv[0]);
+	if (!h)
+		return NULL;
+	bool is_arr = false;
+	uint32_t n = 0;
+	if (napi_is_array(env, argv[1], &is_arr) != napi_ok || !is_arr || napi_get_array_length(env, argv[1], &n) != napi_ok) {
+		addon_throw(env, "peers must be an array");
+		return NULL;
+	}
+	struct dp_wg_peer *peers = calloc(n ? n : 1, sizeof *peers);
+	size_t total = 0;
+	uint32_t *nets = NULL;
+	uint8_t *prefixes = NULL;
+	bool ok = peers != NULL;
+	/* First pass: sizes; second: values. */
+	for (int pass = 0; pass < 2 && ok; pass++) {
+		size_t k = 0;
+		for (uint32_t i = 0; i < n && ok; i++) {
+			napi_value o, al;
+			uint8_t *pub;
+			uint32_t ip, port;
+			bool is_ta = false;
+			napi_typedarray_type tt;
+			size_t len = 0;
+			void *data = NULL;
+			ok = napi_get_element(env, argv[1], i, &o) == napi_ok && get_buffer(env, o, "publicKey", 32, false, &pub) &&
+			        get_u32(env, o, "ip", &ip) && get_u32(env, o, "port", &port) &&
+			        napi_get_named_property(env, o, "allowed", &al) == napi_ok;
+			if (ok && (napi_is_typedarray(env, al, &is_ta) != napi_ok || !is_ta || napi_get_typedarray_info(env, al, &tt, &len, &data, NULL, NULL) != napi_ok || tt != napi_uint32_array || len % 2 != 0)) {
+				addon_throw(env, "allowed must be a Uint32Array of [net, prefix] pairs");
+				ok = false;
+			}
+			if (!ok)
+				break;
+			if (pass == 0) {
+				total += len / 2;
+				continue;
+			}
+			struct dp_wg_peer *p = &peers[i];
+			memcpy(p->pub, pub, 32);
+			p->ip = ip;
+			p->port = (uint16_t)port;
+			p->nets = nets + k;
+			p->prefixes = prefixes + k;
+			p->nallowed = len / 2;
+			for (size_t j = 0; j < len / 2; j++, k++) {
+				nets[k] = ((const uint32_t *)data)[2 * j];
+				prefixes[k] = (uint8_t)((const uint32_t *)data)[2 * j + 1];
+			}
+		}
+		if (ok && pass == 0) {
+			nets = calloc(total ? total : 1, sizeof *nets);
+			prefixes = calloc(total ? total : 1, 1);
+			if (!nets || !prefixes) {
+				addon_throw(env, "out of memory");
+				ok = false;
+			}
+		}
+	}
+	if (!peers)
+		addon_throw(env, "out of memory");
+	char err[ERRLEN];
+	int rc = ok ? dp_wg_set_peers(h->dp, peers, n, err, sizeof err) : 0;
+	free(peers);
+	free(nets);
+	free(prefixes);
+	if (rc < 0)
+		addon_throw(env, err);
+	return NULL;
+}
+
+struct status_ctx {
+	napi_env env;
+	napi_value arr;
+	uint32_t n;
+	bool failed;
+};
+
+static void status_one(void *vctx, const struct dp_wg_status *s)
+{
+	struct status_ctx *x = vctx;
+	napi_env env = x->env;
+	napi_value o, pub, v, al;
+	void *d;
+	uint32_t na = s->nallowed < DP_WG_STATUS_ALLOWED ? s->nallowed : DP_WG_STATUS_ALLOWED;
+	napi_value ab;
+	if (x->failed || napi_create_object(env, &o) != napi_ok || napi_create_buffer_copy(env, 32, s->pub, &d, &pub) != napi_ok ||
+	        napi_set_named_property(env, o, "publicKey", pub) != napi_ok || napi_create_uint32(env, s->ip, &v) != napi_ok ||
+	        napi_set_named_property(env, o, "ip", v) != napi_ok || napi_create_uint32(env, s->port, &v) != napi_ok ||
+	        napi_set_named_property(env, o, "port", v) != napi_ok ||
+	        napi_create_double(env, (double)(s->last_handshake_ns / 1000000), &v) != napi_ok ||
+	        napi_set_named_property(env, o, "lastHandshakeMs", v) != napi_ok ||
+	        napi_create_double(env, (double)s->rx_bytes, &v) != napi_ok || napi_set_named_property(env, o, "rxBytes", v) != napi_ok ||
+	        napi_create_double(env, (double)s->tx_bytes, &v) != napi_ok || napi_set_named_property(env, o, "txBytes", v) != napi_ok ||
+	        napi_create_arraybuffer(env, (size_t)na * 8, &d, &ab) != napi_ok ||
+	        napi_create_typedarray(env, napi_uint32_array, (size_t)na * 2, ab, 0, &al) != napi_ok) {
+		x->failed = true;
+		return;
+	}
+	uint32_t *u = d;
+	for (uint32_t j = 0; j < na; j++) {
+		u[2 * j] = s->nets[j];
+		u[2 * j + 1] = s->prefixes[j];
+	}
+	if (napi_set_named_property(env, o, "allowed", al) != napi_ok || napi_set_element(env, x->arr, x->n++, o) != napi_ok)
+		x->failed = true;
+}
+
+/* peers(handle) -> [{publicKey, ip, port, lastHandshakeMs, rxBytes, txBytes, allowed}] */
+static napi_value js_peers(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1];
+	if (!get_args(env, info, 1, argv, "peers expects a handle"))
+		return NULL;
+	struct handle *h = running(env, argv[0]);
+	if (!h)
+		return NULL;
+	struct status_ctx x = {.env = env};
+	CHECK(env, napi_create_array(env, &x.arr));
+	dp_wg_status(h->dp, status_one, &x);
+	if (x.failed) {
+		addon_throw(env, "internal N-API failure describing the peers");
+		return NULL;
+	}
+	return x.arr;
+}
+
+/* lastTai64n(handle) -> Buffer(12) */
+static napi_value js_last_tai64n(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1], b;
+	if (!get_args(env, info, 1, argv, "lastTai64n expects a handle"))
+		return NULL;
+	struct handle *h = running(env, argv[0]);
+	if (!h)
+		return NULL;
+	uint8_t t[12];
+	void *d;
+	dp_wg_last_tai64n(h->dp, t);
+	CHECK(env, napi_create_buffer_copy(env, sizeof t, t, &d, &b));
+	return b;
+}
+
 static napi_value js_stop(napi_env env, napi_callback_info info)
 {
 	napi_value argv[1];
@@ -239,6 +434,12 @@ napi_value addon_dataplane_init(napi_env env, napi_value exports)
 	CHECK(env, napi_set_named_property(env, exports, "open", fn));
 	CHECK(env, napi_create_function(env, "setRoutes", NAPI_AUTO_LENGTH, js_set_routes, NULL, &fn));
 	CHECK(env, napi_set_named_property(env, exports, "setRoutes", fn));
+	CHECK(env, napi_create_function(env, "setPeers", NAPI_AUTO_LENGTH, js_set_peers, NULL, &fn));
+	CHECK(env, napi_set_named_property(env, exports, "setPeers", fn));
+	CHECK(env, napi_create_function(env, "peers", NAPI_AUTO_LENGTH, js_peers, NULL, &fn));
+	CHECK(env, napi_set_named_property(env, exports, "peers", fn));
+	CHECK(env, napi_create_function(env, "lastTai64n", NAPI_AUTO_LENGTH, js_last_tai64n, NULL, &fn));
+	CHECK(env, napi_set_named_property(env, exports, "lastTai64n", fn));
 	CHECK(env, napi_create_function(env, "stop", NAPI_AUTO_LENGTH, js_stop, NULL, &fn));
 	CHECK(env, napi_set_named_property(env, exports, "stop", fn));
 	return exports;

@@ -28,7 +28,18 @@
 	X(ICMP_SENT, icmpSent) /* ICMP errors written back into the TUN */ \
 	X(DROP_NOT_IPV4, dropNotIPv4) /* tx: not IPv4 (e.g. IPv6 router solicitations) */ \
 	X(TX_GSO_PACKETS, txGsoPackets) /* TCP/UDP super-packets read from the TUN and segmented */ \
-	X(RX_GRO_PACKETS, rxGroPackets) /* coalesced super-packets written to the TUN */
+	X(RX_GRO_PACKETS, rxGroPackets) /* coalesced super-packets written to the TUN */ \
+	X(WG_HANDSHAKES_SENT, wgHandshakesSent) /* WireGuard: initiations sent */ \
+	X(WG_HANDSHAKES_RECEIVED, wgHandshakesReceived) /* initiations accepted (responses sent) */ \
+	X(WG_HANDSHAKES_COMPLETED, wgHandshakesCompleted) /* sessions in use (response consumed, or confirmed) */ \
+	X(WG_COOKIES_SENT, wgCookiesSent) /* cookie replies sent under load */ \
+	X(WG_DROP_BAD_MAC, wgDropBadMac) /* handshake mac1 or transport tag wrong, or handshake not decryptable */ \
+	X(WG_DROP_REPLAY, wgDropReplay) /* counter seen or too old, or a stale initiation timestamp */ \
+	X(WG_DROP_UNKNOWN_INDEX, wgDropUnknownIndex) /* no keypair/handshake of the peer has the receiver index, or unknown key */ \
+	X(WG_DROP_COOKIE_REQUIRED, wgDropCookieRequired) /* under load without a valid mac2 (answered by a cookie) */ \
+	X(WG_DROP_ALLOWED_IPS, wgDropAllowedIps) /* decrypted packet's source is not in the peer's allowed IPs */ \
+	X(WG_DROP_NO_KEYPAIR, wgDropNoKeypair) /* tx: no session and the staging queue full (or a super-packet) */ \
+	X(WG_DROP_EXPIRED, wgDropExpired) /* keypair past REJECT_AFTER_TIME/messages */
 
 enum dp_counter {
 #define DP_COUNTER_ENUM(id, name) DP_##id,

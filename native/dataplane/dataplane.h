@@ -19,6 +19,14 @@
 /* Most TUN queues (worker pairs) one data plane runs. */
 #define DP_MAX_QUEUES 16
 
+/* WireGuard mode's settings (dp_config.wg); the key bytes are copied at open. */
+struct dp_wg_config {
+	const uint8_t *private_key; /* 32 bytes */
+	const uint8_t *psk; /* 32 bytes, or NULL: no preshared key (one for every peer) */
+	uint32_t persistent_keepalive; /* seconds, 0 = off */
+	const uint8_t *tai64n_floor; /* 12 bytes: the last TAI64N this host sent (persisted), or NULL */
+};
+
 /* All addresses in host byte order; ranges as src/dataplane/native.ts checks them. */
 struct dp_config {
 	const char *tun_name;
@@ -30,6 +38,7 @@ struct dp_config {
 	bool offloads; /* try TUN TSO/checksum offload, UDP GSO and UDP GRO (each falls back if refused) */
 	bool busy_poll; /* at low packet rates, spin briefly for the reply instead of sleeping (see dataplane/wait.c) */
 	uint32_t queues; /* TUN queues = worker pairs, 1..DP_MAX_QUEUES; 0: one per CPU the process may use */
+	const struct dp_wg_config *wg; /* NULL: plain udp mode; else WireGuard mode (dp_wg_set_peers, not dp_set_routes) */
 };
 
 /* What dp_open got from the kernel, for the backend to log. */
@@ -68,6 +77,39 @@ void dp_get_offloads(const struct dp *dp, struct dp_offloads *out);
 
 /* Replaces the route table (single writer at a time); traffic keeps flowing. */
 int dp_set_routes(struct dp *dp, const struct dp_route *routes, size_t n, char *err, size_t errlen);
+
+/* A WireGuard peer: public key, pinned endpoint, allowed IPs (its lease subnets). */
+struct dp_wg_peer {
+	uint8_t pub[32];
+	uint32_t ip;
+	uint16_t port;
+	const uint32_t *nets;
+	const uint8_t *prefixes;
+	size_t nallowed;
+};
+
+/*
+ * WireGuard mode: replaces the peer set (and with it the route table:
+ * allowed IPs -> peer). A peer whose key and endpoint stay keeps its
+ * session; a removed one is wiped once no thread can reach it.
+ */
+int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, char *err, size_t errlen);
+
+#define DP_WG_STATUS_ALLOWED 64
+struct dp_wg_status {
+	uint8_t pub[32];
+	uint32_t ip;
+	uint16_t port;
+	uint64_t last_handshake_ns; /* CLOCK_REALTIME; 0 = never */
+	uint64_t rx_bytes, tx_bytes; /* transport messages on the wire */
+	uint32_t nallowed; /* the first DP_WG_STATUS_ALLOWED are in nets/prefixes */
+	uint32_t nets[DP_WG_STATUS_ALLOWED];
+	uint8_t prefixes[DP_WG_STATUS_ALLOWED];
+};
+/* Calls fn once per peer (on the caller's thread, with the writers' lock held). */
+void dp_wg_status(struct dp *dp, void (*fn)(void *ctx, const struct dp_wg_status *s), void *ctx);
+/* The last TAI64N this host sent (or the floor it was opened with): for the caller to persist. */
+void dp_wg_last_tai64n(struct dp *dp, uint8_t out[12]);
 
 /* Stops and joins the threads, closes the fds, frees dp. Never touches counters afterwards. */
 void dp_close(struct dp *dp);

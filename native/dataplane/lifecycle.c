@@ -87,6 +87,7 @@ void dp_close(struct dp *dp)
 		if (write(dp->stop_fd, &one, sizeof one) < 0) {
 			/* an eventfd write only fails on overflow, which leaves it readable anyway */
 		}
+		wg_dev_stop(dp);
 		for (unsigned k = 0; k < dp->nalloc; k++) {
 			if (dp->w[k].tx_started)
 				pthread_join(dp->w[k].tx_thread, NULL);
@@ -104,8 +105,13 @@ void dp_close(struct dp *dp)
 			if (w->spin[r].kick_fd >= 0)
 				close(w->spin[r].kick_fd);
 		pthread_mutex_destroy(&w->tx_lock);
-		if (w->tx)
+		if (w->tx) {
 			free(w->tx->bufs);
+			free(w->tx->wbuf);
+			if (w->tx->wgc)
+				wg_txcache_free(w->tx->wgc);
+			free(w->tx->wgc);
+		}
 		if (w->rx)
 			free(w->rx->bufs);
 		free(w->tx);
@@ -115,6 +121,7 @@ void dp_close(struct dp *dp)
 		close(dp->stop_fd);
 	/* Threads are gone: every table can go. */
 	routes_free_all(dp);
+	wg_dev_close(dp);
 	pthread_mutex_destroy(&dp->wlock);
 	ip_ctx_destroy(&dp->ip);
 	free(dp->w);
@@ -153,7 +160,9 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 
 	int rc;
 	struct rtable *empty;
-	if ((rc = rt_new(NULL, 0, &empty, err, errlen)) != 0)
+	if ((rc = rt_new(NULL, NULL, 0, NULL, 0, &empty, err, errlen)) != 0)
+		goto fail;
+	if (cfg->wg && (rc = wg_dev_open(dp, cfg->wg->private_key, cfg->wg->psk, cfg->wg->persistent_keepalive, cfg->wg->tai64n_floor, err, errlen)) != 0)
 		goto fail;
 	atomic_store(&dp->table, empty);
 
@@ -166,7 +175,11 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 			w->tx->bufs = malloc((size_t)BATCH * TX_STRIDE);
 		if (w->rx)
 			w->rx->bufs = malloc((size_t)BATCH * BUFSZ);
-		if (!w->tx || !w->rx || !w->tx->bufs || !w->rx->bufs) {
+		if (w->tx && dp->wg) {
+			w->tx->wbuf = malloc(WG_WBUF);
+			w->tx->wgc = calloc(1, sizeof *w->tx->wgc);
+		}
+		if (!w->tx || !w->rx || !w->tx->bufs || !w->rx->bufs || (dp->wg && (!w->tx->wbuf || !w->tx->wgc))) {
 			rc = errf(err, errlen, ENOMEM, "packet buffers%s", "");
 			goto fail;
 		}
@@ -238,6 +251,8 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 		}
 		w->rx_started = true;
 	}
+	if (dp->wg && (rc = wg_dev_start(dp, err, errlen)) != 0)
+		goto fail;
 	*out = dp;
 	return 0;
 

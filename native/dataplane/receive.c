@@ -41,6 +41,21 @@ static inline size_t rx_take(struct dp *dp, struct rx_state *st, size_t np, uint
 	st->pkts[np].len = (uint32_t)len;
 	return 1;
 }
+
+/* WireGuard mode: the datagram is opened in place (wg.c), then checked like a plain one. */
+static inline size_t rx_take_wg(struct worker *w, const struct rtable *t, struct wgp *peer, struct rx_state *st,
+        size_t np, uint8_t *p, size_t len, bool trunc, uint64_t *cnt)
+{
+	if (trunc) {
+		cnt[DP_DROP_MALFORMED]++;
+		return 0;
+	}
+	uint8_t *inner = NULL;
+	size_t ilen = wg_rx_take(w, t, peer, p, len, &inner, cnt);
+	if (ilen == 0)
+		return 0;
+	return rx_take(w->dp, st, np, inner, ilen, false, cnt);
+}
 /* ---- end of the transform slot ------------------------------------------- */
 
 /* Writes one coalescer item to the TUN: a super-packet behind its virtio header, or one packet as it came. */
@@ -145,7 +160,8 @@ void *rx_main(void *arg)
 					seg = len ? len : 1;
 				size_t chunks = len ? (len + seg - 1) / seg : 1;
 				uint32_t sender = st->srcs[i].sin_family == AF_INET ? ntohl(st->srcs[i].sin_addr.s_addr) : 0;
-				if (!rt_is_peer(t, sender)) {
+				struct wgp *peer = NULL;
+				if (dp->wg ? !(peer = rt_wg_peer(t, sender, ntohs(st->srcs[i].sin_port))) : !rt_is_peer(t, sender)) {
 					cnt[DP_DROP_UNKNOWN_SENDER] += chunks;
 					continue;
 				}
@@ -154,6 +170,8 @@ void *rx_main(void *arg)
 					size_t cl = len - off < seg ? len - off : seg;
 					if (np == RX_MAXPKT) {
 						cnt[DP_DROP_MALFORMED]++;
+					} else if (peer) {
+						np += rx_take_wg(w, t, peer, st, np, base + off, cl, trunc, cnt);
 					} else {
 						np += rx_take(dp, st, np, base + off, cl, trunc, cnt);
 					}

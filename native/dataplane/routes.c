@@ -32,6 +32,7 @@ struct rt_build {
 	uint8_t prefix;
 	uint32_t public_ip;
 	uint16_t port;
+	struct wgp *peer;
 };
 
 static int rt_build_cmp(const void *a, const void *b)
@@ -50,13 +51,25 @@ static int u32_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static int wpeer_cmp(const void *a, const void *b)
+{
+	const struct rt_wpeer *x = a, *y = b;
+	uint64_t kx = (uint64_t)x->ip << 16 | x->port, ky = (uint64_t)y->ip << 16 | y->port;
+	return kx < ky ? -1 : kx > ky;
+}
+
 void rt_free(struct rtable *t)
 {
+	if (!t)
+		return;
+	for (uint32_t i = 0; i < t->nwpeers && t->put_peer; i++)
+		t->put_peer(t->wpeers[i].peer);
 	free(t);
 }
 
 /* One allocation: header, entries, peers. */
-int rt_new(const struct dp_route *routes, size_t n, struct rtable **out, char *err, size_t errlen)
+int rt_new(const struct dp_route *routes, struct wgp *const *route_peer, size_t n, const struct rt_wpeer *wpeers,
+        size_t nwpeers, struct rtable **out, char *err, size_t errlen)
 {
 	if (n > 1000000) {
 		snprintf(err, errlen, "route table too large (%zu entries)", n);
@@ -74,6 +87,7 @@ int rt_new(const struct dp_route *routes, size_t n, struct rtable **out, char *e
 		tmp[i].prefix = r->prefix;
 		tmp[i].public_ip = r->public_ip;
 		tmp[i].port = r->port;
+		tmp[i].peer = route_peer ? route_peer[i] : NULL;
 	}
 	if (n)
 		qsort(tmp, n, sizeof *tmp, rt_build_cmp);
@@ -86,20 +100,28 @@ int rt_new(const struct dp_route *routes, size_t n, struct rtable **out, char *e
 		}
 	}
 
-	size_t sz = sizeof(struct rtable) + n * sizeof(struct rt_entry) + n * sizeof(uint32_t);
+	size_t sz = sizeof(struct rtable) + n * sizeof(struct rt_entry) + nwpeers * sizeof(struct rt_wpeer) +
+	        n * sizeof(uint32_t);
 	struct rtable *t = calloc(1, sz);
 	if (!t) {
 		free(tmp);
 		return errf(err, errlen, ENOMEM, "route table%s", "");
 	}
 	t->entries = (struct rt_entry *)(t + 1);
-	t->peers = (uint32_t *)(t->entries + n);
+	t->wpeers = (struct rt_wpeer *)(t->entries + n);
+	t->peers = (uint32_t *)(t->wpeers + nwpeers);
+	if (nwpeers) {
+		memcpy(t->wpeers, wpeers, nwpeers * sizeof *wpeers);
+		qsort(t->wpeers, nwpeers, sizeof *wpeers, wpeer_cmp);
+		t->nwpeers = (uint32_t)nwpeers;
+	}
 	for (size_t i = 0; i < n; i++) {
 		struct rt_entry *e = &t->entries[i];
 		e->net = tmp[i].net;
 		e->dst.sin_family = AF_INET;
 		e->dst.sin_addr.s_addr = htonl(tmp[i].public_ip);
 		e->dst.sin_port = htons(tmp[i].port);
+		e->peer = tmp[i].peer;
 		if (i == 0 || tmp[i].prefix != tmp[i - 1].prefix) {
 			struct rt_group *g = &t->groups[t->ngroups++];
 			g->mask = ip4_mask(tmp[i].prefix);
@@ -128,6 +150,9 @@ static void rcu_reclaim(struct dp *dp)
 	while (*pp) {
 		struct rtable *t = *pp;
 		bool busy = false;
+		uint64_t tg = dp->wg ? atomic_load(&dp->wg->timer_reader) : 0;
+		if (tg != 0 && tg <= t->retired_gen)
+			busy = true;
 		for (unsigned k = 0; k < dp->nw; k++) {
 			for (int r = 0; r < NREADERS; r++) {
 				uint64_t g = atomic_load(&dp->w[k].readers[r].gen);
@@ -144,19 +169,28 @@ static void rcu_reclaim(struct dp *dp)
 	}
 }
 
-int dp_set_routes(struct dp *dp, const struct dp_route *routes, size_t n, char *err, size_t errlen)
+void routes_publish(struct dp *dp, struct rtable *t)
 {
-	struct rtable *t;
-	int rc = rt_new(routes, n, &t, err, errlen);
-	if (rc)
-		return rc;
-	pthread_mutex_lock(&dp->wlock);
 	struct rtable *old = atomic_exchange(&dp->table, t);
 	/* Readers that may still hold `old` saw a generation <= the one before this bump. */
 	old->retired_gen = atomic_fetch_add(&dp->gen, 1);
 	old->next_retired = dp->retired;
 	dp->retired = old;
 	rcu_reclaim(dp);
+}
+
+int dp_set_routes(struct dp *dp, const struct dp_route *routes, size_t n, char *err, size_t errlen)
+{
+	if (dp->wg) {
+		snprintf(err, errlen, "a WireGuard data plane takes peers (setPeers), not routes");
+		return -EINVAL;
+	}
+	struct rtable *t;
+	int rc = rt_new(routes, NULL, n, NULL, 0, &t, err, errlen);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&dp->wlock);
+	routes_publish(dp, t);
 	pthread_mutex_unlock(&dp->wlock);
 	return 0;
 }

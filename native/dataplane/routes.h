@@ -19,9 +19,19 @@
 
 #include "dataplane/dataplane.h"
 
+struct wgp;
+
 struct rt_entry {
 	uint32_t net;
 	struct sockaddr_in dst; /* the peer's endpoint, ready for sendmmsg */
+	struct wgp *peer; /* WireGuard mode: the peer whose allowed IPs these are; NULL in udp mode */
+};
+
+/* WireGuard mode: a peer by its pinned endpoint (host order), for the receive path. */
+struct rt_wpeer {
+	uint32_t ip;
+	uint16_t port;
+	struct wgp *peer;
 };
 
 struct rt_group {
@@ -43,6 +53,10 @@ struct rtable {
 	struct rt_group groups[33];
 	struct rt_entry *entries;
 	uint32_t *peers;
+	/* WireGuard mode: the peers, sorted by endpoint; the table holds a reference on each (wgp_put on free) */
+	uint32_t nwpeers;
+	struct rt_wpeer *wpeers;
+	void (*put_peer)(struct wgp *); /* drops the table's reference on each peer when it is freed (wg.c) */
 	/* writer-only bookkeeping once retired (under dp->wlock) */
 	struct rtable *next_retired;
 	uint64_t retired_gen;
@@ -59,8 +73,11 @@ static inline uint32_t ip4_mask(unsigned prefix)
  * Builds a table of `n` routes (one allocation; free with rt_free). Fails
  * with -EINVAL on a duplicate subnet, -E2BIG or -ENOMEM, with a description
  * in `err`. Route values are in the ranges src/dataplane/native.ts checks.
+ * WireGuard mode: route_peer[i] is route i's peer, and wpeers the nwpeers
+ * distinct peers (references the table takes over); NULL/0 in udp mode.
  */
-int rt_new(const struct dp_route *routes, size_t n, struct rtable **out, char *err, size_t errlen);
+int rt_new(const struct dp_route *routes, struct wgp *const *route_peer, size_t n, const struct rt_wpeer *wpeers,
+        size_t nwpeers, struct rtable **out, char *err, size_t errlen);
 void rt_free(struct rtable *t);
 
 /* The longest route covering `dst` (host order), or NULL. */
@@ -98,6 +115,24 @@ static inline bool rt_is_peer(const struct rtable *t, uint32_t ip)
 			hi = mid;
 	}
 	return false;
+}
+
+/* WireGuard mode: the peer whose pinned endpoint is ip:port (host order), or NULL. */
+static inline struct wgp *rt_wg_peer(const struct rtable *t, uint32_t ip, uint16_t port)
+{
+	uint32_t lo = 0, hi = t->nwpeers;
+	uint64_t key = (uint64_t)ip << 16 | port;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		uint64_t k = (uint64_t)t->wpeers[mid].ip << 16 | t->wpeers[mid].port;
+		if (k == key)
+			return t->wpeers[mid].peer;
+		if (k < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
 }
 
 #endif

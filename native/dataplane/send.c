@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <time.h>
 
 /*
  * ---- per-packet transform slot -------------------------------------------
@@ -50,6 +51,28 @@ static inline void tx_put_segment(struct tx_state *st, const struct gso_seg *s)
 	st->iov[st->niov++].iov_len = s->hdr_len;
 	st->iov[st->niov].iov_base = (void *)s->pay;
 	st->iov[st->niov++].iov_len = s->pay_len;
+}
+
+/*
+ * WireGuard mode's transform: seals one inner packet or segment (p1: the
+ * packet, or a segment's headers; p2: the segment's payload slice, or NULL)
+ * straight from where it was read into the batch's send buffer, and
+ * returns where the datagram starts; its length in *wl. NULL: the keypair
+ * can no longer send (counted). The caller made room (tx_wg_room).
+ */
+static inline uint8_t *tx_wg_seal(struct tx_state *st, struct wgp *peer, struct wg_keypair *kp, const uint8_t *p1,
+        size_t l1, const uint8_t *p2, size_t l2, size_t *wl, uint64_t *cnt)
+{
+	uint8_t *out = st->wbuf + st->wbuf_used;
+	long n = wg_tx_seal(st->wgc, kp, p1, l1, p2, l2, out);
+	if (n < 0) {
+		cnt[DP_WG_DROP_EXPIRED]++;
+		return NULL;
+	}
+	st->wbuf_used += (size_t)n;
+	atomic_fetch_add_explicit(&peer->tx_bytes, (uint64_t)n, memory_order_relaxed);
+	*wl = (size_t)n;
+	return out;
 }
 /* ---- end of the transform slot ------------------------------------------- */
 
@@ -104,6 +127,7 @@ static bool send_batch(struct worker *w, struct tx_state *st, uint64_t *cnt)
 			stalls++;
 			if (poll(pf, 2, 10) > 0 && pf[1].revents) {
 				st->nseg = st->niov = st->nmsg = 0;
+				st->wbuf_used = 0;
 				return false;
 			}
 			continue;
@@ -118,6 +142,7 @@ static bool send_batch(struct worker *w, struct tx_state *st, uint64_t *cnt)
 		stalls = 0;
 	}
 	st->nseg = st->niov = st->nmsg = 0;
+	st->wbuf_used = 0;
 	return true;
 }
 
@@ -169,6 +194,96 @@ static bool tx_append_plain(struct tx_state *st, const struct sockaddr_in *dst, 
 	return true;
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* WireGuard mode: room in the batch for `bytes` of sealed datagrams and `nmsg` messages, sending it first if not. */
+static bool tx_wg_room(struct worker *w, struct tx_state *st, size_t bytes, int nmsg, uint64_t *cnt)
+{
+	if (st->wbuf_used + bytes <= WG_WBUF && st->nmsg + nmsg <= TX_MAXMSG)
+		return true;
+	return send_batch(w, st, cnt);
+}
+
+/* WireGuard mode, one packet as read: sealed into the batch (or staged until a session exists). */
+static bool tx_wg_plain(struct worker *w, const struct rtable *t, struct tx_state *st, const struct sockaddr_in *dst,
+        uint8_t *p, size_t len, uint64_t *cnt)
+{
+	struct wgp *peer = rt_lookup(t, get32(p + 16))->peer;
+	struct wg_keypair *kp = wg_tx_keypair(w, peer, p, len, mono_ns(), cnt);
+	if (!kp)
+		return true;
+	if (!tx_wg_room(w, st, wg_sealed_len(len), 1, cnt))
+		return false;
+	size_t wl;
+	uint8_t *out = tx_wg_seal(st, peer, kp, p, len, NULL, 0, &wl, cnt);
+	if (!out)
+		return true;
+	if (w->dp->off.udp_gso && tx_append_plain(st, dst, out, wl))
+		return true;
+	tx_put_plain(st, out, wl);
+	tx_add_msg(st, dst, st->niov - 1, 1, 1, (uint16_t)wl, (uint32_t)wl);
+	st->msg_open[st->nmsg - 1] = true;
+	return true;
+}
+
+/*
+ * WireGuard mode, a super-packet of n segments: each segment (its headers
+ * and its payload slice where it was read) sealed into the send buffer, the
+ * sealed datagrams batched as UDP GSO messages like plain ones.
+ */
+static bool tx_wg_gso(struct worker *w, const struct rtable *t, struct tx_state *st, const struct sockaddr_in *dst,
+        uint8_t *p, size_t len, const struct tun_pkt *pk, bool udp, size_t n, uint64_t *cnt)
+{
+	struct dp *dp = w->dp;
+	struct wgp *peer = rt_lookup(t, get32(p + 16))->peer;
+	struct wg_keypair *kp = wg_tx_keypair(w, peer, NULL, 0, mono_ns(), cnt);
+	if (!kp) {
+		cnt[DP_WG_DROP_NO_KEYPAIR] += n - 1; /* wg_tx_keypair counted one */
+		return true;
+	}
+	size_t need = len + n * (GSO_HDR_MAX + WG_TRANSPORT_OVERHEAD + 16);
+	if (st->nseg + (int)n > TX_MAXSEG && !send_batch(w, st, cnt))
+		return false;
+	if (!tx_wg_room(w, st, need, (int)n, cnt))
+		return false;
+	struct gso_seg *segs = &st->segs[st->nseg];
+	uint8_t *hdrs = st->hdrs + (size_t)st->nseg * GSO_HDR_MAX;
+	int k = udp ? gso_udp4_segment(p, len, pk->gso_size, hdrs, segs, (int)n)
+	            : gso_tcp4_segment(p, len, pk->gso_size, hdrs, segs, (int)n);
+	if (k <= 0) {
+		cnt[DP_DROP_MALFORMED] += n;
+		return true;
+	}
+	st->nseg += k;
+	cnt[DP_TX_GSO_PACKETS]++;
+	for (int i = 0; i < k;) {
+		int iov0 = st->niov, j = i;
+		size_t bytes = 0, first = 0;
+		do {
+			size_t sl = (size_t)segs[j].hdr_len + segs[j].pay_len, wl;
+			if (j > i && (bytes + wg_sealed_len(sl) > UDP_MAX_PAYLOAD || j - i >= UDP_GSO_MAXSEGS))
+				break;
+			uint8_t *out = tx_wg_seal(st, peer, kp, segs[j].hdr, segs[j].hdr_len, segs[j].pay, segs[j].pay_len, &wl, cnt);
+			j++;
+			if (!out)
+				continue;
+			tx_put_plain(st, out, wl);
+			if (!first)
+				first = wl;
+			bytes += wl;
+		} while (j < k && dp->off.udp_gso);
+		if (st->niov > iov0)
+			tx_add_msg(st, dst, iov0, st->niov - iov0, (uint16_t)(st->niov - iov0), (uint16_t)first, (uint32_t)bytes);
+		i = j;
+	}
+	return true;
+}
+
 /*
  * One TUN read: takes off the virtio header (tun/vnet.h), checks and routes
  * the packet, cuts a super-packet into MTU-sized segments (headers in
@@ -195,6 +310,8 @@ static bool tx_one(struct worker *w, const struct rtable *t, struct tx_state *st
 	case TUN_PLAIN:
 		if (!ip4_route_out(&dp->ip, w->tun_fd, t, p, len, &dst, 1, cnt))
 			return true;
+		if (dp->wg)
+			return tx_wg_plain(w, t, st, &dst, p, len, cnt);
 		if (dp->off.udp_gso && tx_append_plain(st, &dst, p, len))
 			return true;
 		if (st->nmsg + 1 > TX_MAXMSG && !send_batch(w, st, cnt))
@@ -216,6 +333,8 @@ static bool tx_one(struct worker *w, const struct rtable *t, struct tx_state *st
 	}
 	if (!ip4_route_out(&dp->ip, w->tun_fd, t, p, len, &dst, n, cnt))
 		return true;
+	if (dp->wg)
+		return tx_wg_gso(w, t, st, &dst, p, len, &pk, udp, n, cnt);
 	if ((st->nseg + (int)n > TX_MAXSEG || st->nmsg + (int)n > TX_MAXMSG) && !send_batch(w, st, cnt))
 		return false;
 	struct gso_seg *segs = &st->segs[st->nseg];

@@ -27,6 +27,7 @@
 #include "dataplane/dataplane.h"
 #include "dataplane/ip.h"
 #include "dataplane/routes.h"
+#include "dataplane/wg.h"
 #include "offload/gro.h"
 #include "offload/gso.h"
 #include "udp/udp.h"
@@ -47,6 +48,8 @@
 /* Segments (and so datagrams) one tx batch may hold; a super-packet needing more is dropped as malformed. */
 #define TX_MAXSEG 1024
 #define TX_MAXMSG (TX_MAXSEG + BATCH)
+/* WireGuard mode: a tx batch's sealed datagrams (any batch's reads plus per-datagram overhead fit). */
+#define WG_WBUF ((size_t)BATCH * TX_STRIDE + (size_t)TX_MAXMSG * (WG_TRANSPORT_OVERHEAD + 16))
 /* Inner packets one rx batch may hold: the kernel's UDP GRO merges at most 64 datagrams. */
 #define RX_MAXPKT (BATCH * 64)
 /* Route-table readers per worker (RCU slots) and busy-poll slots: one per thread. */
@@ -74,6 +77,10 @@ struct tx_state {
 	bool msg_open[TX_MAXMSG]; /* a message of packets as read that may take one more of the same size */
 	union udp_cmsg_segment cm[TX_MAXMSG];
 	int nseg, niov, nmsg;
+	/* WireGuard mode: sealed datagrams of this batch (wbuf_used of WG_WBUF bytes) and the cipher contexts */
+	uint8_t *wbuf;
+	size_t wbuf_used;
+	struct wg_txcache *wgc;
 	uint64_t queued; /* datagrams handed to send_batch since the pass's caller last took the count */
 };
 
@@ -156,6 +163,8 @@ struct dp {
 	/* wlock serialises writers (dp_set_routes, close) and guards `retired`; never taken by readers. */
 	pthread_mutex_t wlock;
 	struct rtable *retired;
+	/* WireGuard mode (NULL in udp mode): set at open, see dataplane/wg.h. */
+	struct wg_dev *wg;
 };
 
 /* ---- route table read sections (RCU-lite, see routes.c) ------------------- */
@@ -173,6 +182,8 @@ static inline void rcu_exit(struct worker *w, int r)
 	atomic_store(&w->readers[r].gen, 0);
 }
 
+/* routes.c: publishes t (caller holds dp->wlock) and frees retired tables no reader holds. */
+void routes_publish(struct dp *dp, struct rtable *t);
 /* routes.c: frees every table; only after the threads are joined. */
 void routes_free_all(struct dp *dp);
 

@@ -422,7 +422,7 @@ int main(int argc, char **argv)
 	ip_ctx_init(ip, LOCAL_NET, 24, ICMP_SRC); /* LOCAL_MASK is /24 */
 	struct rtable *t;
 	char err[256];
-	if (rt_new(routes, NROUTES, &t, err, sizeof err) != 0) {
+	if (rt_new(routes, NULL, NROUTES, NULL, 0, &t, err, sizeof err) != 0) {
 		printf("rt_new: %s\n", err);
 		return 2;
 	}

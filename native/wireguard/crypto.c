@@ -249,26 +249,42 @@ static int len_ok(size_t n)
 	return n <= (size_t)INT32_MAX - 64;
 }
 
-int wg_aead_seal(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen, const uint8_t *pt, size_t len,
-        size_t pad, uint8_t *out)
+/* Seals p1 || p2 || pad zero bytes (p2 may be NULL with l2 0). */
+static int seal_pieces(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen, const uint8_t *p1,
+        size_t l1, const uint8_t *p2, size_t l2, size_t pad, uint8_t *out)
 {
 	EVP_CIPHER_CTX *c = a->enc;
 	uint8_t iv[12];
 	int l = 0;
-	if (!a->keyed || pad > 15 || !len_ok(len) || !len_ok(adlen))
+	if (!a->keyed || pad > 15 || !len_ok(l1) || !len_ok(l2) || !len_ok(l1 + l2) || !len_ok(adlen))
 		return -1;
 	nonce_of(iv, counter);
 	if (EVP_EncryptInit_ex2(c, NULL, NULL, iv, NULL) != 1)
 		return -1;
 	if (adlen && EVP_EncryptUpdate(c, NULL, &l, ad, (int)adlen) != 1)
 		return -1;
-	if (len && (EVP_EncryptUpdate(c, out, &l, pt, (int)len) != 1 || (size_t)l != len))
+	if (l1 && (EVP_EncryptUpdate(c, out, &l, p1, (int)l1) != 1 || (size_t)l != l1))
 		return -1;
+	if (l2 && (EVP_EncryptUpdate(c, out + l1, &l, p2, (int)l2) != 1 || (size_t)l != l2))
+		return -1;
+	size_t len = l1 + l2;
 	if (pad && (EVP_EncryptUpdate(c, out + len, &l, zeros, (int)pad) != 1 || (size_t)l != pad))
 		return -1;
 	if (EVP_EncryptFinal_ex(c, out + len + pad, &l) != 1 || l != 0)
 		return -1;
 	return EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, WG_TAG_LEN, out + len + pad) == 1 ? 0 : -1;
+}
+
+int wg_aead_seal(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen, const uint8_t *pt, size_t len,
+        size_t pad, uint8_t *out)
+{
+	return seal_pieces(a, counter, ad, adlen, pt, len, NULL, 0, pad, out);
+}
+
+int wg_aead_seal2(struct wg_aead *a, uint64_t counter, const uint8_t *p1, size_t l1, const uint8_t *p2, size_t l2,
+        size_t pad, uint8_t *out)
+{
+	return seal_pieces(a, counter, NULL, 0, p1, l1, p2, l2, pad, out);
 }
 
 int wg_aead_open(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen, const uint8_t *ct, size_t len,

@@ -71,6 +71,13 @@ void wg_aead_free(struct wg_aead *a); /* also wipes the key schedule */
  */
 int wg_aead_seal(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen,
         const uint8_t *pt, size_t len, size_t pad, uint8_t *out);
+/*
+ * The same without AD for a plaintext in two pieces (a segment's headers and
+ * its payload slice, wherever each lies): out = Seal(p1 || p2 || pad zeros)
+ * || tag, so neither piece is copied first. out must not overlap p1 or p2.
+ */
+int wg_aead_seal2(struct wg_aead *a, uint64_t counter, const uint8_t *p1, size_t l1, const uint8_t *p2, size_t l2,
+        size_t pad, uint8_t *out);
 /* Opens ct[0..len) (tag included, len >= 16) into out (len - 16 bytes); -1 on a bad tag. out may equal ct. */
 int wg_aead_open(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen,
         const uint8_t *ct, size_t len, uint8_t *out);

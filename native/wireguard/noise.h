@@ -70,6 +70,12 @@ struct wg_keypair {
 	uint64_t birth; /* monotonic ns */
 	uint32_t local_index, remote_index;
 	bool we_initiated;
+	/* The caller's bookkeeping (zero from here): a unique id for its
+	 * per-thread context caches, and its list of keypairs awaiting a grace
+	 * period before wg_keypair_free(). */
+	uint64_t serial;
+	struct wg_keypair *next_retired;
+	uint64_t retired_gen;
 };
 
 enum wg_handshake_state { WG_HS_NONE,

@@ -31,6 +31,33 @@ interface RawOpenOptions {
   offloads: boolean;
   busyPoll: boolean;
   queues: number;
+  /** WireGuard mode; absent: plain udp mode. The key Buffers are wiped by the addon. */
+  wireguard?: RawWireGuard;
+}
+
+interface RawWireGuard {
+  privateKey: Buffer;
+  psk?: Buffer;
+  persistentKeepalive: number;
+  tai64nFloor?: Buffer;
+}
+
+interface RawPeer {
+  publicKey: Buffer;
+  ip: number;
+  port: number;
+  /** Flat pairs: [net, prefix, ...]. */
+  allowed: Uint32Array;
+}
+
+interface RawPeerStatus {
+  publicKey: Buffer;
+  ip: number;
+  port: number;
+  lastHandshakeMs: number;
+  rxBytes: number;
+  txBytes: number;
+  allowed: Uint32Array;
 }
 
 interface RawOpenResult {
@@ -49,6 +76,9 @@ interface RawAddon {
   open(opts: RawOpenOptions): RawOpenResult;
   /** Flat quadruples: [net, prefix, publicIP, port, ...]. */
   setRoutes(handle: RawHandle, routes: Uint32Array): void;
+  setPeers(handle: RawHandle, peers: RawPeer[]): void;
+  peers(handle: RawHandle): unknown;
+  lastTai64n(handle: RawHandle): Buffer;
   stop(handle: RawHandle): void;
 }
 
@@ -60,6 +90,68 @@ export interface NativeDataPlaneCounters extends DataPlaneCounters {
   txGsoPackets: number;
   /** Super-packets written to the TUN after coalescing received segments (GRO), counted in rxPackets per segment. */
   rxGroPackets: number;
+}
+
+/** WireGuard mode's counters (native/dataplane/counters.h), on top of the plain ones. */
+export interface WireGuardCounters extends NativeDataPlaneCounters {
+  wgHandshakesSent: number;
+  wgHandshakesReceived: number;
+  wgHandshakesCompleted: number;
+  wgCookiesSent: number;
+  wgDropBadMac: number;
+  wgDropReplay: number;
+  wgDropUnknownIndex: number;
+  wgDropCookieRequired: number;
+  wgDropAllowedIps: number;
+  wgDropNoKeypair: number;
+  wgDropExpired: number;
+}
+
+/** How a data plane runs WireGuard (openWireGuardDataPlane). */
+export interface WireGuardOptions {
+  /** This host's X25519 private key, 32 bytes (copied and the copy wiped; the caller wipes its own). */
+  readonly privateKey: Buffer;
+  /** A preshared key for every peer, 32 bytes. */
+  readonly psk?: Buffer;
+  /** Seconds between keepalives to each peer, 0 (default) = off; 1..65535. */
+  readonly persistentKeepalive?: number;
+  /** The last TAI64N this host sent (12 bytes, from lastTai64n() of an earlier run): initiations never go below it. */
+  readonly tai64nFloor?: Buffer;
+}
+
+/** A subnet, address in host order. */
+export interface WireGuardPrefix {
+  readonly ip: number;
+  readonly prefix: number;
+}
+
+export interface WireGuardPeer {
+  /** The peer's X25519 public key, 32 bytes. */
+  readonly publicKey: Buffer;
+  /** Pinned endpoint (PublicIP and Port of its lease, host order): no roaming. */
+  readonly endpoint: { readonly ip: number; readonly port: number };
+  /** Its lease subnets: packets to them go to this peer, and from this peer only their sources are taken. */
+  readonly allowedIps: readonly WireGuardPrefix[];
+}
+
+export interface WireGuardPeerStatus {
+  readonly publicKey: Buffer;
+  readonly endpoint: { readonly ip: number; readonly port: number };
+  readonly allowedIps: readonly WireGuardPrefix[];
+  /** Wall-clock ms of the latest completed handshake, 0 = none yet. */
+  readonly latestHandshakeMs: number;
+  /** Transport messages' bytes on the wire, received and sent. */
+  readonly rxBytes: number;
+  readonly txBytes: number;
+}
+
+export interface WireGuardDataPlane extends NativeDataPlane {
+  /** Replaces the peer set (and so the routes) at once; a kept peer (same key and endpoint) keeps its session. */
+  setPeers(peers: readonly WireGuardPeer[]): void;
+  peers(): WireGuardPeerStatus[];
+  /** The last TAI64N sent (12 bytes): persist it and pass it back as tai64nFloor. */
+  lastTai64n(): Buffer;
+  counters(): WireGuardCounters;
 }
 
 export interface NativeDataPlane extends DataPlane {
@@ -96,7 +188,25 @@ const ZERO: Readonly<NativeDataPlaneCounters> = {
   rxGroPackets: 0,
 };
 
-const isCounterKey = (name: string): name is CounterKey => Object.hasOwn(ZERO, name);
+const WG_ZERO: Readonly<WireGuardCounters> = {
+  ...ZERO,
+  wgHandshakesSent: 0,
+  wgHandshakesReceived: 0,
+  wgHandshakesCompleted: 0,
+  wgCookiesSent: 0,
+  wgDropBadMac: 0,
+  wgDropReplay: 0,
+  wgDropUnknownIndex: 0,
+  wgDropCookieRequired: 0,
+  wgDropAllowedIps: 0,
+  wgDropNoKeypair: 0,
+  wgDropExpired: 0,
+};
+
+type WgCounterKey = keyof WireGuardCounters;
+
+const isCounterKey = (name: string): name is WgCounterKey => Object.hasOwn(WG_ZERO, name);
+const isPlainKey = (name: WgCounterKey): name is CounterKey => Object.hasOwn(ZERO, name);
 
 /** Where ./build puts the addon, relative to dist/src/dataplane/native.js. */
 export const ADDON_PATH = path.resolve(__dirname, '..', '..', '..', 'native', 'build', 'Release', 'rudder_native.node');
@@ -104,7 +214,7 @@ export const ADDON_PATH = path.resolve(__dirname, '..', '..', '..', 'native', 'b
 /** The addon and, for each of its counters in shared-memory order, the name it is read under. */
 interface Loaded {
   addon: RawAddon;
-  names: readonly CounterKey[];
+  names: readonly WgCounterKey[];
 }
 
 let loaded: Loaded | undefined;
@@ -121,6 +231,9 @@ function isRawAddon(v: unknown): v is RawAddon {
     o.counterNames.every((n) => typeof n === 'string') &&
     typeof o.open === 'function' &&
     typeof o.setRoutes === 'function' &&
+    typeof o.setPeers === 'function' &&
+    typeof o.peers === 'function' &&
+    typeof o.lastTai64n === 'function' &&
     typeof o.stop === 'function'
   );
 }
@@ -151,7 +264,7 @@ function addon(): Loaded {
     throw new RudderError('E_DATAPLANE', `native addon at ${ADDON_PATH} has an unexpected shape: run ./build to rebuild it`);
   }
   const names = mod.counterNames.filter(isCounterKey);
-  for (const key of Object.keys(ZERO)) {
+  for (const key of Object.keys(WG_ZERO)) {
     if (!mod.counterNames.includes(key)) {
       throw new RudderError('E_DATAPLANE', `native addon lacks counter ${key}: run ./build to rebuild it`);
     }
@@ -239,15 +352,18 @@ function packRoutes(routes: readonly DataPlaneRoute[]): Uint32Array {
   return flat;
 }
 
-/**
- * Creates the TUN device (IFF_TUN|IFF_NO_PI, plus IFF_VNET_HDR and TSO when
- * offloads are on and granted; not configured: the backend sets address, MTU
- * and routes), binds the UDP socket and starts the threads with an empty route
- * table. `offloads` on the result says what the kernel granted. Throws
- * RudderError E_DATAPLANE (with the errno text).
- */
-export function openDataPlane(opts: DataPlaneOptions): NativeDataPlane {
-  const raw = toRawOptions(opts);
+interface Opened {
+  a: RawAddon;
+  names: readonly WgCounterKey[];
+  ifname: string;
+  offloads: DataPlaneOffloads;
+  words: BigUint64Array;
+  /** The handle while running; throws after stop. */
+  live(what: string): RawHandle;
+  stop(): void;
+}
+
+function openRaw(raw: RawOpenOptions): Opened {
   const { addon: a, names } = addon();
   const res = call(`open ${raw.tunName}`, () => a.open(raw));
   const words = new BigUint64Array(res.counters);
@@ -256,25 +372,16 @@ export function openDataPlane(opts: DataPlaneOptions): NativeDataPlane {
     call('stop after a bad open result', () => a.stop(res.handle));
     throw new RudderError('E_DATAPLANE', `native addon at ${ADDON_PATH} returned no offloads description: run ./build to rebuild it`);
   }
-  const offloads: DataPlaneOffloads = Object.freeze({ ...rawOff });
   let handle: RawHandle | undefined = res.handle;
-
-
   return {
+    a,
+    names,
     ifname: res.ifname,
-    offloads,
-    setRoutes(routes: readonly DataPlaneRoute[]): void {
-      const flat = packRoutes(routes);
-      const h = handle;
-      if (h === undefined) throw new RudderError('E_DATAPLANE', `data plane ${res.ifname}: setRoutes after stop`);
-      call(`${res.ifname} setRoutes`, () => a.setRoutes(h, flat));
-    },
-    counters(): NativeDataPlaneCounters {
-      const out = { ...ZERO };
-      names.forEach((key, i) => {
-        out[key] = Number(words[i] ?? 0n);
-      });
-      return out;
+    offloads: Object.freeze({ ...rawOff }),
+    words,
+    live(what: string): RawHandle {
+      if (handle === undefined) throw new RudderError('E_DATAPLANE', `data plane ${res.ifname}: ${what} after stop`);
+      return handle;
     },
     stop(): void {
       const h = handle;
@@ -282,5 +389,138 @@ export function openDataPlane(opts: DataPlaneOptions): NativeDataPlane {
       handle = undefined;
       call(`${res.ifname} stop`, () => a.stop(h));
     },
+  };
+}
+
+/**
+ * Creates the TUN device (IFF_TUN|IFF_NO_PI, plus IFF_VNET_HDR and TSO when
+ * offloads are on and granted; not configured: the backend sets address, MTU
+ * and routes), binds the UDP socket and starts the threads with an empty route
+ * table. `offloads` on the result says what the kernel granted. Throws
+ * RudderError E_DATAPLANE (with the errno text).
+ */
+export function openDataPlane(opts: DataPlaneOptions): NativeDataPlane {
+  const o = openRaw(toRawOptions(opts));
+  return {
+    ifname: o.ifname,
+    offloads: o.offloads,
+    setRoutes(routes: readonly DataPlaneRoute[]): void {
+      const flat = packRoutes(routes);
+      const h = o.live('setRoutes');
+      call(`${o.ifname} setRoutes`, () => o.a.setRoutes(h, flat));
+    },
+    counters(): NativeDataPlaneCounters {
+      const out = { ...ZERO };
+      o.names.forEach((key, i) => {
+        if (isPlainKey(key)) out[key] = Number(o.words[i] ?? 0n);
+      });
+      return out;
+    },
+    stop: () => o.stop(),
+  };
+}
+
+function checkBuffer(what: string, v: unknown, len: number): Buffer {
+  if (!Buffer.isBuffer(v) || v.length !== len) {
+    const got = Buffer.isBuffer(v) ? `${v.length} bytes` : typeof v;
+    throw new RudderError('E_DATAPLANE', `data plane: ${what} must be a Buffer of ${len} bytes, got ${got}`);
+  }
+  return v;
+}
+
+function packPeers(peers: readonly WireGuardPeer[]): RawPeer[] {
+  const seen = new Set<string>();
+  return peers.map((p, i) => {
+    const publicKey = Buffer.from(checkBuffer(`peers[${i}].publicKey`, p.publicKey, 32));
+    const k = publicKey.toString('base64');
+    if (seen.has(k)) throw new RudderError('E_DATAPLANE', `data plane: peers[${i}].publicKey ${k} appears twice, expected each peer once`);
+    seen.add(k);
+    const ip = checkInt(`peers[${i}].endpoint.ip`, p.endpoint.ip, 1, U32_MAX);
+    const port = checkInt(`peers[${i}].endpoint.port`, p.endpoint.port, 1, 65535);
+    const allowed = new Uint32Array(p.allowedIps.length * 2);
+    p.allowedIps.forEach((a, j) => {
+      allowed[2 * j] = checkInt(`peers[${i}].allowedIps[${j}].ip`, a.ip, 0, U32_MAX);
+      allowed[2 * j + 1] = checkInt(`peers[${i}].allowedIps[${j}].prefix`, a.prefix, 0, 32);
+    });
+    return { publicKey, ip, port, allowed };
+  });
+}
+
+function isPeerStatus(v: unknown): v is RawPeerStatus {
+  if (typeof v !== 'object' || v === null) return false;
+  const o = v as Record<string, unknown>;
+  return (
+    Buffer.isBuffer(o.publicKey) &&
+    ['ip', 'port', 'lastHandshakeMs', 'rxBytes', 'txBytes'].every((k) => typeof o[k] === 'number') &&
+    o.allowed instanceof Uint32Array
+  );
+}
+
+function toPeerStatus(r: RawPeerStatus): WireGuardPeerStatus {
+  const allowedIps: WireGuardPrefix[] = [];
+  for (let j = 0; j + 1 < r.allowed.length; j += 2) allowedIps.push({ ip: r.allowed[j] ?? 0, prefix: r.allowed[j + 1] ?? 0 });
+  return {
+    publicKey: r.publicKey,
+    endpoint: { ip: r.ip, port: r.port },
+    allowedIps,
+    latestHandshakeMs: r.lastHandshakeMs,
+    rxBytes: r.rxBytes,
+    txBytes: r.txBytes,
+  };
+}
+
+/**
+ * Opens the data plane in WireGuard mode: like openDataPlane, but every
+ * packet to a peer is a WireGuard transport message (sessions set up by
+ * handshakes in the data plane itself), and routes come from setPeers
+ * (setRoutes is refused). Throws RudderError E_DATAPLANE.
+ */
+export function openWireGuardDataPlane(opts: DataPlaneOptions, wg: WireGuardOptions): WireGuardDataPlane {
+  const raw = toRawOptions(opts);
+  // Copies: the addon wipes what it is given.
+  raw.wireguard = {
+    privateKey: Buffer.from(checkBuffer('wireguard.privateKey', wg.privateKey, 32)),
+    persistentKeepalive: checkInt('wireguard.persistentKeepalive', wg.persistentKeepalive ?? 0, 0, 65535),
+  };
+  if (wg.psk !== undefined) raw.wireguard.psk = Buffer.from(checkBuffer('wireguard.psk', wg.psk, 32));
+  if (wg.tai64nFloor !== undefined) raw.wireguard.tai64nFloor = Buffer.from(checkBuffer('wireguard.tai64nFloor', wg.tai64nFloor, 12));
+  let o: Opened;
+  try {
+    o = openRaw(raw);
+  } finally {
+    raw.wireguard.privateKey.fill(0);
+    raw.wireguard.psk?.fill(0);
+  }
+  return {
+    ifname: o.ifname,
+    offloads: o.offloads,
+    setRoutes(): void {
+      throw new RudderError('E_DATAPLANE', `data plane ${o.ifname}: a WireGuard data plane takes setPeers, not setRoutes`);
+    },
+    setPeers(peers: readonly WireGuardPeer[]): void {
+      const raws = packPeers(peers);
+      const h = o.live('setPeers');
+      call(`${o.ifname} setPeers`, () => o.a.setPeers(h, raws));
+    },
+    peers(): WireGuardPeerStatus[] {
+      const h = o.live('peers');
+      const r = call(`${o.ifname} peers`, () => o.a.peers(h));
+      if (!Array.isArray(r) || !r.every(isPeerStatus)) {
+        throw new RudderError('E_DATAPLANE', `native addon at ${ADDON_PATH} returned an unexpected peer status: run ./build to rebuild it`);
+      }
+      return r.map(toPeerStatus);
+    },
+    lastTai64n(): Buffer {
+      const h = o.live('lastTai64n');
+      return call(`${o.ifname} lastTai64n`, () => o.a.lastTai64n(h));
+    },
+    counters(): WireGuardCounters {
+      const out = { ...WG_ZERO };
+      o.names.forEach((key, i) => {
+        out[key] = Number(o.words[i] ?? 0n);
+      });
+      return out;
+    },
+    stop: () => o.stop(),
   };
 }

@@ -3,12 +3,13 @@
  * the e2e test, driven by JSON lines: requests on stdin
  * `{"id":1,"op":"open","key":"a","opts":{...}}`, answers on stdout
  * `{"id":1,"ok":true,"result":...}` or `{"id":1,"ok":false,"error":{code,message}}`.
- * Ops: open, setRoutes, counters, stop, sendUdp, notify, exit. When stdin
+ * Ops: open, openWg, setRoutes, setPeers, peers, lastTai64n, counters, stop,
+ * sendUdp, notify, exit (WireGuard keys travel as hex). When stdin
  * closes (the test died), every data plane is stopped and the process exits.
  */
 import * as dgram from 'node:dgram';
 import * as readline from 'node:readline';
-import { openDataPlane, type NativeDataPlane } from '../../src/dataplane/native';
+import { openDataPlane, openWireGuardDataPlane, type NativeDataPlane, type WireGuardDataPlane } from '../../src/dataplane/native';
 import { sdNotify } from '../../src/systemd/notify';
 import type { DataPlaneOptions, DataPlaneRoute } from '../../src/dataplane/types';
 
@@ -24,9 +25,20 @@ interface Request {
   hex?: string;
   path?: string;
   message?: string;
+  wg?: { privateKey: string; psk?: string; persistentKeepalive?: number; tai64nFloor?: string };
+  peers?: { publicKey: string; endpoint: { ip: number; port: number }; allowedIps: { ip: number; prefix: number }[] }[];
 }
 
 const planes = new Map<string, NativeDataPlane>();
+const wgPlanes = new Map<string, WireGuardDataPlane>();
+
+function wgPlane(key: string | undefined): WireGuardDataPlane {
+  const p = wgPlanes.get(key ?? '');
+  if (!p) throw new Error(`no WireGuard data plane open under key ${String(key)}`);
+  return p;
+}
+
+const hex = (s: string | undefined): Buffer | undefined => (s === undefined ? undefined : Buffer.from(s, 'hex'));
 
 function plane(key: string | undefined): NativeDataPlane {
   const p = planes.get(key ?? '');
@@ -60,6 +72,29 @@ async function handle(req: Request): Promise<unknown> {
       planes.set(req.key, p);
       return { ifname: p.ifname, offloads: p.offloads };
     }
+    case 'openWg': {
+      if (!req.key || !req.opts || !req.wg) throw new Error('openWg needs key, opts and wg');
+      if (planes.has(req.key)) throw new Error(`key ${req.key} already open`);
+      const w = req.wg;
+      const p = openWireGuardDataPlane(req.opts, {
+        privateKey: Buffer.from(w.privateKey, 'hex'),
+        ...(w.psk !== undefined ? { psk: hex(w.psk) } : {}),
+        ...(w.persistentKeepalive !== undefined ? { persistentKeepalive: w.persistentKeepalive } : {}),
+        ...(w.tai64nFloor !== undefined ? { tai64nFloor: hex(w.tai64nFloor) } : {}),
+      });
+      planes.set(req.key, p);
+      wgPlanes.set(req.key, p);
+      return { ifname: p.ifname, offloads: p.offloads };
+    }
+    case 'setPeers':
+      wgPlane(req.key).setPeers((req.peers ?? []).map((q) => ({ ...q, publicKey: Buffer.from(q.publicKey, 'hex') })));
+      return null;
+    case 'peers':
+      return wgPlane(req.key)
+        .peers()
+        .map((q) => ({ ...q, publicKey: q.publicKey.toString('hex') }));
+    case 'lastTai64n':
+      return wgPlane(req.key).lastTai64n().toString('hex');
     case 'setRoutes':
       plane(req.key).setRoutes(req.routes ?? []);
       return null;
@@ -70,6 +105,7 @@ async function handle(req: Request): Promise<unknown> {
       p.stop();
       p.stop(); // idempotent by contract
       planes.delete(req.key ?? '');
+      wgPlanes.delete(req.key ?? '');
       return p.counters();
     }
     case 'sendUdp':

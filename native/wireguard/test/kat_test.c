@@ -128,6 +128,11 @@ static void chachapoly_kats(void)
 		CHECK(wg_aead_seal_once(key, ctr, NULL, 0, padded, len + pad, buf2) == 0 &&
 		                memcmp(buf, buf2, len + pad + 16) == 0,
 		        "padding fed from the zero block == explicit padding");
+		/* Two pieces split anywhere (a segment's headers and payload) == one piece. */
+		size_t cut = len ? (size_t)(ctr * 5) % len : 0;
+		CHECK(wg_aead_seal2(&a, ctr, pt, cut, pt + cut, len - cut, pad, buf2) == 0 &&
+		                memcmp(buf, buf2, len + pad + 16) == 0,
+		        "two pieces == one");
 		CHECK(wg_aead_open(&a, ctr, NULL, 0, buf, len + pad + 16, back) == 0 && memcmp(back, padded, len + pad) == 0,
 		        "round trip");
 		CHECK(wg_aead_open(&a, ctr + 1, NULL, 0, buf, len + pad + 16, back) != 0, "wrong counter refused");

@@ -1,0 +1,795 @@
+/*
+ * The data plane's WireGuard mode (wg.h): sealing on send, opening on
+ * receive, handshakes (types 1-3, handled in C on the rx thread that got
+ * them), the per-peer staging queue and the timer thread that drives
+ * retries, rekeys and keepalives with native/wireguard/timers.h.
+ *
+ * Threads and locking (see wg.h for what each lock guards):
+ *   - tx threads call wg_tx_keypair (takes wgp.lock briefly) and wg_tx_seal
+ *     (their own cipher contexts, under the worker's tx_lock);
+ *   - rx threads call wg_rx_take: wgp.lock to find the keypair and for the
+ *     events after it, wgp.rx_lock around decryption and the replay window,
+ *     dev->cookie_lock around mac checks and cookie replies;
+ *   - the timer thread (wg_timer_main) reads the route table in its own RCU
+ *     slot (dev->timer_reader), takes wgp.lock per peer, and frees retired
+ *     keypairs after their grace period (retired_lock);
+ *   - slow-path sends (handshake messages, keepalives, staged packets) seal
+ *     with the keypair's own context kp->send, which wgp.lock guards; tx
+ *     passes never use it.
+ * Lock order: wgp.lock, then dev->tai_lock or dev->retired_lock; rx_lock and
+ * cookie_lock are never held with another lock.
+ */
+#define _GNU_SOURCE
+#include "dataplane/wg.h"
+
+#include "common/bytes.h"
+#include "common/err.h"
+#include "dataplane/state.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t jitter(void)
+{
+	uint64_t j = 0;
+	wg_random(&j, sizeof j);
+	return j % WG_REKEY_TIMEOUT_JITTER_MAX;
+}
+
+static uint32_t new_index(void)
+{
+	uint32_t i = 0;
+	while (i == 0 && wg_random(&i, sizeof i) == 0) {
+	}
+	return i;
+}
+
+static void le32_put(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t le32_get(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void send_to(int fd, const struct sockaddr_in *to, const void *b, size_t n, uint64_t *cnt)
+{
+	ssize_t r;
+	do
+		r = sendto(fd, b, n, MSG_DONTWAIT, (const struct sockaddr *)to, sizeof *to);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		cnt[DP_SOCKET_ERRORS]++;
+}
+
+/* ---- keypair lifetime ---------------------------------------------------- */
+
+static void serialize(struct wg_dev *dev, struct wg_keypair *kp)
+{
+	if (kp && kp->serial == 0)
+		kp->serial = atomic_fetch_add(&dev->serial, 1) + 1;
+}
+
+/* Puts a displaced keypair on the retired list (called after the slot changed, under wgp.lock). */
+static void retire(struct dp *dp, struct wg_keypair *kp)
+{
+	if (!kp)
+		return;
+	struct wg_dev *dev = dp->wg;
+	pthread_mutex_lock(&dev->retired_lock);
+	kp->retired_gen = atomic_fetch_add(&dp->gen, 1);
+	kp->next_retired = dev->retired;
+	dev->retired = kp;
+	pthread_mutex_unlock(&dev->retired_lock);
+}
+
+/* Frees retired keypairs no reader can still hold (timer thread, outside its section; or close). */
+static void reclaim(struct dp *dp, bool all)
+{
+	struct wg_dev *dev = dp->wg;
+	pthread_mutex_lock(&dev->retired_lock);
+	struct wg_keypair **pp = &dev->retired;
+	while (*pp) {
+		struct wg_keypair *kp = *pp;
+		bool busy = false;
+		for (unsigned k = 0; k < dp->nw && !all; k++) {
+			for (int r = 0; r < NREADERS; r++) {
+				uint64_t g = atomic_load(&dp->w[k].readers[r].gen);
+				busy = busy || (g != 0 && g <= kp->retired_gen);
+			}
+		}
+		uint64_t g = atomic_load(&dev->timer_reader);
+		busy = busy || (!all && g != 0 && g <= kp->retired_gen);
+		if (busy) {
+			pp = &kp->next_retired;
+		} else {
+			*pp = kp->next_retired;
+			wg_keypair_free(kp);
+		}
+	}
+	pthread_mutex_unlock(&dev->retired_lock);
+}
+
+/* ---- peers --------------------------------------------------------------- */
+
+struct wgp *wgp_new(struct wg_dev *dev, const uint8_t pub[WG_KEY_LEN], uint32_t ip, uint16_t port,
+        const uint32_t *nets, const uint8_t *prefixes, size_t n)
+{
+	struct wgp *p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	p->allowed = n ? calloc(n, sizeof *p->allowed) : NULL;
+	if ((n && !p->allowed) || wg_peer_init(&p->st, &dev->id, pub, dev->has_psk ? dev->psk : NULL) != 0) {
+		free(p->allowed);
+		wg_wipe(p, sizeof *p);
+		free(p);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		p->allowed[i].net = nets[i];
+		p->allowed[i].prefix = prefixes[i];
+	}
+	p->nallowed = (uint32_t)n;
+	p->ep.sin_family = AF_INET;
+	p->ep.sin_addr.s_addr = htonl(ip);
+	p->ep.sin_port = htons(port);
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->rx_lock, NULL);
+	wg_timers_init(&p->timers, dev->keepalive_ns);
+	if (dev->keepalive_ns) /* persistent keepalive: the first one goes at once (it starts a handshake) */
+		p->timers.persistent_at = clock_ns(CLOCK_MONOTONIC);
+	p->refs = 1;
+	return p;
+}
+
+void wgp_put(struct wgp *p)
+{
+	if (!p || --p->refs > 0)
+		return;
+	for (unsigned i = 0; i < p->nstaged; i++)
+		free(p->staged[i].p);
+	free(p->allowed);
+	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->rx_lock);
+	wg_peer_wipe(&p->st); /* frees the slots' keypairs: no reader is left (RCU) */
+	wg_wipe(p, sizeof *p);
+	free(p);
+}
+
+/* Staged packets are kept with 16 bytes of room before and 32 after, to be sealed in place. */
+static void stage(struct wgp *p, const uint8_t *pkt, size_t len, uint64_t *cnt)
+{
+	uint8_t *b = (pkt && len <= 65535 && p->nstaged < WG_STAGED_MAX) ? malloc(len + WG_TRANSPORT_OVERHEAD + 16) : NULL;
+	if (!b) {
+		cnt[DP_WG_DROP_NO_KEYPAIR]++;
+		return;
+	}
+	memcpy(b + WG_TRANSPORT_HEADER_LEN, pkt, len);
+	p->staged[p->nstaged].p = b;
+	p->staged[p->nstaged++].len = (uint32_t)len;
+}
+
+/* Sends what is staged with the current keypair (wgp.lock held); drops it without one. */
+static void flush_staged(struct wgp *p, int fd, uint64_t now, uint64_t *cnt)
+{
+	struct wg_keypair *kp = p->st.current;
+	for (unsigned i = 0; i < p->nstaged; i++) {
+		struct wg_staged *s = &p->staged[i];
+		long n = kp ? wg_transport_seal(kp, s->p + WG_TRANSPORT_HEADER_LEN, s->len, 65535, now, s->p, NULL) : -1;
+		if (n < 0) {
+			cnt[DP_WG_DROP_NO_KEYPAIR]++;
+		} else {
+			send_to(fd, &p->ep, s->p, (size_t)n, cnt);
+			cnt[DP_TX_PACKETS]++;
+			cnt[DP_TX_BYTES] += (uint64_t)n;
+			atomic_fetch_add_explicit(&p->tx_bytes, (uint64_t)n, memory_order_relaxed);
+		}
+		free(s->p);
+	}
+	if (p->nstaged && kp) {
+		wg_timers_on_data_sent(&p->timers, now);
+		wg_timers_on_authenticated_sent(&p->timers, now);
+		wg_timers_on_traversal(&p->timers, now);
+	}
+	p->nstaged = 0;
+}
+
+static void drop_staged(struct wgp *p)
+{
+	for (unsigned i = 0; i < p->nstaged; i++)
+		free(p->staged[i].p);
+	p->nstaged = 0;
+}
+
+/* A handshake initiation to p, unless one went out less than REKEY_TIMEOUT ago (a retry always goes). */
+static void initiate(struct dp *dp, struct wgp *p, int fd, uint64_t now, bool retry, uint64_t *cnt)
+{
+	struct wg_dev *dev = dp->wg;
+	uint8_t msg[WG_INITIATION_LEN], ts[WG_TAI64N_LEN];
+	pthread_mutex_lock(&p->lock);
+	if (!retry && p->last_init_sent && now - p->last_init_sent < WG_REKEY_TIMEOUT) {
+		pthread_mutex_unlock(&p->lock);
+		return;
+	}
+	pthread_mutex_lock(&dev->tai_lock);
+	wg_tai64n(dev->last_tai, clock_ns(CLOCK_REALTIME), dev->last_tai);
+	memcpy(ts, dev->last_tai, sizeof ts);
+	pthread_mutex_unlock(&dev->tai_lock);
+	int rc = wg_create_initiation(&dev->id, &p->st, new_index(), ts, now, msg);
+	if (rc == 0) {
+		p->last_init_sent = now;
+		if (!retry)
+			wg_timers_on_handshake_initiated(&p->timers, now, jitter());
+		wg_timers_on_authenticated_sent(&p->timers, now);
+		wg_timers_on_traversal(&p->timers, now);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (rc == 0) {
+		send_to(fd, &p->ep, msg, sizeof msg, cnt);
+		cnt[DP_WG_HANDSHAKES_SENT]++;
+	}
+}
+
+/* A keepalive with the current keypair, or a handshake without one. */
+static void keepalive(struct dp *dp, struct wgp *p, int fd, uint64_t now, uint64_t *cnt)
+{
+	uint8_t msg[WG_TRANSPORT_MIN_LEN];
+	long n = -1;
+	pthread_mutex_lock(&p->lock);
+	if (p->st.current)
+		n = wg_transport_seal(p->st.current, NULL, 0, 65535, now, msg, NULL);
+	if (n > 0) {
+		wg_timers_on_authenticated_sent(&p->timers, now);
+		wg_timers_on_traversal(&p->timers, now);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (n > 0)
+		send_to(fd, &p->ep, msg, (size_t)n, cnt);
+	else
+		initiate(dp, p, fd, now, false, cnt);
+}
+
+/* ---- send ---------------------------------------------------------------- */
+
+struct wg_keypair *wg_tx_keypair(struct worker *w, struct wgp *p, const uint8_t *pkt, size_t len, uint64_t now,
+        uint64_t *cnt)
+{
+	bool start = false;
+	pthread_mutex_lock(&p->lock);
+	struct wg_keypair *kp = p->st.current;
+	if (kp) {
+		uint64_t age = now - kp->birth, ctr = atomic_load_explicit(&kp->send_counter, memory_order_relaxed);
+		if (wg_keypair_expired(age, ctr)) {
+			kp = NULL;
+		} else {
+			start = wg_rekey_on_send(age, ctr, kp->we_initiated);
+			wg_timers_on_data_sent(&p->timers, now);
+			wg_timers_on_authenticated_sent(&p->timers, now);
+			wg_timers_on_traversal(&p->timers, now);
+		}
+	}
+	if (!kp) {
+		stage(p, pkt, len, cnt);
+		start = true;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (start)
+		initiate(w->dp, p, w->udp_fd, now, false, cnt);
+	return kp;
+}
+
+long wg_tx_seal(struct wg_txcache *c, struct wg_keypair *kp, const uint8_t *p1, size_t l1, const uint8_t *p2,
+        size_t l2, uint8_t *out)
+{
+	size_t len = l1 + l2;
+	unsigned s = (unsigned)(kp->serial % WG_TXCACHE);
+	struct wg_aead *a = &c->aead[s];
+	if (c->serial[s] != kp->serial) {
+		if (!a->enc && wg_aead_init(a) != 0)
+			return -1;
+		c->serial[s] = 0;
+		if (wg_aead_setkey(a, kp->send_key) != 0)
+			return -1;
+		c->serial[s] = kp->serial;
+	}
+	uint64_t ctr = atomic_fetch_add_explicit(&kp->send_counter, 1, memory_order_relaxed);
+	if (ctr >= WG_REJECT_AFTER_MESSAGES)
+		return -1;
+	size_t padded = (len + 15) & ~(size_t)15;
+	out[0] = WG_MSG_TRANSPORT;
+	out[1] = out[2] = out[3] = 0;
+	le32_put(out + 4, kp->remote_index);
+	for (int i = 0; i < 8; i++)
+		out[8 + i] = (uint8_t)(ctr >> (8 * i));
+	if (wg_aead_seal2(a, ctr, p1, l1, p2, l2, padded - len, out + WG_TRANSPORT_HEADER_LEN) != 0)
+		return -1;
+	return (long)(WG_TRANSPORT_OVERHEAD + padded);
+}
+
+void wg_txcache_free(struct wg_txcache *c)
+{
+	for (int i = 0; i < WG_TXCACHE; i++) {
+		if (c->aead[i].enc || c->aead[i].dec)
+			wg_aead_free(&c->aead[i]);
+		c->serial[i] = 0;
+	}
+}
+
+/* ---- receive ------------------------------------------------------------- */
+
+static struct wg_peer *lookup_static(void *ctx, const uint8_t remote_static[WG_KEY_LEN])
+{
+	struct wgp *p = ctx;
+	return wg_equal(remote_static, p->st.remote_static, WG_KEY_LEN) ? &p->st : NULL;
+}
+
+/* Counts one handshake message; true while more than WG_UNDER_LOAD_RATE arrived this second (cookie_lock held). */
+static bool under_load(struct wg_dev *dev, uint64_t now)
+{
+	if (now - dev->load_win_start >= WG_NS_PER_S) {
+		dev->load_win_start = now;
+		dev->load_win_count = 0;
+	}
+	return ++dev->load_win_count > WG_UNDER_LOAD_RATE;
+}
+
+static void rx_handshake(struct worker *w, struct wgp *p, const uint8_t *msg, size_t len, uint64_t now,
+        uint64_t *cnt)
+{
+	struct dp *dp = w->dp;
+	struct wg_dev *dev = dp->wg;
+	uint8_t src[6];
+	memcpy(src, &p->ep.sin_addr.s_addr, 4);
+	memcpy(src + 4, &p->ep.sin_port, 2);
+	uint8_t type = msg[0];
+	if (type == WG_MSG_COOKIE) {
+		pthread_mutex_lock(&p->lock);
+		bool mine = len == WG_COOKIE_REPLY_LEN && p->st.state == WG_HS_INITIATION_SENT &&
+		        le32_get(msg + 4) == p->st.hs_local_index;
+		int rc = mine ? wg_cookie_consume_reply(&p->st.cookie, msg, len, now) : -1;
+		pthread_mutex_unlock(&p->lock);
+		if (!mine)
+			cnt[DP_WG_DROP_UNKNOWN_INDEX]++;
+		else if (rc != 0)
+			cnt[DP_WG_DROP_BAD_MAC]++;
+		return;
+	}
+	if ((type == WG_MSG_INITIATION && len != WG_INITIATION_LEN) || (type == WG_MSG_RESPONSE && len != WG_RESPONSE_LEN)) {
+		cnt[DP_DROP_MALFORMED]++;
+		return;
+	}
+	uint8_t reply[WG_COOKIE_REPLY_LEN];
+	pthread_mutex_lock(&dev->cookie_lock);
+	enum wg_cookie_verdict v = wg_cookie_check(&dev->id.cookies, msg, len, src, sizeof src, under_load(dev, now), now);
+	int rrc = v == WG_COOKIE_NEED_REPLY ? wg_cookie_reply(&dev->id.cookies, msg, len, src, sizeof src, now, reply) : -1;
+	pthread_mutex_unlock(&dev->cookie_lock);
+	if (v == WG_COOKIE_BAD_MAC1) {
+		cnt[DP_WG_DROP_BAD_MAC]++;
+		return;
+	}
+	if (v == WG_COOKIE_NEED_REPLY) {
+		cnt[DP_WG_DROP_COOKIE_REQUIRED]++;
+		if (rrc == 0) {
+			send_to(w->udp_fd, &p->ep, reply, sizeof reply, cnt);
+			cnt[DP_WG_COOKIES_SENT]++;
+		}
+		return;
+	}
+	struct wg_keypair *retired[2] = {NULL, NULL};
+	if (type == WG_MSG_INITIATION) {
+		struct wg_initiation in;
+		if (wg_open_initiation(&dev->id, msg, len, lookup_static, p, &in) != 0) {
+			/* Not decryptable with our key, or the static key is not this endpoint's peer. */
+			cnt[DP_WG_DROP_UNKNOWN_INDEX]++;
+			wg_initiation_wipe(&in);
+			return;
+		}
+		uint8_t resp[WG_RESPONSE_LEN];
+		pthread_mutex_lock(&p->lock);
+		int rc = wg_accept_initiation(&p->st, &in, now);
+		if (rc != 0) {
+			pthread_mutex_unlock(&p->lock);
+			wg_initiation_wipe(&in);
+			cnt[DP_WG_DROP_REPLAY]++;
+			return;
+		}
+		rc = wg_create_response(&dev->id, &p->st, new_index(), now, resp, retired);
+		if (rc == 0) {
+			serialize(dev, p->st.next);
+			retire(dp, retired[0]);
+			retire(dp, retired[1]);
+			/* Our data waits for the initiator's confirmation, not for a handshake of our own. */
+			p->last_init_sent = now;
+			wg_timers_on_session_derived(&p->timers, now);
+			wg_timers_on_authenticated_sent(&p->timers, now);
+			wg_timers_on_traversal(&p->timers, now);
+		}
+		pthread_mutex_unlock(&p->lock);
+		wg_initiation_wipe(&in);
+		if (rc == 0) {
+			send_to(w->udp_fd, &p->ep, resp, sizeof resp, cnt);
+			cnt[DP_WG_HANDSHAKES_RECEIVED]++;
+		} else {
+			cnt[DP_WG_DROP_BAD_MAC]++;
+		}
+		return;
+	}
+	/* A response: only to the initiation we have outstanding. */
+	pthread_mutex_lock(&p->lock);
+	if (p->st.state != WG_HS_INITIATION_SENT || wg_receiver_index(msg, len) != p->st.hs_local_index) {
+		pthread_mutex_unlock(&p->lock);
+		cnt[DP_WG_DROP_UNKNOWN_INDEX]++;
+		return;
+	}
+	int rc = wg_consume_response(&dev->id, &p->st, msg, len, now, retired);
+	if (rc == 0) {
+		serialize(dev, p->st.current);
+		retire(dp, retired[0]);
+		retire(dp, retired[1]);
+		wg_timers_on_handshake_complete(&p->timers, now);
+		wg_timers_on_session_derived(&p->timers, now);
+		wg_timers_on_authenticated_received(&p->timers, now);
+		wg_timers_on_traversal(&p->timers, now);
+		atomic_store(&p->last_handshake, clock_ns(CLOCK_REALTIME));
+		flush_staged(p, w->udp_fd, now, cnt);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (rc != 0) {
+		cnt[DP_WG_DROP_BAD_MAC]++;
+		return;
+	}
+	cnt[DP_WG_HANDSHAKES_COMPLETED]++;
+	/* The initiator confirms the session at once (the responder may not send before it). */
+	keepalive(dp, p, w->udp_fd, now, cnt);
+}
+
+size_t wg_rx_take(struct worker *w, const struct rtable *t, struct wgp *p, uint8_t *msg, size_t len, uint8_t **inner,
+        uint64_t *cnt)
+{
+	struct dp *dp = w->dp;
+	if (len < 4 || msg[1] || msg[2] || msg[3] || msg[0] < WG_MSG_INITIATION || msg[0] > WG_MSG_TRANSPORT) {
+		cnt[DP_DROP_MALFORMED]++;
+		return 0;
+	}
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
+	if (msg[0] != WG_MSG_TRANSPORT) {
+		rx_handshake(w, p, msg, len, now, cnt);
+		return 0;
+	}
+	if (len < WG_TRANSPORT_MIN_LEN) {
+		cnt[DP_DROP_MALFORMED]++;
+		return 0;
+	}
+	uint32_t idx = le32_get(msg + 4);
+	pthread_mutex_lock(&p->lock);
+	struct wg_keypair *kp = NULL, *slots[3] = {p->st.current, p->st.previous, p->st.next};
+	for (int i = 0; i < 3 && !kp; i++)
+		if (slots[i] && slots[i]->local_index == idx)
+			kp = slots[i];
+	pthread_mutex_unlock(&p->lock);
+	if (!kp) { /* valid until this thread leaves its read section (retired keypairs wait for it) */
+		cnt[DP_WG_DROP_UNKNOWN_INDEX]++;
+		return 0;
+	}
+	uint64_t ctr = 0;
+	for (int i = 0; i < 8; i++)
+		ctr |= (uint64_t)msg[8 + i] << (8 * i);
+	if (wg_keypair_expired(now - kp->birth, ctr)) {
+		cnt[DP_WG_DROP_EXPIRED]++;
+		return 0;
+	}
+	uint8_t *pt = msg + WG_TRANSPORT_HEADER_LEN;
+	pthread_mutex_lock(&p->rx_lock);
+	bool auth = wg_aead_open(&kp->recv, ctr, NULL, 0, pt, len - WG_TRANSPORT_HEADER_LEN, pt) == 0;
+	bool fresh = auth && wg_replay_check(&kp->replay, ctr, WG_REJECT_AFTER_MESSAGES);
+	pthread_mutex_unlock(&p->rx_lock);
+	if (!auth) {
+		cnt[DP_WG_DROP_BAD_MAC]++;
+		return 0;
+	}
+	if (!fresh) {
+		cnt[DP_WG_DROP_REPLAY]++;
+		return 0;
+	}
+	size_t plen = len - WG_TRANSPORT_OVERHEAD;
+	atomic_fetch_add_explicit(&p->rx_bytes, len, memory_order_relaxed);
+
+	struct wg_keypair *retired = NULL;
+	pthread_mutex_lock(&p->lock);
+	bool confirmed = kp == p->st.next;
+	wg_received_with(&p->st, kp, &retired);
+	retire(dp, retired);
+	wg_timers_on_authenticated_received(&p->timers, now);
+	wg_timers_on_traversal(&p->timers, now);
+	if (plen)
+		wg_timers_on_data_received(&p->timers, now);
+	if (confirmed) {
+		wg_timers_on_handshake_complete(&p->timers, now);
+		atomic_store(&p->last_handshake, clock_ns(CLOCK_REALTIME));
+		flush_staged(p, w->udp_fd, now, cnt);
+	}
+	bool rekey = kp == p->st.current && wg_rekey_on_receive(now - kp->birth, kp->we_initiated);
+	pthread_mutex_unlock(&p->lock);
+	if (confirmed)
+		cnt[DP_WG_HANDSHAKES_COMPLETED]++;
+	if (rekey)
+		initiate(dp, p, w->udp_fd, now, false, cnt);
+	if (plen == 0)
+		return 0; /* a keepalive */
+	/* The inner packet, cut to its own length (the rest is padding); IPv4 only. */
+	if (plen < 20 || (pt[0] >> 4) != 4 || get16(pt + 2) > plen || get16(pt + 2) < 20) {
+		cnt[DP_DROP_MALFORMED]++;
+		return 0;
+	}
+	size_t ilen = get16(pt + 2);
+	const struct rt_entry *e = rt_lookup(t, get32(pt + 12));
+	if (!e || e->peer != p) {
+		cnt[DP_WG_DROP_ALLOWED_IPS]++;
+		return 0;
+	}
+	*inner = pt;
+	return ilen;
+}
+
+/* ---- timer thread and device --------------------------------------------- */
+
+static void *wg_timer_main(void *arg)
+{
+	struct dp *dp = arg;
+	struct wg_dev *dev = dp->wg;
+	uint64_t cnt[DP_NCOUNTERS] = {0};
+	int fd = dp->w[0].udp_fd;
+	struct pollfd pf = {.fd = dp->stop_fd, .events = POLLIN};
+	while (!atomic_load(&dp->stopping)) {
+		if (poll(&pf, 1, 100) > 0 || atomic_load(&dp->stopping))
+			break;
+		uint64_t now = clock_ns(CLOCK_MONOTONIC);
+		atomic_store(&dev->timer_reader, atomic_load(&dp->gen));
+		const struct rtable *t = atomic_load(&dp->table);
+		for (uint32_t i = 0; i < t->nwpeers; i++) {
+			struct wgp *p = t->wpeers[i].peer;
+			pthread_mutex_lock(&p->lock);
+			unsigned due = wg_timers_due(&p->timers, now, jitter());
+			if (due & WG_TIMER_GIVE_UP)
+				drop_staged(p);
+			if (due & WG_TIMER_ZERO_KEYS) {
+				struct wg_keypair *k[3] = {p->st.current, p->st.previous, p->st.next};
+				p->st.current = p->st.previous = p->st.next = NULL;
+				for (int j = 0; j < 3; j++)
+					retire(dp, k[j]);
+			}
+			pthread_mutex_unlock(&p->lock);
+			if (due & (WG_TIMER_RETRANSMIT_HANDSHAKE | WG_TIMER_NEW_HANDSHAKE))
+				initiate(dp, p, fd, now, (due & WG_TIMER_RETRANSMIT_HANDSHAKE) != 0, cnt);
+			if (due & (WG_TIMER_SEND_KEEPALIVE | WG_TIMER_PERSISTENT_KEEPALIVE))
+				keepalive(dp, p, fd, now, cnt);
+		}
+		atomic_store(&dev->timer_reader, 0);
+		reclaim(dp, false);
+		dp_counters_flush(dp->c, cnt);
+	}
+	return NULL;
+}
+
+int wg_dev_open(struct dp *dp, const uint8_t priv[WG_KEY_LEN], const uint8_t *psk, uint32_t keepalive_s,
+        const uint8_t *tai_floor, char *err, size_t errlen)
+{
+	if (wg_crypto_init() != 0)
+		return errf(err, errlen, ENOSYS, "WireGuard: libcrypto lacks X25519, ChaCha20-Poly1305 or BLAKE2s%s", "");
+	struct wg_dev *dev = calloc(1, sizeof *dev);
+	if (!dev)
+		return errf(err, errlen, ENOMEM, "WireGuard device%s", "");
+	if (wg_identity_init(&dev->id, priv) != 0) {
+		free(dev);
+		return errf(err, errlen, EINVAL, "WireGuard private key unusable%s", "");
+	}
+	if (psk) {
+		memcpy(dev->psk, psk, WG_KEY_LEN);
+		dev->has_psk = true;
+	}
+	if (tai_floor)
+		memcpy(dev->last_tai, tai_floor, WG_TAI64N_LEN);
+	dev->keepalive_ns = (uint64_t)keepalive_s * WG_NS_PER_S;
+	pthread_mutex_init(&dev->cookie_lock, NULL);
+	pthread_mutex_init(&dev->tai_lock, NULL);
+	pthread_mutex_init(&dev->retired_lock, NULL);
+	dp->wg = dev;
+	return 0;
+}
+
+int wg_dev_start(struct dp *dp, char *err, size_t errlen)
+{
+	struct wg_dev *dev = dp->wg;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(&dev->timer_thread, NULL, wg_timer_main, dp);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		return errf(err, errlen, rc, "start WireGuard timer thread%s", "");
+	pthread_setname_np(dev->timer_thread, "rudder-wgtimer");
+	dev->timer_started = true;
+	return 0;
+}
+
+void wg_dev_stop(struct dp *dp)
+{
+	if (dp->wg && dp->wg->timer_started) {
+		pthread_join(dp->wg->timer_thread, NULL);
+		dp->wg->timer_started = false;
+	}
+}
+
+void wg_dev_close(struct dp *dp)
+{
+	struct wg_dev *dev = dp->wg;
+	if (!dev)
+		return;
+	reclaim(dp, true);
+	pthread_mutex_destroy(&dev->cookie_lock);
+	pthread_mutex_destroy(&dev->tai_lock);
+	pthread_mutex_destroy(&dev->retired_lock);
+	wg_identity_wipe(&dev->id);
+	wg_wipe(dev, sizeof *dev);
+	free(dev);
+	dp->wg = NULL;
+}
+
+void dp_wg_last_tai64n(struct dp *dp, uint8_t out[WG_TAI64N_LEN])
+{
+	memset(out, 0, WG_TAI64N_LEN);
+	if (!dp->wg)
+		return;
+	pthread_mutex_lock(&dp->wg->tai_lock);
+	memcpy(out, dp->wg->last_tai, WG_TAI64N_LEN);
+	pthread_mutex_unlock(&dp->wg->tai_lock);
+}
+
+/* ---- the peer set (JS thread, under dp->wlock) ---------------------------- */
+
+/* The peer of the current table with this key and endpoint (wlock held), or NULL. */
+static struct wgp *find_peer(const struct rtable *t, const struct dp_wg_peer *c)
+{
+	for (uint32_t i = 0; i < t->nwpeers; i++) {
+		struct wgp *p = t->wpeers[i].peer;
+		if (t->wpeers[i].ip == c->ip && t->wpeers[i].port == c->port &&
+		        wg_equal(p->st.remote_static, c->pub, WG_KEY_LEN))
+			return p;
+	}
+	return NULL;
+}
+
+int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, char *err, size_t errlen)
+{
+	if (!dp->wg) {
+		snprintf(err, errlen, "setPeers needs a data plane opened in WireGuard mode");
+		return -EINVAL;
+	}
+	size_t nr = 0;
+	for (size_t i = 0; i < n; i++)
+		nr += peers[i].nallowed;
+	struct dp_route *routes = calloc(nr ? nr : 1, sizeof *routes);
+	struct wgp **route_peer = calloc(nr ? nr : 1, sizeof *route_peer);
+	struct rt_wpeer *wp = calloc(n ? n : 1, sizeof *wp);
+	void **allowed = calloc(n ? n : 1, sizeof *allowed); /* new allowed-IP arrays of reused peers */
+	bool *reused = calloc(n ? n : 1, sizeof *reused);
+	if (!routes || !route_peer || !wp || !allowed || !reused) {
+		free(reused);
+		free(routes);
+		free(route_peer);
+		free(wp);
+		free(allowed);
+		return errf(err, errlen, ENOMEM, "WireGuard peers%s", "");
+	}
+	int rc = 0;
+	size_t k = 0, made = 0;
+	pthread_mutex_lock(&dp->wlock);
+	const struct rtable *cur = atomic_load(&dp->table);
+	for (size_t i = 0; i < n && rc == 0; i++, made++) {
+		const struct dp_wg_peer *c = &peers[i];
+		struct wgp *p = find_peer(cur, c);
+		if (p) {
+			p->refs++;
+			reused[i] = true;
+			allowed[i] = c->nallowed ? calloc(c->nallowed, sizeof *p->allowed) : NULL;
+			if (c->nallowed && !allowed[i])
+				rc = errf(err, errlen, ENOMEM, "WireGuard peers%s", "");
+		} else {
+			p = wgp_new(dp->wg, c->pub, c->ip, c->port, c->nets, c->prefixes, c->nallowed);
+			if (!p) {
+				snprintf(err, errlen, "WireGuard peer %zu: public key unusable or out of memory", i);
+				rc = -EINVAL;
+				made--;
+				break;
+			}
+		}
+		wp[i] = (struct rt_wpeer){.ip = c->ip, .port = c->port, .peer = p};
+		for (size_t j = 0; j < c->nallowed; j++, k++) {
+			routes[k] = (struct dp_route){.net = c->nets[j], .prefix = c->prefixes[j], .public_ip = c->ip, .port = c->port};
+			route_peer[k] = p;
+		}
+	}
+	for (size_t i = 1; i < made && rc == 0; i++) {
+		for (size_t j = 0; j < i; j++) {
+			if (wp[i].ip == wp[j].ip && wp[i].port == wp[j].port) {
+				snprintf(err, errlen, "WireGuard peers %zu and %zu share one endpoint", j, i);
+				rc = -EINVAL;
+			}
+		}
+	}
+	struct rtable *t = NULL;
+	if (rc == 0)
+		rc = rt_new(routes, route_peer, nr, wp, n, &t, err, errlen);
+	if (rc == 0) {
+		/* Reused peers take their new allowed IPs (read only here and by dp_wg_status, both under wlock). */
+		for (size_t i = 0; i < n; i++) {
+			if (!reused[i])
+				continue;
+			struct wgp *p = wp[i].peer;
+			free(p->allowed);
+			p->allowed = allowed[i];
+			allowed[i] = NULL;
+			p->nallowed = (uint32_t)peers[i].nallowed;
+			for (size_t j = 0; j < peers[i].nallowed; j++) {
+				p->allowed[j].net = peers[i].nets[j];
+				p->allowed[j].prefix = peers[i].prefixes[j];
+			}
+		}
+		t->put_peer = wgp_put;
+		routes_publish(dp, t);
+	} else {
+		for (size_t i = 0; i < made; i++)
+			wgp_put(wp[i].peer);
+	}
+	pthread_mutex_unlock(&dp->wlock);
+	for (size_t i = 0; i < n; i++)
+		free(allowed[i]);
+	free(allowed);
+	free(reused);
+	free(routes);
+	free(route_peer);
+	free(wp);
+	return rc;
+}
+
+void dp_wg_status(struct dp *dp, void (*fn)(void *ctx, const struct dp_wg_status *s), void *ctx)
+{
+	if (!dp->wg)
+		return;
+	pthread_mutex_lock(&dp->wlock);
+	const struct rtable *t = atomic_load(&dp->table);
+	for (uint32_t i = 0; i < t->nwpeers; i++) {
+		struct wgp *p = t->wpeers[i].peer;
+		struct dp_wg_status s = {
+		        .ip = t->wpeers[i].ip,
+		        .port = t->wpeers[i].port,
+		        .last_handshake_ns = atomic_load(&p->last_handshake),
+		        .rx_bytes = atomic_load_explicit(&p->rx_bytes, memory_order_relaxed),
+		        .tx_bytes = atomic_load_explicit(&p->tx_bytes, memory_order_relaxed),
+		        .nallowed = p->nallowed,
+		};
+		memcpy(s.pub, p->st.remote_static, WG_KEY_LEN);
+		for (uint32_t j = 0; j < p->nallowed && j < DP_WG_STATUS_ALLOWED; j++) {
+			s.nets[j] = p->allowed[j].net;
+			s.prefixes[j] = p->allowed[j].prefix;
+		}
+		fn(ctx, &s);
+	}
+	pthread_mutex_unlock(&dp->wlock);
+}
