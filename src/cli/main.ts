@@ -11,6 +11,8 @@ import { resolveExternalInterface } from '../iface';
 import { runNft } from '../ipmasq';
 import { createLogger, Logger } from '../log';
 import { EtcdRegistry } from '../subnet/etcd-registry';
+import { etcdSource, type SubnetSource } from '../subnet/source';
+import { hostname } from 'node:os';
 import { sdNotify } from '../systemd/notify';
 import { version } from '../version';
 import { commandFlags, CommandFlagError, daemonUsage, splitCommandLine, type CommandLine, type CommandSpec } from './commandline';
@@ -56,11 +58,32 @@ function notifier(log: Logger): (state: string) => void {
   };
 }
 
+/** Kubernetes mode: this node's name (the DaemonSet sets NODE_NAME from spec.nodeName). */
+function nodeName(): string {
+  const n = process.env.NODE_NAME;
+  return n !== undefined && n !== '' ? n : hostname();
+}
+
 async function runDaemon(f: DaemonFlags): Promise<number> {
-  // Reads the TLS files: an unreadable one is a flag error, reported before anything starts.
-  const registry = registryFor(f);
   const log = createLogger({ verbosity: f.v, json: f.logJson });
-  log.info('rudder starting', { version: version(), etcd: f.etcdEndpoints.join(','), prefix: f.etcdPrefix });
+  let source: SubnetSource;
+  if (f.kubeSubnetMgr) {
+    const { kubeSource } = await import('../subnet/kube/source');
+    // Reads the kubeconfig (or the service account): an unusable one is reported before anything starts.
+    source = kubeSource({
+      kubeconfigFile: f.kubeconfigFile,
+      apiUrl: f.kubeApiUrl,
+      annotationPrefix: f.kubeAnnotationPrefix,
+      netConfigPath: f.netConfigPath,
+      nodeName: nodeName(),
+      log,
+    });
+    log.info('rudder starting', { version: version(), mode: 'kubernetes', node: nodeName(), netConf: f.netConfigPath });
+  } else {
+    // Reads the TLS files: an unreadable one is a flag error, reported before anything starts.
+    source = etcdSource(registryFor(f), f.etcdPrefix);
+    log.info('rudder starting', { version: version(), etcd: f.etcdEndpoints.join(','), prefix: f.etcdPrefix });
+  }
   const { createBackend } = await import('../backend/registry');
   const ac = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => {
@@ -72,7 +95,6 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
   process.on('SIGTERM', onSignal);
   const daemon = new Daemon(
     {
-      etcdPrefix: f.etcdPrefix,
       subnetFile: f.subnetFile,
       ttlMs: f.subnetLeaseTtlMs,
       renewMarginMs: f.subnetLeaseRenewMarginMs,
@@ -81,7 +103,7 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
       metricsAddr: f.metricsAddr,
     },
     {
-      registry,
+      source,
       log,
       resolveIface: () => resolveExternalInterface(f.iface, f.publicIp),
       createBackend,
