@@ -45,6 +45,8 @@ export interface WatchHandlers {
  * Kubernetes (kube/source.ts: Node objects and a config file) implement it.
  */
 export interface PeerSource {
+  /** What to call the store in messages ("Kubernetes API server"); etcd when absent. */
+  readonly storeName?: string;
   getConfig(): Promise<string | null>;
   /** Calls onChange with the config text (null when deleted) on each change; returns a stop function. */
   watchConfig(onChange: (text: string | null) => void, onBroken: (reason: unknown) => void): Promise<() => void>;

@@ -152,7 +152,7 @@ export class LeaseWatcher {
       } catch (e) {
         failures++;
         this.stats.etcdError('watch');
-        this.log.warn('etcd unreachable; keeping current routes, retrying', { error: describeError(e), attempt: failures });
+        this.log.warn(`${this.registry.storeName ?? 'etcd'} unreachable; keeping current routes, retrying`, { error: describeError(e), attempt: failures });
         await sleep(backoffMs(failures), signal);
       } finally {
         (stop as (() => void) | null)?.();

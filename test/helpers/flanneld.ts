@@ -1,82 +1,28 @@
 /**
  * The real upstream flanneld (v0.20.2) beside Rudder in the one-machine
- * topology. Finding the binary lives here and nowhere else: the project's
- * anchors sit in `../shared/anchors` beside the checkout (CI has them), and
- * `RUDDER_TEST_ANCHORS=DIR` points at a directory that already holds an
- * unpacked `flanneld` instead. Without either, tests that need flanneld skip
- * with one line that says what to set.
+ * topology. The binary comes from the anchors (./anchors.ts); without them,
+ * tests that need flanneld skip with one line that says what to set.
  *
  * A flannel host is a topology Host whose daemon is flanneld instead of
  * rudder: it writes its own subnet file (FLANNEL_*), from which the host's
  * docker0-like bridge and pod are built exactly as for a Rudder host.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { formatCommand, giveUp, parseSubnetEnv, run, waitUntil, type Cluster, type Host, type ManagedProcess, type SubnetEnv } from '../../src/topology';
-
-const ANCHORS_ENV = 'RUDDER_TEST_ANCHORS';
-
-function repoRoot(): string {
-  // Compiled to dist/test/helpers/flanneld.js: walk up to the checkout (package.json beside bin/).
-  let dir = __dirname;
-  for (let i = 0; i < 6; i++) {
-    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'bin'))) return dir;
-    dir = path.dirname(dir);
-  }
-  return path.resolve(__dirname, '..', '..', '..');
-}
-
-function have(cmd: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
-}
-
-/** Where the anchors come from: an unpacked directory, or the packed anchors and their `unpack` script. */
-type Source = { kind: 'dir'; dir: string } | { kind: 'packed'; unpack: string } | { kind: 'missing' };
-
-function source(): Source {
-  const dir = process.env[ANCHORS_ENV];
-  if (dir !== undefined && dir !== '') return { kind: 'dir', dir: path.resolve(dir) };
-  const unpack = path.resolve(repoRoot(), '..', 'shared', 'anchors', 'unpack');
-  return fs.existsSync(unpack) ? { kind: 'packed', unpack } : { kind: 'missing' };
-}
+import { anchorBinary, have, skipUnlessAnchor } from './anchors';
+import { formatCommand, giveUp, parseSubnetEnv, waitUntil, type Cluster, type Host, type ManagedProcess, type SubnetEnv } from '../../src/topology';
 
 /** node:test `skip` reason for suites that run flanneld (false = runnable). */
 export const skipUnlessFlanneld: string | false = (() => {
-  const s = source();
-  if (s.kind === 'missing') {
-    return `needs upstream flanneld: set ${ANCHORS_ENV}=DIR holding flanneld and kube-apiserver (or put the anchors at ../shared/anchors)`;
-  }
-  if (s.kind === 'packed' && !have('xz')) return 'needs xz to unpack ../shared/anchors (Debian xz-utils; ./build installs it)';
+  const why = skipUnlessAnchor('flanneld');
+  if (why !== false) return why;
   if (!have('iptables')) return 'needs iptables for flanneld (Debian iptables; ./build installs it)';
   return false;
 })();
 
-let unpacked: Promise<string> | null = null;
-
-/**
- * Path of the flanneld binary, unpacked once per run into a cache directory
- * (the unpack script checks the sha256 and skips what is already there;
- * flock keeps two concurrent runs from writing the same file).
- */
+/** Path of the flanneld binary (test/helpers/anchors.ts finds and unpacks it). */
 export function flanneldBinary(): Promise<string> {
-  unpacked ??= (async () => {
-    const s = source();
-    if (s.kind === 'missing') throw new Error(`no anchors: set ${ANCHORS_ENV}=DIR holding flanneld`);
-    if (s.kind === 'dir') {
-      const bin = path.join(s.dir, 'flanneld');
-      if (!fs.existsSync(bin)) throw new Error(`${ANCHORS_ENV}=${s.dir}: no flanneld there`);
-      return bin;
-    }
-    const cache = path.join(os.tmpdir(), `rudder-anchors-${process.getuid?.() ?? 'u'}`);
-    fs.mkdirSync(cache, { recursive: true });
-    const r = await run(['flock', path.join(cache, '.lock'), 'bash', s.unpack, cache]);
-    const bin = path.join(r.stdout.trim() || cache, 'flanneld');
-    if (!fs.existsSync(bin)) throw new Error(`${s.unpack} ${cache} wrote no flanneld`);
-    return bin;
-  })();
-  return unpacked;
+  return anchorBinary('flanneld');
 }
 
 /** Reads flannel's subnet file (FLANNEL_NETWORK, FLANNEL_SUBNET, FLANNEL_MTU, FLANNEL_IPMASQ) in the harness's shape. */

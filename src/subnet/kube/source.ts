@@ -61,6 +61,7 @@ export function kubeSource(o: KubeSourceOptions): SubnetSource {
 const nodePath = (name: string): string => `/api/v1/nodes/${encodeURIComponent(name)}`;
 
 export class KubePeers implements PeerSource {
+  readonly storeName = 'Kubernetes API server';
   /** Node name → the subnet its last valid lease had. */
   private readonly byName = new Map<string, Cidr>();
 
