@@ -71,7 +71,7 @@ function fmtDuration(ms: number): string {
 }
 
 /** `rudder leases`: a table of every lease. */
-export async function leasesTable(reg: Registry, io: Out): Promise<number> {
+export async function leasesTable(reg: Pick<Registry, 'listLeases' | 'timeToLive'>, io: Out): Promise<number> {
   const list = await reg.listLeases();
   const rows: string[][] = [['SUBNET', 'PUBLIC IP', 'BACKEND', 'EXPIRES IN']];
   const sorted = [...list.records].sort((a, b) => a.lease.subnet.ip - b.lease.subnet.ip);

@@ -84,6 +84,10 @@ export const DAEMON_FLAGS: readonly FlagSpec[] = [
 export const ETCD_FLAG_NAMES: readonly string[] = ['etcd-endpoint', 'etcd-prefix', 'etcd-cafile', 'etcd-certfile', 'etcd-keyfile', 'etcd-username', 'etcd-password'];
 export const ETCD_FLAGS: readonly FlagSpec[] = DAEMON_FLAGS.filter((s) => ETCD_FLAG_NAMES.includes(s.name));
 
+/** The Kubernetes-mode flags `rudder leases` takes too (the table from the Nodes). */
+export const KUBE_FLAG_NAMES: readonly string[] = ['kube-subnet-mgr', 'kubeconfig-file', 'kube-api-url', 'kube-annotation-prefix'];
+export const KUBE_FLAGS: readonly FlagSpec[] = DAEMON_FLAGS.filter((s) => KUBE_FLAG_NAMES.includes(s.name));
+
 function str(p: ParsedFlags, name: string): string | undefined {
   const v = p.values.get(name);
   return typeof v === 'string' ? v : undefined;

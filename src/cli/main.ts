@@ -17,7 +17,8 @@ import { sdNotify } from '../systemd/notify';
 import { version } from '../version';
 import { commandFlags, CommandFlagError, daemonUsage, splitCommandLine, type CommandLine, type CommandSpec } from './commandline';
 import { configCheck, configGet, configSet, dockerOpts, leasesTable, Out } from './commands';
-import { DaemonFlags, daemonFlags, etcdFlags, type EtcdFlags } from './flags';
+import { DEFAULT_KUBE_ANNOTATION_PREFIX, DaemonFlags, daemonFlags, etcdFlags, type EtcdFlags } from './flags';
+import type { ParsedFlags } from '../util/flags';
 
 const io: Out = {
   out: (s) => process.stdout.write(s + '\n'),
@@ -195,6 +196,7 @@ async function runCommand(command: CommandSpec, args: string[], daemon: DaemonFl
       return 0;
     case 'leases': {
       noOperands();
+      if (p.values.get('kube-subnet-mgr') === true) return await kubeLeases(p);
       const etcd = etcdFlags(p);
       return await withRegistry(etcd, (r) => leasesTable(r, io));
     }
@@ -211,6 +213,23 @@ async function runCommand(command: CommandSpec, args: string[], daemon: DaemonFl
     }
     default:
       throw new RudderError('E_INTERNAL', `command ${name} has no handler`);
+  }
+}
+
+/** `rudder leases -kube-subnet-mgr`: the same table, from the Nodes (every Node is a reservation). */
+async function kubeLeases(p: ParsedFlags): Promise<number> {
+  const { KubeClient } = await import('../subnet/kube/client');
+  const { KubePeers, kubeConnection } = await import('../subnet/kube/source');
+  const opt = (n: string): string | undefined => {
+    const v = p.values.get(n);
+    return typeof v === 'string' && v !== '' ? v : undefined;
+  };
+  const prefix = opt('kube-annotation-prefix') ?? DEFAULT_KUBE_ANNOTATION_PREFIX;
+  const peers = new KubePeers(new KubeClient(kubeConnection({ kubeconfigFile: opt('kubeconfig-file'), apiUrl: opt('kube-api-url') })), prefix, '', '');
+  try {
+    return await leasesTable({ listLeases: () => peers.listLeases(), timeToLive: async () => null }, io);
+  } finally {
+    peers.close();
   }
 }
 

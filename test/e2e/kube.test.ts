@@ -22,11 +22,13 @@ import { skipUnlessAnchor } from '../helpers/anchors';
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { eventually, fullMesh, podReaches, rudderRoutes } from '../helpers/kernel-backends-net';
 import { KubeApiServer } from '../helpers/kube-apiserver';
+import { parseYamlDocuments } from '../../src/subnet/kube/yaml';
 
 type Kind = 'vxlan' | 'host-gw' | 'udp';
 const KINDS: Kind[] = ['vxlan', 'host-gw', 'udp'];
 const MTU: Record<Kind, number> = { udp: 1472, vxlan: 1450, 'host-gw': 1500 };
 const PREFIX = 'rudder.io';
+const MANIFEST = path.resolve(__dirname, '..', '..', '..', 'packaging', 'kubernetes', 'rudder.yaml');
 
 describe('kubernetes mode (real kube-apiserver)', { skip: skipUnlessRoot || skipUnlessEtcd || skipUnlessAnchor('kube-apiserver'), concurrency: 1 }, () => {
   for (const [n, kind] of KINDS.entries()) {
@@ -86,7 +88,37 @@ describe('kubernetes mode (real kube-apiserver)', { skip: skipUnlessRoot || skip
           if (kind === 'vxlan') assert.match(String(data['VtepMAC']), /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
           assert.equal(a['test.rudder/created-by'], 'kube.test', 'the annotations others set are kept');
         }
+        // `rudder leases -kube-subnet-mgr` shows the same table from the Nodes.
+        const r = await c.hosts[0]!.exec([c.rudderBin, 'leases', '-kube-subnet-mgr', `-kubeconfig-file=${api.kubeconfigFile}`], { env: c.rudderEnv });
+        const rows = r.stdout.trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+        assert.deepEqual(
+          rows.map((x) => `${x[0]} ${x[1]} ${x[2]}`),
+          c.hosts.map((h) => `${podCIDR(h.index)} ${h.underlayIp} ${kind}`),
+          r.stdout + r.stderr,
+        );
       });
+
+      if (kind === 'host-gw') {
+        it('the manifest is accepted by the real API server (everything created, the DaemonSet stored)', async () => {
+          const objs = parseYamlDocuments(fs.readFileSync(MANIFEST, 'utf8')) as Array<{ kind: string; metadata: { name: string; namespace?: string } }>;
+          const paths: Record<string, string> = {
+            Namespace: '/api/v1/namespaces',
+            ServiceAccount: '/api/v1/namespaces/NS/serviceaccounts',
+            ClusterRole: '/apis/rbac.authorization.k8s.io/v1/clusterroles',
+            ClusterRoleBinding: '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings',
+            ConfigMap: '/api/v1/namespaces/NS/configmaps',
+            DaemonSet: '/apis/apps/v1/namespaces/NS/daemonsets',
+          };
+          for (const o of objs) {
+            const p = paths[o.kind];
+            assert.ok(p, `a path for ${o.kind}`);
+            const r = await api.request('POST', p.replace('NS', o.metadata.namespace ?? ''), o);
+            assert.equal(r.status, 201, `${o.kind} ${o.metadata.name}: ${r.error ?? r.body ?? ''}`);
+          }
+          const ds = await api.call<{ spec: { template: { spec: { hostNetwork?: boolean } } } }>('GET', '/apis/apps/v1/namespaces/kube-rudder/daemonsets/rudder');
+          assert.equal(ds.spec.template.spec.hostNetwork, true);
+        });
+      }
 
       if (kind !== 'vxlan') return;
 

@@ -15,7 +15,7 @@ import { parseYamlDocuments } from '../../src/subnet/kube/yaml';
 import { parseConfig } from '../../src/config';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
-export const MANIFEST = path.join(ROOT, 'packaging', 'kubernetes', 'rudder.yaml');
+const MANIFEST = path.join(ROOT, 'packaging', 'kubernetes', 'rudder.yaml');
 
 type J = Record<string, unknown>;
 const docs = (): J[] => parseYamlDocuments(fs.readFileSync(MANIFEST, 'utf8')) as J[];
