@@ -21,6 +21,7 @@ import { createCluster, sleep, type Cluster, type Host, type SubnetEnv } from '.
 import { skipUnlessAnchor } from '../helpers/anchors';
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { eventually, fullMesh, podReaches, rudderRoutes } from '../helpers/kernel-backends-net';
+import { Flanneld, flanneldBinary, skipUnlessFlanneld } from '../helpers/flanneld';
 import { KubeApiServer } from '../helpers/kube-apiserver';
 import { parseYamlDocuments } from '../../src/subnet/kube/yaml';
 
@@ -162,4 +163,59 @@ describe('kubernetes mode (real kube-apiserver)', { skip: skipUnlessRoot || skip
       });
     });
   }
+});
+
+/**
+ * The real flanneld in kube mode beside Rudder nodes, all under flannel's
+ * annotation prefix: one vxlan network. flanneld misses Nodes that change
+ * while it starts (its list and watch leave a window), so it starts first
+ * and the Rudder nodes after a pause.
+ */
+describe('kubernetes mode beside flanneld (vxlan, flannel.alpha.coreos.com)', { skip: skipUnlessRoot || skipUnlessEtcd || skipUnlessAnchor('kube-apiserver') || skipUnlessFlanneld }, () => {
+  const network = '10.66.0.0/16';
+  const podCIDR = (i: number): string => `10.66.${i}.0/24`;
+  const FLANNEL_PREFIX = 'flannel.alpha.coreos.com';
+  let c: Cluster;
+  let api: KubeApiServer;
+  let netConf: string;
+  let flannel: Flanneld;
+
+  before(async () => {
+    const bin = await flanneldBinary();
+    c = await createCluster({ hosts: 3, prefix: 'rf' });
+    api = await KubeApiServer.start(c);
+    netConf = path.join(c.dir, 'net-conf.json');
+    fs.writeFileSync(netConf, JSON.stringify({ Network: network, Backend: { Type: 'vxlan' } }));
+    for (const h of c.hosts) await api.createNode(h.name, podCIDR(h.index));
+    const h2 = c.hosts[1]!;
+    flannel = new (class extends Flanneld {
+      override argv(): string[] {
+        return ['env', `NODE_NAME=${h2.name}`, bin, '-kube-subnet-mgr', `-kubeconfig-file=${api.kubeconfigFile}`, `-net-config-path=${netConf}`, '-iface=eth0', `-subnet-file=${this.subnetFile}`];
+      }
+    })(c, h2, bin);
+  });
+  after(async () => {
+    for (const h of c?.hosts ?? []) await h.stopRudder().catch(() => undefined);
+    await flannel?.stop().catch(() => undefined);
+    await api?.stop();
+    await c?.teardown();
+  });
+
+  it('flannel nodes and Rudder nodes reach each other', async () => {
+    const [h1, h2, h3] = c.hosts as [Host, Host, Host];
+    const fenv = await flannel.up();
+    assert.equal(fenv.subnet, `10.66.${h2.index}.1/24`);
+    await sleep(2000);
+    for (const h of [h1, h3]) {
+      const argv = ['env', `NODE_NAME=${h.name}`, ...h.rudderArgv(['-kube-subnet-mgr', `-kubeconfig-file=${api.kubeconfigFile}`, `-net-config-path=${netConf}`, '-iface=eth0', `-kube-annotation-prefix=${FLANNEL_PREFIX}`])];
+      h.rudder = await h.ns.spawn(argv, { logFile: h.logFile, label: `rudder ${h.name}`, env: c.rudderEnv });
+      await h.setupPod(await h.waitSubnetFile());
+    }
+    for (const h of [h1, h3]) {
+      const a = (await api.getNode(h.name)).metadata.annotations ?? {};
+      assert.equal(a[`${FLANNEL_PREFIX}/public-ip`], h.underlayIp, JSON.stringify(a));
+      assert.equal(a[`${FLANNEL_PREFIX}/kube-subnet-manager`], 'true');
+    }
+    await fullMesh(c, [h1, h2, h3]);
+  });
 });
