@@ -17,7 +17,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createCluster, sleep, type Cluster, type Host, type SubnetEnv } from '../../src/topology';
+import { Netns, createCluster, ping, sleep, type Cluster, type Host, type SubnetEnv } from '../../src/topology';
+import { CNI_PATH, CniRuntime, type ConfList } from '../helpers/cni-runtime';
 import { skipUnlessAnchor } from '../helpers/anchors';
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { eventually, fullMesh, podReaches, rudderRoutes } from '../helpers/kernel-backends-net';
@@ -29,6 +30,7 @@ type Kind = 'vxlan' | 'host-gw' | 'udp';
 const KINDS: Kind[] = ['vxlan', 'host-gw', 'udp'];
 const MTU: Record<Kind, number> = { udp: 1472, vxlan: 1450, 'host-gw': 1500 };
 const PREFIX = 'rudder.io';
+const skipUnlessPlugins: string | false = ['bridge', 'host-local', 'portmap'].every((p) => fs.existsSync(path.join(CNI_PATH, p))) ? false : `needs the CNI plugins in ${CNI_PATH} (Debian containernetworking-plugins)`;
 const MANIFEST = path.resolve(__dirname, '..', '..', '..', 'packaging', 'kubernetes', 'rudder.yaml');
 
 describe('kubernetes mode (real kube-apiserver)', { skip: skipUnlessRoot || skipUnlessEtcd || skipUnlessAnchor('kube-apiserver'), concurrency: 1 }, () => {
@@ -118,6 +120,27 @@ describe('kubernetes mode (real kube-apiserver)', { skip: skipUnlessRoot || skip
           }
           const ds = await api.call<{ spec: { template: { spec: { hostNetwork?: boolean } } } }>('GET', '/apis/apps/v1/namespaces/kube-rudder/daemonsets/rudder');
           assert.equal(ds.spec.template.spec.hostNetwork, true);
+        });
+
+        it('a pod attached by the real CNI plugins from the conflist Rudder wrote reaches the other pods', { skip: skipUnlessPlugins }, async () => {
+          // A new node with no harness bridge: its pods come from `rudder cni-config` and the plugins only.
+          const h4 = await c.addHost();
+          await api.createNode(h4.name, podCIDR(h4.index));
+          const argv = ['env', `NODE_NAME=${h4.name}`, ...h4.rudderArgv(['-kube-subnet-mgr', `-kubeconfig-file=${api.kubeconfigFile}`, `-net-config-path=${netConf}`, '-iface=eth0'])];
+          h4.rudder = await h4.ns.spawn(argv, { logFile: h4.logFile, label: `rudder ${h4.name}`, env: c.rudderEnv });
+          await h4.waitSubnetFile();
+          const outDir = path.join(h4.dir, 'cni');
+          await h4.exec([c.rudderBin, 'cni-config', '--out', outDir, `-subnet-file=${h4.subnetFile}`, '-ipam-data-dir', path.join(h4.dir, 'ipam')], { env: c.rudderEnv });
+          const list = JSON.parse(fs.readFileSync(path.join(outDir, '10-rudder.conflist'), 'utf8')) as ConfList;
+          const ns = await Netns.create(c.tag.name('cp4'), c.cleanup);
+          await c.quietNamespace(ns);
+          const result = await new CniRuntime(h4.ns).add(list, { containerId: `rudder-kube-e2e-${h4.name}`, netnsPath: `/var/run/netns/${ns.name}`, ifName: 'eth0' });
+          const ip = result.ips?.[0]?.address.split('/')[0];
+          assert.ok(ip?.startsWith(`10.${octet}.${h4.index}.`), `an address of ${podCIDR(h4.index)}: ${JSON.stringify(result)}`);
+          for (const h of c.hosts.filter((x) => x.pod)) {
+            await eventually(c, `container on ${h4.name} (${ip}) reaching the pod of ${h.name}`, async () => (await ping(ns, h.pod!.ip, { count: 1, replyWaitS: 1 })).received === 1);
+            await eventually(c, `pod of ${h.name} reaching the container on ${h4.name} (${ip})`, async () => (await h.pod!.ping(ip!, { count: 1, replyWaitS: 1 })).received === 1);
+          }
         });
       }
 
