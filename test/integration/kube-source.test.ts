@@ -35,7 +35,7 @@ describe('kube source against a scripted API server', () => {
   const watches: string[] = [];
   const requests: { method: string; path: string; body: string; type: string }[] = [];
   /** What the next watch does: answer 410, or stream and stay open. */
-  let watchMode: 'gone' | 'open' = 'gone';
+  let watchMode: 'gone' | 'open' | 'end' = 'gone';
   const openWatches: http.ServerResponse[] = [];
 
   before(async () => {
@@ -48,7 +48,11 @@ describe('kube source against a scripted API server', () => {
         if (u.pathname === '/api/v1/nodes' && u.searchParams.get('watch') === 'true') {
           watches.push(u.searchParams.get('resourceVersion') ?? '');
           res.writeHead(200, { 'Content-Type': 'application/json' });
-          if (watchMode === 'gone') {
+          if (watchMode === 'end') {
+            watchMode = 'open';
+            res.write(JSON.stringify({ type: 'ADDED', object: { ...node('d', '10.1.4.0/24', '198.18.0.4'), metadata: { ...node('d', '10.1.4.0/24', '198.18.0.4').metadata, resourceVersion: '130' } } }) + '\n');
+            setTimeout(() => res.end(), 1200);
+          } else if (watchMode === 'gone') {
             res.end(JSON.stringify({ type: 'ERROR', object: { kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version' } }) + '\n');
           } else openWatches.push(res);
           return;
@@ -98,6 +102,15 @@ describe('kube source against a scripted API server', () => {
       rv = 120;
       await waitUntil(() => events.length === 3 || undefined, { what: 'the removal of b after a re-list' });
       assert.equal(`${events[2]?.type} ${formatCidr(events[2]!.lease.subnet)}`, 'removed 10.1.2.0/24');
+      // A watch the server ends cleanly is reopened from the last resourceVersion, with no re-list.
+      watches.length = 0;
+      watchMode = 'end';
+      await waitUntil(() => watches.length >= 1 || undefined, { what: 'the watch the server will end' });
+      const lists = w.lists;
+      await waitUntil(() => watches.length >= 2 || undefined, { what: 'the watch reopened after a clean end' });
+      assert.equal(watches[1], '130', `reopened from the event's resourceVersion: ${watches.join(',')}`);
+      assert.equal(w.lists, lists, 'no re-list');
+      assert.equal(`${events[3]?.type} ${formatCidr(events[3]!.lease.subnet)}`, 'added 10.1.4.0/24');
     } finally {
       ac.abort();
       await running;

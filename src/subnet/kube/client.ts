@@ -30,6 +30,14 @@ export class KubeApiError extends RudderError {
   }
 }
 
+/** A watch the server closed cleanly (its timeoutSeconds ran out): resumable from the last resourceVersion. */
+export class WatchEnded extends KubeApiError {
+  constructor(message: string) {
+    super(message, null);
+    this.name = 'WatchEnded';
+  }
+}
+
 export interface KubeConnection {
   server: string;
   ca?: Buffer;
@@ -303,7 +311,7 @@ export class KubeClient {
           }
         });
         res.on('error', (e) => resolve(new KubeApiError(`${what}: stream broken: ${describeError(e)}`, null, { cause: e })));
-        res.on('end', () => resolve(new KubeApiError(`${what}: the server ended the watch`, null)));
+        res.on('end', () => resolve(new WatchEnded(`${what}: the server ended the watch`)));
       });
     });
     return {

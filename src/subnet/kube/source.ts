@@ -27,7 +27,7 @@ import { backoffMs } from '../../util/backoff';
 import type { Lease } from '../lease';
 import type { LeaseList, LeaseRecord, PeerSource, WatchBatch, WatchHandlers } from '../registry';
 import type { KeeperOptions, LeaseKeeper, SubnetSource } from '../source';
-import { KubeApiError, KubeClient, inClusterConnection, readKubeconfig, type KubeConnection, type WatchEvent } from './client';
+import { KubeApiError, KubeClient, WatchEnded, inClusterConnection, readKubeconfig, type KubeConnection, type WatchEvent } from './client';
 import { annotationsToPatch, networkAvailablePatch, nodeLease, nodeSubnets, ownAnnotations, ownPublicIP, readNode, type KubeNode } from './node';
 
 export interface KubeSourceOptions {
@@ -42,8 +42,14 @@ export interface KubeSourceOptions {
 
 /** Connection settings from -kubeconfig-file (else in-cluster), with -kube-api-url winning. */
 export function kubeConnection(o: Pick<KubeSourceOptions, 'kubeconfigFile' | 'apiUrl' | 'env'>): KubeConnection {
-  const conn = o.kubeconfigFile !== undefined ? readKubeconfig(o.kubeconfigFile) : inClusterConnection(o.env ?? process.env);
-  if (o.apiUrl !== undefined) conn.server = o.apiUrl.replace(/\/$/, '');
+  const env = o.env ?? process.env;
+  const apiUrl = o.apiUrl?.replace(/\/$/, '');
+  // -kube-api-url alone (no kubeconfig, not in a pod): an API server that needs no credentials, as flannel allows.
+  if (o.kubeconfigFile === undefined && apiUrl !== undefined && !env.KUBERNETES_SERVICE_HOST) {
+    return { server: apiUrl, insecureSkipTlsVerify: false, origin: `-kube-api-url ${apiUrl}` };
+  }
+  const conn = o.kubeconfigFile !== undefined ? readKubeconfig(o.kubeconfigFile) : inClusterConnection(env);
+  if (apiUrl !== undefined) conn.server = apiUrl;
   return conn;
 }
 
@@ -129,25 +135,32 @@ export class KubePeers implements PeerSource {
     return { records, revision: rv, invalid };
   }
 
+  /**
+   * Watches from the revision; a watch the server ends cleanly (its
+   * timeoutSeconds) is reopened from the last resourceVersion seen, without
+   * a re-list. Anything else — an error, `410 Gone`, a disconnect — is
+   * reported as broken, and the watcher lists again.
+   */
   async watchLeases(fromRevision: string, handlers: WatchHandlers): Promise<() => void> {
-    const rv = (BigInt(fromRevision) - 1n).toString();
-    // The server ends a watch after timeoutSeconds; spread them so nodes do not re-list in step.
-    const timeout = 300 + Math.floor(Math.random() * 300);
+    let rv = (BigInt(fromRevision) - 1n).toString();
     let done = false;
+    let current: { stop(): void } | null = null;
     const broken = (reason: unknown): void => {
       if (done) return;
       done = true;
-      w.stop();
+      current?.stop();
       handlers.onBroken(reason);
     };
-    const w = this.client.watch(`/api/v1/nodes?watch=true&allowWatchBookmarks=true&resourceVersion=${rv}&timeoutSeconds=${timeout}`, (ev: WatchEvent) => {
+    const onEvent = (ev: WatchEvent): void => {
       if (done) return;
+      const evRv = (ev.object as { metadata?: { resourceVersion?: unknown } }).metadata?.resourceVersion;
       if (ev.type === 'ERROR') {
         const st = ev.object as { code?: number; message?: string };
         const gone = st.code === 410;
         broken(new KubeApiError(`watch of Nodes at ${this.client.server}: ${gone ? '410 Gone (the resourceVersion was compacted)' : `error ${String(st.code)}`}: ${st.message ?? ''}`, st.code ?? null));
         return;
       }
+      if (typeof evRv === 'string' && evRv !== '') rv = evRv;
       if (ev.type === 'BOOKMARK') return;
       const n = readNode(ev.object);
       const batch: WatchBatch[] = [];
@@ -157,11 +170,23 @@ export class KubePeers implements PeerSource {
         if (old) batch.push({ kind: 'delete', subnet: old });
       } else this.entry(n, batch, null);
       if (batch.length) handlers.onEvents(batch);
-    });
-    void w.ended.then((reason) => broken(reason ?? new KubeApiError('watch of Nodes stopped', null)));
+    };
+    const open = (): void => {
+      // The server ends a watch after timeoutSeconds; spread them so nodes do not reconnect in step.
+      const timeout = 300 + Math.floor(Math.random() * 300);
+      const startedAt = Date.now();
+      const w = this.client.watch(`/api/v1/nodes?watch=true&allowWatchBookmarks=true&resourceVersion=${rv}&timeoutSeconds=${timeout}`, onEvent);
+      current = w;
+      void w.ended.then((reason) => {
+        if (done) return;
+        if (reason instanceof WatchEnded && Date.now() - startedAt > 1000) open();
+        else broken(reason ?? new KubeApiError('watch of Nodes stopped', null));
+      });
+    };
+    open();
     return () => {
       done = true;
-      w.stop();
+      current?.stop();
     };
   }
 
