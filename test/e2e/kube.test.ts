@@ -8,7 +8,7 @@
  * wrote. For vxlan, host-gw and udp: every pod reaches every other, the
  * annotations and NetworkUnavailable=False are on the Nodes. For vxlan also:
  * a deleted Node's routes go everywhere, a new Node is reached, and an API
- * server stopped for 20 s loses no packet and is caught up with afterwards.
+ * server stopped for 30 s loses no packet and is caught up with afterwards.
  *
  * The clusters run one after another (a kube-apiserver is heavy for the
  * shared machine); waits have generous give-ups, nothing asserts speed.
@@ -171,7 +171,7 @@ describe('kubernetes mode (real kube-apiserver)', { skip: skipUnlessRoot || skip
         const src = h1.pod!;
         const dst = h2.pod!;
         await api.stop();
-        const p = await src.ping(dst.ip, { count: 100, intervalS: 0.2, replyWaitS: 2 });
+        const p = await src.ping(dst.ip, { count: 150, intervalS: 0.2, replyWaitS: 2 }); // 30 s
         assert.equal(p.received, p.transmitted, `pod ${src.ip} → ${dst.ip} with the API server down: ${p.received}/${p.transmitted}`);
         for (const h of c.hosts.filter((x) => x.rudder?.running)) assert.ok(h.rudder?.running, `${h.name} rudder still runs`);
         await api.restart();
