@@ -33,6 +33,7 @@ describe('kube source against a scripted API server', () => {
   let nodes: Node[] = [];
   let rv = 100;
   const watches: string[] = [];
+  const auths: string[] = [];
   const requests: { method: string; path: string; body: string; type: string }[] = [];
   /** What the next watch does: answer 410, or stream and stay open. */
   let watchMode: 'gone' | 'open' | 'end' = 'gone';
@@ -45,6 +46,7 @@ describe('kube source against a scripted API server', () => {
       req.on('end', () => {
         const u = new URL(req.url ?? '/', 'http://x');
         requests.push({ method: req.method ?? '', path: u.pathname, body, type: req.headers['content-type'] ?? '' });
+        auths.push(req.headers.authorization ?? '');
         if (u.pathname === '/api/v1/nodes' && u.searchParams.get('watch') === 'true') {
           watches.push(u.searchParams.get('resourceVersion') ?? '');
           res.writeHead(200, { 'Content-Type': 'application/json' });
@@ -151,6 +153,25 @@ describe('kube source against a scripted API server', () => {
       assert.ok(requests.filter((r) => r.method === 'PATCH').every((r) => r.path.startsWith('/api/v1/nodes/me')), 'only its own Node is written');
     } finally {
       c.close();
+    }
+  });
+
+  it('a rotated token file is read again', async () => {
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rudder-token-'));
+    const tokenFile = path.join(dir, 'token');
+    fs.writeFileSync(tokenFile, 'first\n');
+    const c = new KubeClient({ server: url, tokenFile, insecureSkipTlsVerify: false, origin: 'test' }, { tokenRereadMs: 0 });
+    try {
+      await c.request('GET', '/api/v1/nodes');
+      fs.writeFileSync(tokenFile, 'second\n');
+      await c.request('GET', '/api/v1/nodes');
+      assert.deepEqual(auths.slice(-2), ['Bearer first', 'Bearer second']);
+    } finally {
+      c.close();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 

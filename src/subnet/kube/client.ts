@@ -155,6 +155,8 @@ export interface WatchEvent {
 export interface KubeClientOptions {
   /** Per-request timeout (not for watches), ms. */
   timeoutMs?: number;
+  /** How long a token read from a token file is used before the file is read again, ms (default 60 s). */
+  tokenRereadMs?: number;
 }
 
 export class KubeClient {
@@ -186,7 +188,7 @@ export class KubeClient {
     const f = this.conn.tokenFile;
     if (f === undefined) return this.conn.token;
     const now = Date.now();
-    if (this.tokenCache && now - this.tokenCache.at < 60_000) return this.tokenCache.value;
+    if (this.tokenCache && now - this.tokenCache.at < (this.opts.tokenRereadMs ?? 60_000)) return this.tokenCache.value;
     try {
       this.tokenCache = { value: fs.readFileSync(f, 'utf8').trim(), at: now };
     } catch (e) {
