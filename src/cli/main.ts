@@ -69,6 +69,7 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
   const log = createLogger({ verbosity: f.v, json: f.logJson });
   let source: SubnetSource;
   if (f.kubeSubnetMgr) {
+    log.info('rudder starting', { version: version(), mode: 'kubernetes', node: nodeName(), netConf: f.netConfigPath });
     const { kubeSource } = await import('../subnet/kube/source');
     // Reads the kubeconfig (or the service account): an unusable one is reported before anything starts.
     source = kubeSource({
@@ -79,7 +80,6 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
       nodeName: nodeName(),
       log,
     });
-    log.info('rudder starting', { version: version(), mode: 'kubernetes', node: nodeName(), netConf: f.netConfigPath });
   } else {
     // Reads the TLS files: an unreadable one is a flag error, reported before anything starts.
     source = etcdSource(registryFor(f), f.etcdPrefix);

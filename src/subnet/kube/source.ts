@@ -54,7 +54,9 @@ export function kubeConnection(o: Pick<KubeSourceOptions, 'kubeconfigFile' | 'ap
 }
 
 export function kubeSource(o: KubeSourceOptions): SubnetSource {
-  const client = new KubeClient(kubeConnection(o));
+  const conn = kubeConnection(o);
+  o.log.info('Kubernetes API server', { server: conn.server, settings: conn.origin, annotationPrefix: o.annotationPrefix });
+  const client = new KubeClient(conn);
   const peers = new KubePeers(client, o.annotationPrefix, o.netConfigPath, o.nodeName);
   return {
     peers,
