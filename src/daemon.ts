@@ -1,9 +1,9 @@
 /**
- * The daemon's wiring and lifecycle. It depends only on the seams: Registry
- * (etcd), Backend/Network, the interface resolver and the readiness
- * notifier. One AbortSignal runs through every long-running task; shutdown
- * undoes setup in reverse. The lease itself stays in etcd on shutdown, so a
- * restart gets the same subnet.
+ * The daemon's wiring and lifecycle. It depends only on the seams: the
+ * SubnetSource (etcd or Kubernetes: config, own lease, peers),
+ * Backend/Network, the interface resolver and the readiness notifier. One AbortSignal runs through every long-running task; shutdown
+ * undoes setup in reverse. The lease itself stays in etcd (or on the Node) on
+ * shutdown, so a restart gets the same subnet.
  *
  *   metrics endpoint → config (wait until valid) → interface → backend.prepare
  *   → acquire lease → backend.start → ip-masq rules → subnet file → READY=1
@@ -21,9 +21,8 @@ import type { Logger } from './log';
 import { IpMasq, removeLeftoverTable, type NftRunner } from './ipmasq';
 import { Telemetry, type DaemonSnapshot } from './metrics/telemetry';
 import type { Lease, LeaseEvent } from './subnet/lease';
-import { SubnetManager } from './subnet/manager';
 import { backoffMs } from './util/backoff';
-import { Registry, configKey } from './subnet/registry';
+import type { LeaseKeeper, SubnetSource } from './subnet/source';
 import { readRememberedSubnet, writeSubnetFile } from './subnet/file';
 import { resolveHostId } from './subnet/host-id';
 import { LeaseWatcher } from './subnet/watcher';
@@ -50,7 +49,6 @@ function compactSoon(): void {
 }
 
 export interface DaemonOptions {
-  etcdPrefix: string;
   subnetFile: string;
   ttlMs: number;
   renewMarginMs: number;
@@ -65,7 +63,8 @@ export interface DaemonOptions {
 }
 
 export interface DaemonDeps {
-  registry: Registry;
+  /** Config, own lease and peers: etcdSource(registry, prefix) or the Kubernetes source. */
+  source: SubnetSource;
   log: Logger;
   resolveIface(): Promise<ExternalInterface>;
   createBackend(ctx: BackendContext): Backend;
@@ -90,7 +89,7 @@ export class Daemon {
   readonly telemetry = new Telemetry();
   /** The bound metrics address (IP:PORT) once serving. */
   metricsAddress: string | null = null;
-  private manager: SubnetManager | null = null;
+  private manager: LeaseKeeper | null = null;
   private watcher: LeaseWatcher | null = null;
   private ipMasq: IpMasq | null = null;
   private backendType: string | null = null;
@@ -102,7 +101,8 @@ export class Daemon {
    * (rejects). Transient etcd trouble is retried, never fatal.
    */
   async run(signal: AbortSignal): Promise<void> {
-    const { log, registry } = this.d;
+    const { log } = this.d;
+    const registry = this.d.source.peers;
     const undo: Array<() => Promise<void>> = [];
     try {
       if (this.o.metricsAddr !== undefined) {
@@ -123,14 +123,12 @@ export class Daemon {
       this.state = 'acquiring';
       const host = await resolveHostId({ override: this.o.hostId, subnetFile: this.o.subnetFile });
       log.info('host identity', { hostId: host.id, source: host.source, ...(host.file ? { file: host.file } : {}) });
-      const manager = new SubnetManager({
-        registry,
+      const manager = this.d.source.keeper({
         config,
         publicIP: ext.publicIP,
         backendType: backend.type,
         backendData,
         hostId: host.id,
-        etcdPrefix: this.o.etcdPrefix,
         ttlMs: this.o.ttlMs,
         renewMarginMs: this.o.renewMarginMs,
         log,
@@ -301,7 +299,7 @@ export class Daemon {
           // Perhaps a clone whose twin goes away: keep trying, loudly, touching nothing.
           this.d.log.error(describeError(e) + ' in 10 s');
           await sleep(10_000, signal);
-        } else if (isRudderError(e, 'E_ETCD') || isRudderError(e, 'E_ACQUIRE')) {
+        } else if (isRudderError(e, 'E_ETCD') || isRudderError(e, 'E_KUBE') || isRudderError(e, 'E_ACQUIRE')) {
           if (isRudderError(e, 'E_ETCD')) this.telemetry.etcdError('lease');
           this.d.log.warn(`cannot ${what} yet; retrying`, { error: describeError(e), attempt: failures });
           await sleep(backoffMs(failures), signal);
@@ -313,8 +311,8 @@ export class Daemon {
 
   /** Reads the config until it exists and is valid; watches the key meanwhile. */
   private async waitForConfig(signal: AbortSignal): Promise<NetworkConfig | null> {
-    const { log, registry } = this.d;
-    const key = configKey(this.o.etcdPrefix);
+    const { log } = this.d;
+    const { peers: registry, configWhere: key, configHint } = this.d.source;
     let lastMsg = '';
     for (let failures = 0; !signal.aborted; ) {
       let changed: () => void = () => undefined;
@@ -326,7 +324,7 @@ export class Daemon {
         if (failures > 0) this.telemetry.etcdReconnected('config');
         failures = 0;
         if (text === null) {
-          if (lastMsg !== 'missing') log.warn('waiting for the network config', { key, hint: `etcdctl put ${key} '{"Network":"10.0.0.0/16"}'` });
+          if (lastMsg !== 'missing') log.warn('waiting for the network config', { key, hint: configHint });
           lastMsg = 'missing';
         } else {
           try {
@@ -344,7 +342,7 @@ export class Daemon {
       } catch (e) {
         failures++;
         this.telemetry.etcdError('config');
-        log.warn('etcd unreachable while reading the network config; retrying', { error: describeError(e), attempt: failures });
+        log.warn(`cannot read the network config at ${key}; retrying`, { error: describeError(e), attempt: failures });
         await sleep(backoffMs(failures), signal);
       } finally {
         stopWatch?.();
@@ -364,11 +362,11 @@ export class Daemon {
       } catch (e) {
         now = describeError(e);
       }
-      if (now !== same) this.d.log.warn('network config changed in etcd; restart rudder to apply it', { now });
+      if (now !== same) this.d.log.warn(`network config changed at ${this.d.source.configWhere}; restart rudder to apply it`, { now });
     };
     while (!signal.aborted) {
       const broken = new Promise<void>((resolve) => {
-        this.d.registry.watchConfig(onText, () => resolve()).then((s) => (stop = s), () => resolve());
+        this.d.source.peers.watchConfig(onText, () => resolve()).then((s) => (stop = s), () => resolve());
       });
       await Promise.race([broken, sleep(3_600_000, signal)]);
       (stop as (() => void) | null)?.();

@@ -7,6 +7,7 @@ export type ErrorCode =
   | 'E_CONFIG_MISSING' // no config key in etcd yet
   | 'E_FLAG' // bad command-line flag
   | 'E_ETCD' // etcd unreachable or refused a request
+  | 'E_KUBE' // Kubernetes API server unreachable, refused a request, or this Node is not usable yet
   | 'E_SUBNET_FULL' // no free subnet left in [SubnetMin, SubnetMax]
   | 'E_ACQUIRE' // could not take a lease after bounded retries
   | 'E_LEASE_LOST' // own lease key gone or taken

@@ -15,7 +15,7 @@
  */
 import { RudderError } from '../errors';
 import { closest, flagErr, flagNameOf, formatUsage, HELP_FLAG, isFlagArg, lexFlags, parseFlags, type FlagSpec, type ParsedFlags } from '../util/flags';
-import { DAEMON_FLAGS, ETCD_FLAGS } from './flags';
+import { DAEMON_FLAGS, ETCD_FLAGS, KUBE_FLAGS } from './flags';
 
 export interface CommandSpec {
   /** The command's words: `['config', 'set']`. */
@@ -62,7 +62,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     ...simple(['config', 'set'], 'JSON|FILE', 'validate and store the network config in etcd (--if-absent: only if none is stored yet)', [...ETCD_FLAGS, IF_ABSENT_FLAG, HELP_FLAG]),
     synopsis: 'config set JSON|FILE [--if-absent]',
   },
-  simple(['leases'], '', 'list the subnet leases in etcd', [...ETCD_FLAGS, HELP_FLAG]),
+  simple(['leases'], '', 'list the subnet leases in etcd (with -kube-subnet-mgr: from the Nodes)', [...ETCD_FLAGS, ...KUBE_FLAGS, HELP_FLAG]),
   {
     words: ['sandbox'],
     synopsis: 'sandbox [--hosts N] [--backend B] [--check]',

@@ -72,7 +72,7 @@ function fmtDuration(ms: number): string {
 }
 
 /** `rudder leases`: a table of every lease; a HOST column (identity, 8 characters) once any lease has one. */
-export async function leasesTable(reg: Registry, io: Out): Promise<number> {
+export async function leasesTable(reg: Pick<Registry, 'listLeases' | 'timeToLive'>, io: Out): Promise<number> {
   const list = await reg.listLeases();
   const withHost = list.records.some((r) => r.lease.hostId !== undefined);
   const rows: string[][] = [['SUBNET', 'PUBLIC IP', 'BACKEND', 'EXPIRES IN', ...(withHost ? ['HOST'] : [])]];

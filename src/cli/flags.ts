@@ -42,6 +42,12 @@ export interface DaemonFlags extends EtcdFlags {
   subnetLeaseTtlMs: number;
   ipMasq: boolean;
   metricsAddr?: string;
+  /** Kubernetes mode: subnet and peers from Node objects, config from netConfigPath; no etcd. */
+  kubeSubnetMgr: boolean;
+  kubeconfigFile?: string;
+  kubeApiUrl?: string;
+  kubeAnnotationPrefix: string;
+  netConfigPath: string;
   v: number;
   logJson: boolean;
   version: boolean;
@@ -49,6 +55,8 @@ export interface DaemonFlags extends EtcdFlags {
 }
 
 const RENEW_MARGIN_DEFAULT_MIN = 60;
+export const DEFAULT_KUBE_ANNOTATION_PREFIX = 'rudder.io';
+export const DEFAULT_NET_CONFIG_PATH = '/etc/rudder/net-conf.json';
 
 export const DAEMON_FLAGS: readonly FlagSpec[] = [
   { name: 'etcd-endpoint', aliases: ['etcd-endpoints'], kind: 'list', default: 'http://127.0.0.1:4001,http://127.0.0.1:2379', help: 'comma-separated etcd v3 endpoints, each http(s)://host:port' },
@@ -72,6 +80,11 @@ export const DAEMON_FLAGS: readonly FlagSpec[] = [
   { name: 'subnet-lease-ttl', kind: 'duration', default: '24h', min: 1000, help: 'lifetime of a lease, e.g. "24h" (short values for tests; whole seconds, at least 1s)' },
   { name: 'ip-masq', kind: 'bool', default: 'false', help: 'masquerade traffic leaving the overlay' },
   { name: 'metrics-addr', kind: 'string', help: 'IP:PORT serving /metrics (Prometheus), /healthz and /readyz (default: off)' },
+  { name: 'kube-subnet-mgr', kind: 'bool', default: 'false', help: "Kubernetes mode: the subnet is this node's Node.spec.podCIDR, peers are the other Nodes, the config is -net-config-path; no etcd (node name from NODE_NAME, else the hostname)" },
+  { name: 'kubeconfig-file', kind: 'string', help: 'kubeconfig for Kubernetes mode (default: the in-cluster service account)' },
+  { name: 'kube-api-url', kind: 'string', help: 'Kubernetes API server URL (default: from the kubeconfig or KUBERNETES_SERVICE_HOST/PORT)' },
+  { name: 'kube-annotation-prefix', kind: 'string', default: DEFAULT_KUBE_ANNOTATION_PREFIX, help: 'prefix of the Node annotations Rudder reads and writes ("flannel.alpha.coreos.com" to share a cluster with flannel nodes)' },
+  { name: 'net-config-path', kind: 'string', default: DEFAULT_NET_CONFIG_PATH, help: 'Kubernetes mode: the network config file (the same JSON as the etcd config key)' },
   { name: 'v', kind: 'int', min: 0, max: 10, default: '0', help: 'log verbosity; 1 adds data-path messages' },
   { name: 'log-format', kind: 'string', default: 'text', help: 'log line format: text or json' },
   { name: 'version', kind: 'bool', env: false, help: 'print the version and exit' },
@@ -81,6 +94,10 @@ export const DAEMON_FLAGS: readonly FlagSpec[] = [
 /** The etcd flags, shared by the daemon and the etcd subcommands. */
 export const ETCD_FLAG_NAMES: readonly string[] = ['etcd-endpoint', 'etcd-prefix', 'etcd-cafile', 'etcd-certfile', 'etcd-keyfile', 'etcd-username', 'etcd-password'];
 export const ETCD_FLAGS: readonly FlagSpec[] = DAEMON_FLAGS.filter((s) => ETCD_FLAG_NAMES.includes(s.name));
+
+/** The Kubernetes-mode flags `rudder leases` takes too (the table from the Nodes). */
+export const KUBE_FLAG_NAMES: readonly string[] = ['kube-subnet-mgr', 'kubeconfig-file', 'kube-api-url', 'kube-annotation-prefix'];
+export const KUBE_FLAGS: readonly FlagSpec[] = DAEMON_FLAGS.filter((s) => KUBE_FLAG_NAMES.includes(s.name));
 
 function str(p: ParsedFlags, name: string): string | undefined {
   const v = p.values.get(name);
@@ -205,6 +222,11 @@ export function daemonFlags(
     subnetLeaseTtlMs: ttlMs,
     ipMasq: p.values.get('ip-masq') === true,
     metricsAddr: optStr(p, 'metrics-addr'),
+    kubeSubnetMgr: p.values.get('kube-subnet-mgr') === true,
+    kubeconfigFile: optStr(p, 'kubeconfig-file'),
+    kubeApiUrl: optStr(p, 'kube-api-url'),
+    kubeAnnotationPrefix: str(p, 'kube-annotation-prefix') ?? DEFAULT_KUBE_ANNOTATION_PREFIX,
+    netConfigPath: str(p, 'net-config-path') ?? DEFAULT_NET_CONFIG_PATH,
     v: p.values.get('v') as number,
     logJson: logFormat === 'json',
     version,
@@ -242,6 +264,14 @@ export function daemonFlags(
   if (flags.metricsAddr !== undefined && !validHostPort(flags.metricsAddr)) {
     throw bad('metrics-addr', flags.metricsAddr, 'IP:PORT such as "127.0.0.1:9100" (PORT between 1 and 65535)');
   }
+  if (flags.kubeApiUrl !== undefined && !/^https?:\/\/[^\s/]+\/?$/.test(flags.kubeApiUrl)) {
+    throw bad('kube-api-url', flags.kubeApiUrl, 'http(s)://HOST:PORT such as "https://10.96.0.1:443"');
+  }
+  // DNS-subdomain-like, as Kubernetes requires of an annotation key's prefix.
+  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(flags.kubeAnnotationPrefix)) {
+    throw bad('kube-annotation-prefix', flags.kubeAnnotationPrefix, 'a DNS subdomain such as "rudder.io" or "flannel.alpha.coreos.com"');
+  }
+  if (flags.netConfigPath === '') throw bad('net-config-path', '', `a file path such as ${JSON.stringify(DEFAULT_NET_CONFIG_PATH)}`);
   if (logFormat !== 'text' && logFormat !== 'json') {
     throw bad('log-format', logFormat, '"text" or "json"');
   }

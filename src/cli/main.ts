@@ -11,11 +11,14 @@ import { resolveExternalInterface } from '../iface';
 import { runNft } from '../ipmasq';
 import { createLogger, Logger } from '../log';
 import { EtcdRegistry } from '../subnet/etcd-registry';
+import { etcdSource, type SubnetSource } from '../subnet/source';
+import { hostname } from 'node:os';
 import { sdNotify } from '../systemd/notify';
 import { version } from '../version';
 import { commandFlags, CommandFlagError, daemonUsage, splitCommandLine, type CommandLine, type CommandSpec } from './commandline';
 import { configCheck, configGet, configSet, dockerOpts, leasesTable, Out } from './commands';
-import { DaemonFlags, daemonFlags, etcdFlags, type EtcdFlags } from './flags';
+import { DEFAULT_KUBE_ANNOTATION_PREFIX, DaemonFlags, daemonFlags, etcdFlags, type EtcdFlags } from './flags';
+import type { ParsedFlags } from '../util/flags';
 
 const io: Out = {
   out: (s) => process.stdout.write(s + '\n'),
@@ -56,11 +59,32 @@ function notifier(log: Logger): (state: string) => void {
   };
 }
 
+/** Kubernetes mode: this node's name (the DaemonSet sets NODE_NAME from spec.nodeName). */
+function nodeName(): string {
+  const n = process.env.NODE_NAME;
+  return n !== undefined && n !== '' ? n : hostname();
+}
+
 async function runDaemon(f: DaemonFlags): Promise<number> {
-  // Reads the TLS files: an unreadable one is a flag error, reported before anything starts.
-  const registry = registryFor(f);
   const log = createLogger({ verbosity: f.v, json: f.logJson });
-  log.info('rudder starting', { version: version(), etcd: f.etcdEndpoints.join(','), prefix: f.etcdPrefix });
+  let source: SubnetSource;
+  if (f.kubeSubnetMgr) {
+    log.info('rudder starting', { version: version(), mode: 'kubernetes', node: nodeName(), netConf: f.netConfigPath });
+    const { kubeSource } = await import('../subnet/kube/source');
+    // Reads the kubeconfig (or the service account): an unusable one is reported before anything starts.
+    source = kubeSource({
+      kubeconfigFile: f.kubeconfigFile,
+      apiUrl: f.kubeApiUrl,
+      annotationPrefix: f.kubeAnnotationPrefix,
+      netConfigPath: f.netConfigPath,
+      nodeName: nodeName(),
+      log,
+    });
+  } else {
+    // Reads the TLS files: an unreadable one is a flag error, reported before anything starts.
+    source = etcdSource(registryFor(f), f.etcdPrefix);
+    log.info('rudder starting', { version: version(), etcd: f.etcdEndpoints.join(','), prefix: f.etcdPrefix });
+  }
   const { createBackend } = await import('../backend');
   const ac = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => {
@@ -72,7 +96,6 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
   process.on('SIGTERM', onSignal);
   const daemon = new Daemon(
     {
-      etcdPrefix: f.etcdPrefix,
       subnetFile: f.subnetFile,
       ttlMs: f.subnetLeaseTtlMs,
       renewMarginMs: f.subnetLeaseRenewMarginMs,
@@ -83,7 +106,7 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
       flannelSubnetFile: f.flannelSubnetFile,
     },
     {
-      registry,
+      source,
       log,
       resolveIface: () => resolveExternalInterface(f.iface, f.publicIp),
       createBackend,
@@ -175,6 +198,7 @@ async function runCommand(command: CommandSpec, args: string[], daemon: DaemonFl
       return 0;
     case 'leases': {
       noOperands();
+      if (p.values.get('kube-subnet-mgr') === true) return await kubeLeases(p);
       const etcd = etcdFlags(p);
       return await withRegistry(etcd, (r) => leasesTable(r, io));
     }
@@ -191,6 +215,23 @@ async function runCommand(command: CommandSpec, args: string[], daemon: DaemonFl
     }
     default:
       throw new RudderError('E_INTERNAL', `command ${name} has no handler`);
+  }
+}
+
+/** `rudder leases -kube-subnet-mgr`: the same table, from the Nodes (every Node is a reservation). */
+async function kubeLeases(p: ParsedFlags): Promise<number> {
+  const { KubeClient } = await import('../subnet/kube/client');
+  const { KubePeers, kubeConnection } = await import('../subnet/kube/source');
+  const opt = (n: string): string | undefined => {
+    const v = p.values.get(n);
+    return typeof v === 'string' && v !== '' ? v : undefined;
+  };
+  const prefix = opt('kube-annotation-prefix') ?? DEFAULT_KUBE_ANNOTATION_PREFIX;
+  const peers = new KubePeers(new KubeClient(kubeConnection({ kubeconfigFile: opt('kubeconfig-file'), apiUrl: opt('kube-api-url') })), prefix, '', '');
+  try {
+    return await leasesTable({ listLeases: () => peers.listLeases(), timeToLive: async () => null }, io);
+  } finally {
+    peers.close();
   }
 }
 

@@ -40,14 +40,26 @@ export interface WatchHandlers {
   onBroken(reason: unknown): void;
 }
 
-export interface Registry {
+/**
+ * What the daemon and the lease watcher read: the network config and every
+ * host's lease, listed then watched. etcd (this file's Registry) and
+ * Kubernetes (kube/source.ts: Node objects and a config file) implement it.
+ */
+export interface PeerSource {
+  /** What to call the store in messages ("Kubernetes API server"); etcd when absent. */
+  readonly storeName?: string;
   getConfig(): Promise<string | null>;
-  /** Writes the config; with ifAbsent, only when no config exists. Returns whether it wrote. */
-  putConfig(text: string, ifAbsent: boolean): Promise<boolean>;
   /** Calls onChange with the config text (null when deleted) on each change; returns a stop function. */
   watchConfig(onChange: (text: string | null) => void, onBroken: (reason: unknown) => void): Promise<() => void>;
-
   listLeases(): Promise<LeaseList>;
+  /** Watches from `fromRevision` (the listed revision + 1). */
+  watchLeases(fromRevision: string, handlers: WatchHandlers): Promise<() => void>;
+  close(): void;
+}
+
+export interface Registry extends PeerSource {
+  /** Writes the config; with ifAbsent, only when no config exists. Returns whether it wrote. */
+  putConfig(text: string, ifAbsent: boolean): Promise<boolean>;
   /** Creates the key only if absent, attached to a new etcd lease of ttlMs. Null on conflict. */
   createLease(subnet: Cidr, value: LeaseValue, ttlMs: number): Promise<LeaseRecord | null>;
   /**
@@ -60,8 +72,6 @@ export interface Registry {
   renewLease(rec: LeaseRecord): Promise<number | null>;
   /** Remaining TTL of an etcd lease in ms (null if expired or a reservation). */
   timeToLive(etcdLeaseId: string): Promise<number | null>;
-  watchLeases(fromRevision: string, handlers: WatchHandlers): Promise<() => void>;
-  close(): void;
 }
 
 export interface LeaseValue {

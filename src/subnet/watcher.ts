@@ -15,7 +15,7 @@ import { noStats, type EtcdStats } from '../metrics/telemetry';
 import { backoffMs } from '../util/backoff';
 import { LeaseMap, applyEvents, diffLeases } from './diff';
 import type { Lease, LeaseEvent } from './lease';
-import type { LeaseList, Registry, WatchBatch } from './registry';
+import type { LeaseList, PeerSource, WatchBatch } from './registry';
 import { sleep } from '../util/sleep';
 
 export type LeaseConsumer = (events: readonly LeaseEvent[]) => Promise<void>;
@@ -29,7 +29,7 @@ export class LeaseWatcher {
   lists = 0;
 
   constructor(
-    private readonly registry: Registry,
+    private readonly registry: PeerSource,
     private readonly log: Logger,
     private readonly consumer: LeaseConsumer,
     /** Counts etcd failures and re-established watches (metrics). */
@@ -152,7 +152,7 @@ export class LeaseWatcher {
       } catch (e) {
         failures++;
         this.stats.etcdError('watch');
-        this.log.warn('etcd unreachable; keeping current routes, retrying', { error: describeError(e), attempt: failures });
+        this.log.warn(`${this.registry.storeName ?? 'etcd'} unreachable; keeping current routes, retrying`, { error: describeError(e), attempt: failures });
         await sleep(backoffMs(failures), signal);
       } finally {
         (stop as (() => void) | null)?.();

@@ -259,6 +259,7 @@ describe('watching', () => {
 describe('the daemon', () => {
   test('waits for a config written after it started, then takes a lease and writes the subnet file', async () => {
     const { Daemon } = await import('../../src/daemon');
+    const { etcdSource } = await import('../../src/subnet/source');
     const fs = await import('node:fs');
     const os = await import('node:os');
     const path = await import('node:path');
@@ -269,9 +270,9 @@ describe('the daemon', () => {
     const notes: string[] = [];
     const log = memoryLogger();
     const d = new Daemon(
-      { etcdPrefix: prefix, subnetFile: file, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined },
+      { subnetFile: file, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined },
       {
-        registry: reg(),
+        source: etcdSource(reg(), prefix),
         log,
         resolveIface: async () => ({ name: 'eth0', index: 2, address: ip('198.18.9.1'), publicIP: ip('198.18.9.1'), mtu: 1500 }),
         // A recording backend: the daemon's wiring is under test here, not a data path.
@@ -311,13 +312,14 @@ describe('the daemon', () => {
 
   test('an invalid config is reported with key, value and expected form, and a fixed one is picked up', async () => {
     const { Daemon } = await import('../../src/daemon');
+    const { etcdSource } = await import('../../src/subnet/source');
     const { prefix, reg } = fresh();
     await raw.put(`${prefix}/config`).value('{"Network":"10.91.0.0/16","SubnetLen":12}');
     const log = memoryLogger();
     const d = new Daemon(
-      { etcdPrefix: prefix, subnetFile: `/tmp/rudder-test-${process.pid}-${prefixN}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined, hostId: 'test-host-b' },
+      { subnetFile: `/tmp/rudder-test-${process.pid}-${prefixN}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined, hostId: 'test-host-b' },
       {
-        registry: reg(),
+        source: etcdSource(reg(), prefix),
         log,
         resolveIface: async () => ({ name: 'eth0', index: 2, address: ip('198.18.9.3'), publicIP: ip('198.18.9.3'), mtu: 1500 }),
         createBackend: () => ({ type: 'udp', overhead: 28, prepare: async () => ({}), start: async () => ({ mtu: 1472, apply: async () => undefined, stop: async () => undefined }) }),

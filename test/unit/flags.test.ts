@@ -209,12 +209,27 @@ describe('daemonFlags', () => {
       subnetLeaseTtlMs: 24 * 3_600_000,
       ipMasq: false,
       metricsAddr: undefined,
+      kubeSubnetMgr: false,
+      kubeconfigFile: undefined,
+      kubeApiUrl: undefined,
+      kubeAnnotationPrefix: 'rudder.io',
+      netConfigPath: '/etc/rudder/net-conf.json',
       v: 0,
       logJson: false,
       version: false,
       help: false,
     });
     assert.deepEqual(rest, []);
+  });
+  it('takes the Kubernetes mode flags, from the environment too, and checks them', () => {
+    const { flags } = d(['--kube-subnet-mgr', '-kubeconfig-file', '/k', '-kube-annotation-prefix=flannel.alpha.coreos.com'], { RUDDER_NET_CONFIG_PATH: '/n.json', RUDDER_KUBE_API_URL: 'https://10.0.0.1:6443' });
+    assert.equal(flags.kubeSubnetMgr, true);
+    assert.equal(flags.kubeconfigFile, '/k');
+    assert.equal(flags.kubeAnnotationPrefix, 'flannel.alpha.coreos.com');
+    assert.equal(flags.netConfigPath, '/n.json');
+    assert.equal(flags.kubeApiUrl, 'https://10.0.0.1:6443');
+    assert.throws(() => d(['-kube-api-url=10.0.0.1']), /-kube-api-url="10.0.0.1": expected http\(s\):\/\/HOST:PORT/);
+    assert.throws(() => d(['-kube-annotation-prefix=Bad/Prefix']), /expected a DNS subdomain/);
   });
   it('shows the documented defaults in DAEMON_FLAGS', () => {
     const dflt = (n: string) => DAEMON_FLAGS.find((s) => s.name === n)?.default;

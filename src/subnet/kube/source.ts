@@ -1,0 +1,328 @@
+/**
+ * Kubernetes mode's SubnetSource: the network config is a file (the
+ * ConfigMap's net-conf.json), this host's subnet is its Node's
+ * spec.podCIDR, and the peers are the other Nodes, read from their
+ * annotations. No etcd.
+ *
+ * Peers: list the Nodes, then watch from the list's resourceVersion. The
+ * LeaseWatcher drives it exactly as it drives etcd (revision + 1 in, the
+ * same resourceVersion out: Kubernetes' resourceVersion is the etcd
+ * revision, a decimal number), and on a broken watch or `410 Gone` it lists
+ * again and diffs, so the backend sees exactly the changes. A Node's entry is
+ * keyed by its subnet; `byName` maps a Node to the subnet it was last seen
+ * with, so a deleted Node (or one whose annotations went away) is a removal.
+ *
+ * Own lease (KubeKeeper): wait until the Node has a podCIDR inside Network,
+ * PATCH the annotations that differ (public IP — `public-ip-overwrite` wins as
+ * in flannel —, backend type and data), then, once the daemon is ready, set
+ * NetworkUnavailable=False through nodes/status. API trouble never touches
+ * the data path: it is logged and retried with backoff.
+ */
+import * as fs from 'node:fs';
+import { RudderError, describeError } from '../../errors';
+import { Cidr, cidrEquals, containsCidr, formatCidr, formatIp } from '../../ip/ipv4';
+import type { Logger } from '../../log';
+import { noStats } from '../../metrics/telemetry';
+import { backoffMs } from '../../util/backoff';
+import type { Lease } from '../lease';
+import type { LeaseList, LeaseRecord, PeerSource, WatchBatch, WatchHandlers } from '../registry';
+import type { KeeperOptions, LeaseKeeper, SubnetSource } from '../source';
+import { KubeApiError, KubeClient, WatchEnded, inClusterConnection, readKubeconfig, type KubeConnection, type WatchEvent } from './client';
+import { annotationsToPatch, networkAvailablePatch, nodeLease, nodeSubnets, ownAnnotations, ownPublicIP, readNode, type KubeNode } from './node';
+
+export interface KubeSourceOptions {
+  kubeconfigFile?: string | undefined;
+  apiUrl?: string | undefined;
+  annotationPrefix: string;
+  netConfigPath: string;
+  nodeName: string;
+  log: Logger;
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** Connection settings from -kubeconfig-file (else in-cluster), with -kube-api-url winning. */
+export function kubeConnection(o: Pick<KubeSourceOptions, 'kubeconfigFile' | 'apiUrl' | 'env'>): KubeConnection {
+  const env = o.env ?? process.env;
+  const apiUrl = o.apiUrl?.replace(/\/$/, '');
+  // -kube-api-url alone (no kubeconfig, not in a pod): an API server that needs no credentials, as flannel allows.
+  if (o.kubeconfigFile === undefined && apiUrl !== undefined && !env.KUBERNETES_SERVICE_HOST) {
+    return { server: apiUrl, insecureSkipTlsVerify: false, origin: `-kube-api-url ${apiUrl}` };
+  }
+  const conn = o.kubeconfigFile !== undefined ? readKubeconfig(o.kubeconfigFile) : inClusterConnection(env);
+  if (apiUrl !== undefined) conn.server = apiUrl;
+  return conn;
+}
+
+export function kubeSource(o: KubeSourceOptions): SubnetSource {
+  const conn = kubeConnection(o);
+  o.log.info('Kubernetes API server', { server: conn.server, settings: conn.origin, annotationPrefix: o.annotationPrefix });
+  const client = new KubeClient(conn);
+  const peers = new KubePeers(client, o.annotationPrefix, o.netConfigPath, o.nodeName);
+  return {
+    peers,
+    configWhere: o.netConfigPath,
+    configHint: `write the network config to ${o.netConfigPath} (in a cluster: the net-conf.json key of the ConfigMap in packaging/kubernetes/rudder.yaml)`,
+    keeper: (k) => new KubeKeeper(k, client, o.annotationPrefix, o.nodeName),
+  };
+}
+
+const nodePath = (name: string): string => `/api/v1/nodes/${encodeURIComponent(name)}`;
+
+export class KubePeers implements PeerSource {
+  readonly storeName = 'Kubernetes API server';
+  /** Node name → the subnet its last valid lease had. */
+  private readonly byName = new Map<string, Cidr>();
+
+  constructor(
+    readonly client: KubeClient,
+    private readonly prefix: string,
+    private readonly netConfigPath: string,
+    private readonly ownName: string,
+  ) {}
+
+  async getConfig(): Promise<string | null> {
+    try {
+      return await fs.promises.readFile(this.netConfigPath, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw new RudderError('E_CONFIG', `cannot read ${this.netConfigPath}`, { cause: e });
+    }
+  }
+
+  /** Polls the file (a ConfigMap volume swaps a symlink, which inotify on the path misses). */
+  async watchConfig(onChange: (text: string | null) => void): Promise<() => void> {
+    const listener = (cur: fs.Stats, prev: fs.Stats): void => {
+      if (cur.mtimeMs === prev.mtimeMs && cur.size === prev.size && cur.ino === prev.ino) return;
+      this.getConfig().then(onChange, () => onChange(null));
+    };
+    fs.watchFile(this.netConfigPath, { interval: 2000, persistent: false }, listener);
+    return () => fs.unwatchFile(this.netConfigPath, listener);
+  }
+
+  /** One Node as a watch entry; also keeps byName. Own Node without annotations yet is not reported. */
+  private entry(n: KubeNode, out: WatchBatch[], invalid: { key: string; reason: string }[] | null): LeaseRecord | null {
+    const r = nodeLease(n, this.prefix);
+    const old = this.byName.get(n.name);
+    if ('error' in r) {
+      if (old) {
+        out.push({ kind: 'delete', subnet: old });
+        this.byName.delete(n.name);
+      }
+      if (n.name !== this.ownName) {
+        const e = { key: `Node ${n.name}`, reason: r.error };
+        if (invalid) invalid.push(e);
+        else out.push({ kind: 'invalid', ...e });
+      }
+      return null;
+    }
+    if (old && !cidrEquals(old, r.lease.subnet)) out.push({ kind: 'delete', subnet: old });
+    this.byName.set(n.name, r.lease.subnet);
+    const rec: LeaseRecord = { lease: r.lease, modRevision: n.resourceVersion, etcdLeaseId: '0' };
+    out.push({ kind: 'put', record: rec });
+    return rec;
+  }
+
+  async listLeases(): Promise<LeaseList> {
+    const list = await this.client.request<{ metadata?: { resourceVersion?: string }; items?: Record<string, unknown>[] }>('GET', '/api/v1/nodes');
+    const rv = list.metadata?.resourceVersion ?? '';
+    if (!/^\d+$/.test(rv)) throw new KubeApiError(`GET ${this.client.server}/api/v1/nodes: resourceVersion ${JSON.stringify(rv)} is not a number`, null);
+    this.byName.clear();
+    const records: LeaseRecord[] = [];
+    const invalid: { key: string; reason: string }[] = [];
+    const sink: WatchBatch[] = [];
+    for (const item of list.items ?? []) {
+      const rec = this.entry(readNode(item), sink, invalid);
+      if (rec) records.push(rec);
+    }
+    return { records, revision: rv, invalid };
+  }
+
+  /**
+   * Watches from the revision; a watch the server ends cleanly (its
+   * timeoutSeconds) is reopened from the last resourceVersion seen, without
+   * a re-list. Anything else — an error, `410 Gone`, a disconnect — is
+   * reported as broken, and the watcher lists again.
+   */
+  async watchLeases(fromRevision: string, handlers: WatchHandlers): Promise<() => void> {
+    let rv = (BigInt(fromRevision) - 1n).toString();
+    let done = false;
+    let current: { stop(): void } | null = null;
+    const broken = (reason: unknown): void => {
+      if (done) return;
+      done = true;
+      current?.stop();
+      handlers.onBroken(reason);
+    };
+    const onEvent = (ev: WatchEvent): void => {
+      if (done) return;
+      const evRv = (ev.object as { metadata?: { resourceVersion?: unknown } }).metadata?.resourceVersion;
+      if (ev.type === 'ERROR') {
+        const st = ev.object as { code?: number; message?: string };
+        const gone = st.code === 410;
+        broken(new KubeApiError(`watch of Nodes at ${this.client.server}: ${gone ? '410 Gone (the resourceVersion was compacted)' : `error ${String(st.code)}`}: ${st.message ?? ''}`, st.code ?? null));
+        return;
+      }
+      if (typeof evRv === 'string' && evRv !== '') rv = evRv;
+      if (ev.type === 'BOOKMARK') return;
+      const n = readNode(ev.object);
+      const batch: WatchBatch[] = [];
+      if (ev.type === 'DELETED') {
+        const old = this.byName.get(n.name);
+        this.byName.delete(n.name);
+        if (old) batch.push({ kind: 'delete', subnet: old });
+      } else this.entry(n, batch, null);
+      if (batch.length) handlers.onEvents(batch);
+    };
+    const open = (): void => {
+      // The server ends a watch after timeoutSeconds; spread them so nodes do not reconnect in step.
+      const timeout = 300 + Math.floor(Math.random() * 300);
+      const startedAt = Date.now();
+      const w = this.client.watch(`/api/v1/nodes?watch=true&allowWatchBookmarks=true&resourceVersion=${rv}&timeoutSeconds=${timeout}`, onEvent);
+      current = w;
+      void w.ended.then((reason) => {
+        if (done) return;
+        if (reason instanceof WatchEnded && Date.now() - startedAt > 1000) open();
+        else broken(reason ?? new KubeApiError('watch of Nodes stopped', null));
+      });
+    };
+    open();
+    return () => {
+      done = true;
+      current?.stop();
+    };
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+export class KubeKeeper implements LeaseKeeper {
+  private current: Lease | null = null;
+  private dirty = false;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    private readonly o: KeeperOptions,
+    private readonly client: KubeClient,
+    private readonly prefix: string,
+    private readonly nodeName: string,
+  ) {}
+
+  get lease(): Lease {
+    if (!this.current) throw new RudderError('E_INTERNAL', 'no lease acquired yet');
+    return this.current;
+  }
+
+  get isReservation(): boolean {
+    return true;
+  }
+
+  private async getNode(): Promise<KubeNode> {
+    try {
+      return readNode(await this.client.request('GET', nodePath(this.nodeName)));
+    } catch (e) {
+      if (e instanceof KubeApiError && e.status === 404) {
+        throw new RudderError('E_ACQUIRE', `there is no Node ${JSON.stringify(this.nodeName)} at ${this.client.server}: NODE_NAME (else the hostname) must be this node's name in Kubernetes`, { cause: e });
+      }
+      throw e;
+    }
+  }
+
+  /** The Node's subnet, or an E_ACQUIRE that says why there is none yet (the daemon retries). */
+  private subnetOf(n: KubeNode): Cidr {
+    const { v4, bad } = nodeSubnets(n);
+    const network = this.o.config.network;
+    if (!v4) {
+      throw new RudderError(
+        'E_ACQUIRE',
+        bad !== null
+          ? `Node ${n.name} has spec.podCIDR ${JSON.stringify(bad)}, not an IPv4 CIDR`
+          : `Node ${n.name} has no spec.podCIDR yet: kube-controller-manager allocates one when run with --allocate-node-cidrs=true and --cluster-cidr=${formatCidr(network)}; waiting`,
+      );
+    }
+    if (!containsCidr(network, v4)) {
+      throw new RudderError('E_ACQUIRE', `Node ${n.name} has spec.podCIDR ${formatCidr(v4)}, outside the configured Network ${formatCidr(network)}: make --cluster-cidr of kube-controller-manager and Network of net-conf.json agree; waiting`);
+    }
+    return v4;
+  }
+
+  /** Patches the annotations that differ; returns the lease they describe. */
+  private async publish(n: KubeNode, subnet: Cidr): Promise<Lease> {
+    const { ip, overwritten } = ownPublicIP(n, this.prefix, this.o.publicIP);
+    if (overwritten && ip !== this.o.publicIP) this.o.log.info('public IP from the node annotation', { annotation: `${this.prefix}/public-ip-overwrite`, publicIP: formatIp(ip) });
+    const patch = annotationsToPatch(n, ownAnnotations(this.prefix, ip, this.o.backendType, this.o.backendData));
+    if (Object.keys(patch).length > 0) {
+      await this.client.request('PATCH', nodePath(this.nodeName), { metadata: { annotations: patch } }, 'application/merge-patch+json');
+      this.o.log.info('node annotations written', { node: this.nodeName, annotations: Object.keys(patch).join(',') });
+    }
+    return { subnet, publicIP: ip, backendType: this.o.backendType, backendData: this.o.backendData, expiresAt: null };
+  }
+
+  async acquire(remembered: Cidr | null): Promise<Lease> {
+    const n = await this.getNode();
+    const subnet = this.subnetOf(n);
+    if (remembered && !cidrEquals(remembered, subnet)) {
+      this.o.log.info('the Node has another subnet than the subnet file remembers; the Node wins', { remembered: formatCidr(remembered), podCIDR: formatCidr(subnet) });
+    }
+    this.current = await this.publish(n, subnet);
+    this.o.log.info('lease acquired', { subnet: formatCidr(subnet), publicIP: formatIp(this.current.publicIP), how: `Node ${this.nodeName} spec.podCIDR` });
+    return this.current;
+  }
+
+  ownKeyChanged(now: Lease | null): void {
+    const l = this.current;
+    if (l && now && now.publicIP === l.publicIP && now.backendType === l.backendType && JSON.stringify(now.backendData) === JSON.stringify(l.backendData)) return;
+    this.dirty = true;
+    this.wake?.();
+  }
+
+  async keep(signal: AbortSignal): Promise<void> {
+    const log = this.o.log;
+    const stats = this.o.stats ?? noStats;
+    let statusDone = false;
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        if (!statusDone) {
+          await this.client.request('PATCH', `${nodePath(this.nodeName)}/status`, networkAvailablePatch(new Date()), 'application/strategic-merge-patch+json');
+          statusDone = true;
+          log.info('node condition NetworkUnavailable=False set', { node: this.nodeName, reason: 'RudderIsUp' });
+        }
+        if (this.dirty) {
+          this.dirty = false;
+          const n = await this.getNode();
+          this.current = await this.publish(n, this.subnetOf(n));
+        }
+        if (failures > 0) {
+          log.info('Kubernetes API server reachable again', { server: this.client.server, after: `${failures} failed attempts` });
+          stats.etcdReconnected('lease');
+        }
+        failures = 0;
+      } catch (e) {
+        failures++;
+        stats.etcdError('lease');
+        log.warn('cannot update this Node; the data path keeps running, retrying', { server: this.client.server, error: describeError(e), attempt: failures });
+      }
+      // Re-check the annotations now and then even without an event (someone may have edited them).
+      const wait = failures > 0 ? backoffMs(failures) : this.dirty ? 0 : 300_000;
+      if (wait > 0) await this.sleepOrWake(wait, signal);
+      if (failures === 0 && !this.dirty && !signal.aborted) this.dirty = true;
+    }
+  }
+
+  private sleepOrWake(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(t);
+        signal.removeEventListener('abort', done);
+        this.wake = null;
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+      this.wake = done;
+    });
+  }
+}
+

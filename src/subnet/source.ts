@@ -1,0 +1,63 @@
+/**
+ * The subnet source seam: where the daemon gets its network config, its own
+ * subnet and its peers. Two implementations: etcd (Registry + SubnetManager,
+ * flannel's etcd layout) and Kubernetes (kube/source.ts: Node objects, the
+ * subnet from spec.podCIDR, the config from a file). The daemon's logic —
+ * backend start/apply, subnet file, ip-masq, metrics, sd_notify — is the same
+ * for both.
+ */
+import type { NetworkConfig } from '../config';
+import type { Cidr } from '../ip/ipv4';
+import type { Logger } from '../log';
+import type { EtcdStats } from '../metrics/telemetry';
+import type { Lease } from './lease';
+import { SubnetManager } from './manager';
+import { configKey, type PeerSource, type Registry } from './registry';
+
+/** Takes this host's lease and keeps it published. */
+export interface LeaseKeeper {
+  /** The lease currently held (after acquire). */
+  readonly lease: Lease;
+  /** True when the lease never expires (an etcd reservation; every Node in Kubernetes mode). */
+  readonly isReservation: boolean;
+  /** Takes the lease; transient trouble is a RudderError E_ETCD, E_KUBE or E_ACQUIRE (the daemon retries). */
+  acquire(remembered: Cidr | null): Promise<Lease>;
+  /** The watcher saw our own entry change (null: gone). */
+  ownKeyChanged(current: Lease | null): void;
+  /** Keeps the lease until `signal` aborts; rejects only when it is irrecoverably lost. */
+  keep(signal: AbortSignal): Promise<void>;
+}
+
+export interface KeeperOptions {
+  config: NetworkConfig;
+  publicIP: number;
+  backendType: string;
+  backendData: Readonly<Record<string, unknown>>;
+  /** This host's identity (host-id.ts); etcd mode writes it into the lease. */
+  hostId?: string | undefined;
+  ttlMs: number;
+  renewMarginMs: number;
+  log: Logger;
+  stats?: EtcdStats;
+}
+
+export interface SubnetSource {
+  /** The config and every host's lease. */
+  readonly peers: PeerSource;
+  /** Where the config lives, for messages ("/coreos.com/network/config", a file path). */
+  readonly configWhere: string;
+  /** How a user provides a missing config. */
+  readonly configHint: string;
+  keeper(o: KeeperOptions): LeaseKeeper;
+}
+
+/** etcd mode: the registry holds config and leases; SubnetManager takes and renews the lease. */
+export function etcdSource(registry: Registry, prefix: string): SubnetSource {
+  const key = configKey(prefix);
+  return {
+    peers: registry,
+    configWhere: key,
+    configHint: `etcdctl put ${key} '{"Network":"10.0.0.0/16"}'`,
+    keeper: (o) => new SubnetManager({ ...o, registry, etcdPrefix: prefix }),
+  };
+}
