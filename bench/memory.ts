@@ -25,6 +25,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createCluster, sleep } from '../src/topology';
+import { repoRoot } from '../src/topology/util';
 
 interface Snapshot {
   memoryUsage: NodeJS.MemoryUsage;
@@ -43,14 +44,6 @@ interface Dump {
 const MB = 1024 * 1024;
 const mb = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? 'n/a' : (x / MB).toFixed(1));
 
-function repoRoot(): string {
-  let dir = __dirname;
-  for (let i = 0; i < 5; i++) {
-    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'bin'))) return dir;
-    dir = path.dirname(dir);
-  }
-  return process.cwd();
-}
 
 /** bin/rudder's node flags, from its `#!/usr/bin/env -S node ...` line. */
 export function launcherFlags(shebang: string): string[] {

@@ -75,15 +75,8 @@ import {
 import { svgToPng } from './png';
 import { checkBaseline, parseBenchArgs, selectVariants, usage } from './options';
 import { BenchEnv, IPERF_PORT, type Prepared, type Variant, defaultVariants } from './variants';
+import { repoRoot } from '../src/topology/util';
 
-function repoRoot(): string {
-  let dir = __dirname;
-  for (let i = 0; i < 5; i++) {
-    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'bench'))) return dir;
-    dir = path.dirname(dir);
-  }
-  return process.cwd();
-}
 
 function sh(cmd: string, args: string[]): string {
   try {

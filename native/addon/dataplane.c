@@ -203,19 +203,26 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	return result;
 }
 
-/* Fetches exactly `n` (<= 2) arguments; too few throws `usage`. */
+/* The handle in `v` if its data plane is still running; else throws. */
+static struct handle *running(napi_env env, napi_value v)
+{
+	struct handle *h = get_handle(env, v);
+	if (h && !h->dp) {
+		addon_throw(env, "data plane is stopped");
+		return NULL;
+	}
+	return h;
+}
+
+/* setRoutes(handle, Uint32Array [net, prefix, publicIP, port, ...]): swaps the whole table. */
 static napi_value js_set_routes(napi_env env, napi_callback_info info)
 {
 	napi_value argv[2];
 	if (!get_args(env, info, 2, argv, "setRoutes expects (handle, Uint32Array)"))
 		return NULL;
-	struct handle *h = get_handle(env, argv[0]);
+	struct handle *h = running(env, argv[0]);
 	if (!h)
 		return NULL;
-	if (!h->dp) {
-		addon_throw(env, "data plane is stopped");
-		return NULL;
-	}
 	bool is_ta = false;
 	napi_typedarray_type tt;
 	size_t len = 0;
@@ -248,16 +255,6 @@ static napi_value js_set_routes(napi_env env, napi_callback_info info)
 		return NULL;
 	}
 	return NULL;
-}
-
-static struct handle *running(napi_env env, napi_value v)
-{
-	struct handle *h = get_handle(env, v);
-	if (h && !h->dp) {
-		addon_throw(env, "data plane is stopped");
-		return NULL;
-	}
-	return h;
 }
 
 /* setPeers(handle, [{publicKey: Buffer(32), ip, port, allowed: Uint32Array [net, prefix, ...]}]) */

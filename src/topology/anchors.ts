@@ -15,18 +15,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { run } from './exec';
+import { repoRoot } from './util';
 
 export const ANCHORS_ENV = 'RUDDER_TEST_ANCHORS';
 
-function repoRoot(): string {
-  // Compiled to dist/src/topology/anchors.js: walk up to the checkout (package.json beside bin/).
-  let dir = __dirname;
-  for (let i = 0; i < 6; i++) {
-    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'bin'))) return dir;
-    dir = path.dirname(dir);
-  }
-  return path.resolve(__dirname, '..', '..', '..');
-}
 
 export function have(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;

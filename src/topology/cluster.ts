@@ -26,7 +26,7 @@ import { DEFAULT_ETCD_PREFIX } from '../subnet/registry';
 import { EtcdCluster, EtcdServer, cleanEtcdEnv, startEtcd, startEtcdCluster } from './etcd';
 import { ManagedProcess, TopologyError, formatCommand, run, tailFile, type RunOptions, type RunResult } from './exec';
 import { Cleanup, Netns, RunTag, addVethPair, removeLeftovers } from './netns';
-import { giveUp, makeTempDir, waitUntil } from './util';
+import { giveUp, makeTempDir, repoRoot, waitUntil } from './util';
 
 export const UNDERLAY_NETWORK = '198.18.0.0/15';
 const UNDERLAY_PREFIX_LEN = 15;
@@ -411,15 +411,6 @@ export interface HostOptions {
   rudderArgs?: string[];
 }
 
-function repoRoot(): string {
-  // Compiled to dist/src/topology/cluster.js, source in src/topology: walk up to package.json.
-  let dir = __dirname;
-  for (let i = 0; i < 6; i++) {
-    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'bin'))) return dir;
-    dir = path.dirname(dir);
-  }
-  return path.resolve(__dirname, '..', '..', '..');
-}
 
 /**
  * The caller's environment without RUDDER_* (flags must come from the test), except

@@ -11,6 +11,16 @@ import { sleep } from '../util/sleep';
 
 export { sleep };
 
+/** The checkout this code runs from (package.json beside bin/), walking up from dist/. */
+export function repoRoot(): string {
+  let dir = __dirname;
+  for (let i = 0; i < 6; i++) {
+    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'bin'))) return dir;
+    dir = path.dirname(dir);
+  }
+  return path.resolve(__dirname, '..', '..', '..');
+}
+
 export interface WaitOptions {
   /**
    * When to give up. Generous on purpose: this only stops a broken run from
