@@ -32,6 +32,8 @@ export interface BackendContext {
   readonly log: Logger;
   /** The -port flag if given on the command line/environment (wins over Backend.Port). */
   readonly portFlag: number | undefined;
+  /** wireguard: the private key file (-wireguard-key-file); the backend's default when absent. */
+  readonly wireguardKeyFile?: string | undefined;
 }
 
 export interface Backend {
