@@ -1,6 +1,6 @@
 /**
  * The backend seam. The daemon knows only these interfaces; each backend
- * (udp, vxlan, host-gw) lives in its own folder and is picked by name from
+ * (udp, vxlan, host-gw, wireguard) lives in its own folder and is picked by name from
  * the one map in `index.ts`.
  *
  * Lifecycle, driven by the daemon:
