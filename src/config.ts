@@ -16,12 +16,14 @@ import {
   contains,
 } from './ip/ipv4';
 
-export const BACKEND_TYPES = ['udp', 'vxlan', 'host-gw'] as const;
+export const BACKEND_TYPES = ['udp', 'vxlan', 'host-gw', 'wireguard'] as const;
 /** udp: the port every host listens on unless -port or Backend.Port says otherwise. */
 export const DEFAULT_UDP_PORT = 8285;
 /** vxlan: Backend.VNI and Backend.Port unless given (flannel's defaults). */
 export const DEFAULT_VXLAN_VNI = 1;
 export const DEFAULT_VXLAN_PORT = 8472;
+/** wireguard: Backend.ListenPort unless given (WireGuard's usual port, flannel's default). */
+export const DEFAULT_WIREGUARD_PORT = 51820;
 export type BackendType = (typeof BACKEND_TYPES)[number];
 
 export interface BackendConfig {
@@ -30,6 +32,14 @@ export interface BackendConfig {
   readonly Port?: number;
   /** vxlan only (default 1). */
   readonly VNI?: number;
+  /** wireguard only: UDP port every host listens on and publishes (default 51820). */
+  readonly ListenPort?: number;
+  /** wireguard only: a preshared key for every peer, base64 of 32 bytes. */
+  readonly PSK?: string;
+  /** wireguard only: seconds between keepalives to each peer, 0 = off (default). */
+  readonly PersistentKeepaliveInterval?: number;
+  /** wireguard only: the TUN's MTU (default: underlay MTU − 80). */
+  readonly MTU?: number;
   readonly [k: string]: unknown;
 }
 
@@ -137,9 +147,37 @@ function parseBackend(v: unknown): BackendConfig {
     if (type !== 'vxlan') throw bad('Backend.VNI', b.VNI, 'no VNI unless Backend.Type is "vxlan"');
     if (!isInt(b.VNI) || b.VNI < 0 || b.VNI > 0xffffff) throw bad('Backend.VNI', b.VNI, 'an integer between 0 and 16777215');
   }
+  if (type === 'wireguard') return { ...b, Type: type, ...parseWireGuard(b) };
   // udp's Port stays unset here: the -port flag, when given, must win over it.
   if (type === 'vxlan') return { ...b, Type: type, VNI: b.VNI ?? DEFAULT_VXLAN_VNI, Port: b.Port ?? DEFAULT_VXLAN_PORT };
   return { ...b, Type: type as BackendType };
+}
+
+/** Whether `s` is the canonical base64 of exactly `n` bytes (padding included, as `wg genpsk` prints it). */
+export function isBase64Of(s: string, n: number): boolean {
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s) || s.length % 4 !== 0) return false;
+  const b = Buffer.from(s, 'base64');
+  return b.length === n && b.toString('base64') === s;
+}
+
+/** The wireguard keys of Backend, with defaults (flannel's names). */
+function parseWireGuard(b: Record<string, unknown>): { ListenPort: number; PersistentKeepaliveInterval: number } {
+  if (b.ListenPort !== undefined && (!isInt(b.ListenPort) || b.ListenPort < 1 || b.ListenPort > 65535)) {
+    throw bad('Backend.ListenPort', b.ListenPort, 'an integer UDP port between 1 and 65535');
+  }
+  // Never echo a key: say what is wrong with it instead.
+  if (b.PSK !== undefined && (typeof b.PSK !== 'string' || !isBase64Of(b.PSK, 32))) {
+    const what = typeof b.PSK === 'string' ? `a string of ${b.PSK.length} characters` : typeof b.PSK;
+    throw new RudderError('E_CONFIG', `config: Backend.PSK=<${what}>: expected the base64 of 32 bytes (44 characters, as \`wg genpsk\` prints)`);
+  }
+  const ka = b.PersistentKeepaliveInterval;
+  if (ka !== undefined && (!isInt(ka) || ka < 0 || ka > 65535)) {
+    throw bad('Backend.PersistentKeepaliveInterval', ka, 'an integer number of seconds between 0 (off) and 65535');
+  }
+  if (b.MTU !== undefined && (!isInt(b.MTU) || b.MTU < 68 || b.MTU > 65535)) {
+    throw bad('Backend.MTU', b.MTU, 'an integer MTU between 68 and 65535 (default: the underlay MTU minus 80)');
+  }
+  return { ListenPort: b.ListenPort ?? DEFAULT_WIREGUARD_PORT, PersistentKeepaliveInterval: ka ?? 0 };
 }
 
 /** The JSON form of a config with its defaults spelled out (for `config get`/`check`). */

@@ -54,6 +54,8 @@ export interface DaemonOptions {
   renewMarginMs: number;
   ipMasq: boolean;
   portFlag: number | undefined;
+  /** -wireguard-key-file (the wireguard backend's default when absent). */
+  wireguardKeyFile?: string | undefined;
   /** IP:PORT for /metrics, /healthz, /readyz; undefined = off. */
   metricsAddr?: string | undefined;
   /** -host-id; undefined: the host-id file beside the subnet file (src/subnet/host-id.ts). */
@@ -116,7 +118,7 @@ export class Daemon {
       const ext = await this.d.resolveIface();
       log.info('using interface', { iface: ext.name, address: formatIp(ext.address), publicIP: formatIp(ext.publicIP), mtu: ext.mtu });
 
-      const backend = this.d.createBackend({ config, extIface: ext, log: log.child({ backend: config.backend.Type }), portFlag: this.o.portFlag });
+      const backend = this.d.createBackend({ config, extIface: ext, log: log.child({ backend: config.backend.Type }), portFlag: this.o.portFlag, wireguardKeyFile: this.o.wireguardKeyFile });
       const backendData = await backend.prepare(signal);
       this.backendType = backend.type;
 

@@ -62,11 +62,13 @@ export function defaultAfter(ms: number, fn: () => void): () => void {
 
 /** The udp backend's TUN device. */
 export const UDP_TUN = 'rudder0';
+/** The wireguard backend's TUN device. */
+export const WG_TUN = 'rudder-wg';
 const VXLAN_NAME_RE = /^rudder\.\d+$/;
 
-/** A device some Rudder backend creates: `rudder0` (udp) or a `rudder.<VNI>` VXLAN device. */
+/** A device some Rudder backend creates: `rudder0` (udp), `rudder-wg` (wireguard) or a `rudder.<VNI>` VXLAN device. */
 export function isRudderDevice(l: Pick<LinkInfo, 'name' | 'kind'>): boolean {
-  return l.name === UDP_TUN || (VXLAN_NAME_RE.test(l.name) && l.kind === 'vxlan');
+  return l.name === UDP_TUN || l.name === WG_TUN || (VXLAN_NAME_RE.test(l.name) && l.kind === 'vxlan');
 }
 
 /** Deletes every Rudder device except `keep` (the caller's own). */

@@ -10,11 +10,13 @@ import type { Backend, BackendContext, BackendFactory } from './types';
 import { createUdpBackend } from './udp';
 import { createVxlanBackend } from './vxlan';
 import { createHostGwBackend } from './hostgw';
+import { createWireGuardBackend } from './wireguard';
 
 const FACTORIES: ReadonlyMap<string, BackendFactory> = new Map<string, BackendFactory>([
   ['udp', (ctx) => createUdpBackend(ctx)],
   ['vxlan', (ctx) => createVxlanBackend(ctx)],
   ['host-gw', (ctx) => createHostGwBackend(ctx)],
+  ['wireguard', (ctx) => createWireGuardBackend(ctx)],
 ]);
 
 /** Names with a factory in this build. */

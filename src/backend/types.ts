@@ -1,6 +1,6 @@
 /**
  * The backend seam. The daemon knows only these interfaces; each backend
- * (udp, vxlan, host-gw) lives in its own folder and is picked by name from
+ * (udp, vxlan, host-gw, wireguard) lives in its own folder and is picked by name from
  * the one map in `index.ts`.
  *
  * Lifecycle, driven by the daemon:
@@ -32,6 +32,8 @@ export interface BackendContext {
   readonly log: Logger;
   /** The -port flag if given on the command line/environment (wins over Backend.Port). */
   readonly portFlag: number | undefined;
+  /** wireguard: the private key file (-wireguard-key-file); the backend's default when absent. */
+  readonly wireguardKeyFile?: string | undefined;
 }
 
 export interface Backend {

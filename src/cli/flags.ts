@@ -32,6 +32,8 @@ export interface DaemonFlags extends EtcdFlags {
   /** Undefined unless given on the command line or in the environment, so Backend.Port can apply. */
   port?: number;
   subnetFile: string;
+  /** wireguard backend: this host's private key file (created on first start). */
+  wireguardKeyFile: string;
   // -- host identity and migration (issue 17): begin
   /** -flannel-subnet-file; undefined when set to "" (off). */
   flannelSubnetFile?: string;
@@ -57,6 +59,7 @@ export interface DaemonFlags extends EtcdFlags {
 const RENEW_MARGIN_DEFAULT_MIN = 60;
 export const DEFAULT_KUBE_ANNOTATION_PREFIX = 'rudder.io';
 export const DEFAULT_NET_CONFIG_PATH = '/etc/rudder/net-conf.json';
+export const DEFAULT_WIREGUARD_KEY_FILE = '/var/lib/rudder/wireguard.key';
 
 export const DAEMON_FLAGS: readonly FlagSpec[] = [
   { name: 'etcd-endpoint', aliases: ['etcd-endpoints'], kind: 'list', default: 'http://127.0.0.1:4001,http://127.0.0.1:2379', help: 'comma-separated etcd v3 endpoints, each http(s)://host:port' },
@@ -70,6 +73,7 @@ export const DAEMON_FLAGS: readonly FlagSpec[] = [
   { name: 'public-ip', kind: 'string', help: 'IPv4 address other hosts send to, when behind NAT (default: the IP of -iface)' },
   { name: 'port', kind: 'int', min: 1, max: 65535, default: String(DEFAULT_UDP_PORT), help: 'UDP port of the udp backend; wins over Backend.Port of the network config' },
   { name: 'subnet-file', kind: 'string', default: DEFAULT_SUBNET_FILE, help: 'where the subnet env file is written' },
+  { name: 'wireguard-key-file', kind: 'string', default: DEFAULT_WIREGUARD_KEY_FILE, help: 'wireguard backend: this host\'s private key (root-only; created on first start, kept across restarts)' },
   // -- host identity and migration (issue 17): begin
   { name: 'flannel-subnet-file', kind: 'string', default: DEFAULT_FLANNEL_SUBNET_FILE, help: "flanneld's subnet file: its subnet is tried first when this host has no lease and no -subnet-file yet (migration in place); empty: off" },
   { name: 'host-id', kind: 'string', help: 'this host\'s identity in its lease (default: the file host-id beside -subnet-file, created from /etc/machine-id on first start)' },
@@ -216,6 +220,7 @@ export function daemonFlags(
     publicIp: optStr(p, 'public-ip'),
     port: p.given.has('port') ? (p.values.get('port') as number) : undefined,
     subnetFile: str(p, 'subnet-file') ?? '',
+    wireguardKeyFile: str(p, 'wireguard-key-file') ?? '',
     flannelSubnetFile: optStr(p, 'flannel-subnet-file'),
     ...(optStr(p, 'host-id') !== undefined ? { hostId: optStr(p, 'host-id') } : {}),
     subnetLeaseRenewMarginMs: marginMs,
@@ -243,6 +248,9 @@ export function daemonFlags(
   }
   if (flags.subnetFile === '') {
     throw bad('subnet-file', '', `a file path such as ${JSON.stringify(DEFAULT_SUBNET_FILE)}`);
+  }
+  if (flags.wireguardKeyFile === '') {
+    throw bad('wireguard-key-file', '', `a file path such as ${JSON.stringify(DEFAULT_WIREGUARD_KEY_FILE)}`);
   }
   if (flags.hostId !== undefined && !HOST_ID_RE.test(flags.hostId)) {
     throw bad('host-id', flags.hostId, "1 to 64 letters, digits, '.', '_' or '-'");

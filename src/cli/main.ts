@@ -101,6 +101,7 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
       renewMarginMs: f.subnetLeaseRenewMarginMs,
       ipMasq: f.ipMasq,
       portFlag: f.port,
+      wireguardKeyFile: f.wireguardKeyFile,
       metricsAddr: f.metricsAddr,
       hostId: f.hostId,
       flannelSubnetFile: f.flannelSubnetFile,

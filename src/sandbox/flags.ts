@@ -37,7 +37,7 @@ export interface SandboxFlags {
 
 export const SANDBOX_FLAGS: readonly FlagSpec[] = [
   { name: 'hosts', kind: 'int', min: 1, max: MAX_SANDBOX_HOSTS, default: '3', env: false, help: 'number of hosts (network namespaces), each with a rudder daemon and a pod' },
-  { name: 'backend', kind: 'string', default: 'udp', env: false, help: 'backend of the network config: udp, vxlan or host-gw' },
+  { name: 'backend', kind: 'string', default: 'udp', env: false, help: 'backend of the network config: udp, vxlan, host-gw or wireguard' },
   { name: 'network', kind: 'string', default: DEFAULT_SANDBOX_NETWORK, env: false, help: 'overlay network (the config\'s Network), an IPv4 CIDR such as 10.0.0.0/16' },
   { name: 'check', kind: 'bool', env: false, help: 'set up, verify that every pod reaches every other pod, print the table once, tear down; exit 0 or 1 with the failing pairs' },
   { name: 'name', kind: 'string', default: DEFAULT_SANDBOX_NAME, env: false, help: 'namespace name prefix (1-6 chars [a-z0-9], starting with a letter); one running sandbox per name' },
@@ -51,7 +51,7 @@ export const SANDBOX_FLAGS: readonly FlagSpec[] = [
 export function sandboxUsage(): string {
   return formatUsage(
     [
-      'Usage: sudo rudder sandbox [--hosts N] [--backend udp|vxlan|host-gw] [--network CIDR] [--check]',
+      'Usage: sudo rudder sandbox [--hosts N] [--backend udp|vxlan|host-gw|wireguard] [--network CIDR] [--check]',
       '',
       'A whole Rudder cluster on this machine, inside network namespaces: etcd, N hosts on an',
       'underlay bridge (198.18.0.0/15), one rudder daemon per host and one pod per host behind a',

@@ -309,7 +309,11 @@ export async function runSandbox(argv: readonly string[], io: SandboxIo): Promis
     if (stopSignal) return c;
     progress.note(`namespaces: ${c.tag.name('*')}; files: ${c.dir}`);
     await progress.step(`${f.hosts} host namespace(s) on the underlay (198.18.0.1${f.hosts > 1 ? `-${f.hosts}` : ''})`, async () => {
-      for (let i = 0; i < f.hosts && !stopSignal; i++) await c.addHost();
+      for (let i = 0; i < f.hosts && !stopSignal; i++) {
+        const h = await c.addHost();
+        // The hosts share one file system: each needs its own WireGuard key.
+        if (f.backend === 'wireguard') h.rudderArgs.push(`-wireguard-key-file=${path.join(h.dir, 'wireguard.key')}`);
+      }
     });
     if (stopSignal) return c;
     const config = sandboxConfig(f);

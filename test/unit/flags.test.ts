@@ -204,6 +204,7 @@ describe('daemonFlags', () => {
       publicIp: undefined,
       port: undefined,
       subnetFile: '/run/rudder/subnet.env',
+      wireguardKeyFile: '/var/lib/rudder/wireguard.key',
       flannelSubnetFile: '/run/flannel/subnet.env',
       subnetLeaseRenewMarginMs: 60 * 60_000,
       subnetLeaseTtlMs: 24 * 3_600_000,

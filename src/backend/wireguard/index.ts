@@ -1,0 +1,287 @@
+/**
+ * The wireguard backend: the TUN device `rudder-wg` and the native data
+ * plane in WireGuard mode, which encrypts and authenticates every packet to
+ * a peer (sessions from handshakes the data plane runs itself). What differs
+ * from udp: the private key file (`key.ts`), the published
+ * `{"PublicKey","Port"}`, and a peer set (`table.ts`, handed over with
+ * `setPeers`) instead of a route table. The kernel side is udp's: the
+ * device, the Network route and its fail-closed `unreachable` twin, stale
+ * routes removed at start. The design is in docs/architecture.md.
+ *
+ * Runs on the daemon's event loop only; apply() calls are serial.
+ */
+import { RudderError, describeError } from '../../errors';
+import { formatCidr, formatIp } from '../../ip/ipv4';
+import type { Logger } from '../../log';
+import type { DataPlaneOptions } from '../../dataplane/types';
+import { openWireGuardDataPlane, type WireGuardDataPlane, type WireGuardOptions } from '../../dataplane/native';
+import type { Lease, LeaseEvent } from '../../subnet/lease';
+import { DEFAULT_WIREGUARD_PORT } from '../../config';
+import { only, openNetlink as openRealNetlink, RTN_UNICAST, RTN_UNREACHABLE, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../../netlink';
+import type { Backend, BackendContext, Network } from '../types';
+import { StartGuard, WG_TUN, defaultEvery, removeForeignDevices } from '../common';
+import { logIgnored } from '../peers';
+import { FALLBACK_METRIC, SwapPacer, busyPollFromEnv, offloadsFromEnv, queuesFromEnv, type PacerClock, type PacerOptions } from '../udp';
+import { loadOrCreateKey, readTai64nFloor, tai64nFile, writeTai64nFloor } from './key';
+import { WireGuardPeerTable, describePeer } from './table';
+
+export { WireGuardPeerTable, parseBackendData } from './table';
+export { loadOrCreateKey, publicKeyOf, generatePrivateKey, parseKeyFile, tai64nFile, readTai64nFloor, writeTai64nFloor } from './key';
+
+/** Outer IPv4 (20) + UDP (8) + WireGuard transport header (16) + tag (16), rounded up for IPv6 underlays (flannel's and wg-quick's 80). */
+export const WIREGUARD_OVERHEAD = 80;
+export const TUN_NAME = WG_TUN;
+export const DEFAULT_KEY_FILE = '/var/lib/rudder/wireguard.key';
+/** How often the counters are logged (at -v ≥ 1) and the TAI64N floor saved when it moved. */
+export const SAVE_INTERVAL_MS = 10_000;
+
+export interface WireGuardDeps {
+  openDataPlane?: (opts: DataPlaneOptions, wg: WireGuardOptions) => WireGuardDataPlane;
+  openNetlink?: () => Netlink;
+  every?: (ms: number, fn: () => void) => () => void;
+  /** Where RUDDER_UDP_OFFLOADS/QUEUES/BUSY_POLL are read (default process.env): the engine is udp's. */
+  env?: NodeJS.ProcessEnv;
+  clock?: PacerClock;
+  pacer?: PacerOptions;
+}
+
+const realClock: PacerClock = {
+  now: () => performance.now(),
+  after: (ms, fn) => {
+    const t = setTimeout(fn, ms);
+    return () => clearTimeout(t);
+  },
+};
+
+/** The native data plane; its module loads the addon on first use, so unit tests never need it. */
+function nativeOpen(opts: DataPlaneOptions, wg: WireGuardOptions): WireGuardDataPlane {
+  return openWireGuardDataPlane(opts, wg);
+}
+
+export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps = {}): Backend {
+  const log = ctx.log.child({ backend: 'wireguard' });
+  const b = ctx.config.backend;
+  const port = b.ListenPort ?? DEFAULT_WIREGUARD_PORT;
+  const keyFile = ctx.wireguardKeyFile ?? DEFAULT_KEY_FILE;
+  const floorFile = tai64nFile(keyFile);
+  const mtu = b.MTU ?? ctx.extIface.mtu - WIREGUARD_OVERHEAD;
+  const openDataPlane = deps.openDataPlane ?? nativeOpen;
+  const openNetlink = deps.openNetlink ?? openRealNetlink;
+  const every = deps.every ?? defaultEvery;
+  const env = deps.env ?? process.env;
+  const clock = deps.clock ?? realClock;
+  const pacing = deps.pacer ?? {};
+  let key: { privateKey: Buffer; publicKey: string } | undefined;
+
+  return {
+    type: 'wireguard',
+    overhead: WIREGUARD_OVERHEAD,
+
+    async prepare(): Promise<Record<string, unknown>> {
+      const k = loadOrCreateKey(keyFile);
+      for (const w of k.warnings) log.warn(w);
+      log.info(k.created ? 'wireguard key created' : 'wireguard key loaded', { file: keyFile, publicKey: k.publicKey });
+      key?.privateKey.fill(0);
+      key = { privateKey: k.privateKey, publicKey: k.publicKey };
+      return { PublicKey: k.publicKey, Port: port };
+    },
+
+    async start(own: Lease, signal: AbortSignal): Promise<Network> {
+      const k = key;
+      if (k === undefined) throw new RudderError('E_BACKEND', 'wireguard: start before prepare (no private key loaded)');
+      key = undefined;
+      const psk = typeof b.PSK === 'string' ? Buffer.from(b.PSK, 'base64') : undefined;
+      const start = new StartGuard('wireguard', signal);
+      const network = ctx.config.network;
+      let dp: WireGuardDataPlane | undefined;
+      try {
+        if (mtu < 68) {
+          throw new RudderError('E_BACKEND', `wireguard: underlay ${ctx.extIface.name} MTU ${ctx.extIface.mtu} leaves ${mtu} after ${WIREGUARD_OVERHEAD} bytes of encapsulation: expected at least 68 (or set Backend.MTU)`);
+        }
+        if (b.MTU !== undefined && b.MTU > ctx.extIface.mtu - WIREGUARD_OVERHEAD) {
+          log.warn('Backend.MTU leaves less than the WireGuard overhead on the underlay: large packets will be fragmented', { mtu: b.MTU, underlayMtu: ctx.extIface.mtu, overhead: WIREGUARD_OVERHEAD });
+        }
+        const offloads = offloadsFromEnv(env);
+        const busyPoll = busyPollFromEnv(env);
+        const queues = queuesFromEnv(env);
+        const [floor, floorProblem] = readTai64nFloor(floorFile);
+        if (floorProblem !== undefined) log.warn(floorProblem);
+
+        start.check('opening netlink');
+        const nl = openNetlink();
+        start.undo('close netlink', () => nl.close());
+        start.undo(`remove left-over ${TUN_NAME}`, async () => {
+          const l = await nl.linkByName(TUN_NAME);
+          if (l !== null) await nl.deleteLink(l.index);
+        });
+
+        start.check('removing other backends\' devices');
+        await removeForeignDevices(nl, TUN_NAME, log);
+
+        start.check('opening the data plane');
+        const opened = openDataPlane(
+          { tunName: TUN_NAME, bindAddress: ctx.extIface.address, port, localSubnet: { ip: own.subnet.ip, prefix: own.subnet.prefix }, icmpSource: own.subnet.ip, mtu, offloads, busyPoll, queues },
+          {
+            privateKey: k.privateKey,
+            ...(psk !== undefined ? { psk } : {}),
+            persistentKeepalive: b.PersistentKeepaliveInterval ?? 0,
+            ...(floor !== undefined ? { tai64nFloor: floor } : {}),
+          },
+        );
+        dp = opened;
+        start.undo('stop data plane', () => opened.stop());
+        // Runs before the data plane stops (undo runs in reverse).
+        start.undo('save the TAI64N floor', () => saveFloor(opened, floorFile, log));
+
+        start.check(`configuring ${TUN_NAME}`);
+        const link = await nl.linkByName(TUN_NAME);
+        if (link === null) throw new RudderError('E_BACKEND', `wireguard: data plane started but device ${TUN_NAME} does not exist`);
+        await nl.ensureAddresses(link.index, [{ ip: own.subnet.ip, prefix: 32 }]);
+        start.check(`setting ${TUN_NAME} MTU`);
+        await nl.ensureMtu(link.index, mtu);
+        start.check(`setting ${TUN_NAME} up`);
+        await nl.ensureLinkUp(link.index);
+
+        start.check('removing stale routes');
+        const stale = (await nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN })).filter((r) => {
+          const toNetwork = r.dst.ip === network.ip && r.dst.prefix === network.prefix;
+          const ours =
+            toNetwork && ((r.type === RTN_UNICAST && r.oif === link.index && r.gateway === undefined) || (r.type === RTN_UNREACHABLE && r.metric === FALLBACK_METRIC));
+          return !ours;
+        });
+        const removed = await nl.deleteRoutes(stale.map((r) => ({ dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) })));
+        stale.forEach((r, i) => {
+          if (removed[i]?.error === undefined) log.info('removed stale route', { dst: formatCidr(r.dst), oif: r.oif, gateway: r.gateway === undefined ? undefined : formatIp(r.gateway) });
+        });
+        const failed = removed.find((x) => x.error !== undefined)?.error;
+        if (failed !== undefined) throw failed;
+
+        start.check('routing the network');
+        // First the fallback, so that the Network is never routed out the default route (fail closed).
+        await nl.ensureUnreachableRoute({ dst: network, metric: FALLBACK_METRIC, protocol: RTPROT_RUDDER, table: TABLE_MAIN });
+        start.undo(`delete unreachable route ${formatCidr(network)}`, async () => only(await nl.deleteRoutes([{ dst: network, metric: FALLBACK_METRIC, table: TABLE_MAIN }])));
+        const rkey: RouteKey = { dst: network, oif: link.index, table: TABLE_MAIN };
+        only(await nl.ensureRoutes([{ dst: network, oif: link.index, scope: 'link', protocol: RTPROT_RUDDER, table: TABLE_MAIN }]));
+        start.undo(`delete route ${formatCidr(network)}`, async () => only(await nl.deleteRoutes([rkey])));
+        start.check('returning the network');
+      } catch (e) {
+        await start.unwind(log);
+        throw e;
+      } finally {
+        k.privateKey.fill(0);
+        psk?.fill(0);
+      }
+
+      log.info('wireguard backend started', {
+        dev: TUN_NAME,
+        address: `${formatIp(own.subnet.ip)}/32`,
+        mtu,
+        port,
+        publicKey: k.publicKey,
+        psk: psk !== undefined,
+        persistentKeepalive: b.PersistentKeepaliveInterval ?? 0,
+        route: `${formatCidr(network)} dev ${TUN_NAME}`,
+        bind: formatIp(ctx.extIface.address),
+        offloads: dp.offloads.tso && dp.offloads.udpGso && dp.offloads.udpGro,
+        queues: dp.offloads.queues,
+      });
+      return startedNetwork({ own, publicKey: k.publicKey, port, dp, start, log, every, mtu, clock, pacing, floorFile });
+    },
+  };
+}
+
+/** Saves the data plane's last TAI64N if it moved past what the file holds; never throws (a failure is logged). */
+function saveFloor(dp: WireGuardDataPlane, file: string, log: Logger, last?: { hex: string }): void {
+  try {
+    const t = dp.lastTai64n();
+    const hex = t.toString('hex');
+    if (/^0*$/.test(hex) || hex === last?.hex) return;
+    writeTai64nFloor(file, t);
+    if (last !== undefined) last.hex = hex;
+  } catch (e) {
+    log.warn('wireguard: saving the TAI64N floor failed', { file, error: describeError(e) });
+  }
+}
+
+interface Started {
+  readonly own: Lease;
+  readonly publicKey: string;
+  readonly port: number;
+  readonly dp: WireGuardDataPlane;
+  readonly start: StartGuard;
+  readonly log: Logger;
+  readonly every: (ms: number, fn: () => void) => () => void;
+  readonly mtu: number;
+  readonly clock: PacerClock;
+  readonly pacing: PacerOptions;
+  readonly floorFile: string;
+}
+
+function startedNetwork({ own, publicKey, port, dp, start, log, every, mtu, clock, pacing, floorFile }: Started): Network {
+  const table = new WireGuardPeerTable(own, publicKey, port);
+  let reported = '';
+  // Always the whole peer set, built when the swap runs: a paced swap carries every change made while it waited.
+  const pacer = new SwapPacer(
+    () => {
+      const { peers, conflicts } = table.payload();
+      const now = conflicts.join('\n');
+      if (now !== reported) for (const c of conflicts) log.warn('wireguard: lease left out', { why: c });
+      reported = now;
+      try {
+        dp.setPeers(peers);
+      } catch (e) {
+        throw new RudderError('E_BACKEND', 'wireguard: updating the data plane peer set failed', { cause: e });
+      }
+    },
+    clock,
+    pacing,
+  );
+  let stopping: Promise<void> | undefined;
+  let lastCounters = '';
+  const saved = { hex: '' };
+
+  const tick = (): void => {
+    saveFloor(dp, floorFile, log, saved);
+    if (log.verbosity < 1) return;
+    try {
+      const c = JSON.stringify(dp.counters());
+      if (c === lastCounters) return;
+      lastCounters = c;
+      log.debug('data plane counters', JSON.parse(c) as Record<string, unknown>);
+    } catch (e) {
+      log.warn('wireguard: reading data plane counters failed', { error: describeError(e) });
+    }
+  };
+  const cancelTick = every(SAVE_INTERVAL_MS, tick);
+
+  return {
+    mtu,
+    async apply(events: readonly LeaseEvent[]): Promise<void> {
+      if (stopping !== undefined) throw new RudderError('E_BACKEND', 'wireguard: apply after stop');
+      const ch = table.apply(events);
+      logIgnored(log, ch.ignored);
+      for (const x of ch.invalid) log.warn('ignoring wireguard lease', { subnet: formatCidr(x.lease.subnet), why: x.why });
+      if (ch.added.length === 0 && ch.removed.length === 0) return;
+      await pacer.request();
+      const addedKeys = new Set(ch.added.map((p) => p.key));
+      for (const p of ch.removed) if (!addedKeys.has(p.key)) log.info('wireguard peer removed', describePeer(p));
+      for (const p of ch.added) log.info('wireguard peer set', describePeer(p));
+    },
+    counters(): Record<string, number> {
+      if (stopping !== undefined) throw new RudderError('E_BACKEND', 'wireguard: counters after stop');
+      return { ...dp.counters() };
+    },
+    stop(): Promise<void> {
+      stopping ??= (async () => {
+        cancelTick();
+        pacer.cancel(new RudderError('E_BACKEND', 'wireguard: stopped before the peer set was handed to the data plane'));
+        const errors = await start.unwind(log);
+        if (errors.length > 0) {
+          throw new RudderError('E_BACKEND', `wireguard: stop left ${errors.length} step(s) undone: ${describeError(errors[0])}`, { cause: errors[0] });
+        }
+        log.info('wireguard backend stopped');
+      })();
+      return stopping;
+    },
+  };
+}

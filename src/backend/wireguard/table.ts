@@ -1,0 +1,132 @@
+/**
+ * The wireguard backend's peer table (pure): lease events in, the data
+ * plane's peer set (`setPeers`) out. One peer per lease of type "wireguard"
+ * with a valid `BackendData` `{"PublicKey","Port"}`: its key, its endpoint
+ * pinned to the lease's PublicIP and Port, its allowed IPs = the lease's
+ * subnet.
+ *
+ * The data plane wants each key and each endpoint once. Two leases may share
+ * them (a host that moved to a new subnet while its old lease has not
+ * expired yet): leases with the same key and endpoint become one peer with
+ * both subnets; a lease whose key or endpoint another lease already holds
+ * with a different partner is left out (reported), the first by subnet
+ * order winning, so the choice is stable.
+ */
+import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
+import type { WireGuardPeer, WireGuardPrefix } from '../../dataplane/native';
+import type { Lease, LeaseEvent } from '../../subnet/lease';
+import { isBase64Of } from '../../config';
+import { PeerTable, bySubnet } from '../peers';
+import { KEY_LEN } from './key';
+
+/** A lease's peer: what setPeers needs, in the lease's terms. */
+export interface WgLeasePeer {
+  readonly key: string;
+  readonly subnet: WireGuardPrefix;
+  /** base64, as published. */
+  readonly publicKey: string;
+  readonly publicKeyBytes: Buffer;
+  readonly ip: number;
+  readonly port: number;
+}
+
+export interface WgTableChange {
+  readonly added: readonly WgLeasePeer[];
+  readonly removed: readonly WgLeasePeer[];
+  /** Leases of another backend type, first seen in this batch (logged once). */
+  readonly ignored: readonly Lease[];
+  /** wireguard leases this host cannot use, first seen in this batch, with why. */
+  readonly invalid: ReadonlyArray<{ readonly lease: Lease; readonly why: string }>;
+}
+
+export interface WgPayload {
+  readonly peers: WireGuardPeer[];
+  /** Leases left out because their key or endpoint clashes with another lease's (one line each). */
+  readonly conflicts: string[];
+}
+
+const validPort = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535;
+
+/** Why a wireguard lease's BackendData is unusable, or its key and port. */
+export function parseBackendData(data: Readonly<Record<string, unknown>>, defaultPort: number): { publicKey: string; port: number } | string {
+  const k = data['PublicKey'];
+  if (typeof k !== 'string' || !isBase64Of(k, KEY_LEN)) {
+    return `BackendData.PublicKey=${JSON.stringify(k)}: expected the base64 of a ${KEY_LEN}-byte X25519 public key`;
+  }
+  const p = data['Port'];
+  if (p !== undefined && !validPort(p)) return `BackendData.Port=${JSON.stringify(p)}: expected a UDP port between 1 and 65535`;
+  return { publicKey: k, port: p ?? defaultPort };
+}
+
+export class WireGuardPeerTable {
+  private readonly peers: PeerTable<WgLeasePeer>;
+  /** Lease key → why its lease is unusable, from the latest batch (for the log). */
+  private readonly why = new Map<string, string>();
+
+  /**
+   * `ownPublicKey`: a lease with this host's own key is an old lease of this
+   * host, never a peer. `defaultPort`: a lease without Port listens on it.
+   */
+  constructor(own: Lease, ownPublicKey: string, defaultPort: number) {
+    const unusable = (key: string, why: string): string => {
+      this.why.set(key, why);
+      return why;
+    };
+    this.peers = new PeerTable<WgLeasePeer>(own.subnet, {
+      backendType: 'wireguard',
+      peer: (l, key) => {
+        const d = parseBackendData(l.backendData, defaultPort);
+        if (typeof d === 'string') return unusable(key, d);
+        if (d.publicKey === ownPublicKey) return unusable(key, "BackendData.PublicKey is this host's own key (a lease this host held before?)");
+        if (l.publicIP === 0) return unusable(key, 'PublicIP 0.0.0.0: expected a host address');
+        return { key, subnet: { ip: l.subnet.ip, prefix: l.subnet.prefix }, publicKey: d.publicKey, publicKeyBytes: Buffer.from(d.publicKey, 'base64'), ip: l.publicIP, port: d.port };
+      },
+      same: (a, b) => a.publicKey === b.publicKey && a.ip === b.ip && a.port === b.port && a.subnet.ip === b.subnet.ip && a.subnet.prefix === b.subnet.prefix,
+    });
+  }
+
+  get size(): number {
+    return this.peers.size;
+  }
+
+  apply(events: readonly LeaseEvent[]): WgTableChange {
+    this.why.clear();
+    const ch = this.peers.apply(events);
+    const invalid = ch.invalid.map((lease) => ({ lease, why: this.why.get(cidrToKey(lease.subnet)) ?? 'unusable' }));
+    return { added: ch.added, removed: ch.removed, ignored: ch.ignored, invalid };
+  }
+
+  /** The complete peer set for setPeers (a new array; keys and endpoints unique). */
+  payload(): WgPayload {
+    const byKey = new Map<string, { peer: WireGuardPeer & { allowedIps: WireGuardPrefix[] }; endpoint: string }>();
+    const endpoints = new Map<string, string>(); // endpoint → key holding it
+    const out: WireGuardPeer[] = [];
+    const conflicts: string[] = [];
+    for (const p of bySubnet(this.peers.values())) {
+      const endpoint = `${formatIp(p.ip)}:${p.port}`;
+      const seen = byKey.get(p.publicKey);
+      if (seen !== undefined) {
+        if (seen.endpoint === endpoint) {
+          seen.peer.allowedIps.push(p.subnet);
+        } else {
+          conflicts.push(`lease ${formatCidr(p.subnet)}: PublicKey ${p.publicKey} is also published by the lease of ${formatCidr(seen.peer.allowedIps[0] ?? p.subnet)} at ${seen.endpoint}, not at ${endpoint}`);
+        }
+        continue;
+      }
+      const holder = endpoints.get(endpoint);
+      if (holder !== undefined) {
+        conflicts.push(`lease ${formatCidr(p.subnet)}: endpoint ${endpoint} already belongs to PublicKey ${holder}, not ${p.publicKey}`);
+        continue;
+      }
+      const peer = { publicKey: p.publicKeyBytes, endpoint: { ip: p.ip, port: p.port }, allowedIps: [p.subnet] };
+      byKey.set(p.publicKey, { peer, endpoint });
+      endpoints.set(endpoint, p.publicKey);
+      out.push(peer);
+    }
+    return { peers: out, conflicts };
+  }
+}
+
+export function describePeer(p: WgLeasePeer): Record<string, unknown> {
+  return { subnet: formatCidr(p.subnet), publicKey: p.publicKey, endpoint: `${formatIp(p.ip)}:${p.port}` };
+}
