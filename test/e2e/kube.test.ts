@@ -7,8 +7,12 @@
  * NODE_NAME; each host gets a bridge and a pod from the subnet file Rudder
  * wrote. For vxlan, host-gw and udp: every pod reaches every other, the
  * annotations and NetworkUnavailable=False are on the Nodes. For vxlan also:
- * a deleted Node's routes go everywhere, a new Node is reached, and an API
- * server stopped for 30 s loses no packet and is caught up with afterwards.
+ * a deleted Node's routes go everywhere, a new Node is reached, an API
+ * server stopped for 30 s loses no packet and is caught up with afterwards,
+ * and a real `410 Gone` is recovered: with the API server's watch cache off
+ * (watches served by etcd), a host cut off while the server ends its watch
+ * and Nodes change and etcd is compacted resumes that watch from a compacted
+ * resourceVersion, is answered 410, lists again and diffs.
  *
  * The clusters run one after another (a kube-apiserver is heavy for the
  * shared machine); waits have generous give-ups, nothing asserts speed.
@@ -17,11 +21,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Netns, createCluster, ping, sleep, type Cluster, type Host, type SubnetEnv } from '../../src/topology';
+import { ETCD_IP, Netns, createCluster, ping, sleep, type Cluster, type Host, type SubnetEnv } from '../../src/topology';
 import { CNI_PATH, CniRuntime, type ConfList } from '../helpers/cni-runtime';
 import { skipUnlessAnchor } from '../helpers/anchors';
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
-import { eventually, fullMesh, podReaches, rudderRoutes } from '../helpers/kernel-backends-net';
+import { eventually, fdb, fullMesh, podReaches, rudderRoutes } from '../helpers/kernel-backends-net';
 import { Flanneld, flanneldBinary, skipUnlessFlanneld } from '../helpers/flanneld';
 import { KubeApiServer } from '../helpers/kube-apiserver';
 import { parseYamlDocuments } from '../../src/subnet/kube/yaml';
@@ -44,12 +48,17 @@ describe('kubernetes mode (real kube-apiserver)', { skip: skipUnlessRoot || skip
       let api: KubeApiServer;
       let netConf: string;
 
-      /** Starts rudder in kube mode on a host (NODE_NAME = the host's name), builds its pod. */
-      async function up(h: Host): Promise<SubnetEnv> {
-        const argv = ['env', `NODE_NAME=${h.name}`, ...h.rudderArgv(['-kube-subnet-mgr', `-kubeconfig-file=${api.kubeconfigFile}`, `-net-config-path=${netConf}`, '-iface=eth0'])];
+      /** Starts rudder in kube mode on a host (NODE_NAME = the host's name; `env`: more VAR=value). */
+      async function start(h: Host, env: string[] = []): Promise<SubnetEnv> {
+        const argv = ['env', `NODE_NAME=${h.name}`, ...env, ...h.rudderArgv(['-kube-subnet-mgr', `-kubeconfig-file=${api.kubeconfigFile}`, `-net-config-path=${netConf}`, '-iface=eth0'])];
         fs.appendFileSync(h.logFile, `--- harness: starting ${argv.join(' ')} in ${h.ns.name} at ${new Date().toISOString()}\n`);
         h.rudder = await h.ns.spawn(argv, { logFile: h.logFile, label: `rudder ${h.name}`, env: c.rudderEnv });
-        const env = await h.waitSubnetFile();
+        return h.waitSubnetFile();
+      }
+
+      /** start(), then the host's pod. */
+      async function up(h: Host): Promise<SubnetEnv> {
+        const env = await start(h);
         await h.setupPod(env);
         return env;
       }
@@ -183,6 +192,71 @@ describe('kubernetes mode (real kube-apiserver)', { skip: skipUnlessRoot || skip
         await api.deleteNode(h4.name);
         await eventually(c, `${h1.name} drops the route to ${gone} after the API server came back`, async () => !(await rudderRoutes(h1)).some((r) => r.dst === gone));
         await podReaches(c, h1, h2);
+      });
+
+      it('a watch expired by compaction (410 from the real server) is recovered by a re-list, without spurious removals', async (t) => {
+        const [h1, h2] = c.hosts as [Host, Host];
+        // Watches served by etcd itself: a watch from a compacted resourceVersion is answered 410.
+        await api.restart({ watchCache: false });
+        // h1's watch ends after 3 s (the server's end, as after timeoutSeconds) and is resumed from the last resourceVersion.
+        await h1.stopRudder();
+        await start(h1, ['RUDDER_KUBE_WATCH_TIMEOUT=3']);
+        // Two Nodes without a daemon, annotated as another node's Rudder would: one to delete, one to move.
+        const fake = (name: string, i: number, ip: string): Promise<unknown> =>
+          api.createNode(name, podCIDR(i), {
+            [`${PREFIX}/public-ip`]: ip,
+            [`${PREFIX}/backend-type`]: 'vxlan',
+            [`${PREFIX}/backend-data`]: JSON.stringify({ VtepMAC: `0a:52:00:00:00:${i.toString(16)}` }),
+            [`${PREFIX}/kube-subnet-manager`]: 'true',
+          });
+        const [gone, moved, kept] = [podCIDR(200), podCIDR(201), podCIDR(h2.index)];
+        await fake('rk-gone', 200, '198.19.0.200');
+        await fake('rk-moved', 201, '198.19.0.201');
+        await eventually(c, `${h1.name} routes ${gone}, ${moved} and ${kept}`, async () => {
+          const dsts = (await rudderRoutes(h1)).map((r) => r.dst);
+          return [gone, moved, kept].every((d) => dsts.includes(d));
+        });
+        await sleep(1500); // the watch events were read
+        const logFrom = fs.statSync(h1.logFile).size;
+        // h1 cut off from the API server (both ways, in h1's namespace): the server ends h1's watch, the end is not delivered.
+        const cut = path.join(c.dir, 'cut-api.nft');
+        fs.writeFileSync(
+          cut,
+          `table ip rudder_test_cut {\n  chain in { type filter hook input priority 0; ip saddr ${ETCD_IP} drop; }\n  chain out { type filter hook output priority 0; ip daddr ${ETCD_IP} drop; }\n}\n`,
+        );
+        await h1.exec(['nft', '-f', cut]);
+        let h5: Host | undefined;
+        try {
+          await sleep(5000); // > the 3 s watch timeout
+          await api.deleteNode('rk-gone');
+          await api.annotateNode('rk-moved', { [`${PREFIX}/public-ip`]: '198.19.0.202' });
+          h5 = await c.addHost();
+          await api.createNode(h5.name, podCIDR(h5.index));
+          await up(h5);
+          const st = JSON.parse((await c.etcdctl(['endpoint', 'status', '-w', 'json'])).stdout) as { Status: { header: { revision: number } } }[];
+          await c.etcdctl(['compact', String(Math.max(...st.map((x) => x.Status.header.revision)))]);
+        } finally {
+          await h1.exec(['nft', 'delete', 'table', 'ip', 'rudder_test_cut']);
+        }
+        const newcomer = h5;
+        const since = (): string => fs.readFileSync(h1.logFile, 'utf8').slice(logFrom);
+        const took = /^.*lease watch interrupted; listing again reason=.*(410 Gone|: 410 ).*$/m;
+        await eventually(c, `${h1.name} logs the 410 and lists again`, async () => took.test(since()));
+        await eventually(c, `${h1.name} routes exactly the Nodes that exist`, async () => {
+          const dsts = (await rudderRoutes(h1)).map((r) => r.dst);
+          return !dsts.includes(gone) && [moved, kept, podCIDR(newcomer.index)].every((d) => dsts.includes(d));
+        });
+        const dev = (await rudderRoutes(h1)).find((r) => r.dst === moved)?.dev ?? '';
+        await eventually(c, `${h1.name} sends ${moved} to its new public IP`, async () => (await fdb(h1, dev)).some((f) => f.mac === '0a:52:00:00:00:c9' && f.dst === '198.19.0.202'));
+        await podReaches(c, h1, newcomer);
+        await podReaches(c, newcomer, h1);
+        await podReaches(c, h1, h2);
+        const lines = since().split('\n').filter((l) => /peer lease|lease watch/.test(l));
+        for (const l of lines) t.diagnostic(`${h1.name}: ${l}`);
+        const removed = lines.filter((l) => l.includes('peer lease removed'));
+        const goneAt = lines.findIndex((l) => l.includes(`peer lease removed subnet=${gone}`));
+        assert.ok(goneAt > lines.findIndex((l) => took.test(l)), `the deleted Node's lease removed after the 410, by the re-list:\n${lines.join('\n')}`);
+        assert.ok(!removed.some((l) => l.includes(`subnet=${kept}`)), `no removal of the unchanged ${h2.name} (${kept}):\n${removed.join('\n')}`);
       });
     });
   }

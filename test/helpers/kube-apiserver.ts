@@ -41,6 +41,12 @@ export interface KubeAnswer {
 
 export class KubeApiServer {
   proc: ManagedProcess | null = null;
+  /**
+   * false: `--watch-cache=false`, so every watch goes to etcd itself and a
+   * watch from a compacted resourceVersion is answered `410 Gone` (too old
+   * resource version) by the real storage layer. Read at each (re)start.
+   */
+  watchCache = true;
   readonly token = 'rudder-test-token-' + Math.random().toString(36).slice(2);
   readonly dir: string;
 
@@ -124,6 +130,7 @@ users:
       `--service-account-signing-key-file=${path.join(this.dir, 'sa.key')}`,
       '--service-account-issuer=https://kubernetes.default.svc',
       '--service-cluster-ip-range=10.96.0.0/24',
+      ...(this.watchCache ? [] : ['--watch-cache=false']),
     ];
   }
 
@@ -146,8 +153,9 @@ users:
     await this.proc?.stop(10_000);
   }
 
-  async restart(): Promise<void> {
+  async restart(opts: { watchCache?: boolean } = {}): Promise<void> {
     await this.stop();
+    if (opts.watchCache !== undefined) this.watchCache = opts.watchCache;
     await this.startProcess();
   }
 
@@ -181,6 +189,11 @@ users:
 
   getNode(name: string): Promise<KubeNodeJson> {
     return this.call<KubeNodeJson>('GET', `/api/v1/nodes/${name}`);
+  }
+
+  /** A JSON merge patch of a Node's annotations (null removes one). */
+  annotateNode(name: string, annotations: Record<string, string | null>): Promise<unknown> {
+    return this.call('PATCH', `/api/v1/nodes/${name}`, { metadata: { annotations } }, 'application/merge-patch+json');
   }
 
   deleteNode(name: string): Promise<unknown> {

@@ -57,7 +57,9 @@ export function kubeSource(o: KubeSourceOptions): SubnetSource {
   const conn = kubeConnection(o);
   o.log.info('Kubernetes API server', { server: conn.server, settings: conn.origin, annotationPrefix: o.annotationPrefix });
   const client = new KubeClient(conn);
-  const peers = new KubePeers(client, o.annotationPrefix, o.netConfigPath, o.nodeName);
+  // RUDDER_KUBE_WATCH_TIMEOUT (seconds) fixes the watch's timeoutSeconds; for tests that need the server to end watches soon.
+  const fixed = Number((o.env ?? process.env).RUDDER_KUBE_WATCH_TIMEOUT ?? '');
+  const peers = new KubePeers(client, o.annotationPrefix, o.netConfigPath, o.nodeName, Number.isInteger(fixed) && fixed > 0 ? fixed : null);
   return {
     peers,
     configWhere: o.netConfigPath,
@@ -78,6 +80,8 @@ export class KubePeers implements PeerSource {
     private readonly prefix: string,
     private readonly netConfigPath: string,
     private readonly ownName: string,
+    /** The watch's timeoutSeconds; null: 300–600 s, drawn per watch. */
+    private readonly watchTimeoutS: number | null = null,
   ) {}
 
   async getConfig(): Promise<string | null> {
@@ -175,7 +179,7 @@ export class KubePeers implements PeerSource {
     };
     const open = (): void => {
       // The server ends a watch after timeoutSeconds; spread them so nodes do not reconnect in step.
-      const timeout = 300 + Math.floor(Math.random() * 300);
+      const timeout = this.watchTimeoutS ?? 300 + Math.floor(Math.random() * 300);
       const startedAt = Date.now();
       const w = this.client.watch(`/api/v1/nodes?watch=true&allowWatchBookmarks=true&resourceVersion=${rv}&timeoutSeconds=${timeout}`, onEvent);
       current = w;
