@@ -15,10 +15,11 @@ import type { Logger } from '../../log';
 import type { DataPlane, DataPlaneCounters, DataPlaneOptions } from '../../dataplane/types';
 import { openDataPlane as openNativeDataPlane } from '../../dataplane/native';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
-import { only, openNetlink as openRealNetlink, RTN_UNICAST, RTN_UNREACHABLE, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../../netlink';
+import { openNetlink as openRealNetlink, type Netlink } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
 import { StartGuard, UDP_TUN, defaultEvery, removeForeignDevices } from '../common';
 import { logIgnored } from '../peers';
+import { ensureTunNetwork } from '../tun-network';
 import { DEFAULT_UDP_PORT, UdpPeerTable, describeRoute } from './table';
 import { SwapPacer, type PacerClock, type PacerOptions } from './pacer';
 import { OFFLOADS_ENV, busyPollFromEnv, offloadsFromEnv, queuesFromEnv } from './env';
@@ -31,12 +32,7 @@ export const UDP_OVERHEAD = 28;
 export const TUN_NAME = UDP_TUN;
 export const STATS_INTERVAL_MS = 10_000;
 
-/**
- * Metric of the Network's `unreachable` fallback route: the highest there is,
- * so it never shadows the rudder0 route (metric 0) or a route an operator put
- * there; it only answers when the rudder0 route is gone.
- */
-export const FALLBACK_METRIC = 0xffffffff;
+export { FALLBACK_METRIC } from '../tun-network';
 
 export interface UdpDeps {
   openDataPlane?: (opts: DataPlaneOptions) => DataPlane;
@@ -123,36 +119,7 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
         dp = opened;
         start.undo('stop data plane', () => opened.stop());
 
-        start.check(`configuring ${TUN_NAME}`);
-        const link = await nl.linkByName(TUN_NAME);
-        if (link === null) throw new RudderError('E_BACKEND', `udp: data plane started but device ${TUN_NAME} does not exist`);
-        await nl.ensureAddresses(link.index, [{ ip: own.subnet.ip, prefix: 32 }]);
-        start.check(`setting ${TUN_NAME} MTU`);
-        await nl.ensureMtu(link.index, mtu);
-        start.check(`setting ${TUN_NAME} up`);
-        await nl.ensureLinkUp(link.index);
-
-        start.check('removing stale routes');
-        const stale = (await nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN })).filter((r) => {
-          const toNetwork = r.dst.ip === network.ip && r.dst.prefix === network.prefix;
-          const ours =
-            toNetwork && ((r.type === RTN_UNICAST && r.oif === link.index && r.gateway === undefined) || (r.type === RTN_UNREACHABLE && r.metric === FALLBACK_METRIC));
-          return !ours;
-        });
-        const removed = await nl.deleteRoutes(stale.map((r) => ({ dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) })));
-        stale.forEach((r, i) => {
-          if (removed[i]?.error === undefined) log.info('removed stale route', { dst: formatCidr(r.dst), oif: r.oif, gateway: r.gateway === undefined ? undefined : formatIp(r.gateway) });
-        });
-        const failed = removed.find((x) => x.error !== undefined)?.error;
-        if (failed !== undefined) throw failed;
-
-        start.check('routing the network');
-        // First the fallback, so that the Network is never routed out the default route.
-        await nl.ensureUnreachableRoute({ dst: network, metric: FALLBACK_METRIC, protocol: RTPROT_RUDDER, table: TABLE_MAIN });
-        start.undo(`delete unreachable route ${formatCidr(network)}`, async () => only(await nl.deleteRoutes([{ dst: network, metric: FALLBACK_METRIC, table: TABLE_MAIN }])));
-        const key: RouteKey = { dst: network, oif: link.index, table: TABLE_MAIN };
-        only(await nl.ensureRoutes([{ dst: network, oif: link.index, scope: 'link', protocol: RTPROT_RUDDER, table: TABLE_MAIN }]));
-        start.undo(`delete route ${formatCidr(network)}`, async () => only(await nl.deleteRoutes([key])));
+        await ensureTunNetwork(nl, start, log, { backend: 'udp', dev: TUN_NAME, own: own.subnet, mtu, network });
         start.check('returning the network');
       } catch (e) {
         await start.unwind(log);

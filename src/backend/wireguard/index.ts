@@ -17,11 +17,12 @@ import type { DataPlaneOptions } from '../../dataplane/types';
 import { openWireGuardDataPlane, type WireGuardDataPlane, type WireGuardOptions } from '../../dataplane/native';
 import type { Lease, LeaseEvent } from '../../subnet/lease';
 import { DEFAULT_WIREGUARD_PORT } from '../../config';
-import { only, openNetlink as openRealNetlink, RTN_UNICAST, RTN_UNREACHABLE, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../../netlink';
+import { openNetlink as openRealNetlink, type Netlink } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
 import { StartGuard, WG_TUN, defaultEvery, removeForeignDevices } from '../common';
 import { logIgnored } from '../peers';
-import { FALLBACK_METRIC, SwapPacer, busyPollFromEnv, offloadsFromEnv, queuesFromEnv, type PacerClock, type PacerOptions } from '../udp';
+import { ensureTunNetwork } from '../tun-network';
+import { SwapPacer, busyPollFromEnv, offloadsFromEnv, queuesFromEnv, type PacerClock, type PacerOptions } from '../udp';
 import { loadOrCreateKey, readTai64nFloor, tai64nFile, writeTai64nFloor } from './key';
 import { WireGuardPeerTable, describePeer } from './table';
 
@@ -133,36 +134,7 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
         // Runs before the data plane stops (undo runs in reverse).
         start.undo('save the TAI64N floor', () => saveFloor(opened, floorFile, log));
 
-        start.check(`configuring ${TUN_NAME}`);
-        const link = await nl.linkByName(TUN_NAME);
-        if (link === null) throw new RudderError('E_BACKEND', `wireguard: data plane started but device ${TUN_NAME} does not exist`);
-        await nl.ensureAddresses(link.index, [{ ip: own.subnet.ip, prefix: 32 }]);
-        start.check(`setting ${TUN_NAME} MTU`);
-        await nl.ensureMtu(link.index, mtu);
-        start.check(`setting ${TUN_NAME} up`);
-        await nl.ensureLinkUp(link.index);
-
-        start.check('removing stale routes');
-        const stale = (await nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN })).filter((r) => {
-          const toNetwork = r.dst.ip === network.ip && r.dst.prefix === network.prefix;
-          const ours =
-            toNetwork && ((r.type === RTN_UNICAST && r.oif === link.index && r.gateway === undefined) || (r.type === RTN_UNREACHABLE && r.metric === FALLBACK_METRIC));
-          return !ours;
-        });
-        const removed = await nl.deleteRoutes(stale.map((r) => ({ dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) })));
-        stale.forEach((r, i) => {
-          if (removed[i]?.error === undefined) log.info('removed stale route', { dst: formatCidr(r.dst), oif: r.oif, gateway: r.gateway === undefined ? undefined : formatIp(r.gateway) });
-        });
-        const failed = removed.find((x) => x.error !== undefined)?.error;
-        if (failed !== undefined) throw failed;
-
-        start.check('routing the network');
-        // First the fallback, so that the Network is never routed out the default route (fail closed).
-        await nl.ensureUnreachableRoute({ dst: network, metric: FALLBACK_METRIC, protocol: RTPROT_RUDDER, table: TABLE_MAIN });
-        start.undo(`delete unreachable route ${formatCidr(network)}`, async () => only(await nl.deleteRoutes([{ dst: network, metric: FALLBACK_METRIC, table: TABLE_MAIN }])));
-        const rkey: RouteKey = { dst: network, oif: link.index, table: TABLE_MAIN };
-        only(await nl.ensureRoutes([{ dst: network, oif: link.index, scope: 'link', protocol: RTPROT_RUDDER, table: TABLE_MAIN }]));
-        start.undo(`delete route ${formatCidr(network)}`, async () => only(await nl.deleteRoutes([rkey])));
+        await ensureTunNetwork(nl, start, log, { backend: 'wireguard', dev: TUN_NAME, own: own.subnet, mtu, network });
         start.check('returning the network');
       } catch (e) {
         await start.unwind(log);

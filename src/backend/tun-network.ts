@@ -1,0 +1,68 @@
+/**
+ * The kernel side of a backend whose data plane owns a TUN (udp, wireguard):
+ * the device's address, MTU and state, the Network routed to it, and the
+ * fail-closed `unreachable` route beside it (docs/architecture.md, "udp").
+ * Every step is an ensure, registered on the caller's StartGuard for undo.
+ */
+import { RudderError } from '../errors';
+import { type Cidr, formatCidr, formatIp } from '../ip/ipv4';
+import type { Logger } from '../log';
+import { only, RTN_UNICAST, RTN_UNREACHABLE, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../netlink';
+import type { StartGuard } from './common';
+
+/**
+ * Metric of the Network's `unreachable` fallback route: the highest there is,
+ * so it never shadows the TUN's route (metric 0) or a route an operator put
+ * there; it only answers when the TUN's route is gone.
+ */
+export const FALLBACK_METRIC = 0xffffffff;
+
+export interface TunNetwork {
+  /** Backend name, for messages. */
+  readonly backend: string;
+  /** The TUN the data plane created. */
+  readonly dev: string;
+  /** This host's lease subnet: its network address goes on the device as a /32. */
+  readonly own: Cidr;
+  readonly mtu: number;
+  /** The whole overlay Network, routed to the device. */
+  readonly network: Cidr;
+}
+
+/**
+ * Configures the TUN, removes Rudder routes that are not this backend's
+ * (left by a crashed run or another backend; being more specific they would
+ * shadow the Network route), then routes the Network to the TUN, the
+ * fallback first so the Network is never routed out the default route.
+ */
+export async function ensureTunNetwork(nl: Netlink, start: StartGuard, log: Logger, t: TunNetwork): Promise<void> {
+  const { dev, network } = t;
+  start.check(`configuring ${dev}`);
+  const link = await nl.linkByName(dev);
+  if (link === null) throw new RudderError('E_BACKEND', `${t.backend}: data plane started but device ${dev} does not exist`);
+  await nl.ensureAddresses(link.index, [{ ip: t.own.ip, prefix: 32 }]);
+  start.check(`setting ${dev} MTU`);
+  await nl.ensureMtu(link.index, t.mtu);
+  start.check(`setting ${dev} up`);
+  await nl.ensureLinkUp(link.index);
+
+  start.check('removing stale routes');
+  const stale = (await nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN })).filter((r) => {
+    const toNetwork = r.dst.ip === network.ip && r.dst.prefix === network.prefix;
+    const ours = toNetwork && ((r.type === RTN_UNICAST && r.oif === link.index && r.gateway === undefined) || (r.type === RTN_UNREACHABLE && r.metric === FALLBACK_METRIC));
+    return !ours;
+  });
+  const removed = await nl.deleteRoutes(stale.map((r) => ({ dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) })));
+  stale.forEach((r, i) => {
+    if (removed[i]?.error === undefined) log.info('removed stale route', { dst: formatCidr(r.dst), oif: r.oif, gateway: r.gateway === undefined ? undefined : formatIp(r.gateway) });
+  });
+  const failed = removed.find((x) => x.error !== undefined)?.error;
+  if (failed !== undefined) throw failed;
+
+  start.check('routing the network');
+  await nl.ensureUnreachableRoute({ dst: network, metric: FALLBACK_METRIC, protocol: RTPROT_RUDDER, table: TABLE_MAIN });
+  start.undo(`delete unreachable route ${formatCidr(network)}`, async () => only(await nl.deleteRoutes([{ dst: network, metric: FALLBACK_METRIC, table: TABLE_MAIN }])));
+  const key: RouteKey = { dst: network, oif: link.index, table: TABLE_MAIN };
+  only(await nl.ensureRoutes([{ dst: network, oif: link.index, scope: 'link', protocol: RTPROT_RUDDER, table: TABLE_MAIN }]));
+  start.undo(`delete route ${formatCidr(network)}`, async () => only(await nl.deleteRoutes([key])));
+}
