@@ -173,7 +173,9 @@ export function parseGet(text: string): UapiStatus {
     sec = 0;
     nsec = 0;
   };
-  for (const line of text.split('\n')) {
+  const lines = text.split('\n');
+  lines.pop(); // after the last newline: not a line
+  for (const line of lines) {
     if (line === '') {
       ended = true;
       break;
@@ -360,7 +362,7 @@ export async function serveUapi(o: UapiServeOptions): Promise<UapiServer> {
   await clearStale(file, o.log);
   const conns = new Set<net.Socket>();
   const handlers: UapiHandlers = {
-    get: o.get,
+    get: () => o.get(),
     set: (keys) => o.log.warn("wireguard: refused a status socket 'set' (errno=-1): Rudder's peers follow the leases in etcd, change those instead", { keys: keys.join(',') }),
   };
   const server = net.createServer((c) => {
@@ -397,6 +399,7 @@ export async function serveUapi(o: UapiServeOptions): Promise<UapiServer> {
     throw uapiError(`cannot restrict ${file} to root: ${describeError(e)}`, e);
   }
   server.on('error', (e) => o.log.warn('wireguard: status socket error', { socket: file, error: describeError(e) }));
+  server.unref(); // never what keeps the process alive
   let closing: Promise<void> | undefined;
   return {
     path: file,
