@@ -180,6 +180,10 @@ describe('wireguard backend', { skip: skipUnlessRoot || skipUnlessEtcd }, () => 
     const l3 = await leaseOf(c, h3);
     const pub = (l3.value['BackendData'] as { PublicKey: string }).PublicKey;
     await h3.stopRudder();
+    // No daemon: rudder peers says so, having read the network's backend from etcd.
+    const none = await withSocketDir(h3, [c.rudderBin, 'peers', `-etcd-endpoint=${c.etcdEndpoints.join(',')}`, `-etcd-prefix=${c.etcdPrefix}`]);
+    assert.equal(none.code, 1, none.stdout);
+    assert.match(none.stderr, /no status socket \/var\/run\/wireguard\/rudder-wg\.sock: the daemon does not run on this host/);
     await c.etcdctl(['del', keyOf(c, l3.subnet)]);
     for (const v of [h(1), h(2)]) {
       await eventually(c, `${v.name} removing the peer of ${l3.subnet}`, async () =>
