@@ -6,7 +6,11 @@
  * `{"PublicKey","Port"}`, and a peer set (`table.ts`, handed over with
  * `setPeers`) instead of a route table. The kernel side is udp's: the
  * device, the Network route and its fail-closed `unreachable` twin, stale
- * routes removed at start. The design is in docs/architecture.md.
+ * routes removed at start. Key rotation (`rotateKey`, asked for by SIGHUP
+ * or by `rudder wireguard rotate-key` over the control socket of
+ * `control.ts`): a new key into the key file, the data plane swaps to it,
+ * and the lease is republished with the new PublicKey (ctx.publish). The
+ * design is in docs/architecture.md.
  *
  * Runs on the daemon's event loop only; apply() calls are serial.
  */
@@ -23,11 +27,13 @@ import { StartGuard, WG_TUN, defaultEvery, removeForeignDevices } from '../commo
 import { logIgnored } from '../peers';
 import { ensureTunNetwork } from '../tun-network';
 import { SwapPacer, busyPollFromEnv, offloadsFromEnv, queuesFromEnv, type PacerClock, type PacerOptions } from '../udp';
-import { loadOrCreateKey, readTai64nFloor, tai64nFile, writeTai64nFloor } from './key';
+import { generatePrivateKey, loadOrCreateKey, publicKeyOf, readTai64nFloor, replaceKeyFile, restoreKeyFile, tai64nFile, writeTai64nFloor } from './key';
+import { serveControl } from './control';
 import { WireGuardPeerTable, describePeer } from './table';
 
 export { WireGuardPeerTable, parseBackendData } from './table';
 export { loadOrCreateKey, publicKeyOf, generatePrivateKey, parseKeyFile, tai64nFile, readTai64nFloor, writeTai64nFloor } from './key';
+export { controlSocketOf, requestRotate } from './control';
 
 /** Outer IPv4 (20) + UDP (8) + WireGuard transport header (16) + tag (16), rounded up for IPv6 underlays (flannel's and wg-quick's 80). */
 export const WIREGUARD_OVERHEAD = 80;
@@ -44,6 +50,8 @@ export interface WireGuardDeps {
   env?: NodeJS.ProcessEnv;
   clock?: PacerClock;
   pacer?: PacerOptions;
+  /** Whether to serve `rudder wireguard rotate-key` on `<key file>.sock` (default true). */
+  control?: boolean;
 }
 
 const realClock: PacerClock = {
@@ -157,7 +165,16 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
         offloads: dp.offloads.tso && dp.offloads.udpGso && dp.offloads.udpGro,
         queues: dp.offloads.queues,
       });
-      return startedNetwork({ own, publicKey: k.publicKey, port, dp, start, log, every, mtu, clock, pacing, floorFile });
+      const started = startedNetwork({ own, publicKey: k.publicKey, port, dp, start, log, every, mtu, clock, pacing, floorFile, keyFile, publish: ctx.publish });
+      if (deps.control ?? true) {
+        try {
+          const srv = await serveControl(keyFile, () => started.rotateKey(), log);
+          start.undo('close the control socket', () => srv.close());
+        } catch (e) {
+          log.warn('wireguard: no control socket: `rudder wireguard rotate-key` will not reach this daemon (SIGHUP still rotates the key)', { error: describeError(e) });
+        }
+      }
+      return started;
     },
   };
 }
@@ -187,9 +204,11 @@ interface Started {
   readonly clock: PacerClock;
   readonly pacing: PacerOptions;
   readonly floorFile: string;
+  readonly keyFile: string;
+  readonly publish: ((backendData: Record<string, unknown>) => void) | undefined;
 }
 
-function startedNetwork({ own, publicKey, port, dp, start, log, every, mtu, clock, pacing, floorFile }: Started): Network {
+function startedNetwork({ own, publicKey, port, dp, start, log, every, mtu, clock, pacing, floorFile, keyFile, publish }: Started): Network & { rotateKey(): Promise<string> } {
   const table = new WireGuardPeerTable(own, publicKey, port);
   let reported = '';
   // Always the whole peer set, built when the swap runs: a paced swap carries every change made while it waited.
@@ -225,6 +244,42 @@ function startedNetwork({ own, publicKey, port, dp, start, log, every, mtu, cloc
     }
   };
   const cancelTick = every(SAVE_INTERVAL_MS, tick);
+  let ownKey = publicKey;
+
+  /**
+   * A new key: written to the key file first (a failure changes nothing),
+   * then the data plane's (if it refuses, the old file is put back), then
+   * the lease. Synchronous from start to end, so rotations never interleave.
+   */
+  const rotate = (): string => {
+    if (publish === undefined) throw new RudderError('E_BACKEND', 'wireguard: this daemon cannot republish its lease, so it cannot rotate its key');
+    const priv = generatePrivateKey();
+    try {
+      const pub = publicKeyOf(priv);
+      const old = replaceKeyFile(keyFile, priv);
+      try {
+        dp.setPrivateKey(priv);
+      } catch (e) {
+        if (old !== undefined) {
+          try {
+            restoreKeyFile(keyFile, old);
+          } catch (re) {
+            log.error('wireguard: putting the old key back into the key file failed: a restart will use the new key', { file: keyFile, error: describeError(re) });
+          }
+        }
+        throw new RudderError('E_BACKEND', 'wireguard: the data plane refused the new key', { cause: e });
+      } finally {
+        old?.fill(0);
+      }
+      const previous = ownKey;
+      ownKey = pub;
+      publish({ PublicKey: pub, Port: port });
+      log.info('wireguard key rotated; republishing the lease', { file: keyFile, publicKey: pub, previous });
+      return pub;
+    } finally {
+      priv.fill(0);
+    }
+  };
 
   return {
     mtu,
@@ -242,6 +297,14 @@ function startedNetwork({ own, publicKey, port, dp, start, log, every, mtu, cloc
     counters(): Record<string, number> {
       if (stopping !== undefined) throw new RudderError('E_BACKEND', 'wireguard: counters after stop');
       return { ...dp.counters() };
+    },
+    rotateKey(): Promise<string> {
+      if (stopping !== undefined) return Promise.reject(new RudderError('E_BACKEND', 'wireguard: key rotation after stop'));
+      try {
+        return Promise.resolve(rotate());
+      } catch (e) {
+        return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+      }
     },
     stop(): Promise<void> {
       stopping ??= (async () => {
