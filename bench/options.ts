@@ -26,8 +26,10 @@ export function usage(): string {
   --omit S            iperf3 seconds omitted at the start (default 1)
   --pings N           pings per RTT measurement (default 50, 0.05 s apart)
   --only a,b          variant ids or groups: underlay,kvxlan,socat,rudder-udp,rudder-vxlan,
-                      rudder-host-gw,flanneld-udp,flanneld-vxlan,flanneld-host-gw;
-                      limit, baseline, rudder (every rudder variant), flannel (every flanneld one)
+                      rudder-host-gw,rudder-wireguard,wireguard-go,flanneld-udp,flanneld-vxlan,
+                      flanneld-host-gw; limit, baseline, rudder (every rudder variant), flannel
+                      (every flanneld one), wireguard (wireguard-go and rudder wireguard, with
+                      kvxlan and rudder-udp for the issue 14 ratios)
   --pods              also measure rudder pod → pod
   --ab-baseline DIR   A/B: DIR is another built checkout of Rudder (bin/rudder, dist/,
                       native/build); each rudder variant gets a twin "rudder X (A)" run from
@@ -104,21 +106,31 @@ export interface Selectable {
   group: string;
   /** For an A/B twin: the id of the variant it mirrors. */
   abTwinOf?: string;
+  /** Further groups the variant belongs to (rudder wireguard: "wireguard" too). */
+  alsoIn?: readonly string[];
 }
 
 /**
- * The variants `only` names, in their order: by id or by group; an A/B
+ * The variants `only` names, in their order: by id or by group (its own or
+ * one of alsoIn); a group's companions (variant ids its ratios need, e.g.
+ * wireguard's kvxlan and rudder-udp) come along with the group; an A/B
  * twin comes along with the variant it mirrors (or is named by its own id).
  * Throws on a name that matches nothing.
  */
-export function selectVariants<V extends Selectable>(all: readonly V[], only: readonly string[] | null): V[] {
+export function selectVariants<V extends Selectable>(
+  all: readonly V[],
+  only: readonly string[] | null,
+  companions: Readonly<Record<string, readonly string[]>> = {},
+): V[] {
   if (only === null) return [...all];
-  const unknown = only.filter((n) => !all.some((v) => v.id === n || v.group === n));
+  const groupsOf = (v: Selectable): string[] => [v.group, ...(v.alsoIn ?? [])];
+  const unknown = only.filter((n) => !all.some((v) => v.id === n || groupsOf(v).includes(n)));
   if (unknown.length) {
-    const groups = [...new Set(all.map((v) => v.group))];
+    const groups = [...new Set(all.flatMap(groupsOf))];
     throw new Error(`unknown variant(s) ${unknown.join(', ')}; have ${all.map((v) => v.id).join(', ')} and groups ${groups.join(', ')}`);
   }
-  const named = (v: Selectable): boolean => only.includes(v.id) || only.includes(v.group);
+  const names = new Set([...only, ...only.flatMap((n) => companions[n] ?? [])]);
+  const named = (v: Selectable): boolean => names.has(v.id) || groupsOf(v).some((g) => names.has(g));
   const byId = new Map(all.map((v) => [v.id, v]));
   return all.filter((v) => {
     if (named(v)) return true;

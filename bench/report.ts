@@ -98,12 +98,13 @@ function med(xs: Array<number | null | undefined>): number | null {
  * daemons' CPU would read as free forwarding.
  */
 export function forwardsInUserspace(id: string): boolean {
-  return id === 'socat' || id === 'rudder-udp' || id.startsWith('rudder-udp-') || id === 'flanneld-udp';
+  const rudderUserspace = ['rudder-udp', 'rudder-wireguard'];
+  return id === 'socat' || id === 'flanneld-udp' || id === 'wireguard-go' || rudderUserspace.some((r) => id === r || id.startsWith(`${r}-`));
 }
 
 /** Variants whose user-space processes are measured for CPU at all (the "tunnel CPU" columns). */
 function hasTunnelProcesses(v: VariantResult): boolean {
-  return v.group === 'rudder' || v.group === 'flannel' || v.id === 'socat';
+  return v.group === 'rudder' || v.group === 'flannel' || v.group === 'wireguard' || v.id === 'socat';
 }
 
 /**
@@ -548,6 +549,51 @@ export function targetLines(results: VariantResult[]): TargetLine[] {
   return out;
 }
 
+/**
+ * Issue 14's targets for rudder wireguard (reported, not enforced): TCP
+ * ≥ 8× wireguard-go, ≥ 0.4× hand-made kernel VXLAN (plaintext), ≥ 0.6×
+ * rudder udp; RTT ≤ wireguard-go's; CPU per Gbit/s of both, reported. A
+ * line whose reference variant did not run is left out.
+ */
+export function wireguardTargetLines(results: VariantResult[]): TargetLine[] {
+  const ok = (id: string): VariantResult | undefined => results.find((r) => r.id === id && r.status === 'ok');
+  const rw = ok('rudder-wireguard');
+  if (!rw) return [];
+  const wg = ok('wireguard-go');
+  const kv = ok('kvxlan');
+  const ru = ok('rudder-udp');
+  const cpu = (v: VariantResult): number | null => v.summary?.tcpCpuPctPerGbps ?? null;
+  const cost = (v: VariantResult): string => {
+    const x = cpu(v);
+    return x === null ? `${v.label} n/a` : `${v.label} ${fmtNum(x)}% of a core per Gbit/s`;
+  };
+  const out: TargetLine[] = [];
+  if (wg) {
+    const r = ratios(rw, wg);
+    out.push({ issue: '14', what: 'rudder wireguard / wireguard-go TCP throughput', ratio: r.tcp, target: '≥ 8×', verdict: atLeast(r.tcp, 8) });
+  }
+  if (kv) {
+    const k = ratios(rw, kv).tcp;
+    out.push({ issue: '14', what: 'rudder wireguard / kernel VXLAN (plaintext) TCP throughput', ratio: k, target: '≥ 0.4×', verdict: atLeast(k, 0.4) });
+  }
+  if (ru) {
+    const u = ratios(rw, ru).tcp;
+    out.push({ issue: '14', what: 'rudder wireguard / rudder udp TCP throughput', ratio: u, target: '≥ 0.6×', verdict: atLeast(u, 0.6) });
+  }
+  if (wg) {
+    const r = ratios(rw, wg);
+    out.push({ issue: '14', what: 'rudder wireguard / wireguard-go RTT (median)', ratio: r.rtt, target: '≤ 1×', verdict: atMost(r.rtt, 1, 'RTT', 'wireguard-go') });
+  }
+  out.push({
+    issue: '14',
+    what: wg ? 'rudder wireguard / wireguard-go CPU per Gbit/s (TCP)' : 'rudder wireguard CPU per Gbit/s (TCP)',
+    ratio: wg ? ratio(cpu(rw), cpu(wg)) : null,
+    target: 'reported',
+    verdict: `${cost(rw)}${wg ? `; ${cost(wg)}` : ''} (lower is better)`,
+  });
+  return out;
+}
+
 /** One target per line, for the console. */
 export function targetText(t: TargetLine): string {
   return `issue ${t.issue}: ${t.what}: ${fx(t.ratio)} (target ${t.target}) — ${t.verdict}`;
@@ -593,7 +639,7 @@ export function markdownReport(results: VariantResult[], info: RunInfo, notes: s
   out.push('');
   out.push(markdownTable(figuresTable(results, info)));
   out.push('');
-  out.push(`"tunnel CPU" is the user+system CPU time of the processes that carry the packets (socat, or both rudder daemons) during one ${p.timeS + p.omitS} s iperf3 run, and in brackets as a share of one core; kernel paths have no such process (—).`);
+  out.push(`"tunnel CPU" is the user+system CPU time of the processes that carry the packets (socat, wireguard-go, or both rudder daemons) during one ${p.timeS + p.omitS} s iperf3 run, and in brackets as a share of one core; kernel paths have no such process (—).`);
   out.push(
     '"UDP delivered" adds to what the receiving iperf3 read the packets its own socket dropped for want of buffer room (the socket\'s drop counter in /proc/net/udp, ' +
       'sampled every 0.2 s over the whole run): packets that crossed the path under test and were lost only because the receiving program could not keep up. ' +
@@ -601,7 +647,7 @@ export function markdownReport(results: VariantResult[], info: RunInfo, notes: s
   );
   out.push(
     'The cost columns divide that share of a core by the run\'s rate: "% core per Gbit/s" by the TCP goodput in Gbit/s, "% core per 100k pkt/s" by the packets the receiver got, in 100k pkt/s ' +
-      '(per round, then the median; lower is better). They are shown only where those processes forward every packet (socat, rudder udp): ' +
+      '(per round, then the median; lower is better). They are shown only where those processes forward every packet (socat, rudder udp, rudder wireguard, wireguard-go): ' +
       'rudder vxlan and host-gw forward in the kernel, whose softirq time no process is charged for (—).',
   );
   out.push('');
@@ -629,6 +675,18 @@ export function markdownReport(results: VariantResult[], info: RunInfo, notes: s
       out.push('');
       out.push(markdownTable({ header: ['issue', 'what', 'ratio', 'target', 'verdict'], rows: ft.map((t) => [t.issue, t.what, fx(t.ratio), t.target, t.verdict]) }));
     }
+  }
+  const wt = wireguardTargetLines(results);
+  if (wt.length) {
+    out.push('');
+    out.push('## Targets of the wireguard backend (issue 14; reported, not enforced)');
+    out.push('');
+    out.push(markdownTable({ header: ['issue', 'what', 'ratio', 'target', 'verdict'], rows: wt.map((t) => [t.issue, t.what, fx(t.ratio), t.target, t.verdict]) }));
+    out.push('');
+    out.push(
+      'wireguard-go is Debian\'s, configured with `wg` point to point in the base topology (a TUN in each host namespace); ' +
+        'rudder wireguard is two real daemons with `{"Backend":{"Type":"wireguard"}}`. Both encrypt every packet in user space, so both carry a CPU cost per Gbit/s.',
+    );
   }
   const ab = abTable(results, info);
   if (ab) {

@@ -19,6 +19,13 @@
  *                             the rudder variants; "n/a" with what to set where
  *                             the anchors are missing. Ratios rudder X / flanneld X
  *                             and the daemons' RSS after the run are reported.
+ *   also: rudder wireguard (two real daemons, `{"Backend":{"Type":"wireguard"}}`)
+ *                             and wireguard-go (Debian's, configured with `wg`
+ *                             point to point, a TUN in each host namespace, MTU
+ *                             1420): issue 14's ratios (rudder wireguard TCP vs
+ *                             wireguard-go, kernel VXLAN, rudder udp; RTT; CPU per
+ *                             Gbit/s). `--only wireguard` runs them with the
+ *                             variants those ratios need.
  *   (--pods adds "rudder X (pod→pod)" rows: the same daemons, pod to pod.)
  *   (--ab-baseline DIR adds after each rudder row its twin "rudder X (A)":
  *   the same topology with the daemons of the checkout in DIR, measured in
@@ -71,10 +78,11 @@ import {
   svgChart,
   targetLines,
   targetText,
+  wireguardTargetLines,
 } from './report';
 import { svgToPng } from './png';
 import { checkBaseline, parseBenchArgs, selectVariants, usage } from './options';
-import { BenchEnv, IPERF_PORT, type Prepared, type Variant, defaultVariants } from './variants';
+import { BenchEnv, GROUP_COMPANIONS, IPERF_PORT, type Prepared, type Variant, defaultVariants } from './variants';
 import { repoRoot } from '../src/topology/util';
 
 
@@ -152,7 +160,7 @@ async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark builds network namespaces: run it as root');
   setClockTicks(Number(sh('getconf', ['CLK_TCK'])) || 100);
 
-  const variants = selectVariants(defaultVariants({ pods: opts.pods, ...(baselineBin ? { baselineBin } : {}) }), opts.only);
+  const variants = selectVariants(defaultVariants({ pods: opts.pods, ...(baselineBin ? { baselineBin } : {}) }), opts.only, GROUP_COMPANIONS);
 
   const started = Date.now();
   const loadBefore = loadavg();
@@ -260,7 +268,7 @@ async function main(): Promise<void> {
     console.log(`A/B: ${info.ab?.commit ?? 'this build'} / ${info.ab?.baselineCommit ?? 'baseline'} (A): median ratio over the rounds (per-round min–max)`);
     console.log(consoleTable(ab));
   }
-  const targets = [...targetLines(results), ...flannelTargetLines(results)];
+  const targets = [...targetLines(results), ...flannelTargetLines(results), ...wireguardTargetLines(results)];
   if (targets.length) {
     console.log('');
     for (const t of targets) console.log(targetText(t));

@@ -22,6 +22,8 @@
  * Extension point: RUDDER_BACKENDS. A backend whose daemon does not come up
  * (not implemented yet, or broken) is reported "n/a" with the reason.
  */
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Cluster, type Host, type ManagedProcess, type Netns, createCluster, ping, sleep, waitUntil } from '../src/topology';
 import { flanneldBinary, flanneldUnavailable } from '../src/topology/anchors';
@@ -32,7 +34,7 @@ export const IPERF_PORT = 5201;
 /** Namespace prefix of the bench's topologies (rdb<tag>-h1 ...). */
 export const NS_PREFIX = 'rdb';
 
-export type Group = 'limit' | 'baseline' | 'rudder' | 'flannel';
+export type Group = 'limit' | 'baseline' | 'rudder' | 'flannel' | 'wireguard';
 
 export interface Prepared {
   client: Netns;
@@ -55,6 +57,8 @@ export interface Variant {
   group: Group;
   /** A/B twin (--ab-baseline): the id of the variant it mirrors with the baseline checkout's daemon. */
   abTwinOf?: string;
+  /** Further groups --only selects it by (rudder wireguard: "wireguard"). */
+  alsoIn?: readonly string[];
   /** Builds the path; throws (with a reason) when it cannot: the variant is then "n/a". */
   setup(env: BenchEnv): Promise<Prepared>;
 }
@@ -206,6 +210,56 @@ export const socatTunnel: Variant = {
   },
 };
 
+/**
+ * The reference userspace WireGuard: Debian's wireguard-go, one TUN per host
+ * namespace, configured with `wg` point to point (keys made here, each
+ * host's peer the other, endpoint pinned), MTU underlay − 80 as rudder
+ * wireguard's. Its processes are the tunnel's CPU.
+ */
+export const wireguardGo: Variant = {
+  id: 'wireguard-go',
+  label: 'wireguard-go',
+  group: 'wireguard',
+  async setup(env) {
+    const c = await env.baseCluster();
+    const hs = [c.host(1), c.host(2)];
+    const mtu = c.underlayMtu - 80;
+    const port = 51820;
+    // The UAPI socket (/var/run/wireguard/<name>.sock) is in the shared file system: a name per run and host.
+    const ifname = (h: Host): string => `bwg${c.tag.tag}${h.index}`.slice(0, 15);
+    const keys = hs.map((h) => {
+      const { privateKey, publicKey } = crypto.generateKeyPairSync('x25519');
+      const file = path.join(c.dir, `wireguard-go-${h.name}.key`);
+      fs.writeFileSync(file, `${Buffer.from(privateKey.export({ format: 'jwk' }).d ?? '', 'base64url').toString('base64')}\n`, { mode: 0o600 });
+      return { file, pub: Buffer.from(publicKey.export({ format: 'jwk' }).x ?? '', 'base64url').toString('base64') };
+    });
+    const procs: ManagedProcess[] = [];
+    for (const [i, h] of hs.entries()) {
+      const dev = ifname(h);
+      const log = path.join(c.dir, `wireguard-go-${h.name}.log`);
+      const p = await h.ns.spawn(['wireguard-go', '-f', dev], { logFile: log, label: `wireguard-go ${h.name}` });
+      procs.push(p);
+      await waitUntil(
+        async () => {
+          if (!p.running) throw new Error(`wireguard-go on ${h.name} exited: ${p.logTail(500)}`);
+          return (await h.ns.exec(['wg', 'show', dev], { allowFailure: true })).code === 0;
+        },
+        { giveUpMs: 10_000, intervalMs: 100, what: `wireguard-go ${dev} on ${h.name}` },
+      );
+      const peer = hs[1 - i] as Host;
+      const k = keys[i]!;
+      const pk = keys[1 - i]!;
+      await h.ns.exec(['wg', 'set', dev, 'private-key', k.file, 'listen-port', String(port), 'peer', pk.pub, 'endpoint', `${peer.underlayIp}:${port}`, 'allowed-ips', `10.203.0.${peer.index}/32`]);
+      await h.ns.setMtu(dev, mtu);
+      await h.ns.addAddress(dev, `10.203.0.${h.index}/24`);
+      await h.ns.linkUp(dev);
+    }
+    await checkReachable(hs[0]!.ns, '10.203.0.2', 'wireguard-go');
+    await startIperfServer(hs[1]!.ns, '10.203.0.2', IPERF_PORT, c.dir);
+    return { client: hs[0]!.ns, server: hs[1]!.ns, target: '10.203.0.2', source: '10.203.0.1', mtu, cpuPids: () => procs.filter((p) => p.running).map((p) => p.pid) };
+  },
+};
+
 // ---------------------------------------------------------------------------
 // Rudder
 
@@ -220,7 +274,7 @@ export interface RudderSetup {
 }
 
 /** Overlay Network per backend: separate clusters, but distinct ranges keep logs unambiguous. */
-const NETWORKS: Record<string, string> = { udp: '10.50.0.0/16', vxlan: '10.51.0.0/16', 'host-gw': '10.52.0.0/16' };
+const NETWORKS: Record<string, string> = { udp: '10.50.0.0/16', vxlan: '10.51.0.0/16', 'host-gw': '10.52.0.0/16', wireguard: '10.53.0.0/16' };
 /** How long a daemon gets to write its subnet file before its backend counts as n/a. */
 const RUDDER_UP_GIVEUP_MS = 30_000;
 
@@ -231,6 +285,8 @@ async function setupRudder(env: BenchEnv, backendType: string, rudderBin?: strin
     await c.putConfig({ Network: NETWORKS[backendType] ?? '10.59.0.0/16', Backend: { Type: backendType } });
     const h1 = c.host(1);
     const h2 = c.host(2);
+    // The hosts share one file system: each its own key (the default path would give both the same).
+    if (backendType === 'wireguard') for (const h of [h1, h2]) h.rudderArgs.push(`-wireguard-key-file=${path.join(h.dir, 'wireguard.key')}`);
     await Promise.all([h1.startRudder(), h2.startRudder()]);
     const [e1, e2] = await Promise.all([
       h1.waitSubnetFile({ giveUpMs: RUDDER_UP_GIVEUP_MS }),
@@ -273,6 +329,7 @@ export function rudderVariant(backendType: string, opts: { pods?: boolean; basel
     label: bin ? `${label} (A)` : label,
     group: 'rudder',
     ...(bin ? { abTwinOf: id } : {}),
+    ...(backendType === 'wireguard' ? { alsoIn: ['wireguard'] } : {}),
     async setup(env) {
       const s = await env.rudderCluster(backendType, bin);
       if (opts.pods) {
@@ -364,7 +421,10 @@ export function flannelVariant(backendType: string): Variant {
 export const FLANNEL_BACKENDS = ['udp', 'vxlan', 'host-gw'];
 
 /** Backends the bench tries; one whose daemon does not come up shows as n/a. */
-export const RUDDER_BACKENDS = ['udp', 'vxlan', 'host-gw'];
+export const RUDDER_BACKENDS = ['udp', 'vxlan', 'host-gw', 'wireguard'];
+
+/** What `--only <group>` brings along: the variants the group's target ratios divide by. */
+export const GROUP_COMPANIONS: Readonly<Record<string, readonly string[]>> = { wireguard: ['kvxlan', 'rudder-udp'] };
 
 /**
  * The default line-up, in table order. With `baselineBin` (--ab-baseline),
@@ -380,6 +440,7 @@ export function defaultVariants(opts: { pods?: boolean; baselineBin?: string } =
     add(b, false);
     if (opts.pods) add(b, true);
   }
+  v.push(wireguardGo);
   for (const b of FLANNEL_BACKENDS) v.push(flannelVariant(b));
   return v;
 }

@@ -15,7 +15,7 @@
  */
 import type { Backend, BackendContext, ExternalInterface, Network, PeerStatus } from './backend/types';
 import { NetworkConfig, configToJson, parseConfig } from './config';
-import { describeError, isRudderError } from './errors';
+import { RudderError, describeError, isRudderError } from './errors';
 import { Cidr, formatCidr, formatIp, cidrEquals } from './ip/ipv4';
 import type { Logger } from './log';
 import { IpMasq, removeLeftoverTable, type NftRunner } from './ipmasq';
@@ -118,7 +118,17 @@ export class Daemon {
       const ext = await this.d.resolveIface();
       log.info('using interface', { iface: ext.name, address: formatIp(ext.address), publicIP: formatIp(ext.publicIP), mtu: ext.mtu });
 
-      const backend = this.d.createBackend({ config, extIface: ext, log: log.child({ backend: config.backend.Type }), portFlag: this.o.portFlag, wireguardKeyFile: this.o.wireguardKeyFile });
+      const backend = this.d.createBackend({
+        config,
+        extIface: ext,
+        log: log.child({ backend: config.backend.Type }),
+        portFlag: this.o.portFlag,
+        wireguardKeyFile: this.o.wireguardKeyFile,
+        publish: (data) => {
+          if (!this.manager) throw new RudderError('E_INTERNAL', 'lease republished before it was acquired');
+          this.manager.setBackendData(data);
+        },
+      });
       const backendData = await backend.prepare(signal);
       this.backendType = backend.type;
 
@@ -247,6 +257,19 @@ export class Daemon {
     const flannel = await readRememberedSubnet(this.o.flannelSubnetFile, invalid(this.o.flannelSubnetFile), 'flannel');
     if (flannel !== null) log.info("remembering flanneld's subnet", { file: this.o.flannelSubnetFile, subnet: formatCidr(flannel) });
     return flannel;
+  }
+
+  /**
+   * Rotates this host's key (SIGHUP, and `rudder wireguard rotate-key` by
+   * way of the backend's control socket): the new public key. Throws
+   * E_BACKEND when the running backend has no key (or is not running yet).
+   */
+  async rotateKey(): Promise<string> {
+    const n = this.network;
+    if (n?.rotateKey === undefined) {
+      throw new RudderError('E_BACKEND', this.backendType === 'wireguard' || n === null ? 'no key to rotate yet: the backend is not running' : `the ${this.backendType ?? 'current'} backend has no key to rotate`);
+    }
+    return n.rotateKey();
   }
 
   /** What the daemon is doing now, for the metrics endpoint (read at scrape time). */

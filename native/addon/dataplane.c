@@ -1,5 +1,6 @@
 /*
- * N-API face of the data plane (open, setRoutes, stop, counterNames):
+ * N-API face of the data plane (open, setRoutes, setPeers, setPrivateKey,
+ * stop, counterNames):
  * converts JS values to C and back, nothing else (addon/convert.h).
  * Threads and locking: every function here runs on the JS thread; the data
  * plane's own threads never call into N-API. Lifetime: the handle (an
@@ -390,6 +391,29 @@ static napi_value js_peers(napi_env env, napi_callback_info info)
 	return x.arr;
 }
 
+/* setPrivateKey(handle, Buffer(32)): the caller wipes its buffer */
+static napi_value js_set_private_key(napi_env env, napi_callback_info info)
+{
+	napi_value argv[2];
+	if (!get_args(env, info, 2, argv, "setPrivateKey expects (handle, privateKey)"))
+		return NULL;
+	struct handle *h = running(env, argv[0]);
+	if (!h)
+		return NULL;
+	bool is_buf = false;
+	void *data = NULL;
+	size_t len = 0;
+	if (napi_is_buffer(env, argv[1], &is_buf) != napi_ok || !is_buf ||
+	        napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok || len != 32) {
+		addon_throw(env, "privateKey must be a Buffer of 32 bytes");
+		return NULL;
+	}
+	char err[ERRLEN];
+	if (dp_wg_set_private_key(h->dp, data, err, sizeof err) < 0)
+		addon_throw(env, err);
+	return NULL;
+}
+
 /* lastTai64n(handle) -> Buffer(12) */
 static napi_value js_last_tai64n(napi_env env, napi_callback_info info)
 {
@@ -435,6 +459,8 @@ napi_value addon_dataplane_init(napi_env env, napi_value exports)
 	CHECK(env, napi_set_named_property(env, exports, "setPeers", fn));
 	CHECK(env, napi_create_function(env, "peers", NAPI_AUTO_LENGTH, js_peers, NULL, &fn));
 	CHECK(env, napi_set_named_property(env, exports, "peers", fn));
+	CHECK(env, napi_create_function(env, "setPrivateKey", NAPI_AUTO_LENGTH, js_set_private_key, NULL, &fn));
+	CHECK(env, napi_set_named_property(env, exports, "setPrivateKey", fn));
 	CHECK(env, napi_create_function(env, "lastTai64n", NAPI_AUTO_LENGTH, js_last_tai64n, NULL, &fn));
 	CHECK(env, napi_set_named_property(env, exports, "lastTai64n", fn));
 	CHECK(env, napi_create_function(env, "stop", NAPI_AUTO_LENGTH, js_stop, NULL, &fn));

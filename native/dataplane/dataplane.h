@@ -108,6 +108,13 @@ struct dp_wg_status {
 };
 /* Calls fn once per peer (on the caller's thread, with the writers' lock held). */
 void dp_wg_status(struct dp *dp, void (*fn)(void *ctx, const struct dp_wg_status *s), void *ctx);
+/*
+ * WireGuard mode: this host's new private key (32 bytes, copied). The
+ * mac1/cookie keys and every peer's static DH follow; handshakes and
+ * sessions made under the old key end (peers keep their endpoints, allowed
+ * IPs and staged packets and handshake again on the next packet).
+ */
+int dp_wg_set_private_key(struct dp *dp, const uint8_t priv[32], char *err, size_t errlen);
 /* The last TAI64N this host sent (or the floor it was opened with): for the caller to persist. */
 void dp_wg_last_tai64n(struct dp *dp, uint8_t out[12]);
 

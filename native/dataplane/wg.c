@@ -16,8 +16,13 @@
  *   - slow-path sends (handshake messages, keepalives, staged packets) seal
  *     with the keypair's own context kp->send, which wgp.lock guards; tx
  *     passes never use it.
- * Lock order: wgp.lock, then dev->tai_lock or dev->retired_lock; rx_lock and
- * cookie_lock are never held with another lock.
+ *   - this host's key (dev->id) and every peer's static DH are read under
+ *     dev->id_lock (shared) by the handshake calls; dp_wg_set_private_key
+ *     (JS thread, under dp->wlock) rewrites them holding it exclusively.
+ * Lock order: dp->wlock, then wgp.lock, then dev->id_lock, then
+ * dev->tai_lock or dev->retired_lock; dp->wlock, dev->id_lock (exclusive),
+ * then cookie_lock (the key swap only); rx_lock and cookie_lock are
+ * otherwise never held with another lock.
  */
 #define _GNU_SOURCE
 #include "dataplane/wg.h"
@@ -135,7 +140,10 @@ struct wgp *wgp_new(struct wg_dev *dev, const uint8_t pub[WG_KEY_LEN], uint32_t 
 	if (!p)
 		return NULL;
 	p->allowed = n ? calloc(n, sizeof *p->allowed) : NULL;
-	if ((n && !p->allowed) || wg_peer_init(&p->st, &dev->id, pub, dev->has_psk ? dev->psk : NULL) != 0) {
+	pthread_rwlock_rdlock(&dev->id_lock);
+	int rc = wg_peer_init(&p->st, &dev->id, pub, dev->has_psk ? dev->psk : NULL);
+	pthread_rwlock_unlock(&dev->id_lock);
+	if ((n && !p->allowed) || rc != 0) {
 		free(p->allowed);
 		wg_wipe(p, sizeof *p);
 		free(p);
@@ -231,7 +239,9 @@ static void initiate(struct dp *dp, struct wgp *p, int fd, uint64_t now, bool re
 	wg_tai64n(dev->last_tai, clock_ns(CLOCK_REALTIME), dev->last_tai);
 	memcpy(ts, dev->last_tai, sizeof ts);
 	pthread_mutex_unlock(&dev->tai_lock);
+	pthread_rwlock_rdlock(&dev->id_lock);
 	int rc = wg_create_initiation(&dev->id, &p->st, new_index(), ts, now, msg);
+	pthread_rwlock_unlock(&dev->id_lock);
 	if (rc == 0) {
 		p->last_init_sent = now;
 		if (!retry)
@@ -394,7 +404,10 @@ static void rx_handshake(struct worker *w, struct wgp *p, const uint8_t *msg, si
 	struct wg_keypair *retired[2] = {NULL, NULL};
 	if (type == WG_MSG_INITIATION) {
 		struct wg_initiation in;
-		if (wg_open_initiation(&dev->id, msg, len, lookup_static, p, &in) != 0) {
+		pthread_rwlock_rdlock(&dev->id_lock);
+		int orc = wg_open_initiation(&dev->id, msg, len, lookup_static, p, &in);
+		pthread_rwlock_unlock(&dev->id_lock);
+		if (orc != 0) {
 			/* Not decryptable with our key, or the static key is not this endpoint's peer. */
 			cnt[DP_WG_DROP_UNKNOWN_INDEX]++;
 			wg_initiation_wipe(&in);
@@ -409,7 +422,9 @@ static void rx_handshake(struct worker *w, struct wgp *p, const uint8_t *msg, si
 			cnt[DP_WG_DROP_REPLAY]++;
 			return;
 		}
+		pthread_rwlock_rdlock(&dev->id_lock);
 		rc = wg_create_response(&dev->id, &p->st, new_index(), now, resp, retired);
+		pthread_rwlock_unlock(&dev->id_lock);
 		if (rc == 0) {
 			serialize(dev, p->st.next);
 			retire(dp, retired[0]);
@@ -437,7 +452,9 @@ static void rx_handshake(struct worker *w, struct wgp *p, const uint8_t *msg, si
 		cnt[DP_WG_DROP_UNKNOWN_INDEX]++;
 		return;
 	}
+	pthread_rwlock_rdlock(&dev->id_lock);
 	int rc = wg_consume_response(&dev->id, &p->st, msg, len, now, retired);
+	pthread_rwlock_unlock(&dev->id_lock);
 	if (rc == 0) {
 		serialize(dev, p->st.current);
 		retire(dp, retired[0]);
@@ -606,6 +623,7 @@ int wg_dev_open(struct dp *dp, const uint8_t priv[WG_KEY_LEN], const uint8_t *ps
 	if (tai_floor)
 		memcpy(dev->last_tai, tai_floor, WG_TAI64N_LEN);
 	dev->keepalive_ns = (uint64_t)keepalive_s * WG_NS_PER_S;
+	pthread_rwlock_init(&dev->id_lock, NULL);
 	pthread_mutex_init(&dev->cookie_lock, NULL);
 	pthread_mutex_init(&dev->tai_lock, NULL);
 	pthread_mutex_init(&dev->retired_lock, NULL);
@@ -642,6 +660,7 @@ void wg_dev_close(struct dp *dp)
 	if (!dev)
 		return;
 	reclaim(dp, true);
+	pthread_rwlock_destroy(&dev->id_lock);
 	pthread_mutex_destroy(&dev->cookie_lock);
 	pthread_mutex_destroy(&dev->tai_lock);
 	pthread_mutex_destroy(&dev->retired_lock);
@@ -792,4 +811,56 @@ void dp_wg_status(struct dp *dp, void (*fn)(void *ctx, const struct dp_wg_status
 		fn(ctx, &s);
 	}
 	pthread_mutex_unlock(&dp->wlock);
+}
+
+/* ---- key rotation (JS thread) ---------------------------------------------- */
+
+int dp_wg_set_private_key(struct dp *dp, const uint8_t priv[WG_KEY_LEN], char *err, size_t errlen)
+{
+	struct wg_dev *dev = dp->wg;
+	if (!dev) {
+		snprintf(err, errlen, "setPrivateKey needs a data plane opened in WireGuard mode");
+		return -EINVAL;
+	}
+	struct wg_identity id;
+	if (wg_identity_init(&id, priv) != 0)
+		return errf(err, errlen, EINVAL, "WireGuard private key unusable%s", "");
+	pthread_mutex_lock(&dp->wlock);
+	const struct rtable *t = atomic_load(&dp->table);
+	/* The identity (mac1 key and cookie secret with it) and every peer's static DH change together. */
+	pthread_rwlock_wrlock(&dev->id_lock);
+	pthread_mutex_lock(&dev->cookie_lock);
+	wg_identity_wipe(&dev->id);
+	dev->id = id;
+	pthread_mutex_unlock(&dev->cookie_lock);
+	for (uint32_t i = 0; i < t->nwpeers; i++) { /* cannot fail: wg_peer_init took each of these keys */
+		struct wg_peer *st = &t->wpeers[i].peer->st;
+		(void)wg_x25519(st->static_dh, dev->id.priv, st->remote_static);
+	}
+	pthread_rwlock_unlock(&dev->id_lock);
+	wg_wipe(&id, sizeof id);
+	/* Handshakes and sessions made under the old key end; the peers stay, with their staged packets. */
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
+	for (uint32_t i = 0; i < t->nwpeers; i++) {
+		struct wgp *p = t->wpeers[i].peer;
+		pthread_mutex_lock(&p->lock);
+		struct wg_keypair *k[3] = {p->st.current, p->st.previous, p->st.next};
+		p->st.current = p->st.previous = p->st.next = NULL;
+		for (int j = 0; j < 3; j++)
+			retire(dp, k[j]);
+		p->st.state = WG_HS_NONE;
+		wg_wipe(p->st.hash, sizeof p->st.hash);
+		wg_wipe(p->st.chain, sizeof p->st.chain);
+		wg_wipe(p->st.eph_priv, sizeof p->st.eph_priv);
+		wg_wipe(p->st.remote_eph, sizeof p->st.remote_eph);
+		p->st.hs_local_index = p->st.hs_remote_index = 0;
+		p->last_init_sent = 0;
+		wg_timers_init(&p->timers, dev->keepalive_ns);
+		if (dev->keepalive_ns)
+			p->timers.persistent_at = now;
+		atomic_store(&p->last_handshake, 0);
+		pthread_mutex_unlock(&p->lock);
+	}
+	pthread_mutex_unlock(&dp->wlock);
+	return 0;
 }

@@ -8,7 +8,8 @@
  *
  * Threads and locking:
  *   - struct wg_dev is set at open and read-only after, except the fields
- *     under cookie_lock, tai_lock and retired_lock (declared next to them).
+ *     under id_lock, cookie_lock, tai_lock and retired_lock (declared next
+ *     to them).
  *   - a struct wgp is reached only through a route table (routes.h), inside
  *     a read section; it is shared by consecutive tables (refs, counted by
  *     the writer under dp->wlock) and wiped when the last table holding it
@@ -64,7 +65,9 @@ struct wgp {
 	} * allowed;
 	int refs; /* tables holding this peer: dp->wlock */
 
-	pthread_mutex_t lock; /* guards: st's handshake state and slots, timers, staged, last_init_sent, last_handshake */
+	/* guards: st's handshake state and slots, timers, staged, last_init_sent, last_handshake
+	 * (st.static_dh: the device's id_lock) */
+	pthread_mutex_t lock;
 	struct wg_peer st;
 	struct wg_timers timers;
 	struct wg_staged staged[WG_STAGED_MAX];
@@ -78,7 +81,10 @@ struct wgp {
 };
 
 struct wg_dev {
-	struct wg_identity id; /* read-only after open (its cookie secret: cookie_lock) */
+	/* guards id (its cookie checker also needs cookie_lock) and every peer's
+	 * st.static_dh: shared by handshakes, exclusive by dp_wg_set_private_key */
+	pthread_rwlock_t id_lock;
+	struct wg_identity id;
 	uint8_t psk[WG_KEY_LEN];
 	bool has_psk;
 	uint64_t keepalive_ns;

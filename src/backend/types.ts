@@ -34,6 +34,12 @@ export interface BackendContext {
   readonly portFlag: number | undefined;
   /** wireguard: the private key file (-wireguard-key-file); the backend's default when absent. */
   readonly wireguardKeyFile?: string | undefined;
+  /**
+   * Republishes this host's lease with new BackendData (the wireguard key
+   * after a rotation); the daemon's lease keeper writes it, retrying as it
+   * retries renewals. Only after start.
+   */
+  readonly publish?: ((backendData: Record<string, unknown>) => void) | undefined;
 }
 
 export interface Backend {
@@ -63,6 +69,12 @@ export interface Network {
    * metrics scrape time; only backends with a data plane of their own (udp).
    */
   counters?(): Record<string, number>;
+  /**
+   * Replaces this host's key with a new one and republishes the lease;
+   * resolves to the new public key. Only backends with a key (wireguard).
+   * On failure the old key keeps running.
+   */
+  rotateKey?(): Promise<string>;
   /** Per-peer session status, read at metrics scrape time; only backends with sessions (wireguard). */
   peerStatus?(): readonly PeerStatus[];
 }

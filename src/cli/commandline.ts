@@ -94,6 +94,12 @@ export const COMMANDS: readonly CommandSpec[] = [
     flags: () => cniRunnerModule().CNI_FLAGS,
     usage: () => cniRunnerModule().cniConfigUsage(),
   },
+  simple(
+    ['wireguard', 'rotate-key'],
+    '',
+    "rotate the running wireguard daemon's key and republish its lease (the daemon with the same -wireguard-key-file; SIGHUP does the same)",
+    [...DAEMON_FLAGS.filter((s) => s.name === 'wireguard-key-file'), HELP_FLAG],
+  ),
   simple(['version'], '', 'print the version', [HELP_FLAG]),
 ];
 

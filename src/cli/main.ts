@@ -2,7 +2,7 @@
  * `bin/rudder`: the daemon's flags (Go- or GNU-style, environment fallback)
  * and an optional command, which takes its own flags before or after its
  * name (./commandline.ts); with no command, the daemon runs until
- * SIGINT/SIGTERM. Flag errors exit 2 with the usage of the daemon or of the
+ * SIGINT/SIGTERM (SIGHUP rotates the wireguard backend's key). Flag errors exit 2 with the usage of the daemon or of the
  * command; other failures exit 1 with one clear line.
  */
 import { parseConfig } from '../config';
@@ -18,7 +18,7 @@ import { sdNotify } from '../systemd/notify';
 import { version } from '../version';
 import { commandFlags, CommandFlagError, daemonUsage, splitCommandLine, type CommandLine, type CommandSpec } from './commandline';
 import { configCheck, configGet, configSet, dockerOpts, leasesTable, Out } from './commands';
-import { DEFAULT_KUBE_ANNOTATION_PREFIX, DaemonFlags, daemonFlags, etcdFlags, type EtcdFlags } from './flags';
+import { DEFAULT_KUBE_ANNOTATION_PREFIX, DEFAULT_WIREGUARD_KEY_FILE, DaemonFlags, daemonFlags, etcdFlags, type EtcdFlags } from './flags';
 import type { ParsedFlags } from '../util/flags';
 
 const io: Out = {
@@ -116,6 +116,14 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
       nft: runNft,
     },
   );
+  const onHup = (): void => {
+    log.info('SIGHUP: rotating the key');
+    daemon.rotateKey().then(
+      () => undefined,
+      (e: unknown) => log.error('SIGHUP: key rotation failed; the old key keeps running', { code: isRudderError(e) ? e.code : undefined, error: describeError(e) }),
+    );
+  };
+  process.on('SIGHUP', onHup);
   try {
     await daemon.run(ac.signal);
     log.info('stopped');
@@ -126,6 +134,7 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onHup);
   }
 }
 
@@ -220,6 +229,15 @@ async function runCommand(command: CommandSpec, args: string[], daemon: DaemonFl
       const etcd = etcdFlags(p);
       return await withRegistry(etcd, (r) => configSet(r, etcd.etcdPrefix, operands, p.values.get('if-absent') === true, io));
     }
+    case 'wireguard rotate-key': {
+      noOperands();
+      const file = p.values.get('wireguard-key-file');
+      const { requestRotate } = await import('../backend/wireguard/control');
+      const pub = await requestRotate(typeof file === 'string' && file !== '' ? file : DEFAULT_WIREGUARD_KEY_FILE);
+      io.out(pub);
+      io.err('key rotated: the new public key is published in the lease; peers follow it');
+      return 0;
+    }
     default:
       throw new RudderError('E_INTERNAL', `command ${name} has no handler`);
   }
@@ -273,8 +291,11 @@ async function runNamed(rest: readonly string[], flags: DaemonFlags): Promise<nu
       case 'config':
         io.err(`rudder: config ${sub ?? ''}: expected one of: config check FILE, config get, config set JSON|FILE [--if-absent]`);
         return 2;
+      case 'wireguard':
+        io.err(`rudder: wireguard ${sub ?? ''}: expected wireguard rotate-key`);
+        return 2;
       default:
-        io.err(`rudder: unknown command ${JSON.stringify(cmd)}: expected config, leases, peers, sandbox, docker-opts, cni-config or version (or none, to run the daemon)`);
+        io.err(`rudder: unknown command ${JSON.stringify(cmd)}: expected config, leases, peers, sandbox, docker-opts, cni-config, wireguard or version (or none, to run the daemon)`);
         io.err('');
         io.err(daemonUsage());
         return 2;

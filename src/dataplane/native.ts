@@ -79,6 +79,7 @@ interface RawAddon {
   setPeers(handle: RawHandle, peers: RawPeer[]): void;
   peers(handle: RawHandle): unknown;
   lastTai64n(handle: RawHandle): Buffer;
+  setPrivateKey(handle: RawHandle, privateKey: Buffer): void;
   stop(handle: RawHandle): void;
 }
 
@@ -151,6 +152,12 @@ export interface WireGuardDataPlane extends NativeDataPlane {
   peers(): WireGuardPeerStatus[];
   /** The last TAI64N sent (12 bytes): persist it and pass it back as tai64nFloor. */
   lastTai64n(): Buffer;
+  /**
+   * This host's new private key (32 bytes, copied; the caller wipes its
+   * own). Sessions and handshakes under the old key end; the peers stay and
+   * handshake again under the new key on their next packet.
+   */
+  setPrivateKey(privateKey: Buffer): void;
   counters(): WireGuardCounters;
 }
 
@@ -234,6 +241,7 @@ function isRawAddon(v: unknown): v is RawAddon {
     typeof o.setPeers === 'function' &&
     typeof o.peers === 'function' &&
     typeof o.lastTai64n === 'function' &&
+    typeof o.setPrivateKey === 'function' &&
     typeof o.stop === 'function'
   );
 }
@@ -513,6 +521,15 @@ export function openWireGuardDataPlane(opts: DataPlaneOptions, wg: WireGuardOpti
     lastTai64n(): Buffer {
       const h = o.live('lastTai64n');
       return call(`${o.ifname} lastTai64n`, () => o.a.lastTai64n(h));
+    },
+    setPrivateKey(privateKey: Buffer): void {
+      const copy = Buffer.from(checkBuffer('privateKey', privateKey, 32));
+      try {
+        const h = o.live('setPrivateKey');
+        call(`${o.ifname} setPrivateKey`, () => o.a.setPrivateKey(h, copy));
+      } finally {
+        copy.fill(0);
+      }
     },
     counters(): WireGuardCounters {
       const out = { ...WG_ZERO };

@@ -14,7 +14,9 @@
  * etcd lease) are never renewed. etcd errors are retried with jittered
  * backoff for as long as it takes — the data path does not depend on etcd.
  * If our key disappears (deleted, or expired while etcd was away) it is
- * re-created with the same subnet, create-if-absent.
+ * re-created with the same subnet, create-if-absent. New BackendData
+ * (setBackendData: a rotated wireguard key) is written by the same loop,
+ * compare-and-swap on the key's current revision, retried the same way.
  */
 import type { NetworkConfig } from '../config';
 import { RudderError, describeError, isRudderError } from '../errors';
@@ -100,7 +102,9 @@ export class SubnetManager {
   private record: LeaseRecord | null = null;
   private expiresAt: number | null = null;
   private wake: (() => void) | null = null;
-  private readonly value: LeaseValue;
+  private value: LeaseValue;
+  /** BackendData changed since the lease was written (setBackendData). */
+  private republishDue = false;
 
   constructor(private readonly o: ManagerOptions) {
     this.value = leaseValue(o.publicIP, o.backendType, o.backendData, o.hostId);
@@ -187,6 +191,12 @@ export class SubnetManager {
     return this.lease;
   }
 
+  setBackendData(data: Readonly<Record<string, unknown>>): void {
+    this.value = leaseValue(this.o.publicIP, this.o.backendType, data, this.o.hostId);
+    this.republishDue = true;
+    this.wake?.();
+  }
+
   /** Our key was deleted or rewritten by someone: re-assert it now. */
   ownKeyChanged(current: Lease | null): void {
     if (current && this.isOurs(current)) return; // our own write, or a harmless rewrite
@@ -206,7 +216,7 @@ export class SubnetManager {
       const rec = this.record;
       if (!rec) throw new RudderError('E_INTERNAL', 'keep() before acquire()');
       let waitMs: number;
-      if (this.lostKey !== undefined) waitMs = 0;
+      if (this.lostKey !== undefined || this.republishDue) waitMs = 0;
       else if (this.expiresAt === null) waitMs = 3_600_000;
       else waitMs = Math.max(0, this.expiresAt - this.o.renewMarginMs - Date.now());
       // After a failure the operation is overdue (waitMs is 0): back off, or a renewal due during an
@@ -216,10 +226,13 @@ export class SubnetManager {
       if (signal.aborted) return;
       const lost = this.lostKey;
       const due = this.expiresAt !== null && Date.now() >= this.expiresAt - this.o.renewMarginMs;
-      if (lost === undefined && !due && failures === 0) continue;
+      const republish = this.republishDue;
+      if (lost === undefined && !due && !republish && failures === 0) continue;
       try {
         if (lost !== undefined) {
           await this.reassert(lost);
+        } else if (republish) {
+          await this.republish();
         } else if (due) {
           const exp = await registry.renewLease(rec);
           if (exp === null) {
@@ -242,6 +255,32 @@ export class SubnetManager {
         log.warn('etcd unreachable; the data path keeps running, retrying', { error: describeError(e), attempt: failures });
       }
     }
+  }
+
+  /** Writes this.value over our key (its current revision); a vanished or foreign key goes to reassert. */
+  private async republish(): Promise<void> {
+    const rec = this.record as LeaseRecord;
+    const list = await this.o.registry.listLeases();
+    const now = list.records.find((r) => cidrEquals(r.lease.subnet, rec.lease.subnet));
+    this.republishDue = false;
+    if (!now || !this.isOurs(now.lease)) {
+      await this.reassert(now?.lease ?? null);
+      return;
+    }
+    let next: LeaseRecord | null;
+    try {
+      next = await this.o.registry.updateLease(now, this.value, this.o.ttlMs);
+    } catch (e) {
+      this.republishDue = true;
+      throw e;
+    }
+    if (!next) {
+      this.republishDue = true;
+      throw new RudderError('E_ETCD', `lease ${formatCidr(rec.lease.subnet)} changed while republishing it; will retry`);
+    }
+    this.record = next;
+    this.expiresAt = next.etcdLeaseId === '0' ? null : Date.now() + this.o.ttlMs;
+    this.o.log.info('lease republished', { subnet: formatCidr(rec.lease.subnet), backendData: JSON.stringify(this.value.BackendData) });
   }
 
   private async reassert(current: Lease | null): Promise<void> {

@@ -26,6 +26,8 @@ export interface LeaseKeeper {
   ownKeyChanged(current: Lease | null): void;
   /** Keeps the lease until `signal` aborts; rejects only when it is irrecoverably lost. */
   keep(signal: AbortSignal): Promise<void>;
+  /** New BackendData (a rotated key): written by keep() soon, retried like a renewal. */
+  setBackendData(data: Readonly<Record<string, unknown>>): void;
 }
 
 export interface KeeperOptions {

@@ -15,7 +15,8 @@
  *
  * Interop: one Rudder host and the real wireguard-go (configured with `wg`),
  * without and with a preshared key: pings both ways, the handshake
- * initiated once from each side.
+ * initiated once from each side; after Rudder swaps its private key
+ * (setPrivateKey) the old key is refused and the new one works.
  *
  * Under load: wg_probe (native/wireguard/test/wg_probe.c) floods a Rudder
  * host with initiations; Rudder answers with cookie replies the probe
@@ -458,6 +459,23 @@ describe('WireGuard interop: a Rudder data plane and the real wireguard-go', { s
       assert.equal(c.wgHandshakesSent, 0, 'wireguard-go was the initiator');
     });
   }
+
+  it('a key swap (setPrivateKey) ends the session; wireguard-go with the old key is refused, with the new one pings go both ways', async () => {
+    await fresh(false);
+    const r = await ping(nsR, '-c', '2', '-i', '0.3', '-W', '5', H3.subnet);
+    assert.equal(received(r), 2, r.stdout + r.stderr);
+    const kr2 = x25519();
+    await rh.request('setPrivateKey', { key: 'main', hex: kr2.priv.toString('hex') });
+    const old = await ping(nsG, '-c', '2', '-i', '0.3', '-W', '1', H1.subnet);
+    assert.equal(received(old), 0, 'the old session and key are gone');
+    await wg('set', ifname, 'peer', kr.pub.toString('base64'), 'remove');
+    await wg('set', ifname, 'peer', kr2.pub.toString('base64'), 'allowed-ips', `${H1.subnet}/24`, 'endpoint', `${H1.underlay}:${PORT}`);
+    const there = await ping(nsG, '-c', '3', '-i', '0.3', '-W', '5', H1.subnet);
+    assert.equal(received(there), 3, there.stdout + there.stderr);
+    const back = await ping(nsR, '-c', '3', '-i', '0.3', '-W', '5', H3.subnet);
+    assert.equal(received(back), 3, back.stdout + back.stderr);
+    await wg('set', ifname, 'peer', kr2.pub.toString('base64'), 'remove');
+  });
 });
 
 describe('WireGuard data plane under a flood of initiations: cookie replies, then mac2', {

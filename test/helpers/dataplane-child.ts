@@ -3,7 +3,8 @@
  * the e2e test, driven by JSON lines: requests on stdin
  * `{"id":1,"op":"open","key":"a","opts":{...}}`, answers on stdout
  * `{"id":1,"ok":true,"result":...}` or `{"id":1,"ok":false,"error":{code,message}}`.
- * Ops: open, openWg, setRoutes, setPeers, peers, lastTai64n, counters, stop,
+ * Ops: open, openWg, setRoutes, setPeers, peers, lastTai64n, setPrivateKey
+ * (hex), counters, stop,
  * sendUdp, notify, exit (WireGuard keys travel as hex). When stdin
  * closes (the test died), every data plane is stopped and the process exits.
  */
@@ -95,6 +96,9 @@ async function handle(req: Request): Promise<unknown> {
         .map((q) => ({ ...q, publicKey: q.publicKey.toString('hex') }));
     case 'lastTai64n':
       return wgPlane(req.key).lastTai64n().toString('hex');
+    case 'setPrivateKey':
+      wgPlane(req.key).setPrivateKey(Buffer.from(req.hex ?? '', 'hex'));
+      return null;
     case 'setRoutes':
       plane(req.key).setRoutes(req.routes ?? []);
       return null;

@@ -4,7 +4,8 @@
  * A watch that answers `410 Gone` is recovered by listing again with no
  * spurious removal; a Node deleted meanwhile is a removal; the keeper says
  * why it cannot take a subnet (no podCIDR, one outside Network) and patches
- * only its own annotations and the NetworkUnavailable condition.
+ * only its own annotations (again when its BackendData changes) and the
+ * NetworkUnavailable condition.
  */
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
@@ -145,6 +146,10 @@ describe('kube source against a scripted API server', () => {
       const ac = new AbortController();
       const keeping = keeper.keep(ac.signal);
       await waitUntil(() => requests.find((r) => r.path === '/api/v1/nodes/me/status'), { what: 'the status patch' });
+      // New BackendData (a rotated wireguard key): the annotation is patched, the lease says so.
+      keeper.setBackendData({ VNI: 1, VtepMAC: '02:00:00:00:00:0a' });
+      await waitUntil(() => nodes[0]!.metadata.annotations['rudder.io/backend-data']?.includes('0a') || undefined, { what: 'the backend-data annotation republished' });
+      assert.deepEqual(keeper.lease.backendData, { VNI: 1, VtepMAC: '02:00:00:00:00:0a' });
       ac.abort();
       await keeping;
       const st = requests.find((r) => r.path === '/api/v1/nodes/me/status')!;

@@ -83,6 +83,21 @@ describe('bench variant selection', () => {
     assert.deepEqual(ids(['rudder-vxlan-a']), ['rudder-vxlan-a']);
   });
 
+  it('a group named in alsoIn selects too; a group brings its companions (the variants its ratios need)', () => {
+    const more: Selectable[] = [
+      ...all,
+      { id: 'rudder-wireguard', group: 'rudder', alsoIn: ['wireguard'] },
+      { id: 'rudder-wireguard-a', group: 'rudder', abTwinOf: 'rudder-wireguard', alsoIn: ['wireguard'] },
+      { id: 'wireguard-go', group: 'wireguard' },
+    ];
+    const pick = (only: string[], companions = {}): string[] => selectVariants(more, only, companions).map((v) => v.id);
+    assert.deepEqual(pick(['wireguard']), ['rudder-wireguard', 'rudder-wireguard-a', 'wireguard-go']);
+    assert.deepEqual(pick(['wireguard'], { wireguard: ['kvxlan', 'rudder-udp'] }), ['kvxlan', 'rudder-udp', 'rudder-udp-a', 'rudder-wireguard', 'rudder-wireguard-a', 'wireguard-go']);
+    assert.deepEqual(pick(['rudder-wireguard'], { wireguard: ['kvxlan'] }), ['rudder-wireguard', 'rudder-wireguard-a'], 'companions come with the group only');
+    assert.ok(pick(['rudder']).includes('rudder-wireguard'));
+    assert.ok(!pick(['rudder']).includes('wireguard-go'));
+  });
+
   it('a name that matches nothing is an error listing ids and groups', () => {
     assert.throws(() => ids(['rudder-wg']), /unknown variant\(s\) rudder-wg; have underlay, .*rudder-vxlan-a and groups limit, baseline, rudder/);
   });

@@ -20,7 +20,10 @@ import {
   svgChart,
   targetLines,
   targetText,
+  wireguardTargetLines,
 } from '../../bench/report';
+import { selectVariants } from '../../bench/options';
+import { GROUP_COMPANIONS, defaultVariants } from '../../bench/variants';
 import { udpDropsByInode } from '../../bench/measure';
 import { svgToPng } from '../../bench/png';
 import type { Group } from '../../bench/variants';
@@ -229,5 +232,44 @@ describe('bench: the PNG beside the SVG chart', () => {
     fs.writeFileSync(bad, '<svg');
     const e = svgToPng(bad);
     assert.ok('error' in e && e.error.includes(bad), JSON.stringify(e));
+  });
+});
+
+describe('bench: the wireguard backend beside wireguard-go (issue 14)', () => {
+  const wgFixture = (): VariantResult[] => [
+    ...fixture(),
+    variant('rudder-wireguard', 'rudder wireguard', 'rudder', [[4000, 14, 100_000, 10, 0.3], [4400, 15, 110_000, 10, 0.32], [4200, 14.5, 105_000, 10, 0.31]], 1420),
+    variant('wireguard-go', 'wireguard-go', 'wireguard', [[500, 20, 40_000, 10, 0.4], [520, 21, 42_000, 10, 0.45], [510, 20.5, 41_000, 10, 0.42]], 1420),
+  ];
+
+  it('--only wireguard: wireguard-go and rudder wireguard, with kernel VXLAN and rudder udp for the ratios; both forward in user space', () => {
+    const picked = selectVariants(defaultVariants(), ['wireguard'], GROUP_COMPANIONS).map((v) => v.id);
+    assert.deepEqual(picked, ['kvxlan', 'rudder-udp', 'rudder-wireguard', 'wireguard-go']);
+    assert.ok(selectVariants(defaultVariants(), ['rudder']).some((v) => v.id === 'rudder-wireguard'), 'rudder wireguard is a rudder variant too');
+    assert.ok(forwardsInUserspace('rudder-wireguard') && forwardsInUserspace('rudder-wireguard-a') && forwardsInUserspace('wireguard-go'));
+  });
+
+  it('targets: TCP ≥ 8× wireguard-go, ≥ 0.4× kernel VXLAN, ≥ 0.6× rudder udp, RTT ≤ wireguard-go, CPU per Gbit/s reported', () => {
+    const lines = wireguardTargetLines(wgFixture());
+    const by = (what: string) => {
+      const l = lines.find((x) => x.what === what);
+      assert.ok(l, `${what} in ${lines.map(targetText).join('\n')}`);
+      return l;
+    };
+    assert.ok(lines.every((l) => l.issue === '14'));
+    close(by('rudder wireguard / wireguard-go TCP throughput').ratio, 4200 / 510, 'vs wireguard-go');
+    assert.equal(by('rudder wireguard / wireguard-go TCP throughput').verdict, 'meets (8.24× ≥ 8×)');
+    close(by('rudder wireguard / kernel VXLAN (plaintext) TCP throughput').ratio, 4200 / 13731, 'vs kernel VXLAN');
+    assert.match(by('rudder wireguard / kernel VXLAN (plaintext) TCP throughput').verdict, /^below: 0\.31× of 0\.4× needed/);
+    close(by('rudder wireguard / rudder udp TCP throughput').ratio, 4200 / 7667, 'vs rudder udp');
+    assert.equal(by('rudder wireguard / wireguard-go RTT (median)').verdict, 'meets (0.74× ≤ 1×)');
+    const cpu = by('rudder wireguard / wireguard-go CPU per Gbit/s (TCP)');
+    assert.equal(cpu.target, 'reported');
+    assert.match(cpu.verdict, /^rudder wireguard [\d.]+% of a core per Gbit\/s; wireguard-go [\d,.]+% of a core per Gbit\/s/);
+    // References that did not run: their lines are left out; no rudder wireguard, no lines.
+    const alone = wireguardTargetLines(wgFixture().filter((r) => r.id !== 'wireguard-go' && r.id !== 'kvxlan'));
+    assert.deepEqual(alone.map((l) => l.what), ['rudder wireguard / rudder udp TCP throughput', 'rudder wireguard CPU per Gbit/s (TCP)']);
+    assert.deepEqual(wireguardTargetLines(fixture()), []);
+    assert.match(markdownReport(wgFixture(), info, []), /## Targets of the wireguard backend \(issue 14/);
   });
 });

@@ -230,6 +230,26 @@ describe('manager with identities', () => {
   });
 });
 
+describe('republishing BackendData (a rotated wireguard key)', () => {
+  test('setBackendData: keep() rewrites our key with the new data, same subnet and identity (compare-and-swap on its current revision)', async () => {
+    const reg = new MemRegistry();
+    const m = mgr(reg, '198.18.0.9', 'host-one');
+    const l = await m.acquire(null);
+    const ac = new AbortController();
+    const keeping = m.keep(ac.signal);
+    m.setBackendData({ PublicKey: 'new', Port: 51820 });
+    for (let i = 0; i < 200 && !(reg.writes.at(-1) ?? '').includes('"PublicKey":"new"'); i++) await new Promise((r) => setTimeout(r, 10));
+    ac.abort();
+    await keeping;
+    const last = reg.writes.at(-1) as string;
+    assert.ok(last.startsWith(`${formatCidr(l.subnet)} `), last);
+    assert.match(last, /"BackendData":\{"PublicKey":"new","Port":51820\}/);
+    assert.match(last, /"RudderHostID":"host-one"/);
+    assert.deepEqual(m.lease.backendData, { PublicKey: 'new', Port: 51820 });
+    assert.equal(reg.leases.size, 1);
+  });
+});
+
 describe('rudder leases', () => {
   test('a HOST column (8 characters of the identity) once a lease has one', async () => {
     const reg = new MemRegistry();

@@ -31,6 +31,8 @@ import {
   tai64nFile,
   writeTai64nFloor,
   UAPI_DIR_ENV,
+  controlSocketOf,
+  requestRotate,
 } from '../../src/backend/wireguard';
 import { FakeNetlink } from '../helpers/netlink-fake';
 
@@ -248,6 +250,10 @@ class World {
   keyAtOpen: Buffer | undefined;
   pskAtOpen: Buffer | undefined;
   sets: WireGuardPeer[][] = [];
+  /** Copies of the keys handed to setPrivateKey; refuseKey makes it throw. */
+  keys: Buffer[] = [];
+  refuseKey = false;
+  published: Array<Record<string, unknown>> = [];
   stopped = 0;
   tick: (() => void) | undefined;
   tai = Buffer.alloc(12);
@@ -268,6 +274,10 @@ class World {
       setPeers: (p) => void this.sets.push([...p]),
       peers: () => [],
       lastTai64n: () => Buffer.from(this.tai),
+      setPrivateKey: (k) => {
+        if (this.refuseKey) throw new Error('injected: key refused');
+        this.keys.push(Buffer.from(k));
+      },
       counters: () => ({ txPackets: 1, wgHandshakesSent: 2 }) as WireGuardCounters,
       stop: () => {
         this.stopped++;
@@ -292,6 +302,7 @@ function setup(backend: Record<string, unknown> = {}, mtu = 1500) {
     log,
     portFlag: undefined,
     wireguardKeyFile: keyFile,
+    publish: (d) => void world.published.push(d),
   };
   const b = createWireGuardBackend(ctx, { openDataPlane: world.openDataPlane, openNetlink: () => world.nl, every: world.every, env: uapiEnv() });
   return { world, log, backend: b, keyFile, own: lease('10.42.1.0/24', '198.18.0.1', {}) };
@@ -405,5 +416,49 @@ describe('wireguard backend', () => {
     await assert.rejects(w.backend.start(w.own, signal()), /injected/);
     assert.equal(w.world.stopped, 1);
     assert.equal(w.world.nl.link('rudder-wg'), undefined);
+  });
+
+  it('rotates the key: a new 0600 key file, the data plane takes it, the lease is republished; also over the control socket', async () => {
+    const w = setup({ ListenPort: 4000 });
+    const first = await w.backend.prepare(signal());
+    const net = await w.backend.start(w.own, signal());
+    assert.equal(typeof net.rotateKey, 'function', 'a wireguard network rotates');
+    const pub = await (net.rotateKey?.() ?? Promise.reject(new Error('no rotateKey')));
+    const k = loadOrCreateKey(w.keyFile);
+    assert.equal(k.publicKey, pub);
+    assert.notEqual(pub, first['PublicKey']);
+    assert.equal(fs.statSync(w.keyFile).mode & 0o777, 0o600);
+    assert.ok(w.world.keys[0]?.equals(k.privateKey), 'the data plane got the key in the file');
+    assert.deepEqual(w.world.published, [{ PublicKey: pub, Port: 4000 }]);
+    assert.ok(w.log.lines.some((l) => l.includes('wireguard key rotated') && l.includes(pub)), w.log.lines.join('\n'));
+    assert.ok(!w.log.lines.some((l) => l.includes(k.privateKey.toString('base64'))), 'the private key is never logged');
+
+    const pub2 = await requestRotate(w.keyFile);
+    assert.equal(loadOrCreateKey(w.keyFile).publicKey, pub2);
+    assert.notEqual(pub2, pub);
+    assert.deepEqual(w.world.published.at(-1), { PublicKey: pub2, Port: 4000 });
+    assert.equal(fs.statSync(controlSocketOf(w.keyFile)).mode & 0o777, 0o600);
+    await net.stop();
+    assert.equal(fs.existsSync(controlSocketOf(w.keyFile)), false, 'the control socket goes at stop');
+    await assert.rejects(requestRotate(w.keyFile), (e: unknown) => isRudderError(e, 'E_BACKEND') && /no running wireguard daemon uses the key file/.test((e as Error).message));
+  });
+
+  it('a failed rotation keeps the old key running: unwritable key file, or a data plane that refuses (old file put back)', async () => {
+    const w = setup();
+    await w.backend.prepare(signal());
+    const net = await w.backend.start(w.own, signal());
+    const before = fs.readFileSync(w.keyFile);
+    w.world.refuseKey = true;
+    await assert.rejects(requestRotate(w.keyFile), (e: unknown) => isRudderError(e, 'E_BACKEND') && /refused the new key/.test((e as Error).message));
+    assert.ok(fs.readFileSync(w.keyFile).equals(before), 'the old key is back in the file');
+    assert.deepEqual(w.world.published, []);
+    assert.ok(w.log.lines.some((l) => l.includes('key rotation failed') && l.includes('E_BACKEND')), w.log.lines.join('\n'));
+    w.world.refuseKey = false;
+    fs.rmSync(w.keyFile);
+    fs.mkdirSync(w.keyFile); // rename over a directory fails
+    await assert.rejects(net.rotateKey?.() ?? Promise.resolve(), (e: unknown) => isRudderError(e, 'E_BACKEND') && /cannot be written/.test((e as Error).message));
+    assert.deepEqual(w.world.keys, [], 'the data plane keeps its key');
+    assert.deepEqual(w.world.published, []);
+    await net.stop();
   });
 });

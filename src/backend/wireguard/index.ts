@@ -6,7 +6,11 @@
  * `{"PublicKey","Port"}`, and a peer set (`table.ts`, handed over with
  * `setPeers`) instead of a route table. The kernel side is udp's: the
  * device, the Network route and its fail-closed `unreachable` twin, stale
- * routes removed at start. The design is in docs/architecture.md.
+ * routes removed at start. Key rotation (`rotateKey`, asked for by SIGHUP
+ * or by `rudder wireguard rotate-key` over the control socket of
+ * `control.ts`): a new key into the key file, the data plane swaps to it,
+ * and the lease is republished with the new PublicKey (ctx.publish). The
+ * design is in docs/architecture.md.
  *
  * Runs on the daemon's event loop only; apply() calls are serial.
  */
@@ -23,13 +27,15 @@ import { StartGuard, WG_TUN, defaultEvery, removeForeignDevices } from '../commo
 import { logIgnored } from '../peers';
 import { ensureTunNetwork } from '../tun-network';
 import { SwapPacer, busyPollFromEnv, offloadsFromEnv, queuesFromEnv, type PacerClock, type PacerOptions } from '../udp';
-import { loadOrCreateKey, readTai64nFloor, tai64nFile, writeTai64nFloor } from './key';
+import { generatePrivateKey, loadOrCreateKey, publicKeyOf, readTai64nFloor, replaceKeyFile, restoreKeyFile, tai64nFile, writeTai64nFloor } from './key';
+import { serveControl } from './control';
 import { WireGuardPeerTable, describePeer } from './table';
 import { peerReport, startStatusSocket } from './uapi';
 
 export { WireGuardPeerTable, parseBackendData } from './table';
 export { loadOrCreateKey, publicKeyOf, generatePrivateKey, parseKeyFile, tai64nFile, readTai64nFloor, writeTai64nFloor } from './key';
 export { DEFAULT_UAPI_DIR, UAPI_DIR_ENV, formatGet, parseGet, queryUapi, uapiDir, uapiSocketPath } from './uapi';
+export { controlSocketOf, requestRotate } from './control';
 
 /** Outer IPv4 (20) + UDP (8) + WireGuard transport header (16) + tag (16), rounded up for IPv6 underlays (flannel's and wg-quick's 80). */
 export const WIREGUARD_OVERHEAD = 80;
@@ -46,6 +52,8 @@ export interface WireGuardDeps {
   env?: NodeJS.ProcessEnv;
   clock?: PacerClock;
   pacer?: PacerOptions;
+  /** Whether to serve `rudder wireguard rotate-key` on `<key file>.sock` (default true). */
+  control?: boolean;
 }
 
 const realClock: PacerClock = {
@@ -93,6 +101,7 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
       const k = key;
       if (k === undefined) throw new RudderError('E_BACKEND', 'wireguard: start before prepare (no private key loaded)');
       key = undefined;
+      const keys: OwnKeys = { current: k.publicKey, all: new Set([k.publicKey]) };
       const psk = typeof b.PSK === 'string' ? Buffer.from(b.PSK, 'base64') : undefined;
       const start = new StartGuard('wireguard', signal);
       const network = ctx.config.network;
@@ -138,7 +147,7 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
 
         await ensureTunNetwork(nl, start, log, { backend: 'wireguard', dev: TUN_NAME, own: own.subnet, mtu, network });
         start.check('serving the status socket');
-        await startStatusSocket(start, log, { env, dev: TUN_NAME, dp: opened, keyFile, publicKey: () => k.publicKey, port, persistentKeepalive: b.PersistentKeepaliveInterval ?? 0 });
+        await startStatusSocket(start, log, { env, dev: TUN_NAME, dp: opened, keyFile, publicKey: () => keys.current, port, persistentKeepalive: b.PersistentKeepaliveInterval ?? 0 });
         start.check('returning the network');
       } catch (e) {
         await start.unwind(log);
@@ -161,7 +170,16 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
         offloads: dp.offloads.tso && dp.offloads.udpGso && dp.offloads.udpGro,
         queues: dp.offloads.queues,
       });
-      return startedNetwork({ own, publicKey: k.publicKey, port, dp, start, log, every, mtu, clock, pacing, floorFile });
+      const started = startedNetwork({ own, keys, port, dp, start, log, every, mtu, clock, pacing, floorFile, keyFile, publish: ctx.publish });
+      if (deps.control ?? true) {
+        try {
+          const srv = await serveControl(keyFile, () => started.rotateKey(), log);
+          start.undo('close the control socket', () => srv.close());
+        } catch (e) {
+          log.warn('wireguard: no control socket: `rudder wireguard rotate-key` will not reach this daemon (SIGHUP still rotates the key)', { error: describeError(e) });
+        }
+      }
+      return started;
     },
   };
 }
@@ -179,9 +197,15 @@ function saveFloor(dp: WireGuardDataPlane, file: string, log: Logger, last?: { h
   }
 }
 
+/** This host's public key now, and every key it has held in this run (a lease with one of them is never a peer). */
+interface OwnKeys {
+  current: string;
+  readonly all: Set<string>;
+}
+
 interface Started {
   readonly own: Lease;
-  readonly publicKey: string;
+  readonly keys: OwnKeys;
   readonly port: number;
   readonly dp: WireGuardDataPlane;
   readonly start: StartGuard;
@@ -191,10 +215,12 @@ interface Started {
   readonly clock: PacerClock;
   readonly pacing: PacerOptions;
   readonly floorFile: string;
+  readonly keyFile: string;
+  readonly publish: ((backendData: Record<string, unknown>) => void) | undefined;
 }
 
-function startedNetwork({ own, publicKey, port, dp, start, log, every, mtu, clock, pacing, floorFile }: Started): Network {
-  const table = new WireGuardPeerTable(own, publicKey, port);
+function startedNetwork({ own, keys, port, dp, start, log, every, mtu, clock, pacing, floorFile, keyFile, publish }: Started): Network & { rotateKey(): Promise<string> } {
+  const table = new WireGuardPeerTable(own, keys.all, port);
   let reported = '';
   // Always the whole peer set, built when the swap runs: a paced swap carries every change made while it waited.
   const pacer = new SwapPacer(
@@ -230,6 +256,42 @@ function startedNetwork({ own, publicKey, port, dp, start, log, every, mtu, cloc
   };
   const cancelTick = every(SAVE_INTERVAL_MS, tick);
 
+  /**
+   * A new key: written to the key file first (a failure changes nothing),
+   * then the data plane's (if it refuses, the old file is put back), then
+   * the lease. Synchronous from start to end, so rotations never interleave.
+   */
+  const rotate = (): string => {
+    if (publish === undefined) throw new RudderError('E_BACKEND', 'wireguard: this daemon cannot republish its lease, so it cannot rotate its key');
+    const priv = generatePrivateKey();
+    try {
+      const pub = publicKeyOf(priv);
+      const old = replaceKeyFile(keyFile, priv);
+      try {
+        dp.setPrivateKey(priv);
+      } catch (e) {
+        if (old !== undefined) {
+          try {
+            restoreKeyFile(keyFile, old);
+          } catch (re) {
+            log.error('wireguard: putting the old key back into the key file failed: a restart will use the new key', { file: keyFile, error: describeError(re) });
+          }
+        }
+        throw new RudderError('E_BACKEND', 'wireguard: the data plane refused the new key', { cause: e });
+      } finally {
+        old?.fill(0);
+      }
+      const previous = keys.current;
+      keys.current = pub;
+      keys.all.add(pub);
+      publish({ PublicKey: pub, Port: port });
+      log.info('wireguard key rotated; republishing the lease', { file: keyFile, publicKey: pub, previous });
+      return pub;
+    } finally {
+      priv.fill(0);
+    }
+  };
+
   return {
     mtu,
     async apply(events: readonly LeaseEvent[]): Promise<void> {
@@ -250,6 +312,14 @@ function startedNetwork({ own, publicKey, port, dp, start, log, every, mtu, cloc
     peerStatus() {
       if (stopping !== undefined) throw new RudderError('E_BACKEND', 'wireguard: peer status after stop');
       return peerReport(dp.peers());
+    },
+    rotateKey(): Promise<string> {
+      if (stopping !== undefined) return Promise.reject(new RudderError('E_BACKEND', 'wireguard: key rotation after stop'));
+      try {
+        return Promise.resolve(rotate());
+      } catch (e) {
+        return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+      }
     },
     stop(): Promise<void> {
       stopping ??= (async () => {

@@ -10,8 +10,8 @@
  * in the same directory, fsync, then link/rename), so a crash leaves the old
  * file or the new one, never half of one.
  *
- * Synchronous file I/O on the event loop: a few bytes once per start (and
- * once per statistics interval for the floor).
+ * Synchronous file I/O on the event loop: a few bytes once per start, per
+ * key rotation, and once per statistics interval for the floor.
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -147,6 +147,36 @@ export function loadOrCreateKey(file: string): LoadedKey {
   } finally {
     data.fill(0);
   }
+}
+
+/**
+ * Replaces the key file with `privateKey` (atomically, mode 0600) and
+ * returns the bytes it held before (for the caller to put back if the
+ * running key cannot follow; the caller wipes them). Throws E_BACKEND
+ * naming the file; the file is then unchanged.
+ */
+export function replaceKeyFile(file: string, privateKey: Buffer): Buffer | undefined {
+  let old: Buffer | undefined;
+  try {
+    old = fs.readFileSync(file);
+  } catch {
+    old = undefined; // gone or unreadable: nothing to put back
+  }
+  const text = Buffer.from(`${privateKey.toString('base64')}\n`, 'latin1');
+  try {
+    writeAtomic(file, text, true);
+  } catch (e) {
+    old?.fill(0);
+    throw fail(file, `cannot be written: ${(e as Error).message}`, e);
+  } finally {
+    text.fill(0);
+  }
+  return old;
+}
+
+/** Puts back what replaceKeyFile returned (best effort: the caller logs a failure). */
+export function restoreKeyFile(file: string, old: Buffer): void {
+  writeAtomic(file, old, true);
 }
 
 /** The TAI64N floor file beside the key file. */

@@ -64,10 +64,12 @@ export class WireGuardPeerTable {
   private readonly why = new Map<string, string>();
 
   /**
-   * `ownPublicKey`: a lease with this host's own key is an old lease of this
+   * `ownPublicKeys`: a lease with one of this host's keys (the one in use,
+   * or one it held before a rotation; a live set) is an old lease of this
    * host, never a peer. `defaultPort`: a lease without Port listens on it.
    */
-  constructor(own: Lease, ownPublicKey: string, defaultPort: number) {
+  constructor(own: Lease, ownPublicKeys: string | ReadonlySet<string>, defaultPort: number) {
+    const ownKeys = typeof ownPublicKeys === 'string' ? new Set([ownPublicKeys]) : ownPublicKeys;
     const unusable = (key: string, why: string): string => {
       this.why.set(key, why);
       return why;
@@ -77,7 +79,7 @@ export class WireGuardPeerTable {
       peer: (l, key) => {
         const d = parseBackendData(l.backendData, defaultPort);
         if (typeof d === 'string') return unusable(key, d);
-        if (d.publicKey === ownPublicKey) return unusable(key, "BackendData.PublicKey is this host's own key (a lease this host held before?)");
+        if (ownKeys.has(d.publicKey)) return unusable(key, "BackendData.PublicKey is this host's own key (a lease this host held before?)");
         if (l.publicIP === 0) return unusable(key, 'PublicIP 0.0.0.0: expected a host address');
         return { key, subnet: { ip: l.subnet.ip, prefix: l.subnet.prefix }, publicKey: d.publicKey, publicKeyBytes: Buffer.from(d.publicKey, 'base64'), ip: l.publicIP, port: d.port };
       },

@@ -205,13 +205,17 @@ export class KubeKeeper implements LeaseKeeper {
   private current: Lease | null = null;
   private dirty = false;
   private wake: (() => void) | null = null;
+  /** What the annotations publish: the options' until setBackendData. */
+  private backendData: Readonly<Record<string, unknown>>;
 
   constructor(
     private readonly o: KeeperOptions,
     private readonly client: KubeClient,
     private readonly prefix: string,
     private readonly nodeName: string,
-  ) {}
+  ) {
+    this.backendData = o.backendData;
+  }
 
   get lease(): Lease {
     if (!this.current) throw new RudderError('E_INTERNAL', 'no lease acquired yet');
@@ -255,12 +259,12 @@ export class KubeKeeper implements LeaseKeeper {
   private async publish(n: KubeNode, subnet: Cidr): Promise<Lease> {
     const { ip, overwritten } = ownPublicIP(n, this.prefix, this.o.publicIP);
     if (overwritten && ip !== this.o.publicIP) this.o.log.info('public IP from the node annotation', { annotation: `${this.prefix}/public-ip-overwrite`, publicIP: formatIp(ip) });
-    const patch = annotationsToPatch(n, ownAnnotations(this.prefix, ip, this.o.backendType, this.o.backendData));
+    const patch = annotationsToPatch(n, ownAnnotations(this.prefix, ip, this.o.backendType, this.backendData));
     if (Object.keys(patch).length > 0) {
       await this.client.request('PATCH', nodePath(this.nodeName), { metadata: { annotations: patch } }, 'application/merge-patch+json');
       this.o.log.info('node annotations written', { node: this.nodeName, annotations: Object.keys(patch).join(',') });
     }
-    return { subnet, publicIP: ip, backendType: this.o.backendType, backendData: this.o.backendData, expiresAt: null };
+    return { subnet, publicIP: ip, backendType: this.o.backendType, backendData: this.backendData, expiresAt: null };
   }
 
   async acquire(remembered: Cidr | null): Promise<Lease> {
@@ -272,6 +276,12 @@ export class KubeKeeper implements LeaseKeeper {
     this.current = await this.publish(n, subnet);
     this.o.log.info('lease acquired', { subnet: formatCidr(subnet), publicIP: formatIp(this.current.publicIP), how: `Node ${this.nodeName} spec.podCIDR` });
     return this.current;
+  }
+
+  setBackendData(data: Readonly<Record<string, unknown>>): void {
+    this.backendData = data;
+    this.dirty = true;
+    this.wake?.();
   }
 
   ownKeyChanged(now: Lease | null): void {
