@@ -114,13 +114,16 @@ export class ExecCredentials {
     return new Promise<ExecToken>((resolve, reject) => {
       const child = execFile(command, [...args], { env, timeout: this.timeoutMs, maxBuffer: 1 << 20, encoding: 'utf8' }, (err, stdout, stderr) => {
         if (err) {
-          const e = err as NodeJS.ErrnoException & { killed?: boolean };
+          const e = err as Omit<NodeJS.ErrnoException, 'code'> & { code?: string | number; killed?: boolean };
+          const said = stderr.trim() ? `: ${stderr.trim().slice(0, 300)}` : '';
           const why =
             e.code === 'ENOENT'
               ? `not found${this.cfg.installHint ? ` (${this.cfg.installHint.trim()})` : ''}`
               : e.killed
                 ? `gave no answer within ${this.timeoutMs} ms`
-                : `failed: ${describeError(err)}${stderr.trim() ? `: ${stderr.trim().slice(0, 300)}` : ''}`;
+                : typeof e.code === 'number'
+                  ? `failed: exit status ${e.code}${said}`
+                  : `failed: ${describeError(err)}${said}`;
           reject(new RudderError('E_KUBE', `${what}: ${why}`, { cause: err }));
           return;
         }
