@@ -152,7 +152,12 @@ printf '{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredent
       const missing = new ExecCredentials({ apiVersion: 'client.authentication.k8s.io/v1', command: path.join(dir, 'nope'), args: [], env: {}, installHint: 'install nope from example' });
       await assert.rejects(missing.token(), (e: Error & { code?: string }) => e.code === 'E_KUBE' && /exec plugin .*nope: not found \(install nope from example\)/.test(e.message));
       const failing = new ExecCredentials({ ...cfg({}), args: [] });
-      await assert.rejects(failing.token(), /failed: .*no --flag/);
+      await assert.rejects(failing.token(), /failed: exit status 3: no --flag/);
+      // A token beside the plugin wins (as in kubectl): the plugin is not run.
+      good = 'tok-1';
+      const c = new KubeClient({ server: url, token: 'tok-1', exec: missing.cfg, insecureSkipTlsVerify: false, origin: 'test' });
+      await c.request('GET', '/api/v1/nodes');
+      c.close();
     });
   });
 });

@@ -205,7 +205,8 @@ export class KubeClient {
           rejectUnauthorized: !conn.insecureSkipTlsVerify,
         })
       : new http.Agent({ keepAlive: true });
-    this.exec = conn.exec ? new ExecCredentials(conn.exec, opts.env) : null;
+    // As in kubectl: a token or token file beside an exec plugin wins, and the plugin is not run.
+    this.exec = conn.exec && conn.token === undefined && conn.tokenFile === undefined ? new ExecCredentials(conn.exec, opts.env) : null;
   }
 
   get server(): string {
