@@ -12,6 +12,8 @@
  * Metrics: the daemon owns one Telemetry (plain counters, src/metrics/
  * telemetry.ts) that the manager and watcher report to, and answers
  * snapshot() at scrape time; prom-client is loaded only with -metrics-addr.
+ * A source with metrics of its own (Kubernetes) takes the failures the
+ * etcd source reports as rudder_etcd_*, and adds its families.
  */
 import type { Backend, BackendContext, ExternalInterface, Network, PeerStatus } from './backend/types';
 import { NetworkConfig, configToJson, parseConfig } from './config';
@@ -19,7 +21,7 @@ import { RudderError, describeError, isRudderError } from './errors';
 import { Cidr, formatCidr, formatIp, cidrEquals } from './ip/ipv4';
 import type { Logger } from './log';
 import { IpMasq, removeLeftoverTable, type NftRunner } from './ipmasq';
-import { Telemetry, type DaemonSnapshot } from './metrics/telemetry';
+import { Telemetry, type DaemonSnapshot, type EtcdStats } from './metrics/telemetry';
 import type { Lease, LeaseEvent } from './subnet/lease';
 import { backoffMs } from './util/backoff';
 import type { LeaseKeeper, SubnetSource } from './subnet/source';
@@ -98,6 +100,11 @@ export class Daemon {
 
   constructor(private readonly o: DaemonOptions, private readonly d: DaemonDeps) {}
 
+  /** Where the watcher, keeper and config wait count failures: the source's own metrics, else etcd's. */
+  private get sourceStats(): EtcdStats {
+    return this.d.source.metrics?.stats ?? this.telemetry;
+  }
+
   /**
    * Runs until `signal` aborts (resolves) or the lease is irrecoverably lost
    * (rejects). Transient etcd trouble is retried, never fatal.
@@ -144,7 +151,7 @@ export class Daemon {
         ttlMs: this.o.ttlMs,
         renewMarginMs: this.o.renewMarginMs,
         log,
-        stats: this.telemetry,
+        stats: this.sourceStats,
       });
       this.manager = manager;
       const remembered = await this.rememberedSubnet();
@@ -206,7 +213,7 @@ export class Daemon {
           eventsSinceCompact = 0;
           compactSoon();
         }
-      }, this.telemetry);
+      }, this.sourceStats);
       this.watcher = watcher;
 
       const inner = new AbortController();
@@ -308,9 +315,11 @@ export class Daemon {
   /** Starts the -metrics-addr endpoint; prom-client is loaded only here. */
   private async serveMetrics(addr: string): Promise<{ close(): Promise<void> }> {
     const [{ createMetrics }, { startMetricsServer }] = await Promise.all([import('./metrics/prometheus'), import('./metrics/server')]);
+    const metrics = createMetrics(this.telemetry, () => this.snapshot());
+    await this.d.source.metrics?.register(metrics.registry);
     const server = await startMetricsServer({
       addr,
-      metrics: createMetrics(this.telemetry, () => this.snapshot()),
+      metrics,
       state: () => this.state,
       log: this.d.log,
     });
@@ -332,7 +341,7 @@ export class Daemon {
           this.d.log.error(describeError(e) + ' in 10 s');
           await sleep(10_000, signal);
         } else if (isRudderError(e, 'E_ETCD') || isRudderError(e, 'E_KUBE') || isRudderError(e, 'E_ACQUIRE')) {
-          if (isRudderError(e, 'E_ETCD')) this.telemetry.etcdError('lease');
+          if (isRudderError(e, 'E_ETCD') || isRudderError(e, 'E_KUBE')) this.sourceStats.etcdError('lease');
           this.d.log.warn(`cannot ${what} yet; retrying`, { error: describeError(e), attempt: failures });
           await sleep(backoffMs(failures), signal);
         } else throw e;
@@ -353,7 +362,7 @@ export class Daemon {
       try {
         stopWatch = await registry.watchConfig(() => changed(), () => changed());
         const text = await registry.getConfig();
-        if (failures > 0) this.telemetry.etcdReconnected('config');
+        if (failures > 0) this.sourceStats.etcdReconnected('config');
         failures = 0;
         if (text === null) {
           if (lastMsg !== 'missing') log.warn('waiting for the network config', { key, hint: configHint });
@@ -373,7 +382,7 @@ export class Daemon {
         await Promise.race([wake, sleep(30_000, signal)]);
       } catch (e) {
         failures++;
-        this.telemetry.etcdError('config');
+        this.sourceStats.etcdError('config');
         log.warn(`cannot read the network config at ${key}; retrying`, { error: describeError(e), attempt: failures });
         await sleep(backoffMs(failures), signal);
       } finally {

@@ -6,6 +6,7 @@
  * backend start/apply, subnet file, ip-masq, metrics, sd_notify — is the same
  * for both.
  */
+import type { Registry as PromRegistry } from 'prom-client';
 import type { NetworkConfig } from '../config';
 import type { Cidr } from '../ip/ipv4';
 import type { Logger } from '../log';
@@ -43,6 +44,14 @@ export interface KeeperOptions {
   stats?: EtcdStats;
 }
 
+/** A source's own metrics (Kubernetes mode): what etcd mode reports as rudder_etcd_* goes here instead. */
+export interface SourceMetrics {
+  /** Takes the failures and recoveries that the watcher, the keeper and the config wait report. */
+  readonly stats: EtcdStats;
+  /** Adds the source's metric families to the endpoint's registry (only with -metrics-addr). */
+  register(registry: PromRegistry): Promise<void>;
+}
+
 export interface SubnetSource {
   /** The config and every host's lease. */
   readonly peers: PeerSource;
@@ -50,6 +59,8 @@ export interface SubnetSource {
   readonly configWhere: string;
   /** How a user provides a missing config. */
   readonly configHint: string;
+  /** Absent for etcd: its failures are the daemon's rudder_etcd_* counters. */
+  readonly metrics?: SourceMetrics;
   keeper(o: KeeperOptions): LeaseKeeper;
 }
 

@@ -5,7 +5,11 @@
  * certificate and key) or, without one, from the in-cluster service account
  * (token and CA under /var/run/secrets/kubernetes.io/serviceaccount,
  * KUBERNETES_SERVICE_HOST/PORT). A token file is read again at most every
- * minute, so rotated service-account tokens are picked up.
+ * minute, so rotated service-account tokens are picked up. A kubeconfig
+ * `exec` plugin gives the token instead (exec-credential.ts); an
+ * `auth-provider` is refused by name. A 401 drops the token held (a token
+ * file is read again, a plugin runs again) and the request is sent once more.
+ * Every request is counted in KubeStats when one is given.
  *
  * Every failure is a KubeApiError (E_KUBE) naming the method, the URL and
  * what failed; `status` is the HTTP status when the server answered.
@@ -15,6 +19,8 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as path from 'node:path';
 import { RudderError, describeError } from '../../errors';
+import { ExecCredentials, readExecConfig, type ExecConfig } from './exec-credential';
+import { kubeVerb, type KubeStats } from './stats';
 import { parseYaml, type YamlValue } from './yaml';
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -45,6 +51,8 @@ export interface KubeConnection {
   key?: Buffer;
   token?: string;
   tokenFile?: string;
+  /** A credential plugin that prints the token (kubeconfig users[].user.exec). */
+  exec?: ExecConfig;
   insecureSkipTlsVerify: boolean;
   /** Where the settings came from, for messages. */
   origin: string;
@@ -88,7 +96,16 @@ export function readKubeconfig(file: string, text: string = fs.readFileSync(file
   if (ctxName !== undefined && !ctx) throw bad(`current-context ${JSON.stringify(ctxName)} is not among its contexts`);
   const cluster = named(cfg, 'clusters', 'cluster', strOf(ctx, 'cluster'));
   if (!cluster) throw bad(`no cluster${strOf(ctx, 'cluster') ? ` named ${JSON.stringify(strOf(ctx, 'cluster'))}` : ''}`);
-  const user = named(cfg, 'users', 'user', strOf(ctx, 'user')) ?? {};
+  const userName = strOf(ctx, 'user');
+  const user = named(cfg, 'users', 'user', userName) ?? {};
+  const userWhat = userName === undefined ? 'the user' : `user ${JSON.stringify(userName)}`;
+  const provider = obj(user['auth-provider']);
+  if (user['auth-provider'] !== undefined) {
+    const pname = strOf(provider, 'name') ?? '(unnamed)';
+    throw bad(
+      `${userWhat} authenticates with auth-provider ${JSON.stringify(pname)}, which Rudder does not support (client-go dropped the gcp and azure providers too): use an exec plugin (for gcp: gke-gcloud-auth-plugin, for azure: kubelogin), a token, tokenFile or a client certificate`,
+    );
+  }
   const dir = path.dirname(file);
   const fileOrData = (o: Obj, k: string): Buffer | undefined => {
     const data = strOf(o, `${k}-data`);
@@ -121,6 +138,11 @@ export function readKubeconfig(file: string, text: string = fs.readFileSync(file
   const token = strOf(user, 'token');
   if (token !== undefined) conn.token = token;
   if (tokenFile !== undefined) conn.tokenFile = path.resolve(dir, tokenFile);
+  if (user.exec !== undefined) {
+    const exec = readExecConfig(user.exec, dir);
+    if (typeof exec === 'string') throw bad(`${userWhat}: ${exec}`);
+    conn.exec = exec;
+  }
   return conn;
 }
 
@@ -157,12 +179,17 @@ export interface KubeClientOptions {
   timeoutMs?: number;
   /** How long a token read from a token file is used before the file is read again, ms (default 60 s). */
   tokenRereadMs?: number;
+  /** Counts every request by verb and status. */
+  stats?: KubeStats;
+  /** The environment an exec plugin inherits (default: ours). */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 export class KubeClient {
   private readonly base: URL;
   private readonly agent: http.Agent;
   private tokenCache: { value: string; at: number } | null = null;
+  private readonly exec: ExecCredentials | null;
 
   constructor(
     readonly conn: KubeConnection,
@@ -178,13 +205,17 @@ export class KubeClient {
           rejectUnauthorized: !conn.insecureSkipTlsVerify,
         })
       : new http.Agent({ keepAlive: true });
+    // As in kubectl: a token or token file beside an exec plugin wins, and the plugin is not run.
+    this.exec = conn.exec && conn.token === undefined && conn.tokenFile === undefined ? new ExecCredentials(conn.exec, opts.env) : null;
   }
 
   get server(): string {
     return this.conn.server;
   }
 
-  private token(): string | undefined {
+  /** The bearer token: an exec plugin's, else the token file's, else the kubeconfig's. */
+  private async token(): Promise<string | undefined> {
+    if (this.exec) return this.exec.token();
     const f = this.conn.tokenFile;
     if (f === undefined) return this.conn.token;
     const now = Date.now();
@@ -197,6 +228,17 @@ export class KubeClient {
     return this.tokenCache.value;
   }
 
+  /** The server answered 401 to `token`: get a new one before the next request. */
+  private rejected(token: string | undefined): void {
+    if (token === undefined) return;
+    this.exec?.rejected(token);
+    if (this.tokenCache?.value === token) this.tokenCache = null;
+  }
+
+  private count(method: string, p: string, status: number | null): void {
+    this.opts.stats?.request(kubeVerb(method, p), status);
+  }
+
   private url(p: string): URL {
     const u = new URL(this.base.href);
     const [pathname, query] = p.split('?', 2) as [string, string | undefined];
@@ -205,10 +247,10 @@ export class KubeClient {
     return u;
   }
 
-  private open(method: string, p: string, body: string | undefined, contentType: string | undefined, timeoutMs: number | null): { req: http.ClientRequest; url: URL } {
+  private async open(method: string, p: string, body: string | undefined, contentType: string | undefined, timeoutMs: number | null): Promise<{ req: http.ClientRequest; url: URL; token: string | undefined }> {
     const url = this.url(p);
     const headers: Record<string, string> = { Accept: 'application/json' };
-    const token = this.token();
+    const token = await this.token();
     if (token !== undefined) headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) {
       headers['Content-Type'] = contentType ?? 'application/json';
@@ -219,30 +261,45 @@ export class KubeClient {
     if (timeoutMs !== null) req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('socket', (s) => s.setKeepAlive(true, 10_000));
     req.end(body);
-    return { req, url };
+    return { req, url, token };
   }
 
-  /** One request; resolves with the decoded JSON answer of a 2xx status. */
-  request<T = Record<string, unknown>>(method: string, p: string, body?: unknown, contentType?: string): Promise<T> {
+  /** One request; resolves with the decoded JSON answer of a 2xx status. A 401 is retried once with a new token. */
+  async request<T = Record<string, unknown>>(method: string, p: string, body?: unknown, contentType?: string): Promise<T> {
+    try {
+      return await this.requestOnce<T>(method, p, body, contentType);
+    } catch (e) {
+      if (!(e instanceof KubeApiError && e.status === 401) || (this.exec === null && this.conn.tokenFile === undefined)) throw e;
+      return this.requestOnce<T>(method, p, body, contentType);
+    }
+  }
+
+  private async requestOnce<T>(method: string, p: string, body?: unknown, contentType?: string): Promise<T> {
     const text = body === undefined ? undefined : JSON.stringify(body);
+    let opened: { req: http.ClientRequest; url: URL; token: string | undefined };
+    try {
+      opened = await this.open(method, p, text, contentType, this.opts.timeoutMs ?? 15_000);
+    } catch (e) {
+      throw e instanceof KubeApiError ? e : new KubeApiError(`${method} ${this.server}${p}: ${describeError(e)}`, null, { cause: e });
+    }
+    const { req, url, token } = opened;
     return new Promise<T>((resolve, reject) => {
-      let opened: { req: http.ClientRequest; url: URL };
-      try {
-        opened = this.open(method, p, text, contentType, this.opts.timeoutMs ?? 15_000);
-      } catch (e) {
-        reject(e instanceof KubeApiError ? e : new KubeApiError(`${method} ${this.server}${p}: ${describeError(e)}`, null, { cause: e }));
-        return;
-      }
-      const { req, url } = opened;
       const what = `${method} ${url.origin}${url.pathname}`;
-      req.on('error', (e) => reject(new KubeApiError(`Kubernetes API server ${url.origin} unreachable: ${what}: ${describeError(e)}`, null, { cause: e })));
+      let answered = false;
+      req.on('error', (e) => {
+        if (!answered) this.count(method, p, null);
+        reject(new KubeApiError(`Kubernetes API server ${url.origin} unreachable: ${what}: ${describeError(e)}`, null, { cause: e }));
+      });
       req.on('response', (res) => {
+        answered = true;
+        const status = res.statusCode ?? 0;
+        this.count(method, p, status);
+        if (status === 401) this.rejected(token);
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', (e) => reject(new KubeApiError(`${what}: answer cut short: ${describeError(e)}`, null, { cause: e })));
         res.on('end', () => {
           const raw = Buffer.concat(chunks).toString('utf8');
-          const status = res.statusCode ?? 0;
           let json: unknown = null;
           try {
             json = raw === '' ? null : JSON.parse(raw);
@@ -268,53 +325,18 @@ export class KubeClient {
     let req: http.ClientRequest | null = null;
     let stopped = false;
     const ended = new Promise<unknown>((resolve) => {
-      let url: URL;
-      try {
-        const o = this.open('GET', p, undefined, undefined, null);
-        req = o.req;
-        url = o.url;
-      } catch (e) {
-        resolve(e);
-        return;
-      }
-      const what = `watch ${url.origin}${url.pathname}`;
-      req.on('error', (e) => resolve(stopped ? null : new KubeApiError(`Kubernetes API server ${url.origin} unreachable: ${what}: ${describeError(e)}`, null, { cause: e })));
-      req.on('response', (res) => {
-        const status = res.statusCode ?? 0;
-        let buf = '';
-        if (status < 200 || status > 299) {
-          res.on('data', (c: Buffer) => (buf += c.toString('utf8')));
-          res.on('end', () => {
-            let json: unknown = null;
-            try {
-              json = JSON.parse(buf);
-            } catch {
-              json = null;
-            }
-            resolve(new KubeApiError(`${what}: ${status} ${statusMessage(json, buf)}${hintFor(status)}`, status));
-          });
-          return;
-        }
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => {
-          buf += c;
-          let nl: number;
-          while ((nl = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, nl).trim();
-            buf = buf.slice(nl + 1);
-            if (line === '') continue;
-            try {
-              onEvent(JSON.parse(line) as WatchEvent);
-            } catch (e) {
-              req?.destroy();
-              resolve(new KubeApiError(`${what}: bad event ${JSON.stringify(line.slice(0, 80))}: ${describeError(e)}`, null, { cause: e }));
-              return;
-            }
+      this.open('GET', p, undefined, undefined, null).then(
+        (o) => {
+          if (stopped) {
+            o.req.destroy();
+            resolve(null);
+            return;
           }
-        });
-        res.on('error', (e) => resolve(new KubeApiError(`${what}: stream broken: ${describeError(e)}`, null, { cause: e })));
-        res.on('end', () => resolve(new WatchEnded(`${what}: the server ended the watch`)));
-      });
+          req = o.req;
+          this.follow(o.req, o.url, o.token, p, onEvent, () => stopped, resolve);
+        },
+        (e: unknown) => resolve(e),
+      );
     });
     return {
       ended,
@@ -323,6 +345,55 @@ export class KubeClient {
         req?.destroy();
       },
     };
+  }
+
+  /** Reads a watch's answer: events to `onEvent`, the end (or error) to `resolve`. */
+  private follow(req: http.ClientRequest, url: URL, token: string | undefined, p: string, onEvent: (e: WatchEvent) => void, stopped: () => boolean, resolve: (reason: unknown) => void): void {
+    const what = `watch ${url.origin}${url.pathname}`;
+    let answered = false;
+    req.on('error', (e) => {
+      if (!stopped() && !answered) this.count('GET', p, null);
+      resolve(stopped() ? null : new KubeApiError(`Kubernetes API server ${url.origin} unreachable: ${what}: ${describeError(e)}`, null, { cause: e }));
+    });
+    req.on('response', (res) => {
+      const status = res.statusCode ?? 0;
+      answered = true;
+      this.count('GET', p, status);
+      if (status === 401) this.rejected(token);
+      let buf = '';
+      if (status < 200 || status > 299) {
+        res.on('data', (c: Buffer) => (buf += c.toString('utf8')));
+        res.on('end', () => {
+          let json: unknown = null;
+          try {
+            json = JSON.parse(buf);
+          } catch {
+            json = null;
+          }
+          resolve(new KubeApiError(`${what}: ${status} ${statusMessage(json, buf)}${hintFor(status)}`, status));
+        });
+        return;
+      }
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        buf += c;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (line === '') continue;
+          try {
+            onEvent(JSON.parse(line) as WatchEvent);
+          } catch (e) {
+            req.destroy();
+            resolve(new KubeApiError(`${what}: bad event ${JSON.stringify(line.slice(0, 80))}: ${describeError(e)}`, null, { cause: e }));
+            return;
+          }
+        }
+      });
+      res.on('error', (e) => resolve(new KubeApiError(`${what}: stream broken: ${describeError(e)}`, null, { cause: e })));
+      res.on('end', () => resolve(new WatchEnded(`${what}: the server ended the watch`)));
+    });
   }
 
   close(): void {

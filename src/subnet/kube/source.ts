@@ -16,7 +16,8 @@
  * PATCH the annotations that differ (public IP — `public-ip-overwrite` wins as
  * in flannel —, backend type and data), then, once the daemon is ready, set
  * NetworkUnavailable=False through nodes/status. API trouble never touches
- * the data path: it is logged and retried with backoff.
+ * the data path: it is logged and retried with backoff, and counted in
+ * KubeStats (rudder_kube_* metrics, src/metrics/kube.ts), not in etcd's.
  */
 import * as fs from 'node:fs';
 import { RudderError, describeError } from '../../errors';
@@ -27,6 +28,7 @@ import { backoffMs } from '../../util/backoff';
 import type { Lease } from '../lease';
 import type { LeaseList, LeaseRecord, PeerSource, WatchBatch, WatchHandlers } from '../registry';
 import type { KeeperOptions, LeaseKeeper, SubnetSource } from '../source';
+import { KubeStats } from './stats';
 import { KubeApiError, KubeClient, WatchEnded, inClusterConnection, readKubeconfig, type KubeConnection, type WatchEvent } from './client';
 import { annotationsToPatch, networkAvailablePatch, nodeLease, nodeSubnets, ownAnnotations, ownPublicIP, readNode, type KubeNode } from './node';
 
@@ -56,12 +58,20 @@ export function kubeConnection(o: Pick<KubeSourceOptions, 'kubeconfigFile' | 'ap
 export function kubeSource(o: KubeSourceOptions): SubnetSource {
   const conn = kubeConnection(o);
   o.log.info('Kubernetes API server', { server: conn.server, settings: conn.origin, annotationPrefix: o.annotationPrefix });
-  const client = new KubeClient(conn);
+  const stats = new KubeStats();
+  const client = new KubeClient(conn, { stats, ...(o.env ? { env: o.env } : {}) });
   // RUDDER_KUBE_WATCH_TIMEOUT (seconds) fixes the watch's timeoutSeconds; for tests that need the server to end watches soon.
   const fixed = Number((o.env ?? process.env).RUDDER_KUBE_WATCH_TIMEOUT ?? '');
-  const peers = new KubePeers(client, o.annotationPrefix, o.netConfigPath, o.nodeName, Number.isInteger(fixed) && fixed > 0 ? fixed : null);
+  const peers = new KubePeers(client, o.annotationPrefix, o.netConfigPath, o.nodeName, Number.isInteger(fixed) && fixed > 0 ? fixed : null, stats);
   return {
     peers,
+    metrics: {
+      stats,
+      async register(registry) {
+        const { registerKubeMetrics } = await import('../../metrics/kube');
+        registerKubeMetrics(registry, stats);
+      },
+    },
     configWhere: o.netConfigPath,
     configHint: `write the network config to ${o.netConfigPath} (in a cluster: the net-conf.json key of the ConfigMap in packaging/kubernetes/rudder.yaml)`,
     keeper: (k) => new KubeKeeper(k, client, o.annotationPrefix, o.nodeName),
@@ -82,6 +92,7 @@ export class KubePeers implements PeerSource {
     private readonly ownName: string,
     /** The watch's timeoutSeconds; null: 300–600 s, drawn per watch. */
     private readonly watchTimeoutS: number | null = null,
+    private readonly stats: KubeStats | null = null,
   ) {}
 
   async getConfig(): Promise<string | null> {
@@ -163,6 +174,7 @@ export class KubePeers implements PeerSource {
       if (ev.type === 'ERROR') {
         const st = ev.object as { code?: number; message?: string };
         const gone = st.code === 410;
+        this.stats?.watchRestart(gone ? 'gone' : 'broken');
         broken(new KubeApiError(`watch of Nodes at ${this.client.server}: ${gone ? '410 Gone (the resourceVersion was compacted)' : `error ${String(st.code)}`}: ${st.message ?? ''}`, st.code ?? null));
         return;
       }
@@ -185,8 +197,13 @@ export class KubePeers implements PeerSource {
       current = w;
       void w.ended.then((reason) => {
         if (done) return;
-        if (reason instanceof WatchEnded && Date.now() - startedAt > 1000) open();
-        else broken(reason ?? new KubeApiError('watch of Nodes stopped', null));
+        if (reason instanceof WatchEnded && Date.now() - startedAt > 1000) {
+          this.stats?.watchRestart('timeout');
+          open();
+        } else {
+          this.stats?.watchRestart(reason instanceof KubeApiError && reason.status === 410 ? 'gone' : 'broken');
+          broken(reason ?? new KubeApiError('watch of Nodes stopped', null));
+        }
       });
     };
     open();
