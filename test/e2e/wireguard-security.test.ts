@@ -35,6 +35,7 @@ import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { fetchIn } from '../helpers/fetch-in-ns';
 import { fullMesh, podReaches } from '../helpers/kernel-backends-net';
 import { parseMetrics } from '../helpers/prometheus';
+import { tai64nFile } from '../../src/backend/wireguard';
 import { sleep, waitUntil } from '../helpers/wait';
 
 const CONFIG = { Network: '10.42.0.0/16', Backend: { Type: 'wireguard' } };
@@ -413,11 +414,17 @@ describe('wireguard security: 3 hosts and an attacker on the underlay', { skip: 
     await podReaches(c, victim, peer);
   });
 
-  /** Kills `restarted`'s daemon by PID, starts it again, then pings from `sender`'s pod until a reply: ms from ready to reply. */
-  const restartAndMeasure = async (restarted: Host, sender: Host, target: Host): Promise<number> => {
+  /**
+   * Kills `restarted`'s daemon by PID, starts it again, then pings from
+   * `sender`'s pod until a reply: ms from ready to reply. `withoutFloor`
+   * removes the TAI64N floor file first (a host that crashed before saving
+   * one), so only traffic can tell the data plane it lost its sessions.
+   */
+  const restartAndMeasure = async (restarted: Host, sender: Host, target: Host, withoutFloor = false): Promise<number> => {
     const pid = restarted.rudder?.pid;
     const stamp = restarted.subnetFileStamp();
     await restarted.killRudder();
+    if (withoutFloor) fs.rmSync(tai64nFile(path.join(restarted.dir, 'wireguard.key')), { force: true });
     await restarted.startRudder();
     await restarted.waitSubnetFile({ changedSince: stamp });
     assert.notEqual(restarted.rudder?.pid, pid);
@@ -442,10 +449,14 @@ describe('wireguard security: 3 hosts and an attacker on the underlay', { skip: 
     reconnect.push(`h3 restarted, h1 sends first: ${peerFirst} ms`);
     const selfFirst = await restartAndMeasure(h3, h3, h1);
     reconnect.push(`h3 restarted, h3 sends first: ${selfFirst} ms`);
+    // Without a floor the restarted data plane greets nobody: the peer's stale transport must trigger the handshake.
+    const noFloor = await restartAndMeasure(h3, h1, h3, true);
+    reconnect.push(`h3 restarted without its TAI64N floor, h1 sends first: ${noFloor} ms`);
     console.log(`# reconnection: ${reconnect.join('; ')}`);
     await fullMesh(c, [h1, h3]);
     assert.ok(peerFirst < RECONNECT_BOUND_MS, `h1 → h3 took ${peerFirst} ms after h3 restarted`);
     assert.ok(selfFirst < RECONNECT_BOUND_MS, `h3 → h1 took ${selfFirst} ms after h3 restarted`);
+    assert.ok(noFloor < RECONNECT_BOUND_MS, `h1 → h3 took ${noFloor} ms after h3 restarted without its floor`);
   });
 
   it('rekeys h1 ↔ h2 past 120 s under steady traffic without losing more than a couple of echoes', { timeout: 300_000 }, async () => {
