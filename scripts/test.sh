@@ -24,6 +24,20 @@ for s in "${suites[@]}"; do
   echo "=== $s tests ==="
   conc=1
   [ "$s" = unit ] && conc=2
+  if [ "$s" = e2e ]; then
+    # Two files at a time: most e2e time is waiting (lease TTLs, an etcd or API
+    # server kept down), and every file builds its own namespaces under its own
+    # run tag. The slowest start first so that both lanes end together.
+    conc=2
+    slow=() rest=()
+    for f in "${files[@]}"; do
+      case "$(basename "$f")" in
+        faults.* | kube.* | wireguard-security.* | dataplane.* | wireguard-backend.*) slow+=("$f") ;;
+        *) rest+=("$f") ;;
+      esac
+    done
+    files=("${slow[@]}" "${rest[@]}")
+  fi
   node --test --test-concurrency="$conc" "${files[@]}" || status=1
 done
 exit $status

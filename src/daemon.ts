@@ -13,7 +13,7 @@
  * telemetry.ts) that the manager and watcher report to, and answers
  * snapshot() at scrape time; prom-client is loaded only with -metrics-addr.
  */
-import type { Backend, BackendContext, ExternalInterface, Network } from './backend/types';
+import type { Backend, BackendContext, ExternalInterface, Network, PeerStatus } from './backend/types';
 import { NetworkConfig, configToJson, parseConfig } from './config';
 import { describeError, isRudderError } from './errors';
 import { Cidr, formatCidr, formatIp, cidrEquals } from './ip/ipv4';
@@ -260,10 +260,16 @@ export class Daemon {
     let peers = 0;
     for (const l of this.watcher?.known.values() ?? []) if (!own || !cidrEquals(l.subnet, own.subnet)) peers++;
     let dataplane: Record<string, number> | null = null;
+    let peerStatus: readonly PeerStatus[] | null = null;
     try {
       dataplane = this.network?.counters?.() ?? null;
     } catch {
       dataplane = null; // stopping
+    }
+    try {
+      peerStatus = this.network?.peerStatus?.() ?? null;
+    } catch {
+      peerStatus = null; // stopping
     }
     return {
       state: this.state,
@@ -271,6 +277,7 @@ export class Daemon {
       backend: this.backendType,
       peers,
       dataplane,
+      peerStatus,
       ipMasq: this.o.ipMasq ? (this.ipMasq?.active ?? false) : null,
     };
   }

@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'E_SUBNET_FILE' // subnet file could not be read or written
   | 'E_METRICS' // the -metrics-addr endpoint could not be served
   | 'E_IPMASQ' // the -ip-masq nftables rules could not be applied
+  | 'E_UAPI' // the WireGuard status socket could not be served, reached or read
   | 'E_INTERNAL';
 
 export class RudderError extends Error {

@@ -63,6 +63,22 @@ export interface Network {
    * metrics scrape time; only backends with a data plane of their own (udp).
    */
   counters?(): Record<string, number>;
+  /** Per-peer session status, read at metrics scrape time; only backends with sessions (wireguard). */
+  peerStatus?(): readonly PeerStatus[];
+}
+
+/** One peer's session as the metrics report it. */
+export interface PeerStatus {
+  /** base64, as in the lease. */
+  readonly publicKey: string;
+  /** PublicIP:Port. */
+  readonly endpoint: string;
+  readonly allowedIps: readonly string[];
+  /** Wall-clock ms of the latest completed handshake; 0 = none yet. */
+  readonly latestHandshakeMs: number;
+  /** Bytes of transport messages received from and sent to the peer. */
+  readonly rxBytes: number;
+  readonly txBytes: number;
 }
 
 export type BackendFactory = (ctx: BackendContext) => Backend;

@@ -53,6 +53,9 @@ function cniRunnerModule(): typeof import('../cni/runner') {
 function commandsModule(): typeof import('./commands') {
   return require('./commands') as typeof import('./commands');
 }
+function peersModule(): typeof import('./peers') {
+  return require('./peers') as typeof import('./peers');
+}
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 export const COMMANDS: readonly CommandSpec[] = [
@@ -63,6 +66,13 @@ export const COMMANDS: readonly CommandSpec[] = [
     synopsis: 'config set JSON|FILE [--if-absent]',
   },
   simple(['leases'], '', 'list the subnet leases in etcd (with -kube-subnet-mgr: from the Nodes)', [...ETCD_FLAGS, ...KUBE_FLAGS, HELP_FLAG]),
+  {
+    words: ['peers'],
+    synopsis: 'peers [-wireguard-device=NAME] [-json]',
+    summary: 'list this host\'s WireGuard peers (wireguard backend): endpoint, allowed IPs, latest handshake, bytes',
+    flags: () => peersModule().PEERS_FLAGS,
+    usage: () => peersModule().peersUsage(),
+  },
   {
     words: ['sandbox'],
     synopsis: 'sandbox [--hosts N] [--backend B] [--check]',

@@ -5,6 +5,7 @@
  * SIGINT/SIGTERM. Flag errors exit 2 with the usage of the daemon or of the
  * command; other failures exit 1 with one clear line.
  */
+import { parseConfig } from '../config';
 import { Daemon } from '../daemon';
 import { describeError, isRudderError, RudderError } from '../errors';
 import { resolveExternalInterface } from '../iface';
@@ -203,6 +204,11 @@ async function runCommand(command: CommandSpec, args: string[], daemon: DaemonFl
       const etcd = etcdFlags(p);
       return await withRegistry(etcd, (r) => leasesTable(r, io));
     }
+    case 'peers': {
+      noOperands();
+      const { peersCommand } = await import('./peers');
+      return await peersCommand(p, io, { env: process.env, backendType: () => networkBackend(p) });
+    }
     case 'config check':
       return configCheck(operands, io);
     case 'config get': {
@@ -216,6 +222,27 @@ async function runCommand(command: CommandSpec, args: string[], daemon: DaemonFl
     }
     default:
       throw new RudderError('E_INTERNAL', `command ${name} has no handler`);
+  }
+}
+
+/** The network config's Backend.Type from etcd for `rudder peers`' explanation; null when etcd does not answer within 3 s. */
+async function networkBackend(p: ParsedFlags): Promise<string | null> {
+  let etcd: EtcdFlags;
+  try {
+    etcd = etcdFlags(p);
+  } catch {
+    return null;
+  }
+  const r = registryFor(etcd);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const text = await Promise.race([r.getConfig(), new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 3000)))]);
+    return text === null ? null : parseConfig(text).backend.Type;
+  } catch {
+    return null;
+  } finally {
+    clearTimeout(timer);
+    r.close();
   }
 }
 
@@ -247,7 +274,7 @@ async function runNamed(rest: readonly string[], flags: DaemonFlags): Promise<nu
         io.err(`rudder: config ${sub ?? ''}: expected one of: config check FILE, config get, config set JSON|FILE [--if-absent]`);
         return 2;
       default:
-        io.err(`rudder: unknown command ${JSON.stringify(cmd)}: expected config, leases, sandbox, docker-opts, cni-config or version (or none, to run the daemon)`);
+        io.err(`rudder: unknown command ${JSON.stringify(cmd)}: expected config, leases, peers, sandbox, docker-opts, cni-config or version (or none, to run the daemon)`);
         io.err('');
         io.err(daemonUsage());
         return 2;

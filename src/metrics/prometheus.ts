@@ -7,7 +7,10 @@
  * backend): txPackets/rxPackets and txBytes/rxBytes become `direction`
  * labels, dropXxx becomes a `reason` label, xxxErrors a `kind` label; any
  * other counter is exported as rudder_dataplane_other_total{name=...}, so a new
- * native counter shows up without a change here.
+ * native counter shows up without a change here. WireGuard mode's wgDropXxx
+ * are drops too (reason `wg_xxx`), its wgHandshakesXxx become
+ * rudder_wireguard_handshakes_total{kind}; per-peer series (handshake age,
+ * bytes) come from the snapshot's peerStatus.
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { DaemonSnapshot, Telemetry } from './telemetry';
@@ -24,17 +27,21 @@ export interface DataplaneSeries {
   bytes: Array<{ direction: string; value: number }>;
   drops: Array<{ reason: string; value: number }>;
   errors: Array<{ kind: string; value: number }>;
+  /** WireGuard: sent, received, completed. */
+  handshakes: Array<{ kind: string; value: number }>;
   other: Array<{ name: string; value: number }>;
 }
 
 /** Sorts the data plane's counters into labelled series (pure). */
 export function dataplaneSeries(c: Readonly<Record<string, number>>): DataplaneSeries {
-  const out: DataplaneSeries = { packets: [], bytes: [], drops: [], errors: [], other: [] };
+  const out: DataplaneSeries = { packets: [], bytes: [], drops: [], errors: [], handshakes: [], other: [] };
   for (const [k, v] of Object.entries(c)) {
     if (typeof v !== 'number' || !Number.isFinite(v)) continue;
     let m: RegExpExecArray | null;
     if ((m = /^(tx|rx)Packets$/.exec(k))) out.packets.push({ direction: m[1] as string, value: v });
     else if ((m = /^(tx|rx)Bytes$/.exec(k))) out.bytes.push({ direction: m[1] as string, value: v });
+    else if ((m = /^wgDrop([A-Z]\w*)$/.exec(k))) out.drops.push({ reason: `wg_${snake((m[1] as string).replace(/^./, (x) => x.toLowerCase()))}`, value: v });
+    else if ((m = /^wgHandshakes([A-Z]\w*)$/.exec(k))) out.handshakes.push({ kind: snake((m[1] as string).replace(/^./, (x) => x.toLowerCase())), value: v });
     else if ((m = /^drop([A-Z]\w*)$/.exec(k))) out.drops.push({ reason: snake((m[1] as string).replace(/^./, (x) => x.toLowerCase())), value: v });
     else if ((m = /^(\w+)Errors$/.exec(k))) out.errors.push({ kind: snake(m[1] as string), value: v });
     else out.other.push({ name: snake(k), value: v });
@@ -203,6 +210,42 @@ export function createMetrics(telemetry: Telemetry, snapshot: () => DaemonSnapsh
     collect() {
       this.reset();
       for (const x of dp()?.errors ?? []) this.inc({ kind: x.kind }, x.value);
+    },
+  });
+  new Counter({
+    name: 'rudder_wireguard_handshakes_total',
+    help: 'WireGuard handshakes (wireguard backend): sent = initiations sent, received = initiations answered, completed = sessions put in use',
+    labelNames: ['kind'],
+    registers: r,
+    collect() {
+      this.reset();
+      for (const x of dp()?.handshakes ?? []) this.inc({ kind: x.kind }, x.value);
+    },
+  });
+  new Gauge({
+    name: 'rudder_wireguard_peer_handshake_age_seconds',
+    help: 'Seconds since the latest completed handshake with each WireGuard peer (no series before the first one)',
+    labelNames: ['public_key', 'endpoint'],
+    registers: r,
+    collect() {
+      this.reset();
+      const now = Date.now();
+      for (const p of snap().peerStatus ?? []) {
+        if (p.latestHandshakeMs > 0) this.set({ public_key: p.publicKey, endpoint: p.endpoint }, Math.max(0, (now - p.latestHandshakeMs) / 1000));
+      }
+    },
+  });
+  new Counter({
+    name: 'rudder_wireguard_peer_bytes_total',
+    help: 'Bytes of WireGuard transport messages per peer: rx = received from it, tx = sent to it',
+    labelNames: ['public_key', 'endpoint', 'direction'],
+    registers: r,
+    collect() {
+      this.reset();
+      for (const p of snap().peerStatus ?? []) {
+        this.inc({ public_key: p.publicKey, endpoint: p.endpoint, direction: 'rx' }, p.rxBytes);
+        this.inc({ public_key: p.publicKey, endpoint: p.endpoint, direction: 'tx' }, p.txBytes);
+      }
     },
   });
   new Counter({

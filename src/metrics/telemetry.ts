@@ -5,6 +5,7 @@
  * hands it around; src/metrics/prometheus.ts turns it, and a snapshot of the
  * daemon read at scrape time, into Prometheus metrics.
  */
+import type { PeerStatus } from '../backend/types';
 
 /** Which part of the daemon talked to etcd. */
 export type EtcdComponent = 'config' | 'lease' | 'watch';
@@ -65,4 +66,6 @@ export interface DaemonSnapshot {
   readonly dataplane: Readonly<Record<string, number>> | null;
   /** Whether -ip-masq rules are installed (null when -ip-masq is off). */
   readonly ipMasq: boolean | null;
+  /** The backend's peers with their sessions (wireguard); absent or null otherwise. */
+  readonly peerStatus?: readonly PeerStatus[] | null;
 }

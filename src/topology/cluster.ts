@@ -21,6 +21,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { formatCidr, formatIp, parseCidr } from '../ip/ipv4';
+import { UAPI_DIR_ENV } from '../backend/wireguard/uapi';
 import { parseSubnetFile } from '../subnet/file';
 import { DEFAULT_ETCD_PREFIX } from '../subnet/registry';
 import { EtcdCluster, EtcdServer, cleanEtcdEnv, startEtcd, startEtcdCluster } from './etcd';
@@ -236,6 +237,15 @@ export class Host {
     return path.join(this.dir, 'rudder.log');
   }
 
+  /**
+   * The daemon's WireGuard status socket directory (RUDDER_TEST_UAPI_DIR):
+   * `<dir>/run/wireguard`, so that bind-mounting `<dir>/run` over /run shows
+   * it to wg(8) where it looks, /var/run/wireguard.
+   */
+  get uapiDir(): string {
+    return path.join(this.dir, 'run', 'wireguard');
+  }
+
   exec(argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
     return this.ns.exec(argv, opts);
   }
@@ -264,7 +274,9 @@ export class Host {
     if (this.rudder?.running) throw new TopologyError('E_INTERNAL', `rudder on ${this.name} already runs (pid ${this.rudder.pid})`);
     const argv = this.rudderArgv(extraArgs);
     fs.appendFileSync(this.logFile, `--- harness: starting ${formatCommand(argv)} in ${this.ns.name} at ${new Date().toISOString()}\n`);
-    this.rudder = await this.ns.spawn(argv, { logFile: this.logFile, label: `rudder ${this.name}`, env: this.cluster.rudderEnv });
+    // Each host its own WireGuard status socket directory: the hosts share one file system.
+    const env = { ...this.cluster.rudderEnv, [UAPI_DIR_ENV]: this.uapiDir };
+    this.rudder = await this.ns.spawn(argv, { logFile: this.logFile, label: `rudder ${this.name}`, env });
     return this.rudder;
   }
 

@@ -278,15 +278,25 @@ describe('flannel interop', { skip: skipUnlessRoot || skipUnlessEtcd || skipUnle
 
       {
         const which = tc.migrating;
-        it(`a flannel host switched to Rudder in place keeps its lease and subnet; every pod still reaches every other`, async () => {
+        it(`a flannel host switched to Rudder in place keeps its lease and subnet; every pod still reaches every other`, async (t) => {
           const m = member(which);
           assert.equal(m.role, 'flannel');
           const before = await leaseOf(m.host);
           const flannelEnv = m.flanneld!.readSubnetFile()!;
+          // The pods' traffic across the switch: a ping every 20 ms from the migrating host's pod
+          // to another host's pod, from 1 s before flanneld stops until well after Rudder is up.
+          const peer = present().find((x) => x !== m)!;
+          const probe = m.host.pod!.ping(peer.host.pod!.ip, { count: PROBE_COUNT, intervalS: PROBE_INTERVAL_MS / 1000, replyWaitS: 1 });
+          await sleep(1000);
           await m.flanneld!.stop();
           m.role = 'rudder';
           await m.host.startRudder();
           const env = await m.host.waitSubnetFile();
+          const p = await probe;
+          const gap = longestGapMs(p, PROBE_INTERVAL_MS);
+          // Measured, not a limit (issue 17 asks for at most 1 s; docs/migrating-from-flannel.md has the figures).
+          const open = p.replies.some((r) => r.seq === p.transmitted) ? '' : ', still lost when the probe ended';
+          t.diagnostic(`${kind} migration: longest gap in pod traffic ${gap} ms (${p.transmitted - p.received} of ${p.transmitted} pings lost${open})`);
           assert.equal(env.subnet, flannelEnv.subnet, `RUDDER_SUBNET = flanneld's FLANNEL_SUBNET (log ${m.host.logFile})`);
           assert.equal(env.mtu, flannelEnv.mtu);
           const now = await leaseOf(m.host);
@@ -330,6 +340,22 @@ describe('flannel interop', { skip: skipUnlessRoot || skipUnlessEtcd || skipUnle
     });
   }
 });
+
+/** The migration probe: 20 ms apart, 12 s in all (flanneld stops 1 s in). */
+const PROBE_INTERVAL_MS = 20;
+const PROBE_COUNT = 600;
+
+/** The longest run of unanswered pings (icmp_seq 1..transmitted), as time. */
+function longestGapMs(p: PingResult, intervalMs: number): number {
+  const got = new Set(p.replies.map((r) => r.seq));
+  let longest = 0;
+  let run = 0;
+  for (let seq = 1; seq <= p.transmitted; seq++) {
+    run = got.has(seq) ? 0 : run + 1;
+    longest = Math.max(longest, run);
+  }
+  return longest * intervalMs;
+}
 
 /** 10.5.52.0/24 → 10.5.52.1/24: what both daemons write as the subnet (the bridge address). */
 function formatFirstHost(cidr: string): string {

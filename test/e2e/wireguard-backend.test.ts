@@ -7,7 +7,11 @@
  * system). Proved: every pod reaches every other; the lease publishes the
  * key file's public key and the port; the key file is 0600; a restarted
  * daemon keeps its key and its peers reconnect with nobody acting; a
- * removed lease removes the peer. The protocol itself (capture, forgery,
+ * removed lease removes the peer. Status: Debian's `wg show` and
+ * `rudder peers` read each daemon's status socket (its directory, per host
+ * here, bind-mounted over /run where wg looks) and list the peers with
+ * endpoints, allowed IPs and a recent handshake; `wg set` is refused; the
+ * metrics endpoint has the handshake and per-peer series. The protocol itself (capture, forgery,
  * replay, interop) is proved by test/e2e/wireguard-dataplane.test.ts.
  * Waits have generous give-ups; nothing asserts how fast anything happened.
  */
@@ -19,10 +23,15 @@ import { createCluster, type Cluster, type Host } from '../../src/topology';
 import { parseKeyFile, publicKeyOf, tai64nFile } from '../../src/backend/wireguard';
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { eventually, fullMesh, leaseOf, link, podReaches } from '../helpers/kernel-backends-net';
+import { fetchIn } from '../helpers/fetch-in-ns';
+import { parseMetrics } from '../helpers/prometheus';
 
 const NETWORK = '10.42.0.0/16';
 const CONFIG = { Network: NETWORK, Backend: { Type: 'wireguard' } };
 const TUN = 'rudder-wg';
+const METRICS_PORT = 9108;
+/** A handshake this old or older is not "recent" (REJECT_AFTER_TIME). */
+const RECENT_S = 180;
 
 const keyFileOf = (h: Host): string => path.join(h.dir, 'wireguard.key');
 const publicKeyIn = (file: string): string => publicKeyOf(parseKeyFile(file, fs.readFileSync(file)));
@@ -34,7 +43,7 @@ describe('wireguard backend', { skip: skipUnlessRoot || skipUnlessEtcd }, () => 
 
   before(async () => {
     c = await createCluster({ hosts: 3, underlayMtu: 1500 });
-    for (const x of c.hosts) x.rudderArgs.push(`-wireguard-key-file=${keyFileOf(x)}`);
+    for (const x of c.hosts) x.rudderArgs.push(`-wireguard-key-file=${keyFileOf(x)}`, `-metrics-addr=${x.underlayIp}:${METRICS_PORT}`);
     await c.putConfig(CONFIG);
   });
   after(async () => {
@@ -67,12 +76,92 @@ describe('wireguard backend', { skip: skipUnlessRoot || skipUnlessEtcd }, () => 
     assert.equal(keys.size, 3);
   });
 
+  /**
+   * Runs `argv` in `x`'s namespace with the host's status socket directory
+   * where wg(8) and `rudder peers` look by default (/var/run/wireguard),
+   * in a mount namespace of its own.
+   */
+  const withSocketDir = (x: Host, argv: readonly string[]) =>
+    x.exec(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /run && exec "$@"', path.dirname(x.uapiDir), ...argv], { allowFailure: true });
+
+  /** Each other host as a peer of `x` should see it: key, endpoint, allowed IPs. */
+  const expectedPeers = async (x: Host): Promise<Map<string, { endpoint: string; allowed: string }>> => {
+    const m = new Map<string, { endpoint: string; allowed: string }>();
+    for (const o of [h(1), h(2), h(3)]) {
+      if (o === x) continue;
+      const l = await leaseOf(c, o);
+      m.set((l.value['BackendData'] as { PublicKey: string }).PublicKey, { endpoint: `${o.underlayIp}:51820`, allowed: l.subnet });
+    }
+    return m;
+  };
+
+  it('wg show (wireguard-tools) lists each host\'s peers: endpoint, allowed IPs, a recent handshake, bytes; wg set is refused', async () => {
+    for (const x of [h(1), h(2), h(3)]) {
+      const sock = path.join(x.uapiDir, `${TUN}.sock`);
+      assert.equal(fs.statSync(sock).mode & 0o777, 0o600, `${sock} mode`);
+      const want = await expectedPeers(x);
+      const dump = await withSocketDir(x, ['wg', 'show', TUN, 'dump']);
+      assert.equal(dump.code, 0, `wg show ${TUN} dump on ${x.name}: ${dump.stderr}`);
+      const [iface, ...peerLines] = dump.stdout.trim().split('\n').map((l) => l.split('\t'));
+      assert.equal(iface?.[1], publicKeyIn(keyFileOf(x)), `${x.name}: the interface's public key`);
+      assert.equal(iface?.[2], '51820', `${x.name}: listening port`);
+      const now = Date.now() / 1000;
+      const seen = new Map<string, { endpoint: string; allowed: string }>();
+      for (const [pub, _psk, endpoint, allowed, handshake, rx, tx] of peerLines) {
+        seen.set(pub ?? '', { endpoint: endpoint ?? '', allowed: allowed ?? '' });
+        const age = now - Number(handshake);
+        assert.ok(age >= -5 && age < RECENT_S, `${x.name}: peer ${pub} latest handshake ${handshake} is recent (age ${age.toFixed(0)} s)`);
+        assert.ok(Number(rx) > 0 && Number(tx) > 0, `${x.name}: peer ${pub} transfer ${rx}/${tx}`);
+      }
+      assert.deepEqual(seen, want, `${x.name}: wg show's peers are the other hosts`);
+      const pretty = await withSocketDir(x, ['wg', 'show', TUN]);
+      assert.equal(pretty.code, 0, pretty.stderr);
+      for (const [pub, p] of want) {
+        assert.match(pretty.stdout, new RegExp(`peer: ${pub.replace(/[+/]/g, '\\$&')}\\n\\s+endpoint: ${p.endpoint.replace(/\./g, '\\.')}\\n\\s+allowed ips: ${p.allowed}\\n\\s+latest handshake: [^\\n]*ago`), `${x.name}: wg show\n${pretty.stdout}`);
+      }
+    }
+    const set = await withSocketDir(h(1), ['wg', 'set', TUN, 'listen-port', '4000']);
+    assert.notEqual(set.code, 0, 'wg set is refused');
+    assert.match(set.stderr, /Operation not permitted/);
+    assert.ok(fs.readFileSync(h(1).logFile, 'utf8').includes("refused a status socket 'set'"), 'the daemon logs the refusal');
+    const again = await withSocketDir(h(1), ['wg', 'show', TUN, 'listen-port']);
+    assert.equal(again.stdout.trim(), '51820', 'nothing changed');
+  });
+
+  it('rudder peers shows the same peers; the metrics endpoint has handshakes and per-peer series', async () => {
+    for (const x of [h(1), h(2), h(3)]) {
+      const want = await expectedPeers(x);
+      const r = await withSocketDir(x, [c.rudderBin, 'peers', '-json']);
+      assert.equal(r.code, 0, `rudder peers on ${x.name}: ${r.stderr}`);
+      const rep = JSON.parse(r.stdout) as { publicKey: string; peers: Array<{ publicKey: string; endpoint: string; allowedIps: string[]; latestHandshakeAgeSeconds: number | null; rxBytes: number }> };
+      assert.equal(rep.publicKey, publicKeyIn(keyFileOf(x)));
+      assert.deepEqual(new Map(rep.peers.map((p) => [p.publicKey, { endpoint: p.endpoint, allowed: p.allowedIps.join(',') }])), want, `${x.name}: rudder peers`);
+      for (const p of rep.peers) assert.ok(p.latestHandshakeAgeSeconds !== null && p.latestHandshakeAgeSeconds < RECENT_S && p.rxBytes > 0, `${x.name}: ${JSON.stringify(p)}`);
+      const table = await withSocketDir(x, [c.rudderBin, 'peers']);
+      assert.equal(table.code, 0, table.stderr);
+      for (const [pub, p] of want) assert.ok(table.stdout.split('\n').some((l) => l.startsWith(pub) && l.includes(p.endpoint) && l.includes(p.allowed) && / ago /.test(l)), `${x.name}: table row of ${pub}\n${table.stdout}`);
+
+      const res = await fetchIn(x.ns, `http://${x.underlayIp}:${METRICS_PORT}/metrics`);
+      assert.equal(res.status, 200, res.raw);
+      const m = parseMetrics(res.body ?? '');
+      assert.ok((m.get('rudder_wireguard_handshakes_total{kind="completed"}') ?? 0) > 0, `${x.name}: handshakes completed`);
+      assert.ok(m.has('rudder_wireguard_handshakes_total{kind="sent"}'), `${x.name}: handshakes sent`);
+      assert.ok(m.has('rudder_dataplane_drops_total{reason="wg_bad_mac"}'), `${x.name}: WireGuard drops by reason`);
+      for (const [pub, p] of want) {
+        const age = m.get(`rudder_wireguard_peer_handshake_age_seconds{public_key="${pub}",endpoint="${p.endpoint}"}`);
+        assert.ok(age !== undefined && age >= 0 && age < RECENT_S, `${x.name}: handshake age of ${pub}: ${age}`);
+        assert.ok((m.get(`rudder_wireguard_peer_bytes_total{public_key="${pub}",endpoint="${p.endpoint}",direction="rx"}`) ?? 0) > 0, `${x.name}: bytes from ${pub}`);
+      }
+    }
+  });
+
   it('a restarted daemon keeps its key, and its peers reconnect without anyone acting', async () => {
     const h2 = h(2);
     const before = fs.readFileSync(keyFileOf(h2));
     const pub = (await leaseOf(c, h2)).value['BackendData'];
     const pid = h2.rudder?.pid;
     await h2.stopRudder();
+    assert.equal(fs.existsSync(path.join(h2.uapiDir, `${TUN}.sock`)), false, 'the status socket is removed at stop');
     const floor = fs.readFileSync(tai64nFile(keyFileOf(h2)), 'latin1');
     assert.match(floor, /^[0-9a-f]{24}\n$/, 'the TAI64N floor is saved at stop');
     await h2.startRudder();
@@ -91,6 +180,10 @@ describe('wireguard backend', { skip: skipUnlessRoot || skipUnlessEtcd }, () => 
     const l3 = await leaseOf(c, h3);
     const pub = (l3.value['BackendData'] as { PublicKey: string }).PublicKey;
     await h3.stopRudder();
+    // No daemon: rudder peers says so, having read the network's backend from etcd.
+    const none = await withSocketDir(h3, [c.rudderBin, 'peers', `-etcd-endpoint=${c.etcdEndpoints.join(',')}`, `-etcd-prefix=${c.etcdPrefix}`]);
+    assert.equal(none.code, 1, none.stdout);
+    assert.match(none.stderr, /no status socket \/var\/run\/wireguard\/rudder-wg\.sock: the daemon does not run on this host/);
     await c.etcdctl(['del', keyOf(c, l3.subnet)]);
     for (const v of [h(1), h(2)]) {
       await eventually(c, `${v.name} removing the peer of ${l3.subnet}`, async () =>

@@ -429,6 +429,8 @@ describe('WireGuard interop: a Rudder data plane and the real wireguard-go', { s
   after(() => {
     sb?.cleanupSync();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    // wireguard-go ended by SIGKILL leaves its UAPI socket behind.
+    if (ifname) fs.rmSync(`/var/run/wireguard/${ifname}.sock`, { force: true });
   });
 
   for (const withPsk of [false, true]) {

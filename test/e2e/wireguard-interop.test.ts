@@ -160,6 +160,8 @@ describe('WireGuard interop: native/wireguard against the real wireguard-go', { 
 
   after(async () => {
     await cleanup?.run();
+    // wireguard-go ended by SIGKILL leaves its UAPI socket behind.
+    if (ifname) fs.rmSync(`/var/run/wireguard/${ifname}.sock`, { force: true });
   });
 
   for (const withPsk of [false, true]) {

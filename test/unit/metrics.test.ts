@@ -136,3 +136,33 @@ test('HTTP endpoint: an address that cannot be bound is a typed error naming it'
     await first.close();
   }
 });
+
+test('WireGuard: drops by reason, handshakes by kind, per-peer handshake age and bytes labelled by key and endpoint', async () => {
+  const s = dataplaneSeries({ wgHandshakesSent: 3, wgHandshakesReceived: 2, wgHandshakesCompleted: 4, wgCookiesSent: 1, wgDropBadMac: 5, wgDropAllowedIps: 6, dropUnknownSender: 7 });
+  assert.deepEqual(s.handshakes, [{ kind: 'sent', value: 3 }, { kind: 'received', value: 2 }, { kind: 'completed', value: 4 }]);
+  assert.deepEqual(s.drops, [{ reason: 'wg_bad_mac', value: 5 }, { reason: 'wg_allowed_ips', value: 6 }, { reason: 'unknown_sender', value: 7 }]);
+  assert.deepEqual(s.other, [{ name: 'wg_cookies_sent', value: 1 }]);
+
+  const now = Date.now();
+  const k1 = 'A'.repeat(43) + '=';
+  const k2 = 'B'.repeat(43) + '=';
+  const m = createMetrics(new Telemetry(), () => ({
+    ...base,
+    state: 'ready',
+    backend: 'wireguard',
+    dataplane: { wgHandshakesSent: 3, wgHandshakesCompleted: 4, wgDropReplay: 9 },
+    peerStatus: [
+      { publicKey: k1, endpoint: '198.18.0.2:51820', allowedIps: ['10.42.2.0/24'], latestHandshakeMs: now - 30_000, rxBytes: 100, txBytes: 200 },
+      { publicKey: k2, endpoint: '198.18.0.3:51820', allowedIps: ['10.42.3.0/24'], latestHandshakeMs: 0, rxBytes: 0, txBytes: 148 },
+    ],
+  }));
+  const text = await m.scrape();
+  assert.equal(sample(text, 'rudder_wireguard_handshakes_total{kind="sent"}'), 3);
+  assert.equal(sample(text, 'rudder_wireguard_handshakes_total{kind="completed"}'), 4);
+  assert.equal(sample(text, 'rudder_dataplane_drops_total{reason="wg_replay"}'), 9);
+  const age = sample(text, `rudder_wireguard_peer_handshake_age_seconds{public_key="${k1}",endpoint="198.18.0.2:51820"}`);
+  assert.ok(age !== undefined && age >= 30 && age < 40, `age ${age}`);
+  assert.doesNotMatch(text, new RegExp(`handshake_age_seconds\\{public_key="${k2}"`), 'no age before the first handshake');
+  assert.equal(sample(text, `rudder_wireguard_peer_bytes_total{public_key="${k1}",endpoint="198.18.0.2:51820",direction="rx"}`), 100);
+  assert.equal(sample(text, `rudder_wireguard_peer_bytes_total{public_key="${k2}",endpoint="198.18.0.3:51820",direction="tx"}`), 148);
+});

@@ -30,6 +30,7 @@ import {
   readTai64nFloor,
   tai64nFile,
   writeTai64nFloor,
+  UAPI_DIR_ENV,
 } from '../../src/backend/wireguard';
 import { FakeNetlink } from '../helpers/netlink-fake';
 
@@ -41,6 +42,8 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rudder-wg-unit-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 let n = 0;
 const fresh = (): string => path.join(tmp, `d${++n}`, 'sub', 'wireguard.key');
+/** Each backend its own status socket directory (never /var/run/wireguard). */
+const uapiEnv = (): Record<string, string> => ({ [UAPI_DIR_ENV]: path.join(tmp, `u${++n}`) });
 
 function keypair(): { priv: Buffer; pub: string } {
   const { privateKey, publicKey } = crypto.generateKeyPairSync('x25519');
@@ -290,7 +293,7 @@ function setup(backend: Record<string, unknown> = {}, mtu = 1500) {
     portFlag: undefined,
     wireguardKeyFile: keyFile,
   };
-  const b = createWireGuardBackend(ctx, { openDataPlane: world.openDataPlane, openNetlink: () => world.nl, every: world.every, env: {} });
+  const b = createWireGuardBackend(ctx, { openDataPlane: world.openDataPlane, openNetlink: () => world.nl, every: world.every, env: uapiEnv() });
   return { world, log, backend: b, keyFile, own: lease('10.42.1.0/24', '198.18.0.1', {}) };
 }
 
@@ -386,7 +389,7 @@ describe('wireguard backend', () => {
 
     const again = createWireGuardBackend(
       { config: validateConfig({ Network: '10.42.0.0/16', Backend: { Type: 'wireguard' } }), extIface: { name: 'eth0', index: 2, address: 1, publicIP: 1, mtu: 1500 }, log: memoryLogger(0), portFlag: undefined, wireguardKeyFile: w.keyFile },
-      { openDataPlane: w.world.openDataPlane, openNetlink: () => w.world.nl, every: w.world.every, env: {} },
+      { openDataPlane: w.world.openDataPlane, openNetlink: () => w.world.nl, every: w.world.every, env: uapiEnv() },
     );
     await again.prepare(signal());
     await (await again.start(w.own, signal())).stop();

@@ -25,9 +25,11 @@ import { ensureTunNetwork } from '../tun-network';
 import { SwapPacer, busyPollFromEnv, offloadsFromEnv, queuesFromEnv, type PacerClock, type PacerOptions } from '../udp';
 import { loadOrCreateKey, readTai64nFloor, tai64nFile, writeTai64nFloor } from './key';
 import { WireGuardPeerTable, describePeer } from './table';
+import { peerReport, startStatusSocket } from './uapi';
 
 export { WireGuardPeerTable, parseBackendData } from './table';
 export { loadOrCreateKey, publicKeyOf, generatePrivateKey, parseKeyFile, tai64nFile, readTai64nFloor, writeTai64nFloor } from './key';
+export { DEFAULT_UAPI_DIR, UAPI_DIR_ENV, formatGet, parseGet, queryUapi, uapiDir, uapiSocketPath } from './uapi';
 
 /** Outer IPv4 (20) + UDP (8) + WireGuard transport header (16) + tag (16), rounded up for IPv6 underlays (flannel's and wg-quick's 80). */
 export const WIREGUARD_OVERHEAD = 80;
@@ -135,6 +137,8 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
         start.undo('save the TAI64N floor', () => saveFloor(opened, floorFile, log));
 
         await ensureTunNetwork(nl, start, log, { backend: 'wireguard', dev: TUN_NAME, own: own.subnet, mtu, network });
+        start.check('serving the status socket');
+        await startStatusSocket(start, log, { env, dev: TUN_NAME, dp: opened, keyFile, publicKey: () => k.publicKey, port, persistentKeepalive: b.PersistentKeepaliveInterval ?? 0 });
         start.check('returning the network');
       } catch (e) {
         await start.unwind(log);
@@ -242,6 +246,10 @@ function startedNetwork({ own, publicKey, port, dp, start, log, every, mtu, cloc
     counters(): Record<string, number> {
       if (stopping !== undefined) throw new RudderError('E_BACKEND', 'wireguard: counters after stop');
       return { ...dp.counters() };
+    },
+    peerStatus() {
+      if (stopping !== undefined) throw new RudderError('E_BACKEND', 'wireguard: peer status after stop');
+      return peerReport(dp.peers());
     },
     stop(): Promise<void> {
       stopping ??= (async () => {
