@@ -19,8 +19,9 @@
  *     sends first; the time to the first reply is printed and bounded;
  *   - a rekey: a ping every 200 ms between h1's and h2's pods runs past 120 s
  *     of session age while the other cases run on other pairs; at most a
- *     couple of echoes are lost, and the underlay shows a new handshake
- *     between h1 and h2 and new receiver indices in both directions.
+ *     couple of echoes are lost, the underlay shows a new handshake between
+ *     h1 and h2 and new receiver indices in both directions, and each side's
+ *     latest handshake (peers(), on -metrics-addr) is the rekey's.
  * Waits have generous give-ups; the one speed bound is the reconnection
  * (REKEY_TIMEOUT plus margin, far below the 15 s a lost session used to cost).
  */
@@ -244,15 +245,19 @@ describe('wireguard security: 3 hosts and an attacker on the underlay', { skip: 
     assert.equal(r.status, 200, `GET /metrics of ${x.name}: ${r.raw}`);
     return parseMetrics(r.body ?? '');
   };
-  /** A data plane counter of the daemon (wgDropBadMac → wg_drop_bad_mac), as its metrics endpoint exports it. */
-  const counter = (m: Map<string, number>, name: string): number => {
-    const snake = name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
-    const series = [`rudder_dataplane_other_total{name="${snake}"}`, `rudder_wireguard_${snake.replace(/^wg_/, '')}_total`];
-    for (const s of series) {
-      const v = m.get(s);
-      if (v !== undefined) return v;
-    }
-    assert.fail(`no series for ${name} (tried ${series.join(', ')}); wireguard series: ${[...m.keys()].filter((k) => k.includes('wg_')).join(', ')}`);
+  /** A drop counter of the data plane (wgDropBadMac), as the daemon's metrics endpoint exports it (reason wg_bad_mac). */
+  const drops = (m: Map<string, number>, name: string): number => {
+    const reason = `wg_${name.replace(/^wgDrop/, '').replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase()}`;
+    const v = m.get(`rudder_dataplane_drops_total{reason="${reason}"}`);
+    assert.ok(v !== undefined, `no drops series for ${reason}; have: ${[...m.keys()].filter((k) => k.startsWith('rudder_dataplane_drops_total')).join(', ')}`);
+    return v;
+  };
+  /** Seconds since `x`'s latest handshake with `peer`, as the daemon's metrics endpoint reports the data plane's peers(). */
+  const handshakeAge = async (x: Host, peer: Host): Promise<number> => {
+    const m = await scrape(x);
+    const series = [...m.entries()].filter(([k]) => k.startsWith('rudder_wireguard_peer_handshake_age_seconds{') && k.includes(`"${peer.underlayIp}:${WG_PORT}"`));
+    assert.equal(series.length, 1, `one handshake age series of ${x.name} for ${peer.name}: ${JSON.stringify(series)}`);
+    return (series[0] as [string, number])[1];
   };
   const inject = (from: string, to: Host, datagrams: Buffer[]): Promise<number> => {
     const p = python(attacker.ns, INJECT, [from, String(WG_PORT), to.underlayIp, String(WG_PORT)], datagrams.map((b) => b.toString('hex')).join('\n') + '\n');
@@ -400,7 +405,7 @@ describe('wireguard security: 3 hosts and an attacker on the underlay', { skip: 
     };
     let after = before;
     const diff = (m: Map<string, number>): Record<string, number> =>
-      Object.fromEntries(Object.keys(want).map((k) => [k, counter(m, k) - counter(before, k)]));
+      Object.fromEntries(Object.keys(want).map((k) => [k, drops(m, k) - drops(before, k)]));
     await waitUntil(
       async () => {
         after = await scrape(victim);
@@ -490,6 +495,10 @@ describe('wireguard security: 3 hosts and an attacker on the underlay', { skip: 
     assert.ok(from1.length >= 2 && from2.length >= 2, `new receiver indices both ways after the rekey: ${rekey.capture.out()}`);
     assert.notEqual(from1.at(-1), from1[0]);
     assert.notEqual(from2.at(-1), from2[0]);
+    // What the data plane reports (peers(), on the metrics endpoint): the latest handshake is the rekey's, not the first session's.
+    const ages = [await handshakeAge(h(1), h(2)), await handshakeAge(h(2), h(1))];
+    console.log(`# handshake age after the window: h1 for h2 ${ages[0]?.toFixed(1)} s, h2 for h1 ${ages[1]?.toFixed(1)} s`);
+    for (const a of ages) assert.ok(a < secs - 60, `latest handshake ${a} s ago, the session began more than ${secs.toFixed(0)} s ago`);
   });
 
   it('the other side restarted (h1, by PID): its peers reconnect without anyone acting', async () => {
