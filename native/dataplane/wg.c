@@ -231,7 +231,7 @@ static void initiate(struct dp *dp, struct wgp *p, int fd, uint64_t now, bool re
 	struct wg_dev *dev = dp->wg;
 	uint8_t msg[WG_INITIATION_LEN], ts[WG_TAI64N_LEN];
 	pthread_mutex_lock(&p->lock);
-	if (!retry && p->last_init_sent && now - p->last_init_sent < WG_REKEY_TIMEOUT) {
+	if (!wg_initiation_allowed(now, p->last_init_sent, retry)) {
 		pthread_mutex_unlock(&p->lock);
 		return;
 	}
@@ -495,13 +495,17 @@ size_t wg_rx_take(struct worker *w, const struct rtable *t, struct wgp *p, uint8
 	}
 	uint32_t idx = le32_get(msg + 4);
 	pthread_mutex_lock(&p->lock);
-	struct wg_keypair *kp = NULL, *slots[3] = {p->st.current, p->st.previous, p->st.next};
+	struct wg_keypair *kp = NULL, *cur = p->st.current, *slots[3] = {p->st.current, p->st.previous, p->st.next};
 	for (int i = 0; i < 3 && !kp; i++)
 		if (slots[i] && slots[i]->local_index == idx)
 			kp = slots[i];
+	/* The peer (its endpoint is pinned, so the source is its own) still uses a session we lost: restarted. */
+	bool lost = !kp && wg_handshake_on_unknown_index(cur != NULL, cur ? now - cur->birth : 0, cur ? atomic_load_explicit(&cur->send_counter, memory_order_relaxed) : 0);
 	pthread_mutex_unlock(&p->lock);
 	if (!kp) { /* valid until this thread leaves its read section (retired keypairs wait for it) */
 		cnt[DP_WG_DROP_UNKNOWN_INDEX]++;
+		if (lost) /* at once rather than after the peer's 15 s without reply; REKEY_TIMEOUT rate limit */
+			initiate(dp, p, w->udp_fd, now, false, cnt);
 		return 0;
 	}
 	uint64_t ctr = 0;
@@ -620,8 +624,10 @@ int wg_dev_open(struct dp *dp, const uint8_t priv[WG_KEY_LEN], const uint8_t *ps
 		memcpy(dev->psk, psk, WG_KEY_LEN);
 		dev->has_psk = true;
 	}
-	if (tai_floor)
+	if (tai_floor) {
 		memcpy(dev->last_tai, tai_floor, WG_TAI64N_LEN);
+		dev->greet_first_peers = true;
+	}
 	dev->keepalive_ns = (uint64_t)keepalive_s * WG_NS_PER_S;
 	pthread_rwlock_init(&dev->id_lock, NULL);
 	pthread_mutex_init(&dev->cookie_lock, NULL);
@@ -737,6 +743,9 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 				made--;
 				break;
 			}
+			/* A restart's first peers: handshake at once (p is not published yet: no other thread sees it). */
+			if (dp->wg->greet_first_peers)
+				wg_timers_on_peer_started(&p->timers, clock_ns(CLOCK_MONOTONIC));
 		}
 		wp[i] = (struct rt_wpeer){.ip = c->ip, .port = c->port, .peer = p};
 		for (size_t j = 0; j < c->nallowed; j++, k++) {
@@ -772,6 +781,8 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 		}
 		t->put_peer = wgp_put;
 		routes_publish(dp, t);
+		if (n > 0)
+			dp->wg->greet_first_peers = false;
 	} else {
 		for (size_t i = 0; i < made; i++)
 			wgp_put(wp[i].peer);

@@ -101,6 +101,11 @@ struct wg_dev {
 
 	_Atomic uint64_t serial; /* keypair serials handed out */
 
+	/* Opened with a TAI64N floor, i.e. this key ran before (a restart): the peers of the first peer set
+	 * that names any get a handshake at once, as they may still hold sessions with the old run.
+	 * Cleared once that set is published (dp->wlock). */
+	bool greet_first_peers;
+
 	pthread_t timer_thread;
 	bool timer_started;
 	_Atomic uint64_t timer_reader; /* the timer thread's RCU slot (like struct reader_slot.gen) */

@@ -39,6 +39,12 @@ void wg_timers_on_session_derived(struct wg_timers *t, uint64_t now)
 	t->zero_keys_at = now + 3 * WG_REJECT_AFTER_TIME;
 }
 
+void wg_timers_on_peer_started(struct wg_timers *t, uint64_t now)
+{
+	if (!t->new_handshake_at || t->new_handshake_at > now)
+		t->new_handshake_at = now ? now : 1;
+}
+
 void wg_timers_on_data_sent(struct wg_timers *t, uint64_t now)
 {
 	/* 6.5: data sent and no answer within KEEPALIVE + REKEY_TIMEOUT: new handshake. */
@@ -139,4 +145,14 @@ bool wg_rekey_on_receive(uint64_t age, bool we_initiated)
 bool wg_keypair_expired(uint64_t age, uint64_t counter)
 {
 	return age >= WG_REJECT_AFTER_TIME || counter >= WG_REJECT_AFTER_MESSAGES;
+}
+
+bool wg_handshake_on_unknown_index(bool have_current, uint64_t current_age, uint64_t current_send_counter)
+{
+	return !have_current || wg_keypair_expired(current_age, current_send_counter);
+}
+
+bool wg_initiation_allowed(uint64_t now, uint64_t last_sent, bool retry)
+{
+	return retry || !last_sent || now - last_sent >= WG_REKEY_TIMEOUT;
 }

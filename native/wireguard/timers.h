@@ -61,6 +61,10 @@ void wg_timers_on_data_received(struct wg_timers *t, uint64_t now);
 void wg_timers_on_authenticated_sent(struct wg_timers *t, uint64_t now); /* any packet incl. keepalive */
 void wg_timers_on_authenticated_received(struct wg_timers *t, uint64_t now); /* any packet incl. keepalive */
 void wg_timers_on_traversal(struct wg_timers *t, uint64_t now); /* any authenticated packet, either way */
+/* A restarted data plane got this peer, which may still hold a session with
+ * the old run: a new handshake is due at once (sent by the caller's timer
+ * pass, subject to the REKEY_TIMEOUT rate limit). */
+void wg_timers_on_peer_started(struct wg_timers *t, uint64_t now);
 /* Stop every timer (peer removed or keys zeroed). */
 void wg_timers_stop(struct wg_timers *t);
 
@@ -78,5 +82,16 @@ uint64_t wg_timers_next(const struct wg_timers *t);
 bool wg_rekey_on_send(uint64_t age, uint64_t send_counter, bool we_initiated);
 bool wg_rekey_on_receive(uint64_t age, bool we_initiated);
 bool wg_keypair_expired(uint64_t age, uint64_t counter);
+/*
+ * A transport message from the peer's pinned endpoint carries a receiver
+ * index none of our keypairs has: the peer holds a session we lost (we
+ * restarted). True when we have no usable session of our own (`current` is
+ * absent, or past its age or message limit), so a handshake should start now
+ * instead of waiting for the peer's 15 s "no reply" timer.
+ */
+bool wg_handshake_on_unknown_index(bool have_current, uint64_t current_age, uint64_t current_send_counter);
+/* Whether an initiation may go at `now`: a retry always; otherwise at most one
+ * per REKEY_TIMEOUT after `last_sent` (the last initiation or response; 0 = none). */
+bool wg_initiation_allowed(uint64_t now, uint64_t last_sent, bool retry);
 
 #endif

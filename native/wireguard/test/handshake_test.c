@@ -13,7 +13,10 @@
  *   - cookies: under load an initiation without mac2 gets a cookie reply,
  *     the initiator takes it, its next initiation carries a valid mac2;
  *     replies are refused when tampered or unsolicited; secret rotation;
- *   - TAI64N never goes backwards (floor), timers' decisions.
+ *   - TAI64N never goes backwards (floor), timers' decisions;
+ *   - a restarted side: the handshake due at once for a restart's peers, on
+ *     a transport index we lack only without a usable session, and the
+ *     REKEY_TIMEOUT spacing of initiations.
  * Threads and locking: single-threaded. Prints "N checks, 0 failures".
  */
 #include "../cookie.h"
@@ -382,6 +385,36 @@ static void timers(void)
 	        "expiry");
 }
 
+/* A restarted side: it brings a new session at once, within the protocol's rate limit. */
+static void reconnect(void)
+{
+	struct wg_timers t;
+	wg_timers_init(&t, 0);
+	uint64_t now = 2000 * S;
+	wg_timers_on_peer_started(&t, now);
+	CHECK(wg_timers_next(&t) == now, "a restart's peer: a handshake is due at once");
+	CHECK(wg_timers_due(&t, now, 0) == WG_TIMER_NEW_HANDSHAKE && wg_timers_next(&t) == 0, "fires once");
+	wg_timers_on_data_sent(&t, now);
+	wg_timers_on_peer_started(&t, now + S);
+	CHECK(wg_timers_next(&t) == now + S, "brings a later 'no reply' handshake forward");
+	wg_timers_stop(&t);
+	wg_timers_on_peer_started(&t, 0);
+	CHECK(wg_timers_next(&t) == 1 && wg_timers_due(&t, 1, 0) == WG_TIMER_NEW_HANDSHAKE, "armed even at clock 0 (0 = disarmed)");
+
+	/* Transport with an index we do not have: handshake only without a usable session of our own. */
+	CHECK(wg_handshake_on_unknown_index(false, 0, 0), "no session: we restarted");
+	CHECK(!wg_handshake_on_unknown_index(true, S, 5), "a live session: a stale or forged index, nothing to do");
+	CHECK(wg_handshake_on_unknown_index(true, WG_REJECT_AFTER_TIME, 5) &&
+	                wg_handshake_on_unknown_index(true, S, WG_REJECT_AFTER_MESSAGES),
+	        "an expired session counts as none");
+
+	/* REKEY_TIMEOUT between initiations (or after a response), unless it is a retry. */
+	CHECK(wg_initiation_allowed(now, 0, false), "never sent: go");
+	CHECK(!wg_initiation_allowed(now, now - WG_REKEY_TIMEOUT + 1, false), "within 5 s: wait");
+	CHECK(wg_initiation_allowed(now, now - WG_REKEY_TIMEOUT, false), "after 5 s: go");
+	CHECK(wg_initiation_allowed(now, now, true), "a retry always goes");
+}
+
 int main(void)
 {
 	if (wg_crypto_init()) {
@@ -397,6 +430,7 @@ int main(void)
 	cookies();
 	tai64n();
 	timers();
+	reconnect();
 	wg_crypto_fini();
 	printf("%lu checks, %lu failures\n", n_checks, n_failures);
 	return n_failures ? 1 : 0;
