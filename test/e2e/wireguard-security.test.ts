@@ -45,8 +45,6 @@ const METRICS_PORT = 9108;
 const PY = '/usr/bin/python3';
 /** The rekey ping: one echo every 200 ms for 130 s, past REKEY_AFTER_TIME (120 s) of a session born before it started. */
 const REKEY_PINGS = 650;
-/** A restarted host's pods answer again within this (the protocol's REKEY_TIMEOUT is 5 s). */
-const RECONNECT_BOUND_MS = 8_000;
 
 /**
  * Captures on `dev` of the namespace it runs in ('any': every interface) for
@@ -427,7 +425,7 @@ describe('wireguard security: 3 hosts and an attacker on the underlay', { skip: 
    * removes the TAI64N floor file first (a host that crashed before saving
    * one), so only traffic can tell the data plane it lost its sessions.
    */
-  const restartAndMeasure = async (restarted: Host, sender: Host, target: Host, withoutFloor = false): Promise<number> => {
+  const restartAndMeasure = async (restarted: Host, sender: Host, target: Host, withoutFloor = false): Promise<{ ms: number; sent: number }> => {
     const pid = restarted.rudder?.pid;
     const stamp = restarted.subnetFileStamp();
     await restarted.killRudder();
@@ -445,7 +443,9 @@ describe('wireguard security: 3 hosts and an attacker on the underlay', { skip: 
     const ms = Date.now() - t0;
     signal(ping.proc.child, 'SIGINT');
     await ping.done;
-    return ms;
+    // The restarted daemon's counters start at 0: did it bring the new session itself?
+    const sent = (await scrape(restarted)).get('rudder_wireguard_handshakes_total{kind="sent"}') ?? 0;
+    return { ms, sent };
   };
 
   it('a host restarted by PID reconnects at once, whichever side sends first', async () => {
@@ -453,17 +453,19 @@ describe('wireguard security: 3 hosts and an attacker on the underlay', { skip: 
     const h3 = h(3);
     // The peer sends first: its session with the old run is useless; the restarted host must bring a new one.
     const peerFirst = await restartAndMeasure(h3, h1, h3);
-    reconnect.push(`h3 restarted, h1 sends first: ${peerFirst} ms`);
+    reconnect.push(`h3 restarted, h1 sends first: ${peerFirst.ms} ms`);
     const selfFirst = await restartAndMeasure(h3, h3, h1);
-    reconnect.push(`h3 restarted, h3 sends first: ${selfFirst} ms`);
+    reconnect.push(`h3 restarted, h3 sends first: ${selfFirst.ms} ms`);
     // Without a floor the restarted data plane greets nobody: the peer's stale transport must trigger the handshake.
     const noFloor = await restartAndMeasure(h3, h1, h3, true);
-    reconnect.push(`h3 restarted without its TAI64N floor, h1 sends first: ${noFloor} ms`);
-    console.log(`# reconnection: ${reconnect.join('; ')}`);
+    reconnect.push(`h3 restarted without its TAI64N floor, h1 sends first: ${noFloor.ms} ms`);
+    console.log(`# reconnection (measured, not a limit): ${reconnect.join('; ')}`);
     await fullMesh(c, [h1, h3]);
-    assert.ok(peerFirst < RECONNECT_BOUND_MS, `h1 → h3 took ${peerFirst} ms after h3 restarted`);
-    assert.ok(selfFirst < RECONNECT_BOUND_MS, `h3 → h1 took ${selfFirst} ms after h3 restarted`);
-    assert.ok(noFloor < RECONNECT_BOUND_MS, `h1 → h3 took ${noFloor} ms after h3 restarted without its floor`);
+    // Whoever sends first, the restarted host starts the new session itself rather than leaving its
+    // peer to find out (which takes the peer's 15 s "no reply" timer: the time the old build took).
+    for (const [what, r] of [['h1 first', peerFirst], ['h3 first', selfFirst], ['h1 first, no floor', noFloor]] as const) {
+      assert.ok(r.sent >= 1, `h3 restarted (${what}): it sent ${r.sent} handshake initiations; the session came from its peer`);
+    }
   });
 
   it('rekeys h1 ↔ h2 past 120 s under steady traffic without losing more than a couple of echoes', { timeout: 300_000 }, async () => {
@@ -504,10 +506,10 @@ describe('wireguard security: 3 hosts and an attacker on the underlay', { skip: 
   it('the other side restarted (h1, by PID): its peers reconnect without anyone acting', async () => {
     const h1 = h(1);
     const peerFirst = await restartAndMeasure(h1, h(3), h1);
-    reconnect.push(`h1 restarted, h3 sends first: ${peerFirst} ms`);
-    console.log(`# reconnection: ${reconnect.join('; ')}`);
+    reconnect.push(`h1 restarted, h3 sends first: ${peerFirst.ms} ms`);
+    console.log(`# reconnection (measured, not a limit): ${reconnect.join('; ')}`);
     await fullMesh(c, [h1, h(2), h(3)]);
-    assert.ok(peerFirst < RECONNECT_BOUND_MS, `h3 → h1 took ${peerFirst} ms after h1 restarted`);
+    assert.ok(peerFirst.sent >= 1, `h1 restarted, h3 first: h1 sent ${peerFirst.sent} handshake initiations; the session came from its peer`);
     assert.ok(fs.existsSync(path.join(h1.dir, 'wireguard.key')));
   });
 });
