@@ -27,6 +27,7 @@ import { describeRange, pickFreeSubnet, subnetAllowed } from './allocator';
 import type { Lease } from './lease';
 import { LeaseRecord, LeaseValue, Registry, leaseValue, subnetKey } from './registry';
 import { backoffMs } from '../util/backoff';
+import { Wakeable } from '../util/sleep';
 
 export const MAX_ATTEMPTS = 10;
 
@@ -101,7 +102,7 @@ export interface ManagerOptions {
 export class SubnetManager {
   private record: LeaseRecord | null = null;
   private expiresAt: number | null = null;
-  private wake: (() => void) | null = null;
+  private readonly alarm = new Wakeable();
   private value: LeaseValue;
   /** BackendData changed since the lease was written (setBackendData). */
   private republishDue = false;
@@ -194,14 +195,14 @@ export class SubnetManager {
   setBackendData(data: Readonly<Record<string, unknown>>): void {
     this.value = leaseValue(this.o.publicIP, this.o.backendType, data, this.o.hostId);
     this.republishDue = true;
-    this.wake?.();
+    this.alarm.wake();
   }
 
   /** Our key was deleted or rewritten by someone: re-assert it now. */
   ownKeyChanged(current: Lease | null): void {
     if (current && this.isOurs(current)) return; // our own write, or a harmless rewrite
     this.lostKey = current;
-    this.wake?.();
+    this.alarm.wake();
   }
   private lostKey: Lease | null | undefined = undefined;
 
@@ -222,7 +223,7 @@ export class SubnetManager {
       // After a failure the operation is overdue (waitMs is 0): back off, or a renewal due during an
       // etcd outage would be retried in a tight loop (a flood of attempts and log lines).
       if (failures > 0) waitMs = backoffMs(failures, this.o.random);
-      if (waitMs > 0) await this.sleepOrWake(waitMs, signal);
+      if (waitMs > 0) await this.alarm.wait(waitMs, signal);
       if (signal.aborted) return;
       const lost = this.lostKey;
       const due = this.expiresAt !== null && Date.now() >= this.expiresAt - this.o.renewMarginMs;
@@ -309,18 +310,5 @@ export class SubnetManager {
     this.o.log.info('lease key restored', { subnet });
   }
 
-  private sleepOrWake(ms: number, signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(t);
-        signal.removeEventListener('abort', done);
-        this.wake = null;
-        resolve();
-      };
-      const t = setTimeout(done, Math.min(ms, 2 ** 31 - 1));
-      signal.addEventListener('abort', done, { once: true });
-      this.wake = done;
-    });
-  }
 }
 

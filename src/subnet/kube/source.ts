@@ -25,6 +25,7 @@ import { Cidr, cidrEquals, containsCidr, formatCidr, formatIp } from '../../ip/i
 import type { Logger } from '../../log';
 import { noStats } from '../../metrics/telemetry';
 import { backoffMs } from '../../util/backoff';
+import { Wakeable } from '../../util/sleep';
 import type { Lease } from '../lease';
 import type { LeaseList, LeaseRecord, PeerSource, WatchBatch, WatchHandlers } from '../registry';
 import type { KeeperOptions, LeaseKeeper, SubnetSource } from '../source';
@@ -221,7 +222,7 @@ export class KubePeers implements PeerSource {
 export class KubeKeeper implements LeaseKeeper {
   private current: Lease | null = null;
   private dirty = false;
-  private wake: (() => void) | null = null;
+  private readonly alarm = new Wakeable();
   /** What the annotations publish: the options' until setBackendData. */
   private backendData: Readonly<Record<string, unknown>>;
 
@@ -298,14 +299,14 @@ export class KubeKeeper implements LeaseKeeper {
   setBackendData(data: Readonly<Record<string, unknown>>): void {
     this.backendData = data;
     this.dirty = true;
-    this.wake?.();
+    this.alarm.wake();
   }
 
   ownKeyChanged(now: Lease | null): void {
     const l = this.current;
     if (l && now && now.publicIP === l.publicIP && now.backendType === l.backendType && JSON.stringify(now.backendData) === JSON.stringify(l.backendData)) return;
     this.dirty = true;
-    this.wake?.();
+    this.alarm.wake();
   }
 
   async keep(signal: AbortSignal): Promise<void> {
@@ -337,23 +338,10 @@ export class KubeKeeper implements LeaseKeeper {
       }
       // Re-check the annotations now and then even without an event (someone may have edited them).
       const wait = failures > 0 ? backoffMs(failures) : this.dirty ? 0 : 300_000;
-      if (wait > 0) await this.sleepOrWake(wait, signal);
+      if (wait > 0) await this.alarm.wait(wait, signal);
       if (failures === 0 && !this.dirty && !signal.aborted) this.dirty = true;
     }
   }
 
-  private sleepOrWake(ms: number, signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(t);
-        signal.removeEventListener('abort', done);
-        this.wake = null;
-        resolve();
-      };
-      const t = setTimeout(done, ms);
-      signal.addEventListener('abort', done, { once: true });
-      this.wake = done;
-    });
-  }
 }
 
