@@ -14,16 +14,17 @@
  * snapshot() at scrape time; prom-client is loaded only with -metrics-addr.
  */
 import type { Backend, BackendContext, ExternalInterface, Network } from './backend/types';
-import { NetworkConfig, configToJson, parseConfig } from './config';
-import { describeError, isRudderError } from './errors';
-import { Cidr, formatCidr, formatIp, cidrEquals } from './ip/ipv4';
+import { NetworkConfig, configToJson, ipv4Enabled, parseConfig } from './config';
+import { RudderError, describeError, isRudderError } from './errors';
+import { formatCidr, formatIp } from './ip/ipv4';
+import { formatIp6 } from './ip/ipv6';
 import type { Logger } from './log';
 import { IpMasq, removeLeftoverTable, type NftRunner } from './ipmasq';
 import { Telemetry, type DaemonSnapshot } from './metrics/telemetry';
-import type { Lease, LeaseEvent } from './subnet/lease';
+import { type Lease, type LeaseEvent, NO_IPV4, leaseName, sameKey } from './subnet/lease';
 import { backoffMs } from './util/backoff';
 import type { LeaseKeeper, SubnetSource } from './subnet/source';
-import { readRememberedSubnet, writeSubnetFile } from './subnet/file';
+import { type RememberedSubnets, readRememberedSubnets, subnetFileOf, writeSubnetFile } from './subnet/file';
 import { resolveHostId } from './subnet/host-id';
 import { LeaseWatcher } from './subnet/watcher';
 import { sleep } from './util/sleep';
@@ -69,6 +70,8 @@ export interface DaemonDeps {
   source: SubnetSource;
   log: Logger;
   resolveIface(): Promise<ExternalInterface>;
+  /** EnableIPv6: this host's PublicIPv6 (-public-ipv6, else the global IPv6 of the interface); E_IFACE when none. */
+  resolvePublicIpv6?(ext: ExternalInterface): bigint;
   createBackend(ctx: BackendContext): Backend;
   /** sd_notify; a no-op when not under systemd. */
   notify(state: string): void;
@@ -118,7 +121,18 @@ export class Daemon {
       const ext = await this.d.resolveIface();
       log.info('using interface', { iface: ext.name, address: formatIp(ext.address), publicIP: formatIp(ext.publicIP), mtu: ext.mtu });
 
+      let publicIPv6: bigint | null = null;
+      if (config.ipv6) {
+        if (!this.d.resolvePublicIpv6) throw new RudderError('E_IFACE', `EnableIPv6 is on but this daemon cannot find an IPv6 address for interface ${ext.name}`);
+        publicIPv6 = this.d.resolvePublicIpv6(ext);
+        log.info('using IPv6', { iface: ext.name, publicIPv6: formatIp6(publicIPv6) });
+      }
+
       const backend = this.d.createBackend({ config, extIface: ext, log: log.child({ backend: config.backend.Type }), portFlag: this.o.portFlag, wireguardKeyFile: this.o.wireguardKeyFile });
+      if ((config.ipv6 || !ipv4Enabled(config)) && backend.carriesIPv6 !== true) {
+        // Never pretend: a lease with an IPv6 subnet that no route carries would black-hole its pods.
+        throw new RudderError('E_BACKEND', `IPv6 is not yet carried by the ${backend.type} backend: EnableIPv6 (and IPv6-only) networks need a backend that routes IPv6; set "EnableIPv6": false in the network config`);
+      }
       const backendData = await backend.prepare(signal);
       this.backendType = backend.type;
 
@@ -128,6 +142,7 @@ export class Daemon {
       const manager = this.d.source.keeper({
         config,
         publicIP: ext.publicIP,
+        ...(config.ipv6 ? { publicIPv6, backendV6Data: backendData } : {}),
         backendType: backend.type,
         backendData,
         hostId: host.id,
@@ -138,7 +153,7 @@ export class Daemon {
       });
       this.manager = manager;
       const remembered = await this.rememberedSubnet();
-      const lease = await this.retrying('acquire a lease', signal, () => manager.acquire(remembered));
+      const lease = await this.retrying('acquire a lease', signal, () => manager.acquire(remembered?.subnet ?? null, remembered?.ipv6Subnet ?? null));
       if (!lease) return;
       this.lease = lease;
 
@@ -146,7 +161,7 @@ export class Daemon {
       // The others' leases as of now: a restarted daemon keeps the kernel state that still matches them.
       const current = await this.retrying('list leases', signal, () => registry.listLeases());
       if (!current) return;
-      const peers = current.records.map((r) => r.lease).filter((l) => !cidrEquals(l.subnet, lease.subnet));
+      const peers = current.records.map((r) => r.lease).filter((l) => !sameKey(l, lease));
       const network = await backend.start(lease, signal, peers);
       this.network = network;
       compactSoon();
@@ -169,8 +184,8 @@ export class Daemon {
         await removeLeftoverTable(log, this.d.nft);
       }
 
-      await writeSubnetFile(this.o.subnetFile, { network: config.network, subnet: lease.subnet, mtu: network.mtu, ipMasq: this.o.ipMasq });
-      log.info('subnet file written', { file: this.o.subnetFile, subnet: formatCidr(lease.subnet), mtu: network.mtu });
+      await writeSubnetFile(this.o.subnetFile, subnetFileOf(config, lease, network.mtu, this.o.ipMasq));
+      log.info('subnet file written', { file: this.o.subnetFile, subnet: config.ipv6 ? leaseName(lease) : formatCidr(lease.subnet), mtu: network.mtu });
 
       // Own-lease events go to the manager; everyone else's to the backend.
       let eventsSinceCompact = 0;
@@ -178,9 +193,9 @@ export class Daemon {
         const peers: LeaseEvent[] = [];
         for (const e of events) {
           this.telemetry.leaseEvent(e.type);
-          if (cidrEquals(e.lease.subnet, lease.subnet)) manager.ownKeyChanged(e.type === 'added' ? e.lease : null);
+          if (sameKey(e.lease, lease)) manager.ownKeyChanged(e.type === 'added' ? e.lease : null);
           else peers.push(e);
-          if (e.type === 'added' && e.lease.publicIP === lease.publicIP && !cidrEquals(e.lease.subnet, lease.subnet)) {
+          if (e.type === 'added' && e.lease.publicIP === lease.publicIP && lease.publicIP !== 0 && !sameKey(e.lease, lease)) {
             // Started at the same moment as we did (the acquisition check cannot see it), or a flanneld.
             log.error('another lease names this host\'s PublicIP: two hosts share one address; give one of them its own -public-ip', {
               subnet: formatCidr(e.lease.subnet),
@@ -239,13 +254,13 @@ export class Daemon {
    * (a flannel host switched to Rudder in place keeps its subnet even when
    * flanneld's lease is gone).
    */
-  private async rememberedSubnet(): Promise<Cidr | null> {
+  private async rememberedSubnet(): Promise<RememberedSubnets | null> {
     const { log } = this.d;
     const invalid = (file: string) => (e: unknown): void => log.warn('subnet file is not valid; not remembering it', { file, error: describeError(e) });
-    const own = await readRememberedSubnet(this.o.subnetFile, invalid(this.o.subnetFile));
+    const own = await readRememberedSubnets(this.o.subnetFile, invalid(this.o.subnetFile));
     if (own !== null || this.o.flannelSubnetFile === undefined) return own;
-    const flannel = await readRememberedSubnet(this.o.flannelSubnetFile, invalid(this.o.flannelSubnetFile), 'flannel');
-    if (flannel !== null) log.info("remembering flanneld's subnet", { file: this.o.flannelSubnetFile, subnet: formatCidr(flannel) });
+    const flannel = await readRememberedSubnets(this.o.flannelSubnetFile, invalid(this.o.flannelSubnetFile), 'flannel');
+    if (flannel !== null) log.info("remembering flanneld's subnet", { file: this.o.flannelSubnetFile, subnet: leaseName({ subnet: flannel.subnet ?? NO_IPV4, ipv6Subnet: flannel.ipv6Subnet ?? undefined }) });
     return flannel;
   }
 
@@ -258,7 +273,7 @@ export class Daemon {
       lease = { subnet: formatCidr(l.subnet), expiresAt: l.expiresAt, reservation: this.manager.isReservation };
     }
     let peers = 0;
-    for (const l of this.watcher?.known.values() ?? []) if (!own || !cidrEquals(l.subnet, own.subnet)) peers++;
+    for (const l of this.watcher?.known.values() ?? []) if (!own || !sameKey(l, own)) peers++;
     let dataplane: Record<string, number> | null = null;
     try {
       dataplane = this.network?.counters?.() ?? null;

@@ -197,6 +197,24 @@ export function subnetIndex6(min: bigint, subnetLen: number, ip: bigint): bigint
   return d >= 0n ? d / step : -((-d + step - 1n) / step);
 }
 
+const NOT_GLOBAL: readonly Cidr6[] = [
+  { ip: 0n, prefix: 127 }, // :: and ::1
+  { ip: 0xfe80n << 112n, prefix: 10 }, // link-local
+  { ip: 0xffn << 120n, prefix: 8 }, // multicast
+  { ip: 0xffffn << 32n, prefix: 96 }, // IPv4-mapped
+];
+
+/** Whether an address can be another host's destination: not unspecified, loopback, link-local, multicast or IPv4-mapped. */
+export function isGlobalIpv6(ip: bigint): boolean {
+  return !NOT_GLOBAL.some((c) => contains6(c, ip));
+}
+
+/** The same, for text: false when `s` is not IPv6. */
+export function isGlobalIpv6Text(s: string): boolean {
+  const ip = parseIp6(s);
+  return ip !== null && isGlobalIpv6(ip);
+}
+
 /**
  * A uniform-enough random integer in [0, n) from `random` ([0, 1), as
  * Math.random): 32 bits per call, 64 bits more than n needs so that the
