@@ -1,0 +1,183 @@
+/**
+ * Dual-stack and IPv6-only acquisition against a real etcd server (issue 15's
+ * control plane): flannel's keys and values on the wire, reuse after a
+ * restart, the remembered subnets, and concurrent hosts that never share a
+ * subnet of either family. Backends do not carry IPv6 yet, so the subnet
+ * manager is driven directly, as registry.test.ts does.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Etcd3 } from 'etcd3';
+import { parseConfig } from '../../src/config';
+import { isRudderError } from '../../src/errors';
+import { formatCidr, parseIp } from '../../src/ip/ipv4';
+import { formatCidr6, formatIp6, parseCidr6, parseIp6, type Cidr6 } from '../../src/ip/ipv6';
+import { memoryLogger } from '../../src/log';
+import { EtcdRegistry } from '../../src/subnet/etcd-registry';
+import { formatLeaseKey, hasIpv4, type LeaseEvent } from '../../src/subnet/lease';
+import { SubnetManager } from '../../src/subnet/manager';
+import { LeaseWatcher } from '../../src/subnet/watcher';
+import { EtcdServer, startEtcd } from '../../src/topology/etcd';
+import { waitUntil } from '../../src/topology/util';
+
+let etcd: EtcdServer;
+let raw: Etcd3;
+let prefixN = 0;
+const regs: EtcdRegistry[] = [];
+
+before(async () => {
+  etcd = await startEtcd();
+  raw = new Etcd3({ hosts: etcd.endpoints });
+});
+after(async () => {
+  for (const r of regs) r.close();
+  raw?.close();
+  await etcd?.dispose();
+});
+
+function fresh(): { prefix: string; reg: () => EtcdRegistry } {
+  const prefix = `/v6test${++prefixN}/network`;
+  return {
+    prefix,
+    reg: () => {
+      const r = new EtcdRegistry({ endpoints: etcd.endpoints, prefix, requestTimeoutMs: 3000 });
+      regs.push(r);
+      return r;
+    },
+  };
+}
+
+const DUAL = '{"Network":"10.42.0.0/16","EnableIPv6":true,"IPv6Network":"fd42:42::/48","IPv6SubnetLen":64}';
+const V6ONLY = '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd42:43::/48"}';
+
+function manager(reg: EtcdRegistry, cfgText: string, publicIP: string, publicIPv6: string | null, backendV6Data: Record<string, unknown> = {}): SubnetManager {
+  return new SubnetManager({
+    registry: reg,
+    config: parseConfig(cfgText),
+    publicIP: parseIp(publicIP) as number,
+    publicIPv6: publicIPv6 === null ? null : (parseIp6(publicIPv6) as bigint),
+    backendType: 'udp',
+    backendData: {},
+    backendV6Data,
+    ttlMs: 60_000,
+    renewMarginMs: 10_000,
+    log: memoryLogger(),
+  });
+}
+
+async function keysUnder(prefix: string): Promise<Record<string, string>> {
+  return raw.getAll().prefix(`${prefix}/subnets/`).strings();
+}
+
+describe('dual-stack acquisition', () => {
+  test('one key in flannel\'s form holds both subnets; the value has PublicIPv6 and BackendV6Data', async () => {
+    const { prefix, reg } = fresh();
+    const lease = await manager(reg(), DUAL, '198.18.2.1', '2001:2::1', { Port: 8285 }).acquire(null);
+    assert.ok(hasIpv4(lease) && lease.ipv6Subnet);
+    assert.ok(parseCidr6('fd42:42::/48')!.ip <= lease.ipv6Subnet.ip && lease.ipv6Subnet.prefix === 64);
+    const keys = await keysUnder(prefix);
+    const key = `${prefix}/subnets/${formatCidr(lease.subnet).replace('/', '-')}&${formatCidr6(lease.ipv6Subnet).replace('/', '-')}`;
+    assert.deepEqual(Object.keys(keys), [key]);
+    assert.deepEqual(JSON.parse(keys[key]!), { PublicIP: '198.18.2.1', PublicIPv6: '2001:2::1', BackendType: 'udp', BackendData: {}, BackendV6Data: { Port: 8285 } });
+  });
+
+  test('IPv6-only: the key\'s IPv4 part is 0.0.0.0-0', async () => {
+    const { prefix, reg } = fresh();
+    const lease = await manager(reg(), V6ONLY, '0.0.0.0', '2001:2::2').acquire(null);
+    assert.ok(!hasIpv4(lease) && lease.ipv6Subnet);
+    const keys = Object.keys(await keysUnder(prefix));
+    assert.deepEqual(keys, [`${prefix}/subnets/0.0.0.0-0&${formatCidr6(lease.ipv6Subnet).replace('/', '-')}`]);
+  });
+
+  test('a restarted host gets the same subnets back: by PublicIP, by PublicIPv6, and from the subnet file once the key is gone', async () => {
+    const { prefix, reg } = fresh();
+    const r = reg();
+    const first = await manager(r, DUAL, '198.18.2.3', '2001:2::3').acquire(null);
+    const again = await manager(reg(), DUAL, '198.18.2.3', '2001:2::3').acquire(null);
+    assert.equal(formatLeaseKey(again), formatLeaseKey(first), 'same key after a restart');
+    // IPv6-only host: only PublicIPv6 tells its lease apart.
+    const v6a = await manager(r, V6ONLY, '0.0.0.0', '2001:2::4').acquire(null);
+    const v6b = await manager(reg(), V6ONLY, '0.0.0.0', '2001:2::4').acquire(null);
+    assert.equal(formatLeaseKey(v6b), formatLeaseKey(v6a));
+    const other = await manager(reg(), V6ONLY, '0.0.0.0', '2001:2::5').acquire(null);
+    assert.notEqual(formatLeaseKey(other), formatLeaseKey(v6a), 'another PublicIPv6 is another host');
+    // The key is gone (expired while the host was down): the subnet file's subnets are taken again.
+    await raw.delete().prefix(`${prefix}/subnets/`);
+    const back = await manager(reg(), DUAL, '198.18.2.3', '2001:2::3').acquire(first.subnet, first.ipv6Subnet ?? null);
+    assert.equal(formatLeaseKey(back), formatLeaseKey(first));
+    // Turning IPv6 on keeps the IPv4 subnet the file remembers.
+    await raw.delete().prefix(`${prefix}/subnets/`);
+    const v4cfg = '{"Network":"10.42.0.0/16"}';
+    const v4 = await manager(reg(), v4cfg, '198.18.2.6', null).acquire(null);
+    await raw.delete().prefix(`${prefix}/subnets/`);
+    const switched = await manager(reg(), DUAL, '198.18.2.6', '2001:2::6').acquire(v4.subnet, null);
+    assert.equal(formatCidr(switched.subnet), formatCidr(v4.subnet));
+    assert.ok(switched.ipv6Subnet);
+  });
+
+  test('a remembered IPv6 subnet held by another host (under another IPv4 subnet) is not taken twice', async () => {
+    const { prefix, reg } = fresh();
+    const held = parseCidr6('fd42:42:0:7::/64') as Cidr6;
+    await raw.put(`${prefix}/subnets/10.42.9.0-24&fd42:42:0:7::-64`).value(JSON.stringify({ PublicIP: '198.18.2.9', PublicIPv6: '2001:2::9', BackendType: 'vxlan' }));
+    const lease = await manager(reg(), DUAL, '198.18.2.10', '2001:2::10').acquire(null, held);
+    assert.notEqual(formatCidr6(lease.ipv6Subnet!), formatCidr6(held));
+    assert.notEqual(formatCidr(lease.subnet), '10.42.9.0/24');
+  });
+
+  test('a full IPv6 range is a clear error', async () => {
+    const { reg } = fresh();
+    const cfg = '{"Network":"10.42.0.0/16","EnableIPv6":true,"IPv6Network":"fd42:44::/48","IPv6SubnetMin":"fd42:44:0:1::","IPv6SubnetMax":"fd42:44:0:2::"}';
+    const r = reg();
+    await manager(r, cfg, '198.18.3.1', '2001:2::31').acquire(null);
+    await manager(r, cfg, '198.18.3.2', '2001:2::32').acquire(null);
+    await assert.rejects(manager(r, cfg, '198.18.3.3', '2001:2::33').acquire(null), (e: unknown) => {
+      assert.ok(isRudderError(e, 'E_SUBNET_FULL'), String(e));
+      assert.match((e as Error).message, /all 2 subnets of \/64 from fd42:44:0:1:: to fd42:44:0:2:: in fd42:44::\/48/);
+      return true;
+    });
+  });
+
+  for (const [name, cfg, v6len] of [
+    ['dual-stack', '{"Network":"10.42.0.0/16","SubnetMin":"10.42.0.0","SubnetMax":"10.42.63.0","EnableIPv6":true,"IPv6Network":"fd42:45::/56"}', 64],
+    ['IPv6-only', '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd42:46::/56","IPv6SubnetLen":62}', 62],
+  ] as const) {
+    test(`50 concurrent ${name} acquisitions get distinct subnets of each family`, async () => {
+      const { reg } = fresh();
+      const clients = Array.from({ length: 5 }, () => reg());
+      const v4on = name === 'dual-stack';
+      const leases = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => manager(clients[i % 5] as EtcdRegistry, cfg, v4on ? `198.18.4.${i + 1}` : '0.0.0.0', `2001:2::4:${i + 1}`).acquire(null)),
+      );
+      const v6 = new Set(leases.map((l) => formatCidr6(l.ipv6Subnet!)));
+      assert.equal(v6.size, 50, 'distinct IPv6 subnets');
+      for (const l of leases) assert.equal(l.ipv6Subnet!.prefix, v6len);
+      if (v4on) assert.equal(new Set(leases.map((l) => formatCidr(l.subnet))).size, 50, 'distinct IPv4 subnets');
+      const listed = await (clients[0] as EtcdRegistry).listLeases();
+      assert.equal(listed.records.length, 50);
+      assert.equal(listed.invalid.length, 0);
+    });
+  }
+});
+
+describe('watching dual-stack leases', () => {
+  test('a watcher sees dual-stack leases come and go, deletions included', async () => {
+    const { prefix, reg } = fresh();
+    const seen: LeaseEvent[] = [];
+    const w = new LeaseWatcher(reg(), memoryLogger(), async (evs) => void seen.push(...evs));
+    const ac = new AbortController();
+    const run = w.run(ac.signal);
+    await waitUntil(() => w.lists >= 1, { what: 'first list' });
+    const a = await manager(reg(), DUAL, '198.18.5.1', '2001:2::51').acquire(null);
+    const b = await manager(reg(), V6ONLY, '0.0.0.0', '2001:2::52').acquire(null);
+    await waitUntil(() => seen.filter((e) => e.type === 'added').length === 2, { what: 'two additions' });
+    await raw.delete().key(`${prefix}/subnets/${formatLeaseKey(a)}`);
+    await waitUntil(() => seen.some((e) => e.type === 'removed'), { what: 'the removal' });
+    ac.abort();
+    await run;
+    const removed = seen.filter((e) => e.type === 'removed');
+    assert.equal(removed.length, 1);
+    assert.equal(formatLeaseKey(removed[0]!.lease), formatLeaseKey(a));
+    assert.deepEqual([...w.known.values()].map((l) => formatLeaseKey(l)), [formatLeaseKey(b)]);
+    assert.equal(formatIp6([...w.known.values()][0]!.publicIPv6!), '2001:2::52');
+  });
+});
