@@ -55,7 +55,7 @@ function manager(reg: EtcdRegistry, cfgText: string, publicIP: string, publicIPv
     registry: reg,
     config: parseConfig(cfgText),
     publicIP: parseIp(publicIP) as number,
-    publicIPv6: publicIPv6 === null ? null : (parseIp6(publicIPv6) as bigint),
+    publicIPv6: publicIPv6 === null ? null : (parseIp6(publicIPv6)),
     backendType: 'udp',
     backendData: {},
     backendV6Data,
