@@ -181,3 +181,110 @@ describe('watching dual-stack leases', () => {
     assert.equal(formatIp6([...w.known.values()][0]!.publicIPv6!), '2001:2::52');
   });
 });
+
+describe('the daemon with EnableIPv6', () => {
+  const ip = (s: string): number => parseIp(s) as number;
+  const iface = async (): Promise<{ name: string; index: number; address: number; publicIP: number; mtu: number }> => ({
+    name: 'eth0',
+    index: 2,
+    address: ip('198.18.6.1'),
+    publicIP: ip('198.18.6.1'),
+    mtu: 1500,
+  });
+  const recording = (carriesIPv6: boolean, applied: LeaseEvent[] = []) => () => ({
+    type: 'udp',
+    overhead: 28,
+    ...(carriesIPv6 ? { carriesIPv6 } : {}),
+    prepare: async () => ({}),
+    start: async () => ({ mtu: 1472, apply: async (evs: readonly LeaseEvent[]) => void applied.push(...evs), stop: async () => undefined }),
+  });
+
+  test('refuses a backend that does not carry IPv6, naming it, before taking any lease', async () => {
+    const { Daemon } = await import('../../src/daemon');
+    const { etcdSource } = await import('../../src/subnet/source');
+    const { prefix, reg } = fresh();
+    await raw.put(`${prefix}/config`).value(DUAL);
+    const d = new Daemon(
+      { subnetFile: `/tmp/rudder-v6-${process.pid}-${prefixN}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined, hostId: 'v6-host-a' },
+      { source: etcdSource(reg(), prefix), log: memoryLogger(), resolveIface: iface, resolvePublicIpv6: () => parseIp6('2001:2::61') as bigint, createBackend: recording(false), notify: () => undefined },
+    );
+    await assert.rejects(d.run(new AbortController().signal), (e: unknown) => {
+      assert.ok(isRudderError(e, 'E_BACKEND'), String(e));
+      assert.match((e as Error).message, /IPv6 is not yet carried by the udp backend/);
+      return true;
+    });
+    assert.deepEqual(await keysUnder(prefix), {}, 'no lease taken');
+  });
+
+  test('EnableIPv6 on an interface without a global IPv6 (and no -public-ipv6) is an error naming the interface', async () => {
+    const { Daemon } = await import('../../src/daemon');
+    const { etcdSource } = await import('../../src/subnet/source');
+    const { resolvePublicIpv6 } = await import('../../src/iface');
+    const { prefix, reg } = fresh();
+    await raw.put(`${prefix}/config`).value(DUAL);
+    const d = new Daemon(
+      { subnetFile: `/tmp/rudder-v6-${process.pid}-${prefixN}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined, hostId: 'v6-host-b' },
+      {
+        source: etcdSource(reg(), prefix),
+        log: memoryLogger(),
+        resolveIface: iface,
+        resolvePublicIpv6: (ext) => resolvePublicIpv6(ext.name, undefined, { eth0: [] }),
+        createBackend: recording(true),
+        notify: () => undefined,
+      },
+    );
+    await assert.rejects(d.run(new AbortController().signal), (e: unknown) => {
+      assert.ok(isRudderError(e, 'E_IFACE'), String(e));
+      assert.match((e as Error).message, /interface eth0 has no global IPv6 address/);
+      return true;
+    });
+  });
+
+  test('with a backend that carries IPv6: both families in the lease and the subnet file, and again after a restart', async () => {
+    const { Daemon } = await import('../../src/daemon');
+    const { etcdSource } = await import('../../src/subnet/source');
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const { prefix, reg } = fresh();
+    await raw.put(`${prefix}/config`).value(DUAL);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rudder-v6-daemon-'));
+    const file = path.join(dir, 'subnet.env');
+    const applied: LeaseEvent[] = [];
+    const start = (): InstanceType<typeof Daemon> =>
+      new Daemon(
+        { subnetFile: file, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined, hostId: 'v6-host-c' },
+        { source: etcdSource(reg(), prefix), log: memoryLogger(), resolveIface: iface, resolvePublicIpv6: () => parseIp6('2001:2::63') as bigint, createBackend: recording(true, applied), notify: () => undefined },
+      );
+    const runOnce = async (during: () => Promise<void>): Promise<string> => {
+      const d = start();
+      const ac = new AbortController();
+      const running = d.run(ac.signal);
+      try {
+        await waitUntil(() => d.state === 'ready', { what: 'daemon ready' });
+        await during();
+        return fs.readFileSync(file, 'utf8');
+      } finally {
+        ac.abort();
+        await running;
+      }
+    };
+    try {
+      const env = await runOnce(async () => {
+        await raw.put(`${prefix}/subnets/10.42.250.0-24&fd42:42:0:fa::-64`).value('{"PublicIP":"198.18.6.9","PublicIPv6":"2001:2::69","BackendType":"udp","BackendData":{},"BackendV6Data":{}}');
+        await waitUntil(() => applied.length === 1, { what: 'peer event' });
+      });
+      assert.match(env, /^RUDDER_NETWORK=10\.42\.0\.0\/16\nRUDDER_SUBNET=10\.42\.\d+\.1\/24\nRUDDER_IPV6_NETWORK=fd42:42::\/48\nRUDDER_IPV6_SUBNET=fd42:42:0:[0-9a-f]+::1\/64\nRUDDER_MTU=1472\nRUDDER_IPMASQ=false\n$/);
+      assert.equal(formatCidr6(applied[0]!.lease.ipv6Subnet!), 'fd42:42:0:fa::/64');
+      const keys = Object.keys(await keysUnder(prefix)).filter((k) => !k.endsWith('10.42.250.0-24&fd42:42:0:fa::-64'));
+      assert.equal(keys.length, 1);
+      // Restart with the key gone: the subnet file brings back both subnets.
+      await raw.delete().key(keys[0]!);
+      const env2 = await runOnce(async () => undefined);
+      assert.equal(env2, env);
+      assert.deepEqual(Object.keys(await keysUnder(prefix)).sort(), [...keys, `${prefix}/subnets/10.42.250.0-24&fd42:42:0:fa::-64`].sort());
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
