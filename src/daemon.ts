@@ -21,7 +21,7 @@ import { formatIp6 } from './ip/ipv6';
 import type { Logger } from './log';
 import { IpMasq, removeLeftoverTable, type NftRunner } from './ipmasq';
 import { Telemetry, type DaemonSnapshot } from './metrics/telemetry';
-import { type Lease, type LeaseEvent, NO_IPV4, leaseName, sameKey } from './subnet/lease';
+import { type Lease, type LeaseEvent, NO_IPV4, hasIpv4, leaseName, sameKey } from './subnet/lease';
 import { backoffMs } from './util/backoff';
 import type { LeaseKeeper, SubnetSource } from './subnet/source';
 import { type RememberedSubnets, readRememberedSubnets, subnetFileOf, writeSubnetFile } from './subnet/file';
@@ -161,7 +161,9 @@ export class Daemon {
       // The others' leases as of now: a restarted daemon keeps the kernel state that still matches them.
       const current = await this.retrying('list leases', signal, () => registry.listLeases());
       if (!current) return;
-      const peers = current.records.map((r) => r.lease).filter((l) => !sameKey(l, lease));
+      // An IPv6-only lease (IPv4 part 0.0.0.0/0) must never reach a backend that routes IPv4 only.
+      const usable = (l: Lease): boolean => backend.carriesIPv6 === true || hasIpv4(l) || l.ipv6Subnet === undefined;
+      const peers = current.records.map((r) => r.lease).filter((l) => !sameKey(l, lease) && usable(l));
       const network = await backend.start(lease, signal, peers);
       this.network = network;
       compactSoon();
@@ -194,7 +196,7 @@ export class Daemon {
         for (const e of events) {
           this.telemetry.leaseEvent(e.type);
           if (sameKey(e.lease, lease)) manager.ownKeyChanged(e.type === 'added' ? e.lease : null);
-          else peers.push(e);
+          else if (usable(e.lease)) peers.push(e);
           if (e.type === 'added' && e.lease.publicIP === lease.publicIP && lease.publicIP !== 0 && !sameKey(e.lease, lease)) {
             // Started at the same moment as we did (the acquisition check cannot see it), or a flanneld.
             log.error('another lease names this host\'s PublicIP: two hosts share one address; give one of them its own -public-ip', {

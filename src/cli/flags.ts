@@ -222,7 +222,7 @@ export function daemonFlags(
     etcdPassword: str(p, 'etcd-password'),
     iface: optStr(p, 'iface'),
     publicIp: optStr(p, 'public-ip'),
-    publicIpv6: optStr(p, 'public-ipv6'),
+    ...(optStr(p, 'public-ipv6') !== undefined ? { publicIpv6: optStr(p, 'public-ipv6') } : {}),
     port: p.given.has('port') ? (p.values.get('port') as number) : undefined,
     subnetFile: str(p, 'subnet-file') ?? '',
     wireguardKeyFile: str(p, 'wireguard-key-file') ?? '',

@@ -176,7 +176,8 @@ export class SubnetManager {
         rememberedUsable = false;
         log.info('remembered subnet is held by another host; picking another', { subnet: formatCidr(remembered) });
       }
-      const taken = list.records.map((r) => r.lease.subnet);
+      // An IPv6-only key's 0.0.0.0/0 holds no IPv4 subnet (it would block the whole range).
+      const taken = list.records.filter((r) => hasIpv4(r.lease) || r.lease.ipv6Subnet === undefined).map((r) => r.lease.subnet);
       const pick = pickFreeSubnet(config, taken, this.o.random);
       if (!pick) {
         throw new RudderError('E_SUBNET_FULL', `no free subnet: all ${describeRange(config)} are leased (${taken.length} leases); widen Network or SubnetMin/SubnetMax, or remove stale leases`);

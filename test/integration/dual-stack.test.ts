@@ -159,6 +159,56 @@ describe('dual-stack acquisition', () => {
   }
 });
 
+describe('IPv6 keys in an IPv4-only network', () => {
+  test('an IPv6-only key blocks no IPv4 subnet and reaches no IPv4-only backend', async () => {
+    const { Daemon } = await import('../../src/daemon');
+    const { etcdSource } = await import('../../src/subnet/source');
+    const { prefix, reg } = fresh();
+    const stray = `${prefix}/subnets/0.0.0.0-0&fd42:47::-64`;
+    await raw.put(stray).value('{"PublicIP":"0.0.0.0","PublicIPv6":"2001:2::71","BackendType":"udp"}');
+    const one = '{"Network":"10.47.0.0/16","SubnetMin":"10.47.3.0","SubnetMax":"10.47.3.0"}';
+    const l = await manager(reg(), one, '198.18.7.1', null).acquire(null);
+    assert.equal(formatCidr(l.subnet), '10.47.3.0/24');
+    await raw.delete().prefix(`${prefix}/subnets/10.`);
+    await raw.put(`${prefix}/config`).value(one);
+    const applied: LeaseEvent[] = [];
+    let startPeers: readonly unknown[] = [];
+    const d = new Daemon(
+      { subnetFile: `/tmp/rudder-v6-${process.pid}-${prefixN}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined, hostId: 'v4-host-z' },
+      {
+        source: etcdSource(reg(), prefix),
+        log: memoryLogger(),
+        resolveIface: async () => ({ name: 'eth0', index: 2, address: parseIp('198.18.7.2') as number, publicIP: parseIp('198.18.7.2') as number, mtu: 1500 }),
+        createBackend: () => ({
+          type: 'udp',
+          overhead: 28,
+          prepare: async () => ({}),
+          start: async (_own, _signal, peers) => {
+            startPeers = peers ?? [];
+            return { mtu: 1472, apply: async (evs) => void applied.push(...evs), stop: async () => undefined };
+          },
+        }),
+        notify: () => undefined,
+      },
+    );
+    const ac = new AbortController();
+    const running = d.run(ac.signal);
+    try {
+      await waitUntil(() => d.state === 'ready', { what: 'daemon ready' });
+      await raw.put(`${prefix}/subnets/0.0.0.0-0&fd42:47:0:1::-64`).value('{"PublicIP":"0.0.0.0","PublicIPv6":"2001:2::72","BackendType":"udp"}');
+      await raw.put(`${prefix}/subnets/10.47.9.0-24`).value('{"PublicIP":"198.18.7.9","BackendType":"udp"}');
+      await waitUntil(() => applied.length >= 1, { what: 'the IPv4 peer' });
+      await new Promise((res) => setTimeout(res, 300));
+      assert.deepEqual(applied.map((e) => formatLeaseKey(e.lease)), ['10.47.9.0-24']);
+      assert.equal(startPeers.length, 0, 'the IPv6-only key is no peer at start either');
+    } finally {
+      ac.abort();
+      await running;
+      (await import('node:fs')).rmSync(`/tmp/rudder-v6-${process.pid}-${prefixN}.env`, { force: true });
+    }
+  });
+});
+
 describe('watching dual-stack leases', () => {
   test('a watcher sees dual-stack leases come and go, deletions included', async () => {
     const { prefix, reg } = fresh();
