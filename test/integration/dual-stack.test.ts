@@ -124,6 +124,25 @@ describe('dual-stack acquisition', () => {
     assert.notEqual(formatCidr(lease.subnet), '10.42.9.0/24');
   });
 
+  test('the dual-stack create fails when any key was created after the listing it picked from', async () => {
+    const { prefix, reg } = fresh();
+    const r = reg();
+    const v = { PublicIP: '198.18.2.20', PublicIPv6: '2001:2::20', BackendType: 'udp', BackendData: {}, BackendV6Data: {} };
+    const listed = await r.listLeases();
+    // Another host takes fd42:42:0:20::/64 under another IPv4 subnet: a different key, the same IPv6 half.
+    await raw.put(`${prefix}/subnets/10.42.21.0-24&fd42:42:0:20::-64`).value(JSON.stringify({ ...v, PublicIP: '198.18.2.21' }));
+    const mine = { ipv6Subnet: parseCidr6('fd42:42:0:20::/64') as Cidr6, noKeyCreatedAfter: listed.revision };
+    assert.equal(await r.createLease({ ip: parseIp('10.42.20.0') as number, prefix: 24 }, v, 60_000, mine), null, 'guarded create refused');
+    const relisted = await r.listLeases();
+    const ok = await r.createLease({ ip: parseIp('10.42.20.0') as number, prefix: 24 }, v, 60_000, { ipv6Subnet: parseCidr6('fd42:42:0:22::/64') as Cidr6, noKeyCreatedAfter: relisted.revision });
+    assert.ok(ok, 'a create from a current listing goes through');
+    // Renewals and rewrites of existing keys do not count as new keys.
+    await raw.put(`${prefix}/subnets/10.42.21.0-24&fd42:42:0:20::-64`).value(JSON.stringify({ ...v, PublicIP: '198.18.2.22' }));
+    const again = await r.listLeases();
+    await raw.put(`${prefix}/subnets/10.42.21.0-24&fd42:42:0:20::-64`).value(JSON.stringify({ ...v, PublicIP: '198.18.2.23' }));
+    assert.ok(await r.createLease({ ip: parseIp('10.42.23.0') as number, prefix: 24 }, v, 60_000, { ipv6Subnet: parseCidr6('fd42:42:0:23::/64') as Cidr6, noKeyCreatedAfter: again.revision }));
+  });
+
   test('a full IPv6 range is a clear error', async () => {
     const { reg } = fresh();
     const cfg = '{"Network":"10.42.0.0/16","EnableIPv6":true,"IPv6Network":"fd42:44::/48","IPv6SubnetMin":"fd42:44:0:1::","IPv6SubnetMax":"fd42:44:0:2::"}';
