@@ -15,6 +15,7 @@ import {
   sizeOf,
   contains,
 } from './ip/ipv4';
+import { Cidr6, formatCidr6, formatIp6, isAligned6, lastIp6, parseCidr6, parseIp6, sizeOf6, contains6 } from './ip/ipv6';
 
 export const BACKEND_TYPES = ['udp', 'vxlan', 'host-gw', 'wireguard'] as const;
 /** udp: the port every host listens on unless -port or Backend.Port says otherwise. */
@@ -43,6 +44,27 @@ export interface BackendConfig {
   readonly [k: string]: unknown;
 }
 
+/** The IPv6 half of a config (EnableIPv6): the same rules as IPv4's, 128 bits wide. */
+export interface Ipv6NetworkConfig {
+  readonly network: Cidr6;
+  readonly subnetLen: number;
+  /** First allowed subnet's network address. */
+  readonly subnetMin: bigint;
+  /** Last allowed subnet's network address. */
+  readonly subnetMax: bigint;
+}
+
+/** IPv6SubnetLen unless given (flannel's default), and its upper bound. */
+export const DEFAULT_IPV6_SUBNET_LEN = 64;
+export const MAX_IPV6_SUBNET_LEN = 124;
+
+/**
+ * The validated config. `network`, `subnetLen`, `subnetMin` and `subnetMax`
+ * are IPv4's; with `enableIPv4: false` (IPv6-only) they hold flannel's empty
+ * placeholder 0.0.0.0/0 and mean nothing: check `ipv4Enabled()` first.
+ * `enableIPv4` is absent when true and `ipv6` absent when EnableIPv6 is off,
+ * so an IPv4-only config is the same object it always was.
+ */
 export interface NetworkConfig {
   readonly network: Cidr;
   readonly subnetLen: number;
@@ -51,9 +73,30 @@ export interface NetworkConfig {
   /** Last allowed subnet's network address. */
   readonly subnetMax: number;
   readonly backend: BackendConfig;
+  /** false: IPv6-only (EnableIPv4 false); absent: IPv4 on. */
+  readonly enableIPv4?: false;
+  /** Present exactly when EnableIPv6 is true. */
+  readonly ipv6?: Ipv6NetworkConfig;
 }
 
-const KNOWN_KEYS = new Set(['Network', 'SubnetLen', 'SubnetMin', 'SubnetMax', 'Backend', 'EnableIPv4', 'EnableIPv6', 'IPv6Network']);
+/** Whether the config carries IPv4 (EnableIPv4, default true). */
+export function ipv4Enabled(c: NetworkConfig): boolean {
+  return c.enableIPv4 !== false;
+}
+
+const KNOWN_KEYS = new Set([
+  'Network',
+  'SubnetLen',
+  'SubnetMin',
+  'SubnetMax',
+  'Backend',
+  'EnableIPv4',
+  'EnableIPv6',
+  'IPv6Network',
+  'IPv6SubnetLen',
+  'IPv6SubnetMin',
+  'IPv6SubnetMax',
+]);
 
 function bad(key: string, value: unknown, expected: string): RudderError {
   return new RudderError('E_CONFIG', `config: ${key}=${JSON.stringify(value)}: expected ${expected}`);
@@ -84,10 +127,26 @@ export function validateConfig(raw: unknown): NetworkConfig {
   const o = raw as Record<string, unknown>;
   for (const k of Object.keys(o)) {
     if (!KNOWN_KEYS.has(k)) {
-      throw bad(k, o[k], `one of the keys Network, SubnetLen, SubnetMin, SubnetMax, Backend (key names are case-sensitive)`);
+      throw bad(k, o[k], `one of the keys Network, SubnetLen, SubnetMin, SubnetMax, Backend, EnableIPv4, EnableIPv6, IPv6Network, IPv6SubnetLen, IPv6SubnetMin, IPv6SubnetMax (key names are case-sensitive)`);
     }
   }
+  for (const k of ['EnableIPv4', 'EnableIPv6'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'boolean') throw bad(k, o[k], 'true or false');
+  }
+  const v4 = o.EnableIPv4 !== false;
+  const v6 = o.EnableIPv6 === true;
+  if (!v4 && !v6) throw bad('EnableIPv4', false, 'true unless EnableIPv6 is true (at least one address family must be on)');
+  // As flannel: the keys of a family that is off are ignored, so one net-conf.json can flip a family on and off.
+  if (!v4) {
+    const ipv6 = validateIpv6(o);
+    return { network: { ip: 0, prefix: 0 }, subnetLen: 0, subnetMin: 0, subnetMax: 0, backend: parseBackend(o.Backend), enableIPv4: false, ipv6 };
+  }
+  const c = validateIpv4(o);
+  const backend = parseBackend(o.Backend);
+  return v6 ? { ...c, backend, ipv6: validateIpv6(o) } : { ...c, backend };
+}
 
+function validateIpv4(o: Record<string, unknown>): Omit<NetworkConfig, 'backend'> {
   if (o.Network === undefined) throw bad('Network', undefined, 'an IPv4 CIDR such as "10.0.0.0/16" (Network is mandatory)');
   if (typeof o.Network !== 'string') throw bad('Network', o.Network, 'an IPv4 CIDR string such as "10.0.0.0/16"');
   const network = parseCidr(o.Network);
@@ -127,7 +186,49 @@ export function validateConfig(raw: unknown): NetworkConfig {
     throw bad('SubnetMin', formatIp(subnetMin), `an address not above SubnetMax (${formatIp(subnetMax)})`);
   }
 
-  return { network, subnetLen, subnetMin, subnetMax, backend: parseBackend(o.Backend) };
+  return { network, subnetLen, subnetMin, subnetMax };
+}
+
+/** The IPv6 keys (EnableIPv6): IPv6Network mandatory, IPv6SubnetLen 64 unless given, Min/Max as IPv4's. */
+function validateIpv6(o: Record<string, unknown>): Ipv6NetworkConfig {
+  const example = '"fd42:42::/48"';
+  if (o.IPv6Network === undefined) throw bad('IPv6Network', undefined, `an IPv6 CIDR such as ${example} (IPv6Network is mandatory when EnableIPv6 is true)`);
+  if (typeof o.IPv6Network !== 'string') throw bad('IPv6Network', o.IPv6Network, `an IPv6 CIDR string such as ${example}`);
+  const network = parseCidr6(o.IPv6Network);
+  if (!network) throw bad('IPv6Network', o.IPv6Network, `an IPv6 CIDR such as ${example}`);
+  if (network.prefix > MAX_IPV6_SUBNET_LEN - 1) {
+    throw bad('IPv6Network', o.IPv6Network, `a prefix length of at most /${MAX_IPV6_SUBNET_LEN - 1} (room for at least two subnets of at most /${MAX_IPV6_SUBNET_LEN})`);
+  }
+  if (parseCidr6(o.IPv6Network, true) === null) {
+    throw bad('IPv6Network', o.IPv6Network, `a network address with no host bits set (${formatCidr6(network)})`);
+  }
+  let subnetLen = DEFAULT_IPV6_SUBNET_LEN;
+  if (o.IPv6SubnetLen !== undefined) {
+    if (!isInt(o.IPv6SubnetLen)) throw bad('IPv6SubnetLen', o.IPv6SubnetLen, 'an integer prefix length');
+    subnetLen = o.IPv6SubnetLen;
+  }
+  if (subnetLen <= network.prefix || subnetLen > MAX_IPV6_SUBNET_LEN) {
+    const why = o.IPv6SubnetLen === undefined ? ` (the default ${DEFAULT_IPV6_SUBNET_LEN} does not fit: set IPv6SubnetLen)` : '';
+    throw bad('IPv6SubnetLen', subnetLen, `an integer larger than the IPv6Network prefix (${network.prefix}) and at most ${MAX_IPV6_SUBNET_LEN}${why}`);
+  }
+  const first = network.ip;
+  const last = lastIp6(network) - sizeOf6(subnetLen) + 1n;
+  const bound = (key: 'IPv6SubnetMin' | 'IPv6SubnetMax', dflt: bigint): bigint => {
+    const v = o[key];
+    if (v === undefined) return dflt;
+    if (typeof v !== 'string') throw bad(key, v, `an IPv6 address string of a /${subnetLen} subnet inside ${formatCidr6(network)}`);
+    const ip = parseIp6(v);
+    if (ip === null) throw bad(key, v, `an IPv6 address such as "${formatIp6(dflt)}"`);
+    if (!contains6(network, ip)) throw bad(key, v, `an address inside IPv6Network ${formatCidr6(network)}`);
+    if (!isAligned6(ip, subnetLen)) throw bad(key, v, `the network address of a /${subnetLen} subnet (host bits zero)`);
+    return ip;
+  };
+  const subnetMin = bound('IPv6SubnetMin', first);
+  const subnetMax = bound('IPv6SubnetMax', last);
+  if (subnetMin > subnetMax) {
+    throw bad('IPv6SubnetMin', formatIp6(subnetMin), `an address not above IPv6SubnetMax (${formatIp6(subnetMax)})`);
+  }
+  return { network, subnetLen, subnetMin, subnetMax };
 }
 
 function parseBackend(v: unknown): BackendConfig {
@@ -182,11 +283,17 @@ function parseWireGuard(b: Record<string, unknown>): { ListenPort: number; Persi
 
 /** The JSON form of a config with its defaults spelled out (for `config get`/`check`). */
 export function configToJson(c: NetworkConfig): Record<string, unknown> {
-  return {
-    Network: formatCidr(c.network),
-    SubnetLen: c.subnetLen,
-    SubnetMin: formatIp(c.subnetMin),
-    SubnetMax: formatIp(c.subnetMax),
-    Backend: c.backend,
-  };
+  const v4 = ipv4Enabled(c)
+    ? { Network: formatCidr(c.network), SubnetLen: c.subnetLen, SubnetMin: formatIp(c.subnetMin), SubnetMax: formatIp(c.subnetMax) }
+    : { EnableIPv4: false };
+  const v6 = c.ipv6
+    ? {
+        EnableIPv6: true,
+        IPv6Network: formatCidr6(c.ipv6.network),
+        IPv6SubnetLen: c.ipv6.subnetLen,
+        IPv6SubnetMin: formatIp6(c.ipv6.subnetMin),
+        IPv6SubnetMax: formatIp6(c.ipv6.subnetMax),
+      }
+    : {};
+  return { ...v4, ...v6, Backend: c.backend };
 }

@@ -16,16 +16,17 @@
  * etcd source reports as rudder_etcd_*, and adds its families.
  */
 import type { Backend, BackendContext, ExternalInterface, Network, PeerStatus } from './backend/types';
-import { NetworkConfig, configToJson, parseConfig } from './config';
+import { NetworkConfig, configToJson, ipv4Enabled, parseConfig } from './config';
 import { RudderError, describeError, isRudderError } from './errors';
-import { Cidr, formatCidr, formatIp, cidrEquals } from './ip/ipv4';
+import { formatCidr, formatIp } from './ip/ipv4';
+import { formatIp6 } from './ip/ipv6';
 import type { Logger } from './log';
 import { IpMasq, removeLeftoverTable, type NftRunner } from './ipmasq';
 import { Telemetry, type DaemonSnapshot, type EtcdStats } from './metrics/telemetry';
-import type { Lease, LeaseEvent } from './subnet/lease';
+import { type Lease, type LeaseEvent, NO_IPV4, hasIpv4, leaseName, sameKey } from './subnet/lease';
 import { backoffMs } from './util/backoff';
 import type { LeaseKeeper, SubnetSource } from './subnet/source';
-import { readRememberedSubnet, writeSubnetFile } from './subnet/file';
+import { type RememberedSubnets, readRememberedSubnets, subnetFileOf, writeSubnetFile } from './subnet/file';
 import { resolveHostId } from './subnet/host-id';
 import { LeaseWatcher } from './subnet/watcher';
 import { sleep } from './util/sleep';
@@ -71,6 +72,8 @@ export interface DaemonDeps {
   source: SubnetSource;
   log: Logger;
   resolveIface(): Promise<ExternalInterface>;
+  /** EnableIPv6: this host's PublicIPv6 (-public-ipv6, else the global IPv6 of the interface); E_IFACE when none. */
+  resolvePublicIpv6?(ext: ExternalInterface): bigint;
   createBackend(ctx: BackendContext): Backend;
   /** sd_notify; a no-op when not under systemd. */
   notify(state: string): void;
@@ -125,6 +128,13 @@ export class Daemon {
       const ext = await this.d.resolveIface();
       log.info('using interface', { iface: ext.name, address: formatIp(ext.address), publicIP: formatIp(ext.publicIP), mtu: ext.mtu });
 
+      let publicIPv6: bigint | null = null;
+      if (config.ipv6) {
+        if (!this.d.resolvePublicIpv6) throw new RudderError('E_IFACE', `EnableIPv6 is on but this daemon cannot find an IPv6 address for interface ${ext.name}`);
+        publicIPv6 = this.d.resolvePublicIpv6(ext);
+        log.info('using IPv6', { iface: ext.name, publicIPv6: formatIp6(publicIPv6) });
+      }
+
       const backend = this.d.createBackend({
         config,
         extIface: ext,
@@ -136,6 +146,10 @@ export class Daemon {
           this.manager.setBackendData(data);
         },
       });
+      if ((config.ipv6 || !ipv4Enabled(config)) && backend.carriesIPv6 !== true) {
+        // Never pretend: a lease with an IPv6 subnet that no route carries would black-hole its pods.
+        throw new RudderError('E_BACKEND', `IPv6 is not yet carried by the ${backend.type} backend: EnableIPv6 (and IPv6-only) networks need a backend that routes IPv6; set "EnableIPv6": false in the network config`);
+      }
       const backendData = await backend.prepare(signal);
       this.backendType = backend.type;
 
@@ -145,6 +159,7 @@ export class Daemon {
       const manager = this.d.source.keeper({
         config,
         publicIP: ext.publicIP,
+        ...(config.ipv6 ? { publicIPv6, backendV6Data: backendData } : {}),
         backendType: backend.type,
         backendData,
         hostId: host.id,
@@ -155,7 +170,7 @@ export class Daemon {
       });
       this.manager = manager;
       const remembered = await this.rememberedSubnet();
-      const lease = await this.retrying('acquire a lease', signal, () => manager.acquire(remembered));
+      const lease = await this.retrying('acquire a lease', signal, () => manager.acquire(remembered?.subnet ?? null, remembered?.ipv6Subnet ?? null));
       if (!lease) return;
       this.lease = lease;
 
@@ -163,7 +178,9 @@ export class Daemon {
       // The others' leases as of now: a restarted daemon keeps the kernel state that still matches them.
       const current = await this.retrying('list leases', signal, () => registry.listLeases());
       if (!current) return;
-      const peers = current.records.map((r) => r.lease).filter((l) => !cidrEquals(l.subnet, lease.subnet));
+      // An IPv6-only lease (IPv4 part 0.0.0.0/0) must never reach a backend that routes IPv4 only.
+      const usable = (l: Lease): boolean => backend.carriesIPv6 === true || hasIpv4(l) || l.ipv6Subnet === undefined;
+      const peers = current.records.map((r) => r.lease).filter((l) => !sameKey(l, lease) && usable(l));
       const network = await backend.start(lease, signal, peers);
       this.network = network;
       compactSoon();
@@ -186,8 +203,8 @@ export class Daemon {
         await removeLeftoverTable(log, this.d.nft);
       }
 
-      await writeSubnetFile(this.o.subnetFile, { network: config.network, subnet: lease.subnet, mtu: network.mtu, ipMasq: this.o.ipMasq });
-      log.info('subnet file written', { file: this.o.subnetFile, subnet: formatCidr(lease.subnet), mtu: network.mtu });
+      await writeSubnetFile(this.o.subnetFile, subnetFileOf(config, lease, network.mtu, this.o.ipMasq));
+      log.info('subnet file written', { file: this.o.subnetFile, subnet: config.ipv6 ? leaseName(lease) : formatCidr(lease.subnet), mtu: network.mtu });
 
       // Own-lease events go to the manager; everyone else's to the backend.
       let eventsSinceCompact = 0;
@@ -195,9 +212,9 @@ export class Daemon {
         const peers: LeaseEvent[] = [];
         for (const e of events) {
           this.telemetry.leaseEvent(e.type);
-          if (cidrEquals(e.lease.subnet, lease.subnet)) manager.ownKeyChanged(e.type === 'added' ? e.lease : null);
-          else peers.push(e);
-          if (e.type === 'added' && e.lease.publicIP === lease.publicIP && !cidrEquals(e.lease.subnet, lease.subnet)) {
+          if (sameKey(e.lease, lease)) manager.ownKeyChanged(e.type === 'added' ? e.lease : null);
+          else if (usable(e.lease)) peers.push(e);
+          if (e.type === 'added' && e.lease.publicIP === lease.publicIP && lease.publicIP !== 0 && !sameKey(e.lease, lease)) {
             // Started at the same moment as we did (the acquisition check cannot see it), or a flanneld.
             log.error('another lease names this host\'s PublicIP: two hosts share one address; give one of them its own -public-ip', {
               subnet: formatCidr(e.lease.subnet),
@@ -256,13 +273,13 @@ export class Daemon {
    * (a flannel host switched to Rudder in place keeps its subnet even when
    * flanneld's lease is gone).
    */
-  private async rememberedSubnet(): Promise<Cidr | null> {
+  private async rememberedSubnet(): Promise<RememberedSubnets | null> {
     const { log } = this.d;
     const invalid = (file: string) => (e: unknown): void => log.warn('subnet file is not valid; not remembering it', { file, error: describeError(e) });
-    const own = await readRememberedSubnet(this.o.subnetFile, invalid(this.o.subnetFile));
+    const own = await readRememberedSubnets(this.o.subnetFile, invalid(this.o.subnetFile));
     if (own !== null || this.o.flannelSubnetFile === undefined) return own;
-    const flannel = await readRememberedSubnet(this.o.flannelSubnetFile, invalid(this.o.flannelSubnetFile), 'flannel');
-    if (flannel !== null) log.info("remembering flanneld's subnet", { file: this.o.flannelSubnetFile, subnet: formatCidr(flannel) });
+    const flannel = await readRememberedSubnets(this.o.flannelSubnetFile, invalid(this.o.flannelSubnetFile), 'flannel');
+    if (flannel !== null) log.info("remembering flanneld's subnet", { file: this.o.flannelSubnetFile, subnet: leaseName({ subnet: flannel.subnet ?? NO_IPV4, ipv6Subnet: flannel.ipv6Subnet ?? undefined }) });
     return flannel;
   }
 
@@ -288,7 +305,7 @@ export class Daemon {
       lease = { subnet: formatCidr(l.subnet), expiresAt: l.expiresAt, reservation: this.manager.isReservation };
     }
     let peers = 0;
-    for (const l of this.watcher?.known.values() ?? []) if (!own || !cidrEquals(l.subnet, own.subnet)) peers++;
+    for (const l of this.watcher?.known.values() ?? []) if (!own || !sameKey(l, own)) peers++;
     let dataplane: Record<string, number> | null = null;
     let peerStatus: readonly PeerStatus[] | null = null;
     try {

@@ -4,9 +4,11 @@
  * addresses); otherwise it is the interface of the default route, found over
  * rtnetlink. `-public-ip` overrides the advertised address (NAT).
  */
+import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import type { ExternalInterface } from './backend/types';
 import { RudderError } from './errors';
 import { formatIp, parseIp } from './ip/ipv4';
+import { isGlobalIpv6, parseIp6 } from './ip/ipv6';
 import { openNetlink } from './netlink';
 
 export async function resolveExternalInterface(iface: string | undefined, publicIp: string | undefined): Promise<ExternalInterface> {
@@ -57,4 +59,39 @@ export async function resolveExternalInterface(iface: string | undefined, public
 
 export function describeIface(x: ExternalInterface): string {
   return `${x.name} (${formatIp(x.address)}, mtu ${x.mtu})`;
+}
+
+/**
+ * The first global IPv6 address of interface `name` (pure over the
+ * os.networkInterfaces() listing, which the kernel orders as `ip -6 addr`
+ * does), or null.
+ */
+export function globalIpv6Of(name: string, listing: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces()): bigint | null {
+  for (const a of listing[name] ?? []) {
+    if (a.family !== 'IPv6') continue;
+    const ip = parseIp6(a.address);
+    if (ip !== null && isGlobalIpv6(ip)) return ip;
+  }
+  return null;
+}
+
+/**
+ * This host's PublicIPv6 (EnableIPv6): `-public-ipv6` when given, else the
+ * global IPv6 address of the underlay interface; an E_IFACE naming the
+ * interface when it has none.
+ */
+export function resolvePublicIpv6(ifaceName: string, flag: string | undefined, listing?: NodeJS.Dict<NetworkInterfaceInfo[]>): bigint {
+  if (flag !== undefined && flag !== '') {
+    const ip = parseIp6(flag);
+    if (ip === null || !isGlobalIpv6(ip)) throw new RudderError('E_FLAG', `-public-ipv6=${JSON.stringify(flag)}: expected a global unicast IPv6 address such as "2001:2::1"`);
+    return ip;
+  }
+  const ip = globalIpv6Of(ifaceName, listing);
+  if (ip === null) {
+    throw new RudderError(
+      'E_IFACE',
+      `EnableIPv6 is on but interface ${ifaceName} has no global IPv6 address: add one to ${ifaceName}, choose another interface with -iface, or give the address other hosts send to with -public-ipv6`,
+    );
+  }
+  return ip;
 }

@@ -46,6 +46,8 @@ export interface Backend {
   readonly type: string;
   /** Bytes of encapsulation: the subnet file's MTU is the underlay MTU minus this. */
   readonly overhead: number;
+  /** True when the backend routes IPv6 leases (EnableIPv6); the daemon refuses IPv6 otherwise. */
+  readonly carriesIPv6?: boolean;
   prepare(signal: AbortSignal): Promise<Record<string, unknown>>;
   /**
    * Programs the backend for lease `own`. `peers` are the other hosts' leases

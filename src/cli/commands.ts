@@ -6,9 +6,11 @@ import { readFileSync, existsSync } from 'node:fs';
 import { configToJson, parseConfig } from '../config';
 import { RudderError } from '../errors';
 import { formatCidr, formatIp } from '../ip/ipv4';
+import { formatCidr6, formatIp6 } from '../ip/ipv6';
+import { hasIpv4 } from '../subnet/lease';
 import { parseSubnetFile, readSubnetFile, SUBNET_FILE_TO_READ, type SubnetFile } from '../subnet/file';
 import { formatUsage, HELP_FLAG, parseFlags, type FlagSpec } from '../util/flags';
-import type { Registry } from '../subnet/registry';
+import type { LeaseRecord, Registry } from '../subnet/registry';
 import { configKey } from '../subnet/registry';
 import { shortHostId } from '../subnet/host-id';
 
@@ -75,14 +77,20 @@ function fmtDuration(ms: number): string {
 export async function leasesTable(reg: Pick<Registry, 'listLeases' | 'timeToLive'>, io: Out): Promise<number> {
   const list = await reg.listLeases();
   const withHost = list.records.some((r) => r.lease.hostId !== undefined);
-  const rows: string[][] = [['SUBNET', 'PUBLIC IP', 'BACKEND', 'EXPIRES IN', ...(withHost ? ['HOST'] : [])]];
-  const sorted = [...list.records].sort((a, b) => a.lease.subnet.ip - b.lease.subnet.ip);
+  // IPv6 columns once any lease has an IPv6 subnet (dual-stack or IPv6-only); IPv4-only output is as it was.
+  const withV6 = list.records.some((r) => r.lease.ipv6Subnet !== undefined);
+  const rows: string[][] = [['SUBNET', ...(withV6 ? ['IPV6 SUBNET'] : []), 'PUBLIC IP', ...(withV6 ? ['PUBLIC IPV6'] : []), 'BACKEND', 'EXPIRES IN', ...(withHost ? ['HOST'] : [])]];
+  const v6ip = (r: LeaseRecord): bigint => r.lease.ipv6Subnet?.ip ?? -1n;
+  const sorted = [...list.records].sort((a, b) => a.lease.subnet.ip - b.lease.subnet.ip || (v6ip(a) < v6ip(b) ? -1 : v6ip(a) > v6ip(b) ? 1 : 0));
   const ttls = await Promise.all(sorted.map((r) => (r.etcdLeaseId === '0' ? Promise.resolve(null) : reg.timeToLive(r.etcdLeaseId))));
   sorted.forEach((r, i) => {
     const ttl = ttls[i];
+    const l = r.lease;
     rows.push([
-      formatCidr(r.lease.subnet),
-      formatIp(r.lease.publicIP),
+      withV6 && !hasIpv4(l) ? '-' : formatCidr(l.subnet),
+      ...(withV6 ? [l.ipv6Subnet ? formatCidr6(l.ipv6Subnet) : '-'] : []),
+      withV6 && l.publicIP === 0 ? '-' : formatIp(l.publicIP),
+      ...(withV6 ? [l.publicIPv6 !== undefined ? formatIp6(l.publicIPv6) : '-'] : []),
       r.lease.backendType,
       r.etcdLeaseId === '0' ? 'reservation' : ttl === null || ttl === undefined ? 'expired' : fmtDuration(ttl),
       ...(withHost ? [shortHostId(r.lease.hostId)] : []),
@@ -109,7 +117,10 @@ export function dockerOptions(text: string, source: string): string[] {
 }
 
 function dockerOptionsOf(f: SubnetFile): string[] {
-  const opts = [`--bip=${formatIp(f.address.ip)}/${f.address.prefix}`, `--mtu=${f.mtu}`];
+  const opts = f.ipv4 ? [`--bip=${formatIp(f.address.ip)}/${f.address.prefix}`] : [];
+  // IPv6 on: Docker's bridge takes its containers' IPv6 addresses from the lease as well.
+  if (f.ipv6Lease) opts.push('--ipv6', `--fixed-cidr-v6=${formatCidr6(f.ipv6Lease)}`);
+  opts.push(`--mtu=${f.mtu}`);
   if (f.ipMasq) opts.push('--ip-masq=false');
   return opts;
 }

@@ -8,6 +8,7 @@ import { isIPv6 } from 'node:net';
 import { RudderError } from '../errors';
 import { DEFAULT_UDP_PORT } from '../config';
 import { parseIp } from '../ip/ipv4';
+import { isGlobalIpv6Text } from '../ip/ipv6';
 import { DEFAULT_ETCD_PREFIX } from '../subnet/registry';
 import { DEFAULT_FLANNEL_SUBNET_FILE, DEFAULT_SUBNET_FILE } from '../subnet/file';
 import { HOST_ID_RE } from '../subnet/registry';
@@ -29,6 +30,8 @@ export interface EtcdFlags {
 export interface DaemonFlags extends EtcdFlags {
   iface?: string;
   publicIp?: string;
+  /** -public-ipv6: checked when EnableIPv6 is on (src/iface.ts). */
+  publicIpv6?: string | undefined;
   /** Undefined unless given on the command line or in the environment, so Backend.Port can apply. */
   port?: number;
   subnetFile: string;
@@ -71,6 +74,7 @@ export const DAEMON_FLAGS: readonly FlagSpec[] = [
   { name: 'etcd-password', kind: 'string', secret: true, help: 'etcd password (prefer the environment variable to the command line)' },
   { name: 'iface', kind: 'string', help: 'IP or name of the interface for host-to-host traffic (default: the interface of the default route)' },
   { name: 'public-ip', kind: 'string', help: 'IPv4 address other hosts send to, when behind NAT (default: the IP of -iface)' },
+  { name: 'public-ipv6', kind: 'string', help: 'IPv6 address other hosts send to, with EnableIPv6 (default: the global IPv6 of -iface)' },
   { name: 'port', kind: 'int', min: 1, max: 65535, default: String(DEFAULT_UDP_PORT), help: 'UDP port of the udp backend; wins over Backend.Port of the network config' },
   { name: 'subnet-file', kind: 'string', default: DEFAULT_SUBNET_FILE, help: 'where the subnet env file is written' },
   { name: 'wireguard-key-file', kind: 'string', default: DEFAULT_WIREGUARD_KEY_FILE, help: 'wireguard backend: this host\'s private key (root-only; created on first start, kept across restarts)' },
@@ -218,6 +222,7 @@ export function daemonFlags(
     etcdPassword: str(p, 'etcd-password'),
     iface: optStr(p, 'iface'),
     publicIp: optStr(p, 'public-ip'),
+    ...(optStr(p, 'public-ipv6') !== undefined ? { publicIpv6: optStr(p, 'public-ipv6') } : {}),
     port: p.given.has('port') ? (p.values.get('port') as number) : undefined,
     subnetFile: str(p, 'subnet-file') ?? '',
     wireguardKeyFile: str(p, 'wireguard-key-file') ?? '',
@@ -245,6 +250,9 @@ export function daemonFlags(
   }
   if (flags.publicIp !== undefined && !validPublicIp(flags.publicIp)) {
     throw bad('public-ip', flags.publicIp, 'a unicast IPv4 address such as "198.18.0.1"');
+  }
+  if (flags.publicIpv6 !== undefined && !isGlobalIpv6Text(flags.publicIpv6)) {
+    throw bad('public-ipv6', flags.publicIpv6, 'a global unicast IPv6 address such as "2001:2::1"');
   }
   if (flags.subnetFile === '') {
     throw bad('subnet-file', '', `a file path such as ${JSON.stringify(DEFAULT_SUBNET_FILE)}`);

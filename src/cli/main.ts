@@ -8,7 +8,7 @@
 import { parseConfig } from '../config';
 import { Daemon } from '../daemon';
 import { describeError, isRudderError, RudderError } from '../errors';
-import { resolveExternalInterface } from '../iface';
+import { resolveExternalInterface, resolvePublicIpv6 } from '../iface';
 import { runNft } from '../ipmasq';
 import { createLogger, Logger } from '../log';
 import { EtcdRegistry } from '../subnet/etcd-registry';
@@ -111,6 +111,7 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
       source,
       log,
       resolveIface: () => resolveExternalInterface(f.iface, f.publicIp),
+      resolvePublicIpv6: (ext) => resolvePublicIpv6(ext.name, f.publicIpv6),
       createBackend,
       notify: notifier(log),
       nft: runNft,

@@ -23,6 +23,7 @@
  */
 import { RudderError } from '../errors';
 import { firstHost, formatCidr, formatIp } from '../ip/ipv4';
+import { firstHost6, formatCidr6, formatIp6, parseCidr6 } from '../ip/ipv6';
 import { parseSubnetFile, type SubnetFileContents } from '../subnet/file';
 
 export const CNI_VERSION = '1.0.0';
@@ -31,7 +32,8 @@ export const DEFAULT_CNI_BRIDGE = 'cni0';
 export const DEFAULT_CNI_DIR = '/etc/cni/net.d';
 
 /** What the conflist is built from: the subnet file's values. */
-export type SubnetFacts = Pick<SubnetFileContents, 'network' | 'subnet' | 'mtu'>;
+/** The subnet file's facts; with `ipv6Subnet` (RUDDER_IPV6_SUBNET) the conflist is dual-stack, and an IPv4 network of length 0 is IPv6-only. */
+export type SubnetFacts = Pick<SubnetFileContents, 'network' | 'subnet' | 'mtu'> & Partial<Pick<SubnetFileContents, 'ipv6Network' | 'ipv6Subnet'>>;
 
 export interface CniOptions {
   /** Network name (`name` of the conflist). Default "rudder". */
@@ -71,13 +73,20 @@ export function buildConfList(f: SubnetFacts, opts: CniOptions = {}): CniConfLis
   const bridge = opts.bridge ?? DEFAULT_CNI_BRIDGE;
   if (!validNetworkName(name)) throw new RudderError('E_FLAG', `network name ${JSON.stringify(name)}: expected letters, digits, "_", "." or "-", starting with a letter or digit`);
   if (!validIfname(bridge)) throw new RudderError('E_FLAG', `bridge ${JSON.stringify(bridge)}: expected an interface name of 1 to 15 characters without "/", ":" or spaces`);
-  const gateway = formatIp(firstHost(f.subnet));
-  const range: Record<string, unknown> = { subnet: formatCidr(f.subnet), gateway };
-  const ipam: Record<string, unknown> = {
-    type: 'host-local',
-    ranges: [[range]],
-    routes: [{ dst: opts.defaultRoute === false ? formatCidr(f.network) : '0.0.0.0/0' }],
-  };
+  const ranges: Array<Array<Record<string, unknown>>> = [];
+  const routes: Array<Record<string, unknown>> = [];
+  if (f.network.prefix !== 0 || f.ipv6Subnet === undefined) {
+    ranges.push([{ subnet: formatCidr(f.subnet), gateway: formatIp(firstHost(f.subnet)) }]);
+    routes.push({ dst: opts.defaultRoute === false ? formatCidr(f.network) : '0.0.0.0/0' });
+  }
+  // Dual-stack: a second range set gives each pod one address of each family, with its own route.
+  const lease6 = f.ipv6Subnet === undefined ? null : parseCidr6(f.ipv6Subnet);
+  if (f.ipv6Subnet !== undefined && lease6 === null) throw new RudderError('E_SUBNET_FILE', `RUDDER_IPV6_SUBNET=${f.ipv6Subnet}: expected an IPv6 address/length such as fd00:0:0:5::1/64`);
+  if (lease6) {
+    ranges.push([{ subnet: formatCidr6(lease6), gateway: formatIp6(firstHost6(lease6)) }]);
+    routes.push({ dst: opts.defaultRoute === false && f.ipv6Network !== undefined ? f.ipv6Network : '::/0' });
+  }
+  const ipam: Record<string, unknown> = { type: 'host-local', ranges, routes };
   if (opts.ipamDataDir !== undefined) ipam.dataDir = opts.ipamDataDir;
   return {
     cniVersion: CNI_VERSION,

@@ -4,13 +4,12 @@
  * every (re)list, so a reconnect or a compaction neither invents a removal of
  * a live lease nor misses one that happened while we were not watching.
  */
-import { cidrToKey } from '../ip/ipv4';
-import { Lease, LeaseEvent, sameAttrs } from './lease';
+import { Lease, LeaseEvent, formatLeaseKey, sameAttrs } from './lease';
 
-export type LeaseMap = Map<string, Lease>; // keyed by cidrToKey(subnet)
+export type LeaseMap = Map<string, Lease>; // keyed by the lease key (formatLeaseKey: both families)
 
 export function leaseKey(l: Lease): string {
-  return cidrToKey(l.subnet);
+  return formatLeaseKey(l);
 }
 
 /**

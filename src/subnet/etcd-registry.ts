@@ -14,8 +14,10 @@ import { readFileSync } from 'node:fs';
 import { Etcd3, IOptions, Watcher } from 'etcd3';
 import type { IKeyValue, IWatchResponse } from 'etcd3/lib/rpc';
 import { RudderError, describeError } from '../errors';
-import { Cidr, keyToCidr } from '../ip/ipv4';
+import type { Cidr } from '../ip/ipv4';
+import { type LeaseSubnets, formatLeaseKey, parseLeaseKey } from './lease';
 import {
+  CreateOptions,
   LeaseList,
   LeaseRecord,
   LeaseValue,
@@ -23,8 +25,8 @@ import {
   WatchBatch,
   WatchHandlers,
   configKey,
+  leaseKeyOf,
   parseLeaseEntry,
-  subnetKey,
   subnetsPrefix,
 } from './registry';
 
@@ -167,32 +169,45 @@ export class EtcdRegistry implements Registry {
   }
 
   private async putIf(
-    subnet: Cidr,
+    subnets: LeaseSubnets,
     value: LeaseValue,
     compare: { target: 'Create' | 'Mod'; rev: string },
     leaseId: string,
+    noKeyCreatedAfter?: string,
   ): Promise<LeaseRecord | null> {
-    const key = Buffer.from(subnetKey(this.prefix, subnet));
+    const key = Buffer.from(leaseKeyOf(this.prefix, subnets));
     const text = Buffer.from(JSON.stringify(value));
     const r = await this.client.kv.txn({
       compare: [
         compare.target === 'Create'
           ? { key, target: 'Create', result: 'Equal', create_revision: 0 }
           : { key, target: 'Mod', result: 'Equal', mod_revision: compare.rev },
+        ...this.noNewKeys(noKeyCreatedAfter),
       ],
       success: [{ request_put: { key, value: text, lease: leaseId } }],
       failure: [],
     });
     if (!r.succeeded) return null;
-    const parsed = parseLeaseEntry(subnetKey('', subnet).slice('/subnets/'.length), text.toString(), null);
+    const parsed = parseLeaseEntry(formatLeaseKey(subnets), text.toString(), null);
     if ('error' in parsed) throw new RudderError('E_INTERNAL', `lease value did not round-trip: ${parsed.error}`);
     return { lease: parsed.lease, modRevision: r.header.revision, etcdLeaseId: leaseId };
   }
 
-  async createLease(subnet: Cidr, value: LeaseValue, ttlMs: number): Promise<LeaseRecord | null> {
+  /**
+   * IPv6 (dual-stack) guard: every key under subnets/ was created at or
+   * before `rev` (a range compare; an empty range passes), so what that
+   * listing showed free is still free.
+   */
+  private noNewKeys(rev: string | undefined): { key: Buffer; range_end: Buffer; target: 'Create'; result: 'Less'; create_revision: string }[] {
+    if (rev === undefined) return [];
+    const key = Buffer.from(subnetsPrefix(this.prefix));
+    return [{ key, range_end: prefixEnd(key), target: 'Create', result: 'Less', create_revision: String(BigInt(rev) + 1n) }];
+  }
+
+  async createLease(subnet: Cidr, value: LeaseValue, ttlMs: number, more: CreateOptions = {}): Promise<LeaseRecord | null> {
     return this.call('create lease', async () => {
       const id = await this.grant(ttlMs);
-      const rec = await this.putIf(subnet, value, { target: 'Create', rev: '0' }, id);
+      const rec = await this.putIf({ subnet, ipv6Subnet: more.ipv6Subnet }, value, { target: 'Create', rev: '0' }, id, more.noKeyCreatedAfter);
       if (!rec) await this.revokeQuietly(id);
       return rec;
     });
@@ -202,7 +217,7 @@ export class EtcdRegistry implements Registry {
     return this.call('update lease', async () => {
       const reservation = prev.etcdLeaseId === '0';
       const id = reservation ? '0' : await this.grant(ttlMs);
-      const rec = await this.putIf(prev.lease.subnet, value, { target: 'Mod', rev: prev.modRevision }, id);
+      const rec = await this.putIf(prev.lease, value, { target: 'Mod', rev: prev.modRevision }, id);
       if (!rec) await this.revokeQuietly(id);
       else if (!reservation) await this.revokeQuietly(prev.etcdLeaseId);
       return rec;
@@ -247,8 +262,8 @@ export class EtcdRegistry implements Registry {
       for (const ev of res.events) {
         const key = ev.kv.key.toString();
         if (ev.type === 'Delete') {
-          const subnet = keyToCidr(key.slice(sp.length));
-          if (subnet) batch.push({ kind: 'delete', subnet });
+          const k = parseLeaseKey(key.slice(sp.length));
+          if (k) batch.push(k.ipv6Subnet ? { kind: 'delete', subnet: k.subnet, ipv6Subnet: k.ipv6Subnet } : { kind: 'delete', subnet: k.subnet });
           continue;
         }
         const r = this.toRecord(ev.kv, sp);

@@ -11,8 +11,11 @@
  *   RUDDER_IPMASQ=false
  *
  * Written atomically (temp file in the same directory, fsync, rename) so a
- * reader never sees a partial file. RUDDER_IPV6_NETWORK / RUDDER_IPV6_SUBNET
- * are read when present (their checks are the address form only).
+ * reader never sees a partial file. With IPv6 on, RUDDER_IPV6_NETWORK and
+ * RUDDER_IPV6_SUBNET (fd00:0:0:5::1/64, the same first-host form) follow the
+ * IPv4 pair; with IPv4 off (IPv6-only) the IPv4 pair is absent, and the
+ * reader's `ipv4` is false (its `network`/`subnet`/`address` are then the
+ * empty 0.0.0.0/0).
  *
  * flanneld's subnet file (`-flannel-subnet-file`, default
  * /run/flannel/subnet.env) has the same shape with FLANNEL_ keys; the same
@@ -24,6 +27,9 @@ import { RudderError } from '../errors';
 import { writeFileAtomic } from '../util/atomic-write';
 import type { FlagSpec } from '../util/flags';
 import { Cidr, firstHost, formatCidr, formatIp, maskOf, parseCidr, parseIp } from '../ip/ipv4';
+import { Cidr6, containsCidr6, firstHost6, formatCidr6, formatIp6, parseCidr6 } from '../ip/ipv6';
+import { type NetworkConfig, ipv4Enabled } from '../config';
+import type { Lease } from './lease';
 
 export const DEFAULT_SUBNET_FILE = '/run/rudder/subnet.env';
 export const DEFAULT_FLANNEL_SUBNET_FILE = '/run/flannel/subnet.env';
@@ -54,8 +60,16 @@ export interface SubnetFileContents {
 
 /** What a reader gets. */
 export interface SubnetFile extends SubnetFileContents {
+  /** False for an IPv6-only file (no RUDDER_NETWORK/RUDDER_SUBNET); network, subnet and address are then 0.0.0.0/0. */
+  ipv4: boolean;
   /** RUDDER_SUBNET as written: the bridge address with the lease's length, e.g. 10.0.5.1/24. */
   address: Cidr;
+  /** RUDDER_IPV6_NETWORK parsed (with RUDDER_IPV6_SUBNET, both or neither). */
+  ipv6NetworkCidr?: Cidr6;
+  /** The IPv6 lease: RUDDER_IPV6_SUBNET with host bits masked off, e.g. fd00:0:0:5::/64. */
+  ipv6Lease?: Cidr6;
+  /** RUDDER_IPV6_SUBNET's address as written, with the lease's length (fd00:0:0:5::1/64). */
+  ipv6Address?: Cidr6;
   /** Every KEY=value line, quotes removed. */
   raw: ReadonlyMap<string, string>;
 }
@@ -76,12 +90,18 @@ export function subnetAddress(lease: Cidr): string {
   return `${formatIp(firstHost(lease))}/${lease.prefix}`;
 }
 
+/** `RUDDER_IPV6_SUBNET`'s text for an IPv6 lease: its first host address (`::1`) with its length. */
+export function ipv6SubnetAddress(lease: Cidr6): string {
+  return `${formatIp6(firstHost6(lease))}/${lease.prefix}`;
+}
+
+/** The empty IPv4 network of an IPv6-only file: `formatSubnetFile` leaves the IPv4 pair out. */
+export const NO_IPV4_NETWORK: Cidr = { ip: 0, prefix: 0 };
+
 /** The file's text (pure). */
 export function formatSubnetFile(c: SubnetFileContents): string {
-  const lines = [
-    `RUDDER_NETWORK=${formatCidr(c.network)}`,
-    `RUDDER_SUBNET=${subnetAddress(c.subnet)}`,
-  ];
+  const v6only = c.network.prefix === 0 && c.ipv6Network !== undefined;
+  const lines = v6only ? [] : [`RUDDER_NETWORK=${formatCidr(c.network)}`, `RUDDER_SUBNET=${subnetAddress(c.subnet)}`];
   if (c.ipv6Network !== undefined) lines.push(`RUDDER_IPV6_NETWORK=${c.ipv6Network}`);
   if (c.ipv6Subnet !== undefined) lines.push(`RUDDER_IPV6_SUBNET=${c.ipv6Subnet}`);
   lines.push(`RUDDER_MTU=${c.mtu}`, `RUDDER_IPMASQ=${c.ipMasq}`, '');
@@ -126,13 +146,15 @@ export function parseSubnetFile(text: string, source: string, opts: ParseOptions
     return v;
   };
 
-  const networkS = need('NETWORK');
-  const subnetS = need('SUBNET');
+  // IPv6-only: no IPv4 pair at all, and the IPv6 pair in its place.
+  const v6only = !raw.has(`${P}NETWORK`) && !raw.has(`${P}SUBNET`) && raw.has(`${P}IPV6_NETWORK`);
+  const networkS = v6only ? '0.0.0.0/0' : need('NETWORK');
+  const subnetS = v6only ? '0.0.0.0/1' : need('SUBNET');
   const mtuS = need('MTU');
   const masqS = opts.complete ? need('IPMASQ') : (raw.get(`${P}IPMASQ`) ?? 'false');
 
   const network = parseCidr(networkS, true);
-  if (!network || network.prefix < 1 || network.prefix > 30) throw bad('NETWORK', 'a network CIDR such as 10.0.0.0/16 (length 1 to 30)');
+  if (!network || (!v6only && (network.prefix < 1 || network.prefix > 30))) throw bad('NETWORK', 'a network CIDR such as 10.0.0.0/16 (length 1 to 30)');
   const subnet = parseCidr(subnetS); // the lease: host bits masked off
   const host = parseIp(subnetS.slice(0, subnetS.indexOf('/')));
   if (!subnet || host === null || subnet.prefix > 30 || subnet.prefix <= network.prefix) {
@@ -145,7 +167,9 @@ export function parseSubnetFile(text: string, source: string, opts: ParseOptions
   if (!/^\d+$/.test(mtuS) || Number(mtuS) < 68 || Number(mtuS) > 65535) throw bad('MTU', 'an integer between 68 and 65535');
   if (masqS !== 'true' && masqS !== 'false') throw bad('IPMASQ', 'true or false');
 
-  const out: SubnetFile = { network, subnet, address, mtu: Number(mtuS), ipMasq: masqS === 'true', raw };
+  const out: SubnetFile = v6only
+    ? { ipv4: false, network: NO_IPV4_NETWORK, subnet: NO_IPV4_NETWORK, address: NO_IPV4_NETWORK, mtu: Number(mtuS), ipMasq: masqS === 'true', raw }
+    : { ipv4: true, network, subnet, address, mtu: Number(mtuS), ipMasq: masqS === 'true', raw };
   for (const [key, field, example] of [
     ['IPV6_NETWORK', 'ipv6Network', 'fd00::/48'],
     ['IPV6_SUBNET', 'ipv6Subnet', 'fd00:0:0:5::1/64'],
@@ -155,7 +179,23 @@ export function parseSubnetFile(text: string, source: string, opts: ParseOptions
     if (!ipv6Cidr(v)) throw bad(key, `an IPv6 address/length such as ${example}`);
     out[field] = v;
   }
-  return out;
+  if (out.ipv6Network === undefined && out.ipv6Subnet === undefined) return out;
+  if (out.ipv6Network === undefined) throw fileErr(`${source}: ${P}IPV6_NETWORK missing: expected it beside ${P}IPV6_SUBNET`);
+  if (out.ipv6Subnet === undefined) throw fileErr(`${source}: ${P}IPV6_SUBNET missing: expected it beside ${P}IPV6_NETWORK`);
+  const net6 = parseCidr6(out.ipv6Network, true);
+  if (!net6 || net6.prefix < 1 || net6.prefix > 123) throw bad('IPV6_NETWORK', 'an IPv6 network CIDR such as fd00::/48 (no host bits, length 1 to 123)');
+  const addr6 = parseCidr6(out.ipv6Subnet) as Cidr6; // form checked above; host bits masked off
+  if (addr6.prefix > 124 || addr6.prefix <= net6.prefix || !containsCidr6(net6, addr6)) {
+    throw bad('IPV6_SUBNET', `an address/length inside ${P}IPV6_NETWORK=${out.ipv6Network}, longer than its /${net6.prefix} and at most /124`);
+  }
+  const slash = out.ipv6Subnet.indexOf('/');
+  return { ...out, ipv6NetworkCidr: net6, ipv6Lease: addr6, ipv6Address: { ip: parseIp6Strict(out.ipv6Subnet.slice(0, slash)), prefix: addr6.prefix } };
+}
+
+function parseIp6Strict(s: string): bigint {
+  const c = parseCidr6(`${s}/128`);
+  if (!c) throw new RudderError('E_INTERNAL', `IPv6 address ${s} passed the form check but does not parse`);
+  return c.ip;
 }
 
 /** Reads and parses the file; an unreadable file is E_SUBNET_FILE naming it, with the system's code as `errno`. */
@@ -186,6 +226,23 @@ export async function writeSubnetFile(file: string, c: SubnetFileContents): Prom
   }
 }
 
+/** The subnets of an earlier run, each family on its own (null: not in the file). */
+export interface RememberedSubnets {
+  readonly subnet: Cidr | null;
+  readonly ipv6Subnet: Cidr6 | null;
+}
+
+/** As readRememberedSubnet, both families: null when there is no valid file. */
+export async function readRememberedSubnets(file: string, onInvalid?: (e: unknown) => void, flavour: SubnetFileFlavour = 'rudder'): Promise<RememberedSubnets | null> {
+  try {
+    const f = await readSubnetFile(file, { flavour });
+    return { subnet: f.ipv4 ? f.subnet : null, ipv6Subnet: f.ipv6Lease ?? null };
+  } catch (e) {
+    if (!(e instanceof SubnetFileUnreadable)) onInvalid?.(e);
+    return null;
+  }
+}
+
 /**
  * The lease remembered from an earlier run, or null when there is no file.
  * An invalid file is no memory either (the daemon overwrites it once it
@@ -193,9 +250,19 @@ export async function writeSubnetFile(file: string, c: SubnetFileContents): Prom
  */
 export async function readRememberedSubnet(file: string, onInvalid?: (e: unknown) => void, flavour: SubnetFileFlavour = 'rudder'): Promise<Cidr | null> {
   try {
-    return (await readSubnetFile(file, { flavour })).subnet;
+    const f = await readSubnetFile(file, { flavour });
+    return f.ipv4 ? f.subnet : null;
   } catch (e) {
     if (!(e instanceof SubnetFileUnreadable)) onInvalid?.(e);
     return null;
   }
+}
+
+/** What the daemon writes for its config and lease (both families; IPv4 pair absent when IPv4 is off). */
+export function subnetFileOf(config: NetworkConfig, lease: Lease, mtu: number, ipMasq: boolean): SubnetFileContents {
+  const v4: SubnetFileContents = ipv4Enabled(config)
+    ? { network: config.network, subnet: lease.subnet, mtu, ipMasq }
+    : { network: NO_IPV4_NETWORK, subnet: NO_IPV4_NETWORK, mtu, ipMasq };
+  if (!config.ipv6 || lease.ipv6Subnet === undefined) return v4;
+  return { ...v4, ipv6Network: formatCidr6(config.ipv6.network), ipv6Subnet: ipv6SubnetAddress(lease.ipv6Subnet) };
 }

@@ -18,14 +18,15 @@
  * (setBackendData: a rotated wireguard key) is written by the same loop,
  * compare-and-swap on the key's current revision, retried the same way.
  */
-import type { NetworkConfig } from '../config';
+import { type NetworkConfig, ipv4Enabled } from '../config';
 import { RudderError, describeError, isRudderError } from '../errors';
-import { Cidr, cidrEquals, formatCidr, formatIp } from '../ip/ipv4';
+import { Cidr, cidrEquals, formatCidr, formatIp, overlaps } from '../ip/ipv4';
+import { Cidr6, formatCidr6, formatIp6, overlaps6 } from '../ip/ipv6';
 import type { Logger } from '../log';
 import { noStats, type EtcdStats } from '../metrics/telemetry';
-import { describeRange, pickFreeSubnet, subnetAllowed } from './allocator';
-import type { Lease } from './lease';
-import { LeaseRecord, LeaseValue, Registry, leaseValue, subnetKey } from './registry';
+import { describeRange, describeRange6, pickFreeSubnet, pickFreeSubnet6, subnetAllowed, subnetAllowed6 } from './allocator';
+import { type Lease, type LeaseSubnets, NO_IPV4, hasIpv4, leaseName, sameKey } from './lease';
+import { LeaseRecord, LeaseValue, Registry, leaseKeyOf, leaseValue } from './registry';
 import { backoffMs } from '../util/backoff';
 import { Wakeable } from '../util/sleep';
 
@@ -34,6 +35,8 @@ export const MAX_ATTEMPTS = 10;
 /** Who this host is, to tell its leases from the others'. */
 export interface HostSelf {
   readonly publicIP: number;
+  /** IPv6 on: this host's PublicIPv6 (a lease naming it is this host's too). */
+  readonly publicIPv6?: bigint | null | undefined;
   /** Undefined: no identity (leases are told apart by PublicIP alone, as flannel does). */
   readonly hostId?: string | undefined;
 }
@@ -46,9 +49,22 @@ export interface HostSelf {
 export function leaseOwner(l: Lease, me: HostSelf): 'mine' | 'twin' | 'other' {
   if (me.hostId !== undefined && l.hostId !== undefined) {
     if (l.hostId === me.hostId) return 'mine';
-    return l.publicIP === me.publicIP ? 'twin' : 'other';
+    return samePublicIP(l, me) ? 'twin' : 'other';
   }
-  return l.publicIP === me.publicIP ? 'mine' : 'other';
+  return samePublicIP(l, me) ? 'mine' : 'other';
+}
+
+/** The lease names one of our public addresses (PublicIP; or PublicIPv6 when we have one; 0.0.0.0 is nobody's). */
+function samePublicIP(l: Lease, me: HostSelf): boolean {
+  if (me.publicIPv6 === undefined || me.publicIPv6 === null) return l.publicIP === me.publicIP;
+  return (me.publicIP !== 0 && l.publicIP === me.publicIP) || l.publicIPv6 === me.publicIPv6;
+}
+
+/** Whether a lease's key has the families the config has (IPv4 and/or IPv6) and is in range for each. */
+export function leaseFits(config: NetworkConfig, l: LeaseSubnets): boolean {
+  if (!config.ipv6) return subnetAllowed(config, l.subnet);
+  if (l.ipv6Subnet === undefined || !subnetAllowed6(config.ipv6, l.ipv6Subnet)) return false;
+  return ipv4Enabled(config) ? hasIpv4(l) && subnetAllowed(config, l.subnet) : !hasIpv4(l);
 }
 
 export type AcquirePlan =
@@ -71,7 +87,9 @@ export function planAcquire(
 ): AcquirePlan {
   const twin = records.find((r) => leaseOwner(r.lease, me) === 'twin');
   if (twin) return { kind: 'conflict', twin };
-  const mine = records.filter((r) => leaseOwner(r.lease, me) === 'mine' && (r.etcdLeaseId === '0' || subnetAllowed(config, r.lease.subnet)));
+  const mine = records.filter(
+    (r) => leaseOwner(r.lease, me) === 'mine' && (config.ipv6 ? leaseFits(config, r.lease) : r.etcdLeaseId === '0' || subnetAllowed(config, r.lease.subnet)),
+  );
   const pref = mine.find((r) => remembered && cidrEquals(r.lease.subnet, remembered)) ?? mine[0];
   if (pref) return { kind: 'reuse', record: pref };
   if (remembered && tryRemembered) {
@@ -85,8 +103,12 @@ export interface ManagerOptions {
   registry: Registry;
   config: NetworkConfig;
   publicIP: number;
+  /** EnableIPv6: this host's PublicIPv6 (null: none, the host is reached over IPv4). */
+  publicIPv6?: bigint | null;
   backendType: string;
   backendData: Readonly<Record<string, unknown>>;
+  /** EnableIPv6: BackendV6Data to publish (default: none, `{}`). */
+  backendV6Data?: Readonly<Record<string, unknown>>;
   /** This host's identity (src/subnet/host-id.ts), written as RudderHostID; undefined: none. */
   hostId?: string | undefined;
   /** Names lease keys in errors (default: the key's suffix only). */
@@ -107,8 +129,16 @@ export class SubnetManager {
   /** BackendData changed since the lease was written (setBackendData). */
   private republishDue = false;
 
+  /** The IPv6 half of the value (null with IPv6 off). */
+  private readonly v6: { publicIPv6: bigint | null; backendV6Data: Readonly<Record<string, unknown>> } | undefined;
+
   constructor(private readonly o: ManagerOptions) {
-    this.value = leaseValue(o.publicIP, o.backendType, o.backendData, o.hostId);
+    this.v6 = o.config.ipv6 ? { publicIPv6: o.publicIPv6 ?? null, backendV6Data: o.backendV6Data ?? {} } : undefined;
+    this.value = leaseValue(o.publicIP, o.backendType, o.backendData, o.hostId, this.v6);
+  }
+
+  private get me(): HostSelf {
+    return { publicIP: this.o.publicIP, publicIPv6: this.o.config.ipv6 ? (this.o.publicIPv6 ?? null) : undefined, hostId: this.o.hostId };
   }
 
   /** The lease currently held (after acquire). */
@@ -121,7 +151,13 @@ export class SubnetManager {
     return this.record?.etcdLeaseId === '0';
   }
 
-  async acquire(remembered: Cidr | null): Promise<Lease> {
+  /**
+   * Takes a lease. `remembered` and `remembered6` are the subnets of an
+   * earlier run (the subnet file); with IPv6 on, each family is remembered
+   * on its own, so switching IPv6 on keeps the IPv4 subnet.
+   */
+  async acquire(remembered: Cidr | null, remembered6: Cidr6 | null = null): Promise<Lease> {
+    if (this.o.config.ipv6) return this.acquireWithIpv6(remembered, remembered6);
     const { registry, config, publicIP, log } = this.o;
     let rememberedUsable = remembered !== null && subnetAllowed(config, remembered);
     if (remembered && !rememberedUsable) {
@@ -148,7 +184,8 @@ export class SubnetManager {
         rememberedUsable = false;
         log.info('remembered subnet is held by another host; picking another', { subnet: formatCidr(remembered) });
       }
-      const taken = list.records.map((r) => r.lease.subnet);
+      // An IPv6-only key's 0.0.0.0/0 holds no IPv4 subnet (it would block the whole range).
+      const taken = list.records.filter((r) => hasIpv4(r.lease) || r.lease.ipv6Subnet === undefined).map((r) => r.lease.subnet);
       const pick = pickFreeSubnet(config, taken, this.o.random);
       if (!pick) {
         throw new RudderError('E_SUBNET_FULL', `no free subnet: all ${describeRange(config)} are leased (${taken.length} leases); widen Network or SubnetMin/SubnetMax, or remove stale leases`);
@@ -160,15 +197,78 @@ export class SubnetManager {
     throw new RudderError('E_ACQUIRE', `could not acquire a subnet after ${MAX_ATTEMPTS} attempts (every pick was taken concurrently by another host)`);
   }
 
-  private keyName(subnet: Cidr): string {
-    return subnetKey(this.o.etcdPrefix ?? '', subnet);
+  /**
+   * Acquisition with IPv6 on (dual-stack or IPv6-only): the same order as
+   * IPv4's — our key, else the remembered subnets, else random free ones —
+   * with both families in one key and one create-if-absent transaction.
+   * Dual-stack also passes the listed revision: the create fails if any
+   * key was created since, because the IPv6 half of a key cannot be
+   * compared by prefix. Losing that race to another host's new key is the
+   * other host's progress, so it costs no attempt.
+   */
+  private async acquireWithIpv6(remembered: Cidr | null, remembered6: Cidr6 | null): Promise<Lease> {
+    const { registry, config, log } = this.o;
+    const v6 = config.ipv6 as NonNullable<NetworkConfig['ipv6']>;
+    const v4on = ipv4Enabled(config);
+    const mem4 = v4on && remembered !== null && subnetAllowed(config, remembered) ? remembered : null;
+    const mem6 = remembered6 !== null && subnetAllowed6(v6, remembered6) ? remembered6 : null;
+    if (remembered && v4on && !mem4) log.info('remembered subnet is outside the configured range; not reusing it', { subnet: formatCidr(remembered) });
+    if (remembered6 && !mem6) log.info('remembered IPv6 subnet is outside the configured range; not reusing it', { subnet: formatCidr6(remembered6) });
+    let lastCount = -1;
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; ) {
+      const list = await registry.listLeases();
+      if (lastCount >= 0 && list.records.length > lastCount) attempt--; // someone else's new key: their progress
+      lastCount = list.records.length;
+      const plan = planAcquire(list.records, this.me, config, null, false);
+      if (plan.kind === 'conflict') throw this.conflict(plan.twin);
+      if (plan.kind === 'reuse') {
+        const rec = await registry.updateLease(plan.record, this.value, this.o.ttlMs);
+        if (rec) return this.took(rec, plan.record.etcdLeaseId === '0' ? 'reservation' : 'reused');
+        attempt++;
+        continue;
+      }
+      const taken4 = list.records.filter((r) => hasIpv4(r.lease)).map((r) => r.lease.subnet);
+      const taken6 = list.records.flatMap((r) => (r.lease.ipv6Subnet ? [r.lease.ipv6Subnet] : []));
+      let subnet: Cidr | null = NO_IPV4;
+      let how = 'new';
+      if (v4on) {
+        const keep = mem4 && !taken4.some((t) => overlaps(t, mem4)) ? mem4 : null;
+        if (mem4 && !keep && attempt === 1) log.info('remembered subnet is held by another host; picking another', { subnet: formatCidr(mem4) });
+        subnet = keep ?? pickFreeSubnet(config, taken4, this.o.random);
+        if (!subnet) throw this.full(describeRange(config), taken4.length);
+        if (keep) how = 'remembered';
+      }
+      const keep6 = mem6 && !taken6.some((t) => overlaps6(t, mem6)) ? mem6 : null;
+      if (mem6 && !keep6 && attempt === 1) log.info('remembered IPv6 subnet is held by another host; picking another', { subnet: formatCidr6(mem6) });
+      const subnet6 = keep6 ?? pickFreeSubnet6(v6, taken6, this.o.random);
+      if (!subnet6) throw this.full(describeRange6(v6), taken6.length);
+      if (keep6) how = 'remembered';
+      const rec = await registry.createLease(subnet, this.value, this.o.ttlMs, {
+        ipv6Subnet: subnet6,
+        noKeyCreatedAfter: v4on ? list.revision : undefined,
+      });
+      if (rec) return this.took(rec, how);
+      log.debug('subnet taken concurrently; retrying', { subnet: leaseName({ subnet, ipv6Subnet: subnet6 }), attempt });
+      attempt++;
+      // Hosts that lost together should not list and collide again in lock-step.
+      await new Promise((r) => setTimeout(r, Math.floor((this.o.random ?? Math.random)() * 20 * attempt)));
+    }
+    throw new RudderError('E_ACQUIRE', `could not acquire a subnet after ${MAX_ATTEMPTS} attempts (every pick was taken concurrently by another host)`);
+  }
+
+  private full(range: string, leases: number): RudderError {
+    return new RudderError('E_SUBNET_FULL', `no free subnet: all ${range} are leased (${leases} leases); widen the network or its SubnetMin/SubnetMax, or remove stale leases`);
+  }
+
+  private keyName(subnet: LeaseSubnets): string {
+    return leaseKeyOf(this.o.etcdPrefix ?? '', subnet);
   }
 
   private conflict(twin: LeaseRecord): RudderError {
-    const ip = formatIp(this.o.publicIP);
+    const ip = this.o.config.ipv6 && this.o.publicIPv6 != null && twin.lease.publicIPv6 === this.o.publicIPv6 ? formatIp6(this.o.publicIPv6) : formatIp(this.o.publicIP);
     return new RudderError(
       'E_PUBLIC_IP_CONFLICT',
-      `PublicIP ${ip} is held by another host: lease ${this.keyName(twin.lease.subnet)} belongs to host ${twin.lease.hostId ?? '?'}, ` +
+      `PublicIP ${ip} is held by another host: lease ${this.keyName(twin.lease)} belongs to host ${twin.lease.hostId ?? '?'}, ` +
         `this host is ${this.o.hostId ?? '?'}. Two hosts cannot share one PublicIP: give this host its own with -public-ip (or -iface); ` +
         `a cloned machine also needs its own identity (-host-id, or a fresh /etc/machine-id and host-id file). Nothing was written; retrying`,
     );
@@ -176,14 +276,15 @@ export class SubnetManager {
 
   /** True if a lease value seen on our key is ours (our identity, or none and our PublicIP). */
   private isOurs(l: Lease): boolean {
-    return leaseOwner(l, { publicIP: this.o.publicIP, hostId: this.o.hostId }) === 'mine' && l.publicIP === this.o.publicIP;
+    const v6ok = !this.o.config.ipv6 || l.publicIPv6 === (this.o.publicIPv6 ?? undefined);
+    return leaseOwner(l, this.me) === 'mine' && l.publicIP === this.o.publicIP && v6ok;
   }
 
   private took(rec: LeaseRecord, how: string): Lease {
     this.record = rec;
     this.expiresAt = rec.etcdLeaseId === '0' ? null : Date.now() + this.o.ttlMs;
     this.o.log.info('lease acquired', {
-      subnet: formatCidr(rec.lease.subnet),
+      subnet: this.o.config.ipv6 ? leaseName(rec.lease) : formatCidr(rec.lease.subnet),
       publicIP: formatIp(rec.lease.publicIP),
       ...(rec.lease.hostId !== undefined ? { hostId: rec.lease.hostId } : {}),
       how,
@@ -193,7 +294,7 @@ export class SubnetManager {
   }
 
   setBackendData(data: Readonly<Record<string, unknown>>): void {
-    this.value = leaseValue(this.o.publicIP, this.o.backendType, data, this.o.hostId);
+    this.value = leaseValue(this.o.publicIP, this.o.backendType, data, this.o.hostId, this.v6);
     this.republishDue = true;
     this.alarm.wake();
   }
@@ -262,7 +363,7 @@ export class SubnetManager {
   private async republish(): Promise<void> {
     const rec = this.record as LeaseRecord;
     const list = await this.o.registry.listLeases();
-    const now = list.records.find((r) => cidrEquals(r.lease.subnet, rec.lease.subnet));
+    const now = list.records.find((r) => sameKey(r.lease, rec.lease));
     this.republishDue = false;
     if (!now || !this.isOurs(now.lease)) {
       await this.reassert(now?.lease ?? null);
@@ -286,17 +387,28 @@ export class SubnetManager {
 
   private async reassert(current: Lease | null): Promise<void> {
     const rec = this.record as LeaseRecord;
-    const subnet = formatCidr(rec.lease.subnet);
+    const subnet = this.o.config.ipv6 ? leaseName(rec.lease) : formatCidr(rec.lease.subnet);
     if (current && !this.isOurs(current)) {
       throw new RudderError('E_LEASE_LOST', `lease ${subnet} now names PublicIP ${formatIp(current.publicIP)}${current.hostId ? ` (host ${current.hostId})` : ''}, not ours (${formatIp(this.o.publicIP)}); restart to take another subnet`);
     }
     // Re-list to get the key's current state: create if absent, else it is ours again.
     const list = await this.o.registry.listLeases();
-    const now = list.records.find((r) => cidrEquals(r.lease.subnet, rec.lease.subnet));
+    const now = list.records.find((r) => sameKey(r.lease, rec.lease));
     let next: LeaseRecord | null;
     if (!now) {
       this.o.log.warn('own lease key was deleted; re-creating it', { subnet });
-      next = await this.o.registry.createLease(rec.lease.subnet, this.value, this.o.ttlMs);
+      const v6 = rec.lease.ipv6Subnet;
+      if (v6 === undefined) {
+        next = await this.o.registry.createLease(rec.lease.subnet, this.value, this.o.ttlMs);
+      } else {
+        // Our IPv6 half may have been picked by a host that saw our key gone; only the listing can tell.
+        const holder = list.records.find((r) => (r.lease.ipv6Subnet && overlaps6(r.lease.ipv6Subnet, v6)) || (hasIpv4(rec.lease) && hasIpv4(r.lease) && overlaps(r.lease.subnet, rec.lease.subnet)));
+        if (holder) throw new RudderError('E_LEASE_LOST', `lease ${subnet} was taken by ${this.keyName(holder.lease)} while our key was gone; restart to take another subnet`);
+        next = await this.o.registry.createLease(rec.lease.subnet, this.value, this.o.ttlMs, {
+          ipv6Subnet: v6,
+          noKeyCreatedAfter: hasIpv4(rec.lease) ? list.revision : undefined,
+        });
+      }
     } else if (this.isOurs(now.lease)) {
       next = now.etcdLeaseId === rec.etcdLeaseId ? now : await this.o.registry.updateLease(now, this.value, this.o.ttlMs);
     } else {

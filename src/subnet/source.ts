@@ -9,6 +9,7 @@
 import type { Registry as PromRegistry } from 'prom-client';
 import type { NetworkConfig } from '../config';
 import type { Cidr } from '../ip/ipv4';
+import type { Cidr6 } from '../ip/ipv6';
 import type { Logger } from '../log';
 import type { EtcdStats } from '../metrics/telemetry';
 import type { Lease } from './lease';
@@ -22,7 +23,7 @@ export interface LeaseKeeper {
   /** True when the lease never expires (an etcd reservation; every Node in Kubernetes mode). */
   readonly isReservation: boolean;
   /** Takes the lease; transient trouble is a RudderError E_ETCD, E_KUBE or E_ACQUIRE (the daemon retries). */
-  acquire(remembered: Cidr | null): Promise<Lease>;
+  acquire(remembered: Cidr | null, remembered6?: Cidr6 | null): Promise<Lease>;
   /** The watcher saw our own entry change (null: gone). */
   ownKeyChanged(current: Lease | null): void;
   /** Keeps the lease until `signal` aborts; rejects only when it is irrecoverably lost. */
@@ -34,8 +35,12 @@ export interface LeaseKeeper {
 export interface KeeperOptions {
   config: NetworkConfig;
   publicIP: number;
+  /** EnableIPv6: this host's PublicIPv6 (-public-ipv6, else the interface's global IPv6). */
+  publicIPv6?: bigint | null;
   backendType: string;
   backendData: Readonly<Record<string, unknown>>;
+  /** EnableIPv6: BackendV6Data to publish. */
+  backendV6Data?: Readonly<Record<string, unknown>>;
   /** This host's identity (host-id.ts); etcd mode writes it into the lease. */
   hostId?: string | undefined;
   ttlMs: number;

@@ -9,12 +9,11 @@
  * the consumer's promise for the previous one settles.
  */
 import { describeError } from '../errors';
-import { cidrToKey, formatCidr } from '../ip/ipv4';
 import type { Logger } from '../log';
 import { noStats, type EtcdStats } from '../metrics/telemetry';
 import { backoffMs } from '../util/backoff';
 import { LeaseMap, applyEvents, diffLeases } from './diff';
-import type { Lease, LeaseEvent } from './lease';
+import { type Lease, type LeaseEvent, formatLeaseKey, leaseName } from './lease';
 import type { LeaseList, PeerSource, WatchBatch } from './registry';
 import { sleep } from '../util/sleep';
 
@@ -81,7 +80,7 @@ export class LeaseWatcher {
         continue;
       }
       if (b.kind === 'delete') {
-        const k = cidrToKey(b.subnet);
+        const k = formatLeaseKey(b);
         const old = current(k);
         if (old) {
           events.push({ type: 'removed', lease: old });
@@ -90,7 +89,7 @@ export class LeaseWatcher {
         continue;
       }
       const l: Lease = b.record.lease;
-      const k = cidrToKey(l.subnet);
+      const k = formatLeaseKey(l);
       const old = current(k);
       const d = diffLeases(new Map(old ? [[k, old]] : []), [l]);
       events.push(...d);
@@ -162,5 +161,5 @@ export class LeaseWatcher {
 }
 
 export function describeLease(l: Lease): string {
-  return formatCidr(l.subnet);
+  return leaseName(l);
 }
