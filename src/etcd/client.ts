@@ -340,6 +340,8 @@ export class EtcdClient {
         req.destroy();
       };
       const req = this.send(ep, '/v3/watch', text, token, this.watchAgent, () => (connected = true));
+      // A watch is quiet for hours: TCP keep-alive lets the kernel notice a peer that vanished.
+      req.on('socket', (s) => s.setKeepAlive(true, 30_000));
       const timer = setTimeout(() => finish(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
       this.watches.add(stop);
       req.on('error', (e) => finish(e));
@@ -434,8 +436,10 @@ export class EtcdClient {
     for (let i = 0; i < n; i++) {
       const idx = (first + i) % n;
       const ep = this.endpoints[idx] as URL;
+      let used: Promise<string> | null = null;
       try {
-        const token = this.auth ? await this.tokenFor(ep) : null;
+        used = this.auth ? this.tokenFor(ep) : null;
+        const token = used ? await used : null;
         const r = await attempt(ep, token);
         this.current = idx;
         return r;
@@ -443,7 +447,8 @@ export class EtcdClient {
         lastErr = e;
         if (e instanceof EtcdServerError && e.grpcCode === GRPC_UNAUTHENTICATED && this.auth && !reauthed && /invalid auth token|token/i.test(e.message)) {
           reauthed = true;
-          this.token = null;
+          // Only the first of many requests that met the same stale token drops it.
+          if (this.token === used) this.token = null;
           i--; // the same endpoint again, with a new token
           continue;
         }
