@@ -189,10 +189,13 @@ async function main(): Promise<void> {
   const packages = groups.filter((g) => !g.name.startsWith('rudder') && !g.name.startsWith('/')).map((g) => g.name);
   const ladder: Array<{ what: string; code: string }> = [
     { what: '`node -e 0` (bin/rudder\'s flags)', code: '0' },
-    ...packages.map((p) => ({ what: `\`require('${p}')\``, code: `require(${JSON.stringify(p)})` })),
-    ...(packages.includes('etcd3') && packages.includes('netlink')
-      ? [{ what: "`require('etcd3'); require('netlink')` (the daemon's two direct dependencies it loads)", code: "require('etcd3');require('netlink')" }]
-      : []),
+    // Each package as the daemon loaded it: its files from the dump (src/netlink imports parts of `netlink`, not its index).
+    ...packages.map((p) => {
+      const files = dump.modules.filter((f) => moduleGroup(f, root) === p && f.endsWith('.js'));
+      return { what: `${p} (the ${files.length} files the daemon loaded)`, code: `for (const f of ${JSON.stringify(files)}) require(f)` };
+    }),
+    { what: "`require('node:http')` (what the etcd client is built on)", code: "require('node:http')" },
+    { what: 'rudder src/etcd/client (the etcd client, node:http included)', code: `require(${JSON.stringify(path.join(root, 'dist', 'src', 'etcd', 'client.js'))})` },
     { what: `every module the daemon loaded (${dump.modules.length}), nothing run`, code: `for (const f of ${JSON.stringify(dump.modules)}) require(f)` },
   ];
   const floors: Array<{ what: string; st: Record<string, number> }> = [];

@@ -56,6 +56,7 @@ import { svgToPng } from './png';
 import { createCluster, dyingWithUs, sleep, type Cluster, type Host } from '../src/topology';
 import { flanneldBinary, flanneldUnavailable } from '../src/topology/anchors';
 import { Flanneld } from '../src/topology/flanneld';
+import { EtcdClient, type TxnOp } from '../src/etcd/client';
 
 // ---------------------------------------------------------------------------
 // Arguments
@@ -179,38 +180,37 @@ const PROP_FROM = 40_000;
 type Req = { id: number; op: string; [k: string]: unknown };
 
 async function agent(endpoint: string): Promise<void> {
-  const { Etcd3 } = await import('etcd3');
-  const client = new Etcd3({ hosts: [endpoint] });
+  const client = new EtcdClient({ endpoints: [endpoint], timeoutMs: 30_000 });
   const out = (o: object): void => void process.stdout.write(JSON.stringify(o) + '\n');
   let shared: string | null = null; // one etcd lease for every simulated key of a run
   const leaseId = async (): Promise<string> => {
-    shared ??= String((await client.leaseClient.leaseGrant({ TTL: 7200, ID: 0 })).ID);
+    shared ??= await client.leaseGrant(7200);
     return shared;
   };
   const putMany = async (prefix: string, from: number, n: number, backend: string): Promise<void> => {
     const lease = await leaseId();
     for (let i = 0; i < n; i += 100) {
-      const ops = [];
+      const ops: TxnOp[] = [];
       for (let j = i; j < Math.min(n, i + 100); j++) {
         const l = simLease(from + j, backend);
-        ops.push({ request_put: { key: Buffer.from(`${prefix}/${l.key}`), value: Buffer.from(l.value), lease } });
+        ops.push({ put: { key: `${prefix}/${l.key}`, value: l.value, lease } });
       }
-      await client.kv.txn({ compare: [], success: ops, failure: [] });
+      await client.txn({ compare: [], success: ops });
     }
   };
   const ops: Record<string, (r: Req) => Promise<unknown>> = {
     async populate(r) {
       const prefix = String(r.prefix);
-      await client.put(`${prefix}/config`).value(JSON.stringify(r.config));
+      await client.put(`${prefix}/config`, JSON.stringify(r.config));
       await putMany(prefix, Number(r.from ?? 0), Number(r.n), String(r.backend));
       return { ok: true };
     },
     async clear(r) {
-      await client.delete().prefix(String(r.prefix) + '/');
+      await client.deleteRange(String(r.prefix) + '/', { prefix: true });
       return { ok: true };
     },
     async count(r) {
-      return { n: Number(await client.getAll().prefix(`${String(r.prefix)}/subnets/`).count()) };
+      return { n: (await client.range(`${String(r.prefix)}/subnets/`, { prefix: true, countOnly: true })).count };
     },
     async churn(r) {
       const prefix = String(r.prefix);
@@ -220,10 +220,10 @@ async function agent(endpoint: string): Promise<void> {
       const half = Math.floor(n / 2);
       for (let j = 0; j < half; j++) {
         const l = simLease(CHURN_FROM + j, String(r.backend));
-        await client.kv.put({ key: Buffer.from(`${prefix}/${l.key}`), value: Buffer.from(l.value), lease });
+        await client.put(`${prefix}/${l.key}`, l.value, { lease });
       }
       const tPuts = Date.now();
-      for (let j = 0; j < n - half; j++) await client.delete().key(`${prefix}/${simLease(CHURN_FROM + j, String(r.backend)).key}`);
+      for (let j = 0; j < n - half; j++) await client.deleteRange(`${prefix}/${simLease(CHURN_FROM + j, String(r.backend)).key}`);
       return { ms: Date.now() - t0, putsMs: tPuts - t0, puts: half, deletes: n - half };
     },
     async propWrite(r) {
@@ -233,7 +233,7 @@ async function agent(endpoint: string): Promise<void> {
       for (let j = 0; j < Number(r.count); j++) {
         const l = simLease(PROP_FROM + j, String(r.backend));
         const t = Date.now();
-        await client.kv.put({ key: Buffer.from(`${prefix}/${l.key}`), value: Buffer.from(l.value), lease });
+        await client.put(`${prefix}/${l.key}`, l.value, { lease });
         writes.push({ subnet: l.subnet, t, ackMs: Date.now() - t });
         await sleep(Number(r.gapMs));
       }

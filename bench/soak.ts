@@ -25,6 +25,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createCluster, sleep, type Cluster } from '../src/topology';
+import { EtcdClient } from '../src/etcd/client';
 
 interface Args {
   minutes: number;
@@ -93,8 +94,7 @@ function slope(points: ReadonlyArray<{ x: number; y: number }>): number {
  * line every 10 operations so the parent can report it.
  */
 async function churn(endpoint: string, prefix: string, live: number): Promise<void> {
-  const { Etcd3 } = await import('etcd3');
-  const client = new Etcd3({ hosts: [endpoint] });
+  const client = new EtcdClient({ endpoints: [endpoint] });
   const keyOf = (n: number): string => {
     const slot = n % 200; // 10.77.50.0 .. 10.77.249.0: the daemon's own range is 10.77.0.0-10.77.49.0
     return `${prefix}/subnets/10.77.${50 + slot}.0-24`;
@@ -106,12 +106,12 @@ async function churn(endpoint: string, prefix: string, live: number): Promise<vo
   for (let n = 0; !stop; n++) {
     const t0 = Date.now();
     try {
-      const lease = client.lease(60, { autoKeepAlive: false });
+      const lease = await client.leaseGrant(60);
       const slot = n % 200;
-      await lease.put(keyOf(n)).value(JSON.stringify({ PublicIP: `198.19.1.${(slot % 250) + 1}`, BackendType: process.env.SOAK_BACKEND ?? 'udp', BackendData: process.env.SOAK_BACKEND === 'vxlan' ? { VtepMAC: `0e:00:00:00:00:${(slot % 256).toString(16).padStart(2, '0')}` } : {} }));
+      await client.put(keyOf(n), JSON.stringify({ PublicIP: `198.19.1.${(slot % 250) + 1}`, BackendType: process.env.SOAK_BACKEND ?? 'udp', BackendData: process.env.SOAK_BACKEND === 'vxlan' ? { VtepMAC: `0e:00:00:00:00:${(slot % 256).toString(16).padStart(2, '0')}` } : {} }), { lease });
       ops++;
       if (n >= live) {
-        await client.delete().key(keyOf(n - live));
+        await client.deleteRange(keyOf(n - live));
         ops++;
       }
     } catch (e) {

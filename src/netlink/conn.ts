@@ -6,7 +6,9 @@
  */
 import { constants as osConstants } from 'os';
 import { getSystemErrorName } from 'util';
-import { createRtNetlink, FlagsNew, type RtNetlinkSocket } from 'netlink';
+// Deep imports: the package's index also loads nl80211, genl and wg (~1.4 MB of RSS the daemon never uses).
+import { FlagsNew } from 'netlink/dist/constants';
+import { createRtNetlink, type RtNetlinkSocket } from 'netlink/dist/rt/rt';
 import { RudderError } from '../errors';
 import { formatIp } from '../ip/ipv4';
 import { ackErrno } from './wire';

@@ -1,18 +1,17 @@
 /**
- * Registry over the etcd v3 API (the `etcd3` package, raw KV/Lease RPCs).
+ * Registry over the etcd v3 API (src/etcd/client.ts: etcd's JSON gateway).
  *
- * Why raw RPCs: acquisition must be one transaction "create only if the key
- * does not exist" (compare create_revision == 0), and updates must be
- * compare-and-swap on mod_revision; both map 1:1 onto Txn.
+ * Acquisition is one transaction "create only if the key does not exist"
+ * (compare create_revision == 0), and updates are compare-and-swap on
+ * mod_revision; both map 1:1 onto Txn.
  *
- * Watches use the package's watcher only for the stream itself: on any
- * disconnect or cancel (compaction) we cancel it and report `onBroken`, and
- * the caller lists again and diffs. The package's own resume logic is not
- * relied on, so no event can be lost between a reconnect and a compaction.
+ * A watch runs until it breaks once (disconnect, error, cancel by a
+ * compaction); then we report `onBroken` and the caller lists again and
+ * diffs. No watch is ever resumed, so no event can be lost between a
+ * reconnect and a compaction.
  */
 import { readFileSync } from 'node:fs';
-import { Etcd3, IOptions, Watcher } from 'etcd3';
-import type { IKeyValue, IWatchResponse } from 'etcd3/lib/rpc';
+import { EtcdClient, prefixEnd, type Compare, type EtcdClientOptions, type KeyValue, type WatchResponse } from '../etcd/client';
 import { RudderError, describeError } from '../errors';
 import type { Cidr } from '../ip/ipv4';
 import { type LeaseSubnets, formatLeaseKey, parseLeaseKey } from './lease';
@@ -42,35 +41,18 @@ export interface EtcdOptions {
   requestTimeoutMs?: number;
 }
 
-function prefixEnd(p: Buffer): Buffer {
-  const end = Buffer.from(p);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if ((end[i] as number) < 0xff) {
-      end[i] = (end[i] as number) + 1;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return Buffer.from([0]);
-}
-
 export class EtcdRegistry implements Registry {
-  private readonly client: Etcd3;
+  private readonly client: EtcdClient;
   private readonly prefix: string;
   private readonly where: string;
-  private readonly timeoutMs: number;
   private readonly tls: boolean;
 
   constructor(opts: EtcdOptions) {
     this.prefix = opts.prefix;
     this.where = `etcd ${opts.endpoints.join(',')}`;
     const timeout = opts.requestTimeoutMs ?? 5000;
-    this.timeoutMs = timeout;
     this.tls = opts.endpoints.some((e) => e.startsWith('https:'));
-    const o: IOptions = {
-      hosts: [...opts.endpoints],
-      dialTimeout: timeout,
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
-    };
+    const o: EtcdClientOptions = { endpoints: opts.endpoints, timeoutMs: timeout };
     const read = (what: string, file: string): Buffer => {
       try {
         return readFileSync(file);
@@ -83,21 +65,24 @@ export class EtcdRegistry implements Registry {
       if ((opts.certfile === undefined) !== (opts.keyfile === undefined)) {
         throw new RudderError('E_FLAG', '-etcd-certfile and -etcd-keyfile: expected both or neither');
       }
-      o.credentials = {
-        rootCertificate: opts.cafile ? read('cafile', opts.cafile) : Buffer.alloc(0),
-        ...(opts.keyfile ? { privateKey: read('keyfile', opts.keyfile) } : {}),
-        ...(opts.certfile ? { certChain: read('certfile', opts.certfile) } : {}),
+      o.tls = {
+        ...(opts.cafile ? { ca: read('cafile', opts.cafile) } : {}),
+        ...(opts.keyfile ? { key: read('keyfile', opts.keyfile) } : {}),
+        ...(opts.certfile ? { cert: read('certfile', opts.certfile) } : {}),
       };
     }
     if (opts.username !== undefined) o.auth = { username: opts.username, password: opts.password ?? '' };
-    this.client = new Etcd3(o);
+    this.client = new EtcdClient(o);
   }
 
   private fail(op: string, e: unknown): RudderError {
-    const m = describeError(e);
-    // gRPC reports a failed TLS handshake as OpenSSL's words ("ssl3_read_bytes", "unable to verify the first certificate").
+    // The client's own errors already name the endpoint(s) and their causes.
+    const m = e instanceof RudderError && e.code === 'E_ETCD' ? e.message : describeError(e);
+    // A failed TLS handshake comes as OpenSSL's words ("unable to verify the first certificate", "alert certificate required").
     const hint = this.tls && /SSL|certificate|handshake/i.test(m) ? ' (TLS handshake failed: check -etcd-cafile, -etcd-certfile and -etcd-keyfile against the server)' : '';
-    return new RudderError('E_ETCD', `${this.where}: ${op}${hint}: ${m}`, { cause: e });
+    // Keep the client's cause (not the client's error, whose message is already in ours).
+    const cause = e instanceof RudderError && e.code === 'E_ETCD' && e.cause !== undefined ? e.cause : e;
+    return new RudderError('E_ETCD', `${this.where}: ${op}${hint}: ${m}`, { cause });
   }
 
   private async call<T>(op: string, fn: () => Promise<T>): Promise<T> {
@@ -109,40 +94,38 @@ export class EtcdRegistry implements Registry {
   }
 
   async getConfig(): Promise<string | null> {
-    return this.call('read config', () => this.client.get(configKey(this.prefix)).string());
+    return this.call('read config', () => this.client.get(configKey(this.prefix)));
   }
 
   async putConfig(text: string, ifAbsent: boolean): Promise<boolean> {
     const key = configKey(this.prefix);
     return this.call('write config', async () => {
       if (!ifAbsent) {
-        await this.client.put(key).value(text);
+        await this.client.put(key, text);
         return true;
       }
-      const r = await this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(text)).commit();
+      const r = await this.client.txn({ compare: [{ key, target: 'CREATE', result: 'EQUAL', against: '0' }], success: [{ put: { key, value: text } }] });
       return r.succeeded;
     });
   }
 
   async watchConfig(onChange: (text: string | null) => void, onBroken: (reason: unknown) => void): Promise<() => void> {
-    const w = await this.call('watch config', () => this.client.watch().key(configKey(this.prefix)).create());
-    return this.supervise(w, onBroken, (res) => {
+    return this.supervise('watch config', configKey(this.prefix), {}, onBroken, (res) => {
       const last = res.events[res.events.length - 1];
-      if (last) onChange(last.type === 'Put' ? last.kv.value.toString() : null);
+      if (last) onChange(last.type === 'put' ? last.kv.value.toString() : null);
     });
   }
 
-  private toRecord(kv: IKeyValue, sp: string): LeaseRecord | { key: string; reason: string } {
+  private toRecord(kv: KeyValue, sp: string): LeaseRecord | { key: string; reason: string } {
     const key = kv.key.toString();
     const parsed = parseLeaseEntry(key.slice(sp.length), kv.value.toString(), null);
     if ('error' in parsed) return { key, reason: parsed.error };
-    return { lease: parsed.lease, modRevision: kv.mod_revision, etcdLeaseId: kv.lease };
+    return { lease: parsed.lease, modRevision: kv.modRevision, etcdLeaseId: kv.lease };
   }
 
   async listLeases(): Promise<LeaseList> {
     const sp = subnetsPrefix(this.prefix);
-    const key = Buffer.from(sp);
-    const res = await this.call('list leases', () => this.client.kv.range({ key, range_end: prefixEnd(key) }));
+    const res = await this.call('list leases', () => this.client.range(sp, { prefix: true }));
     const records: LeaseRecord[] = [];
     const invalid: { key: string; reason: string }[] = [];
     for (const kv of res.kvs) {
@@ -150,19 +133,18 @@ export class EtcdRegistry implements Registry {
       if ('lease' in r) records.push(r);
       else invalid.push(r);
     }
-    return { records, revision: res.header.revision, invalid };
+    return { records, revision: res.revision, invalid };
   }
 
   private async grant(ttlMs: number): Promise<string> {
     const ttl = Math.max(1, Math.ceil(ttlMs / 1000));
-    const g = await this.client.leaseClient.leaseGrant({ TTL: ttl, ID: 0 });
-    return String(g.ID);
+    return this.client.leaseGrant(ttl);
   }
 
   private async revokeQuietly(id: string): Promise<void> {
     if (id === '0') return;
     try {
-      await this.client.leaseClient.leaseRevoke({ ID: id });
+      await this.client.leaseRevoke(id);
     } catch {
       // The lease expires by itself; nothing is attached to it any more.
     }
@@ -177,20 +159,14 @@ export class EtcdRegistry implements Registry {
   ): Promise<LeaseRecord | null> {
     const key = Buffer.from(leaseKeyOf(this.prefix, subnets));
     const text = Buffer.from(JSON.stringify(value));
-    const r = await this.client.kv.txn({
-      compare: [
-        compare.target === 'Create'
-          ? { key, target: 'Create', result: 'Equal', create_revision: 0 }
-          : { key, target: 'Mod', result: 'Equal', mod_revision: compare.rev },
-        ...this.noNewKeys(noKeyCreatedAfter),
-      ],
-      success: [{ request_put: { key, value: text, lease: leaseId } }],
-      failure: [],
+    const r = await this.client.txn({
+      compare: [{ key, target: compare.target === 'Create' ? 'CREATE' : 'MOD', result: 'EQUAL', against: compare.rev }, ...this.noNewKeys(noKeyCreatedAfter)],
+      success: [{ put: { key, value: text, lease: leaseId } }],
     });
     if (!r.succeeded) return null;
     const parsed = parseLeaseEntry(formatLeaseKey(subnets), text.toString(), null);
     if ('error' in parsed) throw new RudderError('E_INTERNAL', `lease value did not round-trip: ${parsed.error}`);
-    return { lease: parsed.lease, modRevision: r.header.revision, etcdLeaseId: leaseId };
+    return { lease: parsed.lease, modRevision: r.revision, etcdLeaseId: leaseId };
   }
 
   /**
@@ -198,10 +174,10 @@ export class EtcdRegistry implements Registry {
    * before `rev` (a range compare; an empty range passes), so what that
    * listing showed free is still free.
    */
-  private noNewKeys(rev: string | undefined): { key: Buffer; range_end: Buffer; target: 'Create'; result: 'Less'; create_revision: string }[] {
+  private noNewKeys(rev: string | undefined): Compare[] {
     if (rev === undefined) return [];
     const key = Buffer.from(subnetsPrefix(this.prefix));
-    return [{ key, range_end: prefixEnd(key), target: 'Create', result: 'Less', create_revision: String(BigInt(rev) + 1n) }];
+    return [{ key, rangeEnd: prefixEnd(key), target: 'CREATE', result: 'LESS', against: String(BigInt(rev) + 1n) }];
   }
 
   async createLease(subnet: Cidr, value: LeaseValue, ttlMs: number, more: CreateOptions = {}): Promise<LeaseRecord | null> {
@@ -227,41 +203,26 @@ export class EtcdRegistry implements Registry {
   async renewLease(rec: LeaseRecord): Promise<number | null> {
     if (rec.etcdLeaseId === '0') return null;
     return this.call('renew lease', async () => {
-      const stream = await this.client.leaseClient.leaseKeepAlive({ deadline: Date.now() + this.timeoutMs });
-      try {
-        const res = await new Promise<{ TTL: string }>((resolve, reject) => {
-          stream.on('data', resolve);
-          stream.on('error', reject);
-          stream.on('end', () => reject(new Error('keep-alive stream ended')));
-          stream.write({ ID: rec.etcdLeaseId });
-        });
-        const ttl = Number(res.TTL);
-        return ttl > 0 ? Date.now() + ttl * 1000 : null;
-      } finally {
-        stream.end();
-      }
+      const ttl = await this.client.leaseKeepAlive(rec.etcdLeaseId);
+      return ttl > 0 ? Date.now() + ttl * 1000 : null;
     });
   }
 
   async timeToLive(etcdLeaseId: string): Promise<number | null> {
     if (etcdLeaseId === '0') return null;
     return this.call('lease time-to-live', async () => {
-      const r = await this.client.leaseClient.leaseTimeToLive({ ID: etcdLeaseId, keys: false });
-      const ttl = Number(r.TTL);
+      const ttl = await this.client.leaseTimeToLive(etcdLeaseId);
       return ttl > 0 ? ttl * 1000 : null;
     });
   }
 
   async watchLeases(fromRevision: string, h: WatchHandlers): Promise<() => void> {
     const sp = subnetsPrefix(this.prefix);
-    const w = await this.call('watch leases', () =>
-      this.client.watch().prefix(sp).startRevision(fromRevision).create(),
-    );
-    return this.supervise(w, (reason) => h.onBroken(reason), (res) => {
+    return this.supervise('watch leases', sp, { prefix: true, startRevision: fromRevision }, (reason) => h.onBroken(reason), (res) => {
       const batch: WatchBatch[] = [];
       for (const ev of res.events) {
         const key = ev.kv.key.toString();
-        if (ev.type === 'Delete') {
+        if (ev.type === 'delete') {
           const k = parseLeaseKey(key.slice(sp.length));
           if (k) batch.push(k.ipv6Subnet ? { kind: 'delete', subnet: k.subnet, ipv6Subnet: k.ipv6Subnet } : { kind: 'delete', subnet: k.subnet });
           continue;
@@ -274,37 +235,43 @@ export class EtcdRegistry implements Registry {
   }
 
   /**
-   * Runs a watcher until it breaks once, then cancels it: the caller decides
-   * how to resume (list + diff), so a resumed stream can never skip events.
+   * Runs a watch until it breaks once (the client ends it then, and etcd's
+   * cancel for a compaction is a break too): the caller decides how to
+   * resume (list + diff), so a resumed stream can never skip events.
    */
-  private supervise(w: Watcher, onBroken: (reason: unknown) => void, onData: (res: IWatchResponse) => void): () => void {
+  private async supervise(
+    op: string,
+    key: string,
+    opts: { prefix?: boolean; startRevision?: string },
+    onBroken: (reason: unknown) => void,
+    onData: (res: WatchResponse) => void,
+  ): Promise<() => void> {
+    let stop: (() => void) | null = null;
     let done = false;
-    const stop = (): void => {
-      if (done) return;
-      done = true;
-      w.removeAllListeners('data');
-      w.cancel().catch(() => undefined);
-    };
     const broken = (reason: unknown): void => {
       if (done) return;
-      stop();
+      done = true;
+      stop?.();
       onBroken(reason);
     };
-    w.on('data', (res: IWatchResponse) => {
-      if (done) return;
-      if (res.compact_revision !== undefined && res.compact_revision !== '0' && res.canceled) {
-        broken(new RudderError('E_ETCD', `watch compacted at revision ${res.compact_revision}`));
-        return;
-      }
-      try {
-        onData(res);
-      } catch (e) {
-        broken(e);
-      }
-    });
-    w.on('disconnected', (e: unknown) => broken(this.fail('watch disconnected', e)));
-    w.on('error', (e: unknown) => broken(this.fail('watch', e)));
-    return stop;
+    stop = await this.call(op, () =>
+      this.client.watch(key, opts, {
+        onResponse: (res) => {
+          if (done) return;
+          try {
+            onData(res);
+          } catch (e) {
+            broken(e);
+          }
+        },
+        onBroken: (e) => broken(/compacted/.test(e.message) ? new RudderError('E_ETCD', e.message, { cause: e }) : this.fail(op, e)),
+      }),
+    );
+    const s = stop;
+    return () => {
+      done = true;
+      s();
+    };
   }
 
   close(): void {

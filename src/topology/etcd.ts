@@ -144,7 +144,7 @@ export class EtcdServer {
     return `http://${this.host}:${this.peerPort}`;
   }
 
-  /** Client endpoints, ready for the etcd3 client or `-etcd-endpoint`. */
+  /** Client endpoints, ready for src/etcd's client or `-etcd-endpoint`. */
   get endpoints(): string[] {
     return [this.clientUrl];
   }

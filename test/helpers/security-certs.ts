@@ -45,7 +45,9 @@ function makeLeaf(dir: string, ca: string, name: string, cn: string, ext: string
 export function makePki(dir: string): Pki {
   makeCa(dir, 'ca');
   makeCa(dir, 'other-ca');
-  makeLeaf(dir, 'ca', 'server', '127.0.0.1', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n');
+  // clientAuth too: etcd's JSON gateway (what Rudder talks to) connects to etcd's own gRPC port with
+  // the server certificate, which --client-cert-auth then checks as a client certificate.
+  makeLeaf(dir, 'ca', 'server', '127.0.0.1', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=critical,digitalSignature\n');
   // CN = the etcd user the certificate stands for (etcd maps it when auth is on).
   makeLeaf(dir, 'ca', 'client', 'rudder', 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n');
   makeLeaf(dir, 'other-ca', 'other-client', 'rudder', 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n');

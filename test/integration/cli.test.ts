@@ -9,17 +9,17 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Etcd3 } from 'etcd3';
+import { EtcdClient } from '../../src/etcd/client';
 import { EtcdServer, startEtcd } from '../../src/topology/etcd';
 
 const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'rudder');
 let etcd: EtcdServer;
-let raw: Etcd3;
+let raw: EtcdClient;
 let dir: string;
 
 before(async () => {
   etcd = await startEtcd();
-  raw = new Etcd3({ hosts: etcd.endpoints });
+  raw = new EtcdClient({ endpoints: etcd.endpoints });
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rudder-cli-'));
 });
 after(async () => {
@@ -101,11 +101,11 @@ describe('config', () => {
     const bad = rudder([ep(), `-etcd-prefix=${prefix}`, 'config', 'set', '{"Network":"10.2.0.0/16","Backend":{"Type":"gre"}}']);
     assert.equal(bad.code, 1);
     assert.match(bad.err, /Backend\.Type="gre": expected one of "udp", "vxlan", "host-gw"/);
-    assert.equal(await raw.get(`${prefix}/config`).string(), null, 'nothing written for an invalid config');
+    assert.equal(await raw.get(`${prefix}/config`), null, 'nothing written for an invalid config');
 
     const set = rudder([ep(), `-etcd-prefix=${prefix}`, 'config', 'set', '{"Network":"10.2.0.0/16"}']);
     assert.equal(set.code, 0, set.err);
-    assert.equal(await raw.get(`${prefix}/config`).string(), '{"Network":"10.2.0.0/16"}');
+    assert.equal(await raw.get(`${prefix}/config`), '{"Network":"10.2.0.0/16"}');
     const get = rudder([ep(), `-etcd-prefix=${prefix}`, 'config', 'get']);
     assert.equal(get.code, 0);
     assert.equal(get.out.trim(), '{"Network":"10.2.0.0/16"}');
@@ -115,10 +115,10 @@ describe('config', () => {
     const keep = rudder([ep(), `-etcd-prefix=${prefix}`, 'config', 'set', '--if-absent', file]);
     assert.equal(keep.code, 0);
     assert.match(keep.err, /already exists/);
-    assert.equal(await raw.get(`${prefix}/config`).string(), '{"Network":"10.2.0.0/16"}');
+    assert.equal(await raw.get(`${prefix}/config`), '{"Network":"10.2.0.0/16"}');
     const fresh = rudder([ep(), '-etcd-prefix=/cli2/network', 'config', 'set', file, '--if-absent']);
     assert.equal(fresh.code, 0);
-    assert.equal(await raw.get('/cli2/network/config').string(), '{"Network":"10.3.0.0/16"}');
+    assert.equal(await raw.get('/cli2/network/config'), '{"Network":"10.3.0.0/16"}');
     // The environment works as well as flags.
     const viaEnv = rudder(['config', 'get'], { RUDDER_ETCD_ENDPOINT: etcd.endpoints.join(','), RUDDER_ETCD_PREFIX: '/cli2/network' });
     assert.equal(viaEnv.out.trim(), '{"Network":"10.3.0.0/16"}');
@@ -137,10 +137,10 @@ describe('config', () => {
 describe('leases', () => {
   test('a table of subnet, PublicIP, backend and expiry or reservation', async () => {
     const prefix = '/cli3/network';
-    const l = raw.lease(3600, { autoKeepAlive: false });
-    await l.put(`${prefix}/subnets/10.4.7.0-24`).value('{"PublicIP":"198.18.0.7","BackendType":"udp","BackendData":{}}');
-    await raw.put(`${prefix}/subnets/10.4.1.0-24`).value('{"PublicIP":"198.18.0.1","BackendType":"vxlan","BackendData":{"VtepMAC":"aa:bb:cc:dd:ee:ff"}}');
-    await raw.put(`${prefix}/subnets/junk`).value('x');
+    const l = await raw.leaseGrant(3600);
+    await raw.put(`${prefix}/subnets/10.4.7.0-24`, '{"PublicIP":"198.18.0.7","BackendType":"udp","BackendData":{}}', { lease: l });
+    await raw.put(`${prefix}/subnets/10.4.1.0-24`, '{"PublicIP":"198.18.0.1","BackendType":"vxlan","BackendData":{"VtepMAC":"aa:bb:cc:dd:ee:ff"}}');
+    await raw.put(`${prefix}/subnets/junk`, 'x');
     const r = rudder([ep(), `-etcd-prefix=${prefix}`, 'leases']);
     assert.equal(r.code, 0, r.err);
     const lines = r.out.trim().split('\n');
@@ -148,7 +148,7 @@ describe('leases', () => {
     assert.match(lines[1] as string, /^10\.4\.1\.0\/24\s+198\.18\.0\.1\s+vxlan\s+reservation$/);
     assert.match(lines[2] as string, /^10\.4\.7\.0\/24\s+198\.18\.0\.7\s+udp\s+(59m\d\ds|1h00m)$/);
     assert.match(r.err, /invalid entry \/cli3\/network\/subnets\/junk/);
-    await l.revoke();
+    await raw.leaseRevoke(l);
   });
 });
 
@@ -156,10 +156,10 @@ describe('flags after the command name', () => {
   const json = (n: string): string => `{"Network":"${n}"}`;
   // Two clusters on one etcd: /cli-a and /cli-b; the flag after the name must select B.
   before(async () => {
-    await raw.put('/cli-a/network/config').value(json('10.10.0.0/16'));
-    await raw.put('/cli-b/network/config').value(json('10.20.0.0/16'));
-    await raw.put('/cli-a/network/subnets/10.10.1.0-24').value('{"PublicIP":"198.18.0.1","BackendType":"udp","BackendData":{}}');
-    await raw.put('/cli-b/network/subnets/10.20.2.0-24').value('{"PublicIP":"198.18.0.2","BackendType":"udp","BackendData":{}}');
+    await raw.put('/cli-a/network/config', json('10.10.0.0/16'));
+    await raw.put('/cli-b/network/config', json('10.20.0.0/16'));
+    await raw.put('/cli-a/network/subnets/10.10.1.0-24', '{"PublicIP":"198.18.0.1","BackendType":"udp","BackendData":{}}');
+    await raw.put('/cli-b/network/subnets/10.20.2.0-24', '{"PublicIP":"198.18.0.2","BackendType":"udp","BackendData":{}}');
   });
 
   test('-etcd-prefix after config get / leases selects the other cluster, in every spelling', () => {
@@ -193,14 +193,14 @@ describe('flags after the command name', () => {
   test('config set takes its flags before or after the operand', async () => {
     const set = rudder(['config', 'set', json('10.30.0.0/16'), ep(), '-etcd-prefix=/cli-c/network']);
     assert.equal(set.code, 0, set.err);
-    assert.equal(await raw.get('/cli-c/network/config').string(), json('10.30.0.0/16'));
+    assert.equal(await raw.get('/cli-c/network/config'), json('10.30.0.0/16'));
     const keep = rudder(['config', 'set', '-if-absent', ep(), json('10.31.0.0/16'), '-etcd-prefix', '/cli-c/network']);
     assert.equal(keep.code, 0, keep.err);
     assert.match(keep.err, /already exists/);
-    assert.equal(await raw.get('/cli-c/network/config').string(), json('10.30.0.0/16'));
+    assert.equal(await raw.get('/cli-c/network/config'), json('10.30.0.0/16'));
     const before = rudder(['-if-absent', ep(), '-etcd-prefix=/cli-d/network', 'config', 'set', json('10.32.0.0/16')]);
     assert.equal(before.code, 0, before.err);
-    assert.equal(await raw.get('/cli-d/network/config').string(), json('10.32.0.0/16'));
+    assert.equal(await raw.get('/cli-d/network/config'), json('10.32.0.0/16'));
   });
 
   test('a flag a command does not take exits 2 with that command\'s usage', () => {

@@ -1,19 +1,19 @@
 /**
- * The etcd harness itself: a real etcd on loopback, usable with the etcd3
+ * The etcd harness itself: a real etcd on loopback, usable with Rudder's etcd
  * client, surviving restarts and crashes with its data, and gone after stop.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { after, describe, it } from 'node:test';
-import { Etcd3 } from 'etcd3';
+import { EtcdClient } from '../../src/etcd/client';
 import { isRudderError } from '../../src/errors';
 import { startEtcd, startEtcdCluster, pidAlive, type EtcdServer } from '../../src/topology';
 import { skipUnlessEtcd } from '../helpers/env';
 import { waitUntil } from '../helpers/wait';
 
-function client(endpoints: string[]): Etcd3 {
-  return new Etcd3({ hosts: endpoints });
+function client(endpoints: string[]): EtcdClient {
+  return new EtcdClient({ endpoints });
 }
 
 /** Resolves true when something accepts TCP connections on the endpoint. */
@@ -29,7 +29,7 @@ function accepts(endpoint: string): Promise<boolean> {
   });
 }
 
-async function withClient<T>(endpoints: string[], fn: (c: Etcd3) => Promise<T>): Promise<T> {
+async function withClient<T>(endpoints: string[], fn: (c: EtcdClient) => Promise<T>): Promise<T> {
   const c = client(endpoints);
   try {
     return await fn(c);
@@ -44,7 +44,7 @@ describe('etcd harness (loopback)', { skip: skipUnlessEtcd }, () => {
     await Promise.all(servers.map((s) => s.dispose()));
   });
 
-  it('starts a healthy etcd on 127.0.0.1 that the etcd3 client can use', async () => {
+  it("starts a healthy etcd on 127.0.0.1 that Rudder's etcd client can use", async () => {
     const e = await startEtcd();
     servers.push(e);
     assert.equal(e.endpoints.length, 1);
@@ -56,9 +56,9 @@ describe('etcd harness (loopback)', { skip: skipUnlessEtcd }, () => {
     assert.equal(await e.healthy(), true);
 
     await withClient(e.endpoints, async (c) => {
-      await c.put('/harness/hello').value('world');
-      assert.equal(await c.get('/harness/hello').string(), 'world');
-      assert.equal(await c.get('/harness/absent').string(), null);
+      await c.put('/harness/hello', 'world');
+      assert.equal(await c.get('/harness/hello'), 'world');
+      assert.equal(await c.get('/harness/absent'), null);
     });
   });
 
@@ -67,16 +67,16 @@ describe('etcd harness (loopback)', { skip: skipUnlessEtcd }, () => {
     servers.push(a, b);
     assert.notEqual(a.clientPort, b.clientPort);
     assert.notEqual(a.dataDir, b.dataDir);
-    await withClient(a.endpoints, async (c) => void (await c.put('/only/in/a').value('1')));
-    assert.equal(await withClient(b.endpoints, (c) => c.get('/only/in/a').string()), null);
-    assert.equal(await withClient(a.endpoints, (c) => c.get('/only/in/a').string()), '1');
+    await withClient(a.endpoints, async (c) => void (await c.put('/only/in/a', '1')));
+    assert.equal(await withClient(b.endpoints, (c) => c.get('/only/in/a')), null);
+    assert.equal(await withClient(a.endpoints, (c) => c.get('/only/in/a')), '1');
   });
 
   it('restart keeps the data, the ports and the data dir; the process is new', async () => {
     const e = await startEtcd();
     servers.push(e);
     const before = { pid: e.pid, endpoints: e.endpoints, dataDir: e.dataDir };
-    await withClient(e.endpoints, async (c) => void (await c.put('/harness/persist').value('kept')));
+    await withClient(e.endpoints, async (c) => void (await c.put('/harness/persist', 'kept')));
 
     await e.restart();
 
@@ -84,13 +84,13 @@ describe('etcd harness (loopback)', { skip: skipUnlessEtcd }, () => {
     assert.ok(before.pid !== null && !pidAlive(before.pid), 'old process is gone');
     assert.deepEqual(e.endpoints, before.endpoints);
     assert.equal(e.dataDir, before.dataDir);
-    assert.equal(await withClient(e.endpoints, (c) => c.get('/harness/persist').string()), 'kept');
+    assert.equal(await withClient(e.endpoints, (c) => c.get('/harness/persist')), 'kept');
   });
 
   it('kill (SIGKILL) looks like a crash; start() again recovers the data', async () => {
     const e = await startEtcd();
     servers.push(e);
-    await withClient(e.endpoints, async (c) => void (await c.put('/harness/crash').value('survives')));
+    await withClient(e.endpoints, async (c) => void (await c.put('/harness/crash', 'survives')));
     const pid = e.pid;
     await e.kill();
     assert.equal(e.running, false);
@@ -98,7 +98,7 @@ describe('etcd harness (loopback)', { skip: skipUnlessEtcd }, () => {
     assert.ok(pid !== null && !pidAlive(pid));
 
     await e.start();
-    assert.equal(await withClient(e.endpoints, (c) => c.get('/harness/crash').string()), 'survives');
+    assert.equal(await withClient(e.endpoints, (c) => c.get('/harness/crash')), 'survives');
   });
 
   it('stop ends the process and frees the port; dispose removes the data dir', async () => {
@@ -140,20 +140,20 @@ describe('etcd harness (loopback)', { skip: skipUnlessEtcd }, () => {
 
     const m1 = cl.member(0).endpoints;
     const m3 = cl.member(2).endpoints;
-    await withClient(m1, async (c) => void (await c.put('/cluster/k').value('v1')));
+    await withClient(m1, async (c) => void (await c.put('/cluster/k', 'v1')));
     // A linearizable read through another member sees the write.
-    assert.equal(await withClient(m3, (c) => c.get('/cluster/k').string()), 'v1');
+    assert.equal(await withClient(m3, (c) => c.get('/cluster/k')), 'v1');
 
     await cl.member(0).kill();
     // Two of three keep quorum: writes through the survivors still succeed.
     // Leader election after the loss may take a moment; the wait is a give-up, not a timing check.
-    await waitUntil(() => withClient(m3, async (c) => void (await c.put('/cluster/k').value('v2'))).then(() => true), {
+    await waitUntil(() => withClient(m3, async (c) => void (await c.put('/cluster/k', 'v2'))).then(() => true), {
       what: 'a write after losing one member',
     });
-    assert.equal(await withClient(cl.member(1).endpoints, (c) => c.get('/cluster/k').string()), 'v2');
+    assert.equal(await withClient(cl.member(1).endpoints, (c) => c.get('/cluster/k')), 'v2');
 
     await cl.member(0).start();
-    await waitUntil(async () => (await withClient(m1, (c) => c.get('/cluster/k').string())) === 'v2', {
+    await waitUntil(async () => (await withClient(m1, (c) => c.get('/cluster/k'))) === 'v2', {
       what: 'the restarted member to catch up',
     });
   });

@@ -13,7 +13,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Etcd3 } from 'etcd3';
+import { EtcdClient } from '../../src/etcd/client';
 import { parseConfig } from '../../src/config';
 import { isRudderError } from '../../src/errors';
 import { formatCidr, formatIp, parseCidr, parseIp } from '../../src/ip/ipv4';
@@ -28,7 +28,7 @@ import { skipUnlessEtcd } from '../helpers/env';
 import { FaultProxy } from '../helpers/faults-proxy';
 
 let etcd: EtcdServer;
-let raw: Etcd3;
+let raw: EtcdClient;
 let prefixN = 0;
 const regs: EtcdRegistry[] = [];
 const proxies: FaultProxy[] = [];
@@ -36,7 +36,7 @@ const proxies: FaultProxy[] = [];
 describe('faults (integration)', { skip: skipUnlessEtcd }, () => {
   before(async () => {
     etcd = await startEtcd();
-    raw = new Etcd3({ hosts: etcd.endpoints });
+    raw = new EtcdClient({ endpoints: etcd.endpoints });
   });
   after(async () => {
     for (const r of regs) r.close();
@@ -99,28 +99,28 @@ describe('faults (integration)', { skip: skipUnlessEtcd }, () => {
   }
 
   async function compactNow(): Promise<string> {
-    const head = await raw.put('/faults-compaction-marker').value(String(Date.now()));
-    await raw.kv.compact({ revision: head.header.revision, physical: true });
-    return head.header.revision;
+    const head = await raw.put('/faults-compaction-marker', String(Date.now()));
+    await raw.compact(head.revision);
+    return head.revision;
   }
 
   test('a watcher cut off from etcd while leases change and etcd compacts: known set = etcd, events = exactly the diff', async () => {
     const prefix = freshPrefix();
     const key = (n: number): string => `${prefix}/subnets/10.110.${n}.0-24`;
-    for (const n of [1, 2, 3, 4, 5]) await raw.put(key(n)).value(value(`198.18.10.${n}`));
+    for (const n of [1, 2, 3, 4, 5]) await raw.put(key(n), value(`198.18.10.${n}`));
     await withProxiedWatcher(prefix, 5, async ({ proxy, log, w, events, seenBefore }) => {
       const before = knownView(w);
       proxy.cut();
       // The watcher must have noticed (its stream broke and re-listing fails) before etcd changes.
       await waitUntil(() => log.lines.some((l) => l.includes('etcd unreachable')), { what: 'the watcher to fail to re-list through the cut proxy' });
-      await raw.delete().key(key(1)); //                                  removed
-      await raw.put(key(2)).value(value('198.18.10.102')); //              moved: removed + added
-      await raw.put(key(3)).value(value('198.18.10.3')); //                rewritten, same attributes: nothing
-      await raw.delete().key(key(4));
-      await raw.put(key(4)).value(value('198.18.10.4')); //                deleted and back, same attributes: nothing
-      await raw.put(key(6)).value(value('198.18.10.6')); //                new: added
-      await raw.put(key(7)).value(value('198.18.10.7'));
-      await raw.delete().key(key(7)); //                                   came and went unseen: nothing
+      await raw.deleteRange(key(1)); //                                  removed
+      await raw.put(key(2), value('198.18.10.102')); //              moved: removed + added
+      await raw.put(key(3), value('198.18.10.3')); //                rewritten, same attributes: nothing
+      await raw.deleteRange(key(4));
+      await raw.put(key(4), value('198.18.10.4')); //                deleted and back, same attributes: nothing
+      await raw.put(key(6), value('198.18.10.6')); //                new: added
+      await raw.put(key(7), value('198.18.10.7'));
+      await raw.deleteRange(key(7)); //                                   came and went unseen: nothing
       //                                                                   key(5) untouched: nothing
       const compactedAt = await compactNow();
       proxy.heal();
@@ -148,7 +148,7 @@ describe('faults (integration)', { skip: skipUnlessEtcd }, () => {
   test('a black-holed watch that falls behind while etcd compacts: no spurious removal, no missed change', async (t) => {
     const prefix = freshPrefix();
     const key = (n: number): string => `${prefix}/subnets/10.111.${n}.0-24`;
-    for (const n of [1, 2, 3]) await raw.put(key(n)).value(value(`198.18.11.${n}`));
+    for (const n of [1, 2, 3]) await raw.put(key(n), value(`198.18.11.${n}`));
     await withProxiedWatcher(prefix, 3, async ({ proxy, log, w, events, seenBefore }) => {
       const start = new Map([...w.known].map(([k, l]) => [k, l]));
       proxy.pause();
@@ -158,13 +158,13 @@ describe('faults (integration)', { skip: skipUnlessEtcd }, () => {
       const puts: Array<Promise<unknown>> = [];
       for (let i = 0; i < 1600; i++) {
         const n = 100 + (i % 100);
-        puts.push(raw.put(key(n)).value(value(`198.18.12.${n - 99}`, { pad, round: Math.floor(i / 100) })).exec());
+        puts.push(raw.put(key(n), value(`198.18.12.${n - 99}`, { pad, round: Math.floor(i / 100) })));
         if (puts.length === 50) await Promise.all(puts.splice(0));
       }
       await Promise.all(puts);
-      for (let n = 100; n < 150; n++) await raw.delete().key(key(n)); // half of them go again
-      await raw.delete().key(key(1)); //                               a pre-existing lease goes
-      await raw.put(key(2)).value(value('198.18.11.102')); //           one moves; key(3) stays untouched
+      for (let n = 100; n < 150; n++) await raw.deleteRange(key(n)); // half of them go again
+      await raw.deleteRange(key(1)); //                               a pre-existing lease goes
+      await raw.put(key(2), value('198.18.11.102')); //           one moves; key(3) stays untouched
       await compactNow();
       proxy.resume();
 
@@ -188,7 +188,7 @@ describe('faults (integration)', { skip: skipUnlessEtcd }, () => {
       }
       assert.deepEqual([...replay.values()].map(attrs).sort(), want, 'the events lead exactly to etcd\'s state');
       assert.ok(!after.some((e) => e.type === 'removed' && formatCidr(e.lease.subnet) === '10.111.3.0/24'), 'the untouched live lease was never removed');
-      // etcd cancels a watcher that fell behind a compaction; the etcd3 package reports it as "Watcher canceled".
+      // etcd cancels a watcher that fell behind a compaction ("watch compacted at revision N").
       const compacted = log.lines.some((l) => /lease watch interrupted.*(compacted|Watcher canceled)/.test(l));
       t.diagnostic(`delivered ${after.length} events after the pause; lists=${w.lists}; watch cancelled by the compaction: ${compacted}; ${log.lines.filter((l) => /interrupted|unreachable/.test(l)).join(' / ')}`);
       // Whether etcd cancelled the slow watch or the stream drained in order, both paths must hold the above;
