@@ -66,15 +66,17 @@ int wg_aead_setkey(struct wg_aead *a, const uint8_t key[WG_KEY_LEN]);
 void wg_aead_free(struct wg_aead *a); /* also wipes the key schedule */
 /*
  * out = ChaCha20-Poly1305(pt[0..len) || zero padding of pad bytes) || tag;
- * writes len + pad + 16 bytes. The padding is fed from a static zero block, so
- * the caller's plaintext is never copied. pad <= 15. out may equal pt.
+ * writes len + pad + 16 bytes. The plaintext and padding are gathered into out
+ * and sealed there in one cipher call (libcrypto's short calls are slow).
+ * pad <= 15. out may equal pt.
  */
 int wg_aead_seal(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen,
         const uint8_t *pt, size_t len, size_t pad, uint8_t *out);
 /*
  * The same without AD for a plaintext in two pieces (a segment's headers and
  * its payload slice, wherever each lies): out = Seal(p1 || p2 || pad zeros)
- * || tag, so neither piece is copied first. out must not overlap p1 or p2.
+ * || tag; the pieces are copied into out, which then takes one cipher call.
+ * out must not overlap p1 or p2.
  */
 int wg_aead_seal2(struct wg_aead *a, uint64_t counter, const uint8_t *p1, size_t l1, const uint8_t *p2, size_t l2,
         size_t pad, uint8_t *out);
