@@ -5,9 +5,9 @@
  * subnet of either family. Backends do not carry IPv6 yet, so the subnet
  * manager is driven directly, as registry.test.ts does.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
+import { useEtcd } from '../helpers/etcd-fixture';
 import assert from 'node:assert/strict';
-import { EtcdClient } from '../../src/etcd/client';
 import { parseConfig } from '../../src/config';
 import { isRudderError } from '../../src/errors';
 import { formatCidr, parseIp } from '../../src/ip/ipv4';
@@ -17,35 +17,10 @@ import { EtcdRegistry } from '../../src/subnet/etcd-registry';
 import { formatLeaseKey, hasIpv4, type LeaseEvent } from '../../src/subnet/lease';
 import { SubnetManager } from '../../src/subnet/manager';
 import { LeaseWatcher } from '../../src/subnet/watcher';
-import { EtcdServer, startEtcd } from '../../src/topology/etcd';
 import { waitUntil } from '../../src/topology/util';
 
-let etcd: EtcdServer;
-let raw: EtcdClient;
-let prefixN = 0;
-const regs: EtcdRegistry[] = [];
-
-before(async () => {
-  etcd = await startEtcd();
-  raw = new EtcdClient({ endpoints: etcd.endpoints });
-});
-after(async () => {
-  for (const r of regs) r.close();
-  raw?.close();
-  await etcd?.dispose();
-});
-
-function fresh(): { prefix: string; reg: () => EtcdRegistry } {
-  const prefix = `/v6test${++prefixN}/network`;
-  return {
-    prefix,
-    reg: () => {
-      const r = new EtcdRegistry({ endpoints: etcd.endpoints, prefix, requestTimeoutMs: 3000 });
-      regs.push(r);
-      return r;
-    },
-  };
-}
+const fx = useEtcd('v6test');
+const fresh = (): ReturnType<typeof fx.fresh> => fx.fresh();
 
 const DUAL = '{"Network":"10.42.0.0/16","EnableIPv6":true,"IPv6Network":"fd42:42::/48","IPv6SubnetLen":64}';
 const V6ONLY = '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd42:43::/48"}';
@@ -66,7 +41,7 @@ function manager(reg: EtcdRegistry, cfgText: string, publicIP: string, publicIPv
 }
 
 async function keysUnder(prefix: string): Promise<Record<string, string>> {
-  const r = await raw.range(`${prefix}/subnets/`, { prefix: true });
+  const r = await fx.raw.range(`${prefix}/subnets/`, { prefix: true });
   return Object.fromEntries(r.kvs.map((kv) => [kv.key.toString(), kv.value.toString()]));
 }
 
@@ -127,14 +102,14 @@ describe('dual-stack acquisition', () => {
     const other = await manager(reg(), V6ONLY, '0.0.0.0', '2001:2::5').acquire(null);
     assert.notEqual(formatLeaseKey(other), formatLeaseKey(v6a), 'another PublicIPv6 is another host');
     // The key is gone (expired while the host was down): the subnet file's subnets are taken again.
-    await raw.deleteRange(`${prefix}/subnets/`, { prefix: true });
+    await fx.raw.deleteRange(`${prefix}/subnets/`, { prefix: true });
     const back = await manager(reg(), DUAL, '198.18.2.3', '2001:2::3').acquire(first.subnet, first.ipv6Subnet ?? null);
     assert.equal(formatLeaseKey(back), formatLeaseKey(first));
     // Turning IPv6 on keeps the IPv4 subnet the file remembers.
-    await raw.deleteRange(`${prefix}/subnets/`, { prefix: true });
+    await fx.raw.deleteRange(`${prefix}/subnets/`, { prefix: true });
     const v4cfg = '{"Network":"10.42.0.0/16"}';
     const v4 = await manager(reg(), v4cfg, '198.18.2.6', null).acquire(null);
-    await raw.deleteRange(`${prefix}/subnets/`, { prefix: true });
+    await fx.raw.deleteRange(`${prefix}/subnets/`, { prefix: true });
     const switched = await manager(reg(), DUAL, '198.18.2.6', '2001:2::6').acquire(v4.subnet, null);
     assert.equal(formatCidr(switched.subnet), formatCidr(v4.subnet));
     assert.ok(switched.ipv6Subnet);
@@ -143,7 +118,7 @@ describe('dual-stack acquisition', () => {
   test('a remembered IPv6 subnet held by another host (under another IPv4 subnet) is not taken twice', async () => {
     const { prefix, reg } = fresh();
     const held = parseCidr6('fd42:42:0:7::/64') as Cidr6;
-    await raw.put(`${prefix}/subnets/10.42.9.0-24&fd42:42:0:7::-64`, JSON.stringify({ PublicIP: '198.18.2.9', PublicIPv6: '2001:2::9', BackendType: 'vxlan' }));
+    await fx.raw.put(`${prefix}/subnets/10.42.9.0-24&fd42:42:0:7::-64`, JSON.stringify({ PublicIP: '198.18.2.9', PublicIPv6: '2001:2::9', BackendType: 'vxlan' }));
     const lease = await manager(reg(), DUAL, '198.18.2.10', '2001:2::10').acquire(null, held);
     assert.notEqual(formatCidr6(lease.ipv6Subnet!), formatCidr6(held));
     assert.notEqual(formatCidr(lease.subnet), '10.42.9.0/24');
@@ -155,16 +130,16 @@ describe('dual-stack acquisition', () => {
     const v = { PublicIP: '198.18.2.20', PublicIPv6: '2001:2::20', BackendType: 'udp', BackendData: {}, BackendV6Data: {} };
     const listed = await r.listLeases();
     // Another host takes fd42:42:0:20::/64 under another IPv4 subnet: a different key, the same IPv6 half.
-    await raw.put(`${prefix}/subnets/10.42.21.0-24&fd42:42:0:20::-64`, JSON.stringify({ ...v, PublicIP: '198.18.2.21' }));
+    await fx.raw.put(`${prefix}/subnets/10.42.21.0-24&fd42:42:0:20::-64`, JSON.stringify({ ...v, PublicIP: '198.18.2.21' }));
     const mine = { ipv6Subnet: parseCidr6('fd42:42:0:20::/64') as Cidr6, noKeyCreatedAfter: listed.revision };
     assert.equal(await r.createLease({ ip: parseIp('10.42.20.0') as number, prefix: 24 }, v, 60_000, mine), null, 'guarded create refused');
     const relisted = await r.listLeases();
     const ok = await r.createLease({ ip: parseIp('10.42.20.0') as number, prefix: 24 }, v, 60_000, { ipv6Subnet: parseCidr6('fd42:42:0:22::/64') as Cidr6, noKeyCreatedAfter: relisted.revision });
     assert.ok(ok, 'a create from a current listing goes through');
     // Renewals and rewrites of existing keys do not count as new keys.
-    await raw.put(`${prefix}/subnets/10.42.21.0-24&fd42:42:0:20::-64`, JSON.stringify({ ...v, PublicIP: '198.18.2.22' }));
+    await fx.raw.put(`${prefix}/subnets/10.42.21.0-24&fd42:42:0:20::-64`, JSON.stringify({ ...v, PublicIP: '198.18.2.22' }));
     const again = await r.listLeases();
-    await raw.put(`${prefix}/subnets/10.42.21.0-24&fd42:42:0:20::-64`, JSON.stringify({ ...v, PublicIP: '198.18.2.23' }));
+    await fx.raw.put(`${prefix}/subnets/10.42.21.0-24&fd42:42:0:20::-64`, JSON.stringify({ ...v, PublicIP: '198.18.2.23' }));
     assert.ok(await r.createLease({ ip: parseIp('10.42.23.0') as number, prefix: 24 }, v, 60_000, { ipv6Subnet: parseCidr6('fd42:42:0:23::/64') as Cidr6, noKeyCreatedAfter: again.revision }));
   });
 
@@ -209,16 +184,16 @@ describe('IPv6 keys in an IPv4-only network', () => {
     const { etcdSource } = await import('../../src/subnet/source');
     const { prefix, reg } = fresh();
     const stray = `${prefix}/subnets/0.0.0.0-0&fd42:47::-64`;
-    await raw.put(stray, '{"PublicIP":"0.0.0.0","PublicIPv6":"2001:2::71","BackendType":"udp"}');
+    await fx.raw.put(stray, '{"PublicIP":"0.0.0.0","PublicIPv6":"2001:2::71","BackendType":"udp"}');
     const one = '{"Network":"10.47.0.0/16","SubnetMin":"10.47.3.0","SubnetMax":"10.47.3.0"}';
     const l = await manager(reg(), one, '198.18.7.1', null).acquire(null);
     assert.equal(formatCidr(l.subnet), '10.47.3.0/24');
-    await raw.deleteRange(`${prefix}/subnets/10.`, { prefix: true });
-    await raw.put(`${prefix}/config`, one);
+    await fx.raw.deleteRange(`${prefix}/subnets/10.`, { prefix: true });
+    await fx.raw.put(`${prefix}/config`, one);
     const applied: LeaseEvent[] = [];
     let startPeers: readonly unknown[] = [];
     const d = new Daemon(
-      { subnetFile: `/tmp/rudder-v6-${process.pid}-${prefixN}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined, hostId: 'v4-host-z' },
+      { subnetFile: `/tmp/rudder-v6-${process.pid}-${prefix.split("/")[1]}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined, hostId: 'v4-host-z' },
       {
         source: etcdSource(reg(), prefix),
         log: memoryLogger(),
@@ -239,8 +214,8 @@ describe('IPv6 keys in an IPv4-only network', () => {
     const running = d.run(ac.signal);
     try {
       await waitUntil(() => d.state === 'ready', { what: 'daemon ready' });
-      await raw.put(`${prefix}/subnets/0.0.0.0-0&fd42:47:0:1::-64`, '{"PublicIP":"0.0.0.0","PublicIPv6":"2001:2::72","BackendType":"udp"}');
-      await raw.put(`${prefix}/subnets/10.47.9.0-24`, '{"PublicIP":"198.18.7.9","BackendType":"udp"}');
+      await fx.raw.put(`${prefix}/subnets/0.0.0.0-0&fd42:47:0:1::-64`, '{"PublicIP":"0.0.0.0","PublicIPv6":"2001:2::72","BackendType":"udp"}');
+      await fx.raw.put(`${prefix}/subnets/10.47.9.0-24`, '{"PublicIP":"198.18.7.9","BackendType":"udp"}');
       await waitUntil(() => applied.length >= 1, { what: 'the IPv4 peer' });
       await new Promise((res) => setTimeout(res, 300));
       assert.deepEqual(applied.map((e) => formatLeaseKey(e.lease)), ['10.47.9.0-24']);
@@ -248,7 +223,7 @@ describe('IPv6 keys in an IPv4-only network', () => {
     } finally {
       ac.abort();
       await running;
-      (await import('node:fs')).rmSync(`/tmp/rudder-v6-${process.pid}-${prefixN}.env`, { force: true });
+      (await import('node:fs')).rmSync(`/tmp/rudder-v6-${process.pid}-${prefix.split("/")[1]}.env`, { force: true });
     }
   });
 });
@@ -264,7 +239,7 @@ describe('watching dual-stack leases', () => {
     const a = await manager(reg(), DUAL, '198.18.5.1', '2001:2::51').acquire(null);
     const b = await manager(reg(), V6ONLY, '0.0.0.0', '2001:2::52').acquire(null);
     await waitUntil(() => seen.filter((e) => e.type === 'added').length === 2, { what: 'two additions' });
-    await raw.deleteRange(`${prefix}/subnets/${formatLeaseKey(a)}`);
+    await fx.raw.deleteRange(`${prefix}/subnets/${formatLeaseKey(a)}`);
     await waitUntil(() => seen.some((e) => e.type === 'removed'), { what: 'the removal' });
     ac.abort();
     await run;
@@ -297,9 +272,9 @@ describe('the daemon with EnableIPv6', () => {
     const { Daemon } = await import('../../src/daemon');
     const { etcdSource } = await import('../../src/subnet/source');
     const { prefix, reg } = fresh();
-    await raw.put(`${prefix}/config`, DUAL);
+    await fx.raw.put(`${prefix}/config`, DUAL);
     const d = new Daemon(
-      { subnetFile: `/tmp/rudder-v6-${process.pid}-${prefixN}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined, hostId: 'v6-host-a' },
+      { subnetFile: `/tmp/rudder-v6-${process.pid}-${prefix.split("/")[1]}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined, hostId: 'v6-host-a' },
       { source: etcdSource(reg(), prefix), log: memoryLogger(), resolveIface: iface, resolvePublicIpv6: () => parseIp6('2001:2::61') as bigint, createBackend: recording(false), notify: () => undefined },
     );
     await assert.rejects(d.run(new AbortController().signal), (e: unknown) => {
@@ -315,9 +290,9 @@ describe('the daemon with EnableIPv6', () => {
     const { etcdSource } = await import('../../src/subnet/source');
     const { resolvePublicIpv6 } = await import('../../src/iface');
     const { prefix, reg } = fresh();
-    await raw.put(`${prefix}/config`, DUAL);
+    await fx.raw.put(`${prefix}/config`, DUAL);
     const d = new Daemon(
-      { subnetFile: `/tmp/rudder-v6-${process.pid}-${prefixN}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined, hostId: 'v6-host-b' },
+      { subnetFile: `/tmp/rudder-v6-${process.pid}-${prefix.split("/")[1]}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined, hostId: 'v6-host-b' },
       {
         source: etcdSource(reg(), prefix),
         log: memoryLogger(),
@@ -341,7 +316,7 @@ describe('the daemon with EnableIPv6', () => {
     const os = await import('node:os');
     const path = await import('node:path');
     const { prefix, reg } = fresh();
-    await raw.put(`${prefix}/config`, DUAL);
+    await fx.raw.put(`${prefix}/config`, DUAL);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rudder-v6-daemon-'));
     const file = path.join(dir, 'subnet.env');
     const applied: LeaseEvent[] = [];
@@ -365,7 +340,7 @@ describe('the daemon with EnableIPv6', () => {
     };
     try {
       const env = await runOnce(async () => {
-        await raw.put(`${prefix}/subnets/10.42.250.0-24&fd42:42:0:fa::-64`, '{"PublicIP":"198.18.6.9","PublicIPv6":"2001:2::69","BackendType":"udp","BackendData":{},"BackendV6Data":{}}');
+        await fx.raw.put(`${prefix}/subnets/10.42.250.0-24&fd42:42:0:fa::-64`, '{"PublicIP":"198.18.6.9","PublicIPv6":"2001:2::69","BackendType":"udp","BackendData":{},"BackendV6Data":{}}');
         await waitUntil(() => applied.length === 1, { what: 'peer event' });
       });
       assert.match(env, /^RUDDER_NETWORK=10\.42\.0\.0\/16\nRUDDER_SUBNET=10\.42\.\d+\.1\/24\nRUDDER_IPV6_NETWORK=fd42:42::\/48\nRUDDER_IPV6_SUBNET=fd42:42:0:[0-9a-f]+::1\/64\nRUDDER_MTU=1472\nRUDDER_IPMASQ=false\n$/);
@@ -373,7 +348,7 @@ describe('the daemon with EnableIPv6', () => {
       const keys = Object.keys(await keysUnder(prefix)).filter((k) => !k.endsWith('10.42.250.0-24&fd42:42:0:fa::-64'));
       assert.equal(keys.length, 1);
       // Restart with the key gone: the subnet file brings back both subnets.
-      await raw.deleteRange(keys[0]!);
+      await fx.raw.deleteRange(keys[0]!);
       const env2 = await runOnce(async () => undefined);
       assert.equal(env2, env);
       assert.deepEqual(Object.keys(await keysUnder(prefix)).sort(), [...keys, `${prefix}/subnets/10.42.250.0-24&fd42:42:0:fa::-64`].sort());

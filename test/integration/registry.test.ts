@@ -3,9 +3,9 @@
  * free loopback port: acquisition, reservations, renewal, re-creation,
  * expiry and watch semantics through restarts and compaction.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
+import { useEtcd } from '../helpers/etcd-fixture';
 import assert from 'node:assert/strict';
-import { EtcdClient } from '../../src/etcd/client';
 import { parseConfig } from '../../src/config';
 import { isRudderError } from '../../src/errors';
 import { formatCidr, parseCidr, parseIp } from '../../src/ip/ipv4';
@@ -14,35 +14,10 @@ import { EtcdRegistry } from '../../src/subnet/etcd-registry';
 import type { LeaseEvent } from '../../src/subnet/lease';
 import { SubnetManager } from '../../src/subnet/manager';
 import { LeaseWatcher } from '../../src/subnet/watcher';
-import { EtcdServer, startEtcd } from '../../src/topology/etcd';
 import { waitUntil } from '../../src/topology/util';
 
-let etcd: EtcdServer;
-let raw: EtcdClient;
-let prefixN = 0;
-const regs: EtcdRegistry[] = [];
-
-before(async () => {
-  etcd = await startEtcd();
-  raw = new EtcdClient({ endpoints: etcd.endpoints });
-});
-after(async () => {
-  for (const r of regs) r.close();
-  raw?.close();
-  await etcd?.dispose();
-});
-
-function fresh(): { prefix: string; reg: () => EtcdRegistry } {
-  const prefix = `/test${++prefixN}/network`;
-  return {
-    prefix,
-    reg: () => {
-      const r = new EtcdRegistry({ endpoints: etcd.endpoints, prefix, requestTimeoutMs: 3000 });
-      regs.push(r);
-      return r;
-    },
-  };
-}
+const fx = useEtcd('test');
+const fresh = (): ReturnType<typeof fx.fresh> => fx.fresh();
 
 function ip(s: string): number {
   const v = parseIp(s);
@@ -115,7 +90,7 @@ describe('acquisition', () => {
     const { prefix, reg } = fresh();
     const r = reg();
     const cfg = '{"Network":"10.40.0.0/16","SubnetMin":"10.40.0.0","SubnetMax":"10.40.1.0"}';
-    await raw.put(`${prefix}/subnets/10.40.0.0-24`, '{"PublicIP":"198.18.4.9","BackendType":"udp","BackendData":{}}');
+    await fx.raw.put(`${prefix}/subnets/10.40.0.0-24`, '{"PublicIP":"198.18.4.9","BackendType":"udp","BackendData":{}}');
     const others = await manager(r, cfg, '198.18.4.1').acquire(null);
     assert.equal(formatCidr(others.subnet), '10.40.1.0/24');
     await assert.rejects(manager(r, cfg, '198.18.4.2').acquire(null), (e: unknown) => isRudderError(e, 'E_SUBNET_FULL'));
@@ -166,7 +141,7 @@ describe('keeping the lease', () => {
     const watching = w.run(ac.signal);
     const keeping = m.keep(ac.signal);
     await waitUntil(() => events.length >= 1, { what: 'initial list' });
-    await raw.deleteRange(`${prefix}/subnets/${formatCidr(l.subnet).replace('/', '-')}`);
+    await fx.raw.deleteRange(`${prefix}/subnets/${formatCidr(l.subnet).replace('/', '-')}`);
     await waitUntil(async () => events.filter((e) => e.type === 'added').length >= 2, { what: 're-created key seen by the watcher' });
     ac.abort();
     await Promise.all([watching, keeping]);
@@ -204,8 +179,8 @@ describe('watching', () => {
     const { prefix, reg } = fresh();
     const r = reg();
     const put = async (n: number): Promise<unknown> =>
-      await raw.put(`${prefix}/subnets/10.80.${n}.0-24`, JSON.stringify({ PublicIP: `198.18.8.${n}`, BackendType: 'udp', BackendData: {} }));
-    const del = async (n: number): Promise<unknown> => await raw.deleteRange(`${prefix}/subnets/10.80.${n}.0-24`);
+      await fx.raw.put(`${prefix}/subnets/10.80.${n}.0-24`, JSON.stringify({ PublicIP: `198.18.8.${n}`, BackendType: 'udp', BackendData: {} }));
+    const del = async (n: number): Promise<unknown> => await fx.raw.deleteRange(`${prefix}/subnets/10.80.${n}.0-24`);
     for (const n of [1, 2, 3]) await put(n);
 
     const w = new LeaseWatcher(r, memoryLogger(), async () => undefined);
@@ -217,11 +192,11 @@ describe('watching', () => {
     await waitUntil(() => view(w2).length === 3, { what: 'initial list' });
 
     // While etcd is down, nothing happens to the known leases.
-    await etcd.stop();
+    await fx.etcd.stop();
     await new Promise((res) => setTimeout(res, 1_500));
     assert.deepEqual(view(w2), ['10.80.1.0/24', '10.80.2.0/24', '10.80.3.0/24']);
     assert.equal(log.filter((e) => e.type === 'removed').length, 0, 'no spurious removal during the outage');
-    await etcd.restart();
+    await fx.etcd.restart();
     await del(1);
     await put(4);
     await waitUntil(() => view(w2).join() === '10.80.2.0/24,10.80.3.0/24,10.80.4.0/24', { what: 'changes after the restart' });
@@ -230,8 +205,8 @@ describe('watching', () => {
     const listsBefore = w2.lists;
     await del(2);
     await put(5);
-    const head = await raw.put(`${prefix}/unrelated`, 'x');
-    await raw.compact(head.revision);
+    const head = await fx.raw.put(`${prefix}/unrelated`, 'x');
+    await fx.raw.compact(head.revision);
     await put(6);
     await waitUntil(() => view(w2).join() === '10.80.3.0/24,10.80.4.0/24,10.80.5.0/24,10.80.6.0/24', { what: 'changes around the compaction' });
     ac.abort();
@@ -246,9 +221,9 @@ describe('watching', () => {
   test('a watch starting before the compacted revision is reported broken (so the watcher re-lists)', async () => {
     const { prefix, reg } = fresh();
     const r = reg();
-    const first = await raw.put(`${prefix}/subnets/10.81.1.0-24`, '{"PublicIP":"198.18.8.1"}');
-    const head = await raw.put(`${prefix}/subnets/10.81.2.0-24`, '{"PublicIP":"198.18.8.2"}');
-    await raw.compact(head.revision);
+    const first = await fx.raw.put(`${prefix}/subnets/10.81.1.0-24`, '{"PublicIP":"198.18.8.1"}');
+    const head = await fx.raw.put(`${prefix}/subnets/10.81.2.0-24`, '{"PublicIP":"198.18.8.2"}');
+    await fx.raw.compact(head.revision);
     const reason = await new Promise<unknown>((resolve) => {
       void r.watchLeases(first.revision, { onEvents: () => resolve(new Error('events from a compacted revision')), onBroken: resolve });
     });
@@ -289,7 +264,7 @@ describe('the daemon', () => {
     const running = d.run(ac.signal);
     try {
       await waitUntil(() => log.lines.some((l) => l.includes('waiting for the network config')), { what: 'the daemon to wait for config' });
-      await raw.put(`${prefix}/config`, '{"Network":"10.90.0.0/16","SubnetLen":20}');
+      await fx.raw.put(`${prefix}/config`, '{"Network":"10.90.0.0/16","SubnetLen":20}');
       await waitUntil(() => d.state === 'ready', { what: 'daemon ready' });
       const env = fs.readFileSync(file, 'utf8');
       assert.match(env, /^RUDDER_NETWORK=10\.90\.0\.0\/16$/m);
@@ -298,7 +273,7 @@ describe('the daemon', () => {
       assert.match(env, /^RUDDER_IPMASQ=false$/m);
       assert.ok(notes.some((n) => n.startsWith('READY=1')));
       // A peer appears: the backend is told; the daemon's own lease is not handed to it.
-      await raw.put(`${prefix}/subnets/10.90.240.0-20`, '{"PublicIP":"198.18.9.2","BackendType":"udp","BackendData":{}}');
+      await fx.raw.put(`${prefix}/subnets/10.90.240.0-20`, '{"PublicIP":"198.18.9.2","BackendType":"udp","BackendData":{}}');
       await waitUntil(() => applied.length === 1, { what: 'peer lease event' });
       assert.equal(applied[0]?.type, 'added');
       assert.equal(formatCidr(applied[0]?.lease.subnet), '10.90.240.0/20');
@@ -314,10 +289,10 @@ describe('the daemon', () => {
     const { Daemon } = await import('../../src/daemon');
     const { etcdSource } = await import('../../src/subnet/source');
     const { prefix, reg } = fresh();
-    await raw.put(`${prefix}/config`, '{"Network":"10.91.0.0/16","SubnetLen":12}');
+    await fx.raw.put(`${prefix}/config`, '{"Network":"10.91.0.0/16","SubnetLen":12}');
     const log = memoryLogger();
     const d = new Daemon(
-      { subnetFile: `/tmp/rudder-test-${process.pid}-${prefixN}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined, hostId: 'test-host-b' },
+      { subnetFile: `/tmp/rudder-test-${process.pid}-${prefix.split("/")[1]}.env`, ttlMs: 60_000, renewMarginMs: 10_000, ipMasq: false, portFlag: undefined, hostId: 'test-host-b' },
       {
         source: etcdSource(reg(), prefix),
         log,
@@ -333,18 +308,18 @@ describe('the daemon', () => {
       assert.match(line, /SubnetLen=12/);
       assert.match(line, /expected an integer larger than the Network prefix \(16\) and at most 30/);
       assert.equal(d.state, 'waiting-config');
-      await raw.put(`${prefix}/config`, '{"Network":"10.91.0.0/16"}');
+      await fx.raw.put(`${prefix}/config`, '{"Network":"10.91.0.0/16"}');
       await waitUntil(() => d.state === 'ready', { what: 'daemon ready after the fix' });
     } finally {
       ac.abort();
       await running;
-      (await import('node:fs')).rmSync(`/tmp/rudder-test-${process.pid}-${prefixN}.env`, { force: true });
+      (await import('node:fs')).rmSync(`/tmp/rudder-test-${process.pid}-${prefix.split("/")[1]}.env`, { force: true });
     }
   });
 });
 
 describe('host identity (one PublicIP, one holder)', () => {
-  const hostIdAt = async (key: string): Promise<unknown> => (JSON.parse((await raw.get(key)) ?? '{}') as { RudderHostID?: unknown }).RudderHostID;
+  const hostIdAt = async (key: string): Promise<unknown> => (JSON.parse((await fx.raw.get(key)) ?? '{}') as { RudderHostID?: unknown }).RudderHostID;
   function withId(reg: EtcdRegistry, cfgText: string, publicIP: string, hostId: string, prefix: string): SubnetManager {
     return new SubnetManager({
       registry: reg,
@@ -388,7 +363,7 @@ describe('host identity (one PublicIP, one holder)', () => {
     const { prefix, reg } = fresh();
     const r = reg();
     const key = `${prefix}/subnets/10.61.7.0-24`;
-    await raw.put(key, '{"PublicIP":"198.18.6.10","BackendType":"udp","BackendData":null}', { lease: await raw.leaseGrant(60) });
+    await fx.raw.put(key, '{"PublicIP":"198.18.6.10","BackendType":"udp","BackendData":null}', { lease: await fx.raw.leaseGrant(60) });
     const got = await withId(r, '{"Network":"10.61.0.0/16"}', '198.18.6.10', 'host-three', prefix).acquire(null);
     assert.equal(formatCidr(got.subnet), '10.61.7.0/24');
     assert.equal(await hostIdAt(key), 'host-three');
