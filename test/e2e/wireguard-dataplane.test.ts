@@ -34,6 +34,7 @@ import type { WireGuardCounters, WireGuardPeer } from '../../src/dataplane/nativ
 import type { DataPlaneOptions } from '../../src/dataplane/types';
 import { DataPlaneChild, ip4, must, run, Sandbox, type RunResult } from '../helpers/dataplane-net';
 import { SANITIZE, compileWg, hasGcc, hasLibcrypto } from '../helpers/wireguard-c';
+import { INJECT_PY } from '../helpers/packets';
 
 const PORT = 8472;
 const WG_GO_PORT = 51820;
@@ -122,24 +123,6 @@ while time.time() < end:
     print(udp[8:].hex(), flush=True)
 `;
 
-/** Sends each hex line of stdin as a UDP datagram with a forged source (raw socket, IP_HDRINCL). */
-const INJECT = `
-import socket, struct, sys
-src, sport, dst, dport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-n = 0
-for line in sys.stdin:
-    line = line.strip()
-    if not line:
-        continue
-    pay = bytes.fromhex(line)
-    udp = struct.pack("!HHHH", sport, dport, 8 + len(pay), 0) + pay
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
-    s.sendto(ip + udp, (dst, 0))
-    n += 1
-print(n)
-`;
-
 /** Runs `python3 -c code args` in ns, with `input` on stdin. */
 function python(ns: string, code: string, args: string[], input = ''): Promise<RunResult> {
   return new Promise((resolve, reject) => {
@@ -192,7 +175,7 @@ describe('WireGuard data plane between two namespaced Rudder hosts', { skip }, (
 
   const counters = (c: DataPlaneChild): Promise<WireGuardCounters> => c.request<WireGuardCounters>('counters', { key: 'main' });
   const inject = (lines: Buffer[]): Promise<RunResult> =>
-    python(ns1, INJECT, [H1.underlay, String(PORT), H2.underlay, String(PORT)], lines.map((b) => b.toString('hex')).join('\n') + '\n');
+    python(ns1, INJECT_PY, [H1.underlay, String(PORT), H2.underlay, String(PORT)], lines.map((b) => b.toString('hex')).join('\n') + '\n');
 
   before(async () => {
     sb = new Sandbox();

@@ -38,6 +38,7 @@ import { fullMesh, podReaches } from '../helpers/kernel-backends-net';
 import { parseMetrics } from '../helpers/prometheus';
 import { tai64nFile } from '../../src/backend/wireguard';
 import { sleep, waitUntil } from '../helpers/wait';
+import { INJECT_PY } from '../helpers/packets';
 
 const CONFIG = { Network: '10.42.0.0/16', Backend: { Type: 'wireguard' } };
 const WG_PORT = 51820;
@@ -106,24 +107,6 @@ while time.time() < end:
             print("%.3f %s %s %d %d" % (time.time() - start, src, dst, typ, idx), flush=True)
 if mode == "grep":
     print(json.dumps(summary), flush=True)
-`;
-
-/** Sends each hex line of stdin as a UDP datagram with a forged source (raw socket, IP_HDRINCL). */
-const INJECT = `
-import socket, struct, sys
-src, sport, dst, dport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-n = 0
-for line in sys.stdin:
-    line = line.strip()
-    if not line:
-        continue
-    pay = bytes.fromhex(line)
-    udp = struct.pack("!HHHH", sport, dport, 8 + len(pay), 0) + pay
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
-    s.sendto(ip + udp, (dst, 0))
-    n += 1
-print(n)
 `;
 
 /** Sends the bytes HEX (x4) in clear to the broadcast address ADDR, port 9. */
@@ -258,7 +241,7 @@ describe('wireguard security: 3 hosts and an attacker on the underlay', { skip: 
     return (series[0] as [string, number])[1];
   };
   const inject = (from: string, to: Host, datagrams: Buffer[]): Promise<number> => {
-    const p = python(attacker.ns, INJECT, [from, String(WG_PORT), to.underlayIp, String(WG_PORT)], datagrams.map((b) => b.toString('hex')).join('\n') + '\n');
+    const p = python(attacker.ns, INJECT_PY, [from, String(WG_PORT), to.underlayIp, String(WG_PORT)], datagrams.map((b) => b.toString('hex')).join('\n') + '\n');
     return p.exited.then((code) => {
       assert.equal(code, 0, p.out());
       return Number(p.out().trim());

@@ -24,3 +24,25 @@ export function ipv4Udp(src: string, dst: string, dport: number, payload: Buffer
   h.writeUInt16BE(udpLen, 24);
   return Buffer.concat([h, payload]);
 }
+
+/**
+ * A python3 program that sends each hex line of stdin as a UDP datagram with
+ * a forged source (raw socket, IP_HDRINCL); argv: src sport dst dport; prints
+ * how many it sent.
+ */
+export const INJECT_PY = `
+import socket, struct, sys
+src, sport, dst, dport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+n = 0
+for line in sys.stdin:
+    line = line.strip()
+    if not line:
+        continue
+    pay = bytes.fromhex(line)
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(pay), 0) + pay
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+    s.sendto(ip + udp, (dst, 0))
+    n += 1
+print(n)
+`;
