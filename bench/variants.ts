@@ -22,13 +22,13 @@
  * Extension point: RUDDER_BACKENDS. A backend whose daemon does not come up
  * (not implemented yet, or broken) is reported "n/a" with the reason.
  */
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Cluster, type Host, type ManagedProcess, type Netns, createCluster, ping, sleep, waitUntil } from '../src/topology';
 import { flanneldBinary, flanneldUnavailable } from '../src/topology/anchors';
 import { Flanneld } from '../src/topology/flanneld';
 import { startIperfServer } from './measure';
+import { generatePrivateKey, publicKeyOf } from '../src/backend/wireguard/key';
 
 export const IPERF_PORT = 5201;
 /** Namespace prefix of the bench's topologies (rdb<tag>-h1 ...). */
@@ -173,6 +173,23 @@ export const kernelVxlan: Variant = {
 };
 
 /**
+ * Starts a userspace tunnel process in `h`'s namespace and waits until
+ * `ready()` says its device is there; fails at once, with its log, if it
+ * exits first.
+ */
+async function spawnTunnel(h: Host, argv: readonly string[], logFile: string, what: string, ready: () => Promise<boolean>): Promise<ManagedProcess> {
+  const p = await h.ns.spawn(argv, { logFile, label: `${argv[0] ?? '?'} ${h.name}` });
+  await waitUntil(
+    async () => {
+      if (!p.running) throw new Error(`${argv[0] ?? '?'} on ${h.name} exited: ${p.logTail(500)}`);
+      return ready();
+    },
+    { giveUpMs: 10_000, intervalMs: 100, what: `${what} on ${h.name}` },
+  );
+  return p;
+}
+
+/**
  * What a user scripts instead of an overlay daemon: socat between a TUN
  * device and a connected UDP socket, on each side, MTU 1472 (1500 - 28).
  * The command line is the plain one from the issue; nothing is tuned.
@@ -193,14 +210,8 @@ export const socatTunnel: Variant = {
         `TUN:10.202.0.${h.index}/24,tun-type=tun,iff-no-pi,up,tun-name=bsoc0`,
         `UDP:${peer.underlayIp}:5555,bind=${h.underlayIp}:5555`,
       ];
-      const p = await h.ns.spawn(argv, { logFile: path.join(c.dir, `socat-${h.name}.log`), label: `socat ${h.name}` });
-      procs.push(p);
-      await waitUntil(
-        async () => {
-          if (!p.running) throw new Error(`socat on ${h.name} exited: ${p.logTail(500)}`);
-          return (await h.ns.ip(['link', 'show', 'bsoc0'], { allowFailure: true })).code === 0;
-        },
-        { giveUpMs: 10_000, intervalMs: 100, what: `socat TUN bsoc0 on ${h.name}` },
+      procs.push(
+        await spawnTunnel(h, argv, path.join(c.dir, `socat-${h.name}.log`), `socat TUN bsoc0`, async () => (await h.ns.ip(['link', 'show', 'bsoc0'], { allowFailure: true })).code === 0),
       );
       await h.ns.setMtu('bsoc0', mtu);
     }
@@ -228,24 +239,18 @@ export const wireguardGo: Variant = {
     // The UAPI socket (/var/run/wireguard/<name>.sock) is in the shared file system: a name per run and host.
     const ifname = (h: Host): string => `bwg${c.tag.tag}${h.index}`.slice(0, 15);
     const keys = hs.map((h) => {
-      const { privateKey, publicKey } = crypto.generateKeyPairSync('x25519');
+      const priv = generatePrivateKey();
       const file = path.join(c.dir, `wireguard-go-${h.name}.key`);
-      fs.writeFileSync(file, `${Buffer.from(privateKey.export({ format: 'jwk' }).d ?? '', 'base64url').toString('base64')}\n`, { mode: 0o600 });
-      return { file, pub: Buffer.from(publicKey.export({ format: 'jwk' }).x ?? '', 'base64url').toString('base64') };
+      fs.writeFileSync(file, `${priv.toString('base64')}\n`, { mode: 0o600 });
+      const pub = publicKeyOf(priv);
+      priv.fill(0);
+      return { file, pub };
     });
     const procs: ManagedProcess[] = [];
     for (const [i, h] of hs.entries()) {
       const dev = ifname(h);
       const log = path.join(c.dir, `wireguard-go-${h.name}.log`);
-      const p = await h.ns.spawn(['wireguard-go', '-f', dev], { logFile: log, label: `wireguard-go ${h.name}` });
-      procs.push(p);
-      await waitUntil(
-        async () => {
-          if (!p.running) throw new Error(`wireguard-go on ${h.name} exited: ${p.logTail(500)}`);
-          return (await h.ns.exec(['wg', 'show', dev], { allowFailure: true })).code === 0;
-        },
-        { giveUpMs: 10_000, intervalMs: 100, what: `wireguard-go ${dev} on ${h.name}` },
-      );
+      procs.push(await spawnTunnel(h, ['wireguard-go', '-f', dev], log, `wireguard-go ${dev}`, async () => (await h.ns.exec(['wg', 'show', dev], { allowFailure: true })).code === 0));
       const peer = hs[1 - i] as Host;
       const k = keys[i]!;
       const pk = keys[1 - i]!;
