@@ -190,8 +190,9 @@ export class Daemon {
       });
 
       if (this.o.ipMasq) {
+        const ipv6 = config.ipv6 && lease.ipv6Subnet ? { network: config.ipv6.network, subnet: lease.ipv6Subnet } : undefined;
         const masq = new IpMasq({
-          params: { network: config.network, subnet: lease.subnet },
+          params: ipv4Enabled(config) ? { network: config.network, subnet: lease.subnet, ipv6 } : { ipv6 },
           log,
           ...(this.d.nft ? { nft: this.d.nft } : {}),
           onRestore: () => this.telemetry.ipMasqRestores++,
