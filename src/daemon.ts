@@ -19,7 +19,7 @@ import type { Backend, BackendContext, ExternalInterface, Network, PeerStatus } 
 import { NetworkConfig, configToJson, ipv4Enabled, parseConfig } from './config';
 import { RudderError, describeError, isRudderError } from './errors';
 import { formatCidr, formatIp } from './ip/ipv4';
-import { formatIp6 } from './ip/ipv6';
+import { formatCidr6, formatIp6 } from './ip/ipv6';
 import type { Logger } from './log';
 import { IpMasq, removeLeftoverTable, type NftRunner } from './ipmasq';
 import { Telemetry, type DaemonSnapshot, type EtcdStats } from './metrics/telemetry';
@@ -303,10 +303,21 @@ export class Daemon {
     let lease: DaemonSnapshot['lease'] = null;
     if (own && this.manager) {
       const l = this.manager.lease;
-      lease = { subnet: formatCidr(l.subnet), expiresAt: l.expiresAt, reservation: this.manager.isReservation };
+      lease = {
+        subnet: hasIpv4(l) ? formatCidr(l.subnet) : null,
+        ...(l.ipv6Subnet !== undefined ? { ipv6Subnet: formatCidr6(l.ipv6Subnet) } : {}),
+        expiresAt: l.expiresAt,
+        reservation: this.manager.isReservation,
+      };
     }
     let peers = 0;
-    for (const l of this.watcher?.known.values() ?? []) if (!own || !sameKey(l, own)) peers++;
+    const peerSubnets = { ipv4: 0, ipv6: 0 };
+    for (const l of this.watcher?.known.values() ?? []) {
+      if (own && sameKey(l, own)) continue;
+      peers++;
+      if (hasIpv4(l)) peerSubnets.ipv4++;
+      if (l.ipv6Subnet !== undefined) peerSubnets.ipv6++;
+    }
     let dataplane: Record<string, number> | null = null;
     let peerStatus: readonly PeerStatus[] | null = null;
     try {
@@ -324,6 +335,7 @@ export class Daemon {
       lease,
       backend: this.backendType,
       peers,
+      peerSubnets,
       dataplane,
       peerStatus,
       ipMasq: this.o.ipMasq ? (this.ipMasq?.active ?? false) : null,
