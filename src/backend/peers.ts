@@ -12,7 +12,7 @@
  */
 import { cidrToKey, formatCidr, type Cidr } from '../ip/ipv4';
 import type { Logger } from '../log';
-import type { Lease, LeaseEvent } from '../subnet/lease';
+import { formatLeaseKey, type Lease, type LeaseEvent, type LeaseSubnets } from '../subnet/lease';
 
 export interface PeerChange<P> {
   /** Peers to unprogram: gone, or changed (the old version). */
@@ -41,11 +41,17 @@ export class PeerTable<P extends object> {
   private readonly warned = new Map<string, string>();
   private readonly ownKey: string;
 
+  /**
+   * `own`: this host's lease (its subnets), or its IPv4 subnet. Peers are
+   * keyed by the whole lease key (`10.0.5.0-24`, `10.0.5.0-24&fd00:0:0:5::-64`,
+   * `0.0.0.0-0&fd00:0:0:5::-64`), so IPv6-only leases, whose IPv4 part is
+   * always 0.0.0.0/0, are told apart.
+   */
   constructor(
-    own: Cidr,
+    own: Cidr | LeaseSubnets,
     private readonly rules: PeerRules<P>,
   ) {
-    this.ownKey = cidrToKey(own);
+    this.ownKey = 'subnet' in own ? formatLeaseKey(own) : cidrToKey(own);
   }
 
   apply(events: readonly LeaseEvent[]): PeerChange<P> {
@@ -60,7 +66,7 @@ export class PeerTable<P extends object> {
     };
     for (const ev of events) {
       const l = ev.lease;
-      const key = cidrToKey(l.subnet);
+      const key = formatLeaseKey(l);
       if (key === this.ownKey) continue; // never program our own subnet
       if (!before.has(key)) before.set(key, this.peers.get(key));
       if (ev.type === 'removed') {
