@@ -17,7 +17,10 @@
  * behind it, a second overlay subnet standing in for a remote pod, and an
  * outside on 2001:2:0:ff::/64 with no route to the overlay): the ruleset,
  * a pod's IPv6 connection to the outside masqueraded, pod to pod kept, and
- * both tables gone after stop.
+ * both tables gone after stop. Then the daemon itself: two dual-stack
+ * host-gw hosts with -ip-masq install both tables, and a pod's IPv6
+ * connection to an outside beyond host 1 is masqueraded while pod to pod
+ * over IPv6 keeps the pod's address.
  */
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
@@ -249,5 +252,66 @@ describe('ip masquerade of IPv6 (table ip6 rudder)', { skip: skipUnlessRoot }, (
     assert.ok(log.lines.some((l) => l.includes('ip masquerade rules removed') && l.includes('ip6 rudder')));
     const r = await pod.exec(['socat', '-u', `TCP6:[${OUT6}]:${PORT},connect-timeout=2`, '-'], { allowFailure: true });
     assert.notEqual(r.code, 0, `unmasqueraded pod address must get no answer: ${r.stdout}`);
+  });
+});
+
+describe('ip masquerade of IPv6 by the daemon (dual-stack host-gw, -ip-masq)', { skip: skipUnlessRoot || skipUnlessEtcd }, () => {
+  const NET6 = 'fd63:63::/48';
+  const OUT_H6 = '2001:2:0:fe::1';
+  const OUT6 = '2001:2:0:fe::2';
+  let c: Cluster;
+  let h1: Host;
+  let p1: Pod;
+  let p2: Pod;
+  let outside6: Netns;
+
+  before(async () => {
+    c = await createCluster({ hosts: 2, ipv6: true, rudderArgs: ['-ip-masq'], giveUpMs: GIVE_UP_MS });
+    h1 = c.host(1);
+    outside6 = await Netns.create(c.tag.name('out6'), c.cleanup);
+    await c.quietNamespace(outside6);
+    await addVethPair({ ns: h1.ns, ifname: 'out6' }, { ns: outside6, ifname: 'eth0' });
+    await h1.ns.ip(['-6', 'addr', 'add', `${OUT_H6}/64`, 'dev', 'out6', 'nodad']);
+    await outside6.ip(['-6', 'addr', 'add', `${OUT6}/64`, 'dev', 'eth0', 'nodad']);
+    await c.putConfig({ Network: '10.63.0.0/16', EnableIPv6: true, IPv6Network: NET6, Backend: { Type: 'host-gw' } });
+    const [a, b] = await Promise.all([h1.up(), c.host(2).up()]);
+    p1 = a.pod;
+    p2 = b.pod;
+    await peerEcho(outside6, h1.dir, 'echo-outside6', 'TCP6-LISTEN');
+    await peerEcho(p2.ns, c.host(2).dir, 'echo-pod2-v6', 'TCP6-LISTEN');
+  });
+
+  after(async () => {
+    await c?.teardown();
+  });
+
+  /** Connects from `pod` to [ip]:PORT and returns the peer address the listener saw (canonical). */
+  async function seen6(pod: Pod, ip: string): Promise<string> {
+    const r = await pod.exec(['socat', '-u', `TCP6:[${ip}]:${PORT},connect-timeout=3`, '-'], { allowFailure: true });
+    if (r.code !== 0) throw new Error(`connect → [${ip}]:${PORT} failed: ${r.stderr.trim()}`);
+    const text = r.stdout.trim().replace(/^\[|\]$/g, '');
+    const addr = parseIp6(text);
+    return addr === null ? text : formatIp6(addr);
+  }
+
+  it('installs table ip6 rudder for the IPv6Network beside table ip rudder', async () => {
+    const t6 = await h1.exec(['nft', 'list', 'table', 'ip6', 'rudder'], { allowFailure: true });
+    assert.equal(t6.code, 0, 'table ip6 rudder exists on h1');
+    assert.match(t6.stdout, /ip6 saddr fd63:63::\/48 ip6 daddr fd63:63::\/48 return/);
+    assert.equal((await table(h1)).present, true, 'table ip rudder too');
+  });
+
+  it('a pod\'s IPv6 connection to the outside is masqueraded; pod to pod over IPv6 keeps the pod address', async () => {
+    const podIp6 = p1.ipv6 ?? assert.fail('pod 1 has an IPv6 address');
+    const pod2Ip6 = p2.ipv6 ?? assert.fail('pod 2 has an IPv6 address');
+    assert.equal(await waitUntil(() => seen6(p1, OUT6), { giveUpMs: GIVE_UP_MS, intervalMs: 300, what: 'pod of h1 → outside over IPv6' }), OUT_H6);
+    assert.equal(await waitUntil(() => seen6(p1, pod2Ip6), { giveUpMs: GIVE_UP_MS, intervalMs: 300, what: 'pod of h1 → pod of h2 over IPv6' }), podIp6);
+  });
+
+  it('a clean stop removes both tables', async () => {
+    await h1.stopRudder();
+    assert.equal((await h1.exec(['nft', 'list', 'table', 'ip6', 'rudder'], { allowFailure: true })).code, 1);
+    assert.equal((await table(h1)).present, false);
+    assert.match(h1.rudderLog(4000), /ip masquerade rules removed.*ip rudder, ip6 rudder/);
   });
 });
