@@ -10,7 +10,8 @@
  *
  *   dual-stack Node         both subnets in the lease and the subnet file;
  *                           public-ipv6 / backend-v6-data on the Node; a
- *                           dual-stack peer read with its IPv6 half
+ *                           dual-stack peer read with its IPv6 half, also
+ *                           by `rudder leases -kube-subnet-mgr`
  *   Node without IPv6       a clear error naming the Node and spec.podCIDRs,
  *                           retried until the Node has one
  *   IPv6-only Node          the IPv6 subnet alone, no RUDDER_NETWORK
@@ -25,6 +26,7 @@ import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { KubeApiServer } from '../helpers/kube-apiserver';
 
 const CHILD = path.join(__dirname, '..', 'helpers', 'kube-keeper-child.js');
+const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'rudder');
 const GIVE_UP_MS = 60_000;
 
 interface ChildResult {
@@ -135,6 +137,10 @@ describe('kubernetes mode dual-stack (real kube-apiserver; source and keeper)', 
     const peer = r.peers.find((p) => p.key.startsWith('10.70.2.0'));
     assert.deepEqual(peer, { key: '10.70.2.0-24&fd70:0:0:2::-64', publicIPv6: '2001:2::99', backendV6Data: {} });
     assert.ok(r.peers.some((p) => p.key === '10.70.1.0-24&fd70:0:0:1::-64'), 'its own Node, as the watcher sees it');
+    // `rudder leases -kube-subnet-mgr` (no config at hand) shows both families of each Node.
+    const ls = await h.exec([BIN, 'leases', '-kube-subnet-mgr', `-kubeconfig-file=${api.kubeconfigFile}`]);
+    assert.match(ls.stdout, /^SUBNET\s+IPV6 SUBNET\s+PUBLIC IP\s+PUBLIC IPV6\s+BACKEND/m, ls.stdout);
+    assert.match(ls.stdout, /^10\.70\.2\.0\/24\s+fd70:0:0:2::\/64\s+198\.18\.0\.99\s+2001:2::99\s+host-gw/m, ls.stdout);
   });
 
   it('a Node without an IPv6 podCIDR: an error naming the Node and spec.podCIDRs, retried until it has one', async () => {

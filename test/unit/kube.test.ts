@@ -7,7 +7,7 @@ import { formatCidr, formatIp, parseIp } from '../../src/ip/ipv4';
 import { formatCidr6, formatIp6, parseIp6 } from '../../src/ip/ipv6';
 import { formatLeaseKey } from '../../src/subnet/lease';
 import { inClusterConnection, readKubeconfig } from '../../src/subnet/kube/client';
-import { annotationsToPatch, networkAvailablePatch, nodeLease, nodeSubnets, ownAnnotations, ownPublicIP, readNode } from '../../src/subnet/kube/node';
+import { PRESENT_FAMILIES, annotationsToPatch, networkAvailablePatch, nodeLease, nodeSubnets, ownAnnotations, ownPublicIP, readNode } from '../../src/subnet/kube/node';
 import { parseYaml, parseYamlDocuments } from '../../src/subnet/kube/yaml';
 
 describe('yaml subset', () => {
@@ -227,6 +227,19 @@ describe('Node objects', () => {
     assert.equal(r.lease.publicIP, 0);
     assert.deepEqual(nodeLease(node({ podCIDR: '10.244.1.0/24' }, { 'rudder.io/public-ipv6': '2001:2::9' }), P, V6), { error: 'no IPv6 entry in spec.podCIDRs yet' });
     assert.deepEqual(nodeLease(node({ podCIDRs: ['fd00::1/64'] }, {}), P, V6), { error: 'spec.podCIDRs entry "fd00::1/64" is not an IPv6 CIDR' });
+  });
+
+  it('a listing without a config (rudder leases) reads each Node for the families it has', () => {
+    const ds = nodeLease(node({ podCIDRs: ['10.244.1.0/24', 'fd00:0:0:1::/64'] }, { 'rudder.io/public-ip': '198.18.0.2' }), P, PRESENT_FAMILIES);
+    assert.ok('lease' in ds);
+    assert.equal(formatLeaseKey(ds.lease), '10.244.1.0-24&fd00:0:0:1::-64');
+    const only6 = nodeLease(node({ podCIDRs: ['fd00:0:0:2::/64'] }, { 'rudder.io/public-ipv6': '2001:2::2' }), P, PRESENT_FAMILIES);
+    assert.ok('lease' in only6);
+    assert.equal(formatLeaseKey(only6.lease), '0.0.0.0-0&fd00:0:0:2::-64');
+    const v4 = nodeLease(node({ podCIDR: '10.244.3.0/24' }, { 'rudder.io/public-ip': '198.18.0.3' }), P, PRESENT_FAMILIES);
+    assert.ok('lease' in v4);
+    assert.equal(formatLeaseKey(v4.lease), '10.244.3.0-24');
+    assert.deepEqual(nodeLease(node({}, {}), P, PRESENT_FAMILIES), { error: 'no IPv4 spec.podCIDR yet' });
   });
 
   it('own annotations with IPv6: public-ipv6 and backend-v6-data; no public-ip without an IPv4 underlay', () => {

@@ -19,6 +19,9 @@ export interface NodeFamilies {
 /** An IPv4-only network, the default. */
 export const IPV4_ONLY: NodeFamilies = { v4: true, v6: false };
 
+/** For a listing without a config (`rudder leases`): each Node read for the families its podCIDRs have. */
+export const PRESENT_FAMILIES = 'present';
+
 export interface KubeNode {
   readonly name: string;
   readonly resourceVersion: string;
@@ -116,9 +119,10 @@ const isError = (v: object): v is { error: string } => typeof (v as { error?: un
  * IPv6 on, either public address annotation will do (an IPv6 underlay has
  * no public-ip).
  */
-export function nodeLease(n: KubeNode, prefix: string, families: NodeFamilies = IPV4_ONLY): NodeLease {
+export function nodeLease(n: KubeNode, prefix: string, wanted: NodeFamilies | typeof PRESENT_FAMILIES = IPV4_ONLY): NodeLease {
   const k = annotationKeys(prefix);
   const { v4, v6Cidr, bad, bad6 } = nodeSubnets(n);
+  const families = wanted === PRESENT_FAMILIES ? { v4: v4 !== null || v6Cidr === null, v6: v6Cidr !== null } : wanted;
   if (families.v4 && !v4) return { error: bad !== null ? `spec.podCIDR ${JSON.stringify(bad)} is not an IPv4 CIDR` : 'no IPv4 spec.podCIDR yet' };
   if (!families.v4 && !v6Cidr) return { error: bad6 !== null ? `spec.podCIDRs entry ${JSON.stringify(bad6)} is not an IPv6 CIDR` : 'no IPv6 entry in spec.podCIDRs yet' };
   const ipText = n.annotations[k.publicIP];

@@ -37,7 +37,7 @@ import type { LeaseList, LeaseRecord, PeerSource, WatchBatch, WatchHandlers } fr
 import type { KeeperOptions, LeaseKeeper, SubnetSource } from '../source';
 import { KubeStats } from './stats';
 import { KubeApiError, KubeClient, WatchEnded, inClusterConnection, readKubeconfig, type KubeConnection, type WatchEvent } from './client';
-import { IPV4_ONLY, annotationsToPatch, networkAvailablePatch, nodeLease, nodeSubnets, ownAnnotations, ownPublicIP, readNode, type KubeNode, type NodeFamilies } from './node';
+import { IPV4_ONLY, PRESENT_FAMILIES, annotationsToPatch, networkAvailablePatch, nodeLease, nodeSubnets, ownAnnotations, ownPublicIP, readNode, type KubeNode, type NodeFamilies } from './node';
 
 export interface KubeSourceOptions {
   kubeconfigFile?: string | undefined;
@@ -98,7 +98,7 @@ export class KubePeers implements PeerSource {
   /** Node name → the subnets its last valid lease had. */
   private readonly byName = new Map<string, LeaseSubnets>();
   /** The families Nodes are read for (useConfig); IPv4 until a config says otherwise. */
-  private families: NodeFamilies = IPV4_ONLY;
+  private families: NodeFamilies | typeof PRESENT_FAMILIES = IPV4_ONLY;
 
   constructor(
     readonly client: KubeClient,
@@ -110,9 +110,12 @@ export class KubePeers implements PeerSource {
     private readonly stats: KubeStats | null = null,
   ) {}
 
-  /** Reads Nodes for the families of this config from the next list on. */
-  useConfig(config: NetworkConfig): void {
-    this.families = { v4: ipv4Enabled(config), v6: config.ipv6 !== undefined };
+  /**
+   * Reads Nodes for the families of this config from the next list on;
+   * null: for the families each Node's podCIDRs have (a listing with no config).
+   */
+  useConfig(config: NetworkConfig | null): void {
+    this.families = config === null ? PRESENT_FAMILIES : { v4: ipv4Enabled(config), v6: config.ipv6 !== undefined };
   }
 
   async getConfig(): Promise<string | null> {
