@@ -5,9 +5,9 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { rt } from 'netlink';
 import { decodeChange, NUD_FAILED, routeInfoOf, splitMessages } from '../../src/netlink/monitor';
 import { toRouteInfo } from '../../src/netlink/routes';
+import { parseRouteMessage } from '../../src/netlink/rtmsg';
 import { parseIp } from '../../src/ip/ipv4';
 import { RTPROT_RUDDER } from '../../src/netlink';
 
@@ -41,8 +41,10 @@ function ndmsg(family: number, index: number, state: number, dst?: Buffer, lladd
   return Buffer.concat([h, ...(dst ? [attr(1, dst)] : []), ...(lladdr ? [attr(2, lladdr)] : [])]);
 }
 
-const NEW = rt.MessageType.NEWNEIGH;
-const DEL = rt.MessageType.DELNEIGH;
+const NEW = 28; // RTM_NEWNEIGH
+const DEL = 29; // RTM_DELNEIGH
+const RTM_NEWROUTE = 24;
+const RTM_DELROUTE = 25;
 const only7 = (i: number): boolean => i === 7;
 
 describe('kernel notifications', () => {
@@ -68,16 +70,16 @@ describe('kernel notifications', () => {
     const rtmsg = Buffer.alloc(12);
     rtmsg[0] = AF_INET;
     rtmsg[5] = 4; // RTPROT_STATIC
-    assert.equal(decodeChange({ type: rt.MessageType.NEWROUTE, data: rtmsg }, only7), null);
+    assert.equal(decodeChange({ type: RTM_NEWROUTE, data: rtmsg }, only7), null);
     rtmsg[5] = RTPROT_RUDDER;
     rtmsg[1] = 24;
-    const ours = decodeChange({ type: rt.MessageType.DELROUTE, data: Buffer.concat([rtmsg, attr(1, ipBuf('10.9.1.0'))]) }, only7);
+    const ours = decodeChange({ type: RTM_DELROUTE, data: Buffer.concat([rtmsg, attr(1, ipBuf('10.9.1.0'))]) }, only7);
     assert.equal(ours?.kind, 'route');
     assert.equal(ours?.kind === 'route' ? `${ours.op} ${ours.route.dst.ip} ${ours.route.dst.prefix}` : '', `del ${ip('10.9.1.0')} 24`);
     assert.equal(decodeChange({ type: NEW, data: Buffer.alloc(4) }, only7), null);
   });
 
-  it('route fields read from the bytes match what listRoutes reports (the package parser + toRouteInfo)', () => {
+  it('route fields read from the bytes match what listRoutes reports (the dump parser + toRouteInfo)', () => {
     const u32le = (v: number): Buffer => {
       const b = Buffer.alloc(4);
       b.writeUInt32LE(v);
@@ -104,7 +106,7 @@ describe('kernel notifications', () => {
       // the default route: no RTA_DST; an attribute the facade ignores (RTA_MARK)
       Buffer.concat([rtmsg(0, 254, RTPROT_RUDDER, 0, 1, 0), attr(16, u32le(7)), attr(5, ipBuf('198.18.0.254')), attr(4, u32le(2))]),
     ];
-    for (const d of cases) assert.deepEqual(routeInfoOf(d), toRouteInfo(rt.parseRouteMessage(d)));
+    for (const d of cases) assert.deepEqual(routeInfoOf(d), toRouteInfo(parseRouteMessage(d)));
   });
 
   it('a datagram is split into its messages; a bad length is an error, not a guess', () => {
