@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -118,8 +119,22 @@ static void on_readable(uv_poll_t *p, int status, int events)
 	if (s->fd < 0)
 		return;
 	if (status < 0) {
-		deliver(s, NULL, 0, -status, false);
-		return;
+		/*
+		 * libuv reports EPOLLERR as UV_EBADF and stops the handle. On a
+		 * netlink socket that is sk_err, usually ENOBUFS (an overrun): read
+		 * (and so clear) it, report it, and poll again. Without a pending
+		 * error the socket is unusable: report and close it, so that sends
+		 * fail at once instead of waiting for replies that cannot come.
+		 */
+		int soerr = 0;
+		socklen_t len = sizeof soerr;
+		if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0 || soerr == 0 ||
+		        uv_poll_start(&s->poll, UV_READABLE, on_readable) != 0) {
+			deliver(s, NULL, 0, soerr != 0 ? soerr : -status, false);
+			sock_close(s);
+			return;
+		}
+		deliver(s, NULL, 0, soerr, false);
 	}
 	for (int i = 0; i < BURST && s->fd >= 0; i++) {
 		bool truncated = false;
