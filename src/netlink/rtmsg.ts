@@ -290,21 +290,28 @@ function readValue(kind: Kind, b: Buffer, at: number, len: number): string | num
   }
 }
 
-function decodeAttrs<A extends object>(table: Table<A>, b: Buffer, from: number): A {
-  const byType = new Map<number, readonly [keyof A, Kind]>();
-  for (const name of Object.keys(table) as Array<keyof A>) {
+/** An attribute table by attribute type, made once per table. */
+type ByType = ReadonlyMap<number, readonly [name: string, kind: Kind]>;
+
+function byType<A extends object>(table: Table<A>): ByType {
+  const m = new Map<number, readonly [string, Kind]>();
+  for (const name of Object.keys(table) as Array<keyof A & string>) {
     const [type, kind] = table[name];
-    byType.set(type, [name, kind]);
+    m.set(type, [name, kind]);
   }
+  return m;
+}
+
+function decodeAttrs<A extends object>(types: ByType, b: Buffer, from: number): A {
   const out: Record<string, unknown> = {};
   let at = from;
   while (at + 4 <= b.length) {
     const len = b.readUInt16LE(at);
     if (len < 4 || at + len > b.length) throw new RangeError(`bad attribute length ${len} at ${at}`);
-    const known = byType.get(b.readUInt16LE(at + 2) & 0x3fff);
+    const known = types.get(b.readUInt16LE(at + 2) & 0x3fff);
     if (known !== undefined) {
       const v = readValue(known[1], b, at + 4, len - 4);
-      if (v !== undefined) out[known[0] as string] = v;
+      if (v !== undefined) out[known[0]] = v;
     }
     at += (len + 3) & ~3;
   }
@@ -360,6 +367,11 @@ function encodeAttrs<A extends object>(table: Table<A>, attrs: A): Buffer[] {
   return out;
 }
 
+const LINK_BY_TYPE = byType(LINK_ATTRS);
+const ADDRESS_BY_TYPE = byType(ADDRESS_ATTRS);
+const ROUTE_BY_TYPE = byType(ROUTE_ATTRS);
+const NEIGHBOR_BY_TYPE = byType(NEIGHBOR_ATTRS);
+
 // ---- bodies (fixed header + attributes) ----
 
 export function formatLink(data: LinkData, attrs: LinkAttrs = {}): Buffer {
@@ -377,7 +389,7 @@ export function parseLink(b: Buffer): LinkMessage {
   return {
     kind: 'link',
     data: { family: b[0], type: b.readUInt16LE(2), index: b.readInt32LE(4), flags: decodeBits(IFF, b.readUInt32LE(8)), change: decodeBits(IFF, b.readUInt32LE(12)) },
-    attrs: decodeAttrs(LINK_ATTRS, b, 16),
+    attrs: decodeAttrs(LINK_BY_TYPE, b, 16),
   };
 }
 
@@ -396,7 +408,7 @@ export function parseAddress(b: Buffer): AddressMessage {
   return {
     kind: 'address',
     data: { family: b[0], prefixlen: b[1], flags: decodeBits(IFA_F, b[2] as number), scope: b[3], index: b.readUInt32LE(4) },
-    attrs: decodeAttrs(ADDRESS_ATTRS, b, 8),
+    attrs: decodeAttrs(ADDRESS_BY_TYPE, b, 8),
   };
 }
 
@@ -412,7 +424,7 @@ export function parseRouteMessage(b: Buffer): RouteMessage {
   return {
     kind: 'route',
     data: { family: b[0], dstLen: b[1], srcLen: b[2], tos: b[3], table: b[4], protocol: b[5], scope: b[6], type: b[7], flags: b.readUInt32LE(8) },
-    attrs: decodeAttrs(ROUTE_ATTRS, b, 12),
+    attrs: decodeAttrs(ROUTE_BY_TYPE, b, 12),
   };
 }
 
@@ -431,6 +443,6 @@ export function parseNeighbor(b: Buffer): NeighborMessage {
   return {
     kind: 'neighbor',
     data: { family: b[0], ifindex: b.readInt32LE(4), state: decodeBits(NUD, b.readUInt16LE(8)), flags: decodeBits(NTF, b[10] as number), type: b[11] },
-    attrs: decodeAttrs(NEIGHBOR_ATTRS, b, 12),
+    attrs: decodeAttrs(NEIGHBOR_BY_TYPE, b, 12),
   };
 }

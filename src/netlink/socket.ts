@@ -9,6 +9,7 @@
  * datagram longer than the addon's receive buffer (MSG_TRUNC): its tail is
  * gone, so it is not passed on. The socket stays open either way.
  */
+import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { requireAddon } from '../dataplane/native';
 import { RudderError } from '../errors';
@@ -78,7 +79,7 @@ export class RtnlSocket {
       if (this.closed) return;
       if (d !== undefined && !truncated) opts.onDatagram(d);
       else if (truncated) opts.onLost(`truncated datagram (${d?.length ?? 0} bytes kept)`);
-      else opts.onLost(errno === 105 ? 'ENOBUFS: the kernel dropped messages for this socket (receive buffer overrun)' : errnoName(errno));
+      else opts.onLost(errno === osConstants.errno.ENOBUFS ? 'ENOBUFS: the kernel dropped messages for this socket (receive buffer overrun)' : errnoName(errno));
     };
     try {
       this.h = a.netlinkOpen(groups, opts.rcvbuf ?? 0, onRaw);
@@ -91,7 +92,7 @@ export class RtnlSocket {
 
   /** Sends one request datagram; 0, or the negative errno of a failed send (EBADF once closed). */
   send(request: Buffer): number {
-    return this.closed ? -9 : this.a.netlinkSend(this.h, request);
+    return this.closed ? -osConstants.errno.EBADF : this.a.netlinkSend(this.h, request);
   }
 
   /** Whether the socket keeps node's event loop alive (true while replies are due). */
