@@ -179,6 +179,8 @@ void *rx_main(void *arg)
 						break;
 				}
 			}
+			if (dp->wg)
+				wg_rx_flush(w, cnt); /* the run's keypair is only valid inside the read section */
 			rcu_exit(w, READER_RX);
 			moved += np;
 			if (dp->off.tun_vnet_hdr) {
@@ -203,9 +205,11 @@ void *rx_main(void *arg)
 			 * Sending it from here saves the hop through the tx thread's
 			 * wake-up, as a single-threaded forwarder would. tx_reply_pass
 			 * takes w->tx_lock, which keeps reads and sends in order; if the
-			 * tx thread holds it, that thread has the reply.
+			 * tx thread holds it, that thread has the reply. A busy tx thread
+			 * (a bulk sender, whose rx thread sees only ACKs) has it too.
 			 */
-			if (dp->off.busy_poll && sl.low_rate && np > 0 && !tx_reply_pass(w, cnt))
+			if (dp->off.busy_poll && sl.low_rate && np > 0 && !spin_other_busy(w, READER_RX) &&
+			        !tx_reply_pass(w, cnt))
 				return NULL;
 			if (n < vlen)
 				break;
