@@ -9,9 +9,12 @@
  *     (their own cipher contexts, under the worker's tx_lock);
  *   - rx threads call wg_rx_take: wgp.lock to find the keypair once per run
  *     (struct wg_rxrun: one peer, one keypair, one batch) and once for the
- *     run's events at its end (wg_rx_flush, before the read section ends),
- *     wgp.rx_lock around each decryption and replay check, dev->cookie_lock
- *     around mac checks and cookie replies;
+ *     run's events at its end (wg_rx_flush, before the read section ends);
+ *     an open run holds its peer's wgp.rx_lock (decryption, replay window)
+ *     and takes no other lock: run_end releases it first, and every path
+ *     that takes another lock (a new run's lookup, a handshake message)
+ *     ends the run before; dev->cookie_lock around mac checks and cookie
+ *     replies;
  *   - the timer thread (wg_timer_main) reads the route table in its own RCU
  *     slot (dev->timer_reader), takes wgp.lock per peer, and frees retired
  *     keypairs after their grace period (retired_lock);
@@ -488,9 +491,12 @@ static void run_end(struct worker *w, struct wg_rxrun *r, uint64_t *cnt)
 {
 	struct wgp *p = r->peer;
 	struct wg_keypair *kp = r->kp;
+	if (!p)
+		return;
+	pthread_mutex_unlock(&p->rx_lock);
 	r->peer = NULL;
 	r->kp = NULL;
-	if (!p || r->nauth == 0)
+	if (r->nauth == 0)
 		return;
 	struct dp *dp = w->dp;
 	uint64_t now = r->now;
@@ -560,6 +566,7 @@ size_t wg_rx_take(struct worker *w, const struct rtable *t, struct wgp *p, uint8
 		}
 		/* valid until this thread leaves its read section (retired keypairs wait for it) */
 		*r = (struct wg_rxrun){.peer = p, .kp = kp, .idx = idx, .now = now};
+		pthread_mutex_lock(&p->rx_lock); /* held while the run is open */
 	}
 	struct wg_keypair *kp = r->kp;
 	uint64_t ctr = 0;
@@ -570,10 +577,8 @@ size_t wg_rx_take(struct worker *w, const struct rtable *t, struct wgp *p, uint8
 		return 0;
 	}
 	uint8_t *pt = msg + WG_TRANSPORT_HEADER_LEN;
-	pthread_mutex_lock(&p->rx_lock);
 	bool auth = wg_aead_open(&kp->recv, ctr, NULL, 0, pt, len - WG_TRANSPORT_HEADER_LEN, pt) == 0;
 	bool fresh = auth && wg_replay_check(&kp->replay, ctr, WG_REJECT_AFTER_MESSAGES);
-	pthread_mutex_unlock(&p->rx_lock);
 	if (!auth) {
 		cnt[DP_WG_DROP_BAD_MAC]++;
 		return 0;

@@ -119,11 +119,12 @@ struct wg_dev {
  * The keypair is looked up once per run and the protocol's bookkeeping
  * after authentication (slot confirmation, timers, byte count, rekey) is
  * done once per run, at its end (wg_rx_flush), instead of per message:
- * one wgp.lock section per run rather than two per message. rx thread only;
- * valid only inside the batch's read section.
+ * one wgp.lock section per run rather than two per message. An open run
+ * holds peer->rx_lock. rx thread only; valid only inside the batch's read
+ * section.
  */
 struct wg_rxrun {
-	struct wgp *peer; /* NULL: no run open */
+	struct wgp *peer; /* NULL: no run open; else its rx_lock is held */
 	struct wg_keypair *kp;
 	uint32_t idx; /* kp's local index, as the messages name it */
 	uint64_t now; /* monotonic ns at the run's start */
