@@ -9,7 +9,9 @@
  *
  * Threads and locking: the rx thread owns struct rx_state and the
  * READER_RX slot; its reply fast path runs a tx pass under w->tx_lock
- * (send.c). The route table is read inside one read section per batch.
+ * (send.c), only while the tx thread is not busy (wait.c). The route table
+ * is read inside one read section per batch; in WireGuard mode the batch's
+ * open receive run (wg.h: its keypair, its peer's rx_lock) ends before it.
  */
 #define _GNU_SOURCE
 #include "dataplane/state.h"

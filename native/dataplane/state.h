@@ -8,8 +8,9 @@
  * Threads (per worker; workers share only the route table, the counters,
  * the stop eventfd and struct ip_ctx):
  *   - tx thread (send.c): TUN -> UDP.
- *   - rx thread (receive.c): UDP -> TUN; at low rates it also runs one tx
- *     pass after its writes (the reply fast path), under w->tx_lock.
+ *   - rx thread (receive.c): UDP -> TUN; at low rates (its own and the tx
+ *     thread's) it also runs one tx pass after its writes (the reply fast
+ *     path), under w->tx_lock.
  *   - the caller's thread (JS, through the addon): open, set routes, close
  *     (lifecycle.c, routes.c).
  */
