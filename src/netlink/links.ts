@@ -1,9 +1,9 @@
 /**
  * Links: lookup, up, MTU, delete, and VXLAN creation. IFLA_LINKINFO is a raw
- * buffer in the netlink package, so its nested attributes (kind, VXLAN data)
+ * buffer in rtmsg.ts, so its nested attributes (kind, VXLAN data)
  * are encoded and decoded here.
  */
-import type { rt } from 'netlink';
+import type * as rt from './rtmsg';
 import { RudderError } from '../errors';
 import { bufToIp, bufToMac, Conn, CREATE_EXCL, dev, formatIp, ipToBuf, KernelError, macToBuf } from './conn';
 import type { EnsureResult, LinkInfo, VxlanSpec } from './types';

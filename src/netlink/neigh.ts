@@ -4,7 +4,7 @@
  * permanent ARP entry (peer overlay address → peer VTEP MAC) and a permanent
  * FDB entry on the VXLAN device (peer VTEP MAC → peer PublicIP).
  */
-import type { rt } from 'netlink';
+import type * as rt from './rtmsg';
 import { formatIp } from '../ip/ipv4';
 import { AF_BRIDGE, AF_INET, bufToIp, bufToMac, Conn, CREATE_REPLACE, dev, macToBuf } from './conn';
 import type { FdbSpec, NeighborKey, NeighborSpec } from './types';

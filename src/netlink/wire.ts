@@ -8,8 +8,8 @@
  * requests per vxlan lease event and pipelined requests alive across
  * scavenges, that garbage was a good part of what got promoted and kept the
  * heap (RSS) grown after a burst. Dumps and the rare link/address requests
- * still use the package. test/unit/netlink-wire.test.ts checks these bytes
- * against the package's encoders.
+ * go through rtmsg.ts. test/unit/netlink-wire.test.ts checks these bytes
+ * against what the package's encoders produced.
  */
 
 export const NLMSG_HDRLEN = 16;
