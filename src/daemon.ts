@@ -138,6 +138,7 @@ export class Daemon {
       const backend = this.d.createBackend({
         config,
         extIface: ext,
+        ...(publicIPv6 !== null ? { publicIPv6 } : {}),
         log: log.child({ backend: config.backend.Type }),
         portFlag: this.o.portFlag,
         wireguardKeyFile: this.o.wireguardKeyFile,
@@ -159,7 +160,7 @@ export class Daemon {
       const manager = this.d.source.keeper({
         config,
         publicIP: ext.publicIP,
-        ...(config.ipv6 ? { publicIPv6, backendV6Data: backendData } : {}),
+        ...(config.ipv6 ? { publicIPv6, backendV6Data: backend.backendV6Data ?? backendData } : {}),
         backendType: backend.type,
         backendData,
         hostId: host.id,

@@ -10,9 +10,9 @@
  * every peer (at 5,000 peers, copying or scanning the table per lease event
  * was most of a backend's CPU under churn).
  */
-import { cidrToKey, formatCidr, type Cidr } from '../ip/ipv4';
+import { cidrToKey, type Cidr } from '../ip/ipv4';
 import type { Logger } from '../log';
-import type { Lease, LeaseEvent } from '../subnet/lease';
+import { formatLeaseKey, leaseName, type Lease, type LeaseEvent, type LeaseSubnets } from '../subnet/lease';
 
 export interface PeerChange<P> {
   /** Peers to unprogram: gone, or changed (the old version). */
@@ -33,6 +33,12 @@ export interface PeerRules<P extends object> {
   peer(lease: Lease, key: string): P | string;
   /** Whether two versions of a key's peer need the same kernel state (then nothing changes). */
   same(a: P, b: P): boolean;
+  /**
+   * The table's key of a lease; default its IPv4 subnet's (`10.0.5.0-24`).
+   * A table of IPv6 peers keys by the whole lease key, since IPv6-only
+   * leases all share the IPv4 placeholder 0.0.0.0/0.
+   */
+  readonly keyOf?: (l: LeaseSubnets) => string;
 }
 
 export class PeerTable<P extends object> {
@@ -41,11 +47,17 @@ export class PeerTable<P extends object> {
   private readonly warned = new Map<string, string>();
   private readonly ownKey: string;
 
+  /** `own`: this host's lease subnets, or its IPv4 subnet alone (tables keyed by the IPv4 subnet). */
   constructor(
-    own: Cidr,
+    own: Cidr | LeaseSubnets,
     private readonly rules: PeerRules<P>,
   ) {
-    this.ownKey = cidrToKey(own);
+    const subnets: LeaseSubnets = 'subnet' in own ? own : { subnet: own };
+    this.ownKey = this.keyOf(subnets);
+  }
+
+  private keyOf(l: LeaseSubnets): string {
+    return this.rules.keyOf !== undefined ? this.rules.keyOf(l) : cidrToKey(l.subnet);
   }
 
   apply(events: readonly LeaseEvent[]): PeerChange<P> {
@@ -60,7 +72,7 @@ export class PeerTable<P extends object> {
     };
     for (const ev of events) {
       const l = ev.lease;
-      const key = cidrToKey(l.subnet);
+      const key = this.keyOf(l);
       if (key === this.ownKey) continue; // never program our own subnet
       if (!before.has(key)) before.set(key, this.peers.get(key));
       if (ev.type === 'removed') {
@@ -124,7 +136,7 @@ export class PeerTable<P extends object> {
 
 /** Logs the leases of another backend a batch reported (each once: the table reports them once). */
 export function logIgnored(log: Logger, leases: readonly Lease[]): void {
-  for (const l of leases) log.warn('ignoring lease of another backend', { subnet: formatCidr(l.subnet), backend: l.backendType, key: cidrToKey(l.subnet) });
+  for (const l of leases) log.warn('ignoring lease of another backend', { subnet: leaseName(l), backend: l.backendType, key: formatLeaseKey(l) });
 }
 
 /** Peers with a subnet, by subnet address then prefix length (a stable order for plans and logs). */

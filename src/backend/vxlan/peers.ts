@@ -66,9 +66,9 @@ const RULES: PeerRules<VxlanPeer> = {
 export type { PeerChange } from '../peers';
 
 /** Whether some current peer still needs a kernel entry that a removed peer also used. */
-export interface PeerUse {
-  usesFdb(mac: string, publicIP: number): boolean;
-  usesVtep(ip: number): boolean;
+export interface PeerUse<A = number> {
+  usesFdb(mac: string, publicIP: A): boolean;
+  usesVtep(ip: A): boolean;
 }
 
 const fdbKey = (mac: string, publicIP: number): string => `${mac}@${publicIP >>> 0}`;
