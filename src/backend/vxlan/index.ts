@@ -47,7 +47,7 @@ import type { Backend, BackendContext, Network } from '../types';
 import { removeForeignDevices } from '../common';
 import { startKernelNetwork, type KernelDeps, type KernelDriver } from '../runtime';
 import { VxlanPeerTable, changeSteps, describeStep, peerVtepIp, planReconcile, stopSteps, vtepMac, type VxlanPeer, type VxlanStep } from './peers';
-import { Vxlan6PeerTable, changeSteps6, describeStep6, isPeerRoute6, notV6Peer, planReconcile6, stopSteps6, vtepMac6, type Vxlan6Peer, type Vxlan6Step } from './peers6';
+import { Vxlan6PeerTable, changeSteps6, describeStep6, isKernelNeighbor6, isPeerRoute6, notV6Peer, planReconcile6, stopSteps6, vtepMac6, type Vxlan6Peer, type Vxlan6Step } from './peers6';
 
 export { VxlanPeerTable, vtepMac, leaseMac, planReconcile, programSteps, unprogramSteps, changeSteps, peerUse, type PeerUse, type VxlanPeer, type VxlanStep } from './peers';
 export {
@@ -462,7 +462,7 @@ function vxlan6Driver(nl: Netlink, dev: VxlanDevice6, table: Vxlan6PeerTable, un
           return ch.op === 'del' ? ours : !ours;
         }
         case 'neigh6': {
-          if (ch.index !== dev.index) return false;
+          if (ch.index !== dev.index || isKernelNeighbor6(ch.ip)) return false;
           const p = table.byVtep(ch.ip);
           const ours = p !== undefined && (ch.mac === undefined || ch.mac === p.mac);
           return ch.op === 'del' ? ours : !ours;

@@ -47,6 +47,16 @@ export function notV6Peer(l: Lease): string | null {
   return null;
 }
 
+/**
+ * Neighbor entries the kernel keeps for itself on an IPv6 device: multicast
+ * (ff00::/8: its MLD reports make a NOARP entry for ff02::16) and link-local
+ * (fe80::/10). Rudder never programs these, so they are neither stale nor drift.
+ */
+export function isKernelNeighbor6(ip: bigint): boolean {
+  const top = ip >> 112n;
+  return top >> 8n === 0xffn || (top & 0xffc0n) === 0xfe80n;
+}
+
 export interface Vxlan6Peer {
   /** The lease key (`10.0.5.0-24&fd00:0:0:5::-64`). */
   readonly key: string;
@@ -258,6 +268,7 @@ export function planReconcile6(peers: readonly Vxlan6Peer[], have: Vxlan6KernelS
   const neighOk = new Set<bigint>();
   const neighDel: Vxlan6Step[] = [];
   for (const n of have.neighbors) {
+    if (isKernelNeighbor6(n.ip)) continue;
     const p = byVtep.get(n.ip);
     if (p !== undefined && p.mac === n.mac) neighOk.add(n.ip);
     // A wrong MAC for a peer's address is replaced by add-neigh below; anything else goes.
