@@ -71,7 +71,8 @@ export interface DaemonDeps {
   /** Config, own lease and peers: etcdSource(registry, prefix) or the Kubernetes source. */
   source: SubnetSource;
   log: Logger;
-  resolveIface(): Promise<ExternalInterface>;
+  /** The underlay interface; `ipv4: false` (an IPv6-only network) lets it have no IPv4 address. */
+  resolveIface(opts?: { readonly ipv4: boolean }): Promise<ExternalInterface>;
   /** EnableIPv6: this host's PublicIPv6 (-public-ipv6, else the global IPv6 of the interface); E_IFACE when none. */
   resolvePublicIpv6?(ext: ExternalInterface): bigint;
   createBackend(ctx: BackendContext): Backend;
@@ -125,20 +126,20 @@ export class Daemon {
       if (!config) return;
       this.config = config;
 
-      const ext = await this.d.resolveIface();
+      let ext = await this.d.resolveIface({ ipv4: ipv4Enabled(config) });
       log.info('using interface', { iface: ext.name, address: formatIp(ext.address), publicIP: formatIp(ext.publicIP), mtu: ext.mtu });
 
       let publicIPv6: bigint | null = null;
       if (config.ipv6) {
         if (!this.d.resolvePublicIpv6) throw new RudderError('E_IFACE', `EnableIPv6 is on but this daemon cannot find an IPv6 address for interface ${ext.name}`);
         publicIPv6 = this.d.resolvePublicIpv6(ext);
+        ext = { ...ext, publicIPv6 };
         log.info('using IPv6', { iface: ext.name, publicIPv6: formatIp6(publicIPv6) });
       }
 
       const backend = this.d.createBackend({
         config,
         extIface: ext,
-        ...(publicIPv6 !== null ? { publicIPv6 } : {}),
         log: log.child({ backend: config.backend.Type }),
         portFlag: this.o.portFlag,
         wireguardKeyFile: this.o.wireguardKeyFile,
@@ -224,7 +225,7 @@ export class Daemon {
             });
           }
         }
-        for (const e of peers) log.info(e.type === 'added' ? 'peer lease added' : 'peer lease removed', { subnet: formatCidr(e.lease.subnet), publicIP: formatIp(e.lease.publicIP), backend: e.lease.backendType });
+        for (const e of peers) log.info(e.type === 'added' ? 'peer lease added' : 'peer lease removed', { subnet: leaseName(e.lease), publicIP: formatIp(e.lease.publicIP), backend: e.lease.backendType });
         if (peers.length) await network.apply(peers);
         eventsSinceCompact += events.length;
         if (eventsSinceCompact >= COMPACT_AFTER_EVENTS) {

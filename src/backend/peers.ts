@@ -10,7 +10,7 @@
  * every peer (at 5,000 peers, copying or scanning the table per lease event
  * was most of a backend's CPU under churn).
  */
-import { cidrToKey, type Cidr } from '../ip/ipv4';
+import type { Cidr } from '../ip/ipv4';
 import type { Logger } from '../log';
 import { formatLeaseKey, leaseName, type Lease, type LeaseEvent, type LeaseSubnets } from '../subnet/lease';
 
@@ -34,9 +34,9 @@ export interface PeerRules<P extends object> {
   /** Whether two versions of a key's peer need the same kernel state (then nothing changes). */
   same(a: P, b: P): boolean;
   /**
-   * The table's key of a lease; default its IPv4 subnet's (`10.0.5.0-24`).
-   * A table of IPv6 peers keys by the whole lease key, since IPv6-only
-   * leases all share the IPv4 placeholder 0.0.0.0/0.
+   * The table's key of a lease; default the whole lease key. A table that
+   * only ever sees leases with an IPv4 subnet may key by that subnet
+   * (`10.0.5.0-24`) to find peers by a route's destination.
    */
   readonly keyOf?: (l: LeaseSubnets) => string;
 }
@@ -47,17 +47,21 @@ export class PeerTable<P extends object> {
   private readonly warned = new Map<string, string>();
   private readonly ownKey: string;
 
-  /** `own`: this host's lease subnets, or its IPv4 subnet alone (tables keyed by the IPv4 subnet). */
+  /**
+   * `own`: this host's lease (its subnets), or its IPv4 subnet. Peers are
+   * keyed by the whole lease key (`10.0.5.0-24`, `10.0.5.0-24&fd00:0:0:5::-64`,
+   * `0.0.0.0-0&fd00:0:0:5::-64`), so IPv6-only leases, whose IPv4 part is
+   * always 0.0.0.0/0, are told apart; unless the rules key otherwise (`keyOf`).
+   */
   constructor(
     own: Cidr | LeaseSubnets,
     private readonly rules: PeerRules<P>,
   ) {
-    const subnets: LeaseSubnets = 'subnet' in own ? own : { subnet: own };
-    this.ownKey = this.keyOf(subnets);
+    this.ownKey = this.keyOf('subnet' in own ? own : { subnet: own });
   }
 
   private keyOf(l: LeaseSubnets): string {
-    return this.rules.keyOf !== undefined ? this.rules.keyOf(l) : cidrToKey(l.subnet);
+    return this.rules.keyOf !== undefined ? this.rules.keyOf(l) : formatLeaseKey(l);
   }
 
   apply(events: readonly LeaseEvent[]): PeerChange<P> {

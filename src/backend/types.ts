@@ -19,16 +19,16 @@ import type { Lease, LeaseEvent } from '../subnet/lease';
 export interface ExternalInterface {
   readonly name: string;
   readonly index: number;
-  /** The interface's own IPv4 address (uint32). */
+  /** The interface's own IPv4 address (uint32); 0 when it has none (allowed in an IPv6-only network). */
   readonly address: number;
-  /** Address other hosts send to (differs from `address` behind NAT). */
+  /** Address other hosts send to (differs from `address` behind NAT); 0 without IPv4. */
   readonly publicIP: number;
   readonly mtu: number;
+  /** This host's PublicIPv6 (EnableIPv6: -public-ipv6, else the interface's global IPv6 address). */
+  readonly publicIPv6?: bigint;
 }
 
 export interface BackendContext {
-  /** This host's PublicIPv6 when IPv6 is on (EnableIPv6): the IPv6 underlay address other hosts send to. */
-  readonly publicIPv6?: bigint | undefined;
   readonly config: NetworkConfig;
   readonly extIface: ExternalInterface;
   readonly log: Logger;

@@ -110,7 +110,7 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
     {
       source,
       log,
-      resolveIface: () => resolveExternalInterface(f.iface, f.publicIp),
+      resolveIface: (o) => resolveExternalInterface(f.iface, f.publicIp, o),
       resolvePublicIpv6: (ext) => resolvePublicIpv6(ext.name, f.publicIpv6),
       createBackend,
       notify: notifier(log),

@@ -172,8 +172,7 @@ function setup(o: { v4?: boolean; vni?: number } = {}) {
       IPv6Network: 'fd00:42::/48',
       Backend: { Type: 'vxlan', ...(o.vni !== undefined ? { VNI: o.vni } : {}) },
     }),
-    extIface: { name: 'eth0', index: eth0.index, address: ip('198.18.0.1'), publicIP: ip('198.18.0.1'), mtu: 1500 },
-    publicIPv6: v6('2001:2::1'),
+    extIface: { name: 'eth0', index: eth0.index, address: ip('198.18.0.1'), publicIP: ip('198.18.0.1'), mtu: 1500, publicIPv6: v6('2001:2::1') },
     log,
     portFlag: undefined,
   };

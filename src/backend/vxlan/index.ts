@@ -87,7 +87,7 @@ export function createVxlanBackend(ctx: BackendContext, deps: KernelDeps = {}): 
   const name = deviceName(vni);
   const name6 = deviceName6(vni);
   const mac = vtepMac(ctx.extIface.publicIP, vni);
-  const mac6 = ctx.publicIPv6 !== undefined ? vtepMac6(ctx.publicIPv6, vni) : undefined;
+  const mac6 = ctx.extIface.publicIPv6 !== undefined ? vtepMac6(ctx.extIface.publicIPv6, vni) : undefined;
   // Every device this configuration keeps; any other Rudder device is stale.
   const keep = [...(v4 ? [name] : []), ...(v6 ? [name6] : [])];
 
@@ -107,8 +107,8 @@ export function createVxlanBackend(ctx: BackendContext, deps: KernelDeps = {}): 
       try {
         if (v4) n4 = await startV4(ctx, { own, signal, peers: peers.filter(hasIpv4), deps, log, keep, vni, port, name, mac });
         if (v6) {
-          if (ctx.publicIPv6 === undefined || mac6 === undefined) throw new RudderError('E_BACKEND', `vxlan: EnableIPv6 needs this host's PublicIPv6 (an IPv6 address on ${ctx.extIface.name}, or -public-ipv6)`);
-          n6 = await startV6(ctx, { own, signal, peers, deps, log, keep, vni, port, name: name6, mac: mac6, publicIPv6: ctx.publicIPv6, v4 });
+          if (ctx.extIface.publicIPv6 === undefined || mac6 === undefined) throw new RudderError('E_BACKEND', `vxlan: EnableIPv6 needs this host's PublicIPv6 (an IPv6 address on ${ctx.extIface.name}, or -public-ipv6)`);
+          n6 = await startV6(ctx, { own, signal, peers, deps, log, keep, vni, port, name: name6, mac: mac6, publicIPv6: ctx.extIface.publicIPv6, v4 });
         }
       } catch (e) {
         await n4?.stop().catch((err: unknown) => log.warn('undo step failed', { error: describeError(err) }));

@@ -56,6 +56,8 @@ const samePeer = (a: VxlanPeer, b: VxlanPeer): boolean => a.publicIP === b.publi
 /** The peer table's rules for vxlan: a lease with a valid VtepMAC is a VTEP. */
 const RULES: PeerRules<VxlanPeer> = {
   backendType: 'vxlan',
+  // Only leases with an IPv4 subnet reach this table (the backend filters): a route's destination finds its peer.
+  keyOf: (l) => cidrToKey(l.subnet),
   peer(l, key) {
     const mac = leaseMac(l);
     return mac === null ? `mac ${JSON.stringify(l.backendData['VtepMAC'])}` : { key, subnet: l.subnet, publicIP: l.publicIP, mac };
