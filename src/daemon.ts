@@ -243,8 +243,8 @@ export class Daemon {
       const configWatch = this.watchConfigChanges(config, inner.signal);
 
       this.state = 'ready';
-      this.d.notify(`READY=1\nSTATUS=subnet ${formatCidr(lease.subnet)}`);
-      log.info('ready', { subnet: formatCidr(lease.subnet), backend: backend.type });
+      this.d.notify(`READY=1\nSTATUS=subnet ${leaseName(lease)}`);
+      log.info('ready', { subnet: leaseName(lease), backend: backend.type });
 
       try {
         await manager.keep(inner.signal);

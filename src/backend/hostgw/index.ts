@@ -51,6 +51,7 @@ import {
   type HostGwStep,
 } from './routes';
 import type { Logger } from '../../log';
+import { leaseName } from '../../subnet/lease';
 
 export { HostGwPeerTable, directlyConnected, directlyConnected6, hostGwPeer, planRoutes, planRoutes6, type Families, type HostGwPeer, type HostGwStep } from './routes';
 
@@ -127,7 +128,7 @@ export function createHostGwBackend(ctx: BackendContext, deps: KernelDeps = {}):
         say: { set: 'route set', removed: 'route removed' },
         logInvalid: (l) => {
           const why = hostGwPeer(l, '', fam);
-          log.warn('not routing a host-gw lease this network cannot use', { lease: describeLease(l), why: typeof why === 'string' ? why : 'unusable' });
+          log.warn('not routing a host-gw lease this network cannot use', { lease: leaseName(l), why: typeof why === 'string' ? why : 'unusable' });
         },
         async setup(nl, start) {
           start.check('checking the public IP');
@@ -141,10 +142,6 @@ export function createHostGwBackend(ctx: BackendContext, deps: KernelDeps = {}):
       });
     },
   };
-}
-
-function describeLease(l: { subnet: { ip: number; prefix: number }; ipv6Subnet?: { ip: bigint; prefix: number } | undefined }): string {
-  return [l.subnet.prefix !== 0 ? formatCidr(l.subnet) : '', l.ipv6Subnet !== undefined ? formatCidr6(l.ipv6Subnet) : ''].filter((x) => x !== '').join(' ');
 }
 
 /** The Rudder IPv6 routes of the main table; in a network without IPv6 a host whose kernel has no IPv6 has none. */
