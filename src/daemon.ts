@@ -161,7 +161,7 @@ export class Daemon {
       const manager = this.d.source.keeper({
         config,
         publicIP: ext.publicIP,
-        ...(config.ipv6 ? { publicIPv6, backendV6Data: backendData } : {}),
+        ...(config.ipv6 ? { publicIPv6, backendV6Data: backend.backendV6Data ?? backendData } : {}),
         backendType: backend.type,
         backendData,
         hostId: host.id,

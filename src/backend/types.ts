@@ -50,6 +50,11 @@ export interface Backend {
   readonly overhead: number;
   /** True when the backend routes IPv6 leases (EnableIPv6); the daemon refuses IPv6 otherwise. */
   readonly carriesIPv6?: boolean;
+  /**
+   * The lease's BackendV6Data when IPv6 is on, if it differs from what
+   * prepare() returns (vxlan: the IPv6 VTEP's own MAC); default the same.
+   */
+  readonly backendV6Data?: Readonly<Record<string, unknown>>;
   prepare(signal: AbortSignal): Promise<Record<string, unknown>>;
   /**
    * Programs the backend for lease `own`. `peers` are the other hosts' leases

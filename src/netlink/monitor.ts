@@ -175,17 +175,23 @@ export function decodeChange(m: Msg, interested: (index: number) => boolean): Ke
       // struct ndmsg: family, pad1, pad2 u16, ifindex s32, state u16, flags u8, type u8
       const index = d.readInt32LE(4);
       if (!interested(index)) return null;
-      if (d.length < 12 || (d[0] !== AF_INET && d[0] !== AF_BRIDGE)) return null;
+      if (d.length < 12 || (d[0] !== AF_INET && d[0] !== AF_INET6 && d[0] !== AF_BRIDGE)) return null;
       const failed = (d.readUInt16LE(8) & NUD_FAILED) !== 0;
       const op = m.type === T.NEWNEIGH && !failed ? 'new' : 'del';
+      // NDA_DST: 4 bytes (IPv4), 16 (IPv6; for an FDB entry, an IPv6 remote).
       let dst: number | undefined;
+      let dst6: bigint | undefined;
       let mac: string | undefined;
       forEachAttr(d, 12, (type, at, len) => {
         if (type === NDA_DST && len === 4) dst = d.readUInt32BE(at);
+        else if (type === NDA_DST && len === 16) dst6 = readIp6(d, at);
         else if (type === NDA_LLADDR && len === 6) mac = macAt(d, at);
       });
       if (d[0] === AF_INET) return dst === undefined ? null : { kind: 'neigh', op, index, ip: dst, mac };
-      return mac === undefined || dst === undefined ? null : { kind: 'fdb', op, index, mac, dst };
+      if (d[0] === AF_INET6) return dst6 === undefined ? null : { kind: 'neigh6', op, index, ip: dst6, mac };
+      if (mac === undefined) return null;
+      if (dst6 !== undefined) return { kind: 'fdb6', op, index, mac, dst: dst6 };
+      return dst === undefined ? null : { kind: 'fdb', op, index, mac, dst };
     }
   }
   return null;
