@@ -9,6 +9,7 @@
         "addon/notify.c",
         "dataplane/counters.c",
         "dataplane/ip.c",
+        "dataplane/ip6.c",
         "dataplane/lifecycle.c",
         "dataplane/receive.c",
         "dataplane/routes.c",

@@ -762,8 +762,9 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 		}
 	}
 	struct rtable *t = NULL;
+	struct rt_input in = {.v4 = routes, .v4_peer = route_peer, .n4 = nr, .wpeers = wp, .nwpeers = n};
 	if (rc == 0)
-		rc = rt_new(routes, route_peer, nr, wp, n, &t, err, errlen);
+		rc = rt_new(&in, &t, err, errlen);
 	if (rc == 0) {
 		/* Reused peers take their new allowed IPs (read only here and by dp_wg_status, both under wlock). */
 		for (size_t i = 0; i < n; i++) {

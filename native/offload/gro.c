@@ -141,7 +141,9 @@ size_t gro_coalesce(struct gro_pkt *pkts, size_t n, uint32_t *next, struct gro_i
 		uint32_t qlen = pkts[i].len;
 		next[i] = GRO_END;
 		size_t qhl = 0;
-		bool udp = qlen >= 20 && q[9] == 17 && (flags & GRO_UDP);
+		/* IPv4 only: any other packet (IPv6) is an item of its own and touches no group. */
+		bool v4 = qlen >= 20 && (q[0] >> 4) == 4;
+		bool udp = v4 && q[9] == 17 && (flags & GRO_UDP);
 		bool cand;
 		if (udp) {
 			cand = gro_udp_candidate(q, qlen);
@@ -155,7 +157,7 @@ size_t gro_coalesce(struct gro_pkt *pkts, size_t n, uint32_t *next, struct gro_i
 		 * are not reliable for fragments or with IP options), so nothing
 		 * later of its flow is written before it.
 		 */
-		if (qlen >= 20 && (q[9] == 6 || udp)) {
+		if (v4 && (q[9] == 6 || udp)) {
 			for (size_t k = 0; k < nopen;) {
 				struct gro_item *it = &items[open[k]];
 				const uint8_t *f = pkts[it->first].p;
