@@ -14,7 +14,20 @@
 import type { Conn } from './conn';
 import { deleteFdb, ensureFdbAgainst, listFdb, listNeighbors, removeNeighbor, replaceFdb, replaceNeighbor } from './neigh';
 import { deleteRoute, ensureAgainst, listRoutes, normalise, newRouteRequest } from './routes';
-import { RTN_UNICAST, type BatchResult, type FdbSpec, type NeighborKey, type NeighborSpec, type RouteInfo, type RouteKey, type RouteSpec } from './types';
+import { deleteRoute6, ensureAgainst6, listRoutes6, newRoute6Request, normalise6 } from './routes6';
+import {
+  RTN_UNICAST,
+  type BatchResult,
+  type FdbSpec,
+  type NeighborKey,
+  type NeighborSpec,
+  type Route6Info,
+  type Route6Key,
+  type Route6Spec,
+  type RouteInfo,
+  type RouteKey,
+  type RouteSpec,
+} from './types';
 
 /** Requests in flight at once: well inside the socket's receive buffer for the acks. */
 export const WINDOW = 128;
@@ -37,7 +50,7 @@ export async function pipelined<T>(items: readonly T[], fn: (item: T) => Promise
   return out;
 }
 
-const dstKey = (table: number, ip: number, prefix: number): string => `${table}|${ip >>> 0}/${prefix}`;
+const dstKey = (table: number, ip: number | bigint, prefix: number): string => `${table}|${typeof ip === 'number' ? ip >>> 0 : ip}/${prefix}`;
 
 export async function ensureRoutes(c: Conn, specs: readonly RouteSpec[]): Promise<BatchResult[]> {
   if (specs.length === 0) return [];
@@ -72,6 +85,35 @@ export function setRoutes(c: Conn, specs: readonly RouteSpec[]): Promise<BatchRe
 
 export function deleteRoutes(c: Conn, keys: readonly RouteKey[]): Promise<BatchResult[]> {
   return pipelined(keys, (k) => deleteRoute(c, k));
+}
+
+/** ensureRoutes for IPv6 routes. */
+export async function ensureRoutes6(c: Conn, specs: readonly Route6Spec[]): Promise<BatchResult[]> {
+  if (specs.length === 0) return [];
+  const norm = specs.map(normalise6);
+  const byDst = new Map<string, Route6Info[]>();
+  for (const table of new Set(norm.map((n) => n.table))) {
+    for (const r of await listRoutes6(c, { table })) {
+      if (r.type !== RTN_UNICAST) continue;
+      const k = dstKey(r.table, r.dst.ip, r.dst.prefix);
+      const l = byDst.get(k);
+      if (l) l.push(r);
+      else byDst.set(k, [r]);
+    }
+  }
+  return pipelined(norm, (n) => ensureAgainst6(c, n, byDst.get(dstKey(n.table, n.dst.ip, n.dst.prefix)) ?? []));
+}
+
+/** setRoutes for IPv6 routes. */
+export function setRoutes6(c: Conn, specs: readonly Route6Spec[]): Promise<BatchResult[]> {
+  return pipelined(specs, async (s) => {
+    await newRoute6Request(c, normalise6(s));
+    return true;
+  });
+}
+
+export function deleteRoutes6(c: Conn, keys: readonly Route6Key[]): Promise<BatchResult[]> {
+  return pipelined(keys, (k) => deleteRoute6(c, k));
 }
 
 export async function ensureNeighbors(c: Conn, specs: readonly NeighborSpec[]): Promise<BatchResult[]> {

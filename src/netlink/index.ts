@@ -6,6 +6,7 @@ import { Conn } from './conn';
 import * as links from './links';
 import * as addrs from './addrs';
 import * as routes from './routes';
+import * as routes6 from './routes6';
 import * as neigh from './neigh';
 import * as batch from './batch';
 import { watchKernel } from './monitor';
@@ -27,10 +28,16 @@ export function openNetlink(): Netlink {
     ensureVxlan: (spec) => links.ensureVxlan(c, spec),
     listAddresses: async (index) => (await addrs.listAddresses(c, index)).map(({ ip, prefix, index: i }) => ({ ip, prefix, index: i })),
     ensureAddresses: (index, want) => addrs.ensureAddresses(c, index, want),
+    listAddresses6: (index) => addrs.listAddresses6(c, index),
+    ensureAddresses6: (index, want) => addrs.ensureAddresses6(c, index, want),
     listRoutes: (filter) => routes.listRoutes(c, filter),
     ensureRoutes: (specs, o) => (o?.dump === false ? batch.setRoutes(c, specs) : batch.ensureRoutes(c, specs)),
     ensureUnreachableRoute: (spec) => routes.ensureUnreachableRoute(c, spec),
     deleteRoutes: (keys) => batch.deleteRoutes(c, keys),
+    listRoutes6: (filter) => routes6.listRoutes6(c, filter),
+    ensureRoutes6: (specs, o) => (o?.dump === false ? batch.setRoutes6(c, specs) : batch.ensureRoutes6(c, specs)),
+    ensureUnreachableRoute6: (spec) => routes6.ensureUnreachableRoute6(c, spec),
+    deleteRoutes6: (keys) => batch.deleteRoutes6(c, keys),
     listNeighbors: async (index) => (await neigh.listNeighbors(c, index)).map(({ index: i, ip, mac }) => ({ index: i, ip, mac })),
     ensureNeighbors: (specs, o) => (o?.dump === false ? batch.setNeighbors(c, specs) : batch.ensureNeighbors(c, specs)),
     deleteNeighbors: (keys) => batch.deleteNeighbors(c, keys),

@@ -18,11 +18,18 @@ import * as rt from 'netlink/dist/rt/structs';
 import { RudderError } from '../errors';
 import { describeError } from '../errors';
 import { AF_BRIDGE, AF_INET } from './conn';
-import { RTPROT_RUDDER, type KernelChange, type RouteInfo } from './types';
-import { NDA_DST, NDA_LLADDR, NLMSG_HDRLEN, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_PREFSRC, RTA_PRIORITY, RTA_TABLE, RTNH_F_ONLINK } from './wire';
+import { RTPROT_RUDDER, type KernelChange, type Route6Info, type RouteInfo } from './types';
+import { AF_INET6, NDA_DST, NDA_LLADDR, NLMSG_HDRLEN, readIp6, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_PREFSRC, RTA_PRIORITY, RTA_TABLE, RTNH_F_ONLINK } from './wire';
 
 const NETLINK_ROUTE = 0;
-const GROUPS = [rt.MulticastGroups.LINK, rt.MulticastGroups.NEIGH, rt.MulticastGroups.IPV4_IFADDR, rt.MulticastGroups.IPV4_ROUTE];
+const GROUPS = [
+  rt.MulticastGroups.LINK,
+  rt.MulticastGroups.NEIGH,
+  rt.MulticastGroups.IPV4_IFADDR,
+  rt.MulticastGroups.IPV4_ROUTE,
+  rt.MulticastGroups.IPV6_IFADDR,
+  rt.MulticastGroups.IPV6_ROUTE,
+];
 /** The message types, as plain numbers (the package's enum compared with a wire number). */
 const T = {
   NEWROUTE: rt.MessageType.NEWROUTE as number,
@@ -87,6 +94,38 @@ export function routeInfoOf(d: Buffer): RouteInfo {
   };
 }
 
+/** An IPv6 route notification's body as listRoutes6 reports it. */
+export function route6InfoOf(d: Buffer): Route6Info {
+  let dst = 0n;
+  let oif: number | undefined;
+  let gateway: bigint | undefined;
+  let metric = 0;
+  let prefsrc: bigint | undefined;
+  let table: number = d[4] as number;
+  forEachAttr(d, 12, (type, at, len) => {
+    if (len === 16) {
+      if (type === RTA_DST) dst = readIp6(d, at);
+      else if (type === RTA_GATEWAY) gateway = readIp6(d, at);
+      else if (type === RTA_PREFSRC) prefsrc = readIp6(d, at);
+    } else if (len === 4) {
+      if (type === RTA_OIF) oif = d.readUInt32LE(at);
+      else if (type === RTA_PRIORITY) metric = d.readUInt32LE(at);
+      else if (type === RTA_TABLE) table = d.readUInt32LE(at);
+    }
+  });
+  return {
+    dst: { ip: dst, prefix: d[1] as number },
+    table,
+    oif,
+    gateway,
+    onlink: (d.readUInt32LE(8) & RTNH_F_ONLINK) !== 0,
+    protocol: d[5] as number,
+    type: d[7] as number,
+    metric,
+    prefsrc,
+  };
+}
+
 /** Splits one datagram into its netlink messages; throws on a malformed header. */
 export function splitMessages(b: Buffer): Msg[] {
   const out: Msg[] = [];
@@ -119,8 +158,11 @@ export function decodeChange(m: Msg, interested: (index: number) => boolean): Ke
     case T.NEWROUTE:
     case T.DELROUTE: {
       // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type
-      if (d[0] !== AF_INET || d[5] !== RTPROT_RUDDER || d.length < 12) return null;
-      return { kind: 'route', op: m.type === T.NEWROUTE ? 'new' : 'del', route: routeInfoOf(d) };
+      if (d[5] !== RTPROT_RUDDER || d.length < 12) return null;
+      const op = m.type === T.NEWROUTE ? 'new' : 'del';
+      if (d[0] === AF_INET) return { kind: 'route', op, route: routeInfoOf(d) };
+      if (d[0] === AF_INET6) return { kind: 'route6', op, route: route6InfoOf(d) };
+      return null;
     }
     case T.NEWLINK:
     case T.DELLINK: {
@@ -132,7 +174,7 @@ export function decodeChange(m: Msg, interested: (index: number) => boolean): Ke
     case T.DELADDR: {
       // struct ifaddrmsg: family, prefixlen, flags, scope, index u32
       const index = d.readUInt32LE(4);
-      return d[0] === AF_INET && interested(index) ? { kind: 'addr', op: m.type === T.NEWADDR ? 'new' : 'del', index } : null;
+      return (d[0] === AF_INET || d[0] === AF_INET6) && interested(index) ? { kind: 'addr', op: m.type === T.NEWADDR ? 'new' : 'del', index } : null;
     }
     case T.NEWNEIGH:
     case T.DELNEIGH: {

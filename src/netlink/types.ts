@@ -5,9 +5,13 @@
  * callers can log real changes only and tests can prove idempotence).
  *
  * Addresses are IPv4 uint32 numbers as everywhere else in Rudder; MACs are
- * lower-case `aa:bb:cc:dd:ee:ff` strings (what BackendData carries).
+ * lower-case `aa:bb:cc:dd:ee:ff` strings (what BackendData carries). IPv6
+ * has its own types and methods (the `6` suffix: Route6Spec, ensureRoutes6,
+ * ...) over the bigint addresses of ip/ipv6.ts, so the IPv4 API and its
+ * callers stay as they are.
  */
 import type { Cidr } from '../ip/ipv4';
+import type { Cidr6 } from '../ip/ipv6';
 
 /**
  * The route protocol (rtm_protocol) stamped on every route Rudder makes.
@@ -22,6 +26,14 @@ export const RTN_UNREACHABLE = 7;
 
 /** The main routing table (RT_TABLE_MAIN). */
 export const TABLE_MAIN = 254;
+
+/**
+ * The metric of an IPv6 route that names none: the kernel stores a request
+ * without RTA_PRIORITY (or with 0) at IP6_RT_PRIO_USER, so an IPv6 route
+ * never has metric 0. Route6Spec defaults to it, so what is asked is what
+ * the kernel lists.
+ */
+export const IPV6_DEFAULT_METRIC = 1024;
 
 export interface LinkInfo {
   readonly index: number;
@@ -91,6 +103,61 @@ export interface UnreachableRouteSpec {
   readonly protocol?: number;
   /** Default TABLE_MAIN. */
   readonly table?: number;
+}
+
+/** An IPv6 interface address (global scope: link-local addresses are the kernel's). */
+export interface Addr6Spec {
+  readonly ip: bigint;
+  readonly prefix: number;
+}
+
+/**
+ * An IPv6 route. No scope: the kernel keeps every IPv6 route at scope
+ * universe. `metric` defaults to IPV6_DEFAULT_METRIC (see there).
+ */
+export interface Route6Spec {
+  readonly dst: Cidr6;
+  readonly oif: number;
+  readonly gateway?: bigint;
+  /** Gateway need not be on a connected prefix. */
+  readonly onlink?: boolean;
+  /** Default RTPROT_RUDDER. */
+  readonly protocol?: number;
+  /** Default IPV6_DEFAULT_METRIC. Part of the kernel's route key. */
+  readonly metric?: number;
+  /** Default TABLE_MAIN. */
+  readonly table?: number;
+}
+
+export interface Route6Info {
+  readonly dst: Cidr6;
+  readonly table: number;
+  /** An `unreachable` IPv6 route lists the loopback device here. */
+  readonly oif: number | undefined;
+  readonly gateway: bigint | undefined;
+  readonly onlink: boolean;
+  readonly protocol: number;
+  /** rtm_type (1 = unicast). */
+  readonly type: number;
+  readonly metric: number;
+  readonly prefsrc: bigint | undefined;
+}
+
+/** An IPv6 `unreachable` route (see UnreachableRouteSpec). */
+export interface Unreachable6Spec {
+  readonly dst: Cidr6;
+  readonly metric: number;
+  readonly protocol?: number;
+  readonly table?: number;
+}
+
+/** What `deleteRoutes6` needs to name one IPv6 route; an absent metric matches any. */
+export interface Route6Key {
+  readonly dst: Cidr6;
+  readonly table?: number;
+  readonly metric?: number;
+  readonly oif?: number;
+  readonly gateway?: bigint;
 }
 
 /** What `deleteRoute` needs to name one route (the kernel's key plus oif/gateway to be precise). */
@@ -176,6 +243,7 @@ export interface NeighborKey {
 /** One kernel change notification (see watchKernel). */
 export type KernelChange =
   | { readonly kind: 'route'; readonly op: 'new' | 'del'; readonly route: RouteInfo }
+  | { readonly kind: 'route6'; readonly op: 'new' | 'del'; readonly route: Route6Info }
   | { readonly kind: 'link' | 'addr'; readonly op: 'new' | 'del'; readonly index: number }
   | { readonly kind: 'neigh'; readonly op: 'new' | 'del'; readonly index: number; readonly ip: number; readonly mac: string | undefined }
   | { readonly kind: 'fdb'; readonly op: 'new' | 'del'; readonly index: number; readonly mac: string; readonly dst: number }
@@ -184,6 +252,11 @@ export type KernelChange =
 export interface AddressesResult extends EnsureResult {
   readonly added: readonly AddrSpec[];
   readonly removed: readonly AddrSpec[];
+}
+
+export interface Addresses6Result extends EnsureResult {
+  readonly added: readonly Addr6Spec[];
+  readonly removed: readonly Addr6Spec[];
 }
 
 /**
@@ -212,6 +285,15 @@ export interface Netlink {
   listAddresses(index?: number): Promise<Array<AddrSpec & { readonly index: number }>>;
   /** Makes the link's IPv4 addresses exactly `want`. */
   ensureAddresses(index: number, want: readonly AddrSpec[]): Promise<AddressesResult>;
+  /** Global-scope IPv6 addresses of one link (or of all links); link-local ones are left out. */
+  listAddresses6(index?: number): Promise<Array<Addr6Spec & { readonly index: number }>>;
+  /**
+   * Makes the link's global IPv6 addresses exactly `want` (link-local ones
+   * are the kernel's and stay). New addresses skip duplicate address
+   * detection (IFA_F_NODAD): Rudder's addresses are its own lease's, and a
+   * tentative address could not be used for seconds.
+   */
+  ensureAddresses6(index: number, want: readonly Addr6Spec[]): Promise<Addresses6Result>;
 
   // Routes
   listRoutes(filter?: RouteFilter): Promise<RouteInfo[]>;
@@ -226,6 +308,12 @@ export interface Netlink {
   /** changed = the route existed. */
   deleteRoutes(keys: readonly RouteKey[]): Promise<BatchResult[]>;
 
+  // IPv6 routes: as the IPv4 ones (same ensure, batch and stale-copy rules).
+  listRoutes6(filter?: RouteFilter): Promise<Route6Info[]>;
+  ensureRoutes6(specs: readonly Route6Spec[], opts?: EnsureOptions): Promise<BatchResult[]>;
+  ensureUnreachableRoute6(spec: Unreachable6Spec): Promise<EnsureResult>;
+  deleteRoutes6(keys: readonly Route6Key[]): Promise<BatchResult[]>;
+
   // Neighbors: permanent ARP entries ip → mac on a link
   listNeighbors(index: number): Promise<NeighborSpec[]>;
   ensureNeighbors(specs: readonly NeighborSpec[], opts?: EnsureOptions): Promise<BatchResult[]>;
@@ -238,8 +326,9 @@ export interface Netlink {
 
   /**
    * Subscribes to the kernel's change notifications (rtnetlink groups LINK,
-   * IPV4_IFADDR, IPV4_ROUTE, NEIGH) on a socket of its own. Only Rudder-
-   * protocol routes, and links/addresses/neighbors/FDB entries of devices
+   * IPV4_IFADDR, IPV6_IFADDR, IPV4_ROUTE, IPV6_ROUTE, NEIGH) on a socket of
+   * its own. Only Rudder-protocol routes (`route`, `route6`), and
+   * links/addresses (either family)/neighbors/FDB entries of devices
    * `interested(index)` accepts, are decoded and passed on; `lost` reports
    * dropped notifications (socket buffer overrun: re-read everything).
    * Returns the unsubscribe function.

@@ -13,6 +13,7 @@
  */
 
 export const NLMSG_HDRLEN = 16;
+export const AF_INET6 = 10;
 export const NLMSG_ERROR = 2;
 export const RTM_NEWROUTE = 24;
 export const RTM_DELROUTE = 25;
@@ -39,7 +40,11 @@ export const RTNH_F_ONLINK = 4;
 export const NUD_PERMANENT = 0x80;
 export const NTF_SELF = 0x02;
 
-/** The route fields a request carries (rtmsg + attributes); absent attributes are not sent. */
+/**
+ * The route fields a request carries (rtmsg + attributes); absent attributes
+ * are not sent. Addresses are IPv4 numbers (4-byte attributes) or, for
+ * AF_INET6, bigints (16-byte attributes).
+ */
 export interface RouteWire {
   readonly family: number;
   readonly dstLen: number;
@@ -48,9 +53,9 @@ export interface RouteWire {
   readonly scope: number;
   readonly type: number;
   readonly flags: number;
-  readonly dst: number;
+  readonly dst: number | bigint;
   readonly oif?: number | undefined;
-  readonly gateway?: number | undefined;
+  readonly gateway?: number | bigint | undefined;
   readonly priority?: number | undefined;
   /** RTA_TABLE, for tables above 255 (rtm_table is a u8). */
   readonly tableAttr?: number | undefined;
@@ -68,6 +73,7 @@ export interface NeighWire {
 }
 
 const U32_ATTR = 8; // header 4 + u32
+const IP6_ATTR = 20; // header 4 + 16 bytes
 const MAC_ATTR = 12; // header 4 + 6 bytes + 2 padding
 
 function header(b: Buffer, type: number, flags: number, seq: number): void {
@@ -87,6 +93,38 @@ function u32Attr(b: Buffer, at: number, type: number, v: number, be: boolean): n
   return at + U32_ATTR;
 }
 
+/** An address attribute: 4 bytes for an IPv4 number, 16 for an IPv6 bigint (network order). */
+function ipAttr(b: Buffer, at: number, type: number, v: number | bigint): number {
+  if (typeof v === 'number') return u32Attr(b, at, type, v, true);
+  b.writeUInt16LE(IP6_ATTR, at);
+  b.writeUInt16LE(type, at + 2);
+  writeIp6(b, at + 4, v);
+  return at + IP6_ATTR;
+}
+
+const ipAttrLen = (v: number | bigint): number => (typeof v === 'number' ? U32_ATTR : IP6_ATTR);
+
+/** Writes a 128-bit address in network order at `at`. */
+export function writeIp6(b: Buffer, at: number, v: bigint): void {
+  b.writeBigUInt64BE((v >> 64n) & 0xffffffffffffffffn, at);
+  b.writeBigUInt64BE(v & 0xffffffffffffffffn, at + 8);
+}
+
+/** Reads a 128-bit address in network order at `at`. */
+export function readIp6(b: Buffer, at: number): bigint {
+  return (b.readBigUInt64BE(at) << 64n) | b.readBigUInt64BE(at + 8);
+}
+
+export function ip6ToBuf(v: bigint): Buffer {
+  const b = Buffer.alloc(16);
+  writeIp6(b, 0, v);
+  return b;
+}
+
+export function bufToIp6(b: Buffer | undefined): bigint | undefined {
+  return b !== undefined && b.length === 16 ? readIp6(b, 0) : undefined;
+}
+
 function macAttr(b: Buffer, at: number, type: number, mac: string): number {
   b.writeUInt16LE(10, at);
   b.writeUInt16LE(type, at + 2);
@@ -98,8 +136,8 @@ function macAttr(b: Buffer, at: number, type: number, mac: string): number {
 
 /** RTM_NEWROUTE / RTM_DELROUTE with NLM_F_REQUEST|NLM_F_ACK and `nlFlags`. */
 export function routeMessage(type: number, nlFlags: number, seq: number, r: RouteWire): Buffer {
-  const n = 1 + (r.oif !== undefined ? 1 : 0) + (r.gateway !== undefined ? 1 : 0) + (r.priority !== undefined ? 1 : 0) + (r.tableAttr !== undefined ? 1 : 0);
-  const b = Buffer.allocUnsafe(NLMSG_HDRLEN + 12 + n * U32_ATTR);
+  const n = (r.oif !== undefined ? 1 : 0) + (r.priority !== undefined ? 1 : 0) + (r.tableAttr !== undefined ? 1 : 0);
+  const b = Buffer.allocUnsafe(NLMSG_HDRLEN + 12 + ipAttrLen(r.dst) + (r.gateway !== undefined ? ipAttrLen(r.gateway) : 0) + n * U32_ATTR);
   header(b, type, nlFlags, seq);
   // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags u32
   const h = NLMSG_HDRLEN;
@@ -114,9 +152,9 @@ export function routeMessage(type: number, nlFlags: number, seq: number, r: Rout
   b.writeUInt32LE(r.flags >>> 0, h + 8);
   let at = h + 12;
   // Ascending attribute type, as the package writes them.
-  at = u32Attr(b, at, RTA_DST, r.dst, true);
+  at = ipAttr(b, at, RTA_DST, r.dst);
   if (r.oif !== undefined) at = u32Attr(b, at, RTA_OIF, r.oif, false);
-  if (r.gateway !== undefined) at = u32Attr(b, at, RTA_GATEWAY, r.gateway, true);
+  if (r.gateway !== undefined) at = ipAttr(b, at, RTA_GATEWAY, r.gateway);
   if (r.priority !== undefined) at = u32Attr(b, at, RTA_PRIORITY, r.priority, false);
   if (r.tableAttr !== undefined) u32Attr(b, at, RTA_TABLE, r.tableAttr, false);
   return b;

@@ -12,11 +12,14 @@ import { join } from 'path';
 import { createInterface } from 'readline';
 import { createTestNs, startFacadeChild, type ChildError, type FacadeChild, type TestNs } from '../helpers/netlink-ns';
 import { formatIp, parseCidr, parseIp } from '../../src/ip/ipv4';
-import { RTPROT_RUDDER, type DefaultRouteIface, type EnsureResult, type LinkInfo, type RouteInfo } from '../../src/netlink';
+import { formatCidr6, formatIp6, parseCidr6, parseIp6, type Cidr6 } from '../../src/ip/ipv6';
+import { IPV6_DEFAULT_METRIC, RTPROT_RUDDER, type DefaultRouteIface, type EnsureResult, type LinkInfo, type Route6Info, type RouteInfo } from '../../src/netlink';
 
 type J = Record<string, unknown>;
 const ip = (s: string): number => parseIp(s) as number;
 const cidr = (s: string) => parseCidr(s, true) as { ip: number; prefix: number };
+const ip6 = (s: string): bigint => parseIp6(s) as bigint;
+const cidr6 = (s: string): Cidr6 => parseCidr6(s, true) as Cidr6;
 
 describe('netlink facade (in a network namespace)', () => {
   let ns: TestNs;
@@ -283,6 +286,107 @@ describe('netlink facade (in a network namespace)', () => {
       assert.equal(await nl.call('deleteLink', vx.index), true);
       assert.equal(await nl.call('linkByName', 'rudder.1'), null);
       assert.equal(await nl.call('deleteLink', vx.index), false);
+    });
+  });
+
+  describe('IPv6 routes and addresses', () => {
+    let d0: number;
+    const routes6To = (dst: string): J[] => ns.ipJson<J[]>('-6', 'route', 'show', 'exact', dst);
+    const inet6 = (dev: string): string[] =>
+      (ns.ipJson<J[]>('-6', 'addr', 'show', 'dev', dev, 'scope', 'global')[0]?.addr_info as J[] | undefined ?? [])
+        .filter((a) => a.local !== undefined)
+        .map((a) => `${a.local as string}/${a.prefixlen as number}${a.tentative === true ? ' tentative' : ''}`)
+        .sort();
+
+    before(() => {
+      ns.ip('link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1');
+      ns.ip('link', 'set', 'd0', 'up');
+      ns.ip('link', 'set', 'd1', 'up');
+      ns.ip('-6', 'addr', 'add', '2001:2:0:9::7/64', 'dev', 'd0', 'nodad'); // stale
+      d0 = idx('d0');
+    });
+
+    it('ensureAddresses6 makes the global addresses exact, usable at once, and leaves link-local ones alone', async () => {
+      const want = [{ ip: ip6('2001:2:0:1::1'), prefix: 64 }, { ip: ip6('fd42:42:0:5::'), prefix: 128 }];
+      const r1 = await nl.call<{ changed: boolean; added: unknown[]; removed: unknown[] }>('ensureAddresses6', d0, want);
+      assert.deepEqual([r1.changed, r1.added.length, r1.removed.length], [true, 2, 1]);
+      assert.deepEqual(inet6('d0'), ['2001:2:0:1::1/64', 'fd42:42:0:5::/128'], 'no address left tentative (nodad)');
+      const r2 = await nl.call<{ changed: boolean }>('ensureAddresses6', d0, want);
+      assert.equal(r2.changed, false);
+      const listed = await nl.call<Array<{ ip: bigint; prefix: number }>>('listAddresses6', d0);
+      assert.deepEqual(listed.map((a) => `${formatIp6(a.ip)}/${a.prefix}`).sort(), inet6('d0'));
+      const linkLocal = ns.ipJson<J[]>('-6', 'addr', 'show', 'dev', 'd0', 'scope', 'link');
+      assert.equal(((linkLocal[0] as J).addr_info as J[]).filter((a) => a.local !== undefined).length, 1, 'the kernel\'s fe80:: address stays');
+    });
+
+    it('ensureRoute6 creates (metric 1024), keeps, replaces and de-duplicates a route via a gateway', async () => {
+      const spec = { dst: cidr6('fd42:42:0:6::/64'), oif: d0, gateway: ip6('2001:2:0:1::2') };
+      assert.deepEqual(await nl.call<EnsureResult>('ensureRoute6', spec), { changed: true });
+      let rs = routes6To('fd42:42:0:6::/64');
+      assert.equal(rs.length, 1);
+      assert.deepEqual([rs[0]?.dev, rs[0]?.gateway, rs[0]?.metric, String(rs[0]?.protocol)], ['d0', '2001:2:0:1::2', IPV6_DEFAULT_METRIC, String(RTPROT_RUDDER)]);
+      assert.deepEqual(await nl.call<EnsureResult>('ensureRoute6', spec), { changed: false });
+      assert.deepEqual(routes6To('fd42:42:0:6::/64'), rs);
+
+      ns.ip('-6', 'route', 'replace', 'fd42:42:0:6::/64', 'via', '2001:2:0:1::9', 'dev', 'd0', 'proto', String(RTPROT_RUDDER));
+      assert.deepEqual(await nl.call<EnsureResult>('ensureRoute6', spec), { changed: true });
+      rs = routes6To('fd42:42:0:6::/64');
+      assert.deepEqual(rs.map((r) => r.gateway), ['2001:2:0:1::2']);
+
+      ns.ip('-6', 'route', 'add', 'fd42:42:0:6::/64', 'dev', 'd0', 'metric', '7', 'proto', String(RTPROT_RUDDER));
+      ns.ip('-6', 'route', 'add', 'fd42:42:0:6::/64', 'dev', 'd0', 'metric', '9', 'proto', 'static');
+      assert.deepEqual(await nl.call<EnsureResult>('ensureRoute6', spec), { changed: true });
+      rs = routes6To('fd42:42:0:6::/64');
+      assert.deepEqual(rs.map((r) => `${String(r.protocol)}/${r.metric as number}`).sort(), [`${RTPROT_RUDDER}/1024`, 'static/9']);
+      ns.ip('-6', 'route', 'del', 'fd42:42:0:6::/64', 'metric', '9');
+
+      const ours = await nl.call<Route6Info[]>('listRoutes6', { protocol: RTPROT_RUDDER });
+      assert.deepEqual(ours.map((r) => `${formatCidr6(r.dst)} via ${formatIp6(r.gateway as bigint)} oif ${r.oif as number} metric ${r.metric}`), [`fd42:42:0:6::/64 via 2001:2:0:1::2 oif ${d0} metric 1024`]);
+      // The kernel's own IPv6 routes (the connected prefix, fe80::/64) are listed with their protocol.
+      const all = await nl.call<Route6Info[]>('listRoutes6', { oif: d0 });
+      assert.ok(all.some((r) => formatCidr6(r.dst) === '2001:2:0:1::/64'));
+    });
+
+    it('ensureRoute6 with onlink: a next hop on no connected prefix', async () => {
+      const spec = { dst: cidr6('fd42:42:0:7::/64'), oif: d0, gateway: ip6('fd42:42:0:7::'), onlink: true };
+      assert.deepEqual(await nl.call<EnsureResult>('ensureRoute6', spec), { changed: true });
+      const rs = routes6To('fd42:42:0:7::/64');
+      assert.equal(rs[0]?.gateway, 'fd42:42:0:7::');
+      assert.ok((rs[0]?.flags as string[]).includes('onlink'));
+      assert.deepEqual(await nl.call<EnsureResult>('ensureRoute6', spec), { changed: false });
+      assert.equal(await nl.call('deleteRoute6', { dst: cidr6('fd42:42:0:7::/64'), oif: d0 }), true);
+      assert.deepEqual(routes6To('fd42:42:0:7::/64'), []);
+      assert.equal(await nl.call('deleteRoute6', { dst: cidr6('fd42:42:0:7::/64'), oif: d0 }), false);
+    });
+
+    it('ensureUnreachableRoute6 sits beside the unicast route and answers only without it', async () => {
+      const MAX = 4294967295;
+      const dst = cidr6('fd42:43::/48');
+      const get = (): string => {
+        try {
+          return ns.ip('-6', 'route', 'get', 'fd42:43::5');
+        } catch (e) {
+          return `error: ${String((e as { stderr?: unknown }).stderr ?? e)}`;
+        }
+      };
+      assert.deepEqual(await nl.call<EnsureResult>('ensureRoute6', { dst, oif: d0 }), { changed: true });
+      assert.deepEqual(await nl.call<EnsureResult>('ensureUnreachableRoute6', { dst, metric: MAX }), { changed: true });
+      assert.deepEqual(await nl.call<EnsureResult>('ensureUnreachableRoute6', { dst, metric: MAX }), { changed: false });
+      assert.equal(routes6To('fd42:43::/48').length, 2);
+      assert.match(get(), /dev d0/);
+      assert.equal(await nl.call('deleteRoute6', { dst, metric: IPV6_DEFAULT_METRIC }), true);
+      assert.doesNotMatch(get(), /dev d0/, 'refused once the unicast route is gone');
+      assert.equal(await nl.call('deleteRoute6', { dst, metric: MAX }), true);
+      assert.deepEqual(routes6To('fd42:43::/48'), []);
+    });
+
+    it('IPv6 failures are E_NETLINK naming the route and the errno', async () => {
+      await assert.rejects(nl.call('ensureRoute6', { dst: cidr6('fd42:44::/64'), oif: 99999 }), (e: ChildError) => {
+        assert.equal(e.code, 'E_NETLINK');
+        assert.equal(e.errno, 'ENODEV');
+        assert.match(e.message, /replace route fd42:44::\/64/);
+        return true;
+      });
     });
   });
 

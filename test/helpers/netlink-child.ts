@@ -5,18 +5,24 @@
  * per line `{"id":1,"ok":true,"value":...}` or `{"id":1,"ok":false,"error":{...}}`.
  * Exits when stdin closes, so it never outlives the test process.
  *
+ * bigints (IPv6 addresses) travel as `{"$bigint":"<decimal>"}` both ways
+ * (bigJson in netlink-ns.ts).
+ *
  * Besides the facade's own methods it answers the one-object forms the test
  * asks for (ensureRoute, deleteNeighbor, ...), each a batch of one, and
  * linkByAddress, from the facade's reads.
  */
 import { createInterface } from 'readline';
-import { openNetlink, errnoOf, only, type FdbSpec, type NeighborSpec, type RouteKey, type RouteSpec } from '../../src/netlink';
+import { openNetlink, errnoOf, only, type FdbSpec, type NeighborSpec, type Route6Key, type Route6Spec, type RouteKey, type RouteSpec } from '../../src/netlink';
 import { isRudderError } from '../../src/errors';
+import { bigJson } from './netlink-ns';
 
 const nl = openNetlink();
 const singles: Record<string, (...a: never[]) => unknown> = {
   ensureRoute: async (s: RouteSpec) => ({ changed: only(await nl.ensureRoutes([s])) }),
   deleteRoute: async (k: RouteKey) => only(await nl.deleteRoutes([k])),
+  ensureRoute6: async (s: Route6Spec) => ({ changed: only(await nl.ensureRoutes6([s])) }),
+  deleteRoute6: async (k: Route6Key) => only(await nl.deleteRoutes6([k])),
   ensureNeighbor: async (s: NeighborSpec) => ({ changed: only(await nl.ensureNeighbors([s])) }),
   deleteNeighbor: async (index: number, ip: number) => only(await nl.deleteNeighbors([{ index, ip }])),
   ensureFdb: async (s: FdbSpec) => ({ changed: only(await nl.ensureFdbs([s])) }),
@@ -30,13 +36,13 @@ const methods = { ...(nl as unknown as Record<string, (...a: unknown[]) => unkno
 const rl = createInterface({ input: process.stdin });
 
 function reply(obj: unknown): void {
-  process.stdout.write(JSON.stringify(obj) + '\n');
+  process.stdout.write(bigJson.stringify(obj) + '\n');
 }
 
 rl.on('line', (line) => {
   let req: { id: number; op: string; args: unknown[] };
   try {
-    req = JSON.parse(line) as typeof req;
+    req = bigJson.parse(line) as typeof req;
   } catch {
     return;
   }

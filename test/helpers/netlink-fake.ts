@@ -14,12 +14,16 @@
  * The real kernel side is proven by the e2e tests.
  */
 import { formatCidr, formatIp, type Cidr } from '../../src/ip/ipv4';
+import { formatCidr6, formatIp6, type Cidr6 } from '../../src/ip/ipv6';
 import {
+  IPV6_DEFAULT_METRIC,
   RTN_UNICAST,
   RTN_UNREACHABLE,
   RTPROT_RUDDER,
   TABLE_MAIN,
   type AddrSpec,
+  type Addr6Spec,
+  type Addresses6Result,
   type AddressesResult,
   type BatchResult,
   type DefaultRouteIface,
@@ -32,9 +36,13 @@ import {
   type NeighborSpec,
   type Netlink,
   type RouteFilter,
+  type Route6Info,
+  type Route6Key,
+  type Route6Spec,
   type RouteInfo,
   type RouteKey,
   type RouteSpec,
+  type Unreachable6Spec,
   type UnreachableRouteSpec,
   type VxlanSpec,
 } from '../../src/netlink';
@@ -46,7 +54,11 @@ export type FakeRequest =
   | { readonly op: 'ensureMtu'; readonly index: number; readonly name: string | undefined; readonly mtu: number }
   | { readonly op: 'ensureVxlan'; readonly spec: VxlanSpec }
   | { readonly op: 'ensureAddresses'; readonly index: number; readonly name: string | undefined; readonly want: readonly AddrSpec[] }
+  | { readonly op: 'ensureAddresses6'; readonly index: number; readonly name: string | undefined; readonly want: readonly Addr6Spec[] }
   | { readonly op: 'ensureRoute'; readonly spec: RouteSpec }
+  | { readonly op: 'ensureRoute6'; readonly spec: Route6Spec }
+  | { readonly op: 'ensureUnreachableRoute6'; readonly spec: Unreachable6Spec }
+  | { readonly op: 'deleteRoute6'; readonly key: Route6Key }
   | { readonly op: 'ensureUnreachableRoute'; readonly spec: UnreachableRouteSpec }
   | { readonly op: 'deleteRoute'; readonly key: RouteKey }
   | { readonly op: 'ensureNeighbor'; readonly spec: NeighborSpec }
@@ -72,6 +84,16 @@ export function describeRequest(r: FakeRequest): string {
     }
     case 'ensureUnreachableRoute':
       return `ensureUnreachableRoute ${formatCidr(r.spec.dst)} metric=${r.spec.metric}`;
+    case 'ensureAddresses6':
+      return `ensureAddresses6 ${r.name ?? r.index} ${r.want.map((a) => `${formatIp6(a.ip)}/${a.prefix}`).join(',')}`;
+    case 'ensureRoute6': {
+      const s = r.spec;
+      return `ensureRoute6 ${formatCidr6(s.dst)}${s.gateway !== undefined ? ` via ${formatIp6(s.gateway)}` : ''}${s.onlink ? ' onlink' : ''} oif ${s.oif}`;
+    }
+    case 'ensureUnreachableRoute6':
+      return `ensureUnreachableRoute6 ${formatCidr6(r.spec.dst)} metric=${r.spec.metric}`;
+    case 'deleteRoute6':
+      return `deleteRoute6 ${formatCidr6(r.key.dst)}${r.key.metric ? ` metric=${r.key.metric}` : ''}`;
     case 'deleteRoute':
       return `deleteRoute ${formatCidr(r.key.dst)}${r.key.metric ? ` metric=${r.key.metric}` : ''}`;
     case 'ensureNeighbor':
@@ -87,6 +109,7 @@ export function describeRequest(r: FakeRequest): string {
 
 const SCOPES = { universe: 0, link: 253, host: 254 } as const;
 const sameCidr = (a: Cidr, b: Cidr): boolean => a.ip >>> 0 === b.ip >>> 0 && a.prefix === b.prefix;
+const sameCidr6 = (a: Cidr6, b: Cidr6): boolean => a.ip === b.ip && a.prefix === b.prefix;
 
 /** A kernel error as the facade reports it (the message names the errno). */
 function kernelError(errno: string, what: string): Error {
@@ -104,6 +127,9 @@ export class FakeNetlink implements Netlink {
   links: LinkInfo[] = [];
   addrs: Array<AddrSpec & { index: number }> = [];
   routes: RouteInfo[] = [];
+  /** Global IPv6 addresses. */
+  addrs6: Array<Addr6Spec & { index: number }> = [];
+  routes6: Route6Info[] = [];
   neigh: NeighborSpec[] = [];
   fdb: FdbSpec[] = [];
   /** Every spec ensureVxlan was called with. */
@@ -140,6 +166,19 @@ export class FakeNetlink implements Netlink {
     this.routes.push(route);
     this.emit({ kind: 'route', op: 'new', route });
     return route;
+  }
+
+  /** An IPv6 route as the kernel would list it (defaults: main table, Rudder protocol, unicast, metric 1024). */
+  addRoute6(r: Partial<Route6Info> & { dst: Route6Info['dst'] }): Route6Info {
+    const route: Route6Info = { table: TABLE_MAIN, oif: undefined, gateway: undefined, onlink: false, protocol: RTPROT_RUDDER, type: RTN_UNICAST, metric: IPV6_DEFAULT_METRIC, prefsrc: undefined, ...r };
+    this.routes6.push(route);
+    this.emit({ kind: 'route6', op: 'new', route });
+    return route;
+  }
+
+  /** Removes IPv6 routes as `ip -6 route del` would. */
+  removeRoutes6(match: (r: Route6Info) => boolean): void {
+    for (const r of this.routes6.filter(match)) this.dropRoute6(r);
   }
 
   /** Removes a link and everything on it, as `ip link del` would. */
@@ -243,6 +282,25 @@ export class FakeNetlink implements Netlink {
     return { changed: removed.length + added.length > 0, added, removed };
   }
 
+  async listAddresses6(index?: number): Promise<Array<Addr6Spec & { readonly index: number }>> {
+    return this.addrs6.filter((a) => index === undefined || a.index === index).map((a) => ({ ...a }));
+  }
+
+  async ensureAddresses6(index: number, want: readonly Addr6Spec[]): Promise<Addresses6Result> {
+    const l = this.mustLink(index, 'set IPv6 addresses');
+    this.rec({ op: 'ensureAddresses6', index, name: l.name, want });
+    const key = (a: Addr6Spec): string => `${a.ip}/${a.prefix}`;
+    const have = this.addrs6.filter((a) => a.index === index);
+    const wanted = new Set(want.map(key));
+    const had = new Set(have.map(key));
+    const removed = have.filter((a) => !wanted.has(key(a))).map(({ ip, prefix }) => ({ ip, prefix }));
+    const added = want.filter((a) => !had.has(key(a)));
+    this.addrs6 = [...this.addrs6.filter((a) => a.index !== index || wanted.has(key(a))), ...added.map((a) => ({ ip: a.ip, prefix: a.prefix, index }))];
+    for (const _ of removed) this.emit({ kind: 'addr', op: 'del', index });
+    for (const _ of added) this.emit({ kind: 'addr', op: 'new', index });
+    return { changed: removed.length + added.length > 0, added, removed };
+  }
+
   // ---------------------------------------------------------------------------
   // Routes
 
@@ -310,6 +368,72 @@ export class FakeNetlink implements Netlink {
       );
       if (r === undefined) return false;
       this.dropRoute(r);
+      return true;
+    });
+  }
+
+  async listRoutes6(f: RouteFilter = {}): Promise<Route6Info[]> {
+    const table = f.table ?? TABLE_MAIN;
+    return this.routes6.filter((r) => (table === 'all' || r.table === table) && (f.protocol === undefined || r.protocol === f.protocol) && (f.oif === undefined || r.oif === f.oif)).map((r) => ({ ...r }));
+  }
+
+  async ensureRoutes6(specs: readonly Route6Spec[], opts: EnsureOptions = {}): Promise<BatchResult[]> {
+    return this.batch(specs, (spec) => {
+      this.rec({ op: 'ensureRoute6', spec });
+      const n = {
+        dst: spec.dst,
+        table: spec.table ?? TABLE_MAIN,
+        oif: spec.oif,
+        gateway: spec.gateway,
+        onlink: spec.onlink ?? false,
+        protocol: spec.protocol ?? RTPROT_RUDDER,
+        metric: spec.metric || IPV6_DEFAULT_METRIC,
+      };
+      if (!this.links.some((l) => l.index === n.oif)) throw kernelError('ENODEV', `replace route ${formatCidr6(n.dst)}`);
+      const toDst = this.routes6.filter((r) => r.table === n.table && sameCidr6(r.dst, n.dst) && r.type === RTN_UNICAST);
+      const matches = (r: Route6Info): boolean => r.metric === n.metric && r.oif === n.oif && r.gateway === n.gateway && r.onlink === n.onlink && r.protocol === n.protocol;
+      let changed = false;
+      if (opts.dump === false || !toDst.some(matches)) {
+        this.replaceRoute6({ ...n, type: RTN_UNICAST, prefsrc: undefined });
+        changed = true;
+      }
+      if (opts.dump !== false) {
+        for (const r of toDst) {
+          if (r.protocol === n.protocol && r.metric !== n.metric && this.routes6.includes(r)) {
+            this.dropRoute6(r);
+            changed = true;
+          }
+        }
+      }
+      return changed;
+    });
+  }
+
+  async ensureUnreachableRoute6(spec: Unreachable6Spec): Promise<EnsureResult> {
+    this.rec({ op: 'ensureUnreachableRoute6', spec });
+    const table = spec.table ?? TABLE_MAIN;
+    const protocol = spec.protocol ?? RTPROT_RUDDER;
+    const metric = spec.metric || IPV6_DEFAULT_METRIC;
+    const there = this.routes6.some((r) => r.table === table && sameCidr6(r.dst, spec.dst) && r.type === RTN_UNREACHABLE && r.metric === metric && r.protocol === protocol);
+    if (there) return { changed: false };
+    this.replaceRoute6({ dst: spec.dst, table, oif: undefined, gateway: undefined, onlink: false, protocol, type: RTN_UNREACHABLE, metric, prefsrc: undefined });
+    return { changed: true };
+  }
+
+  /** As the kernel: the first IPv6 route with that dst and table; metric, oif and gateway only when given. */
+  async deleteRoutes6(keys: readonly Route6Key[]): Promise<BatchResult[]> {
+    return this.batch(keys, (key) => {
+      this.rec({ op: 'deleteRoute6', key });
+      const r = this.routes6.find(
+        (x) =>
+          sameCidr6(x.dst, key.dst) &&
+          x.table === (key.table ?? TABLE_MAIN) &&
+          (!key.metric || x.metric === key.metric) &&
+          (key.oif === undefined || x.oif === key.oif) &&
+          (key.gateway === undefined || x.gateway === key.gateway),
+      );
+      if (r === undefined) return false;
+      this.dropRoute6(r);
       return true;
     });
   }
@@ -403,7 +527,7 @@ export class FakeNetlink implements Netlink {
       for (const w of this.watchers) {
         const wanted =
           ch.kind === 'lost' ||
-          (ch.kind === 'route' ? ch.route.protocol === RTPROT_RUDDER : w.interested(ch.index));
+          (ch.kind === 'route' || ch.kind === 'route6' ? ch.route.protocol === RTPROT_RUDDER : w.interested(ch.index));
         if (wanted) w.onChange(ch);
       }
     });
@@ -450,8 +574,22 @@ export class FakeNetlink implements Netlink {
     this.emit({ kind: 'route', op: 'del', route: r });
   }
 
+  private replaceRoute6(r: Route6Info): void {
+    const old = this.routes6.find((x) => x.table === r.table && sameCidr6(x.dst, r.dst) && x.metric === r.metric);
+    if (old !== undefined) this.routes6 = this.routes6.filter((x) => x !== old);
+    this.routes6.push(r);
+    this.emit({ kind: 'route6', op: 'new', route: r });
+  }
+
+  private dropRoute6(r: Route6Info): void {
+    this.routes6 = this.routes6.filter((x) => x !== r);
+    this.emit({ kind: 'route6', op: 'del', route: r });
+  }
+
   private dropLink(index: number): void {
     for (const r of this.routes.filter((x) => x.oif === index)) this.dropRoute(r);
+    for (const r of this.routes6.filter((x) => x.oif === index)) this.dropRoute6(r);
+    this.addrs6 = this.addrs6.filter((a) => a.index !== index);
     this.links = this.links.filter((l) => l.index !== index);
     this.neigh = this.neigh.filter((n) => n.index !== index);
     this.fdb = this.fdb.filter((f) => f.index !== index);

@@ -8,6 +8,16 @@ import { randomBytes } from 'crypto';
 import { join } from 'path';
 import { createInterface } from 'readline';
 
+/** JSON with bigints (IPv6 addresses) as `{"$bigint":"<decimal>"}`: the facade child's line protocol. */
+export const bigJson = {
+  stringify: (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? { $bigint: x.toString() } : x)),
+  parse: (s: string): unknown =>
+    JSON.parse(s, (_k, x: unknown) => {
+      if (x !== null && typeof x === 'object' && Object.keys(x).length === 1 && typeof (x as { $bigint?: unknown }).$bigint === 'string') return BigInt((x as { $bigint: string }).$bigint);
+      return x;
+    }),
+};
+
 export interface TestNs {
   readonly name: string;
   /** Runs `ip -n <ns> ...args` and returns stdout. */
@@ -105,7 +115,7 @@ export function startFacadeChild(ns: TestNs): FacadeChild {
     }),
   );
   createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-    const msg = JSON.parse(line) as { id: number; ok: boolean; value?: unknown; error?: { code: string; message: string; errno: string | null } };
+    const msg = bigJson.parse(line) as { id: number; ok: boolean; value?: unknown; error?: { code: string; message: string; errno: string | null } };
     const p = pending.get(msg.id);
     if (p === undefined) return;
     pending.delete(msg.id);
@@ -123,7 +133,7 @@ export function startFacadeChild(ns: TestNs): FacadeChild {
       const id = nextId++;
       return new Promise<T>((resolve, reject) => {
         pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-        child.stdin?.write(JSON.stringify({ id, op, args }) + '\n');
+        child.stdin?.write(bigJson.stringify({ id, op, args }) + '\n');
       });
     },
     async close(): Promise<void> {

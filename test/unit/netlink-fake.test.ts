@@ -7,6 +7,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseCidr, parseIp } from '../../src/ip/ipv4';
+import { parseCidr6, parseIp6 } from '../../src/ip/ipv6';
 import type { KernelChange } from '../../src/netlink';
 import { FakeNetlink } from '../helpers/netlink-fake';
 
@@ -63,5 +64,31 @@ describe('FakeNetlink', () => {
     assert.deepEqual(heard.slice(2).map((c) => `${c.kind} ${'op' in c ? c.op : ''}`), ['route del', 'link del']);
     unwatch();
     assert.equal(k.watching, 0);
+  });
+
+  it('IPv6 routes and addresses: metric 1024 by default, ensure/delete report changes, route6 notifications, a deleted link takes them', async () => {
+    const k = new FakeNetlink();
+    const eth0 = k.addLink('eth0', 'veth');
+    const heard: string[] = [];
+    k.watchKernel((index) => index === eth0.index, (ch) => heard.push(ch.kind === 'lost' ? 'lost' : `${ch.kind} ${ch.op}`));
+    const dst = parseCidr6('fd42:42:0:5::/64', true) as { ip: bigint; prefix: number };
+    const spec = { dst, oif: eth0.index, gateway: parseIp6('2001:2::2') as bigint };
+    assert.deepEqual(changed(await k.ensureRoutes6([spec])), [true]);
+    assert.deepEqual(changed(await k.ensureRoutes6([spec])), [false]);
+    assert.deepEqual(k.routes6.map((r) => r.metric), [1024]);
+    k.addRoute6({ dst, oif: eth0.index, metric: 7 });
+    assert.deepEqual(changed(await k.ensureRoutes6([spec])), [true]);
+    assert.deepEqual(k.routes6.map((r) => r.metric), [1024]);
+    assert.deepEqual((await k.listRoutes6({ protocol: 0x52 })).length, 1);
+    assert.deepEqual(k.calls.slice(-1), ['ensureRoute6 fd42:42:0:5::/64 via 2001:2::2 oif 10']);
+    assert.equal((await k.ensureAddresses6(eth0.index, [{ ip: parseIp6('2001:2::1') as bigint, prefix: 64 }])).changed, true);
+    assert.equal((await k.ensureAddresses6(eth0.index, [{ ip: parseIp6('2001:2::1') as bigint, prefix: 64 }])).changed, false);
+    assert.equal((await k.listAddresses6(eth0.index)).length, 1);
+    assert.deepEqual(changed(await k.deleteRoutes6([{ dst }, { dst }])), [true, false]);
+    await k.ensureRoutes6([spec]);
+    await k.deleteLink(eth0.index);
+    assert.deepEqual([k.routes6, k.addrs6], [[], []]);
+    await Promise.resolve();
+    assert.deepEqual(heard, ['route6 new', 'route6 new', 'route6 del', 'addr new', 'route6 del', 'route6 new', 'route6 del', 'link del']);
   });
 });

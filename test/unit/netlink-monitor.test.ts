@@ -6,9 +6,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { rt } from 'netlink';
-import { decodeChange, NUD_FAILED, routeInfoOf, splitMessages } from '../../src/netlink/monitor';
+import { decodeChange, NUD_FAILED, route6InfoOf, routeInfoOf, splitMessages } from '../../src/netlink/monitor';
 import { toRouteInfo } from '../../src/netlink/routes';
+import { toRoute6Info } from '../../src/netlink/routes6';
+import { ip6ToBuf } from '../../src/netlink/wire';
 import { parseIp } from '../../src/ip/ipv4';
+import { parseIp6 } from '../../src/ip/ipv6';
 import { RTPROT_RUDDER } from '../../src/netlink';
 
 const ip = (s: string): number => parseIp(s) as number;
@@ -105,6 +108,59 @@ describe('kernel notifications', () => {
       Buffer.concat([rtmsg(0, 254, RTPROT_RUDDER, 0, 1, 0), attr(16, u32le(7)), attr(5, ipBuf('198.18.0.254')), attr(4, u32le(2))]),
     ];
     for (const d of cases) assert.deepEqual(routeInfoOf(d), toRouteInfo(rt.parseRouteMessage(d)));
+  });
+
+  it('IPv6 routes of Rudder are "route6" changes with the fields listRoutes6 reports; IPv6 addresses are "addr"', () => {
+    const u32le = (v: number): Buffer => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(v);
+      return b;
+    };
+    const v6 = (s: string): Buffer => ip6ToBuf(parseIp6(s) as bigint);
+    const rtmsg = (dstLen: number, protocol: number, type: number, flags: number): Buffer => {
+      const h = Buffer.alloc(12);
+      h[0] = 10; // AF_INET6
+      h[1] = dstLen;
+      h[4] = 254;
+      h[5] = protocol;
+      h[7] = type;
+      h.writeUInt32LE(flags, 8);
+      return h;
+    };
+    const cases: Buffer[] = [
+      // host-gw: via the peer's PublicIPv6, metric 1024
+      Buffer.concat([rtmsg(64, RTPROT_RUDDER, 1, 0), attr(15, u32le(254)), attr(1, v6('fd42:42:0:5::')), attr(4, u32le(3)), attr(5, v6('2001:2::2')), attr(6, u32le(1024))]),
+      // onlink, with a preferred source
+      Buffer.concat([rtmsg(64, RTPROT_RUDDER, 1, 4), attr(1, v6('fd42:42:0:6::')), attr(5, v6('fd42:42:0:6::')), attr(7, v6('2001:2::1')), attr(4, u32le(9)), attr(6, u32le(1024))]),
+      // unreachable, on loopback; the default route has no RTA_DST
+      Buffer.concat([rtmsg(48, RTPROT_RUDDER, 7, 0), attr(1, v6('fd42:42::')), attr(4, u32le(1)), attr(6, u32le(4294967295))]),
+      Buffer.concat([rtmsg(0, RTPROT_RUDDER, 1, 0), attr(5, v6('2001:2::fe')), attr(4, u32le(2)), attr(6, u32le(1024))]),
+    ];
+    for (const d of cases) {
+      assert.deepEqual(route6InfoOf(d), toRoute6Info(rt.parseRouteMessage(d)));
+      const ch = decodeChange({ type: rt.MessageType.NEWROUTE, data: d }, only7);
+      assert.equal(ch?.kind, 'route6');
+    }
+    const first = decodeChange({ type: rt.MessageType.DELROUTE, data: cases[0] as Buffer }, only7);
+    assert.deepEqual(first?.kind === 'route6' ? [first.op, first.route.dst.ip, first.route.gateway, first.route.metric, first.route.oif] : null, [
+      'del',
+      parseIp6('fd42:42:0:5::'),
+      parseIp6('2001:2::2'),
+      1024,
+      3,
+    ]);
+    const foreign = rtmsg(64, 4, 1, 0); // RTPROT_STATIC
+    assert.equal(decodeChange({ type: rt.MessageType.NEWROUTE, data: Buffer.concat([foreign, attr(1, v6('fd42::'))]) }, only7), null);
+    // struct ifaddrmsg of an IPv6 address on device 7 (and on another device)
+    const ifa = (family: number, index: number): Buffer => {
+      const b = Buffer.alloc(8);
+      b[0] = family;
+      b[1] = 64;
+      b.writeUInt32LE(index, 4);
+      return b;
+    };
+    assert.deepEqual(decodeChange({ type: rt.MessageType.NEWADDR, data: ifa(10, 7) }, only7), { kind: 'addr', op: 'new', index: 7 });
+    assert.equal(decodeChange({ type: rt.MessageType.NEWADDR, data: ifa(10, 3) }, only7), null);
   });
 
   it('a datagram is split into its messages; a bad length is an error, not a guess', () => {

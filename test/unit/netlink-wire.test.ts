@@ -10,7 +10,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AttrStream, FlagsNew, rt } from 'netlink';
 import { parseIp } from '../../src/ip/ipv4';
-import { ackErrno, neighMessage, NLM_F_ACK, NLM_F_REQUEST, NTF_SELF, NUD_PERMANENT, routeMessage, RTM_DELNEIGH, RTM_DELROUTE, RTM_NEWNEIGH, RTM_NEWROUTE } from '../../src/netlink/wire';
+import { parseIp6 } from '../../src/ip/ipv6';
+import { ip6ToBuf, bufToIp6, ackErrno, neighMessage, NLM_F_ACK, NLM_F_REQUEST, NTF_SELF, NUD_PERMANENT, routeMessage, RTM_DELNEIGH, RTM_DELROUTE, RTM_NEWNEIGH, RTM_NEWROUTE } from '../../src/netlink/wire';
 
 const ip = (s: string): number => parseIp(s) as number;
 const ipBuf = (s: string): Buffer => {
@@ -91,6 +92,38 @@ describe('netlink wire encoding', () => {
       4,
       pkgRoute({ family: 2, dstLen: 24, table: 254, scope: 255 }, { dst: ipBuf('10.1.2.0') }),
     );
+  });
+
+  it('IPv6 routes: 16-byte destination and gateway, an unreachable route, a delete', () => {
+    const v6 = (s: string): bigint => parseIp6(s) as bigint;
+    same(
+      routeMessage(RTM_NEWROUTE, CREATE_REPLACE, 21, { family: 10, dstLen: 64, table: 254, protocol: RTPROT, scope: 0, type: 1, flags: 0, dst: v6('fd42:42:0:5::'), oif: 3, gateway: v6('2001:2::2'), priority: 1024 }),
+      RTM_NEWROUTE,
+      CREATE_REPLACE,
+      21,
+      pkgRoute({ family: 10, dstLen: 64, table: 254, protocol: pkgProto, scope: 0, type: 1, flags: {} }, { dst: ip6ToBuf(v6('fd42:42:0:5::')), oif: 3, gateway: ip6ToBuf(v6('2001:2::2')), priority: 1024 }),
+    );
+    same(
+      routeMessage(RTM_NEWROUTE, CREATE_REPLACE, 22, { family: 10, dstLen: 48, table: 254, protocol: RTPROT, scope: 0, type: 7, flags: 0, dst: v6('fd42:42::'), priority: 4294967295 }),
+      RTM_NEWROUTE,
+      CREATE_REPLACE,
+      22,
+      pkgRoute({ family: 10, dstLen: 48, table: 254, protocol: pkgProto, scope: 0, type: 7, flags: {} }, { dst: ip6ToBuf(v6('fd42:42::')), priority: 4294967295 }),
+    );
+    same(
+      routeMessage(RTM_DELROUTE, 0, 23, { family: 10, dstLen: 64, table: 254, protocol: 0, scope: 255, type: 0, flags: 0, dst: v6('fd42:42:0:5::'), oif: 3, gateway: v6('2001:2::2') }),
+      RTM_DELROUTE,
+      0,
+      23,
+      pkgRoute({ family: 10, dstLen: 64, table: 254, scope: 255 }, { dst: ip6ToBuf(v6('fd42:42:0:5::')), oif: 3, gateway: ip6ToBuf(v6('2001:2::2')) }),
+    );
+    for (const a of ['::', '::1', 'fd42:42:0:5::', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', '2001:2::8000:0:1']) {
+      const buf = ip6ToBuf(v6(a));
+      assert.equal(buf.length, 16);
+      assert.equal(bufToIp6(buf), v6(a));
+    }
+    assert.equal(ip6ToBuf(v6('2001:2::1')).toString('hex'), '20010002000000000000000000000001');
+    assert.equal(bufToIp6(Buffer.alloc(4)), undefined);
   });
 
   it('neighbor and FDB replace and delete', () => {

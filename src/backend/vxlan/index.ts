@@ -170,6 +170,8 @@ function vxlanDriver(nl: Netlink, dev: VxlanDevice, table: VxlanPeerTable, under
           return true;
         case 'addr':
           return ch.index === dev.index;
+        case 'route6': // this backend makes no IPv6 routes
+          return false;
         case 'route': {
           const r = ch.route;
           if (r.table !== TABLE_MAIN) return false;
