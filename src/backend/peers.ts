@@ -12,7 +12,7 @@
  */
 import { cidrToKey, formatCidr, type Cidr } from '../ip/ipv4';
 import type { Logger } from '../log';
-import type { Lease, LeaseEvent } from '../subnet/lease';
+import { formatLeaseKey, type Lease, type LeaseEvent, type LeaseSubnets } from '../subnet/lease';
 
 export interface PeerChange<P> {
   /** Peers to unprogram: gone, or changed (the old version). */
@@ -41,11 +41,21 @@ export class PeerTable<P extends object> {
   private readonly warned = new Map<string, string>();
   private readonly ownKey: string;
 
+  /** How a lease is keyed: its IPv4 subnet, or its whole lease key. */
+  private readonly keyOf: (l: LeaseSubnets) => string;
+
+  /**
+   * `own`: this host's IPv4 subnet, and peers are keyed by their IPv4
+   * subnet; or this host's lease (its subnets), and peers are keyed by their
+   * whole lease key, so IPv6-only leases (all `0.0.0.0-0&...`) never share
+   * one (an IPv4-only lease's key is its subnet's either way).
+   */
   constructor(
-    own: Cidr,
+    own: Cidr | LeaseSubnets,
     private readonly rules: PeerRules<P>,
   ) {
-    this.ownKey = cidrToKey(own);
+    this.keyOf = 'subnet' in own ? formatLeaseKey : (l) => cidrToKey(l.subnet);
+    this.ownKey = this.keyOf('subnet' in own ? own : { subnet: own });
   }
 
   apply(events: readonly LeaseEvent[]): PeerChange<P> {
@@ -60,7 +70,7 @@ export class PeerTable<P extends object> {
     };
     for (const ev of events) {
       const l = ev.lease;
-      const key = cidrToKey(l.subnet);
+      const key = this.keyOf(l);
       if (key === this.ownKey) continue; // never program our own subnet
       if (!before.has(key)) before.set(key, this.peers.get(key));
       if (ev.type === 'removed') {
