@@ -13,6 +13,13 @@
  *        |
  *   [p1: eth0 10.0.5.2/24, default via 10.0.5.1]    (the "container")
  *
+ * With `ipv6: true` the underlay is dual-stack: every host's eth0 also gets
+ * 2001:2::<N>/64 (etcd 2001:2::250; 2001:2::/48 is RFC 5180's benchmarking
+ * range), IPv6 forwarding is on, and a pod whose subnet file carries
+ * RUDDER_IPV6_SUBNET gets an IPv6 address behind rbr0 and an IPv6 default
+ * route. Duplicate address detection and router solicitations are off, so
+ * nothing waits on them.
+ *
  * Namespaces are `<prefix><tag>-<role>` (rdk3x9-sw, rdk3x9-etcd, rdk3x9-h1,
  * rdk3x9-p1). Interfaces live inside those namespaces, so their names need
  * no tag. 198.18.0.0/15 is the RFC 2544 benchmarking range: it cannot clash
@@ -21,6 +28,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { formatCidr, formatIp, parseCidr } from '../ip/ipv4';
+import { formatIp6, parseCidr6 } from '../ip/ipv6';
 import { UAPI_DIR_ENV } from '../backend/wireguard/uapi';
 import { parseSubnetFile } from '../subnet/file';
 import { DEFAULT_ETCD_PREFIX } from '../subnet/registry';
@@ -47,14 +55,34 @@ function etcdMemberIp(i: number): string {
   return `198.18.0.${250 + i}`;
 }
 
+/** The IPv6 underlay prefix of a cluster made with `ipv6` (one /64 of 2001:2::/48: one L2 segment). */
+export const UNDERLAY_NETWORK_V6 = '2001:2::/64';
+const UNDERLAY_PREFIX_LEN_V6 = 64;
+
+/** Host N's IPv6 underlay address: `2001:2::N` (N written as is, so h12 is 2001:2::12). */
+export function hostUnderlayIpv6(index: number): string {
+  hostUnderlayIp(index); // the same range check
+  return `2001:2::${index}`;
+}
+
+function etcdMemberIpv6(i: number): string {
+  return `2001:2::${250 + i}`;
+}
+
 // ---------------------------------------------------------------------------
 // The subnet file (contract: docs/architecture.md, "The subnet file")
 
 export interface SubnetEnv {
-  /** RUDDER_NETWORK, e.g. 10.0.0.0/16 */
+  /** RUDDER_NETWORK, e.g. 10.0.0.0/16 (0.0.0.0/0 in an IPv6-only file) */
   network: string;
-  /** RUDDER_SUBNET, e.g. 10.0.5.1/24: the bridge address with the lease's length */
+  /** RUDDER_SUBNET, e.g. 10.0.5.1/24: the bridge address with the lease's length (0.0.0.0/0 in an IPv6-only file) */
   subnet: string;
+  /** False for an IPv6-only file (no RUDDER_NETWORK/RUDDER_SUBNET). */
+  ipv4: boolean;
+  /** RUDDER_IPV6_NETWORK, e.g. fd42:42::/48 (IPv6 on). */
+  ipv6Network?: string;
+  /** RUDDER_IPV6_SUBNET, e.g. fd42:42:0:5::1/64: the bridge's IPv6 address with the lease's length (IPv6 on). */
+  ipv6Subnet?: string;
   mtu: number;
   ipMasq: boolean;
   /** Every KEY=value line, as written. */
@@ -71,6 +99,9 @@ export function parseSubnetEnv(text: string, source = 'subnet file'): SubnetEnv 
   return {
     network: formatCidr(f.network),
     subnet: `${formatIp(f.address.ip)}/${f.address.prefix}`,
+    ipv4: f.ipv4,
+    ...(f.ipv6Network !== undefined ? { ipv6Network: f.ipv6Network } : {}),
+    ...(f.ipv6Subnet !== undefined ? { ipv6Subnet: f.ipv6Subnet } : {}),
     mtu: f.mtu,
     ipMasq: f.ipMasq,
     raw: Object.fromEntries(f.raw),
@@ -161,17 +192,40 @@ export async function ping(ns: Netns, target: string, opts: PingOptions = {}): P
 // ---------------------------------------------------------------------------
 // Pods and hosts
 
+/** A pod's IPv6 side (a subnet file with RUDDER_IPV6_SUBNET). */
+export interface PodV6 {
+  /** e.g. fd42:42:0:5::2 */
+  readonly ip: string;
+  /** The bridge's IPv6 address = default gateway, e.g. fd42:42:0:5::1 */
+  readonly gateway: string;
+  readonly prefixLen: number;
+}
+
 /** A "container": a namespace behind the host's rbr0 bridge. */
 export class Pod {
   constructor(
     readonly ns: Netns,
-    /** Pod address, e.g. 10.0.5.2 */
+    /** Pod address, e.g. 10.0.5.2 (the IPv6 one in an IPv6-only network) */
     readonly ip: string,
-    /** Bridge address = default gateway, e.g. 10.0.5.1 */
+    /** Bridge address = default gateway, e.g. 10.0.5.1 (IPv6 in an IPv6-only network) */
     readonly gateway: string,
     readonly prefixLen: number,
     readonly mtu: number,
+    /** The IPv6 address, gateway and length when the subnet file has RUDDER_IPV6_SUBNET. */
+    readonly v6: PodV6 | null = null,
+    /** False in an IPv6-only network (then `ip` is the IPv6 address). */
+    readonly hasIpv4 = true,
   ) {}
+
+  /** The pod's IPv4 address; null in an IPv6-only network. */
+  get ipv4(): string | null {
+    return this.hasIpv4 ? this.ip : null;
+  }
+
+  /** The pod's IPv6 address; null without IPv6. */
+  get ipv6(): string | null {
+    return this.v6?.ip ?? null;
+  }
 
   exec(argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
     return this.ns.exec(argv, opts);
@@ -222,6 +276,12 @@ export class Host {
 
   get underlayIp(): string {
     return hostUnderlayIp(this.index);
+  }
+
+  /** The host's IPv6 underlay address (2001:2::N); only on a cluster made with `ipv6`. */
+  get underlayIpv6(): string {
+    if (!this.cluster.ipv6) throw new TopologyError('E_INTERNAL', `${this.name} has no IPv6 underlay: create the cluster with ipv6: true`);
+    return hostUnderlayIpv6(this.index);
   }
 
   /** This host's files: subnet.env, rudder.log. */
@@ -346,27 +406,46 @@ export class Host {
   /**
    * Builds what a user builds from the subnet file: bridge rbr0 carrying
    * RUDDER_SUBNET with MTU RUDDER_MTU, and a pod namespace on it at
-   * network+2 routed via the bridge. Replaces an earlier pod of this host
-   * (e.g. after the daemon got a different subnet).
+   * network+2 routed via the bridge. With RUDDER_IPV6_SUBNET (on a cluster
+   * made with `ipv6`) the same for IPv6: the bridge takes that address, the
+   * pod the lease's ::2, and an IPv6 default route via the bridge. Replaces
+   * an earlier pod of this host (e.g. after the daemon got a different subnet).
    */
   async setupPod(env: SubnetEnv): Promise<Pod> {
-    const cidr = parseCidr(env.subnet);
-    if (!cidr) throw new TopologyError('E_SUBNET_FILE', `RUDDER_SUBNET=${env.subnet} is not an address/length`);
-    const gateway = env.subnet.split('/')[0] ?? '';
-    const podIp = formatIp(cidr.ip + 2);
+    const cidr = env.ipv4 ? parseCidr(env.subnet) : null;
+    if (env.ipv4 && !cidr) throw new TopologyError('E_SUBNET_FILE', `RUDDER_SUBNET=${env.subnet} is not an address/length`);
+    let v6: PodV6 | null = null;
+    if (env.ipv6Subnet !== undefined) {
+      if (!this.cluster.ipv6) throw new TopologyError('E_INTERNAL', `${this.name}: the subnet file has RUDDER_IPV6_SUBNET but IPv6 is off in this cluster: create it with ipv6: true`);
+      const c6 = parseCidr6(env.ipv6Subnet);
+      if (!c6) throw new TopologyError('E_SUBNET_FILE', `RUDDER_IPV6_SUBNET=${env.ipv6Subnet} is not an IPv6 address/length`);
+      v6 = { ip: formatIp6(c6.ip + 2n), gateway: env.ipv6Subnet.split('/')[0] ?? '', prefixLen: c6.prefix };
+    }
+    if (!cidr && !v6) throw new TopologyError('E_SUBNET_FILE', `${this.subnetFile}: neither RUDDER_SUBNET nor RUDDER_IPV6_SUBNET`);
     await this.removePod();
 
     await this.ns.addBridge('rbr0', env.mtu);
-    await this.ns.addAddress('rbr0', env.subnet);
+    if (cidr) await this.ns.addAddress('rbr0', env.subnet);
+    if (v6) await this.ns.ip(['-6', 'addr', 'add', `${v6.gateway}/${v6.prefixLen}`, 'dev', 'rbr0', 'nodad']);
     await this.ns.linkUp('rbr0');
 
     const podNs = await Netns.create(this.cluster.tag.name(`p${this.index}`), this.cluster.cleanup);
     await this.cluster.quietNamespace(podNs);
     await addVethPair({ ns: this.ns, ifname: 'veth-pod' }, { ns: podNs, ifname: 'eth0' }, env.mtu);
     await this.ns.setMaster('veth-pod', 'rbr0');
-    await podNs.addAddress('eth0', `${podIp}/${cidr.prefix}`);
-    await podNs.ip(['route', 'add', 'default', 'via', gateway, 'dev', 'eth0']);
-    this.pod = new Pod(podNs, podIp, gateway, cidr.prefix, env.mtu);
+    if (cidr) {
+      const gateway = env.subnet.split('/')[0] ?? '';
+      const podIp = formatIp(cidr.ip + 2);
+      await podNs.addAddress('eth0', `${podIp}/${cidr.prefix}`);
+      await podNs.ip(['route', 'add', 'default', 'via', gateway, 'dev', 'eth0']);
+      this.pod = new Pod(podNs, podIp, gateway, cidr.prefix, env.mtu, v6);
+    } else {
+      this.pod = new Pod(podNs, (v6 as PodV6).ip, (v6 as PodV6).gateway, (v6 as PodV6).prefixLen, env.mtu, v6, false);
+    }
+    if (v6) {
+      await podNs.ip(['-6', 'addr', 'add', `${v6.ip}/${v6.prefixLen}`, 'dev', 'eth0', 'nodad']);
+      await podNs.ip(['-6', 'route', 'add', 'default', 'via', v6.gateway, 'dev', 'eth0']);
+    }
     return this.pod;
   }
 
@@ -412,8 +491,13 @@ export interface ClusterOptions {
   keepDir?: boolean;
   /** Give-up for waits (etcd health, subnet files). Generous; not a speed check. */
   giveUpMs?: number;
-  /** Switch IPv6 off in every namespace so router solicitations etc. do not add noise. Default true. */
+  /** Switch IPv6 off in every namespace so router solicitations etc. do not add noise. Default true; ignored with `ipv6`. */
   disableIpv6?: boolean;
+  /**
+   * A dual-stack underlay (hosts at 2001:2::N/64 beside their IPv4 address,
+   * IPv6 forwarding on) and IPv6 pods from RUDDER_IPV6_SUBNET. Default false.
+   */
+  ipv6?: boolean;
   /** First remove leftovers of killed runs with this prefix (the sandbox does). Default false. */
   sweepLeftovers?: boolean;
 }
@@ -454,6 +538,8 @@ export class Cluster {
   etcdNs: Netns[] = [];
   /** etcd servers, in the order of etcdNs. */
   etcdServers: EtcdServer[] = [];
+  /** The underlay and the pods carry IPv6 too (ClusterOptions.ipv6). */
+  readonly ipv6: boolean;
   private readonly disableIpv6: boolean;
   private torn = false;
 
@@ -472,7 +558,8 @@ export class Cluster {
     this.rudderEnv = opts.rudderEnv ?? defaultRudderEnv();
     this.underlayMtu = opts.underlayMtu ?? 1500;
     this.giveUpMs = opts.giveUpMs ?? 90_000;
-    this.disableIpv6 = opts.disableIpv6 ?? true;
+    this.ipv6 = opts.ipv6 ?? false;
+    this.disableIpv6 = !this.ipv6 && (opts.disableIpv6 ?? true);
   }
 
   /** Builds the switch, etcd and `hosts` hosts. Anything built is removed again if a step fails. */
@@ -510,6 +597,15 @@ export class Cluster {
 
   /** Per-namespace settings every namespace of the topology gets. */
   async quietNamespace(ns: Netns): Promise<void> {
+    if (this.ipv6) {
+      // IPv6 on, without the noise and the waits: no duplicate address detection, no router solicitations or SLAAC.
+      for (const conf of ['all', 'default']) {
+        for (const [k, v] of [['accept_dad', 0], ['dad_transmits', 0], ['router_solicitations', 0], ['accept_ra', 0], ['autoconf', 0]] as const) {
+          await ns.exec(['sysctl', '-q', '-w', `net.ipv6.conf.${conf}.${k}=${v}`], { allowFailure: true });
+        }
+      }
+      return;
+    }
     if (!this.disableIpv6) return;
     // Set before interfaces exist so they inherit it; a kernel without IPv6 has nothing to switch off.
     for (const k of ['net.ipv6.conf.all.disable_ipv6', 'net.ipv6.conf.default.disable_ipv6']) {
@@ -521,16 +617,19 @@ export class Cluster {
     this.switchNs = await Netns.create(this.tag.name('sw'), this.cleanup);
     await this.quietNamespace(this.switchNs);
     await this.switchNs.addBridge('br0', this.underlayMtu);
+    // No querier on this segment: without snooping, neighbour discovery's multicast reaches every port.
+    if (this.ipv6) await this.switchNs.ip(['link', 'set', 'br0', 'type', 'bridge', 'mcast_snooping', '0']);
     await this.switchNs.linkUp('br0');
   }
 
-  /** A namespace plugged into the switch with `eth0` at `ip`/15; `port` is its switch-side interface. */
-  private async plugIn(role: string, port: string, ip: string): Promise<Netns> {
+  /** A namespace plugged into the switch with `eth0` at `ip`/15 (and `ip6`/64); `port` is its switch-side interface. */
+  private async plugIn(role: string, port: string, ip: string, ip6?: string): Promise<Netns> {
     const ns = await Netns.create(this.tag.name(role), this.cleanup);
     await this.quietNamespace(ns);
     await addVethPair({ ns: this.switchNs, ifname: port }, { ns, ifname: 'eth0' }, this.underlayMtu);
     await this.switchNs.setMaster(port, 'br0');
     await ns.addAddress('eth0', `${ip}/${UNDERLAY_PREFIX_LEN}`);
+    if (this.ipv6 && ip6 !== undefined) await ns.ip(['-6', 'addr', 'add', `${ip6}/${UNDERLAY_PREFIX_LEN_V6}`, 'dev', 'eth0', 'nodad']);
     return ns;
   }
 
@@ -539,7 +638,7 @@ export class Cluster {
     const nss: Netns[] = [];
     for (let i = 0; i < members; i++) {
       const role = members === 1 ? 'etcd' : `etcd${i + 1}`;
-      nss.push(await this.plugIn(role, `sw-${role}`, etcdMemberIp(i)));
+      nss.push(await this.plugIn(role, `sw-${role}`, etcdMemberIp(i), etcdMemberIpv6(i)));
     }
     this.etcdNs = nss;
     const etcdDir = path.join(this.dir, 'etcd');
@@ -567,10 +666,14 @@ export class Cluster {
   /** Adds host h<N+1> (also after daemons run elsewhere: a late join). */
   async addHost(opts: HostOptions = {}): Promise<Host> {
     const index = this.hosts.reduce((m, h) => Math.max(m, h.index), 0) + 1;
-    const ns = await this.plugIn(`h${index}`, `sw-h${index}`, hostUnderlayIp(index));
+    const ns = await this.plugIn(`h${index}`, `sw-h${index}`, hostUnderlayIp(index), hostUnderlayIpv6(index));
     await ns.sysctl('net.ipv4.ip_forward', 1);
     // The daemon finds its underlay interface through the default route.
     await ns.ip(['route', 'add', 'default', 'via', ETCD_IP, 'dev', 'eth0']);
+    if (this.ipv6) {
+      await ns.sysctl('net.ipv6.conf.all.forwarding', 1);
+      await ns.ip(['-6', 'route', 'add', 'default', 'via', etcdMemberIpv6(0), 'dev', 'eth0']);
+    }
     const host = new Host(this, index, ns, opts.rudderArgs ?? []);
     this.hosts.push(host);
     return host;

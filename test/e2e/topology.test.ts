@@ -287,6 +287,68 @@ describe('topology: daemon helpers and pods (stand-in daemon)', { skip: skipUnle
   });
 });
 
+/** The stand-in for an IPv6 network: `-v6only` writes an IPv6-only file, else a dual-stack one. */
+const FAKE_DAEMON_V6 = `#!/bin/sh
+v6only=
+for a in "$@"; do
+  case "$a" in
+    -subnet-file=*) f="\${a#-subnet-file=}" ;;
+    -v6only) v6only=1 ;;
+  esac
+done
+ip=$(ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)
+n=\${ip##*.}
+if [ -n "$v6only" ]; then
+  printf 'RUDDER_IPV6_NETWORK=fd42:42::/48\\nRUDDER_IPV6_SUBNET=fd42:42:0:%s::1/64\\nRUDDER_MTU=1500\\nRUDDER_IPMASQ=false\\n' "$n" > "$f.tmp"
+else
+  printf 'RUDDER_NETWORK=10.0.0.0/16\\nRUDDER_SUBNET=10.0.%s.1/24\\nRUDDER_IPV6_NETWORK=fd42:42::/48\\nRUDDER_IPV6_SUBNET=fd42:42:0:%s::1/64\\nRUDDER_MTU=1500\\nRUDDER_IPMASQ=false\\n' "$n" "$n" > "$f.tmp"
+fi
+mv "$f.tmp" "$f"
+exec sleep 100000
+`;
+
+describe('topology: IPv6 underlay and IPv6 pods (stand-in daemon)', { skip: skipUnlessRoot }, () => {
+  let c: Cluster;
+  const dir = tempDir({ after });
+  before(async () => {
+    const bin = writeFile(dir, 'fake-rudder-v6', FAKE_DAEMON_V6, 0o755);
+    c = await createCluster({ hosts: 2, etcdMembers: 0, rudderBin: bin, ipv6: true });
+  });
+  after(async () => {
+    await c?.teardown();
+  });
+
+  it('hosts have 2001:2::N/64 beside their IPv4 address, usable at once, and reach each other over IPv6', async () => {
+    const [h1, h2] = [c.host(1), c.host(2)];
+    assert.equal(h1.underlayIpv6, '2001:2::1');
+    const a6 = JSON.parse((await h1.ns.ip(['-j', '-6', 'addr', 'show', 'dev', 'eth0', 'scope', 'global'])).stdout) as Array<{ addr_info: Array<{ local?: string; prefixlen?: number; tentative?: boolean }> }>;
+    assert.deepEqual(a6[0]?.addr_info.filter((a) => a.local !== undefined).map((a) => `${a.local}/${a.prefixlen}${a.tentative ? ' tentative' : ''}`), ['2001:2::1/64']);
+    assert.equal(await h1.ns.sysctlGet('net.ipv6.conf.all.forwarding'), '1');
+    const r = await h1.ping(h2.underlayIpv6, { count: 2 });
+    assert.equal(r.received, 2, r.output);
+    assert.equal((await h2.ping(h1.underlayIp, { count: 1 })).received, 1, 'IPv4 as before');
+  });
+
+  it('a dual-stack subnet file gives the pod both families; an IPv6-only one gives it IPv6 only', async () => {
+    const h1 = c.host(1);
+    const { env, pod } = await h1.up();
+    assert.deepEqual([env.ipv4, env.subnet, env.ipv6Subnet], [true, '10.0.1.1/24', 'fd42:42:0:1::1/64']);
+    assert.deepEqual([pod.ip, pod.ipv4, pod.ipv6, pod.v6?.gateway, pod.v6?.prefixLen], ['10.0.1.2', '10.0.1.2', 'fd42:42:0:1::2', 'fd42:42:0:1::1', 64]);
+    assert.equal((await pod.ping('fd42:42:0:1::1', { count: 1 })).received, 1, 'the bridge over IPv6');
+    const viaHost = await pod.ping('2001:2::1', { count: 1 });
+    assert.equal(viaHost.received, 1, `the host's IPv6 underlay address through the IPv6 default route: ${viaHost.output}`);
+    assert.equal((await pod.ping('10.0.1.1', { count: 1 })).received, 1);
+
+    const h2 = c.host(2);
+    const up2 = await h2.up(['-v6only']);
+    assert.deepEqual([up2.env.ipv4, up2.env.ipv6Subnet], [false, 'fd42:42:0:2::1/64']);
+    assert.deepEqual([up2.pod.ip, up2.pod.ipv4, up2.pod.ipv6, up2.pod.gateway], ['fd42:42:0:2::2', null, 'fd42:42:0:2::2', 'fd42:42:0:2::1']);
+    assert.equal((await up2.pod.ping('2001:2::2', { count: 1 })).received, 1);
+    const v4 = JSON.parse((await up2.pod.ns.ip(['-j', '-4', 'addr', 'show', 'dev', 'eth0'])).stdout) as unknown[];
+    assert.deepEqual(v4, [], 'no IPv4 address on an IPv6-only pod');
+  });
+});
+
 interface ChildInfo {
   namespaces: string[];
   pids: number[];
