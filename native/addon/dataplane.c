@@ -305,7 +305,7 @@ static napi_value js_set_routes(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
-/* setPeers(handle, [{publicKey: Buffer(32), ip, port, allowed: Uint32Array [net, prefix, ...]}]) */
+/* setPeers(handle, [{publicKey: Buffer(32), ip, port, allowed: Uint32Array [net, prefix, ...], allowed6?: Uint32Array [net x4, prefix, ...]}]) */
 static napi_value js_set_peers(napi_env env, napi_callback_info info)
 {
 	napi_value argv[2];
@@ -321,15 +321,18 @@ static napi_value js_set_peers(napi_env env, napi_callback_info info)
 		return NULL;
 	}
 	struct dp_wg_peer *peers = calloc(n ? n : 1, sizeof *peers);
-	size_t total = 0;
+	size_t total = 0, total6 = 0;
 	uint32_t *nets = NULL;
-	uint8_t *prefixes = NULL;
+	uint8_t *prefixes = NULL, *nets6 = NULL, *prefixes6 = NULL;
 	bool ok = peers != NULL;
 	/* First pass: sizes; second: values. */
 	for (int pass = 0; pass < 2 && ok; pass++) {
-		size_t k = 0;
+		size_t k = 0, k6 = 0;
 		for (uint32_t i = 0; i < n && ok; i++) {
-			napi_value o, al;
+			napi_value o, al, al6;
+			napi_valuetype t6 = napi_undefined;
+			const uint32_t *d6 = NULL;
+			size_t len6 = 0;
 			uint8_t *pub;
 			uint32_t ip, port;
 			bool is_ta = false;
@@ -343,10 +346,16 @@ static napi_value js_set_peers(napi_env env, napi_callback_info info)
 				addon_throw(env, "allowed must be a Uint32Array of [net, prefix] pairs");
 				ok = false;
 			}
+			/* allowed6 (optional): [net x4 (big-endian words), prefix] groups */
+			if (ok && (napi_get_named_property(env, o, "allowed6", &al6) != napi_ok || napi_typeof(env, al6, &t6) != napi_ok))
+				ok = false;
+			if (ok && t6 != napi_undefined)
+				ok = get_u32_array(env, al6, 5, &d6, &len6, "allowed6 must be a Uint32Array of [net x4, prefix] groups");
 			if (!ok)
 				break;
 			if (pass == 0) {
 				total += len / 2;
+				total6 += len6 / 5;
 				continue;
 			}
 			struct dp_wg_peer *p = &peers[i];
@@ -360,11 +369,27 @@ static napi_value js_set_peers(napi_env env, napi_callback_info info)
 				nets[k] = ((const uint32_t *)data)[2 * j];
 				prefixes[k] = (uint8_t)((const uint32_t *)data)[2 * j + 1];
 			}
+			p->nets6 = nets6 + 16 * k6;
+			p->prefixes6 = prefixes6 + k6;
+			p->nallowed6 = len6 / 5;
+			for (size_t j = 0; j < len6 / 5; j++, k6++) {
+				for (int w = 0; w < 4; w++) {
+					uint32_t v = d6[5 * j + (size_t)w];
+					uint8_t *b = nets6 + 16 * k6 + 4 * w;
+					b[0] = (uint8_t)(v >> 24);
+					b[1] = (uint8_t)(v >> 16);
+					b[2] = (uint8_t)(v >> 8);
+					b[3] = (uint8_t)v;
+				}
+				prefixes6[k6] = (uint8_t)d6[5 * j + 4];
+			}
 		}
 		if (ok && pass == 0) {
 			nets = calloc(total ? total : 1, sizeof *nets);
 			prefixes = calloc(total ? total : 1, 1);
-			if (!nets || !prefixes) {
+			nets6 = calloc(total6 ? total6 : 1, 16);
+			prefixes6 = calloc(total6 ? total6 : 1, 1);
+			if (!nets || !prefixes || !nets6 || !prefixes6) {
 				addon_throw(env, "out of memory");
 				ok = false;
 			}
@@ -377,6 +402,8 @@ static napi_value js_set_peers(napi_env env, napi_callback_info info)
 	free(peers);
 	free(nets);
 	free(prefixes);
+	free(nets6);
+	free(prefixes6);
 	if (rc < 0)
 		addon_throw(env, err);
 	return NULL;

@@ -100,6 +100,10 @@ struct dp_wg_peer {
 	const uint32_t *nets;
 	const uint8_t *prefixes;
 	size_t nallowed;
+	/* IPv6 allowed IPs: nallowed6 subnets of 16 bytes each (network order) at nets6, lengths 0..128 */
+	const uint8_t *nets6;
+	const uint8_t *prefixes6;
+	size_t nallowed6;
 };
 
 /*

@@ -553,7 +553,20 @@ size_t wg_rx_take(struct worker *w, const struct rtable *t, struct wgp *p, uint8
 		initiate(dp, p, w->udp_fd, now, false, cnt);
 	if (plen == 0)
 		return 0; /* a keepalive */
-	/* The inner packet, cut to its own length (the rest is padding); IPv4 only. */
+	/* The inner packet, cut to its own length (the rest is padding); its source must be in the peer's allowed IPs. */
+	if ((pt[0] >> 4) == 6) {
+		if (plen < IP6_HDR || (size_t)get16(pt + 4) + IP6_HDR > plen) {
+			cnt[DP_DROP_MALFORMED]++;
+			return 0;
+		}
+		const struct rt6_entry *e6 = rt6_lookup(t, ip6_key(pt + 8));
+		if (!e6 || e6->peer != p) {
+			cnt[DP_WG_DROP_ALLOWED_IPS]++;
+			return 0;
+		}
+		*inner = pt;
+		return (size_t)get16(pt + 4) + IP6_HDR;
+	}
 	if (plen < 20 || (pt[0] >> 4) != 4 || get16(pt + 2) > plen || get16(pt + 2) < 20) {
 		cnt[DP_DROP_MALFORMED]++;
 		return 0;
@@ -706,24 +719,30 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 		snprintf(err, errlen, "setPeers needs a data plane opened in WireGuard mode");
 		return -EINVAL;
 	}
-	size_t nr = 0;
-	for (size_t i = 0; i < n; i++)
+	size_t nr = 0, nr6 = 0;
+	for (size_t i = 0; i < n; i++) {
 		nr += peers[i].nallowed;
+		nr6 += peers[i].nallowed6;
+	}
 	struct dp_route *routes = calloc(nr ? nr : 1, sizeof *routes);
 	struct wgp **route_peer = calloc(nr ? nr : 1, sizeof *route_peer);
+	struct dp_route6 *routes6 = calloc(nr6 ? nr6 : 1, sizeof *routes6);
+	struct wgp **route6_peer = calloc(nr6 ? nr6 : 1, sizeof *route6_peer);
 	struct rt_wpeer *wp = calloc(n ? n : 1, sizeof *wp);
 	void **allowed = calloc(n ? n : 1, sizeof *allowed); /* new allowed-IP arrays of reused peers */
 	bool *reused = calloc(n ? n : 1, sizeof *reused);
-	if (!routes || !route_peer || !wp || !allowed || !reused) {
+	if (!routes || !route_peer || !routes6 || !route6_peer || !wp || !allowed || !reused) {
 		free(reused);
 		free(routes);
 		free(route_peer);
+		free(routes6);
+		free(route6_peer);
 		free(wp);
 		free(allowed);
 		return errf(err, errlen, ENOMEM, "WireGuard peers%s", "");
 	}
 	int rc = 0;
-	size_t k = 0, made = 0;
+	size_t k = 0, k6 = 0, made = 0;
 	pthread_mutex_lock(&dp->wlock);
 	const struct rtable *cur = atomic_load(&dp->table);
 	for (size_t i = 0; i < n && rc == 0; i++, made++) {
@@ -752,6 +771,13 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 			routes[k] = (struct dp_route){.net = c->nets[j], .prefix = c->prefixes[j], .public_ip = c->ip, .port = c->port};
 			route_peer[k] = p;
 		}
+		for (size_t j = 0; j < c->nallowed6; j++, k6++) {
+			memcpy(routes6[k6].net, c->nets6 + 16 * j, 16);
+			routes6[k6].prefix = c->prefixes6[j];
+			routes6[k6].public_ip = c->ip;
+			routes6[k6].port = c->port;
+			route6_peer[k6] = p;
+		}
 	}
 	for (size_t i = 1; i < made && rc == 0; i++) {
 		for (size_t j = 0; j < i; j++) {
@@ -762,7 +788,7 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 		}
 	}
 	struct rtable *t = NULL;
-	struct rt_input in = {.v4 = routes, .v4_peer = route_peer, .n4 = nr, .wpeers = wp, .nwpeers = n};
+	struct rt_input in = {.v4 = routes, .v4_peer = route_peer, .n4 = nr, .v6 = routes6, .v6_peer = route6_peer, .n6 = nr6, .wpeers = wp, .nwpeers = n};
 	if (rc == 0)
 		rc = rt_new(&in, &t, err, errlen);
 	if (rc == 0) {
@@ -795,6 +821,8 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 	free(reused);
 	free(routes);
 	free(route_peer);
+	free(routes6);
+	free(route6_peer);
 	free(wp);
 	return rc;
 }

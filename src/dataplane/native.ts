@@ -55,6 +55,8 @@ interface RawPeer {
   port: number;
   /** Flat pairs: [net, prefix, ...]. */
   allowed: Uint32Array;
+  /** IPv6: [net as four big-endian words, prefix, ...]. */
+  allowed6: Uint32Array;
 }
 
 interface RawPeerStatus {
@@ -148,6 +150,14 @@ export interface WireGuardPeer {
   readonly endpoint: { readonly ip: number; readonly port: number };
   /** Its lease subnets: packets to them go to this peer, and from this peer only their sources are taken. */
   readonly allowedIps: readonly WireGuardPrefix[];
+  /** Its IPv6 lease subnets, the same way. */
+  readonly allowedIps6?: readonly WireGuardPrefix6[];
+}
+
+/** An IPv6 subnet (128-bit address as a bigint). */
+export interface WireGuardPrefix6 {
+  readonly ip: bigint;
+  readonly prefix: number;
 }
 
 export interface WireGuardPeerStatus {
@@ -506,7 +516,14 @@ function packPeers(peers: readonly WireGuardPeer[]): RawPeer[] {
       allowed[2 * j] = checkInt(`peers[${i}].allowedIps[${j}].ip`, a.ip, 0, U32_MAX);
       allowed[2 * j + 1] = checkInt(`peers[${i}].allowedIps[${j}].prefix`, a.prefix, 0, 32);
     });
-    return { publicKey, ip, port, allowed };
+    const six = p.allowedIps6 ?? [];
+    const allowed6 = new Uint32Array(six.length * 5);
+    six.forEach((a, j) => {
+      const net = ip6Bytes(`peers[${i}].allowedIps6[${j}].ip`, a.ip);
+      for (let w = 0; w < 4; w++) allowed6[5 * j + w] = net.readUInt32BE(4 * w);
+      allowed6[5 * j + 4] = checkInt(`peers[${i}].allowedIps6[${j}].prefix`, a.prefix, 0, 128);
+    });
+    return { publicKey, ip, port, allowed, allowed6 };
   });
 }
 
