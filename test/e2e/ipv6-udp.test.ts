@@ -21,6 +21,8 @@ import { after, before, describe, it } from 'node:test';
 import { formatIp6, parseCidr6 } from '../../src/ip/ipv6';
 import { createCluster, parsePing, run, type Cluster, type Host, type PingResult, type Pod, type SubnetEnv } from '../../src/topology';
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
+import { fetchIn } from '../helpers/fetch-in-ns';
+import { parseMetrics } from '../helpers/prometheus';
 import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/wait';
 
@@ -29,6 +31,14 @@ const CONFIG = { Network: '10.6.0.0/16', SubnetMin: '10.6.1.0', EnableIPv6: true
 const GIVE_UP_MS = 90_000;
 /** RUDDER_MTU on a 1500-byte underlay: 1500 − 28. */
 const TUNNEL_MTU = 1472;
+const METRICS_PORT = 9108;
+
+/** The data plane's counters of host h (rudder_dataplane_other_total by name), from its /metrics. */
+async function counters(h: Host): Promise<Map<string, number>> {
+  const res = await fetchIn(h.ns, `http://${h.underlayIp}:${METRICS_PORT}/metrics`);
+  return parseMetrics(res.body ?? '');
+}
+const other = (m: Map<string, number>, name: string): number => m.get(`rudder_dataplane_other_total{name="${name}"}`) ?? 0;
 
 function podOf(h: Host): Pod {
   assert.ok(h.pod, `${h.name} has a pod`);
@@ -112,6 +122,7 @@ describe('udp backend carries IPv6 (dual-stack network, IPv4 underlay)', { skip:
 
   before(async () => {
     c = await createCluster({ hosts: 3, ipv6: true, giveUpMs: GIVE_UP_MS });
+    for (const x of c.hosts) x.rudderArgs.push(`-metrics-addr=${x.underlayIp}:${METRICS_PORT}`);
     await c.putConfig(CONFIG);
     await Promise.all(c.hosts.map((h) => h.up()));
     members.push(...c.hosts);
@@ -147,9 +158,16 @@ describe('udp backend carries IPv6 (dual-stack network, IPv4 underlay)', { skip:
     const dir = tempDir(t, 'rudder-udp6-tcp-');
     const src = path.join(dir, 'in');
     await run(['sh', '-c', `head -c 50M /dev/urandom > '${src}'`]);
+    const [ca, cb] = [await counters(a), await counters(b)];
     const dst = await tcp6(a, b, src, dir, 5001);
     assert.equal(fs.statSync(dst).size, 50 * 1024 * 1024, 'received size');
     assert.equal(await sha256(dst), await sha256(src), 'sha256 of what arrived equals what was sent');
+    // Carried as IPv6 by both data planes; with offloads the sender cut TSO6 super-packets and the receiver coalesced (GSO_TCPV6).
+    const [ca2, cb2] = [await counters(a), await counters(b)];
+    const sent = other(ca2, 'tx_ipv6_packets') - other(ca, 'tx_ipv6_packets');
+    const got = other(cb2, 'rx_ipv6_packets') - other(cb, 'rx_ipv6_packets');
+    t.diagnostic(`IPv6 packets: ${sent} sent by ${a.name}, ${got} taken by ${b.name}; super-packets: ${other(ca2, 'tx_gso_packets') - other(ca, 'tx_gso_packets')} cut, ${other(cb2, 'rx_gro_packets') - other(cb, 'rx_gro_packets')} coalesced`);
+    assert.ok(sent > 30_000 && got > 30_000, `IPv6 counters: ${sent} sent, ${got} received`);
   });
 
   it('a 1,400-byte ping6 crosses the tunnel both ways', async () => {
