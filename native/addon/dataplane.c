@@ -442,11 +442,29 @@ static void status_one(void *vctx, const struct dp_wg_status *s)
 		u[2 * j] = s->nets[j];
 		u[2 * j + 1] = s->prefixes[j];
 	}
-	if (napi_set_named_property(env, o, "allowed", al) != napi_ok || napi_set_element(env, x->arr, x->n++, o) != napi_ok)
+	/* allowed6: [net x4 (big-endian words), prefix, ...] */
+	uint32_t na6 = s->nallowed6 < DP_WG_STATUS_ALLOWED ? s->nallowed6 : DP_WG_STATUS_ALLOWED;
+	napi_value ab6, al6;
+	void *d6;
+	if (napi_create_arraybuffer(env, (size_t)na6 * 20, &d6, &ab6) != napi_ok ||
+	        napi_create_typedarray(env, napi_uint32_array, (size_t)na6 * 5, ab6, 0, &al6) != napi_ok) {
+		x->failed = true;
+		return;
+	}
+	uint32_t *u6 = d6;
+	for (uint32_t j = 0; j < na6; j++) {
+		for (int w = 0; w < 4; w++) {
+			const uint8_t *b = s->nets6[j] + 4 * w;
+			u6[5 * j + (uint32_t)w] = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+		}
+		u6[5 * j + 4] = s->prefixes6[j];
+	}
+	if (napi_set_named_property(env, o, "allowed", al) != napi_ok || napi_set_named_property(env, o, "allowed6", al6) != napi_ok ||
+	        napi_set_element(env, x->arr, x->n++, o) != napi_ok)
 		x->failed = true;
 }
 
-/* peers(handle) -> [{publicKey, ip, port, lastHandshakeMs, rxBytes, txBytes, allowed}] */
+/* peers(handle) -> [{publicKey, ip, port, lastHandshakeMs, rxBytes, txBytes, allowed, allowed6}] */
 static napi_value js_peers(napi_env env, napi_callback_info info)
 {
 	napi_value argv[1];

@@ -123,6 +123,9 @@ struct dp_wg_status {
 	uint32_t nallowed; /* the first DP_WG_STATUS_ALLOWED are in nets/prefixes */
 	uint32_t nets[DP_WG_STATUS_ALLOWED];
 	uint8_t prefixes[DP_WG_STATUS_ALLOWED];
+	uint32_t nallowed6; /* IPv6 allowed IPs: the first DP_WG_STATUS_ALLOWED in nets6/prefixes6 */
+	uint8_t nets6[DP_WG_STATUS_ALLOWED][16];
+	uint8_t prefixes6[DP_WG_STATUS_ALLOWED];
 };
 /* Calls fn once per peer (on the caller's thread, with the writers' lock held). */
 void dp_wg_status(struct dp *dp, void (*fn)(void *ctx, const struct dp_wg_status *s), void *ctx);

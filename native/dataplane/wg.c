@@ -173,6 +173,7 @@ void wgp_put(struct wgp *p)
 	for (unsigned i = 0; i < p->nstaged; i++)
 		free(p->staged[i].p);
 	free(p->allowed);
+	free(p->allowed6);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->rx_lock);
 	wg_peer_wipe(&p->st); /* frees the slots' keypairs: no reader is left (RCU) */
@@ -730,8 +731,10 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 	struct wgp **route6_peer = calloc(nr6 ? nr6 : 1, sizeof *route6_peer);
 	struct rt_wpeer *wp = calloc(n ? n : 1, sizeof *wp);
 	void **allowed = calloc(n ? n : 1, sizeof *allowed); /* new allowed-IP arrays of reused peers */
+	struct wg_allowed6 **allowed6 = calloc(n ? n : 1, sizeof *allowed6); /* new IPv6 allowed-IP arrays of every peer */
 	bool *reused = calloc(n ? n : 1, sizeof *reused);
-	if (!routes || !route_peer || !routes6 || !route6_peer || !wp || !allowed || !reused) {
+	if (!routes || !route_peer || !routes6 || !route6_peer || !wp || !allowed || !allowed6 || !reused) {
+		free(allowed6);
 		free(reused);
 		free(routes);
 		free(route_peer);
@@ -747,6 +750,17 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 	const struct rtable *cur = atomic_load(&dp->table);
 	for (size_t i = 0; i < n && rc == 0; i++, made++) {
 		const struct dp_wg_peer *c = &peers[i];
+		if (c->nallowed6) {
+			allowed6[i] = calloc(c->nallowed6, sizeof **allowed6);
+			if (!allowed6[i]) {
+				rc = errf(err, errlen, ENOMEM, "WireGuard peers%s", "");
+				break; /* made == i: peers 0..i-1 hold a reference */
+			}
+			for (size_t j = 0; j < c->nallowed6; j++) {
+				memcpy(allowed6[i][j].net, c->nets6 + 16 * j, 16);
+				allowed6[i][j].prefix = c->prefixes6[j];
+			}
+		}
 		struct wgp *p = find_peer(cur, c);
 		if (p) {
 			p->refs++;
@@ -759,12 +773,14 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 			if (!p) {
 				snprintf(err, errlen, "WireGuard peer %zu: public key unusable or out of memory", i);
 				rc = -EINVAL;
-				made--;
-				break;
+				break; /* made == i (break skips the loop's made++): peers 0..i-1 hold a reference */
 			}
 			/* A restart's first peers: handshake at once (p is not published yet: no other thread sees it). */
 			if (dp->wg->greet_first_peers)
 				wg_timers_on_peer_started(&p->timers, clock_ns(CLOCK_MONOTONIC));
+			p->allowed6 = allowed6[i];
+			p->nallowed6 = (uint32_t)c->nallowed6;
+			allowed6[i] = NULL;
 		}
 		wp[i] = (struct rt_wpeer){.ip = c->ip, .port = c->port, .peer = p};
 		for (size_t j = 0; j < c->nallowed; j++, k++) {
@@ -805,6 +821,10 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 				p->allowed[j].net = peers[i].nets[j];
 				p->allowed[j].prefix = peers[i].prefixes[j];
 			}
+			free(p->allowed6);
+			p->allowed6 = allowed6[i];
+			allowed6[i] = NULL;
+			p->nallowed6 = (uint32_t)peers[i].nallowed6;
 		}
 		t->put_peer = wgp_put;
 		routes_publish(dp, t);
@@ -815,9 +835,12 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 			wgp_put(wp[i].peer);
 	}
 	pthread_mutex_unlock(&dp->wlock);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		free(allowed[i]);
+		free(allowed6[i]);
+	}
 	free(allowed);
+	free(allowed6);
 	free(reused);
 	free(routes);
 	free(route_peer);
@@ -847,6 +870,11 @@ void dp_wg_status(struct dp *dp, void (*fn)(void *ctx, const struct dp_wg_status
 		for (uint32_t j = 0; j < p->nallowed && j < DP_WG_STATUS_ALLOWED; j++) {
 			s.nets[j] = p->allowed[j].net;
 			s.prefixes[j] = p->allowed[j].prefix;
+		}
+		s.nallowed6 = p->nallowed6;
+		for (uint32_t j = 0; j < p->nallowed6 && j < DP_WG_STATUS_ALLOWED; j++) {
+			memcpy(s.nets6[j], p->allowed6[j].net, 16);
+			s.prefixes6[j] = p->allowed6[j].prefix;
 		}
 		fn(ctx, &s);
 	}

@@ -67,6 +67,8 @@ interface RawPeerStatus {
   rxBytes: number;
   txBytes: number;
   allowed: Uint32Array;
+  /** [net as four big-endian words, prefix, ...]; absent from an older addon. */
+  allowed6?: Uint32Array;
 }
 
 interface RawOpenResult {
@@ -164,6 +166,8 @@ export interface WireGuardPeerStatus {
   readonly publicKey: Buffer;
   readonly endpoint: { readonly ip: number; readonly port: number };
   readonly allowedIps: readonly WireGuardPrefix[];
+  /** Its IPv6 allowed IPs (absent: none). */
+  readonly allowedIps6?: readonly WireGuardPrefix6[];
   /** Wall-clock ms of the latest completed handshake, 0 = none yet. */
   readonly latestHandshakeMs: number;
   /** Transport messages' bytes on the wire, received and sent. */
@@ -533,17 +537,26 @@ function isPeerStatus(v: unknown): v is RawPeerStatus {
   return (
     Buffer.isBuffer(o.publicKey) &&
     ['ip', 'port', 'lastHandshakeMs', 'rxBytes', 'txBytes'].every((k) => typeof o[k] === 'number') &&
-    o.allowed instanceof Uint32Array
+    o.allowed instanceof Uint32Array &&
+    (o.allowed6 === undefined || o.allowed6 instanceof Uint32Array)
   );
 }
 
 function toPeerStatus(r: RawPeerStatus): WireGuardPeerStatus {
   const allowedIps: WireGuardPrefix[] = [];
   for (let j = 0; j + 1 < r.allowed.length; j += 2) allowedIps.push({ ip: r.allowed[j] ?? 0, prefix: r.allowed[j + 1] ?? 0 });
+  const allowedIps6: WireGuardPrefix6[] = [];
+  const a6 = r.allowed6 ?? new Uint32Array(0);
+  for (let j = 0; j + 4 < a6.length; j += 5) {
+    let ip = 0n;
+    for (let w = 0; w < 4; w++) ip = (ip << 32n) | BigInt(a6[j + w] ?? 0);
+    allowedIps6.push({ ip, prefix: a6[j + 4] ?? 0 });
+  }
   return {
     publicKey: r.publicKey,
     endpoint: { ip: r.ip, port: r.port },
     allowedIps,
+    allowedIps6,
     latestHandshakeMs: r.lastHandshakeMs,
     rxBytes: r.rxBytes,
     txBytes: r.txBytes,

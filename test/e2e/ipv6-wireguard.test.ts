@@ -83,6 +83,10 @@ describe('wireguard backend carries IPv6 (dual-stack network, IPv4 underlay)', {
     ] as const) {
       await waitPingOk(podOf(x), `pod of ${x.name}`, pod6(y));
       await waitPingOk(podOf(x), `pod of ${x.name}`, podOf(y).ip);
+      // wg show (the status socket) lists the peer's IPv6 subnet beside its IPv4 one.
+      const shown = await x.exec(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /run && exec "$@"', path.dirname(x.uapiDir), 'wg', 'show', 'rudder-wg', 'allowed-ips'], { allowFailure: true });
+      const want6 = (y.readSubnetFile() as SubnetEnv).ipv6Subnet?.replace(/::1\/64$/, '::/64') ?? '?';
+      assert.ok(shown.stdout.includes(want6) && shown.stdout.includes(podOf(y).ip.replace(/\.2$/, '.0/24')), `wg show on ${x.name}: ${shown.stdout}${shown.stderr}`);
     }
   });
 
