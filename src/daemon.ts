@@ -19,7 +19,7 @@ import type { Backend, BackendContext, ExternalInterface, Network, PeerStatus } 
 import { NetworkConfig, configToJson, ipv4Enabled, parseConfig } from './config';
 import { RudderError, describeError, isRudderError } from './errors';
 import { formatCidr, formatIp } from './ip/ipv4';
-import { formatIp6 } from './ip/ipv6';
+import { formatCidr6, formatIp6 } from './ip/ipv6';
 import type { Logger } from './log';
 import { IpMasq, removeLeftoverTable, type NftRunner } from './ipmasq';
 import { Telemetry, type DaemonSnapshot, type EtcdStats } from './metrics/telemetry';
@@ -71,7 +71,8 @@ export interface DaemonDeps {
   /** Config, own lease and peers: etcdSource(registry, prefix) or the Kubernetes source. */
   source: SubnetSource;
   log: Logger;
-  resolveIface(): Promise<ExternalInterface>;
+  /** The underlay interface; `ipv4: false` (an IPv6-only network) lets it have no IPv4 address. */
+  resolveIface(opts?: { readonly ipv4: boolean }): Promise<ExternalInterface>;
   /** EnableIPv6: this host's PublicIPv6 (-public-ipv6, else the global IPv6 of the interface); E_IFACE when none. */
   resolvePublicIpv6?(ext: ExternalInterface): bigint;
   createBackend(ctx: BackendContext): Backend;
@@ -125,13 +126,14 @@ export class Daemon {
       if (!config) return;
       this.config = config;
 
-      const ext = await this.d.resolveIface();
+      let ext = await this.d.resolveIface({ ipv4: ipv4Enabled(config) });
       log.info('using interface', { iface: ext.name, address: formatIp(ext.address), publicIP: formatIp(ext.publicIP), mtu: ext.mtu });
 
       let publicIPv6: bigint | null = null;
       if (config.ipv6) {
         if (!this.d.resolvePublicIpv6) throw new RudderError('E_IFACE', `EnableIPv6 is on but this daemon cannot find an IPv6 address for interface ${ext.name}`);
         publicIPv6 = this.d.resolvePublicIpv6(ext);
+        ext = { ...ext, publicIPv6 };
         log.info('using IPv6', { iface: ext.name, publicIPv6: formatIp6(publicIPv6) });
       }
 
@@ -159,7 +161,7 @@ export class Daemon {
       const manager = this.d.source.keeper({
         config,
         publicIP: ext.publicIP,
-        ...(config.ipv6 ? { publicIPv6, backendV6Data: backendData } : {}),
+        ...(config.ipv6 ? { publicIPv6, backendV6Data: backend.backendV6Data ?? backendData } : {}),
         backendType: backend.type,
         backendData,
         hostId: host.id,
@@ -190,8 +192,9 @@ export class Daemon {
       });
 
       if (this.o.ipMasq) {
+        const ipv6 = config.ipv6 && lease.ipv6Subnet ? { network: config.ipv6.network, subnet: lease.ipv6Subnet } : undefined;
         const masq = new IpMasq({
-          params: { network: config.network, subnet: lease.subnet },
+          params: ipv4Enabled(config) ? { network: config.network, subnet: lease.subnet, ipv6 } : { ipv6 },
           log,
           ...(this.d.nft ? { nft: this.d.nft } : {}),
           onRestore: () => this.telemetry.ipMasqRestores++,
@@ -223,7 +226,7 @@ export class Daemon {
             });
           }
         }
-        for (const e of peers) log.info(e.type === 'added' ? 'peer lease added' : 'peer lease removed', { subnet: formatCidr(e.lease.subnet), publicIP: formatIp(e.lease.publicIP), backend: e.lease.backendType });
+        for (const e of peers) log.info(e.type === 'added' ? 'peer lease added' : 'peer lease removed', { subnet: leaseName(e.lease), publicIP: formatIp(e.lease.publicIP), backend: e.lease.backendType });
         if (peers.length) await network.apply(peers);
         eventsSinceCompact += events.length;
         if (eventsSinceCompact >= COMPACT_AFTER_EVENTS) {
@@ -241,8 +244,8 @@ export class Daemon {
       const configWatch = this.watchConfigChanges(config, inner.signal);
 
       this.state = 'ready';
-      this.d.notify(`READY=1\nSTATUS=subnet ${formatCidr(lease.subnet)}`);
-      log.info('ready', { subnet: formatCidr(lease.subnet), backend: backend.type });
+      this.d.notify(`READY=1\nSTATUS=subnet ${leaseName(lease)}`);
+      log.info('ready', { subnet: leaseName(lease), backend: backend.type });
 
       try {
         await manager.keep(inner.signal);
@@ -302,10 +305,21 @@ export class Daemon {
     let lease: DaemonSnapshot['lease'] = null;
     if (own && this.manager) {
       const l = this.manager.lease;
-      lease = { subnet: formatCidr(l.subnet), expiresAt: l.expiresAt, reservation: this.manager.isReservation };
+      lease = {
+        subnet: hasIpv4(l) ? formatCidr(l.subnet) : null,
+        ...(l.ipv6Subnet !== undefined ? { ipv6Subnet: formatCidr6(l.ipv6Subnet) } : {}),
+        expiresAt: l.expiresAt,
+        reservation: this.manager.isReservation,
+      };
     }
     let peers = 0;
-    for (const l of this.watcher?.known.values() ?? []) if (!own || !sameKey(l, own)) peers++;
+    const peerSubnets = { ipv4: 0, ipv6: 0 };
+    for (const l of this.watcher?.known.values() ?? []) {
+      if (own && sameKey(l, own)) continue;
+      peers++;
+      if (hasIpv4(l)) peerSubnets.ipv4++;
+      if (l.ipv6Subnet !== undefined) peerSubnets.ipv6++;
+    }
     let dataplane: Record<string, number> | null = null;
     let peerStatus: readonly PeerStatus[] | null = null;
     try {
@@ -323,6 +337,7 @@ export class Daemon {
       lease,
       backend: this.backendType,
       peers,
+      peerSubnets,
       dataplane,
       peerStatus,
       ipMasq: this.o.ipMasq ? (this.ipMasq?.active ?? false) : null,

@@ -1,17 +1,39 @@
 /**
  * Which interface carries host-to-host traffic, and which address other
- * hosts send to. `-iface` names it (by name or by one of its IPv4
+ * hosts send to. `-iface` names it (by name or by one of its IPv4 or IPv6
  * addresses); otherwise it is the interface of the default route, found over
  * rtnetlink. `-public-ip` overrides the advertised address (NAT).
+ *
+ * In an IPv6-only network (EnableIPv4 false) the interface may have no IPv4
+ * address (then `address` and `publicIP` are 0), and without -iface the
+ * IPv6 default route names it when there is no IPv4 one.
  */
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import type { ExternalInterface } from './backend/types';
 import { RudderError } from './errors';
 import { formatIp, parseIp } from './ip/ipv4';
 import { isGlobalIpv6, parseIp6 } from './ip/ipv6';
-import { openNetlink } from './netlink';
+import { openNetlink, RTN_UNICAST, TABLE_MAIN, type LinkInfo, type Netlink } from './netlink';
 
-export async function resolveExternalInterface(iface: string | undefined, publicIp: string | undefined): Promise<ExternalInterface> {
+export interface ResolveOptions {
+  /** The network carries IPv4 (default true): the interface must have an IPv4 address. */
+  readonly ipv4?: boolean;
+}
+
+/** The interface of the lowest-metric IPv6 default route of the main table; null if none. */
+async function ipv6DefaultLink(nl: Netlink): Promise<LinkInfo | null> {
+  const defaults = (await nl.listRoutes6({ table: TABLE_MAIN }))
+    .filter((r) => r.dst.prefix === 0 && r.type === RTN_UNICAST && r.oif !== undefined)
+    .sort((a, b) => a.metric - b.metric);
+  for (const r of defaults) {
+    const link = await nl.linkByIndex(r.oif as number);
+    if (link !== null) return link;
+  }
+  return null;
+}
+
+export async function resolveExternalInterface(iface: string | undefined, publicIp: string | undefined, opts: ResolveOptions = {}): Promise<ExternalInterface> {
+  const needV4 = opts.ipv4 ?? true;
   let pub: number | null = null;
   if (publicIp !== undefined) {
     pub = parseIp(publicIp);
@@ -25,15 +47,35 @@ export async function resolveExternalInterface(iface: string | undefined, public
     let address: number;
     if (iface === undefined || iface === '') {
       const d = await nl.defaultRouteInterface();
-      if (!d) {
-        throw new RudderError('E_IFACE', 'no IPv4 default route with an addressed interface: pass -iface=NAME|IP to choose the interface for host-to-host traffic');
+      const link6 = d || needV4 ? null : await ipv6DefaultLink(nl);
+      if (d) {
+        ({ name, index, mtu } = d.link);
+        address = d.address;
+      } else if (link6) {
+        ({ name, index, mtu } = link6);
+        address = (await nl.listAddresses(link6.index))[0]?.ip ?? 0;
+      } else {
+        throw new RudderError(
+          'E_IFACE',
+          needV4
+            ? 'no IPv4 default route with an addressed interface: pass -iface=NAME|IP to choose the interface for host-to-host traffic'
+            : 'no IPv4 or IPv6 default route with an addressed interface: pass -iface=NAME|IP to choose the interface for host-to-host traffic',
+        );
       }
-      ({ name, index, mtu } = d.link);
-      address = d.address;
     } else {
       const asIp = parseIp(iface);
+      const asIp6 = asIp === null ? parseIp6(iface) : null;
       const addrs = await nl.listAddresses();
-      if (asIp !== null) {
+      if (asIp6 !== null) {
+        const a6 = (await nl.listAddresses6()).find((x) => x.ip === asIp6);
+        if (!a6) throw new RudderError('E_IFACE', `-iface=${iface}: no interface has this address (expected a local IP address or an interface name)`);
+        const link = await nl.linkByIndex(a6.index);
+        if (!link) throw new RudderError('E_IFACE', `-iface=${iface}: its interface disappeared`);
+        const a = addrs.find((x) => x.index === link.index);
+        if (!a && needV4) throw new RudderError('E_IFACE', `-iface=${iface}: its interface ${link.name} has no IPv4 address, which this network (EnableIPv4) needs`);
+        ({ name, index, mtu } = link);
+        address = a?.ip ?? 0;
+      } else if (asIp !== null) {
         const a = addrs.find((x) => x.ip === asIp);
         if (!a) throw new RudderError('E_IFACE', `-iface=${iface}: no interface has this address (expected a local IPv4 address or an interface name)`);
         const link = await nl.linkByIndex(a.index);
@@ -46,9 +88,9 @@ export async function resolveExternalInterface(iface: string | undefined, public
         const mine = addrs.filter((x) => x.index === link.index);
         // The kernel lists an interface's primary address first.
         const a = mine[0];
-        if (!a) throw new RudderError('E_IFACE', `-iface=${iface}: the interface has no IPv4 address`);
+        if (!a && needV4) throw new RudderError('E_IFACE', `-iface=${iface}: the interface has no IPv4 address`);
         ({ name, index, mtu } = link);
-        address = a.ip;
+        address = a?.ip ?? 0;
       }
     }
     return { name, index, mtu, address, publicIP: pub ?? address };
@@ -58,7 +100,7 @@ export async function resolveExternalInterface(iface: string | undefined, public
 }
 
 export function describeIface(x: ExternalInterface): string {
-  return `${x.name} (${formatIp(x.address)}, mtu ${x.mtu})`;
+  return `${x.name} (${x.address !== 0 ? formatIp(x.address) : 'no IPv4 address'}, mtu ${x.mtu})`;
 }
 
 /**

@@ -46,5 +46,6 @@ bool get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv,
 /* The functions each part adds to the module's exports. */
 napi_value addon_dataplane_init(napi_env env, napi_value exports);
 napi_value addon_notify_init(napi_env env, napi_value exports);
+napi_value addon_netlink_init(napi_env env, napi_value exports);
 
 #endif

@@ -10,7 +10,9 @@
  *
  * Threads and locking: the rx thread owns struct rx_state and the
  * READER_RX slot; its reply fast path runs a tx pass under w->tx_lock
- * (send.c). The route table is read inside one read section per batch.
+ * (send.c), only while the tx thread is not busy (wait.c). The route table
+ * is read inside one read section per batch; in WireGuard mode the batch's
+ * open receive run (wg.h: its keypair, its peer's rx_lock) ends before it.
  */
 #define _GNU_SOURCE
 #include "dataplane/state.h"
@@ -180,6 +182,8 @@ void *rx_main(void *arg)
 						break;
 				}
 			}
+			if (dp->wg)
+				wg_rx_flush(w, cnt); /* the run's keypair is only valid inside the read section */
 			rcu_exit(w, READER_RX);
 			moved += np;
 			if (dp->off.tun_vnet_hdr) {
@@ -204,9 +208,11 @@ void *rx_main(void *arg)
 			 * Sending it from here saves the hop through the tx thread's
 			 * wake-up, as a single-threaded forwarder would. tx_reply_pass
 			 * takes w->tx_lock, which keeps reads and sends in order; if the
-			 * tx thread holds it, that thread has the reply.
+			 * tx thread holds it, that thread has the reply. A busy tx thread
+			 * (a bulk sender, whose rx thread sees only ACKs) has it too.
 			 */
-			if (dp->off.busy_poll && sl.low_rate && np > 0 && !tx_reply_pass(w, cnt))
+			if (dp->off.busy_poll && sl.low_rate && np > 0 && !spin_other_busy(w, READER_RX) &&
+			        !tx_reply_pass(w, cnt))
 				return NULL;
 			if (n < vlen)
 				break;

@@ -8,8 +8,9 @@
  * Threads (per worker; workers share only the route table, the counters,
  * the stop eventfd and struct ip_ctx):
  *   - tx thread (send.c): TUN -> UDP.
- *   - rx thread (receive.c): UDP -> TUN; at low rates it also runs one tx
- *     pass after its writes (the reply fast path), under w->tx_lock.
+ *   - rx thread (receive.c): UDP -> TUN; at low rates (its own and the tx
+ *     thread's) it also runs one tx pass after its writes (the reply fast
+ *     path), under w->tx_lock.
  *   - the caller's thread (JS, through the addon): open, set routes, close
  *     (lifecycle.c, routes.c).
  */
@@ -96,6 +97,7 @@ struct rx_state {
 	uint32_t next[RX_MAXPKT];
 	struct gro_item items[RX_MAXPKT];
 	struct iovec wiov[GRO_MAX_SEGS + 2];
+	struct wg_rxrun wgr; /* WireGuard mode: the current run (wg.c) */
 };
 
 /* A route-table reader's RCU slot: its own thread writes it, the writer (routes.c) reads it. */
@@ -108,8 +110,9 @@ struct reader_slot {
 struct spin_slot {
 	_Atomic uint64_t kick_at; /* CLOCK_MONOTONIC ns at which the other thread asked this one to spin; 0: none */
 	_Atomic int asleep; /* this thread is (about to be) in poll() */
+	_Atomic int busy; /* this thread's last rate window was above SPIN_MAX_RATE (relaxed) */
 	int kick_fd; /* eventfd that wakes it from poll(); -1 without busy polling */
-	char pad[64 - sizeof(uint64_t) - 2 * sizeof(int)];
+	char pad[64 - sizeof(uint64_t) - 3 * sizeof(int)];
 };
 
 /* Busy-polling state of one thread: that thread only. */
@@ -216,6 +219,8 @@ enum wake { WAKE_WORK,
 enum wake wait_ready(struct worker *w, int me, struct spin_local *sl, struct pollfd *pf, bool *spun);
 /* Thread `me` moved `npk` packets: at low rates, asks the other thread to spin for the reply. */
 void spin_note(struct worker *w, int me, struct spin_local *sl, uint64_t npk, bool found_by_spin);
+/* Whether the other thread of `me`'s worker is busy (above the spin rate): it finds its work unasked. */
+bool spin_other_busy(struct worker *w, int me);
 /* Sleeps up to ms unless stop is requested; returns true on stop. */
 bool wait_stop(struct dp *dp, int ms);
 

@@ -8,12 +8,17 @@
  * kick_at and, if that one is asleep, writes its kick eventfd; the other
  * thread then polls its fd with a zero timeout for up to its budget after
  * the kick (20 us..1 ms, adaptive). Above 20k packets/s per thread nobody
- * kicks or spins: batching amortises wake-ups there. An idle daemon never
- * spins (a spin needs a kick, a kick needs a packet).
+ * kicks or spins: batching amortises wake-ups there. The rate is a worker's,
+ * not a thread's: a thread whose partner is busy (a bulk TCP sender's rx
+ * thread, which only sees ACKs) neither kicks it nor runs the reply pass —
+ * a busy thread does not spin and finds the work in its next batch, so the
+ * kick would only wake it for nothing and the reply pass would take its
+ * packets (and its tx_lock) from under it. An idle daemon never spins (a
+ * spin needs a kick, a kick needs a packet).
  *
  * Threads and locking: each function runs on the thread named by `me` and
  * touches its own struct spin_local; w->spin[] is written by both threads
- * of a worker, seq_cst, no lock.
+ * of a worker, seq_cst (`busy`: relaxed, a hint), no lock.
  */
 #define _GNU_SOURCE
 #include "dataplane/state.h"
@@ -55,8 +60,9 @@ void spin_note(struct worker *w, int me, struct spin_local *sl, uint64_t npk, bo
 		sl->low_rate = sl->win_pkts * NS_PER_S <= SPIN_MAX_RATE * el;
 		sl->win_start = now;
 		sl->win_pkts = 0;
+		atomic_store_explicit(&w->spin[me].busy, !sl->low_rate, memory_order_relaxed);
 	}
-	if (!sl->low_rate || found_by_spin)
+	if (!sl->low_rate || found_by_spin || spin_other_busy(w, me))
 		return;
 	struct spin_slot *o = &w->spin[1 - me];
 	atomic_store(&o->kick_at, now);
@@ -66,6 +72,11 @@ void spin_note(struct worker *w, int me, struct spin_local *sl, uint64_t npk, bo
 			/* overflow only: it is readable anyway */
 		}
 	}
+}
+
+bool spin_other_busy(struct worker *w, int me)
+{
+	return atomic_load_explicit(&w->spin[1 - me].busy, memory_order_relaxed) != 0;
 }
 
 /*

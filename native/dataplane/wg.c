@@ -7,9 +7,14 @@
  * Threads and locking (see wg.h for what each lock guards):
  *   - tx threads call wg_tx_keypair (takes wgp.lock briefly) and wg_tx_seal
  *     (their own cipher contexts, under the worker's tx_lock);
- *   - rx threads call wg_rx_take: wgp.lock to find the keypair and for the
- *     events after it, wgp.rx_lock around decryption and the replay window,
- *     dev->cookie_lock around mac checks and cookie replies;
+ *   - rx threads call wg_rx_take: wgp.lock to find the keypair once per run
+ *     (struct wg_rxrun: one peer, one keypair, one batch) and once for the
+ *     run's events at its end (wg_rx_flush, before the read section ends);
+ *     an open run holds its peer's wgp.rx_lock (decryption, replay window)
+ *     and takes no other lock: run_end releases it first, and every path
+ *     that takes another lock (a new run's lookup, a handshake message)
+ *     ends the run before; dev->cookie_lock around mac checks and cookie
+ *     replies;
  *   - the timer thread (wg_timer_main) reads the route table in its own RCU
  *     slot (dev->timer_reader), takes wgp.lock per peer, and frees retired
  *     keypairs after their grace period (retired_lock);
@@ -477,61 +482,26 @@ static void rx_handshake(struct worker *w, struct wgp *p, const uint8_t *msg, si
 	keepalive(dp, p, w->udp_fd, now, cnt);
 }
 
-size_t wg_rx_take(struct worker *w, const struct rtable *t, struct wgp *p, uint8_t *msg, size_t len, uint8_t **inner,
-        uint64_t *cnt)
+/*
+ * Ends the run: what the protocol asks after authenticated messages, once
+ * for all of the run's (wgp.lock): the keypair confirmed (next -> current),
+ * the timers, the byte count, a rekey when due. Receiving data twice or
+ * more arms what receiving it once does and asks for another keepalive.
+ */
+static void run_end(struct worker *w, struct wg_rxrun *r, uint64_t *cnt)
 {
-	struct dp *dp = w->dp;
-	if (len < 4 || msg[1] || msg[2] || msg[3] || msg[0] < WG_MSG_INITIATION || msg[0] > WG_MSG_TRANSPORT) {
-		cnt[DP_DROP_MALFORMED]++;
-		return 0;
-	}
-	uint64_t now = clock_ns(CLOCK_MONOTONIC);
-	if (msg[0] != WG_MSG_TRANSPORT) {
-		rx_handshake(w, p, msg, len, now, cnt);
-		return 0;
-	}
-	if (len < WG_TRANSPORT_MIN_LEN) {
-		cnt[DP_DROP_MALFORMED]++;
-		return 0;
-	}
-	uint32_t idx = le32_get(msg + 4);
-	pthread_mutex_lock(&p->lock);
-	struct wg_keypair *kp = NULL, *cur = p->st.current, *slots[3] = {p->st.current, p->st.previous, p->st.next};
-	for (int i = 0; i < 3 && !kp; i++)
-		if (slots[i] && slots[i]->local_index == idx)
-			kp = slots[i];
-	/* The peer (its endpoint is pinned, so the source is its own) still uses a session we lost: restarted. */
-	bool lost = !kp && wg_handshake_on_unknown_index(cur != NULL, cur ? now - cur->birth : 0, cur ? atomic_load_explicit(&cur->send_counter, memory_order_relaxed) : 0);
-	pthread_mutex_unlock(&p->lock);
-	if (!kp) { /* valid until this thread leaves its read section (retired keypairs wait for it) */
-		cnt[DP_WG_DROP_UNKNOWN_INDEX]++;
-		if (lost) /* at once rather than after the peer's 15 s without reply; REKEY_TIMEOUT rate limit */
-			initiate(dp, p, w->udp_fd, now, false, cnt);
-		return 0;
-	}
-	uint64_t ctr = 0;
-	for (int i = 0; i < 8; i++)
-		ctr |= (uint64_t)msg[8 + i] << (8 * i);
-	if (wg_keypair_expired(now - kp->birth, ctr)) {
-		cnt[DP_WG_DROP_EXPIRED]++;
-		return 0;
-	}
-	uint8_t *pt = msg + WG_TRANSPORT_HEADER_LEN;
-	pthread_mutex_lock(&p->rx_lock);
-	bool auth = wg_aead_open(&kp->recv, ctr, NULL, 0, pt, len - WG_TRANSPORT_HEADER_LEN, pt) == 0;
-	bool fresh = auth && wg_replay_check(&kp->replay, ctr, WG_REJECT_AFTER_MESSAGES);
+	struct wgp *p = r->peer;
+	struct wg_keypair *kp = r->kp;
+	if (!p)
+		return;
 	pthread_mutex_unlock(&p->rx_lock);
-	if (!auth) {
-		cnt[DP_WG_DROP_BAD_MAC]++;
-		return 0;
-	}
-	if (!fresh) {
-		cnt[DP_WG_DROP_REPLAY]++;
-		return 0;
-	}
-	size_t plen = len - WG_TRANSPORT_OVERHEAD;
-	atomic_fetch_add_explicit(&p->rx_bytes, len, memory_order_relaxed);
-
+	r->peer = NULL;
+	r->kp = NULL;
+	if (r->nauth == 0)
+		return;
+	struct dp *dp = w->dp;
+	uint64_t now = r->now;
+	atomic_fetch_add_explicit(&p->rx_bytes, r->bytes, memory_order_relaxed);
 	struct wg_keypair *retired = NULL;
 	pthread_mutex_lock(&p->lock);
 	bool confirmed = kp == p->st.next;
@@ -539,7 +509,7 @@ size_t wg_rx_take(struct worker *w, const struct rtable *t, struct wgp *p, uint8
 	retire(dp, retired);
 	wg_timers_on_authenticated_received(&p->timers, now);
 	wg_timers_on_traversal(&p->timers, now);
-	if (plen)
+	for (uint32_t i = 0; i < r->ndata && i < 2; i++)
 		wg_timers_on_data_received(&p->timers, now);
 	if (confirmed) {
 		wg_timers_on_handshake_complete(&p->timers, now);
@@ -552,6 +522,77 @@ size_t wg_rx_take(struct worker *w, const struct rtable *t, struct wgp *p, uint8
 		cnt[DP_WG_HANDSHAKES_COMPLETED]++;
 	if (rekey)
 		initiate(dp, p, w->udp_fd, now, false, cnt);
+}
+
+void wg_rx_flush(struct worker *w, uint64_t *cnt)
+{
+	run_end(w, &w->rx->wgr, cnt);
+}
+
+size_t wg_rx_take(struct worker *w, const struct rtable *t, struct wgp *p, uint8_t *msg, size_t len, uint8_t **inner,
+        uint64_t *cnt)
+{
+	struct dp *dp = w->dp;
+	struct wg_rxrun *r = &w->rx->wgr;
+	if (len < 4 || msg[1] || msg[2] || msg[3] || msg[0] < WG_MSG_INITIATION || msg[0] > WG_MSG_TRANSPORT) {
+		cnt[DP_DROP_MALFORMED]++;
+		return 0;
+	}
+	if (msg[0] != WG_MSG_TRANSPORT) {
+		run_end(w, r, cnt); /* a handshake may move the slots: the run's events go first */
+		rx_handshake(w, p, msg, len, clock_ns(CLOCK_MONOTONIC), cnt);
+		return 0;
+	}
+	if (len < WG_TRANSPORT_MIN_LEN) {
+		cnt[DP_DROP_MALFORMED]++;
+		return 0;
+	}
+	uint32_t idx = le32_get(msg + 4);
+	if (r->peer != p || r->idx != idx) {
+		run_end(w, r, cnt);
+		uint64_t now = clock_ns(CLOCK_MONOTONIC);
+		pthread_mutex_lock(&p->lock);
+		struct wg_keypair *kp = NULL, *cur = p->st.current, *slots[3] = {p->st.current, p->st.previous, p->st.next};
+		for (int i = 0; i < 3 && !kp; i++)
+			if (slots[i] && slots[i]->local_index == idx)
+				kp = slots[i];
+		/* The peer (its endpoint is pinned, so the source is its own) still uses a session we lost: restarted. */
+		bool lost = !kp && wg_handshake_on_unknown_index(cur != NULL, cur ? now - cur->birth : 0, cur ? atomic_load_explicit(&cur->send_counter, memory_order_relaxed) : 0);
+		pthread_mutex_unlock(&p->lock);
+		if (!kp) {
+			cnt[DP_WG_DROP_UNKNOWN_INDEX]++;
+			if (lost) /* at once rather than after the peer's 15 s without reply; REKEY_TIMEOUT rate limit */
+				initiate(dp, p, w->udp_fd, now, false, cnt);
+			return 0;
+		}
+		/* valid until this thread leaves its read section (retired keypairs wait for it) */
+		*r = (struct wg_rxrun){.peer = p, .kp = kp, .idx = idx, .now = now};
+		pthread_mutex_lock(&p->rx_lock); /* held while the run is open */
+	}
+	struct wg_keypair *kp = r->kp;
+	uint64_t ctr = 0;
+	for (int i = 0; i < 8; i++)
+		ctr |= (uint64_t)msg[8 + i] << (8 * i);
+	if (wg_keypair_expired(r->now - kp->birth, ctr)) {
+		cnt[DP_WG_DROP_EXPIRED]++;
+		return 0;
+	}
+	uint8_t *pt = msg + WG_TRANSPORT_HEADER_LEN;
+	bool auth = wg_aead_open(&kp->recv, ctr, NULL, 0, pt, len - WG_TRANSPORT_HEADER_LEN, pt) == 0;
+	bool fresh = auth && wg_replay_check(&kp->replay, ctr, WG_REJECT_AFTER_MESSAGES);
+	if (!auth) {
+		cnt[DP_WG_DROP_BAD_MAC]++;
+		return 0;
+	}
+	if (!fresh) {
+		cnt[DP_WG_DROP_REPLAY]++;
+		return 0;
+	}
+	size_t plen = len - WG_TRANSPORT_OVERHEAD;
+	r->nauth++;
+	r->bytes += len;
+	if (plen)
+		r->ndata++;
 	if (plen == 0)
 		return 0; /* a keepalive */
 	/* The inner packet, cut to its own length (the rest is padding); its source must be in the peer's allowed IPs. */

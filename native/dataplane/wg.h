@@ -25,6 +25,8 @@
  *     slot inside its read section may use the keypair until it leaves it.
  *   - each tx pass seals with its own cipher contexts (struct wg_txcache in
  *     struct tx_state, guarded by tx_lock), keyed by the keypair's serial.
+ *   - the rx thread's run (struct wg_rxrun in struct rx_state) is its own;
+ *     it holds a keypair only inside one read section.
  */
 #ifndef RUDDER_DATAPLANE_WG_H
 #define RUDDER_DATAPLANE_WG_H
@@ -116,6 +118,25 @@ struct wg_dev {
 	_Atomic uint64_t timer_reader; /* the timer thread's RCU slot (like struct reader_slot.gen) */
 };
 
+/*
+ * The rx thread's current run: consecutive transport messages of one rx
+ * batch from one peer under one keypair (a UDP GRO message is such a run).
+ * The keypair is looked up once per run and the protocol's bookkeeping
+ * after authentication (slot confirmation, timers, byte count, rekey) is
+ * done once per run, at its end (wg_rx_flush), instead of per message:
+ * one wgp.lock section per run rather than two per message. An open run
+ * holds peer->rx_lock. rx thread only; valid only inside the batch's read
+ * section.
+ */
+struct wg_rxrun {
+	struct wgp *peer; /* NULL: no run open; else its rx_lock is held */
+	struct wg_keypair *kp;
+	uint32_t idx; /* kp's local index, as the messages name it */
+	uint64_t now; /* monotonic ns at the run's start */
+	uint32_t nauth, ndata; /* messages authenticated (and fresh); those of them carrying data */
+	uint64_t bytes; /* their bytes on the wire */
+};
+
 /* One tx pass's cipher contexts (tx_lock). */
 struct wg_txcache {
 	struct wg_aead aead[WG_TXCACHE];
@@ -163,6 +184,8 @@ long wg_tx_seal(struct wg_txcache *c, struct wg_keypair *kp, const uint8_t *p1, 
  */
 size_t wg_rx_take(struct worker *w, const struct rtable *t, struct wgp *p, uint8_t *msg, size_t len, uint8_t **inner,
         uint64_t *cnt);
+/* Ends the rx thread's run (struct wg_rxrun): once per batch, before it leaves its read section. */
+void wg_rx_flush(struct worker *w, uint64_t *cnt);
 void wg_txcache_free(struct wg_txcache *c);
 
 #endif

@@ -64,17 +64,18 @@ export function defaultAfter(ms: number, fn: () => void): () => void {
 export const UDP_TUN = 'rudder0';
 /** The wireguard backend's TUN device. */
 export const WG_TUN = 'rudder-wg';
-const VXLAN_NAME_RE = /^rudder\.\d+$/;
+const VXLAN_NAME_RE = /^rudder(-v6)?\.\d+$/;
 
-/** A device some Rudder backend creates: `rudder0` (udp), `rudder-wg` (wireguard) or a `rudder.<VNI>` VXLAN device. */
+/** A device some Rudder backend creates: `rudder0` (udp), `rudder-wg` (wireguard) or a `rudder.<VNI>` / `rudder-v6.<VNI>` VXLAN device. */
 export function isRudderDevice(l: Pick<LinkInfo, 'name' | 'kind'>): boolean {
   return l.name === UDP_TUN || l.name === WG_TUN || (VXLAN_NAME_RE.test(l.name) && l.kind === 'vxlan');
 }
 
-/** Deletes every Rudder device except `keep` (the caller's own). */
-export async function removeForeignDevices(nl: Pick<Netlink, 'listLinks' | 'deleteLink'>, keep: string | null, log: Logger): Promise<void> {
+/** Deletes every Rudder device except `keep` (the caller's own: one name, or several). */
+export async function removeForeignDevices(nl: Pick<Netlink, 'listLinks' | 'deleteLink'>, keep: string | readonly string[] | null, log: Logger): Promise<void> {
+  const kept = new Set(keep === null ? [] : typeof keep === 'string' ? [keep] : keep);
   for (const l of await nl.listLinks()) {
-    if (l.name === keep || !isRudderDevice(l)) continue;
+    if (kept.has(l.name) || !isRudderDevice(l)) continue;
     if (await nl.deleteLink(l.index)) log.info('removed stale device', { dev: l.name, kind: l.kind });
   }
 }

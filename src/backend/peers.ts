@@ -10,9 +10,9 @@
  * every peer (at 5,000 peers, copying or scanning the table per lease event
  * was most of a backend's CPU under churn).
  */
-import { cidrToKey, formatCidr, type Cidr } from '../ip/ipv4';
+import type { Cidr } from '../ip/ipv4';
 import type { Logger } from '../log';
-import { formatLeaseKey, type Lease, type LeaseEvent, type LeaseSubnets } from '../subnet/lease';
+import { formatLeaseKey, leaseName, type Lease, type LeaseEvent, type LeaseSubnets } from '../subnet/lease';
 
 export interface PeerChange<P> {
   /** Peers to unprogram: gone, or changed (the old version). */
@@ -33,6 +33,12 @@ export interface PeerRules<P extends object> {
   peer(lease: Lease, key: string): P | string;
   /** Whether two versions of a key's peer need the same kernel state (then nothing changes). */
   same(a: P, b: P): boolean;
+  /**
+   * The table's key of a lease; default the whole lease key. A table that
+   * only ever sees leases with an IPv4 subnet may key by that subnet
+   * (`10.0.5.0-24`) to find peers by a route's destination.
+   */
+  readonly keyOf?: (l: LeaseSubnets) => string;
 }
 
 export class PeerTable<P extends object> {
@@ -41,21 +47,21 @@ export class PeerTable<P extends object> {
   private readonly warned = new Map<string, string>();
   private readonly ownKey: string;
 
-  /** How a lease is keyed: its IPv4 subnet, or its whole lease key. */
-  private readonly keyOf: (l: LeaseSubnets) => string;
-
   /**
-   * `own`: this host's IPv4 subnet, and peers are keyed by their IPv4
-   * subnet; or this host's lease (its subnets), and peers are keyed by their
-   * whole lease key, so IPv6-only leases (all `0.0.0.0-0&...`) never share
-   * one (an IPv4-only lease's key is its subnet's either way).
+   * `own`: this host's lease (its subnets), or its IPv4 subnet. Peers are
+   * keyed by the whole lease key (`10.0.5.0-24`, `10.0.5.0-24&fd00:0:0:5::-64`,
+   * `0.0.0.0-0&fd00:0:0:5::-64`), so IPv6-only leases, whose IPv4 part is
+   * always 0.0.0.0/0, are told apart; unless the rules key otherwise (`keyOf`).
    */
   constructor(
     own: Cidr | LeaseSubnets,
     private readonly rules: PeerRules<P>,
   ) {
-    this.keyOf = 'subnet' in own ? formatLeaseKey : (l) => cidrToKey(l.subnet);
     this.ownKey = this.keyOf('subnet' in own ? own : { subnet: own });
+  }
+
+  private keyOf(l: LeaseSubnets): string {
+    return this.rules.keyOf !== undefined ? this.rules.keyOf(l) : formatLeaseKey(l);
   }
 
   apply(events: readonly LeaseEvent[]): PeerChange<P> {
@@ -134,7 +140,7 @@ export class PeerTable<P extends object> {
 
 /** Logs the leases of another backend a batch reported (each once: the table reports them once). */
 export function logIgnored(log: Logger, leases: readonly Lease[]): void {
-  for (const l of leases) log.warn('ignoring lease of another backend', { subnet: formatCidr(l.subnet), backend: l.backendType, key: cidrToKey(l.subnet) });
+  for (const l of leases) log.warn('ignoring lease of another backend', { subnet: leaseName(l), backend: l.backendType, key: formatLeaseKey(l) });
 }
 
 /** Peers with a subnet, by subnet address then prefix length (a stable order for plans and logs). */

@@ -19,11 +19,13 @@ import type { Lease, LeaseEvent } from '../subnet/lease';
 export interface ExternalInterface {
   readonly name: string;
   readonly index: number;
-  /** The interface's own IPv4 address (uint32). */
+  /** The interface's own IPv4 address (uint32); 0 when it has none (allowed in an IPv6-only network). */
   readonly address: number;
-  /** Address other hosts send to (differs from `address` behind NAT). */
+  /** Address other hosts send to (differs from `address` behind NAT); 0 without IPv4. */
   readonly publicIP: number;
   readonly mtu: number;
+  /** This host's PublicIPv6 (EnableIPv6: -public-ipv6, else the interface's global IPv6 address). */
+  readonly publicIPv6?: bigint;
 }
 
 export interface BackendContext {
@@ -48,6 +50,11 @@ export interface Backend {
   readonly overhead: number;
   /** True when the backend routes IPv6 leases (EnableIPv6); the daemon refuses IPv6 otherwise. */
   readonly carriesIPv6?: boolean;
+  /**
+   * The lease's BackendV6Data when IPv6 is on, if it differs from what
+   * prepare() returns (vxlan: the IPv6 VTEP's own MAC); default the same.
+   */
+  readonly backendV6Data?: Readonly<Record<string, unknown>>;
   prepare(signal: AbortSignal): Promise<Record<string, unknown>>;
   /**
    * Programs the backend for lease `own`. `peers` are the other hosts' leases

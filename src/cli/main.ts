@@ -110,7 +110,7 @@ async function runDaemon(f: DaemonFlags): Promise<number> {
     {
       source,
       log,
-      resolveIface: () => resolveExternalInterface(f.iface, f.publicIp),
+      resolveIface: (o) => resolveExternalInterface(f.iface, f.publicIp, o),
       resolvePublicIpv6: (ext) => resolvePublicIpv6(ext.name, f.publicIpv6),
       createBackend,
       notify: notifier(log),
@@ -275,6 +275,7 @@ async function kubeLeases(p: ParsedFlags): Promise<number> {
   };
   const prefix = opt('kube-annotation-prefix') ?? DEFAULT_KUBE_ANNOTATION_PREFIX;
   const peers = new KubePeers(new KubeClient(kubeConnection({ kubeconfigFile: opt('kubeconfig-file'), apiUrl: opt('kube-api-url') })), prefix, '', '');
+  peers.useConfig(null); // no config here: each Node with the families it has
   try {
     return await leasesTable({ listLeases: () => peers.listLeases(), timeToLive: async () => null }, io);
   } finally {

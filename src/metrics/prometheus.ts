@@ -55,6 +55,12 @@ export interface RudderMetrics {
   scrape(): Promise<string>;
 }
 
+/** The subnets of the lease held, IPv4's first (none without a lease). */
+function leaseSubnets(l: DaemonSnapshot['lease']): string[] {
+  if (!l) return [];
+  return [...(l.subnet !== null ? [l.subnet] : []), ...(l.ipv6Subnet !== undefined ? [l.ipv6Subnet] : [])];
+}
+
 /** Metrics whose values are read from `telemetry` and `snapshot()` when scraped. */
 export function createMetrics(telemetry: Telemetry, snapshot: () => DaemonSnapshot): RudderMetrics {
   const registers = new Registry();
@@ -83,13 +89,13 @@ export function createMetrics(telemetry: Telemetry, snapshot: () => DaemonSnapsh
   });
   new Gauge({
     name: 'rudder_lease_held',
-    help: '1 while this host holds a subnet lease (or reservation)',
+    help: '1 while this host holds a subnet lease (or reservation); one series per subnet (IPv4, IPv6)',
     labelNames: ['subnet', 'backend'],
     registers: r,
     collect() {
       this.reset();
       const s = snap();
-      if (s.lease) this.set({ subnet: s.lease.subnet, backend: s.backend ?? '' }, 1);
+      for (const subnet of leaseSubnets(s.lease)) this.set({ subnet, backend: s.backend ?? '' }, 1);
     },
   });
   new Gauge({
@@ -108,7 +114,7 @@ export function createMetrics(telemetry: Telemetry, snapshot: () => DaemonSnapsh
     collect() {
       this.reset();
       const l = snap().lease;
-      if (l && l.expiresAt !== null) this.set({ subnet: l.subnet }, Math.max(0, (l.expiresAt - Date.now()) / 1000));
+      if (l && l.expiresAt !== null) for (const subnet of leaseSubnets(l)) this.set({ subnet }, Math.max(0, (l.expiresAt - Date.now()) / 1000));
     },
   });
   new Gauge({
@@ -117,6 +123,18 @@ export function createMetrics(telemetry: Telemetry, snapshot: () => DaemonSnapsh
     registers: r,
     collect() {
       this.set(snap().peers);
+    },
+  });
+  new Gauge({
+    name: 'rudder_peer_subnets',
+    help: 'Subnets of other hosts\' leases currently known, by address family (a dual-stack lease has one of each)',
+    labelNames: ['family'],
+    registers: r,
+    collect() {
+      const s = snap();
+      const f = s.peerSubnets ?? { ipv4: s.peers, ipv6: 0 };
+      this.set({ family: 'ipv4' }, f.ipv4);
+      this.set({ family: 'ipv6' }, f.ipv6);
     },
   });
   new Counter({

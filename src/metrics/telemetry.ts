@@ -54,7 +54,10 @@ export interface DaemonSnapshot {
   readonly state: string;
   /** The lease held, null before one is acquired. */
   readonly lease: {
-    readonly subnet: string;
+    /** The IPv4 subnet; null in an IPv6-only lease. */
+    readonly subnet: string | null;
+    /** The IPv6 subnet (EnableIPv6). */
+    readonly ipv6Subnet?: string;
     /** ms since the epoch; null for a reservation (never expires). */
     readonly expiresAt: number | null;
     readonly reservation: boolean;
@@ -62,6 +65,8 @@ export interface DaemonSnapshot {
   readonly backend: string | null;
   /** Peer leases known (other hosts' leases). */
   readonly peers: number;
+  /** Peer leases with a subnet of each family (a dual-stack lease counts in both). */
+  readonly peerSubnets?: { readonly ipv4: number; readonly ipv6: number };
   /** The backend's data plane counters (udp), null when it has none. */
   readonly dataplane: Readonly<Record<string, number>> | null;
   /** Whether -ip-masq rules are installed (null when -ip-masq is off). */

@@ -12,6 +12,8 @@
  * so one rejected object never hides the others.
  */
 import type { Conn } from './conn';
+import { deleteFdb6, ensureFdb6Against, listFdb6, listNeighbors6, removeNeighbor6, replaceFdb6, replaceNeighbor6 } from './neigh';
+import type { Fdb6Spec, Neighbor6Key, Neighbor6Spec } from './types';
 import { deleteFdb, ensureFdbAgainst, listFdb, listNeighbors, removeNeighbor, replaceFdb, replaceNeighbor } from './neigh';
 import { deleteRoute, ensureAgainst, listRoutes, normalise, newRouteRequest } from './routes';
 import { deleteRoute6, ensureAgainst6, listRoutes6, newRoute6Request, normalise6 } from './routes6';
@@ -176,3 +178,58 @@ export function deleteFdbs(c: Conn, specs: readonly FdbSpec[]): Promise<BatchRes
   return pipelined(specs, (s) => deleteFdb(c, s));
 }
 
+
+// IPv6 neighbors and FDB entries with an IPv6 remote: the same rules.
+
+export async function ensureNeighbors6(c: Conn, specs: readonly Neighbor6Spec[]): Promise<BatchResult[]> {
+  if (specs.length === 0) return [];
+  const have = new Set<string>();
+  for (const index of new Set(specs.map((s) => s.index))) {
+    for (const n of await listNeighbors6(c, index)) if (n.permanent) have.add(`${index}|${n.ip}|${n.mac}`);
+  }
+  return pipelined(specs, async (s) => {
+    const mac = s.mac.toLowerCase();
+    if (have.has(`${s.index}|${s.ip}|${mac}`)) return false;
+    await replaceNeighbor6(c, s, mac);
+    return true;
+  });
+}
+
+export function setNeighbors6(c: Conn, specs: readonly Neighbor6Spec[]): Promise<BatchResult[]> {
+  return pipelined(specs, async (s) => {
+    await replaceNeighbor6(c, s, s.mac.toLowerCase());
+    return true;
+  });
+}
+
+export function deleteNeighbors6(c: Conn, keys: readonly Neighbor6Key[]): Promise<BatchResult[]> {
+  return pipelined(keys, (k) => removeNeighbor6(c, k));
+}
+
+export function setFdbs6(c: Conn, specs: readonly Fdb6Spec[]): Promise<BatchResult[]> {
+  return pipelined(specs, async (s) => {
+    await replaceFdb6(c, s, s.mac.toLowerCase());
+    return true;
+  });
+}
+
+export async function ensureFdbs6(c: Conn, specs: readonly Fdb6Spec[]): Promise<BatchResult[]> {
+  if (specs.length === 0) return [];
+  const byMac = new Map<string, Fdb6Spec[]>();
+  for (const index of new Set(specs.map((s) => s.index))) {
+    for (const f of await listFdb6(c, index)) {
+      const k = `${index}|${f.mac}`;
+      const l = byMac.get(k);
+      if (l) l.push(f);
+      else byMac.set(k, [f]);
+    }
+  }
+  return pipelined(specs, (s) => {
+    const mac = s.mac.toLowerCase();
+    return ensureFdb6Against(c, s, mac, byMac.get(`${s.index}|${mac}`) ?? []);
+  });
+}
+
+export function deleteFdbs6(c: Conn, specs: readonly Fdb6Spec[]): Promise<BatchResult[]> {
+  return pipelined(specs, (s) => deleteFdb6(c, s));
+}

@@ -5,13 +5,11 @@
  * object kinds slot in without growing one large class.
  */
 import { constants as osConstants } from 'os';
-import { getSystemErrorName } from 'util';
-// Deep imports: the package's index also loads nl80211, genl and wg (~1.4 MB of RSS the daemon never uses).
-import { FlagsNew } from 'netlink/dist/constants';
-import { createRtNetlink, type RtNetlinkSocket } from 'netlink/dist/rt/rt';
 import { RudderError } from '../errors';
 import { formatIp } from '../ip/ipv4';
-import { ackErrno } from './wire';
+import * as rt from './rtmsg';
+import { errnoName, RtnlSocket } from './socket';
+import { NLM_F_ACK, NLM_F_REQUEST, NLMSG_ERROR, NLMSG_HDRLEN } from './wire';
 
 /** A kernel-rejected request; `errno` is the symbolic name (EEXIST, ENODEV, ...). */
 export class KernelError extends Error {
@@ -36,57 +34,183 @@ export function errnoOf(e: unknown): string | undefined {
   return undefined;
 }
 
-// The netlink package reports kernel errors only as text: "Request rejected: EEXIST".
+// Errors of other origins that still carry the kernel's text: "Request rejected: EEXIST".
 const REJECTED = /Request rejected: (E[A-Z0-9]+|-?\d+)/;
 
-export const CREATE_REPLACE = FlagsNew.CREATE | FlagsNew.REPLACE;
-export const CREATE_EXCL = FlagsNew.CREATE | FlagsNew.EXCL;
+// include/uapi/linux/netlink.h
+const NLM_F_DUMP = 0x300; // NLM_F_ROOT | NLM_F_MATCH
+const NLM_F_EXCL = 0x200;
+const NLM_F_REPLACE = 0x100;
+const NLM_F_CREATE = 0x400;
+const NLMSG_NOOP = 1;
+const NLMSG_DONE = 3;
+// include/uapi/linux/rtnetlink.h
+const RTM_NEWLINK = 16;
+const RTM_DELLINK = 17;
+const RTM_GETLINK = 18;
+const RTM_SETLINK = 19;
+const RTM_NEWADDR = 20;
+const RTM_DELADDR = 21;
+const RTM_GETADDR = 22;
+const RTM_GETROUTE = 26;
+const RTM_GETNEIGH = 30;
+
+export const CREATE_REPLACE = NLM_F_CREATE | NLM_F_REPLACE;
+export const CREATE_EXCL = NLM_F_CREATE | NLM_F_EXCL;
 export const AF_INET = 2;
 export const AF_BRIDGE = 7;
 
+/** One reply message: its type and body (after the 16-byte header). */
+interface Reply {
+  readonly type: number;
+  readonly data: Buffer;
+}
+
+/** A request waiting for its replies: collected until the ack, the kernel's error or the dump's end. */
+interface Pending {
+  readonly replies: Reply[];
+  readonly done: (err: Error | null, replies: Reply[]) => void;
+}
+
+/** Extra nlmsg_flags of a request (CREATE, EXCL, REPLACE...). */
+interface RequestOptions {
+  readonly flags?: number;
+}
+
+function rejected(errno: number): KernelError {
+  const name = errnoName(errno);
+  return new KernelError(name, new Error(`Request rejected: ${name}`));
+}
+
 /**
- * The netlink package's request table (sequence numbers, reply callbacks,
- * keeping the socket referenced while a reply is due). Its methods are
- * `protected` in the package's types but are how its own `request` works;
- * `send` uses them so requests encoded by wire.ts share one sequence space
- * and one reply dispatch with the package's dumps.
+ * The requests links.ts, addrs.ts, routes.ts and neigh.ts make through
+ * `Conn.call`, by object (rtmsg.ts encodes and decodes the bodies). Each
+ * resolves with the kernel's reply messages: none for a change (the ack), the
+ * object for a lookup, every object for a dump.
  */
-interface RequestTable {
-  generateSeq(): number;
-  makeRef(seq: number, cb: (err: Error | null, msgs?: ReadonlyArray<{ type: number; data: Buffer }>) => void): number;
-  dropRef(seq: number): void;
-  readonly socket: { send(msg: Uint8Array, options: undefined, cb: (e?: Error) => void): void };
-}
+export class RtRequests {
+  constructor(private readonly c: Conn) {}
 
-function requestTable(sock: RtNetlinkSocket): RequestTable {
-  const t = sock.socket as unknown as Partial<RequestTable>;
-  if (typeof t.generateSeq !== 'function' || typeof t.makeRef !== 'function' || typeof t.dropRef !== 'function' || typeof t.socket?.send !== 'function') {
-    throw new RudderError('E_NETLINK', 'netlink: the netlink package has no request table (generateSeq/makeRef/dropRef): unsupported package version');
+  getLinks(): Promise<rt.LinkMessage[]> {
+    return this.c.request(RTM_GETLINK, NLM_F_DUMP, rt.formatLink({}), rt.parseLink);
   }
-  return t as RequestTable;
-}
-
-function errnoName(errno: number): string {
-  try {
-    return getSystemErrorName(errno < 0 ? errno : -errno);
-  } catch {
-    return String(errno);
+  getLink(data: rt.LinkData, attrs?: rt.LinkAttrs): Promise<rt.LinkMessage[]> {
+    return this.c.request(RTM_GETLINK, 0, rt.formatLink(data, attrs), rt.parseLink);
+  }
+  newLink(data: rt.LinkData, attrs?: rt.LinkAttrs, options?: RequestOptions): Promise<rt.LinkMessage[]> {
+    return this.c.request(RTM_NEWLINK, options?.flags ?? 0, rt.formatLink(data, attrs), rt.parseLink);
+  }
+  setLink(data: rt.LinkData, attrs?: rt.LinkAttrs, options?: RequestOptions): Promise<rt.LinkMessage[]> {
+    return this.c.request(RTM_SETLINK, options?.flags ?? 0, rt.formatLink(data, attrs), rt.parseLink);
+  }
+  delLink(data: rt.LinkData, attrs?: rt.LinkAttrs): Promise<rt.LinkMessage[]> {
+    return this.c.request(RTM_DELLINK, 0, rt.formatLink(data, attrs), rt.parseLink);
+  }
+  getAddresses(data: rt.AddressData = {}, attrs?: rt.AddressAttrs): Promise<rt.AddressMessage[]> {
+    return this.c.request(RTM_GETADDR, NLM_F_DUMP, rt.formatAddress(data, attrs), rt.parseAddress);
+  }
+  newAddress(data: rt.AddressData, attrs?: rt.AddressAttrs, options?: RequestOptions): Promise<rt.AddressMessage[]> {
+    return this.c.request(RTM_NEWADDR, options?.flags ?? 0, rt.formatAddress(data, attrs), rt.parseAddress);
+  }
+  delAddress(data: rt.AddressData, attrs?: rt.AddressAttrs): Promise<rt.AddressMessage[]> {
+    return this.c.request(RTM_DELADDR, 0, rt.formatAddress(data, attrs), rt.parseAddress);
+  }
+  getRoutes(data: rt.RouteData = {}, attrs?: rt.RouteAttrs): Promise<rt.RouteMessage[]> {
+    return this.c.request(RTM_GETROUTE, NLM_F_DUMP, rt.formatRoute(data, attrs), rt.parseRouteMessage);
+  }
+  getNeighbors(data: rt.NeighborData = {}, attrs?: rt.NeighborAttrs): Promise<rt.NeighborMessage[]> {
+    return this.c.request(RTM_GETNEIGH, NLM_F_DUMP, rt.formatNeighbor(data, attrs), rt.parseNeighbor);
   }
 }
 
+/**
+ * The facade's one request socket (native/netlink/rtnl.c through socket.ts)
+ * and its request table: sequence numbers, the replies of each request, and
+ * keeping node's event loop alive only while replies are due.
+ */
 export class Conn {
-  readonly sock: RtNetlinkSocket;
-  private readonly table: RequestTable;
+  private readonly sock: RtnlSocket;
+  private readonly requests = new RtRequests(this);
+  private readonly pending = new Map<number, Pending>();
+  private seq = 1;
   private closed = false;
 
   constructor() {
-    try {
-      // Unreferenced (the package default): an idle facade never keeps node alive.
-      this.sock = createRtNetlink();
-    } catch (e) {
-      throw new RudderError('E_NETLINK', `netlink: open rtnetlink socket: ${(e as Error).message}`, { cause: e });
+    this.sock = new RtnlSocket({ onDatagram: (d) => this.receive(d), onLost: (why) => this.failAll(`replies lost: ${why}`) });
+  }
+
+  private nextSeq(): number {
+    let s = this.seq;
+    while (this.pending.has(s)) s = (s % 0xffffffff) + 1;
+    this.seq = (s % 0xffffffff) + 1;
+    return s;
+  }
+
+  /** Splits one datagram and hands each message to the request of its sequence number; others are dropped. */
+  private receive(d: Buffer): void {
+    let at = 0;
+    while (at + NLMSG_HDRLEN <= d.length) {
+      const len = d.readUInt32LE(at);
+      if (len < NLMSG_HDRLEN || at + len > d.length) {
+        this.failAll(`undecodable reply: bad message length ${len} at ${at}`);
+        return;
+      }
+      const type = d.readUInt16LE(at + 4);
+      const p = this.pending.get(d.readUInt32LE(at + 8));
+      const body = d.subarray(at + NLMSG_HDRLEN, at + len);
+      at += (len + 3) & ~3;
+      if (p === undefined || type === NLMSG_NOOP) continue;
+      if (type === NLMSG_ERROR || type === NLMSG_DONE) {
+        // An ack is an error message with errno 0; a dump ends with DONE (its errno, if any, after the header).
+        const errno = body.length >= 4 ? body.readInt32LE(0) : type === NLMSG_DONE ? 0 : -71; // EPROTO
+        p.done(errno === 0 ? null : rejected(errno), p.replies);
+      } else {
+        // A dump's parts (NLM_F_MULTI) and a lookup's one reply alike: DONE or the ack ends them.
+        p.replies.push({ type, data: body });
+      }
     }
-    this.table = requestTable(this.sock);
+  }
+
+  private failAll(why: string): void {
+    const e = new RudderError('E_NETLINK', `netlink: ${why}`);
+    for (const p of [...this.pending.values()]) p.done(e, []);
+  }
+
+  /**
+   * Sends `msg` (its sequence number `seq`, built by the caller) and resolves
+   * with the reply messages once the kernel has acked it or ended its dump;
+   * rejects with KernelError when the kernel refused it.
+   */
+  private exchange(seq: number, msg: Buffer): Promise<Reply[]> {
+    return new Promise<Reply[]>((resolve, reject) => {
+      this.pending.set(seq, {
+        replies: [],
+        done: (err, replies) => {
+          if (!this.pending.delete(seq)) return;
+          if (this.pending.size === 0) this.sock.ref(false);
+          if (err === null) resolve(replies);
+          else reject(err);
+        },
+      });
+      if (this.pending.size === 1) this.sock.ref(true);
+      const rc = this.sock.send(msg);
+      if (rc !== 0) this.pending.get(seq)?.done(new KernelError(errnoName(rc), new Error(`send: ${errnoName(rc)}`)), []);
+    });
+  }
+
+  /** One request by object (RtRequests): the header is added here, each reply decoded with `parse`. */
+  async request<M>(type: number, flags: number, body: Buffer, parse: (b: Buffer) => M): Promise<M[]> {
+    if (this.closed) throw new RudderError('E_NETLINK', 'netlink: socket closed');
+    const seq = this.nextSeq();
+    const pad = (4 - (body.length % 4)) % 4;
+    const msg = Buffer.alloc(NLMSG_HDRLEN + body.length + pad);
+    msg.writeUInt32LE(msg.length, 0);
+    msg.writeUInt16LE(type, 4);
+    msg.writeUInt16LE((flags | NLM_F_REQUEST | NLM_F_ACK) & 0xffff, 6);
+    msg.writeUInt32LE(seq, 8);
+    body.copy(msg, NLMSG_HDRLEN);
+    const replies = await this.exchange(seq, msg);
+    return replies.map((r) => parse(r.data));
   }
 
   /**
@@ -94,30 +218,14 @@ export class Conn {
    * and waits for its ack. Errors as `call`; `what` is only evaluated on
    * failure, so a successful request allocates no description.
    */
-  send(op: string, what: () => string, build: (seq: number) => Buffer): Promise<void> {
-    if (this.closed) return Promise.reject(new RudderError('E_NETLINK', `netlink: ${op} ${what()}: socket closed`));
-    const t = this.table;
-    const seq = t.generateSeq();
-    const msg = build(seq);
-    return new Promise<void>((resolve, reject) => {
-      let settled = false;
-      const finish = (e: unknown): void => {
-        if (settled) return;
-        settled = true;
-        t.dropRef(seq);
-        if (e === null) resolve();
-        else reject(wrapError(op, what(), e));
-      };
-      t.makeRef(seq, (err, msgs) => {
-        if (err !== null) return finish(err);
-        const first = msgs?.[0];
-        const errno = first === undefined ? undefined : ackErrno(first.type, first.data);
-        finish(errno === undefined || errno === 0 ? null : new KernelError(errnoName(errno), new Error(`Request rejected: ${errnoName(errno)}`)));
-      });
-      t.socket.send(msg, undefined, (e) => {
-        if (e) finish(e);
-      });
-    });
+  async send(op: string, what: () => string, build: (seq: number) => Buffer): Promise<void> {
+    if (this.closed) throw new RudderError('E_NETLINK', `netlink: ${op} ${what()}: socket closed`);
+    const seq = this.nextSeq();
+    try {
+      await this.exchange(seq, build(seq));
+    } catch (e) {
+      throw wrapError(op, what(), e);
+    }
   }
 
   /** Like `send`; the listed errnos mean "nothing to do" (false). */
@@ -136,17 +244,17 @@ export class Conn {
    * Runs one request; a failure becomes RudderError('E_NETLINK') naming the
    * operation and the object, with the kernel errno as cause.
    */
-  async call<T>(op: string, what: string, fn: (s: RtNetlinkSocket) => Promise<T>): Promise<T> {
+  async call<T>(op: string, what: string, fn: (s: RtRequests) => Promise<T>): Promise<T> {
     if (this.closed) throw new RudderError('E_NETLINK', `netlink: ${op} ${what}: socket closed`);
     try {
-      return await fn(this.sock);
+      return await fn(this.requests);
     } catch (e) {
       throw wrapError(op, what, e);
     }
   }
 
   /** Like `call`, but the listed errnos mean "nothing to do" and yield `fallback`. */
-  async callTolerant<T>(op: string, what: string, ok: readonly string[], fallback: T, fn: (s: RtNetlinkSocket) => Promise<T>): Promise<T> {
+  async callTolerant<T>(op: string, what: string, ok: readonly string[], fallback: T, fn: (s: RtRequests) => Promise<T>): Promise<T> {
     try {
       return await this.call(op, what, fn);
     } catch (e) {
@@ -156,10 +264,12 @@ export class Conn {
     }
   }
 
+  /** Closes the socket; requests still waiting fail. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.sock.socket.close();
+    this.failAll('socket closed');
+    this.sock.close();
   }
 }
 
@@ -197,7 +307,7 @@ export function bufToMac(b: Buffer | undefined): string | undefined {
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
-/** The package decodes known enum values to names; Rudder compares numbers. */
+/** A field that may be a number or, in older shapes, an enum name: as its number. */
 export function enumNum(mapping: Record<string, string | number>, v: string | number | undefined): number {
   if (v === undefined) return 0;
   if (typeof v === 'number') return v;

@@ -44,6 +44,12 @@ export function openNetlink(): Netlink {
     listFdb: (index) => neigh.listFdb(c, index),
     ensureFdbs: (specs, o) => (o?.dump === false ? batch.setFdbs(c, specs) : batch.ensureFdbs(c, specs)),
     deleteFdbs: (specs) => batch.deleteFdbs(c, specs),
+    listNeighbors6: async (index) => (await neigh.listNeighbors6(c, index)).map(({ index: i, ip, mac }) => ({ index: i, ip, mac })),
+    ensureNeighbors6: (specs, o) => (o?.dump === false ? batch.setNeighbors6(c, specs) : batch.ensureNeighbors6(c, specs)),
+    deleteNeighbors6: (keys) => batch.deleteNeighbors6(c, keys),
+    listFdb6: (index) => neigh.listFdb6(c, index),
+    ensureFdbs6: (specs, o) => (o?.dump === false ? batch.setFdbs6(c, specs) : batch.ensureFdbs6(c, specs)),
+    deleteFdbs6: (specs) => batch.deleteFdbs6(c, specs),
     watchKernel: (interested, onChange) => watchKernel(interested, onChange),
     close: () => c.close(),
   };

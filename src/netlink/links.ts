@@ -1,11 +1,13 @@
 /**
  * Links: lookup, up, MTU, delete, and VXLAN creation. IFLA_LINKINFO is a raw
- * buffer in the netlink package, so its nested attributes (kind, VXLAN data)
+ * buffer in rtmsg.ts, so its nested attributes (kind, VXLAN data)
  * are encoded and decoded here.
  */
-import type { rt } from 'netlink';
+import type * as rt from './rtmsg';
 import { RudderError } from '../errors';
+import { formatIp6 } from '../ip/ipv6';
 import { bufToIp, bufToMac, Conn, CREATE_EXCL, dev, formatIp, ipToBuf, KernelError, macToBuf } from './conn';
+import { bufToIp6, ip6ToBuf } from './wire';
 import type { EnsureResult, LinkInfo, VxlanSpec } from './types';
 
 // include/uapi/linux/if_link.h
@@ -16,6 +18,8 @@ const IFLA_VXLAN_LINK = 3;
 const IFLA_VXLAN_LOCAL = 4;
 const IFLA_VXLAN_LEARNING = 7;
 const IFLA_VXLAN_PORT = 15; // big-endian u16
+const IFLA_VXLAN_GROUP6 = 16; // 16 bytes, network order
+const IFLA_VXLAN_LOCAL6 = 17;
 const NLA_TYPE_MASK = 0x3fff; // strips NLA_F_NESTED / NLA_F_NET_BYTEORDER
 
 /** Splits a buffer of netlink attributes into type → payload. */
@@ -63,7 +67,7 @@ export function toLinkInfo(m: rt.LinkMessage): LinkInfo {
     up: m.data.flags?.up === true,
     kind,
     mac: bufToMac(m.attrs.address),
-    ...(vx?.vni !== undefined && vx.port !== undefined ? { vxlan: { vni: vx.vni, port: vx.port } } : {}),
+    ...(vx?.vni !== undefined && vx.port !== undefined ? { vxlan: { vni: vx.vni, port: vx.port, ...(vx.local6 !== undefined || vx.group6 !== undefined ? { ipv6: true } : {}) } } : {}),
   };
 }
 
@@ -121,6 +125,8 @@ interface VxlanAttrs {
   vni: number | undefined;
   port: number | undefined;
   local: number | undefined;
+  local6: bigint | undefined;
+  group6: bigint | undefined;
   underlay: number | undefined;
   learning: boolean | undefined;
 }
@@ -139,6 +145,8 @@ function vxlanAttrsOf(m: rt.LinkMessage): VxlanAttrs | null {
     vni: id && id.length >= 4 ? id.readUInt32LE(0) : undefined,
     port: port && port.length >= 2 ? port.readUInt16BE(0) : undefined,
     local: bufToIp(a.get(IFLA_VXLAN_LOCAL)),
+    local6: bufToIp6(a.get(IFLA_VXLAN_LOCAL6)),
+    group6: bufToIp6(a.get(IFLA_VXLAN_GROUP6)),
     underlay: link && link.length >= 4 ? link.readUInt32LE(0) : undefined,
     learning: learning && learning.length >= 1 ? learning[0] !== 0 : undefined,
   };
@@ -152,6 +160,8 @@ function vxlanMatches(m: rt.LinkMessage, spec: VxlanSpec): boolean {
     a.vni === spec.vni &&
     a.port === spec.port &&
     (a.local ?? 0) === (spec.local ?? 0) &&
+    (a.local6 ?? 0n) === (spec.local6 ?? 0n) &&
+    (a.group6 ?? 0n) === (spec.group6 ?? 0n) &&
     (a.underlay ?? 0) === (spec.underlay ?? 0) &&
     (a.learning ?? true) === (spec.learning ?? false) &&
     (spec.mac === undefined || bufToMac(m.attrs.address) === spec.mac.toLowerCase())
@@ -167,6 +177,8 @@ function encodeVxlanInfo(spec: VxlanSpec): Buffer {
     encodeAttr(IFLA_VXLAN_LEARNING, Buffer.from([spec.learning === true ? 1 : 0])),
   ];
   if (spec.local) data.push(encodeAttr(IFLA_VXLAN_LOCAL, ipToBuf(spec.local)));
+  if (spec.group6) data.push(encodeAttr(IFLA_VXLAN_GROUP6, ip6ToBuf(spec.group6)));
+  if (spec.local6) data.push(encodeAttr(IFLA_VXLAN_LOCAL6, ip6ToBuf(spec.local6)));
   if (spec.underlay) data.push(encodeAttr(IFLA_VXLAN_LINK, u32(spec.underlay)));
   return Buffer.concat([encodeAttr(IFLA_INFO_KIND, Buffer.from('vxlan\0', 'latin1')), encodeAttr(IFLA_INFO_DATA, Buffer.concat(data))]);
 }
@@ -176,7 +188,8 @@ function encodeVxlanInfo(spec: VxlanSpec): Buffer {
  * right name but other parameters (or another kind) is deleted and recreated.
  */
 export async function ensureVxlan(c: Conn, spec: VxlanSpec): Promise<LinkInfo & EnsureResult> {
-  const what = `vxlan ${spec.name} (vni ${spec.vni}, port ${spec.port}${spec.local ? `, local ${formatIp(spec.local)}` : ''})`;
+  const local = spec.local ? `, local ${formatIp(spec.local)}` : spec.local6 ? `, local ${formatIp6(spec.local6)}` : '';
+  const what = `vxlan ${spec.name} (vni ${spec.vni}, port ${spec.port}${local})`;
   const existing = await rawLink(c, { name: spec.name });
   if (existing !== null) {
     if (vxlanMatches(existing, spec)) return { ...toLinkInfo(existing), changed: false };

@@ -2,44 +2,38 @@
  * Kernel change notifications (rtnetlink multicast groups), so a backend can
  * re-read the kernel only when something changed instead of on a short
  * timer. A socket of its own (the facade's socket carries requests), unref'd
- * like the facade's.
+ * like the facade's: socket.ts, the addon's NETLINK_ROUTE socket joined to
+ * the groups below; ENOBUFS (a burst overran its receive buffer) and a
+ * truncated datagram are reported as `lost`.
  *
  * Cheap by design: every notification about our own writes arrives here too
  * (5,000 routes at start, one per lease event afterwards), so each message is
  * filtered on a byte or two of its fixed header (rtm_protocol, the ifindex)
  * before anything is decoded, and the few fields a backend judges are read
  * straight from the bytes: no message or attribute objects per
- * notification (the package's parsers made several per message, garbage
- * that under churn was promoted and kept the heap grown).
+ * notification (a parser that made several per message made garbage that
+ * under churn was promoted and kept the heap grown).
  */
-// Deep imports: the package's index also loads nl80211, genl and wg (~1.4 MB of RSS the daemon never uses).
-import { RawNetlinkSocket } from 'netlink/dist/raw';
-import * as rt from 'netlink/dist/rt/structs';
 import { RudderError } from '../errors';
 import { describeError } from '../errors';
+import { RtnlSocket } from './socket';
 import { AF_BRIDGE, AF_INET } from './conn';
 import { RTPROT_RUDDER, type KernelChange, type Route6Info, type RouteInfo } from './types';
 import { AF_INET6, NDA_DST, NDA_LLADDR, NLMSG_HDRLEN, readIp6, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_PREFSRC, RTA_PRIORITY, RTA_TABLE, RTNH_F_ONLINK } from './wire';
 
-const NETLINK_ROUTE = 0;
-const GROUPS = [
-  rt.MulticastGroups.LINK,
-  rt.MulticastGroups.NEIGH,
-  rt.MulticastGroups.IPV4_IFADDR,
-  rt.MulticastGroups.IPV4_ROUTE,
-  rt.MulticastGroups.IPV6_IFADDR,
-  rt.MulticastGroups.IPV6_ROUTE,
-];
-/** The message types, as plain numbers (the package's enum compared with a wire number). */
+/** rtnetlink multicast groups (include/uapi/linux/rtnetlink.h, RTNLGRP_*). */
+const RTNLGRP = { LINK: 1, NEIGH: 3, IPV4_IFADDR: 5, IPV4_ROUTE: 7, IPV6_IFADDR: 9, IPV6_ROUTE: 11 } as const;
+const GROUPS = [RTNLGRP.LINK, RTNLGRP.NEIGH, RTNLGRP.IPV4_IFADDR, RTNLGRP.IPV4_ROUTE, RTNLGRP.IPV6_IFADDR, RTNLGRP.IPV6_ROUTE];
+/** The message types (RTM_*). */
 const T = {
-  NEWROUTE: rt.MessageType.NEWROUTE as number,
-  DELROUTE: rt.MessageType.DELROUTE as number,
-  NEWLINK: rt.MessageType.NEWLINK as number,
-  DELLINK: rt.MessageType.DELLINK as number,
-  NEWADDR: rt.MessageType.NEWADDR as number,
-  DELADDR: rt.MessageType.DELADDR as number,
-  NEWNEIGH: rt.MessageType.NEWNEIGH as number,
-  DELNEIGH: rt.MessageType.DELNEIGH as number,
+  NEWROUTE: 24,
+  DELROUTE: 25,
+  NEWLINK: 16,
+  DELLINK: 17,
+  NEWADDR: 20,
+  DELADDR: 21,
+  NEWNEIGH: 28,
+  DELNEIGH: 29,
 } as const;
 
 type Msg = { type: number; data: Buffer };
@@ -181,32 +175,29 @@ export function decodeChange(m: Msg, interested: (index: number) => boolean): Ke
       // struct ndmsg: family, pad1, pad2 u16, ifindex s32, state u16, flags u8, type u8
       const index = d.readInt32LE(4);
       if (!interested(index)) return null;
-      if (d.length < 12 || (d[0] !== AF_INET && d[0] !== AF_BRIDGE)) return null;
+      if (d.length < 12 || (d[0] !== AF_INET && d[0] !== AF_INET6 && d[0] !== AF_BRIDGE)) return null;
       const failed = (d.readUInt16LE(8) & NUD_FAILED) !== 0;
       const op = m.type === T.NEWNEIGH && !failed ? 'new' : 'del';
+      // NDA_DST: 4 bytes (IPv4), 16 (IPv6; for an FDB entry, an IPv6 remote).
       let dst: number | undefined;
+      let dst6: bigint | undefined;
       let mac: string | undefined;
       forEachAttr(d, 12, (type, at, len) => {
         if (type === NDA_DST && len === 4) dst = d.readUInt32BE(at);
+        else if (type === NDA_DST && len === 16) dst6 = readIp6(d, at);
         else if (type === NDA_LLADDR && len === 6) mac = macAt(d, at);
       });
       if (d[0] === AF_INET) return dst === undefined ? null : { kind: 'neigh', op, index, ip: dst, mac };
-      return mac === undefined || dst === undefined ? null : { kind: 'fdb', op, index, mac, dst };
+      if (d[0] === AF_INET6) return dst6 === undefined ? null : { kind: 'neigh6', op, index, ip: dst6, mac };
+      if (mac === undefined) return null;
+      if (dst6 !== undefined) return { kind: 'fdb6', op, index, mac, dst: dst6 };
+      return dst === undefined ? null : { kind: 'fdb', op, index, mac, dst };
     }
   }
   return null;
 }
 
 export function watchKernel(interested: (index: number) => boolean, onChange: (ch: KernelChange) => void): () => void {
-  let sock: RawNetlinkSocket;
-  try {
-    // The raw socket: datagrams in, split and filtered here (no parsed message objects).
-    sock = new RawNetlinkSocket(NETLINK_ROUTE, { recvBufferSize: 1 << 20 } as ConstructorParameters<typeof RawNetlinkSocket>[1]);
-    sock.unref(); // like the facade's socket: an idle subscription never keeps node alive
-    for (const g of GROUPS) sock.addMembership(g);
-  } catch (e) {
-    throw new RudderError('E_NETLINK', `netlink: subscribe to kernel notifications: ${describeError(e)}`, { cause: e });
-  }
   const emit = (ch: KernelChange): void => {
     try {
       onChange(ch);
@@ -214,7 +205,7 @@ export function watchKernel(interested: (index: number) => boolean, onChange: (c
       // a consumer's bug must not kill the socket's event handler
     }
   };
-  sock.on('message', (b: Buffer) => {
+  const onDatagram = (b: Buffer): void => {
     let msgs: Msg[];
     try {
       msgs = splitMessages(b);
@@ -230,10 +221,15 @@ export function watchKernel(interested: (index: number) => boolean, onChange: (c
         emit({ kind: 'lost', reason: `undecodable notification: ${describeError(e)}` });
       }
     }
-  });
-  // ENOBUFS (the kernel dropped notifications: buffer overrun) and the like.
-  sock.on('error', (e: unknown) => emit({ kind: 'lost', reason: describeError(e) }));
-  sock.on('truncatedMessage', () => emit({ kind: 'lost', reason: 'truncated notification' }));
+  };
+  let sock: RtnlSocket;
+  try {
+    // Datagrams in, split and filtered here (no parsed message objects); unreferenced, so
+    // an idle subscription never keeps node alive.
+    sock = new RtnlSocket({ groups: GROUPS, rcvbuf: 1 << 20, onDatagram, onLost: (reason) => emit({ kind: 'lost', reason }) });
+  } catch (e) {
+    throw new RudderError('E_NETLINK', `netlink: subscribe to kernel notifications: ${describeError(e)}`, { cause: e });
+  }
   let closed = false;
   return () => {
     if (closed) return;

@@ -1,6 +1,5 @@
 /** IPv4 routes. */
-// Deep imports: the package's index also loads nl80211, genl and wg (~1.4 MB of RSS the daemon never uses).
-import * as rt from 'netlink/dist/rt/structs';
+import * as rt from './rtmsg';
 import { contains, formatCidr, formatIp, maskOf } from '../ip/ipv4';
 import { AF_INET, bufToIp, Conn, CREATE_REPLACE, dev, enumNum } from './conn';
 import { routeMessage, RTM_DELROUTE, RTM_NEWROUTE, RTNH_F_ONLINK, type RouteWire } from './wire';

@@ -5,8 +5,7 @@
  * IPV6_DEFAULT_METRIC, so that is the default here too), and an
  * `unreachable` route hangs on the loopback device.
  */
-// Deep imports: the package's index also loads nl80211, genl and wg (~1.4 MB of RSS the daemon never uses).
-import * as rt from 'netlink/dist/rt/structs';
+import * as rt from './rtmsg';
 import { formatCidr6, formatIp6, type Cidr6 } from '../ip/ipv6';
 import { Conn, CREATE_REPLACE, dev, enumNum } from './conn';
 import { AF_INET6, bufToIp6, routeMessage, RTM_DELROUTE, RTM_NEWROUTE, RTNH_F_ONLINK, type RouteWire } from './wire';

@@ -45,8 +45,11 @@ export interface LinkInfo {
   readonly kind: string | undefined;
   /** Hardware address; undefined for devices without one (TUN). */
   readonly mac: string | undefined;
-  /** For a VXLAN device: the VNI and UDP port it holds (no two devices may hold the same pair). */
-  readonly vxlan?: { readonly vni: number; readonly port: number };
+  /**
+   * For a VXLAN device: the VNI and UDP port it holds, and whether it is an
+   * IPv6 VTEP (no two devices of one family may hold the same VNI and port).
+   */
+  readonly vxlan?: { readonly vni: number; readonly port: number; readonly ipv6?: boolean };
 }
 
 /** An interface address: the host's own address plus the prefix length. */
@@ -192,6 +195,25 @@ export interface FdbSpec {
   readonly dst: number;
 }
 
+/** A permanent IPv6 neighbor (NDP) entry ip → mac on a link. */
+export interface Neighbor6Spec {
+  readonly index: number;
+  readonly ip: bigint;
+  readonly mac: string;
+}
+
+export interface Neighbor6Key {
+  readonly index: number;
+  readonly ip: bigint;
+}
+
+/** An FDB entry whose remote VTEP is an IPv6 underlay address (on an IPv6 VXLAN device). */
+export interface Fdb6Spec {
+  readonly index: number;
+  readonly mac: string;
+  readonly dst: bigint;
+}
+
 export interface VxlanSpec {
   readonly name: string;
   readonly vni: number;
@@ -199,6 +221,13 @@ export interface VxlanSpec {
   readonly port: number;
   /** Local underlay address for the VTEP; 0/undefined lets the kernel choose. */
   readonly local?: number;
+  /**
+   * Local IPv6 underlay address (IFLA_VXLAN_LOCAL6): the device is an IPv6
+   * VTEP (its FDB remotes are IPv6). Excludes `local`.
+   */
+  readonly local6?: bigint;
+  /** IPv6 multicast group or default remote (IFLA_VXLAN_GROUP6); Rudder programs remotes per peer and sets none. */
+  readonly group6?: bigint;
   /** Underlay device index the VTEP is bound to. */
   readonly underlay?: number;
   /** Fixed VTEP MAC, so peers' FDB entries survive a restart. */
@@ -247,6 +276,8 @@ export type KernelChange =
   | { readonly kind: 'link' | 'addr'; readonly op: 'new' | 'del'; readonly index: number }
   | { readonly kind: 'neigh'; readonly op: 'new' | 'del'; readonly index: number; readonly ip: number; readonly mac: string | undefined }
   | { readonly kind: 'fdb'; readonly op: 'new' | 'del'; readonly index: number; readonly mac: string; readonly dst: number }
+  | { readonly kind: 'neigh6'; readonly op: 'new' | 'del'; readonly index: number; readonly ip: bigint; readonly mac: string | undefined }
+  | { readonly kind: 'fdb6'; readonly op: 'new' | 'del'; readonly index: number; readonly mac: string; readonly dst: bigint }
   | { readonly kind: 'lost'; readonly reason: string };
 
 export interface AddressesResult extends EnsureResult {
@@ -323,6 +354,14 @@ export interface Netlink {
   listFdb(index: number): Promise<FdbSpec[]>;
   ensureFdbs(specs: readonly FdbSpec[], opts?: EnsureOptions): Promise<BatchResult[]>;
   deleteFdbs(specs: readonly FdbSpec[]): Promise<BatchResult[]>;
+
+  // The same for IPv6: NDP entries, and FDB entries with an IPv6 remote (an IPv6 VXLAN device)
+  listNeighbors6(index: number): Promise<Neighbor6Spec[]>;
+  ensureNeighbors6(specs: readonly Neighbor6Spec[], opts?: EnsureOptions): Promise<BatchResult[]>;
+  deleteNeighbors6(keys: readonly Neighbor6Key[]): Promise<BatchResult[]>;
+  listFdb6(index: number): Promise<Fdb6Spec[]>;
+  ensureFdbs6(specs: readonly Fdb6Spec[], opts?: EnsureOptions): Promise<BatchResult[]>;
+  deleteFdbs6(specs: readonly Fdb6Spec[]): Promise<BatchResult[]>;
 
   /**
    * Subscribes to the kernel's change notifications (rtnetlink groups LINK,

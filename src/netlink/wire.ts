@@ -8,8 +8,8 @@
  * requests per vxlan lease event and pipelined requests alive across
  * scavenges, that garbage was a good part of what got promoted and kept the
  * heap (RSS) grown after a burst. Dumps and the rare link/address requests
- * still use the package. test/unit/netlink-wire.test.ts checks these bytes
- * against the package's encoders.
+ * go through rtmsg.ts. test/unit/netlink-wire.test.ts checks these bytes
+ * against what the package's encoders produced.
  */
 
 export const NLMSG_HDRLEN = 16;
@@ -67,7 +67,8 @@ export interface NeighWire {
   readonly ifindex: number;
   readonly state: number;
   readonly flags: number;
-  readonly dst?: number | undefined;
+  /** An IPv4 number (4-byte NDA_DST) or an IPv6 bigint (16 bytes: an NDP entry, or an FDB entry's IPv6 remote). */
+  readonly dst?: number | bigint | undefined;
   /** Six bytes, aa:bb:cc:dd:ee:ff already validated. */
   readonly lladdr?: string | undefined;
 }
@@ -162,7 +163,7 @@ export function routeMessage(type: number, nlFlags: number, seq: number, r: Rout
 
 /** RTM_NEWNEIGH / RTM_DELNEIGH with NLM_F_REQUEST|NLM_F_ACK and `nlFlags`. */
 export function neighMessage(type: number, nlFlags: number, seq: number, x: NeighWire): Buffer {
-  const b = Buffer.allocUnsafe(NLMSG_HDRLEN + 12 + (x.dst !== undefined ? U32_ATTR : 0) + (x.lladdr !== undefined ? MAC_ATTR : 0));
+  const b = Buffer.allocUnsafe(NLMSG_HDRLEN + 12 + (x.dst !== undefined ? ipAttrLen(x.dst) : 0) + (x.lladdr !== undefined ? MAC_ATTR : 0));
   header(b, type, nlFlags, seq);
   // struct ndmsg: family, pad1, pad2 u16, ifindex s32, state u16, flags u8, type u8
   const h = NLMSG_HDRLEN;
@@ -174,7 +175,7 @@ export function neighMessage(type: number, nlFlags: number, seq: number, x: Neig
   b[h + 10] = x.flags;
   b[h + 11] = 0;
   let at = h + 12;
-  if (x.dst !== undefined) at = u32Attr(b, at, NDA_DST, x.dst, true);
+  if (x.dst !== undefined) at = ipAttr(b, at, NDA_DST, x.dst);
   if (x.lladdr !== undefined) macAttr(b, at, NDA_LLADDR, x.lladdr);
   return b;
 }

@@ -19,8 +19,11 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeError } from '../errors';
-import { formatCidr, maskOf, parseCidr } from '../ip/ipv4';
+import { formatCidr, formatIp, maskOf, parseCidr } from '../ip/ipv4';
+import { formatCidr6, formatIp6, maskOf6, parseCidr6, parseIp6 } from '../ip/ipv6';
+import { hasIpv4, parseLeaseKey } from '../subnet/lease';
 import {
+  UNDERLAY_NETWORK_V6,
   createCluster,
   liveRuns,
   removeLeftovers,
@@ -28,9 +31,9 @@ import {
   type Cluster,
   type Host,
 } from '../topology';
-import { sandboxConfig, sandboxFlags, sandboxUsage, type SandboxFlags } from './flags';
+import { sandboxConfig, sandboxFamilies, sandboxFlags, sandboxUsage, type Family, type SandboxFlags } from './flags';
 import { createProgress, type Progress } from './progress';
-import { failingPairs, pairCount, renderSnapshot, type HostStatus, type Matrix, type Snapshot } from './table';
+import { failingPairs, pairCount, podAddress, renderSnapshot, type HostStatus, type Matrix, type Snapshot } from './table';
 
 const KEEP_HINT =
   process.env.RUDDER_KEEP_TMP === '1'
@@ -105,6 +108,20 @@ function leaseOf(subnetEnv: string): string | null {
   return c ? formatCidr({ ip: (c.ip & maskOf(c.prefix)) >>> 0, prefix: c.prefix }) : null;
 }
 
+/** The IPv6 lease behind RUDDER_IPV6_SUBNET: fd10:0:0:5::1/64 → fd10:0:0:5::/64. */
+function lease6Of(subnetEnv: string): string | null {
+  const c = parseCidr6(subnetEnv);
+  return c ? formatCidr6({ ip: c.ip & maskOf6(c.prefix), prefix: c.prefix }) : null;
+}
+
+/** A lease as the sandbox shows it, from etcd's key and value. */
+interface ShownLease {
+  subnet: string | null;
+  ipv6Subnet: string | null;
+  publicIpv6: string | null;
+  backend: string;
+}
+
 async function pool<T>(jobs: Array<() => Promise<T>>, width: number): Promise<T[]> {
   const out: T[] = new Array<T>(jobs.length);
   let next = 0;
@@ -124,24 +141,39 @@ function exitText(h: Host): string | null {
   return ex.signal ? `signal ${ex.signal}` : `status ${ex.code}`;
 }
 
-/** One look at the cluster: etcd's leases, daemons, pods, and one ping per ordered pod pair. */
-export async function snapshot(c: Cluster): Promise<Snapshot> {
+/**
+ * One look at the cluster: etcd's leases, daemons, pods, and one ping per
+ * ordered pod pair and family.
+ */
+export async function snapshot(c: Cluster, families: readonly Family[] = ['ipv4']): Promise<Snapshot> {
+  const v6 = families.includes('ipv6');
   let etcdError: string | null = null;
-  const byIp = new Map<string, { subnet: string; backend: string }>();
+  // Leases by PublicIP and by PublicIPv6 (an IPv6-only host may publish only the latter).
+  const byIp = new Map<string, ShownLease>();
   try {
     for (const l of await c.listSubnets()) {
-      const pub = typeof l.value.PublicIP === 'string' ? l.value.PublicIP : '';
-      byIp.set(pub, { subnet: l.subnet, backend: typeof l.value.BackendType === 'string' ? l.value.BackendType : '?' });
+      // listSubnets turns the key's last '-' into '/': undo that to read flannel's key form.
+      const k = parseLeaseKey(l.subnet.replace(/\/(\d+)$/, '-$1'));
+      const shown: ShownLease = {
+        subnet: k ? (hasIpv4(k) ? formatCidr(k.subnet) : null) : l.subnet,
+        ipv6Subnet: k?.ipv6Subnet ? formatCidr6(k.ipv6Subnet) : null,
+        publicIpv6: typeof l.value.PublicIPv6 === 'string' ? l.value.PublicIPv6 : null,
+        backend: typeof l.value.BackendType === 'string' ? l.value.BackendType : '?',
+      };
+      if (typeof l.value.PublicIP === 'string' && l.value.PublicIP !== formatIp(0)) byIp.set(l.value.PublicIP, shown);
+      if (shown.publicIpv6 !== null) byIp.set(normal6(shown.publicIpv6), shown);
     }
   } catch (e) {
     etcdError = `cannot list leases: ${describeError(e).split('\n')[0]}`;
   }
   const hosts: HostStatus[] = c.hosts.map((h) => {
-    const lease = byIp.get(h.underlayIp);
+    const lease = byIp.get(h.underlayIp) ?? (v6 ? byIp.get(normal6(h.underlayIpv6)) : undefined);
     let fileSubnet: string | null = null;
+    let fileSubnet6: string | null = null;
     try {
       const env = h.readSubnetFile();
-      fileSubnet = env ? leaseOf(env.subnet) : null;
+      fileSubnet = env && env.ipv4 !== false ? leaseOf(env.subnet) : null;
+      fileSubnet6 = env?.ipv6Subnet !== undefined ? lease6Of(env.ipv6Subnet) : null;
     } catch {
       fileSubnet = null;
     }
@@ -149,33 +181,50 @@ export async function snapshot(c: Cluster): Promise<Snapshot> {
       name: h.name,
       underlayIp: h.underlayIp,
       publicIp: lease ? h.underlayIp : null,
-      subnet: lease?.subnet ?? fileSubnet,
+      subnet: lease ? lease.subnet : fileSubnet,
       backend: lease?.backend ?? null,
       daemon: { running: h.rudder?.running ?? false, pid: h.rudder?.pid ?? null, exit: exitText(h) },
       podNs: h.pod?.ns.name ?? null,
-      podIp: h.pod?.ip ?? null,
+      podIp: h.pod?.ipv4 ?? null,
+      ...(v6
+        ? {
+            publicIpv6: lease?.publicIpv6 ?? null,
+            ipv6Subnet: lease ? lease.ipv6Subnet : fileSubnet6,
+            podIpv6: h.pod?.ipv6 ?? null,
+          }
+        : {}),
     };
   });
-  const matrix: Matrix = c.hosts.map(() => c.hosts.map(() => null));
+  const empty = (): Matrix => c.hosts.map(() => c.hosts.map(() => null));
+  const matrices: Record<Family, Matrix> = { ipv4: empty(), ipv6: empty() };
   const jobs: Array<() => Promise<void>> = [];
-  c.hosts.forEach((a, i) =>
-    c.hosts.forEach((b, j) => {
-      const from = a.pod;
-      const to = b.pod;
-      if (i === j || !from || !to) return;
-      jobs.push(async () => {
-        try {
-          const r = await from.ping(to.ip, { count: 1, intervalS: 0.2, replyWaitS: 1 });
-          const reply = r.replies[0];
-          (matrix[i] as Array<number | null>)[j] = r.received > 0 && reply ? reply.timeMs : null;
-        } catch {
-          (matrix[i] as Array<number | null>)[j] = null;
-        }
-      });
-    }),
-  );
+  for (const f of families) {
+    c.hosts.forEach((a, i) =>
+      c.hosts.forEach((b, j) => {
+        const from = a.pod;
+        const to = podAddress(hosts[j] as HostStatus, f);
+        if (i === j || !from || !b.pod || to === null) return;
+        jobs.push(async () => {
+          const row = matrices[f][i] as Array<number | null>;
+          try {
+            const r = await from.ping(to, { count: 1, intervalS: 0.2, replyWaitS: 1 });
+            const reply = r.replies[0];
+            row[j] = r.received > 0 && reply ? reply.timeMs : null;
+          } catch {
+            row[j] = null;
+          }
+        });
+      }),
+    );
+  }
   await pool(jobs, PING_CONCURRENCY);
-  return { hosts, matrix, etcdError };
+  return { hosts, families, matrix: matrices.ipv4, ...(v6 ? { matrix6: matrices.ipv6 } : {}), etcdError };
+}
+
+/** An IPv6 address in its canonical text, so two spellings compare equal. */
+function normal6(s: string): string {
+  const ip = parseIp6(s);
+  return ip === null ? s : formatIp6(ip);
 }
 
 function deviceHint(backend: string): string {
@@ -206,14 +255,16 @@ export function hints(c: Cluster, f: SandboxFlags): string[] {
 }
 
 function header(c: Cluster, f: SandboxFlags): string {
-  return `Rudder sandbox ${c.tag.name('*')}: ${c.hosts.length} host(s), backend ${f.backend}, network ${f.network}, underlay 198.18.0.0/15, etcd ${c.etcdEndpoints.join(',')}`;
+  const net = f.ipv6Only ? `IPv6-only network ${f.ipv6Network}` : f.ipv6 ? `network ${f.network} and ${f.ipv6Network}` : `network ${f.network}`;
+  const underlay = f.ipv6 || f.ipv6Only ? `underlay 198.18.0.0/15 and ${UNDERLAY_NETWORK_V6}` : 'underlay 198.18.0.0/15';
+  return `Rudder sandbox ${c.tag.name('*')}: ${c.hosts.length} host(s), backend ${f.backend}, ${net}, ${underlay}, etcd ${c.etcdEndpoints.join(',')}`;
 }
 
 /** Waits until every ordered pod pair answers, or the give-up passes; returns the last snapshot. */
-async function waitMesh(c: Cluster, giveUpMs: number, stopped: () => boolean): Promise<Snapshot> {
+async function waitMesh(c: Cluster, families: readonly Family[], giveUpMs: number, stopped: () => boolean): Promise<Snapshot> {
   const deadline = Date.now() + giveUpMs;
   for (;;) {
-    const s = await snapshot(c);
+    const s = await snapshot(c, families);
     if (failingPairs(s).length === 0 || Date.now() >= deadline || stopped()) return s;
     if (s.hosts.some((h) => !h.daemon.running)) return s; // a dead daemon will not come back
     await sleep(500);
@@ -238,6 +289,7 @@ export async function runSandbox(argv: readonly string[], io: SandboxIo): Promis
     io.out.write(sandboxUsage());
     return 0;
   }
+  const families = sandboxFamilies(f);
   const problems = await preflight(f);
   if (problems.length > 0) {
     for (const p of problems) io.err(`rudder sandbox: ${p}`);
@@ -301,6 +353,8 @@ export async function runSandbox(argv: readonly string[], io: SandboxIo): Promis
         hosts: 0,
         prefix: f.name,
         etcdMembers: 1,
+        // IPv6: a dual-stack underlay (2001:2::N beside 198.18.0.N) and pods with IPv6 addresses.
+        ...(f.ipv6 || f.ipv6Only ? { ipv6: true } : {}),
         rudderArgs: f.v > 0 ? [`-v=${f.v}`] : [],
         ...(f.rudderBin ? { rudderBin: path.resolve(f.rudderBin) } : {}),
       }),
@@ -353,13 +407,16 @@ export async function runSandbox(argv: readonly string[], io: SandboxIo): Promis
   }
 
   if (f.check) {
-    const s = await progress.step('every pod reaching every other pod', () => waitMesh(c, f.giveUpMs, () => stopSignal !== null));
+    const s = await progress.step('every pod reaching every other pod', () => waitMesh(c, families, f.giveUpMs, () => stopSignal !== null));
     if (stopSignal) return finish(130);
     out.write('\n' + header(c, f) + '\n\n' + renderSnapshot(s).join('\n') + '\n\n');
     const bad = failingPairs(s);
     if (bad.length > 0) {
       io.err(`rudder sandbox: check FAILED: ${bad.length} of ${pairCount(s)} pod pairs unreachable:`);
-      for (const p of bad) io.err(`  ${p.from.name} (${p.from.podIp ?? '-'}) → ${p.to.name} (${p.to.podIp ?? '-'})`);
+      for (const p of bad) {
+        const over = families.length > 1 ? ` over ${p.family === 'ipv4' ? 'IPv4' : 'IPv6'}` : '';
+        io.err(`  ${p.from.name} (${podAddress(p.from, p.family) ?? '-'}) → ${p.to.name} (${podAddress(p.to, p.family) ?? '-'})${over}`);
+      }
       for (const h of c.hosts) {
         if (!h.rudder?.running || bad.some((p) => p.from.name === h.name || p.to.name === h.name)) {
           io.err(`--- ${h.name}: ${h.logFile} (last lines)`);
@@ -378,13 +435,14 @@ export async function runSandbox(argv: readonly string[], io: SandboxIo): Promis
   let lastSig = '';
   if (tty) out.write('\x1b[?25l');
   while (!stopSignal) {
-    const s = await snapshot(c);
+    const s = await snapshot(c, families);
     if (stopSignal) break;
     const body = renderSnapshot(s);
     if (tty) {
       out.write('\x1b[H\x1b[2J' + [header(c, f), `refreshed ${new Date().toLocaleTimeString()} (every ${f.refreshMs / 1000}s)`, '', ...body, ...tail].join('\n') + '\n');
     } else {
-      const sig = JSON.stringify([s.hosts.map((h) => [h.publicIp, h.subnet, h.backend, h.daemon]), s.matrix.map((r) => r.map((x) => x !== null)), s.etcdError]);
+      const seen = (m: Matrix | undefined): boolean[][] | null => m?.map((r) => r.map((x) => x !== null)) ?? null;
+      const sig = JSON.stringify([s.hosts.map((h) => [h.publicIp, h.subnet, h.ipv6Subnet, h.backend, h.daemon]), seen(s.matrix), seen(s.matrix6), s.etcdError]);
       if (sig !== lastSig) {
         const intro = lastSig === '' ? [header(c, f), ''] : [`--- ${new Date().toISOString()}: changed`];
         out.write([...intro, ...body, ...(lastSig === '' ? tail : []), ''].join('\n') + '\n');

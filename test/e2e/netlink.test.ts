@@ -380,6 +380,20 @@ describe('netlink facade (in a network namespace)', () => {
       assert.deepEqual(routes6To('fd42:43::/48'), []);
     });
 
+    it('an interface with IPv6 only is the underlay of an IPv6-only network (by name or IPv6 address), never of one with IPv4', async () => {
+      type Ext = { name: string; index: number; address: number; publicIP: number };
+      const byName = await nl.call<Ext>('resolveExternalInterface', 'd0', undefined, { ipv4: false });
+      assert.deepEqual([byName.name, byName.index, byName.address, byName.publicIP], ['d0', d0, 0, 0]);
+      const byIp6 = await nl.call<Ext>('resolveExternalInterface', '2001:2:0:1::1', undefined, { ipv4: false });
+      assert.deepEqual([byIp6.name, byIp6.address], ['d0', 0]);
+      await assert.rejects(nl.call('resolveExternalInterface', 'd0', undefined, { ipv4: true }), (e: ChildError) => e.code === 'E_IFACE' && /no IPv4 address/.test(e.message));
+      await assert.rejects(nl.call('resolveExternalInterface', '2001:2:0:1::1', undefined, {}), (e: ChildError) => e.code === 'E_IFACE' && /d0 has no IPv4 address/.test(e.message));
+      // An interface with both families named by its IPv6 address: its (first) IPv4 address is the one used.
+      ns.ip('-6', 'addr', 'add', '2001:2:0:a::2/64', 'dev', 'a0', 'nodad');
+      const a0 = await nl.call<Ext>('resolveExternalInterface', '2001:2:0:a::2', undefined, {});
+      assert.deepEqual([a0.name, formatIp(a0.address), formatIp(a0.publicIP)], ['a0', '198.18.2.7', '198.18.2.7']);
+    });
+
     it('IPv6 failures are E_NETLINK naming the route and the errno', async () => {
       await assert.rejects(nl.call('ensureRoute6', { dst: cidr6('fd42:44::/64'), oif: 99999 }), (e: ChildError) => {
         assert.equal(e.code, 'E_NETLINK');

@@ -1,7 +1,8 @@
 /**
  * `bin/rudder sandbox` as a user runs it, as a child process: `--check` builds
  * a 3-host udp cluster, verifies the mesh, prints the table and removes every
- * namespace it made; a sandbox SIGKILLed half-way leaves namespaces behind
+ * namespace it made (and with --ipv6 and host-gw, the same over both
+ * families); a sandbox SIGKILLed half-way leaves namespaces behind
  * that the next start removes; bad flags and machines that cannot run it get
  * clear errors.
  *
@@ -137,6 +138,28 @@ describe('rudder sandbox (needs root and etcd)', { skip: skipUnlessRoot || skipU
     }
   });
 
+  it('--check --ipv6 with host-gw: a column per family, every pod reaches every other over IPv4 and IPv6', async () => {
+    const name = uniqueName();
+    names.push(name);
+    const sb = startSandbox(['--check', '--hosts', '2', '--backend', 'host-gw', '--ipv6', '--name', name]);
+    const res = await sb.done;
+    const out = sb.out();
+    assert.equal(res.code, 0, `exit status 0:\n${out}\n${sb.err()}`);
+    assert.match(out, /"EnableIPv6":true,"IPv6Network":"fd10::\/48"/, 'the config it publishes');
+    const head = out.split('\n').find((l) => l.startsWith('HOST'));
+    assert.deepEqual(head?.split(/\s{2,}/), ['HOST', 'PUBLIC IP', 'PUBLIC IPV6', 'SUBNET', 'IPV6 SUBNET', 'BACKEND', 'DAEMON', 'POD', 'POD IP', 'POD IPV6']);
+    for (const row of out.split('\n').filter((l) => /^h\d+\s/.test(l))) {
+      const [h, , pub6, , sub6, , , , , pod6] = row.trim().split(/\s{2,}/);
+      assert.equal(pub6, `2001:2::${h?.slice(1)}`, row);
+      assert.match(sub6 ?? '', /^fd10:0:0:[0-9a-f]{1,4}::\/64$/, row);
+      assert.equal(pod6, sub6?.replace(/::\/64$/, '::2'), row);
+    }
+    assert.match(out, /^\s+from \\ to\s+h1 v4\s+h1 v6\s+h2 v4\s+h2 v6$/m);
+    assert.match(out, /^reachable: 4\/4 pod pairs and families \(IPv4 2\/2, IPv6 2\/2\)$/m);
+    assert.match(out, /check OK: every pod reaches every other pod \(4 pairs\)/);
+    assert.deepEqual(await ours(name), [], 'no namespace of the sandbox remains');
+  });
+
   it('--check fails, naming every unreachable pair, when the daemons route nothing', async (t) => {
     // A stand-in daemon that writes a subnet file (one /24 per host, from its
     // h<N> directory) and then does nothing: the pods get bridges and
@@ -259,7 +282,7 @@ describe('rudder sandbox (needs root and etcd)', { skip: skipUnlessRoot || skipU
 
 describe('rudder sandbox: arguments and machines it cannot run on', () => {
   it('bad flags exit 2 with the sandbox usage', () => {
-    for (const args of [['--hosts', '0'], ['--backend', 'carrier-pigeon'], ['--network', '10.0.0.0/33'], ['--network', '198.18.0.0/16'], ['--network', '10.0.0.0/24'], ['--name', 'Bad-Name'], ['--bogus'], ['extra']]) {
+    for (const args of [['--hosts', '0'], ['--backend', 'carrier-pigeon'], ['--network', '10.0.0.0/33'], ['--network', '198.18.0.0/16'], ['--network', '10.0.0.0/24'], ['--name', 'Bad-Name'], ['--bogus'], ['extra'], ['--ipv6', '--ipv6-only'], ['--ipv6', '--ipv6-network', 'fd00::/200']]) {
       const r = spawnSync(BIN, ['sandbox', ...args], { env: cleanEnv(), encoding: 'utf8' });
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /^rudder sandbox: /, args.join(' '));

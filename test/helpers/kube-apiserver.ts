@@ -85,8 +85,12 @@ export class KubeApiServer {
     return this.proc?.running ?? false;
   }
 
-  static async start(cluster: Cluster): Promise<KubeApiServer> {
+  /** `--feature-gates` values (e.g. `IPv6DualStack=true`, which v1.20 needs to keep a Node's second podCIDR). */
+  featureGates: string[] = [];
+
+  static async start(cluster: Cluster, opts: { featureGates?: string[] } = {}): Promise<KubeApiServer> {
     const s = new KubeApiServer(cluster, await anchorBinary('kube-apiserver'));
+    s.featureGates = opts.featureGates ?? [];
     fs.writeFileSync(path.join(s.dir, 'tokens.csv'), `${s.token},admin,admin-uid,"system:masters"\n`);
     await run(['openssl', 'genrsa', '-out', path.join(s.dir, 'sa.key'), '2048']);
     await run(['openssl', 'rsa', '-in', path.join(s.dir, 'sa.key'), '-pubout', '-out', path.join(s.dir, 'sa.pub')]);
@@ -131,6 +135,7 @@ users:
       '--service-account-issuer=https://kubernetes.default.svc',
       '--service-cluster-ip-range=10.96.0.0/24',
       ...(this.watchCache ? [] : ['--watch-cache=false']),
+      ...(this.featureGates.length ? [`--feature-gates=${this.featureGates.join(',')}`] : []),
     ];
   }
 

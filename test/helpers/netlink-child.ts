@@ -9,13 +9,14 @@
  * (bigJson in netlink-ns.ts).
  *
  * Besides the facade's own methods it answers the one-object forms the test
- * asks for (ensureRoute, deleteNeighbor, ...), each a batch of one, and
- * linkByAddress, from the facade's reads.
+ * asks for (ensureRoute, deleteNeighbor, ...), each a batch of one,
+ * linkByAddress, from the facade's reads, and resolveExternalInterface.
  */
 import { createInterface } from 'readline';
 import { openNetlink, errnoOf, only, type FdbSpec, type NeighborSpec, type Route6Key, type Route6Spec, type RouteKey, type RouteSpec } from '../../src/netlink';
 import { isRudderError } from '../../src/errors';
 import { bigJson } from './netlink-ns';
+import { resolveExternalInterface, type ResolveOptions } from '../../src/iface';
 
 const nl = openNetlink();
 const singles: Record<string, (...a: never[]) => unknown> = {
@@ -27,6 +28,9 @@ const singles: Record<string, (...a: never[]) => unknown> = {
   deleteNeighbor: async (index: number, ip: number) => only(await nl.deleteNeighbors([{ index, ip }])),
   ensureFdb: async (s: FdbSpec) => ({ changed: only(await nl.ensureFdbs([s])) }),
   deleteFdb: async (s: FdbSpec) => only(await nl.deleteFdbs([s])),
+  // The daemon's interface resolution, run where the facade runs (it opens its own socket).
+  // (an absent argument arrives as JSON null)
+  resolveExternalInterface: (iface: string | null, publicIp: string | null, opts: ResolveOptions) => resolveExternalInterface(iface ?? undefined, publicIp ?? undefined, opts),
   linkByAddress: async (ip: number) => {
     const a = (await nl.listAddresses()).find((x) => x.ip === ip >>> 0);
     return a === undefined ? null : nl.linkByIndex(a.index);

@@ -29,9 +29,12 @@ import {
   type DefaultRouteIface,
   type EnsureOptions,
   type EnsureResult,
+  type Fdb6Spec,
   type FdbSpec,
   type KernelChange,
   type LinkInfo,
+  type Neighbor6Key,
+  type Neighbor6Spec,
   type NeighborKey,
   type NeighborSpec,
   type Netlink,
@@ -64,7 +67,11 @@ export type FakeRequest =
   | { readonly op: 'ensureNeighbor'; readonly spec: NeighborSpec }
   | { readonly op: 'deleteNeighbor'; readonly key: NeighborKey }
   | { readonly op: 'ensureFdb'; readonly spec: FdbSpec }
-  | { readonly op: 'deleteFdb'; readonly spec: FdbSpec };
+  | { readonly op: 'deleteFdb'; readonly spec: FdbSpec }
+  | { readonly op: 'ensureNeighbor6'; readonly spec: Neighbor6Spec }
+  | { readonly op: 'deleteNeighbor6'; readonly key: Neighbor6Key }
+  | { readonly op: 'ensureFdb6'; readonly spec: Fdb6Spec }
+  | { readonly op: 'deleteFdb6'; readonly spec: Fdb6Spec };
 
 /** The default text of a request in `calls`, e.g. "ensureRoute 10.0.2.0/24 via 10.0.2.0 onlink oif 10". */
 export function describeRequest(r: FakeRequest): string {
@@ -104,6 +111,14 @@ export function describeRequest(r: FakeRequest): string {
       return `ensureFdb ${r.spec.mac} ${formatIp(r.spec.dst)}`;
     case 'deleteFdb':
       return `deleteFdb ${r.spec.mac} ${formatIp(r.spec.dst)}`;
+    case 'ensureNeighbor6':
+      return `ensureNeighbor6 ${formatIp6(r.spec.ip)} ${r.spec.mac}`;
+    case 'deleteNeighbor6':
+      return `deleteNeighbor6 ${formatIp6(r.key.ip)}`;
+    case 'ensureFdb6':
+      return `ensureFdb6 ${r.spec.mac} ${formatIp6(r.spec.dst)}`;
+    case 'deleteFdb6':
+      return `deleteFdb6 ${r.spec.mac} ${formatIp6(r.spec.dst)}`;
   }
 }
 
@@ -132,6 +147,8 @@ export class FakeNetlink implements Netlink {
   routes6: Route6Info[] = [];
   neigh: NeighborSpec[] = [];
   fdb: FdbSpec[] = [];
+  neigh6: Neighbor6Spec[] = [];
+  fdb6: Fdb6Spec[] = [];
   /** Every spec ensureVxlan was called with. */
   vxlanSpecs: VxlanSpec[] = [];
   /** close() calls (the fake stays usable: tests hand the same instance to every open). */
@@ -153,7 +170,7 @@ export class FakeNetlink implements Netlink {
   // ---------------------------------------------------------------------------
   // Test-side setup: state "someone else" made (not recorded; notified like the kernel would).
 
-  addLink(name: string, kind: string | undefined, mac?: string, opts: { index?: number; up?: boolean; mtu?: number; vxlan?: { vni: number; port: number } } = {}): LinkInfo {
+  addLink(name: string, kind: string | undefined, mac?: string, opts: { index?: number; up?: boolean; mtu?: number; vxlan?: { vni: number; port: number; ipv6?: boolean } } = {}): LinkInfo {
     const l: LinkInfo = { index: opts.index ?? this.nextIndex++, name, mtu: opts.mtu ?? 1500, up: opts.up ?? true, kind, mac, ...(opts.vxlan ? { vxlan: opts.vxlan } : {}) };
     this.links.push(l);
     this.emit({ kind: 'link', op: 'new', index: l.index });
@@ -254,8 +271,10 @@ export class FakeNetlink implements Netlink {
     if (old !== undefined && old.kind === 'vxlan' && sameVxlan(this.vxlanOf.get(old.index), old, spec)) return { ...old, changed: false };
     if (old !== undefined) this.dropLink(old.index);
     // Like the kernel: one VNI on one UDP port belongs to one device.
-    if (this.links.some((x) => x.vxlan?.vni === spec.vni && x.vxlan.port === spec.port)) throw kernelError('EEXIST', `create vxlan ${spec.name}`);
-    const l = this.addLink(spec.name, 'vxlan', spec.mac, { up: false, vxlan: { vni: spec.vni, port: spec.port } });
+    // Like the kernel: one VNI on one UDP port belongs to one device per family (an IPv6 VTEP beside an IPv4 one is fine).
+    const ipv6 = spec.local6 !== undefined || spec.group6 !== undefined;
+    if (this.links.some((x) => x.vxlan?.vni === spec.vni && x.vxlan.port === spec.port && (x.vxlan.ipv6 ?? false) === ipv6)) throw kernelError('EEXIST', `create vxlan ${spec.name}`);
+    const l = this.addLink(spec.name, 'vxlan', spec.mac, { up: false, vxlan: { vni: spec.vni, port: spec.port, ...(ipv6 ? { ipv6 } : {}) } });
     this.vxlanOf.set(l.index, spec);
     return { ...l, changed: true };
   }
@@ -500,6 +519,64 @@ export class FakeNetlink implements Netlink {
     });
   }
 
+  async listNeighbors6(index: number): Promise<Neighbor6Spec[]> {
+    return this.neigh6.filter((n) => n.index === index).map((n) => ({ ...n }));
+  }
+
+  async ensureNeighbors6(specs: readonly Neighbor6Spec[], opts: EnsureOptions = {}): Promise<BatchResult[]> {
+    return this.batch(specs, (spec) => {
+      this.rec({ op: 'ensureNeighbor6', spec });
+      this.mustLink(spec.index, `replace neighbor ${formatIp6(spec.ip)}`);
+      const mac = spec.mac.toLowerCase();
+      const ip = spec.ip;
+      if (opts.dump !== false && this.neigh6.some((n) => n.index === spec.index && n.ip === ip && n.mac === mac)) return false;
+      this.neigh6 = [...this.neigh6.filter((n) => !(n.index === spec.index && n.ip === ip)), { index: spec.index, ip, mac }];
+      this.emit({ kind: 'neigh6', op: 'new', index: spec.index, ip, mac });
+      return true;
+    });
+  }
+
+  async deleteNeighbors6(keys: readonly Neighbor6Key[]): Promise<BatchResult[]> {
+    return this.batch(keys, (key) => {
+      this.rec({ op: 'deleteNeighbor6', key });
+      const n = this.neigh6.find((x) => x.index === key.index && x.ip === key.ip);
+      if (n === undefined) return false;
+      this.neigh6 = this.neigh6.filter((x) => x !== n);
+      this.emit({ kind: 'neigh6', op: 'del', index: n.index, ip: n.ip, mac: n.mac });
+      return true;
+    });
+  }
+
+  async listFdb6(index: number): Promise<Fdb6Spec[]> {
+    return this.fdb6.filter((f) => f.index === index).map((f) => ({ ...f }));
+  }
+
+  async ensureFdbs6(specs: readonly Fdb6Spec[], opts: EnsureOptions = {}): Promise<BatchResult[]> {
+    return this.batch(specs, (spec) => {
+      this.rec({ op: 'ensureFdb6', spec });
+      this.mustLink(spec.index, `replace fdb ${spec.mac}`);
+      const mac = spec.mac.toLowerCase();
+      const dst = spec.dst;
+      const sameMac = this.fdb6.filter((f) => f.index === spec.index && f.mac === mac);
+      if (opts.dump !== false && sameMac.length === 1 && sameMac[0]?.dst === dst) return false;
+      this.fdb6 = [...this.fdb6.filter((f) => !sameMac.includes(f)), { index: spec.index, mac, dst }];
+      for (const f of sameMac) if (f.dst !== dst) this.emit({ kind: 'fdb6', op: 'del', index: f.index, mac: f.mac, dst: f.dst });
+      this.emit({ kind: 'fdb6', op: 'new', index: spec.index, mac, dst });
+      return true;
+    });
+  }
+
+  async deleteFdbs6(specs: readonly Fdb6Spec[]): Promise<BatchResult[]> {
+    return this.batch(specs, (spec) => {
+      this.rec({ op: 'deleteFdb6', spec });
+      const f = this.fdb6.find((x) => x.index === spec.index && x.mac === spec.mac.toLowerCase() && x.dst === spec.dst);
+      if (f === undefined) return false;
+      this.fdb6 = this.fdb6.filter((x) => x !== f);
+      this.emit({ kind: 'fdb6', op: 'del', index: f.index, mac: f.mac, dst: f.dst });
+      return true;
+    });
+  }
+
   // ---------------------------------------------------------------------------
   // Notifications
 
@@ -593,6 +670,8 @@ export class FakeNetlink implements Netlink {
     this.links = this.links.filter((l) => l.index !== index);
     this.neigh = this.neigh.filter((n) => n.index !== index);
     this.fdb = this.fdb.filter((f) => f.index !== index);
+    this.neigh6 = this.neigh6.filter((n) => n.index !== index);
+    this.fdb6 = this.fdb6.filter((f) => f.index !== index);
     this.addrs = this.addrs.filter((a) => a.index !== index);
     this.vxlanOf.delete(index);
     this.emit({ kind: 'link', op: 'del', index });
@@ -606,6 +685,8 @@ function sameVxlan(a: VxlanSpec | undefined, l: LinkInfo, b: VxlanSpec): boolean
     a.vni === b.vni &&
     a.port === b.port &&
     (a.local ?? 0) === (b.local ?? 0) &&
+    (a.local6 ?? 0n) === (b.local6 ?? 0n) &&
+    (a.group6 ?? 0n) === (b.group6 ?? 0n) &&
     a.underlay === b.underlay &&
     a.mac === b.mac &&
     (a.learning ?? false) === (b.learning ?? false)

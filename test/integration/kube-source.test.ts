@@ -5,7 +5,9 @@
  * spurious removal; a Node deleted meanwhile is a removal; the keeper says
  * why it cannot take a subnet (no podCIDR, one outside Network) and patches
  * only its own annotations (again when its BackendData changes) and the
- * NetworkUnavailable condition.
+ * NetworkUnavailable condition. Dual-stack: the keeper names the Node and
+ * spec.podCIDRs while there is no IPv6 entry, then publishes public-ipv6 and
+ * backend-v6-data; peers are read with their IPv6 half; IPv6-only too.
  */
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
@@ -14,14 +16,15 @@ import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../../src/config';
 import { isRudderError } from '../../src/errors';
 import { formatCidr, parseIp } from '../../src/ip/ipv4';
+import { formatIp6, parseIp6 } from '../../src/ip/ipv6';
 import { memoryLogger } from '../../src/log';
 import { KubeClient } from '../../src/subnet/kube/client';
 import { KubeKeeper, KubePeers } from '../../src/subnet/kube/source';
-import type { LeaseEvent } from '../../src/subnet/lease';
+import { formatLeaseKey, type LeaseEvent } from '../../src/subnet/lease';
 import { LeaseWatcher } from '../../src/subnet/watcher';
 import { waitUntil } from '../helpers/wait';
 
-type Node = { metadata: { name: string; resourceVersion: string; annotations: Record<string, string> }; spec: { podCIDR?: string } };
+type Node = { metadata: { name: string; resourceVersion: string; annotations: Record<string, string> }; spec: { podCIDR?: string; podCIDRs?: string[] } };
 
 const node = (name: string, cidr: string | undefined, ip: string | undefined): Node => ({
   metadata: { name, resourceVersion: '1', annotations: ip === undefined ? {} : { 'rudder.io/public-ip': ip, 'rudder.io/backend-type': 'host-gw', 'rudder.io/backend-data': 'null' } },
@@ -156,6 +159,81 @@ describe('kube source against a scripted API server', () => {
       assert.equal(st.type, 'application/strategic-merge-patch+json');
       assert.match(st.body, /"type":"NetworkUnavailable","status":"False","reason":"RudderIsUp"/);
       assert.ok(requests.filter((r) => r.method === 'PATCH').every((r) => r.path.startsWith('/api/v1/nodes/me')), 'only its own Node is written');
+    } finally {
+      c.close();
+    }
+  });
+
+  it('dual-stack: the keeper names the Node and the field it waits for, then publishes both families; peers carry theirs', async () => {
+    watchMode = 'open';
+    nodes = [
+      node('me6', '10.1.7.0/24', undefined),
+      {
+        metadata: {
+          name: 'peer6',
+          resourceVersion: '1',
+          annotations: {
+            'rudder.io/public-ip': '198.18.0.8',
+            'rudder.io/public-ipv6': '2001:2::8',
+            'rudder.io/backend-type': 'host-gw',
+            'rudder.io/backend-data': 'null',
+            'rudder.io/backend-v6-data': 'null',
+          },
+        },
+        spec: { podCIDR: '10.1.8.0/24', podCIDRs: ['10.1.8.0/24', 'fd01:0:0:8::/64'] },
+      },
+    ];
+    const log = memoryLogger();
+    const c = client();
+    const config = parseConfig('{"Network":"10.1.0.0/16","EnableIPv6":true,"IPv6Network":"fd01::/48","Backend":{"Type":"host-gw"}}');
+    const keeper = new KubeKeeper(
+      { config, publicIP: parseIp('198.18.0.7') as number, publicIPv6: parseIp6('2001:2::7'), backendType: 'host-gw', backendData: {}, backendV6Data: {}, ttlMs: 1, renewMarginMs: 1, log },
+      c,
+      'rudder.io',
+      'me6',
+    );
+    const peers = new KubePeers(c, 'rudder.io', '/nonexistent', 'me6');
+    try {
+      await assert.rejects(keeper.acquire(null, null), (e) => isRudderError(e, 'E_ACQUIRE') && /^Node me6 has no IPv6 entry in spec\.podCIDRs \(10\.1\.7\.0\/24\), and EnableIPv6 needs one: run a dual-stack cluster \(kube-controller-manager --allocate-node-cidrs=true --cluster-cidr=10\.1\.0\.0\/16,fd01::\/48\); waiting$/.test(e.message));
+      nodes[0]!.spec.podCIDRs = ['10.1.7.0/24', 'fd09:0:0:7::/64'];
+      await assert.rejects(keeper.acquire(null, null), (e) => isRudderError(e, 'E_ACQUIRE') && /Node me6 has the IPv6 spec\.podCIDRs entry fd09:0:0:7::\/64, outside the configured IPv6Network fd01::\/48/.test(e.message));
+      nodes[0]!.spec.podCIDRs = ['10.1.7.0/24', 'fd01:0:0:7::/64'];
+      const lease = await keeper.acquire(null, null);
+      assert.equal(formatLeaseKey(lease), '10.1.7.0-24&fd01:0:0:7::-64');
+      assert.equal(lease.publicIPv6 !== undefined && formatIp6(lease.publicIPv6), '2001:2::7');
+      const a = nodes[0]!.metadata.annotations;
+      assert.equal(a['rudder.io/public-ip'], '198.18.0.7');
+      assert.equal(a['rudder.io/public-ipv6'], '2001:2::7');
+      assert.equal(a['rudder.io/backend-v6-data'], '{}');
+
+      // The peers are read for the keeper's families.
+      peers.useConfig(config);
+      const list = await peers.listLeases();
+      const keys = list.records.map((r) => formatLeaseKey(r.lease)).sort();
+      assert.deepEqual(keys, ['10.1.7.0-24&fd01:0:0:7::-64', '10.1.8.0-24&fd01:0:0:8::-64']);
+      const peer = list.records.find((r) => r.lease.publicIP === parseIp('198.18.0.8'))!.lease;
+      assert.equal(peer.publicIPv6 !== undefined && formatIp6(peer.publicIPv6), '2001:2::8');
+      assert.deepEqual(peer.backendV6Data, {});
+    } finally {
+      c.close();
+    }
+  });
+
+  it('IPv6-only: the Node\'s IPv6 podCIDR alone is the lease', async () => {
+    nodes = [{ metadata: { name: 'only6', resourceVersion: '1', annotations: {} }, spec: { podCIDR: 'fd01:0:0:9::/64', podCIDRs: ['fd01:0:0:9::/64'] } }];
+    const c = client();
+    const keeper = new KubeKeeper(
+      { config: parseConfig('{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd01::/48","Backend":{"Type":"host-gw"}}'), publicIP: 0, publicIPv6: parseIp6('2001:2::9'), backendType: 'host-gw', backendData: {}, backendV6Data: {}, ttlMs: 1, renewMarginMs: 1, log: memoryLogger() },
+      c,
+      'rudder.io',
+      'only6',
+    );
+    try {
+      const lease = await keeper.acquire(null, null);
+      assert.equal(formatLeaseKey(lease), '0.0.0.0-0&fd01:0:0:9::-64');
+      const a = nodes[0]!.metadata.annotations;
+      assert.equal(a['rudder.io/public-ip'], undefined, 'no IPv4 underlay: no public-ip');
+      assert.equal(a['rudder.io/public-ipv6'], '2001:2::9');
     } finally {
       c.close();
     }

@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseCidr, type Cidr } from '../../src/ip/ipv4';
+import { parseCidr6, type Cidr6 } from '../../src/ip/ipv6';
 import { memoryLogger } from '../../src/log';
-import { IpMasq, type NftResult, type NftRunner, deleteScript, forwardDropChains, masqScript, masqTable, normalizeRuleset, removeLeftoverTable } from '../../src/ipmasq';
+import { IpMasq, type MasqParams, type NftResult, type NftRunner, TABLE_FAMILIES, deleteScript, forwardDropChains, masqFamilies, masqScript, masqTable, normalizeRuleset, removeLeftoverTable } from '../../src/ipmasq';
 import { isRudderError } from '../../src/errors';
 import { waitUntil } from '../helpers/wait';
 
@@ -45,6 +46,52 @@ test('the script replaces the table in one transaction whether or not it exists'
   assert.match(other, /ip daddr 172\.31\.4\.0\/24 return/);
 });
 
+function cidr6(s: string): Cidr6 {
+  const c = parseCidr6(s, true);
+  assert.ok(c, s);
+  return c;
+}
+
+const ipv6 = { network: cidr6('fd42:42::/48'), subnet: cidr6('fd42:42:0:3::/64') };
+const dual: MasqParams = { ...params, ipv6 };
+const v6only: MasqParams = { ipv6 };
+
+test('IPv6: table ip6 rudder holds the same rules for the IPv6Network; multicast is ff00::/8', () => {
+  const t = masqTable(dual, 'ip6');
+  const lines = t.split('\n').map((l) => l.trim());
+  assert.equal(lines[0], 'table ip6 rudder {');
+  const post = lines.slice(lines.indexOf('chain postrouting {') + 1, lines.indexOf('}'));
+  assert.deepEqual(post, [
+    'type nat hook postrouting priority srcnat; policy accept;',
+    'ip6 saddr fd42:42::/48 ip6 daddr fd42:42::/48 return',
+    'ip6 saddr fd42:42::/48 ip6 daddr != ff00::/8 masquerade fully-random',
+    'ip6 saddr != fd42:42::/48 ip6 daddr fd42:42:0:3::/64 return',
+    'ip6 saddr != fd42:42::/48 ip6 daddr fd42:42::/48 masquerade fully-random',
+  ]);
+  assert.match(t, /chain forward \{\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tip6 saddr fd42:42::\/48 accept\n\t\tip6 daddr fd42:42::\/48 accept\n\t\}/);
+  assert.ok(!/\bip saddr|policy drop/.test(t), 'IPv6 rules only, never a drop');
+  // The IPv4 table is the same as without IPv6.
+  assert.equal(masqTable(dual), masqTable(params));
+  assert.equal(masqTable(params, 'ip6'), '', 'no IPv6 table without EnableIPv6');
+  assert.equal(masqTable(v6only), '', 'no IPv4 table in an IPv6-only network');
+  assert.deepEqual(masqFamilies(params), ['ip']);
+  assert.deepEqual(masqFamilies(dual), ['ip', 'ip6']);
+  assert.deepEqual(masqFamilies(v6only), ['ip6']);
+});
+
+test('IPv6: one script replaces both tables in one transaction; an IPv6-only one holds only ip6', () => {
+  const s = masqScript(dual);
+  assert.equal(
+    s,
+    ['table ip rudder {}', 'delete table ip rudder', masqTable(dual), 'table ip6 rudder {}', 'delete table ip6 rudder', masqTable(dual, 'ip6'), ''].join('\n'),
+  );
+  const only = masqScript(v6only);
+  assert.ok(only.startsWith('table ip6 rudder {}\ndelete table ip6 rudder\ntable ip6 rudder {'));
+  assert.ok(!only.includes('table ip rudder'));
+  assert.equal(deleteScript('ip6'), 'delete table ip6 rudder\n');
+  assert.deepEqual(TABLE_FAMILIES, ['ip', 'ip6']);
+});
+
 test('normalizeRuleset ignores handles, comments, blank lines and indentation only', () => {
   const a = 'table ip rudder {\n\tchain x {\n\t\tip saddr 10.0.0.0/8 accept # handle 4\n\n\t}\n}\n';
   const b = 'table ip rudder {\n  chain x {\n    ip saddr 10.0.0.0/8 accept\n  }\n}';
@@ -75,33 +122,53 @@ test('forwardDropChains finds forward base chains with policy drop in other tabl
   ].join('\n');
   assert.deepEqual(forwardDropChains(rs), ['ip filter/FORWARD']);
   assert.deepEqual(forwardDropChains(''), []);
+  // Our IPv6 table is ours too; another program's ip6/inet drop is reported.
+  const rs6 = ['table ip6 rudder {', '\tchain forward {', '\t\ttype filter hook forward priority filter; policy drop;', '\t}', '}',
+    'table inet fw {', '\tchain f {', '\t\ttype filter hook forward priority 0; policy drop;', '\t}', '}'].join('\n');
+  assert.deepEqual(forwardDropChains(rs6), ['inet fw/f']);
 });
 
-/** A fake nft holding one table's text, recording every call. */
-function fakeNft(): { run: NftRunner; calls: string[]; table: { text: string | null }; failApply: { on: boolean } } {
-  const table = { text: null as string | null };
+/**
+ * A fake nft holding Rudder's tables by family (`table` is the IPv4 one,
+ * `tables` every one), recording every call.
+ */
+function fakeNft(): { run: NftRunner; calls: string[]; table: { text: string | null }; tables: Map<string, string>; failApply: { on: boolean } } {
+  const tables = new Map<string, string>();
+  const table = {
+    get text(): string | null {
+      return tables.get('ip') ?? null;
+    },
+    set text(t: string | null) {
+      if (t === null) tables.delete('ip');
+      else tables.set('ip', t);
+    },
+  };
   const failApply = { on: false };
   const calls: string[] = [];
   const ok = (stdout = ''): NftResult => ({ code: 0, stdout, stderr: '' });
+  const missing: NftResult = { code: 1, stdout: '', stderr: 'Error: No such file or directory' };
   const run: NftRunner = async (args, stdin) => {
     calls.push(args.join(' '));
-    if (args[0] === 'list' && args[1] === 'table') return table.text === null ? { code: 1, stdout: '', stderr: 'Error: No such file or directory' } : ok(table.text + '\n');
-    if (args[0] === 'list' && args[1] === 'ruleset') return ok(table.text ?? '');
+    if (args[0] === 'list' && args[1] === 'table') {
+      const t = tables.get(args[2] ?? '');
+      return t === undefined ? missing : ok(t + '\n');
+    }
+    if (args[0] === 'list' && args[1] === 'ruleset') return ok([...tables.values()].join('\n'));
     if (args[0] === '-f') {
       const s = stdin ?? '';
       if (failApply.on) return { code: 1, stdout: '', stderr: 'Error: Could not process rule: Operation not supported' };
-      if (s === deleteScript()) {
-        if (table.text === null) return { code: 1, stdout: '', stderr: 'Error: No such file or directory' };
-        table.text = null;
+      const del = /^delete table (\S+) rudder\n$/.exec(s);
+      if (del) {
+        if (!tables.delete(del[1] ?? '')) return missing;
         return ok();
       }
-      const i = s.indexOf('table ip rudder {\n');
-      table.text = s.slice(i).trimEnd();
+      // Every `table F rudder {` definition (not the empty `{}` placeholders) replaces that table.
+      for (const m of s.matchAll(/^table (\S+) rudder \{\n[\s\S]*?\n\}$/gm)) tables.set(m[1] ?? '', m[0]);
       return ok();
     }
     return { code: 2, stdout: '', stderr: `unexpected ${args.join(' ')}` };
   };
-  return { run, calls, table, failApply };
+  return { run, calls, table, tables, failApply };
 }
 
 test('IpMasq applies, leaves a matching table alone, restores a removed or changed one, removes it on stop', async () => {
@@ -179,3 +246,60 @@ test('removeLeftoverTable deletes a table left by an earlier -ip-masq run, and i
 async function waitFor(cond: () => boolean): Promise<void> {
   await waitUntil(() => cond(), { giveUpMs: 30_000, intervalMs: 2, what: cond.toString() });
 }
+
+test('IpMasq with IPv6: applies, checks and restores both tables; stop removes both', async () => {
+  const nft = fakeNft();
+  const log = memoryLogger();
+  let restores = 0;
+  const m = new IpMasq({ params: dual, log, nft: nft.run, intervalMs: 3_600_000, onRestore: () => restores++ });
+  await m.start();
+  assert.equal(nft.tables.get('ip'), masqTable(dual));
+  assert.equal(nft.tables.get('ip6'), masqTable(dual, 'ip6'));
+  assert.ok(log.lines.some((l) => l.includes('ip masquerade rules installed') && l.includes('ip6 rudder') && l.includes('fd42:42:0:3::/64')));
+  assert.equal(await m.ensure(), true);
+
+  nft.tables.delete('ip6'); // nft delete table ip6 rudder
+  assert.equal(await m.ensure(), false);
+  assert.equal(nft.tables.get('ip6'), masqTable(dual, 'ip6'));
+  assert.equal(restores, 1);
+
+  nft.tables.set('ip6', masqTable(dual, 'ip6').replace('ff00::/8', 'ff02::/16'));
+  assert.equal(await m.ensure(), false);
+  assert.equal(nft.tables.get('ip6'), masqTable(dual, 'ip6'));
+  assert.equal(restores, 2);
+
+  await m.stop();
+  assert.equal(nft.tables.size, 0);
+  assert.ok(log.lines.some((l) => l.includes('ip masquerade rules removed') && l.includes('ip rudder, ip6 rudder')));
+});
+
+test('IpMasq IPv6-only: only table ip6 rudder; a stale ip table of an earlier IPv4 run is removed', async () => {
+  const nft = fakeNft();
+  nft.tables.set('ip', masqTable(params));
+  const log = memoryLogger();
+  const m = new IpMasq({ params: v6only, log, nft: nft.run, intervalMs: 3_600_000 });
+  await m.start();
+  assert.deepEqual([...nft.tables.keys()], ['ip6']);
+  assert.equal(await m.ensure(), true);
+  assert.equal(nft.calls.filter((c) => c === 'list table ip rudder').length, 1, 'looked at once, to remove it; never watched');
+  assert.ok(log.lines.some((l) => l.includes('removed ip masquerade table left by an earlier run') && l.includes('ip rudder')));
+  await m.stop();
+  assert.equal(nft.tables.size, 0);
+
+  // And the other way round: IPv6 turned off, the ip6 table goes.
+  nft.tables.set('ip6', masqTable(dual, 'ip6'));
+  const v4 = new IpMasq({ params, log, nft: nft.run, intervalMs: 3_600_000 });
+  await v4.start();
+  assert.deepEqual([...nft.tables.keys()], ['ip']);
+  await v4.stop();
+});
+
+test('removeLeftoverTable removes an IPv6 table too', async () => {
+  const nft = fakeNft();
+  nft.tables.set('ip', masqTable(params));
+  nft.tables.set('ip6', masqTable(dual, 'ip6'));
+  const log = memoryLogger();
+  await removeLeftoverTable(log, nft.run);
+  assert.equal(nft.tables.size, 0);
+  assert.equal(log.lines.filter((l) => l.includes('removed ip masquerade table left by an earlier run')).length, 2);
+});

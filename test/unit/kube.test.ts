@@ -4,8 +4,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { formatCidr, formatIp, parseIp } from '../../src/ip/ipv4';
+import { formatCidr6, formatIp6, parseIp6 } from '../../src/ip/ipv6';
+import { formatLeaseKey } from '../../src/subnet/lease';
 import { inClusterConnection, readKubeconfig } from '../../src/subnet/kube/client';
-import { annotationsToPatch, networkAvailablePatch, nodeLease, nodeSubnets, ownAnnotations, ownPublicIP, readNode } from '../../src/subnet/kube/node';
+import { PRESENT_FAMILIES, annotationsToPatch, networkAvailablePatch, nodeLease, nodeSubnets, ownAnnotations, ownPublicIP, readNode } from '../../src/subnet/kube/node';
 import { parseYaml, parseYamlDocuments } from '../../src/subnet/kube/yaml';
 
 describe('yaml subset', () => {
@@ -173,6 +175,86 @@ describe('Node objects', () => {
     assert.ok('lease' in hostgw && Object.keys(hostgw.lease.backendData).length === 0);
     assert.deepEqual(nodeLease(node({}, {}), P), { error: 'no IPv4 spec.podCIDR yet' });
     assert.deepEqual(nodeLease(node({ podCIDR: '10.244.1.0/24' }, { 'flannel.alpha.coreos.com/public-ip': '198.18.0.2' }), P), { error: 'no rudder.io/public-ip annotation yet' });
+  });
+
+  it('dual-stack: both podCIDRs read; an invalid entry of either family is named', () => {
+    const s = nodeSubnets(node({ podCIDR: '10.244.5.0/24', podCIDRs: ['10.244.5.0/24', 'fd00:0:0:5::/64'] }, {}));
+    assert.equal(s.v6Cidr && formatCidr6(s.v6Cidr), 'fd00:0:0:5::/64');
+    const only6 = nodeSubnets(node({ podCIDR: 'fd00:0:0:7::/64', podCIDRs: ['fd00:0:0:7::/64'] }, {}));
+    assert.equal(only6.v4, null);
+    assert.equal(only6.v6Cidr && formatCidr6(only6.v6Cidr), 'fd00:0:0:7::/64');
+    assert.equal(nodeSubnets(node({ podCIDRs: ['fd00::5/64'] }, {})).bad6, 'fd00::5/64', 'host bits set');
+  });
+
+  it('a dual-stack peer lease: both subnets, public-ipv6 and backend-v6-data (flannel names)', () => {
+    const DS = { v4: true, v6: true };
+    const ann = {
+      'rudder.io/public-ip': '198.18.0.2',
+      'rudder.io/public-ipv6': '2001:2::2',
+      'rudder.io/backend-type': 'vxlan',
+      'rudder.io/backend-data': '{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"}',
+      'rudder.io/backend-v6-data': '{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:01"}',
+    };
+    const r = nodeLease(node({ podCIDRs: ['10.244.1.0/24', 'fd00:0:0:1::/64'] }, ann), P, DS);
+    assert.ok('lease' in r, 'error' in r ? r.error : '');
+    assert.equal(formatLeaseKey(r.lease), '10.244.1.0-24&fd00:0:0:1::-64');
+    assert.equal(r.lease.publicIPv6 !== undefined && formatIp6(r.lease.publicIPv6), '2001:2::2');
+    assert.deepEqual(r.lease.backendV6Data, { VNI: 1, VtepMAC: 'aa:bb:cc:dd:ee:01' });
+    // The same Node in an IPv4-only network: the IPv6 half is not read.
+    const v4 = nodeLease(node({ podCIDRs: ['10.244.1.0/24', 'fd00:0:0:1::/64'] }, ann), P);
+    assert.ok('lease' in v4);
+    assert.equal(formatLeaseKey(v4.lease), '10.244.1.0-24');
+    assert.equal(v4.lease.publicIPv6, undefined);
+    assert.equal(v4.lease.backendV6Data, undefined);
+    // An IPv4-only Node in a dual-stack network is reached over IPv4 only.
+    const old = nodeLease(node({ podCIDR: '10.244.2.0/24' }, { 'rudder.io/public-ip': '198.18.0.3' }), P, DS);
+    assert.ok('lease' in old);
+    assert.equal(formatLeaseKey(old.lease), '10.244.2.0-24');
+    // A dual-stack overlay on an IPv6 underlay: public-ipv6 alone will do.
+    const u6 = nodeLease(node({ podCIDRs: ['10.244.3.0/24', 'fd00:0:0:3::/64'] }, { 'rudder.io/public-ipv6': '2001:2::3' }), P, DS);
+    assert.ok('lease' in u6);
+    assert.equal(u6.lease.publicIP, 0);
+    assert.deepEqual(nodeLease(node({ podCIDRs: ['10.244.3.0/24'] }, {}), P, DS), { error: 'no rudder.io/public-ip or rudder.io/public-ipv6 annotation yet' });
+    assert.deepEqual(nodeLease(node({ podCIDRs: ['10.244.3.0/24'] }, { 'rudder.io/public-ipv6': '10.0.0.1' }), P, DS), { error: 'rudder.io/public-ipv6="10.0.0.1": expected an IPv6 address' });
+    assert.deepEqual(nodeLease(node({ podCIDRs: ['10.244.3.0/24', 'fd00:0:0:3::/64'] }, { ...ann, 'rudder.io/backend-v6-data': '{' }), P, DS), { error: 'rudder.io/backend-v6-data is not JSON: "{"' });
+  });
+
+  it('an IPv6-only peer lease: the IPv6 podCIDR, 0.0.0.0/0 for IPv4; what is missing is said', () => {
+    const V6 = { v4: false, v6: true };
+    const r = nodeLease(node({ podCIDR: 'fd00:0:0:9::/64', podCIDRs: ['fd00:0:0:9::/64'] }, { 'rudder.io/public-ipv6': '2001:2::9', 'rudder.io/backend-type': 'host-gw' }), P, V6);
+    assert.ok('lease' in r, 'error' in r ? r.error : '');
+    assert.equal(formatLeaseKey(r.lease), '0.0.0.0-0&fd00:0:0:9::-64');
+    assert.equal(r.lease.publicIP, 0);
+    assert.deepEqual(nodeLease(node({ podCIDR: '10.244.1.0/24' }, { 'rudder.io/public-ipv6': '2001:2::9' }), P, V6), { error: 'no IPv6 entry in spec.podCIDRs yet' });
+    assert.deepEqual(nodeLease(node({ podCIDRs: ['fd00::1/64'] }, {}), P, V6), { error: 'spec.podCIDRs entry "fd00::1/64" is not an IPv6 CIDR' });
+  });
+
+  it('a listing without a config (rudder leases) reads each Node for the families it has', () => {
+    const ds = nodeLease(node({ podCIDRs: ['10.244.1.0/24', 'fd00:0:0:1::/64'] }, { 'rudder.io/public-ip': '198.18.0.2' }), P, PRESENT_FAMILIES);
+    assert.ok('lease' in ds);
+    assert.equal(formatLeaseKey(ds.lease), '10.244.1.0-24&fd00:0:0:1::-64');
+    const only6 = nodeLease(node({ podCIDRs: ['fd00:0:0:2::/64'] }, { 'rudder.io/public-ipv6': '2001:2::2' }), P, PRESENT_FAMILIES);
+    assert.ok('lease' in only6);
+    assert.equal(formatLeaseKey(only6.lease), '0.0.0.0-0&fd00:0:0:2::-64');
+    const v4 = nodeLease(node({ podCIDR: '10.244.3.0/24' }, { 'rudder.io/public-ip': '198.18.0.3' }), P, PRESENT_FAMILIES);
+    assert.ok('lease' in v4);
+    assert.equal(formatLeaseKey(v4.lease), '10.244.3.0-24');
+    assert.deepEqual(nodeLease(node({}, {}), P, PRESENT_FAMILIES), { error: 'no IPv4 spec.podCIDR yet' });
+  });
+
+  it('own annotations with IPv6: public-ipv6 and backend-v6-data; no public-ip without an IPv4 underlay', () => {
+    const ip6 = parseIp6('2001:2::1') as bigint;
+    const a = ownAnnotations(P, parseIp('198.18.0.1') as number, 'vxlan', { VNI: 1 }, { publicIPv6: ip6, backendV6Data: { VNI: 1, VtepMAC: '02:00:00:00:00:01' } });
+    assert.equal(a['rudder.io/public-ip'], '198.18.0.1');
+    assert.equal(a['rudder.io/public-ipv6'], '2001:2::1');
+    assert.equal(a['rudder.io/backend-v6-data'], '{"VNI":1,"VtepMAC":"02:00:00:00:00:01"}');
+    const b = ownAnnotations(P, 0, 'host-gw', {}, { publicIPv6: ip6, backendV6Data: {} });
+    assert.equal(b['rudder.io/public-ip'], undefined);
+    assert.equal(b['rudder.io/public-ipv6'], '2001:2::1');
+    const c = ownAnnotations(P, parseIp('198.18.0.1') as number, 'udp', {}, { publicIPv6: null, backendV6Data: {} });
+    assert.equal(c['rudder.io/public-ipv6'], undefined, 'no IPv6 underlay: no public-ipv6');
+    assert.equal(c['rudder.io/backend-v6-data'], '{}');
+    assert.equal(ownAnnotations(P, 0, 'udp', {})['rudder.io/public-ip'], '0.0.0.0', 'IPv4-only as before');
   });
 
   it('own annotations: overwrite wins as in flannel; only differences are patched; the condition patch', () => {

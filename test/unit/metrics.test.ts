@@ -91,6 +91,33 @@ test('metrics are read at scrape time from the telemetry and the daemon snapshot
   assert.equal(sample(text, 'rudder_lease_held{subnet="10.5.0.0/24",backend="udp"}'), 1);
 });
 
+test('dual-stack: a series per subnet of the lease held, peer subnets by family', async () => {
+  let snap: DaemonSnapshot = {
+    ...base,
+    state: 'ready',
+    lease: { subnet: '10.5.3.0/24', ipv6Subnet: 'fd42:42:0:3::/64', expiresAt: Date.now() + 60_000, reservation: false },
+    backend: 'vxlan',
+    peers: 3,
+    peerSubnets: { ipv4: 3, ipv6: 2 },
+  };
+  const m = createMetrics(new Telemetry(), () => snap);
+  let text = await m.scrape();
+  assert.equal(sample(text, 'rudder_lease_held{subnet="10.5.3.0/24",backend="vxlan"}'), 1);
+  assert.equal(sample(text, 'rudder_lease_held{subnet="fd42:42:0:3::/64",backend="vxlan"}'), 1);
+  assert.ok((sample(text, 'rudder_lease_expiry_seconds{subnet="fd42:42:0:3::/64"}') ?? 0) > 50);
+  assert.equal(sample(text, 'rudder_peers'), 3);
+  assert.equal(sample(text, 'rudder_peer_subnets{family="ipv4"}'), 3);
+  assert.equal(sample(text, 'rudder_peer_subnets{family="ipv6"}'), 2);
+  // IPv6-only: no IPv4 series at all.
+  snap = { ...snap, lease: { subnet: null, ipv6Subnet: 'fd42:42:0:3::/64', expiresAt: null, reservation: true }, peerSubnets: { ipv4: 0, ipv6: 3 } };
+  text = await m.scrape();
+  assert.deepEqual(text.split('\n').filter((l) => l.startsWith('rudder_lease_held{')), ['rudder_lease_held{subnet="fd42:42:0:3::/64",backend="vxlan"} 1']);
+  assert.equal(sample(text, 'rudder_peer_subnets{family="ipv4"}'), 0);
+  // A snapshot without the split (IPv4 only) counts every peer as IPv4.
+  snap = { ...base, peers: 4 };
+  assert.equal(sample(await m.scrape(), 'rudder_peer_subnets{family="ipv4"}'), 4);
+});
+
 function get(addr: string, path: string): Promise<{ status: number; body: string; type: string }> {
   return new Promise((resolve, reject) => {
     http

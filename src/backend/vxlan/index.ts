@@ -2,8 +2,8 @@
  * The vxlan backend: the kernel's VXLAN device carries the overlay; Rudder
  * only programs it over rtnetlink (no packet ever touches JavaScript). The
  * lifecycle (start, apply, reconcile, stop) is the kernel-network runtime's
- * (../runtime.ts); this file is the device and the driver, peers.ts the
- * pure planner.
+ * (../runtime.ts), run once per address family; this file is the devices and
+ * the drivers, peers.ts and peers6.ts the pure planners.
  *
  * - Device: `rudder.<VNI>` (Backend.VNI, default 1), UDP port Backend.Port
  *   (default 8472), learning off, local = the external interface's address,
@@ -11,108 +11,257 @@
  *   VXLAN 8 + inner Ethernet 14); address = the lease's network address /32
  *   (10.0.5.0/32; .1 stays free for the container bridge); up. ensureVxlan
  *   replaces a device of that name with other parameters.
- * - VTEP MAC: derived from this host's PublicIP and the VNI (peers.ts,
- *   `vtepMac`), so it is the same on every start without a state file;
- *   peers' FDB and neighbor entries stay valid across our restarts.
- *   prepare() only computes it; the device is created in start(), so a
- *   daemon stopped while acquiring its lease leaves nothing behind.
+ * - IPv6 (EnableIPv6): a second device `rudder-v6.<VNI>`, an IPv6 VTEP on
+ *   this host's PublicIPv6 (same VNI and port: the kernel keeps the families
+ *   apart), MTU = underlay MTU − 70 (outer IPv6 40), address = the lease's
+ *   IPv6 network address /128; its MAC (vtepMac6) is published in
+ *   BackendV6Data as flannel does, `{"VNI":..,"VtepMAC":..}`. Its peers are
+ *   the leases with an IPv6 subnet, a PublicIPv6 and that MAC (peers6.ts); a
+ *   lease of a host without IPv6 is reached over IPv4 only (logged once).
+ *   An IPv6-only network (EnableIPv4 false) has only this device. The
+ *   subnet file's MTU is the smaller of the two.
+ * - VTEP MACs: derived from this host's PublicIP (PublicIPv6) and the VNI
+ *   (peers.ts `vtepMac`, peers6.ts `vtepMac6`), so they are the same on
+ *   every start without a state file; peers' FDB and neighbor entries stay
+ *   valid across our restarts. prepare() only computes them; the devices are
+ *   created in start(), so a daemon stopped while acquiring its lease leaves
+ *   nothing behind.
  * - Peers: leases with BackendType "vxlan" and a valid VtepMAC (others are
  *   logged once). Per peer: neighbor, FDB, route (onlink), in that order;
  *   removal in reverse.
- * - Stale state: at start, `rudder0` and other `rudder.<n>` VXLAN devices
- *   are deleted, and every Rudder route and neighbor/FDB entry on our device
- *   that is not a peer's.
- * - Reconcile: the device is ensured first (re-created if deleted: every
+ * - Stale state: at start, `rudder0` and other Rudder VXLAN devices (a
+ *   `rudder-v6.<n>` too when IPv6 is off) are deleted, and every Rudder route
+ *   (of the family) and neighbor/FDB entry on our devices that is not a peer's.
+ * - Reconcile: each device is ensured first (re-created if deleted: every
  *   peer re-programmed), then routes/neighbors/FDB compared with the table.
- * - stop() unprograms every peer, then deletes the device.
+ * - stop() unprograms every peer, then deletes the devices (IPv6 first).
  */
-import { RudderError } from '../../errors';
+import { RudderError, describeError } from '../../errors';
 import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
+import { formatIp6 } from '../../ip/ipv6';
 import type { Logger } from '../../log';
-import type { Lease } from '../../subnet/lease';
+import { formatLeaseKey, hasIpv4, leaseName, type Lease, type LeaseEvent } from '../../subnet/lease';
+import { ipv4Enabled } from '../../config';
 import { RTPROT_RUDDER, TABLE_MAIN, type BatchResult, type KernelChange, type Netlink, type VxlanSpec } from '../../netlink';
-import type { Backend, BackendContext } from '../types';
+import type { Backend, BackendContext, Network } from '../types';
 import { removeForeignDevices } from '../common';
 import { startKernelNetwork, type KernelDeps, type KernelDriver } from '../runtime';
 import { VxlanPeerTable, changeSteps, describeStep, peerVtepIp, planReconcile, stopSteps, vtepMac, type VxlanPeer, type VxlanStep } from './peers';
+import { Vxlan6PeerTable, changeSteps6, describeStep6, isKernelNeighbor6, isPeerRoute6, notV6Peer, planReconcile6, stopSteps6, vtepMac6, type Vxlan6Peer, type Vxlan6Step } from './peers6';
 
 export { VxlanPeerTable, vtepMac, leaseMac, planReconcile, programSteps, unprogramSteps, changeSteps, peerUse, type PeerUse, type VxlanPeer, type VxlanStep } from './peers';
+export {
+  Vxlan6PeerTable,
+  vtepMac6,
+  leaseMac6,
+  notV6Peer,
+  planReconcile6,
+  programSteps6,
+  unprogramSteps6,
+  changeSteps6,
+  stopSteps6,
+  peerUse6,
+  type Vxlan6Peer,
+  type Vxlan6Step,
+} from './peers6';
 
 export const VXLAN_OVERHEAD = 50;
+/** On an IPv6 underlay: the outer IPv6 header is 40 bytes, not 20. */
+export const VXLAN6_OVERHEAD = 70;
 import { DEFAULT_VXLAN_PORT, DEFAULT_VXLAN_VNI as DEFAULT_VNI } from '../../config';
 export { DEFAULT_VNI, DEFAULT_VXLAN_PORT };
 export const RECONCILE_MS = 5_000;
 
 export const deviceName = (vni: number): string => `rudder.${vni}`;
+/** The IPv6 VTEP's device (flannel's is `flannel-v6.<VNI>`). */
+export const deviceName6 = (vni: number): string => `rudder-v6.${vni}`;
+/** The kernel's limit on a device name (IFNAMSIZ − 1). */
+const MAX_IFNAME = 15;
 
 export function createVxlanBackend(ctx: BackendContext, deps: KernelDeps = {}): Backend {
   const log = ctx.log.child({ backend: 'vxlan' });
   const vni = ctx.config.backend.VNI ?? DEFAULT_VNI;
   const port = ctx.config.backend.Port ?? DEFAULT_VXLAN_PORT;
+  const v4 = ipv4Enabled(ctx.config);
+  const v6 = ctx.config.ipv6 !== undefined;
   const name = deviceName(vni);
-  const mtu = ctx.extIface.mtu - VXLAN_OVERHEAD;
+  const name6 = deviceName6(vni);
   const mac = vtepMac(ctx.extIface.publicIP, vni);
-  const spec: VxlanSpec = { name, vni, port, local: ctx.extIface.address, underlay: ctx.extIface.index, mac, learning: false };
+  const mac6 = ctx.extIface.publicIPv6 !== undefined ? vtepMac6(ctx.extIface.publicIPv6, vni) : undefined;
+  // Every device this configuration keeps; any other Rudder device is stale.
+  const keep = [...(v4 ? [name] : []), ...(v6 ? [name6] : [])];
 
   return {
     type: 'vxlan',
-    overhead: VXLAN_OVERHEAD,
+    overhead: v6 ? VXLAN6_OVERHEAD : VXLAN_OVERHEAD,
+    carriesIPv6: true,
+    ...(v6 && mac6 !== undefined ? { backendV6Data: { VNI: vni, VtepMAC: mac6 } } : {}),
 
     async prepare(): Promise<Record<string, unknown>> {
-      return { VtepMAC: mac };
+      return v4 ? { VtepMAC: mac } : {};
     },
 
     async start(own: Lease, signal: AbortSignal, peers: readonly Lease[] = []) {
-      if (mtu < 68) {
-        throw new RudderError('E_BACKEND', `vxlan: underlay ${ctx.extIface.name} MTU ${ctx.extIface.mtu} leaves ${mtu} after ${VXLAN_OVERHEAD} bytes of encapsulation: expected at least 68`);
+      let n4: Network | undefined;
+      let n6: Network | undefined;
+      try {
+        if (v4) n4 = await startV4(ctx, { own, signal, peers: peers.filter(hasIpv4), deps, log, keep, vni, port, name, mac });
+        if (v6) {
+          if (ctx.extIface.publicIPv6 === undefined || mac6 === undefined) throw new RudderError('E_BACKEND', `vxlan: EnableIPv6 needs this host's PublicIPv6 (an IPv6 address on ${ctx.extIface.name}, or -public-ipv6)`);
+          n6 = await startV6(ctx, { own, signal, peers, deps, log, keep, vni, port, name: name6, mac: mac6, publicIPv6: ctx.extIface.publicIPv6, v4 });
+        }
+      } catch (e) {
+        await n4?.stop().catch((err: unknown) => log.warn('undo step failed', { error: describeError(err) }));
+        throw e;
       }
-      const table = new VxlanPeerTable(own.subnet);
-      return startKernelNetwork({
-        name: 'vxlan',
-        log,
-        signal,
-        mtu,
-        table,
-        peers,
-        deps,
-        everyMs: RECONCILE_MS,
-        say: { set: 'peer programmed', removed: 'peer removed' },
-        logInvalid: (l) =>
-          log.error('ignoring vxlan lease without a valid VtepMAC', { subnet: formatCidr(l.subnet), key: cidrToKey(l.subnet), publicIP: formatIp(l.publicIP), VtepMAC: l.backendData['VtepMAC'] }),
-        async setup(nl, start) {
-          start.check('removing stale devices');
-          await removeForeignDevices(nl, name, log);
-          start.check(`freeing VNI ${vni} port ${port}`);
-          await takeOverVni(nl, spec, log);
-          start.check(`creating ${name}`);
-          start.undo(`delete ${name}`, async () => {
-            const l = await nl.linkByName(name);
-            if (l !== null) await nl.deleteLink(l.index);
-          });
-          const dev = new VxlanDevice(nl, spec, own, mtu);
-          if (await dev.ensure()) log.info('device created', { dev: name });
-          return vxlanDriver(nl, dev, table, ctx.extIface.index, log);
-        },
-        started: { dev: name, vni, port, vtepMAC: mac, address: `${formatIp(own.subnet.ip)}/32`, mtu, local: formatIp(ctx.extIface.address), underlay: ctx.extIface.name },
+      return families(n4, n6);
+    },
+  };
+}
+
+interface StartArgs {
+  readonly own: Lease;
+  readonly signal: AbortSignal;
+  readonly peers: readonly Lease[];
+  readonly deps: KernelDeps;
+  readonly log: Logger;
+  /** The devices of this configuration (both families). */
+  readonly keep: readonly string[];
+  readonly vni: number;
+  readonly port: number;
+  readonly name: string;
+  readonly mac: string;
+}
+
+/** The IPv4 overlay: `rudder.<VNI>` and its peers. */
+function startV4(ctx: BackendContext, a: StartArgs): Promise<Network> {
+  const { log, name, vni, port, own } = a;
+  const mtu = ctx.extIface.mtu - VXLAN_OVERHEAD;
+  if (mtu < 68) {
+    throw new RudderError('E_BACKEND', `vxlan: underlay ${ctx.extIface.name} MTU ${ctx.extIface.mtu} leaves ${mtu} after ${VXLAN_OVERHEAD} bytes of encapsulation: expected at least 68`);
+  }
+  const spec: VxlanSpec = { name, vni, port, local: ctx.extIface.address, underlay: ctx.extIface.index, mac: a.mac, learning: false };
+  const table = new VxlanPeerTable(own.subnet);
+  return startKernelNetwork({
+    name: 'vxlan',
+    log,
+    signal: a.signal,
+    mtu,
+    table,
+    peers: a.peers,
+    deps: a.deps,
+    everyMs: RECONCILE_MS,
+    say: { set: 'peer programmed', removed: 'peer removed' },
+    logInvalid: (l) =>
+      log.error('ignoring vxlan lease without a valid VtepMAC', { subnet: formatCidr(l.subnet), key: cidrToKey(l.subnet), publicIP: formatIp(l.publicIP), VtepMAC: l.backendData['VtepMAC'] }),
+    async setup(nl, start) {
+      start.check('removing stale devices');
+      await removeForeignDevices(nl, a.keep, log);
+      start.check(`freeing VNI ${vni} port ${port}`);
+      await takeOverVni(nl, spec, log);
+      start.check(`creating ${name}`);
+      start.undo(`delete ${name}`, async () => {
+        const l = await nl.linkByName(name);
+        if (l !== null) await nl.deleteLink(l.index);
       });
+      const dev = new VxlanDevice(nl, spec, own, mtu);
+      if (await dev.ensure()) log.info('device created', { dev: name });
+      return vxlanDriver(nl, dev, table, ctx.extIface.index, log);
+    },
+    started: { dev: name, vni, port, vtepMAC: a.mac, address: `${formatIp(own.subnet.ip)}/32`, mtu, local: formatIp(ctx.extIface.address), underlay: ctx.extIface.name },
+  });
+}
+
+/** The IPv6 overlay: `rudder-v6.<VNI>`, an IPv6 VTEP on the PublicIPv6, and its peers. */
+function startV6(ctx: BackendContext, a: StartArgs & { readonly publicIPv6: bigint; readonly v4: boolean }): Promise<Network> {
+  const { log, name, vni, port, own } = a;
+  if (name.length > MAX_IFNAME) {
+    throw new RudderError('E_BACKEND', `vxlan: Backend.VNI ${vni} makes the IPv6 device name ${name} longer than the kernel's ${MAX_IFNAME} characters: use a VNI up to 99999 with EnableIPv6`);
+  }
+  if (own.ipv6Subnet === undefined) throw new RudderError('E_BACKEND', `vxlan: EnableIPv6 is on but this host's lease ${formatLeaseKey(own)} has no IPv6 subnet`);
+  const subnet6 = own.ipv6Subnet;
+  const mtu = ctx.extIface.mtu - VXLAN6_OVERHEAD;
+  if (mtu < 1280) {
+    throw new RudderError('E_BACKEND', `vxlan: underlay ${ctx.extIface.name} MTU ${ctx.extIface.mtu} leaves ${mtu} after ${VXLAN6_OVERHEAD} bytes of IPv6 encapsulation: IPv6 needs at least 1280`);
+  }
+  const spec: VxlanSpec = { name, vni, port, local6: a.publicIPv6, underlay: ctx.extIface.index, mac: a.mac, learning: false };
+  const table = new Vxlan6PeerTable(own);
+  return startKernelNetwork({
+    name: 'vxlan',
+    log,
+    signal: a.signal,
+    mtu,
+    table,
+    peers: a.peers,
+    deps: a.deps,
+    everyMs: RECONCILE_MS,
+    say: { set: 'IPv6 peer programmed', removed: 'IPv6 peer removed' },
+    logInvalid: (l) => {
+      const why = notV6Peer(l) ?? 'unusable';
+      const fields = { lease: leaseName(l), key: formatLeaseKey(l), why };
+      // A host without IPv6 in a dual-stack network: flannel reaches it over IPv4 only, and so do we.
+      if (a.v4 && hasIpv4(l)) log.warn('vxlan lease without IPv6 (PublicIPv6, BackendV6Data): reached over IPv4 only', fields);
+      else log.error('ignoring vxlan lease without IPv6 (PublicIPv6, BackendV6Data): unreachable in this IPv6-only network', fields);
+    },
+    async setup(nl, start) {
+      start.check('removing stale devices');
+      await removeForeignDevices(nl, a.keep, log);
+      start.check(`freeing VNI ${vni} port ${port} (IPv6)`);
+      await takeOverVni(nl, spec, log);
+      start.check(`creating ${name}`);
+      start.undo(`delete ${name}`, async () => {
+        const l = await nl.linkByName(name);
+        if (l !== null) await nl.deleteLink(l.index);
+      });
+      const dev = new VxlanDevice6(nl, spec, subnet6.ip, mtu);
+      if (await dev.ensure()) log.info('device created', { dev: name });
+      return vxlan6Driver(nl, dev, table, ctx.extIface.index, log);
+    },
+    started: { dev: name, vni, port, vtepMAC: a.mac, address: `${formatIp6(subnet6.ip)}/128`, mtu, local: formatIp6(a.publicIPv6), underlay: ctx.extIface.name },
+  });
+}
+
+/**
+ * One Network over the families' (either or both): a lease event goes to the
+ * IPv4 side only when the lease has an IPv4 subnet (an IPv6-only lease's
+ * 0.0.0.0/0 placeholder is never routed), and to the IPv6 side always (it
+ * reports the leases it cannot use once); the MTU containers get is the
+ * smaller one. Stops the IPv6 side first.
+ */
+function families(n4: Network | undefined, n6: Network | undefined): Network {
+  const nets = [n4, n6].filter((n): n is Network => n !== undefined);
+  return {
+    mtu: Math.min(...nets.map((n) => n.mtu)),
+    async apply(events: readonly LeaseEvent[]): Promise<void> {
+      const v4 = events.filter((e) => hasIpv4(e.lease));
+      const results = await Promise.allSettled([n4?.apply(v4), n6?.apply(events)]);
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
+    },
+    async stop(): Promise<void> {
+      const errors: unknown[] = [];
+      for (const n of [n6, n4]) await n?.stop().catch((e: unknown) => errors.push(e));
+      if (errors.length > 0) throw errors[0];
     },
   };
 }
 
 /**
- * The kernel lets one device hold a VNI on a UDP port. flanneld leaves its
- * `flannel.<VNI>` behind when it stops, so a host switched from flannel in
- * place finds it holding ours: it is replaced (its peers' routes go with it
- * and are ours to program now). Any other device in the way is an error that
- * names it, since it may carry someone else's traffic.
+ * The kernel lets one device of a family hold a VNI on a UDP port. flanneld
+ * leaves its `flannel.<VNI>` (IPv6: `flannel-v6.<VNI>`) behind when it stops,
+ * so a host switched from flannel in place finds it holding ours: it is
+ * replaced (its peers' routes go with it and are ours to program now). Any
+ * other device in the way is an error that names it, since it may carry
+ * someone else's traffic. A device of the other family is never in the way.
  */
 export async function takeOverVni(nl: Pick<Netlink, 'listLinks' | 'deleteLink'>, spec: VxlanSpec, log: Logger): Promise<void> {
+  const ipv6 = spec.local6 !== undefined || spec.group6 !== undefined;
+  const flannels = ipv6 ? `flannel-v6.${spec.vni}` : `flannel.${spec.vni}`;
   for (const l of await nl.listLinks()) {
-    if (l.name === spec.name || l.vxlan?.vni !== spec.vni || l.vxlan.port !== spec.port) continue;
-    if (l.name !== `flannel.${spec.vni}`) {
+    if (l.name === spec.name || l.vxlan?.vni !== spec.vni || l.vxlan.port !== spec.port || (l.vxlan.ipv6 ?? false) !== ipv6) continue;
+    if (l.name !== flannels) {
       throw new RudderError(
         'E_BACKEND',
-        `vxlan: device ${l.name} already holds VNI ${spec.vni} on UDP port ${spec.port}, which ${spec.name} needs: delete it (ip link del ${l.name}) or set another Backend.VNI or Backend.Port`,
+        `vxlan: device ${l.name} already holds VNI ${spec.vni} on UDP port ${spec.port}${ipv6 ? ' (IPv6)' : ''}, which ${spec.name} needs: delete it (ip link del ${l.name}) or set another Backend.VNI or Backend.Port`,
       );
     }
     if (await nl.deleteLink(l.index)) log.warn("replaced flannel's VXLAN device (migration from flannel)", { dev: l.name, vni: spec.vni, port: spec.port, by: spec.name });
@@ -170,7 +319,9 @@ function vxlanDriver(nl: Netlink, dev: VxlanDevice, table: VxlanPeerTable, under
           return true;
         case 'addr':
           return ch.index === dev.index;
-        case 'route6': // this backend makes no IPv6 routes
+        case 'route6': // the IPv6 device's driver judges these
+        case 'neigh6':
+        case 'fdb6':
           return false;
         case 'route': {
           const r = ch.route;
@@ -243,6 +394,129 @@ async function runSteps(nl: Netlink, dev: VxlanDevice, steps: readonly VxlanStep
   }
   if (addRoute.length) {
     check(addRoute, await nl.ensureRoutes(addRoute.map((s) => ({ dst: s.dst, oif: index, gateway: s.via, onlink: true, protocol: RTPROT_RUDDER, table: TABLE_MAIN })), blind));
+  }
+  return errors;
+}
+
+// ---------------------------------------------------------------------------
+// The IPv6 device
+
+/** The IPv6 VXLAN device: an IPv6 VTEP with the lease's IPv6 network address /128. */
+class VxlanDevice6 {
+  index = 0;
+
+  constructor(
+    private readonly nl: Netlink,
+    private readonly spec: VxlanSpec,
+    private readonly address: bigint,
+    private readonly mtu: number,
+  ) {}
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  /** Creates or fixes the device; true if it had to be (re)created. */
+  async ensure(): Promise<boolean> {
+    const link = await this.nl.ensureVxlan(this.spec);
+    this.index = link.index;
+    await this.nl.ensureAddresses6(link.index, [{ ip: this.address, prefix: 128 }]);
+    await this.nl.ensureMtu(link.index, this.mtu);
+    await this.nl.ensureLinkUp(link.index);
+    return link.changed;
+  }
+}
+
+function vxlan6Driver(nl: Netlink, dev: VxlanDevice6, table: Vxlan6PeerTable, underlay: number, log: Logger): KernelDriver<Vxlan6Peer, Vxlan6Step> {
+  return {
+    async plan(peers) {
+      if (await dev.ensure()) log.warn('IPv6 device was missing or changed; re-created it, re-programming every IPv6 peer', { dev: dev.name, peers: peers.length });
+      const have = {
+        routes: await nl.listRoutes6({ protocol: RTPROT_RUDDER, table: TABLE_MAIN }),
+        neighbors: await nl.listNeighbors6(dev.index),
+        fdb: await nl.listFdb6(dev.index),
+      };
+      return planReconcile6(peers, have, dev.index);
+    },
+    changeSteps: (ch) => changeSteps6(ch, dev.index, table),
+    removeSteps: (peers) => stopSteps6(peers, dev.index),
+    run: (steps) => runSteps6(nl, dev, steps),
+    describeStep: describeStep6,
+    isRemoval: (s) => s.kind.startsWith('del'),
+    watches: (index) => index === dev.index || index === underlay,
+    drifted(ch: KernelChange) {
+      switch (ch.kind) {
+        case 'lost':
+        case 'link':
+          return true;
+        case 'addr':
+          return ch.index === dev.index;
+        case 'route': // the IPv4 device's driver judges these
+        case 'neigh':
+        case 'fdb':
+          return false;
+        case 'route6': {
+          const r = ch.route;
+          if (r.table !== TABLE_MAIN) return false;
+          const ours = isPeerRoute6(r, table.bySubnet(r.dst), dev.index);
+          return ch.op === 'del' ? ours : !ours;
+        }
+        case 'neigh6': {
+          if (ch.index !== dev.index || isKernelNeighbor6(ch.ip)) return false;
+          const p = table.byVtep(ch.ip);
+          const ours = p !== undefined && (ch.mac === undefined || ch.mac === p.mac);
+          return ch.op === 'del' ? ours : !ours;
+        }
+        case 'fdb6': {
+          if (ch.index !== dev.index) return false;
+          const ours = table.byMac(ch.mac)?.publicIPv6 === ch.dst;
+          return ch.op === 'del' ? ours : !ours;
+        }
+      }
+    },
+  };
+}
+
+/** runSteps for the IPv6 device: the same batches in the same order, over the IPv6 calls. */
+async function runSteps6(nl: Netlink, dev: VxlanDevice6, steps: readonly Vxlan6Step[]): Promise<RudderError[]> {
+  const index = dev.index;
+  const blind = { dump: false };
+  const errors: RudderError[] = [];
+  const fail = (s: Vxlan6Step, e: unknown): void => {
+    errors.push(new RudderError('E_BACKEND', `vxlan: ${describeStep6(s)} on ${dev.name} failed`, { cause: e }));
+  };
+  const of = <K extends Vxlan6Step['kind']>(kind: K): Array<Extract<Vxlan6Step, { kind: K }>> => steps.filter((s): s is Extract<Vxlan6Step, { kind: K }> => s.kind === kind);
+  const check = <T extends Vxlan6Step>(list: readonly T[], results: readonly BatchResult[], onFail?: (s: T) => void): void => {
+    results.forEach((r, i) => {
+      if (!r.error) return;
+      fail(list[i] as T, r.error);
+      onFail?.(list[i] as T);
+    });
+  };
+  const delRoutes = of('del-route');
+  if (delRoutes.length) {
+    check(delRoutes, await nl.deleteRoutes6(delRoutes.map(({ dst, table, metric, oif, gateway }) => ({ dst, table, metric, ...(oif !== undefined ? { oif } : {}), ...(gateway !== undefined ? { gateway } : {}) }))));
+  }
+  const delFdb = of('del-fdb');
+  if (delFdb.length) check(delFdb, await nl.deleteFdbs6(delFdb.map((s) => ({ index, mac: s.mac, dst: s.dst }))));
+  const delNeigh = of('del-neigh');
+  if (delNeigh.length) check(delNeigh, await nl.deleteNeighbors6(delNeigh.map((s) => ({ index, ip: s.ip }))));
+  const badNeigh = new Set<bigint>();
+  const macOf = new Map<bigint, string>();
+  const addNeigh = of('add-neigh');
+  for (const s of addNeigh) macOf.set(s.ip, s.mac);
+  if (addNeigh.length) check(addNeigh, await nl.ensureNeighbors6(addNeigh.map((s) => ({ index, ip: s.ip, mac: s.mac })), blind), (s) => badNeigh.add(s.ip));
+  const badMac = new Set<string>();
+  const addFdb = of('add-fdb');
+  if (addFdb.length) check(addFdb, await nl.ensureFdbs6(addFdb.map((s) => ({ index, mac: s.mac, dst: s.dst })), blind), (s) => badMac.add(s.mac));
+  const addRoute: Array<Extract<Vxlan6Step, { kind: 'add-route' }>> = [];
+  for (const s of of('add-route')) {
+    const mac = macOf.get(s.via);
+    if (badNeigh.has(s.via) || (mac !== undefined && badMac.has(mac))) fail(s, new Error('not added: its neighbor or FDB entry failed'));
+    else addRoute.push(s);
+  }
+  if (addRoute.length) {
+    check(addRoute, await nl.ensureRoutes6(addRoute.map((s) => ({ dst: s.dst, oif: index, gateway: s.via, onlink: true, protocol: RTPROT_RUDDER, table: TABLE_MAIN })), blind));
   }
   return errors;
 }

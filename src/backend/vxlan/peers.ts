@@ -56,6 +56,8 @@ const samePeer = (a: VxlanPeer, b: VxlanPeer): boolean => a.publicIP === b.publi
 /** The peer table's rules for vxlan: a lease with a valid VtepMAC is a VTEP. */
 const RULES: PeerRules<VxlanPeer> = {
   backendType: 'vxlan',
+  // Only leases with an IPv4 subnet reach this table (the backend filters): a route's destination finds its peer.
+  keyOf: (l) => cidrToKey(l.subnet),
   peer(l, key) {
     const mac = leaseMac(l);
     return mac === null ? `mac ${JSON.stringify(l.backendData['VtepMAC'])}` : { key, subnet: l.subnet, publicIP: l.publicIP, mac };
@@ -66,9 +68,9 @@ const RULES: PeerRules<VxlanPeer> = {
 export type { PeerChange } from '../peers';
 
 /** Whether some current peer still needs a kernel entry that a removed peer also used. */
-export interface PeerUse {
-  usesFdb(mac: string, publicIP: number): boolean;
-  usesVtep(ip: number): boolean;
+export interface PeerUse<A = number> {
+  usesFdb(mac: string, publicIP: A): boolean;
+  usesVtep(ip: A): boolean;
 }
 
 const fdbKey = (mac: string, publicIP: number): string => `${mac}@${publicIP >>> 0}`;

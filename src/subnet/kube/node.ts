@@ -1,12 +1,26 @@
 /**
- * Node objects in Rudder's terms (pure): a Node's subnet from
- * spec.podCIDRs / spec.podCIDR, its lease from the annotations under the
+ * Node objects in Rudder's terms (pure): a Node's subnets from
+ * spec.podCIDRs / spec.podCIDR (one per family: dual-stack clusters list
+ * both, IPv6-only ones the IPv6 one alone), its lease from the annotations under the
  * annotation prefix (flannel's names, so flannel nodes and Rudder nodes read
  * each other under `flannel.alpha.coreos.com`), and the annotations and
  * condition Rudder writes on its own Node.
  */
 import { Cidr, formatIp, parseCidr, parseIp } from '../../ip/ipv4';
-import type { Lease } from '../lease';
+import { Cidr6, formatIp6, parseCidr6, parseIp6 } from '../../ip/ipv6';
+import { NO_IPV4, type Lease } from '../lease';
+
+/** The address families the network carries (from its config): what a Node's lease is read for. */
+export interface NodeFamilies {
+  readonly v4: boolean;
+  readonly v6: boolean;
+}
+
+/** An IPv4-only network, the default. */
+export const IPV4_ONLY: NodeFamilies = { v4: true, v6: false };
+
+/** For a listing without a config (`rudder leases`): each Node read for the families its podCIDRs have. */
+export const PRESENT_FAMILIES = 'present';
 
 export interface KubeNode {
   readonly name: string;
@@ -32,20 +46,31 @@ export function readNode(o: Record<string, unknown>): KubeNode {
   };
 }
 
-/** The Node's IPv4 subnet and (kept for dual-stack) its IPv6 pod CIDR text. */
-export function nodeSubnets(n: KubeNode): { v4: Cidr | null; v6: string | null; bad: string | null } {
+/**
+ * The Node's subnets: the first IPv4 and the first IPv6 entry of its
+ * podCIDRs (`v6` is the IPv6 entry's text, `v6Cidr` the parsed one); `bad` /
+ * `bad6` the first entry of each family that is not a network CIDR.
+ */
+export function nodeSubnets(n: KubeNode): { v4: Cidr | null; v6: string | null; v6Cidr: Cidr6 | null; bad: string | null; bad6: string | null } {
   let v4: Cidr | null = null;
   let v6: string | null = null;
+  let v6Cidr: Cidr6 | null = null;
   let bad: string | null = null;
+  let bad6: string | null = null;
   for (const c of n.podCIDRs) {
-    if (c.includes(':')) v6 ??= c;
-    else {
+    if (c.includes(':')) {
+      const p = parseCidr6(c, true);
+      if (p) {
+        v6 ??= c;
+        v6Cidr ??= p;
+      } else bad6 ??= c;
+    } else {
       const p = parseCidr(c, true);
       if (p) v4 ??= p;
       else bad ??= c;
     }
   }
-  return { v4, v6, bad };
+  return { v4, v6, v6Cidr, bad, bad6 };
 }
 
 /** The annotation keys under one prefix (flannel's names). */
@@ -71,30 +96,62 @@ export function annotationKeys(prefix: string): {
 
 export type NodeLease = { lease: Lease } | { error: string };
 
-/**
- * A peer's lease from its Node. No podCIDR, or no public-ip annotation yet
- * (its daemon has not started), is an error string: not a lease to route to.
- */
-export function nodeLease(n: KubeNode, prefix: string): NodeLease {
-  const k = annotationKeys(prefix);
-  const { v4, bad } = nodeSubnets(n);
-  if (!v4) return { error: bad !== null ? `spec.podCIDR ${JSON.stringify(bad)} is not an IPv4 CIDR` : 'no IPv4 spec.podCIDR yet' };
-  const ipText = n.annotations[k.publicIP];
-  if (ipText === undefined) return { error: `no ${k.publicIP} annotation yet` };
-  const publicIP = parseIp(ipText);
-  if (publicIP === null) return { error: `${k.publicIP}=${JSON.stringify(ipText)}: expected an IPv4 address` };
-  const bt = n.annotations[k.backendType] ?? 'udp';
-  let backendData: Record<string, unknown> = {};
-  const bd = n.annotations[k.backendData];
-  if (bd !== undefined && bd !== '') {
-    try {
-      const v: unknown = JSON.parse(bd);
-      if (typeof v === 'object' && v !== null && !Array.isArray(v)) backendData = v as Record<string, unknown>;
-    } catch {
-      return { error: `${k.backendData} is not JSON: ${JSON.stringify(bd.slice(0, 80))}` };
-    }
+/** An annotation holding a JSON object (flannel writes `null` for none): the object, {} or an error. */
+function jsonAnnotation(n: KubeNode, key: string): Record<string, unknown> | { error: string } {
+  const text = n.annotations[key];
+  if (text === undefined || text === '') return {};
+  try {
+    const v: unknown = JSON.parse(text);
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch {
+    return { error: `${key} is not JSON: ${JSON.stringify(text.slice(0, 80))}` };
   }
-  return { lease: { subnet: v4, publicIP, backendType: bt === '' ? 'udp' : bt, backendData, expiresAt: null } };
+}
+
+const isError = (v: object): v is { error: string } => typeof (v as { error?: unknown }).error === 'string';
+
+/**
+ * A peer's lease from its Node, for the families the network carries. No
+ * podCIDR, or no public-ip annotation yet (its daemon has not started), is
+ * an error string: not a lease to route to. In a dual-stack network a Node
+ * with an IPv4 podCIDR only is a lease without IPv6 (reached over IPv4, as
+ * flannel does); in an IPv6-only one the IPv6 podCIDR is what counts. With
+ * IPv6 on, either public address annotation will do (an IPv6 underlay has
+ * no public-ip).
+ */
+export function nodeLease(n: KubeNode, prefix: string, wanted: NodeFamilies | typeof PRESENT_FAMILIES = IPV4_ONLY): NodeLease {
+  const k = annotationKeys(prefix);
+  const { v4, v6Cidr, bad, bad6 } = nodeSubnets(n);
+  const families = wanted === PRESENT_FAMILIES ? { v4: v4 !== null || v6Cidr === null, v6: v6Cidr !== null } : wanted;
+  if (families.v4 && !v4) return { error: bad !== null ? `spec.podCIDR ${JSON.stringify(bad)} is not an IPv4 CIDR` : 'no IPv4 spec.podCIDR yet' };
+  if (!families.v4 && !v6Cidr) return { error: bad6 !== null ? `spec.podCIDRs entry ${JSON.stringify(bad6)} is not an IPv6 CIDR` : 'no IPv6 entry in spec.podCIDRs yet' };
+  const ipText = n.annotations[k.publicIP];
+  const ip6Text = families.v6 ? n.annotations[k.publicIPv6] : undefined;
+  if (ipText === undefined && ip6Text === undefined) {
+    return { error: families.v6 ? `no ${k.publicIP} or ${k.publicIPv6} annotation yet` : `no ${k.publicIP} annotation yet` };
+  }
+  const publicIP = ipText === undefined ? 0 : parseIp(ipText);
+  if (publicIP === null) return { error: `${k.publicIP}=${JSON.stringify(ipText)}: expected an IPv4 address` };
+  const publicIPv6 = ip6Text === undefined ? undefined : parseIp6(ip6Text.trim());
+  if (publicIPv6 === null) return { error: `${k.publicIPv6}=${JSON.stringify(ip6Text)}: expected an IPv6 address` };
+  const bt = n.annotations[k.backendType] ?? 'udp';
+  const backendData = jsonAnnotation(n, k.backendData);
+  if (isError(backendData)) return backendData;
+  const v6 = families.v6 && v6Cidr !== null;
+  const backendV6Data = v6 && n.annotations[k.backendV6Data] !== undefined ? jsonAnnotation(n, k.backendV6Data) : undefined;
+  if (backendV6Data !== undefined && isError(backendV6Data)) return backendV6Data;
+  return {
+    lease: {
+      subnet: families.v4 && v4 ? v4 : NO_IPV4,
+      ...(v6 ? { ipv6Subnet: v6Cidr } : {}),
+      publicIP,
+      ...(publicIPv6 !== undefined ? { publicIPv6 } : {}),
+      backendType: bt === '' ? 'udp' : bt,
+      backendData,
+      ...(backendV6Data !== undefined ? { backendV6Data } : {}),
+      expiresAt: null,
+    },
+  };
 }
 
 /** The public IP this node publishes: the overwrite annotation when set (as flannel), else ours. */
@@ -104,13 +161,26 @@ export function ownPublicIP(n: KubeNode, prefix: string, detected: number): { ip
   return ip === null ? { ip: detected, overwritten: false } : { ip, overwritten: true };
 }
 
-/** The annotations Rudder keeps on its own Node; only those that differ need a patch. */
-export function ownAnnotations(prefix: string, publicIP: number, backendType: string, backendData: Readonly<Record<string, unknown>>): Record<string, string> {
+/** The IPv6 half of this node's annotations (EnableIPv6). */
+export interface OwnV6Annotations {
+  /** PublicIPv6; null: none (an IPv4 underlay), no public-ipv6 annotation. */
+  readonly publicIPv6: bigint | null;
+  readonly backendV6Data: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The annotations Rudder keeps on its own Node; only those that differ need
+ * a patch. public-ip is left out when there is none (0: an IPv6-only host
+ * without an IPv4 underlay); `v6` adds public-ipv6 and backend-v6-data.
+ */
+export function ownAnnotations(prefix: string, publicIP: number, backendType: string, backendData: Readonly<Record<string, unknown>>, v6?: OwnV6Annotations): Record<string, string> {
   const k = annotationKeys(prefix);
   return {
-    [k.publicIP]: formatIp(publicIP),
+    ...(publicIP !== 0 || v6 === undefined ? { [k.publicIP]: formatIp(publicIP) } : {}),
     [k.backendType]: backendType,
     [k.backendData]: JSON.stringify(backendData),
+    ...(v6 !== undefined && v6.publicIPv6 !== null ? { [k.publicIPv6]: formatIp6(v6.publicIPv6) } : {}),
+    ...(v6 !== undefined ? { [k.backendV6Data]: JSON.stringify(v6.backendV6Data) } : {}),
     [k.kubeSubnetManager]: 'true',
   };
 }

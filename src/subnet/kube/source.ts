@@ -1,37 +1,43 @@
 /**
  * Kubernetes mode's SubnetSource: the network config is a file (the
- * ConfigMap's net-conf.json), this host's subnet is its Node's
- * spec.podCIDR, and the peers are the other Nodes, read from their
- * annotations. No etcd.
+ * ConfigMap's net-conf.json), this host's subnets are its Node's
+ * spec.podCIDRs (IPv4, IPv6 or both, as the config's families say), and
+ * the peers are the other Nodes, read from their annotations. No etcd.
  *
  * Peers: list the Nodes, then watch from the list's resourceVersion. The
  * LeaseWatcher drives it exactly as it drives etcd (revision + 1 in, the
  * same resourceVersion out: Kubernetes' resourceVersion is the etcd
  * revision, a decimal number), and on a broken watch or `410 Gone` it lists
  * again and diffs, so the backend sees exactly the changes. A Node's entry is
- * keyed by its subnet; `byName` maps a Node to the subnet it was last seen
+ * keyed by its subnets; `byName` maps a Node to the subnets it was last seen
  * with, so a deleted Node (or one whose annotations went away) is a removal.
+ * Which families a Node is read for follows the config the keeper is made
+ * for (the daemon makes the keeper before it lists).
  *
- * Own lease (KubeKeeper): wait until the Node has a podCIDR inside Network,
- * PATCH the annotations that differ (public IP — `public-ip-overwrite` wins as
- * in flannel —, backend type and data), then, once the daemon is ready, set
+ * Own lease (KubeKeeper): wait until the Node has a podCIDR inside Network
+ * (and, with EnableIPv6, an IPv6 one inside IPv6Network), PATCH the
+ * annotations that differ (public IP — `public-ip-overwrite` wins as in
+ * flannel —, backend type and data; public-ipv6 and backend-v6-data with
+ * EnableIPv6), then, once the daemon is ready, set
  * NetworkUnavailable=False through nodes/status. API trouble never touches
  * the data path: it is logged and retried with backoff, and counted in
  * KubeStats (rudder_kube_* metrics, src/metrics/kube.ts), not in etcd's.
  */
 import * as fs from 'node:fs';
 import { RudderError, describeError } from '../../errors';
+import { ipv4Enabled, type NetworkConfig } from '../../config';
 import { Cidr, cidrEquals, containsCidr, formatCidr, formatIp } from '../../ip/ipv4';
+import { Cidr6, cidr6Equals, containsCidr6, formatCidr6 } from '../../ip/ipv6';
 import type { Logger } from '../../log';
 import { noStats } from '../../metrics/telemetry';
 import { backoffMs } from '../../util/backoff';
 import { Wakeable } from '../../util/sleep';
-import type { Lease } from '../lease';
+import { NO_IPV4, leaseName, sameAttrs, sameKey, type Lease, type LeaseSubnets } from '../lease';
 import type { LeaseList, LeaseRecord, PeerSource, WatchBatch, WatchHandlers } from '../registry';
 import type { KeeperOptions, LeaseKeeper, SubnetSource } from '../source';
 import { KubeStats } from './stats';
 import { KubeApiError, KubeClient, WatchEnded, inClusterConnection, readKubeconfig, type KubeConnection, type WatchEvent } from './client';
-import { annotationsToPatch, networkAvailablePatch, nodeLease, nodeSubnets, ownAnnotations, ownPublicIP, readNode, type KubeNode } from './node';
+import { IPV4_ONLY, PRESENT_FAMILIES, annotationsToPatch, networkAvailablePatch, nodeLease, nodeSubnets, ownAnnotations, ownPublicIP, readNode, type KubeNode, type NodeFamilies } from './node';
 
 export interface KubeSourceOptions {
   kubeconfigFile?: string | undefined;
@@ -75,16 +81,24 @@ export function kubeSource(o: KubeSourceOptions): SubnetSource {
     },
     configWhere: o.netConfigPath,
     configHint: `write the network config to ${o.netConfigPath} (in a cluster: the net-conf.json key of the ConfigMap in packaging/kubernetes/rudder.yaml)`,
-    keeper: (k) => new KubeKeeper(k, client, o.annotationPrefix, o.nodeName),
+    keeper: (k) => {
+      peers.useConfig(k.config);
+      return new KubeKeeper(k, client, o.annotationPrefix, o.nodeName);
+    },
   };
 }
 
 const nodePath = (name: string): string => `/api/v1/nodes/${encodeURIComponent(name)}`;
 
+/** The watch entry that removes a Node's last lease. */
+const deleteOf = (k: LeaseSubnets): WatchBatch => ({ kind: 'delete', subnet: k.subnet, ...(k.ipv6Subnet !== undefined ? { ipv6Subnet: k.ipv6Subnet } : {}) });
+
 export class KubePeers implements PeerSource {
   readonly storeName = 'Kubernetes API server';
-  /** Node name → the subnet its last valid lease had. */
-  private readonly byName = new Map<string, Cidr>();
+  /** Node name → the subnets its last valid lease had. */
+  private readonly byName = new Map<string, LeaseSubnets>();
+  /** The families Nodes are read for (useConfig); IPv4 until a config says otherwise. */
+  private families: NodeFamilies | typeof PRESENT_FAMILIES = IPV4_ONLY;
 
   constructor(
     readonly client: KubeClient,
@@ -95,6 +109,14 @@ export class KubePeers implements PeerSource {
     private readonly watchTimeoutS: number | null = null,
     private readonly stats: KubeStats | null = null,
   ) {}
+
+  /**
+   * Reads Nodes for the families of this config from the next list on;
+   * null: for the families each Node's podCIDRs have (a listing with no config).
+   */
+  useConfig(config: NetworkConfig | null): void {
+    this.families = config === null ? PRESENT_FAMILIES : { v4: ipv4Enabled(config), v6: config.ipv6 !== undefined };
+  }
 
   async getConfig(): Promise<string | null> {
     try {
@@ -117,11 +139,11 @@ export class KubePeers implements PeerSource {
 
   /** One Node as a watch entry; also keeps byName. Own Node without annotations yet is not reported. */
   private entry(n: KubeNode, out: WatchBatch[], invalid: { key: string; reason: string }[] | null): LeaseRecord | null {
-    const r = nodeLease(n, this.prefix);
+    const r = nodeLease(n, this.prefix, this.families);
     const old = this.byName.get(n.name);
     if ('error' in r) {
       if (old) {
-        out.push({ kind: 'delete', subnet: old });
+        out.push(deleteOf(old));
         this.byName.delete(n.name);
       }
       if (n.name !== this.ownName) {
@@ -131,8 +153,8 @@ export class KubePeers implements PeerSource {
       }
       return null;
     }
-    if (old && !cidrEquals(old, r.lease.subnet)) out.push({ kind: 'delete', subnet: old });
-    this.byName.set(n.name, r.lease.subnet);
+    if (old && !sameKey(old, r.lease)) out.push(deleteOf(old));
+    this.byName.set(n.name, { subnet: r.lease.subnet, ipv6Subnet: r.lease.ipv6Subnet });
     const rec: LeaseRecord = { lease: r.lease, modRevision: n.resourceVersion, etcdLeaseId: '0' };
     out.push({ kind: 'put', record: rec });
     return rec;
@@ -186,7 +208,7 @@ export class KubePeers implements PeerSource {
       if (ev.type === 'DELETED') {
         const old = this.byName.get(n.name);
         this.byName.delete(n.name);
-        if (old) batch.push({ kind: 'delete', subnet: old });
+        if (old) batch.push(deleteOf(old));
       } else this.entry(n, batch, null);
       if (batch.length) handlers.onEvents(batch);
     };
@@ -255,44 +277,76 @@ export class KubeKeeper implements LeaseKeeper {
     }
   }
 
-  /** The Node's subnet, or an E_ACQUIRE that says why there is none yet (the daemon retries). */
-  private subnetOf(n: KubeNode): Cidr {
-    const { v4, bad } = nodeSubnets(n);
-    const network = this.o.config.network;
-    if (!v4) {
+  /** The Node's subnets, or an E_ACQUIRE that says why there are none yet (the daemon retries). */
+  private subnetsOf(n: KubeNode): LeaseSubnets {
+    const config = this.o.config;
+    const { v4, v6Cidr, bad, bad6 } = nodeSubnets(n);
+    let subnet = NO_IPV4;
+    if (ipv4Enabled(config)) {
+      const network = config.network;
+      if (!v4) {
+        throw new RudderError(
+          'E_ACQUIRE',
+          bad !== null
+            ? `Node ${n.name} has spec.podCIDR ${JSON.stringify(bad)}, not an IPv4 CIDR`
+            : `Node ${n.name} has no spec.podCIDR yet: kube-controller-manager allocates one when run with --allocate-node-cidrs=true and --cluster-cidr=${formatCidr(network)}; waiting`,
+        );
+      }
+      if (!containsCidr(network, v4)) {
+        throw new RudderError('E_ACQUIRE', `Node ${n.name} has spec.podCIDR ${formatCidr(v4)}, outside the configured Network ${formatCidr(network)}: make --cluster-cidr of kube-controller-manager and Network of net-conf.json agree; waiting`);
+      }
+      subnet = v4;
+    }
+    const v6 = config.ipv6;
+    if (v6 === undefined) return { subnet };
+    if (!v6Cidr) {
+      const clusterCidr = ipv4Enabled(config) ? `${formatCidr(config.network)},${formatCidr6(v6.network)}` : formatCidr6(v6.network);
       throw new RudderError(
         'E_ACQUIRE',
-        bad !== null
-          ? `Node ${n.name} has spec.podCIDR ${JSON.stringify(bad)}, not an IPv4 CIDR`
-          : `Node ${n.name} has no spec.podCIDR yet: kube-controller-manager allocates one when run with --allocate-node-cidrs=true and --cluster-cidr=${formatCidr(network)}; waiting`,
+        bad6 !== null
+          ? `Node ${n.name} has spec.podCIDRs entry ${JSON.stringify(bad6)}, not an IPv6 CIDR`
+          : `Node ${n.name} has no IPv6 entry in spec.podCIDRs (${n.podCIDRs.length ? n.podCIDRs.join(',') : 'none'}), and EnableIPv6 needs one: ` +
+              `run a ${ipv4Enabled(config) ? 'dual-stack' : 'IPv6-only'} cluster (kube-controller-manager --allocate-node-cidrs=true --cluster-cidr=${clusterCidr}); waiting`,
       );
     }
-    if (!containsCidr(network, v4)) {
-      throw new RudderError('E_ACQUIRE', `Node ${n.name} has spec.podCIDR ${formatCidr(v4)}, outside the configured Network ${formatCidr(network)}: make --cluster-cidr of kube-controller-manager and Network of net-conf.json agree; waiting`);
+    if (!containsCidr6(v6.network, v6Cidr)) {
+      throw new RudderError('E_ACQUIRE', `Node ${n.name} has the IPv6 spec.podCIDRs entry ${formatCidr6(v6Cidr)}, outside the configured IPv6Network ${formatCidr6(v6.network)}: make --cluster-cidr of kube-controller-manager and IPv6Network of net-conf.json agree; waiting`);
     }
-    return v4;
+    return { subnet, ipv6Subnet: v6Cidr };
   }
 
   /** Patches the annotations that differ; returns the lease they describe. */
-  private async publish(n: KubeNode, subnet: Cidr): Promise<Lease> {
+  private async publish(n: KubeNode, subnets: LeaseSubnets): Promise<Lease> {
     const { ip, overwritten } = ownPublicIP(n, this.prefix, this.o.publicIP);
     if (overwritten && ip !== this.o.publicIP) this.o.log.info('public IP from the node annotation', { annotation: `${this.prefix}/public-ip-overwrite`, publicIP: formatIp(ip) });
-    const patch = annotationsToPatch(n, ownAnnotations(this.prefix, ip, this.o.backendType, this.backendData));
+    const v6 = this.o.config.ipv6 ? { publicIPv6: this.o.publicIPv6 ?? null, backendV6Data: this.o.backendV6Data ?? {} } : undefined;
+    const patch = annotationsToPatch(n, ownAnnotations(this.prefix, ip, this.o.backendType, this.backendData, v6));
     if (Object.keys(patch).length > 0) {
       await this.client.request('PATCH', nodePath(this.nodeName), { metadata: { annotations: patch } }, 'application/merge-patch+json');
       this.o.log.info('node annotations written', { node: this.nodeName, annotations: Object.keys(patch).join(',') });
     }
-    return { subnet, publicIP: ip, backendType: this.o.backendType, backendData: this.backendData, expiresAt: null };
+    return {
+      ...subnets,
+      publicIP: ip,
+      ...(v6 && v6.publicIPv6 !== null ? { publicIPv6: v6.publicIPv6 } : {}),
+      backendType: this.o.backendType,
+      backendData: this.backendData,
+      ...(v6 ? { backendV6Data: v6.backendV6Data } : {}),
+      expiresAt: null,
+    };
   }
 
-  async acquire(remembered: Cidr | null): Promise<Lease> {
+  async acquire(remembered: Cidr | null, remembered6?: Cidr6 | null): Promise<Lease> {
     const n = await this.getNode();
-    const subnet = this.subnetOf(n);
-    if (remembered && !cidrEquals(remembered, subnet)) {
-      this.o.log.info('the Node has another subnet than the subnet file remembers; the Node wins', { remembered: formatCidr(remembered), podCIDR: formatCidr(subnet) });
+    const subnets = this.subnetsOf(n);
+    if (remembered && ipv4Enabled(this.o.config) && !cidrEquals(remembered, subnets.subnet)) {
+      this.o.log.info('the Node has another subnet than the subnet file remembers; the Node wins', { remembered: formatCidr(remembered), podCIDR: formatCidr(subnets.subnet) });
     }
-    this.current = await this.publish(n, subnet);
-    this.o.log.info('lease acquired', { subnet: formatCidr(subnet), publicIP: formatIp(this.current.publicIP), how: `Node ${this.nodeName} spec.podCIDR` });
+    if (remembered6 && subnets.ipv6Subnet && !cidr6Equals(remembered6, subnets.ipv6Subnet)) {
+      this.o.log.info('the Node has another IPv6 subnet than the subnet file remembers; the Node wins', { remembered: formatCidr6(remembered6), podCIDR: formatCidr6(subnets.ipv6Subnet) });
+    }
+    this.current = await this.publish(n, subnets);
+    this.o.log.info('lease acquired', { subnet: leaseName(subnets), publicIP: formatIp(this.current.publicIP), how: `Node ${this.nodeName} spec.podCIDR${subnets.ipv6Subnet ? 's' : ''}` });
     return this.current;
   }
 
@@ -304,7 +358,7 @@ export class KubeKeeper implements LeaseKeeper {
 
   ownKeyChanged(now: Lease | null): void {
     const l = this.current;
-    if (l && now && now.publicIP === l.publicIP && now.backendType === l.backendType && JSON.stringify(now.backendData) === JSON.stringify(l.backendData)) return;
+    if (l && now && sameAttrs(l, now)) return;
     this.dirty = true;
     this.alarm.wake();
   }
@@ -324,7 +378,7 @@ export class KubeKeeper implements LeaseKeeper {
         if (this.dirty) {
           this.dirty = false;
           const n = await this.getNode();
-          this.current = await this.publish(n, this.subnetOf(n));
+          this.current = await this.publish(n, this.subnetsOf(n));
         }
         if (failures > 0) {
           log.info('Kubernetes API server reachable again', { server: this.client.server, after: `${failures} failed attempts` });
