@@ -9,24 +9,14 @@ import assert from 'node:assert/strict';
 import { parseIp6 } from '../../src/ip/ipv6';
 import { CREATE_REPLACE } from '../../src/netlink/conn';
 import { decodeChange } from '../../src/netlink/monitor';
+import { pkg, same } from '../helpers/netlink-bytes';
 import { parseAttrs } from '../../src/netlink/links';
-import { ip6ToBuf, neighMessage, NLM_F_ACK, NLM_F_REQUEST, NTF_SELF, NUD_PERMANENT, RTM_DELNEIGH, RTM_NEWNEIGH } from '../../src/netlink/wire';
+import { ip6ToBuf, neighMessage, NTF_SELF, NUD_PERMANENT, RTM_DELNEIGH, RTM_NEWNEIGH } from '../../src/netlink/wire';
 
 const v6 = (s: string): bigint => parseIp6(s) as bigint;
 const macBuf = (m: string): Buffer => Buffer.from(m.split(':').map((h) => parseInt(h, 16)));
-/** The bytes the netlink package wrote for the same request (kept as hex since the package went). */
-const pkg = (hex: string): Buffer => Buffer.from(hex, 'hex');
 const AF_INET6 = 10;
 const AF_BRIDGE = 7;
-
-function same(msg: Buffer, type: number, flags: number, seq: number, pkgBody: Buffer): void {
-  const body = Buffer.concat([pkgBody, Buffer.alloc((4 - (pkgBody.length % 4)) % 4)]);
-  assert.equal(msg.readUInt32LE(0), msg.length, 'nlmsg_len');
-  assert.equal(msg.readUInt16LE(4), type, 'nlmsg_type');
-  assert.equal(msg.readUInt16LE(6), flags | NLM_F_REQUEST | NLM_F_ACK, 'nlmsg_flags');
-  assert.equal(msg.readUInt32LE(8), seq, 'nlmsg_seq');
-  assert.equal(msg.subarray(16).toString('hex'), body.toString('hex'));
-}
 
 /** A notification body: struct ndmsg + NDA_DST + NDA_LLADDR, as the kernel sends it. */
 function ndmsg(family: number, index: number, state: number, dst?: Buffer, lladdr?: Buffer): Buffer {

@@ -11,7 +11,9 @@ import assert from 'node:assert/strict';
 import { parseIp } from '../../src/ip/ipv4';
 import { parseIp6 } from '../../src/ip/ipv6';
 import * as rt from '../../src/netlink/rtmsg';
-import { ip6ToBuf, bufToIp6, ackErrno, neighMessage, NLM_F_ACK, NLM_F_REQUEST, NTF_SELF, NUD_PERMANENT, routeMessage, RTM_DELNEIGH, RTM_DELROUTE, RTM_NEWNEIGH, RTM_NEWROUTE } from '../../src/netlink/wire';
+import { CREATE_REPLACE } from '../../src/netlink/conn';
+import { pkg, same } from '../helpers/netlink-bytes';
+import { ip6ToBuf, bufToIp6, ackErrno, neighMessage, NTF_SELF, NUD_PERMANENT, routeMessage, RTM_DELNEIGH, RTM_DELROUTE, RTM_NEWNEIGH, RTM_NEWROUTE } from '../../src/netlink/wire';
 
 const ip = (s: string): number => parseIp(s) as number;
 const ipBuf = (s: string): Buffer => {
@@ -20,24 +22,7 @@ const ipBuf = (s: string): Buffer => {
   return b;
 };
 const macBuf = (m: string): Buffer => Buffer.from(m.split(':').map((h) => parseInt(h, 16)));
-const CREATE_REPLACE = 0x400 | 0x100; // NLM_F_CREATE | NLM_F_REPLACE
 const RTPROT = 0x52;
-/** A message body as the package encoded it. */
-const pkg = (hex: string): Buffer => Buffer.from(hex, 'hex');
-
-/**
- * Header checked field by field; the body must equal the package's, which
- * leaves the last attribute unpadded (a MAC: 10 bytes): wire.ts pads every
- * attribute to 4 bytes as netlink(7) and libmnl do, so nlmsg_len stays aligned.
- */
-function same(msg: Buffer, type: number, flags: number, seq: number, pkgBody: Buffer): void {
-  const body = Buffer.concat([pkgBody, Buffer.alloc((4 - (pkgBody.length % 4)) % 4)]);
-  assert.equal(msg.readUInt32LE(0), msg.length, 'nlmsg_len');
-  assert.equal(msg.readUInt16LE(4), type, 'nlmsg_type');
-  assert.equal(msg.readUInt16LE(6), flags | NLM_F_REQUEST | NLM_F_ACK, 'nlmsg_flags');
-  assert.equal(msg.readUInt32LE(8), seq, 'nlmsg_seq');
-  assert.equal(msg.subarray(16).toString('hex'), body.toString('hex'));
-}
 
 describe('netlink wire encoding', () => {
   it('route replace: onlink via a gateway (vxlan), via a gateway (host-gw), a device route, a metric and a table above 255', () => {
