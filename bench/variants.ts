@@ -385,7 +385,8 @@ async function setupRudder(env: BenchEnv, backendType: string, rudderBin?: strin
     // The reason for the table: the daemon's own fatal error when there is one.
     const msg = e instanceof Error ? e.message.split('\n')[0]! : String(e);
     const logTail = c.host(1).rudderLog(4000);
-    const fatal = [...logTail.matchAll(/ error .*?error="([^"]+)"/g)].pop()?.[1];
+    // The logger escapes quotes inside the value (set \"EnableIPv6\": false): read up to the closing one.
+    const fatal = [...logTail.matchAll(/ error .*?error="((?:[^"\\]|\\.)*)"/g)].pop()?.[1]?.replace(/\\(.)/g, '$1');
     env.log(`${name}: not usable: ${msg}`);
     throw new Error(fatal ? `daemon did not start: ${fatal}` : msg, { cause: e });
   }
