@@ -10,6 +10,7 @@
         "addon/netlink.c",
         "dataplane/counters.c",
         "dataplane/ip.c",
+        "dataplane/ip6.c",
         "dataplane/lifecycle.c",
         "dataplane/receive.c",
         "dataplane/routes.c",

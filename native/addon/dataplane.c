@@ -84,7 +84,10 @@ static void counters_finalize(napi_env env, void *data, void *hint)
 	free(data);
 }
 
-/* open({tunName, bindAddress, port, localIp, localPrefix, icmpSource, queues, offloads?, busyPoll?}) -> {handle, counters, ifname, offloads} */
+/*
+ * open({tunName, bindAddress, port, localIp, localPrefix, icmpSource, queues, mtu, local6Prefix,
+ *       local6Net?: Buffer(16), icmp6Source?: Buffer(16), offloads?, busyPoll?}) -> {handle, counters, ifname, offloads}
+ */
 static napi_value js_open(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
@@ -95,11 +98,14 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		addon_throw(env, "open expects an options object");
 		return NULL;
 	}
-	uint32_t bind, port, lip, lpfx, icmp, queues;
+	uint32_t bind, port, lip, lpfx, icmp, queues, l6pfx, mtu;
+	uint8_t *l6 = NULL, *icmp6 = NULL;
 	if (!get_u32(env, argv[0], "bindAddress", &bind) || !get_u32(env, argv[0], "port", &port) ||
 	        !get_u32(env, argv[0], "localIp", &lip) || !get_u32(env, argv[0], "localPrefix", &lpfx) ||
 	        !get_u32(env, argv[0], "icmpSource", &icmp) ||
-	        !get_u32(env, argv[0], "queues", &queues))
+	        !get_u32(env, argv[0], "queues", &queues) || !get_u32(env, argv[0], "mtu", &mtu) ||
+	        !get_u32(env, argv[0], "local6Prefix", &l6pfx) || !get_buffer(env, argv[0], "local6Net", 16, true, &l6) ||
+	        !get_buffer(env, argv[0], "icmp6Source", 16, true, &icmp6))
 		return NULL;
 	bool offloads;
 	bool busy_poll;
@@ -166,11 +172,17 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	        .local_net = lip,
 	        .local_prefix = (uint8_t)lpfx,
 	        .icmp_source = icmp,
+	        .local6_prefix = l6 ? (uint8_t)l6pfx : 0,
+	        .mtu = mtu,
 	        .offloads = offloads,
 	        .busy_poll = busy_poll,
 	        .queues = queues,
 	        .wg = wg.private_key ? &wg : NULL,
 	};
+	if (l6)
+		memcpy(cfg.local6_net, l6, 16);
+	if (icmp6)
+		memcpy(cfg.icmp6_source, icmp6, 16);
 	char err[ERRLEN], ifname[16] = {0};
 	int rc = dp_open(&cfg, c, &h->dp, ifname, err, sizeof err);
 	free(name);
@@ -215,29 +227,50 @@ static struct handle *running(napi_env env, napi_value v)
 	return h;
 }
 
-/* setRoutes(handle, Uint32Array [net, prefix, publicIP, port, ...]): swaps the whole table. */
+/* The Uint32Array argv[i] (of `len` words, a multiple of `group`); false: thrown. */
+static bool get_u32_array(napi_env env, napi_value v, size_t group, const uint32_t **data, size_t *len, const char *msg)
+{
+	bool is_ta = false;
+	napi_typedarray_type tt;
+	void *d = NULL;
+	if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
+	        napi_get_typedarray_info(env, v, &tt, len, &d, NULL, NULL) != napi_ok || tt != napi_uint32_array ||
+	        *len % group != 0) {
+		addon_throw(env, msg);
+		return false;
+	}
+	*data = d;
+	return true;
+}
+
+/*
+ * setRoutes(handle, Uint32Array [net, prefix, publicIP, port, ...],
+ *           Uint32Array [net0, net1, net2, net3, prefix, publicIP, port, ...]): swaps the whole table.
+ * An IPv6 net is four big-endian 32-bit words, most significant first.
+ */
 static napi_value js_set_routes(napi_env env, napi_callback_info info)
 {
-	napi_value argv[2];
-	if (!get_args(env, info, 2, argv, "setRoutes expects (handle, Uint32Array)"))
+	napi_value argv[3];
+	size_t argc = 3;
+	CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 3) {
+		addon_throw(env, "setRoutes expects (handle, Uint32Array, Uint32Array)");
 		return NULL;
+	}
 	struct handle *h = running(env, argv[0]);
 	if (!h)
 		return NULL;
-	bool is_ta = false;
-	napi_typedarray_type tt;
-	size_t len = 0;
-	void *data = NULL;
-	if (napi_is_typedarray(env, argv[1], &is_ta) != napi_ok || !is_ta ||
-	        napi_get_typedarray_info(env, argv[1], &tt, &len, &data, NULL, NULL) != napi_ok ||
-	        tt != napi_uint32_array || len % 4 != 0) {
-		addon_throw(env, "routes must be a Uint32Array of [net, prefix, publicIP, port] quadruples");
+	const uint32_t *u, *u6;
+	size_t len, len6;
+	if (!get_u32_array(env, argv[1], 4, &u, &len, "routes must be a Uint32Array of [net, prefix, publicIP, port] quadruples") ||
+	        !get_u32_array(env, argv[2], 7, &u6, &len6, "IPv6 routes must be a Uint32Array of [net x4, prefix, publicIP, port] groups"))
 		return NULL;
-	}
-	size_t n = len / 4;
-	const uint32_t *u = data;
+	size_t n = len / 4, n6 = len6 / 7;
 	struct dp_route *routes = n ? calloc(n, sizeof *routes) : NULL;
-	if (n && !routes) {
+	struct dp_route6 *routes6 = n6 ? calloc(n6, sizeof *routes6) : NULL;
+	if ((n && !routes) || (n6 && !routes6)) {
+		free(routes);
+		free(routes6);
 		addon_throw(env, "out of memory");
 		return NULL;
 	}
@@ -248,9 +281,23 @@ static napi_value js_set_routes(napi_env env, napi_callback_info info)
 		routes[i].public_ip = q[2];
 		routes[i].port = (uint16_t)q[3];
 	}
+	for (size_t i = 0; i < n6; i++) {
+		const uint32_t *q = u6 + 7 * i;
+		for (int k = 0; k < 4; k++) {
+			uint8_t *b = routes6[i].net + 4 * k;
+			b[0] = (uint8_t)(q[k] >> 24);
+			b[1] = (uint8_t)(q[k] >> 16);
+			b[2] = (uint8_t)(q[k] >> 8);
+			b[3] = (uint8_t)q[k];
+		}
+		routes6[i].prefix = (uint8_t)q[4];
+		routes6[i].public_ip = q[5];
+		routes6[i].port = (uint16_t)q[6];
+	}
 	char err[ERRLEN];
-	int rc = dp_set_routes(h->dp, routes, n, err, sizeof err);
+	int rc = dp_set_routes(h->dp, routes, n, routes6, n6, err, sizeof err);
 	free(routes);
+	free(routes6);
 	if (rc < 0) {
 		addon_throw(env, err);
 		return NULL;
@@ -258,7 +305,7 @@ static napi_value js_set_routes(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
-/* setPeers(handle, [{publicKey: Buffer(32), ip, port, allowed: Uint32Array [net, prefix, ...]}]) */
+/* setPeers(handle, [{publicKey: Buffer(32), ip, port, allowed: Uint32Array [net, prefix, ...], allowed6?: Uint32Array [net x4, prefix, ...]}]) */
 static napi_value js_set_peers(napi_env env, napi_callback_info info)
 {
 	napi_value argv[2];
@@ -274,15 +321,18 @@ static napi_value js_set_peers(napi_env env, napi_callback_info info)
 		return NULL;
 	}
 	struct dp_wg_peer *peers = calloc(n ? n : 1, sizeof *peers);
-	size_t total = 0;
+	size_t total = 0, total6 = 0;
 	uint32_t *nets = NULL;
-	uint8_t *prefixes = NULL;
+	uint8_t *prefixes = NULL, *nets6 = NULL, *prefixes6 = NULL;
 	bool ok = peers != NULL;
 	/* First pass: sizes; second: values. */
 	for (int pass = 0; pass < 2 && ok; pass++) {
-		size_t k = 0;
+		size_t k = 0, k6 = 0;
 		for (uint32_t i = 0; i < n && ok; i++) {
-			napi_value o, al;
+			napi_value o, al, al6;
+			napi_valuetype t6 = napi_undefined;
+			const uint32_t *d6 = NULL;
+			size_t len6 = 0;
 			uint8_t *pub;
 			uint32_t ip, port;
 			bool is_ta = false;
@@ -296,10 +346,16 @@ static napi_value js_set_peers(napi_env env, napi_callback_info info)
 				addon_throw(env, "allowed must be a Uint32Array of [net, prefix] pairs");
 				ok = false;
 			}
+			/* allowed6 (optional): [net x4 (big-endian words), prefix] groups */
+			if (ok && (napi_get_named_property(env, o, "allowed6", &al6) != napi_ok || napi_typeof(env, al6, &t6) != napi_ok))
+				ok = false;
+			if (ok && t6 != napi_undefined)
+				ok = get_u32_array(env, al6, 5, &d6, &len6, "allowed6 must be a Uint32Array of [net x4, prefix] groups");
 			if (!ok)
 				break;
 			if (pass == 0) {
 				total += len / 2;
+				total6 += len6 / 5;
 				continue;
 			}
 			struct dp_wg_peer *p = &peers[i];
@@ -313,11 +369,27 @@ static napi_value js_set_peers(napi_env env, napi_callback_info info)
 				nets[k] = ((const uint32_t *)data)[2 * j];
 				prefixes[k] = (uint8_t)((const uint32_t *)data)[2 * j + 1];
 			}
+			p->nets6 = nets6 + 16 * k6;
+			p->prefixes6 = prefixes6 + k6;
+			p->nallowed6 = len6 / 5;
+			for (size_t j = 0; j < len6 / 5; j++, k6++) {
+				for (int w = 0; w < 4; w++) {
+					uint32_t v = d6[5 * j + (size_t)w];
+					uint8_t *b = nets6 + 16 * k6 + 4 * w;
+					b[0] = (uint8_t)(v >> 24);
+					b[1] = (uint8_t)(v >> 16);
+					b[2] = (uint8_t)(v >> 8);
+					b[3] = (uint8_t)v;
+				}
+				prefixes6[k6] = (uint8_t)d6[5 * j + 4];
+			}
 		}
 		if (ok && pass == 0) {
 			nets = calloc(total ? total : 1, sizeof *nets);
 			prefixes = calloc(total ? total : 1, 1);
-			if (!nets || !prefixes) {
+			nets6 = calloc(total6 ? total6 : 1, 16);
+			prefixes6 = calloc(total6 ? total6 : 1, 1);
+			if (!nets || !prefixes || !nets6 || !prefixes6) {
 				addon_throw(env, "out of memory");
 				ok = false;
 			}
@@ -330,6 +402,8 @@ static napi_value js_set_peers(napi_env env, napi_callback_info info)
 	free(peers);
 	free(nets);
 	free(prefixes);
+	free(nets6);
+	free(prefixes6);
 	if (rc < 0)
 		addon_throw(env, err);
 	return NULL;
@@ -368,11 +442,29 @@ static void status_one(void *vctx, const struct dp_wg_status *s)
 		u[2 * j] = s->nets[j];
 		u[2 * j + 1] = s->prefixes[j];
 	}
-	if (napi_set_named_property(env, o, "allowed", al) != napi_ok || napi_set_element(env, x->arr, x->n++, o) != napi_ok)
+	/* allowed6: [net x4 (big-endian words), prefix, ...] */
+	uint32_t na6 = s->nallowed6 < DP_WG_STATUS_ALLOWED ? s->nallowed6 : DP_WG_STATUS_ALLOWED;
+	napi_value ab6, al6;
+	void *d6;
+	if (napi_create_arraybuffer(env, (size_t)na6 * 20, &d6, &ab6) != napi_ok ||
+	        napi_create_typedarray(env, napi_uint32_array, (size_t)na6 * 5, ab6, 0, &al6) != napi_ok) {
+		x->failed = true;
+		return;
+	}
+	uint32_t *u6 = d6;
+	for (uint32_t j = 0; j < na6; j++) {
+		for (int w = 0; w < 4; w++) {
+			const uint8_t *b = s->nets6[j] + 4 * w;
+			u6[5 * j + (uint32_t)w] = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+		}
+		u6[5 * j + 4] = s->prefixes6[j];
+	}
+	if (napi_set_named_property(env, o, "allowed", al) != napi_ok || napi_set_named_property(env, o, "allowed6", al6) != napi_ok ||
+	        napi_set_element(env, x->arr, x->n++, o) != napi_ok)
 		x->failed = true;
 }
 
-/* peers(handle) -> [{publicKey, ip, port, lastHandshakeMs, rxBytes, txBytes, allowed}] */
+/* peers(handle) -> [{publicKey, ip, port, lastHandshakeMs, rxBytes, txBytes, allowed, allowed6}] */
 static napi_value js_peers(napi_env env, napi_callback_info info)
 {
 	napi_value argv[1];

@@ -26,7 +26,7 @@
 	X(TUN_ERRORS, tunErrors) \
 	X(SOCKET_ERRORS, socketErrors) \
 	X(ICMP_SENT, icmpSent) /* ICMP errors written back into the TUN */ \
-	X(DROP_NOT_IPV4, dropNotIPv4) /* tx: not IPv4 (e.g. IPv6 router solicitations) */ \
+	X(DROP_NOT_IPV4, dropNotIPv4) /* tx: neither IPv4 nor IPv6 (a version nibble of another value) */ \
 	X(TX_GSO_PACKETS, txGsoPackets) /* TCP/UDP super-packets read from the TUN and segmented */ \
 	X(RX_GRO_PACKETS, rxGroPackets) /* coalesced super-packets written to the TUN */ \
 	X(WG_HANDSHAKES_SENT, wgHandshakesSent) /* WireGuard: initiations sent */ \
@@ -39,7 +39,11 @@
 	X(WG_DROP_COOKIE_REQUIRED, wgDropCookieRequired) /* under load without a valid mac2 (answered by a cookie) */ \
 	X(WG_DROP_ALLOWED_IPS, wgDropAllowedIps) /* decrypted packet's source is not in the peer's allowed IPs */ \
 	X(WG_DROP_NO_KEYPAIR, wgDropNoKeypair) /* tx: no session and the staging queue full (or a super-packet) */ \
-	X(WG_DROP_EXPIRED, wgDropExpired) /* keypair past REJECT_AFTER_TIME/messages */
+	X(WG_DROP_EXPIRED, wgDropExpired) /* keypair past REJECT_AFTER_TIME/messages */ \
+	X(TX_IPV6_PACKETS, txIPv6Packets) /* of txPackets: IPv6 inner packets, per segment */ \
+	X(RX_IPV6_PACKETS, rxIPv6Packets) /* of the packets accepted for rxPackets: IPv6 ones */ \
+	X(DROP_TOO_BIG, dropTooBig) /* tx: IPv6 packet (or segment) above the tunnel MTU: answered packet-too-big */ \
+	X(DROP_LINK_LOCAL, dropLinkLocal) /* tx: IPv6 to a link-local or multicast destination (router solicitations, MLD): never carried */
 
 enum dp_counter {
 #define DP_COUNTER_ENUM(id, name) DP_##id,

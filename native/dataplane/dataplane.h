@@ -35,6 +35,11 @@ struct dp_config {
 	uint32_t local_net;
 	uint8_t local_prefix; /* 0..32 */
 	uint32_t icmp_source;
+	/* IPv6: this host's IPv6 subnet (network order) and the ICMPv6 source; local6_prefix 0: no IPv6 subnet */
+	uint8_t local6_net[16];
+	uint8_t local6_prefix; /* 0..128 */
+	uint8_t icmp6_source[16]; /* all zero: no ICMPv6 errors */
+	uint32_t mtu; /* the TUN's MTU: a larger IPv6 packet is answered packet-too-big; 0: no check */
 	bool offloads; /* try TUN TSO/checksum offload, UDP GSO and UDP GRO (each falls back if refused) */
 	bool busy_poll; /* at low packet rates, spin briefly for the reply instead of sleeping (see dataplane/wait.c) */
 	uint32_t queues; /* TUN queues = worker pairs, 1..DP_MAX_QUEUES; 0: one per CPU the process may use */
@@ -61,6 +66,14 @@ struct dp_route {
 	uint16_t port;
 };
 
+/* An IPv6 route: subnet (network order bytes) to the peer's IPv4 PublicIP:port (host order). */
+struct dp_route6 {
+	uint8_t net[16];
+	uint8_t prefix; /* 0..128 */
+	uint32_t public_ip;
+	uint16_t port;
+};
+
 struct dp;
 
 /*
@@ -75,8 +88,9 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 /* The offloads in use (fixed at open). */
 void dp_get_offloads(const struct dp *dp, struct dp_offloads *out);
 
-/* Replaces the route table (single writer at a time); traffic keeps flowing. */
-int dp_set_routes(struct dp *dp, const struct dp_route *routes, size_t n, char *err, size_t errlen);
+/* Replaces the route table, both families at once (single writer at a time); traffic keeps flowing. */
+int dp_set_routes(struct dp *dp, const struct dp_route *routes, size_t n, const struct dp_route6 *routes6, size_t n6,
+        char *err, size_t errlen);
 
 /* A WireGuard peer: public key, pinned endpoint, allowed IPs (its lease subnets). */
 struct dp_wg_peer {
@@ -86,6 +100,10 @@ struct dp_wg_peer {
 	const uint32_t *nets;
 	const uint8_t *prefixes;
 	size_t nallowed;
+	/* IPv6 allowed IPs: nallowed6 subnets of 16 bytes each (network order) at nets6, lengths 0..128 */
+	const uint8_t *nets6;
+	const uint8_t *prefixes6;
+	size_t nallowed6;
 };
 
 /*
@@ -105,6 +123,9 @@ struct dp_wg_status {
 	uint32_t nallowed; /* the first DP_WG_STATUS_ALLOWED are in nets/prefixes */
 	uint32_t nets[DP_WG_STATUS_ALLOWED];
 	uint8_t prefixes[DP_WG_STATUS_ALLOWED];
+	uint32_t nallowed6; /* IPv6 allowed IPs: the first DP_WG_STATUS_ALLOWED in nets6/prefixes6 */
+	uint8_t nets6[DP_WG_STATUS_ALLOWED][16];
+	uint8_t prefixes6[DP_WG_STATUS_ALLOWED];
 };
 /* Calls fn once per peer (on the caller's thread, with the writers' lock held). */
 void dp_wg_status(struct dp *dp, void (*fn)(void *ctx, const struct dp_wg_status *s), void *ctx);

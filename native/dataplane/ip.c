@@ -43,6 +43,14 @@ static bool icmp_take_token(struct ip_ctx *ip)
 	return true;
 }
 
+bool icmp_rate_ok(struct ip_ctx *ip)
+{
+	pthread_mutex_lock(&ip->icmp_lock);
+	bool ok = icmp_take_token(ip);
+	pthread_mutex_unlock(&ip->icmp_lock);
+	return ok;
+}
+
 static bool is_bcast_or_mcast(uint32_t a)
 {
 	return a == 0xffffffffu || (a >> 28) == 0xe;

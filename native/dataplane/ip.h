@@ -7,9 +7,9 @@
  * under icmp_lock. The checks touch only the packet and the caller's
  * counters.
  *
- * IPv6 slot: a second family gets ip6_route_out / ip6_accept_in (and ICMPv6
- * errors) beside these; the callers in send.c and receive.c branch on the
- * version nibble, where today a non-IPv4 packet is counted as dropNotIPv4.
+ * IPv6: ip6.h holds the twins (ip6_route_out, ip6_accept_in, ICMPv6); the
+ * callers in send.c and receive.c branch on the version nibble. Their
+ * settings sit in struct ip_ctx below, beside the IPv4 ones.
  */
 #ifndef RUDDER_DATAPLANE_IP_H
 #define RUDDER_DATAPLANE_IP_H
@@ -38,8 +38,13 @@ struct ip_ctx {
 	uint32_t local_mask;
 	uint32_t icmp_source; /* source of the ICMP errors written into the TUN; 0: none */
 	bool tun_vnet_hdr; /* the TUN wants a virtio header in front of each write */
+	/* IPv6 (ip6.h), fixed at open: this host's IPv6 subnet, the ICMPv6 source, the tunnel MTU. */
+	bool local6_on; /* false: no IPv6 subnet here, every received IPv6 packet is not local */
+	struct ip6key local6_net, local6_mask;
+	uint8_t icmp6_source[16]; /* all zero: no ICMPv6 errors */
+	uint32_t mtu; /* IPv6 packets (or segments) above it are answered packet-too-big; 0: no check */
 
-	/* icmp_lock guards the rate limit and the IP id below (shared by every worker; rare). */
+	/* icmp_lock guards the rate limit (ICMP and ICMPv6 share it) and the IP id below (shared by every worker; rare). */
 	pthread_mutex_t icmp_lock;
 	double icmp_tokens;
 	struct timespec icmp_last;
@@ -57,6 +62,9 @@ void ip_ctx_destroy(struct ip_ctx *ip);
  */
 void icmp_error(struct ip_ctx *ip, int tun_fd, const uint8_t *orig, size_t len, uint8_t type, uint8_t code,
         uint64_t *cnt);
+
+/* Takes one token of the ICMP rate limit (under icmp_lock); false: over the limit, send nothing. */
+bool icmp_rate_ok(struct ip_ctx *ip);
 
 static inline bool is_martian_src(uint32_t a)
 {

@@ -140,6 +140,7 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 	dp->stop_fd = -1;
 	pthread_mutex_init(&dp->wlock, NULL);
 	ip_ctx_init(&dp->ip, cfg->local_net, cfg->local_prefix, cfg->icmp_source);
+	ip6_ctx_init(&dp->ip, cfg->local6_net, cfg->local6_prefix, cfg->icmp6_source, cfg->mtu);
 	dp->w = calloc(nq, sizeof *dp->w);
 	if (!dp->w) {
 		free(dp);
@@ -160,7 +161,8 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 
 	int rc;
 	struct rtable *empty;
-	if ((rc = rt_new(NULL, NULL, 0, NULL, 0, &empty, err, errlen)) != 0)
+	struct rt_input none = {0};
+	if ((rc = rt_new(&none, &empty, err, errlen)) != 0)
 		goto fail;
 	if (cfg->wg && (rc = wg_dev_open(dp, cfg->wg->private_key, cfg->wg->psk, cfg->wg->persistent_keepalive, cfg->wg->tai64n_floor, err, errlen)) != 0)
 		goto fail;

@@ -2,9 +2,10 @@
  * The receive path: UDP -> TUN. Each worker's rx thread takes a batch with
  * one recvmmsg (with UDP GRO, a message may hold many datagrams: split here
  * by its UDP_GRO size), drops datagrams from senders that are no peer's
- * PublicIP, validates each inner packet (ip.h), coalesces consecutive
- * segments of a flow into super-packets where the TUN takes them
- * (offload/gro.c) and writes each, straight from the receive buffers.
+ * PublicIP, validates each inner packet (ip.h, or ip6.h by the version
+ * nibble), coalesces consecutive segments of a flow into super-packets where
+ * the TUN takes them (offload/gro.c) and writes each, straight from the
+ * receive buffers.
  * A super-packet the TUN refuses is written packet by packet instead.
  *
  * Threads and locking: the rx thread owns struct rx_state and the
@@ -37,7 +38,7 @@
 static inline size_t rx_take(struct dp *dp, struct rx_state *st, size_t np, uint8_t *p, size_t len, bool trunc,
         uint64_t *cnt)
 {
-	if (!ip4_accept_in(&dp->ip, p, len, trunc, cnt))
+	if (len >= 1 && (p[0] >> 4) == 6 ? !ip6_accept_in(&dp->ip, p, len, trunc, cnt) : !ip4_accept_in(&dp->ip, p, len, trunc, cnt))
 		return 0;
 	st->pkts[np].p = p;
 	st->pkts[np].len = (uint32_t)len;

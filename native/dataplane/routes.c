@@ -1,5 +1,6 @@
 /*
- * The route table (see routes.h) and how a new one is published.
+ * The route table (see routes.h; IPv4 and IPv6 routes in one block) and how
+ * a new one is published.
  *
  * Threads and locking: rt_new and rt_free touch only their own table.
  * dp_set_routes runs on the caller's (JS) thread; dp->wlock serialises it
@@ -67,12 +68,83 @@ void rt_free(struct rtable *t)
 	free(t);
 }
 
-/* One allocation: header, entries, peers. */
-int rt_new(const struct dp_route *routes, struct wgp *const *route_peer, size_t n, const struct rt_wpeer *wpeers,
-        size_t nwpeers, struct rtable **out, char *err, size_t errlen)
+struct rt6_build {
+	struct ip6key net;
+	uint8_t prefix;
+	uint32_t public_ip;
+	uint16_t port;
+	struct wgp *peer;
+};
+
+static int rt6_build_cmp(const void *a, const void *b)
 {
-	if (n > 1000000) {
-		snprintf(err, errlen, "route table too large (%zu entries)", n);
+	const struct rt6_build *x = a, *y = b;
+	if (x->prefix != y->prefix)
+		return x->prefix > y->prefix ? -1 : 1;
+	if (x->net.hi != y->net.hi)
+		return x->net.hi < y->net.hi ? -1 : 1;
+	if (x->net.lo != y->net.lo)
+		return x->net.lo < y->net.lo ? -1 : 1;
+	return 0;
+}
+
+/* The IPv6 part of rt_new: sorted, checked for duplicates, grouped into t (entries6 already placed). */
+static int rt6_fill(const struct rt_input *in, struct rtable *t, char *err, size_t errlen)
+{
+	size_t n = in->n6;
+	if (n == 0)
+		return 0;
+	struct rt6_build *tmp = malloc(n * sizeof *tmp);
+	if (!tmp)
+		return errf(err, errlen, ENOMEM, "route table%s", "");
+	for (size_t i = 0; i < n; i++) {
+		const struct dp_route6 *r = &in->v6[i];
+		struct ip6key k = ip6_key(r->net), m = ip6_mask(r->prefix);
+		tmp[i].net.hi = k.hi & m.hi;
+		tmp[i].net.lo = k.lo & m.lo;
+		tmp[i].prefix = r->prefix;
+		tmp[i].public_ip = r->public_ip;
+		tmp[i].port = r->port;
+		tmp[i].peer = in->v6_peer ? in->v6_peer[i] : NULL;
+	}
+	qsort(tmp, n, sizeof *tmp, rt6_build_cmp);
+	for (size_t i = 1; i < n; i++) {
+		if (rt6_build_cmp(&tmp[i - 1], &tmp[i]) == 0) {
+			uint8_t a[16];
+			char txt[INET6_ADDRSTRLEN];
+			put64(a, tmp[i].net.hi);
+			put64(a + 8, tmp[i].net.lo);
+			inet_ntop(AF_INET6, a, txt, sizeof txt);
+			snprintf(err, errlen, "duplicate route for %s/%u", txt, tmp[i].prefix);
+			free(tmp);
+			return -EINVAL;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct rt6_entry *e = &t->entries6[i];
+		e->net = tmp[i].net;
+		e->dst.sin_family = AF_INET;
+		e->dst.sin_addr.s_addr = htonl(tmp[i].public_ip);
+		e->dst.sin_port = htons(tmp[i].port);
+		e->peer = tmp[i].peer;
+		if (i == 0 || tmp[i].prefix != tmp[i - 1].prefix) {
+			struct rt6_group *g = &t->groups6[t->ngroups6++];
+			g->mask = ip6_mask(tmp[i].prefix);
+			g->start = (uint32_t)i;
+		}
+		t->groups6[t->ngroups6 - 1].count++;
+		t->peers[in->n4 + i] = tmp[i].public_ip;
+	}
+	free(tmp);
+	return 0;
+}
+
+/* One allocation: header, entries, IPv6 entries, WireGuard peers, PublicIPs. */
+int rt_new(const struct rt_input *in, struct rtable **out, char *err, size_t errlen)
+{
+	size_t n = in->n4, n6 = in->n6, nwpeers = in->nwpeers;
+	if (n > 1000000 || n6 > 1000000) {
+		snprintf(err, errlen, "route table too large (%zu + %zu entries)", n, n6);
 		return -E2BIG;
 	}
 	struct rt_build *tmp = NULL;
@@ -82,12 +154,12 @@ int rt_new(const struct dp_route *routes, struct wgp *const *route_peer, size_t 
 			return errf(err, errlen, ENOMEM, "route table%s", "");
 	}
 	for (size_t i = 0; i < n; i++) {
-		const struct dp_route *r = &routes[i];
+		const struct dp_route *r = &in->v4[i];
 		tmp[i].net = r->net & ip4_mask(r->prefix);
 		tmp[i].prefix = r->prefix;
 		tmp[i].public_ip = r->public_ip;
 		tmp[i].port = r->port;
-		tmp[i].peer = route_peer ? route_peer[i] : NULL;
+		tmp[i].peer = in->v4_peer ? in->v4_peer[i] : NULL;
 	}
 	if (n)
 		qsort(tmp, n, sizeof *tmp, rt_build_cmp);
@@ -100,21 +172,17 @@ int rt_new(const struct dp_route *routes, struct wgp *const *route_peer, size_t 
 		}
 	}
 
-	size_t sz = sizeof(struct rtable) + n * sizeof(struct rt_entry) + nwpeers * sizeof(struct rt_wpeer) +
-	        n * sizeof(uint32_t);
+	size_t sz = sizeof(struct rtable) + n * sizeof(struct rt_entry) + n6 * sizeof(struct rt6_entry) +
+	        nwpeers * sizeof(struct rt_wpeer) + (n + n6) * sizeof(uint32_t);
 	struct rtable *t = calloc(1, sz);
 	if (!t) {
 		free(tmp);
 		return errf(err, errlen, ENOMEM, "route table%s", "");
 	}
 	t->entries = (struct rt_entry *)(t + 1);
-	t->wpeers = (struct rt_wpeer *)(t->entries + n);
+	t->entries6 = (struct rt6_entry *)(t->entries + n);
+	t->wpeers = (struct rt_wpeer *)(t->entries6 + n6);
 	t->peers = (uint32_t *)(t->wpeers + nwpeers);
-	if (nwpeers) {
-		memcpy(t->wpeers, wpeers, nwpeers * sizeof *wpeers);
-		qsort(t->wpeers, nwpeers, sizeof *wpeers, wpeer_cmp);
-		t->nwpeers = (uint32_t)nwpeers;
-	}
 	for (size_t i = 0; i < n; i++) {
 		struct rt_entry *e = &t->entries[i];
 		e->net = tmp[i].net;
@@ -131,10 +199,20 @@ int rt_new(const struct dp_route *routes, struct wgp *const *route_peer, size_t 
 		t->peers[i] = tmp[i].public_ip;
 	}
 	free(tmp);
-	if (n) {
-		qsort(t->peers, n, sizeof(uint32_t), u32_cmp);
+	int rc = rt6_fill(in, t, err, errlen);
+	if (rc) {
+		free(t); /* no peer references taken yet */
+		return rc;
+	}
+	if (nwpeers) {
+		memcpy(t->wpeers, in->wpeers, nwpeers * sizeof *in->wpeers);
+		qsort(t->wpeers, nwpeers, sizeof *in->wpeers, wpeer_cmp);
+		t->nwpeers = (uint32_t)nwpeers;
+	}
+	if (n + n6) {
+		qsort(t->peers, n + n6, sizeof(uint32_t), u32_cmp);
 		uint32_t k = 1;
-		for (size_t i = 1; i < n; i++)
+		for (size_t i = 1; i < n + n6; i++)
 			if (t->peers[i] != t->peers[k - 1])
 				t->peers[k++] = t->peers[i];
 		t->npeers = k;
@@ -179,14 +257,16 @@ void routes_publish(struct dp *dp, struct rtable *t)
 	rcu_reclaim(dp);
 }
 
-int dp_set_routes(struct dp *dp, const struct dp_route *routes, size_t n, char *err, size_t errlen)
+int dp_set_routes(struct dp *dp, const struct dp_route *routes, size_t n, const struct dp_route6 *routes6, size_t n6,
+        char *err, size_t errlen)
 {
 	if (dp->wg) {
 		snprintf(err, errlen, "a WireGuard data plane takes peers (setPeers), not routes");
 		return -EINVAL;
 	}
 	struct rtable *t;
-	int rc = rt_new(routes, NULL, n, NULL, 0, &t, err, errlen);
+	struct rt_input in = {.v4 = routes, .n4 = n, .v6 = routes6, .n6 = n6};
+	int rc = rt_new(&in, &t, err, errlen);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&dp->wlock);

@@ -6,8 +6,9 @@
  * lock; dp_set_routes (routes.c) publishes a new one and frees old ones
  * under the RCU-lite scheme described there.
  *
- * IPv6 slot: a second address family gets its own table type (128-bit keys,
- * sockaddr_in6 endpoints) next to this one, published by the same RCU.
+ * IPv6: the same table holds the IPv6 routes too (128-bit keys, grouped and
+ * searched like the IPv4 ones), so one RCU pointer publishes both families
+ * at once. Their endpoints are IPv4 (the peer's PublicIP) for now.
  */
 #ifndef RUDDER_DATAPLANE_ROUTES_H
 #define RUDDER_DATAPLANE_ROUTES_H
@@ -17,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/bytes.h"
 #include "dataplane/dataplane.h"
 
 struct wgp;
@@ -40,6 +42,23 @@ struct rt_group {
 	uint32_t count;
 };
 
+/* An IPv6 address or mask as two host-order halves (bytes 0..7 and 8..15). */
+struct ip6key {
+	uint64_t hi, lo;
+};
+
+struct rt6_entry {
+	struct ip6key net;
+	struct sockaddr_in dst; /* the peer's endpoint */
+	struct wgp *peer; /* WireGuard mode: the peer whose allowed IPs these are; NULL in udp mode */
+};
+
+struct rt6_group {
+	struct ip6key mask;
+	uint32_t start;
+	uint32_t count;
+};
+
 /*
  * Entries sorted by prefix length (longest first) then network, grouped by
  * prefix length, so a lookup is one binary search per distinct prefix length
@@ -53,6 +72,10 @@ struct rtable {
 	struct rt_group groups[33];
 	struct rt_entry *entries;
 	uint32_t *peers;
+	/* IPv6 routes, sorted and grouped the same way. */
+	uint32_t ngroups6;
+	struct rt6_group groups6[129];
+	struct rt6_entry *entries6;
 	/* WireGuard mode: the peers, sorted by endpoint; the table holds a reference on each (wgp_put on free) */
 	uint32_t nwpeers;
 	struct rt_wpeer *wpeers;
@@ -69,15 +92,43 @@ static inline uint32_t ip4_mask(unsigned prefix)
 	                                      : 0xffffffffu << (32 - prefix);
 }
 
+/* The mask of an IPv6 prefix length (0..128). */
+static inline struct ip6key ip6_mask(unsigned prefix)
+{
+	struct ip6key m;
+	m.hi = prefix == 0 ? 0 : prefix >= 64 ? ~0ull
+	                                      : ~0ull << (64 - prefix);
+	m.lo = prefix <= 64 ? 0 : prefix >= 128 ? ~0ull
+	                                        : ~0ull << (128 - prefix);
+	return m;
+}
+
+/* The address at p (16 bytes, network order) as a key. */
+static inline struct ip6key ip6_key(const uint8_t *p)
+{
+	struct ip6key k = {get64(p), get64(p + 8)};
+	return k;
+}
+
+/* The routes of one build: IPv4 `v4` (n4), IPv6 `v6` (n6); in WireGuard mode each with its peer. */
+struct rt_input {
+	const struct dp_route *v4;
+	struct wgp *const *v4_peer; /* NULL in udp mode */
+	size_t n4;
+	const struct dp_route6 *v6;
+	struct wgp *const *v6_peer;
+	size_t n6;
+	const struct rt_wpeer *wpeers; /* WireGuard mode: the distinct peers (references the table takes over) */
+	size_t nwpeers;
+};
+
 /*
- * Builds a table of `n` routes (one allocation; free with rt_free). Fails
- * with -EINVAL on a duplicate subnet, -E2BIG or -ENOMEM, with a description
- * in `err`. Route values are in the ranges src/dataplane/native.ts checks.
- * WireGuard mode: route_peer[i] is route i's peer, and wpeers the nwpeers
- * distinct peers (references the table takes over); NULL/0 in udp mode.
+ * Builds a table of the input's routes (one allocation; free with rt_free).
+ * Fails with -EINVAL on a duplicate subnet, -E2BIG or -ENOMEM, with a
+ * description in `err`. Route values are in the ranges
+ * src/dataplane/native.ts checks.
  */
-int rt_new(const struct dp_route *routes, struct wgp *const *route_peer, size_t n, const struct rt_wpeer *wpeers,
-        size_t nwpeers, struct rtable **out, char *err, size_t errlen);
+int rt_new(const struct rt_input *in, struct rtable **out, char *err, size_t errlen);
 void rt_free(struct rtable *t);
 
 /* The longest route covering `dst` (host order), or NULL. */
@@ -93,6 +144,27 @@ static inline const struct rt_entry *rt_lookup(const struct rtable *t, uint32_t 
 			if (e[mid].net == key)
 				return &e[mid];
 			if (e[mid].net < key)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+	}
+	return NULL;
+}
+
+/* The longest IPv6 route covering `dst`, or NULL. */
+static inline const struct rt6_entry *rt6_lookup(const struct rtable *t, struct ip6key dst)
+{
+	for (uint32_t g = 0; g < t->ngroups6; g++) {
+		const struct rt6_group *gr = &t->groups6[g];
+		struct ip6key key = {dst.hi & gr->mask.hi, dst.lo & gr->mask.lo};
+		const struct rt6_entry *e = t->entries6 + gr->start;
+		uint32_t lo = 0, hi = gr->count;
+		while (lo < hi) {
+			uint32_t mid = lo + (hi - lo) / 2;
+			if (e[mid].net.hi == key.hi && e[mid].net.lo == key.lo)
+				return &e[mid];
+			if (e[mid].net.hi < key.hi || (e[mid].net.hi == key.hi && e[mid].net.lo < key.lo))
 				lo = mid + 1;
 			else
 				hi = mid;

@@ -1,7 +1,7 @@
 /*
  * The send path: TUN -> UDP. Each worker's tx thread reads its TUN queue
  * until EAGAIN or BATCH reads (no batched read exists for a TUN), routes and
- * checks each packet (ip.h), cuts super-packets into segments
+ * checks each packet (ip.h, or ip6.h by the version nibble), cuts super-packets into segments
  * (offload/gso.c), and sends the batch with one sendmmsg, as UDP GSO
  * messages where the socket allows.
  *
@@ -201,6 +201,23 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* WireGuard mode: the peer of the route a packet already passed ip4_route_out / ip6_route_out with. */
+static inline struct wgp *tx_wg_peer(const struct rtable *t, const uint8_t *p)
+{
+	if ((p[0] >> 4) == 6)
+		return rt6_lookup(t, ip6_key(p + 24))->peer;
+	return rt_lookup(t, get32(p + 16))->peer;
+}
+
+/* A super-packet's segments (gso.h), by family and protocol; its segment count was checked. */
+static inline int tx_segment(bool v6, bool udp, const uint8_t *p, size_t len, size_t mss, uint8_t *hdrs,
+        struct gso_seg *segs, int max)
+{
+	if (v6)
+		return udp ? gso_udp6_segment(p, len, mss, hdrs, segs, max) : gso_tcp6_segment(p, len, mss, hdrs, segs, max);
+	return udp ? gso_udp4_segment(p, len, mss, hdrs, segs, max) : gso_tcp4_segment(p, len, mss, hdrs, segs, max);
+}
+
 /* WireGuard mode: room in the batch for `bytes` of sealed datagrams and `nmsg` messages, sending it first if not. */
 static bool tx_wg_room(struct worker *w, struct tx_state *st, size_t bytes, int nmsg, uint64_t *cnt)
 {
@@ -213,7 +230,7 @@ static bool tx_wg_room(struct worker *w, struct tx_state *st, size_t bytes, int 
 static bool tx_wg_plain(struct worker *w, const struct rtable *t, struct tx_state *st, const struct sockaddr_in *dst,
         uint8_t *p, size_t len, uint64_t *cnt)
 {
-	struct wgp *peer = rt_lookup(t, get32(p + 16))->peer;
+	struct wgp *peer = tx_wg_peer(t, p);
 	struct wg_keypair *kp = wg_tx_keypair(w, peer, p, len, mono_ns(), cnt);
 	if (!kp)
 		return true;
@@ -237,10 +254,10 @@ static bool tx_wg_plain(struct worker *w, const struct rtable *t, struct tx_stat
  * sealed datagrams batched as UDP GSO messages like plain ones.
  */
 static bool tx_wg_gso(struct worker *w, const struct rtable *t, struct tx_state *st, const struct sockaddr_in *dst,
-        uint8_t *p, size_t len, const struct tun_pkt *pk, bool udp, size_t n, uint64_t *cnt)
+        uint8_t *p, size_t len, const struct tun_pkt *pk, bool v6, bool udp, size_t n, uint64_t *cnt)
 {
 	struct dp *dp = w->dp;
-	struct wgp *peer = rt_lookup(t, get32(p + 16))->peer;
+	struct wgp *peer = tx_wg_peer(t, p);
 	struct wg_keypair *kp = wg_tx_keypair(w, peer, NULL, 0, mono_ns(), cnt);
 	if (!kp) {
 		cnt[DP_WG_DROP_NO_KEYPAIR] += n - 1; /* wg_tx_keypair counted one */
@@ -253,8 +270,7 @@ static bool tx_wg_gso(struct worker *w, const struct rtable *t, struct tx_state 
 		return false;
 	struct gso_seg *segs = &st->segs[st->nseg];
 	uint8_t *hdrs = st->hdrs + (size_t)st->nseg * GSO_HDR_MAX;
-	int k = udp ? gso_udp4_segment(p, len, pk->gso_size, hdrs, segs, (int)n)
-	            : gso_tcp4_segment(p, len, pk->gso_size, hdrs, segs, (int)n);
+	int k = tx_segment(v6, udp, p, len, pk->gso_size, hdrs, segs, (int)n);
 	if (k <= 0) {
 		cnt[DP_DROP_MALFORMED] += n;
 		return true;
@@ -304,11 +320,9 @@ static bool tx_one(struct worker *w, const struct rtable *t, struct tx_state *st
 	case TUN_MALFORMED:
 		cnt[DP_DROP_MALFORMED]++;
 		return true;
-	case TUN_NOT_IPV4:
-		cnt[DP_DROP_NOT_IPV4]++;
-		return true;
 	case TUN_PLAIN:
-		if (!ip4_route_out(&dp->ip, w->tun_fd, t, p, len, &dst, 1, cnt))
+		if (len >= 1 && (p[0] >> 4) == 6 ? !ip6_route_out(&dp->ip, w->tun_fd, t, p, len, len, &dst, 1, cnt)
+		                                 : !ip4_route_out(&dp->ip, w->tun_fd, t, p, len, &dst, 1, cnt))
 			return true;
 		if (dp->wg)
 			return tx_wg_plain(w, t, st, &dst, p, len, cnt);
@@ -322,26 +336,37 @@ static bool tx_one(struct worker *w, const struct rtable *t, struct tx_state *st
 		return true;
 	case TUN_TCP4_GSO:
 	case TUN_UDP4_GSO:
+	case TUN_TCP6_GSO:
+	case TUN_UDP6_GSO:
 		break;
 	}
-	bool udp = kind == TUN_UDP4_GSO;
+	bool udp = kind == TUN_UDP4_GSO || kind == TUN_UDP6_GSO;
+	bool v6 = kind == TUN_TCP6_GSO || kind == TUN_UDP6_GSO;
 	/* A UDP super-packet's (UDP GSO sender) checksum field holds the pseudo-header sum: each segment gets a full one. */
-	size_t n = udp ? gso_udp4_count(p, len, pk.gso_size) : gso_tcp4_count(p, len, pk.gso_size);
+	size_t n;
+	if (v6)
+		n = udp ? gso_udp6_count(p, len, pk.gso_size) : gso_tcp6_count(p, len, pk.gso_size);
+	else
+		n = udp ? gso_udp4_count(p, len, pk.gso_size) : gso_tcp4_count(p, len, pk.gso_size);
 	if (n == 0 || n > TX_MAXSEG) {
-		cnt[(len >= 1 && (p[0] >> 4) != 4) ? DP_DROP_NOT_IPV4 : DP_DROP_MALFORMED]++;
+		cnt[(!v6 && len >= 1 && (p[0] >> 4) != 4) ? DP_DROP_NOT_IPV4 : DP_DROP_MALFORMED]++;
 		return true;
 	}
-	if (!ip4_route_out(&dp->ip, w->tun_fd, t, p, len, &dst, n, cnt))
+	if (v6) {
+		size_t seg = (udp ? GSO_UDP6_HDR : tcp6_hdr_len(p, len)) + pk.gso_size;
+		if (!ip6_route_out(&dp->ip, w->tun_fd, t, p, len, seg < len ? seg : len, &dst, n, cnt))
+			return true;
+	} else if (!ip4_route_out(&dp->ip, w->tun_fd, t, p, len, &dst, n, cnt)) {
 		return true;
+	}
 	if (dp->wg)
-		return tx_wg_gso(w, t, st, &dst, p, len, &pk, udp, n, cnt);
+		return tx_wg_gso(w, t, st, &dst, p, len, &pk, v6, udp, n, cnt);
 	if ((st->nseg + (int)n > TX_MAXSEG || st->nmsg + (int)n > TX_MAXMSG) && !send_batch(w, st, cnt))
 		return false;
 	struct gso_seg *segs = &st->segs[st->nseg];
 	uint8_t *hdrs = st->hdrs + (size_t)st->nseg * GSO_HDR_MAX;
-	int k = udp ? gso_udp4_segment(p, len, pk.gso_size, hdrs, segs, (int)n)
-	            : gso_tcp4_segment(p, len, pk.gso_size, hdrs, segs, (int)n);
-	if (k <= 0) { /* cannot happen after gso_tcp4_count, but never trust it blindly */
+	int k = tx_segment(v6, udp, p, len, pk.gso_size, hdrs, segs, (int)n);
+	if (k <= 0) { /* cannot happen after the count, but never trust it blindly */
 		cnt[DP_DROP_MALFORMED] += n;
 		return true;
 	}

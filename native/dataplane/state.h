@@ -27,6 +27,7 @@
 
 #include "dataplane/dataplane.h"
 #include "dataplane/ip.h"
+#include "dataplane/ip6.h"
 #include "dataplane/routes.h"
 #include "dataplane/wg.h"
 #include "offload/gro.h"

@@ -178,6 +178,7 @@ void wgp_put(struct wgp *p)
 	for (unsigned i = 0; i < p->nstaged; i++)
 		free(p->staged[i].p);
 	free(p->allowed);
+	free(p->allowed6);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->rx_lock);
 	wg_peer_wipe(&p->st); /* frees the slots' keypairs: no reader is left (RCU) */
@@ -594,7 +595,20 @@ size_t wg_rx_take(struct worker *w, const struct rtable *t, struct wgp *p, uint8
 		r->ndata++;
 	if (plen == 0)
 		return 0; /* a keepalive */
-	/* The inner packet, cut to its own length (the rest is padding); IPv4 only. */
+	/* The inner packet, cut to its own length (the rest is padding); its source must be in the peer's allowed IPs. */
+	if ((pt[0] >> 4) == 6) {
+		if (plen < IP6_HDR || (size_t)get16(pt + 4) + IP6_HDR > plen) {
+			cnt[DP_DROP_MALFORMED]++;
+			return 0;
+		}
+		const struct rt6_entry *e6 = rt6_lookup(t, ip6_key(pt + 8));
+		if (!e6 || e6->peer != p) {
+			cnt[DP_WG_DROP_ALLOWED_IPS]++;
+			return 0;
+		}
+		*inner = pt;
+		return (size_t)get16(pt + 4) + IP6_HDR;
+	}
 	if (plen < 20 || (pt[0] >> 4) != 4 || get16(pt + 2) > plen || get16(pt + 2) < 20) {
 		cnt[DP_DROP_MALFORMED]++;
 		return 0;
@@ -747,28 +761,47 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 		snprintf(err, errlen, "setPeers needs a data plane opened in WireGuard mode");
 		return -EINVAL;
 	}
-	size_t nr = 0;
-	for (size_t i = 0; i < n; i++)
+	size_t nr = 0, nr6 = 0;
+	for (size_t i = 0; i < n; i++) {
 		nr += peers[i].nallowed;
+		nr6 += peers[i].nallowed6;
+	}
 	struct dp_route *routes = calloc(nr ? nr : 1, sizeof *routes);
 	struct wgp **route_peer = calloc(nr ? nr : 1, sizeof *route_peer);
+	struct dp_route6 *routes6 = calloc(nr6 ? nr6 : 1, sizeof *routes6);
+	struct wgp **route6_peer = calloc(nr6 ? nr6 : 1, sizeof *route6_peer);
 	struct rt_wpeer *wp = calloc(n ? n : 1, sizeof *wp);
 	void **allowed = calloc(n ? n : 1, sizeof *allowed); /* new allowed-IP arrays of reused peers */
+	struct wg_allowed6 **allowed6 = calloc(n ? n : 1, sizeof *allowed6); /* new IPv6 allowed-IP arrays of every peer */
 	bool *reused = calloc(n ? n : 1, sizeof *reused);
-	if (!routes || !route_peer || !wp || !allowed || !reused) {
+	if (!routes || !route_peer || !routes6 || !route6_peer || !wp || !allowed || !allowed6 || !reused) {
+		free(allowed6);
 		free(reused);
 		free(routes);
 		free(route_peer);
+		free(routes6);
+		free(route6_peer);
 		free(wp);
 		free(allowed);
 		return errf(err, errlen, ENOMEM, "WireGuard peers%s", "");
 	}
 	int rc = 0;
-	size_t k = 0, made = 0;
+	size_t k = 0, k6 = 0, made = 0;
 	pthread_mutex_lock(&dp->wlock);
 	const struct rtable *cur = atomic_load(&dp->table);
 	for (size_t i = 0; i < n && rc == 0; i++, made++) {
 		const struct dp_wg_peer *c = &peers[i];
+		if (c->nallowed6) {
+			allowed6[i] = calloc(c->nallowed6, sizeof **allowed6);
+			if (!allowed6[i]) {
+				rc = errf(err, errlen, ENOMEM, "WireGuard peers%s", "");
+				break; /* made == i: peers 0..i-1 hold a reference */
+			}
+			for (size_t j = 0; j < c->nallowed6; j++) {
+				memcpy(allowed6[i][j].net, c->nets6 + 16 * j, 16);
+				allowed6[i][j].prefix = c->prefixes6[j];
+			}
+		}
 		struct wgp *p = find_peer(cur, c);
 		if (p) {
 			p->refs++;
@@ -781,17 +814,26 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 			if (!p) {
 				snprintf(err, errlen, "WireGuard peer %zu: public key unusable or out of memory", i);
 				rc = -EINVAL;
-				made--;
-				break;
+				break; /* made == i (break skips the loop's made++): peers 0..i-1 hold a reference */
 			}
 			/* A restart's first peers: handshake at once (p is not published yet: no other thread sees it). */
 			if (dp->wg->greet_first_peers)
 				wg_timers_on_peer_started(&p->timers, clock_ns(CLOCK_MONOTONIC));
+			p->allowed6 = allowed6[i];
+			p->nallowed6 = (uint32_t)c->nallowed6;
+			allowed6[i] = NULL;
 		}
 		wp[i] = (struct rt_wpeer){.ip = c->ip, .port = c->port, .peer = p};
 		for (size_t j = 0; j < c->nallowed; j++, k++) {
 			routes[k] = (struct dp_route){.net = c->nets[j], .prefix = c->prefixes[j], .public_ip = c->ip, .port = c->port};
 			route_peer[k] = p;
+		}
+		for (size_t j = 0; j < c->nallowed6; j++, k6++) {
+			memcpy(routes6[k6].net, c->nets6 + 16 * j, 16);
+			routes6[k6].prefix = c->prefixes6[j];
+			routes6[k6].public_ip = c->ip;
+			routes6[k6].port = c->port;
+			route6_peer[k6] = p;
 		}
 	}
 	for (size_t i = 1; i < made && rc == 0; i++) {
@@ -803,8 +845,9 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 		}
 	}
 	struct rtable *t = NULL;
+	struct rt_input in = {.v4 = routes, .v4_peer = route_peer, .n4 = nr, .v6 = routes6, .v6_peer = route6_peer, .n6 = nr6, .wpeers = wp, .nwpeers = n};
 	if (rc == 0)
-		rc = rt_new(routes, route_peer, nr, wp, n, &t, err, errlen);
+		rc = rt_new(&in, &t, err, errlen);
 	if (rc == 0) {
 		/* Reused peers take their new allowed IPs (read only here and by dp_wg_status, both under wlock). */
 		for (size_t i = 0; i < n; i++) {
@@ -819,6 +862,10 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 				p->allowed[j].net = peers[i].nets[j];
 				p->allowed[j].prefix = peers[i].prefixes[j];
 			}
+			free(p->allowed6);
+			p->allowed6 = allowed6[i];
+			allowed6[i] = NULL;
+			p->nallowed6 = (uint32_t)peers[i].nallowed6;
 		}
 		t->put_peer = wgp_put;
 		routes_publish(dp, t);
@@ -829,12 +876,17 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 			wgp_put(wp[i].peer);
 	}
 	pthread_mutex_unlock(&dp->wlock);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		free(allowed[i]);
+		free(allowed6[i]);
+	}
 	free(allowed);
+	free(allowed6);
 	free(reused);
 	free(routes);
 	free(route_peer);
+	free(routes6);
+	free(route6_peer);
 	free(wp);
 	return rc;
 }
@@ -859,6 +911,11 @@ void dp_wg_status(struct dp *dp, void (*fn)(void *ctx, const struct dp_wg_status
 		for (uint32_t j = 0; j < p->nallowed && j < DP_WG_STATUS_ALLOWED; j++) {
 			s.nets[j] = p->allowed[j].net;
 			s.prefixes[j] = p->allowed[j].prefix;
+		}
+		s.nallowed6 = p->nallowed6;
+		for (uint32_t j = 0; j < p->nallowed6 && j < DP_WG_STATUS_ALLOWED; j++) {
+			memcpy(s.nets6[j], p->allowed6[j].net, 16);
+			s.prefixes6[j] = p->allowed6[j].prefix;
 		}
 		fn(ctx, &s);
 	}

@@ -65,6 +65,11 @@ struct wgp {
 		uint32_t net;
 		uint8_t prefix;
 	} * allowed;
+	uint32_t nallowed6; /* IPv6 allowed IPs: for dp_wg_status only (the route table is what checks) */
+	struct wg_allowed6 {
+		uint8_t net[16];
+		uint8_t prefix;
+	} * allowed6;
 	int refs; /* tables holding this peer: dp->wlock */
 
 	/* guards: st's handshake state and slots, timers, staged, last_init_sent, last_handshake

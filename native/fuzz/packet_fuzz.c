@@ -40,6 +40,18 @@
  *   - every ICMP error written to the "TUN" is a valid IPv4/ICMP packet of at
  *     most 576 bytes from the ICMP source to the original sender, type 3 or
  *     11, both checksums valid, quoting the start of the original packet.
+ * IPv6 (a second run of the same number of cases): ip6_accept_in and
+ * ip6_route_out of native/dataplane/ip6.h behind the version-nibble dispatch
+ * of receive.c / send.c, with IPv6 routes in the same table, against their
+ * own reference model (payload length == datagram length - 40, source not
+ * unspecified/loopback/multicast/link-local/IPv4-mapped, hop limit,
+ * destination in the local IPv6 subnet; tx: link-local and multicast
+ * destinations never sent, longest IPv6 route, hop limit > 1 and
+ * decremented, nothing above the tunnel MTU). Every ICMPv6 error is checked:
+ * at most 1280 bytes, from the ICMPv6 source to the original sender, type
+ * 1/2/3 (2 carrying the MTU), checksum valid over the pseudo-header
+ * (computed here independently), quoting the original's start, never about
+ * an ICMPv6 error or a multicast destination.
  * Exit status 0 if every case passed; the first failures are printed.
  * Built with -DFUZZ_SELFTEST_BROKEN_RX the header checks are skipped, and the
  * run must fail (test/unit/native-fuzz.test.ts checks that it does).
@@ -47,6 +59,7 @@
 #define _GNU_SOURCE
 #include "dataplane/counters.h"
 #include "dataplane/ip.h"
+#include "dataplane/ip6.h"
 #include "dataplane/routes.h"
 
 #include <arpa/inet.h>
@@ -357,6 +370,222 @@ static bool h_tx(struct ip_ctx *ip, const struct rtable *t, uint8_t *p, size_t l
 	return ip4_route_out(ip, tun_pair[0], t, p, len, dst, 1, cnt);
 }
 
+static bool h_tx6(struct ip_ctx *ip, const struct rtable *t, uint8_t *p, size_t len, struct sockaddr_in *dst, uint64_t *cnt)
+{
+	if (len >= 1 && (p[0] >> 4) == 6)
+		return ip6_route_out(ip, tun_pair[0], t, p, len, len, dst, 1, cnt);
+	return ip4_route_out(ip, tun_pair[0], t, p, len, dst, 1, cnt);
+}
+
+/* ---- IPv6: the world, the model, the harness ------------------------------ */
+
+#define MTU6 1400
+static const uint8_t local6[16] = {0xfd, 0x42, 0, 0x42, 0, 0, 0, 5}; /* fd42:42:0:5::/64 */
+static const uint8_t icmp6_src[16] = {0xfd, 0x42, 0, 0x42, 0, 0, 0, 5};
+
+static const struct dp_route6 routes6[] = {
+        {{0xfd, 0x42, 0, 0x42, 0, 0, 0, 6}, 64, 0xc6120002u, PORT}, /* fd42:42:0:6::/64 via 198.18.0.2 */
+        {{0xfd, 0x42, 0, 0x42, 0, 0, 0, 7}, 64, 0xc6120003u, PORT},
+        {{0xfd, 0x42, 0, 0x42, 0x80, 0}, 33, 0xc6120004u, 9000}, /* fd42:42:8000::/33: another prefix length */
+        {{0xfd, 0x42, 0, 0x42, 0x80, 0, 0, 1}, 64, 0xc6120005u, PORT}, /* inside the /33: longest match wins */
+        {{0xfd, 0x42, 0, 0x42, 0, 0, 0, 8}, 64, 0xc6120006u, PORT}, /* a peer with an IPv6 lease only */
+};
+#define NROUTES6 (sizeof routes6 / sizeof routes6[0])
+
+static bool in_prefix6(const uint8_t *a, const uint8_t *net, unsigned prefix)
+{
+	for (unsigned i = 0; i < prefix; i++) {
+		unsigned m = 0x80u >> (i % 8);
+		if ((a[i / 8] & m) != (net[i / 8] & m))
+			return false;
+	}
+	return true;
+}
+static const struct dp_route6 *ref_route6(const uint8_t *dst)
+{
+	const struct dp_route6 *best = NULL;
+	for (size_t i = 0; i < NROUTES6; i++)
+		if (in_prefix6(dst, routes6[i].net, routes6[i].prefix) && (!best || routes6[i].prefix > best->prefix))
+			best = &routes6[i];
+	return best;
+}
+static bool ref_is_peer6(uint32_t ip)
+{
+	for (size_t i = 0; i < NROUTES6; i++)
+		if (routes6[i].public_ip == ip)
+			return true;
+	return ref_is_peer(ip);
+}
+static bool martian6(const uint8_t *a)
+{
+	static const uint8_t z[16];
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	if (memcmp(a, z, 15) == 0 && a[15] <= 1)
+		return true; /* :: and ::1 */
+	if (memcmp(a, mapped, 12) == 0)
+		return true;
+	return a[0] == 0xff || (a[0] == 0xfe && (a[1] >> 6) == 2);
+}
+static bool link_scope6(const uint8_t *a)
+{
+	return a[0] == 0xff || (a[0] == 0xfe && (a[1] >> 6) == 2);
+}
+
+/* A random address: often in the local subnet or a route's, sometimes anything. */
+static void rand_addr6(uint8_t *a)
+{
+	for (int i = 0; i < 16; i++)
+		a[i] = (uint8_t)rnd();
+	switch (rn(5)) {
+	case 0:
+		memcpy(a, local6, 8);
+		break;
+	case 1:
+	case 2:
+		memcpy(a, routes6[rn(NROUTES6)].net, 8);
+		break;
+	case 3: /* a martian or link-scope one */
+	{
+		static const uint8_t pre[][2] = {{0xff, 0x02}, {0xfe, 0x80}, {0, 0}, {0xfd, 0x42}};
+		const uint8_t *q = pre[rn(4)];
+		a[0] = q[0];
+		a[1] = q[1];
+		if (q[0] == 0) {
+			memset(a, 0, 15);
+			a[15] = (uint8_t)rn(3);
+			if (rn(2)) {
+				a[10] = a[11] = 0xff;
+			}
+		}
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+static size_t make_packet6(uint8_t *p, size_t cap, const uint8_t *src, const uint8_t *dst)
+{
+	size_t len = 40 + (rn(8) == 0 ? rn(9000) : rn(1500));
+	if (rn(500) == 0)
+		len = 40 + rn(65535 + 1);
+	if (len > cap)
+		len = cap;
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)rnd();
+	p[0] = (uint8_t)(0x60 | (p[0] & 0xf));
+	wr16(p + 4, (unsigned)(len - 40));
+	static const uint8_t nhs[] = {6, 17, 58, 58, 0, 44, 43, 60, 59};
+	p[6] = rn(5) ? nhs[rn(sizeof nhs)] : (uint8_t)rnd();
+	p[7] = (uint8_t)(1 + rn(255));
+	memcpy(p + 8, src, 16);
+	memcpy(p + 24, dst, 16);
+	if (p[6] == 58 && len > 40)
+		p[40] = rn(2) ? (uint8_t)rn(128) : (uint8_t)(128 + rn(128)); /* an error or an informational type */
+	return len;
+}
+
+static size_t mutate6(uint8_t *p, size_t len, size_t cap)
+{
+	int rounds = 1 + (int)rn(3);
+	for (int r = 0; r < rounds; r++) {
+		switch (rn(10)) {
+		case 0:
+			if (len)
+				p[rn(len < 48 ? (uint32_t)len : 48)] ^= (uint8_t)(1u << rn(8));
+			break;
+		case 1:
+			if (len)
+				p[rn((uint32_t)len)] = (uint8_t)rnd();
+			break;
+		case 2: /* lie in the payload length */
+			if (len >= 6)
+				wr16(p + 4, rn(3) == 0 ? (unsigned)rnd() & 0xffff : (unsigned)(len + rn(5)) - 42);
+			break;
+		case 3: /* wrong version */
+			if (len)
+				p[0] = (uint8_t)((p[0] & 0x0f) | (rn(16) << 4));
+			break;
+		case 4:
+			len = rn((uint32_t)len + 1);
+			break;
+		case 5: {
+			size_t add = 1 + rn(64);
+			if (len + add > cap)
+				add = cap - len;
+			for (size_t i = 0; i < add; i++)
+				p[len + i] = (uint8_t)rnd();
+			len += add;
+			break;
+		}
+		case 6: /* another destination */
+			if (len >= 40)
+				rand_addr6(p + 24);
+			break;
+		case 7: /* another source */
+			if (len >= 24)
+				rand_addr6(p + 8);
+			break;
+		case 8: /* hop limit 0 or 1 */
+			if (len >= 8)
+				p[7] = (uint8_t)rn(2);
+			break;
+		default: /* ICMPv6, error or not, right after the header */
+			if (len > 40) {
+				p[6] = 58;
+				p[40] = (uint8_t)(rn(2) ? 1 + rn(4) : 128 + rn(2));
+			}
+			break;
+		}
+	}
+	return len;
+}
+
+static int ref_rx6(const uint8_t *p, size_t len, uint32_t sender, bool trunc)
+{
+	if (!ref_is_peer6(sender))
+		return DP_DROP_UNKNOWN_SENDER;
+	if (len < 1 || (p[0] >> 4) != 6)
+		return ref_rx(p, len, routes[0].public_ip, trunc); /* a peer either way: the IPv4 model from here */
+	if (!ref_is_peer6(sender))
+		return DP_DROP_UNKNOWN_SENDER;
+	if (trunc || len < 40 || rd16(p + 4) + 40u != len || martian6(p + 8))
+		return DP_DROP_MALFORMED;
+	if (p[7] == 0)
+		return DP_DROP_TTL;
+	if (!in_prefix6(p + 24, local6, 64))
+		return DP_DROP_NOT_LOCAL;
+	return O_DELIVER;
+}
+
+static int ref_tx6(const uint8_t *p, size_t len)
+{
+	if (len < 1 || (p[0] >> 4) != 6)
+		return ref_tx(p, len);
+	if (len < 40 || rd16(p + 4) + 40u != len)
+		return DP_DROP_MALFORMED;
+	if (link_scope6(p + 24))
+		return DP_DROP_LINK_LOCAL;
+	if (!ref_route6(p + 24))
+		return DP_DROP_NO_ROUTE;
+	if (p[7] <= 1)
+		return DP_DROP_TTL;
+	if (len > MTU6)
+		return DP_DROP_TOO_BIG;
+	return O_DELIVER;
+}
+
+/* receive.c's and send.c's dispatch on the version nibble, for one plain packet. */
+static bool h_rx6(const struct ip_ctx *ip, const struct rtable *t, const uint8_t *p, size_t len, uint32_t sender, bool trunc,
+        uint64_t *cnt)
+{
+	if (!rt_is_peer(t, sender)) {
+		cnt[DP_DROP_UNKNOWN_SENDER]++;
+		return false;
+	}
+	return len >= 1 && (p[0] >> 4) == 6 ? ip6_accept_in(ip, p, len, trunc, cnt) : ip4_accept_in(ip, p, len, trunc, cnt);
+}
+
 #define CAP 65535
 
 static unsigned long stat_rx[DP_NCOUNTERS + 1], stat_tx[DP_NCOUNTERS + 1], icmp_seen;
@@ -378,6 +607,39 @@ static int moved(const uint64_t *before, const uint64_t *after, bool delivered, 
 	return n == 1 ? found : -2;
 }
 
+static unsigned long icmp6_seen;
+
+/* One ICMPv6 error as written to the "TUN", about `orig` (len bytes). */
+static void check_icmp6(const uint8_t *buf, size_t n, const uint8_t *orig, size_t len)
+{
+	icmp6_seen++;
+	CHECK(n >= 48 && n <= 1280, "ICMPv6 error of %zu bytes", n);
+	if (n < 48)
+		return;
+	CHECK(rd16(buf + 4) + 40u == n, "ICMPv6 error: payload length %u, written %zu", rd16(buf + 4), n);
+	CHECK(buf[6] == 58 && buf[7] > 0, "ICMPv6 error: next header %u hop limit %u", buf[6], buf[7]);
+	CHECK(memcmp(buf + 8, icmp6_src, 16) == 0, "ICMPv6 error: not from the ICMPv6 source");
+	CHECK(len >= 40 && memcmp(buf + 24, orig + 8, 16) == 0, "ICMPv6 error: not sent to the original source");
+	CHECK(buf[40] == 1 || buf[40] == 2 || buf[40] == 3, "ICMPv6 error: type %u", buf[40]);
+	if (buf[40] == 2)
+		CHECK(rd32(buf + 44) == MTU6, "packet too big: MTU %u", rd32(buf + 44));
+	/* The checksum over the pseudo-header (addresses, upper-layer length, next header), byte by byte. */
+	uint64_t sum = 0;
+	for (size_t i = 8; i < 40; i++)
+		sum += (i & 1) ? buf[i] : (uint64_t)buf[i] << 8;
+	sum += (n - 40) + 58;
+	for (size_t i = 40; i < n; i++)
+		sum += (i & 1) ? buf[i] : (uint64_t)buf[i] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	CHECK(sum == 0xffff, "ICMPv6 error: bad checksum");
+	size_t q = n - 48;
+	CHECK(q <= len && memcmp(buf + 48, orig, q) == 0, "ICMPv6 error: quote of %zu bytes is not the original's start", q);
+	CHECK(q == len || n == 1280, "ICMPv6 error: quoted %zu of %zu bytes in %zu", q, len, n);
+	CHECK(len >= 40 && !martian6(orig + 8) && orig[24] != 0xff, "ICMPv6 error about a martian source or a multicast destination");
+	CHECK(!(len > 40 && orig[6] == 58 && orig[40] < 128), "ICMPv6 error about an ICMPv6 error");
+}
+
 static void drain_icmp(const uint8_t *orig, size_t len)
 {
 	uint8_t buf[70000];
@@ -385,8 +647,12 @@ static void drain_icmp(const uint8_t *orig, size_t len)
 		ssize_t r = recv(tun_pair[1], buf, sizeof buf, MSG_DONTWAIT);
 		if (r < 0)
 			break;
-		icmp_seen++;
 		size_t n = (size_t)r;
+		if (n >= 1 && (buf[0] >> 4) == 6) {
+			check_icmp6(buf, n, orig, len);
+			continue;
+		}
+		icmp_seen++;
 		CHECK(n >= 28 && n <= 576, "ICMP error of %zu bytes", n);
 		if (n < 28)
 			continue;
@@ -420,9 +686,11 @@ int main(int argc, char **argv)
 	setsockopt(tun_pair[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
 	setsockopt(tun_pair[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
 	ip_ctx_init(ip, LOCAL_NET, 24, ICMP_SRC); /* LOCAL_MASK is /24 */
+	ip6_ctx_init(ip, local6, 64, icmp6_src, MTU6);
 	struct rtable *t;
 	char err[256];
-	if (rt_new(routes, NULL, NROUTES, NULL, 0, &t, err, sizeof err) != 0) {
+	struct rt_input in = {.v4 = routes, .n4 = NROUTES, .v6 = routes6, .n6 = NROUTES6};
+	if (rt_new(&in, &t, err, sizeof err) != 0) {
 		printf("rt_new: %s\n", err);
 		return 2;
 	}
@@ -513,11 +781,98 @@ int main(int argc, char **argv)
 		drain_icmp(scratch, len);
 		free(p);
 	}
-	printf("%lu cases, seed %lu, %lu checks, %lu failures\n", cases, seed, checks, failures);
 	printf("rx: delivered %lu, unknown_sender %lu, malformed %lu, ttl %lu, not_local %lu\n", valid_rx,
 	        stat_rx[DP_DROP_UNKNOWN_SENDER], stat_rx[DP_DROP_MALFORMED], stat_rx[DP_DROP_TTL], stat_rx[DP_DROP_NOT_LOCAL]);
 	printf("tx: sent %lu, not_ipv4 %lu, malformed %lu, no_route %lu, ttl %lu, icmp errors checked %lu\n", valid_tx,
 	        stat_tx[DP_DROP_NOT_IPV4], stat_tx[DP_DROP_MALFORMED], stat_tx[DP_DROP_NO_ROUTE], stat_tx[DP_DROP_TTL], icmp_seen);
+
+	/* ---- IPv6 ---- */
+	static const int rx6_reasons[] = {DP_DROP_UNKNOWN_SENDER, DP_DROP_MALFORMED, DP_DROP_TTL, DP_DROP_NOT_LOCAL, DP_DROP_NO_ROUTE, DP_DROP_NOT_IPV4, DP_DROP_TOO_BIG, DP_DROP_LINK_LOCAL};
+	static const int tx6_reasons[] = {DP_DROP_NOT_IPV4, DP_DROP_MALFORMED, DP_DROP_NO_ROUTE, DP_DROP_TTL, DP_DROP_UNKNOWN_SENDER, DP_DROP_NOT_LOCAL, DP_DROP_TOO_BIG, DP_DROP_LINK_LOCAL};
+	static unsigned long stat_rx6[DP_NCOUNTERS + 1], stat_tx6[DP_NCOUNTERS + 1];
+	unsigned long valid_rx6 = 0, valid_tx6 = 0;
+	for (cur_case = 0; cur_case < cases; cur_case++) {
+		size_t len;
+		bool pristine = false;
+		int kind = (int)rn(10);
+		if (kind == 0) {
+			len = rn(8) == 0 ? rn(CAP + 1) : rn(2001);
+			for (size_t i = 0; i < len; i++)
+				scratch[i] = (uint8_t)rnd();
+			if (len)
+				scratch[0] = (uint8_t)(0x60 | (scratch[0] & 0xf));
+		} else {
+			uint8_t src[16], dst[16];
+			rand_addr6(src);
+			rand_addr6(dst);
+			if (rn(3)) {
+				memcpy(dst, local6, 8);
+			}
+			len = make_packet6(scratch, CAP, src, dst);
+			if (kind <= 3)
+				pristine = in_prefix6(dst, local6, 64) && !martian6(src);
+			else
+				len = mutate6(scratch, len, CAP);
+		}
+		uint8_t *p = malloc(len ? len : 1);
+		memcpy(p, scratch, len);
+
+		uint32_t sender = rn(6) == 0 ? (rn(2) ? (uint32_t)rnd() : 0xc6120063u) : routes6[rn(NROUTES6)].public_ip;
+		bool trunc = rn(50) == 0;
+		uint64_t cnt[DP_NCOUNTERS] = {0}, before[DP_NCOUNTERS] = {0};
+		bool v = h_rx6(ip, t, p, len, sender, trunc, cnt);
+		int got = moved(before, cnt, v, rx6_reasons, 8);
+		int want = ref_rx6(p, len, sender, trunc);
+		CHECK(got != -2 && got != -3, "rx6: not exactly one outcome (verdict %d)", v);
+		CHECK(got == want, "rx6: data plane says %s, reference says %s (len %zu, sender %#x, trunc %d)",
+		        got < -1 ? "?" : oname(got), oname(want), len, sender, trunc);
+		CHECK(memcmp(p, scratch, len) == 0, "rx6 modified the packet");
+		stat_rx6[got < -1 ? DP_NCOUNTERS : (got == O_DELIVER ? DP_NCOUNTERS : got)] += got >= 0;
+		if (v && len >= 1 && (p[0] >> 4) == 6) {
+			valid_rx6++;
+			CHECK(ref_is_peer6(sender) && !trunc, "rx6 accepted from %#x trunc %d", sender, trunc);
+			CHECK(len >= 40 && rd16(p + 4) + 40u == len, "rx6 accepted a bad length (%zu)", len);
+			if (len >= 40) {
+				CHECK(p[7] > 0, "rx6 accepted hop limit 0");
+				CHECK(in_prefix6(p + 24, local6, 64), "rx6 accepted a destination outside the local subnet");
+				CHECK(!martian6(p + 8), "rx6 accepted a martian source");
+				CHECK(cnt[DP_RX_IPV6_PACKETS] == 1, "rx6: IPv6 packet not counted");
+			}
+		}
+		if (pristine && ref_is_peer6(sender) && !trunc)
+			CHECK(v, "rx6 dropped a well-formed packet from a peer (%s)", got < -1 ? "?" : oname(got));
+
+		memset(cnt, 0, sizeof cnt);
+		memset(before, 0, sizeof before);
+		ip->icmp_tokens = ICMP_BURST;
+		struct sockaddr_in dst;
+		memset(&dst, 0, sizeof dst);
+		bool ok = h_tx6(ip, t, p, len, &dst, cnt);
+		got = moved(before, cnt, ok, tx6_reasons, 8);
+		want = ref_tx6(scratch, len);
+		CHECK(got != -2 && got != -3, "tx6: not exactly one outcome (ok %d)", ok);
+		CHECK(got == want, "tx6: data plane says %s, reference says %s (len %zu)", got < -1 ? "?" : oname(got),
+		        oname(want), len);
+		stat_tx6[got < -1 ? DP_NCOUNTERS : (got == O_DELIVER ? DP_NCOUNTERS : got)] += got >= 0;
+		if (ok && len >= 40 && (p[0] >> 4) == 6) {
+			valid_tx6++;
+			CHECK(scratch[7] >= 2 && p[7] == scratch[7] - 1, "tx6 hop limit %u -> %u", scratch[7], p[7]);
+			CHECK(memcmp(p, scratch, 7) == 0 && memcmp(p + 8, scratch + 8, len - 8) == 0, "tx6 changed more than the hop limit");
+			CHECK(len <= MTU6, "tx6 sent %zu bytes over an MTU of %u", len, MTU6);
+			const struct dp_route6 *r = ref_route6(p + 24);
+			CHECK(r && ntohl(dst.sin_addr.s_addr) == r->public_ip && ntohs(dst.sin_port) == r->port && dst.sin_family == AF_INET,
+			        "tx6 to %#x:%u, expected the route's endpoint", ntohl(dst.sin_addr.s_addr), ntohs(dst.sin_port));
+			CHECK(cnt[DP_TX_IPV6_PACKETS] == 1, "tx6: IPv6 packet not counted");
+		}
+		drain_icmp(scratch, len);
+		free(p);
+	}
+	printf("rx6: delivered %lu, unknown_sender %lu, malformed %lu, ttl %lu, not_local %lu\n", valid_rx6,
+	        stat_rx6[DP_DROP_UNKNOWN_SENDER], stat_rx6[DP_DROP_MALFORMED], stat_rx6[DP_DROP_TTL], stat_rx6[DP_DROP_NOT_LOCAL]);
+	printf("tx6: sent %lu, link_local %lu, malformed %lu, no_route %lu, ttl %lu, too_big %lu, icmp6 errors checked %lu\n", valid_tx6,
+	        stat_tx6[DP_DROP_LINK_LOCAL], stat_tx6[DP_DROP_MALFORMED], stat_tx6[DP_DROP_NO_ROUTE], stat_tx6[DP_DROP_TTL],
+	        stat_tx6[DP_DROP_TOO_BIG], icmp6_seen);
+	printf("%lu cases, seed %lu, %lu checks, %lu failures\n", cases, seed, checks, failures);
 	free(scratch);
 	rt_free(t);
 	close(tun_pair[0]);

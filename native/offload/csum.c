@@ -140,6 +140,12 @@ uint64_t csum_pseudo4(const uint8_t *ip, uint8_t proto, uint32_t l4len)
 	return csum_acc(tail, 4, csum_acc(ip + 12, 8, 0));
 }
 
+uint64_t csum_pseudo6(const uint8_t *ip, uint8_t proto, uint32_t l4len)
+{
+	uint8_t tail[8] = {(uint8_t)(l4len >> 24), (uint8_t)(l4len >> 16), (uint8_t)(l4len >> 8), (uint8_t)l4len, 0, 0, 0, proto};
+	return csum_acc(tail, 8, csum_acc(ip + 8, 32, 0));
+}
+
 bool ip4_csum_ok(const uint8_t *ip)
 {
 	return csum_fold16(csum_acc(ip, (size_t)(ip[0] & 0xf) * 4, 0)) == 0xffff;

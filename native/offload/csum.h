@@ -24,6 +24,9 @@ uint16_t csum_fold16(uint64_t acc);
 /* Sum of the TCP/UDP pseudo-header of an IPv4 packet `ip` for an L4 length `l4len` and protocol `proto`. */
 uint64_t csum_pseudo4(const uint8_t *ip, uint8_t proto, uint32_t l4len);
 
+/* Sum of the upper-layer pseudo-header of an IPv6 packet `ip` (RFC 8200 8.1): addresses, `l4len`, `proto`. */
+uint64_t csum_pseudo6(const uint8_t *ip, uint8_t proto, uint32_t l4len);
+
 /* True if the IPv4 header checksum of `ip` (ihl from its first byte) verifies. */
 bool ip4_csum_ok(const uint8_t *ip);
 /* Recomputes the IPv4 header checksum in place. */

@@ -1,7 +1,7 @@
 /*
- * Coalescing of received TCP/IPv4 segments and UDP/IPv4 datagrams into
- * super-packets (see gro.h), what the kernel's tcp_gro_receive and
- * udp_gro_receive_segment do. Threads and locking: none; pure functions on
+ * Coalescing of received TCP segments (IPv4 and IPv6) and UDP/IPv4
+ * datagrams into super-packets (see gro.h), what the kernel's
+ * tcp_gro_receive and udp_gro_receive_segment do. Threads and locking: none; pure functions on
  * the caller's memory (each rx thread passes its own tables).
  */
 #include "offload/gro.h"
@@ -44,6 +44,27 @@ static bool gro_candidate(const uint8_t *p, uint32_t len, size_t *hl_out)
 	return true;
 }
 
+/*
+ * The IPv6 twin of gro_candidate: TCP right after the fixed header (no
+ * extension headers), payload length == len - 40 (checked on receive), with
+ * payload and a valid checksum over the IPv6 pseudo-header, none of
+ * URG/RST/SYN.
+ */
+static bool gro_candidate6(const uint8_t *p, uint32_t len, size_t *hl_out)
+{
+	if (len < 60 || p[6] != 6)
+		return false;
+	size_t hl = tcp6_hdr_len(p, len);
+	if (!hl || hl >= len || (size_t)get16(p + 4) + 40 != len)
+		return false;
+	if (p[40 + 13] & (TCP_FL_URG | TCP_FL_RST | TCP_FL_SYN))
+		return false;
+	if (csum_fold16(csum_acc(p + 40, len - 40, csum_pseudo6(p, 6, len - 40))) != 0xffff)
+		return false;
+	*hl_out = hl;
+	return true;
+}
+
 /* Addresses (12..19) of two IPv4 headers, plus the ports (20..23) when both lack IP options. */
 static bool same_addrs(const uint8_t *a, const uint8_t *b)
 {
@@ -59,6 +80,35 @@ static void drop_open(uint32_t *open, size_t *nopen, size_t k)
 {
 	memmove(open + k, open + k + 1, (*nopen - k - 1) * sizeof open[0]);
 	(*nopen)--;
+}
+
+/* The TCP checks of can_append (th: TCP header offset, 20 or 40). */
+static bool tcp_can_append(const uint8_t *f, const uint8_t *l, uint32_t llen, const uint8_t *q, size_t qhl, size_t th)
+{
+	const uint8_t *qt = q + th, *ft = f + th, *lt = l + th;
+	if (qt[13] & TCP_FL_CWR)
+		return false;
+	if (((qt[13] ^ ft[13]) & (uint8_t) ~(TCP_FL_CWR | TCP_FL_FIN | TCP_FL_PSH)) != 0)
+		return false;
+	/* ack, doff, window, urgent pointer, options; seq right after the last. */
+	if (memcmp(qt + 8, ft + 8, 5) != 0 || memcmp(qt + 14, ft + 14, 2) != 0 || memcmp(qt + 18, ft + 18, qhl - th - 18) != 0)
+		return false;
+	return get32(qt + 4) == get32(lt + 4) + (llen - (uint32_t)qhl);
+}
+
+/* IPv6: version, traffic class, flow label and hop limit equal (no ID to follow), then the TCP checks. */
+static bool can_append6(const struct gro_pkt *pkts, const struct gro_item *it, const uint8_t *q, uint32_t qlen,
+        size_t qhl)
+{
+	const uint8_t *f = pkts[it->first].p;
+	uint32_t qpay = qlen - (uint32_t)qhl;
+	if (qhl != it->hdr_len || it->count >= GRO_MAX_SEGS || it->total + qpay > 65535)
+		return false;
+	if (memcmp(q, f, 4) != 0 || q[7] != f[7])
+		return false;
+	if (!tcp_can_append(f, pkts[it->last].p, pkts[it->last].len, q, qhl, 40))
+		return false;
+	return qpay >= 1 && qpay <= it->mss;
 }
 
 static bool can_append(const struct gro_pkt *pkts, const struct gro_item *it, const uint8_t *q, uint32_t qlen,
@@ -99,6 +149,20 @@ static void gro_finish(struct gro_pkt *pkts, struct gro_item *it)
 	uint8_t *f = pkts[it->first].p;
 	uint8_t *l = pkts[it->last].p;
 	memcpy(it->saved, f, it->hdr_len);
+	if ((f[0] >> 4) == 6) { /* TCP/IPv6: payload length, FIN/PSH of the last, pseudo-header sum for NEEDS_CSUM */
+		put16(f + 4, (uint16_t)(it->total - 40));
+		f[40 + 13] |= (uint8_t)(l[40 + 13] & (TCP_FL_FIN | TCP_FL_PSH));
+		put16(f + 40 + 16, csum_fold16(csum_pseudo6(f, 6, it->total - 40)));
+		it->vh.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+		it->vh.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
+		if (f[40 + 13] & TCP_FL_CWR)
+			it->vh.gso_type |= VIRTIO_NET_HDR_GSO_ECN;
+		it->vh.hdr_len = it->hdr_len;
+		it->vh.gso_size = it->mss;
+		it->vh.csum_start = 40;
+		it->vh.csum_offset = 16;
+		return;
+	}
 	put16(f + 2, (uint16_t)it->total);
 	ip4_csum_set(f);
 	if (f[9] == 17) {
@@ -141,13 +205,18 @@ size_t gro_coalesce(struct gro_pkt *pkts, size_t n, uint32_t *next, struct gro_i
 		uint32_t qlen = pkts[i].len;
 		next[i] = GRO_END;
 		size_t qhl = 0;
-		bool udp = qlen >= 20 && q[9] == 17 && (flags & GRO_UDP);
+		/* IPv4 (TCP, UDP) and TCP/IPv6; anything else is an item of its own and touches no group. */
+		bool v4 = qlen >= 20 && (q[0] >> 4) == 4;
+		bool v6 = !v4 && qlen >= 40 && (q[0] >> 4) == 6;
+		bool udp = v4 && q[9] == 17 && (flags & GRO_UDP);
+		bool tcp = v4 ? q[9] == 6 : v6 && q[6] == 6;
+		size_t th = v6 ? 40 : 20; /* TCP header offset of a candidate (IPv4 ones have no options) */
 		bool cand;
 		if (udp) {
 			cand = gro_udp_candidate(q, qlen);
 			qhl = cand ? GSO_UDP_HDR : 0;
 		} else {
-			cand = gro_candidate(q, qlen, &qhl);
+			cand = v6 ? gro_candidate6(q, qlen, &qhl) : gro_candidate(q, qlen, &qhl);
 		}
 		/*
 		 * A TCP (or, when merged, UDP) packet that cannot merge closes the
@@ -155,20 +224,23 @@ size_t gro_coalesce(struct gro_pkt *pkts, size_t n, uint32_t *next, struct gro_i
 		 * are not reliable for fragments or with IP options), so nothing
 		 * later of its flow is written before it.
 		 */
-		if (qlen >= 20 && (q[9] == 6 || udp)) {
+		if (tcp || udp) {
 			for (size_t k = 0; k < nopen;) {
 				struct gro_item *it = &items[open[k]];
 				const uint8_t *f = pkts[it->first].p;
-				if (f[9] != q[9] || !same_addrs(f, q) || (cand && !same_ports(f, q))) {
+				bool other = (f[0] >> 4) != (q[0] >> 4) ||
+				        (v6 ? f[6] != q[6] || memcmp(f + 8, q + 8, 32) != 0 || (cand && memcmp(f + 40, q + 40, 4) != 0)
+				            : f[9] != q[9] || !same_addrs(f, q) || (cand && !same_ports(f, q)));
+				if (other) {
 					k++;
 					continue;
 				}
-				if (cand && can_append(pkts, it, q, qlen, qhl)) {
+				if (cand && (v6 ? can_append6(pkts, it, q, qlen, qhl) : can_append(pkts, it, q, qlen, qhl))) {
 					next[it->last] = (uint32_t)i;
 					it->last = (uint32_t)i;
 					it->count++;
 					it->total += qlen - (uint32_t)qhl;
-					if ((qlen - qhl) < it->mss || (!udp && (q[20 + 13] & (TCP_FL_FIN | TCP_FL_PSH))))
+					if ((qlen - qhl) < it->mss || (!udp && (q[th + 13] & (TCP_FL_FIN | TCP_FL_PSH))))
 						drop_open(open, &nopen, k);
 					goto next_pkt;
 				}
@@ -184,7 +256,7 @@ size_t gro_coalesce(struct gro_pkt *pkts, size_t n, uint32_t *next, struct gro_i
 		it->total = qlen;
 		it->hdr_len = (uint16_t)qhl;
 		it->mss = (uint16_t)(qlen - qhl);
-		if (cand && (udp || !(q[20 + 13] & (TCP_FL_FIN | TCP_FL_PSH)))) {
+		if (cand && (udp || !(q[th + 13] & (TCP_FL_FIN | TCP_FL_PSH)))) {
 			if (nopen == GRO_FLOWS)
 				drop_open(open, &nopen, 0);
 			open[nopen++] = (uint32_t)nitems;

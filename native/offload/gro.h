@@ -1,6 +1,6 @@
 /*
- * Coalescing of received TCP/IPv4 segments and UDP/IPv4 datagrams into
- * super-packets, what the kernel's tcp_gro_receive and
+ * Coalescing of received TCP segments (IPv4, and IPv6 without extension
+ * headers) and UDP/IPv4 datagrams into super-packets, what the kernel's tcp_gro_receive and
  * udp_gro_receive_segment do. The result carries the virtio-net header the
  * TUN wants in front of a super-packet (filled here, written by tun/).
  * No I/O, no allocation, no N-API, no global state.
@@ -26,7 +26,7 @@
 /* Open flows the coalescer tracks at once (the kernel's GRO keeps 8 per NAPI list too). */
 #define GRO_FLOWS 8
 
-/* A received IPv4 packet, already validated (version 4, ihl sane, total length == len, header checksum). */
+/* A received packet, already validated (IPv4: ihl sane, total length == len, header checksum; IPv6: payload length == len - 40). */
 struct gro_pkt {
 	uint8_t *p;
 	uint32_t len;
@@ -65,6 +65,8 @@ struct gro_item {
  * contiguous, payload <= the first's (a shorter one ends the group), valid
  * TCP checksum, total <= 65535, <= GRO_MAX_SEGS. Anything else is an item of
  * its own, untouched. next[] must hold n entries. Returns the item count.
+ * TCP/IPv6 segments merge by the same rules (no IP ID: traffic class, flow
+ * label and hop limit equal instead) into a GSO_TCPV6 super-packet.
  */
 /*
  * With GRO_UDP in `flags`, consecutive UDP datagrams of one flow merge too,

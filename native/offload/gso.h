@@ -1,6 +1,6 @@
 /*
- * Segmentation of TUN super-packets: TCP/IPv4 and UDP/IPv4, what the
- * kernel's tcp_gso_segment and __udp_gso_segment do. No I/O, no allocation,
+ * Segmentation of TUN super-packets: TCP and UDP over IPv4 and IPv6, what
+ * the kernel's tcp_gso_segment and __udp_gso_segment do. No I/O, no allocation,
  * no N-API, no global state: native/test/gso_test.c drives it standalone.
  * Threads and locking: none; any thread calls these on its own buffers.
  */
@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Room for one segment's headers: IPv4 (<= 60) + TCP (<= 60). */
+/* Room for one segment's headers: IPv4 (<= 60) + TCP (<= 60), or IPv6 (40) + TCP (<= 60). */
 #define GSO_HDR_MAX 120
 
 #define TCP_FL_FIN 0x01
@@ -73,5 +73,25 @@ size_t gso_udp4_count(const uint8_t *pkt, size_t len, size_t mss);
 
 /* A UDP/IPv4 datagram that may be segmented or merged: no IP options, whole, not a fragment, UDP length == IP payload. */
 bool udp4_whole(const uint8_t *pkt, size_t len);
+
+/* UDP/IPv6 headers (no extension headers): what an IPv6 UDP super-packet and each of its segments carries. */
+#define GSO_UDP6_HDR 48
+
+/* Header length (IPv6 + TCP) of a TCP/IPv6 packet without extension headers, 0 if it is not one. */
+size_t tcp6_hdr_len(const uint8_t *pkt, size_t len);
+
+/*
+ * The IPv6 twins of the above, for packets without extension headers (the
+ * next header is TCP or UDP) whose payload length == len - 40: segment i
+ * gets the payload length, TCP seq + i * mss (CWR, FIN, PSH as for IPv4) or
+ * the UDP length, and a full checksum over the IPv6 pseudo-header (a UDP sum
+ * of 0 is sent as 0xffff). No IP ID, no header checksum. Same returns.
+ */
+int gso_tcp6_segment(const uint8_t *pkt, size_t len, size_t mss, uint8_t *hdrs, struct gso_seg *segs, int max);
+size_t gso_tcp6_count(const uint8_t *pkt, size_t len, size_t mss);
+int gso_udp6_segment(const uint8_t *pkt, size_t len, size_t mss, uint8_t *hdrs, struct gso_seg *segs, int max);
+size_t gso_udp6_count(const uint8_t *pkt, size_t len, size_t mss);
+/* A UDP/IPv6 datagram without extension headers, payload length == len - 40 == UDP length. */
+bool udp6_whole(const uint8_t *pkt, size_t len);
 
 #endif

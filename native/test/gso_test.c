@@ -26,6 +26,13 @@
  *     mixes include UDP flows (short, zero-checksum, corrupted, lost,
  *     reordered-ID datagrams) and only same-flow, same-size consecutive
  *     datagrams merge.
+ *   - IPv6: segmenting a random TCP/IPv6 or UDP/IPv6 super-packet gives
+ *     segments with the right payload length, seq + i*mss and flags (TCP) or
+ *     UDP length, a checksum that verifies over the IPv6 pseudo-header
+ *     (computed here byte by byte), the rest of the headers unchanged and
+ *     the payload split in order; coalescing TCP/IPv6 segments gives back
+ *     the super-packet (TCPV6 virtio header, checksum completed verifies),
+ *     UDP/IPv6 stays unmerged; malformed super-packets are refused.
  * Exit status 0 if every case passed; the first failures are printed.
  */
 #include "offload/csum.h"
@@ -492,6 +499,131 @@ static void test_udp_segment(void)
 	CHECK(memcmp(pk[0].p, segorig[0], pk[0].len) == 0, "udp undo");
 }
 
+/* ---- IPv6 segmentation ------------------------------------------------------ */
+
+/* Reference: the upper-layer checksum of an IPv6 packet without extension headers verifies. */
+static bool ref_l4_ok6(const uint8_t *ip, size_t len)
+{
+	uint8_t ph[40];
+	memcpy(ph, ip + 8, 32);
+	p32(ph + 32, (uint32_t)(len - 40));
+	ph[36] = ph[37] = ph[38] = 0;
+	ph[39] = ip[6];
+	return ref_fold(ref_add(ip + 40, len - 40, ref_add(ph, 40, 0))) == 0xffff;
+}
+
+static void test_segment6(void)
+{
+	static uint8_t super[65536], payload[65536], out[70000];
+	bool udp = rn(3) == 0;
+	size_t thl = udp ? 8 : 20 + 4 * rn(11);
+	size_t hl = 40 + thl;
+	size_t mss = rn(4) == 0 ? 1 + rn(64) : 500 + rn(1001);
+	size_t pay = rn(10) == 0 && !udp ? 0 : 1 + rn((uint32_t)(65535 - hl - 1));
+	if (pay > 64 * mss && rn(2))
+		pay = 1 + rn((uint32_t)(64 * mss));
+	if (pay / mss >= MAXSEG - 1)
+		pay = mss * (MAXSEG - 2);
+	fill(payload, pay);
+	size_t len = hl + pay;
+	fill(super, hl);
+	super[0] = (uint8_t)(0x60 | (super[0] & 0xf));
+	p16(super + 4, (uint16_t)(len - 40));
+	super[6] = udp ? 17 : 6;
+	super[7] = (uint8_t)(1 + rn(255));
+	uint8_t *t = super + 40;
+	uint8_t flags = (uint8_t)(TCP_FL_ACK | (rnd() & (TCP_FL_PSH | TCP_FL_FIN | TCP_FL_CWR | TCP_FL_ECE)));
+	if (udp) {
+		p16(t + 4, (uint16_t)(8 + pay));
+	} else {
+		t[12] = (uint8_t)((thl / 4) << 4);
+		t[13] = flags;
+	}
+	memcpy(super + hl, payload, pay);
+	uint32_t seq = g32(t + 4);
+
+	int n = udp ? gso_udp6_segment(super, len, mss, hdrs, segs, MAXSEG) : gso_tcp6_segment(super, len, mss, hdrs, segs, MAXSEG);
+	size_t want_n = pay == 0 ? 1 : (pay + mss - 1) / mss;
+	CHECK(n == (int)want_n, "v6 segments %d want %zu (udp %d pay %zu mss %zu)", n, want_n, udp, pay, mss);
+	if (n != (int)want_n)
+		return;
+	CHECK((udp ? gso_udp6_count(super, len, mss) : gso_tcp6_count(super, len, mss)) == want_n, "v6 count disagrees");
+	CHECK(n == 1 || (udp ? gso_udp6_segment(super, len, mss, hdrs, segs, n - 1) : gso_tcp6_segment(super, len, mss, hdrs, segs, n - 1)) == GSO_ERR_TOO_MANY,
+	        "v6 max ignored");
+	n = udp ? gso_udp6_segment(super, len, mss, hdrs, segs, MAXSEG) : gso_tcp6_segment(super, len, mss, hdrs, segs, MAXSEG);
+	size_t got = 0;
+	for (int i = 0; i < n; i++) {
+		uint8_t *s = flatten_seg(i, &segs[i]);
+		size_t slen = pk[i].len;
+		const uint8_t *st = s + 40;
+		CHECK(segs[i].hdr_len == hl, "v6 hdr_len %u want %zu", segs[i].hdr_len, hl);
+		CHECK(g16(s + 4) == slen - 40, "v6 payload length");
+		CHECK(ref_l4_ok6(s, slen), "v6 checksum of seg %d/%d (udp %d)", i, n, udp);
+		CHECK(memcmp(s, super, 4) == 0 && memcmp(s + 6, super + 6, 34) == 0, "v6 header fields changed");
+		if (udp) {
+			CHECK(g16(st + 4) == slen - 40 && g16(st + 6) != 0, "v6 udp length/checksum");
+			CHECK(memcmp(st, super + 40, 4) == 0, "v6 udp ports changed");
+		} else {
+			CHECK(g32(st + 4) == seq + (uint32_t)(i * mss), "v6 seq");
+			uint8_t wf = flags;
+			if (i > 0)
+				wf &= (uint8_t)~TCP_FL_CWR;
+			if (i + 1 < n)
+				wf &= (uint8_t) ~(TCP_FL_PSH | TCP_FL_FIN);
+			CHECK(st[13] == wf, "v6 flags of seg %d/%d", i, n);
+			CHECK(memcmp(st, super + 40, 4) == 0 && memcmp(st + 8, super + 48, 5) == 0 && memcmp(st + 14, super + 54, 2) == 0 &&
+			                memcmp(st + 18, super + 58, thl - 18) == 0,
+			        "v6 tcp header fields changed");
+		}
+		CHECK(memcmp(s + hl, payload + got, segs[i].pay_len) == 0, "v6 payload of seg %d", i);
+		got += segs[i].pay_len;
+	}
+	CHECK(got == pay, "v6 payload total");
+	size_t ni = gro_coalesce(pk, (size_t)n, nxt, items, GRO_UDP);
+	if (udp || pay == 0 || n == 1) {
+		/* UDP/IPv6 is not merged; a single segment or one without payload stays as it is. */
+		CHECK(ni == (size_t)n, "v6: %zu items for %d packets", ni, n);
+		for (int i = 0; i < n; i++)
+			CHECK(memcmp(pk[i].p, segorig[i], pk[i].len) == 0 && items[i].count == 1, "v6 packet changed by the coalescer");
+	} else if (n > GRO_MAX_SEGS) {
+		size_t o = 0, cnt = 0;
+		for (size_t k = 0; k < ni; k++) {
+			size_t bl = item_bytes(&items[k], out);
+			CHECK(memcmp(out + hl, payload + o, bl - hl) == 0, "v6 payload of group %zu", k);
+			o += bl - hl;
+			cnt += items[k].count;
+		}
+		CHECK(o == pay && cnt == (size_t)n && ni == ((size_t)n + GRO_MAX_SEGS - 1) / GRO_MAX_SEGS, "v6 groups");
+	} else {
+		/* TCP/IPv6 segments of one super-packet merge back into it (the checksum field aside). */
+		CHECK(ni == 1 && items[0].count == (uint32_t)n, "v6: %zu items for %d segments (mss %zu)", ni, n, mss);
+		if (ni == 1) {
+			size_t bl = item_bytes(&items[0], out);
+			CHECK(bl == len && memcmp(out, super, 56) == 0 && memcmp(out + 58, super + 58, len - 58) == 0,
+			        "coalesced v6 packet differs from the super-packet (len %zu vs %zu)", bl, len);
+			const struct virtio_net_hdr *vh = &items[0].vh;
+			CHECK(vh->flags == VIRTIO_NET_HDR_F_NEEDS_CSUM && vh->csum_start == 40 && vh->csum_offset == 16 &&
+			                (vh->gso_type & ~VIRTIO_NET_HDR_GSO_ECN) == VIRTIO_NET_HDR_GSO_TCPV6 &&
+			                !!(vh->gso_type & VIRTIO_NET_HDR_GSO_ECN) == !!(flags & TCP_FL_CWR) && vh->gso_size == mss &&
+			                vh->hdr_len == hl,
+			        "v6 vh");
+			gso_complete_csum(out, bl, vh->csum_start, vh->csum_offset);
+			CHECK(ref_l4_ok6(out, bl), "completed v6 super-packet checksum");
+			gro_item_undo(pk, &items[0]);
+			CHECK(memcmp(pk[0].p, segorig[0], pk[0].len) == 0, "v6 undo");
+		}
+	}
+	/* Malformed: a payload length that lies, another next header, IPv4. */
+	p16(super + 4, (uint16_t)(len - 39));
+	CHECK((udp ? gso_udp6_count(super, len, mss) : gso_tcp6_count(super, len, mss)) == 0, "v6 bad payload length accepted");
+	p16(super + 4, (uint16_t)(len - 40));
+	super[6] = 44;
+	CHECK((udp ? gso_udp6_count(super, len, mss) : gso_tcp6_count(super, len, mss)) == 0, "v6 extension header accepted");
+	super[6] = udp ? 17 : 6;
+	super[0] = 0x45;
+	CHECK((udp ? gso_udp6_count(super, len, mss) : gso_tcp6_count(super, len, mss)) == 0, "IPv4 accepted as IPv6");
+}
+
 /* ---- random mixes ---------------------------------------------------------- */
 
 static void test_mix(void)
@@ -682,6 +814,7 @@ int main(int argc, char **argv)
 		test_complete();
 		test_segment();
 		test_udp_segment();
+		test_segment6();
 		if (c % 4 == 0)
 			test_mix();
 	}

@@ -30,7 +30,8 @@ enum tun_kind {
 	TUN_PLAIN, /* one packet (a partial checksum already completed) */
 	TUN_TCP4_GSO, /* a TCP/IPv4 super-packet to cut into gso_size segments */
 	TUN_UDP4_GSO, /* a UDP/IPv4 super-packet (only when USO was granted) */
-	TUN_NOT_IPV4, /* a super-packet of another family (TCPv6): not carried */
+	TUN_TCP6_GSO, /* a TCP/IPv6 super-packet */
+	TUN_UDP6_GSO, /* a UDP/IPv6 super-packet (only when USO was granted) */
 	TUN_MALFORMED, /* short read, bad checksum offsets, or a GSO type never asked for */
 };
 
@@ -43,7 +44,7 @@ struct tun_pkt {
 /*
  * Takes the virtio header off one read of `len` bytes at `buf` (when the
  * device has one: `vnet`), completes a partial checksum (NEEDS_CSUM) of a
- * plain IPv4 packet in place, and says what the packet is. `uso`: the
+ * plain IPv4 or IPv6 packet in place, and says what the packet is. `uso`: the
  * device was granted UDP super-packets. No copy of the packet.
  */
 static inline enum tun_kind tun_parse(bool vnet, bool uso, uint8_t *buf, size_t len, struct tun_pkt *out)
@@ -63,7 +64,7 @@ static inline enum tun_kind tun_parse(bool vnet, bool uso, uint8_t *buf, size_t 
 	out->len = len;
 	uint8_t gso = vh.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
 	if (gso == VIRTIO_NET_HDR_GSO_NONE) {
-		if ((vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && len >= 1 && (p[0] >> 4) == 4 &&
+		if ((vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && len >= 1 && ((p[0] >> 4) == 4 || (p[0] >> 4) == 6) &&
 		        !gso_complete_csum(p, len, vh.csum_start, vh.csum_offset))
 			return TUN_MALFORMED;
 		return TUN_PLAIN;
@@ -72,9 +73,10 @@ static inline enum tun_kind tun_parse(bool vnet, bool uso, uint8_t *buf, size_t 
 	if (gso == VIRTIO_NET_HDR_GSO_TCPV4)
 		return TUN_TCP4_GSO;
 	if (gso == VIRTIO_NET_HDR_GSO_UDP_L4 && uso)
-		return TUN_UDP4_GSO;
-	/* TCPv6 super-packets (IPv6 is not carried) or a GSO type never asked for. */
-	return gso == VIRTIO_NET_HDR_GSO_TCPV6 ? TUN_NOT_IPV4 : TUN_MALFORMED;
+		return len >= 1 && (p[0] >> 4) == 6 ? TUN_UDP6_GSO : TUN_UDP4_GSO;
+	if (gso == VIRTIO_NET_HDR_GSO_TCPV6)
+		return TUN_TCP6_GSO;
+	return TUN_MALFORMED; /* a GSO type never asked for */
 }
 
 static const struct virtio_net_hdr tun_zero_vnet;

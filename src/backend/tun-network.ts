@@ -6,6 +6,7 @@
  */
 import { RudderError } from '../errors';
 import { type Cidr, formatCidr, formatIp } from '../ip/ipv4';
+import { type Cidr6, cidr6Equals, formatCidr6, formatIp6 } from '../ip/ipv6';
 import type { Logger } from '../log';
 import { only, RTN_UNICAST, RTN_UNREACHABLE, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../netlink';
 import type { StartGuard } from './common';
@@ -25,8 +26,11 @@ export interface TunNetwork {
   /** This host's lease subnet: its network address goes on the device as a /32. */
   readonly own: Cidr;
   readonly mtu: number;
-  /** The whole overlay Network, routed to the device. */
+  /** The whole overlay Network, routed to the device; 0.0.0.0/0 (IPv6-only): no IPv4 at all. */
   readonly network: Cidr;
+  /** IPv6 (dual-stack or IPv6-only): this host's IPv6 subnet and the IPv6Network, as the IPv4 pair. */
+  readonly own6?: Cidr6;
+  readonly network6?: Cidr6;
 }
 
 /**
@@ -37,10 +41,14 @@ export interface TunNetwork {
  */
 export async function ensureTunNetwork(nl: Netlink, start: StartGuard, log: Logger, t: TunNetwork): Promise<void> {
   const { dev, network } = t;
+  const v4 = network.prefix !== 0;
   start.check(`configuring ${dev}`);
   const link = await nl.linkByName(dev);
   if (link === null) throw new RudderError('E_BACKEND', `${t.backend}: data plane started but device ${dev} does not exist`);
-  await nl.ensureAddresses(link.index, [{ ip: t.own.ip, prefix: 32 }]);
+  await nl.ensureAddresses(link.index, v4 ? [{ ip: t.own.ip, prefix: 32 }] : []);
+  // The TUN's IPv6 address: the subnet's network address as a /128, as IPv4's /32 (the ICMPv6 errors' source).
+  // An IPv4-only network touches no IPv6 state (the host may have IPv6 off altogether).
+  if (t.own6 !== undefined) await nl.ensureAddresses6(link.index, [{ ip: t.own6.ip, prefix: 128 }]);
   start.check(`setting ${dev} MTU`);
   await nl.ensureMtu(link.index, t.mtu);
   start.check(`setting ${dev} up`);
@@ -58,11 +66,38 @@ export async function ensureTunNetwork(nl: Netlink, start: StartGuard, log: Logg
   });
   const failed = removed.find((x) => x.error !== undefined)?.error;
   if (failed !== undefined) throw failed;
-
+  if (t.network6 !== undefined) {
+    await removeStale6(nl, log, link.index, t.network6);
+    await routeNetwork6(nl, start, link.index, t.network6);
+  }
+  if (!v4) return;
   start.check('routing the network');
   await nl.ensureUnreachableRoute({ dst: network, metric: FALLBACK_METRIC, protocol: RTPROT_RUDDER, table: TABLE_MAIN });
   start.undo(`delete unreachable route ${formatCidr(network)}`, async () => only(await nl.deleteRoutes([{ dst: network, metric: FALLBACK_METRIC, table: TABLE_MAIN }])));
   const key: RouteKey = { dst: network, oif: link.index, table: TABLE_MAIN };
   only(await nl.ensureRoutes([{ dst: network, oif: link.index, scope: 'link', protocol: RTPROT_RUDDER, table: TABLE_MAIN }]));
   start.undo(`delete route ${formatCidr(network)}`, async () => only(await nl.deleteRoutes([key])));
+}
+
+/** Rudder's IPv6 routes that are not this backend's (the IPv6Network to the TUN and its unreachable twin). */
+async function removeStale6(nl: Netlink, log: Logger, oif: number, network6: Cidr6): Promise<void> {
+  const stale = (await nl.listRoutes6({ protocol: RTPROT_RUDDER, table: TABLE_MAIN })).filter((r) => {
+    if (!cidr6Equals(r.dst, network6)) return true;
+    return !((r.type === RTN_UNICAST && r.oif === oif && r.gateway === undefined) || (r.type === RTN_UNREACHABLE && r.metric === FALLBACK_METRIC));
+  });
+  const removed = await nl.deleteRoutes6(stale.map((r) => ({ dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) })));
+  stale.forEach((r, i) => {
+    if (removed[i]?.error === undefined) log.info('removed stale route', { dst: formatCidr6(r.dst), oif: r.oif, gateway: r.gateway === undefined ? undefined : formatIp6(r.gateway) });
+  });
+  const failed = removed.find((x) => x.error !== undefined)?.error;
+  if (failed !== undefined) throw failed;
+}
+
+/** The IPv6Network to the TUN, its `unreachable` twin first (fail closed, as IPv4's). */
+async function routeNetwork6(nl: Netlink, start: StartGuard, oif: number, network6: Cidr6): Promise<void> {
+  start.check('routing the IPv6 network');
+  await nl.ensureUnreachableRoute6({ dst: network6, metric: FALLBACK_METRIC, protocol: RTPROT_RUDDER, table: TABLE_MAIN });
+  start.undo(`delete unreachable route ${formatCidr6(network6)}`, async () => only(await nl.deleteRoutes6([{ dst: network6, metric: FALLBACK_METRIC, table: TABLE_MAIN }])));
+  only(await nl.ensureRoutes6([{ dst: network6, oif, protocol: RTPROT_RUDDER, table: TABLE_MAIN }]));
+  start.undo(`delete route ${formatCidr6(network6)}`, async () => only(await nl.deleteRoutes6([{ dst: network6, oif, table: TABLE_MAIN }])));
 }

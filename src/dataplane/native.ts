@@ -9,7 +9,7 @@
 import * as path from 'node:path';
 import { MAX_QUEUES } from './limits';
 import { type ErrorCode, RudderError } from '../errors';
-import type { DataPlane, DataPlaneCounters, DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute } from './types';
+import type { DataPlane, DataPlaneCounters, DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute, DataPlaneRoute6 } from './types';
 
 /** Opaque handle owned by the addon (an N-API External). */
 interface RawHandle {
@@ -28,6 +28,13 @@ interface RawOpenOptions {
   localIp: number;
   localPrefix: number;
   icmpSource: number;
+  /** The TUN MTU: IPv6 packets above it are answered packet-too-big. */
+  mtu: number;
+  /** This host's IPv6 subnet (16 bytes) and its prefix length; absent: no IPv6 subnet (prefix 0). */
+  local6Net?: Buffer;
+  local6Prefix: number;
+  /** Source of ICMPv6 errors (16 bytes); absent: none are sent. */
+  icmp6Source?: Buffer;
   offloads: boolean;
   busyPoll: boolean;
   queues: number;
@@ -48,6 +55,8 @@ interface RawPeer {
   port: number;
   /** Flat pairs: [net, prefix, ...]. */
   allowed: Uint32Array;
+  /** IPv6: [net as four big-endian words, prefix, ...]. */
+  allowed6: Uint32Array;
 }
 
 interface RawPeerStatus {
@@ -58,6 +67,8 @@ interface RawPeerStatus {
   rxBytes: number;
   txBytes: number;
   allowed: Uint32Array;
+  /** [net as four big-endian words, prefix, ...]; absent from an older addon. */
+  allowed6?: Uint32Array;
 }
 
 interface RawOpenResult {
@@ -74,8 +85,8 @@ interface RawOpenResult {
 interface RawAddon {
   readonly counterNames: readonly string[];
   open(opts: RawOpenOptions): RawOpenResult;
-  /** Flat quadruples: [net, prefix, publicIP, port, ...]. */
-  setRoutes(handle: RawHandle, routes: Uint32Array): void;
+  /** Flat quadruples [net, prefix, publicIP, port, ...]; IPv6: [net x4 (big-endian words), prefix, publicIP, port, ...]. */
+  setRoutes(handle: RawHandle, routes: Uint32Array, routes6: Uint32Array): void;
   setPeers(handle: RawHandle, peers: RawPeer[]): void;
   peers(handle: RawHandle): unknown;
   lastTai64n(handle: RawHandle): Buffer;
@@ -83,14 +94,22 @@ interface RawAddon {
   stop(handle: RawHandle): void;
 }
 
-/** Counters of this implementation: the contract's plus packets that were not IPv4 at all. */
+/** Counters of this implementation: the contract's plus the offloads' and IPv6's. */
 export interface NativeDataPlaneCounters extends DataPlaneCounters {
-  /** Non-IPv4 packets read from the TUN (e.g. IPv6 router solicitations), dropped. */
+  /** Packets read from the TUN that are neither IPv4 nor IPv6 (version nibble), dropped. */
   dropNotIPv4: number;
   /** TCP super-packets read from the TUN and cut into segments (TSO), each counted in txPackets per segment. */
   txGsoPackets: number;
   /** Super-packets written to the TUN after coalescing received segments (GRO), counted in rxPackets per segment. */
   rxGroPackets: number;
+  /** Of txPackets: IPv6 inner packets (per segment). */
+  txIPv6Packets: number;
+  /** IPv6 inner packets accepted from peers (of what becomes rxPackets). */
+  rxIPv6Packets: number;
+  /** IPv6 packets above the tunnel MTU, answered with ICMPv6 packet-too-big. */
+  dropTooBig: number;
+  /** IPv6 packets read from the TUN for a link-local or multicast destination (router solicitations, MLD): never carried. */
+  dropLinkLocal: number;
 }
 
 /** WireGuard mode's counters (native/dataplane/counters.h), on top of the plain ones. */
@@ -133,12 +152,22 @@ export interface WireGuardPeer {
   readonly endpoint: { readonly ip: number; readonly port: number };
   /** Its lease subnets: packets to them go to this peer, and from this peer only their sources are taken. */
   readonly allowedIps: readonly WireGuardPrefix[];
+  /** Its IPv6 lease subnets, the same way. */
+  readonly allowedIps6?: readonly WireGuardPrefix6[];
+}
+
+/** An IPv6 subnet (128-bit address as a bigint). */
+export interface WireGuardPrefix6 {
+  readonly ip: bigint;
+  readonly prefix: number;
 }
 
 export interface WireGuardPeerStatus {
   readonly publicKey: Buffer;
   readonly endpoint: { readonly ip: number; readonly port: number };
   readonly allowedIps: readonly WireGuardPrefix[];
+  /** Its IPv6 allowed IPs (absent: none). */
+  readonly allowedIps6?: readonly WireGuardPrefix6[];
   /** Wall-clock ms of the latest completed handshake, 0 = none yet. */
   readonly latestHandshakeMs: number;
   /** Transport messages' bytes on the wire, received and sent. */
@@ -193,6 +222,10 @@ const ZERO: Readonly<NativeDataPlaneCounters> = {
   dropNotIPv4: 0,
   txGsoPackets: 0,
   rxGroPackets: 0,
+  txIPv6Packets: 0,
+  rxIPv6Packets: 0,
+  dropTooBig: 0,
+  dropLinkLocal: 0,
 };
 
 const WG_ZERO: Readonly<WireGuardCounters> = {
@@ -305,6 +338,18 @@ function checkInt(what: string, v: unknown, min: number, max: number): number {
 }
 
 const U32_MAX = 0xffffffff;
+const U128_MAX = (1n << 128n) - 1n;
+
+/** A 128-bit address as the 16 bytes of its network order, checked once here. */
+function ip6Bytes(what: string, v: unknown): Buffer {
+  if (typeof v !== 'bigint' || v < 0n || v > U128_MAX) {
+    throw new RudderError('E_DATAPLANE', `data plane: ${what} must be an IPv6 address (a bigint 0..2^128-1), got ${String(v)}`);
+  }
+  const b = Buffer.alloc(16);
+  b.writeBigUInt64BE(v >> 64n, 0);
+  b.writeBigUInt64BE(v & 0xffffffffffffffffn, 8);
+  return b;
+}
 
 function isOffloads(v: unknown): v is DataPlaneOffloads {
   if (typeof v !== 'object' || v === null) return false;
@@ -327,19 +372,25 @@ function toRawOptions(opts: DataPlaneOptions): RawOpenOptions {
   if (typeof opts.tunName !== 'string' || opts.tunName.length === 0 || opts.tunName.length > 15) {
     throw new RudderError('E_DATAPLANE', `data plane: tunName must be 1..15 characters, got ${JSON.stringify(opts.tunName)}`);
   }
-  // Checked for the contract's sake, not passed on: the data plane takes any packet size.
-  checkInt('mtu', opts.mtu, 68, 65535);
-  return {
+  const raw: RawOpenOptions = {
     tunName: opts.tunName,
     bindAddress: checkInt('bindAddress', opts.bindAddress, 0, U32_MAX),
     port: checkInt('port', opts.port, 1, 65535),
     localIp: checkInt('localSubnet.ip', opts.localSubnet.ip, 0, U32_MAX),
     localPrefix: checkInt('localSubnet.prefix', opts.localSubnet.prefix, 0, 32),
     icmpSource: checkInt('icmpSource', opts.icmpSource, 0, U32_MAX),
+    mtu: checkInt('mtu', opts.mtu, 68, 65535),
+    local6Prefix: 0,
     offloads: checkBool('offloads', opts.offloads ?? true),
     busyPoll: checkBool('busyPoll', opts.busyPoll ?? true),
     queues: checkInt('queues', opts.queues ?? 0, 0, MAX_QUEUES),
   };
+  if (opts.localSubnet6 !== undefined) {
+    raw.local6Net = ip6Bytes('localSubnet6.ip', opts.localSubnet6.ip);
+    raw.local6Prefix = checkInt('localSubnet6.prefix', opts.localSubnet6.prefix, 1, 128);
+  }
+  if (opts.icmpSource6 !== undefined) raw.icmp6Source = ip6Bytes('icmpSource6', opts.icmpSource6);
+  return raw;
 }
 
 /** 5,000 routes per swap at scale: the labels of the error message are only built for a bad route. */
@@ -356,6 +407,24 @@ function packRoutes(routes: readonly DataPlaneRoute[]): Uint32Array {
     flat[4 * i + 1] = r.prefix;
     flat[4 * i + 2] = r.publicIP;
     flat[4 * i + 3] = r.port;
+  });
+  return flat;
+}
+
+/** IPv6 routes as the addon reads them: [net as four big-endian words, prefix, publicIP, port] per route. */
+function packRoutes6(routes: readonly DataPlaneRoute6[]): Uint32Array {
+  const flat = new Uint32Array(routes.length * 7);
+  routes.forEach((r, i) => {
+    const net = ip6Bytes(`routes6[${i}].ip`, r.ip);
+    if (!inRange(r.prefix, 0, 128) || !inRange(r.publicIP, 1, U32_MAX) || !inRange(r.port, 1, 65535)) {
+      checkInt(`routes6[${i}].prefix`, r.prefix, 0, 128);
+      checkInt(`routes6[${i}].publicIP`, r.publicIP, 1, U32_MAX);
+      checkInt(`routes6[${i}].port`, r.port, 1, 65535);
+    }
+    for (let k = 0; k < 4; k++) flat[7 * i + k] = net.readUInt32BE(4 * k);
+    flat[7 * i + 4] = r.prefix;
+    flat[7 * i + 5] = r.publicIP;
+    flat[7 * i + 6] = r.port;
   });
   return flat;
 }
@@ -412,10 +481,11 @@ export function openDataPlane(opts: DataPlaneOptions): NativeDataPlane {
   return {
     ifname: o.ifname,
     offloads: o.offloads,
-    setRoutes(routes: readonly DataPlaneRoute[]): void {
+    setRoutes(routes: readonly DataPlaneRoute[], routes6: readonly DataPlaneRoute6[] = []): void {
       const flat = packRoutes(routes);
+      const flat6 = packRoutes6(routes6);
       const h = o.live('setRoutes');
-      call(`${o.ifname} setRoutes`, () => o.a.setRoutes(h, flat));
+      call(`${o.ifname} setRoutes`, () => o.a.setRoutes(h, flat, flat6));
     },
     counters(): NativeDataPlaneCounters {
       const out = { ...ZERO };
@@ -450,7 +520,14 @@ function packPeers(peers: readonly WireGuardPeer[]): RawPeer[] {
       allowed[2 * j] = checkInt(`peers[${i}].allowedIps[${j}].ip`, a.ip, 0, U32_MAX);
       allowed[2 * j + 1] = checkInt(`peers[${i}].allowedIps[${j}].prefix`, a.prefix, 0, 32);
     });
-    return { publicKey, ip, port, allowed };
+    const six = p.allowedIps6 ?? [];
+    const allowed6 = new Uint32Array(six.length * 5);
+    six.forEach((a, j) => {
+      const net = ip6Bytes(`peers[${i}].allowedIps6[${j}].ip`, a.ip);
+      for (let w = 0; w < 4; w++) allowed6[5 * j + w] = net.readUInt32BE(4 * w);
+      allowed6[5 * j + 4] = checkInt(`peers[${i}].allowedIps6[${j}].prefix`, a.prefix, 0, 128);
+    });
+    return { publicKey, ip, port, allowed, allowed6 };
   });
 }
 
@@ -460,17 +537,26 @@ function isPeerStatus(v: unknown): v is RawPeerStatus {
   return (
     Buffer.isBuffer(o.publicKey) &&
     ['ip', 'port', 'lastHandshakeMs', 'rxBytes', 'txBytes'].every((k) => typeof o[k] === 'number') &&
-    o.allowed instanceof Uint32Array
+    o.allowed instanceof Uint32Array &&
+    (o.allowed6 === undefined || o.allowed6 instanceof Uint32Array)
   );
 }
 
 function toPeerStatus(r: RawPeerStatus): WireGuardPeerStatus {
   const allowedIps: WireGuardPrefix[] = [];
   for (let j = 0; j + 1 < r.allowed.length; j += 2) allowedIps.push({ ip: r.allowed[j] ?? 0, prefix: r.allowed[j + 1] ?? 0 });
+  const allowedIps6: WireGuardPrefix6[] = [];
+  const a6 = r.allowed6 ?? new Uint32Array(0);
+  for (let j = 0; j + 4 < a6.length; j += 5) {
+    let ip = 0n;
+    for (let w = 0; w < 4; w++) ip = (ip << 32n) | BigInt(a6[j + w] ?? 0);
+    allowedIps6.push({ ip, prefix: a6[j + 4] ?? 0 });
+  }
   return {
     publicKey: r.publicKey,
     endpoint: { ip: r.ip, port: r.port },
     allowedIps,
+    allowedIps6,
     latestHandshakeMs: r.lastHandshakeMs,
     rxBytes: r.rxBytes,
     txBytes: r.txBytes,

@@ -14,7 +14,11 @@ export interface DataPlaneOptions {
   readonly localSubnet: { readonly ip: number; readonly prefix: number };
   /** Address used as the source of ICMP errors the data plane generates (the TUN address). */
   readonly icmpSource: number;
-  /** MTU of the TUN device (used to size buffers and for ICMP frag-needed). */
+  /** This host's IPv6 subnet, when it has one: received IPv6 packets must be for it. Absent: every received IPv6 packet is dropped. */
+  readonly localSubnet6?: { readonly ip: bigint; readonly prefix: number };
+  /** Source of the ICMPv6 errors the data plane generates (the TUN's IPv6 address); absent: none are sent. */
+  readonly icmpSource6?: bigint;
+  /** MTU of the TUN device: a larger IPv6 packet is answered with ICMPv6 packet-too-big. */
   readonly mtu: number;
   /**
    * Use the kernel's offloads (default true): TUN with a virtio header and
@@ -68,6 +72,14 @@ export interface DataPlaneRoute {
   readonly port: number;
 }
 
+/** An IPv6 route: the subnet (128-bit address as a bigint) to a peer's IPv4 PublicIP and port. */
+export interface DataPlaneRoute6 {
+  readonly ip: bigint;
+  readonly prefix: number;
+  readonly publicIP: number;
+  readonly port: number;
+}
+
 export interface DataPlaneCounters {
   txPackets: number; // TUN → UDP
   txBytes: number;
@@ -84,8 +96,8 @@ export interface DataPlaneCounters {
 }
 
 export interface DataPlane {
-  /** Replaces the whole route table atomically; traffic keeps flowing. */
-  setRoutes(routes: readonly DataPlaneRoute[]): void;
+  /** Replaces the whole route table (both families) atomically; traffic keeps flowing. */
+  setRoutes(routes: readonly DataPlaneRoute[], routes6?: readonly DataPlaneRoute6[]): void;
   /** Offloads in use (absent from data planes that have none, e.g. test fakes). */
   readonly offloads?: DataPlaneOffloads;
   /** Reads counters from shared memory (no syscall). */

@@ -17,8 +17,8 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { compileC, hasGcc, hasSanitizers } from '../helpers/native-c';
 
-// The harness links the pieces it drives: the IPv4 checks, the route table, the counter names, checksums.
-const SOURCES = ['fuzz/packet_fuzz.c', 'dataplane/ip.c', 'dataplane/routes.c', 'dataplane/counters.c', 'offload/csum.c'];
+// The harness links the pieces it drives: the IPv4 and IPv6 checks, the route table, the counter names, checksums.
+const SOURCES = ['fuzz/packet_fuzz.c', 'dataplane/ip.c', 'dataplane/ip6.c', 'dataplane/routes.c', 'dataplane/counters.c', 'offload/csum.c'];
 const CASES = 200_000;
 const compile = (out: string, flags: string[]): void => compileC(out, SOURCES, ['-pthread', ...flags]);
 
@@ -38,6 +38,12 @@ function checkSummary(out: string, cases: number, seed: number): void {
   assert.equal(rxN.reduce((a, b) => a + b, 0), cases, `every rx case has one outcome: ${rx[0]}`);
   assert.equal(txN.reduce((a, b) => a + b, 0), cases, `every tx case has one outcome: ${tx[0]}`);
   for (const n of [...rxN, ...txN, Number(tx[6])]) assert.ok(n > 0, `every outcome is exercised: ${rx[0]} / ${tx[0]}`);
+  const rx6 = /^rx6: delivered (\d+), unknown_sender (\d+), malformed (\d+), ttl (\d+), not_local (\d+)$/m.exec(out);
+  const tx6 = /^tx6: sent (\d+), link_local (\d+), malformed (\d+), no_route (\d+), ttl (\d+), too_big (\d+), icmp6 errors checked (\d+)$/m.exec(out);
+  assert.ok(rx6 && tx6, out);
+  const rx6N = rx6.slice(1).map(Number);
+  assert.equal(rx6N.reduce((a, b) => a + b, 0), cases, `every IPv6 rx case has one outcome: ${rx6[0]}`);
+  for (const n of [...rx6N, ...tx6.slice(1).map(Number)]) assert.ok(n > 0, `every IPv6 outcome is exercised: ${rx6[0]} / ${tx6[0]}`);
 }
 
 describe('native/dataplane packet validation under random and hostile datagrams', { skip: !hasGcc && 'gcc not installed' }, () => {

@@ -9,7 +9,10 @@ import { validateConfig } from '../../src/config';
 import { isRudderError } from '../../src/errors';
 import { formatCidr, parseCidr, parseIp } from '../../src/ip/ipv4';
 import { memoryLogger } from '../../src/log';
-import type { DataPlane, DataPlaneCounters, DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute } from '../../src/dataplane/types';
+import type { DataPlane, DataPlaneCounters, DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute, DataPlaneRoute6 } from '../../src/dataplane/types';
+import { formatCidr6, parseCidr6 } from '../../src/ip/ipv6';
+import { NO_IPV4 } from '../../src/subnet/lease';
+import { RTN_UNICAST, RTN_UNREACHABLE } from '../../src/netlink';
 import type { Lease, LeaseEvent } from '../../src/subnet/lease';
 import { RTPROT_RUDDER, type RouteInfo } from '../../src/netlink';
 import { FALLBACK_METRIC, UdpPeerTable as PeerTable, QUEUES_ENV, SwapPacer, createUdpBackend, queuesFromEnv, type PacerClock } from '../../src/backend/udp';
@@ -86,6 +89,7 @@ class World {
   readonly nl = new FakeNetlink({ describe: describeUdp });
   opts: DataPlaneOptions | undefined;
   tables: DataPlaneRoute[][] = [];
+  tables6: DataPlaneRoute6[][] = [];
   counters: DataPlaneCounters = { ...zero };
   dpStopped = 0;
   failOn: string | undefined;
@@ -133,8 +137,9 @@ class World {
     this.nl.addLink(o.tunName, 'tun', undefined, { index: 7, up: false });
     return {
       ...(this.offloads !== undefined ? { offloads: this.offloads } : {}),
-      setRoutes: (r) => {
+      setRoutes: (r, r6 = []) => {
         this.tables.push([...r]);
+        this.tables6.push([...r6]);
         this.clock.t += this.swapCostMs;
       },
       counters: () => ({ ...this.counters }),
@@ -268,6 +273,42 @@ describe('udp backend', () => {
     assert.ok(world.calls.indexOf(fallback) < world.calls.indexOf(`ensureRoute 10.0.0.0/16 oif=7 scope=link proto=${RTPROT_RUDDER}`));
     // the data plane exists before rudder0 is configured
     assert.ok(world.calls.indexOf('openDataPlane') < world.calls.indexOf('ensureMtu 7 1422'));
+  });
+
+  it('dual-stack: the data plane gets the IPv6 subnet, rudder0 its /128 and the IPv6Network (fail closed too); IPv6 peers routed', async () => {
+    const c6 = (t: string) => parseCidr6(t, true) as { ip: bigint; prefix: number };
+    const config = { Network: '10.0.0.0/16', EnableIPv6: true, IPv6Network: 'fd42:42::/48' };
+    const { world, backend } = setup({ config });
+    assert.equal(backend.carriesIPv6, true);
+    const own: Lease = { ...lease('10.0.5.0/24', '198.18.0.1'), ipv6Subnet: c6('fd42:42:0:5::/64') };
+    // A stale IPv6 route of an earlier run goes; the IPv6Network's routes are (re)made.
+    world.nl.routes6.push({ dst: c6('fd42:42:0:9::/64'), table: 254, oif: 3, gateway: undefined, onlink: false, protocol: RTPROT_RUDDER, type: RTN_UNICAST, metric: 1024, prefsrc: undefined });
+    const net = await backend.start(own, signal());
+    assert.deepEqual(world.opts?.localSubnet6, c6('fd42:42:0:5::/64'));
+    assert.equal(world.opts?.icmpSource6, c6('fd42:42:0:5::/64').ip);
+    assert.deepEqual(world.opts?.localSubnet, cidr('10.0.5.0/24'));
+    assert.ok(world.calls.includes('ensureAddresses6 rudder0 fd42:42:0:5::/128'), world.calls.join('\n'));
+    assert.deepEqual(
+      world.nl.routes6.map((r) => `${formatCidr6(r.dst)} ${r.type === RTN_UNREACHABLE ? 'unreachable' : `oif=${r.oif}`}`).sort(),
+      ['fd42:42::/48 oif=7', 'fd42:42::/48 unreachable'],
+    );
+    await net.apply([{ type: 'added', lease: { ...lease('10.0.7.0/24', '198.18.0.7'), ipv6Subnet: c6('fd42:42:0:7::/64') } }]);
+    assert.deepEqual(world.tables6.at(-1), [{ ip: c6('fd42:42:0:7::/64').ip, prefix: 64, publicIP: ip('198.18.0.7'), port: 8285 }]);
+    assert.deepEqual(world.tables.at(-1)?.map((r) => formatCidr(r)), ['10.0.7.0/24']);
+    await net.stop();
+    assert.deepEqual(world.nl.routes6, [], 'stop leaves IPv6 routes');
+  });
+
+  it('IPv6-only: no IPv4 address, route or local subnet on rudder0', async () => {
+    const c6 = (t: string) => parseCidr6(t, true) as { ip: bigint; prefix: number };
+    const { world, backend } = setup({ config: { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd42:42::/48' } });
+    const own: Lease = { ...lease('0.0.0.0/0', '198.18.0.1'), subnet: NO_IPV4, ipv6Subnet: c6('fd42:42:0:5::/64') };
+    await backend.start(own, signal());
+    assert.deepEqual(world.opts?.localSubnet, { ip: 0, prefix: 32 });
+    assert.equal(world.opts?.icmpSource, 0);
+    assert.ok(world.calls.includes('ensureAddresses 7 '), world.calls.join('\n'));
+    assert.ok(!world.calls.some((c) => c.startsWith('ensureRoute ') || c.startsWith('ensureUnreachableRoute ')), world.calls.join('\n'));
+    assert.equal(world.nl.routes6.filter((r) => formatCidr6(r.dst) === 'fd42:42::/48').length, 2);
   });
 
   it('start removes routes an earlier run left behind, and nobody else’s', async () => {
@@ -452,6 +493,53 @@ describe('udp peer table', () => {
     t.apply([{ type: 'added', lease: lease('10.0.7.0/24', '198.18.0.8') }]);
     assert.equal(t.table()[0], first, 'an untouched peer got a new route object');
     assert.equal(t.table()[1]?.publicIP, ip('198.18.0.8'));
+  });
+});
+
+describe('udp peer table, IPv6', () => {
+  const c6 = (t: string) => parseCidr6(t, true) as { ip: bigint; prefix: number };
+  const dual = (v4: string, v6: string, publicIP: string, data: Record<string, unknown> = {}): Lease => ({ ...lease(v4, publicIP, 'udp', data), ipv6Subnet: c6(v6) });
+  const only6 = (v6: string, publicIP: string): Lease => ({ ...lease('0.0.0.0/0', publicIP), subnet: NO_IPV4, ipv6Subnet: c6(v6) });
+  const show6 = (r: DataPlaneRoute6): string => `${formatCidr6(r)} ${r.publicIP}:${r.port}`;
+
+  it('a dual-stack host routes both subnets of each peer to its PublicIP, sorted by address', () => {
+    const t = new PeerTable(8285, dual('10.0.5.0/24', 'fd42:42:0:5::/64', '198.18.0.1'));
+    const ch = t.apply([
+      { type: 'added', lease: dual('10.0.7.0/24', 'fd42:42:0:7::/64', '198.18.0.7', { Port: 9000 }) },
+      { type: 'added', lease: dual('10.0.3.0/24', 'fd42:42:0:3::/64', '198.18.0.3') },
+      { type: 'added', lease: dual('10.0.5.0/24', 'fd42:42:0:5::/64', '198.18.0.1') }, // our own: never a route
+    ]);
+    assert.deepEqual(t.table().map((r) => formatCidr(r)), ['10.0.3.0/24', '10.0.7.0/24']);
+    assert.deepEqual(t.table6().map(show6), [`fd42:42:0:3::/64 ${ip('198.18.0.3')}:8285`, `fd42:42:0:7::/64 ${ip('198.18.0.7')}:9000`]);
+    assert.deepEqual([ch.set.length, ch.set6.length, ch.removed.length, ch.removed6.length], [2, 2, 0, 0]);
+    const gone = t.apply([{ type: 'removed', lease: dual('10.0.3.0/24', 'fd42:42:0:3::/64', '198.18.0.3') }]);
+    assert.deepEqual(gone.removed6.map(show6), [`fd42:42:0:3::/64 ${ip('198.18.0.3')}:8285`]);
+    assert.deepEqual(t.table6().map((r) => formatCidr6(r)), ['fd42:42:0:7::/64']);
+  });
+
+  it('IPv6-only leases (all 0.0.0.0-0&...) are distinct peers with an IPv6 route and no IPv4 route', () => {
+    const t = new PeerTable(8285, only6('fd42:42:0:5::/64', '198.18.0.1'));
+    t.apply([
+      { type: 'added', lease: only6('fd42:42:0:9::/64', '198.18.0.9') },
+      { type: 'added', lease: only6('fd42:42:0:2::/64', '198.18.0.2') },
+      { type: 'added', lease: only6('fd42:42:0:5::/64', '198.18.0.1') },
+    ]);
+    assert.equal(t.size, 2);
+    assert.deepEqual(t.table(), []);
+    assert.deepEqual(t.table6().map((r) => formatCidr6(r)), ['fd42:42:0:2::/64', 'fd42:42:0:9::/64']);
+    t.apply([{ type: 'removed', lease: only6('fd42:42:0:9::/64', '198.18.0.9') }]);
+    assert.deepEqual(t.table6().map((r) => formatCidr6(r)), ['fd42:42:0:2::/64']);
+  });
+
+  it('an IPv4-only host ignores peers\' IPv6 subnets; a lease without an IPv4 PublicIP is reported, not routed', () => {
+    const t4 = new PeerTable(8285, lease('10.0.5.0/24', '198.18.0.1'));
+    t4.apply([{ type: 'added', lease: dual('10.0.7.0/24', 'fd42:42:0:7::/64', '198.18.0.7') }]);
+    assert.deepEqual([t4.table().length, t4.table6().length], [1, 0]);
+    const t = new PeerTable(8285, dual('10.0.5.0/24', 'fd42:42:0:5::/64', '198.18.0.1'));
+    const ch = t.apply([{ type: 'added', lease: { ...dual('10.0.8.0/24', 'fd42:42:0:8::/64', '0.0.0.0'), publicIPv6: 1n } }]);
+    assert.deepEqual([t.table().length, t.table6().length], [0, 0]);
+    assert.equal(ch.invalid.length, 1);
+    assert.match(ch.invalid[0]?.why ?? '', /IPv4 PublicIP/);
   });
 });
 

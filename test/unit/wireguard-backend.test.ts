@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { DEFAULT_WIREGUARD_PORT, configToJson, validateConfig } from '../../src/config';
 import { isRudderError } from '../../src/errors';
 import { formatCidr, parseCidr, parseIp } from '../../src/ip/ipv4';
+import { formatCidr6, parseCidr6 } from '../../src/ip/ipv6';
 import { memoryLogger } from '../../src/log';
 import type { DataPlaneOffloads, DataPlaneOptions } from '../../src/dataplane/types';
 import type { WireGuardCounters, WireGuardDataPlane, WireGuardOptions, WireGuardPeer } from '../../src/dataplane/native';
@@ -239,6 +240,28 @@ describe('wireguard peer table', () => {
     assert.equal(p.conflicts.length, 2);
     assert.match(p.conflicts[0] ?? '', /lease 10\.42\.3\.0\/24: PublicKey .* also published/);
     assert.match(p.conflicts[1] ?? '', /lease 10\.42\.4\.0\/24: endpoint 198\.18\.0\.2:51820 already belongs/);
+  });
+
+  it("dual-stack: a peer's IPv6 subnet is an allowed IP too; an IPv6-only lease gives no IPv4 allowed IP", () => {
+    const c6 = (t: string) => parseCidr6(t, true) as { ip: bigint; prefix: number };
+    const own6: Lease = { ...own, ipv6Subnet: c6('fd42:42:0:1::/64') };
+    const t = new WireGuardPeerTable(own6, me, 51820);
+    t.apply([
+      added({ ...lease('10.42.2.0/24', '198.18.0.2', { PublicKey: k2 }), ipv6Subnet: c6('fd42:42:0:2::/64') }),
+      added({ ...lease('0.0.0.0/0', '198.18.0.3', { PublicKey: k3 }), subnet: { ip: 0, prefix: 0 }, ipv6Subnet: c6('fd42:42:0:3::/64') }),
+    ]);
+    const p = t.payload();
+    assert.deepEqual(
+      p.peers.map((x) => [x.allowedIps.map((y) => formatCidr(y)), (x.allowedIps6 ?? []).map((y) => formatCidr6(y))]),
+      [
+        [[], ['fd42:42:0:3::/64']],
+        [['10.42.2.0/24'], ['fd42:42:0:2::/64']],
+      ],
+    );
+    // An IPv4-only host takes no IPv6 allowed IPs.
+    const t4 = new WireGuardPeerTable(own, me, 51820);
+    t4.apply([added({ ...lease('10.42.2.0/24', '198.18.0.2', { PublicKey: k2 }), ipv6Subnet: c6('fd42:42:0:2::/64') })]);
+    assert.deepEqual(t4.payload().peers.map((x) => x.allowedIps6 ?? []), [[]]);
   });
 });
 

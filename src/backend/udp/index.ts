@@ -11,10 +11,11 @@
  */
 import { RudderError, describeError } from '../../errors';
 import { formatCidr, formatIp } from '../../ip/ipv4';
+import { formatCidr6 } from '../../ip/ipv6';
 import type { Logger } from '../../log';
 import type { DataPlane, DataPlaneCounters, DataPlaneOptions } from '../../dataplane/types';
 import { openDataPlane as openNativeDataPlane } from '../../dataplane/native';
-import type { Lease, LeaseEvent } from '../../subnet/lease';
+import { formatLeaseKey, hasIpv4, type Lease, type LeaseEvent } from '../../subnet/lease';
 import { openNetlink as openRealNetlink, type Netlink } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
 import { StartGuard, UDP_TUN, defaultEvery, removeForeignDevices } from '../common';
@@ -76,6 +77,7 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
   return {
     type: 'udp',
     overhead: UDP_OVERHEAD,
+    carriesIPv6: true,
 
     async prepare(): Promise<Record<string, unknown>> {
       return port === networkPort ? {} : { Port: port };
@@ -90,6 +92,11 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
       const queues = queuesFromEnv(env);
       const start = new StartGuard('udp', signal);
       const network = ctx.config.network;
+      // IPv6 (dual-stack or IPv6-only): this host's IPv6 subnet and the IPv6Network, beside the IPv4 pair.
+      const own6 = ctx.config.ipv6 !== undefined ? own.ipv6Subnet : undefined;
+      const network6 = own6 !== undefined ? ctx.config.ipv6?.network : undefined;
+      // IPv6-only (no IPv4 subnet): no IPv4 packet is local, none gets an ICMP error.
+      const v4 = hasIpv4(own);
       let dp: DataPlane | undefined;
       try {
         start.check('opening netlink');
@@ -109,8 +116,9 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
           tunName: TUN_NAME,
           bindAddress: ctx.extIface.address,
           port,
-          localSubnet: { ip: own.subnet.ip, prefix: own.subnet.prefix },
-          icmpSource: own.subnet.ip,
+          localSubnet: v4 ? { ip: own.subnet.ip, prefix: own.subnet.prefix } : { ip: 0, prefix: 32 },
+          icmpSource: v4 ? own.subnet.ip : 0,
+          ...(own6 !== undefined ? { localSubnet6: own6, icmpSource6: own6.ip } : {}),
           mtu,
           offloads,
           busyPoll,
@@ -119,7 +127,14 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
         dp = opened;
         start.undo('stop data plane', () => opened.stop());
 
-        await ensureTunNetwork(nl, start, log, { backend: 'udp', dev: TUN_NAME, own: own.subnet, mtu, network });
+        await ensureTunNetwork(nl, start, log, {
+          backend: 'udp',
+          dev: TUN_NAME,
+          own: own.subnet,
+          mtu,
+          network,
+          ...(own6 !== undefined && network6 !== undefined ? { own6, network6 } : {}),
+        });
         start.check('returning the network');
       } catch (e) {
         await start.unwind(log);
@@ -128,10 +143,10 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
 
       log.info('udp backend started', {
         dev: TUN_NAME,
-        address: `${formatIp(own.subnet.ip)}/32`,
+        ...(v4 ? { address: `${formatIp(own.subnet.ip)}/32`, route: `${formatCidr(network)} dev ${TUN_NAME}` } : {}),
+        ...(own6 !== undefined && network6 !== undefined ? { address6: `${formatCidr6({ ip: own6.ip, prefix: 128 })}`, route6: `${formatCidr6(network6)} dev ${TUN_NAME}` } : {}),
         mtu,
         port,
-        route: `${formatCidr(network)} dev ${TUN_NAME}`,
         bind: formatIp(ctx.extIface.address),
       });
       logOffloads(log, dp, offloads);
@@ -172,7 +187,7 @@ function startedNetwork({ own, dp, start, log, networkPort, every, mtu, clock, p
   const pacer = new SwapPacer(
     () => {
       try {
-        dp.setRoutes(table.table());
+        dp.setRoutes(table.table(), table.table6());
       } catch (e) {
         throw new RudderError('E_BACKEND', `udp: updating the data plane route table failed`, { cause: e });
       }
@@ -201,10 +216,11 @@ function startedNetwork({ own, dp, start, log, networkPort, every, mtu, clock, p
       if (stopping !== undefined) throw new RudderError('E_BACKEND', 'udp: apply after stop');
       const ch = table.apply(events);
       logIgnored(log, ch.ignored);
-      if (ch.set.length === 0 && ch.removed.length === 0) return;
+      for (const { lease, why } of ch.invalid) log.warn('udp: lease has no route this host can use', { key: formatLeaseKey(lease), why });
+      if (ch.set.length === 0 && ch.removed.length === 0 && ch.set6.length === 0 && ch.removed6.length === 0) return;
       await pacer.request();
-      for (const r of ch.set) log.debug('route set', { route: describeRoute(r) });
-      for (const r of ch.removed) log.debug('route removed', { route: describeRoute(r) });
+      for (const r of [...ch.set, ...ch.set6]) log.debug('route set', { route: describeRoute(r) });
+      for (const r of [...ch.removed, ...ch.removed6]) log.debug('route removed', { route: describeRoute(r) });
     },
     counters(): Record<string, number> {
       if (stopping !== undefined) throw new RudderError('E_BACKEND', 'udp: counters after stop');

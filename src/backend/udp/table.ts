@@ -1,10 +1,11 @@
 /**
  * The udp backend's peer table (pure): lease events in, the complete
- * data-plane route table and what changed out.
+ * data-plane route table (IPv4 and IPv6 routes) and what changed out.
  */
 import { formatCidr, formatIp } from '../../ip/ipv4';
-import type { DataPlaneRoute } from '../../dataplane/types';
-import type { Lease, LeaseEvent } from '../../subnet/lease';
+import { formatCidr6 } from '../../ip/ipv6';
+import type { DataPlaneRoute, DataPlaneRoute6 } from '../../dataplane/types';
+import { hasIpv4, type Lease, type LeaseEvent } from '../../subnet/lease';
 import { PeerTable } from '../peers';
 
 export { DEFAULT_UDP_PORT } from '../../config';
@@ -25,21 +26,33 @@ export function peerPort(lease: Lease, networkPort: number): number {
 export interface TableChange {
   readonly set: readonly DataPlaneRoute[];
   readonly removed: readonly DataPlaneRoute[];
+  /** The same for the IPv6 routes. */
+  readonly set6: readonly DataPlaneRoute6[];
+  readonly removed6: readonly DataPlaneRoute6[];
   /** Leases of another backend type, seen for the first time in this batch. */
   readonly ignored: readonly Lease[];
+  /** Leases of this type that no route can reach (why, once per lease). */
+  readonly invalid: ReadonlyArray<{ readonly lease: Lease; readonly why: string }>;
 }
 
-/** A peer: its lease key and the data-plane route to it (what `table()` hands out). */
+/** A peer: its lease key and the data-plane routes to it (what `table()` and `table6()` hand out). */
 interface UdpPeer {
   readonly key: string;
-  readonly route: DataPlaneRoute;
+  /** Its IPv4 subnet's route; absent for an IPv6-only lease. */
+  readonly route?: DataPlaneRoute;
+  /** Its IPv6 subnet's route, when both it and this host have one. */
+  readonly route6?: DataPlaneRoute6;
 }
 
-const sameRoute = (a: DataPlaneRoute, b: DataPlaneRoute): boolean =>
-  a.ip === b.ip && a.prefix === b.prefix && a.publicIP === b.publicIP && a.port === b.port;
+const sameRoute = (a: DataPlaneRoute | undefined, b: DataPlaneRoute | undefined): boolean =>
+  a === undefined || b === undefined ? a === b : a.ip === b.ip && a.prefix === b.prefix && a.publicIP === b.publicIP && a.port === b.port;
 
-export function describeRoute(r: DataPlaneRoute): string {
-  return `${formatCidr(r)} → ${formatIp(r.publicIP)}:${r.port}`;
+const sameRoute6 = (a: DataPlaneRoute6 | undefined, b: DataPlaneRoute6 | undefined): boolean =>
+  a === undefined || b === undefined ? a === b : a.ip === b.ip && a.prefix === b.prefix && a.publicIP === b.publicIP && a.port === b.port;
+
+export function describeRoute(r: DataPlaneRoute | DataPlaneRoute6): string {
+  const dst = typeof r.ip === 'bigint' ? formatCidr6({ ip: r.ip, prefix: r.prefix }) : formatCidr({ ip: r.ip, prefix: r.prefix });
+  return `${dst} → ${formatIp(r.publicIP)}:${r.port}`;
 }
 
 /** Order of the table handed to the data plane: by subnet address, then prefix length. */
@@ -47,32 +60,61 @@ function compareRoutes(a: DataPlaneRoute, b: DataPlaneRoute): number {
   return a.ip - b.ip || a.prefix - b.prefix;
 }
 
-/** The generic peer table, with the peers' routes beside it in `compareRoutes` order. */
+function compareRoutes6(a: DataPlaneRoute6, b: DataPlaneRoute6): number {
+  return a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.prefix - b.prefix;
+}
+
+/** Where `r` is in `sorted` (ordered by `cmp`), or where it would go (lower bound). */
+function lowerBound<R>(sorted: readonly R[], r: R, cmp: (a: R, b: R) => number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (cmp(sorted[mid] as R, r) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Keeps `sorted` in `cmp` order as `old` is replaced by `now` (either may be absent). */
+function replaceSorted<R>(sorted: R[], old: R | undefined, now: R | undefined, cmp: (a: R, b: R) => number): void {
+  if (old !== undefined && now !== undefined && cmp(old, now) === 0) {
+    sorted[lowerBound(sorted, now, cmp)] = now; // same subnet: the route keeps its slot
+    return;
+  }
+  if (old !== undefined) sorted.splice(lowerBound(sorted, old, cmp), 1);
+  if (now !== undefined) sorted.splice(lowerBound(sorted, now, cmp), 0, now);
+}
+
+/** The generic peer table, with the peers' routes beside it in `compareRoutes` order (IPv6: `compareRoutes6`). */
 class SortedPeers extends PeerTable<UdpPeer> {
   readonly sorted: DataPlaneRoute[] = [];
+  readonly sorted6: DataPlaneRoute6[] = [];
 
   protected override placed(p: UdpPeer, old: UdpPeer | undefined): void {
-    const i = this.indexOf(p.route);
-    // Same key, same (ip, prefix): a changed peer keeps its slot.
-    if (old !== undefined) this.sorted[i] = p.route;
-    else this.sorted.splice(i, 0, p.route);
+    replaceSorted(this.sorted, old?.route, p.route, compareRoutes);
+    replaceSorted(this.sorted6, old?.route6, p.route6, compareRoutes6);
   }
 
   protected override dropped(p: UdpPeer): void {
-    this.sorted.splice(this.indexOf(p.route), 1);
+    replaceSorted(this.sorted, p.route, undefined, compareRoutes);
+    replaceSorted(this.sorted6, p.route6, undefined, compareRoutes6);
   }
+}
 
-  /** Where `r` is in `sorted`, or where it would go (lower bound). */
-  private indexOf(r: DataPlaneRoute): number {
-    let lo = 0;
-    let hi = this.sorted.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (compareRoutes(this.sorted[mid] as DataPlaneRoute, r) < 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
+/**
+ * The routes of one peer lease: its IPv4 subnet (if it has one) and its
+ * IPv6 subnet (if both it and this host have one), each to the peer's
+ * PublicIP — the IPv4 underlay carries both families — or why none can
+ * be made.
+ */
+function peerOf(l: Lease, key: string, networkPort: number, ownHasIpv6: boolean): UdpPeer | string {
+  if (l.publicIP === 0) return 'no IPv4 PublicIP (an IPv6 underlay is not carried by the udp backend yet)';
+  const port = peerPort(l, networkPort);
+  const route = hasIpv4(l) ? { ip: l.subnet.ip, prefix: l.subnet.prefix, publicIP: l.publicIP, port } : undefined;
+  const route6 = ownHasIpv6 && l.ipv6Subnet !== undefined ? { ip: l.ipv6Subnet.ip, prefix: l.ipv6Subnet.prefix, publicIP: l.publicIP, port } : undefined;
+  if (route === undefined && route6 === undefined) return 'no subnet of a family this host carries';
+  return { key, ...(route !== undefined ? { route } : {}), ...(route6 !== undefined ? { route6 } : {}) };
 }
 
 /**
@@ -86,11 +128,15 @@ class SortedPeers extends PeerTable<UdpPeer> {
 export class UdpPeerTable {
   private readonly peers: SortedPeers;
 
+  private readonly peerOf: (l: Lease, key: string) => UdpPeer | string;
+
   constructor(networkPort: number, own: Lease) {
-    this.peers = new SortedPeers(own.subnet, {
+    const ownHasIpv6 = own.ipv6Subnet !== undefined;
+    this.peerOf = (l, key) => peerOf(l, key, networkPort, ownHasIpv6);
+    this.peers = new SortedPeers(own, {
       backendType: 'udp',
-      peer: (l, key) => ({ key, route: { ip: l.subnet.ip, prefix: l.subnet.prefix, publicIP: l.publicIP, port: peerPort(l, networkPort) } }),
-      same: (a, b) => sameRoute(a.route, b.route),
+      peer: this.peerOf,
+      same: (a, b) => sameRoute(a.route, b.route) && sameRoute6(a.route6, b.route6),
     });
   }
 
@@ -101,10 +147,17 @@ export class UdpPeerTable {
   /** Applies a batch; returns the routes that were set (new or changed) and removed (gone). */
   apply(events: readonly LeaseEvent[]): TableChange {
     const ch = this.peers.apply(events);
+    const gone = ch.removed.filter((p) => this.peers.get(p.key) === undefined);
     return {
-      set: ch.added.map((p) => p.route),
-      removed: ch.removed.filter((p) => this.peers.get(p.key) === undefined).map((p) => p.route),
+      set: ch.added.flatMap((p) => (p.route !== undefined ? [p.route] : [])),
+      removed: gone.flatMap((p) => (p.route !== undefined ? [p.route] : [])),
+      set6: ch.added.flatMap((p) => (p.route6 !== undefined ? [p.route6] : [])),
+      removed6: gone.flatMap((p) => (p.route6 !== undefined ? [p.route6] : [])),
       ignored: ch.ignored,
+      invalid: ch.invalid.map((lease) => {
+        const why = this.peerOf(lease, '');
+        return { lease, why: typeof why === 'string' ? why : 'unusable' };
+      }),
     };
   }
 
@@ -115,5 +168,10 @@ export class UdpPeerTable {
    */
   table(): readonly DataPlaneRoute[] {
     return this.peers.sorted;
+  }
+
+  /** The complete IPv6 table, by subnet address (the live array, like `table()`). */
+  table6(): readonly DataPlaneRoute6[] {
+    return this.peers.sorted6;
   }
 }

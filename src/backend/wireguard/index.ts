@@ -16,10 +16,11 @@
  */
 import { RudderError, describeError } from '../../errors';
 import { formatCidr, formatIp } from '../../ip/ipv4';
+import { formatCidr6 } from '../../ip/ipv6';
 import type { Logger } from '../../log';
 import type { DataPlaneOptions } from '../../dataplane/types';
 import { openWireGuardDataPlane, type WireGuardDataPlane, type WireGuardOptions } from '../../dataplane/native';
-import type { Lease, LeaseEvent } from '../../subnet/lease';
+import { hasIpv4, type Lease, type LeaseEvent } from '../../subnet/lease';
 import { DEFAULT_WIREGUARD_PORT } from '../../config';
 import { openNetlink as openRealNetlink, type Netlink } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
@@ -87,6 +88,7 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
   return {
     type: 'wireguard',
     overhead: WIREGUARD_OVERHEAD,
+    carriesIPv6: true,
 
     async prepare(): Promise<Record<string, unknown>> {
       const k = loadOrCreateKey(keyFile);
@@ -105,6 +107,10 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
       const psk = typeof b.PSK === 'string' ? Buffer.from(b.PSK, 'base64') : undefined;
       const start = new StartGuard('wireguard', signal);
       const network = ctx.config.network;
+      // IPv6 (dual-stack or IPv6-only): this host's IPv6 subnet and the IPv6Network, beside the IPv4 pair (as udp).
+      const own6 = ctx.config.ipv6 !== undefined ? own.ipv6Subnet : undefined;
+      const network6 = own6 !== undefined ? ctx.config.ipv6?.network : undefined;
+      const v4 = hasIpv4(own);
       let dp: WireGuardDataPlane | undefined;
       try {
         if (mtu < 68) {
@@ -132,7 +138,18 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
 
         start.check('opening the data plane');
         const opened = openDataPlane(
-          { tunName: TUN_NAME, bindAddress: ctx.extIface.address, port, localSubnet: { ip: own.subnet.ip, prefix: own.subnet.prefix }, icmpSource: own.subnet.ip, mtu, offloads, busyPoll, queues },
+          {
+            tunName: TUN_NAME,
+            bindAddress: ctx.extIface.address,
+            port,
+            localSubnet: v4 ? { ip: own.subnet.ip, prefix: own.subnet.prefix } : { ip: 0, prefix: 32 },
+            icmpSource: v4 ? own.subnet.ip : 0,
+            ...(own6 !== undefined ? { localSubnet6: own6, icmpSource6: own6.ip } : {}),
+            mtu,
+            offloads,
+            busyPoll,
+            queues,
+          },
           {
             privateKey: k.privateKey,
             ...(psk !== undefined ? { psk } : {}),
@@ -145,7 +162,14 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
         // Runs before the data plane stops (undo runs in reverse).
         start.undo('save the TAI64N floor', () => saveFloor(opened, floorFile, log));
 
-        await ensureTunNetwork(nl, start, log, { backend: 'wireguard', dev: TUN_NAME, own: own.subnet, mtu, network });
+        await ensureTunNetwork(nl, start, log, {
+          backend: 'wireguard',
+          dev: TUN_NAME,
+          own: own.subnet,
+          mtu,
+          network,
+          ...(own6 !== undefined && network6 !== undefined ? { own6, network6 } : {}),
+        });
         start.check('serving the status socket');
         await startStatusSocket(start, log, { env, dev: TUN_NAME, dp: opened, keyFile, publicKey: () => keys.current, port, persistentKeepalive: b.PersistentKeepaliveInterval ?? 0 });
         start.check('returning the network');
@@ -159,7 +183,8 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
 
       log.info('wireguard backend started', {
         dev: TUN_NAME,
-        address: `${formatIp(own.subnet.ip)}/32`,
+        ...(v4 ? { address: `${formatIp(own.subnet.ip)}/32` } : {}),
+        ...(own6 !== undefined && network6 !== undefined ? { address6: formatCidr6({ ip: own6.ip, prefix: 128 }), route6: `${formatCidr6(network6)} dev ${TUN_NAME}` } : {}),
         mtu,
         port,
         publicKey: k.publicKey,

@@ -3,7 +3,7 @@
  * plane's peer set (`setPeers`) out. One peer per lease of type "wireguard"
  * with a valid `BackendData` `{"PublicKey","Port"}`: its key, its endpoint
  * pinned to the lease's PublicIP and Port, its allowed IPs = the lease's
- * subnet.
+ * subnets (the IPv6 one too when this host carries IPv6).
  *
  * The data plane wants each key and each endpoint once. Two leases may share
  * them (a host that moved to a new subnet while its old lease has not
@@ -12,9 +12,10 @@
  * with a different partner is left out (reported), the first by subnet
  * order winning, so the choice is stable.
  */
-import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
-import type { WireGuardPeer, WireGuardPrefix } from '../../dataplane/native';
-import type { Lease, LeaseEvent } from '../../subnet/lease';
+import { formatCidr, formatIp } from '../../ip/ipv4';
+import { formatCidr6 } from '../../ip/ipv6';
+import type { WireGuardPeer, WireGuardPrefix, WireGuardPrefix6 } from '../../dataplane/native';
+import { formatLeaseKey, hasIpv4, type Lease, type LeaseEvent } from '../../subnet/lease';
 import { isBase64Of } from '../../config';
 import { PeerTable, bySubnet } from '../peers';
 import { KEY_LEN } from './key';
@@ -22,7 +23,10 @@ import { KEY_LEN } from './key';
 /** A lease's peer: what setPeers needs, in the lease's terms. */
 export interface WgLeasePeer {
   readonly key: string;
+  /** The lease's IPv4 subnet; 0.0.0.0/0 for an IPv6-only lease (then not an allowed IP). */
   readonly subnet: WireGuardPrefix;
+  /** The lease's IPv6 subnet, when both it and this host have one. */
+  readonly subnet6?: WireGuardPrefix6;
   /** base64, as published. */
   readonly publicKey: string;
   readonly publicKeyBytes: Buffer;
@@ -74,16 +78,26 @@ export class WireGuardPeerTable {
       this.why.set(key, why);
       return why;
     };
-    this.peers = new PeerTable<WgLeasePeer>(own.subnet, {
+    const ownHasIpv6 = own.ipv6Subnet !== undefined;
+    this.peers = new PeerTable<WgLeasePeer>(own, {
       backendType: 'wireguard',
       peer: (l, key) => {
         const d = parseBackendData(l.backendData, defaultPort);
         if (typeof d === 'string') return unusable(key, d);
         if (ownKeys.has(d.publicKey)) return unusable(key, "BackendData.PublicKey is this host's own key (a lease this host held before?)");
         if (l.publicIP === 0) return unusable(key, 'PublicIP 0.0.0.0: expected a host address');
-        return { key, subnet: { ip: l.subnet.ip, prefix: l.subnet.prefix }, publicKey: d.publicKey, publicKeyBytes: Buffer.from(d.publicKey, 'base64'), ip: l.publicIP, port: d.port };
+        const subnet6 = ownHasIpv6 && l.ipv6Subnet !== undefined ? { subnet6: { ip: l.ipv6Subnet.ip, prefix: l.ipv6Subnet.prefix } } : {};
+        if (!hasIpv4(l) && subnet6.subnet6 === undefined) return unusable(key, 'no subnet of a family this host carries');
+        return { key, subnet: { ip: l.subnet.ip, prefix: l.subnet.prefix }, ...subnet6, publicKey: d.publicKey, publicKeyBytes: Buffer.from(d.publicKey, 'base64'), ip: l.publicIP, port: d.port };
       },
-      same: (a, b) => a.publicKey === b.publicKey && a.ip === b.ip && a.port === b.port && a.subnet.ip === b.subnet.ip && a.subnet.prefix === b.subnet.prefix,
+      same: (a, b) =>
+        a.publicKey === b.publicKey &&
+        a.ip === b.ip &&
+        a.port === b.port &&
+        a.subnet.ip === b.subnet.ip &&
+        a.subnet.prefix === b.subnet.prefix &&
+        a.subnet6?.ip === b.subnet6?.ip &&
+        a.subnet6?.prefix === b.subnet6?.prefix,
     });
   }
 
@@ -94,13 +108,13 @@ export class WireGuardPeerTable {
   apply(events: readonly LeaseEvent[]): WgTableChange {
     this.why.clear();
     const ch = this.peers.apply(events);
-    const invalid = ch.invalid.map((lease) => ({ lease, why: this.why.get(cidrToKey(lease.subnet)) ?? 'unusable' }));
+    const invalid = ch.invalid.map((lease) => ({ lease, why: this.why.get(formatLeaseKey(lease)) ?? 'unusable' }));
     return { added: ch.added, removed: ch.removed, ignored: ch.ignored, invalid };
   }
 
   /** The complete peer set for setPeers (a new array; keys and endpoints unique). */
   payload(): WgPayload {
-    const byKey = new Map<string, { peer: WireGuardPeer & { allowedIps: WireGuardPrefix[] }; endpoint: string }>();
+    const byKey = new Map<string, { peer: WireGuardPeer & { allowedIps: WireGuardPrefix[]; allowedIps6: WireGuardPrefix6[] }; endpoint: string }>();
     const endpoints = new Map<string, string>(); // endpoint → key holding it
     const out: WireGuardPeer[] = [];
     const conflicts: string[] = [];
@@ -109,7 +123,8 @@ export class WireGuardPeerTable {
       const seen = byKey.get(p.publicKey);
       if (seen !== undefined) {
         if (seen.endpoint === endpoint) {
-          seen.peer.allowedIps.push(p.subnet);
+          if (p.subnet.prefix !== 0) seen.peer.allowedIps.push(p.subnet);
+          if (p.subnet6 !== undefined) seen.peer.allowedIps6.push(p.subnet6);
         } else {
           conflicts.push(`lease ${formatCidr(p.subnet)}: PublicKey ${p.publicKey} is also published by the lease of ${formatCidr(seen.peer.allowedIps[0] ?? p.subnet)} at ${seen.endpoint}, not at ${endpoint}`);
         }
@@ -120,7 +135,13 @@ export class WireGuardPeerTable {
         conflicts.push(`lease ${formatCidr(p.subnet)}: endpoint ${endpoint} already belongs to PublicKey ${holder}, not ${p.publicKey}`);
         continue;
       }
-      const peer = { publicKey: p.publicKeyBytes, endpoint: { ip: p.ip, port: p.port }, allowedIps: [p.subnet] };
+      // An IPv6-only lease's 0.0.0.0/0 placeholder is no allowed IP (it would take every IPv4 packet).
+      const peer = {
+        publicKey: p.publicKeyBytes,
+        endpoint: { ip: p.ip, port: p.port },
+        allowedIps: p.subnet.prefix !== 0 ? [p.subnet] : [],
+        allowedIps6: p.subnet6 !== undefined ? [p.subnet6] : [],
+      };
       byKey.set(p.publicKey, { peer, endpoint });
       endpoints.set(endpoint, p.publicKey);
       out.push(peer);
@@ -130,5 +151,10 @@ export class WireGuardPeerTable {
 }
 
 export function describePeer(p: WgLeasePeer): Record<string, unknown> {
-  return { subnet: formatCidr(p.subnet), publicKey: p.publicKey, endpoint: `${formatIp(p.ip)}:${p.port}` };
+  return {
+    subnet: formatCidr(p.subnet),
+    ...(p.subnet6 !== undefined ? { subnet6: formatCidr6(p.subnet6) } : {}),
+    publicKey: p.publicKey,
+    endpoint: `${formatIp(p.ip)}:${p.port}`,
+  };
 }

@@ -32,6 +32,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { RudderError, describeError } from '../../errors';
 import { formatCidr, formatIp } from '../../ip/ipv4';
+import { formatCidr6 } from '../../ip/ipv6';
 import type { Logger } from '../../log';
 import type { WireGuardDataPlane, WireGuardPeerStatus } from '../../dataplane/native';
 import type { StartGuard } from '../common';
@@ -103,6 +104,7 @@ export function formatGet(d: UapiDevice): Buffer {
       `rx_bytes=${p.rxBytes}`,
       `persistent_keepalive_interval=${d.persistentKeepalive}`,
       ...p.allowedIps.map((a) => `allowed_ip=${formatCidr(a)}`),
+      ...(p.allowedIps6 ?? []).map((a) => `allowed_ip=${formatCidr6(a)}`),
     ];
     peers.push(lines.join('\n') + '\n');
   }
@@ -512,7 +514,7 @@ export function peerReport(peers: readonly WireGuardPeerStatus[]): PeerStatus[] 
   return peers.map((p) => ({
     publicKey: p.publicKey.toString('base64'),
     endpoint: `${formatIp(p.endpoint.ip)}:${p.endpoint.port}`,
-    allowedIps: p.allowedIps.map((a) => formatCidr(a)),
+    allowedIps: [...p.allowedIps.map((a) => formatCidr(a)), ...(p.allowedIps6 ?? []).map((a) => formatCidr6(a))],
     latestHandshakeMs: p.latestHandshakeMs,
     rxBytes: p.rxBytes,
     txBytes: p.txBytes,
