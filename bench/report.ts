@@ -766,7 +766,7 @@ export function markdownReport(results: VariantResult[], info: RunInfo, notes: s
     out.push(
       'Each IPv6 path beside the same path over IPv4, in the same rounds. The IPv6 variants run on a dual-stack underlay (hosts also at 2001:2::N/64): ' +
         'the IPv6 underlay itself, kernel VXLAN by hand over it carrying IPv6 (MTU 1430), and each rudder backend with a dual-stack network (`EnableIPv6`), ' +
-        'measured between the hosts\' IPv6 overlay addresses. TCP: above 1 is better; RTT: below 1 is better.',
+        'measured between the hosts\' IPv6 overlay addresses (vxlan and host-gw over the IPv6 underlay, udp and wireguard over the IPv4 one). TCP: above 1 is better; RTT: below 1 is better.',
     );
     const t6 = ipv6TargetLines(results);
     if (t6.length) {
