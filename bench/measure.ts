@@ -70,7 +70,8 @@ export async function startIperfServer(ns: Netns, bindIp: string, port: number, 
     async () => {
       if (!p.running) throw new Error(`iperf3 server exited: ${p.logTail(500)}`);
       const r = await ns.exec(['ss', '-Hltn', `sport = :${port}`], { allowFailure: true });
-      return r.stdout.includes(`${bindIp}:${port}`);
+      // ss writes an IPv6 address in brackets: [fd42:42::1]:5201.
+      return r.stdout.includes(bindIp.includes(':') ? `[${bindIp}]:${port}` : `${bindIp}:${port}`);
     },
     { giveUpMs: 15_000, intervalMs: 100, what: `iperf3 server on :${port} in ${ns.name}` },
   );
@@ -163,7 +164,9 @@ async function followSocketDrops(ns: Netns, port: number): Promise<{ stop: () =>
   const sample = (): void => {
     while (pids.length > 0) {
       try {
-        const listing = fs.readFileSync(`/proc/${pids[0] as string}/net/udp`, 'utf8');
+        const dir = `/proc/${pids[0] as string}/net`;
+        // IPv6 sockets are listed in udp6, with the same columns (absent on a kernel without IPv6).
+        const listing = fs.readFileSync(`${dir}/udp`, 'utf8') + (fs.existsSync(`${dir}/udp6`) ? fs.readFileSync(`${dir}/udp6`, 'utf8').split('\n').slice(1).join('\n') : '');
         for (const [inode, d] of udpDropsByInode(listing, port)) last.set(inode, Math.max(d, last.get(inode) ?? 0));
         read = true;
         return;

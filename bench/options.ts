@@ -9,7 +9,7 @@ import type { BenchParams } from './measure';
 export interface Options {
   params: BenchParams;
   rounds: number;
-  /** Variant ids or group names (limit, baseline, rudder, flannel) to keep; null = all. */
+  /** Variant ids or group names (limit, baseline, rudder, flannel, wireguard, ipv6) to keep; null = all. */
   only: string[] | null;
   pods: boolean;
   outDir: string;
@@ -27,9 +27,12 @@ export function usage(): string {
   --pings N           pings per RTT measurement (default 50, 0.05 s apart)
   --only a,b          variant ids or groups: underlay,kvxlan,socat,rudder-udp,rudder-vxlan,
                       rudder-host-gw,rudder-wireguard,wireguard-go,flanneld-udp,flanneld-vxlan,
-                      flanneld-host-gw; limit, baseline, rudder (every rudder variant), flannel
-                      (every flanneld one), wireguard (wireguard-go and rudder wireguard, with
-                      kvxlan and rudder-udp for the issue 14 ratios)
+                      flanneld-host-gw, and over IPv6 underlay6,kvxlan6,rudder-udp6,
+                      rudder-vxlan6,rudder-host-gw6,rudder-wireguard6; limit, baseline,
+                      rudder (every rudder variant), flannel (every flanneld one), wireguard
+                      (wireguard-go and rudder wireguard, with kvxlan and rudder-udp for the
+                      issue 14 ratios), ipv6 (every IPv6 variant, with rudder-udp for the
+                      issue 15 ratio)
   --pods              also measure rudder pod → pod
   --ab-baseline DIR   A/B: DIR is another built checkout of Rudder (bin/rudder, dist/,
                       native/build); each rudder variant gets a twin "rudder X (A)" run from

@@ -45,6 +45,8 @@ export interface VariantResult {
   group: Group;
   /** A/B twin (--ab-baseline): the id of the variant this one mirrors with the baseline's daemon. */
   abTwinOf?: string;
+  /** 6: the path carries IPv6 (its "/ underlay" ratios divide by the IPv6 underlay). */
+  family?: 6;
   status: 'ok' | 'n/a';
   reason?: string;
   mtu?: number;
@@ -98,7 +100,7 @@ function med(xs: Array<number | null | undefined>): number | null {
  * daemons' CPU would read as free forwarding.
  */
 export function forwardsInUserspace(id: string): boolean {
-  const rudderUserspace = ['rudder-udp', 'rudder-wireguard'];
+  const rudderUserspace = ['rudder-udp', 'rudder-wireguard', 'rudder-udp6', 'rudder-wireguard6'];
   return id === 'socat' || id === 'flanneld-udp' || id === 'wireguard-go' || rudderUserspace.some((r) => id === r || id.startsWith(`${r}-`));
 }
 
@@ -264,12 +266,16 @@ export function figuresTable(results: VariantResult[], info: RunInfo): Table {
   return { header, rows };
 }
 
+/** The underlay a variant's "/ underlay" ratios divide by: the IPv6 one for an IPv6 path. */
+function underlayOf(results: VariantResult[], v: VariantResult): VariantResult | undefined {
+  return results.find((r) => r.id === (v.family === 6 ? 'underlay6' : 'underlay'));
+}
+
 export function ratiosTable(results: VariantResult[]): Table {
-  const under = results.find((r) => r.id === 'underlay');
   const socat = results.find((r) => r.id === 'socat');
   const header = ['variant', 'TCP / underlay', 'pps / underlay', 'RTT / underlay', 'TCP / socat', 'pps / socat', 'delivered pps / socat', 'RTT / socat'];
   const rows = results.map((v) => {
-    const u = ratios(v, under);
+    const u = ratios(v, underlayOf(results, v));
     const s = ratios(v, socat);
     return [v.label, pct(u.tcp), pct(u.pps), fx(u.rtt), fx(s.tcp), fx(s.pps), fx(s.delivered), fx(s.rtt)];
   });
@@ -354,6 +360,68 @@ export function flannelTargetLines(results: VariantResult[]): TargetLine[] {
   }
   for (const p of pairs) {
     out.push({ issue: '17', what: `rudder ${p.backend} / flanneld ${p.backend} daemon RSS (after the run)`, ratio: p.rss, target: '≤ 1.5×', verdict: atMost(p.rss, 1.5, 'RSS', `flanneld ${p.backend}`) });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// IPv6 beside IPv4 (issue 15): each IPv6 variant and its IPv4 counterpart
+
+export interface Ipv6Pair {
+  v6: VariantResult;
+  /** The same path over IPv4 (`rudder-udp` for `rudder-udp6`); undefined when the run did not have it. */
+  v4: VariantResult | undefined;
+  /** IPv6 / IPv4; null where either did not run or has no figure. */
+  tcp: number | null;
+  rtt: number | null;
+}
+
+/** Every IPv6 variant of the run (A/B twins left out) with its IPv4 counterpart, in the run's order. */
+export function ipv6Pairs(results: VariantResult[]): Ipv6Pair[] {
+  return results
+    .filter((r) => r.family === 6 && r.abTwinOf === undefined)
+    .map((v6) => {
+      const v4 = results.find((r) => r.id === v6.id.replace(/6(-pods)?$/, '$1'));
+      const r = v4?.status === 'ok' && v6.status === 'ok' ? ratios(v6, v4) : null;
+      return { v6, v4, tcp: r?.tcp ?? null, rtt: r?.rtt ?? null };
+    });
+}
+
+/** The IPv6 / IPv4 table: TCP and RTT of both families per path; null when the run had no IPv6 variant. */
+export function ipv6Table(results: VariantResult[]): Table | null {
+  const pairs = ipv6Pairs(results);
+  if (pairs.length === 0) return null;
+  const tcp = (v: VariantResult | undefined): string => (v?.status === 'ok' ? fmtStat(v.summary?.tcpMbps ?? null, '', 4) : NA);
+  const rtt = (v: VariantResult | undefined): string => (v?.status === 'ok' ? fmtStat(v.summary?.rttMedianMs ?? null) : NA);
+  return {
+    header: ['IPv6 / IPv4', 'TCP Mbit/s IPv4', 'TCP Mbit/s IPv6', 'TCP IPv6 / IPv4', 'RTT ms IPv4', 'RTT ms IPv6', 'RTT IPv6 / IPv4'],
+    rows: pairs.map((p) => {
+      // The reason of an n/a IPv6 variant is listed under the tables (it is long: a daemon's refusal).
+      return [p.v6.label, tcp(p.v4), tcp(p.v6), fx(p.tcp), rtt(p.v4), rtt(p.v6), fx(p.rtt)];
+    }),
+  };
+}
+
+/**
+ * Issue 15's targets (reported, not enforced): rudder udp over IPv6 ≥ 0.9×
+ * rudder udp over IPv4 in TCP; rudder vxlan IPv6 ≥ 0.95× the hand-made IPv6
+ * kernel VXLAN and rudder host-gw IPv6 ≥ 0.95× the IPv6 underlay. A line
+ * whose pair did not both run is left out.
+ */
+export function ipv6TargetLines(results: VariantResult[]): TargetLine[] {
+  const ok = (id: string): VariantResult | undefined => results.find((r) => r.id === id && r.status === 'ok');
+  const lines: Array<[string, string, string, number]> = [
+    ['rudder-udp6', 'rudder-udp', 'rudder udp IPv6 / rudder udp IPv4 TCP throughput', 0.9],
+    ['rudder-vxlan6', 'kvxlan6', 'rudder vxlan IPv6 / kernel VXLAN IPv6 (by hand) TCP throughput', 0.95],
+    ['rudder-host-gw6', 'underlay6', 'rudder host-gw IPv6 / underlay IPv6 TCP throughput', 0.95],
+  ];
+  const out: TargetLine[] = [];
+  for (const [a, b, what, t] of lines) {
+    const va = ok(a);
+    const vb = ok(b);
+    if (!va || !vb) continue;
+    const r = ratios(va, vb).tcp;
+    out.push({ issue: '15', what, ratio: r, target: `≥ ${t}×`, verdict: atLeast(r, t) });
   }
   return out;
 }
@@ -688,6 +756,26 @@ export function markdownReport(results: VariantResult[], info: RunInfo, notes: s
         'rudder wireguard is two real daemons with `{"Backend":{"Type":"wireguard"}}`. Both encrypt every packet in user space, so both carry a CPU cost per Gbit/s.',
     );
   }
+  const v6 = ipv6Table(results);
+  if (v6) {
+    out.push('');
+    out.push('## IPv6 beside IPv4 (issue 15)');
+    out.push('');
+    out.push(markdownTable(v6));
+    out.push('');
+    out.push(
+      'Each IPv6 path beside the same path over IPv4, in the same rounds. The IPv6 variants run on a dual-stack underlay (hosts also at 2001:2::N/64): ' +
+        'the IPv6 underlay itself, kernel VXLAN by hand over it carrying IPv6 (MTU 1430), and each rudder backend with a dual-stack network (`EnableIPv6`), ' +
+        'measured between the hosts\' IPv6 overlay addresses (vxlan and host-gw over the IPv6 underlay, udp and wireguard over the IPv4 one). TCP: above 1 is better; RTT: below 1 is better.',
+    );
+    const t6 = ipv6TargetLines(results);
+    if (t6.length) {
+      out.push('');
+      out.push('### Targets (issue 15; reported, not enforced)');
+      out.push('');
+      out.push(markdownTable({ header: ['issue', 'what', 'ratio', 'target', 'verdict'], rows: t6.map((t) => [t.issue, t.what, fx(t.ratio), t.target, t.verdict]) }));
+    }
+  }
   const ab = abTable(results, info);
   if (ab) {
     out.push('');
@@ -743,9 +831,10 @@ const xmlEsc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&l
 
 export function svgChart(results: VariantResult[], info: RunInfo): string {
   const under = results.find((r) => r.id === 'underlay');
+  // An IPv6 path as % of the IPv6 underlay.
   const series = [
-    { name: 'TCP throughput', color: '#3b6fb6', value: (v: VariantResult) => ratios(v, under).tcp },
-    { name: `UDP ${info.params.udpLen} B packet rate`, color: '#e08a2c', value: (v: VariantResult) => ratios(v, under).pps },
+    { name: 'TCP throughput', color: '#3b6fb6', value: (v: VariantResult) => ratios(v, underlayOf(results, v)).tcp },
+    { name: `UDP ${info.params.udpLen} B packet rate`, color: '#e08a2c', value: (v: VariantResult) => ratios(v, underlayOf(results, v)).pps },
   ];
   const fpairs = flannelPairs(results).filter((p) => p.rudder?.status === 'ok' && p.flanneld.status === 'ok');
   const W = Math.max(860, 90 * results.length + 80);

@@ -26,6 +26,11 @@
  *                             wireguard-go, kernel VXLAN, rudder udp; RTT; CPU per
  *                             Gbit/s). `--only wireguard` runs them with the
  *                             variants those ratios need.
+ *   also, on a dual-stack underlay (hosts at 2001:2::N/64 too): underlay veth
+ *                             IPv6, kernel VXLAN IPv6 by hand, rudder X IPv6 (a
+ *                             dual-stack network, `EnableIPv6`), each right after
+ *                             its IPv4 row: issue 15's IPv6 / IPv4 table and
+ *                             targets. `--only ipv6` runs them (with rudder udp).
  *   (--pods adds "rudder X (pod→pod)" rows: the same daemons, pod to pod.)
  *   (--ab-baseline DIR adds after each rudder row its twin "rudder X (A)":
  *   the same topology with the daemons of the checkout in DIR, measured in
@@ -72,6 +77,8 @@ import {
   flannelTable,
   flannelTargetLines,
   forwardsInUserspace,
+  ipv6Table,
+  ipv6TargetLines,
   markdownReport,
   ratiosTable,
   summarize,
@@ -170,6 +177,7 @@ async function main(): Promise<void> {
     label: v.label,
     group: v.group,
     ...(v.abTwinOf !== undefined ? { abTwinOf: v.abTwinOf } : {}),
+    ...(v.family !== undefined ? { family: v.family } : {}),
     status: 'ok',
     samples: [],
   }));
@@ -262,13 +270,18 @@ async function main(): Promise<void> {
     console.log('');
     console.log(consoleTable(fl));
   }
+  const v6 = ipv6Table(results);
+  if (v6) {
+    console.log('');
+    console.log(consoleTable(v6));
+  }
   const ab = abTable(results, info);
   if (ab) {
     console.log('');
     console.log(`A/B: ${info.ab?.commit ?? 'this build'} / ${info.ab?.baselineCommit ?? 'baseline'} (A): median ratio over the rounds (per-round min–max)`);
     console.log(consoleTable(ab));
   }
-  const targets = [...targetLines(results), ...flannelTargetLines(results), ...wireguardTargetLines(results)];
+  const targets = [...targetLines(results), ...flannelTargetLines(results), ...wireguardTargetLines(results), ...ipv6TargetLines(results)];
   if (targets.length) {
     console.log('');
     for (const t of targets) console.log(targetText(t));

@@ -57,8 +57,10 @@ export interface Variant {
   group: Group;
   /** A/B twin (--ab-baseline): the id of the variant it mirrors with the baseline checkout's daemon. */
   abTwinOf?: string;
-  /** Further groups --only selects it by (rudder wireguard: "wireguard"). */
+  /** Further groups --only selects it by (rudder wireguard: "wireguard"; every IPv6 variant: "ipv6"). */
   alsoIn?: readonly string[];
+  /** 6: the path carries IPv6 (over the IPv6 underlay); absent: IPv4. */
+  family?: 6;
   /** Builds the path; throws (with a reason) when it cannot: the variant is then "n/a". */
   setup(env: BenchEnv): Promise<Prepared>;
 }
@@ -66,6 +68,7 @@ export interface Variant {
 /** Shared state of one bench run: the clusters and where logs go. */
 export class BenchEnv {
   private base: Promise<Cluster> | null = null;
+  private base6: Promise<Cluster> | null = null;
   private readonly rudder = new Map<string, Promise<RudderSetup>>();
   private readonly flannel = new Map<string, Promise<FlannelSetup>>();
   private readonly clusters: Cluster[] = [];
@@ -82,12 +85,27 @@ export class BenchEnv {
     return this.base;
   }
 
-  /** One cluster per rudder backend type: daemons up, pods built, iperf3 servers on h2's overlay address and on p2. */
-  rudderCluster(backendType: string, rudderBin?: string): Promise<RudderSetup> {
-    const key = `${backendType} ${rudderBin ?? ''}`;
+  /** The same with a dual-stack underlay (hosts also at 2001:2::N/64): the IPv6 underlay and hand-made IPv6 baselines. */
+  baseCluster6(): Promise<Cluster> {
+    this.base6 ??= (async () => {
+      const c = await createCluster({ hosts: 2, etcdMembers: 0, prefix: NS_PREFIX, sweepLeftovers: true, ipv6: true });
+      this.clusters.push(c);
+      return c;
+    })();
+    return this.base6;
+  }
+
+  /**
+   * One cluster per rudder backend type (and family): daemons up, pods
+   * built, iperf3 servers on h2's overlay address and on p2. With `ipv6` a
+   * dual-stack network on a dual-stack underlay, the servers on the IPv6
+   * addresses.
+   */
+  rudderCluster(backendType: string, rudderBin?: string, ipv6 = false): Promise<RudderSetup> {
+    const key = `${backendType} ${rudderBin ?? ''}${ipv6 ? ' ipv6' : ''}`;
     let p = this.rudder.get(key);
     if (!p) {
-      p = setupRudder(this, backendType, rudderBin);
+      p = setupRudder(this, backendType, rudderBin, ipv6);
       this.rudder.set(key, p);
     }
     return p;
@@ -169,6 +187,52 @@ export const kernelVxlan: Variant = {
     await checkReachable(hs[0]!.ns, '10.201.0.2', 'kernel VXLAN');
     await startIperfServer(hs[1]!.ns, '10.201.0.2', IPERF_PORT, c.dir);
     return { client: hs[0]!.ns, server: hs[1]!.ns, target: '10.201.0.2', source: '10.201.0.1', mtu: c.underlayMtu - 50, cpuPids: () => [] };
+  },
+};
+
+/** The IPv6 underlay: host 1 → host 2 at 2001:2::N, on the dual-stack base cluster. */
+export const underlay6: Variant = {
+  id: 'underlay6',
+  label: 'underlay veth IPv6',
+  group: 'limit',
+  alsoIn: ['ipv6'],
+  family: 6,
+  async setup(env) {
+    const c = await env.baseCluster6();
+    const h1 = c.host(1);
+    const h2 = c.host(2);
+    await checkReachable(h1.ns, h2.underlayIpv6, 'IPv6 underlay');
+    await startIperfServer(h2.ns, h2.underlayIpv6, IPERF_PORT, c.dir);
+    return { client: h1.ns, server: h2.ns, target: h2.underlayIpv6, source: h1.underlayIpv6, mtu: c.underlayMtu, cpuPids: () => [] };
+  },
+};
+
+/** Kernel VXLAN by hand over the IPv6 underlay, carrying IPv6: the kvxlan of IPv6, MTU underlay − 70. */
+export const kernelVxlan6: Variant = {
+  id: 'kvxlan6',
+  label: 'kernel VXLAN IPv6 (by hand)',
+  group: 'baseline',
+  alsoIn: ['ipv6'],
+  family: 6,
+  async setup(env) {
+    const c = await env.baseCluster6();
+    const hs = [c.host(1), c.host(2)];
+    const mtu = c.underlayMtu - 70;
+    const addr = (h: Host): string => `fd20:1::${h.index}`;
+    for (const [i, h] of hs.entries()) {
+      const peer = hs[1 - i] as Host;
+      await h.ns.ip([
+        'link', 'add', 'bvx6', 'type', 'vxlan', 'id', '43',
+        'local', h.underlayIpv6, 'remote', peer.underlayIpv6, 'dstport', '4789', 'dev', 'eth0',
+      ]);
+      await h.ns.setMtu('bvx6', mtu);
+      await h.ns.ip(['-6', 'addr', 'add', `${addr(h)}/64`, 'dev', 'bvx6', 'nodad']);
+      await h.ns.linkUp('bvx6');
+    }
+    const [h1, h2] = hs as [Host, Host];
+    await checkReachable(h1.ns, addr(h2), 'kernel VXLAN IPv6');
+    await startIperfServer(h2.ns, addr(h2), IPERF_PORT, c.dir);
+    return { client: h1.ns, server: h2.ns, target: addr(h2), source: addr(h1), mtu, cpuPids: () => [] };
   },
 };
 
@@ -272,22 +336,29 @@ export interface RudderSetup {
   cluster: Cluster;
   h1: Host;
   h2: Host;
-  /** The hosts' overlay addresses (their rbr0: RUDDER_SUBNET's address). */
+  /** The hosts' overlay addresses (their rbr0: RUDDER_SUBNET's address; RUDDER_IPV6_SUBNET's in an IPv6 setup). */
   h1OverlayIp: string;
   h2OverlayIp: string;
+  /** The pods' addresses of the measured family. */
+  p1Ip: string;
+  p2Ip: string;
   mtu: number;
 }
 
 /** Overlay Network per backend: separate clusters, but distinct ranges keep logs unambiguous. */
 const NETWORKS: Record<string, string> = { udp: '10.50.0.0/16', vxlan: '10.51.0.0/16', 'host-gw': '10.52.0.0/16', wireguard: '10.53.0.0/16' };
+/** IPv6Network per backend of the dual-stack clusters (EnableIPv6, IPv6SubnetLen 64). */
+const NETWORKS6: Record<string, string> = { udp: 'fd50:50::/48', vxlan: 'fd51:51::/48', 'host-gw': 'fd52:52::/48', wireguard: 'fd53:53::/48' };
 /** How long a daemon gets to write its subnet file before its backend counts as n/a. */
 const RUDDER_UP_GIVEUP_MS = 30_000;
 
-async function setupRudder(env: BenchEnv, backendType: string, rudderBin?: string): Promise<RudderSetup> {
-  const c = await createCluster({ hosts: 2, prefix: NS_PREFIX, sweepLeftovers: true, ...(rudderBin ? { rudderBin } : {}) });
+async function setupRudder(env: BenchEnv, backendType: string, rudderBin?: string, ipv6 = false): Promise<RudderSetup> {
+  const c = await createCluster({ hosts: 2, prefix: NS_PREFIX, sweepLeftovers: true, ...(ipv6 ? { ipv6 } : {}), ...(rudderBin ? { rudderBin } : {}) });
   env.track(c);
+  const name = `rudder ${backendType}${ipv6 ? ' IPv6' : ''}`;
   try {
-    await c.putConfig({ Network: NETWORKS[backendType] ?? '10.59.0.0/16', Backend: { Type: backendType } });
+    const v6 = ipv6 ? { EnableIPv6: true, IPv6Network: NETWORKS6[backendType] ?? 'fd59:59::/48', IPv6SubnetLen: 64 } : {};
+    await c.putConfig({ Network: NETWORKS[backendType] ?? '10.59.0.0/16', ...v6, Backend: { Type: backendType } });
     const h1 = c.host(1);
     const h2 = c.host(2);
     // The hosts share one file system: each its own key (the default path would give both the same).
@@ -297,21 +368,26 @@ async function setupRudder(env: BenchEnv, backendType: string, rudderBin?: strin
       h1.waitSubnetFile({ giveUpMs: RUDDER_UP_GIVEUP_MS }),
       h2.waitSubnetFile({ giveUpMs: RUDDER_UP_GIVEUP_MS }),
     ]);
-    await h1.setupPod(e1);
-    await h2.setupPod(e2);
-    const h1OverlayIp = e1.subnet.split('/')[0] as string;
-    const h2OverlayIp = e2.subnet.split('/')[0] as string;
-    await checkReachable(h1.ns, h2OverlayIp, `rudder ${backendType}`);
-    await checkReachable(h1.pod!.ns, h2.pod!.ip, `rudder ${backendType} pods`);
+    if (ipv6 && (e1.ipv6Subnet === undefined || e2.ipv6Subnet === undefined)) throw new Error('the subnet file has no RUDDER_IPV6_SUBNET');
+    const p1 = await h1.setupPod(e1);
+    const p2 = await h2.setupPod(e2);
+    const addr = (subnet: string | undefined): string => (subnet ?? '').split('/')[0] as string;
+    const h1OverlayIp = addr(ipv6 ? e1.ipv6Subnet : e1.subnet);
+    const h2OverlayIp = addr(ipv6 ? e2.ipv6Subnet : e2.subnet);
+    const p1Ip = ipv6 ? (p1.ipv6 as string) : p1.ip;
+    const p2Ip = ipv6 ? (p2.ipv6 as string) : p2.ip;
+    await checkReachable(h1.ns, h2OverlayIp, name);
+    await checkReachable(p1.ns, p2Ip, `${name} pods`);
     await startIperfServer(h2.ns, h2OverlayIp, IPERF_PORT, c.dir);
-    await startIperfServer(h2.pod!.ns, h2.pod!.ip, IPERF_PORT, c.dir);
-    return { cluster: c, h1, h2, h1OverlayIp, h2OverlayIp, mtu: e1.mtu };
+    await startIperfServer(p2.ns, p2Ip, IPERF_PORT, c.dir);
+    return { cluster: c, h1, h2, h1OverlayIp, h2OverlayIp, p1Ip, p2Ip, mtu: e1.mtu };
   } catch (e) {
     // The reason for the table: the daemon's own fatal error when there is one.
     const msg = e instanceof Error ? e.message.split('\n')[0]! : String(e);
     const logTail = c.host(1).rudderLog(4000);
-    const fatal = [...logTail.matchAll(/ error .*?error="([^"]+)"/g)].pop()?.[1];
-    env.log(`rudder ${backendType}: not usable: ${msg}`);
+    // The logger escapes quotes inside the value (set \"EnableIPv6\": false): read up to the closing one.
+    const fatal = [...logTail.matchAll(/ error .*?error="((?:[^"\\]|\\.)*)"/g)].pop()?.[1]?.replace(/\\(.)/g, '$1');
+    env.log(`${name}: not usable: ${msg}`);
     throw new Error(fatal ? `daemon did not start: ${fatal}` : msg, { cause: e });
   }
 }
@@ -323,24 +399,29 @@ function daemonPids(s: RudderSetup): number[] {
 /**
  * rudder with `Backend.Type` = backendType; traffic between the hosts' overlay
  * addresses (or the pods). With `baselineBin` it is the A/B twin: the same
- * topology and measurements, the daemons run from another checkout.
+ * topology and measurements, the daemons run from another checkout. With
+ * `ipv6` (ids `rudder-X6`, group "ipv6" too) a dual-stack network on a
+ * dual-stack underlay, measured between the IPv6 addresses.
  */
-export function rudderVariant(backendType: string, opts: { pods?: boolean; baselineBin?: string } = {}): Variant {
-  const id = `rudder-${backendType}${opts.pods ? '-pods' : ''}`;
-  const label = `rudder ${backendType}${opts.pods ? ' (pod→pod)' : ''}`;
+export function rudderVariant(backendType: string, opts: { pods?: boolean; baselineBin?: string; ipv6?: boolean } = {}): Variant {
+  const v6 = opts.ipv6 === true;
+  const id = `rudder-${backendType}${v6 ? '6' : ''}${opts.pods ? '-pods' : ''}`;
+  const label = `rudder ${backendType}${v6 ? ' IPv6' : ''}${opts.pods ? ' (pod→pod)' : ''}`;
   const bin = opts.baselineBin;
+  const alsoIn = v6 ? ['ipv6'] : backendType === 'wireguard' ? ['wireguard'] : [];
   return {
     id: bin ? `${id}-a` : id,
     label: bin ? `${label} (A)` : label,
     group: 'rudder',
     ...(bin ? { abTwinOf: id } : {}),
-    ...(backendType === 'wireguard' ? { alsoIn: ['wireguard'] } : {}),
+    ...(alsoIn.length ? { alsoIn } : {}),
+    ...(v6 ? { family: 6 as const } : {}),
     async setup(env) {
-      const s = await env.rudderCluster(backendType, bin);
+      const s = await env.rudderCluster(backendType, bin, v6);
       if (opts.pods) {
         const p1 = s.h1.pod!;
         const p2 = s.h2.pod!;
-        return { client: p1.ns, server: p2.ns, target: p2.ip, source: p1.ip, mtu: s.mtu, cpuPids: () => daemonPids(s) };
+        return { client: p1.ns, server: p2.ns, target: s.p2Ip, source: s.p1Ip, mtu: s.mtu, cpuPids: () => daemonPids(s) };
       }
       return { client: s.h1.ns, server: s.h2.ns, target: s.h2OverlayIp, source: s.h1OverlayIp, mtu: s.mtu, cpuPids: () => daemonPids(s), daemonPids: () => daemonPids(s) };
     },
@@ -429,21 +510,28 @@ export const FLANNEL_BACKENDS = ['udp', 'vxlan', 'host-gw'];
 export const RUDDER_BACKENDS = ['udp', 'vxlan', 'host-gw', 'wireguard'];
 
 /** What `--only <group>` brings along: the variants the group's target ratios divide by. */
-export const GROUP_COMPANIONS: Readonly<Record<string, readonly string[]>> = { wireguard: ['kvxlan', 'rudder-udp'] };
+export const GROUP_COMPANIONS: Readonly<Record<string, readonly string[]>> = {
+  wireguard: ['kvxlan', 'rudder-udp'],
+  // Issue 15: rudder udp IPv6 / rudder udp (IPv4).
+  ipv6: ['rudder-udp'],
+};
 
 /**
  * The default line-up, in table order. With `baselineBin` (--ab-baseline),
  * each rudder variant is followed by its "(A)" twin running that bin/rudder.
  */
 export function defaultVariants(opts: { pods?: boolean; baselineBin?: string } = {}): Variant[] {
-  const v: Variant[] = [underlay, kernelVxlan, socatTunnel];
-  const add = (b: string, pods: boolean): void => {
-    v.push(rudderVariant(b, { pods }));
-    if (opts.baselineBin) v.push(rudderVariant(b, { pods, baselineBin: opts.baselineBin }));
+  // Each IPv6 variant right after its IPv4 one, so the table shows them side by side.
+  const v: Variant[] = [underlay, underlay6, kernelVxlan, kernelVxlan6, socatTunnel];
+  const add = (b: string, pods: boolean, ipv6: boolean): void => {
+    v.push(rudderVariant(b, { pods, ipv6 }));
+    if (opts.baselineBin) v.push(rudderVariant(b, { pods, ipv6, baselineBin: opts.baselineBin }));
   };
   for (const b of RUDDER_BACKENDS) {
-    add(b, false);
-    if (opts.pods) add(b, true);
+    for (const ipv6 of [false, true]) {
+      add(b, false, ipv6);
+      if (opts.pods) add(b, true, ipv6);
+    }
   }
   v.push(wireguardGo);
   for (const b of FLANNEL_BACKENDS) v.push(flannelVariant(b));
