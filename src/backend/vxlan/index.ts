@@ -37,12 +37,12 @@
  * - stop() unprograms every peer, then deletes the devices (IPv6 first).
  */
 import { RudderError, describeError } from '../../errors';
-import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
-import { formatIp6 } from '../../ip/ipv6';
+import { cidrToKey, formatCidr, formatIp, type Cidr } from '../../ip/ipv4';
+import { formatIp6, type Cidr6 } from '../../ip/ipv6';
 import type { Logger } from '../../log';
 import { formatLeaseKey, hasIpv4, leaseName, type Lease, type LeaseEvent } from '../../subnet/lease';
 import { ipv4Enabled } from '../../config';
-import { RTPROT_RUDDER, TABLE_MAIN, type BatchResult, type KernelChange, type Netlink, type VxlanSpec } from '../../netlink';
+import { RTPROT_RUDDER, TABLE_MAIN, type BatchResult, type EnsureOptions, type KernelChange, type Netlink, type VxlanSpec } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
 import { removeForeignDevices } from '../common';
 import { startKernelNetwork, type KernelDeps, type KernelDriver } from '../runtime';
@@ -295,6 +295,7 @@ class VxlanDevice {
 }
 
 function vxlanDriver(nl: Netlink, dev: VxlanDevice, table: VxlanPeerTable, underlay: number, log: Logger): KernelDriver<VxlanPeer, VxlanStep> {
+  const calls = stepCalls(nl);
   return {
     async plan(peers) {
       if (await dev.ensure()) log.warn('device was missing or changed; re-created it, re-programming every peer', { peers: peers.length });
@@ -307,7 +308,7 @@ function vxlanDriver(nl: Netlink, dev: VxlanDevice, table: VxlanPeerTable, under
     },
     changeSteps: (ch) => changeSteps(ch, dev.index, table),
     removeSteps: (peers) => stopSteps(peers, dev.index),
-    run: (steps) => runSteps(nl, dev, steps),
+    run: (steps) => runSteps(calls, dev, steps),
     describeStep,
     isRemoval: (s) => s.kind.startsWith('del'),
     // The device's index is read per notification: a re-created device gets a new one.
@@ -346,6 +347,50 @@ function vxlanDriver(nl: Netlink, dev: VxlanDevice, table: VxlanPeerTable, under
   };
 }
 
+/** A step over one family's addresses A and prefixes C: VxlanStep is StepOf<number, Cidr>, Vxlan6Step StepOf<bigint, Cidr6>. */
+type StepOf<A, C> =
+  | { readonly kind: 'add-neigh'; readonly ip: A; readonly mac: string }
+  | { readonly kind: 'add-fdb'; readonly mac: string; readonly dst: A }
+  | { readonly kind: 'add-route'; readonly dst: C; readonly via: A }
+  | { readonly kind: 'del-route'; readonly dst: C; readonly table: number; readonly metric: number; readonly oif?: number; readonly gateway?: A }
+  | { readonly kind: 'del-fdb'; readonly mac: string; readonly dst: A }
+  | { readonly kind: 'del-neigh'; readonly ip: A };
+
+/** One family's batch calls and step describer, for runSteps. */
+interface StepCalls<A extends number | bigint, C> {
+  describe(s: StepOf<A, C>): string;
+  /** An address as a key of the Sets and Maps (IPv4: unsigned). */
+  key(ip: A): A;
+  deleteRoutes(keys: ReadonlyArray<{ dst: C; table: number; metric: number; oif?: number; gateway?: A }>): Promise<BatchResult[]>;
+  deleteFdbs(specs: ReadonlyArray<{ index: number; mac: string; dst: A }>): Promise<BatchResult[]>;
+  deleteNeighbors(keys: ReadonlyArray<{ index: number; ip: A }>): Promise<BatchResult[]>;
+  ensureNeighbors(specs: ReadonlyArray<{ index: number; ip: A; mac: string }>, opts: EnsureOptions): Promise<BatchResult[]>;
+  ensureFdbs(specs: ReadonlyArray<{ index: number; mac: string; dst: A }>, opts: EnsureOptions): Promise<BatchResult[]>;
+  ensureRoutes(specs: ReadonlyArray<{ dst: C; oif: number; gateway: A; onlink: boolean; protocol: number; table: number }>, opts: EnsureOptions): Promise<BatchResult[]>;
+}
+
+const stepCalls = (nl: Netlink): StepCalls<number, Cidr> => ({
+  describe: describeStep,
+  key: (ip) => ip >>> 0,
+  deleteRoutes: (keys) => nl.deleteRoutes(keys),
+  deleteFdbs: (specs) => nl.deleteFdbs(specs),
+  deleteNeighbors: (keys) => nl.deleteNeighbors(keys),
+  ensureNeighbors: (specs, opts) => nl.ensureNeighbors(specs, opts),
+  ensureFdbs: (specs, opts) => nl.ensureFdbs(specs, opts),
+  ensureRoutes: (specs, opts) => nl.ensureRoutes(specs, opts),
+});
+
+const stepCalls6 = (nl: Netlink): StepCalls<bigint, Cidr6> => ({
+  describe: describeStep6,
+  key: (ip) => ip,
+  deleteRoutes: (keys) => nl.deleteRoutes6(keys),
+  deleteFdbs: (specs) => nl.deleteFdbs6(specs),
+  deleteNeighbors: (keys) => nl.deleteNeighbors6(keys),
+  ensureNeighbors: (specs, opts) => nl.ensureNeighbors6(specs, opts),
+  ensureFdbs: (specs, opts) => nl.ensureFdbs6(specs, opts),
+  ensureRoutes: (specs, opts) => nl.ensureRoutes6(specs, opts),
+});
+
 /**
  * Runs every step as a few batches, in the order the plans need: route,
  * FDB, neighbor deletions, then neighbor, FDB, route additions (pipelined,
@@ -354,16 +399,18 @@ function vxlanDriver(nl: Netlink, dev: VxlanDevice, table: VxlanPeerTable, under
  * idempotent). A route is not added when its peer's neighbor or FDB entry
  * failed (the kernel must never send into an unresolved next hop). Returns
  * one error per failed or skipped step; the others are done regardless.
+ * Either family: `nl` holds its calls.
  */
-async function runSteps(nl: Netlink, dev: VxlanDevice, steps: readonly VxlanStep[]): Promise<RudderError[]> {
+async function runSteps<A extends number | bigint, C>(nl: StepCalls<A, C>, dev: { readonly index: number; readonly name: string }, steps: ReadonlyArray<StepOf<A, C>>): Promise<RudderError[]> {
+  type Step = StepOf<A, C>;
   const index = dev.index;
   const blind = { dump: false };
   const errors: RudderError[] = [];
-  const fail = (s: VxlanStep, e: unknown): void => {
-    errors.push(new RudderError('E_BACKEND', `vxlan: ${describeStep(s)} on ${dev.name} failed`, { cause: e }));
+  const fail = (s: Step, e: unknown): void => {
+    errors.push(new RudderError('E_BACKEND', `vxlan: ${nl.describe(s)} on ${dev.name} failed`, { cause: e }));
   };
-  const of = <K extends VxlanStep['kind']>(kind: K): Array<Extract<VxlanStep, { kind: K }>> => steps.filter((s): s is Extract<VxlanStep, { kind: K }> => s.kind === kind);
-  const check = <T extends VxlanStep>(list: readonly T[], results: readonly BatchResult[], onFail?: (s: T) => void): void => {
+  const of = <K extends Step['kind']>(kind: K): Array<Extract<Step, { kind: K }>> => steps.filter((s): s is Extract<Step, { kind: K }> => s.kind === kind);
+  const check = <T extends Step>(list: readonly T[], results: readonly BatchResult[], onFail?: (s: T) => void): void => {
     results.forEach((r, i) => {
       if (!r.error) return;
       fail(list[i] as T, r.error);
@@ -378,18 +425,18 @@ async function runSteps(nl: Netlink, dev: VxlanDevice, steps: readonly VxlanStep
   if (delFdb.length) check(delFdb, await nl.deleteFdbs(delFdb.map((s) => ({ index, mac: s.mac, dst: s.dst }))));
   const delNeigh = of('del-neigh');
   if (delNeigh.length) check(delNeigh, await nl.deleteNeighbors(delNeigh.map((s) => ({ index, ip: s.ip }))));
-  const badNeigh = new Set<number>();
-  const macOf = new Map<number, string>();
+  const badNeigh = new Set<A>();
+  const macOf = new Map<A, string>();
   const addNeigh = of('add-neigh');
-  for (const s of addNeigh) macOf.set(s.ip >>> 0, s.mac);
-  if (addNeigh.length) check(addNeigh, await nl.ensureNeighbors(addNeigh.map((s) => ({ index, ip: s.ip, mac: s.mac })), blind), (s) => badNeigh.add(s.ip >>> 0));
+  for (const s of addNeigh) macOf.set(nl.key(s.ip), s.mac);
+  if (addNeigh.length) check(addNeigh, await nl.ensureNeighbors(addNeigh.map((s) => ({ index, ip: s.ip, mac: s.mac })), blind), (s) => badNeigh.add(nl.key(s.ip)));
   const badMac = new Set<string>();
   const addFdb = of('add-fdb');
   if (addFdb.length) check(addFdb, await nl.ensureFdbs(addFdb.map((s) => ({ index, mac: s.mac, dst: s.dst })), blind), (s) => badMac.add(s.mac));
-  const addRoute: Array<Extract<VxlanStep, { kind: 'add-route' }>> = [];
+  const addRoute: Array<Extract<Step, { kind: 'add-route' }>> = [];
   for (const s of of('add-route')) {
-    const mac = macOf.get(s.via >>> 0);
-    if (badNeigh.has(s.via >>> 0) || (mac !== undefined && badMac.has(mac))) fail(s, new Error('not added: its neighbor or FDB entry failed'));
+    const mac = macOf.get(nl.key(s.via));
+    if (badNeigh.has(nl.key(s.via)) || (mac !== undefined && badMac.has(mac))) fail(s, new Error('not added: its neighbor or FDB entry failed'));
     else addRoute.push(s);
   }
   if (addRoute.length) {
@@ -428,6 +475,7 @@ class VxlanDevice6 {
 }
 
 function vxlan6Driver(nl: Netlink, dev: VxlanDevice6, table: Vxlan6PeerTable, underlay: number, log: Logger): KernelDriver<Vxlan6Peer, Vxlan6Step> {
+  const calls = stepCalls6(nl);
   return {
     async plan(peers) {
       if (await dev.ensure()) log.warn('IPv6 device was missing or changed; re-created it, re-programming every IPv6 peer', { dev: dev.name, peers: peers.length });
@@ -440,7 +488,7 @@ function vxlan6Driver(nl: Netlink, dev: VxlanDevice6, table: Vxlan6PeerTable, un
     },
     changeSteps: (ch) => changeSteps6(ch, dev.index, table),
     removeSteps: (peers) => stopSteps6(peers, dev.index),
-    run: (steps) => runSteps6(nl, dev, steps),
+    run: (steps) => runSteps(calls, dev, steps),
     describeStep: describeStep6,
     isRemoval: (s) => s.kind.startsWith('del'),
     watches: (index) => index === dev.index || index === underlay,
@@ -475,48 +523,4 @@ function vxlan6Driver(nl: Netlink, dev: VxlanDevice6, table: Vxlan6PeerTable, un
       }
     },
   };
-}
-
-/** runSteps for the IPv6 device: the same batches in the same order, over the IPv6 calls. */
-async function runSteps6(nl: Netlink, dev: VxlanDevice6, steps: readonly Vxlan6Step[]): Promise<RudderError[]> {
-  const index = dev.index;
-  const blind = { dump: false };
-  const errors: RudderError[] = [];
-  const fail = (s: Vxlan6Step, e: unknown): void => {
-    errors.push(new RudderError('E_BACKEND', `vxlan: ${describeStep6(s)} on ${dev.name} failed`, { cause: e }));
-  };
-  const of = <K extends Vxlan6Step['kind']>(kind: K): Array<Extract<Vxlan6Step, { kind: K }>> => steps.filter((s): s is Extract<Vxlan6Step, { kind: K }> => s.kind === kind);
-  const check = <T extends Vxlan6Step>(list: readonly T[], results: readonly BatchResult[], onFail?: (s: T) => void): void => {
-    results.forEach((r, i) => {
-      if (!r.error) return;
-      fail(list[i] as T, r.error);
-      onFail?.(list[i] as T);
-    });
-  };
-  const delRoutes = of('del-route');
-  if (delRoutes.length) {
-    check(delRoutes, await nl.deleteRoutes6(delRoutes.map(({ dst, table, metric, oif, gateway }) => ({ dst, table, metric, ...(oif !== undefined ? { oif } : {}), ...(gateway !== undefined ? { gateway } : {}) }))));
-  }
-  const delFdb = of('del-fdb');
-  if (delFdb.length) check(delFdb, await nl.deleteFdbs6(delFdb.map((s) => ({ index, mac: s.mac, dst: s.dst }))));
-  const delNeigh = of('del-neigh');
-  if (delNeigh.length) check(delNeigh, await nl.deleteNeighbors6(delNeigh.map((s) => ({ index, ip: s.ip }))));
-  const badNeigh = new Set<bigint>();
-  const macOf = new Map<bigint, string>();
-  const addNeigh = of('add-neigh');
-  for (const s of addNeigh) macOf.set(s.ip, s.mac);
-  if (addNeigh.length) check(addNeigh, await nl.ensureNeighbors6(addNeigh.map((s) => ({ index, ip: s.ip, mac: s.mac })), blind), (s) => badNeigh.add(s.ip));
-  const badMac = new Set<string>();
-  const addFdb = of('add-fdb');
-  if (addFdb.length) check(addFdb, await nl.ensureFdbs6(addFdb.map((s) => ({ index, mac: s.mac, dst: s.dst })), blind), (s) => badMac.add(s.mac));
-  const addRoute: Array<Extract<Vxlan6Step, { kind: 'add-route' }>> = [];
-  for (const s of of('add-route')) {
-    const mac = macOf.get(s.via);
-    if (badNeigh.has(s.via) || (mac !== undefined && badMac.has(mac))) fail(s, new Error('not added: its neighbor or FDB entry failed'));
-    else addRoute.push(s);
-  }
-  if (addRoute.length) {
-    check(addRoute, await nl.ensureRoutes6(addRoute.map((s) => ({ dst: s.dst, oif: index, gateway: s.via, onlink: true, protocol: RTPROT_RUDDER, table: TABLE_MAIN })), blind));
-  }
-  return errors;
 }
