@@ -46,8 +46,9 @@ import { RTPROT_RUDDER, TABLE_MAIN, type BatchResult, type EnsureOptions, type K
 import type { Backend, BackendContext, Network } from '../types';
 import { removeForeignDevices } from '../common';
 import { startKernelNetwork, type KernelDeps, type KernelDriver } from '../runtime';
-import { VxlanPeerTable, changeSteps, describeStep, peerVtepIp, planReconcile, stopSteps, vtepMac, type VxlanPeer, type VxlanStep } from './peers';
-import { Vxlan6PeerTable, changeSteps6, describeStep6, isKernelNeighbor6, isPeerRoute6, notV6Peer, planReconcile6, stopSteps6, vtepMac6, type Vxlan6Peer, type Vxlan6Step } from './peers6';
+import type { PeerChange } from '../peers';
+import { VxlanPeerTable, changeSteps, describeStep, peerVtepIp, planReconcile, stopSteps, vtepMac, type VxlanPeer } from './peers';
+import { Vxlan6PeerTable, changeSteps6, describeStep6, isKernelNeighbor6, isPeerRoute6, notV6Peer, planReconcile6, stopSteps6, vtepMac6, type Vxlan6Peer } from './peers6';
 
 export { VxlanPeerTable, vtepMac, leaseMac, planReconcile, programSteps, unprogramSteps, changeSteps, peerUse, type PeerUse, type VxlanPeer, type VxlanStep } from './peers';
 export {
@@ -164,9 +165,9 @@ function startV4(ctx: BackendContext, a: StartArgs): Promise<Network> {
         const l = await nl.linkByName(name);
         if (l !== null) await nl.deleteLink(l.index);
       });
-      const dev = new VxlanDevice(nl, spec, own, mtu);
+      const dev = new VxlanDevice(nl, spec, (index) => nl.ensureAddresses(index, [{ ip: own.subnet.ip, prefix: 32 }]), mtu);
       if (await dev.ensure()) log.info('device created', { dev: name });
-      return vxlanDriver(nl, dev, table, ctx.extIface.index, log);
+      return vxlanDriver(dev, family4(nl, table, log), ctx.extIface.index);
     },
     started: { dev: name, vni, port, vtepMAC: a.mac, address: `${formatIp(own.subnet.ip)}/32`, mtu, local: formatIp(ctx.extIface.address), underlay: ctx.extIface.name },
   });
@@ -213,9 +214,9 @@ function startV6(ctx: BackendContext, a: StartArgs & { readonly publicIPv6: bigi
         const l = await nl.linkByName(name);
         if (l !== null) await nl.deleteLink(l.index);
       });
-      const dev = new VxlanDevice6(nl, spec, subnet6.ip, mtu);
+      const dev = new VxlanDevice(nl, spec, (index) => nl.ensureAddresses6(index, [{ ip: subnet6.ip, prefix: 128 }]), mtu);
       if (await dev.ensure()) log.info('device created', { dev: name });
-      return vxlan6Driver(nl, dev, table, ctx.extIface.index, log);
+      return vxlanDriver(dev, family6(nl, table, name, log), ctx.extIface.index);
     },
     started: { dev: name, vni, port, vtepMAC: a.mac, address: `${formatIp6(subnet6.ip)}/128`, mtu, local: formatIp6(a.publicIPv6), underlay: ctx.extIface.name },
   });
@@ -266,85 +267,6 @@ export async function takeOverVni(nl: Pick<Netlink, 'listLinks' | 'deleteLink'>,
     }
     if (await nl.deleteLink(l.index)) log.warn("replaced flannel's VXLAN device (migration from flannel)", { dev: l.name, vni: spec.vni, port: spec.port, by: spec.name });
   }
-}
-
-/** The VXLAN device: created or fixed as a whole; its index changes when it is re-created. */
-class VxlanDevice {
-  index = 0;
-
-  constructor(
-    private readonly nl: Netlink,
-    private readonly spec: VxlanSpec,
-    private readonly own: Lease,
-    private readonly mtu: number,
-  ) {}
-
-  get name(): string {
-    return this.spec.name;
-  }
-
-  /** Creates or fixes the device; true if it had to be (re)created. */
-  async ensure(): Promise<boolean> {
-    const link = await this.nl.ensureVxlan(this.spec);
-    this.index = link.index;
-    await this.nl.ensureAddresses(link.index, [{ ip: this.own.subnet.ip, prefix: 32 }]);
-    await this.nl.ensureMtu(link.index, this.mtu);
-    await this.nl.ensureLinkUp(link.index);
-    return link.changed;
-  }
-}
-
-function vxlanDriver(nl: Netlink, dev: VxlanDevice, table: VxlanPeerTable, underlay: number, log: Logger): KernelDriver<VxlanPeer, VxlanStep> {
-  const calls = stepCalls(nl);
-  return {
-    async plan(peers) {
-      if (await dev.ensure()) log.warn('device was missing or changed; re-created it, re-programming every peer', { peers: peers.length });
-      const have = {
-        routes: await nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN }),
-        neighbors: await nl.listNeighbors(dev.index),
-        fdb: await nl.listFdb(dev.index),
-      };
-      return planReconcile(peers, have, dev.index);
-    },
-    changeSteps: (ch) => changeSteps(ch, dev.index, table),
-    removeSteps: (peers) => stopSteps(peers, dev.index),
-    run: (steps) => runSteps(calls, dev, steps),
-    describeStep,
-    isRemoval: (s) => s.kind.startsWith('del'),
-    // The device's index is read per notification: a re-created device gets a new one.
-    watches: (index) => index === dev.index || index === underlay,
-    drifted(ch: KernelChange) {
-      switch (ch.kind) {
-        case 'lost':
-        case 'link': // the device or the underlay (filtered)
-          return true;
-        case 'addr':
-          return ch.index === dev.index;
-        case 'route6': // the IPv6 device's driver judges these
-        case 'neigh6':
-        case 'fdb6':
-          return false;
-        case 'route': {
-          const r = ch.route;
-          if (r.table !== TABLE_MAIN) return false;
-          const p = table.get(cidrToKey(r.dst));
-          const ours = p !== undefined && r.oif === dev.index && r.gateway === peerVtepIp(p) >>> 0 && r.onlink && r.metric === 0;
-          return ch.op === 'del' ? ours : !ours;
-        }
-        case 'neigh': {
-          if (ch.index !== dev.index) return false;
-          const p = table.byVtep(ch.ip);
-          const ours = p !== undefined && (ch.mac === undefined || ch.mac === p.mac);
-          return ch.op === 'del' ? ours : !ours;
-        }
-        case 'fdb': {
-          if (ch.index !== dev.index) return false;
-          const ours = table.byMac(ch.mac)?.publicIP === ch.dst >>> 0;
-          return ch.op === 'del' ? ours : !ours;
-        }
-      }
-    },
-  };
 }
 
 /** A step over one family's addresses A and prefixes C: VxlanStep is StepOf<number, Cidr>, Vxlan6Step StepOf<bigint, Cidr6>. */
@@ -445,17 +367,15 @@ async function runSteps<A extends number | bigint, C>(nl: StepCalls<A, C>, dev: 
   return errors;
 }
 
-// ---------------------------------------------------------------------------
-// The IPv6 device
-
-/** The IPv6 VXLAN device: an IPv6 VTEP with the lease's IPv6 network address /128. */
-class VxlanDevice6 {
+/** The VXLAN device (either family): created or fixed as a whole; its index changes when it is re-created. */
+class VxlanDevice {
   index = 0;
 
   constructor(
     private readonly nl: Netlink,
     private readonly spec: VxlanSpec,
-    private readonly address: bigint,
+    /** Ensures the device's address: the lease's network address /32 (IPv6: /128). */
+    private readonly address: (index: number) => Promise<unknown>,
     private readonly mtu: number,
   ) {}
 
@@ -467,59 +387,116 @@ class VxlanDevice6 {
   async ensure(): Promise<boolean> {
     const link = await this.nl.ensureVxlan(this.spec);
     this.index = link.index;
-    await this.nl.ensureAddresses6(link.index, [{ ip: this.address, prefix: 128 }]);
+    await this.address(link.index);
     await this.nl.ensureMtu(link.index, this.mtu);
     await this.nl.ensureLinkUp(link.index);
     return link.changed;
   }
 }
 
-function vxlan6Driver(nl: Netlink, dev: VxlanDevice6, table: Vxlan6PeerTable, underlay: number, log: Logger): KernelDriver<Vxlan6Peer, Vxlan6Step> {
-  const calls = stepCalls6(nl);
+/** What the IPv4 and IPv6 devices' drivers differ in; `index` is the device's current one. */
+interface DriverFamily<P, A extends number | bigint, C> {
+  readonly calls: StepCalls<A, C>;
+  /** Logs that the device was missing or changed and had to be re-created. */
+  recreated(peers: number): void;
+  /** Reads this family's Rudder routes and the device's neighbors and FDB, and plans against them. */
+  plan(peers: readonly P[], index: number): Promise<Array<StepOf<A, C>>>;
+  changeSteps(ch: PeerChange<P>, index: number): Array<StepOf<A, C>>;
+  removeSteps(peers: readonly P[], index: number): Array<StepOf<A, C>>;
+  /**
+   * For a route, neighbor or FDB notification: whether it matches a peer of
+   * the table; null when it is not this driver's to judge (the other
+   * family's, another table or device).
+   */
+  ours(ch: KernelChange, index: number): boolean | null;
+}
+
+function vxlanDriver<P extends object, A extends number | bigint, C>(dev: VxlanDevice, fam: DriverFamily<P, A, C>, underlay: number): KernelDriver<P, StepOf<A, C>> {
   return {
     async plan(peers) {
-      if (await dev.ensure()) log.warn('IPv6 device was missing or changed; re-created it, re-programming every IPv6 peer', { dev: dev.name, peers: peers.length });
-      const have = {
-        routes: await nl.listRoutes6({ protocol: RTPROT_RUDDER, table: TABLE_MAIN }),
-        neighbors: await nl.listNeighbors6(dev.index),
-        fdb: await nl.listFdb6(dev.index),
-      };
-      return planReconcile6(peers, have, dev.index);
+      if (await dev.ensure()) fam.recreated(peers.length);
+      return fam.plan(peers, dev.index);
     },
-    changeSteps: (ch) => changeSteps6(ch, dev.index, table),
-    removeSteps: (peers) => stopSteps6(peers, dev.index),
-    run: (steps) => runSteps(calls, dev, steps),
-    describeStep: describeStep6,
+    changeSteps: (ch) => fam.changeSteps(ch, dev.index),
+    removeSteps: (peers) => fam.removeSteps(peers, dev.index),
+    run: (steps) => runSteps(fam.calls, dev, steps),
+    describeStep: (s) => fam.calls.describe(s),
     isRemoval: (s) => s.kind.startsWith('del'),
+    // The device's index is read per notification: a re-created device gets a new one.
     watches: (index) => index === dev.index || index === underlay,
     drifted(ch: KernelChange) {
+      if (ch.kind === 'lost' || ch.kind === 'link') return true; // the device or the underlay (filtered)
+      if (ch.kind === 'addr') return ch.index === dev.index;
+      const ours = fam.ours(ch, dev.index);
+      if (ours === null) return false;
+      return ch.op === 'del' ? ours : !ours;
+    },
+  };
+}
+
+function family4(nl: Netlink, table: VxlanPeerTable, log: Logger): DriverFamily<VxlanPeer, number, Cidr> {
+  return {
+    calls: stepCalls(nl),
+    recreated: (peers) => log.warn('device was missing or changed; re-created it, re-programming every peer', { peers }),
+    async plan(peers, index) {
+      const have = {
+        routes: await nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN }),
+        neighbors: await nl.listNeighbors(index),
+        fdb: await nl.listFdb(index),
+      };
+      return planReconcile(peers, have, index);
+    },
+    changeSteps: (ch, index) => changeSteps(ch, index, table),
+    removeSteps: (peers, index) => stopSteps(peers, index),
+    ours(ch, index) {
       switch (ch.kind) {
-        case 'lost':
-        case 'link':
-          return true;
-        case 'addr':
-          return ch.index === dev.index;
-        case 'route': // the IPv4 device's driver judges these
-        case 'neigh':
-        case 'fdb':
-          return false;
-        case 'route6': {
+        case 'route': {
           const r = ch.route;
-          if (r.table !== TABLE_MAIN) return false;
-          const ours = isPeerRoute6(r, table.bySubnet(r.dst), dev.index);
-          return ch.op === 'del' ? ours : !ours;
+          if (r.table !== TABLE_MAIN) return null;
+          const p = table.get(cidrToKey(r.dst));
+          return p !== undefined && r.oif === index && r.gateway === peerVtepIp(p) >>> 0 && r.onlink && r.metric === 0;
         }
-        case 'neigh6': {
-          if (ch.index !== dev.index || isKernelNeighbor6(ch.ip)) return false;
+        case 'neigh': {
+          if (ch.index !== index) return null;
           const p = table.byVtep(ch.ip);
-          const ours = p !== undefined && (ch.mac === undefined || ch.mac === p.mac);
-          return ch.op === 'del' ? ours : !ours;
+          return p !== undefined && (ch.mac === undefined || ch.mac === p.mac);
         }
-        case 'fdb6': {
-          if (ch.index !== dev.index) return false;
-          const ours = table.byMac(ch.mac)?.publicIPv6 === ch.dst;
-          return ch.op === 'del' ? ours : !ours;
+        case 'fdb':
+          return ch.index !== index ? null : table.byMac(ch.mac)?.publicIP === ch.dst >>> 0;
+        default: // the IPv6 device's driver judges route6, neigh6, fdb6
+          return null;
+      }
+    },
+  };
+}
+
+function family6(nl: Netlink, table: Vxlan6PeerTable, name: string, log: Logger): DriverFamily<Vxlan6Peer, bigint, Cidr6> {
+  return {
+    calls: stepCalls6(nl),
+    recreated: (peers) => log.warn('IPv6 device was missing or changed; re-created it, re-programming every IPv6 peer', { dev: name, peers }),
+    async plan(peers, index) {
+      const have = {
+        routes: await nl.listRoutes6({ protocol: RTPROT_RUDDER, table: TABLE_MAIN }),
+        neighbors: await nl.listNeighbors6(index),
+        fdb: await nl.listFdb6(index),
+      };
+      return planReconcile6(peers, have, index);
+    },
+    changeSteps: (ch, index) => changeSteps6(ch, index, table),
+    removeSteps: (peers, index) => stopSteps6(peers, index),
+    ours(ch, index) {
+      switch (ch.kind) {
+        case 'route6':
+          return ch.route.table !== TABLE_MAIN ? null : isPeerRoute6(ch.route, table.bySubnet(ch.route.dst), index);
+        case 'neigh6': {
+          if (ch.index !== index || isKernelNeighbor6(ch.ip)) return null;
+          const p = table.byVtep(ch.ip);
+          return p !== undefined && (ch.mac === undefined || ch.mac === p.mac);
         }
+        case 'fdb6':
+          return ch.index !== index ? null : table.byMac(ch.mac)?.publicIPv6 === ch.dst;
+        default: // the IPv4 device's driver judges route, neigh, fdb
+          return null;
       }
     },
   };
