@@ -145,7 +145,8 @@ export class Daemon {
         wireguardKeyFile: this.o.wireguardKeyFile,
         publish: (data) => {
           if (!this.manager) throw new RudderError('E_INTERNAL', 'lease republished before it was acquired');
-          this.manager.setBackendData(data);
+          // A backend without BackendV6Data of its own publishes BackendData in both (wireguard's key).
+          this.manager.setBackendData(data, backend.backendV6Data === undefined ? data : undefined);
         },
       });
       if ((config.ipv6 || !ipv4Enabled(config)) && backend.carriesIPv6 !== true) {

@@ -130,7 +130,7 @@ export class SubnetManager {
   private republishDue = false;
 
   /** The IPv6 half of the value (null with IPv6 off). */
-  private readonly v6: { publicIPv6: bigint | null; backendV6Data: Readonly<Record<string, unknown>> } | undefined;
+  private v6: { publicIPv6: bigint | null; backendV6Data: Readonly<Record<string, unknown>> } | undefined;
 
   constructor(private readonly o: ManagerOptions) {
     this.v6 = o.config.ipv6 ? { publicIPv6: o.publicIPv6 ?? null, backendV6Data: o.backendV6Data ?? {} } : undefined;
@@ -293,7 +293,8 @@ export class SubnetManager {
     return this.lease;
   }
 
-  setBackendData(data: Readonly<Record<string, unknown>>): void {
+  setBackendData(data: Readonly<Record<string, unknown>>, v6Data?: Readonly<Record<string, unknown>>): void {
+    if (this.v6 && v6Data) this.v6 = { ...this.v6, backendV6Data: v6Data };
     this.value = leaseValue(this.o.publicIP, this.o.backendType, data, this.o.hostId, this.v6);
     this.republishDue = true;
     this.alarm.wake();

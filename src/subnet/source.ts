@@ -28,8 +28,12 @@ export interface LeaseKeeper {
   ownKeyChanged(current: Lease | null): void;
   /** Keeps the lease until `signal` aborts; rejects only when it is irrecoverably lost. */
   keep(signal: AbortSignal): Promise<void>;
-  /** New BackendData (a rotated key): written by keep() soon, retried like a renewal. */
-  setBackendData(data: Readonly<Record<string, unknown>>): void;
+  /**
+   * New BackendData (a rotated key): written by keep() soon, retried like a
+   * renewal. With IPv6 on, `v6Data` replaces BackendV6Data too (a wireguard
+   * key is both); without it BackendV6Data stays as it is.
+   */
+  setBackendData(data: Readonly<Record<string, unknown>>, v6Data?: Readonly<Record<string, unknown>>): void;
 }
 
 export interface KeeperOptions {

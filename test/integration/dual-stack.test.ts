@@ -89,6 +89,26 @@ describe('dual-stack acquisition', () => {
     }
   });
 
+  test('a rotated key republished for both families (wireguard) replaces BackendV6Data too', async () => {
+    const { prefix, reg } = fresh();
+    const m = manager(reg(), DUAL, '198.18.2.8', '2001:2::8', { PublicKey: 'old', Port: 51820 });
+    await m.acquire(null);
+    const ac = new AbortController();
+    const keeping = m.keep(ac.signal);
+    m.setBackendData({ PublicKey: 'new', Port: 51820 }, { PublicKey: 'new', Port: 51820 });
+    let vals: Array<Record<string, unknown>> = [];
+    for (let i = 0; i < 300; i++) {
+      vals = Object.values(await keysUnder(prefix)).map((v) => JSON.parse(v) as Record<string, unknown>);
+      if (vals.some((v) => JSON.stringify(v['BackendV6Data']).includes('new'))) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    ac.abort();
+    await keeping;
+    assert.equal(vals.length, 1, JSON.stringify(vals));
+    assert.deepEqual(vals[0]?.['BackendData'], { PublicKey: 'new', Port: 51820 }, JSON.stringify(vals));
+    assert.deepEqual(vals[0]?.['BackendV6Data'], { PublicKey: 'new', Port: 51820 }, JSON.stringify(vals));
+  });
+
   test('a restarted host gets the same subnets back: by PublicIP, by PublicIPv6, and from the subnet file once the key is gone', async () => {
     const { prefix, reg } = fresh();
     const r = reg();

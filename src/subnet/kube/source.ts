@@ -247,6 +247,7 @@ export class KubeKeeper implements LeaseKeeper {
   private readonly alarm = new Wakeable();
   /** What the annotations publish: the options' until setBackendData. */
   private backendData: Readonly<Record<string, unknown>>;
+  private backendV6Data: Readonly<Record<string, unknown>> | undefined;
 
   constructor(
     private readonly o: KeeperOptions,
@@ -255,6 +256,7 @@ export class KubeKeeper implements LeaseKeeper {
     private readonly nodeName: string,
   ) {
     this.backendData = o.backendData;
+    this.backendV6Data = o.backendV6Data;
   }
 
   get lease(): Lease {
@@ -319,7 +321,7 @@ export class KubeKeeper implements LeaseKeeper {
   private async publish(n: KubeNode, subnets: LeaseSubnets): Promise<Lease> {
     const { ip, overwritten } = ownPublicIP(n, this.prefix, this.o.publicIP);
     if (overwritten && ip !== this.o.publicIP) this.o.log.info('public IP from the node annotation', { annotation: `${this.prefix}/public-ip-overwrite`, publicIP: formatIp(ip) });
-    const v6 = this.o.config.ipv6 ? { publicIPv6: this.o.publicIPv6 ?? null, backendV6Data: this.o.backendV6Data ?? {} } : undefined;
+    const v6 = this.o.config.ipv6 ? { publicIPv6: this.o.publicIPv6 ?? null, backendV6Data: this.backendV6Data ?? {} } : undefined;
     const patch = annotationsToPatch(n, ownAnnotations(this.prefix, ip, this.o.backendType, this.backendData, v6));
     if (Object.keys(patch).length > 0) {
       await this.client.request('PATCH', nodePath(this.nodeName), { metadata: { annotations: patch } }, 'application/merge-patch+json');
@@ -350,8 +352,9 @@ export class KubeKeeper implements LeaseKeeper {
     return this.current;
   }
 
-  setBackendData(data: Readonly<Record<string, unknown>>): void {
+  setBackendData(data: Readonly<Record<string, unknown>>, v6Data?: Readonly<Record<string, unknown>>): void {
     this.backendData = data;
+    if (v6Data) this.backendV6Data = v6Data;
     this.dirty = true;
     this.alarm.wake();
   }
