@@ -7,29 +7,17 @@
  *
  * ensure* (with a dump): matching state is left alone, wrong state replaced,
  * a Rudder route to the same dst at another metric removed, one remote per
- * FDB MAC. set* (EnsureOptions.dump false): CREATE|REPLACE without a read.
+ * FDB MAC. EnsureOptions.dump false: CREATE|REPLACE without a read.
  * Every item gets its own result: `{ changed }` or `{ changed: false, error }`,
- * so one rejected object never hides the others.
+ * so one rejected object never hides the others. Each operation is written
+ * once for both address families (the family object picks the request's
+ * family and how addresses compare).
  */
 import type { Conn } from './conn';
-import { deleteFdb6, ensureFdb6Against, listFdb6, listNeighbors6, removeNeighbor6, replaceFdb6, replaceNeighbor6 } from './neigh';
-import type { Fdb6Spec, Neighbor6Key, Neighbor6Spec } from './types';
+import type { NetFamily } from './family';
 import { deleteFdb, ensureFdbAgainst, listFdb, listNeighbors, removeNeighbor, replaceFdb, replaceNeighbor } from './neigh';
-import { deleteRoute, ensureAgainst, listRoutes, normalise, newRouteRequest } from './routes';
-import { deleteRoute6, ensureAgainst6, listRoutes6, newRoute6Request, normalise6 } from './routes6';
-import {
-  RTN_UNICAST,
-  type BatchResult,
-  type FdbSpec,
-  type NeighborKey,
-  type NeighborSpec,
-  type Route6Info,
-  type Route6Key,
-  type Route6Spec,
-  type RouteInfo,
-  type RouteKey,
-  type RouteSpec,
-} from './types';
+import { deleteRoute, ensureAgainst, listRoutes, normalise, newRouteRequest, type RouteFamily, type RouteInfoOf, type RouteSpecOf } from './routes';
+import { RTN_UNICAST, type BatchResult, type EnsureOptions, type FdbSpecOf, type NeighborKeyOf, type NeighborSpecOf, type RouteKeyOf } from './types';
 
 /** Requests in flight at once: well inside the socket's receive buffer for the acks. */
 export const WINDOW = 128;
@@ -52,22 +40,29 @@ export async function pipelined<T>(items: readonly T[], fn: (item: T) => Promise
   return out;
 }
 
-const dstKey = (table: number, ip: number | bigint, prefix: number): string => `${table}|${typeof ip === 'number' ? ip >>> 0 : ip}/${prefix}`;
+type Fam<A extends number | bigint> = RouteFamily<A, RouteInfoOf<A>>;
 
-export async function ensureRoutes(c: Conn, specs: readonly RouteSpec[]): Promise<BatchResult[]> {
+const dstKey = <A extends number | bigint>(fam: Fam<A>, table: number, dst: { ip: A; prefix: number }): string => `${table}|${fam.key(dst.ip)}/${dst.prefix}`;
+
+/** With a dump (the default) or without one (`opts.dump` false: setRoutes). */
+export function ensureRoutes<A extends number | bigint>(c: Conn, fam: Fam<A>, specs: ReadonlyArray<RouteSpecOf<A>>, opts?: EnsureOptions): Promise<BatchResult[]> {
+  return opts?.dump === false ? setRoutes(c, fam, specs) : ensureRoutesDumped(c, fam, specs);
+}
+
+async function ensureRoutesDumped<A extends number | bigint>(c: Conn, fam: Fam<A>, specs: ReadonlyArray<RouteSpecOf<A>>): Promise<BatchResult[]> {
   if (specs.length === 0) return [];
-  const norm = specs.map(normalise);
-  const byDst = new Map<string, RouteInfo[]>();
+  const norm = specs.map((s) => normalise(fam, s));
+  const byDst = new Map<string, Array<RouteInfoOf<A>>>();
   for (const table of new Set(norm.map((n) => n.table))) {
-    for (const r of await listRoutes(c, { table })) {
+    for (const r of await listRoutes(c, fam, { table })) {
       if (r.type !== RTN_UNICAST) continue;
-      const k = dstKey(r.table, r.dst.ip, r.dst.prefix);
+      const k = dstKey(fam, r.table, r.dst);
       const l = byDst.get(k);
       if (l) l.push(r);
       else byDst.set(k, [r]);
     }
   }
-  return pipelined(norm, (n) => ensureAgainst(c, n, byDst.get(dstKey(n.table, n.dst.ip, n.dst.prefix)) ?? []));
+  return pipelined(norm, (n) => ensureAgainst(c, fam, n, byDst.get(dstKey(fam, n.table, n.dst)) ?? []));
 }
 
 /**
@@ -78,90 +73,67 @@ export async function ensureRoutes(c: Conn, specs: readonly RouteSpec[]): Promis
  * made from a dump, or a backend applying a lease event to state it
  * programmed itself); stale copies at other metrics are the reconcile's.
  */
-export function setRoutes(c: Conn, specs: readonly RouteSpec[]): Promise<BatchResult[]> {
+function setRoutes<A extends number | bigint>(c: Conn, fam: Fam<A>, specs: ReadonlyArray<RouteSpecOf<A>>): Promise<BatchResult[]> {
   return pipelined(specs, async (s) => {
-    await newRouteRequest(c, normalise(s));
+    await newRouteRequest(c, fam, normalise(fam, s));
     return true;
   });
 }
 
-export function deleteRoutes(c: Conn, keys: readonly RouteKey[]): Promise<BatchResult[]> {
-  return pipelined(keys, (k) => deleteRoute(c, k));
+export function deleteRoutes<A extends number | bigint>(c: Conn, fam: Fam<A>, keys: ReadonlyArray<RouteKeyOf<A>>): Promise<BatchResult[]> {
+  return pipelined(keys, (k) => deleteRoute(c, fam, k));
 }
 
-/** ensureRoutes for IPv6 routes. */
-export async function ensureRoutes6(c: Conn, specs: readonly Route6Spec[]): Promise<BatchResult[]> {
-  if (specs.length === 0) return [];
-  const norm = specs.map(normalise6);
-  const byDst = new Map<string, Route6Info[]>();
-  for (const table of new Set(norm.map((n) => n.table))) {
-    for (const r of await listRoutes6(c, { table })) {
-      if (r.type !== RTN_UNICAST) continue;
-      const k = dstKey(r.table, r.dst.ip, r.dst.prefix);
-      const l = byDst.get(k);
-      if (l) l.push(r);
-      else byDst.set(k, [r]);
-    }
+/** Permanent neighbors: with a dump, those already there are left alone; without, all written (CREATE|REPLACE, see setRoutes). */
+export function ensureNeighbors<A extends number | bigint>(c: Conn, fam: NetFamily<A>, specs: ReadonlyArray<NeighborSpecOf<A>>, opts?: EnsureOptions): Promise<BatchResult[]> {
+  if (opts?.dump === false) {
+    return pipelined(specs, async (s) => {
+      await replaceNeighbor(c, fam, s, s.mac.toLowerCase());
+      return true;
+    });
   }
-  return pipelined(norm, (n) => ensureAgainst6(c, n, byDst.get(dstKey(n.table, n.dst.ip, n.dst.prefix)) ?? []));
+  return ensureNeighborsDumped(c, fam, specs);
 }
 
-/** setRoutes for IPv6 routes. */
-export function setRoutes6(c: Conn, specs: readonly Route6Spec[]): Promise<BatchResult[]> {
-  return pipelined(specs, async (s) => {
-    await newRoute6Request(c, normalise6(s));
-    return true;
-  });
-}
-
-export function deleteRoutes6(c: Conn, keys: readonly Route6Key[]): Promise<BatchResult[]> {
-  return pipelined(keys, (k) => deleteRoute6(c, k));
-}
-
-export async function ensureNeighbors(c: Conn, specs: readonly NeighborSpec[]): Promise<BatchResult[]> {
+async function ensureNeighborsDumped<A extends number | bigint>(c: Conn, fam: NetFamily<A>, specs: ReadonlyArray<NeighborSpecOf<A>>): Promise<BatchResult[]> {
   if (specs.length === 0) return [];
   const have = new Set<string>();
   for (const index of new Set(specs.map((s) => s.index))) {
-    for (const n of await listNeighbors(c, index)) if (n.permanent) have.add(`${index}|${n.ip >>> 0}|${n.mac}`);
+    for (const n of await listNeighbors(c, fam, index)) if (n.permanent) have.add(`${index}|${fam.key(n.ip)}|${n.mac}`);
   }
   return pipelined(specs, async (s) => {
     const mac = s.mac.toLowerCase();
-    if (have.has(`${s.index}|${s.ip >>> 0}|${mac}`)) return false;
-    await replaceNeighbor(c, s, mac);
+    if (have.has(`${s.index}|${fam.key(s.ip)}|${mac}`)) return false;
+    await replaceNeighbor(c, fam, s, mac);
     return true;
   });
 }
 
-/** Permanent neighbors written without a dump (CREATE|REPLACE): see setRoutes. */
-export function setNeighbors(c: Conn, specs: readonly NeighborSpec[]): Promise<BatchResult[]> {
-  return pipelined(specs, async (s) => {
-    await replaceNeighbor(c, s, s.mac.toLowerCase());
-    return true;
-  });
-}
-
-export function deleteNeighbors(c: Conn, keys: readonly NeighborKey[]): Promise<BatchResult[]> {
-  return pipelined(keys, (k) => removeNeighbor(c, k));
+export function deleteNeighbors<A extends number | bigint>(c: Conn, fam: NetFamily<A>, keys: ReadonlyArray<NeighborKeyOf<A>>): Promise<BatchResult[]> {
+  return pipelined(keys, (k) => removeNeighbor(c, fam, k));
 }
 
 /**
- * FDB entries written without a dump (CREATE|REPLACE: for a unicast MAC the
- * VXLAN driver replaces the entry's first remote, so a moved peer's MAC
- * points at its new address); see setRoutes.
+ * One remote per MAC: with a dump, the wanted remote is set and
+ * other remotes of that MAC removed; without, each entry is written
+ * (CREATE|REPLACE: for a unicast MAC the VXLAN driver replaces the entry's
+ * first remote, so a moved peer's MAC points at its new address; see setRoutes).
  */
-export function setFdbs(c: Conn, specs: readonly FdbSpec[]): Promise<BatchResult[]> {
-  return pipelined(specs, async (s) => {
-    await replaceFdb(c, s, s.mac.toLowerCase());
-    return true;
-  });
+export function ensureFdbs<A extends number | bigint>(c: Conn, fam: NetFamily<A>, specs: ReadonlyArray<FdbSpecOf<A>>, opts?: EnsureOptions): Promise<BatchResult[]> {
+  if (opts?.dump === false) {
+    return pipelined(specs, async (s) => {
+      await replaceFdb(c, fam, s, s.mac.toLowerCase());
+      return true;
+    });
+  }
+  return ensureFdbsDumped(c, fam, specs);
 }
 
-/** One remote per MAC, as ensureFdb: the wanted remote is set, other remotes of that MAC removed. */
-export async function ensureFdbs(c: Conn, specs: readonly FdbSpec[]): Promise<BatchResult[]> {
+async function ensureFdbsDumped<A extends number | bigint>(c: Conn, fam: NetFamily<A>, specs: ReadonlyArray<FdbSpecOf<A>>): Promise<BatchResult[]> {
   if (specs.length === 0) return [];
-  const byMac = new Map<string, FdbSpec[]>();
+  const byMac = new Map<string, Array<FdbSpecOf<A>>>();
   for (const index of new Set(specs.map((s) => s.index))) {
-    for (const f of await listFdb(c, index)) {
+    for (const f of await listFdb(c, fam, index)) {
       const k = `${index}|${f.mac}`;
       const l = byMac.get(k);
       if (l) l.push(f);
@@ -170,66 +142,10 @@ export async function ensureFdbs(c: Conn, specs: readonly FdbSpec[]): Promise<Ba
   }
   return pipelined(specs, (s) => {
     const mac = s.mac.toLowerCase();
-    return ensureFdbAgainst(c, s, mac, byMac.get(`${s.index}|${mac}`) ?? []);
+    return ensureFdbAgainst(c, fam, s, mac, byMac.get(`${s.index}|${mac}`) ?? []);
   });
 }
 
-export function deleteFdbs(c: Conn, specs: readonly FdbSpec[]): Promise<BatchResult[]> {
-  return pipelined(specs, (s) => deleteFdb(c, s));
-}
-
-
-// IPv6 neighbors and FDB entries with an IPv6 remote: the same rules.
-
-export async function ensureNeighbors6(c: Conn, specs: readonly Neighbor6Spec[]): Promise<BatchResult[]> {
-  if (specs.length === 0) return [];
-  const have = new Set<string>();
-  for (const index of new Set(specs.map((s) => s.index))) {
-    for (const n of await listNeighbors6(c, index)) if (n.permanent) have.add(`${index}|${n.ip}|${n.mac}`);
-  }
-  return pipelined(specs, async (s) => {
-    const mac = s.mac.toLowerCase();
-    if (have.has(`${s.index}|${s.ip}|${mac}`)) return false;
-    await replaceNeighbor6(c, s, mac);
-    return true;
-  });
-}
-
-export function setNeighbors6(c: Conn, specs: readonly Neighbor6Spec[]): Promise<BatchResult[]> {
-  return pipelined(specs, async (s) => {
-    await replaceNeighbor6(c, s, s.mac.toLowerCase());
-    return true;
-  });
-}
-
-export function deleteNeighbors6(c: Conn, keys: readonly Neighbor6Key[]): Promise<BatchResult[]> {
-  return pipelined(keys, (k) => removeNeighbor6(c, k));
-}
-
-export function setFdbs6(c: Conn, specs: readonly Fdb6Spec[]): Promise<BatchResult[]> {
-  return pipelined(specs, async (s) => {
-    await replaceFdb6(c, s, s.mac.toLowerCase());
-    return true;
-  });
-}
-
-export async function ensureFdbs6(c: Conn, specs: readonly Fdb6Spec[]): Promise<BatchResult[]> {
-  if (specs.length === 0) return [];
-  const byMac = new Map<string, Fdb6Spec[]>();
-  for (const index of new Set(specs.map((s) => s.index))) {
-    for (const f of await listFdb6(c, index)) {
-      const k = `${index}|${f.mac}`;
-      const l = byMac.get(k);
-      if (l) l.push(f);
-      else byMac.set(k, [f]);
-    }
-  }
-  return pipelined(specs, (s) => {
-    const mac = s.mac.toLowerCase();
-    return ensureFdb6Against(c, s, mac, byMac.get(`${s.index}|${mac}`) ?? []);
-  });
-}
-
-export function deleteFdbs6(c: Conn, specs: readonly Fdb6Spec[]): Promise<BatchResult[]> {
-  return pipelined(specs, (s) => deleteFdb6(c, s));
+export function deleteFdbs<A extends number | bigint>(c: Conn, fam: NetFamily<A>, specs: ReadonlyArray<FdbSpecOf<A>>): Promise<BatchResult[]> {
+  return pipelined(specs, (s) => deleteFdb(c, fam, s));
 }

@@ -1,7 +1,15 @@
-/** IPv4 routes. */
+/**
+ * Routes of either family, written once over a RouteFamily (ROUTE4, ROUTE6).
+ * What IPv6 does differently is the kernel's: an IPv6 route has no scope of
+ * its own (always universe), never metric 0 (a request without one is stored
+ * at IPV6_DEFAULT_METRIC, so that is the default here too), and an
+ * `unreachable` route hangs on the loopback device.
+ */
 import * as rt from './rtmsg';
-import { contains, formatCidr, formatIp, maskOf } from '../ip/ipv4';
-import { AF_INET, bufToIp, Conn, CREATE_REPLACE, dev, enumNum } from './conn';
+import type { PrefixOf } from '../ip/family';
+import { contains, maskOf } from '../ip/ipv4';
+import { Conn, CREATE_REPLACE, dev, enumNum } from './conn';
+import { INET, INET6, type NetFamily } from './family';
 import { routeMessage, RTM_DELROUTE, RTM_NEWROUTE, RTNH_F_ONLINK, type RouteWire } from './wire';
 import { linkByIndex } from './links';
 import { listAddresses } from './addrs';
@@ -10,43 +18,80 @@ import {
   TABLE_MAIN,
   type DefaultRouteIface,
   type EnsureResult,
+  type Route6Info,
   type RouteFilter,
   type RouteInfo,
-  type RouteKey,
+  type RouteKeyOf,
   type RouteScope,
   type RouteSpec,
-  type UnreachableRouteSpec,
+  type UnreachableRouteSpecOf,
   RTN_UNICAST,
   RTN_UNREACHABLE,
 } from './types';
 
 const SCOPES: Record<RouteScope, number> = { universe: 0, link: 253, host: 254 };
 
-type RouteMsg = rt.RouteMessage;
+/** A route request of either family: a RouteSpec, or a Route6Spec (which has no scope). */
+export type RouteSpecOf<A extends number | bigint> = Omit<RouteSpec, 'dst' | 'gateway'> & { readonly dst: PrefixOf<A>; readonly gateway?: A };
 
-export function toRouteInfo(m: RouteMsg): RouteInfo {
+/** A kernel route of either family: a RouteInfo, or a Route6Info (which has no scope). */
+export type RouteInfoOf<A extends number | bigint> = Omit<RouteInfo, 'dst' | 'gateway' | 'prefsrc' | 'scope'> & {
+  readonly dst: PrefixOf<A>;
+  readonly gateway: A | undefined;
+  readonly prefsrc: A | undefined;
+  readonly scope?: number;
+};
+
+/** The family's addresses, and how its routes are reported and scoped. */
+export interface RouteFamily<A extends number | bigint, I extends RouteInfoOf<A>> extends NetFamily<A> {
+  /** A dumped route as listRoutes reports it. */
+  info(m: rt.RouteMessage): I;
+  /** The scope a request gets: IPv4's default depends on the gateway; IPv6 routes are always universe. */
+  scope(spec: RouteSpecOf<A>): RouteScope;
+}
+
+/** The fields both families' routes report. */
+function decode<A extends number | bigint>(fam: NetFamily<A>, m: rt.RouteMessage): RouteInfoOf<A> {
   const flags = m.data.flags ? rt.formatRouteFlags(m.data.flags) : 0;
   return {
-    dst: { ip: bufToIp(m.attrs.dst) ?? 0, prefix: m.data.dstLen ?? 0 },
+    dst: { ip: fam.fromBuf(m.attrs.dst) ?? fam.zero, prefix: m.data.dstLen ?? 0 },
     // rtm_table is a u8; tables above 255 are only in RTA_TABLE.
     table: m.attrs.table ?? m.data.table ?? 0,
     oif: m.attrs.oif,
-    gateway: bufToIp(m.attrs.gateway),
+    gateway: fam.fromBuf(m.attrs.gateway),
     onlink: (flags & RTNH_F_ONLINK) !== 0,
-    scope: enumNum(rt.RouteScope, m.data.scope),
     protocol: enumNum(rt.RouteProtocol, m.data.protocol),
     type: enumNum(rt.RouteType, m.data.type),
     metric: m.attrs.priority ?? 0,
-    prefsrc: bufToIp(m.attrs.prefsrc),
+    prefsrc: fam.fromBuf(m.attrs.prefsrc),
   };
 }
 
-export async function listRoutes(c: Conn, filter: RouteFilter = {}): Promise<RouteInfo[]> {
-  const msgs = await c.call('list', 'routes', (s) => s.getRoutes({ family: AF_INET }));
+export function toRouteInfo(m: rt.RouteMessage): RouteInfo {
+  return { ...decode(INET, m), scope: enumNum(rt.RouteScope, m.data.scope) };
+}
+
+export function toRoute6Info(m: rt.RouteMessage): Route6Info {
+  return decode(INET6, m);
+}
+
+export const ROUTE4: RouteFamily<number, RouteInfo> = {
+  ...INET,
+  info: toRouteInfo,
+  scope: (s) => s.scope ?? (s.gateway === undefined ? 'link' : 'universe'),
+};
+
+export const ROUTE6: RouteFamily<bigint, Route6Info> = { ...INET6, info: toRoute6Info, scope: () => 'universe' };
+
+/** Any family's RouteFamily, for the functions that only read its addresses. */
+type Fam<A extends number | bigint> = RouteFamily<A, RouteInfoOf<A>>;
+
+export async function listRoutes<A extends number | bigint, I extends RouteInfoOf<A>>(c: Conn, fam: RouteFamily<A, I>, filter: RouteFilter = {}): Promise<I[]> {
+  const msgs = await c.call('list', `${fam.label}routes`, (s) => s.getRoutes({ family: fam.af }));
   const table = filter.table ?? TABLE_MAIN;
   return msgs
-    .filter((m) => m.data.family === AF_INET)
-    .map(toRouteInfo)
+    .filter((m) => m.data.family === fam.af)
+    .map((m) => fam.info(m))
     .filter(
       (r) =>
         (table === 'all' || r.table === table) &&
@@ -55,42 +100,38 @@ export async function listRoutes(c: Conn, filter: RouteFilter = {}): Promise<Rou
     );
 }
 
-function describe(k: RouteKey): string {
-  const parts = [formatCidr(k.dst)];
-  if (k.gateway !== undefined) parts.push(`via ${formatIp(k.gateway)}`);
+function describe<A extends number | bigint>(fam: Fam<A>, k: RouteKeyOf<A>): string {
+  const parts = [fam.formatCidr(k.dst)];
+  if (k.gateway !== undefined) parts.push(`via ${fam.formatIp(k.gateway)}`);
   if (k.oif !== undefined) parts.push(`dev ${dev(k.oif)}`);
   if (k.metric) parts.push(`metric ${k.metric}`);
   if (k.table !== undefined && k.table !== TABLE_MAIN) parts.push(`table ${k.table}`);
   return `route ${parts.join(' ')}`;
 }
 
-export type NormalRoute = Required<Omit<RouteSpec, 'gateway'>> & { gateway: number | undefined };
+export type NormalRoute<A extends number | bigint> = Required<Omit<RouteSpecOf<A>, 'gateway'>> & { readonly gateway: A | undefined };
 
-export function normalise(spec: RouteSpec): NormalRoute {
+export function normalise<A extends number | bigint>(fam: Fam<A>, spec: RouteSpecOf<A>): NormalRoute<A> {
   return {
     dst: spec.dst,
     oif: spec.oif,
     gateway: spec.gateway,
     onlink: spec.onlink ?? false,
-    scope: spec.scope ?? (spec.gateway === undefined ? 'link' : 'universe'),
+    scope: fam.scope(spec),
     protocol: spec.protocol ?? RTPROT_RUDDER,
-    metric: spec.metric ?? 0,
+    metric: fam.metric(spec.metric),
     table: spec.table ?? TABLE_MAIN,
   };
 }
 
-function sameDst(r: RouteInfo, dst: { ip: number; prefix: number }): boolean {
-  return r.dst.ip === dst.ip >>> 0 && r.dst.prefix === dst.prefix;
-}
-
-/** The kernel route `r` is exactly what `n` asks for. */
-export function routeMatches(r: RouteInfo, n: NormalRoute): boolean {
+/** The kernel route `r` is exactly what `n` asks for (an IPv6 route reports no scope to compare). */
+export function routeMatches<A extends number | bigint>(fam: Fam<A>, r: RouteInfoOf<A>, n: NormalRoute<A>): boolean {
   return (
     r.metric === n.metric &&
     r.oif === n.oif &&
-    r.gateway === (n.gateway === undefined ? undefined : n.gateway >>> 0) &&
+    r.gateway === (n.gateway === undefined ? undefined : fam.key(n.gateway)) &&
     r.onlink === n.onlink &&
-    r.scope === SCOPES[n.scope] &&
+    (r.scope === undefined || r.scope === SCOPES[n.scope]) &&
     r.protocol === n.protocol
   );
 }
@@ -99,9 +140,15 @@ export function routeMatches(r: RouteInfo, n: NormalRoute): boolean {
  * The request fields for a route on `dst` in `table` at `metric`: tables above
  * 255 only fit RTA_TABLE (rtm_table is a u8), metric 0 is no RTA_PRIORITY.
  */
-function routeWire(dst: { ip: number; prefix: number }, table: number, metric: number | undefined, rest: Omit<RouteWire, 'family' | 'dstLen' | 'table' | 'dst' | 'priority' | 'tableAttr'>): RouteWire {
+function routeWire<A extends number | bigint>(
+  fam: Fam<A>,
+  dst: PrefixOf<A>,
+  table: number,
+  metric: number | undefined,
+  rest: Omit<RouteWire, 'family' | 'dstLen' | 'table' | 'dst' | 'priority' | 'tableAttr'>,
+): RouteWire {
   return {
-    family: AF_INET,
+    family: fam.af,
     dstLen: dst.prefix,
     table: table < 256 ? table : 0,
     dst: dst.ip,
@@ -112,13 +159,13 @@ function routeWire(dst: { ip: number; prefix: number }, table: number, metric: n
 }
 
 /** RTM_NEWROUTE with NLM_F_CREATE|NLM_F_REPLACE (replaces the route with the same dst/table/metric). */
-export function newRouteRequest(c: Conn, n: NormalRoute): Promise<void> {
-  return c.send('replace', () => describe(n), (seq) =>
+export function newRouteRequest<A extends number | bigint>(c: Conn, fam: Fam<A>, n: NormalRoute<A>): Promise<void> {
+  return c.send('replace', () => describe(fam, n), (seq) =>
     routeMessage(
       RTM_NEWROUTE,
       CREATE_REPLACE,
       seq,
-      routeWire(n.dst, n.table, n.metric, { protocol: n.protocol, scope: SCOPES[n.scope], type: RTN_UNICAST, flags: n.onlink ? RTNH_F_ONLINK : 0, oif: n.oif, gateway: n.gateway }),
+      routeWire(fam, n.dst, n.table, n.metric, { protocol: n.protocol, scope: SCOPES[n.scope], type: RTN_UNICAST, flags: n.onlink ? RTNH_F_ONLINK : 0, oif: n.oif, gateway: n.gateway }),
     ),
   );
 }
@@ -127,26 +174,26 @@ export function newRouteRequest(c: Conn, n: NormalRoute): Promise<void> {
  * Makes `n` the route to its destination, given the unicast routes there now
  * (`toDst`): written unless one already matches; returns whether anything changed.
  */
-export async function ensureAgainst(c: Conn, n: NormalRoute, toDst: readonly RouteInfo[]): Promise<boolean> {
+export async function ensureAgainst<A extends number | bigint>(c: Conn, fam: Fam<A>, n: NormalRoute<A>, toDst: ReadonlyArray<RouteInfoOf<A>>): Promise<boolean> {
   let changed = false;
-  if (!toDst.some((r) => routeMatches(r, n))) {
-    await newRouteRequest(c, n);
+  if (!toDst.some((r) => routeMatches(fam, r, n))) {
+    await newRouteRequest(c, fam, n);
     changed = true;
   }
   // REPLACE only overwrites the route with the same metric; a copy Rudder made
   // at another metric (or one it made before the replace) is stale.
   for (const r of toDst) {
     if (r.protocol !== n.protocol || r.metric === n.metric) continue;
-    if (await deleteRoute(c, { dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) })) changed = true;
+    if (await deleteRoute(c, fam, { dst: r.dst, table: r.table, metric: r.metric, ...(r.oif !== undefined ? { oif: r.oif } : {}) })) changed = true;
   }
   return changed;
 }
 
-export function deleteRoute(c: Conn, k: RouteKey): Promise<boolean> {
+export function deleteRoute<A extends number | bigint>(c: Conn, fam: Fam<A>, k: RouteKeyOf<A>): Promise<boolean> {
   const table = k.table ?? TABLE_MAIN;
-  return c.sendTolerant('delete', () => describe(k), ['ESRCH', 'ENOENT'], (seq) =>
+  return c.sendTolerant('delete', () => describe(fam, k), ['ESRCH', 'ENOENT'], (seq) =>
     // RT_SCOPE_NOWHERE (255) and type 0: match the route whatever its scope and type (the kernel compares them otherwise).
-    routeMessage(RTM_DELROUTE, 0, seq, routeWire(k.dst, table, k.metric, { protocol: 0, scope: 255, type: 0, flags: 0, oif: k.oif, gateway: k.gateway })),
+    routeMessage(RTM_DELROUTE, 0, seq, routeWire(fam, k.dst, table, k.metric, { protocol: 0, scope: 255, type: 0, flags: 0, oif: k.oif, gateway: k.gateway })),
   );
 }
 
@@ -156,16 +203,17 @@ export function deleteRoute(c: Conn, k: RouteKey): Promise<boolean> {
  * of another type at the same metric would be replaced (NLM_F_REPLACE on
  * dst/table/metric), which is why callers pick a metric of their own.
  */
-export async function ensureUnreachableRoute(c: Conn, spec: UnreachableRouteSpec): Promise<EnsureResult> {
+export async function ensureUnreachableRoute<A extends number | bigint>(c: Conn, fam: Fam<A>, spec: UnreachableRouteSpecOf<A>): Promise<EnsureResult> {
   const table = spec.table ?? TABLE_MAIN;
   const protocol = spec.protocol ?? RTPROT_RUDDER;
-  const there = (await listRoutes(c, { table })).some(
-    (r) => sameDst(r, spec.dst) && r.type === RTN_UNREACHABLE && r.metric === spec.metric && r.protocol === protocol,
+  const metric = fam.metric(spec.metric);
+  const there = (await listRoutes(c, fam, { table })).some(
+    (r) => r.dst.ip === fam.key(spec.dst.ip) && r.dst.prefix === spec.dst.prefix && r.type === RTN_UNREACHABLE && r.metric === metric && r.protocol === protocol,
   );
   if (there) return { changed: false };
-  const what = `unreachable route ${formatCidr(spec.dst)} metric ${spec.metric}`;
+  const what = `unreachable route ${fam.formatCidr(spec.dst)} metric ${metric}`;
   await c.send('replace', () => what, (seq) =>
-    routeMessage(RTM_NEWROUTE, CREATE_REPLACE, seq, routeWire(spec.dst, table, spec.metric, { protocol, scope: SCOPES.universe, type: RTN_UNREACHABLE, flags: 0 })),
+    routeMessage(RTM_NEWROUTE, CREATE_REPLACE, seq, routeWire(fam, spec.dst, table, metric, { protocol, scope: SCOPES.universe, type: RTN_UNREACHABLE, flags: 0 })),
   );
   return { changed: true };
 }
@@ -176,13 +224,13 @@ export async function ensureUnreachableRoute(c: Conn, spec: UnreachableRouteSpec
  * the link's primary address on the gateway's subnet, else its first primary.
  */
 export async function defaultRouteInterface(c: Conn): Promise<DefaultRouteIface | null> {
-  const defaults = (await listRoutes(c, { table: TABLE_MAIN }))
+  const defaults = (await listRoutes(c, ROUTE4, { table: TABLE_MAIN }))
     .filter((r) => r.dst.prefix === 0 && r.type === RTN_UNICAST && r.oif !== undefined)
     .sort((a, b) => a.metric - b.metric);
   for (const r of defaults) {
     const link = await linkByIndex(c, r.oif as number);
     if (link === null) continue;
-    const addrs = await listAddresses(c, link.index);
+    const addrs = await listAddresses(c, INET, link.index);
     const primaries = addrs.filter((a) => !a.secondary);
     const pick =
       (r.prefsrc !== undefined ? addrs.find((a) => a.ip === r.prefsrc) : undefined) ??

@@ -12,6 +12,7 @@
  */
 import type { Cidr } from '../ip/ipv4';
 import type { Cidr6 } from '../ip/ipv6';
+import type { PrefixOf } from '../ip/family';
 
 /**
  * The route protocol (rtm_protocol) stamped on every route Rudder makes.
@@ -52,11 +53,16 @@ export interface LinkInfo {
   readonly vxlan?: { readonly vni: number; readonly port: number; readonly ipv6?: boolean };
 }
 
-/** An interface address: the host's own address plus the prefix length. */
-export interface AddrSpec {
-  readonly ip: number;
+/**
+ * An interface address: the host's own address plus the prefix length. IPv6:
+ * global scope only (link-local addresses are the kernel's).
+ */
+export interface AddrSpecOf<A extends number | bigint> {
+  readonly ip: A;
   readonly prefix: number;
 }
+export type AddrSpec = AddrSpecOf<number>;
+export type Addr6Spec = AddrSpecOf<bigint>;
 
 export type RouteScope = 'universe' | 'link' | 'host';
 
@@ -97,22 +103,21 @@ export interface RouteFilter {
   readonly table?: number | 'all';
 }
 
-/** An `unreachable` route: traffic to `dst` is refused ("network unreachable") instead of routed. */
-export interface UnreachableRouteSpec {
-  readonly dst: Cidr;
-  /** Part of the kernel's route key: pick one no other route to `dst` uses. */
+/**
+ * An `unreachable` route: traffic to `dst` is refused ("network unreachable")
+ * instead of routed. `A`: number (IPv4) or bigint (IPv6).
+ */
+export interface UnreachableRouteSpecOf<A extends number | bigint> {
+  readonly dst: PrefixOf<A>;
+  /** Part of the kernel's route key: pick one no other route to `dst` uses (IPv6: 0 is IPV6_DEFAULT_METRIC). */
   readonly metric: number;
   /** Default RTPROT_RUDDER. */
   readonly protocol?: number;
   /** Default TABLE_MAIN. */
   readonly table?: number;
 }
-
-/** An IPv6 interface address (global scope: link-local addresses are the kernel's). */
-export interface Addr6Spec {
-  readonly ip: bigint;
-  readonly prefix: number;
-}
+export type UnreachableRouteSpec = UnreachableRouteSpecOf<number>;
+export type Unreachable6Spec = UnreachableRouteSpecOf<bigint>;
 
 /**
  * An IPv6 route. No scope: the kernel keeps every IPv6 route at scope
@@ -146,31 +151,20 @@ export interface Route6Info {
   readonly prefsrc: bigint | undefined;
 }
 
-/** An IPv6 `unreachable` route (see UnreachableRouteSpec). */
-export interface Unreachable6Spec {
-  readonly dst: Cidr6;
-  readonly metric: number;
-  readonly protocol?: number;
-  readonly table?: number;
-}
-
-/** What `deleteRoutes6` needs to name one IPv6 route; an absent metric matches any. */
-export interface Route6Key {
-  readonly dst: Cidr6;
+/**
+ * What `deleteRoutes` (`deleteRoutes6`) needs to name one route: the kernel's
+ * key plus oif/gateway to be precise. Without a metric the kernel deletes the
+ * first route to dst whatever its metric.
+ */
+export interface RouteKeyOf<A extends number | bigint> {
+  readonly dst: PrefixOf<A>;
   readonly table?: number;
   readonly metric?: number;
   readonly oif?: number;
-  readonly gateway?: bigint;
+  readonly gateway?: A;
 }
-
-/** What `deleteRoute` needs to name one route (the kernel's key plus oif/gateway to be precise). */
-export interface RouteKey {
-  readonly dst: Cidr;
-  readonly table?: number;
-  readonly metric?: number;
-  readonly oif?: number;
-  readonly gateway?: number;
-}
+export type RouteKey = RouteKeyOf<number>;
+export type Route6Key = RouteKeyOf<bigint>;
 
 /** The IPv4 default route's interface: the underlay Rudder uses unless -iface says otherwise. */
 export interface DefaultRouteIface {
@@ -182,37 +176,30 @@ export interface DefaultRouteIface {
   readonly metric: number;
 }
 
-export interface NeighborSpec {
+/** A permanent neighbor entry ip → mac on a link: ARP (`A` number) or NDP (`A` bigint). */
+export interface NeighborSpecOf<A extends number | bigint> {
   readonly index: number;
-  readonly ip: number;
+  readonly ip: A;
   readonly mac: string;
 }
+export type NeighborSpec = NeighborSpecOf<number>;
+export type Neighbor6Spec = NeighborSpecOf<bigint>;
 
-export interface FdbSpec {
+export interface NeighborKeyOf<A extends number | bigint> {
+  readonly index: number;
+  readonly ip: A;
+}
+export type NeighborKey = NeighborKeyOf<number>;
+export type Neighbor6Key = NeighborKeyOf<bigint>;
+
+/** An FDB entry on a VXLAN device: mac → remote VTEP underlay address (IPv4, or IPv6 on an IPv6 device). */
+export interface FdbSpecOf<A extends number | bigint> {
   readonly index: number;
   readonly mac: string;
-  /** Remote VTEP underlay address. */
-  readonly dst: number;
+  readonly dst: A;
 }
-
-/** A permanent IPv6 neighbor (NDP) entry ip → mac on a link. */
-export interface Neighbor6Spec {
-  readonly index: number;
-  readonly ip: bigint;
-  readonly mac: string;
-}
-
-export interface Neighbor6Key {
-  readonly index: number;
-  readonly ip: bigint;
-}
-
-/** An FDB entry whose remote VTEP is an IPv6 underlay address (on an IPv6 VXLAN device). */
-export interface Fdb6Spec {
-  readonly index: number;
-  readonly mac: string;
-  readonly dst: bigint;
-}
+export type FdbSpec = FdbSpecOf<number>;
+export type Fdb6Spec = FdbSpecOf<bigint>;
 
 export interface VxlanSpec {
   readonly name: string;
@@ -264,11 +251,6 @@ export interface EnsureOptions {
   readonly dump?: boolean;
 }
 
-export interface NeighborKey {
-  readonly index: number;
-  readonly ip: number;
-}
-
 /** One kernel change notification (see watchKernel). */
 export type KernelChange =
   | { readonly kind: 'route'; readonly op: 'new' | 'del'; readonly route: RouteInfo }
@@ -280,15 +262,12 @@ export type KernelChange =
   | { readonly kind: 'fdb6'; readonly op: 'new' | 'del'; readonly index: number; readonly mac: string; readonly dst: bigint }
   | { readonly kind: 'lost'; readonly reason: string };
 
-export interface AddressesResult extends EnsureResult {
-  readonly added: readonly AddrSpec[];
-  readonly removed: readonly AddrSpec[];
+export interface AddressesResultOf<A extends number | bigint> extends EnsureResult {
+  readonly added: ReadonlyArray<AddrSpecOf<A>>;
+  readonly removed: ReadonlyArray<AddrSpecOf<A>>;
 }
-
-export interface Addresses6Result extends EnsureResult {
-  readonly added: readonly Addr6Spec[];
-  readonly removed: readonly Addr6Spec[];
-}
+export type AddressesResult = AddressesResultOf<number>;
+export type Addresses6Result = AddressesResultOf<bigint>;
 
 /**
  * The facade. Routes, neighbors and FDB entries are programmed in batches

@@ -6,8 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeChange, NUD_FAILED, route6InfoOf, routeInfoOf, splitMessages } from '../../src/netlink/monitor';
-import { toRouteInfo } from '../../src/netlink/routes';
-import { toRoute6Info } from '../../src/netlink/routes6';
+import { toRoute6Info, toRouteInfo } from '../../src/netlink/routes';
 import { parseRouteMessage } from '../../src/netlink/rtmsg';
 import { ip6ToBuf } from '../../src/netlink/wire';
 import { parseIp } from '../../src/ip/ipv4';
