@@ -11,6 +11,7 @@
  * was most of a backend's CPU under churn).
  */
 import type { Cidr } from '../ip/ipv4';
+import type { PrefixOf } from '../ip/family';
 import type { Logger } from '../log';
 import { formatLeaseKey, leaseName, type Lease, type LeaseEvent, type LeaseSubnets } from '../subnet/lease';
 
@@ -143,7 +144,7 @@ export function logIgnored(log: Logger, leases: readonly Lease[]): void {
   for (const l of leases) log.warn('ignoring lease of another backend', { subnet: leaseName(l), backend: l.backendType, key: formatLeaseKey(l) });
 }
 
-/** Peers with a subnet, by subnet address then prefix length (a stable order for plans and logs). */
-export function bySubnet<P extends { readonly subnet: Cidr }>(peers: Iterable<P>): P[] {
-  return [...peers].sort((a, b) => a.subnet.ip - b.subnet.ip || a.subnet.prefix - b.subnet.prefix);
+/** Peers with a subnet (either family), by subnet address then prefix length (a stable order for plans and logs). */
+export function bySubnet<A extends number | bigint, P extends { readonly subnet: PrefixOf<A> }>(peers: Iterable<P>): P[] {
+  return [...peers].sort((a, b) => (a.subnet.ip < b.subnet.ip ? -1 : a.subnet.ip > b.subnet.ip ? 1 : a.subnet.prefix - b.subnet.prefix));
 }

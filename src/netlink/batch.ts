@@ -16,8 +16,8 @@
 import type { Conn } from './conn';
 import type { NetFamily } from './family';
 import { deleteFdb, ensureFdbAgainst, listFdb, listNeighbors, removeNeighbor, replaceFdb, replaceNeighbor } from './neigh';
-import { deleteRoute, ensureAgainst, listRoutes, normalise, newRouteRequest, type RouteFamily, type RouteInfoOf, type RouteSpecOf } from './routes';
-import { RTN_UNICAST, type BatchResult, type EnsureOptions, type FdbSpecOf, type NeighborKeyOf, type NeighborSpecOf, type RouteKeyOf } from './types';
+import { deleteRoute, ensureAgainst, listRoutes, normalise, newRouteRequest, type RouteFamily } from './routes';
+import { RTN_UNICAST, type RouteInfoOf, type RouteSpecOf, type BatchResult, type EnsureOptions, type FdbSpecOf, type NeighborKeyOf, type NeighborSpecOf, type RouteKeyOf } from './types';
 
 /** Requests in flight at once: well inside the socket's receive buffer for the acks. */
 export const WINDOW = 128;

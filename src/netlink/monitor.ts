@@ -18,7 +18,7 @@ import { RudderError } from '../errors';
 import { describeError } from '../errors';
 import { RtnlSocket } from './socket';
 import { AF_BRIDGE, AF_INET } from './conn';
-import { RTPROT_RUDDER, type KernelChange, type Route6Info, type RouteInfo } from './types';
+import { RTPROT_RUDDER, type KernelChange, type Route6Info, type RouteInfo, type RouteInfoOf } from './types';
 import { AF_INET6, NDA_DST, NDA_LLADDR, NLMSG_HDRLEN, readIp6, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_PREFSRC, RTA_PRIORITY, RTA_TABLE, RTNH_F_ONLINK } from './wire';
 
 /** rtnetlink multicast groups (include/uapi/linux/rtnetlink.h, RTNLGRP_*). */
@@ -57,50 +57,22 @@ function macAt(d: Buffer, at: number): string {
   return `${h(0)}:${h(1)}:${h(2)}:${h(3)}:${h(4)}:${h(5)}`;
 }
 
-/** A route notification's body (struct rtmsg + attributes) as the facade's RouteInfo, as listRoutes reports it. */
-export function routeInfoOf(d: Buffer): RouteInfo {
-  let dst = 0;
+/**
+ * A route notification's body (struct rtmsg + attributes) as listRoutes
+ * (listRoutes6) reports it: addresses of `addrLen` bytes read with `addr`.
+ */
+function routeOf<A extends number | bigint>(d: Buffer, addrLen: 4 | 16, addr: (at: number) => A, zero: A): RouteInfoOf<A> {
+  let dst = zero;
   let oif: number | undefined;
-  let gateway: number | undefined;
+  let gateway: A | undefined;
   let metric = 0;
-  let prefsrc: number | undefined;
+  let prefsrc: A | undefined;
   let table: number = d[4] as number;
   forEachAttr(d, 12, (type, at, len) => {
-    if (len !== 4) return;
-    if (type === RTA_DST) dst = d.readUInt32BE(at);
-    else if (type === RTA_OIF) oif = d.readUInt32LE(at);
-    else if (type === RTA_GATEWAY) gateway = d.readUInt32BE(at);
-    else if (type === RTA_PRIORITY) metric = d.readUInt32LE(at);
-    else if (type === RTA_PREFSRC) prefsrc = d.readUInt32BE(at);
-    else if (type === RTA_TABLE) table = d.readUInt32LE(at);
-  });
-  return {
-    dst: { ip: dst, prefix: d[1] as number },
-    table,
-    oif,
-    gateway,
-    onlink: (d.readUInt32LE(8) & RTNH_F_ONLINK) !== 0,
-    scope: d[6] as number,
-    protocol: d[5] as number,
-    type: d[7] as number,
-    metric,
-    prefsrc,
-  };
-}
-
-/** An IPv6 route notification's body as listRoutes6 reports it. */
-export function route6InfoOf(d: Buffer): Route6Info {
-  let dst = 0n;
-  let oif: number | undefined;
-  let gateway: bigint | undefined;
-  let metric = 0;
-  let prefsrc: bigint | undefined;
-  let table: number = d[4] as number;
-  forEachAttr(d, 12, (type, at, len) => {
-    if (len === 16) {
-      if (type === RTA_DST) dst = readIp6(d, at);
-      else if (type === RTA_GATEWAY) gateway = readIp6(d, at);
-      else if (type === RTA_PREFSRC) prefsrc = readIp6(d, at);
+    if (len === addrLen && (type === RTA_DST || type === RTA_GATEWAY || type === RTA_PREFSRC)) {
+      if (type === RTA_DST) dst = addr(at);
+      else if (type === RTA_GATEWAY) gateway = addr(at);
+      else prefsrc = addr(at);
     } else if (len === 4) {
       if (type === RTA_OIF) oif = d.readUInt32LE(at);
       else if (type === RTA_PRIORITY) metric = d.readUInt32LE(at);
@@ -118,6 +90,14 @@ export function route6InfoOf(d: Buffer): Route6Info {
     metric,
     prefsrc,
   };
+}
+
+export function routeInfoOf(d: Buffer): RouteInfo {
+  return { ...routeOf(d, 4, (at) => d.readUInt32BE(at), 0), scope: d[6] as number };
+}
+
+export function route6InfoOf(d: Buffer): Route6Info {
+  return routeOf(d, 16, (at) => readIp6(d, at), 0n);
 }
 
 /** Splits one datagram into its netlink messages; throws on a malformed header. */

@@ -21,26 +21,16 @@ import {
   type Route6Info,
   type RouteFilter,
   type RouteInfo,
+  type RouteInfoOf,
   type RouteKeyOf,
   type RouteScope,
-  type RouteSpec,
+  type RouteSpecOf,
   type UnreachableRouteSpecOf,
   RTN_UNICAST,
   RTN_UNREACHABLE,
 } from './types';
 
 const SCOPES: Record<RouteScope, number> = { universe: 0, link: 253, host: 254 };
-
-/** A route request of either family: a RouteSpec, or a Route6Spec (which has no scope). */
-export type RouteSpecOf<A extends number | bigint> = Omit<RouteSpec, 'dst' | 'gateway'> & { readonly dst: PrefixOf<A>; readonly gateway?: A };
-
-/** A kernel route of either family: a RouteInfo, or a Route6Info (which has no scope). */
-export type RouteInfoOf<A extends number | bigint> = Omit<RouteInfo, 'dst' | 'gateway' | 'prefsrc' | 'scope'> & {
-  readonly dst: PrefixOf<A>;
-  readonly gateway: A | undefined;
-  readonly prefsrc: A | undefined;
-  readonly scope?: number;
-};
 
 /** The family's addresses, and how its routes are reported and scoped. */
 export interface RouteFamily<A extends number | bigint, I extends RouteInfoOf<A>> extends NetFamily<A> {

@@ -96,6 +96,17 @@ export interface RouteInfo {
   readonly prefsrc: number | undefined;
 }
 
+/** A route request of either family: a RouteSpec, or a Route6Spec (which has no scope). */
+export type RouteSpecOf<A extends number | bigint> = Omit<RouteSpec, 'dst' | 'gateway'> & { readonly dst: PrefixOf<A>; readonly gateway?: A };
+
+/** A kernel route of either family: a RouteInfo, or a Route6Info (which has no scope). */
+export type RouteInfoOf<A extends number | bigint> = Omit<RouteInfo, 'dst' | 'gateway' | 'prefsrc' | 'scope'> & {
+  readonly dst: PrefixOf<A>;
+  readonly gateway: A | undefined;
+  readonly prefsrc: A | undefined;
+  readonly scope?: number;
+};
+
 export interface RouteFilter {
   readonly oif?: number;
   readonly protocol?: number;

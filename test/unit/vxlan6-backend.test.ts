@@ -26,7 +26,7 @@ import {
   stopSteps6,
   unprogramSteps6,
   vtepMac6,
-} from '../../src/backend/vxlan/peers6';
+} from '../../src/backend/vxlan/peers';
 import { FakeNetlink } from '../helpers/netlink-fake';
 import { FakeTimer } from '../helpers/fake-timer';
 

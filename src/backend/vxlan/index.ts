@@ -3,7 +3,7 @@
  * only programs it over rtnetlink (no packet ever touches JavaScript). The
  * lifecycle (start, apply, reconcile, stop) is the kernel-network runtime's
  * (../runtime.ts), run once per address family; this file is the devices and
- * the drivers, peers.ts and peers6.ts the pure planners.
+ * the drivers, peers.ts the pure planners of both families.
  *
  * - Device: `rudder.<VNI>` (Backend.VNI, default 1), UDP port Backend.Port
  *   (default 8472), learning off, local = the external interface's address,
@@ -16,12 +16,12 @@
  *   apart), MTU = underlay MTU − 70 (outer IPv6 40), address = the lease's
  *   IPv6 network address /128; its MAC (vtepMac6) is published in
  *   BackendV6Data as flannel does, `{"VNI":..,"VtepMAC":..}`. Its peers are
- *   the leases with an IPv6 subnet, a PublicIPv6 and that MAC (peers6.ts); a
+ *   the leases with an IPv6 subnet, a PublicIPv6 and that MAC (notV6Peer); a
  *   lease of a host without IPv6 is reached over IPv4 only (logged once).
  *   An IPv6-only network (EnableIPv4 false) has only this device. The
  *   subnet file's MTU is the smaller of the two.
  * - VTEP MACs: derived from this host's PublicIP (PublicIPv6) and the VNI
- *   (peers.ts `vtepMac`, peers6.ts `vtepMac6`), so they are the same on
+ *   (peers.ts `vtepMac`, `vtepMac6`), so they are the same on
  *   every start without a state file; peers' FDB and neighbor entries stay
  *   valid across our restarts. prepare() only computes them; the devices are
  *   created in start(), so a daemon stopped while acquiring its lease leaves
@@ -37,8 +37,9 @@
  * - stop() unprograms every peer, then deletes the devices (IPv6 first).
  */
 import { RudderError, describeError } from '../../errors';
-import { cidrToKey, formatCidr, formatIp, type Cidr } from '../../ip/ipv4';
-import { formatIp6, type Cidr6 } from '../../ip/ipv6';
+import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
+import { formatIp6 } from '../../ip/ipv6';
+import type { PrefixOf } from '../../ip/family';
 import type { Logger } from '../../log';
 import { formatLeaseKey, hasIpv4, leaseName, type Lease, type LeaseEvent } from '../../subnet/lease';
 import { ipv4Enabled } from '../../config';
@@ -47,11 +48,40 @@ import type { Backend, BackendContext, Network } from '../types';
 import { removeForeignDevices } from '../common';
 import { startKernelNetwork, type KernelDeps, type KernelDriver } from '../runtime';
 import type { PeerChange } from '../peers';
-import { VxlanPeerTable, changeSteps, describeStep, peerVtepIp, planReconcile, stopSteps, vtepMac, type VxlanPeer } from './peers';
-import { Vxlan6PeerTable, changeSteps6, describeStep6, isKernelNeighbor6, isPeerRoute6, notV6Peer, planReconcile6, stopSteps6, vtepMac6, type Vxlan6Peer } from './peers6';
+import {
+  Vxlan6PeerTable,
+  VxlanPeerTable,
+  changeSteps,
+  changeSteps6,
+  describeStep,
+  describeStep6,
+  isKernelNeighbor6,
+  isPeerRoute,
+  isPeerRoute6,
+  notV6Peer,
+  planReconcile,
+  planReconcile6,
+  stopSteps,
+  stopSteps6,
+  vtepMac,
+  vtepMac6,
+  type Vxlan6Peer,
+  type VxlanPeer,
+  type VxlanStepOf,
+} from './peers';
 
-export { VxlanPeerTable, vtepMac, leaseMac, planReconcile, programSteps, unprogramSteps, changeSteps, peerUse, type PeerUse, type VxlanPeer, type VxlanStep } from './peers';
 export {
+  VxlanPeerTable,
+  vtepMac,
+  leaseMac,
+  planReconcile,
+  programSteps,
+  unprogramSteps,
+  changeSteps,
+  peerUse,
+  type PeerUse,
+  type VxlanPeer,
+  type VxlanStep,
   Vxlan6PeerTable,
   vtepMac6,
   leaseMac6,
@@ -64,7 +94,7 @@ export {
   peerUse6,
   type Vxlan6Peer,
   type Vxlan6Step,
-} from './peers6';
+} from './peers';
 
 export const VXLAN_OVERHEAD = 50;
 /** On an IPv6 underlay: the outer IPv6 header is 40 bytes, not 20. */
@@ -269,29 +299,20 @@ export async function takeOverVni(nl: Pick<Netlink, 'listLinks' | 'deleteLink'>,
   }
 }
 
-/** A step over one family's addresses A and prefixes C: VxlanStep is StepOf<number, Cidr>, Vxlan6Step StepOf<bigint, Cidr6>. */
-type StepOf<A, C> =
-  | { readonly kind: 'add-neigh'; readonly ip: A; readonly mac: string }
-  | { readonly kind: 'add-fdb'; readonly mac: string; readonly dst: A }
-  | { readonly kind: 'add-route'; readonly dst: C; readonly via: A }
-  | { readonly kind: 'del-route'; readonly dst: C; readonly table: number; readonly metric: number; readonly oif?: number; readonly gateway?: A }
-  | { readonly kind: 'del-fdb'; readonly mac: string; readonly dst: A }
-  | { readonly kind: 'del-neigh'; readonly ip: A };
-
 /** One family's batch calls and step describer, for runSteps. */
-interface StepCalls<A extends number | bigint, C> {
-  describe(s: StepOf<A, C>): string;
+interface StepCalls<A extends number | bigint> {
+  describe(s: VxlanStepOf<A>): string;
   /** An address as a key of the Sets and Maps (IPv4: unsigned). */
   key(ip: A): A;
-  deleteRoutes(keys: ReadonlyArray<{ dst: C; table: number; metric: number; oif?: number; gateway?: A }>): Promise<BatchResult[]>;
+  deleteRoutes(keys: ReadonlyArray<{ dst: PrefixOf<A>; table: number; metric: number; oif?: number; gateway?: A }>): Promise<BatchResult[]>;
   deleteFdbs(specs: ReadonlyArray<{ index: number; mac: string; dst: A }>): Promise<BatchResult[]>;
   deleteNeighbors(keys: ReadonlyArray<{ index: number; ip: A }>): Promise<BatchResult[]>;
   ensureNeighbors(specs: ReadonlyArray<{ index: number; ip: A; mac: string }>, opts: EnsureOptions): Promise<BatchResult[]>;
   ensureFdbs(specs: ReadonlyArray<{ index: number; mac: string; dst: A }>, opts: EnsureOptions): Promise<BatchResult[]>;
-  ensureRoutes(specs: ReadonlyArray<{ dst: C; oif: number; gateway: A; onlink: boolean; protocol: number; table: number }>, opts: EnsureOptions): Promise<BatchResult[]>;
+  ensureRoutes(specs: ReadonlyArray<{ dst: PrefixOf<A>; oif: number; gateway: A; onlink: boolean; protocol: number; table: number }>, opts: EnsureOptions): Promise<BatchResult[]>;
 }
 
-const stepCalls = (nl: Netlink): StepCalls<number, Cidr> => ({
+const stepCalls = (nl: Netlink): StepCalls<number> => ({
   describe: describeStep,
   key: (ip) => ip >>> 0,
   deleteRoutes: (keys) => nl.deleteRoutes(keys),
@@ -302,7 +323,7 @@ const stepCalls = (nl: Netlink): StepCalls<number, Cidr> => ({
   ensureRoutes: (specs, opts) => nl.ensureRoutes(specs, opts),
 });
 
-const stepCalls6 = (nl: Netlink): StepCalls<bigint, Cidr6> => ({
+const stepCalls6 = (nl: Netlink): StepCalls<bigint> => ({
   describe: describeStep6,
   key: (ip) => ip,
   deleteRoutes: (keys) => nl.deleteRoutes6(keys),
@@ -323,8 +344,8 @@ const stepCalls6 = (nl: Netlink): StepCalls<bigint, Cidr6> => ({
  * one error per failed or skipped step; the others are done regardless.
  * Either family: `nl` holds its calls.
  */
-async function runSteps<A extends number | bigint, C>(nl: StepCalls<A, C>, dev: { readonly index: number; readonly name: string }, steps: ReadonlyArray<StepOf<A, C>>): Promise<RudderError[]> {
-  type Step = StepOf<A, C>;
+async function runSteps<A extends number | bigint>(nl: StepCalls<A>, dev: { readonly index: number; readonly name: string }, steps: ReadonlyArray<VxlanStepOf<A>>): Promise<RudderError[]> {
+  type Step = VxlanStepOf<A>;
   const index = dev.index;
   const blind = { dump: false };
   const errors: RudderError[] = [];
@@ -395,14 +416,14 @@ class VxlanDevice {
 }
 
 /** What the IPv4 and IPv6 devices' drivers differ in; `index` is the device's current one. */
-interface DriverFamily<P, A extends number | bigint, C> {
-  readonly calls: StepCalls<A, C>;
+interface DriverFamily<P, A extends number | bigint> {
+  readonly calls: StepCalls<A>;
   /** Logs that the device was missing or changed and had to be re-created. */
   recreated(peers: number): void;
   /** Reads this family's Rudder routes and the device's neighbors and FDB, and plans against them. */
-  plan(peers: readonly P[], index: number): Promise<Array<StepOf<A, C>>>;
-  changeSteps(ch: PeerChange<P>, index: number): Array<StepOf<A, C>>;
-  removeSteps(peers: readonly P[], index: number): Array<StepOf<A, C>>;
+  plan(peers: readonly P[], index: number): Promise<Array<VxlanStepOf<A>>>;
+  changeSteps(ch: PeerChange<P>, index: number): Array<VxlanStepOf<A>>;
+  removeSteps(peers: readonly P[], index: number): Array<VxlanStepOf<A>>;
   /**
    * For a route, neighbor or FDB notification: whether it matches a peer of
    * the table; null when it is not this driver's to judge (the other
@@ -411,7 +432,7 @@ interface DriverFamily<P, A extends number | bigint, C> {
   ours(ch: KernelChange, index: number): boolean | null;
 }
 
-function vxlanDriver<P extends object, A extends number | bigint, C>(dev: VxlanDevice, fam: DriverFamily<P, A, C>, underlay: number): KernelDriver<P, StepOf<A, C>> {
+function vxlanDriver<P extends object, A extends number | bigint>(dev: VxlanDevice, fam: DriverFamily<P, A>, underlay: number): KernelDriver<P, VxlanStepOf<A>> {
   return {
     async plan(peers) {
       if (await dev.ensure()) fam.recreated(peers.length);
@@ -434,7 +455,7 @@ function vxlanDriver<P extends object, A extends number | bigint, C>(dev: VxlanD
   };
 }
 
-function family4(nl: Netlink, table: VxlanPeerTable, log: Logger): DriverFamily<VxlanPeer, number, Cidr> {
+function family4(nl: Netlink, table: VxlanPeerTable, log: Logger): DriverFamily<VxlanPeer, number> {
   return {
     calls: stepCalls(nl),
     recreated: (peers) => log.warn('device was missing or changed; re-created it, re-programming every peer', { peers }),
@@ -450,12 +471,8 @@ function family4(nl: Netlink, table: VxlanPeerTable, log: Logger): DriverFamily<
     removeSteps: (peers, index) => stopSteps(peers, index),
     ours(ch, index) {
       switch (ch.kind) {
-        case 'route': {
-          const r = ch.route;
-          if (r.table !== TABLE_MAIN) return null;
-          const p = table.get(cidrToKey(r.dst));
-          return p !== undefined && r.oif === index && r.gateway === peerVtepIp(p) >>> 0 && r.onlink && r.metric === 0;
-        }
+        case 'route':
+          return ch.route.table !== TABLE_MAIN ? null : isPeerRoute(ch.route, table.bySubnet(ch.route.dst), index);
         case 'neigh': {
           if (ch.index !== index) return null;
           const p = table.byVtep(ch.ip);
@@ -470,7 +487,7 @@ function family4(nl: Netlink, table: VxlanPeerTable, log: Logger): DriverFamily<
   };
 }
 
-function family6(nl: Netlink, table: Vxlan6PeerTable, name: string, log: Logger): DriverFamily<Vxlan6Peer, bigint, Cidr6> {
+function family6(nl: Netlink, table: Vxlan6PeerTable, name: string, log: Logger): DriverFamily<Vxlan6Peer, bigint> {
   return {
     calls: stepCalls6(nl),
     recreated: (peers) => log.warn('IPv6 device was missing or changed; re-created it, re-programming every IPv6 peer', { dev: name, peers }),
