@@ -39,34 +39,42 @@
 import { RudderError, describeError } from '../../errors';
 import { cidrToKey, formatCidr, formatIp } from '../../ip/ipv4';
 import { formatIp6 } from '../../ip/ipv6';
-import type { PrefixOf } from '../../ip/family';
 import type { Logger } from '../../log';
 import { formatLeaseKey, hasIpv4, leaseName, type Lease, type LeaseEvent } from '../../subnet/lease';
 import { ipv4Enabled } from '../../config';
-import { RTPROT_RUDDER, TABLE_MAIN, type BatchResult, type EnsureOptions, type KernelChange, type Netlink, type VxlanSpec } from '../../netlink';
+import {
+  RTPROT_RUDDER,
+  TABLE_MAIN,
+  type BatchResult,
+  type EnsureOptions,
+  type FdbSpecOf,
+  type KernelChange,
+  type Netlink,
+  type NeighborKeyOf,
+  type NeighborSpecOf,
+  type RouteInfoOf,
+  type RouteKeyOf,
+  type RouteSpecOf,
+  type VxlanSpec,
+} from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
 import { removeForeignDevices } from '../common';
 import { startKernelNetwork, type KernelDeps, type KernelDriver } from '../runtime';
-import type { PeerChange } from '../peers';
 import {
+  VXLAN4,
+  VXLAN6,
   Vxlan6PeerTable,
   VxlanPeerTable,
-  changeSteps,
-  changeSteps6,
-  describeStep,
-  describeStep6,
-  isKernelNeighbor6,
-  isPeerRoute,
-  isPeerRoute6,
   notV6Peer,
-  planReconcile,
-  planReconcile6,
-  stopSteps,
-  stopSteps6,
+  plans4,
+  plans6,
   vtepMac,
   vtepMac6,
-  type Vxlan6Peer,
-  type VxlanPeer,
+  type FamilyPeerTable,
+  type PeerOf,
+  type VxlanFamily,
+  type VxlanKernelStateOf,
+  type VxlanPlans,
   type VxlanStepOf,
 } from './peers';
 
@@ -197,7 +205,8 @@ function startV4(ctx: BackendContext, a: StartArgs): Promise<Network> {
       });
       const dev = new VxlanDevice(nl, spec, (index) => nl.ensureAddresses(index, [{ ip: own.subnet.ip, prefix: 32 }]), mtu);
       if (await dev.ensure()) log.info('device created', { dev: name });
-      return vxlanDriver(dev, family4(nl, table, log), ctx.extIface.index);
+      const recreated = (peers: number): void => log.warn('device was missing or changed; re-created it, re-programming every peer', { peers });
+      return vxlanDriver(dev, { fam: VXLAN4, calls: calls4(nl), plans: plans4, table, recreated }, ctx.extIface.index);
     },
     started: { dev: name, vni, port, vtepMAC: a.mac, address: `${formatIp(own.subnet.ip)}/32`, mtu, local: formatIp(ctx.extIface.address), underlay: ctx.extIface.name },
   });
@@ -246,7 +255,8 @@ function startV6(ctx: BackendContext, a: StartArgs & { readonly publicIPv6: bigi
       });
       const dev = new VxlanDevice(nl, spec, (index) => nl.ensureAddresses6(index, [{ ip: subnet6.ip, prefix: 128 }]), mtu);
       if (await dev.ensure()) log.info('device created', { dev: name });
-      return vxlanDriver(dev, family6(nl, table, name, log), ctx.extIface.index);
+      const recreated = (peers: number): void => log.warn('IPv6 device was missing or changed; re-created it, re-programming every IPv6 peer', { dev: name, peers });
+      return vxlanDriver(dev, { fam: VXLAN6, calls: calls6(nl), plans: plans6, table, recreated }, ctx.extIface.index);
     },
     started: { dev: name, vni, port, vtepMAC: a.mac, address: `${formatIp6(subnet6.ip)}/128`, mtu, local: formatIp6(a.publicIPv6), underlay: ctx.extIface.name },
   });
@@ -299,39 +309,58 @@ export async function takeOverVni(nl: Pick<Netlink, 'listLinks' | 'deleteLink'>,
   }
 }
 
-/** One family's batch calls and step describer, for runSteps. */
-interface StepCalls<A extends number | bigint> {
-  describe(s: VxlanStepOf<A>): string;
-  /** An address as a key of the Sets and Maps (IPv4: unsigned). */
-  key(ip: A): A;
-  deleteRoutes(keys: ReadonlyArray<{ dst: PrefixOf<A>; table: number; metric: number; oif?: number; gateway?: A }>): Promise<BatchResult[]>;
-  deleteFdbs(specs: ReadonlyArray<{ index: number; mac: string; dst: A }>): Promise<BatchResult[]>;
-  deleteNeighbors(keys: ReadonlyArray<{ index: number; ip: A }>): Promise<BatchResult[]>;
-  ensureNeighbors(specs: ReadonlyArray<{ index: number; ip: A; mac: string }>, opts: EnsureOptions): Promise<BatchResult[]>;
-  ensureFdbs(specs: ReadonlyArray<{ index: number; mac: string; dst: A }>, opts: EnsureOptions): Promise<BatchResult[]>;
-  ensureRoutes(specs: ReadonlyArray<{ dst: PrefixOf<A>; oif: number; gateway: A; onlink: boolean; protocol: number; table: number }>, opts: EnsureOptions): Promise<BatchResult[]>;
+/** One family's slice of the netlink facade, for runSteps and the driver. */
+interface FamilyCalls<A extends number | bigint> {
+  /** This family's Rudder routes of the main table, and the device's neighbors and FDB entries. */
+  listRoutes(): Promise<VxlanKernelStateOf<A>['routes']>;
+  listNeighbors(index: number): Promise<VxlanKernelStateOf<A>['neighbors']>;
+  listFdb(index: number): Promise<VxlanKernelStateOf<A>['fdb']>;
+  deleteRoutes(keys: ReadonlyArray<RouteKeyOf<A>>): Promise<BatchResult[]>;
+  deleteFdbs(specs: ReadonlyArray<FdbSpecOf<A>>): Promise<BatchResult[]>;
+  deleteNeighbors(keys: ReadonlyArray<NeighborKeyOf<A>>): Promise<BatchResult[]>;
+  ensureNeighbors(specs: ReadonlyArray<NeighborSpecOf<A>>, opts: EnsureOptions): Promise<BatchResult[]>;
+  ensureFdbs(specs: ReadonlyArray<FdbSpecOf<A>>, opts: EnsureOptions): Promise<BatchResult[]>;
+  ensureRoutes(specs: ReadonlyArray<RouteSpecOf<A>>, opts: EnsureOptions): Promise<BatchResult[]>;
+  /** A notification about this family's routes, neighbors or FDB entries, as the other family's kinds; else null. */
+  change(ch: KernelChange): FamilyChange<A> | null;
 }
 
-const stepCalls = (nl: Netlink): StepCalls<number> => ({
-  describe: describeStep,
-  key: (ip) => ip >>> 0,
+type FamilyChange<A extends number | bigint> =
+  | { readonly kind: 'route'; readonly route: RouteInfoOf<A> }
+  | { readonly kind: 'neigh'; readonly index: number; readonly ip: A; readonly mac: string | undefined }
+  | { readonly kind: 'fdb'; readonly index: number; readonly mac: string; readonly dst: A };
+
+const RUDDER_ROUTES = { protocol: RTPROT_RUDDER, table: TABLE_MAIN };
+
+const calls4 = (nl: Netlink): FamilyCalls<number> => ({
+  listRoutes: () => nl.listRoutes(RUDDER_ROUTES),
+  listNeighbors: (index) => nl.listNeighbors(index),
+  listFdb: (index) => nl.listFdb(index),
   deleteRoutes: (keys) => nl.deleteRoutes(keys),
   deleteFdbs: (specs) => nl.deleteFdbs(specs),
   deleteNeighbors: (keys) => nl.deleteNeighbors(keys),
   ensureNeighbors: (specs, opts) => nl.ensureNeighbors(specs, opts),
   ensureFdbs: (specs, opts) => nl.ensureFdbs(specs, opts),
   ensureRoutes: (specs, opts) => nl.ensureRoutes(specs, opts),
+  change: (ch) => (ch.kind === 'route' || ch.kind === 'neigh' || ch.kind === 'fdb' ? ch : null),
 });
 
-const stepCalls6 = (nl: Netlink): StepCalls<bigint> => ({
-  describe: describeStep6,
-  key: (ip) => ip,
+const calls6 = (nl: Netlink): FamilyCalls<bigint> => ({
+  listRoutes: () => nl.listRoutes6(RUDDER_ROUTES),
+  listNeighbors: (index) => nl.listNeighbors6(index),
+  listFdb: (index) => nl.listFdb6(index),
   deleteRoutes: (keys) => nl.deleteRoutes6(keys),
   deleteFdbs: (specs) => nl.deleteFdbs6(specs),
   deleteNeighbors: (keys) => nl.deleteNeighbors6(keys),
   ensureNeighbors: (specs, opts) => nl.ensureNeighbors6(specs, opts),
   ensureFdbs: (specs, opts) => nl.ensureFdbs6(specs, opts),
   ensureRoutes: (specs, opts) => nl.ensureRoutes6(specs, opts),
+  change(ch) {
+    if (ch.kind === 'route6') return { kind: 'route', route: ch.route };
+    if (ch.kind === 'neigh6') return { ...ch, kind: 'neigh' };
+    if (ch.kind === 'fdb6') return { ...ch, kind: 'fdb' };
+    return null;
+  },
 });
 
 /**
@@ -342,15 +371,20 @@ const stepCalls6 = (nl: Netlink): StepCalls<bigint> => ({
  * idempotent). A route is not added when its peer's neighbor or FDB entry
  * failed (the kernel must never send into an unresolved next hop). Returns
  * one error per failed or skipped step; the others are done regardless.
- * Either family: `nl` holds its calls.
+ * Either family: `nl` holds its calls, `fam` its step describer and address keys.
  */
-async function runSteps<A extends number | bigint>(nl: StepCalls<A>, dev: { readonly index: number; readonly name: string }, steps: ReadonlyArray<VxlanStepOf<A>>): Promise<RudderError[]> {
+async function runSteps<A extends number | bigint>(
+  nl: FamilyCalls<A>,
+  fam: { describe(s: VxlanStepOf<A>): string; key(ip: A): A },
+  dev: { readonly index: number; readonly name: string },
+  steps: ReadonlyArray<VxlanStepOf<A>>,
+): Promise<RudderError[]> {
   type Step = VxlanStepOf<A>;
   const index = dev.index;
   const blind = { dump: false };
   const errors: RudderError[] = [];
   const fail = (s: Step, e: unknown): void => {
-    errors.push(new RudderError('E_BACKEND', `vxlan: ${nl.describe(s)} on ${dev.name} failed`, { cause: e }));
+    errors.push(new RudderError('E_BACKEND', `vxlan: ${fam.describe(s)} on ${dev.name} failed`, { cause: e }));
   };
   const of = <K extends Step['kind']>(kind: K): Array<Extract<Step, { kind: K }>> => steps.filter((s): s is Extract<Step, { kind: K }> => s.kind === kind);
   const check = <T extends Step>(list: readonly T[], results: readonly BatchResult[], onFail?: (s: T) => void): void => {
@@ -371,15 +405,15 @@ async function runSteps<A extends number | bigint>(nl: StepCalls<A>, dev: { read
   const badNeigh = new Set<A>();
   const macOf = new Map<A, string>();
   const addNeigh = of('add-neigh');
-  for (const s of addNeigh) macOf.set(nl.key(s.ip), s.mac);
-  if (addNeigh.length) check(addNeigh, await nl.ensureNeighbors(addNeigh.map((s) => ({ index, ip: s.ip, mac: s.mac })), blind), (s) => badNeigh.add(nl.key(s.ip)));
+  for (const s of addNeigh) macOf.set(fam.key(s.ip), s.mac);
+  if (addNeigh.length) check(addNeigh, await nl.ensureNeighbors(addNeigh.map((s) => ({ index, ip: s.ip, mac: s.mac })), blind), (s) => badNeigh.add(fam.key(s.ip)));
   const badMac = new Set<string>();
   const addFdb = of('add-fdb');
   if (addFdb.length) check(addFdb, await nl.ensureFdbs(addFdb.map((s) => ({ index, mac: s.mac, dst: s.dst })), blind), (s) => badMac.add(s.mac));
   const addRoute: Array<Extract<Step, { kind: 'add-route' }>> = [];
   for (const s of of('add-route')) {
-    const mac = macOf.get(nl.key(s.via));
-    if (badNeigh.has(nl.key(s.via)) || (mac !== undefined && badMac.has(mac))) fail(s, new Error('not added: its neighbor or FDB entry failed'));
+    const mac = macOf.get(fam.key(s.via));
+    if (badNeigh.has(fam.key(s.via)) || (mac !== undefined && badMac.has(mac))) fail(s, new Error('not added: its neighbor or FDB entry failed'));
     else addRoute.push(s);
   }
   if (addRoute.length) {
@@ -415,106 +449,61 @@ class VxlanDevice {
   }
 }
 
-/** What the IPv4 and IPv6 devices' drivers differ in; `index` is the device's current one. */
-interface DriverFamily<P, A extends number | bigint> {
-  readonly calls: StepCalls<A>;
+/** One family's device driver: its netlink calls, plans and peer table; `index` is the device's current one. */
+interface DriverFamily<A extends number | bigint, P extends PeerOf<A>> {
+  readonly fam: VxlanFamily<A, P>;
+  readonly calls: FamilyCalls<A>;
+  readonly plans: VxlanPlans<A, P>;
+  readonly table: FamilyPeerTable<A, P>;
   /** Logs that the device was missing or changed and had to be re-created. */
   recreated(peers: number): void;
-  /** Reads this family's Rudder routes and the device's neighbors and FDB, and plans against them. */
-  plan(peers: readonly P[], index: number): Promise<Array<VxlanStepOf<A>>>;
-  changeSteps(ch: PeerChange<P>, index: number): Array<VxlanStepOf<A>>;
-  removeSteps(peers: readonly P[], index: number): Array<VxlanStepOf<A>>;
+}
+
+function vxlanDriver<A extends number | bigint, P extends PeerOf<A>>(dev: VxlanDevice, d: DriverFamily<A, P>, underlay: number): KernelDriver<P, VxlanStepOf<A>> {
+  const { fam, calls, plans, table } = d;
   /**
    * For a route, neighbor or FDB notification: whether it matches a peer of
    * the table; null when it is not this driver's to judge (the other
-   * family's, another table or device).
+   * family's, another table or device, a neighbor the kernel keeps itself).
    */
-  ours(ch: KernelChange, index: number): boolean | null;
-}
-
-function vxlanDriver<P extends object, A extends number | bigint>(dev: VxlanDevice, fam: DriverFamily<P, A>, underlay: number): KernelDriver<P, VxlanStepOf<A>> {
+  const ours = (ch: KernelChange, index: number): boolean | null => {
+    const c = calls.change(ch);
+    switch (c?.kind) {
+      case 'route':
+        return c.route.table !== TABLE_MAIN ? null : plans.isPeerRoute(c.route, table.bySubnet(c.route.dst), index);
+      case 'neigh': {
+        if (c.index !== index || fam.kernelNeighbor(c.ip)) return null;
+        const p = table.byVtep(c.ip);
+        return p !== undefined && (c.mac === undefined || c.mac === p.mac);
+      }
+      case 'fdb': {
+        if (c.index !== index) return null;
+        const p = table.byMac(c.mac);
+        return p !== undefined && fam.key(fam.remote(p)) === fam.key(c.dst);
+      }
+      default:
+        return null;
+    }
+  };
   return {
     async plan(peers) {
-      if (await dev.ensure()) fam.recreated(peers.length);
-      return fam.plan(peers, dev.index);
+      if (await dev.ensure()) d.recreated(peers.length);
+      const have = { routes: await calls.listRoutes(), neighbors: await calls.listNeighbors(dev.index), fdb: await calls.listFdb(dev.index) };
+      return plans.planReconcile(peers, have, dev.index);
     },
-    changeSteps: (ch) => fam.changeSteps(ch, dev.index),
-    removeSteps: (peers) => fam.removeSteps(peers, dev.index),
-    run: (steps) => runSteps(fam.calls, dev, steps),
-    describeStep: (s) => fam.calls.describe(s),
+    changeSteps: (ch) => plans.changeSteps(ch, dev.index, table),
+    removeSteps: (peers) => plans.stopSteps(peers, dev.index),
+    run: (steps) => runSteps(calls, { describe: plans.describeStep, key: (ip: A) => fam.key(ip) }, dev, steps),
+    describeStep: (s) => plans.describeStep(s),
     isRemoval: (s) => s.kind.startsWith('del'),
     // The device's index is read per notification: a re-created device gets a new one.
     watches: (index) => index === dev.index || index === underlay,
     drifted(ch: KernelChange) {
       if (ch.kind === 'lost' || ch.kind === 'link') return true; // the device or the underlay (filtered)
       if (ch.kind === 'addr') return ch.index === dev.index;
-      const ours = fam.ours(ch, dev.index);
-      if (ours === null) return false;
-      return ch.op === 'del' ? ours : !ours;
-    },
-  };
-}
-
-function family4(nl: Netlink, table: VxlanPeerTable, log: Logger): DriverFamily<VxlanPeer, number> {
-  return {
-    calls: stepCalls(nl),
-    recreated: (peers) => log.warn('device was missing or changed; re-created it, re-programming every peer', { peers }),
-    async plan(peers, index) {
-      const have = {
-        routes: await nl.listRoutes({ protocol: RTPROT_RUDDER, table: TABLE_MAIN }),
-        neighbors: await nl.listNeighbors(index),
-        fdb: await nl.listFdb(index),
-      };
-      return planReconcile(peers, have, index);
-    },
-    changeSteps: (ch, index) => changeSteps(ch, index, table),
-    removeSteps: (peers, index) => stopSteps(peers, index),
-    ours(ch, index) {
-      switch (ch.kind) {
-        case 'route':
-          return ch.route.table !== TABLE_MAIN ? null : isPeerRoute(ch.route, table.bySubnet(ch.route.dst), index);
-        case 'neigh': {
-          if (ch.index !== index) return null;
-          const p = table.byVtep(ch.ip);
-          return p !== undefined && (ch.mac === undefined || ch.mac === p.mac);
-        }
-        case 'fdb':
-          return ch.index !== index ? null : table.byMac(ch.mac)?.publicIP === ch.dst >>> 0;
-        default: // the IPv6 device's driver judges route6, neigh6, fdb6
-          return null;
-      }
-    },
-  };
-}
-
-function family6(nl: Netlink, table: Vxlan6PeerTable, name: string, log: Logger): DriverFamily<Vxlan6Peer, bigint> {
-  return {
-    calls: stepCalls6(nl),
-    recreated: (peers) => log.warn('IPv6 device was missing or changed; re-created it, re-programming every IPv6 peer', { dev: name, peers }),
-    async plan(peers, index) {
-      const have = {
-        routes: await nl.listRoutes6({ protocol: RTPROT_RUDDER, table: TABLE_MAIN }),
-        neighbors: await nl.listNeighbors6(index),
-        fdb: await nl.listFdb6(index),
-      };
-      return planReconcile6(peers, have, index);
-    },
-    changeSteps: (ch, index) => changeSteps6(ch, index, table),
-    removeSteps: (peers, index) => stopSteps6(peers, index),
-    ours(ch, index) {
-      switch (ch.kind) {
-        case 'route6':
-          return ch.route.table !== TABLE_MAIN ? null : isPeerRoute6(ch.route, table.bySubnet(ch.route.dst), index);
-        case 'neigh6': {
-          if (ch.index !== index || isKernelNeighbor6(ch.ip)) return null;
-          const p = table.byVtep(ch.ip);
-          return p !== undefined && (ch.mac === undefined || ch.mac === p.mac);
-        }
-        case 'fdb6':
-          return ch.index !== index ? null : table.byMac(ch.mac)?.publicIPv6 === ch.dst;
-        default: // the IPv4 device's driver judges route, neigh, fdb
-          return null;
-      }
+      const o = ours(ch, dev.index);
+      if (o === null) return false;
+      return ch.op === 'del' ? o : !o;
     },
   };
 }

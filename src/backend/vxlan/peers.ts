@@ -79,7 +79,7 @@ export function isKernelNeighbor6(ip: bigint): boolean {
 }
 
 /** A peer of either family's device. */
-interface PeerOf<A extends number | bigint> {
+export interface PeerOf<A extends number | bigint> {
   readonly key: string;
   readonly subnet: PrefixOf<A>;
   readonly mac: string;
@@ -104,7 +104,7 @@ export interface Vxlan6Peer extends PeerOf<bigint> {
 export const peerVtepIp = <A extends number | bigint>(p: { readonly subnet: PrefixOf<A> }): A => p.subnet.ip;
 
 /** What the IPv4 and IPv6 devices' peers and plans differ in. */
-interface VxlanFamily<A extends number | bigint, P extends PeerOf<A>> extends IpFamily<A> {
+export interface VxlanFamily<A extends number | bigint, P extends PeerOf<A>> extends IpFamily<A> {
   readonly rules: PeerRules<P>;
   /** The peer's PublicIP (PublicIPv6): its FDB entry's remote. */
   remote(p: P): A;
@@ -115,7 +115,7 @@ interface VxlanFamily<A extends number | bigint, P extends PeerOf<A>> extends Ip
 }
 
 /** The peer table's rules for vxlan: a lease with a valid VtepMAC is a VTEP. */
-const VXLAN4: VxlanFamily<number, VxlanPeer> = {
+export const VXLAN4: VxlanFamily<number, VxlanPeer> = {
   ...IPV4,
   rules: {
     backendType: 'vxlan',
@@ -133,7 +133,7 @@ const VXLAN4: VxlanFamily<number, VxlanPeer> = {
 };
 
 /** IPv6 peers are keyed by the whole lease key; a lease without IPv6 is no peer (notV6Peer). */
-const VXLAN6: VxlanFamily<bigint, Vxlan6Peer> = {
+export const VXLAN6: VxlanFamily<bigint, Vxlan6Peer> = {
   ...IPV6,
   rules: {
     backendType: 'vxlan',
@@ -167,7 +167,7 @@ function bump<K>(m: Map<K, number>, k: K, by: number): void {
 }
 
 /** The peer table of one family's device, with the indexes its driver and plans ask. */
-class FamilyPeerTable<A extends number | bigint, P extends PeerOf<A>> extends PeerTable<P> implements PeerUse<A> {
+export class FamilyPeerTable<A extends number | bigint, P extends PeerOf<A>> extends PeerTable<P> implements PeerUse<A> {
   /**
    * How many current peers use each FDB entry (MAC, PublicIP) and VTEP address: a removal
    * asks whether another peer still needs them in O(1), not by copying and scanning every peer.
@@ -403,14 +403,17 @@ function plans<A extends number | bigint, P extends PeerOf<A>>(fam: VxlanFamily<
   return { describeStep, programSteps, unprogramSteps, stopSteps, changeSteps, isPeerRoute, planReconcile, peerUse };
 }
 
-export const { describeStep, programSteps, unprogramSteps, stopSteps, changeSteps, isPeerRoute, planReconcile, peerUse } = plans(VXLAN4);
+export type VxlanPlans<A extends number | bigint, P extends PeerOf<A>> = ReturnType<typeof plans<A, P>>;
+export const plans4 = plans(VXLAN4);
+export const plans6 = plans(VXLAN6);
+
+export const { describeStep, programSteps, unprogramSteps, stopSteps, changeSteps, planReconcile, peerUse } = plans4;
 export const {
   describeStep: describeStep6,
   programSteps: programSteps6,
   unprogramSteps: unprogramSteps6,
   stopSteps: stopSteps6,
   changeSteps: changeSteps6,
-  isPeerRoute: isPeerRoute6,
   planReconcile: planReconcile6,
   peerUse: peerUse6,
-} = plans(VXLAN6);
+} = plans6;
