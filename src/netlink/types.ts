@@ -8,10 +8,9 @@
  * lower-case `aa:bb:cc:dd:ee:ff` strings (what BackendData carries). IPv6
  * has its own types and methods (the `6` suffix: Route6Spec, ensureRoutes6,
  * ...) over the bigint addresses of ip/ipv6.ts, so the IPv4 API and its
- * callers stay as they are.
+ * callers stay as they are; each pair of types is one generic over the
+ * address (`RouteSpecOf<A>`, `FdbSpecOf<A>`, ...) with both names kept.
  */
-import type { Cidr } from '../ip/ipv4';
-import type { Cidr6 } from '../ip/ipv6';
 import type { PrefixOf } from '../ip/family';
 
 /**
@@ -66,46 +65,46 @@ export type Addr6Spec = AddrSpecOf<bigint>;
 
 export type RouteScope = 'universe' | 'link' | 'host';
 
-export interface RouteSpec {
-  readonly dst: Cidr;
+/** A route request of either family (`A`: number for IPv4, bigint for IPv6). */
+export interface RouteSpecOf<A extends number | bigint> {
+  readonly dst: PrefixOf<A>;
   readonly oif: number;
-  readonly gateway?: number;
+  readonly gateway?: A;
   /** Gateway need not be on a connected subnet (vxlan: via the peer's overlay address). */
   readonly onlink?: boolean;
-  /** Default: 'universe' with a gateway, 'link' without. */
+  /** IPv4 only (see Route6Spec). Default: 'universe' with a gateway, 'link' without. */
   readonly scope?: RouteScope;
   /** Default RTPROT_RUDDER. */
   readonly protocol?: number;
-  /** Route priority; default 0. Part of the kernel's route key. */
+  /** Route priority; default 0 (IPv6: IPV6_DEFAULT_METRIC). Part of the kernel's route key. */
   readonly metric?: number;
   /** Default TABLE_MAIN. */
   readonly table?: number;
 }
+export type RouteSpec = RouteSpecOf<number>;
+/** An IPv6 route. No scope: the kernel keeps every IPv6 route at scope universe. */
+export type Route6Spec = Omit<RouteSpecOf<bigint>, 'scope'>;
 
-export interface RouteInfo {
-  readonly dst: Cidr;
+/** A kernel route of either family. */
+export interface RouteInfoOf<A extends number | bigint> {
+  readonly dst: PrefixOf<A>;
   readonly table: number;
+  /** An `unreachable` IPv6 route lists the loopback device here. */
   readonly oif: number | undefined;
-  readonly gateway: number | undefined;
+  readonly gateway: A | undefined;
   readonly onlink: boolean;
-  readonly scope: number;
+  /** rtm_scope; IPv4 only (see Route6Spec). */
+  readonly scope?: number;
   readonly protocol: number;
   /** rtm_type (1 = unicast). */
   readonly type: number;
   readonly metric: number;
-  readonly prefsrc: number | undefined;
-}
-
-/** A route request of either family: a RouteSpec, or a Route6Spec (which has no scope). */
-export type RouteSpecOf<A extends number | bigint> = Omit<RouteSpec, 'dst' | 'gateway'> & { readonly dst: PrefixOf<A>; readonly gateway?: A };
-
-/** A kernel route of either family: a RouteInfo, or a Route6Info (which has no scope). */
-export type RouteInfoOf<A extends number | bigint> = Omit<RouteInfo, 'dst' | 'gateway' | 'prefsrc' | 'scope'> & {
-  readonly dst: PrefixOf<A>;
-  readonly gateway: A | undefined;
   readonly prefsrc: A | undefined;
-  readonly scope?: number;
-};
+}
+export interface RouteInfo extends RouteInfoOf<number> {
+  readonly scope: number;
+}
+export type Route6Info = Omit<RouteInfoOf<bigint>, 'scope'>;
 
 export interface RouteFilter {
   readonly oif?: number;
@@ -129,38 +128,6 @@ export interface UnreachableRouteSpecOf<A extends number | bigint> {
 }
 export type UnreachableRouteSpec = UnreachableRouteSpecOf<number>;
 export type Unreachable6Spec = UnreachableRouteSpecOf<bigint>;
-
-/**
- * An IPv6 route. No scope: the kernel keeps every IPv6 route at scope
- * universe. `metric` defaults to IPV6_DEFAULT_METRIC (see there).
- */
-export interface Route6Spec {
-  readonly dst: Cidr6;
-  readonly oif: number;
-  readonly gateway?: bigint;
-  /** Gateway need not be on a connected prefix. */
-  readonly onlink?: boolean;
-  /** Default RTPROT_RUDDER. */
-  readonly protocol?: number;
-  /** Default IPV6_DEFAULT_METRIC. Part of the kernel's route key. */
-  readonly metric?: number;
-  /** Default TABLE_MAIN. */
-  readonly table?: number;
-}
-
-export interface Route6Info {
-  readonly dst: Cidr6;
-  readonly table: number;
-  /** An `unreachable` IPv6 route lists the loopback device here. */
-  readonly oif: number | undefined;
-  readonly gateway: bigint | undefined;
-  readonly onlink: boolean;
-  readonly protocol: number;
-  /** rtm_type (1 = unicast). */
-  readonly type: number;
-  readonly metric: number;
-  readonly prefsrc: bigint | undefined;
-}
 
 /**
  * What `deleteRoutes` (`deleteRoutes6`) needs to name one route: the kernel's
