@@ -58,7 +58,7 @@ import {
   type VxlanSpec,
 } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
-import { removeForeignDevices } from '../common';
+import { removeForeignDevices, type StartGuard } from '../common';
 import { startKernelNetwork, type KernelDeps, type KernelDriver } from '../runtime';
 import {
   VXLAN4,
@@ -194,17 +194,7 @@ function startV4(ctx: BackendContext, a: StartArgs): Promise<Network> {
     logInvalid: (l) =>
       log.error('ignoring vxlan lease without a valid VtepMAC', { subnet: formatCidr(l.subnet), key: cidrToKey(l.subnet), publicIP: formatIp(l.publicIP), VtepMAC: l.backendData['VtepMAC'] }),
     async setup(nl, start) {
-      start.check('removing stale devices');
-      await removeForeignDevices(nl, a.keep, log);
-      start.check(`freeing VNI ${vni} port ${port}`);
-      await takeOverVni(nl, spec, log);
-      start.check(`creating ${name}`);
-      start.undo(`delete ${name}`, async () => {
-        const l = await nl.linkByName(name);
-        if (l !== null) await nl.deleteLink(l.index);
-      });
-      const dev = new VxlanDevice(nl, spec, (index) => nl.ensureAddresses(index, [{ ip: own.subnet.ip, prefix: 32 }]), mtu);
-      if (await dev.ensure()) log.info('device created', { dev: name });
+      const dev = await setupDevice(nl, start, a, new VxlanDevice(nl, spec, (index) => nl.ensureAddresses(index, [{ ip: own.subnet.ip, prefix: 32 }]), mtu));
       const recreated = (peers: number): void => log.warn('device was missing or changed; re-created it, re-programming every peer', { peers });
       return vxlanDriver(dev, { fam: VXLAN4, calls: calls4(nl), plans: plans4, table, recreated }, ctx.extIface.index);
     },
@@ -244,22 +234,32 @@ function startV6(ctx: BackendContext, a: StartArgs & { readonly publicIPv6: bigi
       else log.error('ignoring vxlan lease without IPv6 (PublicIPv6, BackendV6Data): unreachable in this IPv6-only network', fields);
     },
     async setup(nl, start) {
-      start.check('removing stale devices');
-      await removeForeignDevices(nl, a.keep, log);
-      start.check(`freeing VNI ${vni} port ${port} (IPv6)`);
-      await takeOverVni(nl, spec, log);
-      start.check(`creating ${name}`);
-      start.undo(`delete ${name}`, async () => {
-        const l = await nl.linkByName(name);
-        if (l !== null) await nl.deleteLink(l.index);
-      });
-      const dev = new VxlanDevice(nl, spec, (index) => nl.ensureAddresses6(index, [{ ip: subnet6.ip, prefix: 128 }]), mtu);
-      if (await dev.ensure()) log.info('device created', { dev: name });
+      const dev = await setupDevice(nl, start, a, new VxlanDevice(nl, spec, (index) => nl.ensureAddresses6(index, [{ ip: subnet6.ip, prefix: 128 }]), mtu));
       const recreated = (peers: number): void => log.warn('IPv6 device was missing or changed; re-created it, re-programming every IPv6 peer', { dev: name, peers });
       return vxlanDriver(dev, { fam: VXLAN6, calls: calls6(nl), plans: plans6, table, recreated }, ctx.extIface.index);
     },
     started: { dev: name, vni, port, vtepMAC: a.mac, address: `${formatIp6(subnet6.ip)}/128`, mtu, local: formatIp6(a.publicIPv6), underlay: ctx.extIface.name },
   });
+}
+
+/**
+ * A family's start steps up to its device: stale devices removed, the VNI
+ * freed (takeOverVni), then the device created or fixed (deleted again if
+ * the start fails later).
+ */
+async function setupDevice(nl: Netlink, start: StartGuard, a: StartArgs, dev: VxlanDevice): Promise<VxlanDevice> {
+  const { spec } = dev;
+  start.check('removing stale devices');
+  await removeForeignDevices(nl, a.keep, a.log);
+  start.check(`freeing VNI ${spec.vni} port ${spec.port}${spec.local6 !== undefined ? ' (IPv6)' : ''}`);
+  await takeOverVni(nl, spec, a.log);
+  start.check(`creating ${spec.name}`);
+  start.undo(`delete ${spec.name}`, async () => {
+    const l = await nl.linkByName(spec.name);
+    if (l !== null) await nl.deleteLink(l.index);
+  });
+  if (await dev.ensure()) a.log.info('device created', { dev: spec.name });
+  return dev;
 }
 
 /**
@@ -428,7 +428,7 @@ class VxlanDevice {
 
   constructor(
     private readonly nl: Netlink,
-    private readonly spec: VxlanSpec,
+    readonly spec: VxlanSpec,
     /** Ensures the device's address: the lease's network address /32 (IPv6: /128). */
     private readonly address: (index: number) => Promise<unknown>,
     private readonly mtu: number,
