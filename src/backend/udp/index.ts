@@ -121,7 +121,7 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
         const opened = openDataPlane({
           tunName: TUN_NAME,
           bindAddress: family === 'ipv4' ? ctx.extIface.address : 0,
-          underlay: family,
+          ...(family === 'ipv6' ? { underlay: family } : {}),
           port,
           localSubnet: v4 ? { ip: own.subnet.ip, prefix: own.subnet.prefix } : { ip: 0, prefix: 32 },
           icmpSource: v4 ? own.subnet.ip : 0,
@@ -154,7 +154,7 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
         ...(own6 !== undefined && network6 !== undefined ? { address6: `${formatCidr6({ ip: own6.ip, prefix: 128 })}`, route6: `${formatCidr6(network6)} dev ${TUN_NAME}` } : {}),
         mtu,
         port,
-        underlay: family,
+        ...(family === 'ipv6' ? { underlay: family } : {}),
         bind: family === 'ipv4' ? formatIp(ctx.extIface.address) : '[::]',
       });
       logOffloads(log, dp, offloads);

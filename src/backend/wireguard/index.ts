@@ -143,7 +143,7 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
           {
             tunName: TUN_NAME,
             bindAddress: family === 'ipv4' ? ctx.extIface.address : 0,
-            underlay: family,
+            ...(family === 'ipv6' ? { underlay: family } : {}),
             port,
             localSubnet: v4 ? { ip: own.subnet.ip, prefix: own.subnet.prefix } : { ip: 0, prefix: 32 },
             icmpSource: v4 ? own.subnet.ip : 0,
@@ -194,7 +194,7 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
         psk: psk !== undefined,
         persistentKeepalive: b.PersistentKeepaliveInterval ?? 0,
         route: `${formatCidr(network)} dev ${TUN_NAME}`,
-        underlay: family,
+        ...(family === 'ipv6' ? { underlay: family } : {}),
         bind: family === 'ipv4' ? formatIp(ctx.extIface.address) : '[::]',
         offloads: dp.offloads.tso && dp.offloads.udpGso && dp.offloads.udpGro,
         queues: dp.offloads.queues,
