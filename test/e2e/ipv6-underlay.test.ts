@@ -2,8 +2,9 @@
  * The udp and wireguard backends over an IPv6-only underlay, end to end:
  * hosts whose eth0 has only 2001:2::N (etcd at [2001:2::250]), so each
  * daemon's data plane opens IPv6 sockets and reaches its peers at their
- * PublicIPv6. A dual-stack network: both pod families ride on the IPv6
- * underlay. Real etcd and `bin/rudder` daemons in host namespaces.
+ * PublicIPv6. A dual-stack network (both pod families ride on the IPv6
+ * underlay), then an IPv6-only one. Real etcd and `bin/rudder` daemons in
+ * host namespaces.
  *
  * One cluster per backend (building it is the slow part). Every test first
  * waits for the paths it relies on (a convergence wait with a generous
@@ -54,14 +55,14 @@ async function waitPingOk(from: Pod, fromName: string, to: string, size?: number
   );
 }
 
-/** Every ordered pair of pods pings the other over IPv6 and over IPv4. */
-async function waitMesh(hosts: readonly Host[]): Promise<number> {
+/** Every ordered pair of pods pings the other over IPv6 and (unless `v4` is false) over IPv4. */
+async function waitMesh(hosts: readonly Host[], v4 = true): Promise<number> {
   const jobs: Array<Promise<PingResult>> = [];
   for (const a of hosts) {
     for (const b of hosts) {
       if (a === b) continue;
       jobs.push(waitPingOk(podOf(a), `pod of ${a.name}`, pod6(b)));
-      jobs.push(waitPingOk(podOf(a), `pod of ${a.name}`, podOf(b).ip));
+      if (v4) jobs.push(waitPingOk(podOf(a), `pod of ${a.name}`, podOf(b).ip));
     }
   }
   return (await Promise.all(jobs)).length;
@@ -184,6 +185,37 @@ for (const k of CASES) {
         await a.exec(['ip', '-6', 'addr', 'del', `${stranger}/64`, 'dev', 'eth0'], { allowFailure: true });
       }
       await waitPingOk(podOf(a), `pod of ${a.name}`, pod6(b));
+    });
+  });
+}
+
+const V6ONLY: readonly Case[] = [
+  { type: 'udp', config: { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd42:18::/48', Backend: { Type: 'udp' } }, port: 8285, dev: 'rudder0', mtu: 1500 - 48 },
+  { type: 'wireguard', config: { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd42:19::/48', Backend: { Type: 'wireguard' } }, port: 51820, dev: 'rudder-wg', mtu: 1500 - 80 },
+];
+
+for (const k of V6ONLY) {
+  describe(`${k.type} backend over an IPv6-only underlay (IPv6-only network)`, { skip: skipUnlessRoot || skipUnlessEtcd }, () => {
+    let c: Cluster;
+    let hosts: Host[] = [];
+
+    before(async () => {
+      c = await createCluster({ hosts: 3, ipv6: true, ipv6OnlyHosts: true, giveUpMs: GIVE_UP_MS });
+      if (k.type === 'wireguard') for (const x of c.hosts) x.rudderArgs.push(`-wireguard-key-file=${path.join(x.dir, 'wireguard.key')}`);
+      await c.putConfig(k.config);
+      await Promise.all(c.hosts.map((h) => h.up()));
+      hosts = [...c.hosts];
+    });
+
+    after(async () => {
+      await c?.teardown();
+    });
+
+    it(`RUDDER_MTU is ${k.mtu}; every pod pings every other over IPv6, 1,400 bytes too`, async () => {
+      for (const h of hosts) assert.equal((h.readSubnetFile() as SubnetEnv).mtu, k.mtu, `RUDDER_MTU of ${h.name}`);
+      assert.equal(await waitMesh(hosts, false), 6);
+      const [a, b] = [hosts[0] as Host, hosts[2] as Host];
+      await waitPingOk(podOf(a), `pod of ${a.name}`, pod6(b), 1400);
     });
   });
 }

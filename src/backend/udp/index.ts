@@ -1,7 +1,7 @@
 /**
  * The udp backend: the TUN device `rudder0` and the native data plane, which
- * carries each IP packet in one UDP datagram to the PublicIP (and port) of
- * the lease holding its destination. This file configures the kernel (the
+ * carries each IP packet in one UDP datagram to the PublicIP (on an IPv6
+ * underlay the PublicIPv6) and port of the lease holding its destination. This file configures the kernel (the
  * device, the Network route and its fail-closed `unreachable` twin, stale
  * routes removed at start) and hands the data plane its peer table; the data
  * plane's threads move every packet. The design (ports, fail closed, pacing,
