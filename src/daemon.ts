@@ -126,7 +126,9 @@ export class Daemon {
       if (!config) return;
       this.config = config;
 
-      let ext = await this.d.resolveIface({ ipv4: ipv4Enabled(config) });
+      // udp and wireguard carry both families over an IPv6 underlay: with EnableIPv6 their host may lack IPv4.
+      const ipv6Underlay = Boolean(config.ipv6) && (config.backend.Type === 'udp' || config.backend.Type === 'wireguard');
+      let ext = await this.d.resolveIface({ ipv4: ipv4Enabled(config) && !ipv6Underlay });
       log.info('using interface', { iface: ext.name, address: formatIp(ext.address), publicIP: formatIp(ext.publicIP), mtu: ext.mtu });
 
       let publicIPv6: bigint | null = null;

@@ -86,7 +86,8 @@ static void counters_finalize(napi_env env, void *data, void *hint)
 
 /*
  * open({tunName, bindAddress, port, localIp, localPrefix, icmpSource, queues, mtu, local6Prefix,
- *       local6Net?: Buffer(16), icmp6Source?: Buffer(16), offloads?, busyPoll?}) -> {handle, counters, ifname, offloads}
+ *       local6Net?: Buffer(16), icmp6Source?: Buffer(16), offloads?, busyPoll?, ipv6Underlay?})
+ *   -> {handle, counters, ifname, offloads}
  */
 static napi_value js_open(napi_env env, napi_callback_info info)
 {
@@ -109,8 +110,10 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		return NULL;
 	bool offloads;
 	bool busy_poll;
+	bool v6_underlay;
 	if (!get_opt_bool(env, argv[0], "offloads", true, &offloads) ||
-	        !get_opt_bool(env, argv[0], "busyPoll", true, &busy_poll))
+	        !get_opt_bool(env, argv[0], "busyPoll", true, &busy_poll) ||
+	        !get_opt_bool(env, argv[0], "ipv6Underlay", false, &v6_underlay))
 		return NULL;
 	CHECK(env, napi_get_named_property(env, argv[0], "tunName", &tn));
 	/* WireGuard mode: {privateKey, psk?, persistentKeepalive, tai64nFloor?}; the key Buffers are wiped here. */
@@ -168,6 +171,7 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 	struct dp_config cfg = {
 	        .tun_name = name,
 	        .bind_addr = bind,
+	        .ipv6_underlay = v6_underlay,
 	        .port = (uint16_t)port,
 	        .local_net = lip,
 	        .local_prefix = (uint8_t)lpfx,
@@ -243,10 +247,24 @@ static bool get_u32_array(napi_env env, napi_value v, size_t group, const uint32
 	return true;
 }
 
+/* Four big-endian words (most significant first) as 16 bytes. */
+static void words_to_bytes(const uint32_t *q, uint8_t out[16])
+{
+	for (int k = 0; k < 4; k++) {
+		uint8_t *b = out + 4 * k;
+		b[0] = (uint8_t)(q[k] >> 24);
+		b[1] = (uint8_t)(q[k] >> 16);
+		b[2] = (uint8_t)(q[k] >> 8);
+		b[3] = (uint8_t)q[k];
+	}
+}
+
 /*
- * setRoutes(handle, Uint32Array [net, prefix, publicIP, port, ...],
- *           Uint32Array [net0, net1, net2, net3, prefix, publicIP, port, ...]): swaps the whole table.
- * An IPv6 net is four big-endian 32-bit words, most significant first.
+ * setRoutes(handle, Uint32Array [net, prefix, ep x4, port, ...],
+ *           Uint32Array [net x4, prefix, ep x4, port, ...]): swaps the whole table.
+ * An IPv6 net is four big-endian 32-bit words, most significant first; the
+ * endpoint `ep` too: the peer's IPv6 address on an IPv6 underlay, else its
+ * IPv4 one in the last word (::ffff:a.b.c.d).
  */
 static napi_value js_set_routes(napi_env env, napi_callback_info info)
 {
@@ -262,10 +280,10 @@ static napi_value js_set_routes(napi_env env, napi_callback_info info)
 		return NULL;
 	const uint32_t *u, *u6;
 	size_t len, len6;
-	if (!get_u32_array(env, argv[1], 4, &u, &len, "routes must be a Uint32Array of [net, prefix, publicIP, port] quadruples") ||
-	        !get_u32_array(env, argv[2], 7, &u6, &len6, "IPv6 routes must be a Uint32Array of [net x4, prefix, publicIP, port] groups"))
+	if (!get_u32_array(env, argv[1], 7, &u, &len, "routes must be a Uint32Array of [net, prefix, endpoint x4, port] groups") ||
+	        !get_u32_array(env, argv[2], 10, &u6, &len6, "IPv6 routes must be a Uint32Array of [net x4, prefix, endpoint x4, port] groups"))
 		return NULL;
-	size_t n = len / 4, n6 = len6 / 7;
+	size_t n = len / 7, n6 = len6 / 10;
 	struct dp_route *routes = n ? calloc(n, sizeof *routes) : NULL;
 	struct dp_route6 *routes6 = n6 ? calloc(n6, sizeof *routes6) : NULL;
 	if ((n && !routes) || (n6 && !routes6)) {
@@ -275,24 +293,20 @@ static napi_value js_set_routes(napi_env env, napi_callback_info info)
 		return NULL;
 	}
 	for (size_t i = 0; i < n; i++) {
-		const uint32_t *q = u + 4 * i;
+		const uint32_t *q = u + 7 * i;
 		routes[i].net = q[0];
 		routes[i].prefix = (uint8_t)q[1];
-		routes[i].public_ip = q[2];
-		routes[i].port = (uint16_t)q[3];
+		words_to_bytes(q + 2, routes[i].public_ip6);
+		routes[i].public_ip = q[5];
+		routes[i].port = (uint16_t)q[6];
 	}
 	for (size_t i = 0; i < n6; i++) {
-		const uint32_t *q = u6 + 7 * i;
-		for (int k = 0; k < 4; k++) {
-			uint8_t *b = routes6[i].net + 4 * k;
-			b[0] = (uint8_t)(q[k] >> 24);
-			b[1] = (uint8_t)(q[k] >> 16);
-			b[2] = (uint8_t)(q[k] >> 8);
-			b[3] = (uint8_t)q[k];
-		}
+		const uint32_t *q = u6 + 10 * i;
+		words_to_bytes(q, routes6[i].net);
 		routes6[i].prefix = (uint8_t)q[4];
-		routes6[i].public_ip = q[5];
-		routes6[i].port = (uint16_t)q[6];
+		words_to_bytes(q + 5, routes6[i].public_ip6);
+		routes6[i].public_ip = q[8];
+		routes6[i].port = (uint16_t)q[9];
 	}
 	char err[ERRLEN];
 	int rc = dp_set_routes(h->dp, routes, n, routes6, n6, err, sizeof err);
@@ -305,7 +319,10 @@ static napi_value js_set_routes(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
-/* setPeers(handle, [{publicKey: Buffer(32), ip, port, allowed: Uint32Array [net, prefix, ...], allowed6?: Uint32Array [net x4, prefix, ...]}]) */
+/*
+ * setPeers(handle, [{publicKey: Buffer(32), ip, ip6?: Buffer(16), port, allowed: Uint32Array [net, prefix, ...],
+ *                    allowed6?: Uint32Array [net x4, prefix, ...]}]): ip6 is the endpoint on an IPv6 underlay.
+ */
 static napi_value js_set_peers(napi_env env, napi_callback_info info)
 {
 	napi_value argv[2];
@@ -333,14 +350,14 @@ static napi_value js_set_peers(napi_env env, napi_callback_info info)
 			napi_valuetype t6 = napi_undefined;
 			const uint32_t *d6 = NULL;
 			size_t len6 = 0;
-			uint8_t *pub;
+			uint8_t *pub, *ip6 = NULL;
 			uint32_t ip, port;
 			bool is_ta = false;
 			napi_typedarray_type tt;
 			size_t len = 0;
 			void *data = NULL;
 			ok = napi_get_element(env, argv[1], i, &o) == napi_ok && get_buffer(env, o, "publicKey", 32, false, &pub) &&
-			        get_u32(env, o, "ip", &ip) && get_u32(env, o, "port", &port) &&
+			        get_u32(env, o, "ip", &ip) && get_buffer(env, o, "ip6", 16, true, &ip6) && get_u32(env, o, "port", &port) &&
 			        napi_get_named_property(env, o, "allowed", &al) == napi_ok;
 			if (ok && (napi_is_typedarray(env, al, &is_ta) != napi_ok || !is_ta || napi_get_typedarray_info(env, al, &tt, &len, &data, NULL, NULL) != napi_ok || tt != napi_uint32_array || len % 2 != 0)) {
 				addon_throw(env, "allowed must be a Uint32Array of [net, prefix] pairs");
@@ -361,6 +378,8 @@ static napi_value js_set_peers(napi_env env, napi_callback_info info)
 			struct dp_wg_peer *p = &peers[i];
 			memcpy(p->pub, pub, 32);
 			p->ip = ip;
+			if (ip6)
+				memcpy(p->ip6, ip6, 16);
 			p->port = (uint16_t)port;
 			p->nets = nets + k;
 			p->prefixes = prefixes + k;
@@ -426,7 +445,8 @@ static void status_one(void *vctx, const struct dp_wg_status *s)
 	napi_value ab;
 	if (x->failed || napi_create_object(env, &o) != napi_ok || napi_create_buffer_copy(env, 32, s->pub, &d, &pub) != napi_ok ||
 	        napi_set_named_property(env, o, "publicKey", pub) != napi_ok || napi_create_uint32(env, s->ip, &v) != napi_ok ||
-	        napi_set_named_property(env, o, "ip", v) != napi_ok || napi_create_uint32(env, s->port, &v) != napi_ok ||
+	        napi_set_named_property(env, o, "ip", v) != napi_ok || napi_create_buffer_copy(env, 16, s->ip6, &d, &v) != napi_ok ||
+	        napi_set_named_property(env, o, "ip6", v) != napi_ok || napi_create_uint32(env, s->port, &v) != napi_ok ||
 	        napi_set_named_property(env, o, "port", v) != napi_ok ||
 	        napi_create_double(env, (double)(s->last_handshake_ns / 1000000), &v) != napi_ok ||
 	        napi_set_named_property(env, o, "lastHandshakeMs", v) != napi_ok ||
@@ -464,7 +484,7 @@ static void status_one(void *vctx, const struct dp_wg_status *s)
 		x->failed = true;
 }
 
-/* peers(handle) -> [{publicKey, ip, port, lastHandshakeMs, rxBytes, txBytes, allowed, allowed6}] */
+/* peers(handle) -> [{publicKey, ip, ip6: Buffer(16), port, lastHandshakeMs, rxBytes, txBytes, allowed, allowed6}] */
 static napi_value js_peers(napi_env env, napi_callback_info info)
 {
 	napi_value argv[1];

@@ -30,7 +30,8 @@ struct dp_wg_config {
 /* All addresses in host byte order; ranges as src/dataplane/native.ts checks them. */
 struct dp_config {
 	const char *tun_name;
-	uint32_t bind_addr; /* 0 = any */
+	uint32_t bind_addr; /* 0 = any (IPv4 underlay only) */
+	bool ipv6_underlay; /* the sockets are IPv6 ([::]:port) and every peer is reached at its public_ip6 */
 	uint16_t port; /* 1..65535 */
 	uint32_t local_net;
 	uint8_t local_prefix; /* 0..32 */
@@ -59,19 +60,22 @@ struct dp_offloads {
 	char note[256]; /* why something requested is off, else empty */
 };
 
+/* A route: subnet to the peer's PublicIP (IPv4 underlay) or public_ip6 (IPv6 underlay) and port (host order). */
 struct dp_route {
 	uint32_t net;
 	uint8_t prefix;
 	uint32_t public_ip;
 	uint16_t port;
+	uint8_t public_ip6[16]; /* network order */
 };
 
-/* An IPv6 route: subnet (network order bytes) to the peer's IPv4 PublicIP:port (host order). */
+/* An IPv6 route: subnet (network order bytes) to the peer's endpoint, as struct dp_route. */
 struct dp_route6 {
 	uint8_t net[16];
 	uint8_t prefix; /* 0..128 */
 	uint32_t public_ip;
 	uint16_t port;
+	uint8_t public_ip6[16];
 };
 
 struct dp;
@@ -95,7 +99,8 @@ int dp_set_routes(struct dp *dp, const struct dp_route *routes, size_t n, const 
 /* A WireGuard peer: public key, pinned endpoint, allowed IPs (its lease subnets). */
 struct dp_wg_peer {
 	uint8_t pub[32];
-	uint32_t ip;
+	uint32_t ip; /* IPv4 underlay */
+	uint8_t ip6[16]; /* IPv6 underlay (network order) */
 	uint16_t port;
 	const uint32_t *nets;
 	const uint8_t *prefixes;
@@ -116,7 +121,8 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 #define DP_WG_STATUS_ALLOWED 64
 struct dp_wg_status {
 	uint8_t pub[32];
-	uint32_t ip;
+	uint32_t ip; /* IPv4 underlay; 0 on an IPv6 one */
+	uint8_t ip6[16]; /* IPv6 underlay; zero on an IPv4 one */
 	uint16_t port;
 	uint64_t last_handshake_ns; /* CLOCK_REALTIME; 0 = never */
 	uint64_t rx_bytes, tx_bytes; /* transport messages on the wire */

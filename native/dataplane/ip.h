@@ -91,7 +91,7 @@ static inline void ttl_decrement(uint8_t *h)
  * every segment copies. ICMP errors go into the TUN queue `tun_fd`.
  */
 static inline bool ip4_route_out(struct ip_ctx *ip, int tun_fd, const struct rtable *t, uint8_t *p, size_t len,
-        struct sockaddr_in *dst, uint64_t wire, uint64_t *cnt)
+        union udp_addr *dst, uint64_t wire, uint64_t *cnt)
 {
 	if (len < 1 || (p[0] >> 4) != 4) {
 		cnt[DP_DROP_NOT_IPV4] += wire;

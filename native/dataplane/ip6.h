@@ -58,7 +58,7 @@ static inline bool is_link_scope6(const uint8_t *a)
  * the TUN queue `tun_fd`.
  */
 static inline bool ip6_route_out(struct ip_ctx *ip, int tun_fd, const struct rtable *t, uint8_t *p, size_t len,
-        size_t seg_len, struct sockaddr_in *dst, uint64_t wire, uint64_t *cnt)
+        size_t seg_len, union udp_addr *dst, uint64_t wire, uint64_t *cnt)
 {
 	if (len < IP6_HDR || (size_t)get16(p + 4) + IP6_HDR != len) {
 		cnt[DP_DROP_MALFORMED] += wire;

@@ -138,6 +138,7 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 	if (!dp)
 		return errf(err, errlen, ENOMEM, "data plane%s", "");
 	dp->stop_fd = -1;
+	dp->v6_underlay = cfg->ipv6_underlay;
 	pthread_mutex_init(&dp->wlock, NULL);
 	ip_ctx_init(&dp->ip, cfg->local_net, cfg->local_prefix, cfg->icmp_source);
 	ip6_ctx_init(&dp->ip, cfg->local6_net, cfg->local6_prefix, cfg->icmp6_source, cfg->mtu);
@@ -205,7 +206,7 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 	}
 	/* Sockets first: a busy port must not leave a TUN device behind even briefly. */
 	int fds[DP_MAX_QUEUES];
-	if ((rc = udp_open_group(cfg->bind_addr, cfg->port, nq, fds, err, errlen)) < 0)
+	if ((rc = udp_open_group(cfg->ipv6_underlay, cfg->bind_addr, cfg->port, nq, fds, err, errlen)) < 0)
 		goto fail;
 	for (unsigned k = 0; k < nq; k++)
 		dp->w[k].udp_fd = fds[k];

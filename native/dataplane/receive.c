@@ -2,7 +2,7 @@
  * The receive path: UDP -> TUN. Each worker's rx thread takes a batch with
  * one recvmmsg (with UDP GRO, a message may hold many datagrams: split here
  * by its UDP_GRO size), drops datagrams from senders that are no peer's
- * PublicIP, validates each inner packet (ip.h, or ip6.h by the version
+ * endpoint address (PublicIP, or PublicIPv6 on an IPv6 underlay), validates each inner packet (ip.h, or ip6.h by the version
  * nibble), coalesces consecutive segments of a flow into super-packets where
  * the TUN takes them (offload/gro.c) and writes each, straight from the
  * receive buffers.
@@ -162,9 +162,9 @@ void *rx_main(void *arg)
 				if (seg == 0 || seg > len)
 					seg = len ? len : 1;
 				size_t chunks = len ? (len + seg - 1) / seg : 1;
-				uint32_t sender = st->srcs[i].sin_family == AF_INET ? ntohl(st->srcs[i].sin_addr.s_addr) : 0;
+				struct ip6key sender = ul_key(&st->srcs[i]);
 				struct wgp *peer = NULL;
-				if (dp->wg ? !(peer = rt_wg_peer(t, sender, ntohs(st->srcs[i].sin_port))) : !rt_is_peer(t, sender)) {
+				if (dp->wg ? !(peer = rt_wg_peer(t, sender, udp_addr_port(&st->srcs[i]))) : !rt_is_peer(t, sender)) {
 					cnt[DP_DROP_UNKNOWN_SENDER] += chunks;
 					continue;
 				}

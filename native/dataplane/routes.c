@@ -1,6 +1,7 @@
 /*
- * The route table (see routes.h; IPv4 and IPv6 routes in one block) and how
- * a new one is published.
+ * The route table (see routes.h; IPv4 and IPv6 routes in one block, their
+ * endpoints in the data plane's underlay family) and how a new one is
+ * published.
  *
  * Threads and locking: rt_new and rt_free touch only their own table.
  * dp_set_routes runs on the caller's (JS) thread; dp->wlock serialises it
@@ -31,10 +32,18 @@
 struct rt_build {
 	uint32_t net;
 	uint8_t prefix;
-	uint32_t public_ip;
-	uint16_t port;
+	union udp_addr ep;
 	struct wgp *peer;
 };
+
+/* A route's endpoint in the underlay's family. */
+static void route_ep(const struct rt_input *in, union udp_addr *ep, uint32_t ip, const uint8_t ip6[16], uint16_t port)
+{
+	if (in->v6_underlay)
+		udp_addr_set6(ep, ip6, port);
+	else
+		udp_addr_set4(ep, ip, port);
+}
 
 static int rt_build_cmp(const void *a, const void *b)
 {
@@ -46,17 +55,15 @@ static int rt_build_cmp(const void *a, const void *b)
 	return 0;
 }
 
-static int u32_cmp(const void *a, const void *b)
+static int key_cmp(const void *a, const void *b)
 {
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
+	return ip6key_cmp(*(const struct ip6key *)a, *(const struct ip6key *)b);
 }
 
 static int wpeer_cmp(const void *a, const void *b)
 {
-	const struct rt_wpeer *x = a, *y = b;
-	uint64_t kx = (uint64_t)x->ip << 16 | x->port, ky = (uint64_t)y->ip << 16 | y->port;
-	return kx < ky ? -1 : kx > ky;
+	const struct rt_wpeer *x = a;
+	return rt_wpeer_cmp(x->ip, x->port, b);
 }
 
 void rt_free(struct rtable *t)
@@ -71,8 +78,7 @@ void rt_free(struct rtable *t)
 struct rt6_build {
 	struct ip6key net;
 	uint8_t prefix;
-	uint32_t public_ip;
-	uint16_t port;
+	union udp_addr ep;
 	struct wgp *peer;
 };
 
@@ -103,8 +109,7 @@ static int rt6_fill(const struct rt_input *in, struct rtable *t, char *err, size
 		tmp[i].net.hi = k.hi & m.hi;
 		tmp[i].net.lo = k.lo & m.lo;
 		tmp[i].prefix = r->prefix;
-		tmp[i].public_ip = r->public_ip;
-		tmp[i].port = r->port;
+		route_ep(in, &tmp[i].ep, r->public_ip, r->public_ip6, r->port);
 		tmp[i].peer = in->v6_peer ? in->v6_peer[i] : NULL;
 	}
 	qsort(tmp, n, sizeof *tmp, rt6_build_cmp);
@@ -123,9 +128,7 @@ static int rt6_fill(const struct rt_input *in, struct rtable *t, char *err, size
 	for (size_t i = 0; i < n; i++) {
 		struct rt6_entry *e = &t->entries6[i];
 		e->net = tmp[i].net;
-		e->dst.sin_family = AF_INET;
-		e->dst.sin_addr.s_addr = htonl(tmp[i].public_ip);
-		e->dst.sin_port = htons(tmp[i].port);
+		e->dst = tmp[i].ep;
 		e->peer = tmp[i].peer;
 		if (i == 0 || tmp[i].prefix != tmp[i - 1].prefix) {
 			struct rt6_group *g = &t->groups6[t->ngroups6++];
@@ -133,7 +136,7 @@ static int rt6_fill(const struct rt_input *in, struct rtable *t, char *err, size
 			g->start = (uint32_t)i;
 		}
 		t->groups6[t->ngroups6 - 1].count++;
-		t->peers[in->n4 + i] = tmp[i].public_ip;
+		t->peers[in->n4 + i] = ul_key(&tmp[i].ep);
 	}
 	free(tmp);
 	return 0;
@@ -157,8 +160,7 @@ int rt_new(const struct rt_input *in, struct rtable **out, char *err, size_t err
 		const struct dp_route *r = &in->v4[i];
 		tmp[i].net = r->net & ip4_mask(r->prefix);
 		tmp[i].prefix = r->prefix;
-		tmp[i].public_ip = r->public_ip;
-		tmp[i].port = r->port;
+		route_ep(in, &tmp[i].ep, r->public_ip, r->public_ip6, r->port);
 		tmp[i].peer = in->v4_peer ? in->v4_peer[i] : NULL;
 	}
 	if (n)
@@ -173,7 +175,7 @@ int rt_new(const struct rt_input *in, struct rtable **out, char *err, size_t err
 	}
 
 	size_t sz = sizeof(struct rtable) + n * sizeof(struct rt_entry) + n6 * sizeof(struct rt6_entry) +
-	        nwpeers * sizeof(struct rt_wpeer) + (n + n6) * sizeof(uint32_t);
+	        nwpeers * sizeof(struct rt_wpeer) + (n + n6) * sizeof(struct ip6key);
 	struct rtable *t = calloc(1, sz);
 	if (!t) {
 		free(tmp);
@@ -182,13 +184,11 @@ int rt_new(const struct rt_input *in, struct rtable **out, char *err, size_t err
 	t->entries = (struct rt_entry *)(t + 1);
 	t->entries6 = (struct rt6_entry *)(t->entries + n);
 	t->wpeers = (struct rt_wpeer *)(t->entries6 + n6);
-	t->peers = (uint32_t *)(t->wpeers + nwpeers);
+	t->peers = (struct ip6key *)(t->wpeers + nwpeers);
 	for (size_t i = 0; i < n; i++) {
 		struct rt_entry *e = &t->entries[i];
 		e->net = tmp[i].net;
-		e->dst.sin_family = AF_INET;
-		e->dst.sin_addr.s_addr = htonl(tmp[i].public_ip);
-		e->dst.sin_port = htons(tmp[i].port);
+		e->dst = tmp[i].ep;
 		e->peer = tmp[i].peer;
 		if (i == 0 || tmp[i].prefix != tmp[i - 1].prefix) {
 			struct rt_group *g = &t->groups[t->ngroups++];
@@ -196,7 +196,7 @@ int rt_new(const struct rt_input *in, struct rtable **out, char *err, size_t err
 			g->start = (uint32_t)i;
 		}
 		t->groups[t->ngroups - 1].count++;
-		t->peers[i] = tmp[i].public_ip;
+		t->peers[i] = ul_key(&tmp[i].ep);
 	}
 	free(tmp);
 	int rc = rt6_fill(in, t, err, errlen);
@@ -210,10 +210,10 @@ int rt_new(const struct rt_input *in, struct rtable **out, char *err, size_t err
 		t->nwpeers = (uint32_t)nwpeers;
 	}
 	if (n + n6) {
-		qsort(t->peers, n + n6, sizeof(uint32_t), u32_cmp);
+		qsort(t->peers, n + n6, sizeof *t->peers, key_cmp);
 		uint32_t k = 1;
 		for (size_t i = 1; i < n + n6; i++)
-			if (t->peers[i] != t->peers[k - 1])
+			if (ip6key_cmp(t->peers[i], t->peers[k - 1]) != 0)
 				t->peers[k++] = t->peers[i];
 		t->npeers = k;
 	}
@@ -265,7 +265,7 @@ int dp_set_routes(struct dp *dp, const struct dp_route *routes, size_t n, const 
 		return -EINVAL;
 	}
 	struct rtable *t;
-	struct rt_input in = {.v4 = routes, .n4 = n, .v6 = routes6, .n6 = n6};
+	struct rt_input in = {.v4 = routes, .n4 = n, .v6 = routes6, .n6 = n6, .v6_underlay = dp->v6_underlay};
 	int rc = rt_new(&in, &t, err, errlen);
 	if (rc)
 		return rc;

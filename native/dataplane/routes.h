@@ -8,7 +8,10 @@
  *
  * IPv6: the same table holds the IPv6 routes too (128-bit keys, grouped and
  * searched like the IPv4 ones), so one RCU pointer publishes both families
- * at once. Their endpoints are IPv4 (the peer's PublicIP) for now.
+ * at once. Endpoints (either inner family) are of the data plane's underlay
+ * family: the peer's PublicIP, or its PublicIPv6 on an IPv6 underlay.
+ * Underlay addresses are compared as 128-bit keys (an IPv4 one mapped to
+ * ::ffff:a.b.c.d), so the sender checks are one code path for both.
  */
 #ifndef RUDDER_DATAPLANE_ROUTES_H
 #define RUDDER_DATAPLANE_ROUTES_H
@@ -20,18 +23,44 @@
 
 #include "common/bytes.h"
 #include "dataplane/dataplane.h"
+#include "udp/udp.h"
 
 struct wgp;
 
+/* An IPv6 address or mask as two host-order halves (bytes 0..7 and 8..15). */
+struct ip6key {
+	uint64_t hi, lo;
+};
+
+static inline int ip6key_cmp(struct ip6key a, struct ip6key b)
+{
+	if (a.hi != b.hi)
+		return a.hi < b.hi ? -1 : 1;
+	return a.lo < b.lo ? -1 : a.lo > b.lo;
+}
+
+/* An underlay address as a key: IPv6 as is, IPv4 mapped (::ffff:a.b.c.d); another family gives ::. */
+static inline struct ip6key ul_key(const union udp_addr *a)
+{
+	struct ip6key k = {0, 0};
+	if (a->sa.sa_family == AF_INET6) {
+		k.hi = get64(a->v6.sin6_addr.s6_addr);
+		k.lo = get64(a->v6.sin6_addr.s6_addr + 8);
+	} else if (a->sa.sa_family == AF_INET) {
+		k.lo = 0xffff00000000ull | ntohl(a->v4.sin_addr.s_addr);
+	}
+	return k;
+}
+
 struct rt_entry {
 	uint32_t net;
-	struct sockaddr_in dst; /* the peer's endpoint, ready for sendmmsg */
+	union udp_addr dst; /* the peer's endpoint, ready for sendmmsg */
 	struct wgp *peer; /* WireGuard mode: the peer whose allowed IPs these are; NULL in udp mode */
 };
 
-/* WireGuard mode: a peer by its pinned endpoint (host order), for the receive path. */
+/* WireGuard mode: a peer by its pinned endpoint (ul_key, port in host order), for the receive path. */
 struct rt_wpeer {
-	uint32_t ip;
+	struct ip6key ip;
 	uint16_t port;
 	struct wgp *peer;
 };
@@ -42,14 +71,9 @@ struct rt_group {
 	uint32_t count;
 };
 
-/* An IPv6 address or mask as two host-order halves (bytes 0..7 and 8..15). */
-struct ip6key {
-	uint64_t hi, lo;
-};
-
 struct rt6_entry {
 	struct ip6key net;
-	struct sockaddr_in dst; /* the peer's endpoint */
+	union udp_addr dst; /* the peer's endpoint */
 	struct wgp *peer; /* WireGuard mode: the peer whose allowed IPs these are; NULL in udp mode */
 };
 
@@ -71,7 +95,7 @@ struct rtable {
 	uint32_t npeers;
 	struct rt_group groups[33];
 	struct rt_entry *entries;
-	uint32_t *peers;
+	struct ip6key *peers;
 	/* IPv6 routes, sorted and grouped the same way. */
 	uint32_t ngroups6;
 	struct rt6_group groups6[129];
@@ -120,6 +144,7 @@ struct rt_input {
 	size_t n6;
 	const struct rt_wpeer *wpeers; /* WireGuard mode: the distinct peers (references the table takes over) */
 	size_t nwpeers;
+	bool v6_underlay; /* endpoints from the routes' public_ip6, else from public_ip */
 };
 
 /*
@@ -173,15 +198,16 @@ static inline const struct rt6_entry *rt6_lookup(const struct rtable *t, struct 
 	return NULL;
 }
 
-/* Whether `ip` (host order) is a peer's PublicIP. */
-static inline bool rt_is_peer(const struct rtable *t, uint32_t ip)
+/* Whether `ip` (ul_key) is a peer's endpoint address. */
+static inline bool rt_is_peer(const struct rtable *t, struct ip6key ip)
 {
 	uint32_t lo = 0, hi = t->npeers;
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
-		if (t->peers[mid] == ip)
+		int c = ip6key_cmp(t->peers[mid], ip);
+		if (c == 0)
 			return true;
-		if (t->peers[mid] < ip)
+		if (c < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -189,17 +215,24 @@ static inline bool rt_is_peer(const struct rtable *t, uint32_t ip)
 	return false;
 }
 
-/* WireGuard mode: the peer whose pinned endpoint is ip:port (host order), or NULL. */
-static inline struct wgp *rt_wg_peer(const struct rtable *t, uint32_t ip, uint16_t port)
+/* Order of WireGuard peers by endpoint: address, then port. */
+static inline int rt_wpeer_cmp(struct ip6key ip, uint16_t port, const struct rt_wpeer *w)
+{
+	int c = ip6key_cmp(ip, w->ip);
+	return c ? c : port < w->port ? -1
+	                              : port > w->port;
+}
+
+/* WireGuard mode: the peer whose pinned endpoint is ip (ul_key) : port (host order), or NULL. */
+static inline struct wgp *rt_wg_peer(const struct rtable *t, struct ip6key ip, uint16_t port)
 {
 	uint32_t lo = 0, hi = t->nwpeers;
-	uint64_t key = (uint64_t)ip << 16 | port;
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
-		uint64_t k = (uint64_t)t->wpeers[mid].ip << 16 | t->wpeers[mid].port;
-		if (k == key)
+		int c = rt_wpeer_cmp(ip, port, &t->wpeers[mid]);
+		if (c == 0)
 			return t->wpeers[mid].peer;
-		if (k < key)
+		if (c > 0)
 			lo = mid + 1;
 		else
 			hi = mid;

@@ -146,7 +146,7 @@ static bool send_batch(struct worker *w, struct tx_state *st, uint64_t *cnt)
 	return true;
 }
 
-static void tx_add_msg(struct tx_state *st, const struct sockaddr_in *dst, int iov0, int niov, uint16_t nsegs,
+static void tx_add_msg(struct tx_state *st, const union udp_addr *dst, int iov0, int niov, uint16_t nsegs,
         uint16_t gso_size, uint32_t bytes)
 {
 	int m = st->nmsg++;
@@ -154,7 +154,7 @@ static void tx_add_msg(struct tx_state *st, const struct sockaddr_in *dst, int i
 	st->dsts[m] = *dst;
 	memset(mh, 0, sizeof *mh);
 	mh->msg_name = &st->dsts[m];
-	mh->msg_namelen = sizeof st->dsts[m];
+	mh->msg_namelen = udp_addr_len(dst);
 	mh->msg_iov = &st->iov[iov0];
 	mh->msg_iovlen = (size_t)niov;
 	st->msg_segs[m] = nsegs;
@@ -174,11 +174,10 @@ static void tx_add_msg(struct tx_state *st, const struct sockaddr_in *dst, int i
  * the underlay and the peer's GRO socket as one skb per group instead of one
  * per packet, which is most of what a small packet costs here.
  */
-static bool tx_append_plain(struct tx_state *st, const struct sockaddr_in *dst, uint8_t *p, size_t len)
+static bool tx_append_plain(struct tx_state *st, const union udp_addr *dst, uint8_t *p, size_t len)
 {
 	int m = st->nmsg - 1;
-	if (m < 0 || !st->msg_open[m] || st->dsts[m].sin_addr.s_addr != dst->sin_addr.s_addr ||
-	        st->dsts[m].sin_port != dst->sin_port || st->msg_segs[m] >= UDP_GSO_MAXSEGS || len > st->msg_gso[m] ||
+	if (m < 0 || !st->msg_open[m] || !udp_addr_same(&st->dsts[m], dst) || st->msg_segs[m] >= UDP_GSO_MAXSEGS || len > st->msg_gso[m] ||
 	        st->msg_bytes[m] + len > UDP_MAX_PAYLOAD)
 		return false;
 	struct msghdr *mh = &st->msgs[m].msg_hdr;
@@ -227,7 +226,7 @@ static bool tx_wg_room(struct worker *w, struct tx_state *st, size_t bytes, int 
 }
 
 /* WireGuard mode, one packet as read: sealed into the batch (or staged until a session exists). */
-static bool tx_wg_plain(struct worker *w, const struct rtable *t, struct tx_state *st, const struct sockaddr_in *dst,
+static bool tx_wg_plain(struct worker *w, const struct rtable *t, struct tx_state *st, const union udp_addr *dst,
         uint8_t *p, size_t len, uint64_t *cnt)
 {
 	struct wgp *peer = tx_wg_peer(t, p);
@@ -253,7 +252,7 @@ static bool tx_wg_plain(struct worker *w, const struct rtable *t, struct tx_stat
  * and its payload slice where it was read) sealed into the send buffer, the
  * sealed datagrams batched as UDP GSO messages like plain ones.
  */
-static bool tx_wg_gso(struct worker *w, const struct rtable *t, struct tx_state *st, const struct sockaddr_in *dst,
+static bool tx_wg_gso(struct worker *w, const struct rtable *t, struct tx_state *st, const union udp_addr *dst,
         uint8_t *p, size_t len, const struct tun_pkt *pk, bool v6, bool udp, size_t n, uint64_t *cnt)
 {
 	struct dp *dp = w->dp;
@@ -315,7 +314,7 @@ static bool tx_one(struct worker *w, const struct rtable *t, struct tx_state *st
 	enum tun_kind kind = tun_parse(dp->off.tun_vnet_hdr, dp->off.tun_uso, buf, len, &pk);
 	uint8_t *p = pk.p;
 	len = pk.len;
-	struct sockaddr_in dst;
+	union udp_addr dst;
 	switch (kind) {
 	case TUN_MALFORMED:
 		cnt[DP_DROP_MALFORMED]++;

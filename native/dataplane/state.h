@@ -71,7 +71,7 @@ struct tx_state {
 	struct gso_seg segs[TX_MAXSEG];
 	struct iovec iov[2 * TX_MAXSEG + BATCH];
 	struct mmsghdr msgs[TX_MAXMSG];
-	struct sockaddr_in dsts[TX_MAXMSG];
+	union udp_addr dsts[TX_MAXMSG];
 	uint16_t msg_segs[TX_MAXMSG]; /* datagrams each message carries */
 	uint16_t msg_gso[TX_MAXMSG]; /* their size (the last may be shorter) */
 	uint32_t msg_bytes[TX_MAXMSG];
@@ -91,7 +91,7 @@ struct rx_state {
 	uint8_t *bufs; /* BATCH * BUFSZ */
 	struct mmsghdr msgs[BATCH];
 	struct iovec iov[BATCH];
-	struct sockaddr_in srcs[BATCH];
+	union udp_addr srcs[BATCH];
 	union udp_cmsg_gro cm[BATCH];
 	struct gro_pkt pkts[RX_MAXPKT];
 	uint32_t next[RX_MAXPKT];
@@ -167,6 +167,8 @@ struct dp {
 	/* wlock serialises writers (dp_set_routes, close) and guards `retired`; never taken by readers. */
 	pthread_mutex_t wlock;
 	struct rtable *retired;
+	/* The sockets' family, fixed at open: IPv6 (true) or IPv4; every endpoint in the table is of it. */
+	bool v6_underlay;
 	/* WireGuard mode (NULL in udp mode): set at open, see dataplane/wg.h. */
 	struct wg_dev *wg;
 };

@@ -78,11 +78,11 @@ static uint32_t le32_get(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static void send_to(int fd, const struct sockaddr_in *to, const void *b, size_t n, uint64_t *cnt)
+static void send_to(int fd, const union udp_addr *to, const void *b, size_t n, uint64_t *cnt)
 {
 	ssize_t r;
 	do
-		r = sendto(fd, b, n, MSG_DONTWAIT, (const struct sockaddr *)to, sizeof *to);
+		r = sendto(fd, b, n, MSG_DONTWAIT, &to->sa, udp_addr_len(to));
 	while (r < 0 && errno == EINTR);
 	if (r < 0)
 		cnt[DP_SOCKET_ERRORS]++;
@@ -138,8 +138,8 @@ static void reclaim(struct dp *dp, bool all)
 
 /* ---- peers --------------------------------------------------------------- */
 
-struct wgp *wgp_new(struct wg_dev *dev, const uint8_t pub[WG_KEY_LEN], uint32_t ip, uint16_t port,
-        const uint32_t *nets, const uint8_t *prefixes, size_t n)
+struct wgp *wgp_new(struct wg_dev *dev, const uint8_t pub[WG_KEY_LEN], const union udp_addr *ep, const uint32_t *nets,
+        const uint8_t *prefixes, size_t n)
 {
 	struct wgp *p = calloc(1, sizeof *p);
 	if (!p)
@@ -159,9 +159,7 @@ struct wgp *wgp_new(struct wg_dev *dev, const uint8_t pub[WG_KEY_LEN], uint32_t 
 		p->allowed[i].prefix = prefixes[i];
 	}
 	p->nallowed = (uint32_t)n;
-	p->ep.sin_family = AF_INET;
-	p->ep.sin_addr.s_addr = htonl(ip);
-	p->ep.sin_port = htons(port);
+	p->ep = *ep;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->rx_lock, NULL);
 	wg_timers_init(&p->timers, dev->keepalive_ns);
@@ -370,9 +368,8 @@ static void rx_handshake(struct worker *w, struct wgp *p, const uint8_t *msg, si
 {
 	struct dp *dp = w->dp;
 	struct wg_dev *dev = dp->wg;
-	uint8_t src[6];
-	memcpy(src, &p->ep.sin_addr.s_addr, 4);
-	memcpy(src + 4, &p->ep.sin_port, 2);
+	uint8_t src[18]; /* the sender (the pinned endpoint) for mac2: address bytes, then port */
+	size_t srclen = udp_addr_bytes(&p->ep, src);
 	uint8_t type = msg[0];
 	if (type == WG_MSG_COOKIE) {
 		pthread_mutex_lock(&p->lock);
@@ -392,8 +389,8 @@ static void rx_handshake(struct worker *w, struct wgp *p, const uint8_t *msg, si
 	}
 	uint8_t reply[WG_COOKIE_REPLY_LEN];
 	pthread_mutex_lock(&dev->cookie_lock);
-	enum wg_cookie_verdict v = wg_cookie_check(&dev->id.cookies, msg, len, src, sizeof src, under_load(dev, now), now);
-	int rrc = v == WG_COOKIE_NEED_REPLY ? wg_cookie_reply(&dev->id.cookies, msg, len, src, sizeof src, now, reply) : -1;
+	enum wg_cookie_verdict v = wg_cookie_check(&dev->id.cookies, msg, len, src, srclen, under_load(dev, now), now);
+	int rrc = v == WG_COOKIE_NEED_REPLY ? wg_cookie_reply(&dev->id.cookies, msg, len, src, srclen, now, reply) : -1;
 	pthread_mutex_unlock(&dev->cookie_lock);
 	if (v == WG_COOKIE_BAD_MAC1) {
 		cnt[DP_WG_DROP_BAD_MAC]++;
@@ -744,12 +741,11 @@ void dp_wg_last_tai64n(struct dp *dp, uint8_t out[WG_TAI64N_LEN])
 /* ---- the peer set (JS thread, under dp->wlock) ---------------------------- */
 
 /* The peer of the current table with this key and endpoint (wlock held), or NULL. */
-static struct wgp *find_peer(const struct rtable *t, const struct dp_wg_peer *c)
+static struct wgp *find_peer(const struct rtable *t, const struct dp_wg_peer *c, const union udp_addr *ep)
 {
 	for (uint32_t i = 0; i < t->nwpeers; i++) {
 		struct wgp *p = t->wpeers[i].peer;
-		if (t->wpeers[i].ip == c->ip && t->wpeers[i].port == c->port &&
-		        wg_equal(p->st.remote_static, c->pub, WG_KEY_LEN))
+		if (udp_addr_same(&p->ep, ep) && wg_equal(p->st.remote_static, c->pub, WG_KEY_LEN))
 			return p;
 	}
 	return NULL;
@@ -802,7 +798,12 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 				allowed6[i][j].prefix = c->prefixes6[j];
 			}
 		}
-		struct wgp *p = find_peer(cur, c);
+		union udp_addr ep;
+		if (dp->v6_underlay)
+			udp_addr_set6(&ep, c->ip6, c->port);
+		else
+			udp_addr_set4(&ep, c->ip, c->port);
+		struct wgp *p = find_peer(cur, c, &ep);
 		if (p) {
 			p->refs++;
 			reused[i] = true;
@@ -810,7 +811,7 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 			if (c->nallowed && !allowed[i])
 				rc = errf(err, errlen, ENOMEM, "WireGuard peers%s", "");
 		} else {
-			p = wgp_new(dp->wg, c->pub, c->ip, c->port, c->nets, c->prefixes, c->nallowed);
+			p = wgp_new(dp->wg, c->pub, &ep, c->nets, c->prefixes, c->nallowed);
 			if (!p) {
 				snprintf(err, errlen, "WireGuard peer %zu: public key unusable or out of memory", i);
 				rc = -EINVAL;
@@ -823,29 +824,31 @@ int dp_wg_set_peers(struct dp *dp, const struct dp_wg_peer *peers, size_t n, cha
 			p->nallowed6 = (uint32_t)c->nallowed6;
 			allowed6[i] = NULL;
 		}
-		wp[i] = (struct rt_wpeer){.ip = c->ip, .port = c->port, .peer = p};
+		wp[i] = (struct rt_wpeer){.ip = ul_key(&ep), .port = c->port, .peer = p};
 		for (size_t j = 0; j < c->nallowed; j++, k++) {
 			routes[k] = (struct dp_route){.net = c->nets[j], .prefix = c->prefixes[j], .public_ip = c->ip, .port = c->port};
+			memcpy(routes[k].public_ip6, c->ip6, 16);
 			route_peer[k] = p;
 		}
 		for (size_t j = 0; j < c->nallowed6; j++, k6++) {
 			memcpy(routes6[k6].net, c->nets6 + 16 * j, 16);
 			routes6[k6].prefix = c->prefixes6[j];
 			routes6[k6].public_ip = c->ip;
+			memcpy(routes6[k6].public_ip6, c->ip6, 16);
 			routes6[k6].port = c->port;
 			route6_peer[k6] = p;
 		}
 	}
 	for (size_t i = 1; i < made && rc == 0; i++) {
 		for (size_t j = 0; j < i; j++) {
-			if (wp[i].ip == wp[j].ip && wp[i].port == wp[j].port) {
+			if (rt_wpeer_cmp(wp[i].ip, wp[i].port, &wp[j]) == 0) {
 				snprintf(err, errlen, "WireGuard peers %zu and %zu share one endpoint", j, i);
 				rc = -EINVAL;
 			}
 		}
 	}
 	struct rtable *t = NULL;
-	struct rt_input in = {.v4 = routes, .v4_peer = route_peer, .n4 = nr, .v6 = routes6, .v6_peer = route6_peer, .n6 = nr6, .wpeers = wp, .nwpeers = n};
+	struct rt_input in = {.v4 = routes, .v4_peer = route_peer, .n4 = nr, .v6 = routes6, .v6_peer = route6_peer, .n6 = nr6, .wpeers = wp, .nwpeers = n, .v6_underlay = dp->v6_underlay};
 	if (rc == 0)
 		rc = rt_new(&in, &t, err, errlen);
 	if (rc == 0) {
@@ -900,7 +903,7 @@ void dp_wg_status(struct dp *dp, void (*fn)(void *ctx, const struct dp_wg_status
 	for (uint32_t i = 0; i < t->nwpeers; i++) {
 		struct wgp *p = t->wpeers[i].peer;
 		struct dp_wg_status s = {
-		        .ip = t->wpeers[i].ip,
+		        .ip = p->ep.sa.sa_family == AF_INET ? ntohl(p->ep.v4.sin_addr.s_addr) : 0,
 		        .port = t->wpeers[i].port,
 		        .last_handshake_ns = atomic_load(&p->last_handshake),
 		        .rx_bytes = atomic_load_explicit(&p->rx_bytes, memory_order_relaxed),
@@ -908,6 +911,8 @@ void dp_wg_status(struct dp *dp, void (*fn)(void *ctx, const struct dp_wg_status
 		        .nallowed = p->nallowed,
 		};
 		memcpy(s.pub, p->st.remote_static, WG_KEY_LEN);
+		if (p->ep.sa.sa_family == AF_INET6)
+			memcpy(s.ip6, &p->ep.v6.sin6_addr, 16);
 		for (uint32_t j = 0; j < p->nallowed && j < DP_WG_STATUS_ALLOWED; j++) {
 			s.nets[j] = p->allowed[j].net;
 			s.prefixes[j] = p->allowed[j].prefix;

@@ -38,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "udp/udp.h"
 #include "wireguard/noise.h"
 #include "wireguard/timers.h"
 
@@ -59,7 +60,7 @@ struct wg_staged {
 
 struct wgp {
 	/* Read-only after creation (routes.c, under dp->wlock). */
-	struct sockaddr_in ep; /* pinned endpoint */
+	union udp_addr ep; /* pinned endpoint, of the underlay's family */
 	uint32_t nallowed;
 	struct {
 		uint32_t net;
@@ -152,8 +153,8 @@ void wg_dev_close(struct dp *dp);
 void wg_dev_stop(struct dp *dp); /* joins the timer thread (dp->stopping set, stop_fd written) */
 
 /* ---- peers (routes.c, under dp->wlock) ---- */
-struct wgp *wgp_new(struct wg_dev *dev, const uint8_t pub[WG_KEY_LEN], uint32_t ip, uint16_t port,
-        const uint32_t *nets, const uint8_t *prefixes, size_t n);
+struct wgp *wgp_new(struct wg_dev *dev, const uint8_t pub[WG_KEY_LEN], const union udp_addr *ep, const uint32_t *nets,
+        const uint8_t *prefixes, size_t n);
 void wgp_put(struct wgp *p); /* drops a table's reference; wipes and frees at 0 */
 
 /* ---- per-packet (send.c, receive.c) ---- */

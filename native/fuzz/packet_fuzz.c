@@ -52,6 +52,10 @@
  * 1/2/3 (2 carrying the MTU), checksum valid over the pseudo-header
  * (computed here independently), quoting the original's start, never about
  * an ICMPv6 error or a multicast destination.
+ * Underlay: each case picks an IPv4 or an IPv6 one (the same routes in two
+ * tables, their endpoints the PublicIP or the PublicIPv6 2001:2::<PublicIP>):
+ * the sender check takes the sender in that family, and a sent packet's
+ * endpoint must be the route's in that family.
  * Exit status 0 if every case passed; the first failures are printed.
  * Built with -DFUZZ_SELFTEST_BROKEN_RX the header checks are skipped, and the
  * run must fail (test/unit/native-fuzz.test.ts checks that it does).
@@ -135,13 +139,45 @@ static void set_ip_csum(uint8_t *p, size_t ihl)
 #define LOCAL_MASK 0xffffff00u
 #define ICMP_SRC 0x0a050100u
 #define PORT 8285
+/* A peer's PublicIPv6 (the IPv6 underlay runs): 2001:2::a.b.c.d of its PublicIP a.b.c.d, so one model serves both. */
+#define U6(a, b, c, d) \
+	{ \
+		0x20, 0x01, 0, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, a, b, c, d \
+	}
+
+/* This case's underlay: IPv6 (the table's endpoints are PublicIPv6s) or IPv4. */
+static bool under6;
+
+/* A sender as the receive path sees it, on this case's underlay (IPv6: 2001:2::<sender>). */
+static struct ip6key sender_key(uint32_t sender)
+{
+	union udp_addr a;
+	uint8_t ip6[16] = U6(sender >> 24, sender >> 16 & 0xff, sender >> 8 & 0xff, sender & 0xff);
+	if (under6)
+		udp_addr_set6(&a, ip6, 4242);
+	else
+		udp_addr_set4(&a, sender, 4242);
+	return ul_key(&a);
+}
+
+/* Whether dst is the endpoint public_ip:port on this case's underlay. */
+static bool is_endpoint(const union udp_addr *dst, uint32_t public_ip, uint16_t port)
+{
+	union udp_addr want;
+	uint8_t ip6[16] = U6(public_ip >> 24, public_ip >> 16 & 0xff, public_ip >> 8 & 0xff, public_ip & 0xff);
+	if (under6)
+		udp_addr_set6(&want, ip6, port);
+	else
+		udp_addr_set4(&want, public_ip, port);
+	return udp_addr_same(dst, &want) && udp_addr_len(dst) == (under6 ? sizeof dst->v6 : sizeof dst->v4);
+}
 
 static const struct dp_route routes[] = {
-        {0x0a050200u, 24, 0xc6120002u, PORT}, /* 10.5.2.0/24 via 198.18.0.2 */
-        {0x0a050300u, 24, 0xc6120003u, PORT}, /* 10.5.3.0/24 via 198.18.0.3 */
-        {0x0a058000u, 17, 0xc6120004u, 9000}, /* 10.5.128.0/17 via 198.18.0.4:9000 (another prefix length) */
-        {0x0a05c100u, 24, 0xc6120005u, PORT}, /* 10.5.193.0/24 inside the /17: longest match wins */
-        {0x0a050400u, 24, 0xc6120002u, PORT}, /* a second lease of 198.18.0.2 */
+        {0x0a050200u, 24, 0xc6120002u, PORT, U6(0xc6, 0x12, 0x00, 0x02)}, /* 10.5.2.0/24 via 198.18.0.2 */
+        {0x0a050300u, 24, 0xc6120003u, PORT, U6(0xc6, 0x12, 0x00, 0x03)}, /* 10.5.3.0/24 via 198.18.0.3 */
+        {0x0a058000u, 17, 0xc6120004u, 9000, U6(0xc6, 0x12, 0x00, 0x04)}, /* 10.5.128.0/17 via 198.18.0.4:9000 (another prefix length) */
+        {0x0a05c100u, 24, 0xc6120005u, PORT, U6(0xc6, 0x12, 0x00, 0x05)}, /* 10.5.193.0/24 inside the /17: longest match wins */
+        {0x0a050400u, 24, 0xc6120002u, PORT, U6(0xc6, 0x12, 0x00, 0x02)}, /* a second lease of 198.18.0.2 */
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -351,7 +387,7 @@ static const char *oname(int o)
 static bool h_rx(const struct ip_ctx *ip, const struct rtable *t, const uint8_t *p, size_t len, uint32_t sender, bool trunc,
         uint64_t *cnt)
 {
-	if (!rt_is_peer(t, sender)) {
+	if (!rt_is_peer(t, sender_key(sender))) {
 		cnt[DP_DROP_UNKNOWN_SENDER]++;
 		return false;
 	}
@@ -365,12 +401,12 @@ static bool h_rx(const struct ip_ctx *ip, const struct rtable *t, const uint8_t 
 
 static int tun_pair[2]; /* [0] is the "TUN" ip4_route_out writes its ICMP errors to */
 
-static bool h_tx(struct ip_ctx *ip, const struct rtable *t, uint8_t *p, size_t len, struct sockaddr_in *dst, uint64_t *cnt)
+static bool h_tx(struct ip_ctx *ip, const struct rtable *t, uint8_t *p, size_t len, union udp_addr *dst, uint64_t *cnt)
 {
 	return ip4_route_out(ip, tun_pair[0], t, p, len, dst, 1, cnt);
 }
 
-static bool h_tx6(struct ip_ctx *ip, const struct rtable *t, uint8_t *p, size_t len, struct sockaddr_in *dst, uint64_t *cnt)
+static bool h_tx6(struct ip_ctx *ip, const struct rtable *t, uint8_t *p, size_t len, union udp_addr *dst, uint64_t *cnt)
 {
 	if (len >= 1 && (p[0] >> 4) == 6)
 		return ip6_route_out(ip, tun_pair[0], t, p, len, len, dst, 1, cnt);
@@ -384,11 +420,11 @@ static const uint8_t local6[16] = {0xfd, 0x42, 0, 0x42, 0, 0, 0, 5}; /* fd42:42:
 static const uint8_t icmp6_src[16] = {0xfd, 0x42, 0, 0x42, 0, 0, 0, 5};
 
 static const struct dp_route6 routes6[] = {
-        {{0xfd, 0x42, 0, 0x42, 0, 0, 0, 6}, 64, 0xc6120002u, PORT}, /* fd42:42:0:6::/64 via 198.18.0.2 */
-        {{0xfd, 0x42, 0, 0x42, 0, 0, 0, 7}, 64, 0xc6120003u, PORT},
-        {{0xfd, 0x42, 0, 0x42, 0x80, 0}, 33, 0xc6120004u, 9000}, /* fd42:42:8000::/33: another prefix length */
-        {{0xfd, 0x42, 0, 0x42, 0x80, 0, 0, 1}, 64, 0xc6120005u, PORT}, /* inside the /33: longest match wins */
-        {{0xfd, 0x42, 0, 0x42, 0, 0, 0, 8}, 64, 0xc6120006u, PORT}, /* a peer with an IPv6 lease only */
+        {{0xfd, 0x42, 0, 0x42, 0, 0, 0, 6}, 64, 0xc6120002u, PORT, U6(0xc6, 0x12, 0x00, 0x02)}, /* fd42:42:0:6::/64 via 198.18.0.2 */
+        {{0xfd, 0x42, 0, 0x42, 0, 0, 0, 7}, 64, 0xc6120003u, PORT, U6(0xc6, 0x12, 0x00, 0x03)},
+        {{0xfd, 0x42, 0, 0x42, 0x80, 0}, 33, 0xc6120004u, 9000, U6(0xc6, 0x12, 0x00, 0x04)}, /* fd42:42:8000::/33: another prefix length */
+        {{0xfd, 0x42, 0, 0x42, 0x80, 0, 0, 1}, 64, 0xc6120005u, PORT, U6(0xc6, 0x12, 0x00, 0x05)}, /* inside the /33: longest match wins */
+        {{0xfd, 0x42, 0, 0x42, 0, 0, 0, 8}, 64, 0xc6120006u, PORT, U6(0xc6, 0x12, 0x00, 0x06)}, /* a peer with an IPv6 lease only */
 };
 #define NROUTES6 (sizeof routes6 / sizeof routes6[0])
 
@@ -579,7 +615,7 @@ static int ref_tx6(const uint8_t *p, size_t len)
 static bool h_rx6(const struct ip_ctx *ip, const struct rtable *t, const uint8_t *p, size_t len, uint32_t sender, bool trunc,
         uint64_t *cnt)
 {
-	if (!rt_is_peer(t, sender)) {
+	if (!rt_is_peer(t, sender_key(sender))) {
 		cnt[DP_DROP_UNKNOWN_SENDER]++;
 		return false;
 	}
@@ -687,12 +723,15 @@ int main(int argc, char **argv)
 	setsockopt(tun_pair[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
 	ip_ctx_init(ip, LOCAL_NET, 24, ICMP_SRC); /* LOCAL_MASK is /24 */
 	ip6_ctx_init(ip, local6, 64, icmp6_src, MTU6);
-	struct rtable *t;
+	/* The same routes over either underlay: each case picks one (under6). */
+	struct rtable *tables[2], *t;
 	char err[256];
-	struct rt_input in = {.v4 = routes, .n4 = NROUTES, .v6 = routes6, .n6 = NROUTES6};
-	if (rt_new(&in, &t, err, sizeof err) != 0) {
-		printf("rt_new: %s\n", err);
-		return 2;
+	for (int u = 0; u < 2; u++) {
+		struct rt_input in = {.v4 = routes, .n4 = NROUTES, .v6 = routes6, .n6 = NROUTES6, .v6_underlay = u == 1};
+		if (rt_new(&in, &tables[u], err, sizeof err) != 0) {
+			printf("rt_new: %s\n", err);
+			return 2;
+		}
 	}
 
 	static const int rx_reasons[] = {DP_DROP_UNKNOWN_SENDER, DP_DROP_MALFORMED, DP_DROP_TTL, DP_DROP_NOT_LOCAL, DP_DROP_NO_ROUTE, DP_DROP_NOT_IPV4};
@@ -701,6 +740,8 @@ int main(int argc, char **argv)
 	unsigned long valid_rx = 0, valid_tx = 0;
 
 	for (cur_case = 0; cur_case < cases; cur_case++) {
+		under6 = rn(2);
+		t = tables[under6];
 		/* Build the datagram in scratch, then copy it to a block of exactly its size. */
 		size_t len;
 		bool pristine = false;
@@ -756,7 +797,7 @@ int main(int argc, char **argv)
 		/* tx: TUN -> UDP (ip4_route_out may rewrite the TTL and checksum in place) */
 		memcpy(before, cnt, sizeof cnt);
 		ip->icmp_tokens = ICMP_BURST; /* exercise every ICMP error, not the rate limit */
-		struct sockaddr_in dst;
+		union udp_addr dst;
 		memset(&dst, 0, sizeof dst);
 		bool ok = h_tx(ip, t, p, len, &dst, cnt);
 		got = moved(before, cnt, ok, tx_reasons, 6);
@@ -775,8 +816,8 @@ int main(int argc, char **argv)
 			CHECK(memcmp(p, scratch, 8) == 0 && memcmp(p + 9, scratch + 9, 1) == 0 && memcmp(p + 12, scratch + 12, len - 12) == 0,
 			        "tx changed more than TTL and checksum");
 			const struct dp_route *r = ref_route(rd32(p + 16));
-			CHECK(r && ntohl(dst.sin_addr.s_addr) == r->public_ip && ntohs(dst.sin_port) == r->port && dst.sin_family == AF_INET,
-			        "tx to %#x:%u, expected the route's endpoint", ntohl(dst.sin_addr.s_addr), ntohs(dst.sin_port));
+			CHECK(r && is_endpoint(&dst, r->public_ip, r->port), "tx to family %d port %u, expected the route's endpoint (IPv6 underlay %d)",
+			        dst.sa.sa_family, udp_addr_port(&dst), under6);
 		}
 		drain_icmp(scratch, len);
 		free(p);
@@ -792,6 +833,8 @@ int main(int argc, char **argv)
 	static unsigned long stat_rx6[DP_NCOUNTERS + 1], stat_tx6[DP_NCOUNTERS + 1];
 	unsigned long valid_rx6 = 0, valid_tx6 = 0;
 	for (cur_case = 0; cur_case < cases; cur_case++) {
+		under6 = rn(2);
+		t = tables[under6];
 		size_t len;
 		bool pristine = false;
 		int kind = (int)rn(10);
@@ -845,7 +888,7 @@ int main(int argc, char **argv)
 		memset(cnt, 0, sizeof cnt);
 		memset(before, 0, sizeof before);
 		ip->icmp_tokens = ICMP_BURST;
-		struct sockaddr_in dst;
+		union udp_addr dst;
 		memset(&dst, 0, sizeof dst);
 		bool ok = h_tx6(ip, t, p, len, &dst, cnt);
 		got = moved(before, cnt, ok, tx6_reasons, 8);
@@ -860,8 +903,8 @@ int main(int argc, char **argv)
 			CHECK(memcmp(p, scratch, 7) == 0 && memcmp(p + 8, scratch + 8, len - 8) == 0, "tx6 changed more than the hop limit");
 			CHECK(len <= MTU6, "tx6 sent %zu bytes over an MTU of %u", len, MTU6);
 			const struct dp_route6 *r = ref_route6(p + 24);
-			CHECK(r && ntohl(dst.sin_addr.s_addr) == r->public_ip && ntohs(dst.sin_port) == r->port && dst.sin_family == AF_INET,
-			        "tx6 to %#x:%u, expected the route's endpoint", ntohl(dst.sin_addr.s_addr), ntohs(dst.sin_port));
+			CHECK(r && is_endpoint(&dst, r->public_ip, r->port), "tx6 to family %d port %u, expected the route's endpoint (IPv6 underlay %d)",
+			        dst.sa.sa_family, udp_addr_port(&dst), under6);
 			CHECK(cnt[DP_TX_IPV6_PACKETS] == 1, "tx6: IPv6 packet not counted");
 		}
 		drain_icmp(scratch, len);
@@ -874,7 +917,8 @@ int main(int argc, char **argv)
 	        stat_tx6[DP_DROP_TOO_BIG], icmp6_seen);
 	printf("%lu cases, seed %lu, %lu checks, %lu failures\n", cases, seed, checks, failures);
 	free(scratch);
-	rt_free(t);
+	rt_free(tables[0]);
+	rt_free(tables[1]);
 	close(tun_pair[0]);
 	close(tun_pair[1]);
 	ip_ctx_destroy(ip);

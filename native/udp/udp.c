@@ -43,14 +43,24 @@ void udp_enable_gro(int fd)
 }
 
 /* One socket of the port; in a SO_REUSEPORT group when the data plane has more than one queue. */
-static int udp_socket(uint32_t bind_addr, uint16_t port, bool reuseport, char *err, size_t errlen)
+static int udp_socket(bool v6, uint32_t bind_addr, uint16_t port, bool reuseport, char *err, size_t errlen)
 {
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return errf(err, errlen, errno, "UDP socket%s", "");
+		return errf(err, errlen, errno, "UDP%s socket", v6 ? " IPv6" : "");
 	/* Let the kernel fragment oversized outer datagrams instead of failing them with EMSGSIZE. */
-	int v = IP_PMTUDISC_DONT;
-	setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof v);
+	int v = v6 ? IPV6_PMTUDISC_DONT : IP_PMTUDISC_DONT;
+	if (v6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &v, sizeof v);
+	else
+		setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof v);
+	/* An IPv6 underlay is IPv6 only: no IPv4-mapped peers beside it. */
+	v = 1;
+	if (v6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v, sizeof v) < 0) {
+		int e = errno;
+		close(fd);
+		return errf(err, errlen, e, "UDP socket option IPV6_V6ONLY%s", "");
+	}
 	/* Bigger buffers absorb bursts between batches; FORCE needs CAP_NET_ADMIN, else capped by sysctl. */
 	v = 4 << 20;
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof v) < 0)
@@ -64,12 +74,18 @@ static int udp_socket(uint32_t bind_addr, uint16_t port, bool reuseport, char *e
 		return errf(err, errlen, e, "UDP socket option SO_REUSEPORT%s", "");
 	}
 
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-	sa.sin_addr.s_addr = htonl(bind_addr);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+	union udp_addr sa;
+	if (v6)
+		udp_addr_set6(&sa, (const uint8_t[16]){0}, port);
+	else
+		udp_addr_set4(&sa, bind_addr, port);
+	if (bind(fd, &sa.sa, udp_addr_len(&sa)) < 0) {
 		int e = errno;
-		char where[40];
-		snprintf(where, sizeof where, "%s:%u", inet_ntoa(sa.sin_addr), port);
+		char where[64];
+		if (v6)
+			snprintf(where, sizeof where, "[::]:%u", port);
+		else
+			snprintf(where, sizeof where, "%s:%u", inet_ntoa(sa.v4.sin_addr), port);
 		close(fd);
 		return errf(err, errlen, e, "bind UDP %s", where);
 	}
@@ -85,16 +101,16 @@ static int udp_socket(uint32_t bind_addr, uint16_t port, bool reuseport, char *e
  * the outer addresses and ports, so everything from one peer reaches one
  * worker, in order.
  */
-int udp_open_group(uint32_t bind_addr, uint16_t port, unsigned n, int *fds, char *err, size_t errlen)
+int udp_open_group(bool v6, uint32_t bind_addr, uint16_t port, unsigned n, int *fds, char *err, size_t errlen)
 {
 	if (n > 1) {
-		int probe = udp_socket(bind_addr, port, false, err, errlen);
+		int probe = udp_socket(v6, bind_addr, port, false, err, errlen);
 		if (probe < 0)
 			return probe;
 		close(probe);
 	}
 	for (unsigned k = 0; k < n; k++) {
-		int fd = udp_socket(bind_addr, port, n > 1, err, errlen);
+		int fd = udp_socket(v6, bind_addr, port, n > 1, err, errlen);
 		if (fd < 0) {
 			while (k > 0)
 				close(fds[--k]);

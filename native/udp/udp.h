@@ -31,6 +31,73 @@ union udp_cmsg_gro {
 	struct cmsghdr align;
 };
 
+/*
+ * A peer's underlay address, as sendmmsg takes it and recvmmsg fills it:
+ * IPv4 or IPv6 (the data plane's sockets are of one family, fixed at open).
+ */
+union udp_addr {
+	struct sockaddr sa;
+	struct sockaddr_in v4;
+	struct sockaddr_in6 v6;
+};
+
+/* The size of `a` for msg_namelen / sendto. */
+static inline socklen_t udp_addr_len(const union udp_addr *a)
+{
+	return a->sa.sa_family == AF_INET6 ? (socklen_t)sizeof a->v6 : (socklen_t)sizeof a->v4;
+}
+
+/* An IPv4 address and port (host order). */
+static inline void udp_addr_set4(union udp_addr *a, uint32_t ip, uint16_t port)
+{
+	memset(a, 0, sizeof *a);
+	a->v4.sin_family = AF_INET;
+	a->v4.sin_addr.s_addr = htonl(ip);
+	a->v4.sin_port = htons(port);
+}
+
+/* An IPv6 address (16 bytes, network order) and port (host order). */
+static inline void udp_addr_set6(union udp_addr *a, const uint8_t ip6[16], uint16_t port)
+{
+	memset(a, 0, sizeof *a);
+	a->v6.sin6_family = AF_INET6;
+	memcpy(&a->v6.sin6_addr, ip6, 16);
+	a->v6.sin6_port = htons(port);
+}
+
+/* The port of `a` (host order); 0 for an address of neither family. */
+static inline uint16_t udp_addr_port(const union udp_addr *a)
+{
+	return a->sa.sa_family == AF_INET6 ? ntohs(a->v6.sin6_port) : a->sa.sa_family == AF_INET ? ntohs(a->v4.sin_port)
+	                                                                                         : 0;
+}
+
+/* Whether a and b are the same address and port. */
+static inline bool udp_addr_same(const union udp_addr *a, const union udp_addr *b)
+{
+	if (a->sa.sa_family != b->sa.sa_family)
+		return false;
+	if (a->sa.sa_family == AF_INET6)
+		return a->v6.sin6_port == b->v6.sin6_port && memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, 16) == 0;
+	return a->v4.sin_port == b->v4.sin_port && a->v4.sin_addr.s_addr == b->v4.sin_addr.s_addr;
+}
+
+/*
+ * The address bytes then the port (network order) of `a`, as WireGuard's
+ * cookie MACs take a sender: 6 bytes for IPv4, 18 for IPv6. Returns the length.
+ */
+static inline size_t udp_addr_bytes(const union udp_addr *a, uint8_t out[18])
+{
+	if (a->sa.sa_family == AF_INET6) {
+		memcpy(out, &a->v6.sin6_addr, 16);
+		memcpy(out + 16, &a->v6.sin6_port, 2);
+		return 18;
+	}
+	memcpy(out, &a->v4.sin_addr.s_addr, 4);
+	memcpy(out + 4, &a->v4.sin_port, 2);
+	return 6;
+}
+
 struct udp_caps {
 	bool gso; /* UDP_SEGMENT: one sendmsg carries many datagrams */
 	bool gro; /* UDP_GRO: one recvmsg returns many datagrams */
@@ -38,12 +105,13 @@ struct udp_caps {
 };
 
 /*
- * Opens `n` non-blocking, close-on-exec sockets bound to bind_addr:port
- * (host order; 0 = any) into fds[], in a SO_REUSEPORT group when n > 1 (after
- * a plain bind that proves the port is free, see udp.c). Returns 0, or -errno
- * with a description in `err` and nothing left open.
+ * Opens `n` non-blocking, close-on-exec sockets into fds[], in a
+ * SO_REUSEPORT group when n > 1 (after a plain bind that proves the port is
+ * free, see udp.c). IPv4 (v6 false): bound to bind_addr:port (host order;
+ * 0 = any). IPv6 (v6 true): AF_INET6 with IPV6_V6ONLY, bound to [::]:port.
+ * Returns 0, or -errno with a description in `err` and nothing left open.
  */
-int udp_open_group(uint32_t bind_addr, uint16_t port, unsigned n, int *fds, char *err, size_t errlen);
+int udp_open_group(bool v6, uint32_t bind_addr, uint16_t port, unsigned n, int *fds, char *err, size_t errlen);
 
 /* Which of UDP GSO and GRO the kernel takes on `fd` (GRO is switched on when it does). */
 void udp_probe_offloads(int fd, struct udp_caps *caps);

@@ -3,13 +3,33 @@
  * the device's address, MTU and state, the Network routed to it, and the
  * fail-closed `unreachable` route beside it (docs/architecture.md, "udp").
  * Every step is an ensure, registered on the caller's StartGuard for undo.
+ * Also the one choice of underlay family these backends share (underlayOf).
  */
 import { RudderError } from '../errors';
 import { type Cidr, formatCidr, formatIp } from '../ip/ipv4';
 import { type Cidr6, cidr6Equals, formatCidr6, formatIp6 } from '../ip/ipv6';
 import type { Logger } from '../log';
 import { only, RTN_UNICAST, RTN_UNREACHABLE, RTPROT_RUDDER, TABLE_MAIN, type Netlink, type RouteKey } from '../netlink';
+import type { UnderlayFamily } from '../dataplane/types';
 import type { StartGuard } from './common';
+import type { ExternalInterface } from './types';
+
+/**
+ * The family of this host's data-plane socket, one per host: IPv4 when it
+ * has an IPv4 PublicIP (-public-ip, or the interface's address), else IPv6
+ * (its PublicIPv6: -public-ipv6 or the interface's global address). Both
+ * inner families ride on it. Throws E_BACKEND when the host has neither.
+ */
+export function underlayOf(backend: string, ext: ExternalInterface): UnderlayFamily {
+  if (ext.publicIP !== 0) return 'ipv4';
+  if (ext.publicIPv6 !== undefined && ext.publicIPv6 !== 0n) return 'ipv6';
+  throw new RudderError('E_BACKEND', `${backend}: interface ${ext.name} gives this host no IPv4 PublicIP and no PublicIPv6: expected an IPv4 address (or -public-ip), or a global IPv6 address (or -public-ipv6) with EnableIPv6`);
+}
+
+/** An endpoint as text: 198.18.0.2:8285, or [2001:2::2]:8285. */
+export function formatEndpoint(ip: number, ip6: bigint | undefined, port: number): string {
+  return ip6 !== undefined ? `[${formatIp6(ip6)}]:${port}` : `${formatIp(ip)}:${port}`;
+}
 
 /**
  * Metric of the Network's `unreachable` fallback route: the highest there is,

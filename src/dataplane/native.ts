@@ -9,7 +9,7 @@
 import * as path from 'node:path';
 import { MAX_QUEUES } from './limits';
 import { type ErrorCode, RudderError } from '../errors';
-import type { DataPlane, DataPlaneCounters, DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute, DataPlaneRoute6 } from './types';
+import type { DataPlane, DataPlaneCounters, DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute, DataPlaneRoute6, UnderlayFamily } from './types';
 
 /** Opaque handle owned by the addon (an N-API External). */
 interface RawHandle {
@@ -38,6 +38,8 @@ interface RawOpenOptions {
   offloads: boolean;
   busyPoll: boolean;
   queues: number;
+  /** IPv6 sockets, and routes' and peers' IPv6 endpoints (DataPlaneOptions.underlay 'ipv6'). */
+  ipv6Underlay: boolean;
   /** WireGuard mode; absent: plain udp mode. The key Buffers are wiped by the addon. */
   wireguard?: RawWireGuard;
 }
@@ -52,6 +54,8 @@ interface RawWireGuard {
 interface RawPeer {
   publicKey: Buffer;
   ip: number;
+  /** The endpoint on an IPv6 underlay (16 bytes); absent on an IPv4 one. */
+  ip6?: Buffer;
   port: number;
   /** Flat pairs: [net, prefix, ...]. */
   allowed: Uint32Array;
@@ -62,6 +66,8 @@ interface RawPeer {
 interface RawPeerStatus {
   publicKey: Buffer;
   ip: number;
+  /** The endpoint on an IPv6 underlay (16 bytes, zero on an IPv4 one); absent from an older addon. */
+  ip6?: Buffer;
   port: number;
   lastHandshakeMs: number;
   rxBytes: number;
@@ -85,7 +91,10 @@ interface RawOpenResult {
 interface RawAddon {
   readonly counterNames: readonly string[];
   open(opts: RawOpenOptions): RawOpenResult;
-  /** Flat quadruples [net, prefix, publicIP, port, ...]; IPv6: [net x4 (big-endian words), prefix, publicIP, port, ...]. */
+  /**
+   * Flat groups [net, prefix, endpoint x4, port, ...]; IPv6: [net x4, prefix, endpoint x4, port, ...]. An
+   * address is four big-endian words; an IPv4 endpoint is ::ffff:a.b.c.d (its last word the PublicIP).
+   */
   setRoutes(handle: RawHandle, routes: Uint32Array, routes6: Uint32Array): void;
   setPeers(handle: RawHandle, peers: RawPeer[]): void;
   peers(handle: RawHandle): unknown;
@@ -148,12 +157,22 @@ export interface WireGuardPrefix {
 export interface WireGuardPeer {
   /** The peer's X25519 public key, 32 bytes. */
   readonly publicKey: Buffer;
-  /** Pinned endpoint (PublicIP and Port of its lease, host order): no roaming. */
-  readonly endpoint: { readonly ip: number; readonly port: number };
+  /**
+   * Pinned endpoint (PublicIP and Port of its lease, host order): no roaming.
+   * On an IPv6 underlay `ip6` (its PublicIPv6) is the address and `ip` is unused (0).
+   */
+  readonly endpoint: WireGuardEndpoint;
   /** Its lease subnets: packets to them go to this peer, and from this peer only their sources are taken. */
   readonly allowedIps: readonly WireGuardPrefix[];
   /** Its IPv6 lease subnets, the same way. */
   readonly allowedIps6?: readonly WireGuardPrefix6[];
+}
+
+/** A peer's endpoint: `ip` on an IPv4 underlay, `ip6` on an IPv6 one. */
+export interface WireGuardEndpoint {
+  readonly ip: number;
+  readonly ip6?: bigint;
+  readonly port: number;
 }
 
 /** An IPv6 subnet (128-bit address as a bigint). */
@@ -164,7 +183,7 @@ export interface WireGuardPrefix6 {
 
 export interface WireGuardPeerStatus {
   readonly publicKey: Buffer;
-  readonly endpoint: { readonly ip: number; readonly port: number };
+  readonly endpoint: WireGuardEndpoint;
   readonly allowedIps: readonly WireGuardPrefix[];
   /** Its IPv6 allowed IPs (absent: none). */
   readonly allowedIps6?: readonly WireGuardPrefix6[];
@@ -368,6 +387,30 @@ function checkBool(what: string, v: unknown): boolean {
   return v;
 }
 
+function checkUnderlay(v: unknown): UnderlayFamily {
+  if (v !== 'ipv4' && v !== 'ipv6') throw new RudderError('E_DATAPLANE', `data plane: underlay must be "ipv4" or "ipv6", got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/**
+ * A route's or peer's endpoint address as four big-endian words at flat[at..at+3]:
+ * the PublicIPv6 on an IPv6 underlay, else ::ffff:PublicIP. `what` names it in errors.
+ */
+function putEndpoint(flat: Uint32Array, at: number, v6: boolean, what: string, publicIP: unknown, publicIPv6: unknown): void {
+  if (v6) {
+    if (typeof publicIPv6 !== 'bigint' || publicIPv6 === 0n) {
+      throw new RudderError('E_DATAPLANE', `data plane: ${what}.publicIPv6 must be a non-zero IPv6 address (a bigint) on an IPv6 underlay, got ${String(publicIPv6)}`);
+    }
+    const b = ip6Bytes(`${what}.publicIPv6`, publicIPv6);
+    for (let k = 0; k < 4; k++) flat[at + k] = b.readUInt32BE(4 * k);
+    return;
+  }
+  flat[at] = 0;
+  flat[at + 1] = 0;
+  flat[at + 2] = 0xffff;
+  flat[at + 3] = checkInt(`${what}.publicIP`, publicIP, 1, U32_MAX);
+}
+
 function toRawOptions(opts: DataPlaneOptions): RawOpenOptions {
   if (typeof opts.tunName !== 'string' || opts.tunName.length === 0 || opts.tunName.length > 15) {
     throw new RudderError('E_DATAPLANE', `data plane: tunName must be 1..15 characters, got ${JSON.stringify(opts.tunName)}`);
@@ -384,7 +427,11 @@ function toRawOptions(opts: DataPlaneOptions): RawOpenOptions {
     offloads: checkBool('offloads', opts.offloads ?? true),
     busyPoll: checkBool('busyPoll', opts.busyPoll ?? true),
     queues: checkInt('queues', opts.queues ?? 0, 0, MAX_QUEUES),
+    ipv6Underlay: checkUnderlay(opts.underlay ?? 'ipv4') === 'ipv6',
   };
+  if (raw.ipv6Underlay && raw.bindAddress !== 0) {
+    throw new RudderError('E_DATAPLANE', `data plane: bindAddress must be 0 on an IPv6 underlay (its sockets bind [::]), got ${raw.bindAddress}`);
+  }
   if (opts.localSubnet6 !== undefined) {
     raw.local6Net = ip6Bytes('localSubnet6.ip', opts.localSubnet6.ip);
     raw.local6Prefix = checkInt('localSubnet6.prefix', opts.localSubnet6.prefix, 1, 128);
@@ -393,38 +440,44 @@ function toRawOptions(opts: DataPlaneOptions): RawOpenOptions {
   return raw;
 }
 
-/** 5,000 routes per swap at scale: the labels of the error message are only built for a bad route. */
-function packRoutes(routes: readonly DataPlaneRoute[]): Uint32Array {
-  const flat = new Uint32Array(routes.length * 4);
+/**
+ * Routes as the addon reads them: [net, prefix, endpoint x4, port] per route (putEndpoint).
+ * 5,000 routes per swap at scale: the labels of the error message are only built for a bad route.
+ */
+function packRoutes(routes: readonly DataPlaneRoute[], v6: boolean): Uint32Array {
+  const flat = new Uint32Array(routes.length * 7);
   routes.forEach((r, i) => {
-    if (!inRange(r.ip, 0, U32_MAX) || !inRange(r.prefix, 0, 32) || !inRange(r.publicIP, 1, U32_MAX) || !inRange(r.port, 1, 65535)) {
+    if (!inRange(r.ip, 0, U32_MAX) || !inRange(r.prefix, 0, 32) || !inRange(r.port, 1, 65535)) {
       checkInt(`routes[${i}].ip`, r.ip, 0, U32_MAX);
       checkInt(`routes[${i}].prefix`, r.prefix, 0, 32);
-      checkInt(`routes[${i}].publicIP`, r.publicIP, 1, U32_MAX);
       checkInt(`routes[${i}].port`, r.port, 1, 65535);
     }
-    flat[4 * i] = r.ip;
-    flat[4 * i + 1] = r.prefix;
-    flat[4 * i + 2] = r.publicIP;
-    flat[4 * i + 3] = r.port;
+    flat[7 * i] = r.ip;
+    flat[7 * i + 1] = r.prefix;
+    if (!v6 && inRange(r.publicIP, 1, U32_MAX)) {
+      flat[7 * i + 4] = 0xffff;
+      flat[7 * i + 5] = r.publicIP;
+    } else {
+      putEndpoint(flat, 7 * i + 2, v6, `routes[${i}]`, r.publicIP, r.publicIPv6);
+    }
+    flat[7 * i + 6] = r.port;
   });
   return flat;
 }
 
-/** IPv6 routes as the addon reads them: [net as four big-endian words, prefix, publicIP, port] per route. */
-function packRoutes6(routes: readonly DataPlaneRoute6[]): Uint32Array {
-  const flat = new Uint32Array(routes.length * 7);
+/** IPv6 routes as the addon reads them: [net as four big-endian words, prefix, endpoint x4, port] per route. */
+function packRoutes6(routes: readonly DataPlaneRoute6[], v6: boolean): Uint32Array {
+  const flat = new Uint32Array(routes.length * 10);
   routes.forEach((r, i) => {
     const net = ip6Bytes(`routes6[${i}].ip`, r.ip);
-    if (!inRange(r.prefix, 0, 128) || !inRange(r.publicIP, 1, U32_MAX) || !inRange(r.port, 1, 65535)) {
+    if (!inRange(r.prefix, 0, 128) || !inRange(r.port, 1, 65535)) {
       checkInt(`routes6[${i}].prefix`, r.prefix, 0, 128);
-      checkInt(`routes6[${i}].publicIP`, r.publicIP, 1, U32_MAX);
       checkInt(`routes6[${i}].port`, r.port, 1, 65535);
     }
-    for (let k = 0; k < 4; k++) flat[7 * i + k] = net.readUInt32BE(4 * k);
-    flat[7 * i + 4] = r.prefix;
-    flat[7 * i + 5] = r.publicIP;
-    flat[7 * i + 6] = r.port;
+    for (let k = 0; k < 4; k++) flat[10 * i + k] = net.readUInt32BE(4 * k);
+    flat[10 * i + 4] = r.prefix;
+    putEndpoint(flat, 10 * i + 5, v6, `routes6[${i}]`, r.publicIP, r.publicIPv6);
+    flat[10 * i + 9] = r.port;
   });
   return flat;
 }
@@ -477,13 +530,14 @@ function openRaw(raw: RawOpenOptions): Opened {
  * RudderError E_DATAPLANE (with the errno text).
  */
 export function openDataPlane(opts: DataPlaneOptions): NativeDataPlane {
-  const o = openRaw(toRawOptions(opts));
+  const raw = toRawOptions(opts);
+  const o = openRaw(raw);
   return {
     ifname: o.ifname,
     offloads: o.offloads,
     setRoutes(routes: readonly DataPlaneRoute[], routes6: readonly DataPlaneRoute6[] = []): void {
-      const flat = packRoutes(routes);
-      const flat6 = packRoutes6(routes6);
+      const flat = packRoutes(routes, raw.ipv6Underlay);
+      const flat6 = packRoutes6(routes6, raw.ipv6Underlay);
       const h = o.live('setRoutes');
       call(`${o.ifname} setRoutes`, () => o.a.setRoutes(h, flat, flat6));
     },
@@ -506,14 +560,23 @@ function checkBuffer(what: string, v: unknown, len: number): Buffer {
   return v;
 }
 
-function packPeers(peers: readonly WireGuardPeer[]): RawPeer[] {
+function packPeers(peers: readonly WireGuardPeer[], v6: boolean): RawPeer[] {
   const seen = new Set<string>();
   return peers.map((p, i) => {
     const publicKey = Buffer.from(checkBuffer(`peers[${i}].publicKey`, p.publicKey, 32));
     const k = publicKey.toString('base64');
     if (seen.has(k)) throw new RudderError('E_DATAPLANE', `data plane: peers[${i}].publicKey ${k} appears twice, expected each peer once`);
     seen.add(k);
-    const ip = checkInt(`peers[${i}].endpoint.ip`, p.endpoint.ip, 1, U32_MAX);
+    let ip = 0;
+    let ip6: Buffer | undefined;
+    if (v6) {
+      if (typeof p.endpoint.ip6 !== 'bigint' || p.endpoint.ip6 === 0n) {
+        throw new RudderError('E_DATAPLANE', `data plane: peers[${i}].endpoint.ip6 must be a non-zero IPv6 address (a bigint) on an IPv6 underlay, got ${String(p.endpoint.ip6)}`);
+      }
+      ip6 = ip6Bytes(`peers[${i}].endpoint.ip6`, p.endpoint.ip6);
+    } else {
+      ip = checkInt(`peers[${i}].endpoint.ip`, p.endpoint.ip, 1, U32_MAX);
+    }
     const port = checkInt(`peers[${i}].endpoint.port`, p.endpoint.port, 1, 65535);
     const allowed = new Uint32Array(p.allowedIps.length * 2);
     p.allowedIps.forEach((a, j) => {
@@ -527,7 +590,7 @@ function packPeers(peers: readonly WireGuardPeer[]): RawPeer[] {
       for (let w = 0; w < 4; w++) allowed6[5 * j + w] = net.readUInt32BE(4 * w);
       allowed6[5 * j + 4] = checkInt(`peers[${i}].allowedIps6[${j}].prefix`, a.prefix, 0, 128);
     });
-    return { publicKey, ip, port, allowed, allowed6 };
+    return { publicKey, ip, ...(ip6 !== undefined ? { ip6 } : {}), port, allowed, allowed6 };
   });
 }
 
@@ -538,7 +601,8 @@ function isPeerStatus(v: unknown): v is RawPeerStatus {
     Buffer.isBuffer(o.publicKey) &&
     ['ip', 'port', 'lastHandshakeMs', 'rxBytes', 'txBytes'].every((k) => typeof o[k] === 'number') &&
     o.allowed instanceof Uint32Array &&
-    (o.allowed6 === undefined || o.allowed6 instanceof Uint32Array)
+    (o.allowed6 === undefined || o.allowed6 instanceof Uint32Array) &&
+    (o.ip6 === undefined || (Buffer.isBuffer(o.ip6) && o.ip6.length === 16))
   );
 }
 
@@ -552,9 +616,10 @@ function toPeerStatus(r: RawPeerStatus): WireGuardPeerStatus {
     for (let w = 0; w < 4; w++) ip = (ip << 32n) | BigInt(a6[j + w] ?? 0);
     allowedIps6.push({ ip, prefix: a6[j + 4] ?? 0 });
   }
+  const ip6 = r.ip6 === undefined ? 0n : (r.ip6.readBigUInt64BE(0) << 64n) | r.ip6.readBigUInt64BE(8);
   return {
     publicKey: r.publicKey,
-    endpoint: { ip: r.ip, port: r.port },
+    endpoint: { ip: r.ip, port: r.port, ...(ip6 !== 0n ? { ip6 } : {}) },
     allowedIps,
     allowedIps6,
     latestHandshakeMs: r.lastHandshakeMs,
@@ -592,7 +657,7 @@ export function openWireGuardDataPlane(opts: DataPlaneOptions, wg: WireGuardOpti
       throw new RudderError('E_DATAPLANE', `data plane ${o.ifname}: a WireGuard data plane takes setPeers, not setRoutes`);
     },
     setPeers(peers: readonly WireGuardPeer[]): void {
-      const raws = packPeers(peers);
+      const raws = packPeers(peers, raw.ipv6Underlay);
       const h = o.live('setPeers');
       call(`${o.ifname} setPeers`, () => o.a.setPeers(h, raws));
     },

@@ -6,8 +6,14 @@
 export interface DataPlaneOptions {
   /** TUN device name, e.g. `rudder0` (created if absent, IFF_TUN|IFF_NO_PI). */
   readonly tunName: string;
-  /** Local underlay address to bind the UDP socket to (uint32), 0 = any. */
+  /** Local underlay address to bind the UDP socket to (uint32), 0 = any; IPv4 underlay only. */
   readonly bindAddress: number;
+  /**
+   * The underlay's family (default `ipv4`): `ipv6` opens IPv6 sockets
+   * ([::]:port, IPv6 only) and reaches every peer at its `publicIPv6`. Both
+   * inner families ride on it either way.
+   */
+  readonly underlay?: UnderlayFamily;
   /** UDP port (default 8285). */
   readonly port: number;
   /** This host's subnet: datagrams whose inner destination is outside it are dropped. */
@@ -65,19 +71,26 @@ export interface DataPlaneOffloads {
   readonly note: string;
 }
 
+/** Which family the data plane's sockets (the underlay between hosts) are: one per host. */
+export type UnderlayFamily = 'ipv4' | 'ipv6';
+
 export interface DataPlaneRoute {
   readonly ip: number; // subnet network address
   readonly prefix: number;
+  /** The peer's PublicIP: its endpoint on an IPv4 underlay (0 on an IPv6 one). */
   readonly publicIP: number;
   readonly port: number;
+  /** The peer's PublicIPv6: its endpoint on an IPv6 underlay (required there, unused on IPv4). */
+  readonly publicIPv6?: bigint;
 }
 
-/** An IPv6 route: the subnet (128-bit address as a bigint) to a peer's IPv4 PublicIP and port. */
+/** An IPv6 route: the subnet (128-bit address as a bigint) to a peer's endpoint, as DataPlaneRoute's. */
 export interface DataPlaneRoute6 {
   readonly ip: bigint;
   readonly prefix: number;
   readonly publicIP: number;
   readonly port: number;
+  readonly publicIPv6?: bigint;
 }
 
 export interface DataPlaneCounters {

@@ -498,6 +498,12 @@ export interface ClusterOptions {
    * IPv6 forwarding on) and IPv6 pods from RUDDER_IPV6_SUBNET. Default false.
    */
   ipv6?: boolean;
+  /**
+   * With `ipv6`: the hosts' eth0 has only its IPv6 address (2001:2::N/64) and
+   * an IPv6 default route, and etcd is reached at [2001:2::250] (one member):
+   * an IPv6-only underlay. Default false.
+   */
+  ipv6OnlyHosts?: boolean;
   /** First remove leftovers of killed runs with this prefix (the sandbox does). Default false. */
   sweepLeftovers?: boolean;
 }
@@ -540,6 +546,8 @@ export class Cluster {
   etcdServers: EtcdServer[] = [];
   /** The underlay and the pods carry IPv6 too (ClusterOptions.ipv6). */
   readonly ipv6: boolean;
+  /** Hosts without IPv4 on the underlay (ClusterOptions.ipv6OnlyHosts). */
+  readonly ipv6OnlyHosts: boolean;
   private readonly disableIpv6: boolean;
   private torn = false;
 
@@ -559,6 +567,10 @@ export class Cluster {
     this.underlayMtu = opts.underlayMtu ?? 1500;
     this.giveUpMs = opts.giveUpMs ?? 90_000;
     this.ipv6 = opts.ipv6 ?? false;
+    this.ipv6OnlyHosts = opts.ipv6OnlyHosts ?? false;
+    if (this.ipv6OnlyHosts && (!this.ipv6 || (opts.etcdMembers ?? 1) !== 1)) {
+      throw new TopologyError('E_INTERNAL', 'ipv6OnlyHosts needs ipv6: true and one etcd member');
+    }
     this.disableIpv6 = !this.ipv6 && (opts.disableIpv6 ?? true);
   }
 
@@ -622,13 +634,13 @@ export class Cluster {
     await this.switchNs.linkUp('br0');
   }
 
-  /** A namespace plugged into the switch with `eth0` at `ip`/15 (and `ip6`/64); `port` is its switch-side interface. */
-  private async plugIn(role: string, port: string, ip: string, ip6?: string): Promise<Netns> {
+  /** A namespace plugged into the switch with `eth0` at `ip`/15 (none if null) and `ip6`/64; `port` is its switch-side interface. */
+  private async plugIn(role: string, port: string, ip: string | null, ip6?: string): Promise<Netns> {
     const ns = await Netns.create(this.tag.name(role), this.cleanup);
     await this.quietNamespace(ns);
     await addVethPair({ ns: this.switchNs, ifname: port }, { ns, ifname: 'eth0' }, this.underlayMtu);
     await this.switchNs.setMaster(port, 'br0');
-    await ns.addAddress('eth0', `${ip}/${UNDERLAY_PREFIX_LEN}`);
+    if (ip !== null) await ns.addAddress('eth0', `${ip}/${UNDERLAY_PREFIX_LEN}`);
     if (this.ipv6 && ip6 !== undefined) await ns.ip(['-6', 'addr', 'add', `${ip6}/${UNDERLAY_PREFIX_LEN_V6}`, 'dev', 'eth0', 'nodad']);
     return ns;
   }
@@ -646,7 +658,7 @@ export class Cluster {
       const ns = nss[0] as Netns;
       const server = await startEtcd({
         netns: ns,
-        host: etcdMemberIp(0),
+        host: this.ipv6OnlyHosts ? `[${etcdMemberIpv6(0)}]` : etcdMemberIp(0),
         dataDir: path.join(etcdDir, 'data'),
         logFile: path.join(etcdDir, 'etcd.log'),
         cleanup: this.cleanup,
@@ -666,10 +678,10 @@ export class Cluster {
   /** Adds host h<N+1> (also after daemons run elsewhere: a late join). */
   async addHost(opts: HostOptions = {}): Promise<Host> {
     const index = this.hosts.reduce((m, h) => Math.max(m, h.index), 0) + 1;
-    const ns = await this.plugIn(`h${index}`, `sw-h${index}`, hostUnderlayIp(index), hostUnderlayIpv6(index));
+    const ns = await this.plugIn(`h${index}`, `sw-h${index}`, this.ipv6OnlyHosts ? null : hostUnderlayIp(index), hostUnderlayIpv6(index));
     await ns.sysctl('net.ipv4.ip_forward', 1);
     // The daemon finds its underlay interface through the default route.
-    await ns.ip(['route', 'add', 'default', 'via', ETCD_IP, 'dev', 'eth0']);
+    if (!this.ipv6OnlyHosts) await ns.ip(['route', 'add', 'default', 'via', ETCD_IP, 'dev', 'eth0']);
     if (this.ipv6) {
       await ns.sysctl('net.ipv6.conf.all.forwarding', 1);
       await ns.ip(['-6', 'route', 'add', 'default', 'via', etcdMemberIpv6(0), 'dev', 'eth0']);

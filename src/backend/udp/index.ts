@@ -1,7 +1,7 @@
 /**
  * The udp backend: the TUN device `rudder0` and the native data plane, which
- * carries each IP packet in one UDP datagram to the PublicIP (and port) of
- * the lease holding its destination. This file configures the kernel (the
+ * carries each IP packet in one UDP datagram to the PublicIP (on an IPv6
+ * underlay the PublicIPv6) and port of the lease holding its destination. This file configures the kernel (the
  * device, the Network route and its fail-closed `unreachable` twin, stale
  * routes removed at start) and hands the data plane its peer table; the data
  * plane's threads move every packet. The design (ports, fail closed, pacing,
@@ -13,23 +13,25 @@ import { RudderError, describeError } from '../../errors';
 import { formatCidr, formatIp } from '../../ip/ipv4';
 import { formatCidr6 } from '../../ip/ipv6';
 import type { Logger } from '../../log';
-import type { DataPlane, DataPlaneCounters, DataPlaneOptions } from '../../dataplane/types';
+import type { DataPlane, DataPlaneCounters, DataPlaneOptions, UnderlayFamily } from '../../dataplane/types';
 import { openDataPlane as openNativeDataPlane } from '../../dataplane/native';
 import { formatLeaseKey, hasIpv4, type Lease, type LeaseEvent } from '../../subnet/lease';
 import { openNetlink as openRealNetlink, type Netlink } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
 import { StartGuard, UDP_TUN, defaultEvery, removeForeignDevices } from '../common';
 import { logIgnored } from '../peers';
-import { ensureTunNetwork } from '../tun-network';
+import { ensureTunNetwork, underlayOf } from '../tun-network';
 import { DEFAULT_UDP_PORT, UdpPeerTable, describeRoute } from './table';
 import { SwapPacer, type PacerClock, type PacerOptions } from './pacer';
 import { OFFLOADS_ENV, busyPollFromEnv, offloadsFromEnv, queuesFromEnv } from './env';
 
-export { DEFAULT_UDP_PORT, UdpPeerTable, peerPort } from './table';
+export { DEFAULT_UDP_PORT, UdpPeerTable, peerAddress, peerPort } from './table';
 export { SwapPacer, DEFAULT_PACER, type PacerClock, type PacerOptions } from './pacer';
 export { BUSY_POLL_ENV, OFFLOADS_ENV, QUEUES_ENV, busyPollFromEnv, offloadsFromEnv, queuesFromEnv } from './env';
 
+/** Outer IPv4 (20) + UDP (8); on an IPv6 underlay the outer header is 40 (UDP_OVERHEAD_V6). */
 export const UDP_OVERHEAD = 28;
+export const UDP_OVERHEAD_V6 = 48;
 export const TUN_NAME = UDP_TUN;
 export const STATS_INTERVAL_MS = 10_000;
 
@@ -66,7 +68,10 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
   const log = ctx.log.child({ backend: 'udp' });
   const networkPort = ctx.config.backend.Port ?? DEFAULT_UDP_PORT;
   const port = ctx.portFlag ?? networkPort;
-  const mtu = ctx.extIface.mtu - UDP_OVERHEAD;
+  // One underlay family per host (underlayOf); asked at start, so a host without either fails there, named.
+  const underlay = (): UnderlayFamily => underlayOf('udp', ctx.extIface);
+  const overhead = ctx.extIface.publicIP === 0 ? UDP_OVERHEAD_V6 : UDP_OVERHEAD;
+  const mtu = ctx.extIface.mtu - overhead;
   const openDataPlane = deps.openDataPlane ?? nativeOpenDataPlane;
   const openNetlink = deps.openNetlink ?? openRealNetlink;
   const every = deps.every ?? defaultEvery;
@@ -76,7 +81,7 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
 
   return {
     type: 'udp',
-    overhead: UDP_OVERHEAD,
+    overhead,
     carriesIPv6: true,
 
     async prepare(): Promise<Record<string, unknown>> {
@@ -84,8 +89,9 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
     },
 
     async start(own: Lease, signal: AbortSignal): Promise<Network> {
+      const family = underlay();
       if (mtu < 68) {
-        throw new RudderError('E_BACKEND', `udp: underlay ${ctx.extIface.name} MTU ${ctx.extIface.mtu} leaves ${mtu} after ${UDP_OVERHEAD} bytes of encapsulation: expected at least 68`);
+        throw new RudderError('E_BACKEND', `udp: underlay ${ctx.extIface.name} MTU ${ctx.extIface.mtu} leaves ${mtu} after ${overhead} bytes of encapsulation: expected at least 68`);
       }
       const offloads = offloadsFromEnv(env);
       const busyPoll = busyPollFromEnv(env);
@@ -114,7 +120,8 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
         start.check('opening the data plane');
         const opened = openDataPlane({
           tunName: TUN_NAME,
-          bindAddress: ctx.extIface.address,
+          bindAddress: family === 'ipv4' ? ctx.extIface.address : 0,
+          ...(family === 'ipv6' ? { underlay: family } : {}),
           port,
           localSubnet: v4 ? { ip: own.subnet.ip, prefix: own.subnet.prefix } : { ip: 0, prefix: 32 },
           icmpSource: v4 ? own.subnet.ip : 0,
@@ -147,10 +154,11 @@ export function createUdpBackend(ctx: BackendContext, deps: UdpDeps = {}): Backe
         ...(own6 !== undefined && network6 !== undefined ? { address6: `${formatCidr6({ ip: own6.ip, prefix: 128 })}`, route6: `${formatCidr6(network6)} dev ${TUN_NAME}` } : {}),
         mtu,
         port,
-        bind: formatIp(ctx.extIface.address),
+        ...(family === 'ipv6' ? { underlay: family } : {}),
+        bind: family === 'ipv4' ? formatIp(ctx.extIface.address) : '[::]',
       });
       logOffloads(log, dp, offloads);
-      return startedNetwork({ own, dp, start, log, networkPort, every, mtu, clock, pacing });
+      return startedNetwork({ own, dp, start, log, networkPort, every, mtu, clock, pacing, underlay: family });
     },
   };
 }
@@ -179,10 +187,11 @@ interface Started {
   readonly mtu: number;
   readonly clock: PacerClock;
   readonly pacing: PacerOptions;
+  readonly underlay: UnderlayFamily;
 }
 
-function startedNetwork({ own, dp, start, log, networkPort, every, mtu, clock, pacing }: Started): Network {
-  const table = new UdpPeerTable(networkPort, own);
+function startedNetwork({ own, dp, start, log, networkPort, every, mtu, clock, pacing, underlay }: Started): Network {
+  const table = new UdpPeerTable(networkPort, own, underlay);
   // Always the whole table, read when the swap runs: a paced swap carries every change made while it waited.
   const pacer = new SwapPacer(
     () => {

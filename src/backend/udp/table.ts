@@ -2,11 +2,12 @@
  * The udp backend's peer table (pure): lease events in, the complete
  * data-plane route table (IPv4 and IPv6 routes) and what changed out.
  */
-import { formatCidr, formatIp } from '../../ip/ipv4';
+import { formatCidr } from '../../ip/ipv4';
 import { formatCidr6 } from '../../ip/ipv6';
-import type { DataPlaneRoute, DataPlaneRoute6 } from '../../dataplane/types';
+import type { DataPlaneRoute, DataPlaneRoute6, UnderlayFamily } from '../../dataplane/types';
 import { hasIpv4, type Lease, type LeaseEvent } from '../../subnet/lease';
 import { PeerTable } from '../peers';
+import { formatEndpoint } from '../tun-network';
 
 export { DEFAULT_UDP_PORT } from '../../config';
 
@@ -45,14 +46,14 @@ interface UdpPeer {
 }
 
 const sameRoute = (a: DataPlaneRoute | undefined, b: DataPlaneRoute | undefined): boolean =>
-  a === undefined || b === undefined ? a === b : a.ip === b.ip && a.prefix === b.prefix && a.publicIP === b.publicIP && a.port === b.port;
+  a === undefined || b === undefined ? a === b : a.ip === b.ip && a.prefix === b.prefix && a.publicIP === b.publicIP && a.publicIPv6 === b.publicIPv6 && a.port === b.port;
 
 const sameRoute6 = (a: DataPlaneRoute6 | undefined, b: DataPlaneRoute6 | undefined): boolean =>
-  a === undefined || b === undefined ? a === b : a.ip === b.ip && a.prefix === b.prefix && a.publicIP === b.publicIP && a.port === b.port;
+  a === undefined || b === undefined ? a === b : a.ip === b.ip && a.prefix === b.prefix && a.publicIP === b.publicIP && a.publicIPv6 === b.publicIPv6 && a.port === b.port;
 
 export function describeRoute(r: DataPlaneRoute | DataPlaneRoute6): string {
   const dst = typeof r.ip === 'bigint' ? formatCidr6({ ip: r.ip, prefix: r.prefix }) : formatCidr({ ip: r.ip, prefix: r.prefix });
-  return `${dst} → ${formatIp(r.publicIP)}:${r.port}`;
+  return `${dst} → ${formatEndpoint(r.publicIP, r.publicIPv6, r.port)}`;
 }
 
 /** Order of the table handed to the data plane: by subnet address, then prefix length. */
@@ -103,16 +104,30 @@ class SortedPeers extends PeerTable<UdpPeer> {
 }
 
 /**
+ * Why a peer lease has no endpoint on this host's underlay, or its address:
+ * its PublicIP on an IPv4 underlay, its PublicIPv6 on an IPv6 one.
+ */
+export function peerAddress(l: Lease, underlay: UnderlayFamily): { publicIP: number; publicIPv6?: bigint } | string {
+  if (underlay === 'ipv4') {
+    return l.publicIP !== 0 ? { publicIP: l.publicIP } : "no IPv4 PublicIP, and this host's underlay is IPv4 (it has an IPv4 PublicIP): expected a lease with a PublicIP";
+  }
+  return l.publicIPv6 !== undefined && l.publicIPv6 !== 0n
+    ? { publicIP: 0, publicIPv6: l.publicIPv6 }
+    : "no PublicIPv6, and this host's underlay is IPv6 (it has no IPv4 PublicIP): expected a lease with a PublicIPv6";
+}
+
+/**
  * The routes of one peer lease: its IPv4 subnet (if it has one) and its
  * IPv6 subnet (if both it and this host have one), each to the peer's
- * PublicIP — the IPv4 underlay carries both families — or why none can
- * be made.
+ * address on this host's underlay (peerAddress) — one underlay carries both
+ * families — or why none can be made.
  */
-function peerOf(l: Lease, key: string, networkPort: number, ownHasIpv6: boolean): UdpPeer | string {
-  if (l.publicIP === 0) return 'no IPv4 PublicIP (an IPv6 underlay is not carried by the udp backend yet)';
+function peerOf(l: Lease, key: string, networkPort: number, ownHasIpv6: boolean, underlay: UnderlayFamily): UdpPeer | string {
+  const at = peerAddress(l, underlay);
+  if (typeof at === 'string') return at;
   const port = peerPort(l, networkPort);
-  const route = hasIpv4(l) ? { ip: l.subnet.ip, prefix: l.subnet.prefix, publicIP: l.publicIP, port } : undefined;
-  const route6 = ownHasIpv6 && l.ipv6Subnet !== undefined ? { ip: l.ipv6Subnet.ip, prefix: l.ipv6Subnet.prefix, publicIP: l.publicIP, port } : undefined;
+  const route = hasIpv4(l) ? { ip: l.subnet.ip, prefix: l.subnet.prefix, ...at, port } : undefined;
+  const route6 = ownHasIpv6 && l.ipv6Subnet !== undefined ? { ip: l.ipv6Subnet.ip, prefix: l.ipv6Subnet.prefix, ...at, port } : undefined;
   if (route === undefined && route6 === undefined) return 'no subnet of a family this host carries';
   return { key, ...(route !== undefined ? { route } : {}), ...(route6 !== undefined ? { route6 } : {}) };
 }
@@ -130,9 +145,10 @@ export class UdpPeerTable {
 
   private readonly peerOf: (l: Lease, key: string) => UdpPeer | string;
 
-  constructor(networkPort: number, own: Lease) {
+  /** `underlay`: this host's underlay family (underlayOf), which every peer is reached over. */
+  constructor(networkPort: number, own: Lease, underlay: UnderlayFamily = 'ipv4') {
     const ownHasIpv6 = own.ipv6Subnet !== undefined;
-    this.peerOf = (l, key) => peerOf(l, key, networkPort, ownHasIpv6);
+    this.peerOf = (l, key) => peerOf(l, key, networkPort, ownHasIpv6, underlay);
     this.peers = new SortedPeers(own, {
       backendType: 'udp',
       peer: this.peerOf,

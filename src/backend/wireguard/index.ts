@@ -18,7 +18,7 @@ import { RudderError, describeError } from '../../errors';
 import { formatCidr, formatIp } from '../../ip/ipv4';
 import { formatCidr6 } from '../../ip/ipv6';
 import type { Logger } from '../../log';
-import type { DataPlaneOptions } from '../../dataplane/types';
+import type { DataPlaneOptions, UnderlayFamily } from '../../dataplane/types';
 import { openWireGuardDataPlane, type WireGuardDataPlane, type WireGuardOptions } from '../../dataplane/native';
 import { hasIpv4, type Lease, type LeaseEvent } from '../../subnet/lease';
 import { DEFAULT_WIREGUARD_PORT } from '../../config';
@@ -26,14 +26,14 @@ import { openNetlink as openRealNetlink, type Netlink } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
 import { StartGuard, WG_TUN, defaultEvery, removeForeignDevices } from '../common';
 import { logIgnored } from '../peers';
-import { ensureTunNetwork } from '../tun-network';
+import { ensureTunNetwork, underlayOf } from '../tun-network';
 import { SwapPacer, busyPollFromEnv, offloadsFromEnv, queuesFromEnv, type PacerClock, type PacerOptions } from '../udp';
 import { generatePrivateKey, loadOrCreateKey, publicKeyOf, readTai64nFloor, replaceKeyFile, restoreKeyFile, tai64nFile, writeTai64nFloor } from './key';
 import { serveControl } from './control';
 import { WireGuardPeerTable, describePeer } from './table';
 import { peerReport, startStatusSocket } from './uapi';
 
-export { WireGuardPeerTable, parseBackendData } from './table';
+export { WireGuardPeerTable, endpointOf, parseBackendData } from './table';
 export { loadOrCreateKey, publicKeyOf, generatePrivateKey, parseKeyFile, tai64nFile, readTai64nFloor, writeTai64nFloor } from './key';
 export { DEFAULT_UAPI_DIR, UAPI_DIR_ENV, formatGet, parseGet, queryUapi, uapiDir, uapiSocketPath } from './uapi';
 export { controlSocketOf, requestRotate } from './control';
@@ -112,7 +112,9 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
       const network6 = own6 !== undefined ? ctx.config.ipv6?.network : undefined;
       const v4 = hasIpv4(own);
       let dp: WireGuardDataPlane | undefined;
+      let family: UnderlayFamily = 'ipv4';
       try {
+        family = underlayOf('wireguard', ctx.extIface);
         if (mtu < 68) {
           throw new RudderError('E_BACKEND', `wireguard: underlay ${ctx.extIface.name} MTU ${ctx.extIface.mtu} leaves ${mtu} after ${WIREGUARD_OVERHEAD} bytes of encapsulation: expected at least 68 (or set Backend.MTU)`);
         }
@@ -140,7 +142,8 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
         const opened = openDataPlane(
           {
             tunName: TUN_NAME,
-            bindAddress: ctx.extIface.address,
+            bindAddress: family === 'ipv4' ? ctx.extIface.address : 0,
+            ...(family === 'ipv6' ? { underlay: family } : {}),
             port,
             localSubnet: v4 ? { ip: own.subnet.ip, prefix: own.subnet.prefix } : { ip: 0, prefix: 32 },
             icmpSource: v4 ? own.subnet.ip : 0,
@@ -191,11 +194,12 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
         psk: psk !== undefined,
         persistentKeepalive: b.PersistentKeepaliveInterval ?? 0,
         route: `${formatCidr(network)} dev ${TUN_NAME}`,
-        bind: formatIp(ctx.extIface.address),
+        ...(family === 'ipv6' ? { underlay: family } : {}),
+        bind: family === 'ipv4' ? formatIp(ctx.extIface.address) : '[::]',
         offloads: dp.offloads.tso && dp.offloads.udpGso && dp.offloads.udpGro,
         queues: dp.offloads.queues,
       });
-      const started = startedNetwork({ own, keys, port, dp, start, log, every, mtu, clock, pacing, floorFile, keyFile, publish: ctx.publish });
+      const started = startedNetwork({ own, keys, port, dp, start, log, every, mtu, clock, pacing, floorFile, keyFile, publish: ctx.publish, underlay: family });
       if (deps.control ?? true) {
         try {
           const srv = await serveControl(keyFile, () => started.rotateKey(), log);
@@ -242,10 +246,11 @@ interface Started {
   readonly floorFile: string;
   readonly keyFile: string;
   readonly publish: ((backendData: Record<string, unknown>) => void) | undefined;
+  readonly underlay: UnderlayFamily;
 }
 
-function startedNetwork({ own, keys, port, dp, start, log, every, mtu, clock, pacing, floorFile, keyFile, publish }: Started): Network & { rotateKey(): Promise<string> } {
-  const table = new WireGuardPeerTable(own, keys.all, port);
+function startedNetwork({ own, keys, port, dp, start, log, every, mtu, clock, pacing, floorFile, keyFile, publish, underlay }: Started): Network & { rotateKey(): Promise<string> } {
+  const table = new WireGuardPeerTable(own, keys.all, port, underlay);
   let reported = '';
   // Always the whole peer set, built when the swap runs: a paced swap carries every change made while it waited.
   const pacer = new SwapPacer(

@@ -3,7 +3,9 @@
  * plane's peer set (`setPeers`) out. One peer per lease of type "wireguard"
  * with a valid `BackendData` `{"PublicKey","Port"}`: its key, its endpoint
  * pinned to the lease's PublicIP and Port, its allowed IPs = the lease's
- * subnets (the IPv6 one too when this host carries IPv6).
+ * subnets (the IPv6 one too when this host carries IPv6). On an IPv6
+ * underlay (this host has no IPv4 PublicIP) the endpoint is the lease's
+ * PublicIPv6 and the Port of its BackendV6Data (else of its BackendData).
  *
  * The data plane wants each key and each endpoint once. Two leases may share
  * them (a host that moved to a new subnet while its old lease has not
@@ -12,9 +14,11 @@
  * with a different partner is left out (reported), the first by subnet
  * order winning, so the choice is stable.
  */
-import { formatCidr, formatIp } from '../../ip/ipv4';
+import { formatCidr } from '../../ip/ipv4';
 import { formatCidr6 } from '../../ip/ipv6';
 import type { WireGuardPeer, WireGuardPrefix, WireGuardPrefix6 } from '../../dataplane/native';
+import type { UnderlayFamily } from '../../dataplane/types';
+import { formatEndpoint } from '../tun-network';
 import { formatLeaseKey, hasIpv4, type Lease, type LeaseEvent } from '../../subnet/lease';
 import { isBase64Of } from '../../config';
 import { PeerTable, bySubnet } from '../peers';
@@ -30,7 +34,9 @@ export interface WgLeasePeer {
   /** base64, as published. */
   readonly publicKey: string;
   readonly publicKeyBytes: Buffer;
+  /** The endpoint: PublicIP on an IPv4 underlay (0 on an IPv6 one), PublicIPv6 on an IPv6 underlay. */
   readonly ip: number;
+  readonly ip6?: bigint;
   readonly port: number;
 }
 
@@ -62,6 +68,21 @@ export function parseBackendData(data: Readonly<Record<string, unknown>>, defaul
   return { publicKey: k, port: p ?? defaultPort };
 }
 
+/**
+ * A lease's endpoint on this host's underlay, or why it has none: its
+ * PublicIP and `port` (its BackendData Port, else the default) on IPv4; its PublicIPv6 and the
+ * Port of BackendV6Data when that names one (else `port`) on IPv6.
+ */
+export function endpointOf(l: Lease, port: number, underlay: UnderlayFamily): { ip: number; ip6?: bigint; port: number } | string {
+  if (underlay === 'ipv4') {
+    return l.publicIP !== 0 ? { ip: l.publicIP, port } : "no IPv4 PublicIP, and this host's underlay is IPv4 (it has an IPv4 PublicIP): expected a lease with a PublicIP";
+  }
+  if (l.publicIPv6 === undefined || l.publicIPv6 === 0n) return "no PublicIPv6, and this host's underlay is IPv6 (it has no IPv4 PublicIP): expected a lease with a PublicIPv6";
+  const p6 = l.backendV6Data?.['Port'];
+  if (p6 !== undefined && !validPort(p6)) return `BackendV6Data.Port=${JSON.stringify(p6)}: expected a UDP port between 1 and 65535`;
+  return { ip: 0, ip6: l.publicIPv6, port: p6 ?? port };
+}
+
 export class WireGuardPeerTable {
   private readonly peers: PeerTable<WgLeasePeer>;
   /** Lease key → why its lease is unusable, from the latest batch (for the log). */
@@ -71,8 +92,9 @@ export class WireGuardPeerTable {
    * `ownPublicKeys`: a lease with one of this host's keys (the one in use,
    * or one it held before a rotation; a live set) is an old lease of this
    * host, never a peer. `defaultPort`: a lease without Port listens on it.
+   * `underlay`: this host's underlay family (underlayOf), which every peer is reached over.
    */
-  constructor(own: Lease, ownPublicKeys: string | ReadonlySet<string>, defaultPort: number) {
+  constructor(own: Lease, ownPublicKeys: string | ReadonlySet<string>, defaultPort: number, underlay: UnderlayFamily = 'ipv4') {
     const ownKeys = typeof ownPublicKeys === 'string' ? new Set([ownPublicKeys]) : ownPublicKeys;
     const unusable = (key: string, why: string): string => {
       this.why.set(key, why);
@@ -85,14 +107,16 @@ export class WireGuardPeerTable {
         const d = parseBackendData(l.backendData, defaultPort);
         if (typeof d === 'string') return unusable(key, d);
         if (ownKeys.has(d.publicKey)) return unusable(key, "BackendData.PublicKey is this host's own key (a lease this host held before?)");
-        if (l.publicIP === 0) return unusable(key, 'PublicIP 0.0.0.0: expected a host address');
+        const at = endpointOf(l, d.port, underlay);
+        if (typeof at === 'string') return unusable(key, at);
         const subnet6 = ownHasIpv6 && l.ipv6Subnet !== undefined ? { subnet6: { ip: l.ipv6Subnet.ip, prefix: l.ipv6Subnet.prefix } } : {};
         if (!hasIpv4(l) && subnet6.subnet6 === undefined) return unusable(key, 'no subnet of a family this host carries');
-        return { key, subnet: { ip: l.subnet.ip, prefix: l.subnet.prefix }, ...subnet6, publicKey: d.publicKey, publicKeyBytes: Buffer.from(d.publicKey, 'base64'), ip: l.publicIP, port: d.port };
+        return { key, subnet: { ip: l.subnet.ip, prefix: l.subnet.prefix }, ...subnet6, publicKey: d.publicKey, publicKeyBytes: Buffer.from(d.publicKey, 'base64'), ...at };
       },
       same: (a, b) =>
         a.publicKey === b.publicKey &&
         a.ip === b.ip &&
+        a.ip6 === b.ip6 &&
         a.port === b.port &&
         a.subnet.ip === b.subnet.ip &&
         a.subnet.prefix === b.subnet.prefix &&
@@ -119,7 +143,7 @@ export class WireGuardPeerTable {
     const out: WireGuardPeer[] = [];
     const conflicts: string[] = [];
     for (const p of bySubnet(this.peers.values())) {
-      const endpoint = `${formatIp(p.ip)}:${p.port}`;
+      const endpoint = formatEndpoint(p.ip, p.ip6, p.port);
       const seen = byKey.get(p.publicKey);
       if (seen !== undefined) {
         if (seen.endpoint === endpoint) {
@@ -138,7 +162,7 @@ export class WireGuardPeerTable {
       // An IPv6-only lease's 0.0.0.0/0 placeholder is no allowed IP (it would take every IPv4 packet).
       const peer = {
         publicKey: p.publicKeyBytes,
-        endpoint: { ip: p.ip, port: p.port },
+        endpoint: { ip: p.ip, port: p.port, ...(p.ip6 !== undefined ? { ip6: p.ip6 } : {}) },
         allowedIps: p.subnet.prefix !== 0 ? [p.subnet] : [],
         allowedIps6: p.subnet6 !== undefined ? [p.subnet6] : [],
       };
@@ -155,6 +179,6 @@ export function describePeer(p: WgLeasePeer): Record<string, unknown> {
     subnet: formatCidr(p.subnet),
     ...(p.subnet6 !== undefined ? { subnet6: formatCidr6(p.subnet6) } : {}),
     publicKey: p.publicKey,
-    endpoint: `${formatIp(p.ip)}:${p.port}`,
+    endpoint: formatEndpoint(p.ip, p.ip6, p.port),
   };
 }

@@ -31,11 +31,12 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { RudderError, describeError } from '../../errors';
-import { formatCidr, formatIp } from '../../ip/ipv4';
+import { formatCidr } from '../../ip/ipv4';
 import { formatCidr6 } from '../../ip/ipv6';
 import type { Logger } from '../../log';
 import type { WireGuardDataPlane, WireGuardPeerStatus } from '../../dataplane/native';
 import type { StartGuard } from '../common';
+import { formatEndpoint } from '../tun-network';
 import type { PeerStatus } from '../types';
 import { parseKeyFile, publicKeyOf } from './key';
 
@@ -97,7 +98,7 @@ export function formatGet(d: UapiDevice): Buffer {
     const lines = [
       `public_key=${p.publicKey.toString('hex')}`,
       'protocol_version=1',
-      `endpoint=${formatIp(p.endpoint.ip)}:${p.endpoint.port}`,
+      `endpoint=${formatEndpoint(p.endpoint.ip, p.endpoint.ip6, p.endpoint.port)}`,
       `last_handshake_time_sec=${Math.floor(ms / 1000)}`,
       `last_handshake_time_nsec=${(ms % 1000) * 1_000_000}`,
       `tx_bytes=${p.txBytes}`,
@@ -513,7 +514,7 @@ export async function startStatusSocket(start: StartGuard, log: Logger, o: Statu
 export function peerReport(peers: readonly WireGuardPeerStatus[]): PeerStatus[] {
   return peers.map((p) => ({
     publicKey: p.publicKey.toString('base64'),
-    endpoint: `${formatIp(p.endpoint.ip)}:${p.endpoint.port}`,
+    endpoint: formatEndpoint(p.endpoint.ip, p.endpoint.ip6, p.endpoint.port),
     allowedIps: [...p.allowedIps.map((a) => formatCidr(a)), ...(p.allowedIps6 ?? []).map((a) => formatCidr6(a))],
     latestHandshakeMs: p.latestHandshakeMs,
     rxBytes: p.rxBytes,
