@@ -341,7 +341,7 @@ long wg_tx_seal(struct wg_txcache *c, struct wg_keypair *kp, const uint8_t *p1, 
 void wg_txcache_free(struct wg_txcache *c)
 {
 	for (int i = 0; i < WG_TXCACHE; i++) {
-		if (c->aead[i].cipher || c->aead[i].mac || c->aead[i].ks)
+		if (c->aead[i].cipher || c->aead[i].mac)
 			wg_aead_free(&c->aead[i]);
 		c->serial[i] = 0;
 	}

@@ -7,7 +7,8 @@
  *
  * Threads and locking: the algorithm handles below are fetched once by
  * wg_crypto_init() (before any other thread runs) and only read afterwards;
- * libcrypto's fetched objects are safe to share. No other global state.
+ * libcrypto's fetched objects are safe to share. Besides them only the
+ * keystream scratch ks_buf, one per thread (_Thread_local).
  * A struct wg_aead belongs to one thread at a time (no lock inside).
  */
 #include "crypto.h"
@@ -225,6 +226,13 @@ out:
  * kat_test checks it against libcrypto's own ChaCha20-Poly1305.
  */
 
+/*
+ * The keystream scratch: one per thread, not per context (a context per
+ * keypair per direction would make thousands of peers cost 8 KB each). A
+ * message's keystream stays here until the thread's next message.
+ */
+static _Thread_local uint8_t ks_buf[WG_AEAD_CHUNK] __attribute__((aligned(64)));
+
 static void nonce_of(uint8_t iv[16], uint64_t counter)
 {
 	/* libcrypto's ChaCha20 IV: the 32-bit block counter (0: the Poly1305 key block), then the
@@ -238,9 +246,8 @@ int wg_aead_init(struct wg_aead *a)
 {
 	a->cipher = EVP_CIPHER_CTX_new();
 	a->mac = EVP_MAC_CTX_new(poly_alg);
-	a->ks = OPENSSL_malloc(WG_AEAD_CHUNK);
 	a->keyed = false;
-	if (!a->cipher || !a->mac || !a->ks) {
+	if (!a->cipher || !a->mac) {
 		wg_aead_free(a);
 		return -1;
 	}
@@ -251,10 +258,7 @@ void wg_aead_free(struct wg_aead *a)
 {
 	EVP_CIPHER_CTX_free(a->cipher); /* frees and cleanses the key schedule */
 	EVP_MAC_CTX_free(a->mac);
-	if (a->ks)
-		OPENSSL_clear_free(a->ks, WG_AEAD_CHUNK); /* the last message's keystream */
 	a->cipher = a->mac = NULL;
-	a->ks = NULL;
 	a->keyed = false;
 }
 
@@ -312,8 +316,8 @@ static void xor_span(uint8_t *out, const uint8_t *ks, size_t off, size_t n, cons
 /*
  * Starts a message: the cipher at block 0 of this counter's nonce, and the
  * first keystream chunk (key block, then up to WG_AEAD_CHUNK - 64 bytes for
- * a message of len bytes) in a->ks; Poly1305 keyed from it, the AD fed.
- * Returns the message bytes a->ks + 64 covers.
+ * a message of len bytes) in ks_buf; Poly1305 keyed from it, the AD fed.
+ * Returns the message bytes ks_buf + 64 covers.
  */
 static long aead_start(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen, size_t len)
 {
@@ -323,21 +327,21 @@ static long aead_start(struct wg_aead *a, uint64_t counter, const uint8_t *ad, s
 	nonce_of(iv, counter);
 	if (EVP_EncryptInit_ex2(a->cipher, NULL, NULL, iv, NULL) != 1)
 		return -1;
-	if (EVP_EncryptUpdate(a->cipher, a->ks, &l, zeros, (int)(64 + first)) != 1 || (size_t)l != 64 + first)
+	if (EVP_EncryptUpdate(a->cipher, ks_buf, &l, zeros, (int)(64 + first)) != 1 || (size_t)l != 64 + first)
 		return -1;
-	if (EVP_MAC_init(a->mac, a->ks, 32, NULL) != 1)
+	if (EVP_MAC_init(a->mac, ks_buf, 32, NULL) != 1)
 		return -1;
 	if (adlen && (EVP_MAC_update(a->mac, ad, adlen) != 1 || ((adlen & 15) && EVP_MAC_update(a->mac, zeros, 16 - (adlen & 15)) != 1)))
 		return -1;
 	return (long)min_sz(first, len);
 }
 
-/* The next keystream chunk into a->ks, for the message bytes that remain (rem > 0). */
+/* The next keystream chunk into ks_buf, for the message bytes that remain (rem > 0). */
 static long aead_more(struct wg_aead *a, size_t rem)
 {
 	size_t n = min_sz((rem + 63) & ~(size_t)63, WG_AEAD_CHUNK);
 	int l = 0;
-	if (EVP_EncryptUpdate(a->cipher, a->ks, &l, zeros, (int)n) != 1 || (size_t)l != n)
+	if (EVP_EncryptUpdate(a->cipher, ks_buf, &l, zeros, (int)n) != 1 || (size_t)l != n)
 		return -1;
 	return (long)min_sz(n, rem);
 }
@@ -366,13 +370,13 @@ static int seal_pieces(struct wg_aead *a, uint64_t counter, const uint8_t *ad, s
 		return -1;
 	size_t len = l1 + l2 + pad, done = 0;
 	long n = aead_start(a, counter, ad, adlen, len);
-	const uint8_t *ks = a->ks + 64;
+	const uint8_t *ks = ks_buf + 64;
 	while (n >= 0 && done < len) {
 		xor_span(out + done, ks, done, (size_t)n, p1, l1, p2, l2);
 		if (EVP_MAC_update(a->mac, out + done, (size_t)n) != 1)
 			return -1;
 		done += (size_t)n;
-		ks = a->ks;
+		ks = ks_buf;
 		if (done < len)
 			n = aead_more(a, len - done);
 	}
@@ -406,11 +410,11 @@ int wg_aead_open(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t 
 	        !wg_equal(tag, ct + len, WG_TAG_LEN))
 		return -1;
 	size_t done = 0;
-	const uint8_t *ks = a->ks + 64;
+	const uint8_t *ks = ks_buf + 64;
 	while (done < len) {
 		xor_bytes(out + done, ct + done, ks, (size_t)n);
 		done += (size_t)n;
-		ks = a->ks;
+		ks = ks_buf;
 		if (done < len && (n = aead_more(a, len - done)) < 0) {
 			wg_wipe(out, done); /* all or nothing */
 			return -1;

@@ -62,7 +62,6 @@ int wg_kdf(uint8_t *out1, uint8_t *out2, uint8_t *out3, const uint8_t ck[WG_KEY_
 struct wg_aead {
 	void *cipher; /* EVP_CIPHER_CTX *: ChaCha20, key set once; per message only the nonce */
 	void *mac; /* EVP_MAC_CTX *: Poly1305, keyed per message */
-	uint8_t *ks; /* WG_AEAD_CHUNK bytes of keystream scratch */
 	bool keyed;
 };
 int wg_aead_init(struct wg_aead *a);
