@@ -250,7 +250,7 @@ static bool tx_wg_plain(struct worker *w, const struct rtable *t, struct tx_stat
 /*
  * WireGuard mode, a super-packet of n segments: each segment (its headers
  * and its payload slice where it was read) sealed into the send buffer, the
- * sealed datagrams batched as UDP GSO messages like plain ones.
+ * sealed datagrams batched as UDP GSO messages like plain ones (below).
  */
 static bool tx_wg_gso(struct worker *w, const struct rtable *t, struct tx_state *st, const union udp_addr *dst,
         uint8_t *p, size_t len, const struct tun_pkt *pk, bool v6, bool udp, size_t n, uint64_t *cnt)
@@ -276,25 +276,23 @@ static bool tx_wg_gso(struct worker *w, const struct rtable *t, struct tx_state 
 	}
 	st->nseg += k;
 	cnt[DP_TX_GSO_PACKETS]++;
-	for (int i = 0; i < k;) {
-		int iov0 = st->niov, j = i;
-		size_t bytes = 0, first = 0;
-		do {
-			size_t sl = (size_t)segs[j].hdr_len + segs[j].pay_len, wl;
-			if (j > i && (bytes + wg_sealed_len(sl) > UDP_MAX_PAYLOAD || j - i >= UDP_GSO_MAXSEGS))
-				break;
-			uint8_t *out = tx_wg_seal(st, peer, kp, segs[j].hdr, segs[j].hdr_len, segs[j].pay, segs[j].pay_len, &wl, cnt);
-			j++;
-			if (!out)
-				continue;
-			tx_put_plain(st, out, wl);
-			if (!first)
-				first = wl;
-			bytes += wl;
-		} while (j < k && dp->off.udp_gso);
-		if (st->niov > iov0)
-			tx_add_msg(st, dst, iov0, st->niov - iov0, (uint16_t)(st->niov - iov0), (uint16_t)first, (uint32_t)bytes);
-		i = j;
+	/*
+	 * The sealed datagrams join the batch's newest message as plain packets
+	 * do (tx_append_plain), so one super-packet's tail and the next one's
+	 * head share a UDP GSO message: sealing makes 47 segments of a 64 KB
+	 * super-packet outgrow one message (44 fit), and a message per remainder
+	 * of 3 would double the messages every stack on the way handles.
+	 */
+	for (int j = 0; j < k; j++) {
+		size_t wl;
+		uint8_t *out = tx_wg_seal(st, peer, kp, segs[j].hdr, segs[j].hdr_len, segs[j].pay, segs[j].pay_len, &wl, cnt);
+		if (!out)
+			continue;
+		if (dp->off.udp_gso && tx_append_plain(st, dst, out, wl))
+			continue;
+		tx_put_plain(st, out, wl);
+		tx_add_msg(st, dst, st->niov - 1, 1, 1, (uint16_t)wl, (uint32_t)wl);
+		st->msg_open[st->nmsg - 1] = true;
 	}
 	return true;
 }

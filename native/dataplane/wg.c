@@ -315,7 +315,7 @@ long wg_tx_seal(struct wg_txcache *c, struct wg_keypair *kp, const uint8_t *p1, 
 	unsigned s = (unsigned)(kp->serial % WG_TXCACHE);
 	struct wg_aead *a = &c->aead[s];
 	if (c->serial[s] != kp->serial) {
-		if (!a->enc && wg_aead_init(a) != 0)
+		if (!a->cipher && wg_aead_init(a) != 0)
 			return -1;
 		c->serial[s] = 0;
 		if (wg_aead_setkey(a, kp->send_key) != 0)
@@ -339,7 +339,7 @@ long wg_tx_seal(struct wg_txcache *c, struct wg_keypair *kp, const uint8_t *p1, 
 void wg_txcache_free(struct wg_txcache *c)
 {
 	for (int i = 0; i < WG_TXCACHE; i++) {
-		if (c->aead[i].enc || c->aead[i].dec)
+		if (c->aead[i].cipher || c->aead[i].mac)
 			wg_aead_free(&c->aead[i]);
 		c->serial[i] = 0;
 	}

@@ -16,19 +16,20 @@
  * a non-zero checksum that verifies (a datagram without checksum would get
  * one on segmentation: not the same packet).
  */
-static bool gro_udp_candidate(const uint8_t *p, uint32_t len)
+static bool gro_udp_candidate(const uint8_t *p, uint32_t len, bool trusted)
 {
 	if (len <= GSO_UDP_HDR || !udp4_whole(p, len) || get16(p + 26) == 0)
 		return false;
-	return csum_fold16(csum_acc(p + 20, len - 20, csum_pseudo4(p, 17, len - 20))) == 0xffff;
+	return trusted || csum_fold16(csum_acc(p + 20, len - 20, csum_pseudo4(p, 17, len - 20))) == 0xffff;
 }
 
 /*
  * What makes a packet able to take part in a merge: a TCP/IPv4 packet
  * without IP options, not a fragment, with payload and a valid checksum,
- * and none of URG/RST/SYN (the kernel never merges those either).
+ * and none of URG/RST/SYN (the kernel never merges those either). With
+ * `trusted` (GRO_CSUM_TRUSTED) the checksum is taken as valid.
  */
-static bool gro_candidate(const uint8_t *p, uint32_t len, size_t *hl_out)
+static bool gro_candidate(const uint8_t *p, uint32_t len, bool trusted, size_t *hl_out)
 {
 	if (len < 40 || p[0] != 0x45 || p[9] != 6 || (get16(p + 6) & 0xbfff) != 0)
 		return false;
@@ -37,8 +38,7 @@ static bool gro_candidate(const uint8_t *p, uint32_t len, size_t *hl_out)
 		return false;
 	if (p[20 + 13] & (TCP_FL_URG | TCP_FL_RST | TCP_FL_SYN))
 		return false;
-	uint64_t acc = csum_acc(p + 20, len - 20, csum_pseudo4(p, 6, len - 20));
-	if (csum_fold16(acc) != 0xffff)
+	if (!trusted && csum_fold16(csum_acc(p + 20, len - 20, csum_pseudo4(p, 6, len - 20))) != 0xffff)
 		return false;
 	*hl_out = hl;
 	return true;
@@ -50,7 +50,7 @@ static bool gro_candidate(const uint8_t *p, uint32_t len, size_t *hl_out)
  * payload and a valid checksum over the IPv6 pseudo-header, none of
  * URG/RST/SYN.
  */
-static bool gro_candidate6(const uint8_t *p, uint32_t len, size_t *hl_out)
+static bool gro_candidate6(const uint8_t *p, uint32_t len, bool trusted, size_t *hl_out)
 {
 	if (len < 60 || p[6] != 6)
 		return false;
@@ -59,7 +59,7 @@ static bool gro_candidate6(const uint8_t *p, uint32_t len, size_t *hl_out)
 		return false;
 	if (p[40 + 13] & (TCP_FL_URG | TCP_FL_RST | TCP_FL_SYN))
 		return false;
-	if (csum_fold16(csum_acc(p + 40, len - 40, csum_pseudo6(p, 6, len - 40))) != 0xffff)
+	if (!trusted && csum_fold16(csum_acc(p + 40, len - 40, csum_pseudo6(p, 6, len - 40))) != 0xffff)
 		return false;
 	*hl_out = hl;
 	return true;
@@ -211,12 +211,12 @@ size_t gro_coalesce(struct gro_pkt *pkts, size_t n, uint32_t *next, struct gro_i
 		bool udp = v4 && q[9] == 17 && (flags & GRO_UDP);
 		bool tcp = v4 ? q[9] == 6 : v6 && q[6] == 6;
 		size_t th = v6 ? 40 : 20; /* TCP header offset of a candidate (IPv4 ones have no options) */
-		bool cand;
+		bool cand, trusted = (flags & GRO_CSUM_TRUSTED) != 0;
 		if (udp) {
-			cand = gro_udp_candidate(q, qlen);
+			cand = gro_udp_candidate(q, qlen, trusted);
 			qhl = cand ? GSO_UDP_HDR : 0;
 		} else {
-			cand = v6 ? gro_candidate6(q, qlen, &qhl) : gro_candidate(q, qlen, &qhl);
+			cand = v6 ? gro_candidate6(q, qlen, trusted, &qhl) : gro_candidate(q, qlen, trusted, &qhl);
 		}
 		/*
 		 * A TCP (or, when merged, UDP) packet that cannot merge closes the

@@ -77,6 +77,16 @@ struct gro_item {
  * cannot merge closes its flow's open group, as a TCP packet does.
  */
 #define GRO_UDP 1u
+/*
+ * With GRO_CSUM_TRUSTED the caller vouches for every packet's TCP/UDP
+ * checksum and it is not verified: a WireGuard packet was authenticated by
+ * its AEAD, so it is exactly what the peer's stack sent (the kernel's own
+ * WireGuard marks decrypted packets CHECKSUM_UNNECESSARY for the same
+ * reason). A super-packet's checksum is recomputed by the kernel
+ * (NEEDS_CSUM), so a segment the caller wrongly vouched for would arrive
+ * with a valid one: plain UDP must never pass this flag.
+ */
+#define GRO_CSUM_TRUSTED 2u
 size_t gro_coalesce(struct gro_pkt *pkts, size_t n, uint32_t *next, struct gro_item *items, unsigned flags);
 
 /* Restores a merged item's first packet to its original bytes (for writing the packets one by one). */

@@ -1,7 +1,8 @@
 /*
  * WireGuard's cryptographic primitives (whitepaper section 5.4, "Primitives"),
- * as thin wrappers over OpenSSL's libcrypto: no cryptography is written here,
- * only the glue (lengths, nonce layout, HKDF steps, HChaCha20 derivation).
+ * as thin wrappers over OpenSSL's libcrypto: no primitive is written here,
+ * only the glue (lengths, nonce layout, HKDF steps, HChaCha20 derivation, and
+ * RFC 8439's AEAD construction over libcrypto's ChaCha20 and Poly1305).
  *
  * Threads and locking: wg_crypto_init() must run once, before any other call
  * and before a second thread exists; after that the fetched algorithms are
@@ -56,9 +57,11 @@ int wg_hmac(uint8_t out[WG_HASH_LEN], const uint8_t *key, size_t keylen, const v
 int wg_kdf(uint8_t *out1, uint8_t *out2, uint8_t *out3, const uint8_t ck[WG_KEY_LEN], const void *input, size_t len);
 
 /* ---- ChaCha20-Poly1305 (RFC 8439), WireGuard's nonce: 4 zero bytes, 64-bit LE counter ---- */
+/* Keystream bytes one cipher call makes (a multiple of 64): a 1.4 KB packet and its key block take one. */
+#define WG_AEAD_CHUNK 4096
 struct wg_aead {
-	void *enc; /* EVP_CIPHER_CTX *, key set once */
-	void *dec;
+	void *cipher; /* EVP_CIPHER_CTX *: ChaCha20, key set once; per message only the nonce */
+	void *mac; /* EVP_MAC_CTX *: Poly1305, keyed per message */
 	bool keyed;
 };
 int wg_aead_init(struct wg_aead *a);
@@ -66,21 +69,26 @@ int wg_aead_setkey(struct wg_aead *a, const uint8_t key[WG_KEY_LEN]);
 void wg_aead_free(struct wg_aead *a); /* also wipes the key schedule */
 /*
  * out = ChaCha20-Poly1305(pt[0..len) || zero padding of pad bytes) || tag;
- * writes len + pad + 16 bytes. The plaintext and padding are gathered into out
- * and sealed there in one cipher call (libcrypto's short calls are slow).
- * pad <= 15. out may equal pt.
+ * writes len + pad + 16 bytes. One ChaCha20 call makes the keystream of the
+ * Poly1305 key and of the whole message (libcrypto's short calls are slow),
+ * and the plaintext is XORed with it on its way into out. pad <= 15. out may
+ * equal pt.
  */
 int wg_aead_seal(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen,
         const uint8_t *pt, size_t len, size_t pad, uint8_t *out);
 /*
  * The same without AD for a plaintext in two pieces (a segment's headers and
  * its payload slice, wherever each lies): out = Seal(p1 || p2 || pad zeros)
- * || tag; the pieces are copied into out, which then takes one cipher call.
- * out must not overlap p1 or p2.
+ * || tag; the pieces are XORed with the keystream on their way into out.
+ * out must not overlap p1 or p2 (out == p1, p2 right after it, is fine).
  */
 int wg_aead_seal2(struct wg_aead *a, uint64_t counter, const uint8_t *p1, size_t l1, const uint8_t *p2, size_t l2,
         size_t pad, uint8_t *out);
-/* Opens ct[0..len) (tag included, len >= 16) into out (len - 16 bytes); -1 on a bad tag. out may equal ct. */
+/*
+ * Opens ct[0..len) (tag included, len >= 16) into out (len - 16 bytes); -1 on
+ * a bad tag, and then out is untouched (the tag is checked before any
+ * decryption). out may equal ct.
+ */
 int wg_aead_open(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen,
         const uint8_t *ct, size_t len, uint8_t *out);
 /* One-shot forms for the handshake (its own context each call). */

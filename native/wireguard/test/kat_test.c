@@ -4,7 +4,8 @@
  * reference KATs, draft-irtf-cfrg-xchacha-03 HChaCha20 and
  * XChaCha20-Poly1305); keyed BLAKE2s-128, HMAC-BLAKE2s and Kdf_n against
  * values computed with Python's hashlib/hmac (an independent
- * implementation). Also tampering, length checks and context reuse.
+ * implementation). Also tampering, length checks and context reuse, and
+ * crypto.c's composed ChaCha20-Poly1305 against libcrypto's own at many lengths.
  * Threads and locking: single-threaded. Prints "N checks, 0 failures".
  */
 #include "../crypto.h"
@@ -152,6 +153,83 @@ static void chachapoly_kats(void)
 	wg_aead_free(&unkeyed);
 }
 
+/* libcrypto's own ChaCha20-Poly1305 (pinned by RFC 8439 2.8.2 above) with WireGuard's nonce: the reference. */
+static int evp_seal(const uint8_t key[32], uint64_t ctr, const uint8_t *ad, size_t adlen, const uint8_t *pt, size_t len,
+        uint8_t *out)
+{
+	uint8_t iv[12] = {0};
+	int l = 0;
+	for (int i = 0; i < 8; i++)
+		iv[4 + i] = (uint8_t)(ctr >> (8 * i));
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	int ok = c && EVP_EncryptInit_ex(c, EVP_chacha20_poly1305(), NULL, key, iv) == 1 &&
+	        (adlen == 0 || EVP_EncryptUpdate(c, NULL, &l, ad, (int)adlen) == 1) &&
+	        (len == 0 || EVP_EncryptUpdate(c, out, &l, pt, (int)len) == 1) && EVP_EncryptFinal_ex(c, out + len, &l) == 1 &&
+	        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, out + len) == 1;
+	EVP_CIPHER_CTX_free(c);
+	return ok ? 0 : -1;
+}
+
+/*
+ * crypto.c composes the AEAD from ChaCha20 and Poly1305 (keystream chunks of
+ * WG_AEAD_CHUNK bytes): byte for byte what libcrypto's AEAD gives, at every
+ * length around a block, a chunk and a packet, with and without AD, in one
+ * piece or two, in place; a bad tag leaves the output untouched.
+ */
+static void chachapoly_vs_libcrypto(void)
+{
+	static const size_t lens[] = {0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 1420, 1424, 1488, 4016, 4031, 4032,
+	        4033, 4095, 4096, 4097, 8128, 8129, 9000, 20000, 65535};
+	enum { MAX = 65535 + 16 };
+	uint8_t *pt = malloc(MAX), *ref = malloc(MAX), *got = malloc(MAX), *back = malloc(MAX);
+	uint8_t key[32], ad[40];
+	for (int i = 0; i < 32; i++)
+		key[i] = (uint8_t)(i * 29 + 3);
+	for (int i = 0; i < 40; i++)
+		ad[i] = (uint8_t)(i * 7 + 1);
+	for (size_t i = 0; i < MAX; i++)
+		pt[i] = (uint8_t)(i * 131 + (i >> 8));
+	struct wg_aead a;
+	CHECK(wg_aead_init(&a) == 0 && wg_aead_setkey(&a, key) == 0, "aead init");
+	for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+		size_t len = lens[k];
+		uint64_t ctr = (uint64_t)k * 0x0101010101ull + (k == 3 ? UINT64_MAX - 1 : 0);
+		for (size_t adlen = 0; adlen <= 40; adlen += 13) {
+			CHECK(evp_seal(key, ctr, ad, adlen, pt, len, ref) == 0 &&
+			                wg_aead_seal(&a, ctr, ad, adlen, pt, len, 0, got) == 0 && memcmp(ref, got, len + 16) == 0,
+			        "seal == libcrypto, len %zu ad %zu", len, adlen);
+			CHECK(wg_aead_open(&a, ctr, ad, adlen, ref, len + 16, back) == 0 && memcmp(back, pt, len) == 0,
+			        "open libcrypto's, len %zu ad %zu", len, adlen);
+		}
+		size_t cut = len ? (len * 7 + 5) % len : 0, pad = len % 16 ? 16 - len % 16 : 0;
+		if (len + pad <= 65535) {
+			memcpy(back, pt, len);
+			memset(back + len, 0, pad);
+			CHECK(evp_seal(key, ctr, NULL, 0, back, len + pad, ref) == 0 &&
+			                wg_aead_seal2(&a, ctr, pt, cut, pt + cut, len - cut, pad, got) == 0 &&
+			                memcmp(ref, got, len + pad + 16) == 0,
+			        "two pieces and padding == libcrypto, len %zu", len);
+			memcpy(got, pt, len);
+			CHECK(wg_aead_seal(&a, ctr, NULL, 0, got, len, pad, got) == 0 && memcmp(ref, got, len + pad + 16) == 0 &&
+			                wg_aead_open(&a, ctr, NULL, 0, got, len + pad + 16, got) == 0 && memcmp(got, back, len + pad) == 0,
+			        "in place, len %zu", len);
+		}
+		CHECK(evp_seal(key, ctr, NULL, 0, pt, len, ref) == 0, "reference");
+		ref[(len * 5 + 3) % (len + 16)] ^= 0x01;
+		memset(back, 0xa5, len + 16);
+		CHECK(wg_aead_open(&a, ctr, NULL, 0, ref, len + 16, back) != 0, "tampered refused, len %zu", len);
+		size_t untouched = 0;
+		while (untouched < len && back[untouched] == 0xa5)
+			untouched++;
+		CHECK(untouched == len, "a refused message writes nothing, len %zu", len);
+	}
+	wg_aead_free(&a);
+	free(pt);
+	free(ref);
+	free(got);
+	free(back);
+}
+
 static void xchacha_kats(void)
 {
 	uint8_t key[32], n16[16], out[32], nonce[24], ad[12], ct[256], pt[256];
@@ -184,6 +262,7 @@ int main(void)
 	x25519_kats();
 	blake2s_kats();
 	chachapoly_kats();
+	chachapoly_vs_libcrypto();
 	xchacha_kats();
 	wg_crypto_fini();
 	printf("%lu checks, %lu failures\n", n_checks, n_failures);
