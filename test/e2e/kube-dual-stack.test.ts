@@ -21,6 +21,8 @@
  *   kube-subnet-manager) and NetworkUnavailable=False; `rudder leases
  *   -kube-subnet-mgr` shows both subnets of each Node
  *   a restarted daemon keeps both subnets, and its pod is reached again
+ *   (host-gw) public-ipv6-overwrite on a Node is what its daemon publishes,
+ *   and the others route its IPv6 subnet via that address
  *   a deleted Node's routes (both families) go on every other host
  *
  * And on the vxlan network, a late Node without an IPv6 podCIDR: the daemon
@@ -260,6 +262,22 @@ describe('kubernetes mode dual-stack and IPv6-only (real kube-apiserver; the who
       assert.equal(env.ipv6Subnet, expectedEnv(g, g.podCIDRs(h.index)).ipv6Subnet);
       await fullMesh(c, g);
     });
+  });
+
+  it('public-ipv6-overwrite on a Node is what its daemon publishes (as flannel), and the others route to it (host-gw)', async () => {
+    const g = net('host-gw');
+    const h = g.hosts[0]!;
+    const other = `2001:2::1:${h.index.toString(16)}`;
+    await h.exec(['ip', '-6', 'addr', 'add', `${other}/64`, 'dev', 'eth0', 'nodad']);
+    await api.annotateNode(h.name, { [`${g.prefix}/public-ipv6-overwrite`]: other });
+    await h.stopRudder();
+    await start(g, h);
+    await eventually(c, `Node ${h.name} publishes public-ipv6 ${other}`, async () => (await api.getNode(h.name)).metadata.annotations?.[`${g.prefix}/public-ipv6`] === other);
+    const sub6 = g.podCIDRs(h.index)[1]!;
+    for (const p of g.hosts.filter((x) => x !== h)) {
+      await eventually(c, `${p.name} routes ${sub6} via ${other}`, async () => (await ipJson<{ dst: string; gateway?: string }>(p, ['-6', 'route', 'show', sub6])).some((r) => r.gateway === other));
+    }
+    await fullMesh(c, g);
   });
 
   it('a Node without an IPv6 podCIDR: the daemon says so, naming the Node, and retries until the Node is dual-stack; then it is reached (vxlan)', async () => {
