@@ -6,8 +6,8 @@
  * why it cannot take a subnet (no podCIDR, one outside Network) and patches
  * only its own annotations (again when its BackendData changes) and the
  * NetworkUnavailable condition. Dual-stack: the keeper names the Node and
- * spec.podCIDRs while there is no IPv6 entry, then publishes public-ipv6 and
- * backend-v6-data; peers are read with their IPv6 half; IPv6-only too.
+ * spec.podCIDRs while there is no IPv6 entry, then publishes public-ipv6
+ * (public-ipv6-overwrite winning) and backend-v6-data; peers are read with their IPv6 half; IPv6-only too.
  */
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
@@ -205,6 +205,15 @@ describe('kube source against a scripted API server', () => {
       assert.equal(a['rudder.io/public-ip'], '198.18.0.7');
       assert.equal(a['rudder.io/public-ipv6'], '2001:2::7');
       assert.equal(a['rudder.io/backend-v6-data'], '{}');
+      // public-ipv6-overwrite wins, as in flannel (read at the next acquire, as public-ip-overwrite).
+      a['rudder.io/public-ipv6-overwrite'] = '2001:db8::7';
+      const over = await keeper.acquire(null, null);
+      assert.equal(over.publicIPv6 !== undefined && formatIp6(over.publicIPv6), '2001:db8::7');
+      assert.equal(a['rudder.io/public-ipv6'], '2001:db8::7');
+      assert.ok(log.lines.some((l) => /public IPv6 from the node annotation/.test(l)), log.lines.join('\n'));
+      delete a['rudder.io/public-ipv6-overwrite'];
+      await keeper.acquire(null, null);
+      assert.equal(a['rudder.io/public-ipv6'], '2001:2::7', 'back to its own once the overwrite is gone');
 
       // The peers are read for the keeper's families.
       peers.useConfig(config);

@@ -7,7 +7,7 @@ import { formatCidr, formatIp, parseIp } from '../../src/ip/ipv4';
 import { formatCidr6, formatIp6, parseIp6 } from '../../src/ip/ipv6';
 import { formatLeaseKey } from '../../src/subnet/lease';
 import { inClusterConnection, readKubeconfig } from '../../src/subnet/kube/client';
-import { PRESENT_FAMILIES, annotationsToPatch, networkAvailablePatch, nodeLease, nodeSubnets, ownAnnotations, ownPublicIP, readNode } from '../../src/subnet/kube/node';
+import { PRESENT_FAMILIES, annotationsToPatch, networkAvailablePatch, nodeLease, nodeSubnets, ownAnnotations, ownPublicIP, ownPublicIPv6, readNode } from '../../src/subnet/kube/node';
 import { parseYaml, parseYamlDocuments } from '../../src/subnet/kube/yaml';
 
 describe('yaml subset', () => {
@@ -255,6 +255,20 @@ describe('Node objects', () => {
     assert.equal(c['rudder.io/public-ipv6'], undefined, 'no IPv6 underlay: no public-ipv6');
     assert.equal(c['rudder.io/backend-v6-data'], '{}');
     assert.equal(ownAnnotations(P, 0, 'udp', {})['rudder.io/public-ip'], '0.0.0.0', 'IPv4-only as before');
+  });
+
+  it('own IPv6 annotations: public-ipv6-overwrite wins as in flannel; an invalid one is ignored', () => {
+    const ours = parseIp6('2001:2::1');
+    const n = node({ podCIDRs: ['10.244.1.0/24', 'fd44:0:0:1::/64'] }, { 'rudder.io/public-ipv6-overwrite': ' 2001:db8::9 ', 'rudder.io/public-ip-overwrite': '203.0.113.9' });
+    const six = ownPublicIPv6(n, P, ours);
+    assert.ok(six.overwritten);
+    assert.equal(six.ip !== null && formatIp6(six.ip), '2001:db8::9');
+    const want = ownAnnotations(P, ownPublicIP(n, P, parseIp('198.18.0.1') as number).ip, 'vxlan', {}, { publicIPv6: six.ip, backendV6Data: {} });
+    assert.equal(want['rudder.io/public-ipv6'], '2001:db8::9');
+    assert.equal(want['rudder.io/public-ip'], '203.0.113.9');
+    assert.deepEqual(ownPublicIPv6(node({}, { 'rudder.io/public-ipv6-overwrite': '203.0.113.9' }), P, ours), { ip: ours, overwritten: false }, 'not an IPv6 address');
+    assert.deepEqual(ownPublicIPv6(node({}, { 'other.io/public-ipv6-overwrite': '2001:db8::9' }), P, ours), { ip: ours, overwritten: false }, 'another prefix');
+    assert.deepEqual(ownPublicIPv6(node({}, {}), P, null), { ip: null, overwritten: false });
   });
 
   it('own annotations: overwrite wins as in flannel; only differences are patched; the condition patch', () => {

@@ -78,6 +78,7 @@ export function annotationKeys(prefix: string): {
   publicIP: string;
   publicIPOverwrite: string;
   publicIPv6: string;
+  publicIPv6Overwrite: string;
   backendType: string;
   backendData: string;
   backendV6Data: string;
@@ -87,6 +88,7 @@ export function annotationKeys(prefix: string): {
     publicIP: `${prefix}/public-ip`,
     publicIPOverwrite: `${prefix}/public-ip-overwrite`,
     publicIPv6: `${prefix}/public-ipv6`,
+    publicIPv6Overwrite: `${prefix}/public-ipv6-overwrite`,
     backendType: `${prefix}/backend-type`,
     backendData: `${prefix}/backend-data`,
     backendV6Data: `${prefix}/backend-v6-data`,
@@ -158,6 +160,16 @@ export function nodeLease(n: KubeNode, prefix: string, wanted: NodeFamilies | ty
 export function ownPublicIP(n: KubeNode, prefix: string, detected: number): { ip: number; overwritten: boolean } {
   const o = n.annotations[annotationKeys(prefix).publicIPOverwrite];
   const ip = o === undefined || o === '' ? null : parseIp(o.trim());
+  return ip === null ? { ip: detected, overwritten: false } : { ip, overwritten: true };
+}
+
+/**
+ * The PublicIPv6 this node publishes (EnableIPv6): `public-ipv6-overwrite`
+ * when set to an IPv6 address (as flannel), else ours (null: none).
+ */
+export function ownPublicIPv6(n: KubeNode, prefix: string, detected: bigint | null): { ip: bigint | null; overwritten: boolean } {
+  const o = n.annotations[annotationKeys(prefix).publicIPv6Overwrite];
+  const ip = o === undefined || o === '' ? null : parseIp6(o.trim());
   return ip === null ? { ip: detected, overwritten: false } : { ip, overwritten: true };
 }
 

@@ -17,8 +17,8 @@
  * Own lease (KubeKeeper): wait until the Node has a podCIDR inside Network
  * (and, with EnableIPv6, an IPv6 one inside IPv6Network), PATCH the
  * annotations that differ (public IP — `public-ip-overwrite` wins as in
- * flannel —, backend type and data; public-ipv6 and backend-v6-data with
- * EnableIPv6), then, once the daemon is ready, set
+ * flannel —, backend type and data; public-ipv6 — `public-ipv6-overwrite`
+ * wins — and backend-v6-data with EnableIPv6), then, once the daemon is ready, set
  * NetworkUnavailable=False through nodes/status. API trouble never touches
  * the data path: it is logged and retried with backoff, and counted in
  * KubeStats (rudder_kube_* metrics, src/metrics/kube.ts), not in etcd's.
@@ -27,7 +27,7 @@ import * as fs from 'node:fs';
 import { RudderError, describeError } from '../../errors';
 import { ipv4Enabled, type NetworkConfig } from '../../config';
 import { Cidr, cidrEquals, containsCidr, formatCidr, formatIp } from '../../ip/ipv4';
-import { Cidr6, cidr6Equals, containsCidr6, formatCidr6 } from '../../ip/ipv6';
+import { Cidr6, cidr6Equals, containsCidr6, formatCidr6, formatIp6 } from '../../ip/ipv6';
 import type { Logger } from '../../log';
 import { noStats } from '../../metrics/telemetry';
 import { backoffMs } from '../../util/backoff';
@@ -37,7 +37,7 @@ import type { LeaseList, LeaseRecord, PeerSource, WatchBatch, WatchHandlers } fr
 import type { KeeperOptions, LeaseKeeper, SubnetSource } from '../source';
 import { KubeStats } from './stats';
 import { KubeApiError, KubeClient, WatchEnded, inClusterConnection, readKubeconfig, type KubeConnection, type WatchEvent } from './client';
-import { IPV4_ONLY, PRESENT_FAMILIES, annotationsToPatch, networkAvailablePatch, nodeLease, nodeSubnets, ownAnnotations, ownPublicIP, readNode, type KubeNode, type NodeFamilies } from './node';
+import { IPV4_ONLY, PRESENT_FAMILIES, annotationsToPatch, networkAvailablePatch, nodeLease, nodeSubnets, ownAnnotations, ownPublicIP, ownPublicIPv6, readNode, type KubeNode, type NodeFamilies } from './node';
 
 export interface KubeSourceOptions {
   kubeconfigFile?: string | undefined;
@@ -321,7 +321,13 @@ export class KubeKeeper implements LeaseKeeper {
   private async publish(n: KubeNode, subnets: LeaseSubnets): Promise<Lease> {
     const { ip, overwritten } = ownPublicIP(n, this.prefix, this.o.publicIP);
     if (overwritten && ip !== this.o.publicIP) this.o.log.info('public IP from the node annotation', { annotation: `${this.prefix}/public-ip-overwrite`, publicIP: formatIp(ip) });
-    const v6 = this.o.config.ipv6 ? { publicIPv6: this.o.publicIPv6 ?? null, backendV6Data: this.backendV6Data ?? {} } : undefined;
+    let v6: { publicIPv6: bigint | null; backendV6Data: Readonly<Record<string, unknown>> } | undefined;
+    if (this.o.config.ipv6) {
+      const detected = this.o.publicIPv6 ?? null;
+      const six = ownPublicIPv6(n, this.prefix, detected);
+      if (six.overwritten && six.ip !== detected && six.ip !== null) this.o.log.info('public IPv6 from the node annotation', { annotation: `${this.prefix}/public-ipv6-overwrite`, publicIPv6: formatIp6(six.ip) });
+      v6 = { publicIPv6: six.ip, backendV6Data: this.backendV6Data ?? {} };
+    }
     const patch = annotationsToPatch(n, ownAnnotations(this.prefix, ip, this.o.backendType, this.backendData, v6));
     if (Object.keys(patch).length > 0) {
       await this.client.request('PATCH', nodePath(this.nodeName), { metadata: { annotations: patch } }, 'application/merge-patch+json');
