@@ -52,7 +52,7 @@ const sameRoute6 = (a: DataPlaneRoute6 | undefined, b: DataPlaneRoute6 | undefin
 
 export function describeRoute(r: DataPlaneRoute | DataPlaneRoute6): string {
   const dst = typeof r.ip === 'bigint' ? formatCidr6({ ip: r.ip, prefix: r.prefix }) : formatCidr({ ip: r.ip, prefix: r.prefix });
-  return `${dst} → ${formatIp(r.publicIP)}:${r.port}`;
+  return `${dst} \u2192 ${formatIp(r.publicIP)}:${r.port}`; // → (escaped: see src/util/flags.ts)
 }
 
 /** Order of the table handed to the data plane: by subnet address, then prefix length. */
