@@ -53,7 +53,7 @@ const sameRoute6 = (a: DataPlaneRoute6 | undefined, b: DataPlaneRoute6 | undefin
 
 export function describeRoute(r: DataPlaneRoute | DataPlaneRoute6): string {
   const dst = typeof r.ip === 'bigint' ? formatCidr6({ ip: r.ip, prefix: r.prefix }) : formatCidr({ ip: r.ip, prefix: r.prefix });
-  return `${dst} → ${formatEndpoint(r.publicIP, r.publicIPv6, r.port)}`;
+  return `${dst} \u2192 ${formatEndpoint(r.publicIP, r.publicIPv6, r.port)}`; // → (escaped: see src/util/flags.ts)
 }
 
 /** Order of the table handed to the data plane: by subnet address, then prefix length. */
