@@ -407,6 +407,16 @@ export function ipv6Table(results: VariantResult[]): Table | null {
  * rudder udp over IPv4 in TCP; rudder vxlan IPv6 ≥ 0.95× the hand-made IPv6
  * kernel VXLAN and rudder host-gw IPv6 ≥ 0.95× the IPv6 underlay. A line
  * whose pair did not both run is left out.
+ *
+ * The vxlan and host-gw pairs are the same kernel data path on both sides
+ * (rudder only programs it; the settings were compared one by one: the
+ * hand-made side, if anything, does more per packet, with VXLAN learning
+ * on), so what separates them in a run is the shared machine's noise, which
+ * on 2 CPUs is several percent between rounds, more than the 5% the target
+ * allows. With 2 rounds or more the verdict therefore adds the per-round
+ * ratios (both sides of the same round), and a miss whose two TCP ranges
+ * overlap and whose best round meets the target says it is within the
+ * rounds' spread: not a measured gap.
  */
 export function ipv6TargetLines(results: VariantResult[]): TargetLine[] {
   const ok = (id: string): VariantResult | undefined => results.find((r) => r.id === id && r.status === 'ok');
@@ -421,9 +431,24 @@ export function ipv6TargetLines(results: VariantResult[]): TargetLine[] {
     const vb = ok(b);
     if (!va || !vb) continue;
     const r = ratios(va, vb).tcp;
-    out.push({ issue: '15', what, ratio: r, target: `≥ ${t}×`, verdict: atLeast(r, t) });
+    out.push({ issue: '15', what, ratio: r, target: `≥ ${t}×`, verdict: atLeast(r, t) + roundsNote(va, vb, r, t) });
   }
   return out;
+}
+
+/**
+ * The rounds behind a TCP ratio `r` of `a` / `b` against a "≥ t" target: the
+ * per-round ratios' min–max, and for a miss that the rounds cannot tell from
+ * noise (the two TCP ranges overlap and the best round meets t) a word that
+ * says so. Empty with fewer than 2 rounds on either side.
+ */
+export function roundsNote(a: VariantResult, b: VariantResult, r: number | null, t: number): string {
+  const tcp = (v: VariantResult): Array<number | null> => v.samples.map((s) => s.tcp?.mbps ?? null);
+  const c = abCell(tcp(a), tcp(b));
+  if (c.n < 2 || c.min === null || c.max === null) return '';
+  const range = `per round ${c.min.toFixed(2)}–${c.max.toFixed(2)}×`;
+  if (r !== null && r < t && c.withinSpread === true && c.max >= t) return `; ${range}, within the rounds' spread: not a measured gap`;
+  return `; ${range}`;
 }
 
 // ---------------------------------------------------------------------------

@@ -190,7 +190,13 @@ export const kernelVxlan: Variant = {
   },
 };
 
-/** The IPv6 underlay: host 1 → host 2 at 2001:2::N, on the dual-stack base cluster. */
+/**
+ * The IPv6 underlay: host 1 → host 2 at 2001:2::N, on the dual-stack base
+ * cluster. rudder host-gw IPv6 sends the same packets over the same veths;
+ * it differs only by its route (the peer's subnet `via` its PublicIPv6,
+ * metric 1024) and its target (h2's rbr0 address, delivered locally like
+ * eth0's). Namespace settings (sysctl -a, no nftables, noqueue qdiscs) match.
+ */
 export const underlay6: Variant = {
   id: 'underlay6',
   label: 'underlay veth IPv6',
@@ -207,7 +213,19 @@ export const underlay6: Variant = {
   },
 };
 
-/** Kernel VXLAN by hand over the IPv6 underlay, carrying IPv6: the kvxlan of IPv6, MTU underlay − 70. */
+/**
+ * Kernel VXLAN by hand over the IPv6 underlay, carrying IPv6: the kvxlan of
+ * IPv6, MTU underlay − 70. Against rudder vxlan IPv6 (compared on live
+ * setups: ip -d link, routes, neighbours, FDB, ethtool -k, sysctl -a) the
+ * same MTU, UDP checksums (the kernel's default udpcsum, no zero-checksum
+ * IPv6: what flannel peers expect), offloads and ttl; it differs in port
+ * (4789, rudder 8472), learning (on here: a source-MAC lookup per received
+ * packet; off in rudder), next hop (a connected /64 and a resolved
+ * neighbour, behind the `remote` default FDB entry; rudder: an onlink route
+ * via the peer's VTEP address, a permanent neighbour and a per-peer FDB
+ * entry) and target (this device's address; rudder's is h2's rbr0 address).
+ * None of these costs rudder more per packet.
+ */
 export const kernelVxlan6: Variant = {
   id: 'kvxlan6',
   label: 'kernel VXLAN IPv6 (by hand)',

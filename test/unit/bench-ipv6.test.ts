@@ -13,6 +13,7 @@ import {
   ipv6Table,
   ipv6TargetLines,
   ratiosTable,
+  roundsNote,
   summarize,
 } from '../../bench/report';
 import { selectVariants } from '../../bench/options';
@@ -31,8 +32,8 @@ function sample(mbps: number, rttMs: number): Sample {
   };
 }
 
-function variant(id: string, group: Group, mbps: number, rttMs: number, family?: 6): VariantResult {
-  const samples = [sample(mbps, rttMs)];
+function variant(id: string, group: Group, mbps: number | number[], rttMs: number, family?: 6): VariantResult {
+  const samples = (Array.isArray(mbps) ? mbps : [mbps]).map((m) => sample(m, rttMs));
   return {
     id,
     label: id,
@@ -101,5 +102,20 @@ describe('bench: IPv6 beside IPv4 (issue 15)', () => {
     const t = ratiosTable(fixture());
     const row = t.rows.find((r) => r[0] === 'rudder-host-gw6');
     assert.equal(row?.[1], '98%');
+  });
+
+  it('targets over rounds: the per-round ratios, and a miss inside the rounds\' spread said to be one', () => {
+    // The last full run's rounds (2026-12-06): kvxlan6 14337 15124 15449, rudder vxlan6 13552 15061 14010.
+    const k6 = variant('kvxlan6', 'baseline', [14337, 15124, 15449], 0.07, 6);
+    const v6 = variant('rudder-vxlan6', 'rudder', [13552, 15061, 14010], 0.07, 6);
+    const [line] = ipv6TargetLines([k6, v6]);
+    assert.equal(Number(line!.ratio!.toFixed(3)), 0.926);
+    assert.equal(line!.verdict, "below: 0.93× of 0.95× needed, 2% short; per round 0.91–1.00×, within the rounds' spread: not a measured gap");
+    // Every round short and the ranges apart: a measured gap, with its rounds.
+    const slow = variant('rudder-vxlan6', 'rudder', [12000, 12500, 12800], 0.07, 6);
+    assert.equal(roundsNote(slow, k6, 12500 / 15124, 0.95), '; per round 0.83–0.84×');
+    // Met: the rounds are shown; one round only: nothing added.
+    assert.equal(roundsNote(k6, v6, 15124 / 14010, 0.95), '; per round 1.00–1.10×');
+    assert.equal(roundsNote(variant('a', 'rudder', 1, 0.1), variant('b', 'limit', 1, 0.1), 1, 0.95), '');
   });
 });
