@@ -329,7 +329,9 @@ static long aead_start(struct wg_aead *a, uint64_t counter, const uint8_t *ad, s
 		return -1;
 	if (EVP_EncryptUpdate(a->cipher, ks_buf, &l, zeros, (int)(64 + first)) != 1 || (size_t)l != 64 + first)
 		return -1;
-	if (EVP_MAC_init(a->mac, ks_buf, 32, NULL) != 1)
+	int keyed = EVP_MAC_init(a->mac, ks_buf, 32, NULL);
+	wg_wipe(ks_buf, 64); /* the message's one-time Poly1305 key: nothing reads it again */
+	if (keyed != 1)
 		return -1;
 	if (adlen && (EVP_MAC_update(a->mac, ad, adlen) != 1 || ((adlen & 15) && EVP_MAC_update(a->mac, zeros, 16 - (adlen & 15)) != 1)))
 		return -1;
