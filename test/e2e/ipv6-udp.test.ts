@@ -14,7 +14,6 @@
  * the TUN's address, the lease's IPv6 network address (fd42:6:0:N::).
  */
 import assert from 'node:assert/strict';
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -23,6 +22,7 @@ import { createCluster, parsePing, run, type Cluster, type Host, type PingResult
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { fetchIn } from '../helpers/fetch-in-ns';
 import { parseMetrics } from '../helpers/prometheus';
+import { pod6, podOf, sha256, tcp6 } from '../helpers/pods6';
 import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/wait';
 
@@ -39,17 +39,6 @@ async function counters(h: Host): Promise<Map<string, number>> {
   return parseMetrics(res.body ?? '');
 }
 const other = (m: Map<string, number>, name: string): number => m.get(`rudder_dataplane_other_total{name="${name}"}`) ?? 0;
-
-function podOf(h: Host): Pod {
-  assert.ok(h.pod, `${h.name} has a pod`);
-  return h.pod;
-}
-
-function pod6(h: Host): string {
-  const a = podOf(h).ipv6;
-  assert.ok(a, `${h.name}'s pod has an IPv6 address`);
-  return a;
-}
 
 /** The lease's IPv6 network address (fd42:6:0:5::1/64 → fd42:6:0:5::): rudder0's address, the source of the data plane's ICMPv6 errors. */
 function tunAddress6(h: Host): string {
@@ -91,29 +80,6 @@ async function waitMesh(hosts: readonly Host[]): Promise<number> {
 async function pingArgs(p: Pod, args: readonly string[], target: string): Promise<PingResult> {
   const r = await p.exec(['ping', '-n', ...args, target], { allowFailure: true });
   return parsePing(target, r.stdout + r.stderr, r.code);
-}
-
-async function sha256(file: string): Promise<string> {
-  const h = crypto.createHash('sha256');
-  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
-
-/** Sends `src` from pod a to pod b over TCP/IPv6 on `port`; returns where it arrived. */
-async function tcp6(a: Host, b: Host, src: string, dir: string, port: number): Promise<string> {
-  const dst = path.join(dir, `out-${port}`);
-  const listener = await podOf(b).ns.spawn(['socat', '-u', `TCP6-LISTEN:${port},reuseaddr`, `OPEN:${dst},creat,trunc`], {
-    logFile: path.join(dir, `socat-listen-${port}.log`),
-    label: `socat listener in pod of ${b.name}`,
-  });
-  try {
-    await podOf(a).exec(['socat', '-u', `FILE:${src}`, `TCP6:[${pod6(b)}]:${port},retry=200,interval=0.2`]);
-    const ex = await listener.exited;
-    assert.deepEqual(ex, { code: 0, signal: null }, `listener: ${listener.logTail()}`);
-  } finally {
-    await listener.stop(2_000);
-  }
-  return dst;
 }
 
 describe('udp backend carries IPv6 (dual-stack network, IPv4 underlay)', { skip: skipUnlessRoot || skipUnlessEtcd }, () => {

@@ -11,7 +11,6 @@
  * give-up); waits are never assertions about speed.
  */
 import assert from 'node:assert/strict';
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -19,6 +18,7 @@ import { createCluster, run, type Cluster, type Host, type PingResult, type Pod,
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { fetchIn } from '../helpers/fetch-in-ns';
 import { parseMetrics } from '../helpers/prometheus';
+import { pod6, podOf, sha256, tcp6 } from '../helpers/pods6';
 import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/wait';
 
@@ -32,17 +32,6 @@ async function metrics(h: Host): Promise<Map<string, number>> {
   return parseMetrics(res.body ?? '');
 }
 const unknownSender = (m: Map<string, number>): number => m.get('rudder_dataplane_drops_total{reason="unknown_sender"}') ?? 0;
-
-function podOf(h: Host): Pod {
-  assert.ok(h.pod, `${h.name} has a pod`);
-  return h.pod;
-}
-
-function pod6(h: Host): string {
-  const a = podOf(h).ipv6;
-  assert.ok(a, `${h.name}'s pod has an IPv6 address`);
-  return a;
-}
 
 async function waitPingOk(from: Pod, fromName: string, to: string, size?: number): Promise<PingResult> {
   return waitUntil(
@@ -66,29 +55,6 @@ async function waitMesh(hosts: readonly Host[], v4 = true): Promise<number> {
     }
   }
   return (await Promise.all(jobs)).length;
-}
-
-async function sha256(file: string): Promise<string> {
-  const h = crypto.createHash('sha256');
-  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
-
-/** Sends `src` from pod a to pod b over TCP/IPv6 on `port`; returns where it arrived. */
-async function tcp6(a: Host, b: Host, src: string, dir: string, port: number): Promise<string> {
-  const dst = path.join(dir, `out-${port}`);
-  const listener = await podOf(b).ns.spawn(['socat', '-u', `TCP6-LISTEN:${port},reuseaddr`, `OPEN:${dst},creat,trunc`], {
-    logFile: path.join(dir, `socat-listen-${port}.log`),
-    label: `socat listener in pod of ${b.name}`,
-  });
-  try {
-    await podOf(a).exec(['socat', '-u', `FILE:${src}`, `TCP6:[${pod6(b)}]:${port},retry=200,interval=0.2`]);
-    const ex = await listener.exited;
-    assert.deepEqual(ex, { code: 0, signal: null }, `listener: ${listener.logTail()}`);
-  } finally {
-    await listener.stop(2_000);
-  }
-  return dst;
 }
 
 /** n UDP datagrams from [src] to [dst]:port (python: socat cannot pick the source address of a datagram reliably). */

@@ -6,14 +6,13 @@
  * One shared cluster; waits are convergence waits, never speed checks.
  */
 import assert from 'node:assert/strict';
-import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createCluster, run, type Cluster, type Host, type PingResult, type Pod, type SubnetEnv } from '../../src/topology';
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { fetchIn } from '../helpers/fetch-in-ns';
 import { parseMetrics } from '../helpers/prometheus';
+import { pod6, podOf, sha256 } from '../helpers/pods6';
 import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/wait';
 
@@ -27,17 +26,6 @@ async function metric(h: Host, series: string): Promise<number> {
   return parseMetrics(res.body ?? '').get(series) ?? 0;
 }
 
-function podOf(h: Host): Pod {
-  assert.ok(h.pod, `${h.name} has a pod`);
-  return h.pod;
-}
-
-function pod6(h: Host): string {
-  const a = podOf(h).ipv6;
-  assert.ok(a, `${h.name}'s pod has an IPv6 address`);
-  return a;
-}
-
 async function waitPingOk(from: Pod, fromName: string, to: string): Promise<PingResult> {
   return waitUntil(
     async () => {
@@ -47,12 +35,6 @@ async function waitPingOk(from: Pod, fromName: string, to: string): Promise<Ping
     },
     { giveUpMs: GIVE_UP_MS, intervalMs: 200, what: `ping ${fromName} → ${to} to work` },
   );
-}
-
-async function sha256(file: string): Promise<string> {
-  const h = crypto.createHash('sha256');
-  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }
 
 describe('wireguard backend carries IPv6 (dual-stack network, IPv4 underlay)', { skip: skipUnlessRoot || skipUnlessEtcd }, () => {
