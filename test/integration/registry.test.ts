@@ -273,10 +273,12 @@ describe('the daemon', () => {
       assert.match(env, /^RUDDER_IPMASQ=false$/m);
       assert.ok(notes.some((n) => n.startsWith('READY=1')));
       // A peer appears: the backend is told; the daemon's own lease is not handed to it.
-      await fx.raw.put(`${prefix}/subnets/10.90.240.0-20`, '{"PublicIP":"198.18.9.2","BackendType":"udp","BackendData":{}}');
+      // (The peer's subnet is one the daemon did not draw: overwriting its own lease is another test.)
+      const peer = env.includes('RUDDER_SUBNET=10.90.240.1/20') ? '10.90.224.0' : '10.90.240.0';
+      await fx.raw.put(`${prefix}/subnets/${peer}-20`, '{"PublicIP":"198.18.9.2","BackendType":"udp","BackendData":{}}');
       await waitUntil(() => applied.length === 1, { what: 'peer lease event' });
       assert.equal(applied[0]?.type, 'added');
-      assert.equal(formatCidr(applied[0]?.lease.subnet), '10.90.240.0/20');
+      assert.equal(formatCidr(applied[0]?.lease.subnet), `${peer}/20`);
     } finally {
       ac.abort();
       await running;
