@@ -14,7 +14,7 @@
  *     second, CPU (utime+stime from /proc/PID/stat) for 1,000 lease changes
  *     (500 puts of new leases then their 500 deletes, until the daemon has
  *     caught up).
- *     --flannel: each size also runs the real upstream flanneld (host-gw, from
+ *     Unless --no-flannel, each size also runs the real upstream flanneld (host-gw, from
  *     the anchors) on a host of its own, measured the same way and reported
  *     side by side with Rudder's host-gw (programFlannel says how it differs).
  *     Simulated peers: subnets 10.1.0.0/24 upwards of Network 10.0.0.0/8,
@@ -76,7 +76,7 @@ interface Args {
   label: string;
   /** Another launcher (A/B of node flags); default bin/rudder. */
   rudderBin: string | null;
-  /** Also run the real flanneld (host-gw) in the programming phase, beside Rudder (issue 17). */
+  /** Also run the real flanneld (host-gw) in the programming phase, beside Rudder (issue 17); on unless --no-flannel. */
   flannel: boolean;
 }
 
@@ -97,7 +97,7 @@ function parseArgs(argv: readonly string[]): Args {
     write: true,
     label: '',
     rudderBin: null,
-    flannel: false,
+    flannel: true,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -131,6 +131,7 @@ function parseArgs(argv: readonly string[]): Args {
       i++;
     } else if (k === '--no-write') a.write = false;
     else if (k === '--flannel') a.flannel = true;
+    else if (k === '--no-flannel') a.flannel = false;
     else if (k === '--rudder-bin') {
       a.rudderBin = path.resolve(v);
       i++;
@@ -138,8 +139,8 @@ function parseArgs(argv: readonly string[]): Args {
       process.stdout.write(
         'usage: node dist/bench/scale.js [--sizes 1000,5000] [--backends udp,vxlan,host-gw] [--phases program,prop,restart]\n' +
           '       [--watchers 50] [--base 1000] [--prop-leases 100] [--restart 200] [--churn 1000] [--rounds 1]\n' +
-          '       [--json FILE] [--label TEXT] [--no-write] [--rudder-bin PATH] [--flannel]\n' +
-          '--flannel: the programming phase also runs the real flanneld (host-gw, from the anchors) beside Rudder.\n' +
+          '       [--json FILE] [--label TEXT] [--no-write] [--rudder-bin PATH] [--no-flannel]\n' +
+          'The programming phase also runs the real flanneld (host-gw, from the anchors) beside Rudder; --no-flannel skips it.\n' +
           'Writes bench/results/scale.md, bench/results/scale.json, docs/scale.svg and docs/scale.png unless --no-write.\n',
       );
       process.exit(0);
