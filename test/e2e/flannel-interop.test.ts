@@ -9,7 +9,9 @@
  * (reached by everyone), and a flannel host switched to Rudder in place
  * (same lease key, same subnet, the pod keeps working; with vxlan Rudder
  * replaces the flannel.1 that flanneld leaves behind), also when only
- * flanneld's subnet file is left of its lease. The three
+ * flanneld's subnet file is left of its lease; and a VXLAN device that is
+ * not flanneld's holding the VNI stops Rudder with an error that names it and
+ * says what to do, untouched, and Rudder starts once it is gone. The three
  * clusters run side by side; the tests inside each run in order.
  *
  * flanneld's quirks (see the anchors' README): it misses leases created
@@ -334,6 +336,50 @@ describe('flannel interop', { skip: skipUnlessRoot || skipUnlessEtcd || skipUnle
           assert.equal(env.subnet, flannelEnv.subnet, `RUDDER_SUBNET = the kept FLANNEL_SUBNET (log ${m.host.logFile})`);
           assert.match(m.host.rudderLog(), /remembering flanneld's subnet/);
           assert.equal((await leaseOf(m.host)).key, before.key, 'the same lease key, created again');
+          await fullMesh(present());
+        });
+      }
+
+      if (kind === 'vxlan') {
+        it('a VXLAN device other than flannel.1 holding VNI 1 on port 8472: a clear error naming it; Rudder leaves it be, and starts once it is deleted', async () => {
+          const host = await c.addHost();
+          const ip = (args: string[]): Promise<{ stdout: string }> => run(['ip', '-n', host.ns.name, ...args]);
+          // Someone else's device (not the flannel.<VNI> flanneld leaves), with a forwarding entry of its own.
+          await ip(['link', 'add', 'foo0', 'type', 'vxlan', 'id', '1', 'dstport', '8472', 'local', host.underlayIp, 'dev', 'eth0', 'nolearning']);
+          await ip(['link', 'set', 'foo0', 'up']);
+          await run(['bridge', '-n', host.ns.name, 'fdb', 'append', '00:00:00:00:00:00', 'dev', 'foo0', 'dst', '198.18.0.77']);
+          const foo0 = async (): Promise<unknown> => {
+            const [l] = JSON.parse((await ip(['-d', '-j', 'link', 'show', 'foo0'])).stdout) as Array<{
+              ifindex: number; address: string; mtu: number; operstate: string; linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+            }>;
+            assert.ok(l, 'foo0 exists');
+            const fdbs = JSON.parse((await run(['bridge', '-n', host.ns.name, '-j', 'fdb', 'show', 'dev', 'foo0'])).stdout) as Array<{ mac: string; dst?: string }>;
+            const d = l.linkinfo?.info_data ?? {};
+            return {
+              ifindex: l.ifindex, address: l.address, mtu: l.mtu, operstate: l.operstate, kind: l.linkinfo?.info_kind,
+              id: d['id'], port: d['port'], local: d['local'], fdb: fdbs.map((f) => `${f.mac} ${f.dst ?? ''}`).sort(),
+            };
+          };
+          const before = await foo0();
+          assert.deepEqual((before as { fdb: string[] }).fdb, ['00:00:00:00:00:00 198.18.0.77']);
+
+          const proc = await host.startRudder();
+          const exit = await proc.exited;
+          const log = host.rudderLog();
+          assert.equal(exit.code, 1, `rudder stops with an error while foo0 holds the VNI: ${log}`);
+          assert.match(log, /E_BACKEND/);
+          assert.match(log, /device foo0 already holds VNI 1 on UDP port 8472, which rudder\.1 needs: delete it \(ip link del foo0\) or set another Backend\.VNI or Backend\.Port/, log);
+          assert.doesNotMatch(log, /replaced flannel's VXLAN device/);
+          assert.deepEqual(await foo0(), before, 'foo0 is as it was: same device, VNI, port, state and forwarding entry');
+          const links = JSON.parse((await ip(['-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>;
+          assert.ok(!links.some((l) => l.ifname === 'rudder.1'), `no rudder.1 left behind: ${links.map((l) => l.ifname).join(', ')}`);
+
+          // The operator does what the message says; started again (as systemd's Restart= would), Rudder comes up.
+          await ip(['link', 'del', 'foo0']);
+          const m: Member = { host, role: 'rudder', flanneld: null };
+          members.push(m);
+          const { env } = await host.up();
+          assert.equal(env.mtu, MTU[kind]);
           await fullMesh(present());
         });
       }

@@ -14,6 +14,12 @@
  * headers without -lcrypto, so they use the OpenSSL Node links (the one the
  * addon must use: never two in one process). The wire compatibility with
  * the real wireguard-go is the e2e test wireguard-interop.
+ *
+ * The built addon (native/build/Release/rudder_native.node) carries no
+ * OpenSSL of its own: it needs no libcrypto or libssl, and every OpenSSL
+ * symbol it uses is bound, when loaded into node, to the OpenSSL node itself
+ * carries (the executable, or the libcrypto node links), with nothing else
+ * of the kind mapped into the process.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -21,6 +27,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { ADDON_PATH } from '../../src/dataplane/native';
 import { NODE_INCLUDE, SANITIZE, compileWg, compileWgForNode, hasGcc, hasLibcrypto, hasSanitizers } from '../helpers/wireguard-c';
 
 function runProgram(bin: string, args: string[] = []): string {
@@ -98,5 +105,58 @@ describe('native/wireguard: the protocol core', { skip }, () => {
         assert.match(r.stdout, /no libcrypto\.so mapped/, 'only the OpenSSL inside node is in the process');
       });
     }
+  });
+});
+
+/** OpenSSL's exported names, as the addon would import them. */
+const OPENSSL_SYMBOL = /^(EVP_|CRYPTO_|OSSL_|OPENSSL_|RAND_|ERR_|BN_|HMAC|X509|SSL_)/;
+const OPENSSL_LIB = /\/lib(crypto|ssl)[.-][^/\s]*$/;
+
+describe('the built addon and the one OpenSSL in the process', () => {
+  const tool = (argv: string[], env?: NodeJS.ProcessEnv): string => {
+    const r = spawnSync(argv[0] as string, argv.slice(1), { encoding: 'utf8', maxBuffer: 64 << 20, env: env ?? process.env });
+    assert.equal(r.status, 0, `${argv.join(' ')}:\n${r.stdout}${r.stderr}`);
+    return r.stdout + r.stderr;
+  };
+
+  it('needs no libcrypto or libssl of its own', () => {
+    assert.ok(fs.existsSync(ADDON_PATH), `the addon is built (./build): ${ADDON_PATH}`);
+    const needed = [...tool(['readelf', '-d', '-W', ADDON_PATH]).matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1] as string);
+    assert.ok(needed.length > 0, 'readelf lists what the addon needs');
+    assert.deepEqual(needed.filter((n) => /lib(crypto|ssl)/.test(n)), [], `the addon's DT_NEEDED: ${needed.join(', ')}`);
+    const ldd = tool(['ldd', ADDON_PATH]);
+    assert.doesNotMatch(ldd, /lib(crypto|ssl)/, `ldd ${ADDON_PATH}:\n${ldd}`);
+  });
+
+  it('binds every OpenSSL symbol it uses to the OpenSSL inside node; no other is mapped', () => {
+    const wanted = tool(['nm', '-D', '--undefined-only', ADDON_PATH])
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/).pop() ?? '')
+      .filter((n) => OPENSSL_SYMBOL.test(n));
+    assert.ok(wanted.includes('EVP_CIPHER_fetch') && wanted.includes('CRYPTO_memcmp'), `the addon imports OpenSSL: ${wanted.join(' ')}`);
+    // Where node takes OpenSSL from: its own executable, or a libcrypto it links.
+    const nodeLibs = [...tool(['ldd', process.execPath]).matchAll(/=>\s+(\S+)/g)].map((m) => m[1] as string).filter((l) => OPENSSL_LIB.test(l));
+    const script = `const before = require('fs').readFileSync('/proc/self/maps', 'utf8');
+      require(${JSON.stringify(ADDON_PATH)});
+      const after = require('fs').readFileSync('/proc/self/maps', 'utf8');
+      const libs = (m) => [...new Set(m.split('\\n').map((l) => l.trim().split(/\\s+/)[5] ?? '').filter((f) => /\\/lib(crypto|ssl)[.-]/.test(f)))].sort();
+      console.log('MAPS ' + JSON.stringify({ before: libs(before), after: libs(after) }));`;
+    // Every symbol bound at load (LD_BIND_NOW), each binding reported by the dynamic linker.
+    const out = tool([process.execPath, '-e', script], { ...process.env, LD_BIND_NOW: '1', LD_DEBUG: 'bindings' });
+    const addonName = path.basename(ADDON_PATH);
+    const bound = new Map<string, string>();
+    for (const m of out.matchAll(/binding file (\S+) \[\d+\] to (\S+) \[\d+\]: normal symbol `([^']+)'/g)) {
+      if (path.basename(m[1] as string) === addonName && OPENSSL_SYMBOL.test(m[3] as string)) bound.set(m[3] as string, m[2] as string);
+    }
+    assert.deepEqual([...bound.keys()].sort(), [...new Set(wanted)].sort(), 'each OpenSSL symbol the addon imports is bound at load');
+    const providers = [...new Set(bound.values())];
+    const nodeItself = (f: string): boolean => f === 'node' || f === process.execPath || nodeLibs.includes(f);
+    assert.equal(providers.length, 1, `one provider of OpenSSL for the addon: ${providers.join(', ')}`);
+    assert.ok(nodeItself(providers[0] as string), `the addon's OpenSSL comes from node (${process.execPath}${nodeLibs.length ? `, ${nodeLibs.join(', ')}` : ''}), not ${providers[0]}`);
+    const maps = /^MAPS (.*)$/m.exec(out);
+    assert.ok(maps, out.slice(-2000));
+    const { before, after } = JSON.parse(maps[1] as string) as { before: string[]; after: string[] };
+    assert.deepEqual(after, before, 'loading the addon maps no libcrypto or libssl that node had not');
+    assert.ok(after.every((f) => nodeLibs.includes(f)), `only node's own OpenSSL is mapped: ${after.join(', ')}`);
   });
 });
