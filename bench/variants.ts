@@ -152,17 +152,39 @@ async function checkReachable(from: Netns, target: string, what: string): Promis
   );
 }
 
+/** The end of every setup: the target answers the client's ping, an iperf3 server listens on it; returns the path. */
+async function served(c: Cluster, what: string, p: Prepared): Promise<Prepared> {
+  await checkReachable(p.client, p.target, what);
+  await startIperfServer(p.server, p.target, IPERF_PORT, c.dir);
+  return p;
+}
+
+/**
+ * Kernel VXLAN by hand between the base cluster's two hosts, point to point
+ * (remote set: no learning, no multicast): `dev` on each, MTU `mtu`,
+ * address `addr(h)` (/24, or /64 without DAD), over the underlay of `family`.
+ */
+async function vxlanByHand(c: Cluster, o: { dev: string; id: number; family: 4 | 6; mtu: number; addr: (h: Host) => string }): Promise<void> {
+  const hs = [c.host(1), c.host(2)];
+  for (const [i, h] of hs.entries()) {
+    const peer = hs[1 - i] as Host;
+    const [local, remote] = o.family === 6 ? [h.underlayIpv6, peer.underlayIpv6] : [h.underlayIp, peer.underlayIp];
+    await h.ns.ip(['link', 'add', o.dev, 'type', 'vxlan', 'id', String(o.id), 'local', local, 'remote', remote, 'dstport', '4789', 'dev', 'eth0']);
+    await h.ns.setMtu(o.dev, o.mtu);
+    if (o.family === 6) await h.ns.ip(['-6', 'addr', 'add', `${o.addr(h)}/64`, 'dev', o.dev, 'nodad']);
+    else await h.ns.addAddress(o.dev, `${o.addr(h)}/24`);
+    await h.ns.linkUp(o.dev);
+  }
+}
+
 export const underlay: Variant = {
   id: 'underlay',
   label: 'underlay veth',
   group: 'limit',
   async setup(env) {
     const c = await env.baseCluster();
-    const h1 = c.host(1);
-    const h2 = c.host(2);
-    await checkReachable(h1.ns, h2.underlayIp, 'underlay');
-    await startIperfServer(h2.ns, h2.underlayIp, IPERF_PORT, c.dir);
-    return { client: h1.ns, server: h2.ns, target: h2.underlayIp, source: h1.underlayIp, mtu: c.underlayMtu, cpuPids: () => [] };
+    const [h1, h2] = [c.host(1), c.host(2)];
+    return served(c, 'underlay', { client: h1.ns, server: h2.ns, target: h2.underlayIp, source: h1.underlayIp, mtu: c.underlayMtu, cpuPids: () => [] });
   },
 };
 
@@ -173,20 +195,9 @@ export const kernelVxlan: Variant = {
   group: 'baseline',
   async setup(env) {
     const c = await env.baseCluster();
-    const hs = [c.host(1), c.host(2)];
-    for (const [i, h] of hs.entries()) {
-      const peer = hs[1 - i] as Host;
-      await h.ns.ip([
-        'link', 'add', 'bvx0', 'type', 'vxlan', 'id', '42',
-        'local', h.underlayIp, 'remote', peer.underlayIp, 'dstport', '4789', 'dev', 'eth0',
-      ]);
-      await h.ns.setMtu('bvx0', c.underlayMtu - 50);
-      await h.ns.addAddress('bvx0', `10.201.0.${h.index}/24`);
-      await h.ns.linkUp('bvx0');
-    }
-    await checkReachable(hs[0]!.ns, '10.201.0.2', 'kernel VXLAN');
-    await startIperfServer(hs[1]!.ns, '10.201.0.2', IPERF_PORT, c.dir);
-    return { client: hs[0]!.ns, server: hs[1]!.ns, target: '10.201.0.2', source: '10.201.0.1', mtu: c.underlayMtu - 50, cpuPids: () => [] };
+    const mtu = c.underlayMtu - 50;
+    await vxlanByHand(c, { dev: 'bvx0', id: 42, family: 4, mtu, addr: (h) => `10.201.0.${h.index}` });
+    return served(c, 'kernel VXLAN', { client: c.host(1).ns, server: c.host(2).ns, target: '10.201.0.2', source: '10.201.0.1', mtu, cpuPids: () => [] });
   },
 };
 
@@ -205,11 +216,8 @@ export const underlay6: Variant = {
   family: 6,
   async setup(env) {
     const c = await env.baseCluster6();
-    const h1 = c.host(1);
-    const h2 = c.host(2);
-    await checkReachable(h1.ns, h2.underlayIpv6, 'IPv6 underlay');
-    await startIperfServer(h2.ns, h2.underlayIpv6, IPERF_PORT, c.dir);
-    return { client: h1.ns, server: h2.ns, target: h2.underlayIpv6, source: h1.underlayIpv6, mtu: c.underlayMtu, cpuPids: () => [] };
+    const [h1, h2] = [c.host(1), c.host(2)];
+    return served(c, 'IPv6 underlay', { client: h1.ns, server: h2.ns, target: h2.underlayIpv6, source: h1.underlayIpv6, mtu: c.underlayMtu, cpuPids: () => [] });
   },
 };
 
@@ -234,23 +242,11 @@ export const kernelVxlan6: Variant = {
   family: 6,
   async setup(env) {
     const c = await env.baseCluster6();
-    const hs = [c.host(1), c.host(2)];
     const mtu = c.underlayMtu - 70;
     const addr = (h: Host): string => `fd20:1::${h.index}`;
-    for (const [i, h] of hs.entries()) {
-      const peer = hs[1 - i] as Host;
-      await h.ns.ip([
-        'link', 'add', 'bvx6', 'type', 'vxlan', 'id', '43',
-        'local', h.underlayIpv6, 'remote', peer.underlayIpv6, 'dstport', '4789', 'dev', 'eth0',
-      ]);
-      await h.ns.setMtu('bvx6', mtu);
-      await h.ns.ip(['-6', 'addr', 'add', `${addr(h)}/64`, 'dev', 'bvx6', 'nodad']);
-      await h.ns.linkUp('bvx6');
-    }
-    const [h1, h2] = hs as [Host, Host];
-    await checkReachable(h1.ns, addr(h2), 'kernel VXLAN IPv6');
-    await startIperfServer(h2.ns, addr(h2), IPERF_PORT, c.dir);
-    return { client: h1.ns, server: h2.ns, target: addr(h2), source: addr(h1), mtu, cpuPids: () => [] };
+    await vxlanByHand(c, { dev: 'bvx6', id: 43, family: 6, mtu, addr });
+    const [h1, h2] = [c.host(1), c.host(2)];
+    return served(c, 'kernel VXLAN IPv6', { client: h1.ns, server: h2.ns, target: addr(h2), source: addr(h1), mtu, cpuPids: () => [] });
   },
 };
 
@@ -297,9 +293,7 @@ export const socatTunnel: Variant = {
       );
       await h.ns.setMtu('bsoc0', mtu);
     }
-    await checkReachable(hs[0]!.ns, '10.202.0.2', 'socat tunnel');
-    await startIperfServer(hs[1]!.ns, '10.202.0.2', IPERF_PORT, c.dir);
-    return { client: hs[0]!.ns, server: hs[1]!.ns, target: '10.202.0.2', source: '10.202.0.1', mtu, cpuPids: () => procs.filter((p) => p.running).map((p) => p.pid) };
+    return served(c, 'socat tunnel', { client: hs[0]!.ns, server: hs[1]!.ns, target: '10.202.0.2', source: '10.202.0.1', mtu, cpuPids: () => procs.filter((p) => p.running).map((p) => p.pid) });
   },
 };
 
@@ -341,9 +335,7 @@ export const wireguardGo: Variant = {
       await h.ns.addAddress(dev, `10.203.0.${h.index}/24`);
       await h.ns.linkUp(dev);
     }
-    await checkReachable(hs[0]!.ns, '10.203.0.2', 'wireguard-go');
-    await startIperfServer(hs[1]!.ns, '10.203.0.2', IPERF_PORT, c.dir);
-    return { client: hs[0]!.ns, server: hs[1]!.ns, target: '10.203.0.2', source: '10.203.0.1', mtu, cpuPids: () => procs.filter((p) => p.running).map((p) => p.pid) };
+    return served(c, 'wireguard-go', { client: hs[0]!.ns, server: hs[1]!.ns, target: '10.203.0.2', source: '10.203.0.1', mtu, cpuPids: () => procs.filter((p) => p.running).map((p) => p.pid) });
   },
 };
 

@@ -190,8 +190,13 @@ describe(`native udp data plane between two namespaced hosts (offloads ${offload
     }
   });
 
-  it('carries pings of mixed sizes with DF set both ways, every reply intact', async () => {
+  it('carries pings of mixed sizes with DF set both ways, every reply intact', async (t) => {
     // 1444 = MTU 1472 - 28: the largest that fits unfragmented.
+    // Each size must cross both ways (a reply at least of 3: on a loaded machine
+    // the kernel may drop one ICMP), every reply intact, and nearly every ping
+    // answered overall (a size the data plane mishandles loses all of its own).
+    let sentAll = 0;
+    let gotAll = 0;
     for (const size of ['0', '1', '7', '56', '200', '999', '1000', '1400', '1444']) {
       for (const [ns, to] of [
         [ns1, H2.subnet],
@@ -199,10 +204,16 @@ describe(`native udp data plane between two namespaced hosts (offloads ${offload
       ] as const) {
         const r = await ping(ns, '-c', '3', '-i', '0.05', '-W', '5', '-s', size, '-M', 'do', '-p', 'a5c3', to);
         assert.equal(r.code, 0, `size ${size}: ${r.stdout}${r.stderr}`);
-        assert.deepEqual(received(r), { sent: 3, got: 3 }, `size ${size}`);
+        const { sent, got } = received(r);
+        assert.equal(sent, 3, `size ${size}`);
+        assert.ok(got >= 1, `size ${size} to ${to}: no reply of ${sent}`);
+        if (got < sent) t.diagnostic(`size ${size} to ${to}: ${got}/${sent} replies`);
+        sentAll += sent;
+        gotAll += got;
         assert.doesNotMatch(r.stdout, /wrong data|DUP!/, `size ${size}`);
       }
     }
+    assert.ok(gotAll >= sentAll * 0.9, `${gotAll}/${sentAll} replies over every size`);
   });
 
   it('iperf3 -P 4 in both directions: TCP flows through, super-packets cut and coalesced when offloads are on', async () => {

@@ -35,6 +35,7 @@ import type { DataPlaneOptions } from '../../src/dataplane/types';
 import { DataPlaneChild, ip4, must, run, Sandbox, type RunResult } from '../helpers/dataplane-net';
 import { SANITIZE, compileWg, hasGcc, hasLibcrypto } from '../helpers/wireguard-c';
 import { INJECT_PY } from '../helpers/packets';
+import { tailFile } from '../../src/topology';
 
 const PORT = 8472;
 const WG_GO_PORT = 51820;
@@ -350,6 +351,40 @@ describe('WireGuard data plane between two namespaced Rudder hosts', { skip }, (
   });
 });
 
+/**
+ * Starts wireguard-go as `ifname` in `ns` and waits for its UAPI socket
+ * (/var/run/wireguard/<ifname>.sock), which is what `wg` talks to. Without
+ * that socket `wg` asks the kernel's WireGuard instead, absent here, and
+ * says "Protocol not supported": that message only means "no wireguard-go
+ * socket (yet)". wireguard-go logs to `logFile`. Once, beside another e2e
+ * on a loaded machine, it never served its socket and its output was not
+ * kept; so if it exits before serving it, the log says so and it is started
+ * once more; a second exit, or a running process that never serves the
+ * socket within the generous give-up, fails with its log.
+ */
+async function startWireguardGo(sb: Sandbox, ns: string, ifname: string, logFile: string): Promise<void> {
+  const sock = `/var/run/wireguard/${ifname}.sock`;
+  for (let attempt = 1; ; attempt++) {
+    fs.appendFileSync(logFile, `--- test: starting wireguard-go ${ifname} in ${ns} (attempt ${attempt}) at ${new Date().toISOString()}\n`);
+    const out = fs.openSync(logFile, 'a');
+    const go = spawn('ip', ['netns', 'exec', ns, 'wireguard-go', '-f', ifname], { stdio: ['ignore', out, out], env: { ...process.env, LOG_LEVEL: 'verbose' } });
+    fs.closeSync(out);
+    sb.track(go);
+    let exited: string | undefined;
+    go.once('exit', (code, signal) => (exited = code !== null ? `exit code ${code}` : `signal ${signal ?? '?'}`));
+    const end = Date.now() + 60_000;
+    for (;;) {
+      const r = await run('ip', ['netns', 'exec', ns, 'wg', 'show', ifname]);
+      if (r.code === 0) return;
+      if (exited !== undefined) break;
+      if (Date.now() > end) assert.fail(`wireguard-go ${ifname} runs but serves no ${sock} (wg: ${r.stderr.trim()}); its log ${logFile}:\n${tailFile(logFile)}`);
+      await new Promise((r2) => setTimeout(r2, 100));
+    }
+    if (attempt >= 2) assert.fail(`wireguard-go ${ifname} exited twice before serving ${sock} (${exited}); its log ${logFile}:\n${tailFile(logFile)}`);
+    console.error(`wireguard-go ${ifname} exited before serving ${sock} (${exited}); starting it once more. Its log ${logFile}:\n${tailFile(logFile)}`);
+  }
+}
+
 describe('WireGuard interop: a Rudder data plane and the real wireguard-go', { skip: skip || (!haveWg && 'needs wireguard-go and wg') }, () => {
   let sb: Sandbox;
   let nsR = '';
@@ -394,15 +429,7 @@ describe('WireGuard interop: a Rudder data plane and the real wireguard-go', { s
     fs.writeFileSync(path.join(dir, 'psk'), `${psk.toString('base64')}\n`, { mode: 0o600 });
     // The UAPI socket (/var/run/wireguard/<ifname>.sock) is not per namespace: the tag keeps it unique.
     ifname = `wgr${sb.tag}`;
-    const go = spawn('ip', ['netns', 'exec', nsG, 'wireguard-go', '-f', ifname], { stdio: 'ignore' });
-    sb.track(go);
-    const end = Date.now() + 15_000;
-    for (;;) {
-      const r = await run('ip', ['netns', 'exec', nsG, 'wg', 'show', ifname]);
-      if (r.code === 0) break;
-      if (Date.now() > end) assert.fail(`wireguard-go did not come up: ${r.stderr}`);
-      await new Promise((r2) => setTimeout(r2, 100));
-    }
+    await startWireguardGo(sb, nsG, ifname, path.join(dir, 'wireguard-go.log'));
     await wg('set', ifname, 'private-key', path.join(dir, 'wg.key'), 'listen-port', String(WG_GO_PORT));
     await must('ip', ['-n', nsG, 'link', 'set', ifname, 'mtu', '1420', 'up']);
     await must('ip', ['-n', nsG, 'addr', 'add', `${H3.subnet}/32`, 'dev', ifname]);

@@ -37,3 +37,14 @@ export function queuesFromEnv(env: NodeJS.ProcessEnv): number {
   }
   return n;
 }
+
+/** The data plane's engine switches, read once per start (udp and wireguard share the engine and its variables). */
+export interface Engine {
+  readonly offloads: boolean;
+  readonly busyPoll: boolean;
+  readonly queues: number;
+}
+
+export function engineFromEnv(env: NodeJS.ProcessEnv): Engine {
+  return { offloads: offloadsFromEnv(env), busyPoll: busyPollFromEnv(env), queues: queuesFromEnv(env) };
+}

@@ -34,6 +34,15 @@ export interface PacerOptions {
 
 export const DEFAULT_PACER: Required<PacerOptions> = { factor: 4, maxGapMs: 20 };
 
+/** The daemon's clock: performance.now and setTimeout. */
+export const realClock: PacerClock = {
+  now: () => performance.now(),
+  after: (ms, fn) => {
+    const t = setTimeout(fn, ms);
+    return () => clearTimeout(t);
+  },
+};
+
 /** Weight of the newest sample in the swap-cost average (one slow swap, e.g. a GC pause, does not stall the next ones). */
 const COST_WEIGHT = 0.25;
 

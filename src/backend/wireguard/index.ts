@@ -4,9 +4,9 @@
  * a peer (sessions from handshakes the data plane runs itself). What differs
  * from udp: the private key file (`key.ts`), the published
  * `{"PublicKey","Port"}`, and a peer set (`table.ts`, handed over with
- * `setPeers`) instead of a route table. The kernel side is udp's: the
- * device, the Network route and its fail-closed `unreachable` twin, stale
- * routes removed at start. Key rotation (`rotateKey`, asked for by SIGHUP
+ * `setPeers`) instead of a route table. The start up to the routed device
+ * is udp's (../tun-network.ts): the device, the Network route and its
+ * fail-closed `unreachable` twin, stale routes removed. Key rotation (`rotateKey`, asked for by SIGHUP
  * or by `rudder wireguard rotate-key` over the control socket of
  * `control.ts`): a new key into the key file, the data plane swaps to it,
  * and the lease is republished with the new PublicKey (ctx.publish). The
@@ -20,14 +20,14 @@ import { formatCidr6 } from '../../ip/ipv6';
 import type { Logger } from '../../log';
 import type { DataPlaneOptions, UnderlayFamily } from '../../dataplane/types';
 import { openWireGuardDataPlane, type WireGuardDataPlane, type WireGuardOptions } from '../../dataplane/native';
-import { hasIpv4, type Lease, type LeaseEvent } from '../../subnet/lease';
+import type { Lease, LeaseEvent } from '../../subnet/lease';
 import { DEFAULT_WIREGUARD_PORT } from '../../config';
-import { openNetlink as openRealNetlink, type Netlink } from '../../netlink';
 import type { Backend, BackendContext, Network } from '../types';
-import { StartGuard, WG_TUN, defaultEvery, removeForeignDevices } from '../common';
+import { StartGuard, WG_TUN } from '../common';
 import { logIgnored } from '../peers';
-import { ensureTunNetwork, underlayOf } from '../tun-network';
-import { SwapPacer, busyPollFromEnv, offloadsFromEnv, queuesFromEnv, type PacerClock, type PacerOptions } from '../udp';
+import { checkTunMtu, counterLogger, startTunDataPlane, tunDeps, tunLease, tunStop, underlayOf, type TunDeps } from '../tun-network';
+import { SwapPacer, type PacerClock, type PacerOptions } from '../udp';
+import { engineFromEnv } from '../udp/env';
 import { generatePrivateKey, loadOrCreateKey, publicKeyOf, readTai64nFloor, replaceKeyFile, restoreKeyFile, tai64nFile, writeTai64nFloor } from './key';
 import { serveControl } from './control';
 import { WireGuardPeerTable, describePeer } from './table';
@@ -45,25 +45,11 @@ export const DEFAULT_KEY_FILE = '/var/lib/rudder/wireguard.key';
 /** How often the counters are logged (at -v ≥ 1) and the TAI64N floor saved when it moved. */
 export const SAVE_INTERVAL_MS = 10_000;
 
-export interface WireGuardDeps {
+export interface WireGuardDeps extends TunDeps {
   openDataPlane?: (opts: DataPlaneOptions, wg: WireGuardOptions) => WireGuardDataPlane;
-  openNetlink?: () => Netlink;
-  every?: (ms: number, fn: () => void) => () => void;
-  /** Where RUDDER_UDP_OFFLOADS/QUEUES/BUSY_POLL are read (default process.env): the engine is udp's. */
-  env?: NodeJS.ProcessEnv;
-  clock?: PacerClock;
-  pacer?: PacerOptions;
   /** Whether to serve `rudder wireguard rotate-key` on `<key file>.sock` (default true). */
   control?: boolean;
 }
-
-const realClock: PacerClock = {
-  now: () => performance.now(),
-  after: (ms, fn) => {
-    const t = setTimeout(fn, ms);
-    return () => clearTimeout(t);
-  },
-};
 
 /** The native data plane; its module loads the addon on first use, so unit tests never need it. */
 function nativeOpen(opts: DataPlaneOptions, wg: WireGuardOptions): WireGuardDataPlane {
@@ -78,11 +64,7 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
   const floorFile = tai64nFile(keyFile);
   const mtu = b.MTU ?? ctx.extIface.mtu - WIREGUARD_OVERHEAD;
   const openDataPlane = deps.openDataPlane ?? nativeOpen;
-  const openNetlink = deps.openNetlink ?? openRealNetlink;
-  const every = deps.every ?? defaultEvery;
-  const env = deps.env ?? process.env;
-  const clock = deps.clock ?? realClock;
-  const pacing = deps.pacer ?? {};
+  const { openNetlink, every, env, clock, pacer: pacing } = tunDeps(deps);
   let key: { privateKey: Buffer; publicKey: string } | undefined;
 
   return {
@@ -106,73 +88,40 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
       const keys: OwnKeys = { current: k.publicKey, all: new Set([k.publicKey]) };
       const psk = typeof b.PSK === 'string' ? Buffer.from(b.PSK, 'base64') : undefined;
       const start = new StartGuard('wireguard', signal);
-      const network = ctx.config.network;
-      // IPv6 (dual-stack or IPv6-only): this host's IPv6 subnet and the IPv6Network, beside the IPv4 pair (as udp).
-      const own6 = ctx.config.ipv6 !== undefined ? own.ipv6Subnet : undefined;
-      const network6 = own6 !== undefined ? ctx.config.ipv6?.network : undefined;
-      const v4 = hasIpv4(own);
+      const lease = tunLease(own, ctx.config);
+      const { network, v4, own6, network6 } = lease;
       let dp: WireGuardDataPlane | undefined;
       let family: UnderlayFamily = 'ipv4';
       try {
         family = underlayOf('wireguard', ctx.extIface);
-        if (mtu < 68) {
-          throw new RudderError('E_BACKEND', `wireguard: underlay ${ctx.extIface.name} MTU ${ctx.extIface.mtu} leaves ${mtu} after ${WIREGUARD_OVERHEAD} bytes of encapsulation: expected at least 68 (or set Backend.MTU)`);
-        }
+        checkTunMtu('wireguard', ctx.extIface, mtu, WIREGUARD_OVERHEAD, ' (or set Backend.MTU)');
         if (b.MTU !== undefined && b.MTU > ctx.extIface.mtu - WIREGUARD_OVERHEAD) {
           log.warn('Backend.MTU leaves less than the WireGuard overhead on the underlay: large packets will be fragmented', { mtu: b.MTU, underlayMtu: ctx.extIface.mtu, overhead: WIREGUARD_OVERHEAD });
         }
-        const offloads = offloadsFromEnv(env);
-        const busyPoll = busyPollFromEnv(env);
-        const queues = queuesFromEnv(env);
+        const engine = engineFromEnv(env);
         const [floor, floorProblem] = readTai64nFloor(floorFile);
         if (floorProblem !== undefined) log.warn(floorProblem);
-
-        start.check('opening netlink');
-        const nl = openNetlink();
-        start.undo('close netlink', () => nl.close());
-        start.undo(`remove left-over ${TUN_NAME}`, async () => {
-          const l = await nl.linkByName(TUN_NAME);
-          if (l !== null) await nl.deleteLink(l.index);
-        });
-
-        start.check('removing other backends\' devices');
-        await removeForeignDevices(nl, TUN_NAME, log);
-
-        start.check('opening the data plane');
-        const opened = openDataPlane(
-          {
-            tunName: TUN_NAME,
-            bindAddress: family === 'ipv4' ? ctx.extIface.address : 0,
-            ...(family === 'ipv6' ? { underlay: family } : {}),
-            port,
-            localSubnet: v4 ? { ip: own.subnet.ip, prefix: own.subnet.prefix } : { ip: 0, prefix: 32 },
-            icmpSource: v4 ? own.subnet.ip : 0,
-            ...(own6 !== undefined ? { localSubnet6: own6, icmpSource6: own6.ip } : {}),
-            mtu,
-            offloads,
-            busyPoll,
-            queues,
-          },
-          {
-            privateKey: k.privateKey,
-            ...(psk !== undefined ? { psk } : {}),
-            persistentKeepalive: b.PersistentKeepaliveInterval ?? 0,
-            ...(floor !== undefined ? { tai64nFloor: floor } : {}),
-          },
-        );
-        dp = opened;
-        start.undo('stop data plane', () => opened.stop());
-        // Runs before the data plane stops (undo runs in reverse).
-        start.undo('save the TAI64N floor', () => saveFloor(opened, floorFile, log));
-
-        await ensureTunNetwork(nl, start, log, {
+        const wg: WireGuardOptions = {
+          privateKey: k.privateKey,
+          ...(psk !== undefined ? { psk } : {}),
+          persistentKeepalive: b.PersistentKeepaliveInterval ?? 0,
+          ...(floor !== undefined ? { tai64nFloor: floor } : {}),
+        };
+        const opened = await startTunDataPlane(start, log, {
           backend: 'wireguard',
           dev: TUN_NAME,
-          own: own.subnet,
+          lease,
+          ext: ctx.extIface,
+          family,
+          port,
           mtu,
-          network,
-          ...(own6 !== undefined && network6 !== undefined ? { own6, network6 } : {}),
+          engine,
+          openNetlink,
+          open: (opts) => openDataPlane(opts, wg),
+          // Runs before the data plane stops (undo runs in reverse).
+          opened: (d) => start.undo('save the TAI64N floor', () => saveFloor(d, floorFile, log)),
         });
+        dp = opened;
         start.check('serving the status socket');
         await startStatusSocket(start, log, { env, dev: TUN_NAME, dp: opened, keyFile, publicKey: () => keys.current, port, persistentKeepalive: b.PersistentKeepaliveInterval ?? 0 });
         start.check('returning the network');
@@ -268,23 +217,16 @@ function startedNetwork({ own, keys, port, dp, start, log, every, mtu, clock, pa
     clock,
     pacing,
   );
-  let stopping: Promise<void> | undefined;
-  let lastCounters = '';
   const saved = { hex: '' };
-
-  const tick = (): void => {
+  const logCounters = counterLogger('wireguard', log, () => dp.counters());
+  const cancelTick = every(SAVE_INTERVAL_MS, () => {
     saveFloor(dp, floorFile, log, saved);
-    if (log.verbosity < 1) return;
-    try {
-      const c = JSON.stringify(dp.counters());
-      if (c === lastCounters) return;
-      lastCounters = c;
-      log.debug('data plane counters', JSON.parse(c) as Record<string, unknown>);
-    } catch (e) {
-      log.warn('wireguard: reading data plane counters failed', { error: describeError(e) });
-    }
-  };
-  const cancelTick = every(SAVE_INTERVAL_MS, tick);
+    if (log.verbosity >= 1) logCounters();
+  });
+  const life = tunStop('wireguard', start, log, () => {
+    cancelTick();
+    pacer.cancel(new RudderError('E_BACKEND', 'wireguard: stopped before the peer set was handed to the data plane'));
+  });
 
   /**
    * A new key: written to the key file first (a failure changes nothing),
@@ -325,7 +267,7 @@ function startedNetwork({ own, keys, port, dp, start, log, every, mtu, clock, pa
   return {
     mtu,
     async apply(events: readonly LeaseEvent[]): Promise<void> {
-      if (stopping !== undefined) throw new RudderError('E_BACKEND', 'wireguard: apply after stop');
+      life.live('apply');
       const ch = table.apply(events);
       logIgnored(log, ch.ignored);
       for (const x of ch.invalid) log.warn('ignoring wireguard lease', { subnet: formatCidr(x.lease.subnet), why: x.why });
@@ -336,32 +278,21 @@ function startedNetwork({ own, keys, port, dp, start, log, every, mtu, clock, pa
       for (const p of ch.added) log.info('wireguard peer set', describePeer(p));
     },
     counters(): Record<string, number> {
-      if (stopping !== undefined) throw new RudderError('E_BACKEND', 'wireguard: counters after stop');
+      life.live('counters');
       return { ...dp.counters() };
     },
     peerStatus() {
-      if (stopping !== undefined) throw new RudderError('E_BACKEND', 'wireguard: peer status after stop');
+      life.live('peer status');
       return peerReport(dp.peers());
     },
     rotateKey(): Promise<string> {
-      if (stopping !== undefined) return Promise.reject(new RudderError('E_BACKEND', 'wireguard: key rotation after stop'));
       try {
+        life.live('key rotation');
         return Promise.resolve(rotate());
       } catch (e) {
         return Promise.reject(e instanceof Error ? e : new Error(String(e)));
       }
     },
-    stop(): Promise<void> {
-      stopping ??= (async () => {
-        cancelTick();
-        pacer.cancel(new RudderError('E_BACKEND', 'wireguard: stopped before the peer set was handed to the data plane'));
-        const errors = await start.unwind(log);
-        if (errors.length > 0) {
-          throw new RudderError('E_BACKEND', `wireguard: stop left ${errors.length} step(s) undone: ${describeError(errors[0])}`, { cause: errors[0] });
-        }
-        log.info('wireguard backend stopped');
-      })();
-      return stopping;
-    },
+    stop: () => life.stop(),
   };
 }
