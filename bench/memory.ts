@@ -17,8 +17,9 @@
  * The difference between (2)'s "every module loaded" and (1) is what the
  * daemon's work (etcd connection, leases, netlink sockets, timers) adds.
  * (1) runs --runs times (default 3), each in a fresh cluster; the report
- * gives every run's VmRSS and start-to-ready time (spawn to the subnet
- * file's mtime) and details the median run. --rudder-bin compares another
+ * gives every run's VmRSS, start-to-ready time (spawn to the subnet file's
+ * mtime) and CPU, then the same daemon's VmRSS after a restart on the same
+ * host (what a node runs most of the time), and details the median run. --rudder-bin compares another
  * launcher (its own node flags); --no-floor skips (2).
  *
  * Writes bench/results/memory.md (or --out DIR; --no-write prints only).
@@ -74,6 +75,9 @@ export function moduleGroup(file: string, root: string): string {
 interface Run {
   outside: Record<string, number>;
   readyMs: number;
+  /** The same host's daemon started again (lease, subnet file and host id kept). */
+  restarted: Record<string, number>;
+  restartReadyMs: number;
   dump: Dump;
 }
 
@@ -204,7 +208,18 @@ async function main(): Promise<void> {
       const outside = statusOf(p.pid);
       process.kill(p.pid, 'SIGUSR2');
       for (let i = 0; i < 50 && !fs.existsSync(dumpFile); i++) await sleep(100);
-      runs.push({ outside, readyMs, dump: JSON.parse(fs.readFileSync(dumpFile, 'utf8')) as Dump });
+      const dump = JSON.parse(fs.readFileSync(dumpFile, 'utf8')) as Dump;
+      // The same host restarted: it finds its lease, subnet file and host id (the steady state of a node).
+      const stamp = h.subnetFileStamp();
+      await h.stopRudder();
+      const t1 = Date.now();
+      const p2 = await h.startRudder();
+      await h.waitSubnetFile({ changedSince: stamp });
+      const restartReadyMs = (h.subnetFileStamp()?.mtimeMs ?? NaN) - t1;
+      await sleep(a.settleS * 1000);
+      const restarted = statusOf(p2.pid);
+      log(`run ${run + 1}/${a.runs}: first start ${mb(outside.VmRSS)} MB, restarted ${mb(restarted.VmRSS)} MB (ready in ${restartReadyMs.toFixed(0)} ms)`);
+      runs.push({ outside, readyMs, restarted, restartReadyMs, dump });
     } finally {
       await c.teardown();
     }
@@ -272,7 +287,9 @@ function report(r: {
   const cpu = r.runs.map((x) => x.outside.cpuMs ?? NaN);
   o.push(`${r.runs.length} starts, each in a fresh cluster: VmRSS ${rss.map(mb).join(', ')} MB (median ${mb(median(rss))}); ` +
     `start to ready (spawn to the subnet file) ${ready.map((x) => x.toFixed(0)).join(', ')} ms (median ${median(ready).toFixed(0)}); ` +
-    `CPU (utime + stime) from start to the dump ${cpu.map((x) => x.toFixed(0)).join(', ')} ms (median ${median(cpu).toFixed(0)}). The table is the median run.`);
+    `CPU (utime + stime) from start to the dump ${cpu.map((x) => x.toFixed(0)).join(', ')} ms (median ${median(cpu).toFixed(0)}). ` +
+    `Each then restarted on the same host (its lease, subnet file and host id kept, the steady state of a node): VmRSS ${r.runs.map((x) => mb(x.restarted.VmRSS)).join(', ')} MB ` +
+    `(median ${mb(median(r.runs.map((x) => x.restarted.VmRSS ?? NaN)))}), ready in ${r.runs.map((x) => x.restartReadyMs.toFixed(0)).join(', ')} ms. The table is the median first start.`);
   o.push('');
   o.push('| | MB |');
   o.push('|---|---:|');
