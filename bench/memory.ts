@@ -238,6 +238,8 @@ async function main(): Promise<void> {
       return { what: `${p} (the ${files.length} files the daemon loaded)`, code: `for (const f of ${JSON.stringify(files)}) require(f)` };
     }),
     { what: "`require('node:http')` (what the etcd client is built on)", code: "require('node:http')" },
+    { what: "node:http and node:child_process (`nft`, at every start)", code: "require('node:http'); require('node:child_process')" },
+    { what: 'and node:crypto (the host id, first start only)', code: "require('node:http'); require('node:child_process'); require('node:crypto')" },
     { what: 'rudder src/etcd/client (the etcd client, node:http included)', code: `require(${JSON.stringify(path.join(root, 'dist', 'src', 'etcd', 'client.js'))})` },
     { what: `every module the daemon loaded (${dump.modules.length}), nothing run`, code: `for (const f of ${JSON.stringify(dump.modules)}) require(f)` },
   ];
@@ -312,11 +314,13 @@ function report(r: {
     o.push('|---|---:|---:|---:|');
     for (const f of r.floors) o.push(`| ${f.what} | ${mb(f.st.VmRSS)} | ${f === r.floors[0] ? '—' : `+${mb((f.st.VmRSS ?? NaN) - bare)}`} | ${mb(f.st.RssAnon)} / ${mb(f.st.RssFile)} |`);
     const all = r.floors[r.floors.length - 1]?.st.VmRSS ?? NaN;
+    const builtins = r.floors.find((f) => f.what.includes('node:crypto'))?.st.VmRSS ?? NaN;
     o.push(`| the daemon itself, idle | ${mb(r.outside.VmRSS)} | +${mb((r.outside.VmRSS ?? NaN) - bare)} | ${mb(r.outside.RssAnon)} / ${mb(r.outside.RssFile)} |`);
     o.push('');
-    o.push(`So of the idle daemon's ${mb(r.outside.VmRSS)} MB: bare node ${mb(bare)} MB, loading its code ${mb(all - bare)} MB, running (etcd connection, lease, netlink, timers, heap grown by the start) ${mb((r.outside.VmRSS ?? NaN) - all)} MB. ` +
+    o.push(`So of the idle daemon's ${mb(r.outside.VmRSS)} MB: bare node ${mb(bare)} MB, loading its code ${mb(all - bare)} MB (node's built-ins ${mb(builtins - bare)}, Rudder's own modules and addon ${mb(all - builtins)}), running (etcd connection, lease, netlink, timers, heap grown by the start) ${mb((r.outside.VmRSS ?? NaN) - all)} MB. ` +
       'The per-package rows each load one package alone: they overlap (shared dependencies), so they do not add up to the "every module" row. ' +
-      'File-backed RSS is mostly the node binary\'s own pages: counted in full in every node process\'s RSS, shared among them in memory (PSS above).');
+      'File-backed RSS is mostly the node binary\'s own pages: counted in full in every node process\'s RSS, shared among them in memory (PSS above). ' +
+      'The node flags, and the ones measured and left, are in docs/architecture.md (the etcd client\'s memory paragraph).');
     o.push('');
   }
   o.push('## Modules the daemon loaded');
