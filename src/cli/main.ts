@@ -17,7 +17,7 @@ import { hostname } from 'node:os';
 import { sdNotify } from '../systemd/notify';
 import { version } from '../version';
 import { commandFlags, CommandFlagError, daemonUsage, splitCommandLine, type CommandLine, type CommandSpec } from './commandline';
-import { configCheck, configGet, configSet, dockerOpts, leasesTable, Out } from './commands';
+import type { Out } from './commands';
 import { DEFAULT_KUBE_ANNOTATION_PREFIX, DEFAULT_WIREGUARD_KEY_FILE, DaemonFlags, daemonFlags, etcdFlags, type EtcdFlags } from './flags';
 import type { ParsedFlags } from '../util/flags';
 
@@ -185,6 +185,8 @@ export async function run(argv: readonly string[]): Promise<number> {
 /** A command whose flags the CLI parses (config, leases, version) or that parses its own (the rest). */
 async function runCommand(command: CommandSpec, args: string[], daemon: DaemonFlags): Promise<number> {
   const name = command.words.join(' ');
+  // Loaded here, not at the top: the daemon never runs these (issue 17: what it loads stays resident).
+  const { configCheck, configGet, configSet, dockerOpts, leasesTable } = await import('./commands');
   if (name === 'sandbox') {
     const { runSandbox } = await import('../sandbox');
     return await runSandbox(args, { out: process.stdout, err: (s) => io.err(s) });
@@ -267,6 +269,7 @@ async function networkBackend(p: ParsedFlags): Promise<string | null> {
 
 /** `rudder leases -kube-subnet-mgr`: the same table, from the Nodes (every Node is a reservation). */
 async function kubeLeases(p: ParsedFlags): Promise<number> {
+  const { leasesTable } = await import('./commands');
   const { KubeClient } = await import('../subnet/kube/client');
   const { KubePeers, kubeConnection } = await import('../subnet/kube/source');
   const opt = (n: string): string | undefined => {

@@ -6,10 +6,12 @@
  * The addon is loaded lazily, on first use, so that importing this module
  * never fails on a machine where the addon was not built yet.
  */
-import * as path from 'node:path';
+import { ADDON_PATH, requireAddon } from './addon';
 import { MAX_QUEUES } from './limits';
-import { type ErrorCode, RudderError } from '../errors';
+import { RudderError } from '../errors';
 import type { DataPlane, DataPlaneCounters, DataPlaneOffloads, DataPlaneOptions, DataPlaneRoute, DataPlaneRoute6, UnderlayFamily } from './types';
+
+export { ADDON_PATH, requireAddon };
 
 /** Opaque handle owned by the addon (an N-API External). */
 interface RawHandle {
@@ -267,9 +269,6 @@ type WgCounterKey = keyof WireGuardCounters;
 const isCounterKey = (name: string): name is WgCounterKey => Object.hasOwn(WG_ZERO, name);
 const isPlainKey = (name: WgCounterKey): name is CounterKey => Object.hasOwn(ZERO, name);
 
-/** Where ./build puts the addon, relative to dist/src/dataplane/native.js. */
-export const ADDON_PATH = path.resolve(__dirname, '..', '..', '..', 'native', 'build', 'Release', 'rudder_native.node');
-
 /** The addon and, for each of its counters in shared-memory order, the name it is read under. */
 interface Loaded {
   addon: RawAddon;
@@ -296,25 +295,6 @@ function isRawAddon(v: unknown): v is RawAddon {
     typeof o.setPrivateKey === 'function' &&
     typeof o.stop === 'function'
   );
-}
-
-/**
- * Loads rudder_native.node (the data plane and sd_notify share it); a missing
- * or unloadable addon is a RudderError of `code` that says to run ./build.
- */
-export function requireAddon(code: ErrorCode): unknown {
-  try {
-    // An addon is loaded by require from a path known only at run time.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require(ADDON_PATH) as unknown;
-  } catch (e) {
-    const errno = (e as { code?: unknown }).code;
-    const why =
-      errno === 'MODULE_NOT_FOUND'
-        ? `native addon not found at ${ADDON_PATH}`
-        : `native addon at ${ADDON_PATH} cannot be loaded (${errorMessage(e)})`;
-    throw new RudderError(code, `${why}: run ./build to compile it`, { cause: e });
-  }
 }
 
 function addon(): Loaded {

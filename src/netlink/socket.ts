@@ -11,7 +11,7 @@
  */
 import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import { requireAddon } from '../dataplane/native';
+import { requireAddon } from '../dataplane/addon';
 import { RudderError } from '../errors';
 
 /** Opaque handle owned by the addon (an N-API External). */

@@ -4,7 +4,7 @@
  * is E_NOTIFY, never a data-plane error.
  */
 import { RudderError } from '../errors';
-import { requireAddon } from '../dataplane/native';
+import { requireAddon } from '../dataplane/addon';
 
 type Notify = (socketPath: string, message: string) => void;
 
