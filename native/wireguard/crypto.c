@@ -26,6 +26,7 @@ static EVP_MAC *poly_alg; /* POLY1305 */
 static EVP_MD *blake2s_alg; /* BLAKE2s-256 */
 static EVP_MAC *kmac_alg; /* BLAKE2SMAC */
 static EVP_MAC *hmac_alg; /* HMAC */
+static bool have_avx2; /* the CPU has AVX2 (xor_bytes) */
 
 /* Zeros: ChaCha20's input for keystream, Poly1305's padding (64 for HChaCha20). */
 static const uint8_t zeros[WG_AEAD_CHUNK];
@@ -54,6 +55,7 @@ int wg_crypto_init(void)
 	blake2s_alg = EVP_MD_fetch(NULL, "BLAKE2S-256", NULL);
 	kmac_alg = EVP_MAC_fetch(NULL, "BLAKE2SMAC", NULL);
 	hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	have_avx2 = __builtin_cpu_supports("avx2");
 	if (!chacha_alg || !poly_alg || !blake2s_alg || !kmac_alg || !hmac_alg) {
 		wg_crypto_fini();
 		return -1;
@@ -279,9 +281,10 @@ static size_t min_sz(size_t a, size_t b)
 }
 
 typedef uint8_t v16 __attribute__((vector_size(16)));
+typedef uint8_t v32 __attribute__((vector_size(32)));
 
-/* out = x ^ y over n bytes; out may equal x. */
-static void xor_bytes(uint8_t *out, const uint8_t *x, const uint8_t *y, size_t n)
+/* out = x ^ y over n bytes, 16 at a time; out may equal x. */
+static void xor_bytes_v16(uint8_t *out, const uint8_t *x, const uint8_t *y, size_t n)
 {
 	size_t i = 0;
 	for (; i + 16 <= n; i += 16) {
@@ -293,6 +296,40 @@ static void xor_bytes(uint8_t *out, const uint8_t *x, const uint8_t *y, size_t n
 	}
 	for (; i < n; i++)
 		out[i] = x[i] ^ y[i];
+}
+
+/* The same, 64 bytes per step with AVX2 (the keystream and the message are in L1: the loads decide). */
+__attribute__((target("avx2"))) static void xor_bytes_avx2(uint8_t *out, const uint8_t *x, const uint8_t *y, size_t n)
+{
+	size_t i = 0;
+	for (; i + 64 <= n; i += 64) {
+		v32 a, b, c, d;
+		memcpy(&a, x + i, 32);
+		memcpy(&b, x + i + 32, 32);
+		memcpy(&c, y + i, 32);
+		memcpy(&d, y + i + 32, 32);
+		a ^= c;
+		b ^= d;
+		memcpy(out + i, &a, 32);
+		memcpy(out + i + 32, &b, 32);
+	}
+	for (; i + 32 <= n; i += 32) {
+		v32 a, c;
+		memcpy(&a, x + i, 32);
+		memcpy(&c, y + i, 32);
+		a ^= c;
+		memcpy(out + i, &a, 32);
+	}
+	xor_bytes_v16(out + i, x + i, y + i, n - i);
+}
+
+/* out = x ^ y over n bytes; out may equal x. */
+static void xor_bytes(uint8_t *out, const uint8_t *x, const uint8_t *y, size_t n)
+{
+	if (have_avx2 && n >= 32)
+		xor_bytes_avx2(out, x, y, n);
+	else
+		xor_bytes_v16(out, x, y, n);
 }
 
 /* out[0..n) = bytes [off, off + n) of the message p1 || p2 || zeros, XOR ks[0..n). */
