@@ -60,17 +60,16 @@ static inline void tx_put_segment(struct tx_state *st, const struct gso_seg *s)
  * returns where the datagram starts; its length in *wl. NULL: the keypair
  * can no longer send (counted). The caller made room (tx_wg_room).
  */
-static inline uint8_t *tx_wg_seal(struct tx_state *st, struct wgp *peer, struct wg_keypair *kp, const uint8_t *p1,
+static inline uint8_t *tx_wg_seal(struct tx_state *st, struct wg_keypair *kp, uint64_t ctr, const uint8_t *p1,
         size_t l1, const uint8_t *p2, size_t l2, size_t *wl, uint64_t *cnt)
 {
 	uint8_t *out = st->wbuf + st->wbuf_used;
-	long n = wg_tx_seal(st->wgc, kp, p1, l1, p2, l2, out);
+	long n = wg_tx_seal(st->wgc, kp, ctr, p1, l1, p2, l2, out);
 	if (n < 0) {
 		cnt[DP_WG_DROP_EXPIRED]++;
 		return NULL;
 	}
 	st->wbuf_used += (size_t)n;
-	atomic_fetch_add_explicit(&peer->tx_bytes, (uint64_t)n, memory_order_relaxed);
 	*wl = (size_t)n;
 	return out;
 }
@@ -236,9 +235,10 @@ static bool tx_wg_plain(struct worker *w, const struct rtable *t, struct tx_stat
 	if (!tx_wg_room(w, st, wg_sealed_len(len), 1, cnt))
 		return false;
 	size_t wl;
-	uint8_t *out = tx_wg_seal(st, peer, kp, p, len, NULL, 0, &wl, cnt);
+	uint8_t *out = tx_wg_seal(st, kp, wg_tx_counters(kp, 1), p, len, NULL, 0, &wl, cnt);
 	if (!out)
 		return true;
+	atomic_fetch_add_explicit(&peer->tx_bytes, (uint64_t)wl, memory_order_relaxed);
 	if (w->dp->off.udp_gso && tx_append_plain(st, dst, out, wl))
 		return true;
 	tx_put_plain(st, out, wl);
@@ -283,17 +283,20 @@ static bool tx_wg_gso(struct worker *w, const struct rtable *t, struct tx_state 
 	 * super-packet outgrow one message (44 fit), and a message per remainder
 	 * of 3 would double the messages every stack on the way handles.
 	 */
+	uint64_t ctr = wg_tx_counters(kp, (uint64_t)k), bytes = 0;
 	for (int j = 0; j < k; j++) {
 		size_t wl;
-		uint8_t *out = tx_wg_seal(st, peer, kp, segs[j].hdr, segs[j].hdr_len, segs[j].pay, segs[j].pay_len, &wl, cnt);
+		uint8_t *out = tx_wg_seal(st, kp, ctr + (uint64_t)j, segs[j].hdr, segs[j].hdr_len, segs[j].pay, segs[j].pay_len, &wl, cnt);
 		if (!out)
 			continue;
+		bytes += wl;
 		if (dp->off.udp_gso && tx_append_plain(st, dst, out, wl))
 			continue;
 		tx_put_plain(st, out, wl);
 		tx_add_msg(st, dst, st->niov - 1, 1, 1, (uint16_t)wl, (uint32_t)wl);
 		st->msg_open[st->nmsg - 1] = true;
 	}
+	atomic_fetch_add_explicit(&peer->tx_bytes, bytes, memory_order_relaxed);
 	return true;
 }
 
