@@ -75,26 +75,42 @@ static inline uint8_t *tx_wg_seal(struct tx_state *st, struct wg_keypair *kp, ui
 }
 /* ---- end of the transform slot ------------------------------------------- */
 
+/* One datagram of a refused message, sent on its own. */
+static void send_one(struct worker *w, struct msghdr *mh, struct iovec *iov, size_t niov, uint64_t *cnt)
+{
+	struct msghdr one = {.msg_name = mh->msg_name, .msg_namelen = mh->msg_namelen, .msg_iov = iov, .msg_iovlen = niov};
+	ssize_t r;
+	do
+		r = sendmsg(w->udp_fd, &one, 0);
+	while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		cnt[DP_SOCKET_ERRORS]++;
+	} else {
+		cnt[DP_TX_PACKETS]++;
+		cnt[DP_TX_BYTES] += (uint64_t)r;
+	}
+}
+
 /*
  * A UDP GSO message the kernel refused outright (e.g. EINVAL when a segment
  * does not fit the route's MTU, EIO without checksum offload on the way):
- * its datagrams go one by one, each [header, payload] pair of its iovec.
+ * its datagrams go one by one, each [header, payload] pair of its iovec, or
+ * each datagram-sized slice of an iovec of packets as read (tx_append_plain
+ * merges contiguous ones: every one but the last has the message's size).
  */
 static void send_segments_singly(struct worker *w, struct tx_state *st, int m, uint64_t *cnt)
 {
 	struct msghdr *mh = &st->msgs[m].msg_hdr;
-	size_t step = st->msg_iovps[m];
+	size_t step = st->msg_iovps[m], gso = st->msg_gso[m];
 	for (size_t k = 0; k + step <= mh->msg_iovlen; k += step) {
-		struct msghdr one = {.msg_name = mh->msg_name, .msg_namelen = mh->msg_namelen, .msg_iov = mh->msg_iov + k, .msg_iovlen = step};
-		ssize_t r;
-		do
-			r = sendmsg(w->udp_fd, &one, 0);
-		while (r < 0 && errno == EINTR);
-		if (r < 0) {
-			cnt[DP_SOCKET_ERRORS]++;
-		} else {
-			cnt[DP_TX_PACKETS]++;
-			cnt[DP_TX_BYTES] += (uint64_t)r;
+		struct iovec *v = mh->msg_iov + k;
+		if (step != 1 || gso == 0 || v->iov_len <= gso) {
+			send_one(w, mh, v, step, cnt);
+			continue;
+		}
+		for (size_t off = 0; off < v->iov_len; off += gso) {
+			struct iovec slice = {.iov_base = (uint8_t *)v->iov_base + off, .iov_len = v->iov_len - off < gso ? v->iov_len - off : gso};
+			send_one(w, mh, &slice, 1, cnt);
 		}
 	}
 }
@@ -182,8 +198,13 @@ static bool tx_append_plain(struct tx_state *st, const union udp_addr *dst, uint
 	struct msghdr *mh = &st->msgs[m].msg_hdr;
 	if (mh->msg_iov + mh->msg_iovlen != &st->iov[st->niov]) /* only the newest message can grow in place */
 		return false;
-	tx_put_plain(st, p, len);
-	mh->msg_iovlen++;
+	struct iovec *last = &st->iov[st->niov - 1];
+	if ((uint8_t *)last->iov_base + last->iov_len == p) {
+		last->iov_len += len; /* right after the last one (sealed datagrams are): one iovec, less per-iovec work in the kernel */
+	} else {
+		tx_put_plain(st, p, len);
+		mh->msg_iovlen++;
+	}
 	if (++st->msg_segs[m] == 2)
 		udp_set_segment(mh, &st->cm[m], st->msg_gso[m]);
 	st->msg_bytes[m] += (uint32_t)len;
