@@ -60,42 +60,57 @@ static inline void tx_put_segment(struct tx_state *st, const struct gso_seg *s)
  * returns where the datagram starts; its length in *wl. NULL: the keypair
  * can no longer send (counted). The caller made room (tx_wg_room).
  */
-static inline uint8_t *tx_wg_seal(struct tx_state *st, struct wgp *peer, struct wg_keypair *kp, const uint8_t *p1,
+static inline uint8_t *tx_wg_seal(struct tx_state *st, struct wg_keypair *kp, uint64_t ctr, const uint8_t *p1,
         size_t l1, const uint8_t *p2, size_t l2, size_t *wl, uint64_t *cnt)
 {
 	uint8_t *out = st->wbuf + st->wbuf_used;
-	long n = wg_tx_seal(st->wgc, kp, p1, l1, p2, l2, out);
+	long n = wg_tx_seal(st->wgc, kp, ctr, p1, l1, p2, l2, out);
 	if (n < 0) {
 		cnt[DP_WG_DROP_EXPIRED]++;
 		return NULL;
 	}
 	st->wbuf_used += (size_t)n;
-	atomic_fetch_add_explicit(&peer->tx_bytes, (uint64_t)n, memory_order_relaxed);
 	*wl = (size_t)n;
 	return out;
 }
 /* ---- end of the transform slot ------------------------------------------- */
 
+/* One datagram of a refused message, sent on its own. */
+static void send_one(struct worker *w, struct msghdr *mh, struct iovec *iov, size_t niov, uint64_t *cnt)
+{
+	struct msghdr one = {.msg_name = mh->msg_name, .msg_namelen = mh->msg_namelen, .msg_iov = iov, .msg_iovlen = niov};
+	ssize_t r;
+	do
+		r = sendmsg(w->udp_fd, &one, 0);
+	while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		cnt[DP_SOCKET_ERRORS]++;
+	} else {
+		cnt[DP_TX_PACKETS]++;
+		cnt[DP_TX_BYTES] += (uint64_t)r;
+	}
+}
+
 /*
  * A UDP GSO message the kernel refused outright (e.g. EINVAL when a segment
  * does not fit the route's MTU, EIO without checksum offload on the way):
- * its datagrams go one by one, each [header, payload] pair of its iovec.
+ * its datagrams go one by one, each [header, payload] pair of its iovec, or
+ * each datagram-sized slice of an iovec of packets as read (tx_append_plain
+ * merges contiguous ones: every one but the last has the message's size).
  */
 static void send_segments_singly(struct worker *w, struct tx_state *st, int m, uint64_t *cnt)
 {
 	struct msghdr *mh = &st->msgs[m].msg_hdr;
-	size_t step = st->msg_iovps[m];
+	size_t step = st->msg_iovps[m], gso = st->msg_gso[m];
 	for (size_t k = 0; k + step <= mh->msg_iovlen; k += step) {
-		struct msghdr one = {.msg_name = mh->msg_name, .msg_namelen = mh->msg_namelen, .msg_iov = mh->msg_iov + k, .msg_iovlen = step};
-		ssize_t r;
-		do
-			r = sendmsg(w->udp_fd, &one, 0);
-		while (r < 0 && errno == EINTR);
-		if (r < 0) {
-			cnt[DP_SOCKET_ERRORS]++;
-		} else {
-			cnt[DP_TX_PACKETS]++;
-			cnt[DP_TX_BYTES] += (uint64_t)r;
+		struct iovec *v = mh->msg_iov + k;
+		if (step != 1 || gso == 0 || v->iov_len <= gso) {
+			send_one(w, mh, v, step, cnt);
+			continue;
+		}
+		for (size_t off = 0; off < v->iov_len; off += gso) {
+			struct iovec slice = {.iov_base = (uint8_t *)v->iov_base + off, .iov_len = v->iov_len - off < gso ? v->iov_len - off : gso};
+			send_one(w, mh, &slice, 1, cnt);
 		}
 	}
 }
@@ -183,8 +198,13 @@ static bool tx_append_plain(struct tx_state *st, const union udp_addr *dst, uint
 	struct msghdr *mh = &st->msgs[m].msg_hdr;
 	if (mh->msg_iov + mh->msg_iovlen != &st->iov[st->niov]) /* only the newest message can grow in place */
 		return false;
-	tx_put_plain(st, p, len);
-	mh->msg_iovlen++;
+	struct iovec *last = &st->iov[st->niov - 1];
+	if ((uint8_t *)last->iov_base + last->iov_len == p) {
+		last->iov_len += len; /* right after the last one (sealed datagrams are): one iovec, less per-iovec work in the kernel */
+	} else {
+		tx_put_plain(st, p, len);
+		mh->msg_iovlen++;
+	}
 	if (++st->msg_segs[m] == 2)
 		udp_set_segment(mh, &st->cm[m], st->msg_gso[m]);
 	st->msg_bytes[m] += (uint32_t)len;
@@ -236,9 +256,10 @@ static bool tx_wg_plain(struct worker *w, const struct rtable *t, struct tx_stat
 	if (!tx_wg_room(w, st, wg_sealed_len(len), 1, cnt))
 		return false;
 	size_t wl;
-	uint8_t *out = tx_wg_seal(st, peer, kp, p, len, NULL, 0, &wl, cnt);
+	uint8_t *out = tx_wg_seal(st, kp, wg_tx_counters(kp, 1), p, len, NULL, 0, &wl, cnt);
 	if (!out)
 		return true;
+	atomic_fetch_add_explicit(&peer->tx_bytes, (uint64_t)wl, memory_order_relaxed);
 	if (w->dp->off.udp_gso && tx_append_plain(st, dst, out, wl))
 		return true;
 	tx_put_plain(st, out, wl);
@@ -283,17 +304,20 @@ static bool tx_wg_gso(struct worker *w, const struct rtable *t, struct tx_state 
 	 * super-packet outgrow one message (44 fit), and a message per remainder
 	 * of 3 would double the messages every stack on the way handles.
 	 */
+	uint64_t ctr = wg_tx_counters(kp, (uint64_t)k), bytes = 0;
 	for (int j = 0; j < k; j++) {
 		size_t wl;
-		uint8_t *out = tx_wg_seal(st, peer, kp, segs[j].hdr, segs[j].hdr_len, segs[j].pay, segs[j].pay_len, &wl, cnt);
+		uint8_t *out = tx_wg_seal(st, kp, ctr + (uint64_t)j, segs[j].hdr, segs[j].hdr_len, segs[j].pay, segs[j].pay_len, &wl, cnt);
 		if (!out)
 			continue;
+		bytes += wl;
 		if (dp->off.udp_gso && tx_append_plain(st, dst, out, wl))
 			continue;
 		tx_put_plain(st, out, wl);
 		tx_add_msg(st, dst, st->niov - 1, 1, 1, (uint16_t)wl, (uint32_t)wl);
 		st->msg_open[st->nmsg - 1] = true;
 	}
+	atomic_fetch_add_explicit(&peer->tx_bytes, bytes, memory_order_relaxed);
 	return true;
 }
 

@@ -308,8 +308,8 @@ struct wg_keypair *wg_tx_keypair(struct worker *w, struct wgp *p, const uint8_t 
 	return kp;
 }
 
-long wg_tx_seal(struct wg_txcache *c, struct wg_keypair *kp, const uint8_t *p1, size_t l1, const uint8_t *p2,
-        size_t l2, uint8_t *out)
+long wg_tx_seal(struct wg_txcache *c, struct wg_keypair *kp, uint64_t ctr, const uint8_t *p1, size_t l1,
+        const uint8_t *p2, size_t l2, uint8_t *out)
 {
 	size_t len = l1 + l2;
 	unsigned s = (unsigned)(kp->serial % WG_TXCACHE);
@@ -322,7 +322,6 @@ long wg_tx_seal(struct wg_txcache *c, struct wg_keypair *kp, const uint8_t *p1, 
 			return -1;
 		c->serial[s] = kp->serial;
 	}
-	uint64_t ctr = atomic_fetch_add_explicit(&kp->send_counter, 1, memory_order_relaxed);
 	if (ctr >= WG_REJECT_AFTER_MESSAGES)
 		return -1;
 	size_t padded = (len + 15) & ~(size_t)15;

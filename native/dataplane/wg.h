@@ -171,12 +171,21 @@ static inline size_t wg_sealed_len(size_t len)
 	return WG_TRANSPORT_OVERHEAD + ((len + 15) & ~(size_t)15);
 }
 /*
- * Seals p1[0..l1) || p2[0..l2) (p2 may be NULL, l2 0) into out
- * (wg_sealed_len(l1 + l2) bytes); neither piece may overlap out.
- * -1: keypair exhausted.
+ * Takes n consecutive send counters of kp, the first returned: one atomic
+ * add for a super-packet's datagrams rather than one each. A counter taken
+ * and not used (a datagram not sent) is a gap the receiver's window allows.
  */
-long wg_tx_seal(struct wg_txcache *c, struct wg_keypair *kp, const uint8_t *p1, size_t l1, const uint8_t *p2,
-        size_t l2, uint8_t *out);
+static inline uint64_t wg_tx_counters(struct wg_keypair *kp, uint64_t n)
+{
+	return atomic_fetch_add_explicit(&kp->send_counter, n, memory_order_relaxed);
+}
+/*
+ * Seals p1[0..l1) || p2[0..l2) (p2 may be NULL, l2 0) into out
+ * (wg_sealed_len(l1 + l2) bytes) with counter ctr (from wg_tx_counters);
+ * neither piece may overlap out. -1: keypair exhausted.
+ */
+long wg_tx_seal(struct wg_txcache *c, struct wg_keypair *kp, uint64_t ctr, const uint8_t *p1, size_t l1,
+        const uint8_t *p2, size_t l2, uint8_t *out);
 /*
  * Receive: one datagram from peer p (already matched to its endpoint).
  * Transport data is decrypted in place; returns the inner packet's length

@@ -26,6 +26,7 @@ static EVP_MAC *poly_alg; /* POLY1305 */
 static EVP_MD *blake2s_alg; /* BLAKE2s-256 */
 static EVP_MAC *kmac_alg; /* BLAKE2SMAC */
 static EVP_MAC *hmac_alg; /* HMAC */
+static bool have_avx2; /* the CPU has AVX2 (xor_bytes) */
 
 /* Zeros: ChaCha20's input for keystream, Poly1305's padding (64 for HChaCha20). */
 static const uint8_t zeros[WG_AEAD_CHUNK];
@@ -54,6 +55,7 @@ int wg_crypto_init(void)
 	blake2s_alg = EVP_MD_fetch(NULL, "BLAKE2S-256", NULL);
 	kmac_alg = EVP_MAC_fetch(NULL, "BLAKE2SMAC", NULL);
 	hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	have_avx2 = __builtin_cpu_supports("avx2");
 	if (!chacha_alg || !poly_alg || !blake2s_alg || !kmac_alg || !hmac_alg) {
 		wg_crypto_fini();
 		return -1;
@@ -279,9 +281,10 @@ static size_t min_sz(size_t a, size_t b)
 }
 
 typedef uint8_t v16 __attribute__((vector_size(16)));
+typedef uint8_t v32 __attribute__((vector_size(32)));
 
-/* out = x ^ y over n bytes; out may equal x. */
-static void xor_bytes(uint8_t *out, const uint8_t *x, const uint8_t *y, size_t n)
+/* out = x ^ y over n bytes, 16 at a time; out may equal x. */
+static void xor_bytes_v16(uint8_t *out, const uint8_t *x, const uint8_t *y, size_t n)
 {
 	size_t i = 0;
 	for (; i + 16 <= n; i += 16) {
@@ -293,6 +296,40 @@ static void xor_bytes(uint8_t *out, const uint8_t *x, const uint8_t *y, size_t n
 	}
 	for (; i < n; i++)
 		out[i] = x[i] ^ y[i];
+}
+
+/* The same, 64 bytes per step with AVX2 (the keystream and the message are in L1: the loads decide). */
+__attribute__((target("avx2"))) static void xor_bytes_avx2(uint8_t *out, const uint8_t *x, const uint8_t *y, size_t n)
+{
+	size_t i = 0;
+	for (; i + 64 <= n; i += 64) {
+		v32 a, b, c, d;
+		memcpy(&a, x + i, 32);
+		memcpy(&b, x + i + 32, 32);
+		memcpy(&c, y + i, 32);
+		memcpy(&d, y + i + 32, 32);
+		a ^= c;
+		b ^= d;
+		memcpy(out + i, &a, 32);
+		memcpy(out + i + 32, &b, 32);
+	}
+	for (; i + 32 <= n; i += 32) {
+		v32 a, c;
+		memcpy(&a, x + i, 32);
+		memcpy(&c, y + i, 32);
+		a ^= c;
+		memcpy(out + i, &a, 32);
+	}
+	xor_bytes_v16(out + i, x + i, y + i, n - i);
+}
+
+/* out = x ^ y over n bytes; out may equal x. */
+static void xor_bytes(uint8_t *out, const uint8_t *x, const uint8_t *y, size_t n)
+{
+	if (have_avx2 && n >= 32)
+		xor_bytes_avx2(out, x, y, n);
+	else
+		xor_bytes_v16(out, x, y, n);
 }
 
 /* out[0..n) = bytes [off, off + n) of the message p1 || p2 || zeros, XOR ks[0..n). */
@@ -348,34 +385,56 @@ static long aead_more(struct wg_aead *a, size_t rem)
 	return (long)min_sz(n, rem);
 }
 
-/* Feeds the ciphertext's padding and the lengths block, and takes the tag. */
-static int aead_tag(struct wg_aead *a, size_t adlen, size_t len, uint8_t tag[WG_TAG_LEN])
+/* Poly1305's last block: the AD's and the ciphertext's lengths, 64-bit little-endian. */
+static void lens_block(uint8_t lens[16], size_t adlen, size_t len)
 {
-	uint8_t lens[16];
-	size_t l = 0;
 	for (int i = 0; i < 8; i++) {
 		lens[i] = (uint8_t)((uint64_t)adlen >> (8 * i));
 		lens[8 + i] = (uint8_t)((uint64_t)len >> (8 * i));
 	}
+}
+
+static int mac_final(struct wg_aead *a, uint8_t tag[WG_TAG_LEN])
+{
+	size_t l = 0;
+	return EVP_MAC_final(a->mac, tag, &l, WG_TAG_LEN) == 1 && l == WG_TAG_LEN ? 0 : -1;
+}
+
+/* Feeds the ciphertext's padding and the lengths block, and takes the tag. */
+static int aead_tag(struct wg_aead *a, size_t adlen, size_t len, uint8_t tag[WG_TAG_LEN])
+{
+	uint8_t lens[16];
+	lens_block(lens, adlen, len);
 	if ((len & 15) && EVP_MAC_update(a->mac, zeros, 16 - (len & 15)) != 1)
 		return -1;
 	if (EVP_MAC_update(a->mac, lens, sizeof lens) != 1)
 		return -1;
-	return EVP_MAC_final(a->mac, tag, &l, WG_TAG_LEN) == 1 && l == WG_TAG_LEN ? 0 : -1;
+	return mac_final(a, tag);
 }
 
-/* Seals p1 || p2 || pad zero bytes (p2 may be NULL with l2 0) into out, tag after. */
+/*
+ * Seals p1 || p2 || pad zero bytes (p2 may be NULL with l2 0) into out, tag
+ * after. A ciphertext of whole 16-byte blocks (every padded transport
+ * message) needs no Poly1305 padding: its lengths block is written where
+ * the tag goes and fed with the last chunk, one Poly1305 call fewer.
+ */
 static int seal_pieces(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen, const uint8_t *p1,
         size_t l1, const uint8_t *p2, size_t l2, size_t pad, uint8_t *out)
 {
 	if (!a->keyed || pad > 15 || !len_ok(l1) || !len_ok(l2) || !len_ok(l1 + l2 + pad) || !len_ok(adlen))
 		return -1;
 	size_t len = l1 + l2 + pad, done = 0;
+	bool joined = len > 0 && (len & 15) == 0;
 	long n = aead_start(a, counter, ad, adlen, len);
 	const uint8_t *ks = ks_buf + 64;
 	while (n >= 0 && done < len) {
 		xor_span(out + done, ks, done, (size_t)n, p1, l1, p2, l2);
-		if (EVP_MAC_update(a->mac, out + done, (size_t)n) != 1)
+		size_t fed = (size_t)n;
+		if (joined && done + fed == len) {
+			lens_block(out + len, adlen, len);
+			fed += 16;
+		}
+		if (EVP_MAC_update(a->mac, out + done, fed) != 1)
 			return -1;
 		done += (size_t)n;
 		ks = ks_buf;
@@ -384,7 +443,7 @@ static int seal_pieces(struct wg_aead *a, uint64_t counter, const uint8_t *ad, s
 	}
 	if (n < 0)
 		return -1;
-	return aead_tag(a, adlen, len, out + len);
+	return joined ? mac_final(a, out + len) : aead_tag(a, adlen, len, out + len);
 }
 
 int wg_aead_seal(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t adlen, const uint8_t *pt, size_t len,
@@ -408,9 +467,21 @@ int wg_aead_open(struct wg_aead *a, uint64_t counter, const uint8_t *ad, size_t 
 	len -= WG_TAG_LEN;
 	/* Authenticate first (Poly1305 reads the ciphertext only); then decrypt, chunk by chunk. */
 	long n = aead_start(a, counter, ad, adlen, len);
-	if (n < 0 || (len && EVP_MAC_update(a->mac, ct, len) != 1) || aead_tag(a, adlen, len, tag) != 0 ||
-	        !wg_equal(tag, ct + len, WG_TAG_LEN))
+	if (n < 0)
 		return -1;
+	if (out == ct && len > 0 && (len & 15) == 0) {
+		/* In place, whole blocks: the lengths block stands in for the tag while Poly1305 reads (as sealing does). */
+		uint8_t *lens = out + len, got[WG_TAG_LEN];
+		memcpy(tag, lens, WG_TAG_LEN);
+		lens_block(lens, adlen, len);
+		int fed = EVP_MAC_update(a->mac, ct, len + 16) == 1 && mac_final(a, got) == 0;
+		memcpy(lens, tag, WG_TAG_LEN);
+		if (!fed || !wg_equal(tag, got, WG_TAG_LEN))
+			return -1;
+	} else if ((len && EVP_MAC_update(a->mac, ct, len) != 1) || aead_tag(a, adlen, len, tag) != 0 ||
+	        !wg_equal(tag, ct + len, WG_TAG_LEN)) {
+		return -1;
+	}
 	size_t done = 0;
 	const uint8_t *ks = ks_buf + 64;
 	while (done < len) {

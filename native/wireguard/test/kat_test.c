@@ -174,7 +174,8 @@ static int evp_seal(const uint8_t key[32], uint64_t ctr, const uint8_t *ad, size
  * crypto.c composes the AEAD from ChaCha20 and Poly1305 (keystream chunks of
  * WG_AEAD_CHUNK bytes): byte for byte what libcrypto's AEAD gives, at every
  * length around a block, a chunk and a packet, with and without AD, in one
- * piece or two, in place; a bad tag leaves the output untouched.
+ * piece or two, in place; a bad tag leaves the output (in place: the whole
+ * message) untouched.
  */
 static void chachapoly_vs_libcrypto(void)
 {
@@ -213,6 +214,11 @@ static void chachapoly_vs_libcrypto(void)
 			CHECK(wg_aead_seal(&a, ctr, NULL, 0, got, len, pad, got) == 0 && memcmp(ref, got, len + pad + 16) == 0 &&
 			                wg_aead_open(&a, ctr, NULL, 0, got, len + pad + 16, got) == 0 && memcmp(got, back, len + pad) == 0,
 			        "in place, len %zu", len);
+			memcpy(got, ref, len + pad + 16);
+			got[(len * 3 + 1) % (len + pad + 16)] ^= 0x01;
+			memcpy(back, got, len + pad + 16);
+			CHECK(wg_aead_open(&a, ctr, NULL, 0, got, len + pad + 16, got) != 0 && memcmp(got, back, len + pad + 16) == 0,
+			        "tampered in place refused, buffer untouched, len %zu", len);
 		}
 		CHECK(evp_seal(key, ctr, NULL, 0, pt, len, ref) == 0, "reference");
 		ref[(len * 5 + 3) % (len + 16)] ^= 0x01;
