@@ -642,7 +642,7 @@ describe('native data plane API without a kernel', () => {
       const dist = path.resolve(__dirname, '..', '..');
       fs.mkdirSync(path.join(dir, 'dist', 'src', 'dataplane'), { recursive: true });
       fs.copyFileSync(path.join(dist, 'src', 'errors.js'), path.join(dir, 'dist', 'src', 'errors.js'));
-      for (const f of ['native.js', 'limits.js']) fs.copyFileSync(path.join(dist, 'src', 'dataplane', f), path.join(dir, 'dist', 'src', 'dataplane', f));
+      for (const f of ['native.js', 'addon.js', 'limits.js']) fs.copyFileSync(path.join(dist, 'src', 'dataplane', f), path.join(dir, 'dist', 'src', 'dataplane', f));
       const script = `
         const n = require(${JSON.stringify(path.join(dir, 'dist', 'src', 'dataplane', 'native.js'))});
         try { n.openDataPlane(${JSON.stringify(opts)}); console.log('no error'); }
