@@ -26,7 +26,9 @@ static EVP_MAC *poly_alg; /* POLY1305 */
 static EVP_MD *blake2s_alg; /* BLAKE2s-256 */
 static EVP_MAC *kmac_alg; /* BLAKE2SMAC */
 static EVP_MAC *hmac_alg; /* HMAC */
-static bool have_avx2; /* the CPU has AVX2 (xor_bytes) */
+#if defined(__x86_64__)
+static bool have_avx2; /* the CPU has AVX2 (xor_bytes); set once by wg_crypto_init */
+#endif
 
 /* Zeros: ChaCha20's input for keystream, Poly1305's padding (64 for HChaCha20). */
 static const uint8_t zeros[WG_AEAD_CHUNK];
@@ -55,7 +57,9 @@ int wg_crypto_init(void)
 	blake2s_alg = EVP_MD_fetch(NULL, "BLAKE2S-256", NULL);
 	kmac_alg = EVP_MAC_fetch(NULL, "BLAKE2SMAC", NULL);
 	hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+#if defined(__x86_64__)
 	have_avx2 = __builtin_cpu_supports("avx2");
+#endif
 	if (!chacha_alg || !poly_alg || !blake2s_alg || !kmac_alg || !hmac_alg) {
 		wg_crypto_fini();
 		return -1;
@@ -298,6 +302,7 @@ static void xor_bytes_v16(uint8_t *out, const uint8_t *x, const uint8_t *y, size
 		out[i] = x[i] ^ y[i];
 }
 
+#if defined(__x86_64__)
 /* The same, 64 bytes per step with AVX2 (the keystream and the message are in L1: the loads decide). */
 __attribute__((target("avx2"))) static void xor_bytes_avx2(uint8_t *out, const uint8_t *x, const uint8_t *y, size_t n)
 {
@@ -322,14 +327,18 @@ __attribute__((target("avx2"))) static void xor_bytes_avx2(uint8_t *out, const u
 	}
 	xor_bytes_v16(out + i, x + i, y + i, n - i);
 }
+#endif
 
 /* out = x ^ y over n bytes; out may equal x. */
 static void xor_bytes(uint8_t *out, const uint8_t *x, const uint8_t *y, size_t n)
 {
-	if (have_avx2 && n >= 32)
+#if defined(__x86_64__)
+	if (have_avx2 && n >= 32) {
 		xor_bytes_avx2(out, x, y, n);
-	else
-		xor_bytes_v16(out, x, y, n);
+		return;
+	}
+#endif
+	xor_bytes_v16(out, x, y, n);
 }
 
 /* out[0..n) = bytes [off, off + n) of the message p1 || p2 || zeros, XOR ks[0..n). */
