@@ -12,7 +12,7 @@ import { createCluster, run, type Cluster, type Host, type PingResult, type Pod,
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { fetchIn } from '../helpers/fetch-in-ns';
 import { parseMetrics } from '../helpers/prometheus';
-import { pod6, podOf, sha256 } from '../helpers/pods6';
+import { pod6, podOf, sha256, tcp6 } from '../helpers/pods6';
 import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/wait';
 
@@ -77,20 +77,8 @@ describe('wireguard backend carries IPv6 (dual-stack network, IPv4 underlay)', {
     await waitPingOk(podOf(a), `pod of ${a.name}`, pod6(b));
     const dir = tempDir(t, 'rudder-wg6-tcp-');
     const src = path.join(dir, 'in');
-    const dst = path.join(dir, 'out');
     await run(['sh', '-c', `head -c 20M /dev/urandom > '${src}'`]);
-    const port = 5003;
-    const listener = await podOf(b).ns.spawn(['socat', '-u', `TCP6-LISTEN:${port},reuseaddr`, `OPEN:${dst},creat,trunc`], {
-      logFile: path.join(dir, 'socat-listen.log'),
-      label: `socat listener in pod of ${b.name}`,
-    });
-    try {
-      await podOf(a).exec(['socat', '-u', `FILE:${src}`, `TCP6:[${pod6(b)}]:${port},retry=200,interval=0.2`]);
-      const ex = await listener.exited;
-      assert.deepEqual(ex, { code: 0, signal: null }, `listener: ${listener.logTail()}`);
-    } finally {
-      await listener.stop(2_000);
-    }
+    const dst = await tcp6(a, b, src, dir, 5003);
     assert.equal(await sha256(dst), await sha256(src), 'sha256 of what arrived equals what was sent');
   });
 
