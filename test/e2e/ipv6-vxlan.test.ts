@@ -14,11 +14,11 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createCluster, run, type Cluster, type Host, type Pod } from '../../src/topology';
+import { createCluster, run, type Cluster, type Host } from '../../src/topology';
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { fdb, link } from '../helpers/kernel-backends-net';
 import { tempDir } from '../helpers/tmp';
-import { waitUntil } from '../helpers/wait';
+import { podIp, reaches } from '../helpers/pods6';
 
 interface Net {
   readonly name: string;
@@ -31,27 +31,6 @@ interface Net {
 
 const V6ONLY_PREFIX = '/rudder-v6only/network';
 
-/** The pod's address of a family (the IPv6 one, or the IPv4 one). */
-function podIp(p: Pod, family: 4 | 6): string {
-  const a = family === 6 ? p.ipv6 : p.ipv4;
-  if (a === null) throw new Error(`pod ${p.ip} has no IPv${family} address`);
-  return a;
-}
-
-async function reaches(c: Cluster, a: Host, b: Host, family: 4 | 6): Promise<void> {
-  const src = a.pod;
-  const dst = b.pod;
-  if (!src || !dst) throw new Error(`${a.name} → ${b.name}: pod missing`);
-  const to = podIp(dst, family);
-  await waitUntil(
-    async () => {
-      const r = await src.ping(to, { count: 1, replyWaitS: 1 });
-      if (r.received < 1) throw new Error(`no reply: ${r.output.trim()}`);
-      return true;
-    },
-    { giveUpMs: c.giveUpMs, intervalMs: 300, what: `IPv${family}: pod of ${a.name} reaching pod of ${b.name} (${to}); logs ${a.logFile}, ${b.logFile}` },
-  );
-}
 
 /** Every pod reaches every other, over IPv6 and (when on) IPv4, all pairs at once. */
 async function fullMesh(c: Cluster, n: Net, hosts: readonly Host[] = n.hosts): Promise<void> {

@@ -36,12 +36,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { UAPI_DIR_ENV } from '../../src/backend/wireguard/uapi';
-import { createCluster, run, type Cluster, type Host, type Pod, type SubnetEnv } from '../../src/topology';
+import { createCluster, run, type Cluster, type Host, type SubnetEnv } from '../../src/topology';
 import { skipUnlessAnchor } from '../helpers/anchors';
 import { skipUnlessEtcd, skipUnlessRoot } from '../helpers/env';
 import { eventually } from '../helpers/kernel-backends-net';
 import { KubeApiServer } from '../helpers/kube-apiserver';
-import { waitUntil } from '../helpers/wait';
+import { reaches } from '../helpers/pods6';
 
 type Kind = 'vxlan' | 'host-gw' | 'wireguard' | 'v6only';
 const KINDS: Kind[] = ['vxlan', 'host-gw', 'wireguard', 'v6only'];
@@ -98,26 +98,6 @@ async function wgAllowedIps(h: Host): Promise<string> {
   return r.stdout;
 }
 
-function podIp(p: Pod, family: 4 | 6): string {
-  const a = family === 6 ? p.ipv6 : p.ipv4;
-  if (a === null) throw new Error(`pod ${p.ip} has no IPv${family} address`);
-  return a;
-}
-
-async function reaches(c: Cluster, a: Host, b: Host, family: 4 | 6): Promise<void> {
-  const src = a.pod;
-  const dst = b.pod;
-  if (!src || !dst) throw new Error(`${a.name} → ${b.name}: pod missing`);
-  const to = podIp(dst, family);
-  await waitUntil(
-    async () => {
-      const r = await src.ping(to, { count: 1, replyWaitS: 1 });
-      if (r.received < 1) throw new Error(`no reply: ${r.output.trim()}`);
-      return true;
-    },
-    { giveUpMs: c.giveUpMs, intervalMs: 300, what: `IPv${family}: pod of ${a.name} reaching pod of ${b.name} (${to}); logs ${a.logFile}, ${b.logFile}` },
-  );
-}
 
 const families = (g: Net): Array<4 | 6> => (g.network !== null ? [4, 6] : [6]);
 
