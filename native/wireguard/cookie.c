@@ -78,6 +78,13 @@ enum wg_cookie_verdict wg_cookie_check(struct wg_cookie_checker *c, const uint8_
 int wg_cookie_reply(struct wg_cookie_checker *c, const uint8_t *msg, size_t len, const uint8_t *src, size_t srclen,
         uint64_t now, uint8_t out[WG_COOKIE_REPLY_LEN])
 {
+	uint8_t nonce[WG_XNONCE_LEN];
+	return wg_random(nonce, sizeof nonce) ? -1 : wg_cookie_reply_with(c, msg, len, src, srclen, now, nonce, out);
+}
+
+int wg_cookie_reply_with(struct wg_cookie_checker *c, const uint8_t *msg, size_t len, const uint8_t *src,
+        size_t srclen, uint64_t now, const uint8_t nonce[WG_XNONCE_LEN], uint8_t out[WG_COOKIE_REPLY_LEN])
+{
 	uint8_t cookie[WG_MAC_LEN];
 	if (!handshake_len(len) || srclen == 0 || srclen > WG_MAX_SRC_LEN)
 		return -1;
@@ -92,10 +99,8 @@ int wg_cookie_reply(struct wg_cookie_checker *c, const uint8_t *msg, size_t len,
 	memset(out, 0, 4);
 	out[0] = 3;
 	memcpy(out + 4, msg + 4, 4);
-	int rc = wg_random(out + 8, WG_XNONCE_LEN) ||
-	                wg_xaead_seal(c->reply_key, out + 8, msg + len - 32, WG_MAC_LEN, cookie, sizeof cookie, out + 32)
-	        ? -1
-	        : 0;
+	memcpy(out + 8, nonce, WG_XNONCE_LEN);
+	int rc = wg_xaead_seal(c->reply_key, out + 8, msg + len - 32, WG_MAC_LEN, cookie, sizeof cookie, out + 32) ? -1 : 0;
 	wg_wipe(cookie, sizeof cookie);
 	return rc;
 }

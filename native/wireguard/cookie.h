@@ -70,6 +70,10 @@ enum wg_cookie_verdict wg_cookie_check(struct wg_cookie_checker *c, const uint8_
 /* Writes the 64-byte cookie reply to `msg` (which passed mac1) into out. */
 int wg_cookie_reply(struct wg_cookie_checker *c, const uint8_t *msg, size_t len, const uint8_t *src, size_t srclen,
         uint64_t now, uint8_t out[WG_COOKIE_REPLY_LEN]);
+/* The same with the 24-byte nonce given instead of a fresh random one: for
+ * known-answer tests only (a nonce must never repeat under one key). */
+int wg_cookie_reply_with(struct wg_cookie_checker *c, const uint8_t *msg, size_t len, const uint8_t *src,
+        size_t srclen, uint64_t now, const uint8_t nonce[WG_XNONCE_LEN], uint8_t out[WG_COOKIE_REPLY_LEN]);
 
 /* Fills mac1 and mac2 (zeros without a fresh cookie) of a message about to be sent. */
 int wg_cookie_add_macs(struct wg_cookie_maker *m, uint8_t *msg, size_t len, uint64_t now);

@@ -179,15 +179,18 @@ void wg_tai64n(uint8_t out[WG_TAI64N_LEN], uint64_t realtime_ns, const uint8_t *
 
 /* ---- initiation --------------------------------------------------------- */
 
-int wg_create_initiation(const struct wg_identity *id, struct wg_peer *p, uint32_t local_index,
-        const uint8_t timestamp[WG_TAI64N_LEN], uint64_t now, uint8_t out[WG_INITIATION_LEN])
+/* The initiation with the ephemeral key pair (e, e_pub) given. */
+static int create_initiation(const struct wg_identity *id, struct wg_peer *p, uint32_t local_index,
+        const uint8_t timestamp[WG_TAI64N_LEN], uint64_t now, const uint8_t e[WG_KEY_LEN],
+        const uint8_t e_pub[WG_KEY_LEN], uint8_t out[WG_INITIATION_LEN])
 {
-	uint8_t ck[WG_KEY_LEN], h[WG_HASH_LEN], k[WG_KEY_LEN], e[WG_KEY_LEN];
+	uint8_t ck[WG_KEY_LEN], h[WG_HASH_LEN], k[WG_KEY_LEN];
 	int rc = -1;
 	memset(out, 0, WG_INITIATION_LEN);
 	header(out, WG_MSG_INITIATION);
 	put32(out + I_SENDER, local_index);
-	if (initial_state(ck, h, p->remote_static) || wg_x25519_generate(e, out + I_EPH))
+	memcpy(out + I_EPH, e_pub, WG_KEY_LEN);
+	if (initial_state(ck, h, p->remote_static))
 		goto out;
 	/* e: ck = Kdf1(ck, E_pub); h = Hash(h || E_pub) */
 	if (mix_key(ck, out + I_EPH, WG_KEY_LEN) || mix_hash(h, out + I_EPH, WG_KEY_LEN))
@@ -206,7 +209,7 @@ int wg_create_initiation(const struct wg_identity *id, struct wg_peer *p, uint32
 		goto out;
 	memcpy(p->hash, h, sizeof h);
 	memcpy(p->chain, ck, sizeof ck);
-	memcpy(p->eph_priv, e, sizeof e);
+	memcpy(p->eph_priv, e, WG_KEY_LEN);
 	p->hs_local_index = local_index;
 	p->state = WG_HS_INITIATION_SENT;
 	rc = 0;
@@ -214,8 +217,25 @@ out:
 	wg_wipe(ck, sizeof ck);
 	wg_wipe(h, sizeof h);
 	wg_wipe(k, sizeof k);
+	return rc;
+}
+
+int wg_create_initiation(const struct wg_identity *id, struct wg_peer *p, uint32_t local_index,
+        const uint8_t timestamp[WG_TAI64N_LEN], uint64_t now, uint8_t out[WG_INITIATION_LEN])
+{
+	uint8_t e[WG_KEY_LEN], e_pub[WG_KEY_LEN];
+	int rc = wg_x25519_generate(e, e_pub) ? -1 : create_initiation(id, p, local_index, timestamp, now, e, e_pub, out);
 	wg_wipe(e, sizeof e);
 	return rc;
+}
+
+int wg_create_initiation_with(const struct wg_identity *id, struct wg_peer *p, uint32_t local_index,
+        const uint8_t timestamp[WG_TAI64N_LEN], uint64_t now, const uint8_t eph_priv[WG_KEY_LEN],
+        uint8_t out[WG_INITIATION_LEN])
+{
+	uint8_t e_pub[WG_KEY_LEN];
+	return wg_x25519_public(e_pub, eph_priv) ? -1
+	                                         : create_initiation(id, p, local_index, timestamp, now, eph_priv, e_pub, out);
 }
 
 void wg_initiation_wipe(struct wg_initiation *in)
@@ -326,13 +346,13 @@ static int dh_into(uint8_t ck[WG_KEY_LEN], const uint8_t priv[WG_KEY_LEN], const
 	return rc;
 }
 
-int wg_create_response(const struct wg_identity *id, struct wg_peer *p, uint32_t local_index, uint64_t now,
-        uint8_t out[WG_RESPONSE_LEN], struct wg_keypair *retired[2])
+/* The response with the ephemeral key pair (e, e_pub) given. */
+static int create_response(struct wg_peer *p, uint32_t local_index, uint64_t now, const uint8_t e[WG_KEY_LEN],
+        const uint8_t e_pub[WG_KEY_LEN], uint8_t out[WG_RESPONSE_LEN], struct wg_keypair *retired[2])
 {
-	uint8_t ck[WG_KEY_LEN], h[WG_HASH_LEN], k[WG_KEY_LEN], e[WG_KEY_LEN], t1[WG_KEY_LEN], t2[WG_KEY_LEN];
+	uint8_t ck[WG_KEY_LEN], h[WG_HASH_LEN], k[WG_KEY_LEN], t1[WG_KEY_LEN], t2[WG_KEY_LEN];
 	struct wg_keypair *kp = NULL;
 	int rc = -1;
-	(void)id;
 	retired[0] = retired[1] = NULL;
 	if (p->state != WG_HS_INITIATION_CONSUMED)
 		return -1;
@@ -342,8 +362,8 @@ int wg_create_response(const struct wg_identity *id, struct wg_peer *p, uint32_t
 	header(out, WG_MSG_RESPONSE);
 	put32(out + R_SENDER, local_index);
 	put32(out + R_RECEIVER, p->hs_remote_index);
-	if (wg_x25519_generate(e, out + R_EPH) || mix_key(ck, out + R_EPH, WG_KEY_LEN) ||
-	        mix_hash(h, out + R_EPH, WG_KEY_LEN))
+	memcpy(out + R_EPH, e_pub, WG_KEY_LEN);
+	if (mix_key(ck, out + R_EPH, WG_KEY_LEN) || mix_hash(h, out + R_EPH, WG_KEY_LEN))
 		goto out;
 	/* ee, se */
 	if (dh_into(ck, e, p->remote_eph) || dh_into(ck, e, p->remote_static) || psk_step(ck, h, k, p->psk))
@@ -368,12 +388,31 @@ out:
 	wg_wipe(ck, sizeof ck);
 	wg_wipe(h, sizeof h);
 	wg_wipe(k, sizeof k);
-	wg_wipe(e, sizeof e);
 	wg_wipe(t1, sizeof t1);
 	wg_wipe(t2, sizeof t2);
 	if (rc)
 		memset(out, 0, WG_RESPONSE_LEN);
 	return rc;
+}
+
+int wg_create_response(const struct wg_identity *id, struct wg_peer *p, uint32_t local_index, uint64_t now,
+        uint8_t out[WG_RESPONSE_LEN], struct wg_keypair *retired[2])
+{
+	uint8_t e[WG_KEY_LEN], e_pub[WG_KEY_LEN];
+	(void)id;
+	retired[0] = retired[1] = NULL;
+	int rc = wg_x25519_generate(e, e_pub) ? -1 : create_response(p, local_index, now, e, e_pub, out, retired);
+	wg_wipe(e, sizeof e);
+	return rc;
+}
+
+int wg_create_response_with(const struct wg_identity *id, struct wg_peer *p, uint32_t local_index, uint64_t now,
+        const uint8_t eph_priv[WG_KEY_LEN], uint8_t out[WG_RESPONSE_LEN], struct wg_keypair *retired[2])
+{
+	uint8_t e_pub[WG_KEY_LEN];
+	(void)id;
+	retired[0] = retired[1] = NULL;
+	return wg_x25519_public(e_pub, eph_priv) ? -1 : create_response(p, local_index, now, eph_priv, e_pub, out, retired);
 }
 
 uint32_t wg_receiver_index(const uint8_t *msg, size_t len)

@@ -124,6 +124,11 @@ void wg_tai64n(uint8_t out[WG_TAI64N_LEN], uint64_t realtime_ns, const uint8_t *
 /* Initiator: writes a 148-byte initiation (mac1/mac2 included). */
 int wg_create_initiation(const struct wg_identity *id, struct wg_peer *p, uint32_t local_index,
         const uint8_t timestamp[WG_TAI64N_LEN], uint64_t now, uint8_t out[WG_INITIATION_LEN]);
+/* The same with the ephemeral private key given instead of a fresh random
+ * one: for known-answer tests only (an ephemeral key must never be reused). */
+int wg_create_initiation_with(const struct wg_identity *id, struct wg_peer *p, uint32_t local_index,
+        const uint8_t timestamp[WG_TAI64N_LEN], uint64_t now, const uint8_t eph_priv[WG_KEY_LEN],
+        uint8_t out[WG_INITIATION_LEN]);
 
 /* Responder, step 1 (no lock): decrypts an initiation whose macs were checked. */
 struct wg_initiation {
@@ -147,6 +152,9 @@ void wg_initiation_wipe(struct wg_initiation *in);
  */
 int wg_create_response(const struct wg_identity *id, struct wg_peer *p, uint32_t local_index, uint64_t now,
         uint8_t out[WG_RESPONSE_LEN], struct wg_keypair *retired[2]);
+/* The same with the ephemeral private key given: for known-answer tests only. */
+int wg_create_response_with(const struct wg_identity *id, struct wg_peer *p, uint32_t local_index, uint64_t now,
+        const uint8_t eph_priv[WG_KEY_LEN], uint8_t out[WG_RESPONSE_LEN], struct wg_keypair *retired[2]);
 /* Receiver index of a response or transport message (to find the peer/keypair); 0 if too short. */
 uint32_t wg_receiver_index(const uint8_t *msg, size_t len);
 /* Initiator: consumes a response (macs checked, routed to p by receiver index);

@@ -4,15 +4,18 @@
  *   - kat_test: known answers of every primitive (RFC 7748, RFC 8439, BLAKE2s,
  *     draft-irtf-cfrg-xchacha, keyed BLAKE2s / HMAC / Kdf from an
  *     independent implementation) and the Noise initial chaining key;
+ *   - handshake_kat_test: a whole handshake, transport and cookie reply
+ *     against vectors from an independent Python reference
+ *     (native/wireguard/test/vectors), each side checked alone;
  *   - handshake_test: full handshakes both ways with and without PSK,
  *     tampering, replayed initiations, transport, key confirmation, cookies,
  *     TAI64N and the timers' decisions;
  *   - replay_test: the anti-replay window against a reference model on
  *     random sequences from fixed seeds.
- * Every program ends with "N checks, 0 failures". kat_test and
- * handshake_test also run inside a Node process, built against Node's
- * headers without -lcrypto, so they use the OpenSSL Node links (the one the
- * addon must use: never two in one process). The wire compatibility with
+ * Every program ends with "N checks, 0 failures". kat_test,
+ * handshake_kat_test and handshake_test also run inside a Node process,
+ * built against Node's headers without -lcrypto, so they use the OpenSSL
+ * Node links (the one the addon must use: never two in one process). The wire compatibility with
  * the real wireguard-go is the e2e test wireguard-interop.
  *
  * The built addon (native/build/Release/rudder_native.node) carries no
@@ -70,6 +73,11 @@ describe('native/wireguard: the protocol core', { skip }, () => {
         if (bin) runProgram(bin);
       });
 
+      it('a whole handshake, transport and cookie reply against known answers', (t) => {
+        const bin = build(t, 'handshake_kat_test');
+        if (bin) runProgram(bin);
+      });
+
       it('handshakes, transport, cookies, TAI64N and timers between two instances', (t) => {
         const bin = build(t, 'handshake_test');
         if (bin) runProgram(bin);
@@ -87,7 +95,7 @@ describe('native/wireguard: the protocol core', { skip }, () => {
 
   describe('on the OpenSSL that Node links (loaded into a node process)', () => {
     const nodeHeaders = fs.existsSync(path.join(NODE_INCLUDE, 'openssl', 'evp.h'));
-    for (const program of ['kat_test', 'handshake_test']) {
+    for (const program of ['kat_test', 'handshake_kat_test', 'handshake_test']) {
       it(program, (t) => {
         if (!nodeHeaders) {
           t.skip(`no Node OpenSSL headers in ${NODE_INCLUDE}`);
