@@ -17,6 +17,9 @@
  *   - a restarted side: the handshake due at once for a restart's peers, on
  *     a transport index we lack only without a usable session, and the
  *     REKEY_TIMEOUT spacing of initiations.
+ * Both sides being this code, a mistake made alike on both (a label, a hash
+ * order, a KDF step) passes here: handshake_kat_test holds each side to
+ * vectors from an independent reference.
  * Threads and locking: single-threaded. Prints "N checks, 0 failures".
  */
 #include "../cookie.h"
