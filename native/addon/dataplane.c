@@ -10,6 +10,7 @@
  */
 #include "addon/convert.h"
 #include "dataplane/dataplane.h"
+#include "wireguard/crypto.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -87,7 +88,7 @@ static void counters_finalize(napi_env env, void *data, void *hint)
 /*
  * open({tunName, bindAddress, port, localIp, localPrefix, icmpSource, queues, mtu, local6Prefix,
  *       local6Net?: Buffer(16), icmp6Source?: Buffer(16), offloads?, busyPoll?, ipv6Underlay?})
- *   -> {handle, counters, ifname, offloads}
+ *   -> {handle, counters, ifname, offloads, cipher? ("direct" | "evp", WireGuard only)}
  */
 static napi_value js_open(napi_env env, napi_callback_info info)
 {
@@ -217,6 +218,11 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		return NULL;
 	}
 	CHECK(env, napi_set_named_property(env, result, "offloads", offl));
+	if (wgt == napi_object) {
+		napi_value cipher;
+		CHECK(env, napi_create_string_utf8(env, wg_crypto_path(), NAPI_AUTO_LENGTH, &cipher));
+		CHECK(env, napi_set_named_property(env, result, "cipher", cipher));
+	}
 	return result;
 }
 

@@ -315,7 +315,7 @@ long wg_tx_seal(struct wg_txcache *c, struct wg_keypair *kp, uint64_t ctr, const
 	unsigned s = (unsigned)(kp->serial % WG_TXCACHE);
 	struct wg_aead *a = &c->aead[s];
 	if (c->serial[s] != kp->serial) {
-		if (!a->cipher && wg_aead_init(a) != 0)
+		if (!a->mac && wg_aead_init(a) != 0)
 			return -1;
 		c->serial[s] = 0;
 		if (wg_aead_setkey(a, kp->send_key) != 0)

@@ -60,10 +60,20 @@ int wg_kdf(uint8_t *out1, uint8_t *out2, uint8_t *out3, const uint8_t ck[WG_KEY_
 /* Keystream bytes one cipher call makes (a multiple of 64): a 1.4 KB packet and its key block take one. */
 #define WG_AEAD_CHUNK 4096
 struct wg_aead {
-	void *cipher; /* EVP_CIPHER_CTX *: ChaCha20, key set once; per message only the nonce */
-	void *mac; /* EVP_MAC_CTX *: Poly1305, keyed per message */
+	void *cipher; /* EVP path: EVP_CIPHER_CTX *, ChaCha20, key set once; per message only the nonce */
+	void *mac; /* EVP path: EVP_MAC_CTX * (Poly1305); direct path: libcrypto's POLY1305 state */
+	uint32_t key[8]; /* direct path: the ChaCha20 key as libcrypto takes it (little-endian words) */
+	uint32_t block[4]; /* direct path: the next keystream block's counter, then the nonce's words */
+	bool direct; /* made for the direct path (wg_crypto_path) */
 	bool keyed;
 };
+/*
+ * Which ChaCha20 and Poly1305 calls wg_aead makes, fixed by wg_crypto_init:
+ * "direct" (libcrypto's own ChaCha20_ctr32 and Poly1305_* entry points,
+ * which Node's bundled OpenSSL exports, once checked against the EVP path)
+ * or "evp" (EVP_CIPHER / EVP_MAC: a system libcrypto, or RUDDER_WG_CRYPTO=evp).
+ */
+const char *wg_crypto_path(void);
 int wg_aead_init(struct wg_aead *a);
 int wg_aead_setkey(struct wg_aead *a, const uint8_t key[WG_KEY_LEN]);
 void wg_aead_free(struct wg_aead *a); /* also wipes the key schedule */

@@ -87,6 +87,8 @@ interface RawOpenResult {
   ifname: string;
   /** What the kernel granted (checked by isOffloads before use). */
   offloads: unknown;
+  /** WireGuard only: which ChaCha20/Poly1305 calls seal and open (native/wireguard/crypto.h, wg_crypto_path). */
+  cipher?: unknown;
 }
 
 /** The raw shape of rudder_native.node. */
@@ -209,6 +211,11 @@ export interface WireGuardDataPlane extends NativeDataPlane {
    */
   setPrivateKey(privateKey: Buffer): void;
   counters(): WireGuardCounters;
+  /**
+   * How packets are sealed and opened: 'direct' (libcrypto's ChaCha20 and Poly1305 called below EVP, as Node's
+   * bundled OpenSSL allows) or 'evp' (through EVP: a Node on a shared libcrypto, or RUDDER_WG_CRYPTO=evp).
+   */
+  readonly cipher: 'direct' | 'evp';
 }
 
 export interface NativeDataPlane extends DataPlane {
@@ -467,6 +474,7 @@ interface Opened {
   names: readonly WgCounterKey[];
   ifname: string;
   offloads: DataPlaneOffloads;
+  cipher: unknown;
   words: BigUint64Array;
   /** The handle while running; throws after stop. */
   live(what: string): RawHandle;
@@ -488,6 +496,7 @@ function openRaw(raw: RawOpenOptions): Opened {
     names,
     ifname: res.ifname,
     offloads: Object.freeze({ ...rawOff }),
+    cipher: res.cipher,
     words,
     live(what: string): RawHandle {
       if (handle === undefined) throw new RudderError('E_DATAPLANE', `data plane ${res.ifname}: ${what} after stop`);
@@ -630,9 +639,15 @@ export function openWireGuardDataPlane(opts: DataPlaneOptions, wg: WireGuardOpti
     raw.wireguard.privateKey.fill(0);
     raw.wireguard.psk?.fill(0);
   }
+  if (o.cipher !== 'direct' && o.cipher !== 'evp') {
+    o.stop();
+    throw new RudderError('E_DATAPLANE', `native addon at ${ADDON_PATH} did not say how it seals (cipher ${String(o.cipher)}): run ./build to rebuild it`);
+  }
+  const cipher = o.cipher;
   return {
     ifname: o.ifname,
     offloads: o.offloads,
+    cipher,
     setRoutes(): void {
       throw new RudderError('E_DATAPLANE', `data plane ${o.ifname}: a WireGuard data plane takes setPeers, not setRoutes`);
     },

@@ -517,9 +517,10 @@ export interface HostOptions {
 /**
  * The caller's environment without RUDDER_* (flags must come from the test), except
  * the udp data plane knobs: `RUDDER_UDP_OFFLOADS=0 npm test -- e2e` runs the udp daemons
- * with the data plane's offloads forced off (likewise RUDDER_UDP_QUEUES, RUDDER_UDP_BUSY_POLL).
+ * with the data plane's offloads forced off (likewise RUDDER_UDP_QUEUES, RUDDER_UDP_BUSY_POLL, and
+ * RUDDER_WG_CRYPTO=evp, WireGuard's sealing through EVP).
  */
-const PASSED_RUDDER_ENV = new Set(['RUDDER_UDP_OFFLOADS', 'RUDDER_UDP_QUEUES', 'RUDDER_UDP_BUSY_POLL']);
+const PASSED_RUDDER_ENV = new Set(['RUDDER_UDP_OFFLOADS', 'RUDDER_UDP_QUEUES', 'RUDDER_UDP_BUSY_POLL', 'RUDDER_WG_CRYPTO']);
 
 function defaultRudderEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};

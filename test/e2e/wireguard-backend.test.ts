@@ -59,6 +59,9 @@ describe('wireguard backend', { skip: skipUnlessRoot || skipUnlessEtcd }, () => 
       const { env } = await h(i).up();
       assert.equal(env.mtu, 1420, `${h(i).name} RUDDER_MTU`);
       assert.equal(env.network, NETWORK);
+      // Node's bundled OpenSSL exports ChaCha20_ctr32 and Poly1305_*: the daemon seals below EVP.
+      const started = fs.readFileSync(h(i).logFile, 'utf8').split('\n').find((l) => l.includes('wireguard backend started'));
+      assert.match(started ?? '', / cipher=direct\b/, `${h(i).name}: ${started}`);
     }
     await fullMesh(c, [h(1), h(2), h(3)]);
   });

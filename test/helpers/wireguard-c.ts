@@ -23,10 +23,23 @@ export const hasLibcrypto =
     encoding: 'utf8',
   }).status === 0;
 
-/** Compiles `program` (relative to native/wireguard/test) with the core into `out`. */
-export function compileWg(out: string, program: string, flags: readonly string[]): void {
+/**
+ * libcrypto linked into the program and its symbols exported, as Node links it: the core then finds
+ * ChaCha20_ctr32 and Poly1305_* and takes its direct path (crypto.c). A libcrypto.so exports neither.
+ */
+export const LINK_STATIC_EXPORTED = ['-rdynamic', '-l:libcrypto.a', '-lpthread'];
+
+/** Whether LINK_STATIC_EXPORTED links here (Debian's libssl-dev ships libcrypto.a). */
+export const hasStaticLibcrypto =
+  spawnSync('gcc', ['-x', 'c', '-o', '/dev/null', '-', ...LINK_STATIC_EXPORTED], {
+    input: '#include <openssl/evp.h>\nint main(void){return EVP_MD_fetch(NULL,"BLAKE2S-256",NULL)==NULL;}',
+    encoding: 'utf8',
+  }).status === 0;
+
+/** Compiles `program` (relative to native/wireguard/test) with the core into `out`, linked with `link`. */
+export function compileWg(out: string, program: string, flags: readonly string[], link: readonly string[] = ['-lcrypto']): void {
   const sources = [path.join(NATIVE, 'wireguard', 'test', program), ...WG_CORE.map((s) => path.join(NATIVE, s))];
-  const r = spawnSync('gcc', ['-std=gnu11', '-Wall', '-Wextra', '-Werror', ...flags, '-o', out, ...sources, '-lcrypto'], { encoding: 'utf8' });
+  const r = spawnSync('gcc', ['-std=gnu11', '-Wall', '-Wextra', '-Werror', ...flags, '-o', out, ...sources, ...link], { encoding: 'utf8' });
   assert.equal(r.status, 0, `gcc ${program} ${flags.join(' ')} failed:\n${r.stderr}`);
 }
 

@@ -291,6 +291,7 @@ class World {
     return {
       ifname: o.tunName,
       offloads: this.offloads,
+      cipher: 'direct',
       setRoutes: () => {
         throw new Error('setRoutes in WireGuard mode');
       },

@@ -31,7 +31,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ADDON_PATH } from '../../src/dataplane/native';
-import { NODE_INCLUDE, SANITIZE, compileWg, compileWgForNode, hasGcc, hasLibcrypto, hasSanitizers } from '../helpers/wireguard-c';
+import { LINK_STATIC_EXPORTED, NODE_INCLUDE, SANITIZE, compileWg, compileWgForNode, hasGcc, hasLibcrypto, hasSanitizers, hasStaticLibcrypto } from '../helpers/wireguard-c';
 
 function runProgram(bin: string, args: string[] = []): string {
   const r = spawnSync(bin, args, { encoding: 'utf8', maxBuffer: 1 << 20 });
@@ -68,9 +68,9 @@ describe('native/wireguard: the protocol core', { skip }, () => {
         return bin;
       };
 
-      it('known-answer tests of every primitive', (t) => {
+      it('known-answer tests of every primitive (EVP: a libcrypto.so exports no primitive below it)', (t) => {
         const bin = build(t, 'kat_test');
-        if (bin) runProgram(bin);
+        if (bin) assert.match(runProgram(bin), /^crypto path: evp$/m);
       });
 
       it('a whole handshake, transport and cookie reply against known answers', (t) => {
@@ -81,6 +81,20 @@ describe('native/wireguard: the protocol core', { skip }, () => {
       it('handshakes, transport, cookies, TAI64N and timers between two instances', (t) => {
         const bin = build(t, 'handshake_test');
         if (bin) runProgram(bin);
+      });
+
+      it('known-answer tests of every primitive on the direct path (libcrypto linked in and exported, as in Node)', (t) => {
+        if (!hasStaticLibcrypto) {
+          t.skip('no libcrypto.a (libssl-dev) to link in');
+          return;
+        }
+        if (name !== '-O2' && !sanitizers) {
+          t.skip('gcc has no sanitizer runtime here');
+          return;
+        }
+        const bin = path.join(dir, `kat_test-direct-${name === '-O2' ? 'o2' : 'san'}`);
+        compileWg(bin, 'kat_test.c', flags, LINK_STATIC_EXPORTED);
+        assert.match(runProgram(bin), /^crypto path: direct$/m);
       });
 
       it('the replay window agrees with a reference model (fixed seeds)', (t) => {
@@ -95,21 +109,30 @@ describe('native/wireguard: the protocol core', { skip }, () => {
 
   describe('on the OpenSSL that Node links (loaded into a node process)', () => {
     const nodeHeaders = fs.existsSync(path.join(NODE_INCLUDE, 'openssl', 'evp.h'));
-    for (const program of ['kat_test', 'handshake_kat_test', 'handshake_test']) {
-      it(program, (t) => {
+    const runs: [program: string, env: NodeJS.ProcessEnv, path?: string][] = [
+      ['kat_test', {}, 'direct'],
+      ['kat_test', { RUDDER_WG_CRYPTO: 'evp' }, 'evp'],
+      ['handshake_kat_test', {}],
+      ['handshake_test', {}],
+    ];
+    for (const [program, env, cryptoPath] of runs) {
+      const label = Object.keys(env).length ? `${program} (RUDDER_WG_CRYPTO=evp)` : program;
+      it(cryptoPath ? `${label}: the ${cryptoPath} ChaCha20/Poly1305 path` : label, (t) => {
         if (!nodeHeaders) {
           t.skip(`no Node OpenSSL headers in ${NODE_INCLUDE}`);
           return;
         }
         const so = path.join(dir, `${program}-node.so`);
-        compileWgForNode(so, `${program}.c`);
+        if (!fs.existsSync(so)) compileWgForNode(so, `${program}.c`);
         // The object has no module registration: dlopen runs its constructor, then throws.
         const script = `try { process.dlopen({ exports: {} }, ${JSON.stringify(so)}); } catch {}
           const maps = require('fs').readFileSync('/proc/self/maps', 'utf8');
           console.log(/libcrypto\\.so/.test(maps) ? 'a libcrypto.so is mapped' : 'no libcrypto.so mapped');`;
-        const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+        const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
         assert.equal(r.status, 0, r.stdout + r.stderr);
         assert.match(r.stdout, /[1-9]\d* checks, 0 failures\nexit status 0\n/);
+        // Node's bundled OpenSSL exports ChaCha20_ctr32 and Poly1305_*: the data plane's fast path is tested here.
+        if (cryptoPath) assert.match(r.stdout, new RegExp(`^crypto path: ${cryptoPath}$`, 'm'));
         assert.match(r.stdout, /no libcrypto\.so mapped/, 'only the OpenSSL inside node is in the process');
       });
     }

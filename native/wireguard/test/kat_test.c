@@ -265,6 +265,7 @@ int main(void)
 		printf("wg_crypto_init failed: libcrypto lacks an algorithm\n");
 		return 1;
 	}
+	printf("crypto path: %s\n", wg_crypto_path());
 	x25519_kats();
 	blake2s_kats();
 	chachapoly_kats();

@@ -147,6 +147,7 @@ export function createWireGuardBackend(ctx: BackendContext, deps: WireGuardDeps 
         bind: family === 'ipv4' ? formatIp(ctx.extIface.address) : '[::]',
         offloads: dp.offloads.tso && dp.offloads.udpGso && dp.offloads.udpGro,
         queues: dp.offloads.queues,
+        cipher: dp.cipher,
       });
       const started = startedNetwork({ own, keys, port, dp, start, log, every, mtu, clock, pacing, floorFile, keyFile, publish: ctx.publish, underlay: family });
       if (deps.control ?? true) {
