@@ -10,6 +10,23 @@
  * wireguard-go restarts with the same key — by wireguard-go (its own log
  * says which side sent the initiation). The data plane alone against
  * wireguard-go is test/e2e/wireguard-dataplane.test.ts.
+ * Without a PSK, two more promises:
+ *   - the endpoint is pinned to the lease: wireguard-go's transport
+ *     datagrams, rewritten on the way out (nftables, stateless) to come from
+ *     another address and port, are dropped by Rudder as unknown senders
+ *     (counted on -metrics-addr; no echo gets through), Rudder keeps sending
+ *     only to the lease's endpoint (a capture on its underlay), and
+ *     `rudder peers` and `wg show` keep showing it; the same captured
+ *     datagrams sent again from the lease's endpoint are delivered (they
+ *     were genuine), and traffic goes on;
+ *   - the TAI64N floor across a restart whose wall clock went back an hour
+ *     (libfaketime on the restarted daemon only, CLOCK_MONOTONIC untouched):
+ *     after Rudder's initiation was accepted, a restart without the floor
+ *     file is refused by wireguard-go ("invalid initiation", no echo; the
+ *     floor that run saved shows its data plane's clock an hour back), a
+ *     restart with it initiates above the floor and pods reach each other.
+ * Both were checked to fail against a data plane broken on purpose (an
+ * endpoint that follows the sender; a floor ignored at open).
  * Waits have generous give-ups; nothing asserts how fast anything happened.
  */
 import assert from 'node:assert/strict';
@@ -204,11 +221,13 @@ for (const [n, withPsk] of [false, true].entries()) {
         await gh.exec(['nft', '-f', '-'], {
           input: `table ip rudder_roam {\n chain out {\n  type filter hook output priority 0;\n  ip daddr ${rh.underlayIp} udp sport ${LISTEN_PORT} ip saddr set ${ROAM_IP} udp sport set ${ROAM_PORT}\n }\n}\n`,
         });
-        let pings: PingResult[] = [];
+        const pings: PingResult[] = [];
         try {
           assert.ok(gh.pod && rh.pod, 'pods');
-          // Both ways at once: gh's echo requests and its replies to rh's requests are all wireguard-go's.
-          pings = await Promise.all([gh.pod.ping(rh.pod.ip, { count: 10, intervalS: 0.3, replyWaitS: 1 }), rh.pod.ping(gh.pod.ip, { count: 10, intervalS: 0.3, replyWaitS: 1 })]);
+          // gh's echo requests, then its replies to rh's: wireguard-go's data, one datagram at a time (no GSO
+          // message of two, so each captured datagram can be sent again as it is).
+          pings.push(await gh.pod.ping(rh.pod.ip, { count: 10, intervalS: 0.3, replyWaitS: 1 }));
+          pings.push(await rh.pod.ping(gh.pod.ip, { count: 10, intervalS: 0.3, replyWaitS: 1 }));
         } finally {
           await gh.exec(['nft', 'delete', 'table', 'ip', 'rudder_roam'], { allowFailure: true });
           await gh.ns.ip(['addr', 'del', `${ROAM_IP}/32`, 'dev', 'eth0']);
@@ -275,6 +294,9 @@ for (const [n, withPsk] of [false, true].entries()) {
         let mark = fs.statSync(goLog).size;
         await start(false);
         await podReaches(c, rh, gh);
+        // Last, an echo from wireguard-go answered by Rudder: no data of wireguard-go's waits for an answer,
+        // so its own "new handshake after 15 s without reply" does not start a session during the next steps.
+        await podReaches(c, gh, rh);
         assert.match(goLogSince(mark), /Received handshake initiation/, `wireguard-go took Rudder's initiation (log ${goLog})`);
         await rh.stopRudder();
         const floor = fs.readFileSync(floorFile);
