@@ -43,7 +43,8 @@
 	X(TX_IPV6_PACKETS, txIPv6Packets) /* of txPackets: IPv6 inner packets, per segment */ \
 	X(RX_IPV6_PACKETS, rxIPv6Packets) /* of the packets accepted for rxPackets: IPv6 ones */ \
 	X(DROP_TOO_BIG, dropTooBig) /* tx: IPv6 packet (or segment) above the tunnel MTU: answered packet-too-big */ \
-	X(DROP_LINK_LOCAL, dropLinkLocal) /* tx: IPv6 to a link-local or multicast destination (router solicitations, MLD): never carried */
+	X(DROP_LINK_LOCAL, dropLinkLocal) /* tx: IPv6 to a link-local or multicast destination (router solicitations, MLD): never carried */ \
+	X(TX_GSO_REFUSED, txGsoRefused) /* tx: UDP GSO messages the kernel refused at send time, resent datagram by datagram */
 
 enum dp_counter {
 #define DP_COUNTER_ENUM(id, name) DP_##id,

@@ -92,8 +92,9 @@ static void send_one(struct worker *w, struct msghdr *mh, struct iovec *iov, siz
 }
 
 /*
- * A UDP GSO message the kernel refused outright (e.g. EINVAL when a segment
- * does not fit the route's MTU, EIO without checksum offload on the way):
+ * A UDP GSO message the kernel refused outright (e.g. EMSGSIZE when a
+ * segment does not fit the route's MTU; EIO without checksum offload on the
+ * way, on older kernels) (counted: txGsoRefused):
  * its datagrams go one by one, each [header, payload] pair of its iovec, or
  * each datagram-sized slice of an iovec of packets as read (tx_append_plain
  * merges contiguous ones: every one but the last has the message's size).
@@ -148,6 +149,7 @@ static bool send_batch(struct worker *w, struct tx_state *st, uint64_t *cnt)
 			continue;
 		}
 		if (st->msg_segs[sent] > 1 && r < 0 && errno != EAGAIN && errno != ENOBUFS) {
+			cnt[DP_TX_GSO_REFUSED]++;
 			send_segments_singly(w, st, sent, cnt);
 		} else {
 			/* This datagram failed (no route to the peer, firewall, ...): count it and go on. */

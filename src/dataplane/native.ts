@@ -123,6 +123,8 @@ export interface NativeDataPlaneCounters extends DataPlaneCounters {
   dropTooBig: number;
   /** IPv6 packets read from the TUN for a link-local or multicast destination (router solicitations, MLD): never carried. */
   dropLinkLocal: number;
+  /** UDP GSO messages the kernel refused at send time (EIO without checksum offload, EINVAL above the MTU), resent datagram by datagram. */
+  txGsoRefused: number;
 }
 
 /** WireGuard mode's counters (native/dataplane/counters.h), on top of the plain ones. */
@@ -254,6 +256,7 @@ const ZERO: Readonly<NativeDataPlaneCounters> = {
   rxIPv6Packets: 0,
   dropTooBig: 0,
   dropLinkLocal: 0,
+  txGsoRefused: 0,
 };
 
 const WG_ZERO: Readonly<WireGuardCounters> = {

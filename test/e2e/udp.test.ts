@@ -195,6 +195,48 @@ describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)
     assert.equal(await sha256(dst), await sha256(src), 'sha256 of what arrived equals what was sent');
   });
 
+  it('a route MTU below the datagrams makes the kernel refuse UDP GSO: 32 MB of TCP still arrive intact, sent datagram by datagram', async (t) => {
+    const [a, b] = [members[0] as Host, members[1] as Host];
+    await waitMesh([a, b]);
+    const dir = tempDir(t, 'rudder-udp-gso-');
+    const src = path.join(dir, 'in');
+    const dst = path.join(dir, 'out');
+    await run(['sh', '-c', `head -c 32M /dev/urandom > '${src}'`]);
+    const before = loggedCounter(currentRunLog(a), 'txGsoRefused');
+    // A UDP GSO sendmsg to b fails (EMSGSIZE) while one datagram alone is fragmented (no DF): the
+    // data plane's fallback (send.c) must resend each refused message's datagrams one by one.
+    const route = [`${b.underlayIp}/32`, 'dev', 'eth0', 'mtu', '1400'];
+    await a.ns.ip(['route', 'add', ...route]);
+    try {
+      const port = 5002;
+      const listener = await podOf(b).ns.spawn(['socat', '-u', `TCP-LISTEN:${port},reuseaddr`, `OPEN:${dst},creat,trunc`], {
+        logFile: path.join(dir, 'socat-listen.log'),
+        label: `socat listener in pod of ${b.name}`,
+      });
+      try {
+        // A give-up: a fallback that lost the refused datagrams would leave TCP crawling on retransmissions.
+        await podOf(a).exec(['timeout', '120', 'socat', '-u', `FILE:${src}`, `TCP:${podOf(b).ip}:${port},retry=200,interval=0.2`]);
+        const ex = await listener.exited;
+        assert.deepEqual(ex, { code: 0, signal: null }, `listener: ${listener.logTail()}`);
+      } finally {
+        await listener.stop(2_000);
+      }
+    } finally {
+      await a.ns.ip(['route', 'del', ...route]);
+    }
+    assert.equal(fs.statSync(dst).size, fs.statSync(src).size, 'received size');
+    assert.equal(await sha256(dst), await sha256(src), 'sha256 of what arrived equals what was sent');
+    // The -v=1 counter summary (every 10 s when something changed) shows that the fallback ran.
+    const after = await waitUntil(
+      () => {
+        const v = loggedCounter(currentRunLog(a), 'txGsoRefused');
+        return v > before ? v : undefined;
+      },
+      { giveUpMs: 30_000, intervalMs: 500, what: `${a.name}'s logged txGsoRefused rising above ${before}` },
+    );
+    console.log(`# txGsoRefused on ${a.name}: ${before} → ${after}`);
+  });
+
   it('a 4th host joins later and reaches, and is reached by, every other host without restarting anyone', async () => {
     await waitMesh(members);
     const pids = members.map((h) => h.rudder?.pid);

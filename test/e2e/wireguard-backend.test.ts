@@ -12,11 +12,15 @@
  * `rudder peers` read each daemon's status socket (its directory, per host
  * here, bind-mounted over /run where wg looks) and list the peers with
  * endpoints, allowed IPs and a recent handshake; `wg set` is refused; the
- * metrics endpoint has the handshake and per-peer series. The protocol itself (capture, forgery,
+ * metrics endpoint has the handshake and per-peer series. A route to a peer whose MTU is below a
+ * full datagram makes the kernel refuse the data plane's UDP GSO messages: 64 MB of TCP still
+ * arrive sha256-identical, and tx_gso_refused on the metrics endpoint shows the messages were
+ * resent datagram by datagram (send.c). The protocol itself (capture, forgery,
  * replay, interop) is proved by test/e2e/wireguard-dataplane.test.ts.
  * Waits have generous give-ups; nothing asserts how fast anything happened.
  */
 import assert from 'node:assert/strict';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFile } from 'node:child_process';
@@ -160,6 +164,51 @@ describe('wireguard backend', { skip: skipUnlessRoot || skipUnlessEtcd }, () => 
         assert.ok((m.get(`rudder_wireguard_peer_bytes_total{public_key="${pub}",endpoint="${p.endpoint}",direction="rx"}`) ?? 0) > 0, `${x.name}: bytes from ${pub}`);
       }
     }
+  });
+
+  /** The data plane's tx_gso_refused counter of `x` (UDP GSO messages resent datagram by datagram), from its metrics endpoint. */
+  const gsoRefused = async (x: Host): Promise<number> => {
+    const res = await fetchIn(x.ns, `http://${x.underlayIp}:${METRICS_PORT}/metrics`);
+    assert.equal(res.status, 200, res.raw);
+    const v = parseMetrics(res.body ?? '').get('rudder_dataplane_other_total{name="tx_gso_refused"}');
+    assert.ok(v !== undefined, `${x.name} exports tx_gso_refused`);
+    return v;
+  };
+
+  it('a path MTU below the datagrams makes the kernel refuse UDP GSO: 64 MB of TCP still arrive sha256-identical, sent datagram by datagram', async () => {
+    const [h1, h2] = [h(1), h(2)];
+    const p1 = h1.pod;
+    const p2 = h2.pod;
+    assert.ok(p1 && p2, 'pods');
+    const dir = fs.mkdtempSync(path.join(c.dir, 'gso-'));
+    const src = path.join(dir, 'in');
+    const dst = path.join(dir, 'out');
+    fs.writeFileSync(src, crypto.randomBytes(64 << 20));
+    const before = await gsoRefused(h1);
+    // A route to h2 with an MTU below a full datagram (1420 + 60): a UDP GSO sendmsg to it fails
+    // (EMSGSIZE), one datagram alone is fragmented (the socket does not set DF). Turning tx checksumming
+    // off, the other classic refusal, no longer refuses on this kernel (6.18 checksums GSO in software).
+    const route = [`${h2.underlayIp}/32`, 'dev', 'eth0', 'mtu', '1400'];
+    await h1.ns.ip(['route', 'add', ...route]);
+    try {
+      const listener = await p2.ns.spawn(['socat', '-u', 'TCP-LISTEN:5003,reuseaddr', `OPEN:${dst},creat,trunc`], { logFile: path.join(dir, 'socat.log'), label: `socat listener in pod of ${h2.name}` });
+      try {
+        // A give-up: a fallback that lost the refused datagrams would leave TCP crawling on retransmissions.
+        await p1.exec(['timeout', '120', 'socat', '-u', `FILE:${src}`, `TCP:${p2.ip}:5003,retry=200,interval=0.2`]);
+        assert.deepEqual(await listener.exited, { code: 0, signal: null }, listener.logTail());
+      } finally {
+        await listener.stop(2_000);
+      }
+    } finally {
+      await h1.ns.ip(['route', 'del', ...route]);
+    }
+    assert.equal(fs.statSync(dst).size, 64 << 20, 'received size');
+    const digest = (f: string): string => crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex');
+    assert.equal(digest(dst), digest(src), 'sha256 of what arrived equals what was sent');
+    fs.rmSync(dir, { recursive: true, force: true });
+    const after = await gsoRefused(h1);
+    console.log(`# tx_gso_refused on ${h1.name} during the transfer: ${after - before}`);
+    assert.ok(after > before, `${h1.name}'s refused GSO messages were resent one by one (tx_gso_refused ${before} → ${after})`);
   });
 
   it('a restarted daemon keeps its key, and its peers reconnect without anyone acting', async () => {
