@@ -105,6 +105,7 @@ void dp_close(struct dp *dp)
 			if (w->spin[r].kick_fd >= 0)
 				close(w->spin[r].kick_fd);
 		pthread_mutex_destroy(&w->tx_lock);
+		pthread_mutex_destroy(&w->rx_lock);
 		if (w->tx) {
 			free(w->tx->bufs);
 			free(w->tx->wbuf);
@@ -154,6 +155,7 @@ int dp_open(const struct dp_config *cfg, struct dp_counters *counters, struct dp
 		w->tun_fd = w->udp_fd = -1;
 		w->spin[0].kick_fd = w->spin[1].kick_fd = -1;
 		pthread_mutex_init(&w->tx_lock, NULL);
+		pthread_mutex_init(&w->rx_lock, NULL);
 	}
 	dp->c = counters;
 	for (int i = 0; i < DP_NCOUNTERS; i++)

@@ -11,10 +11,12 @@
  * message while they have its first datagram's size (tx_append_plain).
  *
  * Threads and locking: a tx pass runs under w->tx_lock, on the tx thread
- * (tx_main) or on the rx thread (tx_reply_pass, the low-rate reply fast
- * path); the lock makes the tx state, the READER_TX slot and the order of
- * reads and sends belong to one thread at a time. ICMP errors go through
- * ip.c (its own lock).
+ * (tx_main) or on the rx thread (tx_reply_pass: the low-rate reply fast
+ * path, or serving, wait.c); the lock makes the tx state, the READER_TX
+ * slot and the order of reads and sends belong to one thread at a time.
+ * Serving the socket, the tx thread runs rx passes too (rx_serve_pass,
+ * under w->rx_lock, never with tx_lock held). ICMP errors go through ip.c
+ * (its own lock).
  */
 #define _GNU_SOURCE
 #include "dataplane/state.h"
@@ -468,7 +470,7 @@ void *tx_main(void *arg)
 	struct worker *w = arg;
 	struct dp *dp = w->dp;
 	uint64_t cnt[DP_NCOUNTERS] = {0};
-	struct pollfd pf[3] = {{.fd = w->tun_fd, .events = POLLIN}, {.fd = dp->stop_fd, .events = POLLIN}, {.fd = -1}};
+	struct pollfd pf[4] = {{.fd = w->tun_fd, .events = POLLIN}, {.fd = dp->stop_fd, .events = POLLIN}, {.fd = -1}, {.fd = -1}};
 	struct spin_local sl = {.budget = SPIN_START_NS, .low_rate = true};
 
 	for (;;) {
@@ -488,6 +490,13 @@ void *tx_main(void *arg)
 		if (r == TX_STOP)
 			return NULL;
 		spin_note(w, READER_TX, &sl, moved, spun);
+		if (serving(w, READER_TX)) { /* a bulk sender takes its ACKs in between its reads (wait.c) */
+			uint64_t served = 0;
+			if (!rx_serve_pass(w, cnt, &served))
+				return NULL;
+			serve_note(&sl, served);
+			cnt[DP_SERVED_PACKETS] += served; /* flushed with the next pass's counters */
+		}
 		/* A TUN whose device vanished stays readable-with-error: do not spin on it. */
 		if (r == TX_BROKEN && wait_stop(dp, 100))
 			break;
@@ -495,12 +504,11 @@ void *tx_main(void *arg)
 	return NULL;
 }
 
-bool tx_reply_pass(struct worker *w, uint64_t *cnt)
+bool tx_reply_pass(struct worker *w, uint64_t *cnt, uint64_t *moved)
 {
 	if (pthread_mutex_trylock(&w->tx_lock) != 0)
 		return true;
-	uint64_t replied = 0;
-	enum tx_pass r = tx_pass(w, cnt, &replied);
+	enum tx_pass r = tx_pass(w, cnt, moved);
 	pthread_mutex_unlock(&w->tx_lock);
 	return r != TX_STOP;
 }

@@ -11,6 +11,9 @@
  *   - rx thread (receive.c): UDP -> TUN; at low rates (its own and the tx
  *     thread's) it also runs one tx pass after its writes (the reply fast
  *     path), under w->tx_lock.
+ *   - serving (wait.c): a busy thread whose partner is not busy runs the
+ *     partner's passes too (tx_reply_pass under tx_lock, rx_serve_pass under
+ *     rx_lock) and the partner sleeps without watching its fd.
  *   - the caller's thread (JS, through the addon): open, set routes, close
  *     (lifecycle.c, routes.c).
  */
@@ -86,7 +89,7 @@ struct tx_state {
 	uint64_t queued; /* datagrams handed to send_batch since the pass's caller last took the count */
 };
 
-/* One rx batch: rx thread only. */
+/* One rx batch: under worker.rx_lock (the rx thread, or the tx thread serving the socket). */
 struct rx_state {
 	uint8_t *bufs; /* BATCH * BUFSZ */
 	struct mmsghdr msgs[BATCH];
@@ -111,8 +114,9 @@ struct spin_slot {
 	_Atomic uint64_t kick_at; /* CLOCK_MONOTONIC ns at which the other thread asked this one to spin; 0: none */
 	_Atomic int asleep; /* this thread is (about to be) in poll() */
 	_Atomic int busy; /* this thread's last rate window was above SPIN_MAX_RATE (relaxed) */
+	_Atomic int served; /* the other thread serves this one's fd (wait.c): set and cleared by the other */
 	int kick_fd; /* eventfd that wakes it from poll(); -1 without busy polling */
-	char pad[64 - sizeof(uint64_t) - 3 * sizeof(int)];
+	char pad[64 - sizeof(uint64_t) - 4 * sizeof(int)];
 };
 
 /* Busy-polling state of one thread: that thread only. */
@@ -122,6 +126,8 @@ struct spin_local {
 	uint64_t win_pkts;
 	bool low_rate; /* the last window was under SPIN_MAX_RATE */
 	uint64_t missed_kick; /* kick of the last spin that found nothing, 0 if none */
+	uint64_t own_at; /* ns of this thread's last pass that moved packets of its own fd */
+	uint64_t served_pkts; /* packets moved for the partner in the current window (serving) */
 };
 
 /*
@@ -137,7 +143,7 @@ struct worker {
 	pthread_t rx_thread;
 	bool tx_started;
 	bool rx_started;
-	struct reader_slot readers[NREADERS]; /* READER_TX (under tx_lock), READER_RX (rx thread) */
+	struct reader_slot readers[NREADERS]; /* READER_TX (under tx_lock), READER_RX (under rx_lock) */
 	struct spin_slot spin[NREADERS]; /* indexed like readers */
 	/*
 	 * tx_lock guards `tx`, readers[READER_TX] and the order of TUN reads and
@@ -146,7 +152,13 @@ struct worker {
 	 */
 	pthread_mutex_t tx_lock;
 	struct tx_state *tx;
-	struct rx_state *rx; /* rx thread only */
+	/*
+	 * rx_lock guards `rx`, readers[READER_RX] and the order of UDP receives
+	 * and TUN writes: held for a whole rx pass, by the rx thread or by the
+	 * tx thread serving the socket (rx_serve_pass).
+	 */
+	pthread_mutex_t rx_lock;
+	struct rx_state *rx;
 };
 
 struct dp {
@@ -202,7 +214,13 @@ void *rx_main(void *arg);
  * now (else the tx thread is in a pass and will find the reply). Returns
  * false if stop was requested meanwhile.
  */
-bool tx_reply_pass(struct worker *w, uint64_t *cnt);
+bool tx_reply_pass(struct worker *w, uint64_t *cnt, uint64_t *moved);
+/*
+ * The tx thread serving the socket (wait.c): one rx pass if w->rx_lock is
+ * free right now, adding the packets it moved to *moved. Returns false if
+ * stop was requested meanwhile.
+ */
+bool rx_serve_pass(struct worker *w, uint64_t *cnt, uint64_t *moved);
 
 /* ---- wait.c: how a thread waits for work ----------------------------------- */
 
@@ -213,16 +231,22 @@ enum wake { WAKE_WORK,
 	WAKE_STOP };
 
 /*
- * A thread's wait for work on pf[0] (pf[1] is the stop eventfd, pf[2] free
- * for the kick eventfd): a spin if the other thread of its pair asked for
- * one, else poll(). WAKE_AGAIN: woken by a kick (spin next round) or a
- * transient poll error. *spun tells whether the work was found spinning.
+ * A thread's wait for work on pf[0] (pf[1] is the stop eventfd, pf[2] and
+ * pf[3] free for the kick eventfd and, serving, the other thread's fd): a
+ * spin if the other thread of its pair asked for one, else poll(); served,
+ * only the kick and stop eventfds. WAKE_AGAIN: woken by a kick (spin next
+ * round), a timeout or a transient poll error. *spun tells whether the work
+ * was found spinning.
  */
 enum wake wait_ready(struct worker *w, int me, struct spin_local *sl, struct pollfd *pf, bool *spun);
 /* Thread `me` moved `npk` packets: at low rates, asks the other thread to spin for the reply. */
 void spin_note(struct worker *w, int me, struct spin_local *sl, uint64_t npk, bool found_by_spin);
 /* Whether the other thread of `me`'s worker is busy (above the spin rate): it finds its work unasked. */
 bool spin_other_busy(struct worker *w, int me);
+/* Whether thread `me` serves the other thread's fd now (it then runs the other's pass after its own). */
+bool serving(struct worker *w, int me);
+/* Thread `me` moved `npk` packets for the other thread while serving it. */
+void serve_note(struct spin_local *sl, uint64_t npk);
 /* Sleeps up to ms unless stop is requested; returns true on stop. */
 bool wait_stop(struct dp *dp, int ms);
 

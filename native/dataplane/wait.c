@@ -16,9 +16,24 @@
  * packets (and its tx_lock) from under it. An idle daemon never spins (a
  * spin needs a kick, a kick needs a packet).
  *
+ * Serving, the high-rate half: a thread whose window was busy while its
+ * partner's was not (a bulk TCP flow's data thread; its partner sees only
+ * the ACKs) marks the partner served. The server then runs the partner's
+ * pass after each of its own and, when it sleeps, watches the partner's fd
+ * as well; the served thread sleeps on its kick and stop eventfds alone. The
+ * ACKs of a bulk flow then wake no thread on either host: the receiver's rx
+ * thread sends them right after the writes that made them, the sender's tx
+ * thread takes them in between its reads. Serving ends when the server's
+ * own fd was quiet for SERVE_IDLE_NS or it moved more for the partner than
+ * for itself in a window; the partner is kicked back to its fd, which is
+ * level-triggered, so nothing that came meanwhile goes unseen.
+ *
  * Threads and locking: each function runs on the thread named by `me` and
  * touches its own struct spin_local; w->spin[] is written by both threads
- * of a worker, seq_cst (`busy`: relaxed, a hint), no lock.
+ * of a worker, seq_cst (`busy`: relaxed, a hint), no lock. `served` is
+ * written by the server only; with `asleep` it is a store-then-load pair on
+ * each side, so either the served thread sees it cleared before it sleeps or
+ * the server sees it asleep and kicks it.
  */
 #define _GNU_SOURCE
 #include "dataplane/state.h"
@@ -34,6 +49,10 @@
 #define SPIN_WINDOW_NS 2000000ull
 /* Packets per second of one thread above which nobody spins: batching amortises wake-ups there. */
 #define SPIN_MAX_RATE 20000ull
+/* A server whose own fd moved nothing for this long hands the partner's fd back. */
+#define SERVE_IDLE_NS 2000000ull
+/* A served thread wakes this often to look at its flag (a safety net: the server kicks it). */
+#define SERVED_POLL_MS 100
 
 static uint64_t now_ns(void)
 {
@@ -48,19 +67,50 @@ static uint64_t now_ns(void)
  * thread is asked to spin for what will likely come back, and woken now if
  * asleep: its wake-up then overlaps the packet's trip instead of following it.
  */
+static void serve_end(struct worker *w, int me)
+{
+	struct spin_slot *o = &w->spin[1 - me];
+	if (!atomic_load(&o->served))
+		return;
+	atomic_store(&o->served, 0);
+	if (atomic_load(&o->asleep)) {
+		uint64_t one = 1;
+		if (write(o->kick_fd, &one, sizeof one) < 0) {
+			/* overflow only: it is readable anyway */
+		}
+	}
+}
+
+bool serving(struct worker *w, int me)
+{
+	return atomic_load_explicit(&w->spin[1 - me].served, memory_order_relaxed) != 0;
+}
+
+void serve_note(struct spin_local *sl, uint64_t npk)
+{
+	sl->served_pkts += npk;
+}
+
 void spin_note(struct worker *w, int me, struct spin_local *sl, uint64_t npk, bool found_by_spin)
 {
 	struct dp *dp = w->dp;
 	if (!dp->off.busy_poll || npk == 0)
 		return;
 	uint64_t now = now_ns();
+	sl->own_at = now;
 	sl->win_pkts += npk;
 	uint64_t el = now - sl->win_start;
 	if (el >= SPIN_WINDOW_NS) {
+		bool partner_heavy = sl->served_pkts > sl->win_pkts; /* a flow the other way: each thread its own */
 		sl->low_rate = sl->win_pkts * NS_PER_S <= SPIN_MAX_RATE * el;
 		sl->win_start = now;
 		sl->win_pkts = 0;
+		sl->served_pkts = 0;
 		atomic_store_explicit(&w->spin[me].busy, !sl->low_rate, memory_order_relaxed);
+		if (!sl->low_rate && !spin_other_busy(w, me) && !partner_heavy)
+			atomic_store(&w->spin[1 - me].served, 1);
+		else
+			serve_end(w, me);
 	}
 	if (!sl->low_rate || found_by_spin || spin_other_busy(w, me))
 		return;
@@ -122,10 +172,11 @@ static void spin_woke(struct dp *dp, struct spin_local *sl)
 
 /*
  * Sleeps in poll() on pf[0..n) (data fd, stop eventfd) plus this thread's
- * kick eventfd. Returns poll's result; *kicked is set when the kick woke it
- * (drained here), so the caller spins instead of reading.
+ * kick eventfd, and with `partner` (serving) the other thread's fd as
+ * pf[3] for up to `ms`. Returns poll's result; *kicked is set when the kick
+ * alone woke it (drained here), so the caller spins instead of reading.
  */
-static int sleep_poll(struct worker *w, int me, struct pollfd *pf, bool *kicked)
+static int sleep_poll(struct worker *w, int me, struct pollfd *pf, int partner, int ms, bool *kicked)
 {
 	struct dp *dp = w->dp;
 	*kicked = false;
@@ -141,16 +192,42 @@ static int sleep_poll(struct worker *w, int me, struct pollfd *pf, bool *kicked)
 	pf[2].fd = s->kick_fd;
 	pf[2].events = POLLIN;
 	pf[2].revents = 0;
-	int pr = poll(pf, 3, -1);
+	pf[3].fd = partner;
+	pf[3].events = POLLIN;
+	pf[3].revents = 0;
+	int pr = poll(pf, partner >= 0 ? 4 : 3, ms);
 	atomic_store(&s->asleep, 0);
 	if (pr > 0 && pf[2].revents) {
 		uint64_t v;
 		if (read(s->kick_fd, &v, sizeof v) < 0) {
 			/* EAGAIN: someone drained it already */
 		}
-		*kicked = !pf[0].revents && !pf[1].revents;
+		*kicked = !pf[0].revents && !pf[1].revents && !(partner >= 0 && pf[3].revents);
 	}
 	return pr;
+}
+
+/* A served thread's wait: its stop and kick eventfds only, until the server hands its fd back. */
+static enum wake served_wait(struct worker *w, int me)
+{
+	struct spin_slot *s = &w->spin[me];
+	struct pollfd pf[2] = {{.fd = w->dp->stop_fd, .events = POLLIN}, {.fd = s->kick_fd, .events = POLLIN}};
+	atomic_store(&s->asleep, 1);
+	if (!atomic_load(&s->served)) {
+		atomic_store(&s->asleep, 0);
+		return WAKE_AGAIN;
+	}
+	int pr = poll(pf, 2, SERVED_POLL_MS);
+	atomic_store(&s->asleep, 0);
+	if (pr > 0 && pf[0].revents)
+		return WAKE_STOP;
+	if (pr > 0 && pf[1].revents) {
+		uint64_t v;
+		if (read(s->kick_fd, &v, sizeof v) < 0) {
+			/* EAGAIN: someone drained it already */
+		}
+	}
+	return WAKE_AGAIN;
 }
 
 /* Sleeps up to ms unless stop is requested; returns true on stop. */
@@ -168,16 +245,29 @@ bool wait_stop(struct dp *dp, int ms)
  */
 enum wake wait_ready(struct worker *w, int me, struct spin_local *sl, struct pollfd *pf, bool *spun)
 {
+	*spun = false;
+	if (w->dp->off.busy_poll && atomic_load(&w->spin[me].served))
+		return served_wait(w, me);
 	*spun = spin_wait(w, me, sl, pf[0].fd);
 	if (*spun)
 		return WAKE_WORK;
+	int partner = -1, ms = -1;
+	if (serving(w, me)) {
+		uint64_t quiet = now_ns() - sl->own_at;
+		if (quiet >= SERVE_IDLE_NS) {
+			serve_end(w, me);
+		} else {
+			partner = me == READER_TX ? w->udp_fd : w->tun_fd;
+			ms = (int)((SERVE_IDLE_NS - quiet + 999999) / 1000000);
+		}
+	}
 	bool kicked;
-	int pr = sleep_poll(w, me, pf, &kicked);
+	int pr = sleep_poll(w, me, pf, partner, ms, &kicked);
 	if (pr < 0)
 		return errno != EINTR && wait_stop(w->dp, 100) ? WAKE_STOP : WAKE_AGAIN;
 	if (pf[1].revents)
 		return WAKE_STOP;
-	if (kicked)
+	if (kicked || pr == 0)
 		return WAKE_AGAIN;
 	spin_woke(w->dp, sl);
 	return WAKE_WORK;

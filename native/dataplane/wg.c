@@ -7,7 +7,8 @@
  * Threads and locking (see wg.h for what each lock guards):
  *   - tx threads call wg_tx_keypair (takes wgp.lock briefly) and wg_tx_seal
  *     (their own cipher contexts, under the worker's tx_lock);
- *   - rx threads call wg_rx_take: wgp.lock to find the keypair once per run
+ *   - rx passes (an rx thread's, or a tx thread's serving its socket, under
+ *     the worker's rx_lock) call wg_rx_take: wgp.lock to find the keypair once per run
  *     (struct wg_rxrun: one peer, one keypair, one batch) and once for the
  *     run's events at its end (wg_rx_flush, before the read section ends);
  *     an open run holds its peer's wgp.rx_lock (decryption, replay window)

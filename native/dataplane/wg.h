@@ -126,7 +126,7 @@ struct wg_dev {
  * after authentication (slot confirmation, timers, byte count, rekey) is
  * done once per run, at its end (wg_rx_flush), instead of per message:
  * one wgp.lock section per run rather than two per message. An open run
- * holds peer->rx_lock. rx thread only; valid only inside the batch's read
+ * holds peer->rx_lock. Under worker.rx_lock (an rx pass); valid only inside the batch's read
  * section.
  */
 struct wg_rxrun {

@@ -125,6 +125,8 @@ export interface NativeDataPlaneCounters extends DataPlaneCounters {
   dropLinkLocal: number;
   /** UDP GSO messages the kernel refused at send time (EIO without checksum offload, EINVAL above the MTU), resent datagram by datagram. */
   txGsoRefused: number;
+  /** Packets moved by the other thread of their worker while it served this one's fd (a bulk flow's ACKs, busy polling). */
+  servedPackets: number;
 }
 
 /** WireGuard mode's counters (native/dataplane/counters.h), on top of the plain ones. */
@@ -257,6 +259,7 @@ const ZERO: Readonly<NativeDataPlaneCounters> = {
   dropTooBig: 0,
   dropLinkLocal: 0,
   txGsoRefused: 0,
+  servedPackets: 0,
 };
 
 const WG_ZERO: Readonly<WireGuardCounters> = {

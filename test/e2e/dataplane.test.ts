@@ -253,6 +253,46 @@ describe(`native udp data plane between two namespaced hosts (offloads ${offload
     }
   });
 
+  it('one bulk TCP flow: its ACKs are served by the busy data threads (no wake-up each), pings both ways still answered', async () => {
+    const port = 5204;
+    const server = spawn('ip', ['netns', 'exec', ns2, 'iperf3', '-s', '-B', H2.subnet, '-p', String(port)], { stdio: 'ignore' });
+    sb.track(server);
+    try {
+      await waitFor('iperf3 to listen', async () => (await run('ip', ['netns', 'exec', ns2, 'ss', '-Hltn', `sport = :${port}`])).stdout.includes(`:${port}`));
+      const b1 = await counters(h1);
+      const b2 = await counters(h2);
+      const [r, p12, p21] = await Promise.all([
+        run('ip', ['netns', 'exec', ns1, 'iperf3', '-c', H2.subnet, '-p', String(port), '-t', '3', '-J']),
+        ping(ns1, '-c', '20', '-i', '0.1', '-W', '2', H2.subnet),
+        ping(ns2, '-c', '20', '-i', '0.1', '-W', '2', H1.subnet),
+      ]);
+      const j = JSON.parse(r.stdout) as { error?: string; end?: { sum_received?: { bytes: number } } };
+      assert.equal(j.error, undefined, `iperf3: ${j.error}`);
+      const rx = j.end?.sum_received?.bytes ?? 0;
+      assert.ok(rx > 1_000_000, `iperf3 received ${rx} bytes`);
+      const a1 = await counters(h1);
+      const a2 = await counters(h2);
+      // h2's rx thread, busy with the data, sends the ACKs its writes made; h1's tx thread, busy
+      // sending, takes the ACKs in between its reads (native/dataplane/wait.c, serving).
+      const acksSent = a2.txPackets - b2.txPackets;
+      const acksGot = a1.rxPackets - b1.rxPackets;
+      const served2 = a2.servedPackets - b2.servedPackets;
+      const served1 = a1.servedPackets - b1.servedPackets;
+      console.log(`# served: h2 sent ${served2} of ${acksSent} datagrams from its rx thread; h1 took ${served1} of ${acksGot} on its tx thread`);
+      assert.ok(served2 * 2 >= acksSent, `h2 served only ${served2} of the ${acksSent} datagrams it sent`);
+      assert.ok(served1 * 2 >= acksGot, `h1 served only ${served1} of the ${acksGot} packets it received`);
+      for (const [name, pr] of [['h1 → h2', p12], ['h2 → h1', p21]] as const) {
+        const { sent, got: n } = received(pr);
+        assert.ok(n >= sent * 0.9, `${name}: ${n} of ${sent} pings answered during the flow`);
+      }
+      // Served threads are handed their fds back once the flow ends: a ping after it is answered.
+      const after = received(await ping(ns2, '-c', '3', '-i', '0.2', '-W', '2', H1.subnet));
+      assert.equal(after.got, after.sent, 'pings after the flow');
+    } finally {
+      stopChild(server);
+    }
+  });
+
   it('UDP of several sizes arrives with valid checksums (partial checksums completed on the way out)', async () => {
     const port = 5204;
     const server = spawn('ip', ['netns', 'exec', ns2, 'iperf3', '-s', '-B', H2.subnet, '-p', String(port)], { stdio: 'ignore' });
