@@ -26,6 +26,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
+import { generatePrivateKey, rawPublicKeyOf } from '../../src/backend/wireguard/key';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -57,11 +58,8 @@ interface Keys {
 }
 
 function x25519(): Keys {
-  const { privateKey, publicKey } = crypto.generateKeyPairSync('x25519');
-  const d = privateKey.export({ format: 'jwk' }).d;
-  const x = publicKey.export({ format: 'jwk' }).x;
-  assert.ok(d && x);
-  return { priv: Buffer.from(d, 'base64url'), pub: Buffer.from(x, 'base64url') };
+  const priv = generatePrivateKey();
+  return { priv, pub: rawPublicKeyOf(priv) };
 }
 
 function optsFor(h: Host): DataPlaneOptions {

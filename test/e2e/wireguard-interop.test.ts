@@ -36,6 +36,7 @@
  */
 import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
+import { generatePrivateKey, rawPublicKeyOf } from '../../src/backend/wireguard/key';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -85,11 +86,8 @@ function handshakeVectors(): Map<string, string | null>[] {
 }
 
 function x25519(): Keys {
-  const { privateKey, publicKey } = crypto.generateKeyPairSync('x25519');
-  const d = privateKey.export({ format: 'jwk' }).d;
-  const x = publicKey.export({ format: 'jwk' }).x;
-  assert.ok(d && x);
-  return { priv: Buffer.from(d, 'base64url'), pub: Buffer.from(x, 'base64url') };
+  const priv = generatePrivateKey();
+  return { priv, pub: rawPublicKeyOf(priv) };
 }
 
 describe('WireGuard interop: native/wireguard against the real wireguard-go', { skip }, () => {

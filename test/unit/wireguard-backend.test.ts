@@ -28,6 +28,7 @@ import {
   loadOrCreateKey,
   parseBackendData,
   publicKeyOf,
+  generatePrivateKey,
   readTai64nFloor,
   tai64nFile,
   writeTai64nFloor,
@@ -49,10 +50,8 @@ const fresh = (): string => path.join(tmp, `d${++n}`, 'sub', 'wireguard.key');
 const uapiEnv = (): Record<string, string> => ({ [UAPI_DIR_ENV]: path.join(tmp, `u${++n}`) });
 
 function keypair(): { priv: Buffer; pub: string } {
-  const { privateKey, publicKey } = crypto.generateKeyPairSync('x25519');
-  const d = privateKey.export({ format: 'jwk' }).d as string;
-  const x = publicKey.export({ format: 'jwk' }).x as string;
-  return { priv: Buffer.from(d, 'base64url'), pub: Buffer.from(x, 'base64url').toString('base64') };
+  const priv = generatePrivateKey();
+  return { priv, pub: publicKeyOf(priv) };
 }
 
 function lease(subnet: string, publicIP: string, data: Record<string, unknown>, backendType = 'wireguard'): Lease {
@@ -75,6 +74,9 @@ describe('wireguard key file', () => {
     assert.equal(fs.statSync(path.dirname(file)).mode & 0o777, 0o700);
     assert.equal(fs.statSync(path.dirname(path.dirname(file))).mode & 0o777, 0o700);
     assert.equal(k.publicKey, publicKeyOf(k.privateKey));
+    // Clamped as RFC 7748 decodes a scalar (as `wg genkey` writes keys): low 3 bits clear, bit 255 clear, bit 254 set.
+    assert.equal((k.privateKey[0] ?? 1) & 7, 0);
+    assert.equal((k.privateKey[31] ?? 0) & 0xc0, 0x40);
     assert.deepEqual(fs.readdirSync(path.dirname(file)), ['wireguard.key'], 'no temporary file left');
   });
 

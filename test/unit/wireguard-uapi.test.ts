@@ -9,7 +9,6 @@
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -21,7 +20,7 @@ import { validateConfig } from '../../src/config';
 import type { WireGuardDataPlane, WireGuardPeerStatus } from '../../src/dataplane/native';
 import type { BackendContext } from '../../src/backend/types';
 import { UapiSession, formatGet, parseGet, queryUapi, serveUapi, uapiSocketPath, UAPI_DIR_ENV, peerReport } from '../../src/backend/wireguard/uapi';
-import { createWireGuardBackend, loadOrCreateKey, publicKeyOf } from '../../src/backend/wireguard';
+import { createWireGuardBackend, generatePrivateKey, loadOrCreateKey, publicKeyOf } from '../../src/backend/wireguard';
 import { formatAge, formatBytes, peersCommand, peersReport, peersTable } from '../../src/cli/peers';
 import type { ParsedFlags } from '../../src/util/flags';
 import { FakeNetlink } from '../helpers/netlink-fake';
@@ -273,8 +272,7 @@ describe('wireguard backend serves the status socket', () => {
     assert.deepEqual(net.peerStatus?.(), peerReport(PEERS));
 
     // The key file no longer holds the key in use: no private_key (wg show prints no public key).
-    const other = crypto.generateKeyPairSync('x25519').privateKey.export({ format: 'jwk' }).d as string;
-    fs.writeFileSync(keyFile, Buffer.from(other, 'base64url').toString('base64') + '\n');
+    fs.writeFileSync(keyFile, generatePrivateKey().toString('base64') + '\n');
     assert.equal(parseGet(await queryUapi(file)).privateKey, undefined);
     assert.notEqual(loadOrCreateKey(keyFile).publicKey, data['PublicKey']);
 

@@ -34,7 +34,7 @@ import { WireGuardPeerTable, describePeer } from './table';
 import { peerReport, startStatusSocket } from './uapi';
 
 export { WireGuardPeerTable, endpointOf, parseBackendData } from './table';
-export { loadOrCreateKey, publicKeyOf, generatePrivateKey, parseKeyFile, tai64nFile, readTai64nFloor, writeTai64nFloor } from './key';
+export { loadOrCreateKey, publicKeyOf, rawPublicKeyOf, generatePrivateKey, parseKeyFile, tai64nFile, readTai64nFloor, writeTai64nFloor } from './key';
 export { DEFAULT_UAPI_DIR, UAPI_DIR_ENV, formatGet, parseGet, queryUapi, uapiDir, uapiSocketPath } from './uapi';
 export { controlSocketOf, requestRotate } from './control';
 

@@ -36,25 +36,44 @@ export interface LoadedKey {
   readonly warnings: readonly string[];
 }
 
+/** SPKI DER prefix of an X25519 public key (RFC 8410): the raw 32 bytes follow. */
+const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+
+/*
+ * Neither function below goes through node:crypto's key generation or its JWK export: Node 20
+ * can deadlock in ExportJWK when a garbage collection inside it destroys the key generation job
+ * of the same key (the job's destructor takes the key's mutex, which the export holds). Seen as a
+ * hung test process; a daemon creating or rotating its key could hang the same way.
+ */
+
 /** The public key of a raw X25519 private key, base64. */
 export function publicKeyOf(privateKey: Buffer): string {
+  return rawPublicKeyOf(privateKey).toString('base64');
+}
+
+/** The public key of a raw X25519 private key, 32 raw bytes (libcrypto's X25519 through node:crypto). */
+export function rawPublicKeyOf(privateKey: Buffer): Buffer {
   const der = Buffer.concat([X25519_PKCS8_PREFIX, privateKey]);
   try {
     const priv = crypto.createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
-    const x = crypto.createPublicKey(priv).export({ format: 'jwk' }).x;
-    if (x === undefined) throw new Error('no public key in the JWK');
-    return Buffer.from(x, 'base64url').toString('base64');
+    const spki = crypto.createPublicKey(priv).export({ format: 'der', type: 'spki' });
+    if (spki.length !== X25519_SPKI_PREFIX.length + KEY_LEN || !spki.subarray(0, X25519_SPKI_PREFIX.length).equals(X25519_SPKI_PREFIX)) {
+      throw new RudderError('E_BACKEND', `wireguard: node:crypto returned an X25519 public key of ${spki.length} bytes, expected the ${X25519_SPKI_PREFIX.length + KEY_LEN}-byte SubjectPublicKeyInfo`);
+    }
+    return Buffer.from(spki.subarray(X25519_SPKI_PREFIX.length));
   } finally {
     der.fill(0);
   }
 }
 
-/** A new X25519 private key, 32 raw bytes. */
+/**
+ * A new X25519 private key, 32 raw bytes: 32 bytes of the CSPRNG, clamped as RFC 7748
+ * section 5 decodes a scalar (what `wg genkey` and libcrypto's X25519 key generation do).
+ */
 export function generatePrivateKey(): Buffer {
-  const d = crypto.generateKeyPairSync('x25519').privateKey.export({ format: 'jwk' }).d;
-  if (d === undefined) throw new RudderError('E_BACKEND', 'wireguard: node:crypto returned an X25519 key without its private part');
-  const key = Buffer.from(d, 'base64url');
-  if (key.length !== KEY_LEN) throw new RudderError('E_BACKEND', `wireguard: node:crypto returned an X25519 private key of ${key.length} bytes, expected ${KEY_LEN}`);
+  const key = crypto.randomBytes(KEY_LEN);
+  key[0] = (key[0] ?? 0) & 248;
+  key[31] = ((key[31] ?? 0) & 127) | 64;
   return key;
 }
 
