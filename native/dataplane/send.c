@@ -495,7 +495,8 @@ void *tx_main(void *arg)
 			if (!rx_serve_pass(w, cnt, &served))
 				return NULL;
 			serve_note(&sl, served);
-			cnt[DP_SERVED_PACKETS] += served; /* flushed with the next pass's counters */
+			cnt[DP_SERVED_PACKETS] += served;
+			dp_counters_flush(dp->c, cnt);
 		}
 		/* A TUN whose device vanished stays readable-with-error: do not spin on it. */
 		if (r == TX_BROKEN && wait_stop(dp, 100))

@@ -61,12 +61,7 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
 }
 
-/*
- * Thread `me` just moved `npk` packets. At a low rate, and unless it found
- * them by spinning (a reply does not call for another reply), the other
- * thread is asked to spin for what will likely come back, and woken now if
- * asleep: its wake-up then overlaps the packet's trip instead of following it.
- */
+/* Ends serving the other thread (if this one does) and kicks it back to its fd. */
 static void serve_end(struct worker *w, int me)
 {
 	struct spin_slot *o = &w->spin[1 - me];
@@ -91,6 +86,13 @@ void serve_note(struct spin_local *sl, uint64_t npk)
 	sl->served_pkts += npk;
 }
 
+/*
+ * Thread `me` just moved `npk` packets. At a low rate, and unless it found
+ * them by spinning (a reply does not call for another reply), the other
+ * thread is asked to spin for what will likely come back, and woken now if
+ * asleep: its wake-up then overlaps the packet's trip instead of following it.
+ * At the end of each rate window it also starts or ends serving the other.
+ */
 void spin_note(struct worker *w, int me, struct spin_local *sl, uint64_t npk, bool found_by_spin)
 {
 	struct dp *dp = w->dp;

@@ -126,8 +126,8 @@ struct wg_dev {
  * after authentication (slot confirmation, timers, byte count, rekey) is
  * done once per run, at its end (wg_rx_flush), instead of per message:
  * one wgp.lock section per run rather than two per message. An open run
- * holds peer->rx_lock. Under worker.rx_lock (an rx pass); valid only inside the batch's read
- * section.
+ * holds peer->rx_lock. Under worker.rx_lock (an rx pass); valid only inside
+ * the batch's read section.
  */
 struct wg_rxrun {
 	struct wgp *peer; /* NULL: no run open; else its rx_lock is held */
