@@ -39,9 +39,10 @@ static const uint8_t zeros[WG_AEAD_CHUNK];
 /*
  * The direct path: libcrypto's ChaCha20 and Poly1305 below EVP, the same code
  * EVP ends in. EVP's per-message cost (the provider's IV and parameter
- * handling, the MAC context's) is about a sixth of sealing a 1.4 KB packet on
- * the bench machine, so the data plane calls these when the process exports
- * them: Node's bundled OpenSSL does, a libcrypto.so does not. Their signatures
+ * handling, the MAC context's) is a fifth to a quarter of sealing a 1.4 KB
+ * packet on the bench machine (bench/crypto.ts), so the data plane calls
+ * these when the process exports them: Node's bundled OpenSSL does, a
+ * libcrypto.so does not. Their signatures
  * have been libcrypto's since 1.1.0; wg_crypto_init checks the pair against
  * the EVP path before taking it. All four set, or none.
  */
