@@ -117,9 +117,7 @@ static bool rx_serve_tx(struct worker *w, struct spin_local *sl, uint64_t *cnt)
 		return true;
 	uint64_t served = 0;
 	bool ok = tx_reply_pass(w, cnt, &served);
-	serve_note(sl, served);
-	cnt[DP_SERVED_PACKETS] += served;
-	dp_counters_flush(w->dp->c, cnt);
+	serve_note(w->dp, sl, cnt, served);
 	return ok;
 }
 

@@ -494,9 +494,7 @@ void *tx_main(void *arg)
 			uint64_t served = 0;
 			if (!rx_serve_pass(w, cnt, &served))
 				return NULL;
-			serve_note(&sl, served);
-			cnt[DP_SERVED_PACKETS] += served;
-			dp_counters_flush(dp->c, cnt);
+			serve_note(dp, &sl, cnt, served);
 		}
 		/* A TUN whose device vanished stays readable-with-error: do not spin on it. */
 		if (r == TX_BROKEN && wait_stop(dp, 100))

@@ -245,8 +245,8 @@ void spin_note(struct worker *w, int me, struct spin_local *sl, uint64_t npk, bo
 bool spin_other_busy(struct worker *w, int me);
 /* Whether thread `me` serves the other thread's fd now (it then runs the other's pass after its own). */
 bool serving(struct worker *w, int me);
-/* Thread `me` moved `npk` packets for the other thread while serving it. */
-void serve_note(struct spin_local *sl, uint64_t npk);
+/* This thread moved `npk` packets for the other one while serving it: its rate, and servedPackets (flushed). */
+void serve_note(struct dp *dp, struct spin_local *sl, uint64_t *cnt, uint64_t npk);
 /* Sleeps up to ms unless stop is requested; returns true on stop. */
 bool wait_stop(struct dp *dp, int ms);
 

@@ -81,9 +81,11 @@ bool serving(struct worker *w, int me)
 	return atomic_load_explicit(&w->spin[1 - me].served, memory_order_relaxed) != 0;
 }
 
-void serve_note(struct spin_local *sl, uint64_t npk)
+void serve_note(struct dp *dp, struct spin_local *sl, uint64_t *cnt, uint64_t npk)
 {
 	sl->served_pkts += npk;
+	cnt[DP_SERVED_PACKETS] += npk;
+	dp_counters_flush(dp->c, cnt);
 }
 
 /*

@@ -417,6 +417,18 @@ static void xor_span(uint8_t *out, const uint8_t *ks, size_t off, size_t n, cons
 		memcpy(out + i, ks + i, n - i);
 }
 
+/* The next n keystream bytes (a multiple of 64) into ks_buf. */
+static int ks_next(struct wg_aead *a, size_t n)
+{
+	if (a->direct) {
+		direct.chacha(ks_buf, zeros, n, a->key, a->block);
+		a->block[0] += (uint32_t)(n / 64); /* a message is far below 2^32 blocks */
+		return 0;
+	}
+	int l = 0;
+	return EVP_EncryptUpdate(a->cipher, ks_buf, &l, zeros, (int)n) == 1 && (size_t)l == n ? 0 : -1;
+}
+
 /* Keystream blocks 0.. of this counter's nonce, n bytes (a multiple of 64), into ks_buf. */
 static int ks_start(struct wg_aead *a, uint64_t counter, size_t n)
 {
@@ -426,28 +438,13 @@ static int ks_start(struct wg_aead *a, uint64_t counter, size_t n)
 		a->block[1] = 0;
 		a->block[2] = (uint32_t)counter;
 		a->block[3] = (uint32_t)(counter >> 32);
-		direct.chacha(ks_buf, zeros, n, a->key, a->block);
-		a->block[0] += (uint32_t)(n / 64); /* a message is far below 2^32 blocks */
-		return 0;
+		return ks_next(a, n);
 	}
 	uint8_t iv[16];
-	int l = 0;
 	nonce_of(iv, counter);
 	if (EVP_EncryptInit_ex2(a->cipher, NULL, NULL, iv, NULL) != 1)
 		return -1;
-	return EVP_EncryptUpdate(a->cipher, ks_buf, &l, zeros, (int)n) == 1 && (size_t)l == n ? 0 : -1;
-}
-
-/* The next n keystream bytes (a multiple of 64) into ks_buf. */
-static int ks_next(struct wg_aead *a, size_t n)
-{
-	if (a->direct) {
-		direct.chacha(ks_buf, zeros, n, a->key, a->block);
-		a->block[0] += (uint32_t)(n / 64);
-		return 0;
-	}
-	int l = 0;
-	return EVP_EncryptUpdate(a->cipher, ks_buf, &l, zeros, (int)n) == 1 && (size_t)l == n ? 0 : -1;
+	return ks_next(a, n);
 }
 
 static int mac_start(struct wg_aead *a, const uint8_t key[32])

@@ -18,7 +18,7 @@ import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { formatIp, maskOf, parseCidr } from '../../src/ip/ipv4';
 import {
   DEFAULT_ETCD_PREFIX,
@@ -170,22 +170,23 @@ describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)
     assert.equal(pairs.length, 6);
   });
 
-  it('a 50 MB TCP transfer between pods on two hosts arrives intact', async (t) => {
-    const [a, b] = [members[0] as Host, members[1] as Host];
-    await waitMesh([a, b]);
+  /**
+   * `mb` MB of random bytes from a's pod to b's pod over TCP (socat, port `port`), checked byte for
+   * byte; `prefix` wraps the sending socat (a `timeout` as a give-up).
+   */
+  async function podTransfer(t: TestContext, a: Host, b: Host, mb: number, port: number, prefix: string[] = []): Promise<void> {
     const dir = tempDir(t, 'rudder-udp-tcp-');
     const src = path.join(dir, 'in');
     const dst = path.join(dir, 'out');
-    await run(['sh', '-c', `head -c 50M /dev/urandom > '${src}'`]);
-    assert.equal(fs.statSync(src).size, 50 * 1024 * 1024);
-    const port = 5001;
+    await run(['sh', '-c', `head -c ${mb}M /dev/urandom > '${src}'`]);
+    assert.equal(fs.statSync(src).size, mb * 1024 * 1024);
     const listener = await podOf(b).ns.spawn(['socat', '-u', `TCP-LISTEN:${port},reuseaddr`, `OPEN:${dst},creat,trunc`], {
       logFile: path.join(dir, 'socat-listen.log'),
       label: `socat listener in pod of ${b.name}`,
     });
     try {
       // retry: the listener may not be bound yet.
-      await podOf(a).exec(['socat', '-u', `FILE:${src}`, `TCP:${podOf(b).ip}:${port},retry=200,interval=0.2`]);
+      await podOf(a).exec([...prefix, 'socat', '-u', `FILE:${src}`, `TCP:${podOf(b).ip}:${port},retry=200,interval=0.2`]);
       const ex = await listener.exited;
       assert.deepEqual(ex, { code: 0, signal: null }, `listener: ${listener.logTail()}`);
     } finally {
@@ -193,39 +194,28 @@ describe('udp backend end to end (etcd, daemons, data plane, pods in namespaces)
     }
     assert.equal(fs.statSync(dst).size, fs.statSync(src).size, 'received size');
     assert.equal(await sha256(dst), await sha256(src), 'sha256 of what arrived equals what was sent');
+  }
+
+  it('a 50 MB TCP transfer between pods on two hosts arrives intact', async (t) => {
+    const [a, b] = [members[0] as Host, members[1] as Host];
+    await waitMesh([a, b]);
+    await podTransfer(t, a, b, 50, 5001);
   });
 
   it('a route MTU below the datagrams makes the kernel refuse UDP GSO: 32 MB of TCP still arrive intact, sent datagram by datagram', async (t) => {
     const [a, b] = [members[0] as Host, members[1] as Host];
     await waitMesh([a, b]);
-    const dir = tempDir(t, 'rudder-udp-gso-');
-    const src = path.join(dir, 'in');
-    const dst = path.join(dir, 'out');
-    await run(['sh', '-c', `head -c 32M /dev/urandom > '${src}'`]);
     const before = loggedCounter(currentRunLog(a), 'txGsoRefused');
     // A UDP GSO sendmsg to b fails (EMSGSIZE) while one datagram alone is fragmented (no DF): the
     // data plane's fallback (send.c) must resend each refused message's datagrams one by one.
     const route = [`${b.underlayIp}/32`, 'dev', 'eth0', 'mtu', '1400'];
     await a.ns.ip(['route', 'add', ...route]);
     try {
-      const port = 5002;
-      const listener = await podOf(b).ns.spawn(['socat', '-u', `TCP-LISTEN:${port},reuseaddr`, `OPEN:${dst},creat,trunc`], {
-        logFile: path.join(dir, 'socat-listen.log'),
-        label: `socat listener in pod of ${b.name}`,
-      });
-      try {
-        // A give-up: a fallback that lost the refused datagrams would leave TCP crawling on retransmissions.
-        await podOf(a).exec(['timeout', '120', 'socat', '-u', `FILE:${src}`, `TCP:${podOf(b).ip}:${port},retry=200,interval=0.2`]);
-        const ex = await listener.exited;
-        assert.deepEqual(ex, { code: 0, signal: null }, `listener: ${listener.logTail()}`);
-      } finally {
-        await listener.stop(2_000);
-      }
+      // A give-up: a fallback that lost the refused datagrams would leave TCP crawling on retransmissions.
+      await podTransfer(t, a, b, 32, 5002, ['timeout', '120']);
     } finally {
       await a.ns.ip(['route', 'del', ...route]);
     }
-    assert.equal(fs.statSync(dst).size, fs.statSync(src).size, 'received size');
-    assert.equal(await sha256(dst), await sha256(src), 'sha256 of what arrived equals what was sent');
     // The -v=1 counter summary (every 10 s when something changed) shows that the fallback ran.
     const after = await waitUntil(
       () => {
