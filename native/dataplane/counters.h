@@ -45,7 +45,9 @@
 	X(DROP_TOO_BIG, dropTooBig) /* tx: IPv6 packet (or segment) above the tunnel MTU: answered packet-too-big */ \
 	X(DROP_LINK_LOCAL, dropLinkLocal) /* tx: IPv6 to a link-local or multicast destination (router solicitations, MLD): never carried */ \
 	X(TX_GSO_REFUSED, txGsoRefused) /* tx: UDP GSO messages the kernel refused at send time, resent datagram by datagram */ \
-	X(SERVED_PACKETS, servedPackets) /* moved by the other thread of their worker serving this one's fd (a bulk flow's ACKs) */
+	X(SERVED_PACKETS, servedPackets) /* moved by the other thread of their worker serving this one's fd (a bulk flow's ACKs) */ \
+	X(LINGERS, lingers) /* waits in which a busy thread lingered before sleeping (wait.c) */ \
+	X(LINGER_FOUND, lingerFound) /* of lingers: those that found work, so the thread did not sleep */
 
 enum dp_counter {
 #define DP_COUNTER_ENUM(id, name) DP_##id,

@@ -257,7 +257,7 @@ void *rx_main(void *arg)
 	}
 	for (;;) {
 		bool spun;
-		enum wake wk = wait_ready(w, READER_RX, &sl, pf, &spun);
+		enum wake wk = wait_ready(w, READER_RX, &sl, pf, &spun, cnt);
 		if (wk == WAKE_STOP)
 			break;
 		if (wk == WAKE_AGAIN)

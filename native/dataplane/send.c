@@ -475,7 +475,7 @@ void *tx_main(void *arg)
 
 	for (;;) {
 		bool spun;
-		enum wake wk = wait_ready(w, READER_TX, &sl, pf, &spun);
+		enum wake wk = wait_ready(w, READER_TX, &sl, pf, &spun, cnt);
 		if (wk == WAKE_STOP)
 			break;
 		if (wk == WAKE_AGAIN)

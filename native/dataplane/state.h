@@ -233,12 +233,13 @@ enum wake { WAKE_WORK,
 /*
  * A thread's wait for work on pf[0] (pf[1] is the stop eventfd, pf[2] and
  * pf[3] free for the kick eventfd and, serving, the other thread's fd): a
- * spin if the other thread of its pair asked for one, else poll(); served,
- * only the kick and stop eventfds. WAKE_AGAIN: woken by a kick (spin next
+ * spin if the other thread of its pair asked for one, else, busy, a short
+ * linger (counted: lingerFound) and then poll(); served, only the kick and
+ * stop eventfds. WAKE_AGAIN: woken by a kick (spin next
  * round), a timeout or a transient poll error. *spun tells whether the work
  * was found spinning.
  */
-enum wake wait_ready(struct worker *w, int me, struct spin_local *sl, struct pollfd *pf, bool *spun);
+enum wake wait_ready(struct worker *w, int me, struct spin_local *sl, struct pollfd *pf, bool *spun, uint64_t *cnt);
 /* Thread `me` moved `npk` packets: at low rates, asks the other thread to spin for the reply. */
 void spin_note(struct worker *w, int me, struct spin_local *sl, uint64_t npk, bool found_by_spin);
 /* Whether the other thread of `me`'s worker is busy (above the spin rate): it finds its work unasked. */

@@ -127,6 +127,10 @@ export interface NativeDataPlaneCounters extends DataPlaneCounters {
   txGsoRefused: number;
   /** Packets moved by the other thread of their worker while it served this one's fd (a bulk flow's ACKs, busy polling). */
   servedPackets: number;
+  /** Waits in which a busy data thread lingered (polled its fds, yielding the CPU) before sleeping. */
+  lingers: number;
+  /** Of `lingers`: those that found work, so the thread did not sleep. */
+  lingerFound: number;
 }
 
 /** WireGuard mode's counters (native/dataplane/counters.h), on top of the plain ones. */
@@ -260,6 +264,8 @@ const ZERO: Readonly<NativeDataPlaneCounters> = {
   dropLinkLocal: 0,
   txGsoRefused: 0,
   servedPackets: 0,
+  lingers: 0,
+  lingerFound: 0,
 };
 
 const WG_ZERO: Readonly<WireGuardCounters> = {

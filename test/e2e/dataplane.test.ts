@@ -281,6 +281,12 @@ describe(`native udp data plane between two namespaced hosts (offloads ${offload
       console.log(`# served: h2 sent ${served2} of ${acksSent} datagrams from its rx thread; h1 took ${served1} of ${acksGot} on its tx thread`);
       assert.ok(served2 * 2 >= acksSent, `h2 served only ${served2} of the ${acksSent} datagrams it sent`);
       assert.ok(served1 * 2 >= acksGot, `h1 served only ${served1} of the ${acksGot} packets it received`);
+      // The busy threads linger (poll, yielding the CPU) when their fds run dry, and most
+      // lingers find the next batch instead of sleeping for it (wait.c).
+      const lingers = a1.lingers - b1.lingers + a2.lingers - b2.lingers;
+      const found = a1.lingerFound - b1.lingerFound + a2.lingerFound - b2.lingerFound;
+      console.log(`# lingering: ${found} of ${lingers} lingers found work`);
+      assert.ok(found > 0 && found <= lingers, `lingers ${lingers}, found work ${found}`);
       for (const [name, pr] of [['h1 → h2', p12], ['h2 → h1', p21]] as const) {
         const { sent, got: n } = received(pr);
         assert.ok(n >= sent * 0.9, `${name}: ${n} of ${sent} pings answered during the flow`);
@@ -288,6 +294,14 @@ describe(`native udp data plane between two namespaced hosts (offloads ${offload
       // Served threads are handed their fds back once the flow ends: a ping after it is answered.
       const after = received(await ping(ns2, '-c', '3', '-i', '0.2', '-W', '2', H1.subnet));
       assert.equal(after.got, after.sent, 'pings after the flow');
+      // At a ping's rate no thread lingers: a low-rate thread sleeps at once.
+      const l1 = await counters(h1);
+      const l2 = await counters(h2);
+      const slow = received(await ping(ns2, '-c', '10', '-i', '0.1', '-W', '2', H1.subnet));
+      assert.equal(slow.got, slow.sent, 'pings at 10/s');
+      const e1 = await counters(h1);
+      const e2 = await counters(h2);
+      assert.equal(e1.lingers - l1.lingers + e2.lingers - l2.lingers, 0, 'a thread lingered at 10 packets/s');
     } finally {
       stopChild(server);
     }
