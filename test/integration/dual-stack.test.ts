@@ -358,20 +358,28 @@ describe('the daemon with EnableIPv6', () => {
         await running;
       }
     };
+    // The peer's subnets are picked beside the ones this daemon drew at random, never on them.
+    let peerKey = '';
+    let peer6 = '';
     try {
       const env = await runOnce(async () => {
-        await fx.raw.put(`${prefix}/subnets/10.42.250.0-24&fd42:42:0:fa::-64`, '{"PublicIP":"198.18.6.9","PublicIPv6":"2001:2::69","BackendType":"udp","BackendData":{},"BackendV6Data":{}}');
+        const own = /RUDDER_SUBNET=10\.42\.(\d+)\.1\/24\n[^]*RUDDER_IPV6_SUBNET=fd42:42:0:([0-9a-f]+)::1\/64/.exec(fs.readFileSync(file, 'utf8'));
+        assert.ok(own, 'the subnet file names both subnets');
+        const octet = own[1] === '250' ? 251 : 250;
+        peer6 = own[2] === 'fa' ? 'fb' : 'fa';
+        peerKey = `10.42.${octet}.0-24&fd42:42:0:${peer6}::-64`;
+        await fx.raw.put(`${prefix}/subnets/${peerKey}`, '{"PublicIP":"198.18.6.9","PublicIPv6":"2001:2::69","BackendType":"udp","BackendData":{},"BackendV6Data":{}}');
         await waitUntil(() => applied.length === 1, { what: 'peer event' });
       });
       assert.match(env, /^RUDDER_NETWORK=10\.42\.0\.0\/16\nRUDDER_SUBNET=10\.42\.\d+\.1\/24\nRUDDER_IPV6_NETWORK=fd42:42::\/48\nRUDDER_IPV6_SUBNET=fd42:42:0:[0-9a-f]+::1\/64\nRUDDER_MTU=1472\nRUDDER_IPMASQ=false\n$/);
-      assert.equal(formatCidr6(applied[0]!.lease.ipv6Subnet!), 'fd42:42:0:fa::/64');
-      const keys = Object.keys(await keysUnder(prefix)).filter((k) => !k.endsWith('10.42.250.0-24&fd42:42:0:fa::-64'));
+      assert.equal(formatCidr6(applied[0]!.lease.ipv6Subnet!), `fd42:42:0:${peer6}::/64`);
+      const keys = Object.keys(await keysUnder(prefix)).filter((k) => !k.endsWith(peerKey));
       assert.equal(keys.length, 1);
       // Restart with the key gone: the subnet file brings back both subnets.
       await fx.raw.deleteRange(keys[0]!);
       const env2 = await runOnce(async () => undefined);
       assert.equal(env2, env);
-      assert.deepEqual(Object.keys(await keysUnder(prefix)).sort(), [...keys, `${prefix}/subnets/10.42.250.0-24&fd42:42:0:fa::-64`].sort());
+      assert.deepEqual(Object.keys(await keysUnder(prefix)).sort(), [...keys, `${prefix}/subnets/${peerKey}`].sort());
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
