@@ -234,8 +234,8 @@ enum wake { WAKE_WORK,
  * A thread's wait for work on pf[0] (pf[1] is the stop eventfd, pf[2] and
  * pf[3] free for the kick eventfd and, serving, the other thread's fd): a
  * spin if the other thread of its pair asked for one, else, busy, a short
- * linger (counted: lingerFound) and then poll(); served, only the kick and
- * stop eventfds. WAKE_AGAIN: woken by a kick (spin next
+ * linger (counted in cnt: lingers, lingerFound) and then poll(); served,
+ * only the kick and stop eventfds. WAKE_AGAIN: woken by a kick (spin next
  * round), a timeout or a transient poll error. *spun tells whether the work
  * was found spinning.
  */
