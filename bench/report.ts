@@ -353,7 +353,8 @@ export function flannelTargetLines(results: VariantResult[]): TargetLine[] {
   const pairs = flannelPairs(results).filter(ok);
   for (const p of pairs) {
     const tcpTarget = p.backend === 'udp' ? 20 : 0.98;
-    out.push({ issue: '17', what: `rudder ${p.backend} / flanneld ${p.backend} TCP throughput`, ratio: p.tcp, target: `≥ ${tcpTarget}×`, verdict: atLeast(p.tcp, tcpTarget) });
+    const spread = p.rudder ? roundsNote(p.rudder, p.flanneld, p.tcp, tcpTarget) : '';
+    out.push({ issue: '17', what: `rudder ${p.backend} / flanneld ${p.backend} TCP throughput`, ratio: p.tcp, target: `≥ ${tcpTarget}×`, verdict: atLeast(p.tcp, tcpTarget) + spread });
     if (p.backend === 'udp') {
       out.push({ issue: '17', what: 'rudder udp / flanneld udp RTT (median)', ratio: p.rtt, target: '≤ 1×', verdict: atMost(p.rtt, 1, 'RTT', 'flanneld udp') });
     }
@@ -663,15 +664,15 @@ export function wireguardTargetLines(results: VariantResult[]): TargetLine[] {
   const out: TargetLine[] = [];
   if (wg) {
     const r = ratios(rw, wg);
-    out.push({ issue: '14', what: 'rudder wireguard / wireguard-go TCP throughput', ratio: r.tcp, target: '≥ 8×', verdict: atLeast(r.tcp, 8) });
+    out.push({ issue: '14', what: 'rudder wireguard / wireguard-go TCP throughput', ratio: r.tcp, target: '≥ 8×', verdict: atLeast(r.tcp, 8) + roundsNote(rw, wg, r.tcp, 8) });
   }
   if (kv) {
     const k = ratios(rw, kv).tcp;
-    out.push({ issue: '14', what: 'rudder wireguard / kernel VXLAN (plaintext) TCP throughput', ratio: k, target: '≥ 0.4×', verdict: atLeast(k, 0.4) });
+    out.push({ issue: '14', what: 'rudder wireguard / kernel VXLAN (plaintext) TCP throughput', ratio: k, target: '≥ 0.4×', verdict: atLeast(k, 0.4) + roundsNote(rw, kv, k, 0.4) });
   }
   if (ru) {
     const u = ratios(rw, ru).tcp;
-    out.push({ issue: '14', what: 'rudder wireguard / rudder udp TCP throughput', ratio: u, target: '≥ 0.6×', verdict: atLeast(u, 0.6) });
+    out.push({ issue: '14', what: 'rudder wireguard / rudder udp TCP throughput', ratio: u, target: '≥ 0.6×', verdict: atLeast(u, 0.6) + roundsNote(rw, ru, u, 0.6) });
   }
   if (wg) {
     const r = ratios(rw, wg);
