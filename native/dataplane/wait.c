@@ -146,6 +146,26 @@ bool spin_other_busy(struct worker *w, int me)
 }
 
 /*
+ * Looks at pf[0..n) with zero-timeout polls until one is readable (true;
+ * *found = when the look that found it started) or `deadline` passes or
+ * stop is requested (false). `yield` gives the CPU away between looks.
+ * Spinning and lingering both wait this way.
+ */
+static bool poll_until(struct dp *dp, struct pollfd *pf, nfds_t n, uint64_t deadline, bool yield, uint64_t *found)
+{
+	for (uint64_t now = now_ns(); now < deadline && !atomic_load_explicit(&dp->stopping, memory_order_relaxed);
+	        now = now_ns()) {
+		if (poll(pf, n, 0) > 0) {
+			*found = now;
+			return true;
+		}
+		if (yield)
+			sched_yield();
+	}
+	return false;
+}
+
+/*
  * If the other thread asked this one to spin, polls `fd` without sleeping
  * until it is readable (true) or the budget since the kick is spent (false).
  * The budget follows 4x the waits that found something (EWMA), doubles when
@@ -160,17 +180,14 @@ static bool spin_wait(struct worker *w, int me, struct spin_local *sl, int fd)
 	uint64_t kick = atomic_exchange(&w->spin[me].kick_at, 0);
 	if (kick == 0 || !sl->low_rate) /* a busy thread finds work anyway: spinning would only take CPU */
 		return false;
-	uint64_t deadline = kick + sl->budget, now = now_ns();
 	struct pollfd pf = {.fd = fd, .events = POLLIN};
-	while (now < deadline && !atomic_load_explicit(&dp->stopping, memory_order_relaxed)) {
-		if (poll(&pf, 1, 0) > 0) {
-			uint64_t b = (3 * sl->budget + 4 * (now - kick)) / 4;
-			sl->budget = b < SPIN_MIN_NS ? SPIN_MIN_NS : b > SPIN_MAX_NS ? SPIN_MAX_NS
-			                                                             : b;
-			sl->missed_kick = 0;
-			return true;
-		}
-		now = now_ns();
+	uint64_t found;
+	if (poll_until(dp, &pf, 1, kick + sl->budget, false, &found)) {
+		uint64_t b = (3 * sl->budget + 4 * (found - kick)) / 4;
+		sl->budget = b < SPIN_MIN_NS ? SPIN_MIN_NS : b > SPIN_MAX_NS ? SPIN_MAX_NS
+		                                                             : b;
+		sl->missed_kick = 0;
+		return true;
 	}
 	sl->missed_kick = kick;
 	return false;
@@ -250,13 +267,8 @@ static enum wake served_wait(struct worker *w, int me)
 static bool linger(struct dp *dp, int fd, int partner)
 {
 	struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = partner, .events = POLLIN}};
-	uint64_t deadline = now_ns() + LINGER_NS;
-	do {
-		if (poll(pf, partner >= 0 ? 2 : 1, 0) > 0)
-			return true;
-		sched_yield();
-	} while (now_ns() < deadline && !atomic_load_explicit(&dp->stopping, memory_order_relaxed));
-	return false;
+	uint64_t found;
+	return poll_until(dp, pf, partner >= 0 ? 2 : 1, now_ns() + LINGER_NS, true, &found);
 }
 
 /* Sleeps up to ms unless stop is requested; returns true on stop. */
