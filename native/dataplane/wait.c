@@ -147,16 +147,17 @@ bool spin_other_busy(struct worker *w, int me)
 
 /*
  * Looks at pf[0..n) with zero-timeout polls until one is readable (true;
- * *found = when the look that found it started) or `deadline` passes or
- * stop is requested (false). `yield` gives the CPU away between looks.
- * Spinning and lingering both wait this way.
+ * *found, unless NULL, = when the look that found it started) or
+ * `deadline` passes or stop is requested (false). `yield` gives the CPU
+ * away between looks. Spinning and lingering both wait this way.
  */
 static bool poll_until(struct dp *dp, struct pollfd *pf, nfds_t n, uint64_t deadline, bool yield, uint64_t *found)
 {
 	for (uint64_t now = now_ns(); now < deadline && !atomic_load_explicit(&dp->stopping, memory_order_relaxed);
 	        now = now_ns()) {
 		if (poll(pf, n, 0) > 0) {
-			*found = now;
+			if (found)
+				*found = now;
 			return true;
 		}
 		if (yield)
@@ -267,8 +268,7 @@ static enum wake served_wait(struct worker *w, int me)
 static bool linger(struct dp *dp, int fd, int partner)
 {
 	struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = partner, .events = POLLIN}};
-	uint64_t found;
-	return poll_until(dp, pf, partner >= 0 ? 2 : 1, now_ns() + LINGER_NS, true, &found);
+	return poll_until(dp, pf, partner >= 0 ? 2 : 1, now_ns() + LINGER_NS, true, NULL);
 }
 
 /* Sleeps up to ms unless stop is requested; returns true on stop. */
