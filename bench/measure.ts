@@ -99,9 +99,12 @@ const START_TRIES = 2;
 /** Test starts that failed and were retried, for the report. */
 export const startRetries: string[] = [];
 
-async function iperf(client: Netns, args: string[], timeS: number): Promise<IperfJson> {
+/** `argv` run on the CPUs of list `cpus` (taskset), or as it is. */
+const onCpus = (cpus: string | undefined, argv: string[]): string[] => (cpus === undefined ? argv : ['taskset', '-c', cpus, ...argv]);
+
+async function iperf(client: Netns, args: string[], timeS: number, cpus: string | undefined): Promise<IperfJson> {
   // `timeout` bounds a hung test (lost control connection); it ends iperf3 by its PID.
-  const argv = ['timeout', '-k', '5', String(Math.ceil(timeS) + 30), 'iperf3', '-J', '--connect-timeout', '5000', ...args];
+  const argv = ['timeout', '-k', '5', String(Math.ceil(timeS) + 30), ...onCpus(cpus, ['iperf3', '-J', '--connect-timeout', '5000', ...args])];
   for (let attempt = 1; ; attempt++) {
     const r = await client.exec(argv, { allowFailure: true });
     let j: IperfJson;
@@ -130,6 +133,20 @@ export interface Path {
   port: number;
   /** The receiving namespace: where the UDP test reads its socket's drop counter. */
   server?: Netns | undefined;
+  /** --host-cpus: the client's CPU list (taskset); absent: not pinned. */
+  cpus?: string | undefined;
+}
+
+/**
+ * Pins every process now in namespaces `nss` (every thread: taskset -a) to
+ * the CPUs of `cpus`; threads they start later inherit it. A process that
+ * ended meanwhile is skipped.
+ */
+export async function pinNamespaces(nss: readonly Netns[], cpus: string): Promise<void> {
+  for (const ns of nss) {
+    const pids = (await run(['ip', 'netns', 'pids', ns.name], { allowFailure: true })).stdout.split(/\s+/).filter(Boolean);
+    for (const pid of pids) await run(['taskset', '-a', '-p', '-c', cpus, pid], { allowFailure: true });
+  }
 }
 
 /**
@@ -188,8 +205,8 @@ async function followSocketDrops(ns: Netns, port: number): Promise<{ stop: () =>
 
 const bindArgs = (source: string | undefined): string[] => (source ? ['-B', source] : []);
 
-export async function measureTcp({ client, target, source, port }: Path, p: BenchParams): Promise<TcpResult> {
-  const j = await iperf(client, [...bindArgs(source), '-c', target, '-p', String(port), '-t', String(p.timeS), '-O', String(p.omitS)], p.timeS + p.omitS);
+export async function measureTcp({ client, target, source, port, cpus }: Path, p: BenchParams): Promise<TcpResult> {
+  const j = await iperf(client, [...bindArgs(source), '-c', target, '-p', String(port), '-t', String(p.timeS), '-O', String(p.omitS)], p.timeS + p.omitS, cpus);
   const bps = j.end?.sum_received?.bits_per_second;
   if (typeof bps !== 'number') throw new Error('iperf3 TCP: no end.sum_received in the JSON');
   return { mbps: bps / 1e6, retransmits: j.end?.sum_sent?.retransmits ?? 0 };
@@ -202,7 +219,7 @@ export async function measureTcp({ client, target, source, port }: Path, p: Benc
  * payload size; the client's loss figure counts the omitted second wrongly
  * in iperf3 3.12); loss = 1 - received / sent.
  */
-export async function measureUdp({ client, target, source, port, server }: Path, p: BenchParams): Promise<UdpResult> {
+export async function measureUdp({ client, target, source, port, server, cpus }: Path, p: BenchParams): Promise<UdpResult> {
   const drops = server ? await followSocketDrops(server, port) : null;
   let j: IperfJson;
   let dropped: number | null = null;
@@ -211,6 +228,7 @@ export async function measureUdp({ client, target, source, port, server }: Path,
       client,
       [...bindArgs(source), '-c', target, '-p', String(port), '-u', '-l', String(p.udpLen), '-b', '0', '-t', String(p.timeS), '-O', String(p.omitS), '--get-server-output'],
       p.timeS + p.omitS,
+      cpus,
     );
   } finally {
     dropped = drops?.stop() ?? null;
@@ -226,8 +244,8 @@ export async function measureUdp({ client, target, source, port, server }: Path,
   return { rxPps, txPps, sockDropPps, lossPct: txPps > 0 ? Math.max(0, 100 * (1 - rxPps / txPps)) : 0 };
 }
 
-export async function measureRtt({ client, target, source }: Path, p: BenchParams): Promise<RttResult> {
-  const argv = ['ping', '-n', '-c', String(p.pings), '-i', String(p.pingIntervalS), '-W', '1', ...(source ? ['-I', source] : []), target];
+export async function measureRtt({ client, target, source, cpus }: Path, p: BenchParams): Promise<RttResult> {
+  const argv = onCpus(cpus, ['ping', '-n', '-c', String(p.pings), '-i', String(p.pingIntervalS), '-W', '1', ...(source ? ['-I', source] : []), target]);
   const out = await client.exec(argv, { allowFailure: true });
   const r = parsePing(target, out.stdout + out.stderr, out.code);
   if (r.replies.length === 0) throw new Error(`ping ${target} from ${client.name}: no reply (${r.errors[0] ?? 'lost'})`);

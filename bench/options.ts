@@ -16,6 +16,12 @@ export interface Options {
   write: boolean;
   /** Another built checkout of Rudder: every rudder variant gets an "(A)" twin running its bin/rudder. */
   abBaseline: string | null;
+  /**
+   * --host-cpus: the CPU lists (taskset's syntax) host 1's and host 2's
+   * processes are pinned to while measured, to model two machines; null:
+   * the scheduler places them.
+   */
+  hostCpus: [string, string] | null;
   help: boolean;
 }
 
@@ -37,6 +43,10 @@ export function usage(): string {
   --ab-baseline DIR   A/B: DIR is another built checkout of Rudder (bin/rudder, dist/,
                       native/build); each rudder variant gets a twin "rudder X (A)" run from
                       DIR, measured in the same rounds, and an A/B table (this build / DIR)
+  --host-cpus L1/L2   pin every process of host 1 (daemons, iperf3, ping, tunnels) to the
+                      CPUs in list L1 and host 2's to L2 (taskset syntax: "0/1", "0-3/4-7")
+                      before each measurement: two machines instead of one shared CPU pool;
+                      the kernel's softirq work stays where the kernel puts it
   --quick             1 round of 2 s, 20 pings: for development
   --out DIR           where latest.md/.svg/.png/.json go (default bench/results)
   --no-write          print only`;
@@ -52,6 +62,7 @@ export function parseBenchArgs(argv: readonly string[], defaultOutDir: string): 
     outDir: defaultOutDir,
     write: true,
     abBaseline: null,
+    hostCpus: null,
     help: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -76,6 +87,7 @@ export function parseBenchArgs(argv: readonly string[], defaultOutDir: string): 
       case 'only': o.only = val().split(',').map((s) => s.trim()).filter(Boolean); break;
       case 'pods': o.pods = true; break;
       case 'ab-baseline': o.abBaseline = path.resolve(val()); break;
+      case 'host-cpus': o.hostCpus = parseHostCpus(val()); break;
       case 'quick': o.rounds = 1; o.params.timeS = 2; o.params.pings = 20; break;
       case 'out': o.outDir = path.resolve(val()); break;
       case 'no-write': o.write = false; break;
@@ -84,6 +96,40 @@ export function parseBenchArgs(argv: readonly string[], defaultOutDir: string): 
     }
   }
   return o;
+}
+
+const CPU_LIST = /^\d+(-\d+)?(,\d+(-\d+)?)*$/;
+
+/** The CPUs a list in taskset's syntax ("0", "0-3", "0,2-3") names, ascending; throws on a malformed list. */
+export function cpuListCpus(list: string): number[] {
+  if (!CPU_LIST.test(list)) throw new Error(`CPU list ${JSON.stringify(list)}: expected numbers and ranges, as "0", "0-3" or "0,2-3"`);
+  const cpus = new Set<number>();
+  for (const part of list.split(',')) {
+    const [a, b = a] = part.split('-').map(Number) as [number, number?];
+    if (b < a) throw new Error(`CPU list ${JSON.stringify(list)}: range ${part} runs backwards`);
+    for (let c = a; c <= b; c++) cpus.add(c);
+  }
+  return [...cpus].sort((x, y) => x - y);
+}
+
+/** --host-cpus "L1/L2": host 1's and host 2's CPU lists; throws an Error naming the option and the value. */
+export function parseHostCpus(v: string): [string, string] {
+  const parts = v.split('/');
+  try {
+    if (parts.length !== 2) throw new Error('expected two CPU lists, host 1\'s and host 2\'s, joined by "/"');
+    for (const l of parts) cpuListCpus(l);
+  } catch (e) {
+    throw new Error(`--host-cpus ${JSON.stringify(v)}: ${(e as Error).message} (as "0/1" or "0-3/4-7")`);
+  }
+  return [parts[0] as string, parts[1] as string];
+}
+
+/** --host-cpus against this machine: every CPU named must exist (0 .. ncpus-1). */
+export function checkHostCpus(lists: readonly [string, string], ncpus: number): void {
+  for (const l of lists) {
+    const over = cpuListCpus(l).filter((c) => c >= ncpus);
+    if (over.length) throw new Error(`--host-cpus ${lists.join('/')}: CPU ${over.join(', ')} does not exist here (CPUs 0-${ncpus - 1})`);
+  }
 }
 
 /** The files a baseline checkout must have for its daemons to run. */

@@ -66,6 +66,8 @@ export interface RunInfo {
   durationS: number;
   params: BenchParams;
   rounds: number;
+  /** --host-cpus: host 1's and host 2's CPU lists; absent: unpinned. */
+  hostCpus?: readonly [string, string];
   node: string;
   iperf3: string;
   socat: string;
@@ -81,6 +83,9 @@ export interface AbInfo {
   baselineDir: string;
   baselineCommit: string;
 }
+
+/** "CPU 0", "CPUs 0-3": a CPU list as the header says it. */
+const cpusWord = (list: string): string => `${/^\d+$/.test(list) ? 'CPU' : 'CPUs'} ${list}`;
 
 function stat(xs: number[]): Stat | null {
   const v = xs.filter((x) => Number.isFinite(x));
@@ -724,6 +729,11 @@ export function markdownReport(results: VariantResult[], info: RunInfo, notes: s
     `- method: ${info.rounds} round${info.rounds === 1 ? '' : 's'}, variants interleaved (order rotated each round); per variant and round: iperf3 TCP ${p.timeS} s after ${p.omitS} s omitted, ` +
       `iperf3 UDP ${p.udpLen}-byte payloads unlimited rate (-b 0) ${p.timeS} s after ${p.omitS} s omitted, ${p.pings} pings at ${p.pingIntervalS} s; figures are medians over the rounds, (min–max) the spread`,
   );
+  if (info.hostCpus)
+    out.push(
+      `- host CPUs (--host-cpus): host 1's processes on ${cpusWord(info.hostCpus[0])}, host 2's on ${cpusWord(info.hostCpus[1])} (taskset, every thread), as on two machines; ` +
+        `the kernel's softirq work is not pinned. Figures are not comparable with unpinned runs.`,
+    );
   out.push(`- run time: ${Math.round(info.durationS)} s`);
   out.push('');
   out.push('Topology: two hosts = two network namespaces on a veth/bridge underlay (198.18.0.0/15, MTU 1500); ' +
@@ -882,7 +892,7 @@ export function svgChart(results: VariantResult[], info: RunInfo): string {
   o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
   o.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
   o.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">Rudder benchmark: % of the underlay veth (higher is better)</text>`);
-  o.push(`<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">${xmlEsc(`${info.date} · kernel ${info.kernel} · ${info.cpus} CPUs · medians of ${info.rounds} rounds`)}</text>`);
+  o.push(`<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">${xmlEsc(`${info.date} · kernel ${info.kernel} · ${info.cpus} CPUs · medians of ${info.rounds} rounds${info.hostCpus ? ` · hosts on CPUs ${info.hostCpus.join(' / ')}` : ''}`)}</text>`);
   // legend
   series.forEach((s, i) => {
     const lx = left + i * 200;

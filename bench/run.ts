@@ -66,7 +66,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { type BenchParams, measureRtt, measureTcp, measureUdp, setClockTicks, startRetries, withCpu } from './measure';
+import { type BenchParams, measureRtt, measureTcp, measureUdp, pinNamespaces, setClockTicks, startRetries, withCpu } from './measure';
 import {
   type RunInfo,
   type Sample,
@@ -88,7 +88,7 @@ import {
   wireguardTargetLines,
 } from './report';
 import { svgToPng } from './png';
-import { checkBaseline, parseBenchArgs, selectVariants, usage } from './options';
+import { checkBaseline, checkHostCpus, parseBenchArgs, selectVariants, usage } from './options';
 import { BenchEnv, GROUP_COMPANIONS, IPERF_PORT, type Prepared, type Variant, defaultVariants } from './variants';
 import { repoRoot } from '../src/topology/util';
 
@@ -126,10 +126,16 @@ const log = (msg: string): void => {
   process.stderr.write(`bench: ${msg}\n`);
 };
 
-async function measureOnce(v: Variant, p: Prepared, params: BenchParams): Promise<Sample> {
+async function measureOnce(v: Variant, p: Prepared, params: BenchParams, hostCpus: readonly [string, string] | null): Promise<Sample> {
   const s: Sample = { errors: [] };
   const pids = p.cpuPids();
-  const path = { client: p.client, target: p.target, source: p.source, port: IPERF_PORT, server: p.server };
+  if (hostCpus !== null) {
+    // Before every measurement: processes a variant started since (a restarted daemon) are pinned too.
+    const [h1, h2] = p.hosts ?? [[p.client], [p.server]];
+    await pinNamespaces(h1, hostCpus[0]);
+    await pinNamespaces(h2, hostCpus[1]);
+  }
+  const path = { client: p.client, target: p.target, source: p.source, port: IPERF_PORT, server: p.server, cpus: hostCpus?.[0] };
   // A failed measurement is recorded and the others still run: one bad round must not hide the rest.
   const attempt = async (what: string, fn: () => Promise<void>): Promise<void> => {
     try {
@@ -164,6 +170,7 @@ async function main(): Promise<void> {
     return;
   }
   const baselineBin = opts.abBaseline === null ? undefined : checkBaseline(opts.abBaseline);
+  if (opts.hostCpus !== null) checkHostCpus(opts.hostCpus, os.cpus().length);
   if (process.getuid?.() !== 0) throw new Error('the benchmark builds network namespaces: run it as root');
   setClockTicks(Number(sh('getconf', ['CLK_TCK'])) || 100);
 
@@ -208,7 +215,7 @@ async function main(): Promise<void> {
       for (let k = 0; k < live.length; k++) {
         const v = live[(k + r) % live.length] as Variant;
         const res = results.find((x) => x.id === v.id)!;
-        res.samples.push(await measureOnce(v, prepared.get(v.id)!, opts.params));
+        res.samples.push(await measureOnce(v, prepared.get(v.id)!, opts.params, opts.hostCpus));
       }
     }
     // 3. The daemons' RSS after the run (rudder and flanneld), before anything is torn down.
@@ -242,6 +249,7 @@ async function main(): Promise<void> {
     durationS: (Date.now() - started) / 1000,
     params: opts.params,
     rounds: opts.rounds,
+    ...(opts.hostCpus !== null ? { hostCpus: opts.hostCpus } : {}),
     node: process.version,
     iperf3: sh('iperf3', ['--version']).split('\n')[0] ?? '?',
     ...(opts.abBaseline !== null

@@ -47,6 +47,11 @@ export interface Prepared {
   mtu: number;
   /** Processes that carry the packets in user space; their CPU time is reported. */
   cpuPids(): number[];
+  /**
+   * Host 1's and host 2's namespaces, where --host-cpus pins every process;
+   * absent: [client], [server].
+   */
+  hosts?: readonly [readonly Netns[], readonly Netns[]];
   /** The overlay daemons of the path (rudder, flanneld), one per host: their RSS is read after the rounds. */
   daemonPids?(): number[];
 }
@@ -431,7 +436,15 @@ export function rudderVariant(backendType: string, opts: { pods?: boolean; basel
       if (opts.pods) {
         const p1 = s.h1.pod!;
         const p2 = s.h2.pod!;
-        return { client: p1.ns, server: p2.ns, target: s.p2Ip, source: s.p1Ip, mtu: s.mtu, cpuPids: () => daemonPids(s) };
+        return {
+          client: p1.ns,
+          server: p2.ns,
+          hosts: [[s.h1.ns, p1.ns], [s.h2.ns, p2.ns]],
+          target: s.p2Ip,
+          source: s.p1Ip,
+          mtu: s.mtu,
+          cpuPids: () => daemonPids(s),
+        };
       }
       return { client: s.h1.ns, server: s.h2.ns, target: s.h2OverlayIp, source: s.h1OverlayIp, mtu: s.mtu, cpuPids: () => daemonPids(s), daemonPids: () => daemonPids(s) };
     },

@@ -6,7 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { baselineFiles, checkBaseline, parseBenchArgs, selectVariants, type Selectable } from '../../bench/options';
+import { baselineFiles, checkBaseline, checkHostCpus, cpuListCpus, parseBenchArgs, selectVariants, type Selectable } from '../../bench/options';
 import { abCell, abRows, abTable, abVerdict, consoleTable, forwardsInUserspace, markdownReport, summarize, type RunInfo, type Sample, type VariantResult } from '../../bench/report';
 import type { Group } from '../../bench/variants';
 
@@ -43,6 +43,19 @@ describe('bench options', () => {
     assert.throws(() => parseBenchArgs(['--rounds', '0'], OUT), /--rounds: expected a number ≥ 1/);
     assert.throws(() => parseBenchArgs(['--time', 'x'], OUT), /--time: expected a number ≥ 1/);
     assert.throws(() => parseBenchArgs(['--baseline', 'x'], OUT), /unknown option --baseline/);
+  });
+
+  it('--host-cpus takes two CPU lists, host 1\'s / host 2\'s; malformed ones and CPUs this machine lacks are named', () => {
+    assert.equal(parseBenchArgs([], OUT).hostCpus, null);
+    assert.deepEqual(parseBenchArgs(['--host-cpus', '0/1'], OUT).hostCpus, ['0', '1']);
+    assert.deepEqual(parseBenchArgs(['--host-cpus=0-3/4,6-7'], OUT).hostCpus, ['0-3', '4,6-7']);
+    assert.deepEqual(cpuListCpus('4,6-7,5'), [4, 5, 6, 7]);
+    assert.deepEqual(cpuListCpus('2-2'), [2]);
+    for (const bad of ['0', '0/1/2', '/1', 'a/1', '0-/1', '1-0/2', '0,,1/2'])
+      assert.throws(() => parseBenchArgs(['--host-cpus', bad], OUT), (e: Error) => e.message.startsWith(`--host-cpus ${JSON.stringify(bad)}: `) && e.message.includes('"0/1"'), bad);
+    assert.throws(() => parseBenchArgs(['--host-cpus', '1-0/2'], OUT), /range 1-0 runs backwards/);
+    checkHostCpus(['0', '1'], 2);
+    assert.throws(() => checkHostCpus(['0', '1-3'], 2), /--host-cpus 0\/1-3: CPU 2, 3 does not exist here \(CPUs 0-1\)/);
   });
 
   it('a baseline must be built: bin/rudder, dist and the native addon, each missing one named', () => {
@@ -221,5 +234,9 @@ describe('bench A/B table', () => {
     assert.match(md, /\| rudder udp \| 1\.01× \(0\.99–1\.01\) \|/);
     assert.ok(md.indexOf('## A/B') < md.indexOf('## Targets'), 'the A/B table before the targets');
     assert.doesNotMatch(markdownReport(fixture().filter((r) => r.abTwinOf === undefined), info, []), /## A\/B/);
+    // Pinned hosts are said in the header; unpinned runs say nothing of it.
+    assert.doesNotMatch(md, /host CPUs/);
+    assert.match(markdownReport(fixture(), { ...info, hostCpus: ['0', '1'] }, []), /^- host CPUs \(--host-cpus\): host 1's processes on CPU 0, host 2's on CPU 1 /m);
+    assert.match(markdownReport(fixture(), { ...info, hostCpus: ['0-3', '4,6'] }, []), /host 1's processes on CPUs 0-3, host 2's on CPUs 4,6 /);
   });
 });
