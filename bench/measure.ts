@@ -140,12 +140,20 @@ export interface Path {
 /**
  * Pins every process now in namespaces `nss` (every thread: taskset -a) to
  * the CPUs of `cpus`; threads they start later inherit it. A process that
- * ended meanwhile is skipped.
+ * ended meanwhile is skipped; one that cannot be pinned (a second try, in
+ * case a thread ended under the first) is an error, since the run would
+ * not be the model it says.
  */
 export async function pinNamespaces(nss: readonly Netns[], cpus: string): Promise<void> {
   for (const ns of nss) {
-    const pids = (await run(['ip', 'netns', 'pids', ns.name], { allowFailure: true })).stdout.split(/\s+/).filter(Boolean);
-    for (const pid of pids) await run(['taskset', '-a', '-p', '-c', cpus, pid], { allowFailure: true });
+    const pids = (await run(['ip', 'netns', 'pids', ns.name])).stdout.split(/\s+/).filter(Boolean);
+    for (const pid of pids) {
+      const argv = ['taskset', '-a', '-p', '-c', cpus, pid];
+      let r = await run(argv, { allowFailure: true });
+      if (r.code !== 0) r = await run(argv, { allowFailure: true });
+      if (r.code !== 0 && fs.existsSync(`/proc/${pid}`))
+        throw new Error(`--host-cpus: could not pin PID ${pid} in ${ns.name} to CPUs ${cpus}: ${(r.stderr || r.stdout).trim().slice(0, 200)}`);
+    }
   }
 }
 
