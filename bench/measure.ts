@@ -146,9 +146,8 @@ export interface Path {
  */
 export async function pinNamespaces(nss: readonly Netns[], cpus: string): Promise<void> {
   for (const ns of nss) {
-    const pids = (await run(['ip', 'netns', 'pids', ns.name])).stdout.split(/\s+/).filter(Boolean);
-    for (const pid of pids) {
-      const argv = ['taskset', '-a', '-p', '-c', cpus, pid];
+    for (const pid of await ns.pids()) {
+      const argv = ['taskset', '-a', '-p', '-c', cpus, String(pid)];
       let r = await run(argv, { allowFailure: true });
       if (r.code !== 0) r = await run(argv, { allowFailure: true });
       if (r.code !== 0 && fs.existsSync(`/proc/${pid}`))
@@ -183,7 +182,7 @@ export function udpDropsByInode(listing: string, port: number): Map<string, numb
  */
 async function followSocketDrops(ns: Netns, port: number): Promise<{ stop: () => number | null }> {
   // Any process of the namespace shows its /proc/net/udp; one that ends hands over to the next.
-  const pids = (await run(['ip', 'netns', 'pids', ns.name], { allowFailure: true })).stdout.split(/\s+/).filter(Boolean);
+  const pids = (await ns.pids().catch(() => [])).map(String);
   const last = new Map<string, number>();
   let read = false;
   const sample = (): void => {
